@@ -1,0 +1,333 @@
+"""The book: every session and lot the engine holds, their timers, and snapshots of it all.
+
+Pure: every method that depends on time takes `now`; nothing here reads a clock or does I/O.
+"""
+
+import heapq
+from typing import Any
+
+from engine.book.errors import InvalidCommand, NotFound, RejectCode
+from engine.book.events import Event, LotClosed
+from engine.book.increments import IncrementRule, rule_from_spec
+from engine.book.lot import BidHistory, Decision, Lot
+from engine.book.session import Session
+from engine.book.states import CLOSED_LOT_STATES, LotState, SessionState
+from engine.book.types import NO_USER, Fen, LotId, Millis, SessionId, UserId
+
+# Timer kinds, in the order they must fire when due at the same instant.
+_PREVIEW, _OPEN, _CLOSE_LOT = 0, 1, 2
+
+
+class Book:
+    def __init__(self) -> None:
+        self.sessions: dict[SessionId, Session] = {}
+        self.lots: dict[LotId, Lot] = {}
+        self.blocked: set[UserId] = set()
+        self.events: list[Event] = []
+        # (due, kind, id); stale entries (a lot extended since) are skipped when popped.
+        self._timers: list[tuple[Millis, int, int]] = []
+
+    # -- configuration -------------------------------------------------------------------------
+    def put_session(
+        self,
+        session_id: SessionId,
+        *,
+        preview_start: Millis,
+        preview_end: Millis,
+        bidding_start: Millis,
+        bidding_end: Millis,
+        deposit: Fen = 0,
+        soft_close_ms: Millis = 0,
+        soft_close_cap_ms: Millis = 0,
+    ) -> Session:
+        """Create a session, or change it while it has not started bidding."""
+        settings = {
+            "preview_start": preview_start,
+            "preview_end": preview_end,
+            "bidding_start": bidding_start,
+            "bidding_end": bidding_end,
+            "deposit": deposit,
+            "soft_close_ms": soft_close_ms,
+            "soft_close_cap_ms": soft_close_cap_ms,
+        }
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = Session(session_id, events=self.events, **settings)
+            self.sessions[session_id] = session
+        else:
+            session.configure(**settings)
+            for lot_id in session.lot_ids:
+                self.lots[lot_id].ends_at = bidding_end
+        heapq.heappush(self._timers, (preview_start, _PREVIEW, session_id))
+        heapq.heappush(self._timers, (bidding_start, _OPEN, session_id))
+        return session
+
+    def put_lot(
+        self,
+        lot_id: LotId,
+        session_id: SessionId,
+        rule: IncrementRule,
+        *,
+        reserve: Fen = 0,
+        deposit: Fen = 0,
+    ) -> Lot:
+        """Create a lot in a session, or change it while it has not opened for bidding."""
+        session = self.session(session_id)
+        if reserve < 0 or deposit < 0:
+            raise InvalidCommand("reserve and deposit must not be negative")
+        lot = self.lots.get(lot_id)
+        if lot is not None:
+            if lot.session is not session:
+                raise InvalidCommand("a lot cannot move to another session")
+            if lot.state not in (LotState.SCHEDULED, LotState.PREVIEW):
+                raise InvalidCommand("a lot can be changed only before it opens")
+            lot.rule, lot.reserve, lot.deposit = rule, reserve, deposit
+            return lot
+        if session.state not in (SessionState.SCHEDULED, SessionState.PREVIEW):
+            raise InvalidCommand("lots can be added only before the session's bidding starts")
+        lot = Lot(lot_id, session, rule, reserve=reserve, deposit=deposit, events=self.events)
+        self.lots[lot_id] = lot
+        session.lot_ids.append(lot_id)
+        if session.state is SessionState.PREVIEW:
+            lot.preview()
+        heapq.heappush(self._timers, (lot.ends_at, _CLOSE_LOT, lot_id))
+        return lot
+
+    def session(self, session_id: SessionId) -> Session:
+        try:
+            return self.sessions[session_id]
+        except KeyError:
+            raise NotFound(f"no session {session_id}") from None
+
+    def lot(self, lot_id: LotId) -> Lot:
+        try:
+            return self.lots[lot_id]
+        except KeyError:
+            raise NotFound(f"no lot {lot_id}") from None
+
+    def register_deposit(self, session_id: SessionId, lot_id: LotId | None, user: UserId) -> None:
+        """Record a paid deposit: per lot, or (lot_id None) for the whole session."""
+        if lot_id is None:
+            self.session(session_id).depositors.add(user)
+            return
+        lot = self.lot(lot_id)
+        if lot.session.session_id != session_id:
+            raise InvalidCommand("the lot is not in that session")
+        lot.depositors.add(user)
+
+    def block(self, user: UserId) -> None:
+        self.blocked.add(user)
+
+    def unblock(self, user: UserId) -> None:
+        self.blocked.discard(user)
+
+    # -- bids ----------------------------------------------------------------------------------
+    def place(self, lot_id: LotId, bidder: UserId, amount: Fen, is_max: bool, now: Millis) -> Decision:
+        lot = self.lots.get(lot_id)
+        if lot is None:
+            return Decision(False, RejectCode.NOT_FOUND, lot_id, 0, 0, NO_USER)
+        if bidder <= 0 or amount <= 0:
+            return Decision(False, RejectCode.BAD_REQUEST, lot_id, lot.price, lot.next_min(), lot.leader)
+        if bidder in self.blocked:
+            return Decision(False, RejectCode.BLOCKED, lot_id, lot.price, lot.next_min(), lot.leader)
+        ends_at = lot.ends_at
+        decision = lot.place(bidder, amount, is_max, now)
+        if lot.ends_at != ends_at:
+            heapq.heappush(self._timers, (lot.ends_at, _CLOSE_LOT, lot_id))
+        return decision
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def open_lot(self, lot_id: LotId, now: Millis) -> None:
+        """Open one lot for bidding now (early opening by an admin)."""
+        lot = self.lot(lot_id)
+        if lot.state is LotState.SCHEDULED and lot.session.state is SessionState.SCHEDULED:
+            lot.session.move_to(SessionState.PREVIEW, now)
+        lot.open(now)
+        if lot.session.state is not SessionState.BIDDING:
+            lot.session.move_to(SessionState.BIDDING, now)
+        heapq.heappush(self._timers, (lot.ends_at, _CLOSE_LOT, lot_id))
+
+    def close_lot(self, lot_id: LotId, now: Millis, reason: str = "closed_early") -> None:
+        lot = self.lot(lot_id)
+        if lot.state is not LotState.BIDDING:
+            raise InvalidCommand(f"lot {lot_id} is not open for bidding")
+        lot.close(now, reason)
+        self._end_session_if_done(lot.session, now)
+
+    def cancel_lot(self, lot_id: LotId, now: Millis, reason: str) -> None:
+        lot = self.lot(lot_id)
+        if lot.state in CLOSED_LOT_STATES:
+            raise InvalidCommand(f"lot {lot_id} is already closed")
+        lot.close(now, f"cancelled: {reason}", force_unsold=True)
+        self._end_session_if_done(lot.session, now)
+
+    def mark_overdue(self, lot_id: LotId) -> None:
+        self.lot(lot_id).mark_overdue()
+
+    def next_due(self) -> Millis | None:
+        """When `advance` next has something to do (None: nothing scheduled)."""
+        while self._timers and self._is_stale(self._timers[0]):
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    def _is_stale(self, timer: tuple[Millis, int, int]) -> bool:
+        due, kind, ident = timer
+        if kind == _CLOSE_LOT:
+            lot = self.lots.get(ident)
+            return lot is None or lot.ends_at != due or lot.state in CLOSED_LOT_STATES
+        session = self.sessions.get(ident)
+        if session is None:
+            return True
+        if kind == _PREVIEW:
+            return session.preview_start != due or session.state is not SessionState.SCHEDULED
+        return session.bidding_start != due or session.state not in (
+            SessionState.SCHEDULED,
+            SessionState.PREVIEW,
+        )
+
+    def advance(self, now: Millis) -> None:
+        """Fire every timer due at or before `now`: previews, openings, lot closes."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            timer = heapq.heappop(timers)
+            if self._is_stale(timer):
+                continue
+            _due, kind, ident = timer
+            if kind == _CLOSE_LOT:
+                lot = self.lots[ident]
+                if lot.state is LotState.BIDDING:
+                    lot.close(now, "ended")
+                    self._end_session_if_done(lot.session, now)
+                continue
+            session = self.sessions[ident]
+            if session.state is SessionState.SCHEDULED:
+                session.move_to(SessionState.PREVIEW, now)
+                for lot_id in session.lot_ids:
+                    lot = self.lots[lot_id]
+                    if lot.state is LotState.SCHEDULED:
+                        lot.preview()
+            if kind == _OPEN and session.state is SessionState.PREVIEW:
+                session.move_to(SessionState.BIDDING, now)
+                for lot_id in session.lot_ids:
+                    lot = self.lots[lot_id]
+                    if lot.state is LotState.SCHEDULED:
+                        lot.preview()
+                    if lot.state is LotState.PREVIEW:
+                        lot.open(now)
+                        heapq.heappush(timers, (lot.ends_at, _CLOSE_LOT, lot_id))
+                self._end_session_if_done(session, now)
+
+    def _end_session_if_done(self, session: Session, now: Millis) -> None:
+        if session.state is not SessionState.BIDDING:
+            return
+        if all(self.lots[lot_id].state in CLOSED_LOT_STATES for lot_id in session.lot_ids):
+            session.move_to(SessionState.ENDED, now)
+
+    def drain_events(self) -> list[Event]:
+        """Hand over the events recorded since the last call (the lots share this outbox)."""
+        if not self.events:
+            return []
+        drained = self.events.copy()
+        self.events.clear()
+        return drained
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """A plain (msgpack-able) copy of everything that decides future bids."""
+        return {
+            "sessions": [
+                [
+                    s.session_id,
+                    int(s.state),
+                    s.preview_start,
+                    s.preview_end,
+                    s.bidding_start,
+                    s.bidding_end,
+                    s.deposit,
+                    s.soft_close_ms,
+                    s.soft_close_cap_ms,
+                    sorted(s.depositors),
+                ]
+                for s in self.sessions.values()
+            ],
+            "lots": [
+                [
+                    lot.lot_id,
+                    lot.session.session_id,
+                    lot.rule.spec(),
+                    lot.reserve,
+                    lot.deposit,
+                    int(lot.state),
+                    lot.ends_at,
+                    lot.price,
+                    lot.leader,
+                    lot.leader_max,
+                    lot.winner,
+                    sorted(lot.depositors),
+                    lot.bids.to_bytes(),
+                ]
+                for lot in self.lots.values()
+            ],
+            "blocked": sorted(self.blocked),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Book":
+        book = cls()
+        for row in state["sessions"]:
+            (sid, st, p0, p1, b0, b1, deposit, soft, cap, depositors) = row
+            session = Session(
+                sid,
+                preview_start=p0,
+                preview_end=p1,
+                bidding_start=b0,
+                bidding_end=b1,
+                deposit=deposit,
+                soft_close_ms=soft,
+                soft_close_cap_ms=cap,
+                events=book.events,
+            )
+            session.state = SessionState(st)
+            session.depositors = set(depositors)
+            book.sessions[sid] = session
+            heapq.heappush(book._timers, (p0, _PREVIEW, sid))
+            heapq.heappush(book._timers, (b0, _OPEN, sid))
+        for row in state["lots"]:
+            (
+                lid,
+                sid,
+                spec,
+                reserve,
+                deposit,
+                st,
+                ends_at,
+                price,
+                leader,
+                leader_max,
+                winner,
+                depositors,
+                bids,
+            ) = row
+            session = book.sessions[sid]
+            lot = Lot(
+                lid, session, rule_from_spec(spec), reserve=reserve, deposit=deposit, events=book.events
+            )
+            lot.state = LotState(st)
+            lot.ends_at, lot.price, lot.leader, lot.leader_max, lot.winner = (
+                ends_at,
+                price,
+                leader,
+                leader_max,
+                winner,
+            )
+            lot.depositors = set(depositors)
+            lot.bids = BidHistory.from_bytes(bids)
+            book.lots[lid] = lot
+            session.lot_ids.append(lid)
+            heapq.heappush(book._timers, (ends_at, _CLOSE_LOT, lid))
+        book.blocked = set(state["blocked"])
+        return book
+
+
+def closed_lots(events: list[Event]) -> list[LotClosed]:
+    return [event for event in events if isinstance(event, LotClosed)]

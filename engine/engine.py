@@ -1,0 +1,405 @@
+"""The single writer: one coroutine applies every command to the book, in order.
+
+Per loop turn it takes everything queued, fires due timers, applies the commands, appends their
+records to the journal, fsyncs once (group commit) and only then releases the answers and the
+events. Nothing downstream (fan-out, write-behind, settlement) can make it wait: listeners are
+plain callbacks that queue work of their own.
+"""
+
+import asyncio
+import collections
+import contextlib
+import logging
+import pathlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import msgpack
+
+import engine.journal as journal
+from engine.book.book import Book
+from engine.book.errors import GavelError, RejectCode
+from engine.book.events import Event
+from engine.book.increments import rule_from_spec
+from engine.book.lot import Decision
+from engine.clock import Clock
+from engine.commands import (
+    BY_TAG,
+    TAGS,
+    BlockBidder,
+    CancelLot,
+    CloseLot,
+    Command,
+    MarkOverdue,
+    OpenLot,
+    Outcome,
+    PlaceBid,
+    PutLot,
+    PutSession,
+    RegisterDeposit,
+    SetMaxBid,
+    Tick,
+    UnblockBidder,
+)
+from engine.ports import SnapshotSink
+
+log = logging.getLogger("gavel.engine")
+
+Reply = Callable[[Outcome], None]
+
+
+class CommittedBatch(NamedTuple):
+    """What one group commit made durable: events, each with the journal seq that caused it."""
+
+    events: list[Event]
+    seqs: list[int]
+
+
+Listener = Callable[[CommittedBatch], None]
+
+_OK = Outcome(True, None, "", 0, None)
+
+
+class RefCache:
+    """Remembers the answers to each bidder's last `per_user` client references."""
+
+    __slots__ = ("answers", "per_user")
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self.answers: dict[int, collections.OrderedDict[str, Outcome]] = {}
+
+    def get(self, user_id: int, ref: str) -> Outcome | None:
+        answers = self.answers.get(user_id)
+        return answers.get(ref) if answers is not None else None
+
+    def put(self, user_id: int, ref: str, outcome: Outcome) -> None:
+        answers = self.answers.get(user_id)
+        if answers is None:
+            answers = self.answers[user_id] = collections.OrderedDict()
+        answers[ref] = outcome
+        if len(answers) > self.per_user:
+            answers.popitem(last=False)
+
+    def to_state(self, accepted_only: bool = True) -> list[list[Any]]:
+        return [
+            [user_id, [[ref, _outcome_row(o)] for ref, o in answers.items() if o.ok or not accepted_only]]
+            for user_id, answers in self.answers.items()
+        ]
+
+    def load(self, rows: Iterable[list[Any]]) -> None:
+        for user_id, entries in rows:
+            for ref, row in entries:
+                self.put(user_id, ref, _outcome_from_row(row))
+
+
+def _outcome_row(outcome: Outcome) -> list[Any]:
+    d = outcome.decision
+    return [
+        outcome.ok,
+        outcome.code,
+        outcome.seq,
+        None if d is None else [d.accepted, d.code, d.lot_id, d.price, d.next_min, d.leader],
+    ]
+
+
+def _outcome_from_row(row: list[Any]) -> Outcome:
+    ok, code, seq, d = row
+    decision = None
+    if d is not None:
+        decision = Decision(d[0], None if d[1] is None else RejectCode(d[1]), d[2], d[3], d[4], d[5])
+    return Outcome(ok, code, "", seq, decision)
+
+
+class Engine:
+    def __init__(
+        self,
+        clock: Clock,
+        journal_dir: pathlib.Path,
+        snapshot_sink: SnapshotSink | None = None,
+        *,
+        sync: bool = True,
+        refs_per_user: int = 256,
+    ) -> None:
+        self.clock = clock
+        self.journal_dir = journal_dir
+        self.snapshot_sink = snapshot_sink
+        self.sync = sync
+        self.book = Book()
+        self.refs = RefCache(refs_per_user)
+        self.listeners: list[Listener] = []
+        self.last_seq = 0
+        self.snapshot_seq = 0
+        self._writer: journal.JournalWriter | None = None
+        self._inbox: collections.deque[tuple[Command, Reply | None]] = collections.deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self._snapshot_requests: list[asyncio.Future[int]] = []
+        self._rotate_at: int | None = None
+        self._fsync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-fsync")
+        self.stats = {"batches": 0, "records": 0, "commands": 0}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Recover from the newest snapshot and the journal after it, then start the writer loop."""
+        replayed = await self.recover()
+        log.info("engine recovered", extra={"snapshot_seq": self.snapshot_seq, "replayed": replayed})
+        self._writer = journal.JournalWriter(self.journal_dir, self.last_seq + 1, sync=self.sync)
+        self._running = True
+        self._task = asyncio.create_task(self._run(), name="gavel-engine")
+
+    async def recover(self) -> int:
+        self.book = Book()
+        self.refs = RefCache(self.refs.per_user)
+        self.last_seq = self.snapshot_seq = 0
+        if self.snapshot_sink is not None:
+            latest = await self.snapshot_sink.latest()
+            if latest is not None:
+                self.load_snapshot(latest[1])
+        return self.replay(journal.recover(self.journal_dir, self.last_seq))
+
+    def replay(self, records: Iterable[tuple[int, bytes]]) -> int:
+        """Apply journal records exactly as they were first applied; returns how many."""
+        count = 0
+        unpack = msgpack.unpackb
+        apply = self._apply
+        for seq, payload in records:
+            row = unpack(payload, use_list=True)
+            command = BY_TAG[row[0]](*row[2:])
+            self.last_seq = seq
+            apply(command, row[1], seq)
+            count += 1
+        self.book.drain_events()
+        return count
+
+    async def stop(self, *, snapshot: bool = True) -> None:
+        """Stop taking commands, answer what was queued, flush the journal, optionally snapshot."""
+        if self._task is None:
+            return
+        if snapshot and self.snapshot_sink is not None:
+            await self.snapshot()
+        self._running = False
+        self._wake.set()
+        await self._task
+        self._task = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._fsync_pool.shutdown(wait=True)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # -- input ---------------------------------------------------------------------------------
+    def submit(self, command: Command, reply: Reply | None = None) -> None:
+        """Queue a command; `reply` is called (on the loop) once its answer is durable."""
+        if not self._running:
+            if reply is not None:
+                reply(Outcome(False, "UNAVAILABLE", "the engine is not running", 0, None))
+            return
+        self._inbox.append((command, reply))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def execute(self, command: Command) -> "asyncio.Future[Outcome]":
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+        def reply(outcome: Outcome) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        self.submit(command, reply)
+        return future
+
+    def poke(self) -> None:
+        """Wake the loop (tests that move a fake clock call this so due timers fire)."""
+        self._wake.set()
+
+    def snapshot(self) -> "asyncio.Future[int]":
+        """Ask for a snapshot at the next loop turn; resolves with the seq it covers once saved."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._snapshot_requests.append(future)
+        self._wake.set()
+        return future
+
+    # -- the writer loop -----------------------------------------------------------------------
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        writer = self._writer
+        assert writer is not None
+        while True:
+            if not self._inbox and not self._snapshot_requests and self._rotate_at is None:
+                if not self._running:
+                    break
+                self._wake.clear()
+                timeout = self._seconds_to_next_timer()
+                if timeout is None or timeout > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+            if self._rotate_at is not None:
+                writer.rotate()
+                writer.prune(self._rotate_at)
+                self._rotate_at = None
+            if self._snapshot_requests:
+                self._start_snapshot()
+            inbox = self._inbox
+            self._inbox = collections.deque()
+            now = self.clock.now_ms()
+            replies: list[tuple[Reply, Outcome]] = []
+            seqs: list[int] = []
+            events = self.book.events
+            due = self.book.next_due()
+            if due is not None and due <= now:
+                self._journal_and_apply(Tick(), now)
+                seqs.extend([self.last_seq] * len(events))
+            for command, reply in inbox:
+                outcome = self._handle(command, now)
+                if len(events) > len(seqs):
+                    seqs.extend([outcome.seq] * (len(events) - len(seqs)))
+                if reply is not None:
+                    replies.append((reply, outcome))
+            self.stats["batches"] += 1
+            self.stats["commands"] += len(inbox)
+            if writer.pending():
+                self.stats["records"] += writer.pending()
+                data = writer.take_batch()
+                await loop.run_in_executor(self._fsync_pool, writer.write_and_sync, data)
+            batch = CommittedBatch(self.book.drain_events(), seqs)
+            for reply, outcome in replies:
+                try:
+                    reply(outcome)
+                except Exception:
+                    log.exception("a reply callback failed")
+            if batch.events:
+                for listener in self.listeners:
+                    try:
+                        listener(batch)
+                    except Exception:
+                        log.exception("an engine listener failed")
+
+    def _seconds_to_next_timer(self) -> float | None:
+        due = self.book.next_due()
+        if due is None:
+            return None
+        # Re-check at least every 5 s so a clock that jumps is noticed.
+        return min(max(due - self.clock.now_ms(), 0) / 1000.0, 5.0)
+
+    def _handle(self, command: Command, now: int) -> Outcome:
+        """Apply one live command: idempotency for bids, journaling for whatever changed state."""
+        if isinstance(command, PlaceBid | SetMaxBid) and command.ref:
+            known = self.refs.get(command.user_id, command.ref)
+            if known is not None:
+                return known
+            outcome = self._journal_and_apply(command, now)
+            self.refs.put(command.user_id, command.ref, outcome)
+            return outcome
+        return self._journal_and_apply(command, now)
+
+    def _journal_and_apply(self, command: Command, now: int) -> Outcome:
+        writer = self._writer
+        assert writer is not None
+        seq = writer.next_seq
+        try:
+            outcome = self._apply(command, now, seq)
+        except GavelError as error:
+            return Outcome(False, error.code, error.message, 0, None)
+        if outcome.ok:
+            writer.append(msgpack.packb((TAGS[type(command)], now, *command)))
+            self.last_seq = seq
+        return outcome
+
+    def _apply(self, command: Command, now: int, seq: int) -> Outcome:
+        """The one place a command changes the book. Raises GavelError for refused admin commands."""
+        book = self.book
+        if isinstance(command, PlaceBid | SetMaxBid):
+            is_max = isinstance(command, SetMaxBid)
+            decision = book.place(command[0], command.user_id, command[2], is_max, now)
+            if not decision.accepted:
+                return Outcome(False, decision.code, decision.code or "", 0, decision)
+            outcome = Outcome(True, None, "", seq, decision)
+            if command.ref and self._writer is None:
+                # Replaying: rebuild the reference cache from the journal.
+                self.refs.put(command.user_id, command.ref, outcome)
+            return outcome
+        if isinstance(command, Tick):
+            book.advance(now)
+        elif isinstance(command, PutSession):
+            book.put_session(
+                command.session_id,
+                preview_start=command.preview_start,
+                preview_end=command.preview_end,
+                bidding_start=command.bidding_start,
+                bidding_end=command.bidding_end,
+                deposit=command.deposit,
+                soft_close_ms=command.soft_close_ms,
+                soft_close_cap_ms=command.soft_close_cap_ms,
+            )
+        elif isinstance(command, PutLot):
+            book.put_lot(
+                command.lot_id,
+                command.session_id,
+                rule_from_spec(command.rule),
+                reserve=command.reserve,
+                deposit=command.deposit,
+            )
+        elif isinstance(command, RegisterDeposit):
+            book.register_deposit(command.session_id, command.lot_id, command.user_id)
+        elif isinstance(command, OpenLot):
+            book.open_lot(command.lot_id, now)
+        elif isinstance(command, CloseLot):
+            book.close_lot(command.lot_id, now)
+        elif isinstance(command, CancelLot):
+            book.cancel_lot(command.lot_id, now, command.reason)
+        elif isinstance(command, MarkOverdue):
+            book.mark_overdue(command.lot_id)
+        elif isinstance(command, BlockBidder):
+            book.block(command.user_id)
+        elif isinstance(command, UnblockBidder):
+            book.unblock(command.user_id)
+        else:  # pragma: no cover - the Command union is exhaustive
+            raise GavelError(f"unknown command {command!r}")
+        return _OK._replace(seq=seq)
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def snapshot_bytes(self) -> bytes:
+        state = {
+            "seq": self.last_seq,
+            "book": self.book.to_state(),
+            "refs": self.refs.to_state(),
+        }
+        return msgpack.packb(state)  # type: ignore[no-any-return]
+
+    def load_snapshot(self, blob: bytes) -> None:
+        state = msgpack.unpackb(blob, use_list=True, strict_map_key=False)
+        self.book = Book.from_state(state["book"])
+        self.refs = RefCache(self.refs.per_user)
+        self.refs.load(state["refs"])
+        self.last_seq = self.snapshot_seq = state["seq"]
+
+    def _start_snapshot(self) -> None:
+        """Serialize now, between batches (everything before is durable), and save in the background."""
+        requests, self._snapshot_requests = self._snapshot_requests, []
+        blob = self.snapshot_bytes()
+        seq = self.last_seq
+        sink = self.snapshot_sink
+
+        async def save() -> None:
+            try:
+                if sink is not None:
+                    await sink.save(seq, blob)
+                    self.snapshot_seq = seq
+                    self._rotate_at = seq
+                    self._wake.set()
+                for request in requests:
+                    if not request.done():
+                        request.set_result(seq)
+            except Exception as error:
+                log.exception("snapshot failed")
+                for request in requests:
+                    if not request.done():
+                        request.set_exception(error)
+
+        self._snapshot_task = asyncio.get_running_loop().create_task(save())

@@ -1,0 +1,395 @@
+"""The bidder websocket (`/ws`) and the hub that fans engine events out to subscribers.
+
+Transport and logic are split the way Tornado's own websocket module splits them: the handler
+only decodes frames and hands typed requests on; the hub turns committed engine events into
+frames, encodes each frame once and writes the same bytes to every subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import tornado.web
+import tornado.websocket
+
+from engine.book.events import LotClosed, LotExtended, LotStateChanged, Outbid, PriceChanged
+from engine.book.states import LotState
+from engine.commands import Outcome, PlaceBid, SetMaxBid
+from engine.engine import CommittedBatch
+from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
+
+if TYPE_CHECKING:
+    from gateway.context import AppContext
+
+log = logging.getLogger("gavel.ws")
+
+MAX_FRAME_BYTES = 64 * 1024
+MAX_SUBSCRIPTIONS = 50
+# A subscriber with this many frames still unwritten only gets the latest price per lot...
+LAGGING_AFTER_PENDING_WRITES = 64
+# ...and is closed when it stays behind for this long.
+SLOW_CONSUMER_GRACE_S = 10.0
+BIDS_PER_SECOND = 20
+BID_BURST = 40
+
+
+class TokenBucket:
+    """Per-socket bid rate limit: `rate` per second with bursts up to `burst`."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Hub:
+    """Fan-out of committed engine events to websocket subscribers.
+
+    Price changes are coalesced per lot per loop turn: a burst of bids on one lot costs one
+    frame per subscriber per turn. Each frame is encoded once and the same bytes are written to
+    every subscriber of the lot's session.
+    """
+
+    def __init__(self, ctx: AppContext, publish: Callable[[int, bytes], None] | None = None) -> None:
+        self.ctx = ctx
+        self.publish = publish  # Redis pub/sub for other gateway processes
+        self.by_session: dict[int, set[BidderSocket]] = defaultdict(set)
+        self.by_user: dict[int, set[BidderSocket]] = defaultdict(set)
+        self._prices: dict[int, tuple[PriceChanged, int]] = {}
+        self._frames: list[tuple[int, bytes]] = []  # (session_id, frame) in order
+        self._flush_scheduled = False
+        self.frames_sent = 0
+
+    # -- membership ----------------------------------------------------------------------------
+    def join(self, socket: BidderSocket, session_id: int) -> None:
+        self.by_session[session_id].add(socket)
+
+    def leave(self, socket: BidderSocket, session_id: int) -> None:
+        members = self.by_session.get(session_id)
+        if members is not None:
+            members.discard(socket)
+            if not members:
+                del self.by_session[session_id]
+
+    def connected(self, socket: BidderSocket) -> None:
+        if socket.user_id:
+            self.by_user[socket.user_id].add(socket)
+
+    def disconnected(self, socket: BidderSocket) -> None:
+        for session_id in list(socket.subscriptions):
+            self.leave(socket, session_id)
+        sockets = self.by_user.get(socket.user_id)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del self.by_user[socket.user_id]
+
+    @property
+    def socket_count(self) -> int:
+        return sum(len(s) for s in self.by_user.values())
+
+    # -- engine events -------------------------------------------------------------------------
+    def on_batch(self, batch: CommittedBatch) -> None:
+        """Engine listener: cheap, never blocks; frames are written on the next loop turn."""
+        pseudonym = self.ctx.pseudonym
+        for event, seq in zip(batch.events, batch.seqs, strict=True):
+            kind = type(event)
+            if kind is PriceChanged:
+                self._prices[event.lot_id] = (event, seq)  # type: ignore[union-attr,assignment]
+            elif kind is Outbid:
+                assert isinstance(event, Outbid)
+                frame = orjson.dumps({"type": "outbid", "lot_id": event.lot_id, "price": event.price})
+                for socket in self.by_user.get(event.bidder, ()):
+                    socket.send(frame)
+            elif kind is LotExtended:
+                assert isinstance(event, LotExtended)
+                self._queue(
+                    event.session_id,
+                    {"type": "extended", "lot_id": event.lot_id, "ends_at": event.ends_at},
+                )
+            elif kind is LotStateChanged:
+                assert isinstance(event, LotStateChanged)
+                self._queue(
+                    event.session_id,
+                    {
+                        "type": "state",
+                        "lot_id": event.lot_id,
+                        "state": int(event.state),
+                        "ends_at": event.ends_at,
+                    },
+                )
+            elif kind is LotClosed:
+                assert isinstance(event, LotClosed)
+                self._flush_price(event.lot_id)
+                self._queue(
+                    event.session_id,
+                    {
+                        "type": "closed",
+                        "lot_id": event.lot_id,
+                        "result": "sold" if event.result is LotState.SOLD else "unsold",
+                        "price": event.price,
+                        "winner": pseudonym(event.session_id, event.winner),
+                    },
+                )
+        if not self._flush_scheduled and (self._prices or self._frames):
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def _queue(self, session_id: int, message: dict[str, Any]) -> None:
+        self._frames.append((session_id, orjson.dumps(message)))
+
+    def _flush_price(self, lot_id: int) -> None:
+        pending = self._prices.pop(lot_id, None)
+        if pending is not None:
+            self._frames.append((pending[0].session_id, self._price_frame(*pending)))
+
+    def _price_frame(self, event: PriceChanged, seq: int) -> bytes:
+        return orjson.dumps(
+            {
+                "type": "price",
+                "session_id": event.session_id,
+                "lot_id": event.lot_id,
+                "price": event.price,
+                "leader": self.ctx.pseudonym(event.session_id, event.leader),
+                "bid_count": event.bid_count,
+                "next_min": event.next_min,
+                "ends_at": event.ends_at,
+                "seq": seq,
+                "ts": event.at,
+            }
+        )
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        for lot_id in list(self._prices):
+            self._flush_price(lot_id)
+        frames, self._frames = self._frames, []
+        for session_id, frame in frames:
+            for socket in self.by_session.get(session_id, ()):
+                socket.send(frame)
+                self.frames_sent += 1
+            if self.publish is not None:
+                self.publish(session_id, frame)
+
+    def snapshot_frame(self, session_id: int) -> bytes | None:
+        book = self.ctx.engine.book
+        session = book.sessions.get(session_id)
+        if session is None:
+            return None
+        pseudonym = self.ctx.pseudonym
+        lots = []
+        for lot_id in session.lot_ids:
+            lot = book.lots[lot_id]
+            lots.append(
+                {
+                    "lot_id": lot_id,
+                    "state": int(lot.state),
+                    "price": lot.price,
+                    "leader": pseudonym(session_id, lot.leader),
+                    "bid_count": lot.bid_count,
+                    "next_min": lot.next_min(),
+                    "ends_at": lot.ends_at,
+                }
+            )
+        return orjson.dumps(
+            {
+                "type": "snapshot",
+                "session_id": session_id,
+                "state": int(session.state),
+                "server_time": self.ctx.engine.clock.now_ms(),
+                "lots": lots,
+            }
+        )
+
+
+class BidderSocket(tornado.websocket.WebSocketHandler):
+    """One bidder's (or watcher's) connection. Anonymous sockets may watch but not bid."""
+
+    def initialize(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.user_id = 0
+        self.subscriptions: set[int] = set()
+        self.bucket = TokenBucket(BIDS_PER_SECOND, BID_BURST)
+        self._pending_writes = 0
+        self._latest: dict[int, bytes] | None = None  # set while lagging: lot_id -> frame
+        self._lagging_since = 0.0
+
+    def check_origin(self, origin: str) -> bool:
+        # Bearer tokens, not cookies, authorize bids: a foreign page cannot ride a session.
+        return True
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        token = self.get_query_argument("token", None)
+        header = self.request.headers.get("Authorization", "")
+        if not token and header.startswith("Bearer "):
+            token = header[len("Bearer ") :].strip()
+        if token:
+            user = await self.ctx.accounts.user_for_token(token)
+            if user is None:
+                self.set_status(401)
+                self.set_header("Content-Type", "application/json")
+                self.finish(
+                    orjson.dumps({"error": {"code": "UNAUTHORIZED", "message": "invalid or revoked token"}})
+                )
+                return
+            self.user_id = user.user_id
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.set_nodelay(True)
+        hub = self.ctx.hub
+        hub.connected(self)
+        self.send(orjson.dumps({"type": "hello", "user": bool(self.user_id), "server_time": self._now()}))
+
+    def on_close(self) -> None:
+        self.ctx.hub.disconnected(self)
+
+    def _now(self) -> int:
+        return self.ctx.engine.clock.now_ms()
+
+    # -- writing, with back-pressure ------------------------------------------------------------
+    def send(self, frame: bytes) -> None:
+        """Write a frame; a subscriber that falls behind gets only the latest price per lot."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        if self._latest is not None:
+            if frame.startswith(b'{"type":"price"'):
+                lot_id = orjson.loads(frame)["lot_id"]
+                self._latest[lot_id] = frame
+            else:
+                self._latest[-len(self._latest) - 1] = frame  # keep non-price frames, in order
+            if time.monotonic() - self._lagging_since > SLOW_CONSUMER_GRACE_S:
+                self.close(4008, "slow consumer: fell too far behind")
+            return
+        self._write(frame)
+        if self._pending_writes > LAGGING_AFTER_PENDING_WRITES:
+            self._latest = {}
+            self._lagging_since = time.monotonic()
+
+    def _write(self, frame: bytes) -> None:
+        try:
+            future = self.write_message(frame)
+        except tornado.websocket.WebSocketClosedError:
+            return
+        self._pending_writes += 1
+        future.add_done_callback(self._written)
+
+    def _written(self, _future: Any) -> None:
+        self._pending_writes -= 1
+        if self._latest is not None and self._pending_writes == 0:
+            latest, self._latest = self._latest, None
+            for frame in latest.values():
+                self._write(frame)
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.send(orjson.dumps(message))
+
+    # -- reading -------------------------------------------------------------------------------
+    def on_message(self, message: str | bytes) -> None:
+        if len(message) > MAX_FRAME_BYTES:
+            self.send_json(
+                {"type": "error", "code": "FRAME_TOO_LARGE", "message": "frames are limited to 64 KiB"}
+            )
+            return
+        try:
+            request = parse_client_frame(message)
+        except BadFrame as error:
+            self.send_json({"type": "error", "code": error.code, "message": error.message, "ref": error.ref})
+            return
+        self.handle(request)
+
+    def handle(self, request: ClientFrame) -> None:
+        op = request.op
+        if op == "ping":
+            self.send_json({"type": "pong", "server_time": self._now()})
+        elif op == "subscribe":
+            self.subscribe(request.session_id)
+        elif op == "unsubscribe":
+            self.subscriptions.discard(request.session_id)
+            self.ctx.hub.leave(self, request.session_id)
+            self.send_json({"type": "unsubscribed", "session_id": request.session_id})
+        else:
+            self.bid(request)
+
+    def subscribe(self, session_id: int) -> None:
+        hub = self.ctx.hub
+        frame = hub.snapshot_frame(session_id)
+        if frame is None:
+            self.send_json({"type": "error", "code": "NOT_FOUND", "message": f"no session {session_id}"})
+            return
+        if session_id not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            self.send_json(
+                {
+                    "type": "error",
+                    "code": "TOO_MANY_SUBSCRIPTIONS",
+                    "message": "at most 50 sessions per socket",
+                }
+            )
+            return
+        self.subscriptions.add(session_id)
+        hub.join(self, session_id)
+        self.send(frame)
+
+    def bid(self, request: ClientFrame) -> None:
+        ref, lot_id = request.ref, request.lot_id
+        if not self.user_id:
+            self._reject(ref, lot_id, "NOT_AUTHENTICATED")
+            return
+        if not self.bucket.take():
+            self._reject(ref, lot_id, "RATE_LIMITED")
+            return
+        if request.op == "max_bid":
+            command: PlaceBid | SetMaxBid = SetMaxBid(lot_id, self.user_id, request.amount, ref)
+        else:
+            command = PlaceBid(lot_id, self.user_id, request.amount, ref)
+
+        def reply(outcome: Outcome) -> None:
+            decision = outcome.decision
+            if outcome.ok and decision is not None:
+                self.send_json(
+                    {
+                        "type": "accepted",
+                        "ref": ref,
+                        "lot_id": lot_id,
+                        "price": decision.price,
+                        "leading": decision.leader == self.user_id,
+                        "next_min": decision.next_min,
+                        "seq": outcome.seq,
+                    }
+                )
+            else:
+                next_min = decision.next_min if decision is not None else None
+                self._reject(ref, lot_id, outcome.code or "REJECTED", next_min)
+
+        self.ctx.engine.submit(command, reply)
+
+    def _reject(self, ref: str, lot_id: int, code: str, next_min: int | None = None) -> None:
+        lot = self.ctx.engine.book.lots.get(lot_id)
+        if next_min is None and lot is not None:
+            next_min = lot.next_min()
+        self.send_json({"type": "rejected", "ref": ref, "lot_id": lot_id, "code": code, "next_min": next_min})
+
+
+class DemoPageHandler(tornado.web.RequestHandler):
+    """The bidder demo page: plain HTML and JS on the same websocket protocol."""
+
+    def initialize(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def get(self) -> None:
+        self.render("static/index.html")

@@ -1,0 +1,248 @@
+"""The single writer: group commit, idempotency, recovery from snapshot + journal, timers."""
+
+import pathlib
+import shutil
+
+import msgpack
+import pytest
+
+from engine import journal
+from engine.book.states import LotState, SessionState
+from engine.clock import FakeClock
+from engine.commands import (
+    CancelLot,
+    CloseLot,
+    Outcome,
+    PlaceBid,
+    PutLot,
+    PutSession,
+    RegisterDeposit,
+    SetMaxBid,
+)
+from engine.engine import CommittedBatch, Engine
+
+T0 = 1_700_000_000_000
+MINUTE = 60_000
+
+
+class MemorySnapshotSink:
+    """In-memory fake of the SnapshotSink port."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[int, bytes]] = []
+
+    async def save(self, seq: int, blob: bytes) -> None:
+        self.saved.append((seq, blob))
+
+    async def latest(self) -> tuple[int, bytes] | None:
+        return self.saved[-1] if self.saved else None
+
+
+async def open_session(engine: Engine, clock: FakeClock, *, lots: int = 1, deposit: int = 0) -> None:
+    """Session 1 with lots 1..n (start 1000, unit 100, reserve 2000), open for bidding."""
+    await engine.execute(
+        PutSession(1, T0, T0 + MINUTE, T0 + MINUTE, T0 + 60 * MINUTE, deposit, 30_000, 120_000)
+    )
+    for lot_id in range(1, lots + 1):
+        assert (await engine.execute(PutLot(lot_id, 1, ["fixed", 1000, 100], 2000, 0))).ok
+    clock.set(T0 + MINUTE)
+    engine.poke()
+    await engine.execute(RegisterDeposit(1, None, 999))  # a no-op that waits for the tick to apply
+
+
+@pytest.fixture
+async def running(tmp_path: pathlib.Path):
+    clock = FakeClock(T0)
+    sink = MemorySnapshotSink()
+    engine = Engine(clock, tmp_path / "journal", sink, sync=False)
+    await engine.start()
+    yield engine, clock, sink, tmp_path
+    if engine.running:
+        await engine.stop(snapshot=False)
+
+
+async def restart(engine: Engine, sink: MemorySnapshotSink | None, tmp_path: pathlib.Path) -> Engine:
+    await engine.stop(snapshot=False)
+    again = Engine(engine.clock, tmp_path / "journal", sink, sync=False)
+    await again.start()
+    return again
+
+
+async def test_bid_is_answered_after_its_record_is_in_the_journal(running) -> None:
+    engine, clock, _sink, tmp_path = running
+    await open_session(engine, clock)
+    batches: list[CommittedBatch] = []
+    engine.listeners.append(batches.append)
+    outcome = await engine.execute(PlaceBid(1, 7, 1000, "r1"))
+    assert outcome.ok and outcome.decision is not None
+    assert outcome.decision.price == 1000 and outcome.seq > 0
+    records = dict(journal.recover(tmp_path / "journal"))
+    assert msgpack.unpackb(records[outcome.seq])[0] == 1  # PlaceBid's tag
+    kinds = [type(e).__name__ for batch in batches for e in batch.events]
+    assert kinds == ["BidPlaced", "PriceChanged"]
+    assert batches[0].seqs == [outcome.seq, outcome.seq]
+
+
+async def test_rejections_are_not_journaled_and_bad_admin_commands_do_not_kill_the_engine(running) -> None:
+    engine, clock, _sink, _tmp = running
+    await open_session(engine, clock)
+    before = engine.last_seq
+    low = await engine.execute(PlaceBid(1, 7, 900, "low"))
+    assert not low.ok and low.code == "TOO_LOW" and low.decision is not None
+    assert low.decision.next_min == 1000
+    bad = await engine.execute(PutLot(5, 42, ["fixed", 1000, 100], 0, 0))  # no session 42
+    assert not bad.ok and bad.code == "NOT_FOUND"
+    bad_rule = await engine.execute(PutLot(6, 1, ["fixed", 0, 100], 0, 0))
+    assert not bad_rule.ok and bad_rule.code == "BAD_REQUEST"
+    assert engine.last_seq == before
+    assert (await engine.execute(PlaceBid(1, 7, 1000, "ok"))).ok
+
+
+async def test_a_retried_reference_gets_the_first_answer_even_after_a_restart(running) -> None:
+    engine, clock, sink, tmp_path = running
+    await open_session(engine, clock)
+    first = await engine.execute(PlaceBid(1, 7, 1000, "same"))
+    await engine.execute(PlaceBid(1, 8, 1100, "other"))
+    again = await engine.execute(PlaceBid(1, 7, 1000, "same"))
+    assert again == first
+    assert engine.book.lots[1].bid_count == 2
+    engine = await restart(engine, sink, tmp_path)
+    after_restart = await engine.execute(PlaceBid(1, 7, 1000, "same"))
+    assert after_restart.ok and after_restart.seq == first.seq
+    assert engine.book.lots[1].bid_count == 2
+    await engine.stop(snapshot=False)
+
+
+async def test_the_reference_cache_is_bounded_per_bidder(tmp_path: pathlib.Path) -> None:
+    clock = FakeClock(T0)
+    engine = Engine(clock, tmp_path / "journal", None, sync=False, refs_per_user=3)
+    await engine.start()
+    await open_session(engine, clock)
+    for n in range(5):
+        await engine.execute(PlaceBid(1, 7 + n % 2, 1000 + 100 * n, f"r{n}"))
+    assert len(engine.refs.answers[7]) == 3
+    await engine.stop(snapshot=False)
+
+
+async def test_replaying_the_journal_reproduces_the_state_exactly(running) -> None:
+    engine, clock, sink, tmp_path = running
+    await open_session(engine, clock, lots=3)
+    for n in range(60):
+        lot = 1 + n % 3
+        if n % 7 == 0:
+            await engine.execute(SetMaxBid(lot, 10 + n % 4, 5000 + 100 * n, f"m{n}"))
+        else:
+            await engine.execute(PlaceBid(lot, 10 + n % 5, 1000 + 100 * n, f"p{n}"))
+        clock.advance(1_000)
+    await engine.execute(CancelLot(3, "withdrawn by the consignor"))
+    expected = engine.book.to_state()
+    engine = await restart(engine, None, tmp_path)
+    assert engine.book.to_state() == expected
+    await engine.stop(snapshot=False)
+
+
+async def test_snapshot_then_journal_recovers_and_old_segments_are_pruned(running) -> None:
+    engine, clock, sink, tmp_path = running
+    await open_session(engine, clock, lots=2)
+    for n in range(10):
+        await engine.execute(PlaceBid(1, 10 + n % 2, 1000 + 100 * n, f"a{n}"))
+    covered = await engine.snapshot()
+    assert covered == engine.last_seq and sink.saved[-1][0] == covered
+    for n in range(10):
+        await engine.execute(PlaceBid(2, 10 + n % 2, 1000 + 100 * n, f"b{n}"))
+    segments = sorted((tmp_path / "journal").glob("journal-*.log"))
+    assert len(segments) == 1, "the segment covered by the snapshot is pruned after rotation"
+    expected = engine.book.to_state()
+    engine = await restart(engine, sink, tmp_path)
+    assert engine.snapshot_seq == covered
+    assert engine.book.to_state() == expected
+    await engine.stop(snapshot=False)
+
+
+async def test_timers_open_extend_and_close_with_the_injected_clock(running) -> None:
+    engine, clock, _sink, _tmp = running
+    await engine.execute(PutSession(1, T0, T0 + MINUTE, T0 + MINUTE, T0 + 10 * MINUTE, 0, 30_000, 60_000))
+    await engine.execute(PutLot(1, 1, ["fixed", 1000, 100], 0, 0))
+    early = await engine.execute(PlaceBid(1, 7, 1000, "early"))
+    assert early.code == "NOT_OPEN"
+    clock.set(T0 + MINUTE)
+    engine.poke()
+    assert (await engine.execute(PlaceBid(1, 7, 1000, "open"))).ok
+    assert engine.book.sessions[1].state is SessionState.BIDDING
+    clock.set(T0 + 10 * MINUTE - 5_000)
+    late = await engine.execute(PlaceBid(1, 8, 1100, "late"))
+    assert late.ok
+    assert engine.book.lots[1].ends_at == T0 + 10 * MINUTE + 25_000
+    clock.set(T0 + 10 * MINUTE + 25_000)
+    engine.poke()
+    closed = await engine.execute(PlaceBid(1, 7, 1200, "too-late"))
+    assert closed.code == "CLOSED"
+    assert engine.book.lots[1].state is LotState.SOLD
+    assert engine.book.lots[1].winner == 8
+    assert engine.book.sessions[1].state is SessionState.ENDED
+
+
+async def test_timers_that_fell_due_while_down_fire_at_once_after_recovery(running) -> None:
+    engine, clock, sink, tmp_path = running
+    await open_session(engine, clock)
+    await engine.execute(PlaceBid(1, 7, 2000, "win"))
+    await engine.stop(snapshot=False)
+    clock.set(T0 + 2 * 60 * MINUTE)  # long after the lot's end
+    engine = Engine(clock, tmp_path / "journal", sink, sync=False)
+    await engine.start()
+    await engine.execute(RegisterDeposit(1, None, 999))
+    assert engine.book.lots[1].state is LotState.SOLD
+    assert engine.book.lots[1].winner == 7
+    await engine.stop(snapshot=False)
+
+
+async def test_a_stopped_engine_refuses_politely(tmp_path: pathlib.Path) -> None:
+    engine = Engine(FakeClock(T0), tmp_path / "journal", None, sync=False)
+    answers: list[Outcome] = []
+    engine.submit(PlaceBid(1, 1, 1000, "x"), answers.append)
+    assert answers and answers[0].code == "UNAVAILABLE"
+
+
+async def test_an_early_close_is_journaled_and_replayed(running) -> None:
+    engine, clock, _sink, tmp_path = running
+    await open_session(engine, clock)
+    await engine.execute(PlaceBid(1, 7, 2500, "w"))
+    assert (await engine.execute(CloseLot(1))).ok
+    assert not (await engine.execute(CloseLot(1))).ok
+    engine = await restart(engine, None, tmp_path)
+    assert engine.book.lots[1].state is LotState.SOLD
+    await engine.stop(snapshot=False)
+
+
+async def test_every_cut_of_the_journal_keeps_every_acknowledged_bid_before_it(tmp_path: pathlib.Path) -> None:
+    """Cut the journal at every byte offset: recovery yields exactly the whole records before it."""
+    clock = FakeClock(T0)
+    engine = Engine(clock, tmp_path / "journal", None, sync=False)
+    await engine.start()
+    await open_session(engine, clock)
+    acked: list[tuple[int, int]] = []  # (seq, price)
+    for n in range(12):
+        outcome = await engine.execute(PlaceBid(1, 10 + n % 2, 1000 + 100 * n, f"c{n}"))
+        assert outcome.ok
+        acked.append((outcome.seq, 1000 + 100 * n))
+    await engine.stop(snapshot=False)
+    (segment,) = sorted((tmp_path / "journal").glob("journal-*.log"))
+    data = segment.read_bytes()
+    ends = []  # byte offset where each record ends
+    offset = 8
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "little")
+        offset += 16 + length
+        ends.append(offset)
+    for cut in range(8, len(data) + 1, 3):
+        work = tmp_path / f"cut-{cut}"
+        shutil.copytree(tmp_path / "journal", work)
+        (work / segment.name).write_bytes(data[:cut])
+        whole = sum(1 for end in ends if end <= cut)
+        replica = Engine(clock, work, None, sync=False)
+        await replica.recover()
+        assert replica.last_seq == whole
+        prices = list(replica.book.lots[1].bids.prices) if 1 in replica.book.lots else []
+        expected = [price for seq, price in acked if seq <= whole]
+        assert prices == expected
+        shutil.rmtree(work)
