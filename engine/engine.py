@@ -9,6 +9,7 @@ plain callbacks that queue work of their own.
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import pathlib
 from collections.abc import Callable, Iterable
@@ -59,6 +60,8 @@ class CommittedBatch(NamedTuple):
 Listener = Callable[[CommittedBatch], None]
 
 _OK = Outcome(True, None, "", 0, None)
+_PLACE_BID = TAGS[PlaceBid]
+_SET_MAX = TAGS[SetMaxBid]
 
 
 class RefCache:
@@ -139,18 +142,27 @@ class Engine:
         self._snapshot_requests: list[asyncio.Future[int]] = []
         self._rotate_at: int | None = None
         self._fsync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-fsync")
+        self._redeliver: CommittedBatch | None = None
         self.stats = {"batches": 0, "records": 0, "commands": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Recover from the newest snapshot and the journal after it, then start the writer loop."""
-        replayed = await self.recover()
+    async def start(self, *, redeliver_after: int | None = None) -> None:
+        """Recover from the newest snapshot and the journal after it, then start the writer loop.
+
+        Events of replayed records with seq > `redeliver_after` are handed to the listeners once
+        more (write-behind consumers are idempotent), so whatever a crash kept them from storing
+        is stored now. None: redeliver nothing.
+        """
+        replayed = await self.recover(redeliver_after)
         log.info("engine recovered", extra={"snapshot_seq": self.snapshot_seq, "replayed": replayed})
         self._writer = journal.JournalWriter(self.journal_dir, self.last_seq + 1, sync=self.sync)
         self._running = True
         self._task = asyncio.create_task(self._run(), name="gavel-engine")
+        if self._redeliver is not None:
+            batch, self._redeliver = self._redeliver, None
+            self._deliver(batch)
 
-    async def recover(self) -> int:
+    async def recover(self, redeliver_after: int | None = None) -> int:
         self.book = Book()
         self.refs = RefCache(self.refs.per_user)
         self.last_seq = self.snapshot_seq = 0
@@ -158,20 +170,54 @@ class Engine:
             latest = await self.snapshot_sink.latest()
             if latest is not None:
                 self.load_snapshot(latest[1])
-        return self.replay(journal.recover(self.journal_dir, self.last_seq))
+        return self.replay(journal.recover(self.journal_dir, self.last_seq), redeliver_after)
 
-    def replay(self, records: Iterable[tuple[int, bytes]]) -> int:
-        """Apply journal records exactly as they were first applied; returns how many."""
+    def replay(self, records: Iterable[tuple[int, bytes]], redeliver_after: int | None = None) -> int:
+        """Apply journal records exactly as they were first applied; returns how many.
+
+        Bids take a direct path (no command objects), and the cyclic GC is paused: replay
+        allocates millions of short-lived tuples and none of them form cycles.
+        """
         count = 0
         unpack = msgpack.unpackb
-        apply = self._apply
-        for seq, payload in records:
-            row = unpack(payload, use_list=True)
-            command = BY_TAG[row[0]](*row[2:])
-            self.last_seq = seq
-            apply(command, row[1], seq)
-            count += 1
-        self.book.drain_events()
+        place = self.book.place
+        events = self.book.events
+        # Only each bidder's newest references survive in the cache: collect them in bounded deques
+        # (C-fast appends) and build the cache once at the end.
+        per_user = self.refs.per_user
+        recent: dict[int, collections.deque[tuple[str, int, Decision]]] = {}
+        redeliver: list[Event] = []
+        redeliver_seqs: list[int] = []
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for seq, payload in records:
+                row = unpack(payload)
+                tag, at = row[0], row[1]
+                if tag in (_PLACE_BID, _SET_MAX):
+                    lot_id, user_id, amount, ref = row[2], row[3], row[4], row[5]
+                    decision = place(lot_id, user_id, amount, tag == _SET_MAX, at)
+                    if ref and decision.accepted:
+                        queue = recent.get(user_id)
+                        if queue is None:
+                            queue = recent[user_id] = collections.deque(maxlen=per_user)
+                        queue.append((ref, seq, decision))
+                else:
+                    self._apply(BY_TAG[tag](*row[2:]), at, seq)
+                self.last_seq = seq
+                count += 1
+                if redeliver_after is not None and seq > redeliver_after:
+                    redeliver_seqs.extend([seq] * len(events))
+                    redeliver.extend(events)
+                events.clear()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        for user_id, queue in recent.items():
+            for ref, seq, decision in queue:
+                self.refs.put(user_id, ref, Outcome(True, None, "", seq, decision))
+        if redeliver:
+            self._redeliver = CommittedBatch(redeliver, redeliver_seqs)
         return count
 
     async def stop(self, *, snapshot: bool = True) -> None:
@@ -274,11 +320,14 @@ class Engine:
                 except Exception:
                     log.exception("a reply callback failed")
             if batch.events:
-                for listener in self.listeners:
-                    try:
-                        listener(batch)
-                    except Exception:
-                        log.exception("an engine listener failed")
+                self._deliver(batch)
+
+    def _deliver(self, batch: CommittedBatch) -> None:
+        for listener in self.listeners:
+            try:
+                listener(batch)
+            except Exception:
+                log.exception("an engine listener failed")
 
     def _seconds_to_next_timer(self) -> float | None:
         due = self.book.next_due()
@@ -319,11 +368,7 @@ class Engine:
             decision = book.place(command[0], command.user_id, command[2], is_max, now)
             if not decision.accepted:
                 return Outcome(False, decision.code, decision.code or "", 0, decision)
-            outcome = Outcome(True, None, "", seq, decision)
-            if command.ref and self._writer is None:
-                # Replaying: rebuild the reference cache from the journal.
-                self.refs.put(command.user_id, command.ref, outcome)
-            return outcome
+            return Outcome(True, None, "", seq, decision)
         if isinstance(command, Tick):
             book.advance(now)
         elif isinstance(command, PutSession):

@@ -12,6 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from gateway.context import AppContext
 
 log = logging.getLogger("gavel.ws")
+
+DEMO_PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_SUBSCRIPTIONS = 50
@@ -392,4 +395,6 @@ class DemoPageHandler(tornado.web.RequestHandler):
         self.ctx = ctx
 
     def get(self) -> None:
-        self.render("static/index.html")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:")
+        self.write(DEMO_PAGE.read_bytes())

@@ -81,7 +81,8 @@ class Book:
                 raise InvalidCommand("a lot cannot move to another session")
             if lot.state not in (LotState.SCHEDULED, LotState.PREVIEW):
                 raise InvalidCommand("a lot can be changed only before it opens")
-            lot.rule, lot.reserve, lot.deposit = rule, reserve, deposit
+            lot.set_rule(rule)
+            lot.reserve, lot.deposit = reserve, deposit
             return lot
         if session.state not in (SessionState.SCHEDULED, SessionState.PREVIEW):
             raise InvalidCommand("lots can be added only before the session's bidding starts")
@@ -127,9 +128,9 @@ class Book:
         if lot is None:
             return Decision(False, RejectCode.NOT_FOUND, lot_id, 0, 0, NO_USER)
         if bidder <= 0 or amount <= 0:
-            return Decision(False, RejectCode.BAD_REQUEST, lot_id, lot.price, lot.next_min(), lot.leader)
+            return lot._reject(RejectCode.BAD_REQUEST)
         if bidder in self.blocked:
-            return Decision(False, RejectCode.BLOCKED, lot_id, lot.price, lot.next_min(), lot.leader)
+            return lot._reject(RejectCode.BLOCKED)
         ends_at = lot.ends_at
         decision = lot.place(bidder, amount, is_max, now)
         if lot.ends_at != ends_at:
@@ -180,10 +181,8 @@ class Book:
             return True
         if kind == _PREVIEW:
             return session.preview_start != due or session.state is not SessionState.SCHEDULED
-        return session.bidding_start != due or session.state not in (
-            SessionState.SCHEDULED,
-            SessionState.PREVIEW,
-        )
+        # A session opened early for one lot is BIDDING already; its other lots still open on time.
+        return session.bidding_start != due or session.state is SessionState.ENDED
 
     def advance(self, now: Millis) -> None:
         """Fire every timer due at or before `now`: previews, openings, lot closes."""
@@ -206,8 +205,9 @@ class Book:
                     lot = self.lots[lot_id]
                     if lot.state is LotState.SCHEDULED:
                         lot.preview()
-            if kind == _OPEN and session.state is SessionState.PREVIEW:
-                session.move_to(SessionState.BIDDING, now)
+            if kind == _OPEN:
+                if session.state is SessionState.PREVIEW:
+                    session.move_to(SessionState.BIDDING, now)
                 for lot_id in session.lot_ids:
                     lot = self.lots[lot_id]
                     if lot.state is LotState.SCHEDULED:
@@ -322,6 +322,7 @@ class Book:
             )
             lot.depositors = set(depositors)
             lot.bids = BidHistory.from_bytes(bids)
+            lot.bid_count = len(lot.bids)
             book.lots[lid] = lot
             session.lot_ids.append(lid)
             heapq.heappush(book._timers, (ends_at, _CLOSE_LOT, lid))

@@ -6,7 +6,7 @@ maxima go to the earlier one. Only the leader's maximum needs keeping, because e
 bidder's maximum has already been beaten by the visible price.
 """
 
-from array import array
+import struct
 from typing import NamedTuple
 
 from engine.book.errors import RejectCode
@@ -20,7 +20,7 @@ from engine.book.events import (
     Outbid,
     PriceChanged,
 )
-from engine.book.increments import IncrementRule
+from engine.book.increments import FixedIncrement, IncrementRule
 from engine.book.session import Session
 from engine.book.states import LOT_TRANSITIONS, LotState, check_transition
 from engine.book.types import NO_USER, Fen, LotId, Millis, UserId
@@ -37,41 +37,57 @@ class Decision(NamedTuple):
     leader: UserId
 
 
-class BidHistory:
-    """Bid lines in typed arrays (~25 bytes a bid) instead of one object each."""
+_LINE = struct.Struct("<qqq")
+pack_line = _LINE.pack
 
-    __slots__ = ("auto", "bidders", "prices", "times")
+
+class BidHistory:
+    """Bid lines packed in one bytearray, three little-endian int64 a bid: price, bidder, time.
+
+    An automatic (proxy) bid stores the bidder negated. 24 bytes a bid instead of an object
+    each, and appending is one `+=` of a packed struct on the hot path.
+    """
+
+    __slots__ = ("data",)
 
     def __init__(self) -> None:
-        self.prices = array("q")
-        self.bidders = array("q")
-        self.times = array("q")
-        self.auto = array("B")
+        self.data = bytearray()
 
     def add(self, bidder: UserId, price: Fen, at: Millis, auto: bool) -> None:
-        self.prices.append(price)
-        self.bidders.append(bidder)
-        self.times.append(at)
-        self.auto.append(auto)
+        self.data += pack_line(price, -bidder if auto else bidder, at)
 
     def __len__(self) -> int:
-        return len(self.prices)
+        return len(self.data) // 24
 
-    def to_bytes(self) -> list[bytes]:
-        return [self.prices.tobytes(), self.bidders.tobytes(), self.times.tobytes(), self.auto.tobytes()]
+    def line(self, index: int) -> tuple[UserId, Fen, Millis, bool]:
+        """(bidder, price, at, auto) of the index-th bid, oldest first."""
+        price, bidder, at = _LINE.unpack_from(self.data, 24 * index)
+        return abs(bidder), price, at, bidder < 0
+
+    def lines(self) -> list[tuple[UserId, Fen, Millis, bool]]:
+        return [(abs(b), p, t, b < 0) for p, b, t in _LINE.iter_unpack(self.data)]
+
+    @property
+    def prices(self) -> list[Fen]:
+        return [price for price, _bidder, _at in _LINE.iter_unpack(self.data)]
+
+    def to_bytes(self) -> bytes:
+        return bytes(self.data)
 
     @classmethod
-    def from_bytes(cls, parts: list[bytes]) -> "BidHistory":
+    def from_bytes(cls, data: bytes) -> "BidHistory":
         history = cls()
-        history.prices.frombytes(parts[0])
-        history.bidders.frombytes(parts[1])
-        history.times.frombytes(parts[2])
-        history.auto.frombytes(parts[3])
+        history.data += data
         return history
+
+
+_BIDDING = LotState.BIDDING
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: the hot path's main cost
 
 
 class Lot:
     __slots__ = (
+        "bid_count",
         "bids",
         "deposit",
         "depositors",
@@ -84,7 +100,9 @@ class Lot:
         "reserve",
         "rule",
         "session",
+        "session_id",
         "state",
+        "unit",
         "winner",
     )
 
@@ -100,7 +118,10 @@ class Lot:
     ) -> None:
         self.lot_id = lot_id
         self.session = session
+        self.session_id = session.session_id
         self.rule = rule
+        self.unit: Fen = 0
+        self.set_rule(rule)
         self.reserve = reserve
         self.deposit = deposit
         self.events = events
@@ -110,17 +131,21 @@ class Lot:
         self.leader: UserId = NO_USER
         self.leader_max: Fen = 0
         self.winner: UserId = NO_USER
+        self.bid_count = 0
         self.depositors: set[UserId] = set()
         self.bids = BidHistory()
 
-    # -- reading -------------------------------------------------------------------------------
-    @property
-    def bid_count(self) -> int:
-        return len(self.bids.prices)
+    def set_rule(self, rule: IncrementRule) -> None:
+        self.rule = rule
+        # A fixed unit is inlined on the hot path; other rules go through their methods.
+        self.unit = rule.unit if isinstance(rule, FixedIncrement) else 0
 
+    # -- reading -------------------------------------------------------------------------------
     def next_min(self) -> Fen:
         """The lowest price a new challenger may name now."""
-        return self.rule.next_up(self.price) if self.leader else self.rule.start
+        if not self.leader:
+            return self.rule.start
+        return self.price + self.unit if self.unit else self.rule.next_up(self.price)
 
     def may_bid(self, bidder: UserId) -> bool:
         """Deposit gating: a paid per-lot deposit or the session deposit, when any is required."""
@@ -130,76 +155,117 @@ class Lot:
 
     # -- deciding ------------------------------------------------------------------------------
     def _reject(self, code: RejectCode, next_min: Fen | None = None) -> Decision:
-        return Decision(
-            False,
-            code,
-            self.lot_id,
-            self.price,
-            self.next_min() if next_min is None else next_min,
-            self.leader,
+        return _new(
+            Decision,
+            (
+                False,
+                code,
+                self.lot_id,
+                self.price,
+                self.next_min() if next_min is None else next_min,
+                self.leader,
+            ),
         )
 
     def place(self, bidder: UserId, amount: Fen, is_max: bool, now: Millis) -> Decision:
-        """Decide a plain bid (`is_max` False) at `amount`, or a maximum (proxy) bid up to it."""
-        if self.state is not LotState.BIDDING:
+        """Decide a plain bid (`is_max` False) at `amount`, or a maximum (proxy) bid up to it.
+
+        Written flat on purpose: it runs for every bid, and each call or object costs here.
+        """
+        if self.state is not _BIDDING:
             if self.state in (LotState.SCHEDULED, LotState.PREVIEW):
                 return self._reject(RejectCode.NOT_OPEN)
             return self._reject(RejectCode.CLOSED)
         if now >= self.ends_at:
             return self._reject(RejectCode.CLOSED)
-        if not self.may_bid(bidder):
+        if (self.deposit or self.session.deposit) and not (
+            bidder in self.depositors or bidder in self.session.depositors
+        ):
             return self._reject(RejectCode.NO_DEPOSIT)
+        unit = self.unit
         rule = self.rule
         leader = self.leader
+        price = self.price
         if bidder == leader:
             if not is_max:
                 return self._reject(RejectCode.SELF_OUTBID)
-            raise_floor = rule.next_up(self.leader_max)
+            raise_floor = self.leader_max + unit if unit else rule.next_up(self.leader_max)
             if amount < raise_floor:
                 return self._reject(RejectCode.TOO_LOW, raise_floor)
             if not rule.on_ladder(amount):
                 return self._reject(RejectCode.OFF_INCREMENT, raise_floor)
             self.leader_max = amount
             reserve_price = self._reserve_jump(amount)
-            if reserve_price > self.price:
+            if reserve_price > price:
                 self._visible_bid(bidder, reserve_price, True, now)
                 self._extend_if_closing(now)
                 self._price_changed(now)
-            return Decision(True, None, self.lot_id, self.price, self.next_min(), bidder)
+            return _new(Decision, (True, None, self.lot_id, self.price, self.next_min(), bidder))
 
-        floor = rule.next_up(self.price) if leader else rule.start
+        if leader:
+            floor = price + unit if unit else rule.next_up(price)
+        else:
+            floor = rule.start
         if amount < floor:
             return self._reject(RejectCode.TOO_LOW, floor)
-        if not rule.on_ladder(amount):
+        if unit:
+            if (amount - floor) % unit:
+                return self._reject(RejectCode.OFF_INCREMENT, floor)
+        elif not rule.on_ladder(amount):
             return self._reject(RejectCode.OFF_INCREMENT, floor)
 
+        events = self.events
+        bids = self.bids
+        lot_id, session_id = self.lot_id, self.session_id
         if not leader:
             price = max(floor, self._reserve_jump(amount)) if is_max else amount
-            self.leader, self.leader_max = bidder, amount
-            self._visible_bid(bidder, price, is_max, now)
+            self.leader = leader = bidder
+            self.leader_max = amount
+            bids.data += pack_line(price, -bidder if is_max else bidder, now)
+            events.append(_new(BidPlaced, (lot_id, session_id, bidder, price, is_max, now)))
+            count = 1
         elif amount > self.leader_max:
-            old_leader, old_max = leader, self.leader_max
-            if old_max > self.price:
+            old_max = self.leader_max
+            count = 1
+            if old_max > price:
                 # The old leader's proxy bid up to its maximum before being beaten.
-                self._visible_bid(old_leader, old_max, True, now)
+                bids.data += pack_line(old_max, -leader, now)
+                events.append(_new(BidPlaced, (lot_id, session_id, leader, old_max, True, now)))
+                count = 2
             if is_max:
-                price = max(min(amount, rule.next_up(old_max)), self._reserve_jump(amount))
+                price = min(amount, old_max + unit if unit else rule.next_up(old_max))
+                if self.reserve:
+                    price = max(price, self._reserve_jump(amount))
             else:
                 price = amount
-            self.leader, self.leader_max = bidder, amount
-            self._visible_bid(bidder, price, is_max, now)
-            self.events.append(Outbid(self.lot_id, self.session.session_id, old_leader, price))
+            bids.data += pack_line(price, -bidder if is_max else bidder, now)
+            events.append(_new(BidPlaced, (lot_id, session_id, bidder, price, is_max, now)))
+            events.append(_new(Outbid, (lot_id, session_id, leader, price)))
+            self.leader = leader = bidder
+            self.leader_max = amount
         else:
             # The challenger is beaten at once by the leader's hidden maximum (ties go to the leader).
-            self._visible_bid(bidder, amount, is_max, now)
-            answer = (
-                self.leader_max if amount >= self.leader_max else min(self.leader_max, rule.next_up(amount))
-            )
-            self._visible_bid(leader, answer, True, now)
-            self.events.append(Outbid(self.lot_id, self.session.session_id, bidder, answer))
-        self._extend_if_closing(now)
-        self._price_changed(now)
-        return Decision(True, None, self.lot_id, self.price, self.next_min(), self.leader)
+            leader_max = self.leader_max
+            if amount >= leader_max:
+                price = leader_max
+            else:
+                price = min(leader_max, amount + unit if unit else rule.next_up(amount))
+            bids.data += pack_line(amount, -bidder if is_max else bidder, now)
+            bids.data += pack_line(price, -leader, now)
+            events.append(_new(BidPlaced, (lot_id, session_id, bidder, amount, is_max, now)))
+            events.append(_new(BidPlaced, (lot_id, session_id, leader, price, True, now)))
+            events.append(_new(Outbid, (lot_id, session_id, bidder, price)))
+            count = 2
+        self.price = price
+        self.bid_count = bid_count = self.bid_count + count
+        window = self.session.soft_close_ms
+        if window and self.ends_at - now < window:
+            self._extend(now + window)
+        next_min = price + unit if unit else rule.next_up(price)
+        events.append(
+            _new(PriceChanged, (lot_id, session_id, price, leader, bid_count, next_min, self.ends_at, now))
+        )
+        return _new(Decision, (True, None, lot_id, price, next_min, leader))
 
     def _reserve_jump(self, maximum: Fen) -> Fen:
         """A maximum at or above the reserve lifts the price straight to the reserve."""
@@ -209,17 +275,18 @@ class Lot:
 
     def _visible_bid(self, bidder: UserId, price: Fen, auto: bool, now: Millis) -> None:
         self.price = price
+        self.bid_count += 1
         self.bids.add(bidder, price, now, auto)
-        self.events.append(BidPlaced(self.lot_id, self.session.session_id, bidder, price, auto, now))
+        self.events.append(BidPlaced(self.lot_id, self.session_id, bidder, price, auto, now))
 
     def _price_changed(self, now: Millis) -> None:
         self.events.append(
             PriceChanged(
                 self.lot_id,
-                self.session.session_id,
+                self.session_id,
                 self.price,
                 self.leader,
-                len(self.bids.prices),
+                self.bid_count,
                 self.next_min(),
                 self.ends_at,
                 now,
@@ -228,15 +295,16 @@ class Lot:
 
     def _extend_if_closing(self, now: Millis) -> None:
         window = self.session.soft_close_ms
-        if not window or self.ends_at - now >= window:
-            return
-        new_end = now + window
+        if window and self.ends_at - now < window:
+            self._extend(now + window)
+
+    def _extend(self, new_end: Millis) -> None:
         hard_end = self.session.hard_end
         if hard_end and new_end > hard_end:
             new_end = hard_end
         if new_end > self.ends_at:
             self.ends_at = new_end
-            self.events.append(LotExtended(self.lot_id, self.session.session_id, new_end))
+            self.events.append(LotExtended(self.lot_id, self.session_id, new_end))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def move_to(self, target: LotState) -> None:
@@ -244,17 +312,13 @@ class Lot:
 
     def preview(self) -> None:
         self.move_to(LotState.PREVIEW)
-        self.events.append(
-            LotStateChanged(self.lot_id, self.session.session_id, LotState.PREVIEW, self.ends_at)
-        )
+        self.events.append(LotStateChanged(self.lot_id, self.session_id, LotState.PREVIEW, self.ends_at))
 
     def open(self, now: Millis) -> None:
         self.move_to(LotState.BIDDING)
         if self.ends_at <= now:
             self.ends_at = max(self.session.bidding_end, now + max(self.session.soft_close_ms, 1))
-        self.events.append(
-            LotStateChanged(self.lot_id, self.session.session_id, LotState.BIDDING, self.ends_at)
-        )
+        self.events.append(LotStateChanged(self.lot_id, self.session_id, LotState.BIDDING, self.ends_at))
 
     def close(self, now: Millis, reason: str, *, force_unsold: bool = False) -> None:
         sold = (
@@ -270,11 +334,11 @@ class Lot:
         self.events.append(
             LotClosed(
                 self.lot_id,
-                self.session.session_id,
+                self.session_id,
                 self.state,
                 self.winner,
                 self.price,
-                len(self.bids.prices),
+                self.bid_count,
                 now,
                 reason,
             )
@@ -282,4 +346,4 @@ class Lot:
 
     def mark_overdue(self) -> None:
         self.move_to(LotState.OVERDUE)
-        self.events.append(LotOverdue(self.lot_id, self.session.session_id, self.winner))
+        self.events.append(LotOverdue(self.lot_id, self.session_id, self.winner))

@@ -125,7 +125,7 @@ async def test_the_reference_cache_is_bounded_per_bidder(tmp_path: pathlib.Path)
 
 
 async def test_replaying_the_journal_reproduces_the_state_exactly(running) -> None:
-    engine, clock, sink, tmp_path = running
+    engine, clock, _sink, tmp_path = running
     await open_session(engine, clock, lots=3)
     for n in range(60):
         lot = 1 + n % 3
@@ -214,7 +214,7 @@ async def test_an_early_close_is_journaled_and_replayed(running) -> None:
     await engine.stop(snapshot=False)
 
 
-async def test_every_cut_of_the_journal_keeps_every_acknowledged_bid_before_it(tmp_path: pathlib.Path) -> None:
+async def test_every_journal_cut_keeps_every_acknowledged_bid_before_it(tmp_path: pathlib.Path) -> None:
     """Cut the journal at every byte offset: recovery yields exactly the whole records before it."""
     clock = FakeClock(T0)
     engine = Engine(clock, tmp_path / "journal", None, sync=False)

@@ -1,0 +1,105 @@
+"""Pure book throughput and memory. Prints one JSON object.
+
+Figures: decisions per second on one core for mixed traffic over 10,000 open lots (median of
+5 runs), and tracemalloc bytes per open lot (no bids) and per retained bid. The peer is a
+minimal dict-based "highest bid wins" check over the same traffic in the same process, so the
+ratio says how much the full rules (grid, proxy, reserve, deposits, soft close, events) cost.
+"""
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.traffic import T0, mixed_traffic, open_book
+
+
+def run_book(lots: int, traffic: list[tuple[int, int, int, bool]]) -> float:
+    book = open_book(lots)
+    place = book.place
+    events = book.events
+    now = T0 + 1
+    gc.disable()
+    started = time.perf_counter()
+    for index, (lot_id, bidder, amount, is_max) in enumerate(traffic):
+        place(lot_id, bidder, amount, is_max, now)
+        if index & 1023 == 0:
+            events.clear()  # the engine drains events every loop turn
+    elapsed = time.perf_counter() - started
+    gc.enable()
+    return len(traffic) / elapsed
+
+
+def run_peer(lots: int, traffic: list[tuple[int, int, int, bool]]) -> float:
+    """The simplest thing that could decide a bid: a dict of highest prices."""
+    highest = dict.fromkeys(range(1, lots + 1), 0)
+    gc.disable()
+    started = time.perf_counter()
+    for lot_id, bidder, amount, _is_max in traffic:
+        if amount > highest[lot_id] and bidder:
+            highest[lot_id] = amount
+    elapsed = time.perf_counter() - started
+    gc.enable()
+    return len(traffic) / elapsed
+
+
+def measure_memory(lots: int, bids: int) -> tuple[float, float]:
+    """tracemalloc bytes per open lot (no bids) and per retained bid line."""
+    traffic = mixed_traffic(lots, bids, seed=11)  # allocated before tracing starts
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    book = open_book(lots)
+    gc.collect()
+    with_lots = tracemalloc.get_traced_memory()[0]
+    now = T0 + 1
+    for lot_id, bidder, amount, is_max in traffic:
+        book.place(lot_id, bidder, amount, is_max, now)
+        book.events.clear()
+    gc.collect()
+    after_bids = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    retained = sum(lot.bid_count for lot in book.lots.values())
+    return (with_lots - base) / lots, (after_bids - with_lots) / retained
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lots", type=int, default=10_000)
+    parser.add_argument("--decisions", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    traffic = mixed_traffic(args.lots, args.decisions)
+    book_rates, peer_rates = [], []
+    for _ in range(args.runs):
+        book_rates.append(run_book(args.lots, traffic))
+        peer_rates.append(run_peer(args.lots, traffic))
+    per_lot, per_bid = measure_memory(args.lots, 300_000)
+    book_rate = statistics.median(book_rates)
+    peer_rate = statistics.median(peer_rates)
+    print(
+        json.dumps(
+            {
+                "book_decisions_per_s": round(book_rate),
+                "book_decisions_per_s_runs": [round(r) for r in book_rates],
+                "peer_dict_decisions_per_s": round(peer_rate),
+                "ratio_to_dict_peer": round(book_rate / peer_rate, 3),
+                "bytes_per_lot": round(per_lot, 1),
+                "bytes_per_bid": round(per_bid, 1),
+                "lots": args.lots,
+                "decisions": args.decisions,
+                "runs": args.runs,
+                "python": sys.version.split()[0],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
