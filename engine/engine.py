@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 import pathlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -143,6 +143,9 @@ class Engine:
         self._rotate_at: int | None = None
         self._fsync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-fsync")
         self._redeliver: CommittedBatch | None = None
+        # Awaited before a snapshot covering `seq` is saved: the write-behind must have stored every
+        # event up to it, since recovery redelivers only what comes after the snapshot.
+        self.before_snapshot: Callable[[int], Awaitable[object]] | None = None
         self.stats = {"batches": 0, "records": 0, "commands": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -434,9 +437,13 @@ class Engine:
         async def save() -> None:
             try:
                 if sink is not None:
+                    if self.before_snapshot is not None:
+                        await self.before_snapshot(seq)
                     await sink.save(seq, blob)
+                    # Keep the journal back to the previous snapshot too: if the newest one fails
+                    # its integrity check at recovery, the sink falls back to the previous one.
+                    self._rotate_at = self.snapshot_seq
                     self.snapshot_seq = seq
-                    self._rotate_at = seq
                     self._wake.set()
                 for request in requests:
                     if not request.done():

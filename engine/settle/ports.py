@@ -1,0 +1,48 @@
+"""Ports of the money side: the external payment provider and the router of its notifications.
+
+Implemented in gateway/ (the sandbox provider, the Alipay adapter, the notify endpoint). Every
+payment carries an `out_trade_no` whose prefix says what it pays:
+`dep-{deposit_id}` (an auction deposit), `ord-{order_id}` (an auction order),
+`shop-{order_no}` (a course-shop order).
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
+
+from engine.book.types import Fen
+
+
+class PaymentRequest(NamedTuple):
+    out_trade_no: str
+    amount: Fen
+    subject: str
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def create_payment(self, request: PaymentRequest) -> str:
+        """Register a payment with the provider; returns the URL the payer is sent to."""
+        ...
+
+    async def refund(self, out_trade_no: str, amount: Fen, refund_ref: str) -> None:
+        """Refund (part of) a paid payment; idempotent per `refund_ref`."""
+        ...
+
+
+PaidHandler = Callable[[str, Fen], Awaitable[None]]
+"""Called once a verified notification says `out_trade_no` was paid `amount` fen; must be idempotent."""
+
+
+class PaymentRouter:
+    """Sends a verified 'paid' notification to the handler registered for its prefix."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, PaidHandler] = {}
+
+    def register(self, prefix: str, handler: PaidHandler) -> None:
+        self._handlers[prefix] = handler
+
+    def handler_for(self, out_trade_no: str) -> PaidHandler | None:
+        prefix = out_trade_no.split("-", 1)[0]
+        return self._handlers.get(prefix)

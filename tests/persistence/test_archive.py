@@ -1,0 +1,373 @@
+"""The write-behind archiver with a real engine and the real embedded MongoDB (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pathlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from engine.book.events import BidPlaced, PriceChanged, SessionStateChanged
+from engine.book.states import LotState, SessionState
+from engine.clock import FakeClock
+from engine.commands import CloseLot, PlaceBid, PutLot, PutSession, RegisterDeposit, SetMaxBid
+from engine.engine import CommittedBatch, Engine
+from persistence.archive import BidArchiver
+from persistence.embedded import start_mongo
+
+Db = AsyncDatabase[dict[str, Any]]
+T0 = 1_700_000_000_000
+MINUTE = 60_000
+SESSION, LOT_A, LOT_B = 1, 10, 11
+
+
+@dataclass
+class Rig:
+    engine: Engine
+    clock: FakeClock
+    archiver: BidArchiver
+    batches: list[CommittedBatch]
+
+
+@contextlib.asynccontextmanager
+async def rig(tmp_path: pathlib.Path, db: Db, **archiver_options: Any) -> AsyncIterator[Rig]:
+    clock = FakeClock(T0)
+    engine = Engine(clock, tmp_path / "journal", None, sync=False)
+    archiver = BidArchiver(db, **archiver_options)
+    batches: list[CommittedBatch] = []
+    engine.listeners.append(batches.append)
+    engine.listeners.append(archiver.on_batch)
+    await engine.start()
+    archiver.start()
+    try:
+        yield Rig(engine, clock, archiver, batches)
+    finally:
+        await engine.stop(snapshot=False)
+        await archiver.stop(flush_timeout=10)
+
+
+async def open_session(r: Rig, db: Db) -> None:
+    """Metadata first (as the admin does), then the engine commands; leaves both lots bidding."""
+    await db.sessions.insert_one({"_id": SESSION, "title": "Spring sale"})
+    await db.lots.insert_many(
+        [{"_id": LOT_A, "session_id": SESSION, "title": "Vase"}, {"_id": LOT_B, "session_id": SESSION}]
+    )
+    engine = r.engine
+    assert (await engine.execute(PutSession(SESSION, T0, T0, T0 + MINUTE, T0 + 60 * MINUTE, 0, 30_000))).ok
+    assert (await engine.execute(PutLot(LOT_A, SESSION, ["fixed", 1000, 100], 2000))).ok
+    assert (await engine.execute(PutLot(LOT_B, SESSION, ["fixed", 500, 50]))).ok
+    r.clock.set(T0 + MINUTE)
+    engine.poke()
+    assert (await engine.execute(RegisterDeposit(SESSION, None, 999))).ok  # waits for the tick
+
+
+def expected_bids(batches: list[CommittedBatch]) -> dict[str, dict[str, Any]]:
+    """The bid documents the archive should hold, derived independently from the batches."""
+    docs: dict[str, dict[str, Any]] = {}
+    per_seq: dict[int, int] = {}
+    for batch in batches:
+        for event, seq in zip(batch.events, batch.seqs, strict=True):
+            if isinstance(event, BidPlaced):
+                k = per_seq.get(seq, 0)
+                per_seq[seq] = k + 1
+                docs[f"{seq}:{k}"] = {
+                    "_id": f"{seq}:{k}",
+                    "lot_id": event.lot_id,
+                    "session_id": event.session_id,
+                    "bidder": event.bidder,
+                    "price": event.price,
+                    "auto": event.auto,
+                    "at": event.at,
+                    "seq": seq,
+                }
+    return docs
+
+
+async def bids_in(db: Db) -> dict[str, dict[str, Any]]:
+    return {doc["_id"]: doc async for doc in db.bids.find()}
+
+
+async def assert_mirror_matches_book(db: Db, engine: Engine, lot_id: int) -> dict[str, Any]:
+    lot = engine.book.lots[lot_id]
+    doc = await db.lots.find_one({"_id": lot_id})
+    assert doc is not None
+    assert doc["state"] == int(lot.state)
+    assert doc["price"] == lot.price
+    assert doc["leader_id"] == (lot.leader or None)
+    assert doc["bid_count"] == lot.bid_count
+    if lot.state is LotState.BIDDING:
+        assert doc["ends_at_ms"] == lot.ends_at
+    return doc
+
+
+async def bid_burst(engine: Engine) -> None:
+    """Plain bids, a maximum that answers automatically, and bids on a second lot."""
+    outcomes = [
+        await engine.execute(PlaceBid(LOT_A, 7, 1000, "a1")),
+        await engine.execute(PlaceBid(LOT_A, 8, 1200, "b1")),
+        await engine.execute(SetMaxBid(LOT_A, 7, 3000, "a2")),
+        await engine.execute(PlaceBid(LOT_A, 9, 2100, "c1")),  # beaten at once: two BidPlaced
+        await engine.execute(PlaceBid(LOT_B, 8, 500, "b2")),
+    ]
+    # A group commit of several bids in one loop turn: one batch, several seqs.
+    futures = [engine.execute(PlaceBid(LOT_B, user, 500 + 50 * user, f"g{user}")) for user in range(1, 6)]
+    outcomes += await asyncio.gather(*futures)
+    assert all(o.ok for o in outcomes), [o for o in outcomes if not o.ok]
+
+
+# ------------------------------------------------------------------------------------- the hot path
+
+
+async def test_on_batch_is_cheap(mongo_db: Db) -> None:
+    archiver = BidArchiver(mongo_db)  # not started: measures the enqueue alone
+    event = BidPlaced(1, 1, 7, 1000, False, T0)
+    batches = [CommittedBatch([event] * 10, [n] * 10) for n in range(1, 10_001)]  # 100k events
+    started = time.perf_counter()
+    for batch in batches:
+        archiver.on_batch(batch)
+    elapsed = time.perf_counter() - started
+    assert archiver.lag == 100_000
+    assert elapsed < 0.05, f"100k events in 10k batches took {elapsed * 1000:.1f} ms"
+
+    one = BidArchiver(mongo_db)
+    big = CommittedBatch([event] * 100_000, list(range(100_000)))
+    started = time.perf_counter()
+    one.on_batch(big)
+    assert time.perf_counter() - started < 0.001  # O(1) per batch whatever its size
+    assert one.lag == 100_000
+
+
+# ------------------------------------------------------------------------------------- with an engine
+
+
+async def test_bids_mirror_and_archived_seq(tmp_path: pathlib.Path, mongo_db: Db) -> None:
+    async with rig(tmp_path, mongo_db) as r:
+        await open_session(r, mongo_db)
+        await bid_burst(r.engine)
+        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=10)
+
+        expected = expected_bids(r.batches)
+        assert len(expected) == r.engine.book.lots[LOT_A].bid_count + r.engine.book.lots[LOT_B].bid_count
+        assert await bids_in(mongo_db) == expected
+        assert any(doc["auto"] for doc in expected.values())
+
+        doc = await assert_mirror_matches_book(mongo_db, r.engine, LOT_A)
+        assert doc["title"] == "Vase" and doc["state"] == LotState.BIDDING  # metadata untouched
+        await assert_mirror_matches_book(mongo_db, r.engine, LOT_B)
+        session = await mongo_db.sessions.find_one({"_id": SESSION})
+        assert session is not None and session["state"] == SessionState.BIDDING
+        assert session["title"] == "Spring sale"
+
+        assert r.archiver.archived_seq == r.engine.last_seq
+        meta = await mongo_db.meta.find_one({"_id": "archive"})
+        assert meta is not None and meta["archived_seq"] == r.engine.last_seq
+        assert r.archiver.lag == 0
+
+        # Closing: the mirror gets the result and the settlement outbox one pending row.
+        closed = await r.engine.execute(CloseLot(LOT_A))
+        assert closed.ok
+        assert (await r.engine.execute(CloseLot(LOT_B))).ok
+        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=10)
+        lot_a = r.engine.book.lots[LOT_A]
+        assert lot_a.state is LotState.SOLD
+        doc = await assert_mirror_matches_book(mongo_db, r.engine, LOT_A)
+        assert doc["result"] == LotState.SOLD and doc["winner_id"] == lot_a.winner
+        assert doc["deal_price"] == lot_a.price and doc["closed_at_ms"] == r.clock.now
+        outbox = await mongo_db.settlement_outbox.find_one({"_id": LOT_A})
+        assert outbox == {
+            "_id": LOT_A,
+            "session_id": SESSION,
+            "result": int(LotState.SOLD),
+            "winner_id": lot_a.winner,
+            "price": lot_a.price,
+            "bid_count": lot_a.bid_count,
+            "closed_at_ms": r.clock.now,
+            "seq": closed.seq,
+            "status": "pending",
+        }
+        assert await mongo_db.settlement_outbox.count_documents({}) == 2
+        session = await mongo_db.sessions.find_one({"_id": SESSION})
+        assert session is not None and session["state"] == SessionState.ENDED
+
+
+async def test_replaying_batches_creates_no_duplicates(tmp_path: pathlib.Path, mongo_db: Db) -> None:
+    async with rig(tmp_path, mongo_db) as r:
+        await open_session(r, mongo_db)
+        await bid_burst(r.engine)
+        assert (await r.engine.execute(CloseLot(LOT_B))).ok
+        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=10)
+        batches, last_seq = list(r.batches), r.engine.last_seq
+        lot_a_before = await mongo_db.lots.find_one({"_id": LOT_A})
+
+    # Settlement already took the outbox row; a replay must not reset it.
+    await mongo_db.settlement_outbox.update_one({"_id": LOT_B}, {"$set": {"status": "done"}})
+    bids_before = await bids_in(mongo_db)
+
+    again = BidArchiver(mongo_db, batch_events=3)  # small chunks: many cuts between seqs
+    assert await again.load_archived_seq() == last_seq
+    again.start()
+    for batch in batches + batches[: len(batches) // 2]:  # all of it, then an older prefix again
+        again.on_batch(batch)
+    await again.stop(flush=True, flush_timeout=10)
+    assert again.lag == 0 and again.archived_seq == last_seq
+
+    assert await bids_in(mongo_db) == bids_before == expected_bids(batches)
+    assert await mongo_db.lots.find_one({"_id": LOT_A}) == lot_a_before  # no roll-back by old events
+    outbox = await mongo_db.settlement_outbox.find({}).to_list()
+    assert [(d["_id"], d["status"]) for d in outbox] == [(LOT_B, "done")]
+    meta = await mongo_db.meta.find_one({"_id": "archive"})
+    assert meta is not None and meta["archived_seq"] == last_seq
+
+
+async def test_chunks_never_split_a_seq(mongo_db: Db) -> None:
+    """Synthetic batches: one command with many events must land whole, numbered across cuts."""
+    await mongo_db.lots.insert_many([{"_id": lot} for lot in range(1, 4)])
+    events: list[Any] = []
+    seqs: list[int] = []
+    for seq in range(1, 6):  # seq 3 is a burst of 7 bids (as a proxy war would produce)
+        for k in range(7 if seq == 3 else 2):
+            events.append(BidPlaced(1 + seq % 3, 1, 100 + k, 1000 + 10 * seq + k, k % 2 == 1, T0 + seq))
+            seqs.append(seq)
+        events.append(PriceChanged(1 + seq % 3, 1, 1000 + 10 * seq, 100, seq, 0, T0 + MINUTE, T0 + seq))
+        seqs.append(seq)
+    batch = CommittedBatch(events, seqs)
+
+    cutter = BidArchiver(mongo_db, batch_events=4)
+    cutter.on_batch(batch)
+    chunks = []
+    while cutter.lag > sum(c.events for c in chunks):
+        chunks.append(cutter._take())
+    assert [(c.first_seq, c.last_seq) for c in chunks] == [(1, 2), (3, 3), (4, 5)]
+    assert [len(c.bids) for c in chunks] == [4, 7, 4]
+
+    archiver = BidArchiver(mongo_db, batch_events=4, interval=0.001)
+    archiver.on_batch(batch)
+    archiver.start()
+    assert await archiver.wait_caught_up(5, timeout=10)
+    await archiver.stop()
+    assert archiver.stats["chunks"] == 3 and archiver.archived_seq == 5
+    assert await bids_in(mongo_db) == expected_bids([batch])
+    assert [k for k in expected_bids([batch]) if k.startswith("3:")] == [f"3:{k}" for k in range(7)]
+
+
+async def test_wait_caught_up_times_out_and_counts_eventless_seqs(mongo_db: Db) -> None:
+    archiver = BidArchiver(mongo_db)
+    archiver.on_batch(CommittedBatch([SessionStateChanged(1, SessionState.PREVIEW, T0)], [5]))
+    assert not await archiver.wait_caught_up(5, timeout=0.05)  # not started: nothing is written
+    assert archiver.caught_up(4)  # nothing at or before seq 4 was handed over
+    archiver.start()
+    assert await archiver.wait_caught_up(9, timeout=10)  # 6..9 produced no events
+    assert archiver.archived_seq == 5
+    await archiver.stop()
+
+
+async def test_archive_throughput(mongo_db: Db) -> None:
+    """Bids/s the archive sustains into SecantusDB (printed; run with -s to see it)."""
+    await mongo_db.lots.insert_many([{"_id": lot} for lot in range(100)])
+    archiver = BidArchiver(mongo_db)
+    total, per_batch = 20_000, 20
+    batches = []
+    for n in range(total // per_batch):
+        events: list[Any] = []
+        seqs: list[int] = []
+        for seq in range(n * per_batch + 1, (n + 1) * per_batch + 1):
+            lot, bidder, price = seq % 100, seq % 97 + 1, 1000 + seq
+            events.append(BidPlaced(lot, 1, bidder, price, False, T0 + seq))
+            events.append(PriceChanged(lot, 1, price, bidder, seq, price + 100, T0 + MINUTE, T0 + seq))
+            seqs += [seq, seq]
+        batches.append(CommittedBatch(events, seqs))
+    archiver.start()
+    started = time.perf_counter()
+    for batch in batches:
+        archiver.on_batch(batch)
+    assert await archiver.wait_caught_up(total, timeout=60)
+    elapsed = time.perf_counter() - started
+    await archiver.stop()
+    assert await mongo_db.bids.count_documents({}) == total
+    print(f"\narchive throughput: {total / elapsed:,.0f} bids/s ({total} bids + mirror in {elapsed:.2f} s)")
+
+
+# ------------------------------------------------------------------------------------- an outage
+
+
+def _outage_client(url: str) -> AsyncMongoClient[dict[str, Any]]:
+    # Short timeouts so the outage surfaces as errors (and backoff) rather than one long wait.
+    return AsyncMongoClient(url, serverSelectionTimeoutMS=300, connectTimeoutMS=300, socketTimeoutMS=3000)
+
+
+async def test_outage_queues_and_catches_up_exactly_once(tmp_path: pathlib.Path) -> None:
+    data_dir = tmp_path / "mongo-outage"
+    # Started from the main thread (the loop's), as persistence.embedded requires.
+    server = start_mongo(data_dir)
+    client = _outage_client(server.url)
+    db: Db = client["gavel"]
+    try:
+        async with rig(tmp_path, db, interval=0.01) as r:
+            await open_session(r, db)
+            assert (await r.engine.execute(PlaceBid(LOT_A, 7, 1000))).ok
+            assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=10)
+            before_outage = r.archiver.archived_seq
+
+            await asyncio.to_thread(server.stop)
+            for n in range(40):  # bidding goes on while MongoDB is down
+                started = time.perf_counter()
+                outcome = await r.engine.execute(PlaceBid(LOT_B, 1 + n % 4, 500 + 50 * n))
+                assert outcome.ok
+                assert time.perf_counter() - started < 0.5  # the engine never waits on the archive
+            assert (await r.engine.execute(SetMaxBid(LOT_A, 8, 5000))).ok
+            await asyncio.sleep(0.5)
+            assert r.archiver.lag > 0 and r.archiver.stats["retries"] > 0
+            assert r.archiver.archived_seq == before_outage
+
+            server = start_mongo(data_dir, port=server.port)  # same data, same URL
+            assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+            assert r.archiver.lag == 0 and r.archiver.archived_seq == r.engine.last_seq
+
+            assert await bids_in(db) == expected_bids(r.batches)  # every bid, exactly once
+            await assert_mirror_matches_book(db, r.engine, LOT_A)
+            await assert_mirror_matches_book(db, r.engine, LOT_B)
+            meta = await db.meta.find_one({"_id": "archive"})
+            assert meta is not None and meta["archived_seq"] == r.engine.last_seq
+    finally:
+        await client.close()
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+async def test_stop_never_hangs_on_a_dead_server(flush: bool) -> None:
+    client = _outage_client("mongodb://127.0.0.1:9/?directConnection=true")  # nothing listens there
+    archiver = BidArchiver(client["gavel"], max_backoff=0.1)
+    archiver.start()
+    archiver.on_batch(CommittedBatch([BidPlaced(1, 1, 7, 1000, False, T0)], [1]))
+    await asyncio.sleep(0.8)
+    assert archiver.stats["retries"] >= 1 and archiver.lag == 1
+    started = time.perf_counter()
+    await archiver.stop(flush=flush, flush_timeout=0.2)
+    assert time.perf_counter() - started < 2
+    assert archiver.lag == 1  # kept, not dropped (the journal still has it)
+    await client.close()
+
+
+async def test_restart_after_stop_without_flush_loses_nothing(mongo_db: Db) -> None:
+    archiver = BidArchiver(mongo_db, interval=0.001)
+    batches = [CommittedBatch([BidPlaced(1, 1, 7, 1000 + n, False, T0)], [n]) for n in range(1, 4)]
+    archiver.on_batch(batches[0])
+    archiver.start()
+    async with asyncio.timeout(5):
+        while archiver._in_flight is None:  # noqa: ASYNC110 - polling for an internal state
+            await asyncio.sleep(0)
+    await archiver.stop(flush=False)  # cut off mid-write
+    assert archiver.lag == 1
+    for batch in batches[1:]:
+        archiver.on_batch(batch)
+    archiver.start()
+    assert await archiver.wait_caught_up(3, timeout=10)
+    await archiver.stop()
+    assert await bids_in(mongo_db) == expected_bids(batches)
