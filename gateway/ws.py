@@ -73,6 +73,7 @@ class Hub:
         self.publish = publish  # Redis pub/sub for other gateway processes
         self.by_session: dict[int, set[BidderSocket]] = defaultdict(set)
         self.by_user: dict[int, set[BidderSocket]] = defaultdict(set)
+        self.sockets: set[BidderSocket] = set()
         self._prices: dict[int, tuple[PriceChanged, int]] = {}
         self._frames: list[tuple[int, bytes]] = []  # (session_id, frame) in order
         self._flush_scheduled = False
@@ -90,10 +91,12 @@ class Hub:
                 del self.by_session[session_id]
 
     def connected(self, socket: BidderSocket) -> None:
+        self.sockets.add(socket)
         if socket.user_id:
             self.by_user[socket.user_id].add(socket)
 
     def disconnected(self, socket: BidderSocket) -> None:
+        self.sockets.discard(socket)
         for session_id in list(socket.subscriptions):
             self.leave(socket, session_id)
         sockets = self.by_user.get(socket.user_id)
@@ -104,7 +107,11 @@ class Hub:
 
     @property
     def socket_count(self) -> int:
-        return sum(len(s) for s in self.by_user.values())
+        return len(self.sockets)
+
+    def close_all(self, code: int, reason: str) -> None:
+        for socket in list(self.sockets):
+            socket.close(code, reason)
 
     # -- engine events -------------------------------------------------------------------------
     def on_batch(self, batch: CommittedBatch) -> None:
@@ -304,6 +311,9 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
 
     # -- reading -------------------------------------------------------------------------------
     def on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self.send_json({"type": "error", "code": "BINARY_FRAME", "message": "send JSON in text frames"})
+            return
         if len(message) > MAX_FRAME_BYTES:
             self.send_json(
                 {"type": "error", "code": "FRAME_TOO_LARGE", "message": "frames are limited to 64 KiB"}

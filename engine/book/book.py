@@ -181,8 +181,12 @@ class Book:
             return True
         if kind == _PREVIEW:
             return session.preview_start != due or session.state is not SessionState.SCHEDULED
+        if session.bidding_start != due or session.state is SessionState.ENDED:
+            return True
         # A session opened early for one lot is BIDDING already; its other lots still open on time.
-        return session.bidding_start != due or session.state is SessionState.ENDED
+        return session.state is SessionState.BIDDING and not any(
+            self.lots[lot_id].state in (LotState.SCHEDULED, LotState.PREVIEW) for lot_id in session.lot_ids
+        )
 
     def advance(self, now: Millis) -> None:
         """Fire every timer due at or before `now`: previews, openings, lot closes."""

@@ -315,9 +315,8 @@ class Lot:
         self.events.append(LotStateChanged(self.lot_id, self.session_id, LotState.PREVIEW, self.ends_at))
 
     def open(self, now: Millis) -> None:
+        # A lot opened late (after a recovery) keeps its end: if that has passed, it closes at once.
         self.move_to(LotState.BIDDING)
-        if self.ends_at <= now:
-            self.ends_at = max(self.session.bidding_end, now + max(self.session.soft_close_ms, 1))
         self.events.append(LotStateChanged(self.lot_id, self.session_id, LotState.BIDDING, self.ends_at))
 
     def close(self, now: Millis, reason: str, *, force_unsold: bool = False) -> None:

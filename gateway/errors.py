@@ -1,0 +1,119 @@
+"""The one table from error codes to HTTP statuses, and the errors the HTTP layer itself raises.
+
+Every error answer is `{"error": {"code", "message"}}`; clients switch on `code`, which is stable.
+
+INSUFFICIENT_BALANCE is 402 Payment Required rather than 409: the request is fine and the
+resource is not in conflict; the caller must top up first, and a distinct status lets a client
+route straight to its top-up flow.
+"""
+
+import logging
+from typing import Any
+
+from engine.book.errors import GavelError
+
+log = logging.getLogger("gavel.gateway")
+
+STATUS_BY_CODE: dict[str, int] = {
+    # 400: the request itself is wrong
+    "BAD_REQUEST": 400,
+    "VALIDATION": 400,
+    "INVALID_JSON": 400,
+    # 401 / 402 / 403
+    "UNAUTHORIZED": 401,
+    "BAD_CREDENTIALS": 401,
+    "INSUFFICIENT_BALANCE": 402,
+    "FORBIDDEN": 403,
+    "BLOCKED": 403,
+    # 404 / 405 / 413
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "PAYLOAD_TOO_LARGE": 413,
+    # 409: fine request, but the current state refuses it
+    "CONFLICT": 409,
+    "USERNAME_TAKEN": 409,
+    "DEPOSIT_EXISTS": 409,
+    "CATALOGUE_NO_EXISTS": 409,
+    "IDEMPOTENCY_KEY_REUSED": 409,
+    "ALREADY_STARTED": 409,
+    "SESSION_ENDED": 409,
+    "LOT_CLOSED": 409,
+    "ILLEGAL_STATE": 409,
+    "NO_DEPOSIT_REQUIRED": 409,
+    "BALANCE_LIMIT": 409,
+    # engine bid refusals (websocket answers carry the code; listed for any REST use)
+    "NOT_OPEN": 409,
+    "CLOSED": 409,
+    "NO_DEPOSIT": 409,
+    "TOO_LOW": 409,
+    "OFF_INCREMENT": 409,
+    "SELF_OUTBID": 409,
+    # 429 / 5xx
+    "RATE_LIMITED": 429,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+}
+
+STATUS_FOR_UNKNOWN_CODE = 400
+
+
+def status_for(code: str) -> int:
+    """The HTTP status of an error code; `*_EXISTS` is a 409 even when not listed."""
+    status = STATUS_BY_CODE.get(code)
+    if status is not None:
+        return status
+    if code.endswith("_EXISTS"):
+        return 409
+    log.warning("error code %s has no HTTP status in gateway/errors.py; answering %d", code, 400)
+    return STATUS_FOR_UNKNOWN_CODE
+
+
+# Statuses tornado raises by itself (HTTPError), named with our codes.
+CODE_BY_STATUS: dict[int, str] = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    429: "RATE_LIMITED",
+    503: "UNAVAILABLE",
+}
+
+
+def code_for_status(status: int) -> str:
+    if status in CODE_BY_STATUS:
+        return CODE_BY_STATUS[status]
+    return "INTERNAL" if status >= 500 else "BAD_REQUEST"
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+class ValidationFailed(GavelError):
+    code = "VALIDATION"
+
+
+class InvalidJson(GavelError):
+    code = "INVALID_JSON"
+
+
+class Unauthorized(GavelError):
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(GavelError):
+    code = "FORBIDDEN"
+
+
+class PayloadTooLarge(GavelError):
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class RateLimited(GavelError):
+    code = "RATE_LIMITED"
+
+
+class Unavailable(GavelError):
+    code = "UNAVAILABLE"

@@ -1,0 +1,482 @@
+"""Accounts: users, password hashing, bearer tokens, and the balance ledger.
+
+Balances change only through `credit` / `debit`: the conditional `$inc` on `users.balance` and the
+ledger entry are written in one transaction, and the entry's unique `ref` makes a retried change a
+no-op. Invariant: for every user, the sum of ledger amounts equals the balance.
+"""
+
+import asyncio
+import base64
+import collections
+import dataclasses
+import datetime
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from engine.book.errors import GavelError, NotFound
+from persistence.mongo import (
+    Client,
+    Database,
+    Document,
+    Session,
+    as_utc,
+    iso_utc,
+    next_id,
+    run_in_transaction,
+    utc_now,
+)
+
+log = logging.getLogger("gavel.accounts")
+
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{3,32}")
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+ADMIN_USERNAME = "admin"
+# Balances stay exactly representable in JSON numbers (JavaScript clients read them as doubles).
+MAX_BALANCE = 2**53
+MAX_REF_LENGTH = 200
+TOKEN_MAX_LENGTH = 128
+
+
+# -- errors -----------------------------------------------------------------------------------------
+class InvalidInput(GavelError):
+    code = "VALIDATION"
+
+
+class UsernameTaken(GavelError):
+    code = "USERNAME_TAKEN"
+
+
+class BadCredentials(GavelError):
+    code = "BAD_CREDENTIALS"
+
+
+class InsufficientBalance(GavelError):
+    code = "INSUFFICIENT_BALANCE"
+
+
+class BalanceLimit(GavelError):
+    code = "BALANCE_LIMIT"
+
+
+class RefReused(GavelError):
+    """A ledger `ref` (idempotency key) came back with a different user, kind or amount."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+# -- values -----------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuthUser:
+    user_id: int
+    username: str
+    is_admin: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Profile:
+    user_id: int
+    username: str
+    balance: int
+    is_admin: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    user_id: int
+    kind: str
+    amount: int  # signed fen: positive credits, negative debits
+    balance_after: int
+    ref: str
+    at: datetime.datetime
+    replayed: bool = False  # True when `ref` had already been applied and nothing changed now
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScryptParams:
+    """scrypt cost; stored with each hash so it can be raised later without breaking old hashes."""
+
+    n: int = 2**14
+    r: int = 8
+    p: int = 1
+    dklen: int = 32
+
+    @property
+    def maxmem(self) -> int:
+        return 128 * self.r * self.n * 2 + 1024 * 1024
+
+
+def validate_username(username: str) -> str:
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise InvalidInput("username must be 3-32 characters of A-Z, a-z, 0-9, '_', '.', '-'")
+    return username
+
+
+def validate_password(password: str) -> str:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise InvalidInput(f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters")
+    return password
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, params: ScryptParams) -> str:
+    """`scrypt$n$r$p$salt$hash` with a fresh 16-byte salt (CPU-bound: call through a thread)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(),
+        salt=salt,
+        n=params.n,
+        r=params.r,
+        p=params.p,
+        dklen=params.dklen,
+        maxmem=params.maxmem,
+    )
+    return f"scrypt${params.n}${params.r}${params.p}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of `password` against a `hash_password` string."""
+    try:
+        scheme, n, r, p, salt, expected = stored.split("$")
+        params = ScryptParams(int(n), int(r), int(p))
+        salt_bytes, expected_bytes = base64.b64decode(salt), base64.b64decode(expected)
+    except ValueError:
+        log.error("unreadable password hash")
+        return False
+    if scheme != "scrypt":
+        return False
+    digest = hashlib.scrypt(
+        password.encode(),
+        salt=salt_bytes,
+        n=params.n,
+        r=params.r,
+        p=params.p,
+        dklen=len(expected_bytes),
+        maxmem=params.maxmem,
+    )
+    return hmac.compare_digest(digest, expected_bytes)
+
+
+class TokenCache:
+    """token hash -> (AuthUser, expiry on a monotonic clock); bounded LRU.
+
+    Only valid tokens are cached, so random tokens cannot fill it. Another gateway process may keep
+    honouring a revoked token for up to `ttl` seconds; within this process logout is immediate.
+    """
+
+    def __init__(self, ttl: float, size: int, now: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.size = size
+        self.now = now
+        self._entries: collections.OrderedDict[str, tuple[AuthUser, float]] = collections.OrderedDict()
+
+    def get(self, key: str) -> AuthUser | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self.now():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: str, user: AuthUser, max_age: float) -> None:
+        self._entries[key] = (user, self.now() + min(self.ttl, max_age))
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def discard_user(self, user_id: int) -> None:
+        for key in [k for k, (user, _) in self._entries.items() if user.user_id == user_id]:
+            del self._entries[key]
+
+
+class Accounts:
+    def __init__(
+        self,
+        client: Client,
+        db: Database,
+        *,
+        scrypt: ScryptParams | None = None,
+        token_lifetime: datetime.timedelta = datetime.timedelta(days=30),
+        cache_ttl: float = 30.0,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.client = client
+        self.db = db
+        self.scrypt = scrypt or ScryptParams()
+        self.token_lifetime = token_lifetime
+        self.cache = TokenCache(cache_ttl, cache_size)
+        # Compared against when the username is unknown, so both failures cost one scrypt.
+        self._decoy_hash = hash_password(secrets.token_urlsafe(16), self.scrypt)
+
+    # -- users ---------------------------------------------------------------------------------
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(hash_password, password, self.scrypt)
+
+    async def register(self, username: str, password: str) -> tuple[int, str]:
+        """Create a bidder account with a zero balance; returns (user_id, token)."""
+        validate_username(username)
+        validate_password(password)
+        if await self.db.users.find_one({"username_key": username.lower()}, {"_id": 1}) is not None:
+            raise UsernameTaken(f"the username {username!r} is taken")
+        password_hash = await self._hash(password)
+        user_id = await next_id(self.db, "users")
+        try:
+            await self.db.users.insert_one(
+                {
+                    "_id": user_id,
+                    "username": username,
+                    "username_key": username.lower(),
+                    "password_hash": password_hash,
+                    "balance": 0,
+                    "is_admin": False,
+                    "non_payer": False,
+                    "created_at": utc_now(),
+                }
+            )
+        except DuplicateKeyError:
+            raise UsernameTaken(f"the username {username!r} is taken") from None
+        return user_id, await self.issue_token(user_id, admin=False)
+
+    async def login(self, username: str, password: str, *, admin: bool = False) -> tuple[int, str]:
+        """Check credentials; `admin` asks for an admin-scoped token and refuses everyone else.
+
+        Unknown user, wrong password and (for `admin`) a non-admin all give the same error.
+        """
+        refused = BadCredentials("wrong username or password")
+        if not isinstance(username, str) or not isinstance(password, str) or len(password) > PASSWORD_MAX:
+            raise refused
+        user = await self.db.users.find_one({"username_key": username.lower()})
+        stored = user["password_hash"] if user is not None else self._decoy_hash
+        matches = await asyncio.to_thread(verify_password, password, stored)
+        if user is None or not matches or (admin and not user.get("is_admin")):
+            raise refused
+        return int(user["_id"]), await self.issue_token(int(user["_id"]), admin=admin)
+
+    async def ensure_admin(self, password: str, username: str = ADMIN_USERNAME) -> int:
+        """Create the admin account, or reset its password and admin flag; returns its user id."""
+        validate_password(password)
+        existing = await self.db.users.find_one({"username_key": username.lower()}, {"password_hash": 1})
+        if existing is not None:
+            user_id = int(existing["_id"])
+            unchanged = await asyncio.to_thread(verify_password, password, existing["password_hash"])
+            if unchanged:
+                await self.db.users.update_one({"_id": user_id}, {"$set": {"is_admin": True}})
+                return user_id
+            password_hash = await self._hash(password)
+            await self.db.users.update_one(
+                {"_id": user_id}, {"$set": {"password_hash": password_hash, "is_admin": True}}
+            )
+            # Tokens issued under the old password must not outlive it.
+            await self.revoke_all(user_id)
+            return user_id
+        password_hash = await self._hash(password)
+        user_id = await next_id(self.db, "users")
+        try:
+            await self.db.users.insert_one(
+                {
+                    "_id": user_id,
+                    "username": username,
+                    "username_key": username.lower(),
+                    "password_hash": password_hash,
+                    "balance": 0,
+                    "is_admin": True,
+                    "non_payer": False,
+                    "created_at": utc_now(),
+                }
+            )
+        except DuplicateKeyError:  # another process created it a moment ago
+            return await self.ensure_admin(password, username)
+        return user_id
+
+    async def profile(self, user_id: int) -> Profile:
+        user = await self.db.users.find_one({"_id": user_id}, {"username": 1, "balance": 1, "is_admin": 1})
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        return Profile(user_id, user["username"], int(user["balance"]), bool(user.get("is_admin")))
+
+    # -- tokens --------------------------------------------------------------------------------
+    async def issue_token(self, user_id: int, *, admin: bool) -> str:
+        token = secrets.token_urlsafe(32)
+        now = utc_now()
+        await self.db.tokens.insert_one(
+            {
+                "_id": hash_token(token),
+                "user_id": user_id,
+                "admin": admin,
+                "revoked": False,
+                "created_at": now,
+                "expires_at": now + self.token_lifetime,
+            }
+        )
+        return token
+
+    async def user_for_token(self, token: str) -> AuthUser | None:
+        """The user a bearer token belongs to, or None (unknown, revoked or expired).
+
+        Admin rights need both an admin account and an admin-scoped token (`/admin/login`).
+        """
+        if not token or len(token) > TOKEN_MAX_LENGTH:
+            return None
+        key = hash_token(token)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        now = utc_now()
+        record = await self.db.tokens.find_one({"_id": key, "revoked": False, "expires_at": {"$gt": now}})
+        if record is None:
+            return None
+        user = await self.db.users.find_one({"_id": record["user_id"]}, {"username": 1, "is_admin": 1})
+        if user is None:
+            return None
+        auth = AuthUser(int(user["_id"]), user["username"], bool(record["admin"] and user.get("is_admin")))
+        remaining = (as_utc(record["expires_at"]) - now).total_seconds()
+        self.cache.put(key, auth, remaining)
+        return auth
+
+    async def logout(self, token: str) -> bool:
+        """Revoke one token; True if it was live."""
+        key = hash_token(token)
+        self.cache.discard(key)
+        result = await self.db.tokens.update_one(
+            {"_id": key, "revoked": False}, {"$set": {"revoked": True, "revoked_at": utc_now()}}
+        )
+        return result.modified_count == 1
+
+    async def revoke_all(self, user_id: int) -> None:
+        self.cache.discard_user(user_id)
+        await self.db.tokens.update_many(
+            {"user_id": user_id, "revoked": False}, {"$set": {"revoked": True, "revoked_at": utc_now()}}
+        )
+
+    # -- ledger --------------------------------------------------------------------------------
+    async def credit(
+        self, user_id: int, amount: int, kind: str, ref: str, session: Session | None = None
+    ) -> LedgerEntry:
+        """Add `amount` fen to the balance (and the ledger). Idempotent on `ref`."""
+        _check_change(amount, kind, ref)
+        return await self._apply(user_id, amount, kind, ref, session)
+
+    async def debit(
+        self, user_id: int, amount: int, kind: str, ref: str, session: Session | None = None
+    ) -> LedgerEntry:
+        """Take `amount` fen from the balance, never below zero (InsufficientBalance). Idempotent on `ref`.
+
+        With `session`, the change joins the caller's transaction; else it runs in its own.
+        """
+        _check_change(amount, kind, ref)
+        return await self._apply(user_id, -amount, kind, ref, session)
+
+    async def ledger(self, user_id: int, *, skip: int = 0, limit: int = 100) -> list[LedgerEntry]:
+        cursor = self.db.ledger.find({"user_id": user_id}).sort([("at", -1), ("_id", -1)])
+        return [_entry(doc) async for doc in cursor.skip(skip).limit(limit)]
+
+    async def _apply(
+        self, user_id: int, delta: int, kind: str, ref: str, session: Session | None
+    ) -> LedgerEntry:
+        async def change(s: Session) -> LedgerEntry:
+            return await self._apply_in(s, user_id, delta, kind, ref)
+
+        if session is not None:
+            return await change(session)
+        try:
+            return await run_in_transaction(self.client, change)
+        except DuplicateKeyError:
+            # A concurrent transaction committed the same ref between our read and our insert.
+            existing = await self.db.ledger.find_one({"ref": ref})
+            if existing is None:
+                raise
+            return _replayed(existing, user_id, delta, kind)
+
+    async def _apply_in(self, s: Session, user_id: int, delta: int, kind: str, ref: str) -> LedgerEntry:
+        existing = await self.db.ledger.find_one({"ref": ref}, session=s)
+        if existing is not None:
+            return _replayed(existing, user_id, delta, kind)
+        guard: Document = (
+            {"balance": {"$gte": -delta}} if delta < 0 else {"balance": {"$lte": MAX_BALANCE - delta}}
+        )
+        user = await self.db.users.find_one_and_update(
+            {"_id": user_id, **guard},
+            {"$inc": {"balance": delta}},
+            projection={"balance": 1},
+            return_document=ReturnDocument.AFTER,
+            session=s,
+        )
+        if user is None:
+            current = await self.db.users.find_one({"_id": user_id}, {"balance": 1}, session=s)
+            if current is None:
+                raise NotFound(f"no user {user_id}")
+            if delta < 0:
+                raise InsufficientBalance(f"the balance ({current['balance']} fen) is less than {-delta} fen")
+            raise BalanceLimit(f"a balance may not exceed {MAX_BALANCE} fen")
+        entry = LedgerEntry(user_id, kind, delta, int(user["balance"]), ref, utc_now())
+        await self.db.ledger.insert_one(
+            {
+                "user_id": entry.user_id,
+                "kind": entry.kind,
+                "amount": entry.amount,
+                "balance_after": entry.balance_after,
+                "ref": entry.ref,
+                "at": entry.at,
+            },
+            session=s,
+        )
+        return entry
+
+
+def _check_change(amount: int, kind: str, ref: str) -> None:
+    if type(amount) is not int or not 0 < amount <= MAX_BALANCE:
+        raise InvalidInput(f"an amount must be an integer number of fen in 1..{MAX_BALANCE}")
+    if not kind or not ref or len(ref) > MAX_REF_LENGTH:
+        raise InvalidInput(f"a ledger change needs a kind and a ref of 1-{MAX_REF_LENGTH} characters")
+
+
+def _entry(doc: Document, *, replayed: bool = False) -> LedgerEntry:
+    return LedgerEntry(
+        int(doc["user_id"]),
+        doc["kind"],
+        int(doc["amount"]),
+        int(doc["balance_after"]),
+        doc["ref"],
+        as_utc(doc["at"]),
+        replayed,
+    )
+
+
+def _replayed(doc: Document, user_id: int, delta: int, kind: str) -> LedgerEntry:
+    """The entry already written for this ref, provided the retry asks for the very same change."""
+    if doc["user_id"] != user_id or doc["amount"] != delta or doc["kind"] != kind:
+        raise RefReused(f"the reference {doc['ref']!r} was already used for a different change")
+    return _entry(doc, replayed=True)
+
+
+def ledger_document(entry: LedgerEntry) -> dict[str, Any]:
+    """A ledger entry as JSON-ready data (REST answers)."""
+    return {
+        "user_id": entry.user_id,
+        "kind": entry.kind,
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "ref": entry.ref,
+        "at": iso_utc(entry.at),
+        "replayed": entry.replayed,
+    }

@@ -1,0 +1,484 @@
+"""Auction sessions (专场) and lots (拍品): metadata in MongoDB, live state from the engine's book.
+
+Writes are two steps (docs/design.md): the metadata document first, marked `engine_synced: False`,
+then the engine command; the mark is cleared once the engine has made the command durable. A crash
+between the two leaves a marked document that `resubmit_unsynced` replays at start-up.
+
+Reads merge the document (titles, images, specs...) with the book (state, price, leader...), which
+is the only truth about bidding. Sessions and lots the engine does not know are not public.
+"""
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from engine.book.errors import GavelError, NotFound
+from engine.book.increments import rule_from_spec
+from engine.book.lot import Lot
+from engine.book.session import Session
+from engine.book.states import CLOSED_LOT_STATES, LotState, SessionState
+from engine.commands import Outcome, PutLot, PutSession
+from engine.engine import Engine
+from persistence.accounts import InvalidInput
+from persistence.mongo import Database, Document, as_utc, iso_from_ms, iso_utc, next_id, to_ms, utc_now
+
+log = logging.getLogger("gavel.catalog")
+
+Pseudonym = Callable[[int, int], str]
+
+NOT_STARTED_SESSION_STATES = (SessionState.SCHEDULED, SessionState.PREVIEW)
+NOT_STARTED_LOT_STATES = (LotState.SCHEDULED, LotState.PREVIEW)
+
+
+class AlreadyStarted(GavelError):
+    code = "ALREADY_STARTED"
+
+
+class SessionEnded(GavelError):
+    code = "SESSION_ENDED"
+
+
+class CatalogueNoTaken(GavelError):
+    code = "CATALOGUE_NO_EXISTS"
+
+
+def engine_refusal(outcome: Outcome, *, state_code: str) -> GavelError:
+    """The error for an engine answer that is not ok.
+
+    Input is validated before it reaches the engine, so its BAD_REQUEST / ILLEGAL_STATE refusals
+    are about the current state (started, closed...): those get `state_code`, a 409 conflict.
+    """
+    code = outcome.code or "UNAVAILABLE"
+    if code in ("BAD_REQUEST", "ILLEGAL_STATE"):
+        code = state_code
+    return GavelError(outcome.message or code, code=code)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionSpec:
+    title: str
+    preview_start: datetime.datetime
+    preview_end: datetime.datetime
+    bidding_start: datetime.datetime
+    bidding_end: datetime.datetime
+    deposit: int = 0  # whole-session deposit (全场保证金), fen
+    soft_close_seconds: int = 0
+    soft_close_cap_seconds: int = 0
+    description: str = ""
+    cover: str = ""  # image URL
+
+    def check(self) -> None:
+        if not self.preview_start <= self.preview_end <= self.bidding_start < self.bidding_end:
+            raise InvalidInput(
+                "times must satisfy preview_start <= preview_end <= bidding_start < bidding_end"
+            )
+
+    def command(self, session_id: int) -> PutSession:
+        return PutSession(
+            session_id,
+            to_ms(self.preview_start),
+            to_ms(self.preview_end),
+            to_ms(self.bidding_start),
+            to_ms(self.bidding_end),
+            self.deposit,
+            self.soft_close_seconds * 1000,
+            self.soft_close_cap_seconds * 1000,
+        )
+
+    def document(self) -> Document:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_document(cls, doc: Document) -> "SessionSpec":
+        values = {field.name: doc[field.name] for field in dataclasses.fields(cls) if field.name in doc}
+        for name in ("preview_start", "preview_end", "bidding_start", "bidding_end"):
+            values[name] = as_utc(values[name])
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Spec:
+    """One line of a lot's specifications (拍品规格), e.g. 尺寸: 30×40 cm."""
+
+    key: str
+    value: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LotSpec:
+    catalogue_no: str  # 图录号
+    title: str
+    start_price: int  # fen
+    unit: int | None  # fixed increment (加价幅度), fen; None when `increment_bands` is given
+    reserve_price: int = 0  # 参考底价: below it the lot does not sell
+    highest_price: int = 0  # 参考高价: an estimate shown to bidders, never enforced
+    deposit: int = 0  # per-lot deposit (单品保证金), fen
+    description: str = ""
+    images: tuple[str, ...] = ()
+    specs: tuple[Spec, ...] = ()
+    # ((upper_exclusive | None, step), ...): the step depends on the price band (see increments.py).
+    increment_bands: tuple[tuple[int | None, int], ...] | None = None
+
+    def check(self) -> None:
+        if self.increment_bands is None and self.unit is None:
+            raise InvalidInput("give either unit or increment_bands")
+        try:
+            rule_from_spec(self.rule())
+        except GavelError as error:
+            raise InvalidInput(error.message) from None
+
+    def rule(self) -> list[object]:
+        if self.increment_bands is not None:
+            return ["banded", self.start_price, [[upper, step] for upper, step in self.increment_bands]]
+        return ["fixed", self.start_price, self.unit]
+
+    def command(self, lot_id: int, session_id: int) -> PutLot:
+        return PutLot(lot_id, session_id, self.rule(), self.reserve_price, self.deposit)
+
+    def document(self) -> Document:
+        doc = dataclasses.asdict(self)
+        doc["images"] = list(self.images)
+        doc["specs"] = [{"key": spec.key, "value": spec.value} for spec in self.specs]
+        doc["increment_bands"] = (
+            None if self.increment_bands is None else [list(band) for band in self.increment_bands]
+        )
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: Document) -> "LotSpec":
+        values = {field.name: doc[field.name] for field in dataclasses.fields(cls) if field.name in doc}
+        values["images"] = tuple(values.get("images", ()))
+        values["specs"] = tuple(Spec(item["key"], item["value"]) for item in values.get("specs", ()))
+        bands = values.get("increment_bands")
+        values["increment_bands"] = None if bands is None else tuple((b[0], b[1]) for b in bands)
+        return cls(**values)
+
+
+class Catalog:
+    def __init__(self, db: Database, engine: Engine, pseudonym: Pseudonym) -> None:
+        self.db = db
+        self.engine = engine
+        self.pseudonym = pseudonym
+        # Admin writes are rare; one at a time keeps MongoDB and the engine in the same order.
+        self._write_lock = asyncio.Lock()
+
+    # -- sessions (admin) ----------------------------------------------------------------------
+    async def create_session(self, spec: SessionSpec) -> Document:
+        spec.check()
+        if to_ms(spec.bidding_end) <= self.engine.clock.now_ms():
+            raise InvalidInput("bidding_end must be in the future")
+        async with self._write_lock:
+            session_id = await next_id(self.db, "sessions")
+            now = utc_now()
+            doc = {"_id": session_id, **spec.document(), "created_at": now, "updated_at": now}
+            await self.db.sessions.insert_one({**doc, "engine_synced": False})
+            outcome = await self.engine.execute(spec.command(session_id))
+            if not outcome.ok:
+                await self.db.sessions.delete_one({"_id": session_id})
+                raise engine_refusal(outcome, state_code="ALREADY_STARTED")
+            await self.db.sessions.update_one({"_id": session_id}, {"$set": {"engine_synced": True}})
+        return doc
+
+    async def update_session(self, session_id: int, changes: Mapping[str, Any]) -> Document:
+        """Change a session that has not started bidding; `changes` holds SessionSpec fields."""
+        async with self._write_lock:
+            old = await self.session_document(session_id)
+            live = self.engine.book.sessions.get(session_id)
+            if live is not None and live.state not in NOT_STARTED_SESSION_STATES:
+                raise AlreadyStarted(f"session {session_id} has started; it can no longer be changed")
+            spec = dataclasses.replace(SessionSpec.from_document(old), **changes)
+            spec.check()
+            now = utc_now()
+            await self.db.sessions.update_one(
+                {"_id": session_id}, {"$set": {**spec.document(), "updated_at": now, "engine_synced": False}}
+            )
+            outcome = await self.engine.execute(spec.command(session_id))
+            if not outcome.ok:
+                await self.db.sessions.replace_one({"_id": session_id}, old)
+                raise engine_refusal(outcome, state_code="ALREADY_STARTED")
+            await self.db.sessions.update_one({"_id": session_id}, {"$set": {"engine_synced": True}})
+        return {**old, **spec.document(), "updated_at": now, "engine_synced": True}
+
+    async def session_document(self, session_id: int) -> Document:
+        doc = await self.db.sessions.find_one({"_id": session_id})
+        if doc is None:
+            raise NotFound(f"no session {session_id}")
+        return doc
+
+    # -- lots (admin) --------------------------------------------------------------------------
+    async def create_lot(self, session_id: int, spec: LotSpec) -> Document:
+        spec.check()
+        async with self._write_lock:
+            await self.session_document(session_id)
+            live = self.engine.book.sessions.get(session_id)
+            if live is not None and live.state is SessionState.ENDED:
+                raise SessionEnded(f"session {session_id} has ended")
+            if live is not None and live.state not in NOT_STARTED_SESSION_STATES:
+                # A lot added now would never open by itself: the session's opening timer has fired.
+                raise AlreadyStarted(f"session {session_id} has started; lots can no longer be added")
+            lot_id = await next_id(self.db, "lots")
+            now = utc_now()
+            doc = {
+                "_id": lot_id,
+                "session_id": session_id,
+                **spec.document(),
+                "watchers": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            try:
+                await self.db.lots.insert_one({**doc, "engine_synced": False})
+            except DuplicateKeyError:
+                raise CatalogueNoTaken(
+                    f"catalogue number {spec.catalogue_no!r} is already used in session {session_id}"
+                ) from None
+            if live is None:
+                # The session itself is waiting for start-up resubmission; so does the lot.
+                return doc
+            outcome = await self.engine.execute(spec.command(lot_id, session_id))
+            if not outcome.ok:
+                await self.db.lots.delete_one({"_id": lot_id})
+                raise engine_refusal(outcome, state_code="ALREADY_STARTED")
+            await self.db.lots.update_one({"_id": lot_id}, {"$set": {"engine_synced": True}})
+        return doc
+
+    async def update_lot(self, lot_id: int, changes: Mapping[str, Any]) -> Document:
+        """Change a lot while its session has not started bidding; `changes` holds LotSpec fields."""
+        async with self._write_lock:
+            old = await self.lot_document(lot_id)
+            session_id = int(old["session_id"])
+            live_session = self.engine.book.sessions.get(session_id)
+            live_lot = self.engine.book.lots.get(lot_id)
+            if (live_session is not None and live_session.state not in NOT_STARTED_SESSION_STATES) or (
+                live_lot is not None and live_lot.state not in NOT_STARTED_LOT_STATES
+            ):
+                raise AlreadyStarted(f"lot {lot_id}'s session has started; it can no longer be changed")
+            spec = dataclasses.replace(LotSpec.from_document(old), **changes)
+            spec.check()
+            now = utc_now()
+            try:
+                await self.db.lots.update_one(
+                    {"_id": lot_id}, {"$set": {**spec.document(), "updated_at": now, "engine_synced": False}}
+                )
+            except DuplicateKeyError:
+                raise CatalogueNoTaken(
+                    f"catalogue number {spec.catalogue_no!r} is already used in session {session_id}"
+                ) from None
+            if live_session is not None:
+                outcome = await self.engine.execute(spec.command(lot_id, session_id))
+                if not outcome.ok:
+                    await self.db.lots.replace_one({"_id": lot_id}, old)
+                    raise engine_refusal(outcome, state_code="ALREADY_STARTED")
+                await self.db.lots.update_one({"_id": lot_id}, {"$set": {"engine_synced": True}})
+        return {**old, **spec.document(), "updated_at": now}
+
+    async def lot_document(self, lot_id: int) -> Document:
+        doc = await self.db.lots.find_one({"_id": lot_id})
+        if doc is None:
+            raise NotFound(f"no lot {lot_id}")
+        return doc
+
+    async def resubmit_unsynced(self) -> int:
+        """Start-up: replay metadata writes whose engine command may have been lost; returns how many."""
+        count = 0
+        book = self.engine.book
+        async for doc in self.db.sessions.find({"engine_synced": False}):
+            outcome = await self.engine.execute(SessionSpec.from_document(doc).command(int(doc["_id"])))
+            count += await self._mark_synced("sessions", doc, outcome, int(doc["_id"]) in book.sessions)
+        async for doc in self.db.lots.find({"engine_synced": False}):
+            if int(doc["session_id"]) not in book.sessions:
+                continue
+            command = LotSpec.from_document(doc).command(int(doc["_id"]), int(doc["session_id"]))
+            outcome = await self.engine.execute(command)
+            count += await self._mark_synced("lots", doc, outcome, int(doc["_id"]) in book.lots)
+        return count
+
+    async def _mark_synced(self, collection: str, doc: Document, outcome: Outcome, known: bool) -> int:
+        if not outcome.ok:
+            if not known:
+                log.error(
+                    "the engine refused %s %s at start-up: %s %s",
+                    collection,
+                    doc["_id"],
+                    outcome.code,
+                    outcome.message,
+                )
+                return 0
+            # The engine holds it already and has moved on (started): its copy is the one that counts.
+            log.warning(
+                "%s %s changed after the engine started it; keeping the engine's copy", collection, doc["_id"]
+            )
+        await self.db[collection].update_one({"_id": doc["_id"]}, {"$set": {"engine_synced": True}})
+        return 1
+
+    # -- public reads --------------------------------------------------------------------------
+    async def list_sessions(
+        self, state: SessionState | None, skip: int, limit: int
+    ) -> tuple[list[Document], int]:
+        """Sessions the engine knows, newest bidding start first, optionally of one state."""
+        matching = [s for s in self.engine.book.sessions.values() if state is None or s.state is state]
+        matching.sort(key=lambda s: (s.bidding_start, s.session_id), reverse=True)
+        page = matching[skip : skip + limit]
+        docs = {
+            doc["_id"]: doc
+            async for doc in self.db.sessions.find({"_id": {"$in": [s.session_id for s in page]}})
+        }
+        items = [_session_summary(docs[s.session_id], s) for s in page if s.session_id in docs]
+        return items, len(matching)
+
+    async def session_view(self, session_id: int) -> Document:
+        """A session with its lots' live state."""
+        live = self.engine.book.sessions.get(session_id)
+        if live is None:
+            raise NotFound(f"no session {session_id}")
+        doc = await self.session_document(session_id)
+        lots = self.engine.book.lots
+        lot_docs = {d["_id"]: d async for d in self.db.lots.find({"_id": {"$in": live.lot_ids}})}
+        view = _session_summary(doc, live)
+        view["lots"] = [
+            self._lot_summary(lot_docs[lot_id], lots[lot_id]) for lot_id in live.lot_ids if lot_id in lot_docs
+        ]
+        return view
+
+    async def lot_view(self, lot_id: int, *, count_watcher: bool) -> Document:
+        """One lot's metadata and live state; `count_watcher` adds one to its 围观 count."""
+        live = self.engine.book.lots.get(lot_id)
+        if live is None:
+            raise NotFound(f"no lot {lot_id}")
+        if count_watcher:
+            doc = await self.db.lots.find_one_and_update(
+                {"_id": lot_id}, {"$inc": {"watchers": 1}}, return_document=ReturnDocument.AFTER
+            )
+        else:
+            doc = await self.db.lots.find_one({"_id": lot_id})
+        if doc is None:
+            raise NotFound(f"no lot {lot_id}")
+        session_doc = await self.db.sessions.find_one({"_id": live.session.session_id}, {"title": 1})
+        view = self._lot_summary(doc, live)
+        view.update(
+            description=doc.get("description", ""),
+            specs=[{"key": s["key"], "value": s["value"]} for s in doc.get("specs", ())],
+            unit=doc.get("unit"),
+            increment_bands=doc.get("increment_bands"),
+            reserve_price=int(doc.get("reserve_price", 0)),
+            highest_price=int(doc.get("highest_price", 0)),
+            reserve_met=live.leader != 0 and live.price >= live.reserve,
+            winner=self.pseudonym(live.session.session_id, live.winner),
+            watchers=int(doc.get("watchers", 0)),
+            session={
+                "id": live.session.session_id,
+                "title": session_doc["title"] if session_doc else "",
+                "state": int(live.session.state),
+                "state_name": live.session.state.name.lower(),
+                "deposit": live.session.deposit,
+            },
+        )
+        return view
+
+    def bids_view(self, lot_id: int, skip: int, limit: int) -> tuple[list[Document], int]:
+        """A page of a lot's bid history, newest first, from the engine's arrays (complete for live lots)."""
+        lot = self.engine.book.lots.get(lot_id)
+        if lot is None:
+            raise NotFound(f"no lot {lot_id}")
+        bids = lot.bids
+        total = len(bids)
+        session_id = lot.session.session_id
+        newest = total - 1 - skip
+        items = []
+        for index in range(newest, max(newest - limit, -1), -1):
+            bidder, price, at, auto = bids.line(index)
+            items.append(
+                {
+                    "price": price,
+                    "bidder": self.pseudonym(session_id, bidder),
+                    "at": iso_from_ms(at),
+                    "at_ms": at,
+                    "auto": auto,
+                }
+            )
+        return items, total
+
+    def _lot_summary(self, doc: Document, live: Lot) -> Document:
+        return {
+            "id": live.lot_id,
+            "session_id": live.session.session_id,
+            "catalogue_no": doc.get("catalogue_no", ""),
+            "title": doc.get("title", ""),
+            "images": list(doc.get("images", ())),
+            "start_price": live.rule.start,
+            "deposit": live.deposit,
+            "state": int(live.state),
+            "state_name": live.state.name.lower(),
+            "price": live.price,
+            "leader": self.pseudonym(live.session.session_id, live.leader),
+            "bid_count": live.bid_count,
+            "next_min": live.next_min(),
+            "ends_at": iso_from_ms(live.ends_at),
+            "ends_at_ms": live.ends_at,
+            "closed": live.state in CLOSED_LOT_STATES,
+        }
+
+
+def _session_summary(doc: Document, live: Session) -> Document:
+    return {
+        "id": live.session_id,
+        "title": doc.get("title", ""),
+        "description": doc.get("description", ""),
+        "cover": doc.get("cover", ""),
+        "state": int(live.state),
+        "state_name": live.state.name.lower(),
+        "preview_start": iso_from_ms(live.preview_start),
+        "preview_start_ms": live.preview_start,
+        "preview_end": iso_from_ms(live.preview_end),
+        "preview_end_ms": live.preview_end,
+        "bidding_start": iso_from_ms(live.bidding_start),
+        "bidding_start_ms": live.bidding_start,
+        "bidding_end": iso_from_ms(live.bidding_end),
+        "bidding_end_ms": live.bidding_end,
+        "deposit": live.deposit,
+        "soft_close_seconds": live.soft_close_ms // 1000,
+        "soft_close_cap_seconds": live.soft_close_cap_ms // 1000,
+        "lot_count": len(live.lot_ids),
+    }
+
+
+def admin_session_view(doc: Document) -> Document:
+    """A session metadata document as the admin API returns it."""
+    return {
+        "id": doc["_id"],
+        "title": doc["title"],
+        "description": doc.get("description", ""),
+        "cover": doc.get("cover", ""),
+        "preview_start": iso_utc(doc["preview_start"]),
+        "preview_end": iso_utc(doc["preview_end"]),
+        "bidding_start": iso_utc(doc["bidding_start"]),
+        "bidding_end": iso_utc(doc["bidding_end"]),
+        "deposit": doc["deposit"],
+        "soft_close_seconds": doc["soft_close_seconds"],
+        "soft_close_cap_seconds": doc["soft_close_cap_seconds"],
+    }
+
+
+def admin_lot_view(doc: Document) -> Document:
+    """A lot metadata document as the admin API returns it."""
+    return {
+        "id": doc["_id"],
+        "session_id": doc["session_id"],
+        "catalogue_no": doc["catalogue_no"],
+        "title": doc["title"],
+        "description": doc.get("description", ""),
+        "images": list(doc.get("images", ())),
+        "specs": [{"key": s["key"], "value": s["value"]} for s in doc.get("specs", ())],
+        "start_price": doc["start_price"],
+        "unit": doc.get("unit"),
+        "increment_bands": doc.get("increment_bands"),
+        "reserve_price": doc.get("reserve_price", 0),
+        "highest_price": doc.get("highest_price", 0),
+        "deposit": doc.get("deposit", 0),
+    }

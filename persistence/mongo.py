@@ -1,0 +1,186 @@
+"""MongoDB plumbing shared by the persistence adapters: connecting, indexes, ids, transactions, time.
+
+Every collection named in docs/design.md gets its indexes here, in one place, so a fresh database
+(tests, a new deployment) is complete after one `await ensure_indexes(db)`.
+"""
+
+import contextlib
+import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+Document: TypeAlias = dict[str, Any]
+Client: TypeAlias = AsyncMongoClient[Document]
+Database: TypeAlias = AsyncDatabase[Document]
+Session: TypeAlias = AsyncClientSession
+
+T = TypeVar("T")
+
+UTC = datetime.UTC
+
+# Deposits that still count: a failed (or later refunded) deposit must not block a new one.
+LIVE_DEPOSIT_STATUSES = ("pending", "paid")
+
+
+def connect(url: str, *, app_name: str = "gavel") -> Client:
+    """A client for the whole process: aware UTC datetimes, short timeouts so outages surface fast."""
+    return AsyncMongoClient(
+        url,
+        tz_aware=True,
+        tzinfo=UTC,
+        appname=app_name,
+        serverSelectionTimeoutMS=5_000,
+        connectTimeoutMS=5_000,
+        # Long enough for a slow transaction commit, short enough that a hung server is noticed.
+        socketTimeoutMS=30_000,
+        retryWrites=True,
+        retryReads=True,
+    )
+
+
+async def check_replica_set(client: Client) -> None:
+    """Refuse to run against a standalone server: balance changes need multi-document transactions."""
+    hello = await client.admin.command("hello")
+    if not hello.get("setName"):
+        raise RuntimeError(
+            "MONGODB_URL must name a replica set (a one-member set is enough): "
+            "multi-document transactions need it"
+        )
+
+
+def _indexes() -> dict[str, list[IndexModel]]:
+    return {
+        "users": [
+            # Usernames are unique regardless of case ("Alice" and "alice" are one account).
+            IndexModel([("username_key", ASCENDING)], unique=True, name="username_key_unique"),
+        ],
+        "tokens": [
+            # `_id` is the sha256 of the token (lookup by hash); these serve revocation and expiry.
+            IndexModel([("user_id", ASCENDING)], name="user_id"),
+            IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+        ],
+        "ledger": [
+            IndexModel([("ref", ASCENDING)], unique=True, name="ref_unique"),
+            IndexModel([("user_id", ASCENDING), ("at", DESCENDING)], name="user_at"),
+        ],
+        "sessions": [
+            IndexModel([("bidding_start", DESCENDING)], name="bidding_start"),
+        ],
+        "lots": [
+            IndexModel([("session_id", ASCENDING), ("_id", ASCENDING)], name="session_lots"),
+            # A catalogue number (图录号) names one lot within its session.
+            IndexModel(
+                [("session_id", ASCENDING), ("catalogue_no", ASCENDING)],
+                unique=True,
+                name="session_catalogue_no_unique",
+            ),
+        ],
+        "deposits": [
+            # At most one live (pending or paid) deposit per user and target; `lot_id` None is the
+            # whole-session deposit. `$in` in a partial filter needs MongoDB 6.0+ (or SecantusDB).
+            IndexModel(
+                [("user_id", ASCENDING), ("session_id", ASCENDING), ("lot_id", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"status": {"$in": list(LIVE_DEPOSIT_STATUSES)}},
+                name="one_live_deposit_per_target",
+            ),
+            IndexModel(
+                [("payment_id", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"payment_id": {"$type": "string"}},
+                name="payment_id_unique",
+            ),
+            IndexModel([("user_id", ASCENDING), ("_id", DESCENDING)], name="user_deposits"),
+            IndexModel([("session_id", ASCENDING), ("status", ASCENDING)], name="session_status"),
+        ],
+        "bids": [
+            IndexModel([("lot_id", ASCENDING), ("at", DESCENDING)], name="lot_at"),
+            IndexModel([("session_id", ASCENDING)], name="session_id"),
+        ],
+    }
+
+
+async def ensure_indexes(db: Database) -> None:
+    """Create every index the service relies on (idempotent; safe at every start)."""
+    for collection, models in _indexes().items():
+        await db[collection].create_indexes(models)
+
+
+async def next_id(db: Database, name: str) -> int:
+    """Allocate the next integer id of `name` from `counters` (gaps are possible, repeats never)."""
+    counter = await db.counters.find_one_and_update(
+        {"_id": name},
+        {"$inc": {"seq": 1}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    assert counter is not None  # upsert + AFTER always returns the document
+    return int(counter["seq"])
+
+
+class Transaction:
+    """A session that runs callbacks as transactions with the driver's retry rules.
+
+    An `async with` body cannot be re-run by Python, so the retried unit is a callback: on
+    TransientTransactionError the whole callback runs again, on UnknownTransactionCommitResult the
+    commit is retried (pymongo's `with_transaction`, up to 120 s). Callbacks must therefore be safe
+    to run more than once: no side effects outside MongoDB.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def run(self, callback: Callable[[Session], Awaitable[T]]) -> T:
+        return await self.session.with_transaction(callback)
+
+
+@contextlib.asynccontextmanager
+async def transaction(client: Client) -> AsyncIterator[Transaction]:
+    """`async with transaction(client) as txn: result = await txn.run(callback)`."""
+    async with client.start_session() as session:
+        yield Transaction(session)
+
+
+async def run_in_transaction(client: Client, callback: Callable[[Session], Awaitable[T]]) -> T:
+    """Run `callback(session)` in one retried transaction on a fresh session."""
+    async with transaction(client) as txn:
+        return await txn.run(callback)
+
+
+# -- time -------------------------------------------------------------------------------------------
+# BSON dates keep milliseconds; values are truncated to that on the way in so what we hand back equals
+# what a later read returns.
+
+
+def utc_now() -> datetime.datetime:
+    return from_ms(to_ms(datetime.datetime.now(UTC)))
+
+
+def as_utc(value: datetime.datetime) -> datetime.datetime:
+    """Aware UTC, whatever the client's tz_aware setting (naive BSON dates are UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def to_ms(value: datetime.datetime) -> int:
+    """Epoch milliseconds of an aware (or naive-UTC) datetime, with integer arithmetic only."""
+    delta = as_utc(value) - datetime.datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def from_ms(ms: int) -> datetime.datetime:
+    return datetime.datetime(1970, 1, 1, tzinfo=UTC) + datetime.timedelta(milliseconds=ms)
+
+
+def iso_utc(value: datetime.datetime) -> str:
+    """ISO-8601 UTC with milliseconds and a `Z`, e.g. `2025-05-01T12:00:00.000Z`."""
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.") + f"{as_utc(value).microsecond // 1000:03d}Z"
+
+
+def iso_from_ms(ms: int) -> str:
+    return iso_utc(from_ms(ms))

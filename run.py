@@ -1,0 +1,403 @@
+"""Gavel's composition root: configuration, wiring, embedded servers, start and stop.
+
+python run.py --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio
+import tornado.httpserver
+import uvloop
+
+from engine.clock import SystemClock
+from engine.engine import Engine
+from gateway.app import make_app
+from gateway.context import AppContext
+from gateway.ws import Hub
+from persistence import mongo
+from persistence.accounts import Accounts
+from persistence.archive import BidArchiver
+from persistence.catalog import LotSpec, SessionSpec
+from persistence.deposits import reregister_paid
+from persistence.embedded import Services
+from persistence.redis_bus import PriceBus
+from persistence.snapshots import MongoSnapshotSink
+
+log = logging.getLogger("gavel")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("var")
+    mongodb_url: str | None = None
+    mongodb_db: str = "gavel"
+    redis_url: str | None = None
+    admin_password: str | None = None
+    journal_fsync: bool = True
+    snapshot_interval: float = 60.0
+    seed_demo: bool = True
+    log_level: str = "INFO"
+    public_url: str = ""
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def parse_config(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description="Gavel: a real-time auction engine with a course shop. Every flag has an "
+        "environment variable (shown in brackets); flags win.",
+    )
+    parser.add_argument("--host", default=env.get("HOST", "127.0.0.1"), help="address to bind [HOST]")
+    parser.add_argument("--port", type=int, default=int(env.get("PORT", "8000")), help="HTTP port [PORT]")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(env.get("DATA_DIR", "var")),
+        help="journal, data, logs [DATA_DIR]",
+    )
+    parser.add_argument(
+        "--mongodb-url",
+        default=env.get("MONGODB_URL") or None,
+        help="MongoDB replica set; embedded SecantusDB when unset [MONGODB_URL]",
+    )
+    parser.add_argument(
+        "--mongodb-db", default=env.get("MONGODB_DB", "gavel"), help="database name [MONGODB_DB]"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=env.get("REDIS_URL") or None,
+        help="Redis; embedded redis-server when unset [REDIS_URL]",
+    )
+    parser.add_argument(
+        "--no-fsync",
+        action="store_true",
+        default=not _flag(env.get("JOURNAL_FSYNC", "1")),
+        help="skip the journal fsync (benchmarks only) [JOURNAL_FSYNC=0]",
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=float(env.get("SNAPSHOT_INTERVAL", "60")),
+        help="seconds between engine snapshots [SNAPSHOT_INTERVAL]",
+    )
+    parser.add_argument(
+        "--no-demo",
+        action="store_true",
+        default=not _flag(env.get("SEED_DEMO", "1")),
+        help="do not seed the demo session [SEED_DEMO=0]",
+    )
+    parser.add_argument("--log-level", default=env.get("LOG_LEVEL", "INFO"), help="log level [LOG_LEVEL]")
+    parser.add_argument(
+        "--public-url",
+        default=env.get("PUBLIC_URL", ""),
+        help="public origin for links, e.g. https://x [PUBLIC_URL]",
+    )
+    args = parser.parse_args(argv)
+    return Config(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        mongodb_url=args.mongodb_url,
+        mongodb_db=args.mongodb_db,
+        redis_url=args.redis_url,
+        admin_password=env.get("ADMIN_PASSWORD") or None,
+        journal_fsync=not args.no_fsync,
+        snapshot_interval=args.snapshot_interval,
+        seed_demo=not args.no_demo,
+        log_level=args.log_level.upper(),
+        public_url=args.public_url.rstrip("/"),
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: machines read logs too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_LOG_KEYS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+_STANDARD_LOG_KEYS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    logging.getLogger("pymongo").setLevel(logging.WARNING)
+
+
+def load_secret(path: Path) -> bytes:
+    """A per-installation secret (pseudonyms), created once with owner-only permissions."""
+    if path.exists():
+        return path.read_bytes()
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+    return secret
+
+
+async def ensure_admin_account(accounts: Accounts, db: Any, password: str | None) -> str | None:
+    """Use ADMIN_PASSWORD when given; otherwise generate one only if no admin exists yet.
+
+    Returns a newly generated password (to print once), else None.
+    """
+    if password:
+        await accounts.ensure_admin(password)
+        return None
+    if await db.users.find_one({"username_key": "admin"}, {"_id": 1}) is not None:
+        return None
+    generated = secrets.token_urlsafe(12)
+    await accounts.ensure_admin(generated)
+    return generated
+
+
+DEMO_BIDDERS = (("alice", "alice-demo-pass"), ("bob", "bob-demo-pass"))
+
+
+async def seed_demo(ctx: AppContext) -> int | None:
+    """A demo session with four lots and two funded bidders, on first start only."""
+    if await ctx.db.sessions.count_documents({}, limit=1):
+        return None
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    session = await ctx.catalog.create_session(
+        SessionSpec(
+            title="Demo session — spring ceramics",
+            preview_start=now,
+            preview_end=now,
+            bidding_start=now + datetime.timedelta(seconds=5),
+            bidding_end=now + datetime.timedelta(hours=2),
+            deposit=0,
+            soft_close_seconds=60,
+            soft_close_cap_seconds=600,
+            description="Seeded by make run; bid as alice or bob.",
+        )
+    )
+    session_id = int(session["_id"])
+    lots = [
+        LotSpec("001", "Celadon bowl, Song style", 100_00, 10_00, reserve_price=300_00, highest_price=800_00),
+        LotSpec("002", "Blue-and-white vase", 500_00, 50_00, reserve_price=0, highest_price=2_000_00),
+        LotSpec("003", "Tea set for four", 80_00, 5_00, highest_price=300_00),
+        LotSpec(
+            "004",
+            "Large jar (per-lot deposit)",
+            1_000_00,
+            None,
+            reserve_price=2_000_00,
+            deposit=200_00,
+            increment_bands=((1_000_00, 5_00), (5_000_00, 20_00), (None, 100_00)),
+        ),
+    ]
+    for spec in lots:
+        await ctx.catalog.create_lot(session_id, spec)
+    for username, password in DEMO_BIDDERS:
+        user_id, _token = await ctx.accounts.register(username, password)
+        await ctx.accounts.credit(user_id, 10_000_00, "admin_credit", f"demo-credit:{username}")
+    return session_id
+
+
+class Service:
+    """Everything that runs: built in `start`, torn down in reverse in `stop`."""
+
+    def __init__(self, config: Config, services: Services) -> None:
+        self.config = config
+        self.services = services
+        self.background: list[asyncio.Task[None]] = []
+        self.stopping = asyncio.Event()
+        self.exit_code = 0
+
+    async def start(self) -> None:
+        config = self.config
+        data_dir = config.data_dir
+        self.client = mongo.connect(self.services.mongo_url)
+        await mongo.check_replica_set(self.client)
+        self.db = self.client[config.mongodb_db]
+        await mongo.ensure_indexes(self.db)
+        self.redis = redis.asyncio.from_url(
+            self.services.redis_url, health_check_interval=15, socket_timeout=5, socket_connect_timeout=5
+        )
+        accounts = Accounts(self.client, self.db)
+        self.generated_admin_password = await ensure_admin_account(accounts, self.db, config.admin_password)
+
+        self.engine = Engine(
+            SystemClock(), data_dir / "journal", MongoSnapshotSink(self.db), sync=config.journal_fsync
+        )
+        self.archiver = BidArchiver(self.db)
+        archived_seq = await self.archiver.load_archived_seq()
+        self.engine.listeners.append(self.archiver.on_batch)
+        self.engine.before_snapshot = self.archiver.wait_caught_up
+
+        self.ctx = AppContext(
+            engine=self.engine,
+            client=self.client,
+            db=self.db,
+            redis=self.redis,
+            accounts=accounts,
+            pseudonym_secret=load_secret(data_dir / "secret.key"),
+            base_url=config.public_url or f"http://{config.host}:{config.port}",
+        )
+        self.bus = PriceBus(self.redis, origin=f"gw-{os.getpid()}-{secrets.token_hex(3)}")
+        self.hub = Hub(self.ctx, publish=self.bus.publish)
+        self.ctx.hub = self.hub
+        self.engine.listeners.append(self.hub.on_batch)
+
+        started = time.perf_counter()
+        await self.engine.start(redeliver_after=archived_seq)
+        log.info(
+            "engine ready",
+            extra={"last_seq": self.engine.last_seq, "recovery_s": round(time.perf_counter() - started, 3)},
+        )
+        self.archiver.start()
+        self.bus.start()
+        await self.ctx.catalog.resubmit_unsynced()
+        await reregister_paid(self.engine, self.db)
+        self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
+
+        self.app = make_app(self.ctx)
+        self.server = tornado.httpserver.HTTPServer(self.app, xheaders=False, max_body_size=1 << 20)
+        self.server.listen(config.port, config.host)
+        self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))
+        self.background.append(asyncio.create_task(self._watch_children(), name="watch-children"))
+
+    def banner(self) -> str:
+        base = self.ctx.base_url
+        ws = base.replace("http", "ws", 1)
+        lines = [
+            "",
+            "Gavel is running:",
+            f"  bidder demo page   {base}/",
+            f"  REST API           {base}/api/v1/sessions   (docs/openapi.yaml)",
+            f"  websocket          {ws}/ws                  (docs/protocol.md)",
+            f"  admin API          {base}/api/v1/admin/login",
+            f"  health             {base}/healthz",
+            f"  MongoDB            {self.services.mongo_url}",
+            f"  Redis              {self.services.redis_url}",
+            f"  data               {self.config.data_dir.resolve()}",
+        ]
+        if self.generated_admin_password:
+            lines.append(
+                f"  admin password     {self.generated_admin_password}   (shown once; set ADMIN_PASSWORD)"
+            )
+        if self.demo_session is not None:
+            lines.append(
+                f"  demo session       {self.demo_session}; bidders: "
+                "alice / alice-demo-pass, bob / bob-demo-pass"
+            )
+        lines.append("Press Ctrl-C to stop.")
+        return "\n".join(lines)
+
+    async def _snapshots(self) -> None:
+        """Snapshot periodically when something changed; a failed one is retried next time."""
+        last = self.engine.last_seq
+        while True:
+            await asyncio.sleep(self.config.snapshot_interval)
+            if self.engine.last_seq == last:
+                continue
+            try:
+                last = await self.engine.snapshot()
+            except Exception:
+                log.exception("snapshot failed; the journal keeps everything until the next one")
+
+    async def _watch_children(self) -> None:
+        """An embedded server that dies is reported loudly, and the service stops."""
+        while True:
+            await asyncio.sleep(2.0)
+            dead = self.services.check()
+            if dead:
+                for description in dead:
+                    log.error("embedded server died: %s", description)
+                self.exit_code = 1
+                self.stopping.set()
+                return
+
+    async def stop(self) -> None:
+        """Stop taking connections, answer what is queued, flush the journal, snapshot, close."""
+        self.server.stop()
+        self.hub.close_all(1001, "server shutting down")
+        for task in self.background:
+            task.cancel()
+        try:
+            await asyncio.wait_for(self.engine.stop(snapshot=True), 8.0)
+        except (TimeoutError, Exception):
+            log.exception("engine stop with snapshot failed; stopping without")
+            with contextlib.suppress(Exception):
+                await self.engine.stop(snapshot=False)
+        with contextlib.suppress(Exception):
+            await self.archiver.stop(flush=True, flush_timeout=3.0)
+        with contextlib.suppress(Exception):
+            await self.bus.stop()
+        with contextlib.suppress(Exception):
+            await self.server.close_all_connections()
+        await self.redis.aclose()
+        await self.client.close()
+        log.info("stopped", extra={"last_seq": self.engine.last_seq})
+
+
+async def serve(config: Config, services: Services) -> int:
+    service = Service(config, services)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, service.stopping.set)
+    await service.start()
+    print(service.banner(), flush=True)
+    await service.stopping.wait()
+    log.info("shutting down")
+    await service.stop()
+    return service.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv)
+    setup_logging(config.log_level)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if config.mongodb_url:
+        env["MONGODB_URL"] = config.mongodb_url
+    if config.redis_url:
+        env["REDIS_URL"] = config.redis_url
+    # Embedded servers start from the main thread (their life is tied to it) before the loop runs.
+    with Services.from_env(config.data_dir, env) as services:
+        return uvloop.run(serve(config, services))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""The bidder websocket end to end: real app, real MongoDB and Redis, the engine with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import orjson
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from engine.book.states import LotState
+from tests.gateway.conftest import AppServer
+
+
+class Bidder:
+    """A websocket client that keeps every frame it receives, for assertions."""
+
+    def __init__(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
+        self.conn = conn
+        self.frames: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(cls, server: AppServer, token: str | None = None) -> Bidder:
+        url = server.ws_url + (f"?token={token}" if token else "")
+        bidder = cls(await tornado.websocket.websocket_connect(url))
+        hello = await bidder.next()
+        assert hello["type"] == "hello" and hello["user"] is bool(token)
+        return bidder
+
+    async def next(self, within_s: float = 5.0) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.conn.read_message(), within_s)
+        assert raw is not None, "the server closed the socket"
+        frame = orjson.loads(raw)
+        self.frames.append(frame)
+        return frame
+
+    async def until(self, kind: str, within_s: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """Read until a frame of `kind` (with the given field values) arrives."""
+        while True:
+            frame = await self.next(within_s)
+            if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
+                return frame
+
+    def send(self, message: Any) -> None:
+        """bytes go as a binary frame, str as text, anything else as JSON text."""
+        if isinstance(message, bytes):
+            self.conn.write_message(message, binary=True)
+        else:
+            self.conn.write_message(message if isinstance(message, str) else json.dumps(message))
+
+    async def request(self, message: Any) -> dict[str, Any]:
+        self.send(message)
+        return await self.next()
+
+    async def bid(self, lot_id: int, price: int, ref: str, op: str = "bid") -> dict[str, Any]:
+        key = "max" if op == "max_bid" else "price"
+        self.send({"op": op, "lot_id": lot_id, key: price, "ref": ref})
+        while True:
+            frame = await self.next()
+            if frame.get("ref") == ref and frame["type"] in ("accepted", "rejected"):
+                return frame
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+async def open_lot(
+    server: AppServer, *, deposit: int = 0, reserve: int = 0, session_deposit: int = 0
+) -> tuple[int, int]:
+    session_id = await server.create_session(deposit=session_deposit)
+    lot_id = await server.create_lot(session_id, deposit=deposit, reserve_price=reserve)
+    await server.start_bidding(session_id)
+    return session_id, lot_id
+
+
+async def funded_bidder(server: AppServer, session_id: int, lot_id: int | None) -> tuple[int, str]:
+    user_id, token = await server.register()
+    await server.credit(user_id, 1_000_000)
+    answer = await server.call(
+        "POST",
+        "/api/v1/deposits",
+        {"session_id": session_id, "lot_id": lot_id, "pay_with": "balance"},
+        token=token,
+    )
+    assert answer.status == 201 and answer.json["status"] == "paid", answer.body
+    return user_id, token
+
+
+async def test_two_bidders_race_the_leader_wins_the_other_is_outbid_and_no_deposit_is_refused(
+    app_server: AppServer,
+) -> None:
+    session_id, lot_id = await open_lot(app_server, deposit=5_000, session_deposit=20_000)
+    _alice_id, alice_token = await funded_bidder(app_server, session_id, lot_id)
+    _bob_id, bob_token = await funded_bidder(app_server, session_id, None)  # whole-session deposit
+    _carol_id, carol_token = await app_server.register()
+    alice = await Bidder.connect(app_server, alice_token)
+    bob = await Bidder.connect(app_server, bob_token)
+    carol = await Bidder.connect(app_server, carol_token)
+    watcher = await Bidder.connect(app_server)
+    snapshot = await watcher.request({"op": "subscribe", "session_id": session_id})
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["lots"][0] | {"ends_at": 0, "leader": ""} == {
+        "lot_id": lot_id,
+        "state": int(LotState.BIDDING),
+        "price": 0,
+        "leader": "",
+        "bid_count": 0,
+        "next_min": 10_000,
+        "ends_at": 0,
+    }
+
+    # Alice leaves a hidden maximum; Bob's plain bids are answered by her proxy at once.
+    first = await alice.bid(lot_id, 15_000, "a1", op="max_bid")
+    assert first["type"] == "accepted" and first["price"] == 10_000 and first["leading"] is True
+    beaten = await bob.bid(lot_id, 12_000, "b1")
+    assert beaten["type"] == "accepted" and beaten["leading"] is False and beaten["price"] == 13_000
+    assert (await bob.until("outbid", lot_id=lot_id))["price"] == 13_000
+    winning = await bob.bid(lot_id, 16_000, "b2")
+    assert winning["type"] == "accepted" and winning["leading"] is True and winning["price"] == 16_000
+    assert (await alice.until("outbid", lot_id=lot_id))["price"] == 16_000
+    refused = await carol.bid(lot_id, 17_000, "c1")
+    assert refused == {
+        "type": "rejected",
+        "ref": "c1",
+        "lot_id": lot_id,
+        "code": "NO_DEPOSIT",
+        "next_min": 17_000,
+    }
+
+    price = await watcher.until("price", lot_id=lot_id, price=16_000)
+    bob_name = app_server.ctx.pseudonym(session_id, _bob_id)
+    # alice 10,000 (max), bob 12,000, alice 13,000 (proxy), alice 15,000 (proxy, her max), bob 16,000
+    assert price["leader"] == bob_name and price["bid_count"] == 5
+    assert "bidder" not in json.dumps(price) and "user" not in price  # a pseudonym, never an id or name
+
+    # A late bid extends the lot; at its end it sells to Bob.
+    lot = app_server.engine.book.lots[lot_id]
+    end = lot.ends_at
+    await app_server.advance_to(end - 10_000)
+    late = await alice.bid(lot_id, 17_000, "a2")
+    assert late["type"] == "accepted"
+    extended = await watcher.until("extended", lot_id=lot_id)
+    assert extended["ends_at"] == end - 10_000 + 60_000
+    await app_server.advance_to(extended["ends_at"])
+    closed = await watcher.until("closed", lot_id=lot_id)
+    assert closed["result"] == "sold" and closed["price"] == 17_000
+    assert closed["winner"] == app_server.ctx.pseudonym(session_id, _alice_id)
+    after = await bob.bid(lot_id, 18_000, "b3")
+    assert after["code"] == "CLOSED"
+    for client in (alice, bob, carol, watcher):
+        client.close()
+
+
+async def test_a_lot_below_its_reserve_closes_unsold(app_server: AppServer) -> None:
+    session_id, lot_id = await open_lot(app_server, reserve=50_000)
+    _user, token = await app_server.register()
+    bidder = await Bidder.connect(app_server, token)
+    await bidder.request({"op": "subscribe", "session_id": session_id})
+    assert (await bidder.bid(lot_id, 20_000, "r1"))["type"] == "accepted"
+    await app_server.advance_to(app_server.engine.book.lots[lot_id].ends_at)
+    closed = await bidder.until("closed", lot_id=lot_id)
+    assert closed["result"] == "unsold" and closed["winner"] == ""
+    bidder.close()
+
+
+async def test_a_retried_ref_gets_the_first_answer_and_bids_once(app_server: AppServer) -> None:
+    _session_id, lot_id = await open_lot(app_server)
+    _user, token = await app_server.register()
+    bidder = await Bidder.connect(app_server, token)
+    first = await bidder.bid(lot_id, 10_000, "same")
+    again = await bidder.bid(lot_id, 10_000, "same")
+    assert first["type"] == "accepted" and again == first
+    # A reconnect (the phone changed networks) and the same retry: still one bid.
+    bidder.close()
+    bidder = await Bidder.connect(app_server, token)
+    assert await bidder.bid(lot_id, 10_000, "same") == first
+    assert app_server.engine.book.lots[lot_id].bid_count == 1
+    bidder.close()
+
+
+async def test_anonymous_sockets_watch_but_cannot_bid_and_bad_tokens_are_refused(
+    app_server: AppServer,
+) -> None:
+    _session_id, lot_id = await open_lot(app_server)
+    anonymous = await Bidder.connect(app_server)
+    answer = await anonymous.bid(lot_id, 10_000, "anon")
+    assert answer["type"] == "rejected" and answer["code"] == "NOT_AUTHENTICATED"
+    assert app_server.engine.book.lots[lot_id].bid_count == 0
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        await tornado.websocket.websocket_connect(app_server.ws_url + "?token=not-a-token")
+    assert refused.value.code == 401
+    anonymous.close()
+
+
+BAD_FRAMES: list[tuple[Any, str]] = [
+    ("not json", "BAD_JSON"),
+    (b"\xff\xfe\x00binary", "BINARY_FRAME"),
+    (b'{"op":"ping"}', "BINARY_FRAME"),
+    ("[1, 2, 3]", "BAD_REQUEST"),
+    ('"just a string"', "BAD_REQUEST"),
+    ({"op": "fly"}, "UNKNOWN_OP"),
+    ({"no_op": 1}, "UNKNOWN_OP"),
+    ({"op": 7}, "UNKNOWN_OP"),
+    ({"op": "subscribe"}, "BAD_REQUEST"),
+    ({"op": "subscribe", "session_id": "1"}, "BAD_REQUEST"),
+    ({"op": "subscribe", "session_id": 999_999}, "NOT_FOUND"),
+    ({"op": "bid", "lot_id": 1, "price": 10_000}, "BAD_REQUEST"),  # no ref
+    ({"op": "bid", "lot_id": 1, "price": 10_000, "ref": ""}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": 1, "price": 10_000, "ref": "r" * 65}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": 1, "price": 10_000, "ref": 5}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": "LOT", "price": 10_000, "ref": "x"}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": 1, "price": 100.5, "ref": "x"}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": 1, "price": 10_000.0, "ref": "x"}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": 1, "price": -10_000, "ref": "x"}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": 1, "price": 0, "ref": "x"}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": 1, "price": True, "ref": "x"}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": 1, "price": None, "ref": "x"}, "BAD_REQUEST"),
+    ({"op": "bid", "lot_id": 1, "ref": "x"}, "BAD_REQUEST"),
+    ('{"op":"bid","lot_id":1,"price":1180591620717411303424,"ref":"x"}', "BAD_REQUEST"),  # 2**70
+    ({"op": "bid", "lot_id": 1, "price": 2**60, "ref": "x"}, "BAD_REQUEST"),
+    ({"op": "max_bid", "lot_id": 1, "price": 10_000, "ref": "x"}, "BAD_REQUEST"),  # max, not price
+    ('{"op":"bid","lot_id":1,"price":NaN,"ref":"x"}', "BAD_JSON"),
+    ('{"op":"bid","lot_id":1,"price":1e400,"ref":"x"}', "BAD_JSON"),
+    ({"op": "bid", "lot_id": [1], "price": {"a": 1}, "ref": "x"}, "BAD_REQUEST"),
+    ("[" * 10_000 + "]" * 10_000, "BAD_JSON"),
+    ({"op": "bid", "lot_id": 1, "price": 10_000, "ref": "x", "pad": "x" * 70_000}, "FRAME_TOO_LARGE"),
+]
+
+
+async def test_every_bad_frame_gets_a_coded_error_and_touches_nothing(app_server: AppServer) -> None:
+    session_id, lot_id = await open_lot(app_server)
+    _user, token = await app_server.register()
+    attacker = await Bidder.connect(app_server, token)
+    bystander = await Bidder.connect(app_server)
+    await bystander.request({"op": "subscribe", "session_id": session_id})
+    state_before = app_server.engine.book.to_state()
+    seq_before = app_server.engine.last_seq
+    for frame, code in BAD_FRAMES:
+        if isinstance(frame, dict) and frame.get("lot_id") == 1:
+            frame = frame | {"lot_id": lot_id}
+        answer = await attacker.request(frame)
+        assert answer["type"] in ("error", "rejected"), (frame, answer)
+        assert answer["code"] == code, (str(frame)[:80], answer)
+    assert app_server.engine.book.to_state() == state_before
+    assert app_server.engine.last_seq == seq_before
+    # The same socket still bids, and the bystander sees only the real bid.
+    assert (await attacker.bid(lot_id, 10_000, "good"))["type"] == "accepted"
+    price = await bystander.until("price", lot_id=lot_id)
+    assert price["price"] == 10_000
+    assert all(frame["type"] in ("hello", "snapshot", "price") for frame in bystander.frames)
+    attacker.close()
+    bystander.close()
+
+
+async def test_a_frame_over_a_mebibyte_closes_only_that_socket(app_server: AppServer) -> None:
+    _session_id, lot_id = await open_lot(app_server)
+    _user, token = await app_server.register()
+    flooder = await Bidder.connect(app_server, token)
+    other = await Bidder.connect(app_server, token)
+    flooder.send("x" * (2 << 20))
+    assert await asyncio.wait_for(flooder.conn.read_message(), 5) is None
+    assert (await other.bid(lot_id, 10_000, "still-fine"))["type"] == "accepted"
+    other.close()
+
+
+async def test_subscribe_unsubscribe_and_ping(app_server: AppServer) -> None:
+    session_id, lot_id = await open_lot(app_server)
+    _user, token = await app_server.register()
+    bidder = await Bidder.connect(app_server, token)
+    watcher = await Bidder.connect(app_server)
+    assert (await watcher.request({"op": "ping"}))["type"] == "pong"
+    await watcher.request({"op": "subscribe", "session_id": session_id})
+    assert await watcher.request({"op": "unsubscribe", "session_id": session_id}) == {
+        "type": "unsubscribed",
+        "session_id": session_id,
+    }
+    await bidder.bid(lot_id, 10_000, "p1")
+    assert (await watcher.request({"op": "ping"}))["type"] == "pong"  # no price frame came first
+    bidder.close()
+    watcher.close()
+
+
+async def test_bids_beyond_the_rate_limit_are_rejected_with_a_code(app_server: AppServer) -> None:
+    _session_id, lot_id = await open_lot(app_server)
+    _user, token = await app_server.register()
+    bidder = await Bidder.connect(app_server, token)
+    for n in range(60):
+        bidder.send({"op": "bid", "lot_id": lot_id, "price": 10_000 + 1_000 * n, "ref": f"burst{n}"})
+    answers = [await bidder.next() for _ in range(60)]
+    codes = [a.get("code") for a in answers if a["type"] == "rejected"]
+    assert "RATE_LIMITED" in codes
+    assert sum(1 for a in answers if a["type"] == "accepted") <= 41
+    bidder.close()

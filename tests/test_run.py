@@ -1,0 +1,149 @@
+"""The composition root as a user runs it: a child process, killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from persistence.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServiceProcess:
+    def __init__(self, data_dir: Path, mongo_url: str, redis_url: str, database: str) -> None:
+        self.port = free_port()
+        self.env = os.environ | {
+            "DATA_DIR": str(data_dir),
+            "PORT": str(self.port),
+            "MONGODB_URL": mongo_url,
+            "MONGODB_DB": database,
+            "REDIS_URL": redis_url,
+            "ADMIN_PASSWORD": "admin-password-for-tests",
+            "SNAPSHOT_INTERVAL": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "run.py"], cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (
+                self.process.stderr.read().decode() if self.process.stderr else ""
+            )
+            try:
+                tornado_fetch_sync(self.base + "/healthz")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("the service did not start")
+
+    def kill(self, signum: int = signal.SIGKILL) -> int:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=20)
+
+
+def tornado_fetch_sync(url: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bytes(response.read())
+
+
+async def call(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(
+        url,
+        method=method,
+        body=None if body is None else json.dumps(body),
+        headers=headers,
+        raise_error=False,
+    )
+    return response.code, json.loads(response.body) if response.body else None
+
+
+async def login(base: str, username: str, password: str) -> str:
+    code, answer = await call(
+        "POST", base + "/api/v1/auth/login", {"username": username, "password": password}
+    )
+    assert code == 200, answer
+    return str(answer["token"])
+
+
+@pytest.fixture
+def service(tmp_path: Path, mongo_url: str, redis_url: str):
+    service = ServiceProcess(tmp_path / "data", mongo_url, redis_url, f"gavel_run_{uuid.uuid4().hex[:8]}")
+    yield service
+    if service.process is not None and service.process.poll() is None:
+        service.kill()
+
+
+@pytest.mark.slow
+async def test_every_acknowledged_bid_survives_sigkill_and_restart(service: ServiceProcess) -> None:
+    await asyncio.to_thread(service.start)
+    token = await login(service.base, "alice", "alice-demo-pass")
+    # The demo session opens a few seconds after the first start.
+    deadline = time.monotonic() + 15
+    while True:
+        code, lot = await call("GET", service.base + "/api/v1/lots/3")
+        if code == 200 and lot["state"] == 3:
+            break
+        assert time.monotonic() < deadline, lot
+        await asyncio.sleep(0.2)
+    ws = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{service.port}/ws?token={token}")
+    await ws.read_message()  # hello
+    acknowledged = []
+    price = lot["next_min"]
+    for n in range(20):
+        ws.write_message(json.dumps({"op": "max_bid", "lot_id": 3, "max": price + n * 500, "ref": f"k{n}"}))
+        while True:
+            frame = json.loads(await ws.read_message())
+            if frame.get("ref") == f"k{n}":
+                break
+        assert frame["type"] == "accepted", frame
+        acknowledged.append(frame)
+    exit_code = await asyncio.to_thread(service.kill, signal.SIGKILL)
+    assert exit_code == -signal.SIGKILL
+    await asyncio.to_thread(service.start)
+    code, lot = await call("GET", service.base + "/api/v1/lots/3")
+    assert code == 200
+    assert lot["bid_count"] >= 1 and lot["price"] == acknowledged[-1]["price"]
+    token = await login(service.base, "alice", "alice-demo-pass")
+    ws = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{service.port}/ws?token={token}")
+    await ws.read_message()
+    # Every acknowledged reference is known to the restarted engine: a retry returns the first answer.
+    for frame in acknowledged:
+        ws.write_message(json.dumps({"op": "max_bid", "lot_id": 3, "max": 1, "ref": frame["ref"]}))
+        again = json.loads(await ws.read_message())
+        assert again == frame
+    ws.close()
+
+
+@pytest.mark.slow
+async def test_sigterm_closes_sockets_with_1001_and_exits_zero(service: ServiceProcess) -> None:
+    await asyncio.to_thread(service.start)
+    ws = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{service.port}/ws")
+    await ws.read_message()
+    started = time.monotonic()
+    exit_code = await asyncio.to_thread(service.kill, signal.SIGTERM)
+    assert exit_code == 0
+    assert time.monotonic() - started < 10
+    assert await ws.read_message() is None
+    assert ws.close_code == 1001
