@@ -276,6 +276,8 @@ class Service:
             base_url=config.public_url or f"http://{config.host}:{config.port}",
         )
         self.bus = PriceBus(self.redis, origin=f"gw-{os.getpid()}-{secrets.token_hex(3)}")
+        self.ctx.options["archiver"] = self.archiver
+        self.ctx.options["price_bus"] = self.bus
         self.hub = Hub(self.ctx, publish=self.bus.publish)
         self.ctx.hub = self.hub
         self.engine.listeners.append(self.hub.on_batch)
@@ -293,6 +295,7 @@ class Service:
         self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
 
         self.app = make_app(self.ctx)
+        self.engine.commit_observer = self.ctx.options["metrics"].committed
         self.server = tornado.httpserver.HTTPServer(self.app, xheaders=False, max_body_size=1 << 20)
         self.server.listen(config.port, config.host)
         self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import pathlib
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -146,6 +147,8 @@ class Engine:
         # Awaited before a snapshot covering `seq` is saved: the write-behind must have stored every
         # event up to it, since recovery redelivers only what comes after the snapshot.
         self.before_snapshot: Callable[[int], Awaitable[object]] | None = None
+        # Told (records, seconds) after each group commit's write + fsync: metrics hang here.
+        self.commit_observer: Callable[[int, float], None] | None = None
         self.stats = {"batches": 0, "records": 0, "commands": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -242,6 +245,10 @@ class Engine:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def queue_depth(self) -> int:
+        return len(self._inbox)
+
     # -- input ---------------------------------------------------------------------------------
     def submit(self, command: Command, reply: Reply | None = None) -> None:
         """Queue a command; `reply` is called (on the loop) once its answer is durable."""
@@ -312,10 +319,14 @@ class Engine:
                     replies.append((reply, outcome))
             self.stats["batches"] += 1
             self.stats["commands"] += len(inbox)
-            if writer.pending():
-                self.stats["records"] += writer.pending()
+            records = writer.pending()
+            if records:
+                self.stats["records"] += records
                 data = writer.take_batch()
+                started = time.perf_counter()
                 await loop.run_in_executor(self._fsync_pool, writer.write_and_sync, data)
+                if self.commit_observer is not None:
+                    self.commit_observer(records, time.perf_counter() - started)
             batch = CommittedBatch(self.book.drain_events(), seqs)
             for reply, outcome in replies:
                 try:

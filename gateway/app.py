@@ -4,10 +4,12 @@ import pathlib
 
 import tornado.routing
 import tornado.web
+from tornado.log import access_log
 
 from gateway import rest_admin, rest_auction, rest_auth, rest_deposits, sandbox
 from gateway.context import AppContext
 from gateway.http import HealthHandler, NotFoundHandler
+from gateway.observability import Metrics, MetricsHandler, ReadyHandler, install_gauges
 from gateway.ws import BidderSocket, DemoPageHandler
 
 STATIC_DIR = pathlib.Path(__file__).parent / "static"
@@ -17,6 +19,9 @@ WEBSOCKET_MAX_MESSAGE_BYTES = 1 << 20
 
 def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application:
     """All routes; `ctx.options["sandbox_payments"] = False` leaves out the sandbox provider."""
+    if "metrics" not in ctx.options:
+        ctx.options["metrics"] = Metrics()
+        install_gauges(ctx, ctx.options["metrics"])
     args = {"ctx": ctx}
     rest_routes = [
         *rest_auth.ROUTES,
@@ -28,6 +33,8 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
         rest_routes += sandbox.ROUTES
     routes: list[tornado.routing.URLSpec] = [
         tornado.web.url(r"/healthz", HealthHandler, args),
+        tornado.web.url(r"/readyz", ReadyHandler, args),
+        tornado.web.url(r"/metrics", MetricsHandler, args),
         *(tornado.web.url(pattern, handler, args) for pattern, handler in rest_routes),
         tornado.web.url(r"/ws", BidderSocket, args),
         tornado.web.url(r"/", DemoPageHandler, args),
@@ -47,4 +54,23 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
         default_handler_args=args,
         # Never send tracebacks to clients, even in debug mode.
         serve_traceback=False,
+        log_function=log_request,
+    )
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One JSON-ready access log record per request, with its request id."""
+    status = handler.get_status()
+    level = access_log.info if status < 400 else access_log.warning if status < 500 else access_log.error
+    level(
+        "%s %s %d",
+        handler.request.method,
+        handler.request.path,
+        status,
+        extra={
+            "request_id": handler._headers.get("X-Request-Id", ""),
+            "status": status,
+            "duration_ms": round(1000.0 * handler.request.request_time(), 2),
+            "remote_ip": handler.request.remote_ip,
+        },
     )

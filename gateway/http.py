@@ -9,6 +9,7 @@ import datetime
 import http.client
 import logging
 import re
+import secrets
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -36,6 +37,7 @@ from persistence.mongo import UTC, from_ms, to_ms
 
 log = logging.getLogger("gavel.gateway")
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_BODY_BYTES = 64 * 1024
 # Bodies up to this size are read and dropped so the client reliably receives the 413 answer;
 # anything declared larger is refused before reading (the connection is then closed).
@@ -215,6 +217,10 @@ class JsonHandler(tornado.web.RequestHandler):
         self._body_too_large = False
 
     def set_default_headers(self) -> None:
+        # A caller's request id (if sane) is kept so one request can be followed across services.
+        incoming = self.request.headers.get("X-Request-Id", "")
+        request_id = incoming if REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+        self.set_header("X-Request-Id", request_id)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")

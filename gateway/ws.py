@@ -74,6 +74,8 @@ class Hub:
         self.by_session: dict[int, set[BidderSocket]] = defaultdict(set)
         self.by_user: dict[int, set[BidderSocket]] = defaultdict(set)
         self.sockets: set[BidderSocket] = set()
+        # Bid rate limits are per user, not per socket: more sockets must not buy more bids.
+        self.buckets: dict[int, TokenBucket] = {}
         self._prices: dict[int, tuple[PriceChanged, int]] = {}
         self._frames: list[tuple[int, bytes]] = []  # (session_id, frame) in order
         self._flush_scheduled = False
@@ -104,6 +106,16 @@ class Hub:
             sockets.discard(socket)
             if not sockets:
                 del self.by_user[socket.user_id]
+
+    def bucket(self, user_id: int) -> TokenBucket:
+        bucket = self.buckets.get(user_id)
+        if bucket is None:
+            if len(self.buckets) > 100_000:
+                # Kept across reconnects (a reconnect must not refill it); forget only idle ones.
+                now = time.monotonic()
+                self.buckets = {u: b for u, b in self.buckets.items() if now - b.stamp < 10.0}
+            bucket = self.buckets[user_id] = TokenBucket(BIDS_PER_SECOND, BID_BURST)
+        return bucket
 
     @property
     def socket_count(self) -> int:
@@ -234,7 +246,6 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         self.ctx = ctx
         self.user_id = 0
         self.subscriptions: set[int] = set()
-        self.bucket = TokenBucket(BIDS_PER_SECOND, BID_BURST)
         self._pending_writes = 0
         self._latest: dict[int, bytes] | None = None  # set while lagging: lot_id -> frame
         self._lagging_since = 0.0
@@ -363,7 +374,7 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         if not self.user_id:
             self._reject(ref, lot_id, "NOT_AUTHENTICATED")
             return
-        if not self.bucket.take():
+        if not self.ctx.hub.bucket(self.user_id).take():
             self._reject(ref, lot_id, "RATE_LIMITED")
             return
         if request.op == "max_bid":
@@ -371,7 +382,12 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         else:
             command = PlaceBid(lot_id, self.user_id, request.amount, ref)
 
+        received = time.perf_counter()
+
         def reply(outcome: Outcome) -> None:
+            metrics = self.ctx.options.get("metrics")
+            if metrics is not None:
+                metrics.bid_answered(outcome.code, time.perf_counter() - received)
             decision = outcome.decision
             if outcome.ok and decision is not None:
                 self.send_json(

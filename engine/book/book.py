@@ -9,13 +9,13 @@ from typing import Any
 from engine.book.errors import InvalidCommand, NotFound, RejectCode
 from engine.book.events import Event, LotClosed
 from engine.book.increments import IncrementRule, rule_from_spec
-from engine.book.lot import BidHistory, Decision, Lot
+from engine.book.lot import CLOSE_LOT_TIMER, BidHistory, Decision, Lot
 from engine.book.session import Session
 from engine.book.states import CLOSED_LOT_STATES, LotState, SessionState
 from engine.book.types import NO_USER, Fen, LotId, Millis, SessionId, UserId
 
 # Timer kinds, in the order they must fire when due at the same instant.
-_PREVIEW, _OPEN, _CLOSE_LOT = 0, 1, 2
+_PREVIEW, _OPEN, _CLOSE_LOT = 0, 1, CLOSE_LOT_TIMER
 
 
 class Book:
@@ -57,7 +57,10 @@ class Book:
         else:
             session.configure(**settings)
             for lot_id in session.lot_ids:
-                self.lots[lot_id].ends_at = bidding_end
+                lot = self.lots[lot_id]
+                lot.ends_at = bidding_end
+                lot.refresh_gating()
+                heapq.heappush(self._timers, (bidding_end, _CLOSE_LOT, lot_id))
         heapq.heappush(self._timers, (preview_start, _PREVIEW, session_id))
         heapq.heappush(self._timers, (bidding_start, _OPEN, session_id))
         return session
@@ -83,10 +86,12 @@ class Book:
                 raise InvalidCommand("a lot can be changed only before it opens")
             lot.set_rule(rule)
             lot.reserve, lot.deposit = reserve, deposit
+            lot.refresh_gating()
             return lot
         if session.state not in (SessionState.SCHEDULED, SessionState.PREVIEW):
             raise InvalidCommand("lots can be added only before the session's bidding starts")
         lot = Lot(lot_id, session, rule, reserve=reserve, deposit=deposit, events=self.events)
+        lot.timers = self._timers
         self.lots[lot_id] = lot
         session.lot_ids.append(lot_id)
         if session.state is SessionState.PREVIEW:
@@ -131,11 +136,7 @@ class Book:
             return lot._reject(RejectCode.BAD_REQUEST)
         if bidder in self.blocked:
             return lot._reject(RejectCode.BLOCKED)
-        ends_at = lot.ends_at
-        decision = lot.place(bidder, amount, is_max, now)
-        if lot.ends_at != ends_at:
-            heapq.heappush(self._timers, (lot.ends_at, _CLOSE_LOT, lot_id))
-        return decision
+        return lot.place(bidder, amount, is_max, now)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open_lot(self, lot_id: LotId, now: Millis) -> None:
@@ -180,7 +181,12 @@ class Book:
         if session is None:
             return True
         if kind == _PREVIEW:
-            return session.preview_start != due or session.state is not SessionState.SCHEDULED
+            if session.preview_start != due or session.state is SessionState.ENDED:
+                return True
+            # A lot opened early moves its session on; the other lots still preview on time.
+            return session.state is not SessionState.SCHEDULED and not any(
+                self.lots[lot_id].state is LotState.SCHEDULED for lot_id in session.lot_ids
+            )
         if session.bidding_start != due or session.state is SessionState.ENDED:
             return True
         # A session opened early for one lot is BIDDING already; its other lots still open on time.
@@ -205,10 +211,10 @@ class Book:
             session = self.sessions[ident]
             if session.state is SessionState.SCHEDULED:
                 session.move_to(SessionState.PREVIEW, now)
-                for lot_id in session.lot_ids:
-                    lot = self.lots[lot_id]
-                    if lot.state is LotState.SCHEDULED:
-                        lot.preview()
+            for lot_id in session.lot_ids:
+                lot = self.lots[lot_id]
+                if lot.state is LotState.SCHEDULED:
+                    lot.preview()
             if kind == _OPEN:
                 if session.state is SessionState.PREVIEW:
                     session.move_to(SessionState.BIDDING, now)
@@ -327,6 +333,7 @@ class Book:
             lot.depositors = set(depositors)
             lot.bids = BidHistory.from_bytes(bids)
             lot.bid_count = len(lot.bids)
+            lot.timers = book._timers
             book.lots[lid] = lot
             session.lot_ids.append(lid)
             heapq.heappush(book._timers, (ends_at, _CLOSE_LOT, lid))

@@ -6,6 +6,7 @@ maxima go to the earlier one. Only the leader's maximum needs keeping, because e
 bidder's maximum has already been beaten by the visible price.
 """
 
+import heapq
 import struct
 from typing import NamedTuple
 
@@ -82,6 +83,7 @@ class BidHistory:
 
 
 _BIDDING = LotState.BIDDING
+CLOSE_LOT_TIMER = 2  # the book's timer kind for a lot's end (see book.py)
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: the hot path's main cost
 
 
@@ -93,6 +95,7 @@ class Lot:
         "depositors",
         "ends_at",
         "events",
+        "gated",
         "leader",
         "leader_max",
         "lot_id",
@@ -102,6 +105,7 @@ class Lot:
         "session",
         "session_id",
         "state",
+        "timers",
         "unit",
         "winner",
     )
@@ -134,6 +138,14 @@ class Lot:
         self.bid_count = 0
         self.depositors: set[UserId] = set()
         self.bids = BidHistory()
+        # The book's timer heap: an extension pushes the lot's new end itself.
+        self.timers: list[tuple[Millis, int, int]] = []
+        self.gated = False
+        self.refresh_gating()
+
+    def refresh_gating(self) -> None:
+        """Whether bidding needs a deposit (per lot or per session); cached for the hot path."""
+        self.gated = bool(self.deposit or self.session.deposit)
 
     def set_rule(self, rule: IncrementRule) -> None:
         self.rule = rule
@@ -178,9 +190,7 @@ class Lot:
             return self._reject(RejectCode.CLOSED)
         if now >= self.ends_at:
             return self._reject(RejectCode.CLOSED)
-        if (self.deposit or self.session.deposit) and not (
-            bidder in self.depositors or bidder in self.session.depositors
-        ):
+        if self.gated and not (bidder in self.depositors or bidder in self.session.depositors):
             return self._reject(RejectCode.NO_DEPOSIT)
         unit = self.unit
         rule = self.rule
@@ -304,6 +314,7 @@ class Lot:
             new_end = hard_end
         if new_end > self.ends_at:
             self.ends_at = new_end
+            heapq.heappush(self.timers, (new_end, CLOSE_LOT_TIMER, self.lot_id))
             self.events.append(LotExtended(self.lot_id, self.session_id, new_end))
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -294,3 +294,26 @@ async def test_bids_beyond_the_rate_limit_are_rejected_with_a_code(app_server: A
     assert "RATE_LIMITED" in codes
     assert sum(1 for a in answers if a["type"] == "accepted") <= 41
     bidder.close()
+
+
+async def test_health_readiness_and_metrics(app_server: AppServer) -> None:
+    _session_id, lot_id = await open_lot(app_server)
+    _user, token = await app_server.register()
+    bidder = await Bidder.connect(app_server, token)
+    await bidder.bid(lot_id, 10_000, "m1")
+    await bidder.bid(lot_id, 10_000, "m2")  # SELF_OUTBID
+    assert (await app_server.call("GET", "/healthz")).status == 200
+    ready = await app_server.call("GET", "/readyz")
+    assert ready.status == 200 and ready.json == {
+        "ready": True,
+        "checks": {"engine": True, "mongodb": True, "redis": True},
+    }
+    answer = await app_server.call("GET", "/metrics")
+    text = answer.body.decode()
+    assert 'gavel_bids_total{outcome="accepted",code=""} 1' in text
+    assert 'gavel_bids_total{outcome="rejected",code="SELF_OUTBID"} 1' in text
+    assert "gavel_bid_ack_seconds_count 2" in text
+    assert "gavel_websockets_open 1" in text
+    me = await app_server.call("GET", "/api/v1/me", token=token, headers={"X-Request-Id": "trace-42"})
+    assert me.headers["X-Request-Id"] == "trace-42"
+    bidder.close()
