@@ -22,13 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio
+import tornado.httpclient
 import tornado.httpserver
 import uvloop
 
 from engine.clock import SystemClock
 from engine.engine import Engine
+from engine.settle.ports import PaymentRouter
 from gateway.app import make_app
 from gateway.context import AppContext
+from gateway.payments import PaymentsConfig, build_provider
+from gateway.rest_shop import start_shop
 from gateway.ws import Hub
 from persistence import mongo
 from persistence.accounts import Accounts
@@ -294,7 +298,13 @@ class Service:
         await reregister_paid(self.engine, self.db)
         self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
 
+        self.http_client = tornado.httpclient.AsyncHTTPClient()
+        self.payment_router = PaymentRouter()
+        self.provider = build_provider(
+            self.ctx, PaymentsConfig(data_dir=str(config.data_dir)), self.payment_router, self.http_client
+        )
         self.app = make_app(self.ctx)
+        self.background += await start_shop(self.ctx)
         self.engine.commit_observer = self.ctx.options["metrics"].committed
         self.server = tornado.httpserver.HTTPServer(self.app, xheaders=False, max_body_size=1 << 20)
         self.server.listen(config.port, config.host)
@@ -368,6 +378,8 @@ class Service:
             await self.archiver.stop(flush=True, flush_timeout=3.0)
         with contextlib.suppress(Exception):
             await self.bus.stop()
+        with contextlib.suppress(Exception):
+            await self.provider.aclose()
         with contextlib.suppress(Exception):
             await self.server.close_all_connections()
         await self.redis.aclose()

@@ -6,10 +6,13 @@ import tornado.routing
 import tornado.web
 from tornado.log import access_log
 
+import admin
 from gateway import rest_admin, rest_auction, rest_auth, rest_deposits, sandbox
 from gateway.context import AppContext
 from gateway.http import HealthHandler, NotFoundHandler
 from gateway.observability import Metrics, MetricsHandler, ReadyHandler, install_gauges
+from gateway.payments import payment_routes
+from gateway.rest_shop import shop_routes
 from gateway.ws import BidderSocket, DemoPageHandler
 
 STATIC_DIR = pathlib.Path(__file__).parent / "static"
@@ -18,7 +21,9 @@ WEBSOCKET_MAX_MESSAGE_BYTES = 1 << 20
 
 
 def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application:
-    """All routes; `ctx.options["sandbox_payments"] = False` leaves out the sandbox provider."""
+    """All routes. With `ctx.options["payment_provider"]` (see gateway/payments.py) the signed
+    provider's notify/return/payment pages and the course shop are served, and deposits are paid
+    through it; `ctx.options["sandbox_payments"] = False` leaves out the minimal deposit sandbox."""
     if "metrics" not in ctx.options:
         ctx.options["metrics"] = Metrics()
         install_gauges(ctx, ctx.options["metrics"])
@@ -31,7 +36,16 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
     ]
     if ctx.options.get("sandbox_payments", True):
         rest_routes += sandbox.ROUTES
+    provider_routes: list[tornado.routing.URLSpec] = []
+    if ctx.options.get("payment_provider") is not None:
+        router = ctx.options.get("payment_router") or ctx.options["payment_provider"].router
+        rest_deposits.register_deposit_payments(ctx, router)
+        provider_routes = [
+            tornado.web.url(pattern, handler, kwargs)
+            for pattern, handler, kwargs in payment_routes(ctx) + shop_routes(ctx)
+        ]
     routes: list[tornado.routing.URLSpec] = [
+        *provider_routes,
         tornado.web.url(r"/healthz", HealthHandler, args),
         tornado.web.url(r"/readyz", ReadyHandler, args),
         tornado.web.url(r"/metrics", MetricsHandler, args),
@@ -39,6 +53,7 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
         tornado.web.url(r"/ws", BidderSocket, args),
         tornado.web.url(r"/", DemoPageHandler, args),
     ]
+    routes.extend(admin.routes(ctx))  # /admin (its own cookie secret and XSRF checks) and /media
     return tornado.web.Application(
         routes,
         debug=debug,

@@ -12,6 +12,7 @@ from typing import Any, TypeAlias, TypeVar
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 Document: TypeAlias = dict[str, Any]
 Client: TypeAlias = AsyncMongoClient[Document]
@@ -112,14 +113,21 @@ async def ensure_indexes(db: Database) -> None:
 
 async def next_id(db: Database, name: str) -> int:
     """Allocate the next integer id of `name` from `counters` (gaps are possible, repeats never)."""
-    counter = await db.counters.find_one_and_update(
-        {"_id": name},
-        {"$inc": {"seq": 1}},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
-    assert counter is not None  # upsert + AFTER always returns the document
-    return int(counter["seq"])
+    # Two first calls for a new counter may both try the upsert: one loses with a duplicate key
+    # (or, on SecantusDB, gets no document back). The counter exists then; ask again.
+    for _attempt in range(5):
+        try:
+            counter = await db.counters.find_one_and_update(
+                {"_id": name},
+                {"$inc": {"seq": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            continue
+        if counter is not None:
+            return int(counter["seq"])
+    raise RuntimeError(f"could not allocate an id from counter {name!r}")
 
 
 class Transaction:

@@ -58,6 +58,8 @@ class Book:
             session.configure(**settings)
             for lot_id in session.lot_ids:
                 lot = self.lots[lot_id]
+                if lot.state in CLOSED_LOT_STATES:
+                    continue  # a cancelled lot keeps the end it closed at
                 lot.ends_at = bidding_end
                 lot.refresh_gating()
                 heapq.heappush(self._timers, (bidding_end, _CLOSE_LOT, lot_id))

@@ -42,7 +42,10 @@ def rest_rules(app: tornado.web.Application) -> list[tornado.routing.Rule]:
     return [
         rule
         for rule in app.wildcard_router.rules
-        if isinstance(rule.target, type) and not issubclass(rule.target, NOT_REST)
+        if isinstance(rule.target, type)
+        and not issubclass(rule.target, NOT_REST)
+        # The admin UI's pages and uploaded media are HTML/files, documented in docs/admin.md.
+        and not rule.matcher.regex.pattern.startswith(("/admin", "/media"))  # type: ignore[attr-defined]
     ]
 
 

@@ -1,0 +1,519 @@
+"""What every admin handler shares: sign-in by signed cookie, XSRF, security headers, rendering, audit.
+
+Security model (docs/admin.md):
+- The cookie `gavel_admin` holds an admin-scoped bearer token (from `Accounts.login(admin=True)`),
+  signed with the admin cookie secret, HttpOnly, SameSite=Strict, path /admin, Secure over https.
+  Every request re-checks the token (`Accounts.user_for_token`), so sign-out and demotion take
+  effect at once; a non-admin is refused on every page (redirect to /admin/login) and every JSON
+  endpoint (401 without credentials, 403 with a non-admin's).
+- Every non-GET request must carry the XSRF token (form field `_xsrf` or header `X-XSRFToken`)
+  matching the `_xsrf` cookie; `check_xsrf_cookie()` is called here, explicitly, because the
+  application itself runs with `xsrf_cookies=False` for the bearer-token JSON API.
+- Pages are Tornado templates with autoescape on; scripts only from /admin/static (CSP).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import hashlib
+import hmac
+import http.client
+import logging
+import re
+import tempfile
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+import tornado.escape
+import tornado.web
+from pymongo.errors import ConnectionFailure
+
+from engine.book.errors import GavelError
+from gateway.context import AppContext
+from gateway.errors import code_for_status, error_body, status_for
+from persistence.accounts import AuthUser
+from persistence.audit import AuditLog
+from persistence.media import MediaStore
+from persistence.mongo import UTC, as_utc, from_ms, iso_utc, to_ms
+
+log = logging.getLogger("gavel.admin")
+
+ADMIN_DIR = Path(__file__).resolve().parent
+TEMPLATE_DIR = ADMIN_DIR / "templates"
+STATIC_DIR = ADMIN_DIR / "static"
+PREFIX = "/admin"
+LOGIN_URL = PREFIX + "/login"
+SESSION_COOKIE = "gavel_admin"
+FLASH_COOKIE = "gavel_admin_flash"
+XSRF_COOKIE = "_xsrf"
+# A sign-in lasts at most this long (the signed value carries its own time; the cookie has no
+# expiry, so it also ends with the browser session).
+SESSION_MAX_AGE_DAYS = 0.5
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+MAX_MONEY_FEN = 10**13  # as the REST API (gateway/rest_admin.py)
+_MONEY = re.compile(r"[0-9]{1,11}(?:\.[0-9]{1,2})?")
+_INT = re.compile(r"[0-9]{1,16}")
+
+
+class FormError(GavelError):
+    """A form field that cannot be read; shown next to the form, status 400."""
+
+    code = "VALIDATION"
+
+
+class Unavailable(GavelError):
+    code = "UNAVAILABLE"
+
+
+# -- the admin side's services, built once per application ------------------------------------------
+class AdminServices:
+    """Audit log, media store, cookie secret and login limits; handler argument `admin`."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.audit = AuditLog(ctx.db)
+        self._media: MediaStore | None = None
+        secret = ctx.options.get("cookie_secret")
+        if secret:
+            self.cookie_secret: bytes = secret if isinstance(secret, bytes) else str(secret).encode()
+        else:
+            # Derived, so it is as secret and as stable as the pseudonym secret, yet a different key.
+            self.cookie_secret = hmac.new(
+                ctx.pseudonym_secret, b"gavel admin cookie secret v1", hashlib.sha256
+            ).hexdigest().encode()
+        from admin.limits import LoginLimiter  # here to keep import order simple
+
+        self.login_limiter = LoginLimiter(ctx)
+
+    @property
+    def media(self) -> MediaStore:
+        """The media store, rooted at `ctx.options["media_dir"]` (read at first use)."""
+        if self._media is None:
+            root = self.ctx.options.get("media_dir")
+            if not root:
+                root = tempfile.mkdtemp(prefix="gavel-media-")
+                log.warning("ctx.options['media_dir'] is not set; uploads go to %s and are not kept", root)
+                self.ctx.options["media_dir"] = root
+            max_bytes = int(self.ctx.options.get("media_max_bytes", 5 * 1024 * 1024))
+            self._media = MediaStore(Path(root), max_bytes=max_bytes)
+        return self._media
+
+    def media_url(self, path: str) -> str:
+        """The URL stored on lots and sessions: absolute on the public origin when known."""
+        base = self.ctx.base_url.rstrip("/")
+        return base + path if base else path
+
+
+# -- formatting helpers (templates) ------------------------------------------------------------------
+def money(fen: int | None) -> str:
+    """12345 -> "¥123.45" (integer arithmetic only)."""
+    if fen is None:
+        return "—"
+    sign = "-" if fen < 0 else ""
+    yuan, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}¥{yuan:,}.{cents:02d}"
+
+
+def money_input(fen: int | None) -> str:
+    """12345 -> "123.45", the value of a money <input>."""
+    if fen is None:
+        return ""
+    yuan, cents = divmod(int(fen), 100)
+    return f"{yuan}.{cents:02d}"
+
+
+def when(value: datetime.datetime | int | None) -> str:
+    """A time as "2025-05-01 12:00:00 UTC" (datetimes or epoch ms)."""
+    if value is None:
+        return "—"
+    moment = from_ms(value) if isinstance(value, int) else as_utc(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso(value: datetime.datetime | int | None) -> str:
+    if value is None:
+        return ""
+    return iso_utc(from_ms(value) if isinstance(value, int) else value)
+
+
+def local_input(value: datetime.datetime | None) -> str:
+    """The UTC value of a datetime-local input ("2025-05-01T12:00"); the page's JS shows local time."""
+    if value is None:
+        return ""
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M")
+
+
+def parse_money(raw: str, name: str, *, minimum: int = 0, required: bool = True) -> int | None:
+    """A yuan amount typed in a form ("1200", "1,200.5", "¥12.30") as integer fen."""
+    text = raw.strip().replace(",", "").replace("¥", "").replace("￥", "")
+    if not text:
+        if required:
+            raise FormError(f"{name}: required")
+        return None
+    if not _MONEY.fullmatch(text):
+        raise FormError(f"{name}: give an amount in yuan with at most two decimals, e.g. 1200.50")
+    fen = int(decimal.Decimal(text) * 100)
+    if not minimum <= fen <= MAX_MONEY_FEN:
+        raise FormError(f"{name}: must be from {money(minimum)} to {money(MAX_MONEY_FEN)}")
+    return fen
+
+
+def parse_int(raw: str, name: str, *, minimum: int = 0, maximum: int = 2**53 - 1) -> int:
+    text = raw.strip()
+    if not _INT.fullmatch(text) or not minimum <= int(text) <= maximum:
+        raise FormError(f"{name}: give a whole number from {minimum} to {maximum}")
+    return int(text)
+
+
+def parse_time(utc_value: str, local_value: str, name: str) -> datetime.datetime:
+    """A form time: the ISO UTC value the page's JS computed from the browser's local time, else the
+    datetime-local value read as UTC (what the page shows when JavaScript is off)."""
+    candidates = [(utc_value.strip(), True), (local_value.strip(), False)]
+    for text, has_offset in candidates:
+        if not text:
+            continue
+        try:
+            parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if parsed.tzinfo is None:
+            if has_offset:
+                continue
+            parsed = parsed.replace(tzinfo=UTC)
+        if not 1970 <= parsed.year <= 9999:
+            continue
+        return from_ms(to_ms(parsed.astimezone(UTC)))
+    raise FormError(f"{name}: give a date and time")
+
+
+def text_field(raw: str, name: str, *, max_length: int, required: bool = True, multiline: bool = False) -> str:
+    value = raw.replace("\r\n", "\n").strip()
+    if required and not value:
+        raise FormError(f"{name}: required")
+    if len(value) > max_length:
+        raise FormError(f"{name}: at most {max_length} characters")
+    allowed = "\n\t" if multiline else ""
+    if any((ch < " " or ch == "\x7f") and ch not in allowed for ch in value):
+        raise FormError(f"{name}: control characters are not allowed")
+    return value
+
+
+def safe_next(raw: str | None) -> str:
+    """Where to go after sign-in: only a path inside /admin (no open redirect)."""
+    if not raw or not raw.startswith(PREFIX) or raw.startswith("//") or "\\" in raw:
+        return PREFIX + "/"
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme or parts.netloc or any(ch < " " for ch in raw):
+        return PREFIX + "/"
+    return raw
+
+
+# -- handlers ------------------------------------------------------------------------------------------
+class AdminHandler(tornado.web.RequestHandler):
+    """Base of every admin page (HTML). Subclasses set `public = True` for the sign-in page."""
+
+    public = False
+    json_api = False
+    nav = ""  # which menu entry is current
+
+    ctx: AppContext
+    services: AdminServices
+    admin_user: AuthUser | None
+    via_bearer: bool
+
+    def initialize(self, ctx: AppContext, admin: AdminServices) -> None:
+        self.ctx = ctx
+        self.services = admin
+        self.admin_user = None
+        self.via_bearer = False
+        self._settings: dict[str, Any] | None = None
+
+    # Tornado reads the XSRF cookie options from `self.settings`; ours apply to admin handlers only.
+    @property
+    def settings(self) -> dict[str, Any]:  # type: ignore[override]
+        merged = dict(self.application.settings)
+        merged["xsrf_cookie_kwargs"] = {
+            "httponly": True,  # pages carry the token in a <meta>; scripts never read the cookie
+            "samesite": "Strict",
+            "secure": self.request.protocol == "https",
+            "path": PREFIX,
+        }
+        return merged
+
+    def get_template_path(self) -> str:
+        return str(TEMPLATE_DIR)
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Security-Policy", self.content_security_policy())
+
+    def content_security_policy(self) -> str:
+        host = self.request.host
+        ws = f"wss://{host}" if self.request.protocol == "https" else f"ws://{host}"
+        images = "'self' data: blob:"
+        base = self.ctx.base_url.rstrip("/")
+        if base.startswith(("http://", "https://")):
+            images += " " + base
+        return (
+            f"default-src 'self'; img-src {images}; connect-src 'self' {ws}; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
+
+    # -- who is asking ---------------------------------------------------------------------------
+    async def _admin_from_request(self) -> tuple[AuthUser | None, bool]:
+        """(user, via_bearer): a JSON call may use `Authorization: Bearer`; pages use the cookie."""
+        accounts = self.ctx.accounts
+        if self.json_api:
+            header = self.request.headers.get("Authorization", "")
+            scheme, _, token = header.strip().partition(" ")
+            if header:
+                if scheme.lower() != "bearer" or not token.strip():
+                    return None, True
+                return await accounts.user_for_token(token.strip()), True
+        token = self.session_token()
+        if token is None:
+            return None, False
+        return await accounts.user_for_token(token), False
+
+    def session_token(self) -> str | None:
+        raw = self.get_cookie(SESSION_COOKIE)
+        if not raw:
+            return None
+        value = tornado.web.decode_signed_value(
+            self.services.cookie_secret, SESSION_COOKIE, raw, max_age_days=SESSION_MAX_AGE_DAYS
+        )
+        return value.decode() if value else None
+
+    def set_session_cookie(self, token: str) -> None:
+        signed = tornado.web.create_signed_value(self.services.cookie_secret, SESSION_COOKIE, token)
+        self.set_cookie(
+            SESSION_COOKIE,
+            signed.decode(),
+            path=PREFIX,
+            httponly=True,
+            samesite="Strict",
+            secure=self.request.protocol == "https",
+        )
+
+    def clear_session_cookie(self) -> None:
+        self.clear_cookie(SESSION_COOKIE, path=PREFIX)
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        user, self.via_bearer = await self._admin_from_request()
+        self.admin_user = user if user is not None and user.is_admin else None
+        if self.admin_user is not None:
+            self.current_user = self.admin_user
+        elif not self.public:
+            self.refuse(signed_in=user is not None)
+            return
+        if self.request.method not in SAFE_METHODS and not self.via_bearer:
+            self.check_xsrf_cookie()
+
+    def refuse(self, *, signed_in: bool) -> None:
+        """A non-admin: pages redirect to sign-in, JSON answers 401 (no credentials) or 403."""
+        if self.json_api:
+            status, code = (403, "FORBIDDEN") if signed_in else (401, "UNAUTHORIZED")
+            self.set_status(status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(orjson.dumps(error_body(code, "admin sign-in required")))
+            return
+        target = self.request.uri if self.request.method == "GET" else None
+        url = LOGIN_URL + ("?" + urllib.parse.urlencode({"next": target}) if target else "")
+        self.redirect(url, status=303 if self.request.method != "GET" else 302)
+
+    # -- rendering ---------------------------------------------------------------------------------
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace.update(
+            admin=self.admin_user,
+            nav=self.nav,
+            static=admin_static_url,
+            money=money,
+            money_input=money_input,
+            when=when,
+            iso=iso,
+            local_input=local_input,
+            json=lambda value: orjson.dumps(value, default=str).decode(),
+            xsrf_value=self.xsrf_token.decode(),
+            flash=self._take_flash(),
+            page_title="",
+        )
+        return namespace
+
+    def flash(self, message: str, kind: str = "ok") -> None:
+        """A one-time message shown on the next page (after a redirect)."""
+        value = tornado.web.create_signed_value(
+            self.services.cookie_secret, FLASH_COOKIE, orjson.dumps({"m": message[:500], "k": kind})
+        )
+        self.set_cookie(
+            FLASH_COOKIE,
+            value.decode(),
+            path=PREFIX,
+            httponly=True,
+            samesite="Strict",
+            secure=self.request.protocol == "https",
+        )
+
+    def _take_flash(self) -> dict[str, str] | None:
+        raw = self.get_cookie(FLASH_COOKIE)
+        if not raw:
+            return None
+        self.clear_cookie(FLASH_COOKIE, path=PREFIX)
+        value = tornado.web.decode_signed_value(
+            self.services.cookie_secret, FLASH_COOKIE, raw, max_age_days=1
+        )
+        if not value:
+            return None
+        try:
+            data = orjson.loads(value)
+            return {"message": str(data["m"]), "kind": "error" if data.get("k") == "error" else "ok"}
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+
+    def done(self, message: str, url: str) -> None:
+        """After a successful POST: flash and redirect (303, so a reload does not resubmit)."""
+        self.flash(message)
+        self.redirect(url, status=303)
+
+    def failed(self, message: str, url: str) -> None:
+        self.flash(message, "error")
+        self.redirect(url, status=303)
+
+    # -- forms -----------------------------------------------------------------------------------------
+    def form(self, name: str, default: str = "") -> str:
+        return self.get_body_argument(name, default, strip=False) or ""
+
+    def form_list(self, name: str) -> list[str]:
+        return self.get_body_arguments(name, strip=False)
+
+    def path_id(self, raw: str, what: str) -> int:
+        if not raw.isdigit() or len(raw) > 16 or not 1 <= int(raw) <= 2**53 - 1:
+            raise tornado.web.HTTPError(404, f"no {what} {raw[:20]}")
+        return int(raw)
+
+    def query_int(self, name: str, default: int, *, minimum: int = 1, maximum: int = 1_000_000) -> int:
+        raw = self.get_query_argument(name, "") or ""
+        if _INT.fullmatch(raw) and minimum <= int(raw) <= maximum:
+            return int(raw)
+        return default
+
+    # -- audit -----------------------------------------------------------------------------------------
+    async def audit(self, action: str, target: str, before: Any = None, after: Any = None) -> None:
+        user = self.admin_user
+        await self.services.audit.record(
+            action=action,
+            target=target,
+            admin_user_id=user.user_id if user else None,
+            admin_username=user.username if user else "",
+            before=before,
+            after=after,
+            ip=self.request.remote_ip or "",
+        )
+
+    async def guarded(
+        self, action: Callable[[], Awaitable[None]], *, back: str
+    ) -> None:
+        """Run a POST action; a refusal (GavelError) becomes an error message on the page it came from."""
+        try:
+            await action()
+        except GavelError as error:
+            self.set_status(status_for(error.code))
+            self.failed(f"{error.message} ({error.code})", back)
+
+    # -- errors ----------------------------------------------------------------------------------------
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, GavelError):
+            status, code, message = status_for(error.code), error.code, error.message
+        elif isinstance(error, tornado.web.HTTPError):
+            status = error.status_code
+            code = code_for_status(status)
+            message = error.log_message or error.reason or http.client.responses.get(status, "error")
+            if status == 403 and "xsrf" in (error.log_message or "").lower():
+                code, message = "XSRF", "the form is stale or forged (XSRF check failed); reload and retry"
+        elif isinstance(error, ConnectionFailure | redis.ConnectionError | redis.TimeoutError):
+            status, code, message = 503, "UNAVAILABLE", "a backing service is unavailable; try again"
+        else:
+            status = status_code if 400 <= status_code < 600 else 500
+            code = code_for_status(status)
+            message = "internal error" if status >= 500 else http.client.responses.get(status, "error")
+        self.set_status(status)
+        self.clear_header("Content-Type")
+        if self.json_api:
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(orjson.dumps(error_body(code, message)))
+            return
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.render("error.html", status=status, code=code, message=message, page_title="Error")
+
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        if isinstance(value, GavelError):
+            log.debug("%s refused: %s %s", self._request_summary(), value.code, value.message)
+            return
+        super().log_exception(typ, value, tb)
+
+
+class AdminJsonHandler(AdminHandler):
+    """Base of the admin JSON endpoints the pages' scripts call (same auth; bearer tokens too)."""
+
+    json_api = True
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+
+    def reply(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(orjson.dumps(payload, default=str))
+
+
+# -- static files ---------------------------------------------------------------------------------------
+class AdminStaticHandler(tornado.web.StaticFileHandler):
+    """/admin/static/: our CSS, JS and vendored libraries (no CDN at run time)."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "default-src 'none'")
+
+    @classmethod
+    def get_content_version(cls, abspath: str) -> str:
+        return super().get_content_version(abspath)
+
+
+_static_versions: dict[str, str] = {}
+
+
+def admin_static_url(path: str) -> str:
+    """`/admin/static/<path>?v=<hash>` so browsers may cache and still see new versions."""
+    version = _static_versions.get(path)
+    if version is None:
+        full = (STATIC_DIR / path).resolve()
+        if not full.is_relative_to(STATIC_DIR) or not full.is_file():
+            raise ValueError(f"no admin static file {path}")
+        version = hashlib.sha256(full.read_bytes()).hexdigest()[:12]
+        _static_versions[path] = version
+    return f"{PREFIX}/static/{tornado.escape.url_escape(path, plus=False).replace('%2F', '/')}?v={version}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Paging:
+    page: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def skip(self) -> int:
+        return (self.page - 1) * self.size

@@ -1,0 +1,683 @@
+"""The course shop over REST: catalogue, cart, checkout and pay, my orders, and admin catalogue writes.
+
+Wiring (run.py or a test): put a `SandboxProvider` or `AlipayAdapter` in
+`ctx.options["payment_provider"]`, then `app.add_handlers(r".*", payment_routes(ctx) + shop_routes(ctx))`;
+`shop_routes` builds the `Shop` (or takes `ctx.options["shop"]`) and registers its `shop-` payment
+handler on the provider's router. Options read: `shop_pending_timeout_seconds` (default 1800),
+`shop_checkout_ttl_seconds` (default 1800).
+
+Every error is `{"error": {"code", "message"}}`; the shop's own codes and statuses are in
+`persistence.shop.SHOP_STATUS_BY_CODE`, the rest in gateway/errors.py.
+"""
+
+import asyncio
+import datetime
+import re
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from engine.book.errors import GavelError
+from engine.settle.shop_pricing import MAX_PERCENT, CouponKind
+from gateway.context import AppContext
+from gateway.errors import ValidationFailed, error_body
+from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
+from gateway.payments import SandboxProvider, ensure_payment_indexes, provider_of
+from persistence.mongo import Document, iso_utc
+from persistence.shop import (
+    CART_LIMIT,
+    COURSE_STATUSES,
+    COURSE_TYPES,
+    DEFAULT_CHECKOUT_TTL_SECONDS,
+    DEFAULT_PENDING_TIMEOUT_SECONDS,
+    LEVELS,
+    MAX_VALID_DAYS,
+    SECTION_TYPES,
+    SHOP_STATUS_BY_CODE,
+    TEACHER_ROLES,
+    CartLine,
+    Checkout,
+    Shop,
+    ensure_shop_indexes,
+    run_sweeper,
+)
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+ORDER_NO = r"([0-9]{1,24})"
+MAX_PRICE = 10**11  # one billion yuan: far beyond any course, far below 2**53
+MAX_TEXT = 5000
+
+
+# -- building ---------------------------------------------------------------------------------------------
+def build_shop(ctx: AppContext) -> Shop:
+    """The `Shop` over the context's stores and payment provider; registers its `shop-` handler."""
+    provider = provider_of(ctx)
+    shop = Shop(
+        ctx.client,
+        ctx.db,
+        ctx.redis,
+        ctx.accounts,
+        provider,
+        checkout_ttl_seconds=int(ctx.options.get("shop_checkout_ttl_seconds", DEFAULT_CHECKOUT_TTL_SECONDS)),
+        pending_timeout_seconds=int(
+            ctx.options.get("shop_pending_timeout_seconds", DEFAULT_PENDING_TIMEOUT_SECONDS)
+        ),
+    )
+    provider.router.register("shop", shop.on_paid)
+    ctx.options["shop"] = shop
+    return shop
+
+
+async def start_shop(ctx: AppContext, *, sweep_interval_seconds: float = 30.0) -> list[asyncio.Task[None]]:
+    """Start-up for run.py, after `shop_routes(ctx)`: indexes, undelivered sandbox notifications,
+    and the sweeper that cancels unpaid orders. Cancel the returned tasks (and `await
+    provider.aclose()` for the sandbox) at shutdown."""
+    shop = ctx.options.get("shop")
+    if not isinstance(shop, Shop):
+        shop = build_shop(ctx)
+    await ensure_shop_indexes(ctx.db)
+    await ensure_payment_indexes(ctx.db)
+    provider = provider_of(ctx)
+    if isinstance(provider, SandboxProvider):
+        await provider.resume_notifications()
+    return [
+        asyncio.create_task(run_sweeper(shop, interval_seconds=sweep_interval_seconds), name="shop-sweeper")
+    ]
+
+
+def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
+    """Every shop route as `(pattern, handler, {"ctx": ctx, "shop": shop})`."""
+    shop = ctx.options.get("shop")
+    if not isinstance(shop, Shop):
+        shop = build_shop(ctx)
+    args = {"ctx": ctx, "shop": shop}
+    routes: list[tuple[str, type]] = [
+        (r"/api/v1/shop/categories", CategoriesHandler),
+        (r"/api/v1/courses", CoursesHandler),
+        (r"/api/v1/courses/([0-9]+)", CourseHandler),
+        (r"/api/v1/courses/([0-9]+)/chapters", ChaptersHandler),
+        (r"/api/v1/degree-courses/([0-9]+)", DegreeCourseHandler),
+        (r"/api/v1/cart", CartHandler),
+        (r"/api/v1/cart/([0-9]+)", CartItemHandler),
+        (r"/api/v1/checkout", CheckoutHandler),
+        (r"/api/v1/checkout/pay", PayHandler),
+        (r"/api/v1/shop/orders", OrdersHandler),
+        (rf"/api/v1/shop/orders/{ORDER_NO}", OrderHandler),
+        (r"/api/v1/shop/coupons", MyCouponsHandler),
+        (r"/api/v1/shop/enrolments", EnrolmentsHandler),
+        (r"/api/v1/admin/shop/categories", AdminCategoriesHandler),
+        (r"/api/v1/admin/shop/teachers", AdminTeachersHandler),
+        (r"/api/v1/admin/shop/degree-courses", AdminDegreeCoursesHandler),
+        (r"/api/v1/admin/shop/degree-courses/([0-9]+)/policies", AdminDegreePoliciesHandler),
+        (r"/api/v1/admin/shop/courses", AdminCoursesHandler),
+        (r"/api/v1/admin/shop/courses/([0-9]+)", AdminCourseHandler),
+        (r"/api/v1/admin/shop/courses/([0-9]+)/detail", AdminCourseDetailHandler),
+        (r"/api/v1/admin/shop/courses/([0-9]+)/policies", AdminCoursePoliciesHandler),
+        (r"/api/v1/admin/shop/policies/([0-9]+)", AdminPolicyHandler),
+        (r"/api/v1/admin/shop/courses/([0-9]+)/chapters", AdminChaptersHandler),
+        (r"/api/v1/admin/shop/chapters/([0-9]+)/sections", AdminSectionsHandler),
+        (r"/api/v1/admin/shop/faqs", AdminFaqsHandler),
+        (r"/api/v1/admin/shop/coupons", AdminCouponsHandler),
+        (r"/api/v1/admin/shop/coupons/([0-9]+)/grant", AdminGrantHandler),
+    ]
+    return [(pattern, handler, args) for pattern, handler in routes]
+
+
+# -- JSON views -------------------------------------------------------------------------------------------
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return iso_utc(value)
+    if isinstance(value, dict):
+        return {("id" if k == "_id" else k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def view(doc: Document | None, *, drop: tuple[str, ...] = ()) -> Any:
+    """A stored document as JSON: `_id` -> `id`, datetimes as ISO-8601 UTC, `drop`ped keys left out."""
+    if doc is None:
+        return None
+    return _json_value({k: v for k, v in doc.items() if k not in drop})
+
+
+def policy_view(policy: Document) -> dict[str, Any]:
+    return {"id": policy["_id"], "valid_days": policy["valid_days"], "price": policy["price"]}
+
+
+def course_view(course: Document) -> dict[str, Any]:
+    answer: dict[str, Any] = view(course, drop=("policies", "detail", "faqs", "created_at"))
+    if "policies" in course:
+        answer["policies"] = [policy_view(p) for p in course["policies"]]
+    return answer
+
+
+def cart_view(lines: list[CartLine]) -> dict[str, Any]:
+    return {
+        "items": [
+            {
+                "course_id": line.course_id,
+                "name": line.name,
+                "image": line.image,
+                "policy_id": line.policy_id,
+                "price": line.price,
+                "valid_days": line.valid_days,
+                "available": line.available,
+                "reason": line.reason,
+                "policies": [policy_view(p) for p in line.policies],
+            }
+            for line in lines
+        ],
+        "count": len(lines),
+        "limit": CART_LIMIT,
+        "total": sum(line.price or 0 for line in lines if line.available),
+        "unavailable": sum(1 for line in lines if not line.available),
+    }
+
+
+def coupon_view(coupon_id: int, coupon: Document) -> dict[str, Any]:
+    return {"id": coupon_id, **coupon}
+
+
+def checkout_view(shop: Shop, checkout: Checkout, balance: int) -> dict[str, Any]:
+    quote = shop.quote(checkout, balance, balance)
+    priced = {line.course_id: line for line in quote.lines}
+    return {
+        "checkout_id": checkout.checkout_id,
+        "expires_in": checkout.ttl_seconds,
+        "lines": [
+            {
+                "course_id": line.course_id,
+                "name": line.name,
+                "image": line.image,
+                "policy_id": line.policy_id,
+                "valid_days": line.valid_days,
+                "price": line.price,
+                "coupons": [coupon_view(c, checkout.coupons[c]) for c in line.coupon_ids],
+                "coupon_id": checkout.chosen.get(line.course_id),
+                "coupon_discount": priced[line.course_id].coupon_discount,
+                "global_discount_share": priced[line.course_id].global_discount_share,
+                "paid_price": priced[line.course_id].paid_price,
+            }
+            for line in checkout.lines
+        ],
+        "global_coupons": [coupon_view(c, checkout.coupons[c]) for c in checkout.global_coupon_ids],
+        "global_coupon_id": checkout.chosen_global,
+        "balance": balance,
+        "totals": {
+            "original_total": quote.original_total,
+            "course_discount": quote.course_discount,
+            "subtotal": quote.subtotal,
+            "global_discount": quote.global_discount,
+            "payable": quote.payable,
+            "balance_usable": quote.balance_used,
+            "to_pay_after_balance": quote.to_pay,
+        },
+    }
+
+
+def order_view(order: Document) -> dict[str, Any]:
+    answer: dict[str, Any] = view(order, drop=("_id", "checkout_id", "idempotency_key", "user_id"))
+    answer["order_no"] = order["_id"]
+    return answer
+
+
+# -- handlers ---------------------------------------------------------------------------------------------
+class ShopHandler(JsonHandler):
+    shop: Shop
+
+    def initialize(self, ctx: AppContext, shop: Shop) -> None:  # type: ignore[override]
+        super().initialize(ctx)
+        self.shop = shop
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, GavelError) and error.code in SHOP_STATUS_BY_CODE:
+            self.set_status(SHOP_STATUS_BY_CODE[error.code])
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(orjson.dumps(error_body(error.code, error.message)))
+            return
+        super().write_error(status_code, **kwargs)
+
+
+class CategoriesHandler(ShopHandler):
+    async def get(self) -> None:
+        self.reply({"items": [view(c) for c in await self.shop.categories()]})
+
+
+class CoursesHandler(ShopHandler):
+    async def get(self) -> None:
+        page = self.page()
+        category = self.query_int("category", minimum=1, maximum=MAX_SAFE_INT, default=None)
+        courses, total = await self.shop.list_courses(category, page.skip, page.page_size)
+        self.reply(page.answer([course_view(c) for c in courses], total))
+
+
+class CourseHandler(ShopHandler):
+    async def get(self, raw_id: str) -> None:
+        course = await self.shop.course_page(self.path_id(raw_id, "course"))
+        answer = course_view(course)
+        answer["detail"] = view(course["detail"], drop=("_id",))
+        answer["faqs"] = [view(f, drop=("target", "target_id")) for f in course["faqs"]]
+        self.reply(answer)
+
+
+class ChaptersHandler(ShopHandler):
+    async def get(self, raw_id: str) -> None:
+        chapters = await self.shop.chapters(self.path_id(raw_id, "course"))
+        for chapter in chapters:
+            for section in chapter["sections"]:
+                # The content itself is for enrolled students; only free-trial sections show it.
+                if not section.get("free_trial"):
+                    section.pop("link", None)
+        self.reply({"items": [view(c) for c in chapters]})
+
+
+class DegreeCourseHandler(ShopHandler):
+    async def get(self, raw_id: str) -> None:
+        degree = await self.shop.degree_course_page(self.path_id(raw_id, "degree course"))
+        answer = view(degree, drop=("policies",))
+        answer["policies"] = [policy_view(p) for p in degree["policies"]]
+        self.reply(answer)
+
+
+class CartHandler(ShopHandler):
+    async def get(self) -> None:
+        user = await self.require_user()
+        self.reply(cart_view(await self.shop.cart(user.user_id)))
+
+    def _choice(self) -> tuple[int, int]:
+        body = self.fields(("course_id", "price_policy_id"))
+        return (
+            body.integer("course_id", minimum=1),
+            body.integer("price_policy_id", minimum=1),
+        )
+
+    async def post(self) -> None:
+        user = await self.require_user()
+        course_id, policy_id = self._choice()
+        self.reply(cart_view(await self.shop.cart_add(user.user_id, course_id, policy_id)), 201)
+
+    async def patch(self) -> None:
+        user = await self.require_user()
+        course_id, policy_id = self._choice()
+        self.reply(cart_view(await self.shop.cart_change_policy(user.user_id, course_id, policy_id)))
+
+    async def delete(self) -> None:
+        user = await self.require_user()
+        course_id = self.fields(("course_id",)).integer("course_id", minimum=1)
+        self.reply(cart_view(await self.shop.cart_remove(user.user_id, course_id)))
+
+
+class CartItemHandler(ShopHandler):
+    async def delete(self, raw_id: str) -> None:
+        user = await self.require_user()
+        self.reply(cart_view(await self.shop.cart_remove(user.user_id, self.path_id(raw_id, "course"))))
+
+
+class CheckoutHandler(ShopHandler):
+    async def _answer(self, user_id: int, checkout: Checkout, status: int = 200) -> None:
+        balance = (await self.ctx.accounts.profile(user_id)).balance
+        self.reply(checkout_view(self.shop, checkout, balance), status)
+
+    async def get(self) -> None:
+        user = await self.require_user()
+        await self._answer(user.user_id, await self.shop.checkout(user.user_id))
+
+    async def post(self) -> None:
+        user = await self.require_user()
+        raw = self.fields(("course_ids",)).array("course_ids", max_items=CART_LIMIT)
+        if any(type(c) is not int or not 1 <= c <= MAX_SAFE_INT for c in raw) or len(set(raw)) != len(raw):
+            raise ValidationFailed("course_ids must be distinct positive integers")
+        await self._answer(user.user_id, await self.shop.create_checkout(user.user_id, raw), 201)
+
+    async def patch(self) -> None:
+        user = await self.require_user()
+        body = self.fields(("course_id", "coupon_id"))
+        if not body.has("course_id") or not body.has("coupon_id"):
+            raise ValidationFailed(
+                "send course_id (null for the global coupon) and coupon_id (null to clear)"
+            )
+        course_id = body.optional_integer("course_id", minimum=1)
+        coupon_id = body.optional_integer("coupon_id", minimum=1)
+        await self._answer(user.user_id, await self.shop.choose_coupon(user.user_id, course_id, coupon_id))
+
+
+class PayHandler(ShopHandler):
+    async def post(self) -> None:
+        user = await self.require_user()
+        body = self.fields(("balance", "idempotency_key"))
+        balance = body.integer("balance", minimum=0, default=0)
+        key = body.text("idempotency_key", max_length=100)
+        if not IDEMPOTENCY_KEY.fullmatch(key):
+            raise ValidationFailed("idempotency_key must be 1-100 of A-Z a-z 0-9 _ . : -")
+        placed = await self.shop.pay(user.user_id, balance, key)
+        self.reply(
+            {"order": order_view(placed.order), "pay_url": placed.order.get("pay_url")},
+            201 if placed.created else 200,
+        )
+
+
+class OrdersHandler(ShopHandler):
+    async def get(self) -> None:
+        user = await self.require_user()
+        page = self.page()
+        orders, total = await self.shop.orders(user.user_id, page.skip, page.page_size)
+        self.reply(page.answer([order_view(o) for o in orders], total))
+
+
+class OrderHandler(ShopHandler):
+    async def get(self, order_no: str) -> None:
+        user = await self.require_user()
+        self.reply(order_view(await self.shop.find_order(user.user_id, order_no)))
+
+
+class MyCouponsHandler(ShopHandler):
+    async def get(self) -> None:
+        user = await self.require_user()
+        status = self.get_query_argument("status", None)
+        if status is not None and status not in ("unused", "held", "used", "expired"):
+            raise ValidationFailed("status must be one of: unused, held, used, expired")
+        coupons = await self.shop.user_coupons(user.user_id, status)
+        self.reply({"items": [view(c, drop=("user_id", "grant_ref")) for c in coupons]})
+
+
+class EnrolmentsHandler(ShopHandler):
+    async def get(self) -> None:
+        user = await self.require_user()
+        self.reply({"items": [view(e, drop=("user_id",)) for e in await self.shop.enrolments(user.user_id)]})
+
+
+# -- admin ------------------------------------------------------------------------------------------------
+def _ids(body: Fields, name: str, max_items: int = 50) -> list[int]:
+    value = body.data.get(name, [])
+    if (
+        not isinstance(value, list)
+        or len(value) > max_items
+        or any(type(v) is not int or not 1 <= v <= MAX_SAFE_INT for v in value)
+    ):
+        raise ValidationFailed(f"{name} must be a list of at most {max_items} positive integer ids")
+    return list(dict.fromkeys(value))
+
+
+def _long_text(body: Fields, name: str) -> str:
+    """Optional multi-line text (absent: empty)."""
+    return body.text(name, min_length=0, max_length=MAX_TEXT, multiline=True, default="")
+
+
+COURSE_FIELDS = (
+    "name",
+    "image",
+    "sub_category_id",
+    "course_type",
+    "degree_course_id",
+    "brief",
+    "level",
+    "status",
+    "order",
+    "period_days",
+    "attachment_path",
+)
+
+
+def read_course(body: Fields, *, partial: bool) -> Document:
+    readers: dict[str, Callable[[], Any]] = {
+        "name": lambda: body.text("name", max_length=128),
+        "image": lambda: body.text("image", min_length=0, max_length=255),
+        "sub_category_id": lambda: body.integer("sub_category_id", minimum=1),
+        "course_type": lambda: body.one_of("course_type", COURSE_TYPES),
+        "degree_course_id": lambda: body.optional_integer("degree_course_id", minimum=1),
+        "brief": lambda: body.text("brief", min_length=0, max_length=2048, multiline=True),
+        "level": lambda: body.one_of("level", LEVELS),
+        "status": lambda: body.one_of("status", COURSE_STATUSES),
+        "order": lambda: body.integer("order", minimum=0, maximum=1_000_000),
+        "period_days": lambda: body.integer("period_days", minimum=1, maximum=MAX_VALID_DAYS),
+        "attachment_path": lambda: body.text("attachment_path", min_length=0, max_length=128),
+    }
+    if partial:
+        return {name: read() for name, read in readers.items() if body.has(name)}
+    defaults = {
+        "image": "",
+        "degree_course_id": None,
+        "brief": "",
+        "level": "intermediate",
+        "status": "online",
+        "order": 0,
+        "period_days": 7,
+        "attachment_path": "",
+    }
+    return {
+        name: (read() if body.has(name) or name not in defaults else defaults[name])
+        for name, read in readers.items()
+    }
+
+
+class AdminHandler(ShopHandler):
+    async def prepare(self) -> None:  # type: ignore[override]
+        super().prepare()
+        await self.require_admin()
+
+
+class AdminCategoriesHandler(AdminHandler):
+    async def post(self) -> None:
+        body = self.fields(("name", "parent_id"))
+        name = body.text("name", max_length=64)
+        parent_id = body.optional_integer("parent_id", minimum=1)
+        self.reply(view(await self.shop.create_category(name, parent_id)), 201)
+
+
+class AdminTeachersHandler(AdminHandler):
+    async def post(self) -> None:
+        body = self.fields(("name", "role", "title", "signature", "image", "brief"))
+        fields = {
+            "name": body.text("name", max_length=32),
+            "role": body.one_of("role", TEACHER_ROLES, default="lecturer"),
+            "title": body.text("title", min_length=0, max_length=64, default=""),
+            "signature": body.text("signature", min_length=0, max_length=255, default=""),
+            "image": body.text("image", min_length=0, max_length=128, default=""),
+            "brief": _long_text(body, "brief"),
+        }
+        self.reply(view(await self.shop.create_teacher(fields)), 201)
+
+
+class AdminDegreeCoursesHandler(AdminHandler):
+    async def post(self) -> None:
+        body = self.fields(
+            (
+                "name",
+                "image",
+                "brief",
+                "total_scholarship",
+                "mentor_fee",
+                "period_days",
+                "prerequisite",
+                "teacher_ids",
+                "scholarships",
+            )
+        )
+        tiers = []
+        for tier in body.objects("scholarships", allowed=("time_percent", "value"), max_items=20):
+            tiers.append(
+                {
+                    "time_percent": tier.integer("time_percent", minimum=1, maximum=100),
+                    "value": tier.integer("value", minimum=0, maximum=MAX_PRICE),
+                }
+            )
+        fields = {
+            "name": body.text("name", max_length=128),
+            "image": body.text("image", min_length=0, max_length=255, default=""),
+            "brief": _long_text(body, "brief"),
+            # 贝里 amounts, in fen like every balance (seed defaults: 40000 and 15000).
+            "total_scholarship": body.integer("total_scholarship", maximum=MAX_PRICE, default=40_000),
+            "mentor_fee": body.integer("mentor_fee", maximum=MAX_PRICE, default=15_000),
+            "period_days": body.integer("period_days", minimum=1, maximum=MAX_VALID_DAYS, default=150),
+            "prerequisite": _long_text(body, "prerequisite"),
+            "teacher_ids": _ids(body, "teacher_ids"),
+            "scholarships": sorted(tiers, key=lambda t: t["time_percent"]),
+        }
+        self.reply(view(await self.shop.create_degree_course(fields)), 201)
+
+
+class AdminCoursesHandler(AdminHandler):
+    async def post(self) -> None:
+        body = self.fields(COURSE_FIELDS)
+        self.reply(view(await self.shop.create_course(read_course(body, partial=False))), 201)
+
+
+class AdminCourseHandler(AdminHandler):
+    async def patch(self, raw_id: str) -> None:
+        body = self.fields(COURSE_FIELDS)
+        changes = read_course(body, partial=True)
+        course = await self.shop.update_course(self.path_id(raw_id, "course"), changes)
+        self.reply(view(course))
+
+
+class AdminCourseDetailHandler(AdminHandler):
+    async def put(self, raw_id: str) -> None:
+        body = self.fields(
+            (
+                "hours",
+                "slogan",
+                "video_brief_link",
+                "why_study",
+                "what_to_study_brief",
+                "career_improvement",
+                "prerequisite",
+                "recommend_course_ids",
+                "teacher_ids",
+            )
+        )
+        fields = {
+            "hours": body.integer("hours", minimum=0, maximum=100_000),
+            "slogan": body.text("slogan", min_length=0, max_length=125, default=""),
+            "video_brief_link": body.text("video_brief_link", min_length=0, max_length=255, default=""),
+            "why_study": _long_text(body, "why_study"),
+            "what_to_study_brief": _long_text(body, "what_to_study_brief"),
+            "career_improvement": _long_text(body, "career_improvement"),
+            "prerequisite": _long_text(body, "prerequisite"),
+            "recommend_course_ids": _ids(body, "recommend_course_ids"),
+            "teacher_ids": _ids(body, "teacher_ids"),
+        }
+        self.reply(view(await self.shop.put_course_detail(self.path_id(raw_id, "course"), fields)))
+
+
+class _PoliciesHandler(AdminHandler):
+    target = "course"
+
+    async def post(self, raw_id: str) -> None:
+        body = self.fields(("valid_days", "price"))
+        valid_days = body.integer("valid_days", minimum=1, maximum=MAX_VALID_DAYS)
+        price = body.integer("price", minimum=0, maximum=MAX_PRICE)
+        policy = await self.shop.add_policy(self.target, self.path_id(raw_id, self.target), valid_days, price)
+        self.reply(view(policy), 201)
+
+
+class AdminCoursePoliciesHandler(_PoliciesHandler):
+    target = "course"
+
+
+class AdminDegreePoliciesHandler(_PoliciesHandler):
+    target = "degree"
+
+
+class AdminPolicyHandler(AdminHandler):
+    async def delete(self, raw_id: str) -> None:
+        await self.shop.remove_policy(self.path_id(raw_id, "price policy"))
+        self.set_status(204)
+        self.finish()
+
+
+class AdminChaptersHandler(AdminHandler):
+    async def post(self, raw_id: str) -> None:
+        body = self.fields(("chapter", "name", "summary"))
+        fields = {
+            "chapter": body.integer("chapter", minimum=1, maximum=10_000),
+            "name": body.text("name", max_length=128),
+            "summary": _long_text(body, "summary"),
+        }
+        self.reply(view(await self.shop.add_chapter(self.path_id(raw_id, "course"), fields)), 201)
+
+
+class AdminSectionsHandler(AdminHandler):
+    async def post(self, raw_id: str) -> None:
+        body = self.fields(("name", "order", "section_type", "link", "video_time", "free_trial"))
+        free_trial = body.data.get("free_trial", False)
+        if not isinstance(free_trial, bool):
+            raise ValidationFailed("free_trial must be true or false")
+        fields = {
+            "name": body.text("name", max_length=128),
+            "order": body.integer("order", minimum=0, maximum=100_000),
+            "section_type": body.one_of("section_type", SECTION_TYPES, default="video"),
+            "link": body.text("link", min_length=0, max_length=255, default=""),
+            "video_time": body.text("video_time", min_length=0, max_length=32, default=""),
+            "free_trial": free_trial,
+        }
+        self.reply(view(await self.shop.add_section(self.path_id(raw_id, "chapter"), fields)), 201)
+
+
+class AdminFaqsHandler(AdminHandler):
+    async def post(self) -> None:
+        body = self.fields(("target", "target_id", "question", "answer"))
+        faq = await self.shop.add_faq(
+            body.one_of("target", ("course", "degree")),
+            body.integer("target_id", minimum=1),
+            body.text("question", max_length=255),
+            body.text("answer", max_length=1024, multiline=True),
+        )
+        self.reply(view(faq), 201)
+
+
+class AdminCouponsHandler(AdminHandler):
+    async def post(self) -> None:
+        body = self.fields(
+            (
+                "name",
+                "brief",
+                "kind",
+                "value",
+                "minimum",
+                "off_percent",
+                "course_id",
+                "valid_from",
+                "valid_to",
+                "valid_days",
+            )
+        )
+        kind = body.one_of("kind", tuple(CouponKind))
+        fields: Document = {
+            "name": body.text("name", max_length=64),
+            "brief": _long_text(body, "brief"),
+            "kind": kind,
+            "value": 0,
+            "minimum": 0,
+            "off_percent": 0,
+            "course_id": body.optional_integer("course_id", minimum=1),
+            "valid_from": body.timestamp("valid_from") if body.data.get("valid_from") is not None else None,
+            "valid_to": body.timestamp("valid_to") if body.data.get("valid_to") is not None else None,
+            "valid_days": body.optional_integer("valid_days", minimum=1, maximum=MAX_VALID_DAYS),
+        }
+        if kind == CouponKind.PERCENT:
+            fields["off_percent"] = body.integer("off_percent", minimum=1, maximum=MAX_PERCENT)
+            if body.has("value") or body.has("minimum"):
+                raise ValidationFailed("a percent coupon has off_percent, not value or minimum")
+        else:
+            fields["value"] = body.integer("value", minimum=1, maximum=MAX_PRICE)
+            if body.has("off_percent"):
+                raise ValidationFailed("off_percent is for percent coupons only")
+            if kind == CouponKind.THRESHOLD:
+                fields["minimum"] = body.integer("minimum", minimum=1, maximum=MAX_PRICE)
+            elif body.has("minimum"):
+                raise ValidationFailed("minimum is for threshold coupons only")
+        self.reply(view(await self.shop.create_coupon(fields)), 201)
+
+
+class AdminGrantHandler(AdminHandler):
+    async def post(self, raw_id: str) -> None:
+        body = self.fields(("user_id", "idempotency_key"))
+        user_id = body.integer("user_id", minimum=1)
+        key = body.data.get("idempotency_key")
+        if key is not None and (not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key)):
+            raise ValidationFailed("idempotency_key must be 1-100 of A-Z a-z 0-9 _ . : -")
+        granted = await self.shop.grant_coupon(self.path_id(raw_id, "coupon"), user_id, idempotency_key=key)
+        self.reply(view(granted, drop=("grant_ref",)), 201)
