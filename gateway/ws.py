@@ -40,6 +40,8 @@ LAGGING_AFTER_PENDING_WRITES = 64
 SLOW_CONSUMER_GRACE_S = 10.0
 BIDS_PER_SECOND = 20
 BID_BURST = 40
+# Open sockets per client address; a phone needs one or two, a NAT'd office a few dozen.
+CONNECTIONS_PER_IP = 64
 
 
 class TokenBucket:
@@ -74,6 +76,7 @@ class Hub:
         self.by_session: dict[int, set[BidderSocket]] = defaultdict(set)
         self.by_user: dict[int, set[BidderSocket]] = defaultdict(set)
         self.sockets: set[BidderSocket] = set()
+        self.by_ip: dict[str, int] = defaultdict(int)
         # Bid rate limits are per user, not per socket: more sockets must not buy more bids.
         self.buckets: dict[int, TokenBucket] = {}
         self._prices: dict[int, tuple[PriceChanged, int]] = {}
@@ -94,11 +97,16 @@ class Hub:
 
     def connected(self, socket: BidderSocket) -> None:
         self.sockets.add(socket)
+        self.by_ip[socket.remote_ip] += 1
         if socket.user_id:
             self.by_user[socket.user_id].add(socket)
 
     def disconnected(self, socket: BidderSocket) -> None:
-        self.sockets.discard(socket)
+        if socket in self.sockets:
+            self.sockets.discard(socket)
+            self.by_ip[socket.remote_ip] -= 1
+            if self.by_ip[socket.remote_ip] <= 0:
+                del self.by_ip[socket.remote_ip]
         for session_id in list(socket.subscriptions):
             self.leave(socket, session_id)
         sockets = self.by_user.get(socket.user_id)
@@ -245,6 +253,7 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.user_id = 0
+        self.remote_ip = ""
         self.subscriptions: set[int] = set()
         self._pending_writes = 0
         self._latest: dict[int, bytes] | None = None  # set while lagging: lot_id -> frame
@@ -255,6 +264,22 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         return True
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        self.remote_ip = self.request.remote_ip or ""
+        limit = self.ctx.options.get("ws_connections_per_ip", CONNECTIONS_PER_IP)
+        if self.ctx.hub.by_ip.get(self.remote_ip, 0) >= limit:
+            self.set_status(429)
+            self.set_header("Content-Type", "application/json")
+            self.finish(
+                orjson.dumps(
+                    {
+                        "error": {
+                            "code": "TOO_MANY_CONNECTIONS",
+                            "message": f"at most {limit} sockets per address",
+                        }
+                    }
+                )
+            )
+            return
         token = self.get_query_argument("token", None)
         header = self.request.headers.get("Authorization", "")
         if not token and header.startswith("Bearer "):

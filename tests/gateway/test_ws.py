@@ -317,3 +317,16 @@ async def test_health_readiness_and_metrics(app_server: AppServer) -> None:
     me = await app_server.call("GET", "/api/v1/me", token=token, headers={"X-Request-Id": "trace-42"})
     assert me.headers["X-Request-Id"] == "trace-42"
     bidder.close()
+
+
+async def test_connections_per_address_are_limited(app_server: AppServer) -> None:
+    app_server.ctx.options["ws_connections_per_ip"] = 3
+    sockets = [await Bidder.connect(app_server) for _ in range(3)]
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        await tornado.websocket.websocket_connect(app_server.ws_url)
+    assert refused.value.code == 429
+    sockets.pop().close()
+    await app_server.wait_for(lambda: app_server.ctx.hub.by_ip.get("127.0.0.1") == 2)
+    sockets.append(await Bidder.connect(app_server))  # a freed place can be taken again
+    for socket in sockets:
+        socket.close()
