@@ -66,30 +66,42 @@ _SET_MAX = TAGS[SetMaxBid]
 
 
 class RefCache:
-    """Remembers the answers to each bidder's last `per_user` client references."""
+    """Remembers the answers to each bidder's last `per_user` accepted and last `per_user` rejected
+    client references.
 
-    __slots__ = ("answers", "per_user")
+    Kept apart so that rejections (in memory only: they changed nothing and are not journaled)
+    never push an accepted reference out: the accepted side is exactly what a replay rebuilds.
+    """
+
+    __slots__ = ("answers", "per_user", "rejections")
 
     def __init__(self, per_user: int) -> None:
         self.per_user = per_user
         self.answers: dict[int, collections.OrderedDict[str, Outcome]] = {}
+        self.rejections: dict[int, collections.OrderedDict[str, Outcome]] = {}
 
     def get(self, user_id: int, ref: str) -> Outcome | None:
         answers = self.answers.get(user_id)
-        return answers.get(ref) if answers is not None else None
+        if answers is not None and ref in answers:
+            return answers[ref]
+        rejections = self.rejections.get(user_id)
+        return rejections.get(ref) if rejections is not None else None
 
     def put(self, user_id: int, ref: str, outcome: Outcome) -> None:
-        answers = self.answers.get(user_id)
+        book = self.answers if outcome.ok else self.rejections
+        answers = book.get(user_id)
         if answers is None:
-            answers = self.answers[user_id] = collections.OrderedDict()
+            answers = book[user_id] = collections.OrderedDict()
         answers[ref] = outcome
         if len(answers) > self.per_user:
             answers.popitem(last=False)
 
-    def to_state(self, accepted_only: bool = True) -> list[list[Any]]:
+    def to_state(self) -> list[list[Any]]:
+        """The accepted references (what snapshots keep and the journal rebuilds)."""
         return [
-            [user_id, [[ref, _outcome_row(o)] for ref, o in answers.items() if o.ok or not accepted_only]]
+            [user_id, [[ref, _outcome_row(o)] for ref, o in answers.items()]]
             for user_id, answers in self.answers.items()
+            if answers
         ]
 
     def load(self, rows: Iterable[list[Any]]) -> None:

@@ -317,14 +317,20 @@ class SettlementWorker:
     # -- closed lots ------------------------------------------------------------------------------
     async def drain_outbox(self) -> int:
         """Settle every closed lot in the outbox; returns how many items were processed."""
-        processed = 0
+        processed: set[LotId] = set()
         while True:
-            items = await self.store.outbox_batch(self.batch_size)
+            items = [
+                item
+                for item in await self.store.outbox_batch(self.batch_size)
+                if item.lot_id not in processed
+            ]
             for item in items:
                 await self.settle_lot(item)
-                processed += 1
-            if len(items) < self.batch_size:
-                return processed
+                processed.add(item.lot_id)
+            # A short batch is the last; a batch of nothing new means the store is not moving (a
+            # bug or a stuck item): leave it to the next round rather than spin.
+            if not items or len(items) < self.batch_size:
+                return len(processed)
 
     async def settle_lot(self, item: OutboxItem) -> None:
         if item.status is OutboxStatus.PENDING:
@@ -406,8 +412,14 @@ class SettlementWorker:
         """Mark every unpaid order past its deadline overdue; returns how many."""
         now = self.clock.now_ms() if now is None else now
         marked = 0
+        seen: set[int] = set()
         while True:
-            due = await self.store.due_orders(now, self.batch_size)
+            due = [
+                order_id
+                for order_id in await self.store.due_orders(now, self.batch_size)
+                if order_id not in seen
+            ]
+            seen.update(due)
             for order_id in due:
                 result = await self.store.mark_overdue(order_id, now)
                 if result is None:
@@ -418,7 +430,7 @@ class SettlementWorker:
                 if result.refund is not None and result.refund.pending:
                     await self.execute_refund(result.refund)
                 await self.after_order_resolved(result.session_id, result.user_id)
-            if len(due) < self.batch_size:
+            if not due or len(due) < self.batch_size:
                 break
         for result in await self.store.unsynced_overdue(self.batch_size):
             await self._sync_engine(result)
