@@ -330,3 +330,63 @@ async def test_connections_per_address_are_limited(app_server: AppServer) -> Non
     sockets.append(await Bidder.connect(app_server))  # a freed place can be taken again
     for socket in sockets:
         socket.close()
+
+
+async def test_a_lagging_subscriber_gets_only_the_latest_price_and_is_closed_if_it_stays_behind(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.ws
+
+    slow = await Bidder.connect(app_server)  # it stops reading from here on
+    (handler,) = app_server.ctx.hub.sockets
+    filler = orjson.dumps({"type": "state", "lot_id": 0, "pad": "x" * 200_000})
+    sent = 0
+    while handler._latest is None:  # fill the socket buffers until the server sees it lagging
+        handler.send(filler)
+        sent += 1
+        assert sent < 2_000, "the socket never filled up"
+    for lot_id, price in ((1, 100), (1, 200), (2, 50), (1, 300)):
+        handler.send(orjson.dumps({"type": "price", "lot_id": lot_id, "price": price}))
+    # It reads again: everything written arrives, then only the newest price of each lot.
+    prices = []
+    while len(prices) < 2:
+        frame = await slow.next(within_s=20)
+        if frame["type"] == "price":
+            prices.append((frame["lot_id"], frame["price"]))
+    assert prices == [(1, 300), (2, 50)]
+
+    # A subscriber still behind after the grace period is closed with 4008.
+    monkeypatch.setattr(gateway.ws, "SLOW_CONSUMER_GRACE_S", 0.0)
+    while handler._latest is None:
+        handler.send(filler)
+    handler.send(filler)
+    assert handler.ws_connection is None or handler.ws_connection.is_closing()
+    slow.close()
+
+
+async def test_price_frames_are_published_on_the_sessions_redis_channel(app_server: AppServer) -> None:
+    """Another gateway process would subscribe to `gavel:session:{id}` and fan out what it gets."""
+    from persistence.redis_bus import PriceBus
+
+    session_id, lot_id = await open_lot(app_server)
+    this_gateway = PriceBus(app_server.ctx.redis, origin="gateway-a")
+    other_gateway = PriceBus(app_server.ctx.redis, origin="gateway-b")
+    this_gateway.start()
+    other_gateway.start()
+    received: list[tuple[int, dict[str, Any]]] = []
+    await other_gateway.subscribe(
+        [session_id], lambda sid, frame: received.append((sid, orjson.loads(frame)))
+    )
+    app_server.ctx.hub.publish = this_gateway.publish
+    try:
+        _user, token = await app_server.register()
+        bidder = await Bidder.connect(app_server, token)
+        assert (await bidder.bid(lot_id, 10_000, "pub"))["type"] == "accepted"
+        await app_server.wait_for(lambda: any(f["type"] == "price" for _sid, f in received))
+        sid, frame = next((sid, f) for sid, f in received if f["type"] == "price")
+        assert sid == session_id and frame["lot_id"] == lot_id and frame["price"] == 10_000
+        bidder.close()
+    finally:
+        app_server.ctx.hub.publish = None
+        await this_gateway.stop()
+        await other_gateway.stop()
