@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test bench lint lock clean unit
 
@@ -14,7 +15,12 @@ $(STAMP): requirements.lock
 run: $(STAMP)
 	$(PY) run.py $(ARGS)
 
-test: $(STAMP)
+# The admin UI's browser tests drive Debian's chromium (Playwright's own browser download is not
+# used); CI runs as root on a fresh machine. The CJK font makes the back office's labels readable.
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium fonts-wqy-zenhei
+
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy --strict engine/
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

@@ -32,6 +32,7 @@ from engine.settle.ports import PaymentRouter
 from gateway.app import make_app
 from gateway.context import AppContext
 from gateway.payments import PaymentsConfig, build_provider
+from gateway.rest_orders import build_settlement, start_settlement
 from gateway.rest_shop import start_shop
 from gateway.ws import Hub
 from persistence import mongo
@@ -58,6 +59,7 @@ class Config:
     journal_fsync: bool = True
     snapshot_interval: float = 60.0
     seed_demo: bool = True
+    order_deadline_hours: int = 24
     log_level: str = "INFO"
     public_url: str = ""
 
@@ -111,6 +113,12 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] = os.envi
         default=not _flag(env.get("SEED_DEMO", "1")),
         help="do not seed the demo session [SEED_DEMO=0]",
     )
+    parser.add_argument(
+        "--order-deadline-hours",
+        type=int,
+        default=int(env.get("ORDER_DEADLINE_HOURS", "24")),
+        help="hours a winner has to pay before the order is overdue [ORDER_DEADLINE_HOURS]",
+    )
     parser.add_argument("--log-level", default=env.get("LOG_LEVEL", "INFO"), help="log level [LOG_LEVEL]")
     parser.add_argument(
         "--public-url",
@@ -129,6 +137,7 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] = os.envi
         journal_fsync=not args.no_fsync,
         snapshot_interval=args.snapshot_interval,
         seed_demo=not args.no_demo,
+        order_deadline_hours=args.order_deadline_hours,
         log_level=args.log_level.upper(),
         public_url=args.public_url.rstrip("/"),
     )
@@ -303,8 +312,12 @@ class Service:
         self.provider = build_provider(
             self.ctx, PaymentsConfig(data_dir=str(config.data_dir)), self.payment_router, self.http_client
         )
+        self.ctx.options["media_dir"] = data_dir / "media"
+        self.ctx.options["order_deadline_ms"] = config.order_deadline_hours * 3_600_000
+        build_settlement(self.ctx, deadline_ms=config.order_deadline_hours * 3_600_000)
         self.app = make_app(self.ctx)
         self.background += await start_shop(self.ctx)
+        self.background += await start_settlement(self.ctx)
         self.engine.commit_observer = self.ctx.options["metrics"].committed
         self.server = tornado.httpserver.HTTPServer(self.app, xheaders=False, max_body_size=1 << 20)
         self.server.listen(config.port, config.host)
@@ -320,6 +333,7 @@ class Service:
             f"  bidder demo page   {base}/",
             f"  REST API           {base}/api/v1/sessions   (docs/openapi.yaml)",
             f"  websocket          {ws}/ws                  (docs/protocol.md)",
+            f"  admin UI           {base}/admin/   (user admin)",
             f"  admin API          {base}/api/v1/admin/login",
             f"  health             {base}/healthz",
             f"  MongoDB            {self.services.mongo_url}",

@@ -23,7 +23,10 @@ def routes(ctx: AppContext) -> list[tornado.routing.Rule]:
     from admin import auth, catalog, money, pages, shop
     from admin.base import STATIC_DIR, AdminHandler, AdminServices, AdminStaticHandler
 
-    services = AdminServices(ctx)
+    # One per context (kept in ctx.options, as settlement keeps its own), so tests and tools find it.
+    services = ctx.options.get("admin_services")
+    if not isinstance(services, AdminServices):
+        services = ctx.options["admin_services"] = AdminServices(ctx)
     args = {"ctx": ctx, "admin": services}
     handlers: list[tuple[str, type[AdminHandler]]] = [
         (r"/admin/login", auth.LoginHandler),
@@ -33,7 +36,9 @@ def routes(ctx: AppContext) -> list[tornado.routing.Rule]:
         *money.ROUTES,
         *shop.ROUTES,
     ]
-    rules: list[tornado.routing.Rule] = [tornado.web.url(pattern, handler, args) for pattern, handler in handlers]
+    rules: list[tornado.routing.Rule] = [
+        tornado.web.url(pattern, handler, args) for pattern, handler in handlers
+    ]
     rules.append(tornado.web.url(r"/admin/static/(.*)", AdminStaticHandler, {"path": str(STATIC_DIR)}))
     rules.append(tornado.web.url(r"/media/(.*)", pages.MediaHandler, {"admin": services}))
     # Anything else under /admin: the admin's own 404 page (still refusing non-admins first).

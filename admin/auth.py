@@ -36,8 +36,9 @@ class LoginHandler(AdminHandler):
         except RateLimited as error:
             await self.audit_login("auth.login_refused", username, error.message)
             self.set_status(429)
-            self.render("login.html", error=error.message, username=username, next_url=next_url,
-                        page_title="Sign in")
+            self.render(
+                "login.html", error=error.message, username=username, next_url=next_url, page_title="Sign in"
+            )
             return
         try:
             if not username or not password or len(password) > PASSWORD_MAX:
@@ -45,10 +46,17 @@ class LoginHandler(AdminHandler):
             user_id, token = await self.ctx.accounts.login(username, password, admin=True)
         except BadCredentials:
             await throttle.failed(username)
-            await self.audit_login("auth.login_failed", username, "wrong username or password, or not an admin")
+            await self.audit_login(
+                "auth.login_failed", username, "wrong username or password, or not an admin"
+            )
             self.set_status(401)
-            self.render("login.html", error="Wrong username or password, or not an admin account.",
-                        username=username, next_url=next_url, page_title="Sign in")
+            self.render(
+                "login.html",
+                error="Wrong username or password, or not an admin account.",
+                username=username,
+                next_url=next_url,
+                page_title="Sign in",
+            )
             return
         await throttle.succeeded(username)
         # A fresh XSRF token for the new sign-in, so a token seen before it is worth nothing after.
@@ -56,7 +64,9 @@ class LoginHandler(AdminHandler):
         self.set_session_cookie(token)
         user = await self.ctx.accounts.user_for_token(token)
         self.admin_user = user
-        await self.audit("auth.login", f"user:{user_id}", after={"username": user.username if user else username})
+        await self.audit(
+            "auth.login", f"user:{user_id}", after={"username": user.username if user else username}
+        )
         self.redirect(next_url, status=303)
 
     async def audit_login(self, action: str, username: str, reason: str) -> None:

@@ -61,7 +61,9 @@ class BackOffice:
         return self._store
 
     async def ship(self, order_id: int, tracking_no: str | None) -> Document:
-        doc: Document = await self.settlement_store().ship(order_id, tracking_no, self.ctx.engine.clock.now_ms())
+        doc: Document = await self.settlement_store().ship(
+            order_id, tracking_no, self.ctx.engine.clock.now_ms()
+        )
         return doc
 
     async def complete(self, order_id: int) -> Document:
@@ -83,7 +85,9 @@ class BackOffice:
             changed = result.modified_count == 1
         outcome = await self.ctx.engine.execute(UnblockBidder(user_id))
         if not outcome.ok:
-            raise GavelError(outcome.message or "the engine is unavailable", code=outcome.code or "UNAVAILABLE")
+            raise GavelError(
+                outcome.message or "the engine is unavailable", code=outcome.code or "UNAVAILABLE"
+            )
         return changed
 
     async def create_auction_coupon(

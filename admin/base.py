@@ -59,6 +59,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 MAX_MONEY_FEN = 10**13  # as the REST API (gateway/rest_admin.py)
 _MONEY = re.compile(r"[0-9]{1,11}(?:\.[0-9]{1,2})?")
 _INT = re.compile(r"[0-9]{1,16}")
+_HOST = re.compile(r"[A-Za-z0-9.\[\]:-]{1,255}")
 
 
 class FormError(GavelError):
@@ -84,9 +85,11 @@ class AdminServices:
             self.cookie_secret: bytes = secret if isinstance(secret, bytes) else str(secret).encode()
         else:
             # Derived, so it is as secret and as stable as the pseudonym secret, yet a different key.
-            self.cookie_secret = hmac.new(
-                ctx.pseudonym_secret, b"gavel admin cookie secret v1", hashlib.sha256
-            ).hexdigest().encode()
+            self.cookie_secret = (
+                hmac.new(ctx.pseudonym_secret, b"gavel admin cookie secret v1", hashlib.sha256)
+                .hexdigest()
+                .encode()
+            )
         from admin.limits import LoginLimiter  # here to keep import order simple
 
         self.login_limiter = LoginLimiter(ctx)
@@ -106,7 +109,8 @@ class AdminServices:
 
     def media_url(self, path: str) -> str:
         """The URL stored on lots and sessions: absolute on the public origin when known."""
-        base = self.ctx.base_url.rstrip("/")
+        ctx = getattr(self, "ctx", None)
+        base = ctx.base_url.rstrip("/") if ctx is not None else ""
         return base + path if base else path
 
 
@@ -192,7 +196,9 @@ def parse_time(utc_value: str, local_value: str, name: str) -> datetime.datetime
     raise FormError(f"{name}: give a date and time")
 
 
-def text_field(raw: str, name: str, *, max_length: int, required: bool = True, multiline: bool = False) -> str:
+def text_field(
+    raw: str, name: str, *, max_length: int, required: bool = True, multiline: bool = False
+) -> str:
     value = raw.replace("\r\n", "\n").strip()
     if required and not value:
         raise FormError(f"{name}: required")
@@ -232,11 +238,12 @@ class AdminHandler(tornado.web.RequestHandler):
         self.services = admin
         self.admin_user = None
         self.via_bearer = False
-        self._settings: dict[str, Any] | None = None
+        # set_default_headers ran before `ctx` existed; now the CSP can name the public origin.
+        self.set_header("Content-Security-Policy", self.content_security_policy())
 
     # Tornado reads the XSRF cookie options from `self.settings`; ours apply to admin handlers only.
     @property
-    def settings(self) -> dict[str, Any]:  # type: ignore[override]
+    def settings(self) -> dict[str, Any]:
         merged = dict(self.application.settings)
         merged["xsrf_cookie_kwargs"] = {
             "httponly": True,  # pages carry the token in a <meta>; scripts never read the cookie
@@ -257,10 +264,11 @@ class AdminHandler(tornado.web.RequestHandler):
         self.set_header("Content-Security-Policy", self.content_security_policy())
 
     def content_security_policy(self) -> str:
-        host = self.request.host
+        host = self.request.host if _HOST.fullmatch(self.request.host or "") else "localhost"
         ws = f"wss://{host}" if self.request.protocol == "https" else f"ws://{host}"
         images = "'self' data: blob:"
-        base = self.ctx.base_url.rstrip("/")
+        ctx = getattr(self, "ctx", None)
+        base = ctx.base_url.rstrip("/") if ctx is not None else ""
         if base.startswith(("http://", "https://")):
             images += " " + base
         return (
@@ -279,10 +287,10 @@ class AdminHandler(tornado.web.RequestHandler):
                 if scheme.lower() != "bearer" or not token.strip():
                     return None, True
                 return await accounts.user_for_token(token.strip()), True
-        token = self.session_token()
-        if token is None:
+        cookie_token = self.session_token()
+        if cookie_token is None:
             return None, False
-        return await accounts.user_for_token(token), False
+        return await accounts.user_for_token(cookie_token), False
 
     def session_token(self) -> str | None:
         raw = self.get_cookie(SESSION_COOKIE)
@@ -307,7 +315,7 @@ class AdminHandler(tornado.web.RequestHandler):
     def clear_session_cookie(self) -> None:
         self.clear_cookie(SESSION_COOKIE, path=PREFIX)
 
-    async def prepare(self) -> None:  # type: ignore[override]
+    async def prepare(self) -> None:
         user, self.via_bearer = await self._admin_from_request()
         self.admin_user = user if user is not None and user.is_admin else None
         if self.admin_user is not None:
@@ -318,9 +326,13 @@ class AdminHandler(tornado.web.RequestHandler):
         if self.request.method not in SAFE_METHODS and not self.via_bearer:
             self.check_xsrf_cookie()
 
+    def answers_json(self) -> bool:
+        """JSON endpoints, and page endpoints a script calls with `Accept: application/json`."""
+        return self.json_api or "application/json" in self.request.headers.get("Accept", "")
+
     def refuse(self, *, signed_in: bool) -> None:
         """A non-admin: pages redirect to sign-in, JSON answers 401 (no credentials) or 403."""
-        if self.json_api:
+        if self.answers_json():
             status, code = (403, "FORBIDDEN") if signed_in else (401, "UNAUTHORIZED")
             self.set_status(status)
             self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -342,7 +354,10 @@ class AdminHandler(tornado.web.RequestHandler):
             when=when,
             iso=iso,
             local_input=local_input,
-            json=lambda value: orjson.dumps(value, default=str).decode(),
+            json=lambda value: orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
+            pretty=lambda value: orjson.dumps(
+                value, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+            ).decode(),
             xsrf_value=self.xsrf_token.decode(),
             flash=self._take_flash(),
             page_title="",
@@ -419,14 +434,11 @@ class AdminHandler(tornado.web.RequestHandler):
             ip=self.request.remote_ip or "",
         )
 
-    async def guarded(
-        self, action: Callable[[], Awaitable[None]], *, back: str
-    ) -> None:
+    async def guarded(self, action: Callable[[], Awaitable[None]], *, back: str) -> None:
         """Run a POST action; a refusal (GavelError) becomes an error message on the page it came from."""
         try:
             await action()
         except GavelError as error:
-            self.set_status(status_for(error.code))
             self.failed(f"{error.message} ({error.code})", back)
 
     # -- errors ----------------------------------------------------------------------------------------
@@ -448,7 +460,7 @@ class AdminHandler(tornado.web.RequestHandler):
             message = "internal error" if status >= 500 else http.client.responses.get(status, "error")
         self.set_status(status)
         self.clear_header("Content-Type")
-        if self.json_api:
+        if self.answers_json():
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish(orjson.dumps(error_body(code, message)))
             return
@@ -483,10 +495,6 @@ class AdminStaticHandler(tornado.web.StaticFileHandler):
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Security-Policy", "default-src 'none'")
-
-    @classmethod
-    def get_content_version(cls, abspath: str) -> str:
-        return super().get_content_version(abspath)
 
 
 _static_versions: dict[str, str] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import orjson
 import tornado.httputil
 import tornado.web
 
@@ -26,8 +27,8 @@ from admin.base import (
     text_field,
 )
 from engine.book.errors import GavelError, NotFound
-from engine.book.states import LotState, SessionState
 from engine.commands import CancelLot, CloseLot, Command, OpenLot
+from gateway.errors import error_body, status_for
 from gateway.http import Fields
 from gateway.rest_admin import LOT_FIELDS, SESSION_FIELDS, read_lot, read_session
 from persistence.catalog import LotSpec, SessionSpec, admin_lot_view, admin_session_view, engine_refusal
@@ -176,8 +177,9 @@ class SessionsHandler(CatalogPage):
             live = book.sessions.get(int(doc["_id"]))
             doc["state"] = int(live.state) if live is not None else None
             doc["lot_count"] = len(live.lot_ids) if live is not None else 0
-        self.render("sessions.html", sessions=sessions, paging=paging, page_title="Sessions",
-                    **self.state_labels())
+        self.render(
+            "sessions.html", sessions=sessions, paging=paging, page_title="Sessions", **self.state_labels()
+        )
 
 
 class SessionNewHandler(CatalogPage):
@@ -329,7 +331,7 @@ class LotCommandHandler(CatalogPage):
         async def run() -> None:
             if lot_id not in self.ctx.engine.book.lots:
                 raise NotFound(f"lot {lot_id} is not live in the engine")
-            reason = text_field(self.form("reason"), "Reason", max_length=200, required=action != "open")
+            reason = text_field(self.form("reason"), "Reason", max_length=200, required=action == "cancel")
             command: Command
             if action == "cancel":
                 command = CancelLot(lot_id, reason)
@@ -392,9 +394,6 @@ class UploadHandler(CatalogPage):
             return
         self._chunks.append(chunk)
 
-    def wants_json(self) -> bool:
-        return "application/json" in self.request.headers.get("Accept", "")
-
     def read_upload(self) -> bytes:
         """Parse the multipart body, check XSRF, and return the file's bytes."""
         if self._too_large:
@@ -412,23 +411,18 @@ class UploadHandler(CatalogPage):
         uploads = files.get("image") or []
         if len(uploads) != 1:
             raise FormError("choose one image file")
-        return uploads[0]["body"]
+        data: bytes = uploads[0]["body"]
+        return data
 
     def answer(self, message: str, back: str, payload: dict[str, Any]) -> None:
-        if self.wants_json():
+        if self.answers_json():
             self.set_header("Content-Type", "application/json; charset=utf-8")
-            import orjson
-
             self.finish(orjson.dumps({"ok": True, "message": message, **payload}))
             return
         self.done(message, back)
 
     def refuse_upload(self, error: GavelError, back: str) -> None:
-        if self.wants_json():
-            import orjson
-
-            from gateway.errors import error_body, status_for
-
+        if self.answers_json():
             self.set_status(status_for(error.code))
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish(orjson.dumps(error_body(error.code, error.message)))
@@ -475,7 +469,9 @@ class SessionCoverUploadHandler(UploadHandler):
             self.refuse_upload(error, back)
             return
         await self.audit(
-            "session.cover", f"session:{session_id}", {"cover": old.get("cover", "")},
+            "session.cover",
+            f"session:{session_id}",
+            {"cover": old.get("cover", "")},
             {"cover": url, "file": dataclasses.asdict(stored)},
         )
         self.answer("Cover image set.", back, {"url": url})
@@ -519,8 +515,9 @@ class SessionCoverRemoveHandler(CatalogPage):
         async def run() -> None:
             old = await self.ctx.catalog.session_document(session_id)
             await self.ctx.catalog.update_session(session_id, {"cover": ""})
-            await self.audit("session.cover", f"session:{session_id}", {"cover": old.get("cover", "")},
-                             {"cover": ""})
+            await self.audit(
+                "session.cover", f"session:{session_id}", {"cover": old.get("cover", "")}, {"cover": ""}
+            )
             self.done("Cover removed.", back)
 
         await self.guarded(run, back=back)
@@ -538,5 +535,3 @@ ROUTES = [
     (r"/admin/lots/([0-9]+)/images", LotImageUploadHandler),
     (r"/admin/lots/([0-9]+)/images/([0-9]+)/(up|down|cover|remove)", LotImageMoveHandler),
 ]
-
-__all__ = ["LOT_STATE_LABELS", "ROUTES", "SESSION_STATE_LABELS", "LotState", "SessionState"]

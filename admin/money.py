@@ -11,7 +11,12 @@ from admin.base import PREFIX, AdminHandler, FormError, Paging, parse_money, tex
 from persistence.accounts import ledger_document
 from persistence.mongo import Document
 
-ORDER_STATUS_LABELS = {1: "unpaid 未支付", 2: "awaiting delivery 待收货", 3: "completed 已完成", 4: "overdue 逾期未支付"}
+ORDER_STATUS_LABELS = {
+    1: "unpaid 未支付",
+    2: "awaiting delivery 待收货",
+    3: "completed 已完成",
+    4: "overdue 逾期未支付",
+}
 REFUND_STATUS_LABELS = {"pending": "pending 待退款", "refunded": "refunded 退款成功"}
 DEDUCTION_LABELS = {"overdue": "forfeit 逾期扣款", "payment": "paid from deposit 支付抵扣"}
 PAGE_SIZE = 25
@@ -35,7 +40,9 @@ class MoneyPage(AdminHandler):
         }
         lots = {
             int(lot["_id"]): lot
-            async for lot in self.ctx.db.lots.find({"_id": {"$in": list(lot_ids)}}, {"title": 1, "catalogue_no": 1})
+            async for lot in self.ctx.db.lots.find(
+                {"_id": {"$in": list(lot_ids)}}, {"title": 1, "catalogue_no": 1}
+            )
         }
         for doc in docs:
             doc["username"] = users.get(int(doc["user_id"]), "?") if doc.get("user_id") is not None else ""
@@ -74,7 +81,9 @@ class OrderActionHandler(MoneyPage):
         async def run() -> None:
             before = await self.ctx.db.orders.find_one({"_id": order_id})
             if action == "ship":
-                tracking = text_field(self.form("tracking_no"), "Tracking number", max_length=64, required=False)
+                tracking = text_field(
+                    self.form("tracking_no"), "Tracking number", max_length=64, required=False
+                )
                 after = await self.office.ship(order_id, tracking or None)
             else:
                 after = await self.office.complete(order_id)
@@ -95,7 +104,9 @@ class RefundsHandler(MoneyPage):
         status = self.get_query_argument("status", "pending")
         status = status if status in REFUND_STATUS_LABELS else "pending"
         query = {"status": status}
-        paging = Paging(self.query_int("page", 1), PAGE_SIZE, await self.ctx.db.refunds.count_documents(query))
+        paging = Paging(
+            self.query_int("page", 1), PAGE_SIZE, await self.ctx.db.refunds.count_documents(query)
+        )
         cursor = self.ctx.db.refunds.find(query).sort("_id", -1).skip(paging.skip).limit(PAGE_SIZE)
         refunds = await self.with_names([doc async for doc in cursor])
         counts = {s: await self.ctx.db.refunds.count_documents({"status": s}) for s in REFUND_STATUS_LABELS}
@@ -153,7 +164,9 @@ class UsersHandler(AdminHandler):
             .limit(PAGE_SIZE)
         )
         users = [doc async for doc in cursor]
-        self.render("users.html", users=users, search=search, flagged=flagged, paging=paging, page_title="Users")
+        self.render(
+            "users.html", users=users, search=search, flagged=flagged, paging=paging, page_title="Users"
+        )
 
 
 class UserHandler(AdminHandler):
@@ -163,7 +176,14 @@ class UserHandler(AdminHandler):
         user_id = self.path_id(raw_id, "user")
         user = await self.ctx.db.users.find_one(
             {"_id": user_id},
-            {"username": 1, "balance": 1, "is_admin": 1, "non_payer": 1, "created_at": 1, "non_payer_order_id": 1},
+            {
+                "username": 1,
+                "balance": 1,
+                "is_admin": 1,
+                "non_payer": 1,
+                "created_at": 1,
+                "non_payer_order_id": 1,
+            },
         )
         if user is None:
             self.send_error(404)
@@ -209,7 +229,10 @@ class CreditHandler(AdminHandler):
                 {"balance": before.get("balance") if before else None},
                 {"balance": entry.balance_after, "amount": amount, "ref": entry.ref, "note": note},
             )
-            self.done(f"Credited {amount / 100:,.2f} yuan; the balance is now {entry.balance_after / 100:,.2f}.", back)
+            self.done(
+                f"Credited {amount / 100:,.2f} yuan; the balance is now {entry.balance_after / 100:,.2f}.",
+                back,
+            )
 
         await self.guarded(run, back=back)
 
@@ -222,7 +245,9 @@ class ClearNonPayerHandler(AdminHandler):
         back = f"{PREFIX}/users/{user_id}"
 
         async def run() -> None:
-            before = await self.ctx.db.users.find_one({"_id": user_id}, {"non_payer": 1, "non_payer_order_id": 1})
+            before = await self.ctx.db.users.find_one(
+                {"_id": user_id}, {"non_payer": 1, "non_payer_order_id": 1}
+            )
             changed = await BackOffice(self.ctx).clear_non_payer(user_id)
             await self.audit(
                 "user.clear_non_payer",
@@ -230,8 +255,12 @@ class ClearNonPayerHandler(AdminHandler):
                 {k: v for k, v in (before or {}).items() if k != "_id"},
                 {"non_payer": False, "changed": changed},
             )
-            self.done("Non-payer flag cleared; the user may bid again." if changed
-                      else "The user was not flagged; the engine block was cleared anyway.", back)
+            self.done(
+                "Non-payer flag cleared; the user may bid again."
+                if changed
+                else "The user was not flagged; the engine block was cleared anyway.",
+                back,
+            )
 
         await self.guarded(run, back=back)
 

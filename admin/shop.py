@@ -98,7 +98,9 @@ class CourseCouponCreateHandler(ShopPage):
                 raise FormError("Kind: choose one")
             fields: Document = {
                 "name": text_field(self.form("name"), "Name", max_length=64),
-                "brief": text_field(self.form("brief"), "Brief", max_length=1024, required=False, multiline=True),
+                "brief": text_field(
+                    self.form("brief"), "Brief", max_length=1024, required=False, multiline=True
+                ),
                 "kind": kind,
                 "value": 0,
                 "minimum": 0,
@@ -109,11 +111,15 @@ class CourseCouponCreateHandler(ShopPage):
                 "valid_days": _optional_int(self.form("valid_days"), "Valid days", maximum=MAX_VALID_DAYS),
             }
             if self.form("valid_from") or self.form("valid_from_utc"):
-                fields["valid_from"] = parse_time(self.form("valid_from_utc"), self.form("valid_from"), "Valid from")
+                fields["valid_from"] = parse_time(
+                    self.form("valid_from_utc"), self.form("valid_from"), "Valid from"
+                )
             if self.form("valid_to") or self.form("valid_to_utc"):
                 fields["valid_to"] = parse_time(self.form("valid_to_utc"), self.form("valid_to"), "Valid to")
             if kind == "percent":
-                fields["off_percent"] = parse_int(self.form("off_percent"), "Percent off", minimum=1, maximum=100)
+                fields["off_percent"] = parse_int(
+                    self.form("off_percent"), "Percent off", minimum=1, maximum=100
+                )
             else:
                 fields["value"] = parse_money(self.form("value"), "Value", minimum=1)
                 if kind == "threshold":
@@ -144,8 +150,12 @@ class CourseCouponGrantHandler(ShopPage):
             granted = await self.office.shop().grant_coupon(
                 coupon_id, int(user["_id"]), idempotency_key=key if IDEMPOTENCY_KEY.fullmatch(key) else None
             )
-            await self.audit("shop_coupon.grant", f"shop_coupon:{coupon_id}", None,
-                             {"user_id": user["_id"], "user_coupon": granted})
+            await self.audit(
+                "shop_coupon.grant",
+                f"shop_coupon:{coupon_id}",
+                None,
+                {"user_id": user["_id"], "user_coupon": granted},
+            )
             self.done(f"Coupon {coupon_id} granted to {user['username']}.", back)
 
         await self.guarded(run, back=back)
@@ -153,7 +163,9 @@ class CourseCouponGrantHandler(ShopPage):
 
 class CoursesHandler(ShopPage):
     async def get(self) -> None:
-        courses = [c async for c in self.ctx.db.shop_courses.find({}).sort([("order", 1), ("_id", 1)]).limit(500)]
+        courses = [
+            c async for c in self.ctx.db.shop_courses.find({}).sort([("order", 1), ("_id", 1)]).limit(500)
+        ]
         policies: dict[int, list[Document]] = {}
         async for policy in self.ctx.db.shop_price_policies.find({"target": "course"}).sort("valid_days", 1):
             policies.setdefault(int(policy["target_id"]), []).append(policy)
@@ -204,12 +216,15 @@ class CourseCreateHandler(ShopPage):
                 "sub_category_id": parse_int(self.form("sub_category_id"), "Subcategory", minimum=1),
                 "course_type": course_type,
                 "degree_course_id": _optional_int(self.form("degree_course_id"), "Degree course"),
-                "brief": text_field(self.form("brief"), "Brief", max_length=2048, required=False, multiline=True),
+                "brief": text_field(
+                    self.form("brief"), "Brief", max_length=2048, required=False, multiline=True
+                ),
                 "level": level,
                 "status": status,
                 "order": parse_int(self.form("order") or "0", "Order", maximum=1_000_000),
-                "period_days": parse_int(self.form("period_days") or "7", "Period (days)", minimum=1,
-                                         maximum=MAX_VALID_DAYS),
+                "period_days": parse_int(
+                    self.form("period_days") or "7", "Period (days)", minimum=1, maximum=MAX_VALID_DAYS
+                ),
                 "attachment_path": "",
             }
             doc = await self.office.shop().create_course(fields)
@@ -230,8 +245,12 @@ class CourseStatusHandler(ShopPage):
                 raise FormError("Status: choose one")
             before = await self.ctx.db.shop_courses.find_one({"_id": course_id}, {"status": 1})
             await self.office.shop().update_course(course_id, {"status": status})
-            await self.audit("course.status", f"course:{course_id}",
-                             {"status": before.get("status") if before else None}, {"status": status})
+            await self.audit(
+                "course.status",
+                f"course:{course_id}",
+                {"status": before.get("status") if before else None},
+                {"status": status},
+            )
             self.done(f"Course {course_id} is now {status}.", back)
 
         await self.guarded(run, back=back)

@@ -12,6 +12,7 @@ from gateway.context import AppContext
 from gateway.http import HealthHandler, NotFoundHandler
 from gateway.observability import Metrics, MetricsHandler, ReadyHandler, install_gauges
 from gateway.payments import payment_routes
+from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
 from gateway.ws import BidderSocket, DemoPageHandler
 
@@ -22,8 +23,9 @@ WEBSOCKET_MAX_MESSAGE_BYTES = 1 << 20
 
 def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application:
     """All routes. With `ctx.options["payment_provider"]` (see gateway/payments.py) the signed
-    provider's notify/return/payment pages and the course shop are served, and deposits are paid
-    through it; `ctx.options["sandbox_payments"] = False` leaves out the minimal deposit sandbox."""
+    provider's notify/return/payment pages, the course shop and auction orders (settlement) are
+    served, and deposits are paid through it; `ctx.options["sandbox_payments"] = False` leaves out
+    the minimal deposit sandbox."""
     if "metrics" not in ctx.options:
         ctx.options["metrics"] = Metrics()
         install_gauges(ctx, ctx.options["metrics"])
@@ -42,7 +44,7 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
         rest_deposits.register_deposit_payments(ctx, router)
         provider_routes = [
             tornado.web.url(pattern, handler, kwargs)
-            for pattern, handler, kwargs in payment_routes(ctx) + shop_routes(ctx)
+            for pattern, handler, kwargs in payment_routes(ctx) + shop_routes(ctx) + order_routes(ctx)
         ]
     routes: list[tornado.routing.URLSpec] = [
         *provider_routes,

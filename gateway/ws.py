@@ -8,14 +8,16 @@ frames, encodes each frame once and writes the same bytes to every subscriber.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import tornado.iostream
 import tornado.web
 import tornado.websocket
 
@@ -38,10 +40,44 @@ MAX_SUBSCRIPTIONS = 50
 LAGGING_AFTER_PENDING_WRITES = 64
 # ...and is closed when it stays behind for this long.
 SLOW_CONSUMER_GRACE_S = 10.0
-BIDS_PER_SECOND = 20
+BIDS_PER_SECOND = 20  # ctx.options["bids_per_second"] / ["bid_burst"] override both (benchmarks)
 BID_BURST = 40
 # Open sockets per client address; a phone needs one or two, a NAT'd office a few dozen.
 CONNECTIONS_PER_IP = 64
+
+
+def text_frame(payload: bytes) -> bytes:
+    """The RFC 6455 bytes of one server frame: FIN + text opcode, unmasked, uncompressed.
+
+    What Tornado's `write_message` puts on the wire for `payload`, built once so the hub can write
+    the same bytes to every subscriber's stream.
+    """
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size <= 0xFFFF:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
+
+
+def write_frames(stream: tornado.iostream.IOStream, data: bytes) -> asyncio.Future[None] | None:
+    """Write pre-built frames to a websocket's stream: None when the kernel took every byte at once.
+
+    While nothing is queued in the stream, the bytes go straight to the socket: no copy into the
+    stream's buffer, no future, no callbacks, just the send(). Whatever the socket does not take
+    (a full send buffer, an error) goes through `stream.write`, which buffers it, reports errors and
+    closes the stream as usual; its future then resolves when those bytes have left the buffer.
+    Raises StreamClosedError on a closed stream.
+    """
+    if type(stream) is tornado.iostream.IOStream and not stream.writing() and not stream.closed():
+        try:
+            sent = stream.socket.send(data)
+        except OSError:  # BlockingIOError included: let the stream retry, or find and report it
+            sent = 0
+        if sent == len(data):
+            return None
+        data = data[sent:]
+    return stream.write(data)
 
 
 class TokenBucket:
@@ -122,7 +158,10 @@ class Hub:
                 # Kept across reconnects (a reconnect must not refill it); forget only idle ones.
                 now = time.monotonic()
                 self.buckets = {u: b for u, b in self.buckets.items() if now - b.stamp < 10.0}
-            bucket = self.buckets[user_id] = TokenBucket(BIDS_PER_SECOND, BID_BURST)
+            options = self.ctx.options
+            bucket = self.buckets[user_id] = TokenBucket(
+                options.get("bids_per_second", BIDS_PER_SECOND), options.get("bid_burst", BID_BURST)
+            )
         return bucket
 
     @property
@@ -209,12 +248,28 @@ class Hub:
         for lot_id in list(self._prices):
             self._flush_price(lot_id)
         frames, self._frames = self._frames, []
-        for session_id, frame in frames:
-            for socket in self.by_session.get(session_id, ()):
-                socket.send(frame)
-                self.frames_sent += 1
-            if self.publish is not None:
+        if self.publish is not None:
+            for session_id, frame in frames:
                 self.publish(session_id, frame)
+        # Frame once: each run of consecutive frames for one session is framed here, once, into one
+        # buffer, and those same bytes go to every subscriber in one write (one send() each, see
+        # write_frames). ctx.options["ws_frame_once"] = False: Tornado's write_message per frame
+        # and subscriber, which frames every message again and wraps every write in a task.
+        frame_once = self.ctx.options.get("ws_frame_once", True)
+        start, count = 0, len(frames)
+        while start < count:
+            session_id = frames[start][0]
+            end = start + 1
+            while end < count and frames[end][0] == session_id:
+                end += 1
+            run = [frame for _, frame in frames[start:end]]
+            start = end
+            members = self.by_session.get(session_id)
+            if members:
+                wire = b"".join(map(text_frame, run)) if frame_once else None
+                for socket in members:
+                    socket.send_many(run, wire)
+                self.frames_sent += len(members) * len(run)
 
     def snapshot_frame(self, session_id: int) -> bytes | None:
         book = self.ctx.engine.book
@@ -258,6 +313,7 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         self._pending_writes = 0
         self._latest: dict[int, bytes] | None = None  # set while lagging: lot_id -> frame
         self._lagging_since = 0.0
+        self._frame_once = False  # set in open(): write pre-built frames straight to the stream
 
     def check_origin(self, origin: str) -> bool:
         # Bearer tokens, not cookies, authorize bids: a foreign page cannot ride a session.
@@ -298,6 +354,10 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)
+        # Pre-built frames are plain (uncompressed) frames: never used if compression was negotiated.
+        self._frame_once = bool(self.ctx.options.get("ws_frame_once", True)) and (
+            getattr(self.ws_connection, "_compressor", None) is None
+        )
         hub = self.ctx.hub
         hub.connected(self)
         self.send(orjson.dumps({"type": "hello", "user": bool(self.user_id), "server_time": self._now()}))
@@ -311,36 +371,58 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
     # -- writing, with back-pressure ------------------------------------------------------------
     def send(self, frame: bytes) -> None:
         """Write a frame; a subscriber that falls behind gets only the latest price per lot."""
+        self.send_many((frame,))
+
+    def send_many(self, frames: Sequence[bytes], wire: bytes | None = None) -> None:
+        """Write frames in order (the hub's broadcasts); `wire`, when given, is
+        `b"".join(map(text_frame, frames))`, built once by the hub for every subscriber.
+
+        Frames the kernel has not taken yet count as pending; past LAGGING_AFTER_PENDING_WRITES the
+        socket gets only the latest price per lot until it drains.
+        """
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
         if self._latest is not None:
-            if frame.startswith(b'{"type":"price"'):
-                lot_id = orjson.loads(frame)["lot_id"]
-                self._latest[lot_id] = frame
-            else:
-                self._latest[-len(self._latest) - 1] = frame  # keep non-price frames, in order
+            for frame in frames:
+                if frame.startswith(b'{"type":"price"'):
+                    lot_id = orjson.loads(frame)["lot_id"]
+                    self._latest[lot_id] = frame
+                else:
+                    self._latest[-len(self._latest) - 1] = frame  # keep non-price frames, in order
             if time.monotonic() - self._lagging_since > SLOW_CONSUMER_GRACE_S:
                 self.close(4008, "slow consumer: fell too far behind")
             return
-        self._write(frame)
+        self._write(frames, wire)
         if self._pending_writes > LAGGING_AFTER_PENDING_WRITES:
             self._latest = {}
             self._lagging_since = time.monotonic()
 
-    def _write(self, frame: bytes) -> None:
-        try:
-            future = self.write_message(frame)
-        except tornado.websocket.WebSocketClosedError:
+    def _write(self, frames: Sequence[bytes], wire: bytes | None = None) -> None:
+        connection = self.ws_connection
+        if connection is None:
             return
-        self._pending_writes += 1
-        future.add_done_callback(self._written)
+        if not self._frame_once:
+            for frame in frames:
+                try:
+                    future = self.write_message(frame)
+                except tornado.websocket.WebSocketClosedError:
+                    return
+                self._pending_writes += 1
+                future.add_done_callback(self._written)
+            return
+        try:
+            written = write_frames(connection.stream, wire or b"".join(map(text_frame, frames)))
+        except tornado.iostream.StreamClosedError:
+            return
+        if written is not None:  # some bytes wait in the stream's buffer until it can write
+            self._pending_writes += len(frames)
+            written.add_done_callback(functools.partial(self._written, count=len(frames)))
 
-    def _written(self, _future: Any) -> None:
-        self._pending_writes -= 1
+    def _written(self, _future: Any, count: int = 1) -> None:
+        self._pending_writes -= count
         if self._latest is not None and self._pending_writes == 0:
             latest, self._latest = self._latest, None
-            for frame in latest.values():
-                self._write(frame)
+            self._write(list(latest.values()))
 
     def send_json(self, message: dict[str, Any]) -> None:
         self.send(orjson.dumps(message))

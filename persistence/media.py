@@ -93,7 +93,7 @@ class MediaStore:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-            os.replace(temporary, final)
+            temporary.replace(final)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise

@@ -36,17 +36,19 @@ class ServiceProcess:
             "LOG_LEVEL": "WARNING",
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / "service.log"
         self.base = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "run.py"], cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        # Output goes to a file, never to a pipe nobody reads: a full pipe would block the service.
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "run.py"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, (
-                self.process.stderr.read().decode() if self.process.stderr else ""
-            )
+            assert self.process.poll() is None, self.log_path.read_text()[-3000:]
             try:
                 tornado_fetch_sync(self.base + "/healthz")
                 return

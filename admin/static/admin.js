@@ -1,0 +1,93 @@
+// Gavel admin: small progressive enhancements. Every page works without this file.
+(function () {
+  "use strict";
+  var xsrf = (document.querySelector('meta[name="xsrf-token"]') || {}).content || "";
+  window.gavelAdmin = { xsrf: xsrf };
+
+  function pad(n) { return String(n).padStart(2, "0"); }
+  function localValue(date) {
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      "T" + pad(date.getHours()) + ":" + pad(date.getMinutes());
+  }
+
+  // datetime-local inputs show the browser's local time; the form sends UTC (in name_utc).
+  function setupTimes(form) {
+    var inputs = form.querySelectorAll('input[type="datetime-local"]');
+    inputs.forEach(function (input) {
+      var iso = input.getAttribute("data-utc");
+      if (iso) {
+        var date = new Date(iso);
+        if (!isNaN(date.getTime())) input.value = localValue(date);
+      }
+    });
+    form.querySelectorAll(".tz").forEach(function (el) {
+      try { el.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone + " (your browser's time zone)"; }
+      catch (e) { el.textContent = "your browser's time zone"; }
+    });
+    form.addEventListener("submit", function () {
+      inputs.forEach(function (input) {
+        var hidden = form.querySelector('input[type="hidden"][name="' + input.name + '_utc"]');
+        if (!hidden) return;
+        var date = input.value ? new Date(input.value) : null;
+        hidden.value = date && !isNaN(date.getTime()) ? date.toISOString() : "";
+      });
+    });
+  }
+
+  function setupSpecs(fieldset) {
+    var button = fieldset.querySelector("[data-add-spec]");
+    if (!button) return;
+    button.addEventListener("click", function () {
+      var rows = fieldset.querySelectorAll(".spec-row");
+      var row = rows[rows.length - 1].cloneNode(true);
+      row.querySelectorAll("input").forEach(function (input) { input.value = ""; });
+      fieldset.insertBefore(row, button);
+      row.querySelector("input").focus();
+    });
+  }
+
+  // Image upload with a preview (object URL) and FormData + the XSRF header; reloads on success.
+  function setupUpload(form) {
+    var file = form.querySelector('input[type="file"]');
+    var preview = form.querySelector("img.preview");
+    var status = form.querySelector(".upload-status");
+    file.addEventListener("change", function () {
+      if (preview && file.files && file.files[0]) {
+        preview.src = URL.createObjectURL(file.files[0]);
+        preview.hidden = false;
+      }
+    });
+    form.addEventListener("submit", function (event) {
+      if (!window.fetch || !window.FormData) return; // plain form post
+      event.preventDefault();
+      var button = form.querySelector('button[type="submit"]');
+      button.disabled = true;
+      status.textContent = "Uploading…";
+      fetch(form.action, {
+        method: "POST", body: new FormData(form), credentials: "same-origin",
+        headers: { "X-XSRFToken": xsrf, "Accept": "application/json" }
+      }).then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      }).then(function (answer) {
+        if (answer.ok) { status.textContent = "Uploaded."; window.location.reload(); return; }
+        status.textContent = (answer.body.error && answer.body.error.message) || "Upload refused.";
+        button.disabled = false;
+      }).catch(function () {
+        status.textContent = "Upload failed; check the connection and retry.";
+        button.disabled = false;
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form").forEach(function (form) {
+      if (form.querySelector('input[type="datetime-local"]')) setupTimes(form);
+      var question = form.getAttribute("data-confirm");
+      if (question) form.addEventListener("submit", function (event) {
+        if (!window.confirm(question)) event.preventDefault();
+      });
+    });
+    document.querySelectorAll("fieldset[data-specs]").forEach(setupSpecs);
+    document.querySelectorAll("form[data-upload]").forEach(setupUpload);
+  });
+})();

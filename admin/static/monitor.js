@@ -1,0 +1,241 @@
+// Gavel admin live monitor: the public websocket protocol (docs/protocol.md), watching anonymously.
+// Every value from the server is written with textContent (never innerHTML).
+(function () {
+  "use strict";
+  var root = document.getElementById("monitor");
+  if (!root) return;
+  var sessionId = Number(root.getAttribute("data-session-id"));
+  var lotStates = JSON.parse(root.getAttribute("data-lot-states") || "{}");
+  var sessionStates = JSON.parse(root.getAttribute("data-session-states") || "{}");
+  var conn = document.getElementById("conn");
+  var sessionState = document.getElementById("session-state");
+  var chartBox = document.getElementById("chart");
+  var chartSelect = document.getElementById("chart-lot");
+  var chartNote = document.getElementById("chart-note");
+
+  var skew = 0;              // server clock minus ours (ms)
+  var lots = {};             // lot_id -> {state, price, leader, bid_count, ends_at, samples: [[t, count]]}
+  var rows = {};             // lot_id -> <tr>
+  var chart = null, chartLot = null, chartData = [[], []], chartSeeded = 0;
+  var socket = null, retry = 0, pingTimer = null;
+
+  root.querySelectorAll("tr[data-lot-id]").forEach(function (tr) {
+    rows[tr.getAttribute("data-lot-id")] = tr;
+  });
+
+  function now() { return Date.now() + skew; }
+  function money(fen) {
+    if (fen === null || fen === undefined) return "—";
+    var negative = fen < 0, abs = Math.abs(fen), yuan = Math.floor(abs / 100), cents = abs % 100;
+    return (negative ? "-" : "") + "¥" + yuan.toLocaleString("en-US") + "." + String(cents).padStart(2, "0");
+  }
+  function duration(ms) {
+    if (ms <= 0) return "0s";
+    var s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+    s = s % 60;
+    if (h > 0) return h + "h " + String(m).padStart(2, "0") + "m " + String(s).padStart(2, "0") + "s";
+    if (m > 0) return m + "m " + String(s).padStart(2, "0") + "s";
+    return s + "s";
+  }
+  function cell(lotId, field) {
+    var tr = rows[lotId];
+    return tr ? tr.querySelector('[data-field="' + field + '"]') : null;
+  }
+  function setText(el, text, bump) {
+    if (!el || el.textContent === text) return;
+    el.textContent = text;
+    if (bump) { el.classList.remove("bump"); void el.offsetWidth; el.classList.add("bump"); }
+  }
+  function setState(lotId, state) {
+    var el = cell(lotId, "state");
+    if (!el) return;
+    var badge = document.createElement("span");
+    badge.className = "state l" + state;
+    badge.textContent = lotStates[state] || String(state);
+    el.replaceChildren(badge);
+  }
+  function setConn(state, text) { conn.setAttribute("data-state", state); conn.textContent = text; }
+
+  // -- bids per minute: bid_count samples (server time); bids in the last 60 s seen here ----------------
+  function sample(lot, t, count) {
+    lot.samples.push([t, count]);
+    var cutoff = now() - 120000;
+    while (lot.samples.length > 2 && lot.samples[1][0] < cutoff) lot.samples.shift();
+  }
+  function bidsPerMinute(lot) {
+    if (!lot.samples.length) return 0;
+    var since = now() - 60000, base = lot.samples[0][1];
+    for (var i = 0; i < lot.samples.length; i++) {
+      if (lot.samples[i][0] <= since) base = lot.samples[i][1]; else break;
+    }
+    return Math.max(0, lot.bid_count - base);
+  }
+
+  function render(lotId) {
+    var lot = lots[lotId];
+    if (!lot) return;
+    setText(cell(lotId, "price"), lot.bid_count > 0 ? money(lot.price) : "—", true);
+    setText(cell(lotId, "leader"), lot.leader || "—");
+    setText(cell(lotId, "bid_count"), String(lot.bid_count));
+    setState(lotId, lot.state);
+  }
+  function tick() {
+    Object.keys(lots).forEach(function (lotId) {
+      var lot = lots[lotId];
+      var text = "—";
+      if (lot.state === 3 && lot.ends_at) text = duration(lot.ends_at - now());
+      else if (lot.state >= 4) text = "closed";
+      setText(cell(lotId, "countdown"), text);
+      setText(cell(lotId, "bpm"), String(bidsPerMinute(lot)));
+    });
+  }
+
+  // -- the chart ---------------------------------------------------------------------------------------
+  function makeChart() {
+    if (!window.uPlot) { chartNote.textContent = "The chart library did not load."; return; }
+    var width = Math.max(280, chartBox.clientWidth);
+    chart = new window.uPlot({
+      width: width, height: 260,
+      scales: { x: { time: true, range: function (u, min, max) {
+        // At least a minute wide. uPlot widens a single x value by 86400000 s (1000 days) before
+        // asking us, so bids that share one timestamp are recognised from the data itself.
+        var xs = chartData[0];
+        if (!xs.length || min === null || max === null) { var t = now() / 1000; return [t - 60, t]; }
+        if (xs[0] === xs[xs.length - 1]) return [xs[0] - 30, xs[0] + 30];
+        if (max - min < 60) { var mid = (min + max) / 2; return [mid - 30, mid + 30]; }
+        return [min, max];
+      } } },
+      series: [
+        {},
+        { label: "Price", stroke: "#2b6cb0", width: 2, fill: "rgba(43,108,176,0.08)",
+          paths: window.uPlot.paths.stepped({ align: 1 }), points: { show: true, size: 5 },
+          value: function (u, v) { return v === null || v === undefined ? "—" : money(Math.round(v * 100)); } }
+      ],
+      axes: [{}, { size: 70, values: function (u, vals) { return vals.map(function (v) { return "¥" + v.toLocaleString("en-US"); }); } }]
+    }, chartData, chartBox);
+    window.addEventListener("resize", function () { chart.setSize({ width: Math.max(280, chartBox.clientWidth), height: 260 }); });
+  }
+  function addPoint(tMs, fen) {
+    chartData[0].push(tMs / 1000);
+    chartData[1].push(fen / 100);
+    if (chart) chart.setData(chartData);
+    chartNote.textContent = chartData[0].length + " price point(s).";
+  }
+  function chooseLot(lotId) {
+    chartLot = String(lotId);
+    chartData = [[], []];
+    chartSeeded = 0;
+    if (chart) chart.setData(chartData);
+    Object.keys(rows).forEach(function (id) { rows[id].classList.toggle("chosen", id === chartLot); });
+    if (chartSelect.value !== chartLot) chartSelect.value = chartLot;
+    chartNote.textContent = "Loading the bid history…";
+    fetch("/api/v1/lots/" + encodeURIComponent(chartLot) + "/bids?page_size=100", { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.json() : { items: [], total: 0 }; })
+      .then(function (page) {
+        if (String(lotId) !== chartLot) return;
+        var items = (page.items || []).slice().reverse();  // oldest first
+        var seeded = [[], []];
+        items.forEach(function (bid) { seeded[0].push(bid.at_ms / 1000); seeded[1].push(bid.price / 100); });
+        chartSeeded = page.total || items.length;
+        // Points that arrived while loading and are newer than the history stay.
+        for (var i = 0; i < chartData[0].length; i++) {
+          if (!seeded[0].length || chartData[0][i] >= seeded[0][seeded[0].length - 1]) {
+            seeded[0].push(chartData[0][i]); seeded[1].push(chartData[1][i]);
+          }
+        }
+        chartData = seeded;
+        if (chart) chart.setData(chartData);
+        chartNote.textContent = chartData[0].length ? chartData[0].length + " price point(s)." : "No bids yet.";
+      })
+      .catch(function () { chartNote.textContent = "Could not load the bid history."; });
+  }
+
+  // -- the websocket -------------------------------------------------------------------------------------
+  function onFrame(frame) {
+    if (typeof frame.server_time === "number") skew = frame.server_time - Date.now();
+    var lot;
+    switch (frame.type) {
+      case "hello":
+        socket.send(JSON.stringify({ op: "subscribe", session_id: sessionId }));
+        break;
+      case "snapshot":
+        if (frame.session_id !== sessionId) return;
+        setConn("live", "live");
+        if (sessionState) {
+          sessionState.className = "state s" + frame.state;
+          sessionState.textContent = sessionStates[frame.state] || String(frame.state);
+        }
+        frame.lots.forEach(function (item) {
+          var id = String(item.lot_id);
+          lot = lots[id] || { samples: [] };
+          lot.state = item.state; lot.price = item.price; lot.leader = item.leader;
+          lot.bid_count = item.bid_count; lot.ends_at = item.ends_at;
+          sample(lot, frame.server_time, item.bid_count);
+          lots[id] = lot;
+          render(id);
+        });
+        break;
+      case "price":
+        if (frame.session_id !== sessionId) return;
+        lot = lots[String(frame.lot_id)];
+        if (!lot) return;
+        lot.price = frame.price; lot.leader = frame.leader; lot.ends_at = frame.ends_at;
+        lot.bid_count = frame.bid_count;
+        sample(lot, frame.ts, frame.bid_count);
+        render(String(frame.lot_id));
+        if (String(frame.lot_id) === chartLot && frame.bid_count > chartSeeded) addPoint(frame.ts, frame.price);
+        setConn("live", "live · last bid " + new Date(frame.ts).toLocaleTimeString());
+        break;
+      case "extended":
+        lot = lots[String(frame.lot_id)];
+        if (lot) lot.ends_at = frame.ends_at;
+        break;
+      case "state":
+        lot = lots[String(frame.lot_id)];
+        if (lot) { lot.state = frame.state; lot.ends_at = frame.ends_at; render(String(frame.lot_id)); }
+        break;
+      case "closed":
+        lot = lots[String(frame.lot_id)];
+        if (lot) {
+          lot.state = frame.result === "sold" ? 4 : 5; lot.price = frame.price;
+          lot.leader = frame.winner || lot.leader; render(String(frame.lot_id));
+        }
+        break;
+      default:
+        break;
+    }
+    tick();
+  }
+  function connect() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + window.location.host + "/ws");
+    socket.onopen = function () { retry = 0; setConn("connecting", "subscribing…"); };
+    socket.onmessage = function (event) {
+      var frame;
+      try { frame = JSON.parse(event.data); } catch (e) { return; }
+      onFrame(frame);
+    };
+    socket.onclose = function () {
+      var wait = Math.min(15000, 1000 * Math.pow(2, retry++));
+      setConn("reconnecting", "disconnected; retrying in " + Math.round(wait / 1000) + " s");
+      window.setTimeout(connect, wait);
+    };
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    makeChart();
+    chartSelect.addEventListener("change", function () { chooseLot(chartSelect.value); });
+    root.querySelectorAll("button[data-chart]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        chooseLot(button.getAttribute("data-chart"));
+        chartBox.scrollIntoView({ behavior: "smooth", block: "nearest" });
+      });
+    });
+    if (chartSelect.value) chooseLot(chartSelect.value);
+    connect();
+    window.setInterval(tick, 1000);
+    pingTimer = window.setInterval(function () {
+      if (socket && socket.readyState === 1) socket.send(JSON.stringify({ op: "ping" }));
+    }, 30000);
+  });
+})();
