@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import tornado.web
 
 from engine.book.errors import GavelError
@@ -33,7 +32,7 @@ from engine.settle.worker import (
     register_payment_handlers,
 )
 from gateway.context import AppContext
-from gateway.errors import ValidationFailed, error_body
+from gateway.errors import ValidationFailed
 from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
 from persistence.mongo import Document, iso_from_ms, iso_utc, to_ms
 from persistence.settlement import MongoSettlementStore, ensure_settlement_indexes
@@ -43,17 +42,6 @@ MAX_MONEY = 10**13
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
 
-# Codes this module introduces, until gateway/errors.py lists them (then this table can go).
-STATUS_BY_CODE: dict[str, int] = {
-    "ORDER_NOT_PAYABLE": 409,
-    "COUPON_NOT_USABLE": 409,
-    "COUPON_NOT_CLAIMABLE": 409,
-    "COUPON_SOLD_OUT": 409,
-    "COUPON_ALREADY_CLAIMED": 409,
-    "ADDRESS_REQUIRED": 400,
-    "ADDRESS_LIMIT": 409,
-    "PAYMENT_UNAVAILABLE": 503,
-}
 
 
 @dataclasses.dataclass
@@ -253,15 +241,6 @@ class SettlementHandler(JsonHandler):
 
     def now_ms(self) -> Millis:
         return self.ctx.engine.clock.now_ms()
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, GavelError) and error.code in STATUS_BY_CODE:
-            self.set_status(STATUS_BY_CODE[error.code])
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(orjson.dumps(error_body(error.code, error.message)))
-            return
-        super().write_error(status_code, **kwargs)
 
     async def orders_json(self, orders: list[Document]) -> list[dict[str, Any]]:
         lots = await self.store.lots_info(sorted({int(order["lot_id"]) for order in orders}))

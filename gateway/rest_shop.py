@@ -7,7 +7,7 @@ handler on the provider's router. Options read: `shop_pending_timeout_seconds` (
 `shop_checkout_ttl_seconds` (default 1800).
 
 Every error is `{"error": {"code", "message"}}`; the shop's own codes and statuses are in
-`persistence.shop.SHOP_STATUS_BY_CODE`, the rest in gateway/errors.py.
+gateway/errors.py (the one table of codes and statuses).
 """
 
 import asyncio
@@ -16,12 +16,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
-from engine.book.errors import GavelError
 from engine.settle.shop_pricing import MAX_PERCENT, CouponKind
 from gateway.context import AppContext
-from gateway.errors import ValidationFailed, error_body
+from gateway.errors import ValidationFailed
 from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
 from gateway.payments import SandboxProvider, ensure_payment_indexes, provider_of
 from persistence.mongo import Document, iso_utc
@@ -34,7 +31,6 @@ from persistence.shop import (
     LEVELS,
     MAX_VALID_DAYS,
     SECTION_TYPES,
-    SHOP_STATUS_BY_CODE,
     TEACHER_ROLES,
     CartLine,
     Checkout,
@@ -230,15 +226,6 @@ class ShopHandler(JsonHandler):
     def initialize(self, ctx: AppContext, shop: Shop) -> None:  # type: ignore[override]
         super().initialize(ctx)
         self.shop = shop
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, GavelError) and error.code in SHOP_STATUS_BY_CODE:
-            self.set_status(SHOP_STATUS_BY_CODE[error.code])
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(orjson.dumps(error_body(error.code, error.message)))
-            return
-        super().write_error(status_code, **kwargs)
 
 
 class CategoriesHandler(ShopHandler):

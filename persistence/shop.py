@@ -74,7 +74,7 @@ MAX_VALID_DAYS = 3650
 OUT_TRADE_PREFIX = "shop"
 
 
-# -- errors (codes and statuses: SHOP_STATUS_BY_CODE below) -----------------------------------------
+# -- errors (their HTTP statuses are in gateway/errors.py) ------------------------------------------
 class ShopUnavailable(GavelError):
     code = "UNAVAILABLE"
 
@@ -140,19 +140,6 @@ class FaqExists(GavelError):
 
 
 # Codes not (yet) in gateway/errors.py's table; the shop's handlers map them themselves.
-SHOP_STATUS_BY_CODE: Final[dict[str, int]] = {
-    "CART_FULL": 409,
-    "COURSE_NOT_ON_SALE": 409,
-    "INVALID_POLICY": 400,
-    "NOT_IN_CART": 409,
-    "CART_ITEM_UNAVAILABLE": 409,
-    "CHECKOUT_MISSING": 404,
-    "COUPON_NOT_OFFERED": 409,
-    "COUPON_UNAVAILABLE": 409,
-    "PRICE_CHANGED": 409,
-    "CHECKOUT_ALREADY_ORDERED": 409,
-    "PAYMENT_REFUSED": 400,
-}
 
 
 @contextlib.asynccontextmanager
