@@ -127,10 +127,22 @@ class MetricsHandler(tornado.web.RequestHandler):
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def get(self) -> None:
+    async def get(self) -> None:
         metrics: Metrics = self.ctx.options["metrics"]
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.write(metrics.exposition())
+        # The settlement backlog lives in MongoDB; a scrape during an outage simply leaves it out.
+        try:
+            backlog = await asyncio.wait_for(
+                self.ctx.db.settlement_outbox.count_documents({"status": "pending"}), 1.0
+            )
+        except Exception:
+            return
+        self.write(
+            "# HELP gavel_settlement_backlog Closed lots not yet settled.\n"
+            "# TYPE gavel_settlement_backlog gauge\n"
+            f"gavel_settlement_backlog {backlog}\n"
+        )
 
 
 class ReadyHandler(tornado.web.RequestHandler):

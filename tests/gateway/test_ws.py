@@ -314,6 +314,7 @@ async def test_health_readiness_and_metrics(app_server: AppServer) -> None:
     assert 'gavel_bids_total{outcome="rejected",code="SELF_OUTBID"} 1' in text
     assert "gavel_bid_ack_seconds_count 2" in text
     assert "gavel_websockets_open 1" in text
+    assert "gavel_settlement_backlog 0" in text
     me = await app_server.call("GET", "/api/v1/me", token=token, headers={"X-Request-Id": "trace-42"})
     assert me.headers["X-Request-Id"] == "trace-42"
     bidder.close()
