@@ -42,6 +42,7 @@ from persistence.catalog import LotSpec, SessionSpec
 from persistence.deposits import reregister_paid
 from persistence.embedded import Services
 from persistence.redis_bus import PriceBus
+from persistence.shop import Shop
 from persistence.snapshots import MongoSnapshotSink
 
 log = logging.getLogger("gavel")
@@ -242,10 +243,40 @@ async def seed_demo(ctx: AppContext) -> int | None:
     ]
     for spec in lots:
         await ctx.catalog.create_lot(session_id, spec)
+    await seed_demo_courses(ctx)
     for username, password in DEMO_BIDDERS:
         user_id, _token = await ctx.accounts.register(username, password)
         await ctx.accounts.credit(user_id, 10_000_00, "admin_credit", f"demo-credit:{username}")
     return session_id
+
+
+async def seed_demo_courses(ctx: AppContext) -> None:
+    """Two online courses with price policies, so the shop has something to sell on first start."""
+    shop: Shop = ctx.options["shop"]
+    top = await shop.create_category("Programming", None)
+    sub = await shop.create_category("Python", int(top["_id"]))
+    courses = (
+        ("Python for auction engineers", "beginner", ((30, 99_00), (90, 249_00))),
+        ("Asyncio in depth", "advanced", ((60, 199_00),)),
+    )
+    for order, (name, level, policies) in enumerate(courses):
+        course = await shop.create_course(
+            {
+                "name": name,
+                "image": "",
+                "sub_category_id": int(sub["_id"]),
+                "course_type": "paid",
+                "degree_course_id": None,
+                "brief": "Seeded by make run.",
+                "level": level,
+                "status": "online",
+                "order": order,
+                "period_days": 7,
+                "attachment_path": "",
+            }
+        )
+        for valid_days, price in policies:
+            await shop.add_policy("course", int(course["_id"]), valid_days, price)
 
 
 class Service:
@@ -305,8 +336,6 @@ class Service:
         self.bus.start()
         await self.ctx.catalog.resubmit_unsynced()
         await reregister_paid(self.engine, self.db)
-        self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
-
         self.http_client = tornado.httpclient.AsyncHTTPClient()
         self.payment_router = PaymentRouter()
         self.provider = build_provider(
@@ -318,6 +347,7 @@ class Service:
         self.app = make_app(self.ctx)
         self.background += await start_shop(self.ctx)
         self.background += await start_settlement(self.ctx)
+        self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
         self.engine.commit_observer = self.ctx.options["metrics"].committed
         self.server = tornado.httpserver.HTTPServer(self.app, xheaders=False, max_body_size=1 << 20)
         self.server.listen(config.port, config.host)
