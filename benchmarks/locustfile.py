@@ -1,0 +1,363 @@
+"""Locust scenarios for Gavel: bidders and watchers on the websocket, shoppers on the course shop.
+
+    make run                                   # in one terminal (ADMIN_PASSWORD=... to know it)
+    ADMIN_PASSWORD=... .venv/bin/locust -f benchmarks/locustfile.py --headless -u 50 -r 10 -t 60s \\
+        --host http://127.0.0.1:8000 --csv var/locust --html var/locust.html
+
+Users (weights 5 : 3 : 2, or pick with `locust ... Bidder Watcher`):
+
+- `Bidder`: signs up, gets a balance from the admin (`/api/v1/admin/users/{id}/credit`), pays the
+  load session's deposit from it, subscribes on `/ws` and bids the lowest valid price on a random lot
+  every 1-3 s. Each answer is a request event of type `WS`: `bid accepted`, or `bid rejected
+  <CODE>` (TOO_LOW and SELF_OUTBID are normal when bidders race), with the time from sending the
+  bid to its answer; no answer within 10 s is a failure.
+- `Watcher`: subscribes anonymously and reports every `price` frame as `price broadcast`, with the
+  delay from the bid's server time (`ts`) to the frame's arrival (same machine: same clock).
+- `Shopper` (`FastHttpUser`): signs up, gets a balance, browses courses, puts one in the cart, checks
+  out and pays from the balance (`POST /api/v1/checkout/pay`), then browses its orders.
+
+Everything they need is set up once through the REST API before the users start (`test_start`, and
+lazily on each worker process): an admin token (`ADMIN_PASSWORD`, the password `run.py` uses for
+the `admin` account: set it when starting the server), a "Locust load session" with
+`LOCUST_LOTS` lots (default 20) and a deposit, and `LOCUST_COURSES` online courses (default 10)
+when the shop has none (the demo seed has two). The websocket client is websocket-client, a
+blocking client that gevent (which locust runs on) turns cooperative.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import random
+import time
+import uuid
+from typing import Any, ClassVar
+
+import gevent
+import gevent.event
+import gevent.lock
+import requests
+import websocket
+from locust import FastHttpUser, User, between, events, task
+from locust.runners import WorkerRunner
+
+ADMIN_USER = "admin"
+LOT_COUNT = int(os.environ.get("LOCUST_LOTS", "20"))
+COURSE_COUNT = int(os.environ.get("LOCUST_COURSES", "10"))
+SESSION_TITLE = "Locust load session"
+SESSION_DEPOSIT = 10_00
+CREDIT = 1_000_000_00
+BID_TIMEOUT_S = 10.0
+PASSWORD = "locust-password"
+
+
+class Setup:
+    """What every user needs, made once per process (under a lock) through the REST API."""
+
+    lock = gevent.lock.RLock()
+    done = False
+    host = ""
+    admin_token = ""
+    session_id = 0
+    lots: ClassVar[list[int]] = []
+    courses: ClassVar[list[tuple[int, int]]] = []  # (course_id, price_policy_id)
+
+    @classmethod
+    def ensure(cls, host: str) -> None:
+        with cls.lock:
+            if cls.done and cls.host == host:
+                return
+            cls.host = host.rstrip("/")
+            password = os.environ.get("ADMIN_PASSWORD")
+            if not password:
+                raise RuntimeError("set ADMIN_PASSWORD to the admin password the server was started with")
+            answer = call(
+                "POST", f"{cls.host}/api/v1/admin/login", {"username": ADMIN_USER, "password": password}
+            )
+            cls.admin_token = answer["token"]
+            cls.session_id, cls.lots = cls._load_session()
+            cls.courses = cls._courses()
+            cls.done = True
+
+    @classmethod
+    def _load_session(cls) -> tuple[int, list[int]]:
+        """The open load session (made by an earlier run or another worker), or a new one."""
+        sessions = call("GET", f"{cls.host}/api/v1/sessions?state=3&page_size=100")["items"]
+        for session in sessions:
+            if session["title"] == SESSION_TITLE:
+                detail = call("GET", f"{cls.host}/api/v1/sessions/{session['id']}")
+                lots = [lot["id"] for lot in detail["lots"] if lot["state"] == 3]
+                if lots:
+                    return int(session["id"]), lots
+        now = datetime.datetime.now(datetime.UTC)
+        session = cls.admin(
+            "POST",
+            "/api/v1/admin/sessions",
+            {
+                "title": SESSION_TITLE,
+                "preview_start": now.isoformat(timespec="milliseconds"),
+                "preview_end": now.isoformat(timespec="milliseconds"),
+                "bidding_start": (now + datetime.timedelta(hours=1)).isoformat(timespec="milliseconds"),
+                "bidding_end": (now + datetime.timedelta(hours=6)).isoformat(timespec="milliseconds"),
+                "deposit": SESSION_DEPOSIT,
+            },
+        )
+        session_id = int(session["id"])
+        lots = []
+        for number in range(LOT_COUNT):
+            lot = cls.admin(
+                "POST",
+                f"/api/v1/admin/sessions/{session_id}/lots",
+                {
+                    "catalogue_no": f"L{number:04d}",
+                    "title": f"Load lot {number}",
+                    "start_price": 100_00,
+                    "unit": 1_00,
+                },
+            )
+            lots.append(int(lot["id"]))
+        starts = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1)).isoformat(
+            timespec="milliseconds"
+        )
+        cls.admin("PATCH", f"/api/v1/admin/sessions/{session_id}", {"bidding_start": starts})
+        deadline = time.monotonic() + 30
+        while call("GET", f"{cls.host}/api/v1/sessions/{session_id}")["state"] != 3:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the load session did not open for bidding")
+            time.sleep(0.2)
+        return session_id, lots
+
+    @classmethod
+    def _courses(cls) -> list[tuple[int, int]]:
+        """Online courses with a price policy; a few are created when the shop has none."""
+        found = []
+        for course in call("GET", f"{cls.host}/api/v1/courses?page_size=100")["items"]:
+            detail = call("GET", f"{cls.host}/api/v1/courses/{course['id']}")
+            if detail.get("status", "online") == "online" and detail.get("policies"):
+                found.append((int(course["id"]), int(detail["policies"][0]["id"])))
+        if found:
+            return found
+        tag = uuid.uuid4().hex[:6]
+        top = cls.admin("POST", "/api/v1/admin/shop/categories", {"name": f"Load {tag}"})
+        sub = cls.admin(
+            "POST", "/api/v1/admin/shop/categories", {"name": f"Load {tag} sub", "parent_id": top["id"]}
+        )
+        for number in range(COURSE_COUNT):
+            course = cls.admin(
+                "POST",
+                "/api/v1/admin/shop/courses",
+                {
+                    "name": f"Load course {tag}-{number}",
+                    "sub_category_id": sub["id"],
+                    "course_type": "paid",
+                    "status": "online",
+                    "brief": "Created by benchmarks/locustfile.py",
+                },
+            )
+            policy = cls.admin(
+                "POST",
+                f"/api/v1/admin/shop/courses/{course['id']}/policies",
+                {"valid_days": 30, "price": 99_00},
+            )
+            found.append((int(course["id"]), int(policy["id"])))
+        return found
+
+    @classmethod
+    def admin(cls, method: str, path: str, body: Any = None) -> Any:
+        return call(method, cls.host + path, body, cls.admin_token)
+
+    @classmethod
+    def new_account(cls, deposit: bool) -> tuple[int, str]:
+        """A new user with a balance (and the load session's deposit paid): (user_id, token)."""
+        name = f"lc{uuid.uuid4().hex[:14]}"
+        answer = call("POST", f"{cls.host}/api/v1/auth/register", {"username": name, "password": PASSWORD})
+        user_id, token = int(answer["user_id"]), str(answer["token"])
+        cls.admin("POST", f"/api/v1/admin/users/{user_id}/credit", {"amount": CREDIT})
+        if deposit:
+            call(
+                "POST",
+                f"{cls.host}/api/v1/deposits",
+                {"session_id": cls.session_id, "pay_with": "balance"},
+                token,
+            )
+        return user_id, token
+
+
+def call(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    """A set-up request (not measured): raises on any error answer."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = requests.request(method, url, json=body, headers=headers, timeout=30)
+    if response.status_code >= 300:
+        raise RuntimeError(f"{method} {url}: {response.status_code} {response.text[:200]}")
+    return response.json() if response.content else None
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_kwargs: Any) -> None:
+    if not isinstance(environment.runner, WorkerRunner) and environment.host:
+        Setup.ensure(environment.host)
+
+
+class SocketUser(User):
+    """A websocket user: one connection, a reader greenlet, request events for what it measures."""
+
+    abstract = True
+    token: str | None = None
+
+    def on_start(self) -> None:
+        Setup.ensure(self.host)
+        url = Setup.host.replace("http", "ws", 1) + "/ws" + (f"?token={self.token}" if self.token else "")
+        self.next_min: dict[int, int] = {}
+        self.leading: set[int] = set()  # lots this user leads: bidding there is SELF_OUTBID
+        self.pending: dict[str, tuple[float, gevent.event.AsyncResult]] = {}
+        started = time.perf_counter()
+        try:
+            self.ws = websocket.create_connection(url, timeout=30, enable_multithread=True)
+            hello = json.loads(self.ws.recv())
+            self.ws.send(json.dumps({"op": "subscribe", "session_id": Setup.session_id}))
+            snapshot = json.loads(self.ws.recv())
+            while snapshot.get("type") != "snapshot":
+                snapshot = json.loads(self.ws.recv())
+        except Exception as error:
+            self.fire("connect", (time.perf_counter() - started) * 1000, 0, error)
+            raise
+        self.fire("connect", (time.perf_counter() - started) * 1000, len(str(hello)))
+        for lot in snapshot["lots"]:
+            self.next_min[lot["lot_id"]] = lot["next_min"]
+        self.reader = gevent.spawn(self.read_loop)
+
+    def on_stop(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.kill(block=False)
+        ws = getattr(self, "ws", None)
+        if ws is not None:
+            ws.close()
+
+    def fire(self, name: str, milliseconds: float, length: int = 0, error: Exception | None = None) -> None:
+        self.environment.events.request.fire(
+            request_type="WS",
+            name=name,
+            response_time=milliseconds,
+            response_length=length,
+            exception=error,
+            context={},
+        )
+
+    def read_loop(self) -> None:
+        while True:
+            try:
+                raw = self.ws.recv()
+            except Exception as error:  # the server closed, or stop
+                if self.ws.connected:
+                    self.fire("disconnected", 0, 0, error)
+                return
+            if not raw:
+                return
+            received = time.time() * 1000
+            frame = json.loads(raw)
+            kind = frame.get("type")
+            if kind == "price":
+                self.next_min[frame["lot_id"]] = frame["next_min"]
+                self.on_price(frame, received, len(raw))
+            elif kind == "outbid":
+                self.leading.discard(frame["lot_id"])
+            elif kind in ("accepted", "rejected"):
+                if kind == "accepted" and frame.get("leading"):
+                    self.leading.add(frame["lot_id"])
+                pending = self.pending.pop(frame.get("ref", ""), None)
+                if frame.get("next_min") is not None:
+                    self.next_min[frame["lot_id"]] = frame["next_min"]
+                if pending is not None:
+                    pending[1].set((frame, time.perf_counter() - pending[0], len(raw)))
+
+    def on_price(self, frame: dict[str, Any], received_ms: float, length: int) -> None:
+        pass
+
+
+class Bidder(SocketUser):
+    weight = 5
+    wait_time = between(1, 3)
+
+    def on_start(self) -> None:
+        Setup.ensure(self.host)
+        _user_id, self.token = Setup.new_account(deposit=True)
+        super().on_start()
+
+    @task
+    def bid(self) -> None:
+        lot_id = random.choice([lot for lot in Setup.lots if lot not in self.leading] or Setup.lots)
+        price = self.next_min.get(lot_id, 100_00)
+        ref = uuid.uuid4().hex[:16]
+        answer = gevent.event.AsyncResult()
+        self.pending[ref] = (time.perf_counter(), answer)
+        self.ws.send(json.dumps({"op": "bid", "lot_id": lot_id, "price": price, "ref": ref}))
+        try:
+            frame, seconds, length = answer.get(timeout=BID_TIMEOUT_S)
+        except gevent.Timeout as error:
+            self.pending.pop(ref, None)
+            self.fire("bid", BID_TIMEOUT_S * 1000, 0, error)
+            return
+        if frame["type"] == "accepted":
+            self.fire("bid accepted", seconds * 1000, length)
+        else:
+            self.fire(f"bid rejected {frame.get('code')}", seconds * 1000, length)
+
+
+class Watcher(SocketUser):
+    weight = 3
+    wait_time = between(5, 10)
+
+    @task
+    def watch(self) -> None:
+        """Frames arrive on the reader greenlet; now and then, ping to keep the socket honest."""
+        self.ws.send(json.dumps({"op": "ping"}))
+
+    def on_price(self, frame: dict[str, Any], received_ms: float, length: int) -> None:
+        self.fire("price broadcast", max(0.0, received_ms - frame["ts"]), length)
+
+
+class Shopper(FastHttpUser):
+    weight = 2
+    wait_time = between(1, 3)
+
+    def on_start(self) -> None:
+        Setup.ensure(self.host)
+        _user_id, token = Setup.new_account(deposit=False)
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    @task(3)
+    def browse(self) -> None:
+        with self.client.get(
+            "/api/v1/courses?page_size=20", name="/api/v1/courses", catch_response=True
+        ) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code}")
+                return
+        course_id, _policy = random.choice(Setup.courses)
+        self.client.get(f"/api/v1/courses/{course_id}", name="/api/v1/courses/{id}")
+        self.client.get(f"/api/v1/courses/{course_id}/chapters", name="/api/v1/courses/{id}/chapters")
+
+    @task(1)
+    def buy(self) -> None:
+        course_id, policy_id = random.choice(Setup.courses)
+        headers = self.headers
+        self.client.post(
+            "/api/v1/cart", json={"course_id": course_id, "price_policy_id": policy_id}, headers=headers
+        )
+        self.client.get("/api/v1/cart", headers=headers)
+        checkout = self.client.post("/api/v1/checkout", json={"course_ids": [course_id]}, headers=headers)
+        if checkout.status_code != 201:
+            return
+        with self.client.post(
+            "/api/v1/checkout/pay",
+            json={"balance": CREDIT, "idempotency_key": uuid.uuid4().hex},
+            headers=headers,
+            catch_response=True,
+        ) as paid:
+            if paid.status_code not in (200, 201):
+                paid.failure(f"{paid.status_code} {paid.text[:120]}")
+            elif paid.json()["order"]["status"] != "paid":
+                paid.failure(f"order not paid from the balance: {paid.text[:120]}")
+        self.client.get("/api/v1/shop/orders", headers=headers)
