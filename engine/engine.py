@@ -61,6 +61,8 @@ class CommittedBatch(NamedTuple):
 Listener = Callable[[CommittedBatch], None]
 
 _OK = Outcome(True, None, "", 0, None)
+_pack = msgpack.Packer().pack  # one reusable packer instead of a new one per record
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (the bid path's cost)
 _PLACE_BID = TAGS[PlaceBid]
 _SET_MAX = TAGS[SetMaxBid]
 
@@ -378,7 +380,9 @@ class Engine:
 
     def _handle(self, command: Command, now: int) -> Outcome:
         """Apply one live command: idempotency for bids, journaling for whatever changed state."""
-        if isinstance(command, PlaceBid | SetMaxBid) and command.ref:
+        kind = type(command)
+        if (kind is PlaceBid or kind is SetMaxBid) and command.ref:  # type: ignore[union-attr]
+            assert isinstance(command, PlaceBid | SetMaxBid)
             known = self.refs.get(command.user_id, command.ref)
             if known is not None:
                 return known
@@ -395,8 +399,8 @@ class Engine:
             outcome = self._apply(command, now, seq)
         except GavelError as error:
             return Outcome(False, error.code, error.message, 0, None)
-        if outcome.ok:
-            writer.append(msgpack.packb((TAGS[type(command)], now, *command)))
+        if outcome[0]:
+            writer.append(_pack((TAGS[type(command)], now, *command)))
             self.last_seq = seq
         return outcome
 
@@ -407,8 +411,8 @@ class Engine:
             is_max = isinstance(command, SetMaxBid)
             decision = book.place(command[0], command.user_id, command[2], is_max, now)
             if not decision.accepted:
-                return Outcome(False, decision.code, decision.code or "", 0, decision)
-            return Outcome(True, None, "", seq, decision)
+                return _new(Outcome, (False, decision.code, decision.code or "", 0, decision))
+            return _new(Outcome, (True, None, "", seq, decision))
         if isinstance(command, Tick):
             book.advance(now)
         elif isinstance(command, PutSession):
