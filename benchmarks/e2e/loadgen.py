@@ -36,6 +36,7 @@ the processes in `pids` (and of this client) is read from /proc at the window's 
 
 from __future__ import annotations
 
+import abc
 import array
 import asyncio
 import json
@@ -75,7 +76,7 @@ def mask_frame(payload: bytes, opcode: int, key: int) -> bytes:
     return head + mask + masked
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol, abc.ABC):
     """One websocket: handshake, frame parsing, masked writes. Subclasses handle text frames."""
 
     clock = staticmethod(time.perf_counter)
@@ -174,8 +175,9 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    @abc.abstractmethod
     def on_text(self, payload: bytes, now: float) -> None:
-        raise NotImplementedError
+        """One text frame from the server, received at `now`."""
 
 
 class Watcher(Connection):
@@ -221,11 +223,11 @@ class Bidder(Connection):
         self.intended = 0.0
         self.sent = 0.0
 
-    def bid(self, lot_id: int, price: int, intended: float) -> None:
+    def bid(self, lot_id: int, price: int, intended_at: float) -> None:
         self.sequence += 1
         self.ref = f"{self.run.tag}.{self.number}.{self.sequence}"
         self.lot_id = lot_id
-        self.intended = intended
+        self.intended = intended_at
         frame = b'{"op":"bid","lot_id":%d,"price":%d,"ref":"%s"}' % (lot_id, price, self.ref.encode())
         self.sent = time.perf_counter()
         self.write(frame)
