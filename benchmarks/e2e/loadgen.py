@@ -223,7 +223,7 @@ class Bidder(Connection):
         self.intended = 0.0
         self.sent = 0.0
 
-    def bid(self, lot_id: int, price: int, intended_at: float) -> None:
+    def bid(self, intended_at: float, lot_id: int, price: int) -> None:
         self.sequence += 1
         self.ref = f"{self.run.tag}.{self.number}.{self.sequence}"
         self.lot_id = lot_id
@@ -274,8 +274,8 @@ class Pair:
         lot_a, lot_b = self.lots[flip], self.lots[1 - flip]
         intended = self.scheduled if run.paced else time.perf_counter()
         self.waiting = 2
-        a.bid(lot_a, self.next_min[lot_a], intended)
-        b.bid(lot_b, self.next_min[lot_b], intended)
+        a.bid(intended, lot_a, self.next_min[lot_a])
+        b.bid(intended, lot_b, self.next_min[lot_b])
 
     def answered(self, bidder: Bidder, answer: dict[str, Any], now: float) -> None:
         run = self.run

@@ -91,7 +91,7 @@ def test_scan_segment_round_trip_and_stops_at_damage() -> None:
     assert scan_segment(b"GVL") == ([], 0)
     assert scan_segment(FILE_HEADER) == ([], len(FILE_HEADER))
     with pytest.raises(JournalCorrupt, match="magic"):
-        scan_segment(b"XXXX\x01\x00\x00\x00")
+        scan_segment(b"ZZZZ\x01\x00\x00\x00")
     with pytest.raises(JournalCorrupt, match="version"):
         scan_segment(b"GVLJ\x02\x00\x00\x00")
 
