@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import bson
+import pymongo.errors
 import redis.asyncio
 import tornado.httpclient
 import tornado.httpserver
@@ -29,7 +31,7 @@ import uvloop
 from engine.clock import SystemClock
 from engine.engine import Engine
 from engine.settle.ports import PaymentRouter
-from gateway.app import make_app
+from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
 from gateway.payments import PaymentsConfig, build_provider
 from gateway.rest_orders import build_settlement, start_settlement
@@ -39,6 +41,7 @@ from persistence import mongo
 from persistence.accounts import Accounts
 from persistence.archive import BidArchiver
 from persistence.catalog import LotSpec, SessionSpec
+from persistence.cluster import EngineNode, RemoteEngine, run_with_lease, storage_prefix
 from persistence.deposits import reregister_paid
 from persistence.embedded import Services
 from persistence.redis_bus import PriceBus
@@ -63,6 +66,9 @@ class Config:
     order_deadline_hours: int = 24
     log_level: str = "INFO"
     public_url: str = ""
+    role: str = "all"
+    engine_id: str = "main"
+    lease_seconds: float = 10.0
 
 
 def _flag(value: str) -> bool:
@@ -126,7 +132,28 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] = os.envi
         default=env.get("PUBLIC_URL", ""),
         help="public origin for links, e.g. https://x [PUBLIC_URL]",
     )
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        default=env.get("ROLE", "all"),
+        help="all: one process does everything; engine: owns the books of its sessions (no public "
+        "API); gateway: websockets, REST and admin, engines reached over Redis [ROLE]",
+    )
+    parser.add_argument(
+        "--engine-id",
+        default=env.get("ENGINE_ID", "main"),
+        help="this engine's name in the Redis registry (role engine) [ENGINE_ID]",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=float(env.get("LEASE_SECONDS", "10")),
+        help="engine lease in the registry; a dead engine's sessions answer UNAVAILABLE until it "
+        "is back or its lease runs out [LEASE_SECONDS]",
+    )
     args = parser.parse_args(argv)
+    if not args.engine_id.replace("-", "").replace("_", "").isalnum():
+        parser.error("--engine-id: letters, digits, '-' and '_' only")
     return Config(
         host=args.host,
         port=args.port,
@@ -141,7 +168,13 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] = os.envi
         order_deadline_hours=args.order_deadline_hours,
         log_level=args.log_level.upper(),
         public_url=args.public_url.rstrip("/"),
+        role=args.role,
+        engine_id=args.engine_id,
+        lease_seconds=args.lease_seconds,
     )
+
+
+ROLES = ("all", "engine", "gateway")
 
 
 class JsonFormatter(logging.Formatter):
@@ -179,15 +212,20 @@ def setup_logging(level: str) -> None:
     logging.getLogger("pymongo").setLevel(logging.WARNING)
 
 
-def load_secret(path: Path) -> bytes:
-    """A per-installation secret (pseudonyms), created once with owner-only permissions."""
-    if path.exists():
-        return path.read_bytes()
-    secret = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secret)
-    return secret
+async def load_shared_secret(db: Any, legacy_path: Path) -> bytes:
+    """The per-installation pseudonym secret, kept in MongoDB so every gateway names bidders alike.
+
+    Created once (insert-if-absent: two processes starting together agree on the first one); an
+    older installation's `secret.key` file is adopted so its pseudonyms do not change.
+    """
+    doc = await db.meta.find_one({"_id": "pseudonym_secret"})
+    if doc is None:
+        legacy = await asyncio.to_thread(lambda: legacy_path.read_bytes() if legacy_path.exists() else None)
+        secret = legacy or secrets.token_bytes(32)
+        with contextlib.suppress(pymongo.errors.DuplicateKeyError):
+            await db.meta.insert_one({"_id": "pseudonym_secret", "value": bson.Binary(secret)})
+        doc = await db.meta.find_one({"_id": "pseudonym_secret"})
+    return bytes(doc["value"])
 
 
 async def ensure_admin_account(accounts: Accounts, db: Any, password: str | None) -> str | None:
@@ -300,66 +338,150 @@ class Service:
             self.services.redis_url, health_check_interval=15, socket_timeout=5, socket_connect_timeout=5
         )
         accounts = Accounts(self.client, self.db)
-        self.generated_admin_password = await ensure_admin_account(accounts, self.db, config.admin_password)
-
-        self.engine = Engine(
-            SystemClock(), data_dir / "journal", MongoSnapshotSink(self.db), sync=config.journal_fsync
-        )
-        self.archiver = BidArchiver(self.db)
-        archived_seq = await self.archiver.load_archived_seq()
-        self.engine.listeners.append(self.archiver.on_batch)
-        self.engine.before_snapshot = self.archiver.wait_caught_up
+        self.generated_admin_password = None
+        if config.role != "engine":
+            self.generated_admin_password = await ensure_admin_account(
+                accounts, self.db, config.admin_password
+            )
+        self.node: EngineNode | None = None
+        self.archiver: BidArchiver | None = None
+        self.remote: RemoteEngine | None = None
+        lease_ms = int(config.lease_seconds * 1000)
+        engine: Engine | RemoteEngine
+        if config.role == "gateway":
+            self.remote = RemoteEngine(
+                self.redis,
+                SystemClock(),
+                lambda engine_id: MongoSnapshotSink(self.db, prefix=storage_prefix(engine_id)),
+                lease_ms=lease_ms,
+            )
+            engine = self.remote
+        else:
+            # The single-process role keeps its historical storage names (no prefix).
+            engine_id = config.engine_id if config.role == "engine" else ""
+            self.local_engine = Engine(
+                SystemClock(),
+                data_dir / "journal",
+                MongoSnapshotSink(self.db, prefix=storage_prefix(config.engine_id) if engine_id else ""),
+                sync=config.journal_fsync,
+            )
+            engine = self.local_engine
+            self.archiver = BidArchiver(self.db, engine_id=storage_prefix(engine_id).strip("_"))
+            if config.role == "engine":
+                self.node = EngineNode(
+                    self.redis,
+                    self.local_engine,
+                    config.engine_id,
+                    data_dir,
+                    lease_ms=lease_ms,
+                    on_lease_lost=self._lease_lost,
+                )
+                await self.node.acquire()  # before the journal is touched: never two owners
+        self.engine = engine
 
         self.ctx = AppContext(
-            engine=self.engine,
+            engine=engine,  # type: ignore[arg-type]  # a RemoteEngine offers the same surface
             client=self.client,
             db=self.db,
             redis=self.redis,
             accounts=accounts,
-            pseudonym_secret=load_secret(data_dir / "secret.key"),
+            pseudonym_secret=await load_shared_secret(self.db, data_dir / "secret.key"),
             base_url=config.public_url or f"http://{config.host}:{config.port}",
         )
-        self.bus = PriceBus(self.redis, origin=f"gw-{os.getpid()}-{secrets.token_hex(3)}")
-        self.ctx.options["archiver"] = self.archiver
-        self.ctx.options["price_bus"] = self.bus
-        self.hub = Hub(self.ctx, publish=self.bus.publish)
-        self.ctx.hub = self.hub
-        self.engine.listeners.append(self.hub.on_batch)
+        self.bus: PriceBus | None = None
+        if self.archiver is not None:
+            await self._start_engine(self.archiver)
+        if self.remote is not None:
+            await self.remote.start()
+            if not await self.remote.wait_for_engine(30.0):
+                log.warning("no engine is alive yet; sessions answer UNAVAILABLE until one is")
 
-        started = time.perf_counter()
-        await self.engine.start(redeliver_after=archived_seq)
-        log.info(
-            "engine ready",
-            extra={"last_seq": self.engine.last_seq, "recovery_s": round(time.perf_counter() - started, 3)},
-        )
-        self.archiver.start()
-        self.bus.start()
-        await self.ctx.catalog.resubmit_unsynced()
-        await reregister_paid(self.engine, self.db)
+        self.ctx.options["media_dir"] = data_dir / "media"
+        self.ctx.options["order_deadline_ms"] = config.order_deadline_hours * 3_600_000
         self.http_client = tornado.httpclient.AsyncHTTPClient()
         self.payment_router = PaymentRouter()
         self.provider = build_provider(
             self.ctx, PaymentsConfig(data_dir=str(config.data_dir)), self.payment_router, self.http_client
         )
-        self.ctx.options["media_dir"] = data_dir / "media"
-        self.ctx.options["order_deadline_ms"] = config.order_deadline_hours * 3_600_000
         build_settlement(self.ctx, deadline_ms=config.order_deadline_hours * 3_600_000)
-        self.app = make_app(self.ctx)
-        self.background += await start_shop(self.ctx)
-        self.background += await start_settlement(self.ctx)
-        self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
-        self.engine.commit_observer = self.ctx.options["metrics"].committed
+        self.demo_session = None
+        if config.role == "engine":
+            self.hub = None
+            self.app = make_engine_app(self.ctx)
+        else:
+            hub_publish = None
+            if config.role == "all":
+                # Other processes of the same role may serve the same sessions' sockets.
+                self.bus = PriceBus(self.redis, origin=f"gw-{os.getpid()}-{secrets.token_hex(3)}")
+                self.ctx.options["price_bus"] = self.bus
+                hub_publish = self.bus.publish
+                self.bus.start()
+            self.hub = Hub(self.ctx, publish=hub_publish)
+            self.ctx.hub = self.hub
+            engine.listeners.append(self.hub.on_batch)
+            await self.ctx.catalog.resubmit_unsynced()
+            await reregister_paid(engine, self.db)  # type: ignore[arg-type]
+            self.app = make_app(self.ctx)
+            self.background += await start_shop(self.ctx)
+            if config.role == "all":
+                self.background += await start_settlement(self.ctx)
+            else:
+                # One settlement worker across the gateways, chosen by a lease.
+                self.background.append(
+                    asyncio.create_task(
+                        run_with_lease(
+                            self.redis, "settlement", lease_ms, lambda: start_settlement(self.ctx)
+                        ),
+                        name="settlement-lease",
+                    )
+                )
+            self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
+        if self.archiver is not None:
+            self.local_engine.commit_observer = self.ctx.options["metrics"].committed
         self.server = tornado.httpserver.HTTPServer(self.app, xheaders=False, max_body_size=1 << 20)
         self.server.listen(config.port, config.host)
-        self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))
+        if self.archiver is not None:
+            self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))
         self.background.append(asyncio.create_task(self._watch_children(), name="watch-children"))
+
+    async def _start_engine(self, archiver: BidArchiver) -> None:
+        engine = self.local_engine
+        archived_seq = await archiver.load_archived_seq()
+        engine.listeners.append(archiver.on_batch)
+        engine.before_snapshot = archiver.wait_caught_up
+        self.ctx.options["archiver"] = archiver
+        started = time.perf_counter()
+        await engine.start(redeliver_after=archived_seq)
+        log.info(
+            "engine ready",
+            extra={"last_seq": engine.last_seq, "recovery_s": round(time.perf_counter() - started, 3)},
+        )
+        archiver.start()
+        if self.node is not None:
+            await self.node.serve()
+
+    def _lease_lost(self) -> None:
+        self.exit_code = 1
+        self.stopping.set()
 
     def banner(self) -> str:
         base = self.ctx.base_url
         ws = base.replace("http", "ws", 1)
+        if self.config.role == "engine":
+            return "\n".join(
+                [
+                    "",
+                    f"Gavel engine {self.config.engine_id!r} is running (its sessions come through Redis):",
+                    f"  health             {base}/healthz  {base}/readyz  {base}/metrics",
+                    f"  MongoDB            {self.services.mongo_url}",
+                    f"  Redis              {self.services.redis_url}",
+                    f"  data               {self.config.data_dir.resolve()}",
+                    "Press Ctrl-C to stop.",
+                ]
+            )
         lines = [
             "",
-            "Gavel is running:",
+            "Gavel is running:" if self.config.role == "all" else "Gavel gateway is running:",
             f"  bidder demo page   {base}/",
             f"  REST API           {base}/api/v1/sessions   (docs/openapi.yaml)",
             f"  websocket          {ws}/ws                  (docs/protocol.md)",
@@ -384,15 +506,21 @@ class Service:
 
     async def _snapshots(self) -> None:
         """Snapshot periodically when something changed; a failed one is retried next time."""
-        last = self.engine.last_seq
+        engine = self.local_engine
+        last = engine.last_seq
         while True:
             await asyncio.sleep(self.config.snapshot_interval)
-            if self.engine.last_seq == last:
+            if engine.last_seq == last:
                 continue
+            previous = engine.snapshot_seq
             try:
-                last = await self.engine.snapshot()
+                last = await engine.snapshot()
             except Exception:
                 log.exception("snapshot failed; the journal keeps everything until the next one")
+                continue
+            if self.node is not None:
+                # Gateways load the newest snapshot, then the stream after it; keep one spare.
+                await self.node.trim(previous)
 
     async def _watch_children(self) -> None:
         """An embedded server that dies is reported loudly, and the service stops."""
@@ -409,26 +537,39 @@ class Service:
     async def stop(self) -> None:
         """Stop taking connections, answer what is queued, flush the journal, snapshot, close."""
         self.server.stop()
-        self.hub.close_all(1001, "server shutting down")
+        if self.hub is not None:
+            self.hub.close_all(1001, "server shutting down")
         for task in self.background:
             task.cancel()
-        try:
-            await asyncio.wait_for(self.engine.stop(snapshot=True), 8.0)
-        except (TimeoutError, Exception):
-            log.exception("engine stop with snapshot failed; stopping without")
+        if self.node is not None:
             with contextlib.suppress(Exception):
-                await self.engine.stop(snapshot=False)
-        with contextlib.suppress(Exception):
-            await self.archiver.stop(flush=True, flush_timeout=3.0)
-        with contextlib.suppress(Exception):
-            await self.bus.stop()
+                await self.node.stop_reading()
+        if self.archiver is not None:
+            engine = self.local_engine
+            try:
+                await asyncio.wait_for(engine.stop(snapshot=True), 8.0)
+            except (TimeoutError, Exception):
+                log.exception("engine stop with snapshot failed; stopping without")
+                with contextlib.suppress(Exception):
+                    await engine.stop(snapshot=False)
+            with contextlib.suppress(Exception):
+                await self.archiver.stop(flush=True, flush_timeout=3.0)
+        if self.node is not None:
+            with contextlib.suppress(Exception):
+                await self.node.stop()
+        if self.remote is not None:
+            with contextlib.suppress(Exception):
+                await self.remote.stop()
+        if self.bus is not None:
+            with contextlib.suppress(Exception):
+                await self.bus.stop()
         with contextlib.suppress(Exception):
             await self.provider.aclose()
         with contextlib.suppress(Exception):
             await self.server.close_all_connections()
         await self.redis.aclose()
         await self.client.close()
-        log.info("stopped", extra={"last_seq": self.engine.last_seq})
+        log.info("stopped", extra={"last_seq": self.engine.last_seq, "role": self.config.role})
 
 
 async def serve(config: Config, services: Services) -> int:

@@ -163,6 +163,9 @@ class Engine:
         self.before_snapshot: Callable[[int], Awaitable[object]] | None = None
         # Told (records, seconds) after each group commit's write + fsync: metrics hang here.
         self.commit_observer: Callable[[int, float], None] | None = None
+        # Told (last_seq, framed records) after each group commit: replication to other processes
+        # (gateways mirror the book from these bytes; see persistence/cluster.py).
+        self.record_observer: Callable[[int, bytes], None] | None = None
         self.stats = {"batches": 0, "records": 0, "commands": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -253,6 +256,17 @@ class Engine:
         if redeliver:
             self._redeliver = CommittedBatch(redeliver, redeliver_seqs)
         return count
+
+    def follow(self, records: Iterable[tuple[int, bytes]]) -> CommittedBatch | None:
+        """Apply records another process committed, as a read-only replica; returns their events.
+
+        Records at or below `last_seq` are skipped, so overlapping deliveries are harmless. The
+        replica never journals: its owner's journal is the one that counts.
+        """
+        last = self.last_seq
+        self.replay([record for record in records if record[0] > last], redeliver_after=last)
+        batch, self._redeliver = self._redeliver, None
+        return batch
 
     async def stop(self, *, snapshot: bool = True) -> None:
         """Stop taking commands, answer what was queued, flush the journal, optionally snapshot."""
@@ -355,6 +369,8 @@ class Engine:
                 await loop.run_in_executor(self._fsync_pool, writer.write_and_sync, data)
                 if self.commit_observer is not None:
                     self.commit_observer(records, time.perf_counter() - started)
+                if self.record_observer is not None:
+                    self.record_observer(self.last_seq, data)
             batch = CommittedBatch(self.book.drain_events(), seqs)
             for reply, outcome in replies:
                 try:

@@ -75,6 +75,25 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
     )
 
 
+def make_engine_app(ctx: AppContext) -> tornado.web.Application:
+    """An engine process's own port: health, readiness and metrics only (no public API)."""
+    if "metrics" not in ctx.options:
+        ctx.options["metrics"] = Metrics()
+        install_gauges(ctx, ctx.options["metrics"])
+    args = {"ctx": ctx}
+    return tornado.web.Application(
+        [
+            tornado.web.url(r"/healthz", HealthHandler, args),
+            tornado.web.url(r"/readyz", ReadyHandler, args),
+            tornado.web.url(r"/metrics", MetricsHandler, args),
+        ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=args,
+        serve_traceback=False,
+        log_function=log_request,
+    )
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """One JSON-ready access log record per request, with its request id."""
     status = handler.get_status()

@@ -92,8 +92,12 @@ class BidArchiver:
         interval: float = 0.05,
         min_backoff: float = 0.05,
         max_backoff: float = 2.0,
+        engine_id: str = "",
     ) -> None:
+        """`engine_id` keeps the records of several engines (each with its own seqs) apart."""
         self.db = db
+        self.meta_id = f"archive:{engine_id}" if engine_id else "archive"
+        self.record_prefix = f"{engine_id}/" if engine_id else ""
         self.batch_events = batch_events
         self.interval = interval
         self.min_backoff = min_backoff
@@ -160,7 +164,7 @@ class BidArchiver:
 
     async def load_archived_seq(self) -> int:
         """Read the stored `archived_seq` (the replay point after a crash) and adopt it if higher."""
-        doc = await self.db["meta"].find_one({"_id": "archive"})
+        doc = await self.db["meta"].find_one({"_id": self.meta_id})
         stored = int(doc.get("archived_seq", 0)) if doc else 0
         self._archived_seq = max(self._archived_seq, stored)
         return stored
@@ -293,10 +297,10 @@ class BidArchiver:
             else:
                 events.extend(batch.events[start:end])
                 seqs.extend(batch.seqs[start:end])
-        return self._prepare(events, seqs)
+        return self._prepare(events, seqs, self.record_prefix)
 
     @staticmethod
-    def _prepare(events: list[Event], seqs: list[int]) -> _Chunk:
+    def _prepare(events: list[Event], seqs: list[int], record_prefix: str = "") -> _Chunk:
         chunk = _Chunk(len(events), seqs[0], seqs[-1])
         bids, outbox, lots, sessions = chunk.bids, chunk.outbox, chunk.lots, chunk.sessions
         bid_seq, k = -1, 0
@@ -317,7 +321,7 @@ class BidArchiver:
                     bid_seq, k = seq, 0
                 bids.append(
                     {
-                        "_id": f"{seq}:{k}",
+                        "_id": f"{record_prefix}{seq}:{k}",
                         "lot_id": event.lot_id,
                         "session_id": event.session_id,
                         "bidder": event.bidder,
@@ -382,7 +386,7 @@ class BidArchiver:
             lambda: _mirror(db["lots"], chunk.lots),
             lambda: _mirror(db["sessions"], chunk.sessions),
             lambda: db["meta"].update_one(
-                {"_id": "archive"}, {"$max": {"archived_seq": chunk.last_seq}}, upsert=True
+                {"_id": self.meta_id}, {"$max": {"archived_seq": chunk.last_seq}}, upsert=True
             ),
         )
         started = time.perf_counter()

@@ -157,13 +157,15 @@ class MongoSnapshotSink:
         *,
         keep: int = KEEP,
         chunk_size: int = CHUNK_SIZE,
+        prefix: str = "",
     ) -> None:
+        """`prefix` names one engine's collections when several engines share a database."""
         if keep < 1:
             raise ValueError("keep must be at least 1")
         if not 0 < chunk_size <= CHUNK_SIZE:
             raise ValueError(f"chunk_size must be in 1..{CHUNK_SIZE}")
-        self.heads = db["snapshots"]
-        self.chunks = db["snapshot_chunks"]
+        self.heads = db[prefix + "snapshots"]
+        self.chunks = db[prefix + "snapshot_chunks"]
         self.keep = keep
         self.chunk_size = chunk_size
         self._lock = asyncio.Lock()
