@@ -31,6 +31,7 @@ import itertools
 import logging
 import os
 import secrets
+import socket
 import struct
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
@@ -138,6 +139,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_TAKE_OVER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -158,6 +166,14 @@ class Registry:
         if taken:
             await self.redis.sadd(ENGINES_KEY, engine_id)
         return bool(taken)
+
+    async def holder(self, engine_id: str) -> str | None:
+        value = await self.redis.get(lease_key(engine_id))
+        return None if value is None else value.decode()
+
+    async def take_over(self, engine_id: str, stale: str, token: str) -> bool:
+        """Replace the holder `stale` (known dead) with `token`, atomically."""
+        return bool(await self.redis.eval(_TAKE_OVER, 1, lease_key(engine_id), stale, token, self.lease_ms))
 
     async def renew(self, engine_id: str, token: str) -> bool:
         return bool(await self.redis.eval(_RENEW, 1, lease_key(engine_id), token, self.lease_ms))
@@ -224,7 +240,9 @@ class EngineNode:
         self.engine = engine
         self.engine_id = engine_id
         self.registry = Registry(redis, lease_ms=lease_ms)
-        self.token = f"{os.getpid()}-{secrets.token_hex(8)}"
+        # host and data directory first: a restart on the same directory can tell its own dead lease.
+        self.owner_prefix = f"{socket.gethostname()}:{data_dir.resolve()}:"
+        self.token = f"{self.owner_prefix}{os.getpid()}-{secrets.token_hex(8)}"
         self.data_dir = data_dir
         self.read_count = read_count
         self.on_lease_lost = on_lease_lost
@@ -252,12 +270,28 @@ class EngineNode:
             os.close(fd)
             raise LeaseLost(f"another engine process uses {self.data_dir}") from None
         self._lock_fd = fd
-        if not await self.registry.acquire(self.engine_id, self.token):
+        if await self.registry.acquire(self.engine_id, self.token):
+            pass
+        elif not await self._take_over_own_lease():
             raise LeaseLost(
                 f"engine id {self.engine_id!r} is held by another live process (its lease "
                 f"{lease_key(self.engine_id)} runs out {self.registry.lease_ms} ms after it dies)"
             )
         self.engine.record_observer = self._on_commit
+
+    async def _take_over_own_lease(self) -> bool:
+        """A lease left by a dead process of this same host and data directory is ours to take.
+
+        We hold the directory's lock, so the process that wrote that lease is gone: waiting for it
+        to expire would only keep this engine's sessions unavailable for longer.
+        """
+        holder = await self.registry.holder(self.engine_id)
+        if holder is None:
+            return await self.registry.acquire(self.engine_id, self.token)
+        if not holder.startswith(self.owner_prefix):
+            return False
+        log.info("taking over the lease a dead process of this data directory left")
+        return await self.registry.take_over(self.engine_id, holder, self.token)
 
     async def serve(self) -> None:
         """After `engine.start()`: publish any journal tail the stream missed, then take commands."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,20 @@ async def test_a_lease_elected_singleton_runs_in_one_place_at_a_time(redis_clien
     second.cancel()
     await asyncio.gather(first, second, return_exceptions=True)
     await eventually(lambda: running == [])
+
+
+async def test_a_restart_on_the_same_data_directory_takes_its_dead_lease_back(
+    redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    clock = FakeClock(T0)
+    dead = EngineNode(redis_client, Engine(clock, tmp_path / "j"), "e1", tmp_path / "e1", lease_ms=60_000)
+    await dead.acquire()
+    assert dead._lock_fd is not None
+    os.close(dead._lock_fd)  # the process died: the kernel dropped its lock, the lease stays
+    registry = Registry(redis_client)
+    assert await registry.holder("e1") == dead.token
+    restarted = EngineNode(redis_client, Engine(clock, tmp_path / "j"), "e1", tmp_path / "e1")
+    await restarted.acquire()
+    assert await registry.holder("e1") == restarted.token
+    assert not await registry.renew("e1", dead.token)
+    await restarted.stop()
