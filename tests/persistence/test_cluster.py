@@ -108,6 +108,14 @@ async def seed(cluster: Cluster, remote: RemoteEngine, session_id: int, lot_id: 
     )
 
 
+async def one_engine_one_lot(cluster: Cluster) -> tuple[Engine, EngineNode, RemoteEngine]:
+    """Engine e1 and a gateway, with lot 10 of session 1 open for bidding."""
+    engine, node = await cluster.engine("e1")
+    gateway = await cluster.gateway()
+    await seed(cluster, gateway, 1, 10)
+    return engine, node, gateway
+
+
 # -- pure pieces ---------------------------------------------------------------------------------
 def test_outcomes_cross_the_wire_unchanged() -> None:
     accepted = Outcome(True, None, "", 7, Decision(True, None, 3, 1200, 1300, 42))
@@ -190,10 +198,7 @@ async def test_unknown_lots_and_dead_engines_get_clear_codes(cluster: Cluster) -
 async def test_a_command_that_waited_past_its_expiry_is_refused_not_applied(
     cluster: Cluster, redis_client: aioredis.Redis
 ) -> None:
-    engine, node = await cluster.engine("e1")
-    gateway = await cluster.gateway()
-    await seed(cluster, gateway, 1, 10)
-    await eventually(lambda: engine.book.lots[10].state is LotState.BIDDING)
+    engine, node, gateway = await one_engine_one_lot(cluster)
     stale = [gateway.gateway_id, 10_001, TAGS[PlaceBid], [10, 501, 1000, "late"], T0 - 1]
     before = engine.last_seq
     await redis_client.xadd(command_stream("e1"), {b"c": msgpack.packb(stale)})
@@ -204,10 +209,7 @@ async def test_a_command_that_waited_past_its_expiry_is_refused_not_applied(
 async def test_a_new_gateway_starts_from_the_snapshot_and_the_stream_after_it(
     cluster: Cluster, redis_client: aioredis.Redis
 ) -> None:
-    engine, node = await cluster.engine("e1")
-    first = await cluster.gateway()
-    await seed(cluster, first, 1, 10)
-    await eventually(lambda: engine.book.lots[10].state is LotState.BIDDING)
+    engine, node, first = await one_engine_one_lot(cluster)
     for n, user in enumerate((501, 502, 501)):
         assert (await first.execute(PlaceBid(10, user, 1000 + 100 * n, f"b{n}"))).ok
     covered = await engine.snapshot()
