@@ -17,6 +17,7 @@ from persistence.catalog import Catalog
 from persistence.deposits import Deposits
 
 PSEUDONYM_PREFIX = "Bidder-"
+PSEUDONYM_CACHE_SIZE = 100_000
 
 
 @dataclasses.dataclass
@@ -34,6 +35,8 @@ class AppContext:
     catalog: Catalog = dataclasses.field(init=False, repr=False)
     deposits: Deposits = dataclasses.field(init=False, repr=False)
 
+    _pseudonyms: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict, init=False, repr=False)
+
     def __post_init__(self) -> None:
         if not self.pseudonym_secret:
             raise ValueError("pseudonym_secret must not be empty: pseudonyms would be guessable")
@@ -48,5 +51,14 @@ class AppContext:
         """
         if user_id == NO_USER:
             return ""
-        digest = hmac.new(self.pseudonym_secret, f"{session_id}:{user_id}".encode(), hashlib.sha256).digest()
-        return PSEUDONYM_PREFIX + base64.b32encode(digest).decode("ascii")[:6]
+        key = (session_id, user_id)
+        name = self._pseudonyms.get(key)
+        if name is None:
+            # Every price frame names its leader: remembering the few active leaders saves an HMAC
+            # per frame. Bounded: cleared wholesale when full (recomputing is cheap, just not free).
+            if len(self._pseudonyms) >= PSEUDONYM_CACHE_SIZE:
+                self._pseudonyms.clear()
+            message = f"{session_id}:{user_id}".encode()
+            digest = hmac.new(self.pseudonym_secret, message, hashlib.sha256).digest()
+            name = self._pseudonyms[key] = PSEUDONYM_PREFIX + base64.b32encode(digest).decode("ascii")[:6]
+        return name

@@ -9,6 +9,13 @@ the next one anyway — and the outage is logged once when it starts and once wh
 Every message is `len(origin) (1 byte) + origin + frame`; a subscriber ignores messages carrying
 its own origin (its local subscribers already got the frame directly).
 
+Frames for a session nobody listens to are not sent: once per `listener_check_s` the publisher
+asks Redis (`PUBSUB NUMSUB`) which of the sessions it publishes have subscribers, and skips the
+others (counted as `unheard`). A subscriber that arrives gets frames from the next check on (at
+most `listener_check_s` later; a price frame is superseded by the next anyway). This is what a
+single process pays for the channel when no one else listens: one round trip a second instead of
+a PUBLISH per frame. `listener_check_s=0` publishes everything.
+
 The client must be bytes-mode (`decode_responses=False`): frames are binary.
 """
 
@@ -49,6 +56,7 @@ class PriceBus:
         pipeline_size: int = 1_000,
         min_backoff: float = 0.05,
         max_backoff: float = 2.0,
+        listener_check_s: float = 1.0,
     ) -> None:
         raw_origin = origin.encode()
         if not 0 < len(raw_origin) < 256:
@@ -80,7 +88,10 @@ class PriceBus:
         # or failed (an outage), instead of on every message.
         self._needs_sync = False
         self._flushed: asyncio.Future[None] | None = None  # stop() waits on it for the queue to empty
-        self.stats = {"published": 0, "dropped": 0, "received": 0, "ignored_own": 0}
+        self.stats = {"published": 0, "dropped": 0, "received": 0, "ignored_own": 0, "unheard": 0}
+        self.listener_check_s = listener_check_s
+        self._heard: dict[int, bool] = {}  # session -> had subscribers at the last check
+        self._checked_at = float("-inf")
 
     # -- publishing --------------------------------------------------------------------------------
     def publish(self, session_id: int, frame: bytes) -> None:
@@ -116,11 +127,19 @@ class PriceBus:
             # Peek, send, and only then pop: a failed round leaves the frames queued (bounded).
             batch = list(itertools.islice(pending, count))
             try:
+                if self.listener_check_s:
+                    await self._check_listeners(batch)
+                heard = self._heard
                 pipe = self.redis.pipeline(transaction=False)
                 header = self._header
+                sent = 0
                 for session_id, frame in batch:
-                    pipe.publish(self.channel(session_id), header + frame)
-                await pipe.execute()
+                    if heard.get(session_id, True):
+                        pipe.publish(self.channel(session_id), header + frame)
+                        sent += 1
+                if sent:
+                    await pipe.execute()
+                self.stats["unheard"] += count - sent
             except asyncio.CancelledError:
                 raise
             except _REDIS_ERRORS as error:
@@ -140,11 +159,23 @@ class PriceBus:
             for item in batch:
                 if pending and pending[0] is item:
                     pending.popleft()
-            self.stats["published"] += count
+            self.stats["published"] += sent
             backoff = self.min_backoff
             if self._publish_failing:
                 self._publish_failing = False
                 log.info("Redis publish recovered (%d frames dropped so far)", self.stats["dropped"])
+
+    async def _check_listeners(self, batch: list[tuple[int, bytes]]) -> None:
+        """Refresh which sessions have subscribers, at most once per `listener_check_s`."""
+        now = asyncio.get_running_loop().time()
+        fresh = now - self._checked_at < self.listener_check_s
+        if fresh and all(session_id in self._heard for session_id, _ in batch):
+            return
+        sessions = sorted({session_id for session_id, _ in batch})
+        counts = await self.redis.pubsub_numsub(*(self.channel(session_id) for session_id in sessions))
+        pairs = zip(sessions, counts, strict=True)
+        self._heard = {session_id: int(n) > 0 for session_id, (_name, n) in pairs}
+        self._checked_at = now
 
     def _resolve_flush(self) -> None:
         if self._flushed is not None and not self._flushed.done():

@@ -75,6 +75,37 @@ async def test_frames_reach_other_origins_and_own_are_ignored(buses: tuple[Price
     assert a.stats["ignored_own"] == 3 and b.stats["ignored_own"] == 1
 
 
+async def test_sessions_nobody_listens_to_cost_no_publish(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    publisher = PriceBus(client, "gw-a", listener_check_s=0.2)
+    listener = PriceBus(aioredis.Redis.from_url(redis_url), "gw-b")
+    publisher.start()
+    listener.start()
+    try:
+        heard, unheard = session_ids(2)
+        inbox = Inbox()
+        await listener.subscribe([heard], inbox)
+        for n in range(50):
+            publisher.publish(heard, f"h{n}".encode())
+            publisher.publish(unheard, f"u{n}".encode())
+        assert [f for _, f in await inbox.wait_for(50)] == [f"h{n}".encode() for n in range(50)]
+        for _ in range(200):  # the unheard half leaves no trace to wait on but the counter
+            if publisher.stats["published"] + publisher.stats["unheard"] == 100:
+                break
+            await asyncio.sleep(0.01)
+        assert publisher.stats["published"] == 50 and publisher.stats["unheard"] == 50
+        # A late subscriber hears the session from the next check on.
+        late = Inbox()
+        await listener.subscribe([unheard], late)
+        await asyncio.sleep(0.3)
+        publisher.publish(unheard, b"now")
+        assert await late.wait_for(1) == [(unheard, b"now")]
+    finally:
+        await publisher.stop()
+        await listener.stop()
+        await client.aclose()
+
+
 async def test_one_loop_turn_goes_out_in_order(buses: tuple[PriceBus, PriceBus]) -> None:
     a, b = buses
     (sid,) = session_ids()
