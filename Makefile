@@ -5,14 +5,30 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test bench lint lock clean unit
+.PHONY: run test bench lint lock clean unit compile clean-compiled
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $(STAMP)
 
-run: $(STAMP)
+# The engine's hot modules compiled with mypyc, in place (build_mypyc.py lists them). The .py files
+# stay the source of truth: `make clean-compiled` or GAVEL_PURE_PYTHON=1 runs them interpreted, and
+# extensions older than any engine source are ignored (see engine/__init__.py).
+ENGINE_SOURCES := $(filter-out %/__init__.py,$(wildcard engine/*.py engine/book/*.py))
+COMPILED := build/.compiled
+
+$(COMPILED): $(STAMP) build_mypyc.py $(ENGINE_SOURCES)
+	@if $(PY) build_mypyc.py --quiet; then touch $@; else \
+	  $(MAKE) --no-print-directory clean-compiled; \
+	  echo "mypyc build failed: the engine runs interpreted" >&2; fi
+
+compile: $(COMPILED)
+
+clean-compiled:
+	rm -rf build gavel_core__mypyc.*.so engine/*.so engine/book/*.so
+
+run: $(STAMP) $(COMPILED)
 	$(PY) run.py $(ARGS)
 
 # The admin UI's browser tests drive Debian's chromium (Playwright's own browser download is not
@@ -20,12 +36,12 @@ run: $(STAMP)
 $(CHROMIUM):
 	apt-get update && apt-get install -y chromium fonts-wqy-zenhei
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(COMPILED) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy --strict engine/
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
-unit: $(STAMP)
+unit: $(STAMP) $(COMPILED)
 	$(VENV)/bin/pytest -q tests/engine $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -33,13 +49,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check . || true
 	$(VENV)/bin/mypy --strict engine/
 
-bench: $(STAMP)
-	$(PY) benchmarks/bench_book.py
-	$(PY) benchmarks/bench_engine.py
+bench: $(STAMP) $(COMPILED)
+	$(PY) benchmarks/bench_book.py --interpreted-too
+	$(PY) benchmarks/bench_engine.py --interpreted-too
 
 lock:
 	$(PYTHON) -m venv /tmp/gavel-lock && /tmp/gavel-lock/bin/pip install --quiet --pre -r requirements.in
 	{ echo "# Pinned dependency tree for Python 3.11 (pip freeze of requirements.in). Regenerate: make lock"; /tmp/gavel-lock/bin/pip freeze; } > requirements.lock
 
-clean:
+clean: clean-compiled
 	rm -rf $(VENV) var

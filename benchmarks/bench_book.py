@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.modes import add_interpreted, mode
 from benchmarks.traffic import T0, mixed_traffic, open_book
 
 
@@ -77,6 +78,11 @@ def main() -> None:
     parser.add_argument("--lots", type=int, default=10_000)
     parser.add_argument("--decisions", type=int, default=500_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--interpreted-too",
+        action="store_true",
+        help="when compiled, also run on the .py sources (a child process, afterwards) and compare",
+    )
     args = parser.parse_args()
     traffic = mixed_traffic(args.lots, args.decisions)
     book_rates, peer_rates = [], []
@@ -86,22 +92,22 @@ def main() -> None:
     per_lot, per_bid = measure_memory(args.lots, 300_000)
     book_rate = statistics.median(book_rates)
     peer_rate = statistics.median(peer_rates)
-    print(
-        json.dumps(
-            {
-                "book_decisions_per_s": round(book_rate),
-                "book_decisions_per_s_runs": [round(r) for r in book_rates],
-                "peer_dict_decisions_per_s": round(peer_rate),
-                "ratio_to_dict_peer": round(book_rate / peer_rate, 3),
-                "bytes_per_lot": round(per_lot, 1),
-                "bytes_per_bid": round(per_bid, 1),
-                "lots": args.lots,
-                "decisions": args.decisions,
-                "runs": args.runs,
-                "python": sys.version.split()[0],
-            }
-        )
-    )
+    result = {
+        "book_decisions_per_s": round(book_rate),
+        "book_decisions_per_s_runs": [round(r) for r in book_rates],
+        "peer_dict_decisions_per_s": round(peer_rate),
+        "ratio_to_dict_peer": round(book_rate / peer_rate, 3),
+        "bytes_per_lot": round(per_lot, 1),
+        "bytes_per_bid": round(per_bid, 1),
+        "lots": args.lots,
+        "decisions": args.decisions,
+        "runs": args.runs,
+        "python": sys.version.split()[0],
+        **mode(),
+    }
+    if args.interpreted_too:
+        add_interpreted(result, __file__, ["book_decisions_per_s", "ratio_to_dict_peer"])
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

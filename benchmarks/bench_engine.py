@@ -25,6 +25,7 @@ import uvloop
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from benchmarks.modes import add_interpreted, mode
 from benchmarks.traffic import HOUR, START, T0, UNIT, mixed_traffic
 from engine import journal
 from engine.clock import FakeClock
@@ -156,6 +157,7 @@ async def measure(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any
         "lots": args.lots,
         "runs": args.runs,
         "loop": "uvloop",
+        **mode(),
     }
 
 
@@ -169,12 +171,23 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=pathlib.Path, default=None, help="where to put journals (default: a temp dir)"
     )
+    parser.add_argument(
+        "--interpreted-too",
+        action="store_true",
+        help="when compiled, also run on the .py sources (a child process, afterwards) and compare",
+    )
     args = parser.parse_args()
     root = pathlib.Path(tempfile.mkdtemp(prefix="gavel-bench-", dir=args.dir))
     try:
         result = uvloop.run(measure(args, root))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if args.interpreted_too:
+        add_interpreted(
+            result,
+            __file__,
+            ["engine_acked_bids_per_s", "ratio_to_bare_journal", "replay_records_per_s"],
+        )
     print(json.dumps(result))
 
 

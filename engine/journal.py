@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
+from typing import Final
 
 __all__ = [
     "FILE_HEADER",
@@ -56,10 +57,12 @@ _DIGITS = 20
 
 # Bound once: these run per record on the hot paths.  Readers CRC the seq re-packed from
 # the unpacked header (the very same 8 bytes, cheaper than slicing them out).
-_rec_pack = _REC.pack
-_rec_unpack_from = _REC.unpack_from
-_seq_pack = _SEQ.pack
-_crc32 = zlib.crc32
+# Final and precisely typed: compiled (mypyc) they are C statics, and the header unpacks as a
+# tuple of three ints rather than through the iterator protocol.
+_rec_pack: Final = _REC.pack
+_rec_unpack_from: Final[Callable[[bytes, int], tuple[int, int, int]]] = _REC.unpack_from
+_seq_pack: Final[Callable[[int], bytes]] = _SEQ.pack
+_crc32: Final = zlib.crc32
 
 
 class JournalCorrupt(Exception):

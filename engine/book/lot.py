@@ -8,7 +8,7 @@ bidder's maximum has already been beaten by the visible price.
 
 import heapq
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from engine.book.errors import RejectCode
 from engine.book.events import (
@@ -38,8 +38,8 @@ class Decision(NamedTuple):
     leader: UserId
 
 
-_LINE = struct.Struct("<qqq")
-pack_line = _LINE.pack
+_LINE: Final = struct.Struct("<qqq")
+pack_line: Final = _LINE.pack
 
 
 class BidHistory:
@@ -82,9 +82,23 @@ class BidHistory:
         return history
 
 
-_BIDDING = LotState.BIDDING
-CLOSE_LOT_TIMER = 2  # the book's timer kind for a lot's end (see book.py)
-_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: the hot path's main cost
+CLOSE_LOT_TIMER: Final = 2  # the book's timer kind for a lot's end (see book.py)
+_new: Final = tuple.__new__  # builds a NamedTuple without its Python-level __new__: the hot path's main cost
+# What the hot path refers to, as Final module constants: compiled (mypyc) they live in C statics
+# instead of being looked up in the module's dict at every use; interpreted, Final costs nothing.
+_BIDDING: Final = LotState.BIDDING
+_SCHEDULED: Final = LotState.SCHEDULED
+_PREVIEW: Final = LotState.PREVIEW
+_DECISION: Final = Decision
+_BID_PLACED: Final = BidPlaced
+_OUTBID: Final = Outbid
+_PRICE_CHANGED: Final = PriceChanged
+_TOO_LOW: Final = RejectCode.TOO_LOW
+_OFF_INCREMENT: Final = RejectCode.OFF_INCREMENT
+_NOT_OPEN: Final = RejectCode.NOT_OPEN
+_CLOSED: Final = RejectCode.CLOSED
+_NO_DEPOSIT: Final = RejectCode.NO_DEPOSIT
+_SELF_OUTBID: Final = RejectCode.SELF_OUTBID
 
 
 class Lot:
@@ -99,11 +113,13 @@ class Lot:
         "leader",
         "leader_max",
         "lot_id",
+        "lot_key",
         "price",
         "reserve",
         "rule",
         "session",
         "session_id",
+        "session_key",
         "state",
         "timers",
         "unit",
@@ -123,6 +139,9 @@ class Lot:
         self.lot_id = lot_id
         self.session = session
         self.session_id = session.session_id
+        # lot_id and session_id as objects, for the events the hot path builds (see `place`).
+        self.lot_key: object = lot_id
+        self.session_key: object = session.session_id
         self.rule = rule
         self.unit: Fen = 0
         self.set_rule(rule)
@@ -168,11 +187,11 @@ class Lot:
     # -- deciding ------------------------------------------------------------------------------
     def _reject(self, code: RejectCode, next_min: Fen | None = None) -> Decision:
         return _new(
-            Decision,
+            _DECISION,
             (
                 False,
                 code,
-                self.lot_id,
+                self.lot_key,
                 self.price,
                 self.next_min() if next_min is None else next_min,
                 self.leader,
@@ -185,62 +204,70 @@ class Lot:
         Written flat on purpose: it runs for every bid, and each call or object costs here.
         """
         if self.state is not _BIDDING:
-            if self.state in (LotState.SCHEDULED, LotState.PREVIEW):
-                return self._reject(RejectCode.NOT_OPEN)
-            return self._reject(RejectCode.CLOSED)
+            if self.state in (_SCHEDULED, _PREVIEW):
+                return self._reject(_NOT_OPEN)
+            return self._reject(_CLOSED)
         if now >= self.ends_at:
-            return self._reject(RejectCode.CLOSED)
+            return self._reject(_CLOSED)
         if self.gated and not (bidder in self.depositors or bidder in self.session.depositors):
-            return self._reject(RejectCode.NO_DEPOSIT)
+            return self._reject(_NO_DEPOSIT)
         unit = self.unit
         rule = self.rule
         leader = self.leader
         price = self.price
         if bidder == leader:
             if not is_max:
-                return self._reject(RejectCode.SELF_OUTBID)
+                return self._reject(_SELF_OUTBID)
             raise_floor = self.leader_max + unit if unit else rule.next_up(self.leader_max)
             if amount < raise_floor:
-                return self._reject(RejectCode.TOO_LOW, raise_floor)
+                return self._reject(_TOO_LOW, raise_floor)
             if not rule.on_ladder(amount):
-                return self._reject(RejectCode.OFF_INCREMENT, raise_floor)
+                return self._reject(_OFF_INCREMENT, raise_floor)
             self.leader_max = amount
             reserve_price = self._reserve_jump(amount)
             if reserve_price > price:
                 self._visible_bid(bidder, reserve_price, True, now)
                 self._extend_if_closing(now)
                 self._price_changed(now)
-            return _new(Decision, (True, None, self.lot_id, self.price, self.next_min(), bidder))
+            return _new(_DECISION, (True, None, self.lot_id, self.price, self.next_min(), bidder))
 
         if leader:
             floor = price + unit if unit else rule.next_up(price)
         else:
             floor = rule.start
         if amount < floor:
-            return self._reject(RejectCode.TOO_LOW, floor)
+            return self._reject(_TOO_LOW, floor)
         if unit:
             if (amount - floor) % unit:
-                return self._reject(RejectCode.OFF_INCREMENT, floor)
+                return self._reject(_OFF_INCREMENT, floor)
         elif not rule.on_ladder(amount):
-            return self._reject(RejectCode.OFF_INCREMENT, floor)
+            return self._reject(_OFF_INCREMENT, floor)
 
         events = self.events
         bids = self.bids
-        lot_id, session_id = self.lot_id, self.session_id
+        # The values that go into several events, as objects once: compiled (mypyc), every use of
+        # an `int` as an object (in a tuple, as an argument) boxes it into a new Python int.
+        lot_id: object = self.lot_key
+        session_id: object = self.session_key
+        at: object = now
+        who: object = bidder
         if not leader:
             price = max(floor, self._reserve_jump(amount)) if is_max else amount
             self.leader = leader = bidder
             self.leader_max = amount
-            bids.data += pack_line(price, -bidder if is_max else bidder, now)
-            events.append(_new(BidPlaced, (lot_id, session_id, bidder, price, is_max, now)))
+            shown: object = price
+            bids.data += pack_line(shown, -bidder if is_max else who, at)
+            events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
             count = 1
+            lead = who
         elif amount > self.leader_max:
             old_max = self.leader_max
             count = 1
             if old_max > price:
                 # The old leader's proxy bid up to its maximum before being beaten.
-                bids.data += pack_line(old_max, -leader, now)
-                events.append(_new(BidPlaced, (lot_id, session_id, leader, old_max, True, now)))
+                beaten: object = old_max
+                bids.data += pack_line(beaten, -leader, at)
+                events.append(_new(_BID_PLACED, (lot_id, session_id, leader, beaten, True, at)))
                 count = 2
             if is_max:
                 price = min(amount, old_max + unit if unit else rule.next_up(old_max))
@@ -248,11 +275,13 @@ class Lot:
                     price = max(price, self._reserve_jump(amount))
             else:
                 price = amount
-            bids.data += pack_line(price, -bidder if is_max else bidder, now)
-            events.append(_new(BidPlaced, (lot_id, session_id, bidder, price, is_max, now)))
-            events.append(_new(Outbid, (lot_id, session_id, leader, price)))
+            shown = price
+            bids.data += pack_line(shown, -bidder if is_max else who, at)
+            events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
+            events.append(_new(_OUTBID, (lot_id, session_id, leader, shown)))
             self.leader = leader = bidder
             self.leader_max = amount
+            lead = who
         else:
             # The challenger is beaten at once by the leader's hidden maximum (ties go to the leader).
             leader_max = self.leader_max
@@ -260,22 +289,25 @@ class Lot:
                 price = leader_max
             else:
                 price = min(leader_max, amount + unit if unit else rule.next_up(amount))
-            bids.data += pack_line(amount, -bidder if is_max else bidder, now)
-            bids.data += pack_line(price, -leader, now)
-            events.append(_new(BidPlaced, (lot_id, session_id, bidder, amount, is_max, now)))
-            events.append(_new(BidPlaced, (lot_id, session_id, leader, price, True, now)))
-            events.append(_new(Outbid, (lot_id, session_id, bidder, price)))
+            shown = price
+            lead = leader
+            named: object = amount
+            bids.data += pack_line(named, -bidder if is_max else who, at)
+            bids.data += pack_line(shown, -leader, at)
+            events.append(_new(_BID_PLACED, (lot_id, session_id, who, named, is_max, at)))
+            events.append(_new(_BID_PLACED, (lot_id, session_id, lead, shown, True, at)))
+            events.append(_new(_OUTBID, (lot_id, session_id, who, shown)))
             count = 2
         self.price = price
         self.bid_count = bid_count = self.bid_count + count
         window = self.session.soft_close_ms
         if window and self.ends_at - now < window:
             self._extend(now + window)
-        next_min = price + unit if unit else rule.next_up(price)
+        next_min: object = price + unit if unit else rule.next_up(price)
         events.append(
-            _new(PriceChanged, (lot_id, session_id, price, leader, bid_count, next_min, self.ends_at, now))
+            _new(_PRICE_CHANGED, (lot_id, session_id, shown, lead, bid_count, next_min, self.ends_at, at))
         )
-        return _new(Decision, (True, None, lot_id, price, next_min, leader))
+        return _new(_DECISION, (True, None, lot_id, shown, next_min, lead))
 
     def _reserve_jump(self, maximum: Fen) -> Fen:
         """A maximum at or above the reserve lifts the price straight to the reserve."""
