@@ -214,18 +214,29 @@ class Engine:
         unpack = _unpackb
         book = self.book
         events = book.events
-        # Only each bidder's newest references survive in the cache: collect them in bounded deques
-        # (C-fast appends) and build the cache once at the end.
+        # Only each bidder's newest references survive in the cache. They are collected flat (ref,
+        # seq, decision, ref, seq, ...) in one list per bidder, trimmed now and then, and the cache
+        # is built once at the end: no tuple per bid, no eviction per bid.
         per_user = self.refs.per_user
-        recent: dict[int, collections.deque[tuple[str, int, Decision]]] = {}
+        keep = 3 * per_user
+        recent: dict[int, list[Any]] = {}
         redeliver: list[Event] = []
         redeliver_seqs: list[int] = []
         redeliver_from = redeliver_after if redeliver_after is not None else 1 << 62
         place_bid, set_max = _PLACE_BID, _SET_MAX
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        # Records up to `redeliver_from` were delivered before: their bids need no events built.
+        quiet = redeliver_from > seq
+        book.set_quiet(quiet)
+        # Seqs as the objects the records carry: the ref lists keep them without boxing anew.
+        items: Iterable[tuple[Any, bytes]] = records
         try:
-            for seq, payload in records:
+            for seq_object, payload in items:
+                seq = seq_object
+                if quiet and seq > redeliver_from:
+                    quiet = False
+                    book.set_quiet(False)
                 row = unpack(payload)
                 tag: int = row[0]
                 if tag in (place_bid, set_max):
@@ -233,10 +244,14 @@ class Engine:
                     decision = book.place(row[2], user_id, row[4], tag == set_max, row[1])
                     ref: str = row[5]
                     if ref and decision.accepted:
-                        queue = recent.get(user_id)
-                        if queue is None:
-                            queue = recent[user_id] = collections.deque(maxlen=per_user)
-                        queue.append((ref, seq, decision))
+                        flat = recent.get(user_id)
+                        if flat is None:
+                            flat = recent[user_id] = []
+                        flat.append(ref)
+                        flat.append(seq_object)
+                        flat.append(decision)
+                        if len(flat) >= keep + keep:
+                            del flat[:-keep]
                 else:
                     self._apply(BY_TAG[tag](*row[2:]), row[1], seq)
                 count += 1
@@ -250,18 +265,21 @@ class Engine:
             answers = self.refs.answers
             new = _new  # skips the NamedTuple's Python-level __new__: 250k of these add up
             outcome = _OUTCOME
-            for user_id, queue in recent.items():
+            for user_id, flat in recent.items():
+                newest = flat[-keep:]
+                triples = zip(newest[0::3], newest[1::3], newest[2::3], strict=True)
                 if user_id in answers:
-                    for ref, ref_seq, decision in queue:
+                    for ref, ref_seq, decision in triples:
                         self.refs.put(user_id, ref, new(outcome, (True, None, "", ref_seq, decision)))
                 else:
                     answers[user_id] = collections.OrderedDict(
                         [
                             (ref, new(outcome, (True, None, "", ref_seq, decision)))
-                            for ref, ref_seq, decision in queue
+                            for ref, ref_seq, decision in triples
                         ]
                     )
         finally:
+            book.set_quiet(False)
             if gc_was_enabled:
                 gc.enable()
         if redeliver:

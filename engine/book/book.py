@@ -24,6 +24,7 @@ class Book:
         self.lots: dict[LotId, Lot] = {}
         self.blocked: set[UserId] = set()
         self.events: list[Event] = []
+        self.quiet = False  # see set_quiet
         # (due, kind, id); stale entries (a lot extended since) are skipped when popped.
         self._timers: list[tuple[Millis, int, int]] = []
 
@@ -93,6 +94,7 @@ class Book:
         if session.state not in (SessionState.SCHEDULED, SessionState.PREVIEW):
             raise InvalidCommand("lots can be added only before the session's bidding starts")
         lot = Lot(lot_id, session, rule, reserve=reserve, deposit=deposit, events=self.events)
+        lot.quiet = self.quiet
         lot.timers = self._timers
         self.lots[lot_id] = lot
         session.lot_ids.append(lot_id)
@@ -234,6 +236,16 @@ class Book:
             return
         if all(self.lots[lot_id].state in CLOSED_LOT_STATES for lot_id in session.lot_ids):
             session.move_to(SessionState.ENDED, now)
+
+    def set_quiet(self, quiet: bool) -> None:
+        """Quiet: bids decide as always but record no events (replaying what was delivered before).
+
+        Only the bid path goes quiet; the rare events of opening, closing and extending lots are
+        still recorded (drain or clear them as usual).
+        """
+        self.quiet = quiet
+        for lot in self.lots.values():
+            lot.quiet = quiet
 
     def drain_events(self) -> list[Event]:
         """Hand over the events recorded since the last call (the lots share this outbox)."""

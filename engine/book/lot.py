@@ -115,6 +115,7 @@ class Lot:
         "lot_id",
         "lot_key",
         "price",
+        "quiet",
         "reserve",
         "rule",
         "session",
@@ -148,6 +149,8 @@ class Lot:
         self.reserve = reserve
         self.deposit = deposit
         self.events = events
+        # Replay of records whose events nobody will read sets this: `place` then builds none.
+        self.quiet = False
         self.state = LotState.SCHEDULED
         self.ends_at: Millis = session.bidding_end
         self.price: Fen = 0
@@ -244,6 +247,7 @@ class Lot:
             return self._reject(_OFF_INCREMENT, floor)
 
         events = self.events
+        record = not self.quiet
         bids = self.bids
         # The values that go into several events, as objects once: compiled (mypyc), every use of
         # an `int` as an object (in a tuple, as an argument) boxes it into a new Python int.
@@ -257,7 +261,8 @@ class Lot:
             self.leader_max = amount
             shown: object = price
             bids.data += pack_line(shown, -bidder if is_max else who, at)
-            events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
+            if record:
+                events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
             count = 1
             lead = who
         elif amount > self.leader_max:
@@ -267,7 +272,8 @@ class Lot:
                 # The old leader's proxy bid up to its maximum before being beaten.
                 beaten: object = old_max
                 bids.data += pack_line(beaten, -leader, at)
-                events.append(_new(_BID_PLACED, (lot_id, session_id, leader, beaten, True, at)))
+                if record:
+                    events.append(_new(_BID_PLACED, (lot_id, session_id, leader, beaten, True, at)))
                 count = 2
             if is_max:
                 price = min(amount, old_max + unit if unit else rule.next_up(old_max))
@@ -277,8 +283,9 @@ class Lot:
                 price = amount
             shown = price
             bids.data += pack_line(shown, -bidder if is_max else who, at)
-            events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
-            events.append(_new(_OUTBID, (lot_id, session_id, leader, shown)))
+            if record:
+                events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
+                events.append(_new(_OUTBID, (lot_id, session_id, leader, shown)))
             self.leader = leader = bidder
             self.leader_max = amount
             lead = who
@@ -294,9 +301,10 @@ class Lot:
             named: object = amount
             bids.data += pack_line(named, -bidder if is_max else who, at)
             bids.data += pack_line(shown, -leader, at)
-            events.append(_new(_BID_PLACED, (lot_id, session_id, who, named, is_max, at)))
-            events.append(_new(_BID_PLACED, (lot_id, session_id, lead, shown, True, at)))
-            events.append(_new(_OUTBID, (lot_id, session_id, who, shown)))
+            if record:
+                events.append(_new(_BID_PLACED, (lot_id, session_id, who, named, is_max, at)))
+                events.append(_new(_BID_PLACED, (lot_id, session_id, lead, shown, True, at)))
+                events.append(_new(_OUTBID, (lot_id, session_id, who, shown)))
             count = 2
         self.price = price
         self.bid_count = bid_count = self.bid_count + count
@@ -304,9 +312,10 @@ class Lot:
         if window and self.ends_at - now < window:
             self._extend(now + window)
         next_min: object = price + unit if unit else rule.next_up(price)
-        events.append(
-            _new(_PRICE_CHANGED, (lot_id, session_id, shown, lead, bid_count, next_min, self.ends_at, at))
-        )
+        if record:
+            events.append(
+                _new(_PRICE_CHANGED, (lot_id, session_id, shown, lead, bid_count, next_min, self.ends_at, at))
+            )
         return _new(_DECISION, (True, None, lot_id, shown, next_min, lead))
 
     def _reserve_jump(self, maximum: Fen) -> Fen:
@@ -319,9 +328,12 @@ class Lot:
         self.price = price
         self.bid_count += 1
         self.bids.add(bidder, price, now, auto)
-        self.events.append(BidPlaced(self.lot_id, self.session_id, bidder, price, auto, now))
+        if not self.quiet:
+            self.events.append(BidPlaced(self.lot_id, self.session_id, bidder, price, auto, now))
 
     def _price_changed(self, now: Millis) -> None:
+        if self.quiet:
+            return
         self.events.append(
             PriceChanged(
                 self.lot_id,

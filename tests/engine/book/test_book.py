@@ -15,6 +15,8 @@ from engine.book.events import (
     LotClosed,
     LotOverdue,
     LotStateChanged,
+    Outbid,
+    PriceChanged,
     SessionStateChanged,
 )
 from engine.book.increments import BandedIncrement, FixedIncrement
@@ -571,6 +573,28 @@ def test_drain_events_hands_over_once() -> None:
     assert drained == [session_to(SessionState.PREVIEW, PREVIEW_AT), preview(L1), preview(L2)]
     assert book.events == []
     assert book.drain_events() == []
+
+
+def test_a_quiet_book_decides_the_same_and_records_no_bid_events() -> None:
+    bids = [(L1, A, 1000, False), (L1, B, 1500, True), (L1, A, 1300, False), (L2, C, 2000, True),
+            (L1, A, 1400, True), (L2, A, 2100, False), (L1, B, 900, False)]  # fmt: skip
+    loud, quiet = opened(L1, L2, soft=500), opened(L1, L2, soft=500)
+    quiet.set_quiet(True)
+    quiet.put_session(S2, preview_start=50_000, preview_end=60_000, bidding_start=60_000, bidding_end=70_000)
+    quiet.put_lot(L3, S2, rule())  # a lot added while quiet is quiet too
+    loud.put_session(S2, preview_start=50_000, preview_end=60_000, bidding_start=60_000, bidding_end=70_000)
+    loud.put_lot(L3, S2, rule())
+    for n, (lot_id, bidder, amount, is_max) in enumerate(bids):
+        at = END - 600 + n
+        decided = quiet.place(lot_id, bidder, amount, is_max, at)
+        assert decided == loud.place(lot_id, bidder, amount, is_max, at)
+    assert quiet.to_state() == loud.to_state()
+    assert {type(e) for e in loud.drain_events()} >= {BidPlaced, PriceChanged, Outbid}
+    assert not {type(e) for e in quiet.drain_events()} & {BidPlaced, PriceChanged, Outbid}
+    assert quiet.lots[L3].quiet
+    quiet.set_quiet(False)
+    assert quiet.place(L2, B, 5000, False, END - 1).accepted
+    assert any(isinstance(e, PriceChanged) for e in quiet.drain_events())
 
 
 def test_closed_lots_helper() -> None:
