@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test bench lint lock clean unit compile clean-compiled
+.PHONY: run cluster test bench lint lock clean unit compile clean-compiled
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ clean-compiled:
 
 run: $(STAMP) $(COMPILED)
 	$(PY) run.py $(ARGS)
+
+# One engine and two gateways (ports 8000, 8001), supervised; docs/scaling.md.
+cluster: $(STAMP) $(COMPILED)
+	$(PY) cluster.py $(ARGS)
 
 # The admin UI's browser tests drive Debian's chromium (Playwright's own browser download is not
 # used); CI runs as root on a fresh machine. The CJK font makes the back office's labels readable.
