@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from persistence.embedded import Services
+from persistence.embedded import Services, die_with_parent_hook
 
 ROOT = Path(__file__).resolve().parent
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
@@ -49,6 +49,8 @@ class Child:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # A launcher killed with SIGKILL takes its children with it (SIGTERM: clean stops).
+                preexec_fn=die_with_parent_hook(),
             )
 
     def exited(self) -> int | None:

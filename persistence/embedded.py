@@ -408,7 +408,7 @@ def _spawn(name: str, argv: list[str], data_dir: Path, workdir: Path, port: int,
                 cwd=workdir,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent_hook(),
+                preexec_fn=die_with_parent_hook(),
             )
         except OSError as exc:
             raise EmbeddedServerError(f"cannot start embedded {name} ({argv[0]}): {exc}") from exc
@@ -422,7 +422,7 @@ def _spawn(name: str, argv: list[str], data_dir: Path, workdir: Path, port: int,
     return server
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
+def die_with_parent_hook() -> Callable[[], None] | None:
     """A ``preexec_fn`` that asks Linux to SIGTERM the child when this thread dies."""
     if not sys.platform.startswith("linux"):
         return None

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -41,6 +42,17 @@ def start_launcher(args: list[str], env: dict[str, str], log: Path) -> subproces
         )
 
 
+async def wait_serving(base: str, seconds: float) -> dict[str, Any]:
+    """The demo lot once the gateway answers and the lot is open (the gateway may not be up yet)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await asyncio.wait_for(wait_open(base), max(1.0, deadline - time.monotonic()))
+        except OSError:
+            assert time.monotonic() < deadline, f"{base} never served"
+            await asyncio.sleep(0.5)
+
+
 @pytest.mark.slow
 async def test_the_launcher_restarts_a_dead_engine(tmp_path: Path, mongo_url: str, redis_url: str) -> None:
     url = redis_db_url(redis_url, LAUNCHER_REDIS_DB)
@@ -60,8 +72,8 @@ async def test_the_launcher_restarts_a_dead_engine(tmp_path: Path, mongo_url: st
     launcher = start_launcher(["--port", str(port), "--data-dir", str(tmp_path / "c")], env, log)
     try:
         base = f"http://127.0.0.1:{port}"
-        lot = await asyncio.wait_for(wait_open(base), 90)
-        await asyncio.wait_for(wait_open(f"http://127.0.0.1:{port + 1}"), 30)
+        lot = await wait_serving(base, 90)
+        await wait_serving(f"http://127.0.0.1:{port + 1}", 30)
         bob = Bidder(port + 1, await login(base, "bob", "bob-demo-pass"))
         await bob.connect(lot["session_id"])
         first = await bob.bid(lot["next_min"], "before")
