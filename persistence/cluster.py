@@ -34,9 +34,9 @@ import secrets
 import socket
 import struct
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import redis.asyncio as aioredis
@@ -74,6 +74,24 @@ SESSIONS_KEY = PREFIX + "sessions"
 GROUP = "engine"
 DEFAULT_ENGINE_ID = "main"
 _REDIS_ERRORS = (RedisError, OSError)
+T = TypeVar("T")
+
+
+def _shielded(awaitable: Awaitable[T]) -> asyncio.Future[T]:
+    """Await a Redis command so that cancelling the waiter can neither be swallowed by redis-py
+    nor leave the connection mid-reply: the command finishes (or fails) on its own, unobserved."""
+    task = asyncio.ensure_future(awaitable)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return asyncio.shield(task)
+
+
+def _raise_if_cancelling() -> None:
+    """redis-py may turn a cancellation that lands mid-command into a connection error: a loop that
+    catches those and retries must still stop when its task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
 
 UNAVAILABLE = "UNAVAILABLE"
 
@@ -130,6 +148,12 @@ def decode_outcome(row: list[Any]) -> Outcome:
 
 def unavailable(message: str) -> Outcome:
     return Outcome(False, UNAVAILABLE, message, 0, None)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    """Background loops must not die silently: say so loudly (the process keeps serving)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("cluster task %s crashed", task.get_name(), exc_info=task.exception())
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -314,6 +338,8 @@ class EngineNode:
             loop.create_task(self._publish_journal(), name="engine-journal-out"),
             loop.create_task(self._flush_loop(), name="engine-replies"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(_log_crash)
 
     async def stop_reading(self) -> None:
         """Take no more commands (shutdown); answers already owed still go out."""
@@ -358,8 +384,9 @@ class EngineNode:
         while True:
             await asyncio.sleep(interval)
             try:
-                held = await self.registry.renew(self.engine_id, self.token)
+                held = await _shielded(self.registry.renew(self.engine_id, self.token))
             except _REDIS_ERRORS as error:
+                _raise_if_cancelling()
                 log.warning("lease renewal failed: %s", error)
                 continue
             if not held:
@@ -377,15 +404,18 @@ class EngineNode:
         backoff = 0.05
         while self._serving:
             try:
-                answer = await self.redis.xreadgroup(
-                    GROUP,
-                    self.engine_id,
-                    {self.commands: position},
-                    count=self.read_count,
-                    block=None if position != ">" else 1000,
+                answer = await _shielded(
+                    self.redis.xreadgroup(
+                        GROUP,
+                        self.engine_id,
+                        {self.commands: position},
+                        count=self.read_count,
+                        block=None if position != ">" else 1000,
+                    )
                 )
                 backoff = 0.05
             except _REDIS_ERRORS as error:
+                _raise_if_cancelling()
                 log.warning("reading commands failed: %s", error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -445,6 +475,7 @@ class EngineNode:
                     self.stats["replies"] += len(acks)
                     break
                 except _REDIS_ERRORS as error:
+                    _raise_if_cancelling()
                     # The gateway times out and its client retries with the same ref: no loss.
                     log.warning("publishing answers failed: %s", error)
                     await asyncio.sleep(0.2)
@@ -472,6 +503,7 @@ class EngineNode:
                             await pipe.execute(raise_on_error=False)
                         break
                     except _REDIS_ERRORS as error:
+                        _raise_if_cancelling()
                         log.warning("publishing the journal failed: %s", error)
                         await asyncio.sleep(0.2)
                 self._published_seq = batch[-1][0]
@@ -606,6 +638,8 @@ class RemoteEngine:
             loop.create_task(self._follow_loop(), name="gateway-follow"),
             loop.create_task(self._watch_loop(), name="gateway-watch"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(_log_crash)
 
     async def stop(self, *, snapshot: bool = False) -> None:
         self._running = False
@@ -634,7 +668,12 @@ class RemoteEngine:
     # -- following the engines' journals ---------------------------------------------------------------
     async def _refresh(self) -> None:
         engines = await self.registry.engines()
-        self.alive = await self.registry.alive(engines)
+        alive = await self.registry.alive(engines)
+        for engine_id, up in alive.items():
+            if up != self.alive.get(engine_id, False):
+                state = "up" if up else "down (its sessions answer UNAVAILABLE)"
+                log.info("engine %s is %s", engine_id, state)
+        self.alive = alive
         self.owners = await self.registry.assignments()
 
     async def _bootstrap(self, engine_id: str) -> None:
@@ -674,8 +713,9 @@ class RemoteEngine:
                 continue
             streams = {journal_stream(engine_id): pos for engine_id, pos in self._stream_positions.items()}
             try:
-                answer = await client.xread(streams, count=500, block=1000)
+                answer = await _shielded(client.xread(streams, count=500, block=1000))
             except _REDIS_ERRORS as error:
+                _raise_if_cancelling()
                 log.warning("following the engine journals failed: %s", error)
                 await asyncio.sleep(0.5)
                 continue
@@ -698,7 +738,10 @@ class RemoteEngine:
                     if up and engine_id not in self.followers:
                         await self._bootstrap(engine_id)
             except _REDIS_ERRORS as error:
+                _raise_if_cancelling()
                 log.warning("refreshing the engine registry failed: %s", error)
+            except Exception:  # MongoDB (the snapshot) or a damaged stream entry: retried next second
+                log.exception("following a new engine failed")
             now = asyncio.get_running_loop().time()
             expired = [token for token, (_reply, deadline) in self._pending.items() if deadline < now]
             for token in expired:
@@ -749,6 +792,7 @@ class RemoteEngine:
                 try:
                     targets = await self._targets(command)
                 except _REDIS_ERRORS:
+                    _raise_if_cancelling()
                     targets = unavailable("the registry is unreachable")
                 if isinstance(targets, Outcome):
                     self.stats["unavailable"] += 1
@@ -775,6 +819,7 @@ class RemoteEngine:
                     await pipe.execute()
                 self.stats["sent"] += len(entries)
             except _REDIS_ERRORS as error:
+                _raise_if_cancelling()
                 log.warning("sending commands failed: %s", error)
                 # Answered by the timeout sweep as UNAVAILABLE; clients retry with their ref.
 
@@ -783,6 +828,7 @@ class RemoteEngine:
             try:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except _REDIS_ERRORS as error:
+                _raise_if_cancelling()
                 log.warning("reading answers failed: %s", error)
                 await asyncio.sleep(0.5)
                 continue
@@ -820,10 +866,11 @@ async def run_with_lease(
         while True:
             try:
                 if tasks:
-                    held = bool(await redis.eval(_RENEW, 1, key, token, lease_ms))
+                    held = bool(await _shielded(redis.eval(_RENEW, 1, key, token, lease_ms)))
                 else:
-                    held = bool(await redis.set(key, token, nx=True, px=lease_ms))
+                    held = bool(await _shielded(redis.set(key, token, nx=True, px=lease_ms)))
             except _REDIS_ERRORS as error:
+                _raise_if_cancelling()
                 log.warning("%s lease: %s", name, error)
                 held = bool(tasks)  # keep going through a blip; the lease outlives it
             if held and not tasks:

@@ -73,7 +73,7 @@ async def test_the_launcher_restarts_a_dead_engine(tmp_path: Path, mongo_url: st
     try:
         base = f"http://127.0.0.1:{port}"
         lot = await wait_serving(base, 90)
-        await wait_serving(f"http://127.0.0.1:{port + 1}", 30)
+        await wait_serving(f"http://127.0.0.1:{port + 1}", 60)
         bob = Bidder(port + 1, await login(base, "bob", "bob-demo-pass"))
         await bob.connect(lot["session_id"])
         first = await bob.bid(lot["next_min"], "before")

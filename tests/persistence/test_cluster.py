@@ -88,10 +88,12 @@ async def cluster(redis_client: aioredis.Redis, tmp_path: Path) -> AsyncIterator
     await cluster.close()
 
 
-async def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+async def eventually(
+    condition: Callable[[], bool], seconds: float = 5.0, message: Callable[[], str] = lambda: ""
+) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        assert asyncio.get_running_loop().time() < deadline, f"condition never held {message()}"
         await asyncio.sleep(0.01)
 
 
@@ -234,7 +236,7 @@ async def test_blocking_a_bidder_reaches_every_engine(cluster: Cluster) -> None:
     assert {gateway.owners[1], gateway.owners[2]} == {"e1", "e2"}
     assert (await gateway.execute(BlockBidder(777))).ok
     await eventually(lambda: all(777 in engine.book.blocked for engine, _ in cluster.engines.values()))
-    assert 777 in gateway.book.blocked
+    await eventually(lambda: 777 in gateway.book.blocked)  # the replicas follow the engines
 
 
 async def test_a_second_node_for_the_same_engine_id_is_refused(cluster: Cluster, tmp_path: Path) -> None:
@@ -269,7 +271,7 @@ async def test_a_lease_elected_singleton_runs_in_one_place_at_a_time(redis_clien
     await asyncio.sleep(0.3)
     assert running == ["a"]
     first.cancel()  # releases the lease on the way out
-    await eventually(lambda: running == ["b"])
+    await eventually(lambda: running == ["b"], message=lambda: f"running: {running}")
     second.cancel()
     await asyncio.gather(first, second, return_exceptions=True)
     await eventually(lambda: running == [])
