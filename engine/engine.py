@@ -9,6 +9,7 @@ plain callbacks that queue work of their own.
 import asyncio
 import collections
 import contextlib
+import functools
 import gc
 import logging
 import pathlib
@@ -65,6 +66,9 @@ Listener = Callable[[CommittedBatch], None]
 _OK: Final = Outcome(True, None, "", 0, None)
 _pack: Final = msgpack.Packer().pack  # one reusable packer instead of a new one per record
 _unpackb: Final = msgpack.unpackb
+# Replay decodes a record's arrays as tuples (cheaper to make and free than lists); the few records
+# whose nested arrays must stay lists (a lot's rule spec) are decoded again with lists.
+_unpack_tuples: Final = functools.partial(msgpack.unpackb, use_list=False)
 _new: Final = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (the bid path's cost)
 _OUTCOME: Final = Outcome
 _PLACE_BID_TYPE: Final = PlaceBid
@@ -211,7 +215,7 @@ class Engine:
         """
         count = 0
         seq = self.last_seq
-        unpack = _unpackb
+        unpack = _unpack_tuples
         book = self.book
         events = book.events
         # Only each bidder's newest references survive in the cache. They are collected flat (ref,
@@ -253,6 +257,7 @@ class Engine:
                         if len(flat) >= keep + keep:
                             del flat[:-keep]
                 else:
+                    row = _unpackb(payload)
                     self._apply(BY_TAG[tag](*row[2:]), row[1], seq)
                 count += 1
                 if seq > redeliver_from:
