@@ -12,8 +12,10 @@ test-suite start their own servers with all state under one ``DATA_DIR``::
 
 Lifetime rules:
 
-* Each child gets ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` on Linux, so it is sent
-  SIGTERM when its parent dies, even by SIGKILL.  The kernel ties that to the
+* Each child gets ``prctl(PR_SET_PDEATHSIG, ...)`` on Linux, so it is signalled
+  when its parent dies, even by SIGKILL: redis-server gets SIGTERM (it saves and
+  exits), SecantusDB SIGKILL (its SIGTERM handler can deadlock; WiredTiger's
+  journal recovers at the next start).  The kernel ties that to the
   *thread* that forked the child, not to the process: call :func:`start_mongo`,
   :func:`start_redis` and :meth:`Services.from_env` from the main thread (or a
   thread that lives as long as the servers should), never from a short-lived
@@ -408,7 +410,10 @@ def _spawn(name: str, argv: list[str], data_dir: Path, workdir: Path, port: int,
                 cwd=workdir,
                 env=env,
                 start_new_session=True,
-                preexec_fn=die_with_parent_hook(),
+                # SecantusDB's SIGTERM handler can deadlock on a lock its main thread holds (seen
+                # in a test: the server outlived its parent for minutes); with no parent left to
+                # escalate, it gets SIGKILL (WiredTiger's journal recovers at the next start).
+                preexec_fn=die_with_parent_hook(signal.SIGKILL if name == "mongo" else signal.SIGTERM),
             )
         except OSError as exc:
             raise EmbeddedServerError(f"cannot start embedded {name} ({argv[0]}): {exc}") from exc
@@ -422,8 +427,8 @@ def _spawn(name: str, argv: list[str], data_dir: Path, workdir: Path, port: int,
     return server
 
 
-def die_with_parent_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that asks Linux to SIGTERM the child when this thread dies."""
+def die_with_parent_hook(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to send the child `signum` when this thread dies."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)  # resolved before fork, not in the child
@@ -431,10 +436,10 @@ def die_with_parent_hook() -> Callable[[], None] | None:
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     prctl.restype = ctypes.c_int
     parent = os.getpid()
-    sigterm = int(signal.SIGTERM)
+    death_signal = int(signum)
 
     def hook() -> None:
-        if prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0) != 0:
+        if prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
