@@ -41,7 +41,13 @@ from persistence import mongo
 from persistence.accounts import Accounts
 from persistence.archive import BidArchiver
 from persistence.catalog import LotSpec, SessionSpec
-from persistence.cluster import EngineNode, RemoteEngine, run_with_lease, storage_prefix
+from persistence.cluster import (
+    DEFAULT_ENGINE_ID,
+    EngineNode,
+    RemoteEngine,
+    run_with_lease,
+    storage_prefix,
+)
 from persistence.deposits import reregister_paid
 from persistence.embedded import Services
 from persistence.redis_bus import PriceBus
@@ -357,16 +363,17 @@ class Service:
             )
             engine = self.remote
         else:
-            # The single-process role keeps its historical storage names (no prefix).
-            engine_id = config.engine_id if config.role == "engine" else ""
+            # The single-process role is engine "main", whose storage keeps its historical names.
+            engine_id = config.engine_id if config.role == "engine" else DEFAULT_ENGINE_ID
             self.local_engine = Engine(
                 SystemClock(),
                 data_dir / "journal",
-                MongoSnapshotSink(self.db, prefix=storage_prefix(config.engine_id) if engine_id else ""),
+                MongoSnapshotSink(self.db, prefix=storage_prefix(engine_id)),
                 sync=config.journal_fsync,
             )
             engine = self.local_engine
-            self.archiver = BidArchiver(self.db, engine_id=storage_prefix(engine_id).strip("_"))
+            archive_id = "" if engine_id == DEFAULT_ENGINE_ID else engine_id
+            self.archiver = BidArchiver(self.db, engine_id=archive_id)
             if config.role == "engine":
                 self.node = EngineNode(
                     self.redis,

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pymongo
 import pytest
 import tornado.httpclient
 import tornado.websocket
@@ -136,6 +137,15 @@ async def test_every_acknowledged_bid_survives_sigkill_and_restart(service: Serv
         again = json.loads(await ws.read_message())
         assert again == frame
     ws.close()
+    # The single process keeps its historical storage names: the write-behind's progress under
+    # meta "archive" and bid records keyed "seq:k", as before engines had ids (docs/scaling.md).
+    db = pymongo.MongoClient(service.env["MONGODB_URL"])[service.env["MONGODB_DB"]]
+    deadline = time.monotonic() + 10
+    while db.meta.find_one({"_id": "archive"}) is None:
+        assert time.monotonic() < deadline, "no write-behind progress under meta 'archive'"
+        await asyncio.sleep(0.2)
+    assert all(":" in doc["_id"] and "/" not in doc["_id"] for doc in db.bids.find({}, {"_id": 1}))
+    assert db.list_collection_names(filter={"name": {"$regex": "^engine_"}}) == []
 
 
 @pytest.mark.slow
