@@ -135,30 +135,48 @@ class Child:
                 self.process.wait()
 
 
+def peer_env() -> dict[str, str]:
+    """This environment without the settings a benchmark chooses itself."""
+    chosen = ("GAVEL_LOOP", "JOURNAL_FSYNC", "ROLE")
+    env = {key: value for key, value in os.environ.items() if key not in chosen}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def gavel_env(mongo_url: str, redis_url: str, database: str, **settings: str) -> dict[str, str]:
+    """A benchmarked Gavel's environment (bench_e2e, bench_scale): journal fsync on, no snapshot
+    inside a measurement window, the per-user and per-address limits lifted."""
+    return dict(
+        peer_env(),
+        HOST="127.0.0.1",
+        MONGODB_URL=mongo_url,
+        REDIS_URL=redis_url,
+        MONGODB_DB=database,
+        SEED_DEMO="0",
+        ADMIN_PASSWORD=ADMIN_PASSWORD,
+        JOURNAL_FSYNC="1",
+        SNAPSHOT_INTERVAL="3600",
+        LOG_LEVEL="WARNING",
+        GAVEL_BENCH_OPTIONS=json.dumps(UNLIMITED),
+        **settings,
+    )
+
+
 def start_servers(names: list[str], services: Services, root: Path) -> dict[str, Child]:
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     children: dict[str, Child] = {}
-    base_env = {key: value for key, value in os.environ.items() if key not in ("GAVEL_LOOP", "JOURNAL_FSYNC")}
-    base_env["PYTHONUNBUFFERED"] = "1"
+    base_env = peer_env()
     try:  # a server that does not come up stops the ones that did
         for name in names:
             port = free_port()
             if name in GAVELS:
-                env = dict(
-                    base_env,
+                env = gavel_env(
+                    services.mongo_url,
+                    services.redis_url,
+                    f"bench_{name}_{os.getpid()}",
                     PORT=str(port),
-                    HOST="127.0.0.1",
                     DATA_DIR=str(root / name),
-                    MONGODB_URL=services.mongo_url,
-                    REDIS_URL=services.redis_url,
-                    MONGODB_DB=f"bench_{name}_{os.getpid()}",
-                    SEED_DEMO="0",
-                    ADMIN_PASSWORD=ADMIN_PASSWORD,
-                    JOURNAL_FSYNC="1",
-                    SNAPSHOT_INTERVAL="3600",  # no snapshot inside a measurement window
-                    LOG_LEVEL="WARNING",
-                    GAVEL_BENCH_OPTIONS=json.dumps(UNLIMITED),
                 )
                 env.update(GAVELS[name])
                 argv = [PYTHON, str(E2E / "gavel_server.py")]

@@ -75,11 +75,10 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from benchmarks.bench_e2e import (  # noqa: E402
-    ADMIN_PASSWORD,
-    UNLIMITED,
     Child,
     Rest,
     die_with_parent,
+    gavel_env,
     lot_prices,
     med,
     quiesce,
@@ -136,21 +135,7 @@ class Topology:
         client = redis.Redis.from_url(url)
         client.flushdb()
         client.close()
-        base = {k: v for k, v in os.environ.items() if k not in ("GAVEL_LOOP", "JOURNAL_FSYNC", "ROLE")}
-        self.env = dict(
-            base,
-            PYTHONUNBUFFERED="1",
-            HOST="127.0.0.1",
-            MONGODB_URL=services.mongo_url,
-            REDIS_URL=url,
-            MONGODB_DB=f"bench_scale_{tag}_{os.getpid()}",
-            SEED_DEMO="0",
-            ADMIN_PASSWORD=ADMIN_PASSWORD,
-            JOURNAL_FSYNC="1",
-            SNAPSHOT_INTERVAL="3600",  # no snapshot inside a measurement window
-            LOG_LEVEL="WARNING",
-            GAVEL_BENCH_OPTIONS=json.dumps(UNLIMITED),
-        )
+        self.env = gavel_env(services.mongo_url, url, f"bench_scale_{tag}_{os.getpid()}")
         self.root = root / tag
         self.logs = self.root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)

@@ -616,11 +616,6 @@ class RemoteEngine:
         self.submit(command, reply)
         return future
 
-    def snapshot(self) -> asyncio.Future[int]:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        future.set_result(self.last_seq)  # a replica has nothing of its own to save
-        return future
-
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._follow_client = _blocking_client(self.redis)
@@ -751,9 +746,7 @@ class RemoteEngine:
 
     # -- commands out, answers in ----------------------------------------------------------------------
     def _session_of(self, command: Command) -> int | None:
-        if isinstance(command, PutSession | RegisterDeposit):
-            return command.session_id
-        if isinstance(command, PutLot):
+        if isinstance(command, PutSession | RegisterDeposit | PutLot):
             return command.session_id
         if isinstance(command, PlaceBid | SetMaxBid | OpenLot | CloseLot | CancelLot | MarkOverdue):
             lot = self.book.lots.get(command.lot_id)

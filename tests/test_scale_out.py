@@ -60,9 +60,10 @@ class Bidder:
             if "ref" in frame:
                 self.answers[frame["ref"]] = frame
 
-    async def bid(self, price: int, ref: str, wait_s: float = 10.0) -> dict[str, Any]:
+    async def bid(self, amount_fen: int, ref: str, *, wait_s: float = 10.0) -> dict[str, Any]:
         assert self.ws is not None
-        await self.ws.write_message(json.dumps({"op": "bid", "lot_id": LOT, "price": price, "ref": ref}))
+        frame = {"op": "bid", "lot_id": LOT, "price": amount_fen, "ref": ref}
+        await self.ws.write_message(json.dumps(frame))
         deadline = time.monotonic() + wait_s
         while ref not in self.answers:
             assert time.monotonic() < deadline, f"no answer to {ref}"
