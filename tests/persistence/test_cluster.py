@@ -292,3 +292,22 @@ async def test_a_restart_on_the_same_data_directory_takes_its_dead_lease_back(
     assert await registry.holder("e1") == restarted.token
     assert not await registry.renew("e1", dead.token)
     await restarted.stop()
+
+
+async def test_a_malformed_command_entry_is_dropped_and_the_engine_goes_on(
+    cluster: Cluster, redis_client: aioredis.Redis
+) -> None:
+    engine, node, gateway = await one_engine_one_lot(cluster)
+    before = engine.last_seq
+    for garbage in (b"\xc1not msgpack", msgpack.packb(["gw", 1, 999, [], T0 * 2]), msgpack.packb({"x": 1})):
+        await redis_client.xadd(command_stream("e1"), {b"c": garbage})
+    await redis_client.xadd(command_stream("e1"), {b"no-c-field": b"1"})
+    outcome = await gateway.execute(PlaceBid(10, 501, 1000, "after-garbage"))
+    assert outcome.ok and engine.last_seq == before + 1
+    for _ in range(100):  # every entry, garbage included, is acknowledged: nothing is re-read forever
+        pending = (await redis_client.xpending(command_stream("e1"), "engine"))["pending"]
+        if pending == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert pending == 0
+    assert node.stats["commands"] >= 1
