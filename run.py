@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import gc
 import json
 import logging
 import os
@@ -75,6 +76,9 @@ class Config:
     role: str = "all"
     engine_id: str = "main"
     lease_seconds: float = 10.0
+
+
+GC_THRESHOLDS = (7_000, 20, 100)  # CPython's defaults are (700, 10, 10)
 
 
 def _flag(value: str) -> bool:
@@ -445,6 +449,14 @@ class Service:
             self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
         if self.archiver is not None:
             self.local_engine.commit_observer = self.ctx.options["metrics"].committed
+        # The cyclic collector stops the loop, and so every websocket, while it runs. What start-up
+        # built (the recovered book, modules, caches) lives as long as the process: frozen, it is
+        # out of the collector's reach. Fewer, later collections after that: almost everything
+        # here is freed by reference counting, and a full pass over the engine's recent outcomes
+        # stalled acks by 30-80 ms (docs/performance.md, "Ack latency").
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         self.server = tornado.httpserver.HTTPServer(self.app, xheaders=False, max_body_size=1 << 20)
         self.server.listen(config.port, config.host)
         if self.archiver is not None:

@@ -6,15 +6,25 @@ whatever has arrived after `interval` seconds) and writes each chunk with a hand
 operations. Every write is idempotent, so a chunk is simply retried after an error and replaying
 old batches (after a crash) creates nothing twice:
 
-* `bids`: one document per `BidPlaced`, `_id` `"{seq}:{k}"` (k = its ordinal among that seq's
-  `BidPlaced` events), inserted unordered with duplicate keys ignored;
+* `bid_buckets`: the bids of one lot within one chunk in one document, column-wise (MongoDB's
+  bucket pattern): `_id` `"{lot_id}:{first_seq}"`, `lot_id`, `session_id`, `first_seq`,
+  `last_seq`, `count` and the arrays `seq`, `bidder`, `price`, `auto`, `at` (bid i is the i-th
+  entry of each); settlement adds `status.{i}` (成交 / 逾期, absent = 竞价). Inserted unordered with
+  duplicate keys ignored. A bid as its own document with two secondary indexes cost the embedded
+  MongoDB ~480 µs of CPU; a bucket costs ~20 µs per bid (docs/performance.md, "Write-behind");
+  `archived_bids` reads them back as rows (and the per-bid `bids` documents older versions wrote);
 * `lots` / `sessions`: `$set` of the live fields, guarded by `mirror_seq` so an old replay never
   rolls a newer mirror back; `upsert=False` (the admin writes the metadata document first);
 * `settlement_outbox`: one `pending` document per `LotClosed`, `_id` = lot id, duplicates ignored;
-* `meta` `{_id: "archive", archived_seq}`: raised with `$max` after each chunk.
+* `meta` `{_id: "archive", archived_seq, writing}`: `writing` = `[first_seq, last_seq]` of the
+  chunk being written (set before its buckets, when it has bids), then `archived_seq` raised with
+  `$max` and `writing` removed after the chunk.
 
 Chunks are cut only between seqs (one command's events are never split), so `archived_seq` always
-means "every event of every seq up to here is written".
+means "every event of every seq up to here is written". A bucket's `_id` depends on where its chunk
+was cut, so a chunk cut off by a crash is cut again at the same seqs after the restart (`writing`),
+rewrites the same buckets (duplicates ignored) and nothing is archived twice; bids at or below
+`archived_seq` (an old batch handed over again) are never bucketed again.
 
 While MongoDB is unreachable the queue just grows (`lag`); the chunk in hand is retried with
 backoff (50 ms doubling to 2 s). Nothing is dropped and nothing is raised into the engine.
@@ -23,6 +33,7 @@ backoff (50 ms doubling to 2 s). Nothing is dropped and nothing is raised into t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import logging
@@ -31,7 +42,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
@@ -50,11 +62,14 @@ from engine.book.states import LotState
 from engine.book.types import NO_USER
 from engine.engine import CommittedBatch
 
-__all__ = ["BidArchiver"]
+__all__ = ["BUCKETS", "ArchivedBid", "BidArchiver", "archived_bids", "set_bid_status"]
 
 log = logging.getLogger("gavel.archive")
 
 _Collection = AsyncCollection[dict[str, Any]]
+
+BUCKETS = "bid_buckets"
+LEGACY_BIDS = "bids"  # one document per bid, as versions before the buckets wrote them
 
 _DUPLICATE_KEY = 11000
 _BIDDING = int(LotState.BIDDING)
@@ -74,11 +89,123 @@ class _Chunk:
     events: int
     first_seq: int
     last_seq: int
-    bids: list[dict[str, Any]] = field(default_factory=list)
+    bids: list[dict[str, Any]] = field(default_factory=list)  # buckets, one per lot with bids
+    bid_count: int = 0
     outbox: list[dict[str, Any]] = field(default_factory=list)
     lots: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     sessions: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     step: int = 0  # steps already written (a retry resumes from here)
+
+
+# The writer shares the loop with every websocket: it works in small pieces and yields between
+# them, so an acknowledgement waits for at most one piece (about a millisecond), not a whole chunk.
+_SLICE = 500  # events prepared between two yields to the loop
+_DOCS_PER_WRITE = 25  # buckets, or mirror updates, encoded and sent in one request
+
+
+class _ChunkBuilder:
+    """Turns a chunk's events into its writes, a slice at a time."""
+
+    def __init__(
+        self, events: int, first_seq: int, last_seq: int, record_prefix: str, archived_seq: int
+    ) -> None:
+        self.chunk = _Chunk(events, first_seq, last_seq)
+        self.record_prefix = record_prefix
+        self.archived_seq = archived_seq
+        self.buckets: dict[int, dict[str, Any]] = {}
+
+    def add(self, events: list[Event], seqs: list[int]) -> None:
+        chunk, buckets, record_prefix, archived_seq = (
+            self.chunk,
+            self.buckets,
+            self.record_prefix,
+            self.archived_seq,
+        )
+        outbox, lots, sessions = chunk.outbox, chunk.lots, chunk.sessions
+
+        def lot_fields(lot_id: int, seq: int) -> dict[str, Any]:
+            # Later events of the chunk override earlier ones: the result is the state after the chunk.
+            entry = lots.get(lot_id)
+            if entry is None:
+                fields: dict[str, Any] = {}
+                lots[lot_id] = (seq, fields)
+                return fields
+            lots[lot_id] = (seq, entry[1])
+            return entry[1]
+
+        for event, seq in zip(events, seqs, strict=True):
+            if isinstance(event, BidPlaced):
+                if seq <= archived_seq:
+                    continue  # handed over again (a replay): its bucket is written already
+                bucket = buckets.get(event.lot_id)
+                if bucket is None:
+                    bucket = buckets[event.lot_id] = {
+                        "_id": f"{record_prefix}{event.lot_id}:{seq}",
+                        "lot_id": event.lot_id,
+                        "session_id": event.session_id,
+                        "first_seq": seq,
+                        "seq": [],
+                        "bidder": [],
+                        "price": [],
+                        "auto": [],
+                        "at": [],
+                    }
+                bucket["seq"].append(seq)
+                bucket["bidder"].append(event.bidder)
+                bucket["price"].append(event.price)
+                bucket["auto"].append(bool(event.auto))
+                bucket["at"].append(event.at)
+            elif isinstance(event, PriceChanged):
+                f = lot_fields(event.lot_id, seq)
+                f["state"] = _BIDDING
+                f["price"] = event.price
+                f["leader_id"] = _user(event.leader)
+                f["bid_count"] = event.bid_count
+                f["ends_at_ms"] = event.ends_at
+            elif isinstance(event, LotExtended):
+                lot_fields(event.lot_id, seq)["ends_at_ms"] = event.ends_at
+            elif isinstance(event, LotStateChanged):
+                f = lot_fields(event.lot_id, seq)
+                f["state"] = int(event.state)
+                f["ends_at_ms"] = event.ends_at
+            elif isinstance(event, LotClosed):
+                result = int(event.result)
+                winner = _user(event.winner)
+                f = lot_fields(event.lot_id, seq)
+                f["state"] = result
+                f["result"] = result
+                f["price"] = event.price
+                f["bid_count"] = event.bid_count
+                f["winner_id"] = winner
+                f["deal_price"] = event.price if result == _SOLD else None
+                f["closed_at_ms"] = event.at
+                f["close_reason"] = event.reason
+                outbox.append(
+                    {
+                        "_id": event.lot_id,
+                        "session_id": event.session_id,
+                        "result": result,
+                        "winner_id": winner,
+                        "price": event.price,
+                        "bid_count": event.bid_count,
+                        "closed_at_ms": event.at,
+                        "seq": seq,
+                        "status": "pending",
+                    }
+                )
+            elif isinstance(event, LotOverdue):
+                lot_fields(event.lot_id, seq)["state"] = _OVERDUE
+            elif isinstance(event, SessionStateChanged):
+                sessions[event.session_id] = (seq, {"state": int(event.state)})
+
+    def finish(self) -> _Chunk:
+        chunk = self.chunk
+        for bucket in self.buckets.values():
+            bucket["last_seq"] = bucket["seq"][-1]
+            bucket["count"] = len(bucket["seq"])
+            chunk.bid_count += bucket["count"]
+        chunk.bids = list(self.buckets.values())
+        return chunk
 
 
 class BidArchiver:
@@ -88,8 +215,8 @@ class BidArchiver:
         self,
         db: AsyncDatabase[dict[str, Any]],
         *,
-        batch_events: int = 5000,
-        interval: float = 0.05,
+        batch_events: int = 20_000,
+        interval: float = 1.0,
         min_backoff: float = 0.05,
         max_backoff: float = 2.0,
         engine_id: str = "",
@@ -106,7 +233,9 @@ class BidArchiver:
         self._offset = 0  # events of the queue's first batch already taken
         self._lag = 0  # events handed over and not yet written (queued + in flight)
         self._in_flight: _Chunk | None = None
+        self._preparing: int | None = None  # first seq of the events being turned into a chunk
         self._archived_seq = 0
+        self._resume_through: int | None = None  # a chunk cut off by a crash ends at this seq
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
@@ -167,6 +296,10 @@ class BidArchiver:
         doc = await self.db["meta"].find_one({"_id": self.meta_id})
         stored = int(doc.get("archived_seq", 0)) if doc else 0
         self._archived_seq = max(self._archived_seq, stored)
+        writing = doc.get("writing") if doc else None
+        if writing and int(writing[1]) > self._archived_seq:
+            # A chunk was being written when the process stopped: cut the replay there again.
+            self._resume_through = int(writing[1])
         return stored
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -215,7 +348,7 @@ class BidArchiver:
                     self._full.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._full.wait(), self.interval)
-                chunk = self._in_flight = self._take()
+                chunk = self._in_flight = await self._take_yielding()
             while True:
                 try:
                     await self._write(chunk)
@@ -237,7 +370,7 @@ class BidArchiver:
             self._archived_seq = max(self._archived_seq, chunk.last_seq)
             self.stats["chunks"] += 1
             self.stats["events"] += chunk.events
-            self.stats["bids"] += len(chunk.bids)
+            self.stats["bids"] += chunk.bid_count
             self._notify()
 
     def _report_failure(self, error: Exception) -> None:
@@ -256,6 +389,8 @@ class BidArchiver:
     def _first_pending_seq(self) -> float:
         if self._in_flight is not None:
             return self._in_flight.first_seq
+        if self._preparing is not None:
+            return self._preparing
         if self._queue:
             return self._queue[0].seqs[self._offset]
         return math.inf
@@ -271,21 +406,54 @@ class BidArchiver:
     # -- building a chunk ---------------------------------------------------------------------------------
     def _take(self) -> _Chunk:
         """Take about `batch_events` events off the queue, cut between seqs, and prepare their writes."""
+        events, seqs = self._cut()
+        return self._prepare(events, seqs, self.record_prefix, self._archived_seq)
+
+    async def _take_yielding(self) -> _Chunk:
+        """`_take`, giving the loop back every `_SLICE` events: bids are answered meanwhile."""
+        events, seqs = self._cut()
+        self._preparing = seqs[0]
+        builder = _ChunkBuilder(len(events), seqs[0], seqs[-1], self.record_prefix, self._archived_seq)
+        try:
+            for start in range(0, len(events), _SLICE):
+                builder.add(events[start : start + _SLICE], seqs[start : start + _SLICE])
+                if start + _SLICE < len(events):
+                    await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            # Stopped mid-way: finish the chunk anyway so the events taken off the queue are kept.
+            builder.add(events[start + _SLICE :], seqs[start + _SLICE :])
+            self._in_flight = builder.finish()
+            raise
+        finally:
+            self._preparing = None
+        return builder.finish()
+
+    def _cut(self) -> tuple[list[Event], list[int]]:
+        """Take about `batch_events` events off the queue, cut between seqs.
+
+        The first chunk after a restart ends exactly where the chunk cut off by the crash ended.
+        """
         limit = self.batch_events
+        through, self._resume_through = self._resume_through, None
         events: list[Event] = []
         seqs: list[int] = []
         queue = self._queue
-        while queue and len(events) < limit:
+        while queue and (through is not None or len(events) < limit):
             batch = queue[0]
             start = self._offset
             size = len(batch.events)
-            end = min(size, start + limit - len(events))
-            if end < size:
-                # Never split one seq's events: extend to the end of the seq at the cut.
-                batch_seqs = batch.seqs
-                cut = batch_seqs[end - 1]
-                while end < size and batch_seqs[end] == cut:
-                    end += 1
+            batch_seqs = batch.seqs
+            if through is not None:
+                if batch_seqs[start] > through:
+                    break
+                end = bisect.bisect_right(batch_seqs, through, start, size)
+            else:
+                end = min(size, start + limit - len(events))
+                if end < size:
+                    # Never split one seq's events: extend to the end of the seq at the cut.
+                    cut = batch_seqs[end - 1]
+                    while end < size and batch_seqs[end] == cut:
+                        end += 1
             if end >= size:
                 queue.popleft()
                 self._offset = 0
@@ -293,100 +461,37 @@ class BidArchiver:
                 self._offset = end
             if start == 0 and end == size:
                 events.extend(batch.events)
-                seqs.extend(batch.seqs)
+                seqs.extend(batch_seqs)
             else:
                 events.extend(batch.events[start:end])
-                seqs.extend(batch.seqs[start:end])
-        return self._prepare(events, seqs, self.record_prefix)
+                seqs.extend(batch_seqs[start:end])
+        if not events and through is not None:
+            return self._cut()  # the cut-off chunk's seqs are not in the replay: cut as usual
+        return events, seqs
 
     @staticmethod
-    def _prepare(events: list[Event], seqs: list[int], record_prefix: str = "") -> _Chunk:
-        chunk = _Chunk(len(events), seqs[0], seqs[-1])
-        bids, outbox, lots, sessions = chunk.bids, chunk.outbox, chunk.lots, chunk.sessions
-        bid_seq, k = -1, 0
-
-        def lot_fields(lot_id: int, seq: int) -> dict[str, Any]:
-            # Later events of the chunk override earlier ones: the result is the state after the chunk.
-            entry = lots.get(lot_id)
-            if entry is None:
-                fields: dict[str, Any] = {}
-                lots[lot_id] = (seq, fields)
-                return fields
-            lots[lot_id] = (seq, entry[1])
-            return entry[1]
-
-        for event, seq in zip(events, seqs, strict=True):
-            if isinstance(event, BidPlaced):
-                if seq != bid_seq:
-                    bid_seq, k = seq, 0
-                bids.append(
-                    {
-                        "_id": f"{record_prefix}{seq}:{k}",
-                        "lot_id": event.lot_id,
-                        "session_id": event.session_id,
-                        "bidder": event.bidder,
-                        "price": event.price,
-                        "auto": bool(event.auto),
-                        "at": event.at,
-                        "seq": seq,
-                    }
-                )
-                k += 1
-            elif isinstance(event, PriceChanged):
-                f = lot_fields(event.lot_id, seq)
-                f["state"] = _BIDDING
-                f["price"] = event.price
-                f["leader_id"] = _user(event.leader)
-                f["bid_count"] = event.bid_count
-                f["ends_at_ms"] = event.ends_at
-            elif isinstance(event, LotExtended):
-                lot_fields(event.lot_id, seq)["ends_at_ms"] = event.ends_at
-            elif isinstance(event, LotStateChanged):
-                f = lot_fields(event.lot_id, seq)
-                f["state"] = int(event.state)
-                f["ends_at_ms"] = event.ends_at
-            elif isinstance(event, LotClosed):
-                result = int(event.result)
-                winner = _user(event.winner)
-                f = lot_fields(event.lot_id, seq)
-                f["state"] = result
-                f["result"] = result
-                f["price"] = event.price
-                f["bid_count"] = event.bid_count
-                f["winner_id"] = winner
-                f["deal_price"] = event.price if result == _SOLD else None
-                f["closed_at_ms"] = event.at
-                f["close_reason"] = event.reason
-                outbox.append(
-                    {
-                        "_id": event.lot_id,
-                        "session_id": event.session_id,
-                        "result": result,
-                        "winner_id": winner,
-                        "price": event.price,
-                        "bid_count": event.bid_count,
-                        "closed_at_ms": event.at,
-                        "seq": seq,
-                        "status": "pending",
-                    }
-                )
-            elif isinstance(event, LotOverdue):
-                lot_fields(event.lot_id, seq)["state"] = _OVERDUE
-            elif isinstance(event, SessionStateChanged):
-                sessions[event.session_id] = (seq, {"state": int(event.state)})
-        return chunk
+    def _prepare(
+        events: list[Event], seqs: list[int], record_prefix: str = "", archived_seq: int = 0
+    ) -> _Chunk:
+        builder = _ChunkBuilder(len(events), seqs[0], seqs[-1], record_prefix, archived_seq)
+        builder.add(events, seqs)
+        return builder.finish()
 
     # -- writing a chunk ----------------------------------------------------------------------------------
     async def _write(self, chunk: _Chunk) -> None:
         """Write the chunk's steps in order, resuming after the last one that succeeded."""
         db = self.db
+        meta_id = self.meta_id
         steps = (
-            lambda: _insert_ignoring_duplicates(db["bids"], chunk.bids),
+            lambda: _announce(db["meta"], meta_id, chunk),
+            lambda: _insert_ignoring_duplicates(db[BUCKETS], chunk.bids),
             lambda: _insert_ignoring_duplicates(db["settlement_outbox"], chunk.outbox),
             lambda: _mirror(db["lots"], chunk.lots),
             lambda: _mirror(db["sessions"], chunk.sessions),
             lambda: db["meta"].update_one(
-                {"_id": self.meta_id}, {"$max": {"archived_seq": chunk.last_seq}}, upsert=True
+                {"_id": meta_id},
+                {"$max": {"archived_seq": chunk.last_seq}, "$unset": {"writing": ""}},
+                upsert=True,
             ),
         )
         started = time.perf_counter()
@@ -396,38 +501,111 @@ class BidArchiver:
         log.debug(
             "archived %d events (%d bids) up to seq %d in %.1f ms",
             chunk.events,
-            len(chunk.bids),
+            chunk.bid_count,
             chunk.last_seq,
             (time.perf_counter() - started) * 1000,
         )
 
 
+async def _announce(meta: _Collection, meta_id: str, chunk: _Chunk) -> None:
+    """Record where the chunk is cut before its buckets exist (see the module's docstring)."""
+    if chunk.bids:
+        await meta.update_one(
+            {"_id": meta_id}, {"$set": {"writing": [chunk.first_seq, chunk.last_seq]}}, upsert=True
+        )
+
+
 async def _insert_ignoring_duplicates(collection: _Collection, docs: list[dict[str, Any]]) -> None:
-    if not docs:
-        return
-    try:
-        await collection.insert_many(docs, ordered=False)
-    except BulkWriteError as error:
-        details = error.details
-        others = [e for e in details.get("writeErrors", ()) if e.get("code") != _DUPLICATE_KEY]
-        if others or details.get("writeConcernErrors"):
-            raise
-        # Only duplicates: those documents were written by an earlier attempt or a replay.
+    for start in range(0, len(docs), _DOCS_PER_WRITE):
+        try:
+            await collection.insert_many(docs[start : start + _DOCS_PER_WRITE], ordered=False)
+        except BulkWriteError as error:
+            details = error.details
+            others = [e for e in details.get("writeErrors", ()) if e.get("code") != _DUPLICATE_KEY]
+            if others or details.get("writeConcernErrors"):
+                raise
+            # Only duplicates: those documents were written by an earlier attempt or a replay.
 
 
 async def _mirror(collection: _Collection, entries: dict[int, tuple[int, dict[str, Any]]]) -> None:
-    if not entries:
-        return
-    requests = [
-        UpdateOne(
-            # `$not: {$gt}` also matches documents without a mirror yet.
-            {"_id": key, "mirror_seq": {"$not": {"$gt": seq}}},
-            {"$set": {**fields, "mirror_seq": seq}},
-            upsert=False,
+    items = list(entries.items())
+    for start in range(0, len(items), _DOCS_PER_WRITE):
+        requests = [
+            UpdateOne(
+                # `$not: {$gt}` also matches documents without a mirror yet.
+                {"_id": key, "mirror_seq": {"$not": {"$gt": seq}}},
+                {"$set": {**fields, "mirror_seq": seq}},
+                upsert=False,
+            )
+            for key, (seq, fields) in items[start : start + _DOCS_PER_WRITE]
+        ]
+        await collection.bulk_write(requests, ordered=False)
+
+
+# -- reading the archive back ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArchivedBid:
+    """One archived bid; `where` locates it for `set_bid_status` (bucket id and index, or legacy id)."""
+
+    lot_id: int
+    session_id: int
+    seq: int
+    bidder: int
+    price: int
+    auto: bool
+    at: int
+    status: int
+    where: tuple[str, int | None]
+
+
+_BIDDING_STATUS = 1  # engine.settle.rules.BidStatus.BIDDING: no status recorded yet
+
+
+async def archived_bids(
+    db: AsyncDatabase[dict[str, Any]], lot_id: int, *, session: AsyncClientSession | None = None
+) -> list[ArchivedBid]:
+    """Every archived bid of a lot, oldest first (buckets, then any legacy per-bid documents)."""
+    rows: list[ArchivedBid] = []
+    async for doc in db[BUCKETS].find({"lot_id": lot_id}, sort=[("first_seq", ASCENDING)], session=session):
+        marks = doc.get("status") or {}
+        for i, (seq, bidder, price, auto, at) in enumerate(
+            zip(doc["seq"], doc["bidder"], doc["price"], doc["auto"], doc["at"], strict=True)
+        ):
+            status = int(marks.get(str(i), _BIDDING_STATUS))
+            rows.append(
+                ArchivedBid(lot_id, doc["session_id"], seq, bidder, price, auto, at, status, (doc["_id"], i))
+            )
+    async for doc in db[LEGACY_BIDS].find({"lot_id": lot_id}, session=session):
+        rows.append(
+            ArchivedBid(
+                lot_id,
+                doc["session_id"],
+                doc["seq"],
+                doc["bidder"],
+                doc["price"],
+                doc["auto"],
+                doc["at"],
+                int(doc.get("status", _BIDDING_STATUS)),
+                (doc["_id"], None),
+            )
         )
-        for key, (seq, fields) in entries.items()
-    ]
-    await collection.bulk_write(requests, ordered=False)
+    rows.sort(key=lambda row: row.seq)  # stable: a seq's bids keep their order
+    return rows
+
+
+async def set_bid_status(
+    db: AsyncDatabase[dict[str, Any]],
+    bid: ArchivedBid,
+    status: int,
+    *,
+    session: AsyncClientSession | None = None,
+) -> None:
+    """Record a bid's settlement status (成交 / 逾期) where it is archived."""
+    doc_id, index = bid.where
+    if index is None:
+        await db[LEGACY_BIDS].update_one({"_id": doc_id}, {"$set": {"status": status}}, session=session)
+    else:
+        await db[BUCKETS].update_one({"_id": doc_id}, {"$set": {f"status.{index}": status}}, session=session)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -98,6 +98,9 @@ def _indexes() -> dict[str, list[IndexModel]]:
             IndexModel([("user_id", ASCENDING), ("_id", DESCENDING)], name="user_deposits"),
             IndexModel([("session_id", ASCENDING), ("status", ASCENDING)], name="session_status"),
         ],
+        # The write-behind's bid buckets (persistence/archive.py); `bids` held one document per bid
+        # before them and is still read (indexes kept for installations that have such records).
+        "bid_buckets": [IndexModel([("lot_id", ASCENDING), ("first_seq", ASCENDING)], name="lot_seq")],
         "bids": [
             IndexModel([("lot_id", ASCENDING), ("at", DESCENDING)], name="lot_at"),
             IndexModel([("session_id", ASCENDING)], name="session_id"),

@@ -63,6 +63,7 @@ from engine.settle.worker import (
     parse_order_trade_no,
 )
 from persistence.accounts import Accounts
+from persistence.archive import archived_bids, set_bid_status
 from persistence.mongo import Client, Database, Document, Session, next_id, run_in_transaction, utc_now
 
 log = logging.getLogger("gavel.settlement")
@@ -428,16 +429,12 @@ class MongoSettlementStore:
                     },
                     session=s,
                 )
-                won = await self.db.bids.find_one(
-                    {"lot_id": item.lot_id, "bidder": item.winner_id, "price": item.price},
-                    {"_id": 1},
-                    sort=[("seq", DESCENDING)],
-                    session=s,
+                bids = await archived_bids(self.db, item.lot_id, session=s)
+                won = next(
+                    (b for b in reversed(bids) if b.bidder == item.winner_id and b.price == item.price), None
                 )
                 if won is not None:
-                    await self.db.bids.update_one(
-                        {"_id": won["_id"]}, {"$set": {"status": int(BidStatus.WON)}}, session=s
-                    )
+                    await set_bid_status(self.db, won, int(BidStatus.WON), session=s)
                 else:
                     log.warning("no archived bid record for the winner of lot %s", item.lot_id)
                 await self.db.lots.update_one(
@@ -713,11 +710,9 @@ class MongoSettlementStore:
             )
             if result.modified_count != 1:
                 raise _StaleRead()
-            await self.db.bids.update_many(
-                {"lot_id": lot_id, "bidder": user_id, "status": int(BidStatus.WON)},
-                {"$set": {"status": int(BidStatus.OVERDUE)}},
-                session=s,
-            )
+            for bid in await archived_bids(self.db, lot_id, session=s):
+                if bid.bidder == user_id and bid.status == BidStatus.WON:
+                    await set_bid_status(self.db, bid, int(BidStatus.OVERDUE), session=s)
             await self.db.lots.update_one({"_id": lot_id}, {"$set": {"state": _OVERDUE_LOT}}, session=s)
             await self.db.users.update_one(
                 {"_id": user_id}, {"$set": {"non_payer": True, "non_payer_order_id": order_id}}, session=s

@@ -13,6 +13,7 @@ import pytest
 import tornado.websocket
 from pymongo import AsyncMongoClient
 
+from persistence.archive import archived_bids
 from persistence.embedded import start_mongo
 from tests.test_run import ServiceProcess, call
 
@@ -75,15 +76,13 @@ async def test_bidding_goes_on_through_a_mongodb_outage(tmp_path: Path, redis_ur
             db = client[database]
             deadline = time.monotonic() + 30
             while True:
-                stored = await db.bids.count_documents({"lot_id": 2, "auto": False})
+                stored = len([b for b in await archived_bids(db, 2) if not b.auto])
                 if stored >= len(accepted):
                     break
                 assert time.monotonic() < deadline, (stored, len(accepted))
                 await asyncio.sleep(0.2)
             # Every acknowledged bid is archived exactly once, with its journal seq.
-            seqs = sorted(
-                [doc["seq"] async for doc in db.bids.find({"lot_id": 2, "auto": False}, {"seq": 1})]
-            )
+            seqs = sorted(b.seq for b in await archived_bids(db, 2) if not b.auto)
             assert seqs == sorted(int(frame["seq"]) for frame in accepted)  # type: ignore[call-overload]
         finally:
             await client.close()

@@ -138,13 +138,16 @@ async def test_every_acknowledged_bid_survives_sigkill_and_restart(service: Serv
         assert again == frame
     ws.close()
     # The single process keeps its historical storage names: the write-behind's progress under
-    # meta "archive" and bid records keyed "seq:k", as before engines had ids (docs/scaling.md).
+    # meta "archive" and bid buckets keyed "lot:first_seq" with no engine prefix (docs/scaling.md).
     db = pymongo.MongoClient(service.env["MONGODB_URL"])[service.env["MONGODB_DB"]]
     deadline = time.monotonic() + 10
     while db.meta.find_one({"_id": "archive"}) is None:
         assert time.monotonic() < deadline, "no write-behind progress under meta 'archive'"
         await asyncio.sleep(0.2)
-    assert all(":" in doc["_id"] and "/" not in doc["_id"] for doc in db.bids.find({}, {"_id": 1}))
+    while not (buckets := list(db.bid_buckets.find({}, {"lot_id": 1, "first_seq": 1}))):
+        assert time.monotonic() < deadline, "no bid bucket archived"
+        await asyncio.sleep(0.2)
+    assert all(doc["_id"] == f"{doc['lot_id']}:{doc['first_seq']}" for doc in buckets)
     assert db.list_collection_names(filter={"name": {"$regex": "^engine_"}}) == []
 
 

@@ -44,6 +44,7 @@ from engine.settle.worker import (
     StepHook,
 )
 from persistence.accounts import Accounts, ScryptParams
+from persistence.archive import BUCKETS, archived_bids
 from persistence.mongo import (
     Client,
     Database,
@@ -190,16 +191,19 @@ class World:
         """What the archiver writes when the engine closes a lot: the bid records, the outbox row."""
         seq = await next_id(self.db, "test_seq")
         if winner is not None:
-            await self.db.bids.insert_one(
+            await self.db[BUCKETS].insert_one(
                 {
-                    "_id": f"{seq}:0",
+                    "_id": f"{lot_id}:{seq}",
                     "lot_id": lot_id,
                     "session_id": session_id,
-                    "bidder": winner,
-                    "price": price,
-                    "auto": False,
-                    "at": self.clock.now_ms(),
-                    "seq": seq,
+                    "first_seq": seq,
+                    "last_seq": seq,
+                    "count": 1,
+                    "seq": [seq],
+                    "bidder": [winner],
+                    "price": [price],
+                    "auto": [False],
+                    "at": [self.clock.now_ms()],
                 }
             )
         await self.db.settlement_outbox.insert_one(
@@ -347,8 +351,8 @@ async def test_sold_lot_makes_one_order_and_refunds_the_losers(world: World) -> 
     [order] = await world.db.orders.find({}).to_list()
     assert (order["user_id"], order["lot_id"], order["price"], order["status"]) == (winner, lot_id, 12_000, 1)
     assert order["deadline_ms"] == T0 + DAY
-    bid = await world.db.bids.find_one({"lot_id": lot_id})
-    assert bid is not None and bid["status"] == 2  # 成交
+    [bid] = await archived_bids(world.db, lot_id)
+    assert (bid.bidder, bid.price, bid.status) == (winner, 12_000, 2)  # 成交
     lot = await world.db.lots.find_one({"_id": lot_id})
     assert lot is not None and (lot["deal_price"], lot["winner_id"], lot["order_id"]) == (
         12_000,
@@ -650,10 +654,10 @@ async def test_overdue_forfeits_the_lot_deposit_and_flags_the_non_payer(world: W
     assert (deduction["order_id"], deduction["type"], deduction["amount"]) == (order["_id"], "overdue", 2_000)
     assert (await world.deposit_doc(deposit_id))["status"] == "consumed"
     lot = await world.db.lots.find_one({"_id": lot_id})
-    bid = await world.db.bids.find_one({"lot_id": lot_id})
+    [bid] = await archived_bids(world.db, lot_id)
     user = await world.db.users.find_one({"_id": buyer})
     assert lot is not None and lot["state"] == 6  # 逾期未支付
-    assert bid is not None and bid["status"] == 3
+    assert (bid.bidder, bid.status) == (buyer, 3)  # 逾期未付款
     assert user is not None and user["non_payer"] is True
     assert world.engine.commands == [MarkOverdue(lot_id), BlockBidder(buyer)]
     assert await world.balance(buyer) == 3_000
