@@ -96,6 +96,13 @@ class PriceBus:
     # -- publishing --------------------------------------------------------------------------------
     def publish(self, session_id: int, frame: bytes) -> None:
         """Queue `frame` for the session's channel. Never awaits, never raises, never blocks."""
+        if (
+            self._heard.get(session_id) is False
+            and asyncio.get_running_loop().time() - self._checked_at < self.listener_check_s
+        ):
+            # Nobody listened at a check that is still fresh: not even a wake-up of the publisher.
+            self.stats["unheard"] += 1
+            return
         pending = self._pending
         if len(pending) == self.max_pending:
             self.stats["dropped"] += 1

@@ -94,6 +94,9 @@ async def test_sessions_nobody_listens_to_cost_no_publish(redis_url: str) -> Non
                 break
             await asyncio.sleep(0.01)
         assert publisher.stats["published"] == 50 and publisher.stats["unheard"] == 50
+        # While that check is fresh, a frame nobody hears is not even queued for the publisher.
+        publisher.publish(unheard, b"skipped")
+        assert publisher.pending == 0 and publisher.stats["unheard"] == 51
         # A late subscriber hears the session from the next check on.
         late = Inbox()
         await listener.subscribe([unheard], late)
