@@ -8,7 +8,6 @@ plain callbacks that queue work of their own.
 
 import asyncio
 import collections
-import contextlib
 import functools
 import gc
 import logging
@@ -50,6 +49,51 @@ from engine.ports import SnapshotSink
 log = logging.getLogger("gavel.engine")
 
 Reply = Callable[[Outcome], None]
+
+
+def _resolve(waiter: "asyncio.Future[None]") -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Wakeup:
+    """What wakes the writer loop: `asyncio.Event` without the task `asyncio.wait_for` creates.
+
+    The loop sleeps once per turn, and at a few bids per turn the task, its timeout handle and
+    their callbacks were a visible share of each bid's cost; a bare future and one timer are not.
+    """
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    # A timeout argument (not asyncio.timeout): a timer handle is all it costs, no exception.
+    async def wait(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Until `set()` is called or `timeout` seconds pass (no exception either way)."""
+        if self._flag:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = None if timeout is None else loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
 
 class CommittedBatch(NamedTuple):
@@ -162,7 +206,7 @@ class Engine:
         self.snapshot_seq = 0
         self._writer: journal.JournalWriter | None = None
         self._inbox: collections.deque[tuple[Command, Reply | None]] = collections.deque()
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._task: asyncio.Task[None] | None = None
         self._running = False
         self._snapshot_requests: list[asyncio.Future[int]] = []
@@ -369,8 +413,7 @@ class Engine:
                 self._wake.clear()
                 timeout = self._seconds_to_next_timer()
                 if timeout is None or timeout > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    await self._wake.wait(timeout)
             if self._rotate_at is not None:
                 writer.rotate()
                 writer.prune(self._rotate_at)

@@ -11,6 +11,10 @@ benchmark settings in `ctx.options`.
 - `GAVEL_BENCH_NO_WRITE_BEHIND=1`: a diagnostic, never a way to run Gavel: detach the write-behind
   archiver from the engine, to see what the bids' MongoDB writes cost on this machine (where the
   embedded MongoDB shares the two cores with everything else).
+- `GAVEL_BENCH_STALLS=PATH`: a diagnostic: write a line to PATH whenever the loop wakes more than
+  4 ms late from a 1 ms sleep (`stall`), the cyclic garbage collector runs longer than 2 ms (`gc`),
+  or the write-behind prepares or writes a chunk (`take` / `write`, with its size), each stamped
+  with `time.perf_counter()`: where an ack's tail latency comes from (docs/performance.md).
 - `GAVEL_PROFILE=PATH`: profile with cProfile between SIGUSR1 (start) and SIGUSR2 (stop, write
   the stats to PATH), e.g. around one measurement window. It slows the server down: never for
   figures, only to see where the CPU goes.
@@ -22,11 +26,14 @@ Redis price bus.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
+import time
 import types
 from pathlib import Path
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,6 +50,56 @@ class BenchService(run.Service):
         self.ctx.options.update(OPTIONS)
         if os.environ.get("GAVEL_BENCH_NO_WRITE_BEHIND") == "1":
             self.engine.listeners.remove(self.archiver.on_batch)
+        if os.environ.get("GAVEL_BENCH_STALLS"):
+            # Opened once at start-up, before any client: a blocking open is harmless here.
+            self.stall_log = open(os.environ["GAVEL_BENCH_STALLS"], "w")  # noqa: ASYNC230, SIM115
+            watch_stalls(self.stall_log, self.archiver)
+
+
+def watch_stalls(out: TextIO, archiver: Any) -> None:
+    """Log late loop wake-ups, long collections and the write-behind's chunks (see the docstring)."""
+
+    def line(text: str) -> None:
+        out.write(text + "\n")
+        out.flush()
+
+    async def monitor() -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(0.001)
+            late = time.perf_counter() - started - 0.001
+            if late > 0.004:
+                line(f"{time.perf_counter():.4f} stall {late * 1000:.1f} ms")
+
+    collecting = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - collecting[0]
+        if took > 0.002:
+            line(f"{collecting[0]:.4f} gc gen{info['generation']} {took * 1000:.1f} ms")
+
+    gc.callbacks.append(on_gc)
+    asyncio.get_running_loop().create_task(monitor(), name="stall-monitor")
+    if archiver is None:
+        return
+    take, write = archiver._take_yielding, archiver._write
+
+    async def timed_take() -> Any:
+        started = time.perf_counter()
+        chunk = await take()
+        line(f"{started:.4f} take {(time.perf_counter() - started) * 1000:.1f} ms events={chunk.events}")
+        return chunk
+
+    async def timed_write(chunk: Any) -> None:
+        started = time.perf_counter()
+        await write(chunk)
+        took = (time.perf_counter() - started) * 1000
+        line(f"{started:.4f} write {took:.1f} ms buckets={len(chunk.bids)} lots={len(chunk.lots)}")
+
+    archiver._take_yielding, archiver._write = timed_take, timed_write
 
 
 def main() -> int:

@@ -3,6 +3,7 @@
 import asyncio
 import pathlib
 import shutil
+import time
 
 import msgpack
 import pytest
@@ -295,3 +296,21 @@ def test_replaying_any_journal_reproduces_the_state_exactly(tmp_path_factory, st
         assert replica.refs.to_state() == expected_refs
 
     asyncio.run(scenario())
+
+
+async def test_wakeup_wakes_on_set_or_after_the_timeout() -> None:
+    from engine.engine import Wakeup
+
+    wakeup = Wakeup()
+    wakeup.set()
+    await asyncio.wait_for(wakeup.wait(10.0), 1.0)  # set before the wait: returns at once
+    wakeup.clear()
+    started = time.perf_counter()
+    await wakeup.wait(0.05)  # nothing sets it: back after the timeout, no exception
+    assert 0.04 <= time.perf_counter() - started < 1.0
+    waiting = asyncio.ensure_future(wakeup.wait(None))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    wakeup.set()
+    await asyncio.wait_for(waiting, 1.0)
+    assert wakeup.is_set()
