@@ -48,6 +48,10 @@ class CrashBidder:
                 continue
             try:
                 await self._bid_until_closed(ws, rng, stop)
+            except tornado.websocket.WebSocketClosedError:
+                # The server died between two bids: writing the next one raises at once (reading
+                # would have returned None). Reconnect; the outstanding bid is re-sent with its ref.
+                pass
             finally:
                 ws.close()
 
