@@ -11,7 +11,8 @@ old batches (after a crash) creates nothing twice:
   `last_seq`, `count` and the arrays `seq`, `bidder`, `price`, `auto`, `at` (bid i is the i-th
   entry of each); settlement adds `status.{i}` (成交 / 逾期, absent = 竞价). Inserted unordered with
   duplicate keys ignored. A bid as its own document with two secondary indexes cost the embedded
-  MongoDB ~480 µs of CPU; a bucket costs ~20 µs per bid (docs/performance.md, "Write-behind");
+  MongoDB ~480 µs of CPU; a bucket costs ~20-40 µs per bid (docs/performance.md, "The write-behind
+  off the bids' way");
   `archived_bids` reads them back as rows (and the per-bid `bids` documents older versions wrote);
 * `lots` / `sessions`: `$set` of the live fields, guarded by `mirror_seq` so an old replay never
   rolls a newer mirror back; `upsert=False` (the admin writes the metadata document first);
@@ -407,13 +408,15 @@ class BidArchiver:
     def _take(self) -> _Chunk:
         """Take about `batch_events` events off the queue, cut between seqs, and prepare their writes."""
         events, seqs = self._cut()
-        return self._prepare(events, seqs, self.record_prefix, self._archived_seq)
+        builder = self._builder(events, seqs)
+        builder.add(events, seqs)
+        return builder.finish()
 
     async def _take_yielding(self) -> _Chunk:
         """`_take`, giving the loop back every `_SLICE` events: bids are answered meanwhile."""
         events, seqs = self._cut()
         self._preparing = seqs[0]
-        builder = _ChunkBuilder(len(events), seqs[0], seqs[-1], self.record_prefix, self._archived_seq)
+        builder = self._builder(events, seqs)
         try:
             for start in range(0, len(events), _SLICE):
                 builder.add(events[start : start + _SLICE], seqs[start : start + _SLICE])
@@ -427,6 +430,9 @@ class BidArchiver:
         finally:
             self._preparing = None
         return builder.finish()
+
+    def _builder(self, events: list[Event], seqs: list[int]) -> _ChunkBuilder:
+        return _ChunkBuilder(len(events), seqs[0], seqs[-1], self.record_prefix, self._archived_seq)
 
     def _cut(self) -> tuple[list[Event], list[int]]:
         """Take about `batch_events` events off the queue, cut between seqs.
@@ -468,14 +474,6 @@ class BidArchiver:
         if not events and through is not None:
             return self._cut()  # the cut-off chunk's seqs are not in the replay: cut as usual
         return events, seqs
-
-    @staticmethod
-    def _prepare(
-        events: list[Event], seqs: list[int], record_prefix: str = "", archived_seq: int = 0
-    ) -> _Chunk:
-        builder = _ChunkBuilder(len(events), seqs[0], seqs[-1], record_prefix, archived_seq)
-        builder.add(events, seqs)
-        return builder.finish()
 
     # -- writing a chunk ----------------------------------------------------------------------------------
     async def _write(self, chunk: _Chunk) -> None:

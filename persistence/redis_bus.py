@@ -96,10 +96,7 @@ class PriceBus:
     # -- publishing --------------------------------------------------------------------------------
     def publish(self, session_id: int, frame: bytes) -> None:
         """Queue `frame` for the session's channel. Never awaits, never raises, never blocks."""
-        if (
-            self._heard.get(session_id) is False
-            and asyncio.get_running_loop().time() - self._checked_at < self.listener_check_s
-        ):
+        if self._heard.get(session_id) is False and self._check_is_fresh(asyncio.get_running_loop().time()):
             # Nobody listened at a check that is still fresh: not even a wake-up of the publisher.
             self.stats["unheard"] += 1
             return
@@ -175,14 +172,16 @@ class PriceBus:
     async def _check_listeners(self, batch: list[tuple[int, bytes]]) -> None:
         """Refresh which sessions have subscribers, at most once per `listener_check_s`."""
         now = asyncio.get_running_loop().time()
-        fresh = now - self._checked_at < self.listener_check_s
-        if fresh and all(session_id in self._heard for session_id, _ in batch):
+        if self._check_is_fresh(now) and all(session_id in self._heard for session_id, _ in batch):
             return
         sessions = sorted({session_id for session_id, _ in batch})
         counts = await self.redis.pubsub_numsub(*(self.channel(session_id) for session_id in sessions))
         pairs = zip(sessions, counts, strict=True)
         self._heard = {session_id: int(n) > 0 for session_id, (_name, n) in pairs}
         self._checked_at = now
+
+    def _check_is_fresh(self, now: float) -> bool:
+        return now - self._checked_at < self.listener_check_s
 
     def _resolve_flush(self) -> None:
         if self._flushed is not None and not self._flushed.done():
