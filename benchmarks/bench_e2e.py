@@ -68,6 +68,8 @@ GAVELS: dict[str, dict[str, str]] = {
     "gavel_nofsync": {"JOURNAL_FSYNC": "0"},
     "gavel_asyncio": {"GAVEL_LOOP": "asyncio"},
     "gavel_write_message": {"GAVEL_BENCH_OPTIONS": json.dumps({**UNLIMITED, "ws_frame_once": False})},
+    # Frames read by Tornado's IOStream loop instead of the asyncio transport (gateway/wire.py).
+    "gavel_tornado_read": {"GAVEL_BENCH_OPTIONS": json.dumps({**UNLIMITED, "ws_fast_read": False})},
     # A diagnostic (bids are not archived to MongoDB): what the write-behind costs on this machine.
     "gavel_no_write_behind": {"GAVEL_BENCH_NO_WRITE_BEHIND": "1"},
 }
@@ -415,6 +417,7 @@ class Bench:
             "gavel_nofsync",
             "gavel_asyncio",
             "gavel_write_message",
+            "gavel_tornado_read",
             "echo_write_message",
             "gavel_no_write_behind",
         ]
@@ -578,6 +581,15 @@ def report(
         "no_write_behind_acked_bids_per_s": configs["gavel_no_write_behind"]["closed"]["acked_bids_per_s"],
         "ratio_to_no_write_behind": ratio_median(rate["gavel"], rate["gavel_no_write_behind"]),
         "ratio_fsync_to_nofsync": ratio_median(rate["gavel"], rate["gavel_nofsync"]),
+        "fast_read": {
+            "acked_bids_per_s": [ours, configs["gavel_tornado_read"]["closed"]["acked_bids_per_s"]],
+            "server_cpu_us_per_bid": [
+                configs["gavel"]["closed"]["server_cpu_us_per_bid"],
+                configs["gavel_tornado_read"]["closed"]["server_cpu_us_per_bid"],
+            ],
+            "ratio_acked_transport_to_iostream": ratio_median(rate["gavel"], rate["gavel_tornado_read"]),
+            "order": "[asyncio transport (gateway/wire.py), Tornado IOStream read loop]",
+        },
         "frame_once": {
             "bcast_ms_p50": [bcast["bcast_ms"]["p50"], off["bcast_ms"]["p50"]],
             "bcast_ms_p99": [bcast["bcast_ms"]["p99"], off["bcast_ms"]["p99"]],
@@ -641,6 +653,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
         "gavel_nofsync",
         "gavel_asyncio",
         "gavel_write_message",
+        "gavel_tornado_read",
         "gavel_no_write_behind",
         "echo",
         "echo_write_message",
@@ -651,12 +664,14 @@ def chart(result: dict[str, Any], path: Path) -> None:
         "no\nfsync",
         "asyncio\nloop",
         "frame\nonce off",
+        "IOStream\nreads",
         "no write-\nbehind*",
         "transport\n(echo)",
         "echo with\nwrite_msg",
         "Redis-Lua\npeer",
     ]
-    colours = ["#1f77b4", "#6baed6", "#9ecae1", "#c6dbef", "#deebf7", "#7f7f7f", "#bdbdbd", "#d62728"]
+    colours = ["#1f77b4", "#6baed6", "#9ecae1", "#c6dbef", "#c6dbef", "#deebf7"]
+    colours += ["#7f7f7f", "#bdbdbd", "#d62728"]
     values = [configs[n]["closed"]["acked_bids_per_s"] or 0 for n in names]
     ax = axes[0]
     bars = ax.bar(range(len(names)), values, color=colours)

@@ -26,6 +26,7 @@ from engine.book.states import LotState
 from engine.commands import Outcome, PlaceBid, SetMaxBid
 from engine.engine import CommittedBatch
 from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
+from gateway.wire import FastProtocol13, TransportStream
 
 if TYPE_CHECKING:
     from gateway.context import AppContext
@@ -60,15 +61,20 @@ def text_frame(payload: bytes) -> bytes:
     return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
-def write_frames(stream: tornado.iostream.IOStream, data: bytes) -> asyncio.Future[None] | None:
+def write_frames(
+    stream: tornado.iostream.IOStream | TransportStream, data: bytes
+) -> asyncio.Future[None] | None:
     """Write pre-built frames to a websocket's stream: None when the kernel took every byte at once.
 
     While nothing is queued in the stream, the bytes go straight to the socket: no copy into the
     stream's buffer, no future, no callbacks, just the send(). Whatever the socket does not take
     (a full send buffer, an error) goes through `stream.write`, which buffers it, reports errors and
     closes the stream as usual; its future then resolves when those bytes have left the buffer.
-    Raises StreamClosedError on a closed stream.
+    Raises StreamClosedError on a closed stream. A socket moved to an asyncio transport
+    (gateway.wire) writes through the transport, which does the same in C.
     """
+    if type(stream) is TransportStream:
+        return stream.send(data)
     if type(stream) is tornado.iostream.IOStream and not stream.writing() and not stream.closed():
         try:
             sent = stream.socket.send(data)
@@ -314,6 +320,15 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         self._latest: dict[int, bytes] | None = None  # set while lagging: lot_id -> frame
         self._lagging_since = 0.0
         self._frame_once = False  # set in open(): write pre-built frames straight to the stream
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        """Tornado's protocol, reading frames from an asyncio transport once open (gateway.wire);
+        ctx.options["ws_fast_read"] = False keeps Tornado's IOStream read loop (benchmarks)."""
+        protocol = super().get_websocket_protocol()
+        fast = self.ctx.options.get("ws_fast_read", True)
+        if not fast or type(protocol) is not tornado.websocket.WebSocketProtocol13:
+            return protocol
+        return FastProtocol13(self, False, protocol.params)
 
     def check_origin(self, origin: str) -> bool:
         # Bearer tokens, not cookies, authorize bids: a foreign page cannot ride a session.
