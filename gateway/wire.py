@@ -10,9 +10,10 @@ each whole frame goes through Tornado's own `_handle_message` (text/binary/close
 the handler, `write_message`, `close` and the pings behave as before.
 
 Only the read side is new code: `FastProtocol13` keeps Tornado's checks (reserved bits, control
-frames' size and fragmentation, continuation order, `max_message_size`, UTF-8) and adds RFC 6455
-§5.1's rule that a client's frames are masked. Connections that negotiated compression keep
-Tornado's read loop.
+frames' size and fragmentation, continuation order, `max_message_size`) and adds two of RFC 6455's
+rules Tornado's loop does not apply: a client's frames are masked (else close 1002) and text is
+UTF-8 (else close 1007, where Tornado drops the socket without a close frame). Connections that
+negotiated compression keep Tornado's read loop.
 """
 
 from __future__ import annotations
@@ -267,7 +268,17 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
                 self._fragmented_message_opcode = opcode
                 self._fragmented_message_buffer = bytearray(data)
         if is_final_frame:
-            handled = self._handle_message(opcode, data)
+            if opcode == 0x1:
+                try:
+                    message = data.decode()
+                except UnicodeDecodeError:  # RFC 6455 §8.1 (Tornado's loop drops the socket silently)
+                    self.close(1007, "text frames must be UTF-8")
+                    self._abort()
+                    return 0
+                self._message_bytes_in += len(data)
+                handled = self._run_callback(self.handler.on_message, message)
+            else:
+                handled = self._handle_message(opcode, data)
             if handled is not None:
                 self._wait_for(handled)
         return cursor - position

@@ -222,7 +222,7 @@ def test_the_server_closing_sends_a_close_frame_then_drops_the_socket(loop_name:
         (client_frame(0x9, b"p", final=False), None),  # a fragmented control frame
         (client_frame(0x0, b"orphan"), None),  # a continuation of nothing
         (text("a", final=False) + text("b"), None),  # a new message inside a fragmented one
-        (client_frame(0x1, b"\xff\xfe"), None),  # text that is not UTF-8
+        (client_frame(0x1, b"\xff\xfe"), 1007),  # text that is not UTF-8 (RFC 6455 §8.1)
         (client_frame(0x3, b"?"), None),  # an unknown opcode
     ],
     ids=[
