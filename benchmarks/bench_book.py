@@ -79,6 +79,12 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=500_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
+        "--memory-bids",
+        type=int,
+        default=300_000,
+        help="bids placed under tracemalloc for bytes_per_bid (the slowest part with few --decisions)",
+    )
+    parser.add_argument(
         "--interpreted-too",
         action="store_true",
         help="when compiled, also run on the .py sources (a child process, afterwards) and compare",
@@ -89,7 +95,7 @@ def main() -> None:
     for _ in range(args.runs):
         book_rates.append(run_book(args.lots, traffic))
         peer_rates.append(run_peer(args.lots, traffic))
-    per_lot, per_bid = measure_memory(args.lots, 300_000)
+    per_lot, per_bid = measure_memory(args.lots, args.memory_bids)
     book_rate = statistics.median(book_rates)
     peer_rate = statistics.median(peer_rates)
     result = {

@@ -316,14 +316,15 @@ async def metric(port: int, name: str = "gavel_write_behind_lag_events") -> floa
 
 
 # -- measuring --------------------------------------------------------------------------------
-def quiesce(pids: list[int], limit_cores: float = 0.12, timeout: float = 30.0) -> float:
-    """Wait until these processes together use less than `limit_cores`; returns the seconds waited."""
+def quiesce(pids: list[int], limit_cores: float = 0.12, timeout: float = 30.0, sample: float = 0.3) -> float:
+    """Wait until these processes together use less than `limit_cores` over a `sample` s window;
+    returns the seconds waited."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         before = [cpu_seconds(pid) or 0.0 for pid in pids]
-        time.sleep(0.3)
+        time.sleep(sample)
         after = [cpu_seconds(pid) or 0.0 for pid in pids]
-        if sum(after) - sum(before) < limit_cores * 0.3:
+        if sum(after) - sum(before) < limit_cores * sample:
             break
     return round(time.monotonic() - started, 2)
 
@@ -379,10 +380,11 @@ class Bench:
             "phases": phases,
             "pids": self.pids(name),
             "connect_parallel": 64,
+            **({} if self.args.drain is None else {"drain_s": self.args.drain}),
         }
 
     def measure(self, key: str, name: str, watchers: int, phases: list[dict[str, Any]]) -> dict[str, Any]:
-        quiesce(self.all_pids())
+        quiesce(self.all_pids(), sample=self.args.quiet_sample)
         config = self.client_config(name, watchers, phases)
         budget = 120 + sum(p.get("warmup", 1) + p["duration"] + 5 for p in phases)
         outcome = run_client(config, self.root, budget)
@@ -392,7 +394,7 @@ class Bench:
             # Did the write-behind keep up? Events not yet in MongoDB when the load stopped, and
             # how long MongoDB then took to catch up (the machine going quiet again).
             record["write_behind_lag_events"] = asyncio.run(metric(self.children[name].port))
-            record["catch_up_s"] = quiesce(self.all_pids())
+            record["catch_up_s"] = quiesce(self.all_pids(), sample=self.args.quiet_sample)
         self.results.setdefault(key, []).append(record)
         if self.args.verbose:
             print(f"[{time.strftime('%H:%M:%S')}] {key}: {summary(record)}", file=sys.stderr, flush=True)
@@ -771,6 +773,20 @@ def main() -> None:
     parser.add_argument("--bcast-duration", type=float, default=5.0)
     parser.add_argument("--bcast-warmup", type=float, default=1.5)
     parser.add_argument("--runs", type=int, default=3, help="rounds; figures are medians")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=None,
+        help="seconds the load client waits after each window for late answers and price frames "
+        "(default: loadgen.py's DRAIN_S, 1.5)",
+    )
+    parser.add_argument(
+        "--quiet-sample",
+        type=float,
+        default=0.3,
+        help="seconds of each CPU sample while waiting for the machine to go quiet before and "
+        "after a measurement",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="one round, shorter phases, no sweep (a minute and a half)"
     )

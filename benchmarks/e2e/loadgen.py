@@ -30,8 +30,9 @@ Watchers subscribe to the session and time every `price` frame: broadcast latenc
 machine). `ts` is whole milliseconds, truncated, so figures carry up to +1 ms of rounding.
 
 A phase is measured over `duration` seconds after `warmup`: bids whose (scheduled) send time falls
-in the window and frames whose `ts` falls in it, collected until a drain period after it. CPU of
-the processes in `pids` (and of this client) is read from /proc at the window's ends.
+in the window and frames whose `ts` falls in it, collected until a drain period after it (`drain_s`
+in the config, default `DRAIN_S`). CPU of the processes in `pids` (and of this client) is read from
+/proc at the window's ends.
 """
 
 from __future__ import annotations
@@ -435,7 +436,7 @@ class LoadRun:
             if pair.timer is not None:
                 pair.timer.cancel()
                 pair.timer = None
-        deadline = time.perf_counter() + DRAIN_S
+        deadline = time.perf_counter() + float(self.config.get("drain_s", DRAIN_S))
         while time.perf_counter() < deadline and any(pair.busy for pair in self.pairs):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         await asyncio.sleep(max(0.0, deadline - time.perf_counter()) if self.watchers else 0.0)

@@ -59,6 +59,9 @@ def test_bench_e2e_prints_every_figure_with_tiny_parameters(tmp_path: Path) -> N
             "benchmarks/bench_e2e.py",
             *shlex.split("--bidders 2 --watchers 4 --runs 1 --duration 0.3 --warmup 0.1"),
             *shlex.split("--bcast-duration 0.3 --bcast-warmup 0.1 --bcast-rate 10 --bcast-sweep 20"),
+            # 17 measurements: the default 1.5 s drain after each broadcast window and 0.3 s CPU
+            # samples while waiting for quiet (before each one, after each Gavel one) were ~13 s.
+            *shlex.split("--drain 0.3 --quiet-sample 0.1"),
             *("--chart", str(chart), "--dir", str(tmp_path)),
         ],
         cwd=ROOT,
@@ -119,6 +122,7 @@ def test_the_load_client_drives_the_echo_server(tmp_path: Path) -> None:
             "next_min": [100] * 4,
             "watchers": 3,
             "pids": {"server": server.pid},
+            "drain_s": 0.5,  # not the default 1.5 s per phase: frames take ~1 ms on loopback
             "phases": [
                 {"name": "closed", "mode": "closed", "warmup": 0.1, "duration": 0.4},
                 {"name": "paced", "mode": "paced", "rate_from": {"phase": "closed", "fraction": 0.5},
