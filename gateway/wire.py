@@ -133,7 +133,9 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._unparsed = b""
+        # Bytes of a frame not yet complete. A bytearray: a frame dripping in one byte per packet
+        # costs appends, not a copy of everything received so far per packet.
+        self._unparsed = bytearray()
         self._transport: asyncio.Transport | None = None
         self._handling: Awaitable[None] | None = None  # an async on_message still running
         self._finished: asyncio.Future[None] | None = None
@@ -159,7 +161,7 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
         await iostream.write(b"")
         if iostream.closed() or self.client_terminated:
             raise tornado.iostream.StreamClosedError()
-        self._unparsed = bytes(iostream._read_buffer[: iostream._read_buffer_size])
+        self._unparsed = bytearray(iostream._read_buffer[: iostream._read_buffer_size])
         iostream._read_buffer = bytearray()
         iostream._read_buffer_size = 0
         iostream.set_close_callback(None)
@@ -189,8 +191,11 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
         self._abort()
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._unparsed + data if self._unparsed else data
-        self._unparsed = b""
+        unparsed = self._unparsed
+        buffer: bytes | bytearray = data
+        if unparsed:
+            unparsed += data
+            buffer = unparsed
         position, end = 0, len(buffer)
         while position < end and not self.client_terminated:
             if self._handling is not None:  # an async handler is busy: keep the rest for later
@@ -199,10 +204,14 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
             if consumed == 0:
                 break
             position += consumed
-        if position < end and not self.client_terminated:
-            self._unparsed = buffer[position:]
+        if self.client_terminated:
+            unparsed.clear()
+        elif buffer is unparsed:
+            del unparsed[:position]
+        elif position < end:
+            unparsed += memoryview(data)[position:]
 
-    def _parse_frame(self, buffer: bytes, position: int, end: int) -> int:
+    def _parse_frame(self, buffer: bytes | bytearray, position: int, end: int) -> int:
         """Handle the frame at `position`: bytes consumed, or 0 when the frame is not all here."""
         if end - position < 2:
             return 0
@@ -241,9 +250,9 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
             return 0
         if end - cursor < 4 + payloadlen:
             return 0
-        mask = buffer[cursor : cursor + 4]
+        mask = bytes(buffer[cursor : cursor + 4])  # bytes(): no copy of a bytes slice
         cursor += 4
-        data = _websocket_mask(mask, buffer[cursor : cursor + payloadlen])
+        data = _websocket_mask(mask, bytes(buffer[cursor : cursor + payloadlen]))
         cursor += payloadlen
         self._wire_bytes_in += cursor - position
 
