@@ -216,8 +216,12 @@ class BidArchiver:
         self,
         db: AsyncDatabase[dict[str, Any]],
         *,
-        batch_events: int = 20_000,
-        interval: float = 1.0,
+        # A chunk every 2 s (or at 60,000 waiting events): a `lots` mirror update costs the embedded
+        # MongoDB far more than a bucket insert, and there is one per lot per chunk. At 1 s / 20,000,
+        # chunks were cut every ~1 s at full rate and MongoDB used 0.4-0.5 core against 0.18 here
+        # (docs/performance.md, "The read path off Tornado's IOStream").
+        batch_events: int = 60_000,
+        interval: float = 2.0,
         min_backoff: float = 0.05,
         max_backoff: float = 2.0,
         engine_id: str = "",
