@@ -17,7 +17,9 @@ its lots are made through REST before anything is measured. One load client proc
 
 Gavel variants: `gavel` (uvloop, journal fsync on, frame once: the headline), `gavel_nofsync`
 (JOURNAL_FSYNC=0), `gavel_asyncio` (the standard asyncio loop), `gavel_write_message` (frame once
-off: Tornado's write_message per subscriber) and `gavel_no_write_behind` (a diagnostic: bids not
+off: Tornado's write_message per subscriber), `gavel_tornado_read` (frames read by Tornado's
+IOStream loop instead of gateway/wire.py's transport; JSON `fast_read`) and
+`gavel_no_write_behind` (a diagnostic: bids not
 archived to MongoDB, to see what the write-behind costs on this machine). Every figure is the
 median of `--runs` rounds; a round measures every server back to back (in a rotating order), and
 ratios are taken within a round, then their median, so a noisy neighbour on this shared 2-core
