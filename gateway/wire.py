@@ -170,8 +170,13 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
         moved = socket.socket(fileno=iostream.socket.detach())
         iostream._state = None
         # Frames written until the transport's connection_made runs wait in the new stream.
-        self.stream = TransportStream()  # type: ignore[assignment]
-        await loop.connect_accepted_socket(lambda: _FrameReader(self), sock=moved)
+        stream = self.stream = TransportStream()  # type: ignore[assignment]
+        try:
+            await loop.connect_accepted_socket(lambda: _FrameReader(self), sock=moved)
+        except (OSError, RuntimeError) as error:  # the socket died while it changed hands
+            moved.close()
+            stream.lost(error)
+            raise tornado.iostream.StreamClosedError(real_error=error) from error
 
     # -- called by _FrameReader ---------------------------------------------------------------------
     def transport_made(self, transport: asyncio.Transport) -> None:

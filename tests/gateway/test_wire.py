@@ -301,3 +301,30 @@ def test_writes_to_a_lost_connection_fail_as_closed(loop_name: str) -> None:
             seen["protocol"].handler.write_message("gone")
 
     run_on(loop_name, scenario)
+
+
+def test_a_socket_lost_while_changing_hands_closes_only_that_connection(loop_name: str) -> None:
+    if loop_name == "uvloop":
+        pytest.skip("uvloop's loop methods cannot be replaced; the asyncio run covers the code path")
+
+    async def scenario(connect: Any, seen: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.connect_accepted_socket
+
+        async def dying(*args: Any, **kwargs: Any) -> Any:
+            loop.connect_accepted_socket = real  # type: ignore[method-assign]  # only the first
+            raise OSError("socket gone")
+
+        loop.connect_accepted_socket = dying  # type: ignore[method-assign]
+        doomed = await connect()
+        assert await doomed.closed()
+        for _ in range(100):
+            if "closed" in seen:
+                break
+            await asyncio.sleep(0.01)
+        assert "closed" in seen  # the handler's on_close ran
+        survivor = await connect()
+        survivor.send(text("fine"))
+        assert await survivor.frame() == (0x1, b"fine")
+
+    run_on(loop_name, scenario)
