@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import pathlib
 import time
 from collections.abc import AsyncIterator
@@ -404,3 +405,48 @@ async def test_a_large_chunk_is_prepared_in_slices_and_survives_a_stop(mongo_db:
     assert await archiver.wait_caught_up(5000, timeout=30)
     await archiver.stop()
     assert await bids_in(mongo_db) == expected_bids([batch])
+
+
+async def test_the_loop_runs_between_the_pieces_of_a_chunk(
+    mongo_db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a pause, other work gets whole loop turns between two slices (bids need several)."""
+    log: list[str] = []
+    add = archive_module._ChunkBuilder.add
+
+    def logged_add(self: Any, events: Any, seqs: Any) -> None:
+        log.append("add")
+        add(self, events, seqs)
+
+    monkeypatch.setattr(archive_module._ChunkBuilder, "add", logged_add)
+    batch = CommittedBatch(
+        [BidPlaced(1 + n % 50, 1, 7, 1000 + n, False, T0 + n) for n in range(1, 5001)], list(range(1, 5001))
+    )
+    archiver = BidArchiver(mongo_db, interval=0.001, pause=0.02)
+    archiver.on_batch(batch)
+
+    async def ticker() -> None:
+        while True:
+            log.append("tick")
+            await asyncio.sleep(0.001)
+
+    ticking = asyncio.create_task(ticker())
+    archiver.start()
+    try:
+        assert await archiver.wait_caught_up(5000, timeout=30)
+    finally:
+        ticking.cancel()
+        await archiver.stop()
+    adds = [i for i, entry in enumerate(log) if entry == "add"]
+    assert len(adds) == 5000 // archive_module._SLICE
+    gaps = [later - earlier - 1 for earlier, later in itertools.pairwise(adds)]
+    assert min(gaps) >= 3, gaps  # a 20 ms pause holds several 1 ms ticks; a bare yield about none
+    assert await bids_in(mongo_db) == expected_bids([batch])
+
+
+async def test_no_pause_while_catching_up(mongo_db: Db) -> None:
+    archiver = BidArchiver(mongo_db, batch_events=100, pause=0.005)  # not started: decisions only
+    archiver.on_batch(CommittedBatch([BidPlaced(1, 1, 7, 1000, False, T0)] * 100, list(range(1, 101))))
+    assert archiver._pause_between_pieces() == 0.005  # a normal chunk's worth waiting
+    archiver.on_batch(CommittedBatch([BidPlaced(1, 1, 7, 1001, False, T0)], [101]))
+    assert archiver._pause_between_pieces() == 0.0  # a backlog: finish sooner instead
