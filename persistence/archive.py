@@ -98,8 +98,8 @@ class _Chunk:
     step: int = 0  # steps already written (a retry resumes from here)
 
 
-# The writer shares the loop with every websocket: it works in small pieces and yields between
-# them, so an acknowledgement waits for at most one piece (about a millisecond), not a whole chunk.
+# The writer shares the loop with every websocket: it works in small pieces (about a millisecond
+# each) and pauses between them (`BidArchiver.pause`), so a bid's few loop turns rarely meet one.
 _SLICE = 500  # events prepared between two yields to the loop
 _DOCS_PER_WRITE = 25  # buckets, or mirror updates, encoded and sent in one request
 
