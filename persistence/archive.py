@@ -40,6 +40,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,14 @@ class _Chunk:
 # each) and pauses between them (`BidArchiver.pause`), so a bid's few loop turns rarely meet one.
 _SLICE = 500  # events prepared between two yields to the loop
 _DOCS_PER_WRITE = 25  # buckets, or mirror updates, encoded and sent in one request
+
+
+async def _pieces(count: int, size: int, pause: float) -> AsyncIterator[int]:
+    """The start of each `size`-long piece of `count` items, pausing `pause` s between pieces."""
+    for start in range(0, count, size):
+        if start:
+            await asyncio.sleep(pause)
+        yield start
 
 
 class _ChunkBuilder:
@@ -436,11 +445,10 @@ class BidArchiver:
         events, seqs = self._cut()
         self._preparing = seqs[0]
         builder = self._builder(events, seqs)
+        start = 0
         try:
-            for start in range(0, len(events), _SLICE):
+            async for start in _pieces(len(events), _SLICE, pause):
                 builder.add(events[start : start + _SLICE], seqs[start : start + _SLICE])
-                if start + _SLICE < len(events):
-                    await asyncio.sleep(pause)
         except asyncio.CancelledError:
             # Stopped mid-way: finish the chunk anyway so the events taken off the queue are kept.
             builder.add(events[start + _SLICE :], seqs[start + _SLICE :])
@@ -536,9 +544,7 @@ async def _announce(meta: _Collection, meta_id: str, chunk: _Chunk) -> None:
 async def _insert_ignoring_duplicates(
     collection: _Collection, docs: list[dict[str, Any]], pause: float = 0.0
 ) -> None:
-    for start in range(0, len(docs), _DOCS_PER_WRITE):
-        if start:
-            await asyncio.sleep(pause)
+    async for start in _pieces(len(docs), _DOCS_PER_WRITE, pause):
         try:
             await collection.insert_many(docs[start : start + _DOCS_PER_WRITE], ordered=False)
         except BulkWriteError as error:
@@ -553,9 +559,7 @@ async def _mirror(
     collection: _Collection, entries: dict[int, tuple[int, dict[str, Any]]], pause: float = 0.0
 ) -> None:
     items = list(entries.items())
-    for start in range(0, len(items), _DOCS_PER_WRITE):
-        if start:
-            await asyncio.sleep(pause)
+    async for start in _pieces(len(items), _DOCS_PER_WRITE, pause):
         requests = [
             UpdateOne(
                 # `$not: {$gt}` also matches documents without a mirror yet.
