@@ -171,9 +171,15 @@ def start_servers(names: list[str], services: Services, root: Path) -> dict[str,
     logs.mkdir(parents=True, exist_ok=True)
     children: dict[str, Child] = {}
     base_env = peer_env()
+    taken: set[int] = set()
     try:  # a server that does not come up stops the ones that did
         for name in names:
+            # The children bind seconds later, so free_port() may hand out one of their ports
+            # again; two servers on one port made the set-up talk to the same Gavel twice.
             port = free_port()
+            while port in taken:
+                port = free_port()
+            taken.add(port)
             if name in GAVELS:
                 env = gavel_env(
                     services.mongo_url,
