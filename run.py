@@ -11,14 +11,13 @@ import contextlib
 import dataclasses
 import datetime
 import gc
-import json
 import logging
 import os
 import secrets
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from gateway.ws import Hub
 from persistence import mongo
 from persistence.accounts import Accounts
 from persistence.archive import BidArchiver
+from persistence.archive_process import ArchiverProcess
 from persistence.catalog import LotSpec, SessionSpec
 from persistence.cluster import (
     DEFAULT_ENGINE_ID,
@@ -51,6 +51,7 @@ from persistence.cluster import (
 )
 from persistence.deposits import reregister_paid
 from persistence.embedded import Services
+from persistence.logs import setup_logging
 from persistence.redis_bus import PriceBus
 from persistence.shop import Shop
 from persistence.snapshots import MongoSnapshotSink
@@ -76,6 +77,7 @@ class Config:
     role: str = "all"
     engine_id: str = "main"
     lease_seconds: float = 10.0
+    archiver: str = "process"
 
 
 GC_THRESHOLDS = (7_000, 20, 100)  # CPython's defaults are (700, 10, 10)
@@ -161,6 +163,13 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] = os.envi
         help="engine lease in the registry; a dead engine's sessions answer UNAVAILABLE until it "
         "is back or its lease runs out [LEASE_SECONDS]",
     )
+    parser.add_argument(
+        "--archiver",
+        choices=ARCHIVERS,
+        default=env.get("ARCHIVER", "process"),
+        help="where the write-behind to MongoDB runs: its own process, fed the journal's bytes, "
+        "or inline on the engine's loop [ARCHIVER]",
+    )
     args = parser.parse_args(argv)
     if not args.engine_id.replace("-", "").replace("_", "").isalnum():
         parser.error("--engine-id: letters, digits, '-' and '_' only")
@@ -181,45 +190,12 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] = os.envi
         role=args.role,
         engine_id=args.engine_id,
         lease_seconds=args.lease_seconds,
+        archiver=args.archiver,
     )
 
 
 ROLES = ("all", "engine", "gateway")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: machines read logs too."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_LOG_KEYS and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-_STANDARD_LOG_KEYS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message",
-    "asctime",
-    "taskName",
-}
-
-
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
-    logging.getLogger("pymongo").setLevel(logging.WARNING)
+ARCHIVERS = ("process", "inline")
 
 
 async def load_shared_secret(db: Any, legacy_path: Path) -> bytes:
@@ -354,7 +330,7 @@ class Service:
                 accounts, self.db, config.admin_password
             )
         self.node: EngineNode | None = None
-        self.archiver: BidArchiver | None = None
+        self.archiver: BidArchiver | ArchiverProcess | None = None
         self.remote: RemoteEngine | None = None
         lease_ms = int(config.lease_seconds * 1000)
         engine: Engine | RemoteEngine
@@ -377,7 +353,17 @@ class Service:
             )
             engine = self.local_engine
             archive_id = "" if engine_id == DEFAULT_ENGINE_ID else engine_id
-            self.archiver = BidArchiver(self.db, engine_id=archive_id)
+            if config.archiver == "inline":
+                self.archiver = BidArchiver(self.db, engine_id=archive_id)
+            else:
+                self.archiver = ArchiverProcess(
+                    self.db,
+                    mongodb_url=self.services.mongo_url,
+                    journal_dir=data_dir / "journal",
+                    snapshot_prefix=storage_prefix(engine_id),
+                    engine_id=archive_id,
+                    log_level=config.log_level,
+                )
             if config.role == "engine":
                 self.node = EngineNode(
                     self.redis,
@@ -463,19 +449,26 @@ class Service:
             self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))
         self.background.append(asyncio.create_task(self._watch_children(), name="watch-children"))
 
-    async def _start_engine(self, archiver: BidArchiver) -> None:
+    async def _start_engine(self, archiver: BidArchiver | ArchiverProcess) -> None:
         engine = self.local_engine
         archived_seq = await archiver.load_archived_seq()
-        engine.listeners.append(archiver.on_batch)
+        # A snapshot lets the journal before it go: only once the archive holds all of it.
         engine.before_snapshot = archiver.wait_caught_up
         self.ctx.options["archiver"] = archiver
         started = time.perf_counter()
-        await engine.start(redeliver_after=archived_seq)
+        if isinstance(archiver, BidArchiver):
+            engine.listeners.append(archiver.on_batch)
+            await engine.start(redeliver_after=archived_seq)
+            archiver.start()
+        else:
+            # The child reads what a crash kept from the archive out of the journal itself.
+            engine.record_observer = _both(engine.record_observer, archiver.on_records)
+            await engine.start()
+            archiver.start(durable_seq=engine.last_seq)
         log.info(
             "engine ready",
             extra={"last_seq": engine.last_seq, "recovery_s": round(time.perf_counter() - started, 3)},
         )
-        archiver.start()
         if self.node is not None:
             await self.node.serve()
 
@@ -589,6 +582,20 @@ class Service:
         await self.redis.aclose()
         await self.client.close()
         log.info("stopped", extra={"last_seq": self.engine.last_seq, "role": self.config.role})
+
+
+def _both(
+    first: Callable[[int, bytes], None] | None, second: Callable[[int, bytes], None]
+) -> Callable[[int, bytes], None]:
+    """One record observer calling two (the scale-out journal stream and the archiver process)."""
+    if first is None:
+        return second
+
+    def observe(last_seq: int, data: bytes) -> None:
+        first(last_seq, data)
+        second(last_seq, data)
+
+    return observe
 
 
 async def serve(config: Config, services: Services) -> int:

@@ -2,15 +2,17 @@
 
 Everything runs on 127.0.0.1 and is started here: embedded MongoDB and Redis (once, shared by
 URL), Gavel (`benchmarks/e2e/gavel_server.py`: `run.py`'s `main()` with a fresh DATA_DIR and
-database) in five variants, the bare Tornado echo server (twice: Gavel's write path and plain
+database) in seven variants, the bare Tornado echo server (twice: Gavel's write path and plain
 `write_message`) and the Redis-Lua peer, each a child process. Accounts, deposits, the session and
 its lots are made through REST before anything is measured. One load client process
 (`benchmarks/e2e/loadgen.py`) drives every server the same way:
 
 - throughput: N closed-loop bidders (one bid in flight each) for `--duration` s after `--warmup`:
-  acknowledged (accepted) bids/s, ack latency, CPU of the server, MongoDB, Redis and the client;
+  acknowledged (accepted) bids/s, ack latency, CPU of the server (and of its write-behind
+  process), MongoDB, Redis and the client;
 - latency at half of our peak: a run of its own, the same bidders paced at half of Gavel's rate
-  of that round, on Gavel, the two peers and Gavel without write-behind: ack p50/p99/p99.9;
+  of that round, on Gavel, the two peers, Gavel with its write-behind inline and Gavel without
+  write-behind: ack p50/p99/p99.9;
 - broadcast: M watchers subscribed to the session while N bidders bid at `--bcast-rate` bids/s
   (Gavel then goes on to the `--bcast-sweep` rates): delay from a bid's server `ts` to its `price`
   frame at each watcher, p50/p99, and per frame at its slowest watcher; frames delivered/s.
@@ -18,8 +20,9 @@ its lots are made through REST before anything is measured. One load client proc
 Gavel variants: `gavel` (uvloop, journal fsync on, frame once: the headline), `gavel_nofsync`
 (JOURNAL_FSYNC=0), `gavel_asyncio` (the standard asyncio loop), `gavel_write_message` (frame once
 off: Tornado's write_message per subscriber), `gavel_tornado_read` (frames read by Tornado's
-IOStream loop instead of gateway/wire.py's transport; JSON `fast_read`) and
-`gavel_no_write_behind` (a diagnostic: bids not
+IOStream loop instead of gateway/wire.py's transport; JSON `fast_read`), `gavel_inline_archiver`
+(ARCHIVER=inline: the write-behind on the engine's loop instead of its own process; JSON
+`archiver_process`) and `gavel_no_write_behind` (a diagnostic: bids not
 archived to MongoDB, to see what the write-behind costs on this machine). Every figure is the
 median of `--runs` rounds; a round measures every server back to back (in a rotating order), and
 ratios are taken within a round, then their median, so a noisy neighbour on this shared 2-core
@@ -56,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 import tornado.httpclient  # noqa: E402
 
-from benchmarks.e2e.procstat import cpu_seconds  # noqa: E402
+from benchmarks.e2e.procstat import archiver_pid, cpu_seconds  # noqa: E402
 from persistence.embedded import Services, free_port  # noqa: E402
 
 PYTHON = sys.executable
@@ -72,8 +75,10 @@ GAVELS: dict[str, dict[str, str]] = {
     "gavel_write_message": {"GAVEL_BENCH_OPTIONS": json.dumps({**UNLIMITED, "ws_frame_once": False})},
     # Frames read by Tornado's IOStream loop instead of the asyncio transport (gateway/wire.py).
     "gavel_tornado_read": {"GAVEL_BENCH_OPTIONS": json.dumps({**UNLIMITED, "ws_fast_read": False})},
+    # The write-behind on the engine's own loop instead of its own process (persistence/archive_process.py).
+    "gavel_inline_archiver": {"ARCHIVER": "inline"},
     # A diagnostic (bids are not archived to MongoDB): what the write-behind costs on this machine.
-    "gavel_no_write_behind": {"GAVEL_BENCH_NO_WRITE_BEHIND": "1"},
+    "gavel_no_write_behind": {"GAVEL_BENCH_NO_WRITE_BEHIND": "1", "ARCHIVER": "inline"},
 }
 DEFAULT_CHART = ROOT / "docs" / "performance" / "e2e.png"
 QUICK_CHART = ROOT / "benchmarks" / "out" / "e2e-quick.png"  # benchmarks/out/ is not committed
@@ -363,10 +368,14 @@ class Bench:
         self.service_pids = {s.name: s.pid for s in services.embedded}
 
     def pids(self, name: str) -> dict[str, int]:
-        return {"server": self.children[name].pid, **self.service_pids}
+        server = self.children[name].pid
+        archiver = archiver_pid(server)
+        return {"server": server, **({} if archiver is None else {"archiver": archiver}), **self.service_pids}
 
     def all_pids(self) -> list[int]:
-        return [child.pid for child in self.children.values()] + list(self.service_pids.values())
+        servers = [child.pid for child in self.children.values()]
+        archivers = [pid for pid in map(archiver_pid, servers) if pid is not None]
+        return servers + archivers + list(self.service_pids.values())
 
     def client_config(self, name: str, watchers: int, phases: list[dict[str, Any]]) -> dict[str, Any]:
         n = self.args.bidders
@@ -430,11 +439,12 @@ class Bench:
             "gavel_tornado_read",
             "echo_write_message",
             "gavel_no_write_behind",
+            "gavel_inline_archiver",
         ]
         order = order[number % len(order) :] + order[: number % len(order)]  # rotate: no fixed position
         for name in order:
             self.measure(f"throughput:{name}", name, 0, [{"name": "closed", "mode": "closed", **timing}])
-            if name in ("echo", "redis_lua", "gavel_no_write_behind"):
+            if name in ("echo", "redis_lua", "gavel_no_write_behind", "gavel_inline_archiver"):
                 self.measure(f"latency:{name}", name, 0, [same_rate])
         bcast = {
             "name": "bcast",
@@ -508,7 +518,8 @@ def report(
             "ack_ms": {q: med(pick(records, phase, "ack_ms", q)) for q in ("p50", "p99", "p99_9", "max")},
             "rejected": pick(records, phase, "rejected"),
             "cpu_cores": {
-                process: cpu(records, phase, process) for process in ("server", "mongo", "redis", "client")
+                process: cpu(records, phase, process)
+                for process in ("server", "archiver", "mongo", "redis", "client")
             },
         }
         if records and records[0].get(phase, {}).get("rate_target") is not None:
@@ -530,6 +541,14 @@ def report(
         bids = pick(records, phase, "acked_per_s")
         out["server_cpu_us_per_bid"] = med(
             [c / b * 1e6 if c and b else None for c, b in zip(servers, bids, strict=True)]
+        )
+        # Gavel's own processes: the engine's and, when it runs apart, the write-behind's.
+        archivers = pick(records, phase, "cpu_cores", "archiver")
+        out["gavel_cpu_us_per_bid"] = med(
+            [
+                (c + (a or 0.0)) / b * 1e6 if c and b else None
+                for c, a, b in zip(servers, archivers, bids, strict=True)
+            ]
         )
         if "deliveries_per_s" in out:
             deliveries = pick(records, phase, "deliveries_per_s")
@@ -579,6 +598,7 @@ def report(
         "server_cpu_us_per_bid": {
             name: configs[name]["closed"]["server_cpu_us_per_bid"] for name in ("gavel", "echo", "redis_lua")
         },
+        "gavel_cpu_us_per_bid": gavel["closed"]["gavel_cpu_us_per_bid"],
         "services_cpu_cores": {p: gavel["closed"]["cpu_cores"][p] for p in ("mongo", "redis")},
         "client_cpu_cores": gavel["closed"]["cpu_cores"]["client"],
         "transport_acked_bids_per_s": configs["echo"]["closed"]["acked_bids_per_s"],
@@ -591,6 +611,24 @@ def report(
         "no_write_behind_acked_bids_per_s": configs["gavel_no_write_behind"]["closed"]["acked_bids_per_s"],
         "ratio_to_no_write_behind": ratio_median(rate["gavel"], rate["gavel_no_write_behind"]),
         "ratio_fsync_to_nofsync": ratio_median(rate["gavel"], rate["gavel_nofsync"]),
+        "archiver_process": {
+            "acked_bids_per_s": [ours, configs["gavel_inline_archiver"]["closed"]["acked_bids_per_s"]],
+            "ratio_acked_process_to_inline": ratio_median(rate["gavel"], rate["gavel_inline_archiver"]),
+            "ack_ms_at_half_peak": [
+                half["ack_ms"],
+                configs["gavel_inline_archiver"].get("half_peak", {}).get("ack_ms"),
+            ],
+            "server_cpu_us_per_bid": [
+                gavel["closed"]["server_cpu_us_per_bid"],
+                configs["gavel_inline_archiver"]["closed"]["server_cpu_us_per_bid"],
+            ],
+            "gavel_cpu_us_per_bid": [
+                gavel["closed"]["gavel_cpu_us_per_bid"],
+                configs["gavel_inline_archiver"]["closed"]["gavel_cpu_us_per_bid"],
+            ],
+            "archiver_cpu_cores": gavel["closed"]["cpu_cores"]["archiver"],
+            "order": "[write-behind in its own process, inline on the engine's loop]",
+        },
         "fast_read": {
             "acked_bids_per_s": [ours, configs["gavel_tornado_read"]["closed"]["acked_bids_per_s"]],
             "server_cpu_us_per_bid": [
@@ -664,6 +702,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
         "gavel_asyncio",
         "gavel_write_message",
         "gavel_tornado_read",
+        "gavel_inline_archiver",
         "gavel_no_write_behind",
         "echo",
         "echo_write_message",
@@ -675,12 +714,13 @@ def chart(result: dict[str, Any], path: Path) -> None:
         "asyncio\nloop",
         "frame\nonce off",
         "IOStream\nreads",
+        "write-behind\ninline",
         "no write-\nbehind*",
         "transport\n(echo)",
         "echo with\nwrite_msg",
         "Redis-Lua\npeer",
     ]
-    colours = ["#1f77b4", "#6baed6", "#9ecae1", "#c6dbef", "#c6dbef", "#deebf7"]
+    colours = ["#1f77b4", "#6baed6", "#9ecae1", "#c6dbef", "#c6dbef", "#c6dbef", "#deebf7"]
     colours += ["#7f7f7f", "#bdbdbd", "#d62728"]
     values = [configs[n]["closed"]["acked_bids_per_s"] or 0 for n in names]
     ax = axes[0]
@@ -713,6 +753,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     quantiles = ["p50", "p99", "p99_9"]
     peers = [
         ("gavel", "Gavel", "#1f77b4"),
+        ("gavel_inline_archiver", "Gavel, write-behind inline", "#6baed6"),
         ("gavel_no_write_behind", "Gavel, no write-behind*", "#9ecae1"),
         ("echo", "transport", "#7f7f7f"),
         ("redis_lua", "Redis-Lua", "#d62728"),

@@ -335,14 +335,18 @@ class Engine:
             self._redeliver = CommittedBatch(redeliver, redeliver_seqs)
         return count
 
-    def follow(self, records: Iterable[tuple[int, bytes]]) -> CommittedBatch | None:
+    def follow(
+        self, records: Iterable[tuple[int, bytes]], events_after: int | None = None
+    ) -> CommittedBatch | None:
         """Apply records another process committed, as a read-only replica; returns their events.
 
         Records at or below `last_seq` are skipped, so overlapping deliveries are harmless. The
-        replica never journals: its owner's journal is the one that counts.
+        replica never journals: its owner's journal is the one that counts. `events_after`: only
+        the events of records with a higher seq are returned (all of them when None).
         """
         last = self.last_seq
-        self.replay([record for record in records if record[0] > last], redeliver_after=last)
+        after = last if events_after is None else max(last, events_after)
+        self.replay([record for record in records if record[0] > last], redeliver_after=after)
         batch, self._redeliver = self._redeliver, None
         return batch
 

@@ -399,8 +399,11 @@ class JournalWriter:
 # --------------------------------------------------------------------------- readers
 
 
-def recover(directory: Path, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+def recover(directory: Path, after_seq: int = 0, *, read_only: bool = False) -> Iterator[tuple[int, bytes]]:
     """Yield (seq, payload) for every record with seq > after_seq, in order.
+
+    ``read_only``: for a reader beside the live writer (the archiver process): a torn tail is
+    left as it is (it may be a group being written right now) and the files are never touched.
 
     Segments entirely at or below ``after_seq`` are skipped unread.  A torn/damaged tail of
     the last segment is truncated in place and fsynced (a last segment cut inside its
@@ -433,7 +436,7 @@ def recover(directory: Path, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
         data = path.read_bytes()
         size = len(data)
         if _header_torn(data, is_last):
-            if is_last:
+            if is_last and not read_only:
                 os.close(_open_segment(path, create=False, sync=True))
             continue
         _check_file_header(data, str(path))
@@ -471,7 +474,8 @@ def recover(directory: Path, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
                     f"{path}: damaged record at byte {off} followed by {size - off} more "
                     "bytes in a segment that is not the last one"
                 )
-            _truncate(path, off)
+            if not read_only:
+                _truncate(path, off)
 
 
 def last_seq(directory: Path) -> int:

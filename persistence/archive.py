@@ -64,7 +64,7 @@ from engine.book.states import LotState
 from engine.book.types import NO_USER
 from engine.engine import CommittedBatch
 
-__all__ = ["BUCKETS", "ArchivedBid", "BidArchiver", "archived_bids", "set_bid_status"]
+__all__ = ["BUCKETS", "ArchivedBid", "BidArchiver", "archive_meta_id", "archived_bids", "set_bid_status"]
 
 log = logging.getLogger("gavel.archive")
 
@@ -77,6 +77,11 @@ _DUPLICATE_KEY = 11000
 _BIDDING = int(LotState.BIDDING)
 _SOLD = int(LotState.SOLD)
 _OVERDUE = int(LotState.OVERDUE)
+
+
+def archive_meta_id(engine_id: str) -> str:
+    """The `meta` document holding an engine's `archived_seq` ("" is the single-process engine)."""
+    return f"archive:{engine_id}" if engine_id else "archive"
 
 
 def _user(user_id: int) -> int | None:
@@ -246,7 +251,7 @@ class BidArchiver:
         waiting), where finishing sooner matters more.
         """
         self.db = db
-        self.meta_id = f"archive:{engine_id}" if engine_id else "archive"
+        self.meta_id = archive_meta_id(engine_id)
         self.record_prefix = f"{engine_id}/" if engine_id else ""
         self.batch_events = batch_events
         self.interval = interval
@@ -294,6 +299,14 @@ class BidArchiver:
     def caught_up(self, seq: int) -> bool:
         """True once every event handed over so far with a seq <= `seq` is written."""
         return self._first_pending_seq() > seq
+
+    def written_through(self, last_seq: int) -> int:
+        """The highest seq up to which everything is written, `last_seq` being the last handed over.
+
+        Seqs without events count as written once everything before them is.
+        """
+        pending = self._first_pending_seq()
+        return last_seq if pending == math.inf else min(last_seq, int(pending) - 1)
 
     # A timeout argument (not asyncio.timeout) so callers get False instead of an exception.
     async def wait_caught_up(self, seq: int, timeout: float | None = None) -> bool:  # noqa: ASYNC109

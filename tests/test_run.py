@@ -57,10 +57,32 @@ class ServiceProcess:
                 time.sleep(0.1)
         raise TimeoutError("the service did not start")
 
+    def archiver_pid(self) -> int:
+        """The write-behind process run.py starts beside itself (persistence/archive_process.py)."""
+        assert self.process is not None
+        pid = self.process.pid
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            if b"persistence.archive_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+        raise AssertionError("no archiver process beside the service")
+
     def kill(self, signum: int = signal.SIGKILL) -> int:
         assert self.process is not None
         self.process.send_signal(signum)
         return self.process.wait(timeout=20)
+
+
+def wait_gone(pid: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            return
+        if state == "Z":
+            return  # exited; only its (dead) parent could reap it
+        assert time.monotonic() < deadline, f"process {pid} is still running"
+        time.sleep(0.1)
 
 
 def tornado_fetch_sync(url: str) -> bytes:
@@ -122,8 +144,11 @@ async def test_every_acknowledged_bid_survives_sigkill_and_restart(service: Serv
                 break
         assert frame["type"] == "accepted", frame
         acknowledged.append(frame)
+    archiver = service.archiver_pid()
     exit_code = await asyncio.to_thread(service.kill, signal.SIGKILL)
     assert exit_code == -signal.SIGKILL
+    # The write-behind process sees its pipe close, writes what it holds and goes: no orphan.
+    await asyncio.to_thread(wait_gone, archiver)
     await asyncio.to_thread(service.start)
     code, lot = await call("GET", service.base + "/api/v1/lots/3")
     assert code == 200
@@ -156,9 +181,11 @@ async def test_sigterm_closes_sockets_with_1001_and_exits_zero(service: ServiceP
     await asyncio.to_thread(service.start)
     ws = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{service.port}/ws")
     await ws.read_message()
+    archiver = service.archiver_pid()
     started = time.monotonic()
     exit_code = await asyncio.to_thread(service.kill, signal.SIGTERM)
     assert exit_code == 0
+    await asyncio.to_thread(wait_gone, archiver, 0.0)  # stopped with the service, not after it
     assert time.monotonic() - started < 10
     assert await ws.read_message() is None
     assert ws.close_code == 1001

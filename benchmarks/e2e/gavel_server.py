@@ -53,7 +53,8 @@ class BenchService(run.Service):
         if os.environ.get("GAVEL_BENCH_STALLS"):
             # Opened once at start-up, before any client: a blocking open is harmless here.
             self.stall_log = open(os.environ["GAVEL_BENCH_STALLS"], "w")  # noqa: ASYNC230, SIM115
-            watch_stalls(self.stall_log, self.archiver)
+            inline = self.archiver if isinstance(self.archiver, run.BidArchiver) else None
+            watch_stalls(self.stall_log, inline)
 
 
 def watch_stalls(out: TextIO, archiver: Any) -> None:

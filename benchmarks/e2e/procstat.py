@@ -19,6 +19,22 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # fields 14 and 15 of proc(5)
 
 
+def archiver_pid(server_pid: int) -> int | None:
+    """The write-behind process Gavel runs beside itself (persistence/archive_process.py), if any."""
+    try:
+        children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    except OSError:
+        return None
+    for pid in children:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"persistence.archive_process" in command:
+            return int(pid)
+    return None
+
+
 def sample(pids: dict[str, int]) -> dict[str, float | None]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
 

@@ -368,6 +368,20 @@ def test_torn_tail_truncated_then_writer_continues(tmp_path: Path) -> None:
     assert list(recover(tmp_path)) == [*written, (8, b"eight"), (9, b"nine"), (10, b"ten")]
 
 
+def test_read_only_recovery_leaves_a_torn_tail_alone(tmp_path: Path) -> None:
+    """A reader beside the live writer (the archiver process) must never cut the writer's file."""
+    written = write_batches(tmp_path, [numbered(4)])
+    seg = segments(tmp_path)[0]
+    # A group being written right now: one whole record and the first half of the next.
+    with open(seg, "ab") as f:
+        f.write(encode_record(5, b"five") + encode_record(6, b"six-six")[:-3])
+    before = seg.read_bytes()
+    assert list(recover(tmp_path, 2, read_only=True)) == [*written[2:], (5, b"five")]
+    assert seg.read_bytes() == before  # not truncated
+    assert list(recover(tmp_path)) == [*written, (5, b"five")]  # the writer's recovery does cut
+    assert len(seg.read_bytes()) < len(before)
+
+
 def test_flipped_byte_in_final_record_detected(tmp_path: Path) -> None:
     written = write_batches(tmp_path, [numbered(5), [b"the final record payload"]])
     seg = segments(tmp_path)[0]
