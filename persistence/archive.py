@@ -64,7 +64,16 @@ from engine.book.states import LotState
 from engine.book.types import NO_USER
 from engine.engine import CommittedBatch
 
-__all__ = ["BUCKETS", "ArchivedBid", "BidArchiver", "archive_meta_id", "archived_bids", "set_bid_status"]
+__all__ = [
+    "BUCKETS",
+    "ArchivedBid",
+    "BidArchiver",
+    "SeqWaiters",
+    "archive_meta_id",
+    "archived_bids",
+    "read_archive_meta",
+    "set_bid_status",
+]
 
 log = logging.getLogger("gavel.archive")
 
@@ -77,6 +86,44 @@ _DUPLICATE_KEY = 11000
 _BIDDING = int(LotState.BIDDING)
 _SOLD = int(LotState.SOLD)
 _OVERDUE = int(LotState.OVERDUE)
+
+
+class SeqWaiters:
+    """Callers waiting until the archive holds everything up to a seq."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[int, asyncio.Future[bool]]] = []
+
+    # A timeout argument (not asyncio.timeout) so callers get False instead of an exception.
+    async def wait(self, seq: int, timeout: float | None) -> bool:  # noqa: ASYNC109
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        entry = (seq, future)
+        self._waiting.append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(entry)
+
+    def release_below(self, limit: float) -> None:
+        """Wake every caller waiting for a seq below `limit`."""
+        for seq, future in self._waiting:
+            if seq < limit and not future.done():
+                future.set_result(True)
+
+    def __bool__(self) -> bool:
+        return bool(self._waiting)
+
+
+async def read_archive_meta(db: AsyncDatabase[dict[str, Any]], meta_id: str) -> tuple[int, list[int] | None]:
+    """The stored `archived_seq` and the `[first, last]` seqs of a chunk being written, if any."""
+    doc = await db["meta"].find_one({"_id": meta_id})
+    if not doc:
+        return 0, None
+    writing = doc.get("writing")
+    return int(doc.get("archived_seq", 0)), [int(seq) for seq in writing] if writing else None
 
 
 def archive_meta_id(engine_id: str) -> str:
@@ -267,7 +314,7 @@ class BidArchiver:
         self._resume_through: int | None = None  # a chunk cut off by a crash ends at this seq
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
-        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        self._waiters = SeqWaiters()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failing = False  # inside an outage (logged once when it starts and once when it ends)
@@ -317,26 +364,15 @@ class BidArchiver:
         """
         if self.caught_up(seq):
             return True
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        entry = (seq, future)
-        self._waiters.append(entry)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return False
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
+        return await self._waiters.wait(seq, timeout)
 
     async def load_archived_seq(self) -> int:
         """Read the stored `archived_seq` (the replay point after a crash) and adopt it if higher."""
-        doc = await self.db["meta"].find_one({"_id": self.meta_id})
-        stored = int(doc.get("archived_seq", 0)) if doc else 0
+        stored, writing = await read_archive_meta(self.db, self.meta_id)
         self._archived_seq = max(self._archived_seq, stored)
-        writing = doc.get("writing") if doc else None
-        if writing and int(writing[1]) > self._archived_seq:
+        if writing and writing[1] > self._archived_seq:
             # A chunk was being written when the process stopped: cut the replay there again.
-            self._resume_through = int(writing[1])
+            self._resume_through = writing[1]
         return stored
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -437,12 +473,8 @@ class BidArchiver:
         return math.inf
 
     def _notify(self) -> None:
-        if not self._waiters:
-            return
-        first_pending = self._first_pending_seq()
-        for seq, future in self._waiters:
-            if seq < first_pending and not future.done():
-                future.set_result(True)
+        if self._waiters:
+            self._waiters.release_below(self._first_pending_seq())
 
     # -- building a chunk ---------------------------------------------------------------------------------
     def _take(self) -> _Chunk:

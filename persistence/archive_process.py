@@ -51,7 +51,7 @@ from engine import journal
 from engine.clock import SystemClock
 from engine.engine import Engine
 from persistence import mongo
-from persistence.archive import BidArchiver, archive_meta_id
+from persistence.archive import BidArchiver, SeqWaiters, archive_meta_id, read_archive_meta
 from persistence.logs import setup_logging
 from persistence.snapshots import MongoSnapshotSink
 
@@ -147,7 +147,7 @@ class ArchiverProcess:
         self._feeding = False  # the current child has its header and takes records
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
-        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        self._waiters = SeqWaiters()
         self.stats = {"starts": 0, "records_bytes": 0, "dropped_while_down": 0}
 
     # -- observing ------------------------------------------------------------------------------
@@ -161,6 +161,10 @@ class ArchiverProcess:
         """Events the child holds and has not yet written (its last report)."""
         return self._lag
 
+    def stopping(self) -> bool:
+        """A method, not a property: it changes while `_supervise` awaits."""
+        return self._stopping
+
     @property
     def pid(self) -> int | None:
         process = self._process
@@ -170,21 +174,11 @@ class ArchiverProcess:
         """Wait until every event up to `seq` is written; False if `timeout` seconds pass first."""
         if self._archived_seq >= seq:
             return True
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        entry = (seq, future)
-        self._waiters.append(entry)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return False
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
+        return await self._waiters.wait(seq, timeout)
 
     async def load_archived_seq(self) -> int:
         """Read the stored `archived_seq` (where a new child starts) and adopt it if higher."""
-        doc = await self.db["meta"].find_one({"_id": self.meta_id})
-        stored = int(doc.get("archived_seq", 0)) if doc else 0
+        stored, _ = await read_archive_meta(self.db, self.meta_id)
         self._archived_seq = max(self._archived_seq, stored)
         return stored
 
@@ -239,7 +233,7 @@ class ArchiverProcess:
 
     async def _supervise(self) -> None:
         delay = self.min_restart_delay
-        while not self._stopping:
+        while not self.stopping():
             started = time.monotonic()
             try:
                 returncode = await self._run_child()
@@ -248,7 +242,7 @@ class ArchiverProcess:
             except Exception:
                 log.exception("could not run the archiver process")
                 returncode = None
-            if self._stopping:
+            if self.stopping():
                 return
             if time.monotonic() - started > 60:
                 delay = self.min_restart_delay
@@ -291,9 +285,7 @@ class ArchiverProcess:
             self._lag = lag
             if written_through > self._archived_seq:
                 self._archived_seq = written_through
-                for seq, future in self._waiters:
-                    if seq <= written_through and not future.done():
-                        future.set_result(True)
+                self._waiters.release_below(written_through + 1)
 
 
 # -- the child -------------------------------------------------------------------------------------

@@ -167,9 +167,7 @@ def test_writer_buffers_without_io(tmp_path: Path) -> None:
         w.write_and_sync(b"x")
 
 
-def test_write_and_sync_loops_on_short_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_write_and_sync_loops_on_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_write = os.write
     calls = []
 
@@ -445,9 +443,7 @@ def test_records_missing_after_after_seq_raises(tmp_path: Path) -> None:
 
 
 def test_wrong_seq_inside_segment_raises(tmp_path: Path) -> None:
-    seg_path(tmp_path, 1).write_bytes(
-        FILE_HEADER + encode_record(1, b"a") + encode_record(3, b"c")
-    )
+    seg_path(tmp_path, 1).write_bytes(FILE_HEADER + encode_record(1, b"a") + encode_record(3, b"c"))
     with pytest.raises(JournalCorrupt, match="expected 2"):
         list(recover(tmp_path))
     seg_path(tmp_path, 1).write_bytes(FILE_HEADER + encode_record(2, b"b"))

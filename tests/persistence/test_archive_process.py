@@ -107,6 +107,24 @@ async def rig(tmp_path: pathlib.Path, db: Db, mongo_url: str, *, start: bool = T
         await archiver.stop(flush_timeout=10)
 
 
+async def caught_up(r: Rig) -> None:
+    assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+
+
+async def assert_archived_once(r: Rig, db: Db) -> None:
+    """Every bid the engine committed is archived exactly once, in seq order."""
+    assert await bids_in(db) == expected_bids(r.batches)
+
+
+@contextlib.asynccontextmanager
+async def open_rig(tmp_path: pathlib.Path, db: Db, mongo_url: str) -> AsyncIterator[Rig]:
+    """A rig with its child running and the session open and archived."""
+    async with rig(tmp_path, db, mongo_url) as r:
+        await open_session(r, db)
+        await caught_up(r)
+        yield r
+
+
 async def more_bids(engine: Engine, lot_id: int, users: range, price: int) -> None:
     for n, user in enumerate(users):
         outcome = await engine.execute(PlaceBid(lot_id, user, price + 100 * n, f"m{lot_id}-{price}-{n}"))
@@ -136,9 +154,9 @@ async def test_the_child_archives_what_the_engine_commits(
     async with rig(tmp_path, mongo_db, mongo_url) as r:
         await open_session(r, mongo_db)
         await bid_burst(r.engine)
-        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+        await caught_up(r)
         assert r.archiver.archived_seq == r.engine.last_seq
-        assert await bids_in(mongo_db) == expected_bids(r.batches)
+        await assert_archived_once(r, mongo_db)
         for lot_id in (LOT_A, LOT_B):
             await assert_mirror_matches_book(mongo_db, r.engine, lot_id)
         assert r.archiver.lag == 0
@@ -155,7 +173,7 @@ async def test_a_new_child_reads_what_it_missed_from_snapshot_and_journal(
         assert r.archiver.stats["dropped_while_down"] > 0
         r.archiver.start(durable_seq=r.engine.last_seq)
         await more_bids(r.engine, LOT_B, range(20, 30), 5000)  # and these through the pipe
-        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+        await caught_up(r)
         # A snapshot waits for the archive, then a new child starts from it.
         snapshot_seq = await r.engine.snapshot()
         assert r.archiver.archived_seq >= snapshot_seq
@@ -169,7 +187,7 @@ async def test_a_new_child_reads_what_it_missed_from_snapshot_and_journal(
         finally:
             await second.stop()
         # Every bid exactly once, in seq order, whichever way it reached the archive.
-        assert await bids_in(mongo_db) == expected_bids(r.batches)
+        await assert_archived_once(r, mongo_db)
         await assert_mirror_matches_book(mongo_db, r.engine, LOT_A)
 
 
@@ -179,59 +197,53 @@ async def test_a_killed_child_is_started_again_and_loses_nothing(
     async with rig(tmp_path, mongo_db, mongo_url) as r:
         await open_session(r, mongo_db)
         await bid_burst(r.engine)
-        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+        await caught_up(r)
         first = child_pid(r.archiver)
         os.kill(first, signal.SIGKILL)
         await more_bids(r.engine, LOT_B, range(20, 40), 5000)  # some meet the dead pipe
-        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+        await caught_up(r)
         assert child_pid(r.archiver) != first
         assert r.archiver.stats["starts"] == 2
-        assert await bids_in(mongo_db) == expected_bids(r.batches)
+        await assert_archived_once(r, mongo_db)
         await assert_mirror_matches_book(mongo_db, r.engine, LOT_B)
 
 
 async def test_stop_writes_everything_held_and_ends_the_child(
     tmp_path: pathlib.Path, mongo_db: Db, mongo_url: str
 ) -> None:
-    async with rig(tmp_path, mongo_db, mongo_url) as r:
-        await open_session(r, mongo_db)
-        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+    async with open_rig(tmp_path, mongo_db, mongo_url) as r:
         pid = child_pid(r.archiver)
         await bid_burst(r.engine)
         await r.archiver.stop()  # no waiting for the archive first: stop itself flushes
         assert not alive(pid)
         assert r.archiver.archived_seq == r.engine.last_seq
-        assert await bids_in(mongo_db) == expected_bids(r.batches)
+        await assert_archived_once(r, mongo_db)
 
 
 async def test_a_child_whose_parent_dies_writes_what_it_holds_and_exits(
     tmp_path: pathlib.Path, mongo_db: Db, mongo_url: str
 ) -> None:
     """The parent's end of the pipe closing (as when it is SIGKILLed) is the child's signal to go."""
-    async with rig(tmp_path, mongo_db, mongo_url) as r:
-        await open_session(r, mongo_db)
-        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+    async with open_rig(tmp_path, mongo_db, mongo_url) as r:
         process = r.archiver._process
         assert process is not None and process.stdin is not None
         await bid_burst(r.engine)
         r.archiver._stopping = True  # no restart: this parent is "dead" from now on
         process.stdin.close()
         assert await asyncio.wait_for(process.wait(), 30) == 0
-        assert await bids_in(mongo_db) == expected_bids(r.batches)
+        await assert_archived_once(r, mongo_db)
 
 
 async def test_ctrl_c_to_the_process_group_leaves_the_child_to_its_parent(
     tmp_path: pathlib.Path, mongo_db: Db, mongo_url: str
 ) -> None:
-    async with rig(tmp_path, mongo_db, mongo_url) as r:
-        await open_session(r, mongo_db)
-        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+    async with open_rig(tmp_path, mongo_db, mongo_url) as r:
         pid = child_pid(r.archiver)
         os.kill(pid, signal.SIGINT)
         await bid_burst(r.engine)
-        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=30)
+        await caught_up(r)
         assert child_pid(r.archiver) == pid  # still the same child, still archiving
-        assert await bids_in(mongo_db) == expected_bids(r.batches)
+        await assert_archived_once(r, mongo_db)
 
 
 def test_the_child_is_given_no_secret_on_its_command_line(tmp_path: pathlib.Path) -> None:
