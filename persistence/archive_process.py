@@ -4,7 +4,8 @@ Preparing and writing the archive (bid buckets, the `lots`/`sessions` mirror, th
 outbox; `persistence/archive.py`) cost the engine's process about 60 µs of CPU per bid, on the
 same loop as every websocket: it halved the closed-loop rate and was most of the ack latency tail
 (docs/performance.md). Here the engine's process only hands the bytes it has just written to its
-journal to a child process over a pipe, one write per group commit. The child replays them into a
+journal to a child process over a pipe, the group commits of every 10 ms in one write. The child
+runs under Linux's SCHED_IDLE (it gets the CPU only when nothing else wants it). It replays them into a
 read-only replica of the book (`Engine.follow`, as the scale-out gateways do) and feeds the events
 to the same `BidArchiver`.
 
@@ -22,7 +23,9 @@ The engine's snapshot waits on it (`before_snapshot`), so the journal is pruned 
 the child has stored.
 
 A child that dies is started again (with backoff) and picks up from the `archived_seq` stored in
-MongoDB; meanwhile nothing is lost, the journal keeps it. A parent that dies closes the pipe: the
+MongoDB; meanwhile nothing is lost, the journal keeps it. A child more than `PIPE_BACKLOG_LIMIT`
+bytes behind on the pipe is replaced the same way (at once), so the engine's process never holds
+an unbounded share of the journal in memory for it. A parent that dies closes the pipe: the
 child writes what it holds and exits. Ctrl-C reaches the whole process group: the child ignores
 SIGINT and waits for its parent to close the pipe.
 
@@ -61,6 +64,13 @@ log = logging.getLogger("gavel.archive.process")
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_INTERVAL = 0.02  # seconds between two looks at the child's progress
+# The engine's process gathers group commits for this long before one write to the pipe: at a few
+# bids per group commit, a write (and a wake-up of the child) per commit cost both processes more
+# than the records themselves. The archive is written every few seconds anyway.
+PIPE_FLUSH_INTERVAL = 0.01
+# Bytes the pipe may hold unread (the child starved of CPU or stuck) before the child is restarted,
+# to catch up from the journal files instead of the engine's memory.
+PIPE_BACKLOG_LIMIT = 64 << 20
 _SEQ = struct.Struct("<Q")
 _REPORT = struct.Struct("<QQ")
 _JOURNAL_HEADER = journal.FILE_HEADER
@@ -109,6 +119,8 @@ class ArchiverProcess:
         archiver_options: dict[str, float] | None = None,
         flush_timeout: float = 3.0,
         nice: int = int(os.environ.get("GAVEL_ARCHIVER_NICE", "10")),
+        cpu_policy: str = os.environ.get("GAVEL_ARCHIVER_CPU", "idle"),
+        backlog_limit: int = PIPE_BACKLOG_LIMIT,
         min_restart_delay: float = 0.2,
         max_restart_delay: float = 10.0,
     ) -> None:
@@ -134,12 +146,15 @@ class ArchiverProcess:
             str(flush_timeout),
             "--nice",
             str(nice),
+            "--cpu",
+            cpu_policy,
         ]
         # The URL may carry a password: the environment, not the command line others can read.
         self.env = {**os.environ, "GAVEL_ARCHIVER_MONGODB_URL": mongodb_url}
         self.flush_timeout = flush_timeout
         self.min_restart_delay = min_restart_delay
         self.max_restart_delay = max_restart_delay
+        self.backlog_limit = backlog_limit
         self._durable_seq = 0
         self._archived_seq = 0
         self._lag = 0
@@ -148,7 +163,16 @@ class ArchiverProcess:
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self._waiters = SeqWaiters()
-        self.stats = {"starts": 0, "records_bytes": 0, "dropped_while_down": 0}
+        self._outgoing: list[bytes] = []  # group commits gathered for the next write to the pipe
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._overflowed = False  # the last child was stopped for falling behind, not a failure
+        self.stats = {
+            "starts": 0,
+            "records_bytes": 0,
+            "dropped_while_down": 0,
+            "pipe_writes": 0,
+            "overflows": 0,
+        }
 
     # -- observing ------------------------------------------------------------------------------
     @property
@@ -184,18 +208,49 @@ class ArchiverProcess:
 
     # -- the engine side (hot path) -------------------------------------------------------------
     def on_records(self, last_seq: int, data: bytes) -> None:
-        """A group commit is durable: pass its framed records on. O(1), never awaits, never raises."""
+        """A group commit is durable: pass its framed records on. O(1), never awaits, never raises.
+
+        They go down the pipe within `PIPE_FLUSH_INTERVAL` s, with the commits after them."""
         self._durable_seq = last_seq
-        process = self._process
-        if not self._feeding or process is None or process.stdin is None or process.stdin.is_closing():
+        if not self._feeding:
             # No child right now: the next one reads these from the journal files.
             self.stats["dropped_while_down"] += 1
             return
+        self._outgoing.append(data)
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(PIPE_FLUSH_INTERVAL, self._flush)
+
+    def _flush(self) -> None:
+        """Write the gathered group commits to the pipe in one call."""
+        self._flush_timer = None
+        outgoing, self._outgoing = self._outgoing, []
+        process = self._process
+        if not self._feeding or not outgoing or process is None or process.stdin is None:
+            return
+        stdin = process.stdin
+        if stdin.is_closing():
+            self._feeding = False
+            return
+        data = b"".join(outgoing)
         try:
-            process.stdin.write(data)
-            self.stats["records_bytes"] += len(data)
+            stdin.write(data)
         except (ConnectionError, RuntimeError):
             self._feeding = False  # the child is gone; the supervisor starts the next one
+            return
+        self.stats["records_bytes"] += len(data)
+        self.stats["pipe_writes"] += 1
+        if stdin.transport.get_write_buffer_size() > self.backlog_limit:
+            # The child does not keep up (starved of CPU, or stuck). Rather than hold ever more of
+            # the journal in this process's memory, drop what the pipe holds (the journal files
+            # have it all) and close it: the child writes what it has and exits, and the next one
+            # reads the rest from the files.
+            self.stats["overflows"] += 1
+            log.warning(
+                "the archiver process is more than %d bytes behind; restarting it", self.backlog_limit
+            )
+            self._feeding = False
+            self._overflowed = True
+            stdin.transport.abort()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, durable_seq: int) -> None:
@@ -213,6 +268,9 @@ class ArchiverProcess:
             return
         self._stopping = True
         process = self._process
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self._flush()
         self._feeding = False
         if process is not None and process.returncode is None:
             if not flush:
@@ -244,6 +302,10 @@ class ArchiverProcess:
                 returncode = None
             if self.stopping():
                 return
+            if self._overflowed:
+                self._overflowed = False
+                log.info("the archiver process wrote what it had; the next one catches up from the journal")
+                continue
             if time.monotonic() - started > 60:
                 delay = self.min_restart_delay
             log.error(
@@ -266,7 +328,9 @@ class ArchiverProcess:
         self._process = process
         self.stats["starts"] += 1
         assert process.stdin is not None and process.stdout is not None
-        # No await since the last on_records: every record after this seq goes down this pipe.
+        # No await since the last on_records: every record after this seq goes down this pipe, and
+        # whatever was gathered for the previous child is in the journal files up to it.
+        self._outgoing.clear()
         process.stdin.write(_SEQ.pack(self._durable_seq))
         self._feeding = True
         try:
@@ -398,7 +462,29 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--options", default="{}", help="BidArchiver keyword arguments, as JSON")
     parser.add_argument("--flush-timeout", type=float, default=3.0)
     parser.add_argument("--nice", type=int, default=0, help="added to the process's nice value")
+    parser.add_argument(
+        "--cpu",
+        choices=("idle", "normal"),
+        default="normal",
+        help="idle: Linux's SCHED_IDLE, the CPU only when nothing else wants it (--nice then matters little)",
+    )
     return parser.parse_args(argv)
+
+
+def set_idle_priority() -> bool:
+    """Run this process under SCHED_IDLE where Linux offers it: an engine thread that wakes takes
+    the CPU from it at once (with nice alone it may wait out the child's time slice, milliseconds on
+    a bid's answer). Any user may lower its own priority. False where it is not available."""
+    setter = getattr(os, "sched_setscheduler", None)
+    policy = getattr(os, "SCHED_IDLE", None)
+    if setter is None or policy is None:
+        return False
+    try:
+        setter(0, policy, os.sched_param(0))
+    except OSError as error:
+        log.warning("could not switch to SCHED_IDLE: %s", error)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     if args.nice:
         os.nice(args.nice)
+    if args.cpu == "idle":
+        set_idle_priority()
     # Ctrl-C goes to the whole process group: the parent decides when the child stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Reports get stdout to themselves: anything printed by mistake goes to stderr instead.

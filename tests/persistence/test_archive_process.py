@@ -7,6 +7,8 @@ import contextlib
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,7 @@ from engine import journal
 from engine.clock import FakeClock
 from engine.commands import PlaceBid
 from engine.engine import CommittedBatch, Engine
-from persistence.archive_process import ArchiverProcess, FramedRecordReader
+from persistence.archive_process import PIPE_FLUSH_INTERVAL, ArchiverProcess, FramedRecordReader
 from persistence.snapshots import MongoSnapshotSink
 from tests.persistence.test_archive import (
     LOT_A,
@@ -228,6 +230,9 @@ async def test_a_child_whose_parent_dies_writes_what_it_holds_and_exits(
         process = r.archiver._process
         assert process is not None and process.stdin is not None
         await bid_burst(r.engine)
+        # Written to the pipe within PIPE_FLUSH_INTERVAL (what a parent killed sooner had gathered
+        # is in its journal, for the next child).
+        await asyncio.sleep(3 * PIPE_FLUSH_INTERVAL)
         r.archiver._stopping = True  # no restart: this parent is "dead" from now on
         process.stdin.close()
         assert await asyncio.wait_for(process.wait(), 30) == 0
@@ -244,6 +249,86 @@ async def test_ctrl_c_to_the_process_group_leaves_the_child_to_its_parent(
         await caught_up(r)
         assert child_pid(r.archiver) == pid  # still the same child, still archiving
         await assert_archived_once(r, mongo_db)
+
+
+async def many_bids(engine: Engine, lot_id: int, count: int, price: int) -> None:
+    """`count` accepted bids by distinct bidders, 100 to a group commit (each beats the last)."""
+    for group in range(0, count, 100):
+        futures = [
+            engine.execute(PlaceBid(lot_id, 1000 + n, price + 100 * n, f"many-{lot_id}-{price}-{n}"))
+            for n in range(group, min(group + 100, count))
+        ]
+        outcomes = await asyncio.gather(*futures)
+        assert all(o.ok for o in outcomes), [o for o in outcomes if not o.ok][:3]
+
+
+async def test_group_commits_are_gathered_into_few_pipe_writes(
+    tmp_path: pathlib.Path, mongo_db: Db, mongo_url: str
+) -> None:
+    async with open_rig(tmp_path, mongo_db, mongo_url) as r:
+        commits: list[int] = []
+        observer = r.engine.record_observer
+        assert observer is not None
+
+        def counting(last_seq: int, data: bytes) -> None:
+            commits.append(last_seq)
+            observer(last_seq, data)
+
+        r.engine.record_observer = counting
+        writes_before = r.archiver.stats["pipe_writes"]
+        await more_bids(r.engine, LOT_B, range(20, 80), 5000)  # one group commit each
+        await caught_up(r)
+        writes = r.archiver.stats["pipe_writes"] - writes_before
+        assert len(commits) == 60
+        assert 1 <= writes < len(commits) // 2, writes
+        await assert_archived_once(r, mongo_db)
+
+
+async def test_a_child_too_far_behind_is_replaced_and_the_journal_fills_the_gap(
+    tmp_path: pathlib.Path, mongo_db: Db, mongo_url: str
+) -> None:
+    """A child that stops reading (here SIGSTOP; in life, starved of CPU) does not make the engine's
+    process buffer the journal without end: past the limit the pipe is dropped, the child writes
+    what it read and exits, and the next one reads the rest from the journal files."""
+    async with open_rig(tmp_path, mongo_db, mongo_url) as r:
+        r.archiver.backlog_limit = 16 << 10
+        first = child_pid(r.archiver)
+        os.kill(first, signal.SIGSTOP)
+        try:
+            # ~150 KB of records: more than the pipe (64 KiB) and the limit hold.
+            await many_bids(r.engine, LOT_B, 3000, 5000)
+            await asyncio.sleep(0.05)  # the last gathered commits reach the pipe
+            assert r.archiver.stats["overflows"] == 1
+        finally:
+            os.kill(first, signal.SIGCONT)
+        await caught_up(r)
+        assert child_pid(r.archiver) != first
+        assert r.archiver.stats["starts"] == 2
+        await assert_archived_once(r, mongo_db)
+        await assert_mirror_matches_book(mongo_db, r.engine, LOT_B)
+
+
+def test_the_child_runs_under_sched_idle_unless_told_otherwise(tmp_path: pathlib.Path) -> None:
+    """The write-behind takes the CPU only when the engine's process does not want it."""
+    script = (
+        "import os, sys; from persistence.archive_process import _parse, set_idle_priority\n"
+        "args = _parse(['--journal-dir', '.', '--mongodb-db', 'x', '--cpu', sys.argv[1]])\n"
+        "if args.cpu == 'idle': assert set_idle_priority()\n"
+        "print(os.sched_getscheduler(0) == os.SCHED_IDLE)"
+    )
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for policy, expected in (("idle", "True"), ("normal", "False")):
+        done = subprocess.run(
+            [sys.executable, "-c", script, policy], cwd=root, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == expected, done.stderr
+
+    class FakeDb:
+        name = "gavel"
+
+    db: Any = FakeDb()
+    command = ArchiverProcess(db, mongodb_url="mongodb://db", journal_dir=tmp_path).command
+    assert command[command.index("--cpu") + 1] == "idle"
 
 
 def test_the_child_is_given_no_secret_on_its_command_line(tmp_path: pathlib.Path) -> None:
