@@ -185,6 +185,39 @@ def _outcome_from_row(row: list[Any]) -> Outcome:
     return Outcome(ok, code, "", seq, decision)
 
 
+class _Group(NamedTuple):
+    """Commands applied since the last commit started: their answers and their events' seqs."""
+
+    replies: list[tuple[Reply, Outcome]]
+    seqs: list[int]
+
+
+class _Commit(NamedTuple):
+    """A group whose records are being written and fsynced (`future` gives the seconds it took)."""
+
+    future: "asyncio.Future[float] | None"
+    records: int
+    data: bytes
+    last_seq: int
+    replies: list[tuple[Reply, Outcome]]
+    batch: CommittedBatch
+
+    def duration(self) -> float:
+        """Seconds the write + fsync took (raises what the write raised)."""
+        return 0.0 if self.future is None else self.future.result()
+
+
+def _written(commit: _Commit) -> bool:
+    return commit.future is None or commit.future.done()
+
+
+def _timed_write(writer: journal.JournalWriter, data: bytes) -> float:
+    """Runs in the journal's thread: write + fsync, and how long they took."""
+    started = time.perf_counter()
+    writer.write_and_sync(data)
+    return time.perf_counter() - started
+
+
 class Engine:
     def __init__(
         self,
@@ -221,6 +254,9 @@ class Engine:
         # Told (last_seq, framed records) after each group commit: replication to other processes
         # (gateways mirror the book from these bytes; see persistence/cluster.py).
         self.record_observer: Callable[[int, bytes], None] | None = None
+        # Writes and fsyncs one group's bytes in the journal's thread, returning the seconds it
+        # took. A seam: tests hold writes back with it (the compiled writer cannot be patched).
+        self.write_batch: Callable[[journal.JournalWriter, bytes], float] = _timed_write
         self.stats = {"batches": 0, "records": 0, "commands": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -406,60 +442,110 @@ class Engine:
         return future
 
     # -- the writer loop -----------------------------------------------------------------------
+    # Group commits are pipelined: while one group's write + fsync runs in the journal's thread,
+    # the commands arriving meanwhile are applied into the next group, and that group's write
+    # starts the moment the previous fsync returns, before the previous group's answers go out.
+    # An answer (and an event) is still released only once its own record is durable, and in
+    # order; the fsync thread no longer waits for the loop between two commits.
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         writer = self._writer
         assert writer is not None
+        in_flight: _Commit | None = None
+        group = _Group([], [])  # applied, not yet durable: answers and the seqs of book.events
         while True:
-            if not self._inbox and not self._snapshot_requests and self._rotate_at is None:
-                if not self._running:
-                    break
+            # Snapshots and journal rotation happen between groups, when all that is applied is
+            # durable: meanwhile new commands wait in the inbox.
+            barrier = bool(self._snapshot_requests) or self._rotate_at is not None
+            if in_flight is None:
+                if not self._inbox and not barrier:
+                    if not self._running:
+                        break
+                    self._wake.clear()
+                    timeout = self._seconds_to_next_timer()
+                    if timeout is None or timeout > 0:
+                        await self._wake.wait(timeout)
+            elif not _written(in_flight) and (barrier or not self._inbox):
                 self._wake.clear()
-                timeout = self._seconds_to_next_timer()
+                # The commit's done-callback, a new command or a due timer wakes the loop.
+                timeout = None if barrier else self._seconds_to_next_timer()
                 if timeout is None or timeout > 0:
                     await self._wake.wait(timeout)
-            if self._rotate_at is not None:
-                writer.rotate()
-                writer.prune(self._rotate_at)
-                self._rotate_at = None
-            if self._snapshot_requests:
-                self._start_snapshot()
-            inbox = self._inbox
-            self._inbox = collections.deque()
-            now = self.clock.now_ms()
-            replies: list[tuple[Reply, Outcome]] = []
-            seqs: list[int] = []
-            events = self.book.events
-            due = self.book.next_due()
-            if due is not None and due <= now:
-                self._journal_and_apply(Tick(), now)
-                seqs.extend([self.last_seq] * len(events))
-            for command, reply in inbox:
-                outcome = self._handle(command, now)
-                if len(events) > len(seqs):
-                    seqs.extend([outcome.seq] * (len(events) - len(seqs)))
-                if reply is not None:
-                    replies.append((reply, outcome))
-            self.stats["batches"] += 1
-            self.stats["commands"] += len(inbox)
-            records = writer.pending()
-            if records:
-                self.stats["records"] += records
-                data = writer.take_batch()
-                started = time.perf_counter()
-                await loop.run_in_executor(self._fsync_pool, writer.write_and_sync, data)
-                if self.commit_observer is not None:
-                    self.commit_observer(records, time.perf_counter() - started)
-                if self.record_observer is not None:
-                    self.record_observer(self.last_seq, data)
-            batch = CommittedBatch(self.book.drain_events(), seqs)
-            for reply, outcome in replies:
-                try:
-                    reply(outcome)
-                except Exception:
-                    log.exception("a reply callback failed")
-            if batch.events:
-                self._deliver(batch)
+            barrier = bool(self._snapshot_requests) or self._rotate_at is not None  # asked meanwhile?
+            finished = None
+            if in_flight is not None and _written(in_flight):
+                finished, in_flight = in_flight, None
+                finished.duration()  # raises if the write failed: the journal is poisoned, the engine stops
+            if in_flight is None and not group.replies and not writer.pending() and not self.book.events:
+                if self._rotate_at is not None:
+                    writer.rotate()
+                    writer.prune(self._rotate_at)
+                    self._rotate_at = None
+                if self._snapshot_requests:
+                    self._start_snapshot()
+                barrier = False
+            if not barrier:
+                self._apply_queued(group)
+            if in_flight is None and (group.replies or writer.pending() or self.book.events):
+                in_flight = self._commit(loop, writer, group)
+                group = _Group([], [])
+            if finished is not None:
+                self._release(finished)
+
+    def _apply_queued(self, group: "_Group") -> None:
+        """Apply the inbox (after a due timer tick) into the group being gathered."""
+        inbox = self._inbox
+        self._inbox = collections.deque()
+        now = self.clock.now_ms()
+        events = self.book.events
+        seqs = group.seqs
+        replies = group.replies
+        due = self.book.next_due()
+        if due is not None and due <= now:
+            self._journal_and_apply(Tick(), now)
+            seqs.extend([self.last_seq] * (len(events) - len(seqs)))
+        for command, reply in inbox:
+            outcome = self._handle(command, now)
+            if len(events) > len(seqs):
+                seqs.extend([outcome.seq] * (len(events) - len(seqs)))
+            if reply is not None:
+                replies.append((reply, outcome))
+        self.stats["batches"] += 1
+        self.stats["commands"] += len(inbox)
+
+    def _commit(
+        self, loop: asyncio.AbstractEventLoop, writer: journal.JournalWriter, group: "_Group"
+    ) -> "_Commit | None":
+        """Start writing the group's records; None when it has none (answered at once: everything
+        before it is durable)."""
+        records = writer.pending()
+        batch = CommittedBatch(self.book.drain_events(), group.seqs)
+        if not records:
+            self._release(_Commit(None, 0, b"", self.last_seq, group.replies, batch))
+            return None
+        self.stats["records"] += records
+        data = writer.take_batch()
+        future = loop.run_in_executor(self._fsync_pool, self.write_batch, writer, data)
+        future.add_done_callback(self._on_written)
+        return _Commit(future, records, data, self.last_seq, group.replies, batch)
+
+    def _on_written(self, _: "asyncio.Future[float]") -> None:
+        self._wake.set()
+
+    def _release(self, commit: "_Commit") -> None:
+        """A group is durable: tell the observers, answer its commands, hand its events on."""
+        if commit.future is not None:
+            if self.commit_observer is not None:
+                self.commit_observer(commit.records, commit.duration())
+            if self.record_observer is not None:
+                self.record_observer(commit.last_seq, commit.data)
+        for reply, outcome in commit.replies:
+            try:
+                reply(outcome)
+            except Exception:
+                log.exception("a reply callback failed")
+        if commit.batch.events:
+            self._deliver(commit.batch)
 
     def _deliver(self, batch: CommittedBatch) -> None:
         for listener in self.listeners:

@@ -3,6 +3,7 @@
 import asyncio
 import pathlib
 import shutil
+import threading
 import time
 
 import msgpack
@@ -314,3 +315,99 @@ async def test_wakeup_wakes_on_set_or_after_the_timeout() -> None:
     wakeup.set()
     await asyncio.wait_for(waiting, 1.0)
     assert wakeup.is_set()
+
+
+class HeldWrites:
+    """Makes the journal's write + fsync wait until the test lets each one through."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.real = engine.write_batch
+        self.gates: list[threading.Event] = []
+        self.writes: list[bytes] = []
+        self.started = threading.Semaphore(0)
+        engine.write_batch = self.held
+
+    def held(self, writer: journal.JournalWriter, data: bytes) -> float:
+        gate = threading.Event()
+        self.gates.append(gate)
+        self.writes.append(data)
+        self.started.release()
+        assert gate.wait(10), "a held journal write was never let through"
+        return self.real(writer, data)
+
+    async def wait_started(self, count: int) -> None:
+        for _ in range(count):
+            assert await asyncio.to_thread(self.started.acquire, True, 10)
+
+    def release(self, index: int) -> None:
+        self.gates[index].set()
+
+
+async def test_commands_arriving_during_an_fsync_are_applied_and_answered_after_their_own(running) -> None:
+    """Pipelined group commits: the next group is applied while the previous one is being made
+    durable, and its answers wait for its own write; answers and events stay in order."""
+    engine, clock, _sink, tmp_path = running
+    await open_session(engine, clock)
+    held = HeldWrites(engine)
+    batches: list[CommittedBatch] = []
+    engine.listeners.append(batches.append)
+    first = engine.execute(PlaceBid(1, 7, 1000, "first"))
+    await held.wait_started(1)
+    second = engine.execute(PlaceBid(1, 8, 1100, "second"))
+    third = engine.execute(PlaceBid(1, 7, 1200, "third"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    # Applied (the book moved on) but not answered: the first group is not durable yet.
+    assert engine.book.lots[1].price == 1200
+    assert not first.done() and not second.done() and not third.done()
+    held.release(0)
+    assert (await first).ok
+    await held.wait_started(1)  # the second group's write starts without waiting for anything
+    assert len(held.writes) == 2 and not second.done() and not third.done()
+    assert [type(e).__name__ for batch in batches for e in batch.events] == ["BidPlaced", "PriceChanged"]
+    held.release(1)
+    answers = [await second, await third]
+    assert [a.seq for a in answers] == [first.result().seq + 1, first.result().seq + 2]
+    assert all(a.ok for a in answers)
+    seqs = [seq for batch in batches for seq in batch.seqs]
+    assert seqs == sorted(seqs) and seqs[-1] == answers[-1].seq
+    records = dict(journal.recover(tmp_path / "journal"))
+    assert {first.result().seq, *(a.seq for a in answers)} <= set(records)
+
+
+async def test_a_snapshot_waits_for_the_group_in_flight_and_holds_only_durable_state(running) -> None:
+    engine, clock, sink, _tmp = running
+    await open_session(engine, clock)
+    held = HeldWrites(engine)
+    bid = engine.execute(PlaceBid(1, 7, 1000, "durable-first"))
+    await held.wait_started(1)
+    snapshot = engine.snapshot()
+    later = engine.execute(PlaceBid(1, 8, 1100, "after-the-snapshot"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not snapshot.done()
+    assert engine.book.lots[1].price == 1000  # the later bid waits behind the snapshot's barrier
+    held.release(0)
+    covered = await snapshot
+    assert covered == (await bid).seq  # the snapshot covers exactly what was durable
+    assert sink.saved[-1][0] == covered
+    await held.wait_started(1)
+    held.release(1)
+    assert (await later).seq == covered + 1
+
+
+async def test_a_failed_journal_write_stops_the_engine_without_answering(running) -> None:
+    engine, clock, _sink, _tmp = running
+    await open_session(engine, clock)
+
+    def broken(writer: journal.JournalWriter, data: bytes) -> float:
+        raise OSError(5, "Input/output error")
+
+    engine.write_batch = broken
+    bid = engine.execute(PlaceBid(1, 7, 1000, "lost"))
+    task = engine._task
+    assert task is not None
+    with pytest.raises(OSError):
+        await asyncio.wait_for(task, 10)
+    assert not bid.done()  # never acknowledged: the bidder's retry goes to the restarted engine
+    engine._task = None
