@@ -8,6 +8,7 @@ plain callbacks that queue work of their own.
 
 import asyncio
 import collections
+import contextlib
 import functools
 import gc
 import logging
@@ -442,11 +443,10 @@ class Engine:
         return future
 
     # -- the writer loop -----------------------------------------------------------------------
-    # Group commits are pipelined: while one group's write + fsync runs in the journal's thread,
-    # the commands arriving meanwhile are applied into the next group, and that group's write
-    # starts the moment the previous fsync returns, before the previous group's answers go out.
-    # An answer (and an event) is still released only once its own record is durable, and in
-    # order; the fsync thread no longer waits for the loop between two commits.
+    # Group commits are pipelined: when one group's write + fsync returns, the commands that
+    # arrived meanwhile are applied and their write starts at once, before the finished group's
+    # answers go out. An answer (and an event) is still released only once its own record is
+    # durable, and in order; the fsync thread no longer waits while the loop writes answers.
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         writer = self._writer
@@ -465,12 +465,13 @@ class Engine:
                     timeout = self._seconds_to_next_timer()
                     if timeout is None or timeout > 0:
                         await self._wake.wait(timeout)
-            elif not _written(in_flight) and (barrier or not self._inbox):
-                self._wake.clear()
-                # The commit's done-callback, a new command or a due timer wakes the loop.
-                timeout = None if barrier else self._seconds_to_next_timer()
-                if timeout is None or timeout > 0:
-                    await self._wake.wait(timeout)
+            elif not _written(in_flight):
+                # Commands arriving meanwhile wait in the inbox and are applied together when the
+                # fsync returns (applying each on arrival cost a loop turn per command).
+                future = in_flight.future
+                assert future is not None
+                with contextlib.suppress(Exception):  # raised again below, by duration()
+                    await future
             barrier = bool(self._snapshot_requests) or self._rotate_at is not None  # asked meanwhile?
             finished = None
             if in_flight is not None and _written(in_flight):
@@ -526,11 +527,7 @@ class Engine:
         self.stats["records"] += records
         data = writer.take_batch()
         future = loop.run_in_executor(self._fsync_pool, self.write_batch, writer, data)
-        future.add_done_callback(self._on_written)
         return _Commit(future, records, data, self.last_seq, group.replies, batch)
-
-    def _on_written(self, _: "asyncio.Future[float]") -> None:
-        self._wake.set()
 
     def _release(self, commit: "_Commit") -> None:
         """A group is durable: tell the observers, answer its commands, hand its events on."""
