@@ -186,30 +186,15 @@ def _outcome_from_row(row: list[Any]) -> Outcome:
     return Outcome(ok, code, "", seq, decision)
 
 
-class _Group(NamedTuple):
-    """Commands applied since the last commit started: their answers and their events' seqs."""
-
-    replies: list[tuple[Reply, Outcome]]
-    seqs: list[int]
-
-
 class _Commit(NamedTuple):
-    """A group whose records are being written and fsynced (`future` gives the seconds it took)."""
+    """A group of commands whose records are being written and fsynced."""
 
-    future: "asyncio.Future[float] | None"
+    future: "asyncio.Future[float]"  # the seconds the write + fsync took
     records: int
     data: bytes
     last_seq: int
     replies: list[tuple[Reply, Outcome]]
     batch: CommittedBatch
-
-    def duration(self) -> float:
-        """Seconds the write + fsync took (raises what the write raised)."""
-        return 0.0 if self.future is None else self.future.result()
-
-
-def _written(commit: _Commit) -> bool:
-    return commit.future is None or commit.future.done()
 
 
 def _timed_write(writer: journal.JournalWriter, data: bytes) -> float:
@@ -452,59 +437,49 @@ class Engine:
         writer = self._writer
         assert writer is not None
         in_flight: _Commit | None = None
-        group = _Group([], [])  # applied, not yet durable: answers and the seqs of book.events
         while True:
-            # Snapshots and journal rotation happen between groups, when all that is applied is
-            # durable: meanwhile new commands wait in the inbox.
-            barrier = bool(self._snapshot_requests) or self._rotate_at is not None
+            finished = None
             if in_flight is None:
-                if not self._inbox and not barrier:
+                if not self._inbox and not self._snapshot_requests and self._rotate_at is None:
                     if not self._running:
                         break
                     self._wake.clear()
                     timeout = self._seconds_to_next_timer()
                     if timeout is None or timeout > 0:
                         await self._wake.wait(timeout)
-            elif not _written(in_flight):
+            else:
                 # Commands arriving meanwhile wait in the inbox and are applied together when the
                 # fsync returns (applying each on arrival cost a loop turn per command).
-                future = in_flight.future
-                assert future is not None
-                with contextlib.suppress(Exception):  # raised again below, by duration()
-                    await future
-            barrier = bool(self._snapshot_requests) or self._rotate_at is not None  # asked meanwhile?
-            finished = None
-            if in_flight is not None and _written(in_flight):
+                with contextlib.suppress(Exception):  # raised again just below
+                    await in_flight.future
                 finished, in_flight = in_flight, None
-                finished.duration()  # raises if the write failed: the journal is poisoned, the engine stops
-            if in_flight is None and not group.replies and not writer.pending() and not self.book.events:
-                if self._rotate_at is not None:
-                    writer.rotate()
-                    writer.prune(self._rotate_at)
-                    self._rotate_at = None
-                if self._snapshot_requests:
-                    self._start_snapshot()
-                barrier = False
-            if not barrier:
-                self._apply_queued(group)
-            if in_flight is None and (group.replies or writer.pending() or self.book.events):
-                in_flight = self._commit(loop, writer, group)
-                group = _Group([], [])
+                finished.future.result()  # a failed write poisons the journal: the engine stops
+            # Here everything applied is durable: the moment for rotation and snapshots.
+            if self._rotate_at is not None:
+                writer.rotate()
+                writer.prune(self._rotate_at)
+                self._rotate_at = None
+            if self._snapshot_requests:
+                self._start_snapshot()
+            in_flight = self._apply_and_commit(loop, writer)
             if finished is not None:
                 self._release(finished)
 
-    def _apply_queued(self, group: "_Group") -> None:
-        """Apply the inbox (after a due timer tick) into the group being gathered."""
+    def _apply_and_commit(
+        self, loop: asyncio.AbstractEventLoop, writer: journal.JournalWriter
+    ) -> "_Commit | None":
+        """Apply the inbox (after a due timer tick) and start writing its records; None when they
+        changed nothing (then answered at once: everything before them is durable)."""
         inbox = self._inbox
         self._inbox = collections.deque()
         now = self.clock.now_ms()
         events = self.book.events
-        seqs = group.seqs
-        replies = group.replies
+        seqs: list[int] = []
+        replies: list[tuple[Reply, Outcome]] = []
         due = self.book.next_due()
         if due is not None and due <= now:
             self._journal_and_apply(Tick(), now)
-            seqs.extend([self.last_seq] * (len(events) - len(seqs)))
+            seqs.extend([self.last_seq] * len(events))
         for command, reply in inbox:
             outcome = self._handle(command, now)
             if len(events) > len(seqs):
@@ -513,36 +488,32 @@ class Engine:
                 replies.append((reply, outcome))
         self.stats["batches"] += 1
         self.stats["commands"] += len(inbox)
-
-    def _commit(
-        self, loop: asyncio.AbstractEventLoop, writer: journal.JournalWriter, group: "_Group"
-    ) -> "_Commit | None":
-        """Start writing the group's records; None when it has none (answered at once: everything
-        before it is durable)."""
         records = writer.pending()
-        batch = CommittedBatch(self.book.drain_events(), group.seqs)
+        batch = CommittedBatch(self.book.drain_events(), seqs)
         if not records:
-            self._release(_Commit(None, 0, b"", self.last_seq, group.replies, batch))
+            self._answer(replies, batch)
             return None
         self.stats["records"] += records
         data = writer.take_batch()
         future = loop.run_in_executor(self._fsync_pool, self.write_batch, writer, data)
-        return _Commit(future, records, data, self.last_seq, group.replies, batch)
+        return _Commit(future, records, data, self.last_seq, replies, batch)
 
-    def _release(self, commit: "_Commit") -> None:
+    def _release(self, commit: _Commit) -> None:
         """A group is durable: tell the observers, answer its commands, hand its events on."""
-        if commit.future is not None:
-            if self.commit_observer is not None:
-                self.commit_observer(commit.records, commit.duration())
-            if self.record_observer is not None:
-                self.record_observer(commit.last_seq, commit.data)
-        for reply, outcome in commit.replies:
+        if self.commit_observer is not None:
+            self.commit_observer(commit.records, commit.future.result())
+        if self.record_observer is not None:
+            self.record_observer(commit.last_seq, commit.data)
+        self._answer(commit.replies, commit.batch)
+
+    def _answer(self, replies: list[tuple[Reply, Outcome]], batch: CommittedBatch) -> None:
+        for reply, outcome in replies:
             try:
                 reply(outcome)
             except Exception:
                 log.exception("a reply callback failed")
-        if commit.batch.events:
-            self._deliver(commit.batch)
+        if batch.events:
+            self._deliver(batch)
 
     def _deliver(self, batch: CommittedBatch) -> None:
         for listener in self.listeners:
