@@ -5,10 +5,8 @@ python run.py --help
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import dataclasses
 import datetime
 import gc
 import logging
@@ -17,7 +15,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import tornado.httpclient
 import tornado.httpserver
 import uvloop
 
+from composition.settings import Settings, SettingsError, parse_settings, production_problems
 from engine.clock import SystemClock
 from engine.engine import Engine
 from engine.settle.ports import PaymentRouter
@@ -59,143 +58,7 @@ from persistence.snapshots import MongoSnapshotSink
 log = logging.getLogger("gavel")
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    data_dir: Path = Path("var")
-    mongodb_url: str | None = None
-    mongodb_db: str = "gavel"
-    redis_url: str | None = None
-    admin_password: str | None = None
-    journal_fsync: bool = True
-    snapshot_interval: float = 60.0
-    seed_demo: bool = True
-    order_deadline_hours: int = 24
-    log_level: str = "INFO"
-    public_url: str = ""
-    role: str = "all"
-    engine_id: str = "main"
-    lease_seconds: float = 10.0
-    archiver: str = "process"
-
-
 GC_THRESHOLDS = (7_000, 20, 100)  # CPython's defaults are (700, 10, 10)
-
-
-def _flag(value: str) -> bool:
-    return value.strip().lower() not in ("0", "false", "no", "off", "")
-
-
-def parse_config(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> Config:
-    parser = argparse.ArgumentParser(
-        prog="run.py",
-        description="Gavel: a real-time auction engine with a course shop. Every flag has an "
-        "environment variable (shown in brackets); flags win.",
-    )
-    parser.add_argument("--host", default=env.get("HOST", "127.0.0.1"), help="address to bind [HOST]")
-    parser.add_argument("--port", type=int, default=int(env.get("PORT", "8000")), help="HTTP port [PORT]")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(env.get("DATA_DIR", "var")),
-        help="journal, data, logs [DATA_DIR]",
-    )
-    parser.add_argument(
-        "--mongodb-url",
-        default=env.get("MONGODB_URL") or None,
-        help="MongoDB replica set; embedded SecantusDB when unset [MONGODB_URL]",
-    )
-    parser.add_argument(
-        "--mongodb-db", default=env.get("MONGODB_DB", "gavel"), help="database name [MONGODB_DB]"
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=env.get("REDIS_URL") or None,
-        help="Redis; embedded redis-server when unset [REDIS_URL]",
-    )
-    parser.add_argument(
-        "--no-fsync",
-        action="store_true",
-        default=not _flag(env.get("JOURNAL_FSYNC", "1")),
-        help="skip the journal fsync (benchmarks only) [JOURNAL_FSYNC=0]",
-    )
-    parser.add_argument(
-        "--snapshot-interval",
-        type=float,
-        default=float(env.get("SNAPSHOT_INTERVAL", "60")),
-        help="seconds between engine snapshots [SNAPSHOT_INTERVAL]",
-    )
-    parser.add_argument(
-        "--no-demo",
-        action="store_true",
-        default=not _flag(env.get("SEED_DEMO", "1")),
-        help="do not seed the demo session [SEED_DEMO=0]",
-    )
-    parser.add_argument(
-        "--order-deadline-hours",
-        type=int,
-        default=int(env.get("ORDER_DEADLINE_HOURS", "24")),
-        help="hours a winner has to pay before the order is overdue [ORDER_DEADLINE_HOURS]",
-    )
-    parser.add_argument("--log-level", default=env.get("LOG_LEVEL", "INFO"), help="log level [LOG_LEVEL]")
-    parser.add_argument(
-        "--public-url",
-        default=env.get("PUBLIC_URL", ""),
-        help="public origin for links, e.g. https://x [PUBLIC_URL]",
-    )
-    parser.add_argument(
-        "--role",
-        choices=ROLES,
-        default=env.get("ROLE", "all"),
-        help="all: one process does everything; engine: owns the books of its sessions (no public "
-        "API); gateway: websockets, REST and admin, engines reached over Redis [ROLE]",
-    )
-    parser.add_argument(
-        "--engine-id",
-        default=env.get("ENGINE_ID", "main"),
-        help="this engine's name in the Redis registry (role engine) [ENGINE_ID]",
-    )
-    parser.add_argument(
-        "--lease-seconds",
-        type=float,
-        default=float(env.get("LEASE_SECONDS", "10")),
-        help="engine lease in the registry; a dead engine's sessions answer UNAVAILABLE until it "
-        "is back or its lease runs out [LEASE_SECONDS]",
-    )
-    parser.add_argument(
-        "--archiver",
-        choices=ARCHIVERS,
-        default=env.get("ARCHIVER", "process"),
-        help="where the write-behind to MongoDB runs: its own process, fed the journal's bytes, "
-        "or inline on the engine's loop [ARCHIVER]",
-    )
-    args = parser.parse_args(argv)
-    if not args.engine_id.replace("-", "").replace("_", "").isalnum():
-        parser.error("--engine-id: letters, digits, '-' and '_' only")
-    return Config(
-        host=args.host,
-        port=args.port,
-        data_dir=args.data_dir,
-        mongodb_url=args.mongodb_url,
-        mongodb_db=args.mongodb_db,
-        redis_url=args.redis_url,
-        admin_password=env.get("ADMIN_PASSWORD") or None,
-        journal_fsync=not args.no_fsync,
-        snapshot_interval=args.snapshot_interval,
-        seed_demo=not args.no_demo,
-        order_deadline_hours=args.order_deadline_hours,
-        log_level=args.log_level.upper(),
-        public_url=args.public_url.rstrip("/"),
-        role=args.role,
-        engine_id=args.engine_id,
-        lease_seconds=args.lease_seconds,
-        archiver=args.archiver,
-    )
-
-
-ROLES = ("all", "engine", "gateway")
-ARCHIVERS = ("process", "inline")
 
 
 async def load_shared_secret(db: Any, legacy_path: Path) -> bytes:
@@ -306,7 +169,7 @@ async def seed_demo_courses(ctx: AppContext) -> None:
 class Service:
     """Everything that runs: built in `start`, torn down in reverse in `stop`."""
 
-    def __init__(self, config: Config, services: Services) -> None:
+    def __init__(self, config: Settings, services: Services) -> None:
         self.config = config
         self.services = services
         self.background: list[asyncio.Task[None]] = []
@@ -383,7 +246,7 @@ class Service:
             redis=self.redis,
             accounts=accounts,
             pseudonym_secret=await load_shared_secret(self.db, data_dir / "secret.key"),
-            base_url=config.public_url or f"http://{config.host}:{config.port}",
+            base_url=config.base_url,
         )
         self.bus: PriceBus | None = None
         if self.archiver is not None:
@@ -394,13 +257,13 @@ class Service:
                 log.warning("no engine is alive yet; sessions answer UNAVAILABLE until one is")
 
         self.ctx.options["media_dir"] = data_dir / "media"
-        self.ctx.options["order_deadline_ms"] = config.order_deadline_hours * 3_600_000
+        self.ctx.options["order_deadline_ms"] = config.order_deadline_ms
         self.http_client = tornado.httpclient.AsyncHTTPClient()
         self.payment_router = PaymentRouter()
         self.provider = build_provider(
             self.ctx, PaymentsConfig(data_dir=str(config.data_dir)), self.payment_router, self.http_client
         )
-        build_settlement(self.ctx, deadline_ms=config.order_deadline_hours * 3_600_000)
+        build_settlement(self.ctx, deadline_ms=config.order_deadline_ms)
         self.demo_session = None
         if config.role == "engine":
             self.hub = None
@@ -598,7 +461,7 @@ def _both(
     return observe
 
 
-async def serve(config: Config, services: Services) -> int:
+async def serve(config: Settings, services: Services) -> int:
     service = Service(config, services)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -612,7 +475,17 @@ async def serve(config: Config, services: Services) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_config(argv)
+    try:
+        config = parse_settings(argv)
+    except SettingsError as error:
+        print(f"gavel: {error}", file=sys.stderr)
+        return 2
+    if config.production:
+        problems = production_problems(config)
+        if problems:
+            for problem in problems:
+                print(f"gavel: GAVEL_ENV=production refuses {problem}", file=sys.stderr)
+            return 2
     setup_logging(config.log_level)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
