@@ -21,12 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine.settle.ports import PaymentRequest, PaymentRouter
-from gateway.payments import (
-    NOTIFY_PATH,
-    AlipayAdapter,
-    NotifyResult,
-    RefundRefused,
-    load_or_create_sandbox_keys,
+from payments.alipay import AlipayAdapter
+from payments.provider import NotifyResult, RefundRefused
+from payments.sandbox import NOTIFY_PATH, load_or_create_sandbox_keys
+from payments.signing import (
     load_private_key,
     load_public_key,
     rsa2_sign,

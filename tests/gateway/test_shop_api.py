@@ -30,8 +30,10 @@ from redis.backoff import NoBackoff
 from engine.settle.ports import PaymentRouter
 from gateway.app import make_app
 from gateway.context import AppContext
-from gateway.payments import SandboxProvider, ensure_payment_indexes, payment_routes
 from gateway.rest_shop import shop_routes, start_shop
+from payments.handlers import payment_routes
+from payments.provider import ensure_payment_indexes
+from payments.sandbox import SandboxProvider
 from persistence.shop import CART_LIMIT, Shop, ensure_shop_indexes
 from tests.gateway.conftest import Answer, AppServer
 
