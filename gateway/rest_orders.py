@@ -43,7 +43,6 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
 
 
-
 @dataclasses.dataclass
 class Settlement:
     """Everything settlement needs at run time, built once per process."""

@@ -243,6 +243,10 @@ class SignedProvider(abc.ABC):
             trade_status = params.get("trade_status", "")
             if trade_status == CLOSED_STATE:
                 await self.records.mark_closed(out_trade_no)
+                payment = await self.records.get(out_trade_no)
+                on_closed = self.router.closed_handler_for(out_trade_no)
+                if on_closed is not None and payment is not None and payment["status"] == "closed":
+                    await on_closed(out_trade_no)
                 return NotifyResult(True, 200, "closed")
             if trade_status == WAITING_STATE:
                 return NotifyResult(True, 200, "waiting")

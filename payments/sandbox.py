@@ -339,11 +339,7 @@ class SandboxPaymentHandler(JsonHandler):
             "subject": trade["subject"],
             "amount": int(trade["amount"]),
             "amount_yuan": yuan_text(int(trade["amount"])),
-            "status": "paid"
-            if trade["status"] in PAID_STATES
-            else "failed"
-            if trade["status"] == CLOSED_STATE
-            else "waiting",
+            "status": trade["status"],  # WAIT_BUYER_PAY, TRADE_SUCCESS or TRADE_CLOSED, as Alipay says
         }
 
     async def get(self, out_trade_no: str) -> None:

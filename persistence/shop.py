@@ -44,6 +44,7 @@ from engine.settle.shop_pricing import (
     coupon_applies,
     price_checkout,
 )
+from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts, InvalidInput, RefReused
 from persistence.mongo import (
     Client,
@@ -227,10 +228,13 @@ def coupon_valid_at(doc: Document, now: datetime.datetime) -> bool:
 
 
 def out_trade_no_for(order_no: str) -> str:
-    return f"{OUT_TRADE_PREFIX}-{order_no}"
+    """A new, random trade number for a pending order (the order stores it); `order_no` stays the
+    readable (sequential) number the user sees, and no longer names the payment."""
+    return new_trade_no(OUT_TRADE_PREFIX)
 
 
 def order_no_from(out_trade_no: str) -> str | None:
+    """An older installation's `shop-{order_no}` (new numbers are looked up on the order)."""
     prefix, dash, order_no = out_trade_no.partition("-")
     return order_no if prefix == OUT_TRADE_PREFIX and dash and order_no else None
 
@@ -286,6 +290,12 @@ def _indexes() -> dict[str, list[IndexModel]]:
             IndexModel([("checkout_id", ASCENDING)], unique=True, name="checkout_unique"),
             IndexModel([("status", ASCENDING), ("pay_deadline", ASCENDING)], name="pending_deadline"),
             IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_orders"),
+            # A verified notification names the payment by its random number.
+            IndexModel(
+                [("out_trade_no", ASCENDING)],
+                partialFilterExpression={"out_trade_no": {"$type": "string"}},
+                name="out_trade_no",
+            ),
         ],
         "shop_enrolments": [
             IndexModel([("user_id", ASCENDING), ("course_id", ASCENDING)], name="user_course"),
@@ -1149,7 +1159,9 @@ class Shop:
         if order["status"] != "pending" or order.get("pay_url"):
             return order
         names = ", ".join(line["course_name"] for line in order["lines"])
-        request = PaymentRequest(order["out_trade_no"], int(order["to_pay"]), f"Courses: {names}"[:120])
+        request = PaymentRequest(
+            order["out_trade_no"], int(order["to_pay"]), f"Courses: {names}"[:120], int(order["user_id"])
+        )
         order["pay_url"] = await self.provider.create_payment(request)
         await self.db.shop_orders.update_one({"_id": order["_id"]}, {"$set": {"pay_url": order["pay_url"]}})
         return order
@@ -1175,7 +1187,8 @@ class Shop:
         Idempotent. An order already cancelled (timed out) is not revived: the late payment is
         refunded through the provider, never silently kept.
         """
-        order_no = order_no_from(out_trade_no)
+        owner = await self.db.shop_orders.find_one({"out_trade_no": out_trade_no}, {"_id": 1})
+        order_no = str(owner["_id"]) if owner is not None else order_no_from(out_trade_no)
         if order_no is None:
             raise NotFound(f"{out_trade_no!r} is not a shop payment")
 

@@ -36,14 +36,25 @@ PaidHandler = Callable[[str, Fen], Awaitable[None]]
 """Called once a verified notification says `out_trade_no` was paid `amount` fen; must be idempotent."""
 
 
+ClosedHandler = Callable[[str], Awaitable[None]]
+"""Called when a verified notification says the unpaid `out_trade_no` was closed; must be idempotent."""
+
+
 class PaymentRouter:
     """Sends a verified 'paid' notification to the handler registered for its prefix."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, PaidHandler] = {}
+        self._closed: dict[str, ClosedHandler] = {}
 
     def register(self, prefix: str, handler: PaidHandler) -> None:
         self._handlers[prefix] = handler
+
+    def register_closed(self, prefix: str, handler: ClosedHandler) -> None:
+        self._closed[prefix] = handler
+
+    def closed_handler_for(self, out_trade_no: str) -> ClosedHandler | None:
+        return self._closed.get(out_trade_no.split("-", 1)[0])
 
     def handler_for(self, out_trade_no: str) -> PaidHandler | None:
         prefix = out_trade_no.split("-", 1)[0]

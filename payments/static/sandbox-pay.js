@@ -18,7 +18,7 @@
     $("subject").textContent = p.subject;
     $("amount").textContent = "¥" + p.amount_yuan;
     $("status").textContent = "(" + p.status + ")";
-    $("pay").hidden = $("fail").hidden = p.status !== "waiting";
+    $("pay").hidden = $("fail").hidden = p.status !== "WAIT_BUYER_PAY";
   }
   function failed(error) { $("subject").textContent = error.message; }
   for (const [id, outcome] of [["pay", "paid"], ["fail", "failed"]]) {
