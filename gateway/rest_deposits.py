@@ -51,6 +51,7 @@ class DepositsHandler(JsonHandler):
         pay_with: PayWith = "balance" if body.one_of("pay_with", PAY_WITH) == "balance" else "provider"
         provider = self.ctx.options.get("payment_provider")
         if pay_with == "provider" and provider is None:
+            self.ctx.deposits.amount_due(user.user_id, session_id, lot_id)  # the same refusals first
             raise PaymentUnavailable("paying through the provider is not available; pay from the balance")
         deposit = await self.ctx.deposits.create(user.user_id, session_id, lot_id, pay_with)
         answer = self.deposit_json(deposit)

@@ -157,6 +157,10 @@ class Deposits:
             raise DepositExists("you already have a deposit for this") from None
         return Deposit.from_document(doc)
 
+    def amount_due(self, user_id: int, session_id: int, lot_id: int | None) -> int:
+        """The deposit due, or the refusal `create` would give (without opening anything)."""
+        return self._amount_due(user_id, session_id, lot_id)
+
     def _amount_due(self, user_id: int, session_id: int, lot_id: int | None) -> int:
         """The deposit the engine will require; refuses targets that need none or are over."""
         book = self.engine.book
