@@ -351,6 +351,14 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
+# Forgets a checkout only if it is still the one that was ordered: the same user may have checked
+# out again (another tab) while the older one was being paid, and that newer one must survive.
+_DELETE_IF_CHECKOUT = """
+local data = redis.call('HGET', KEYS[1], 'data')
+if not data or cjson.decode(data)['checkout_id'] ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
 
 class Shop:
     """Everything the shop stores; `now` is injectable so tests can move time."""
@@ -378,6 +386,7 @@ class Shop:
         self._cart_add = AsyncScript(redis_client, _CART_ADD)
         self._hset_if_field = AsyncScript(redis_client, _HSET_IF_FIELD)
         self._hset_if_key = AsyncScript(redis_client, _HSET_IF_KEY)
+        self._delete_if_checkout = AsyncScript(redis_client, _DELETE_IF_CHECKOUT)
 
     # == catalogue: admin writes ==========================================================================
     async def _insert_named(self, collection: str, doc: Document, what: str) -> Document:
@@ -1167,15 +1176,18 @@ class Shop:
         return order
 
     async def _forget_checkout(self, checkout: Checkout) -> None:
-        """After the order is committed: drop the checkout and the bought courses from the cart.
+        """After the order is committed: drop the checkout (only if it is still this one: compare
+        and delete in one Lua step) and the bought courses from the cart.
 
         Best effort: the order stands whatever Redis does, and a retry with the same key finds it.
         """
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self.checkout_key(checkout.user_id))
-                pipe.hdel(self.cart_key(checkout.user_id), *(str(line.course_id) for line in checkout.lines))
-                await pipe.execute()
+            await self._delete_if_checkout(
+                keys=[self.checkout_key(checkout.user_id)], args=[checkout.checkout_id], client=self.redis
+            )
+            await self.redis.hdel(
+                self.cart_key(checkout.user_id), *(str(line.course_id) for line in checkout.lines)
+            )
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             log.warning("order placed but the cart of user %s was not cleared: %s", checkout.user_id, exc)
 
