@@ -489,9 +489,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"gavel: GAVEL_ENV=production refuses {problem}", file=sys.stderr)
             return 2
     # An unreadable or wrong Alipay key file stops start-up with one line, before anything starts.
-    problem = key_problem(PaymentsConfig.from_settings(config))
-    if problem is not None:
-        print(f"gavel: {problem}", file=sys.stderr)
+    key_trouble = key_problem(PaymentsConfig.from_settings(config))
+    if key_trouble is not None:
+        print(f"gavel: {key_trouble}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
     config.data_dir.mkdir(parents=True, exist_ok=True)
