@@ -45,6 +45,7 @@ from engine.settle.rules import (
     UserCouponStatus,
 )
 from engine.settle.worker import (
+    ORDER_PAYMENT_PREFIX,
     AddressRequired,
     CouponNotUsable,
     OrderNotPayable,
@@ -59,9 +60,9 @@ from engine.settle.worker import (
     RefundTask,
     SessionRelease,
     StrayDeposit,
-    order_trade_no,
     parse_order_trade_no,
 )
+from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
 from persistence.archive import archived_bids, set_bid_status
 from persistence.mongo import Client, Database, Document, Session, next_id, run_in_transaction, utc_now
@@ -133,6 +134,8 @@ def settlement_indexes() -> dict[str, list[IndexModel]]:
     return {
         "orders": [
             IndexModel([("lot_id", ASCENDING)], unique=True, name="one_order_per_lot"),
+            # Every provider attempt's (random) number: a late notification finds its order.
+            IndexModel([("trade_nos", ASCENDING)], name="trade_nos"),
             IndexModel([("user_id", ASCENDING), ("_id", DESCENDING)], name="user_orders"),
             IndexModel([("status", ASCENDING), ("deadline_ms", ASCENDING)], name="status_deadline"),
             IndexModel(
@@ -192,7 +195,14 @@ def _refund_task(doc: Document) -> RefundTask:
         amount=int(doc["amount"]),
         via="provider" if doc["via"] == "provider" else "balance",
         pending=doc["status"] == RefundStatus.PENDING,
+        out_trade_no=doc.get("out_trade_no"),
     )
+
+
+def _deposit_trade_no(deposit: Document) -> str | None:
+    """A provider-paid deposit's random trade number (older deposits: None, see RefundTask)."""
+    payment_id = deposit.get("payment_id")
+    return payment_id if isinstance(payment_id, str) and payment_id.startswith("dep-") else None
 
 
 def _outbox_item(doc: Document) -> OutboxItem:
@@ -352,6 +362,7 @@ class MongoSettlementStore:
             "lot_id": deposit.get("lot_id"),
             "amount": amount,
             "via": _pay_with(deposit.get("pay_with")),
+            "out_trade_no": _deposit_trade_no(deposit),
             "status": str(RefundStatus.PENDING),
             "reason": reason,
             "created_at_ms": now_ms,
@@ -852,7 +863,7 @@ class MongoSettlementStore:
         lot = await self.db.lots.find_one({"_id": order["lot_id"]}, {"title": 1}, session=s)
         title = str(lot.get("title", "")) if lot else ""
         pending = {
-            "out_trade_no": order_trade_no(int(order["_id"]), attempt),
+            "out_trade_no": new_trade_no(ORDER_PAYMENT_PREFIX),
             "amount": split.to_pay,
             "subject": f"Gavel order {order['_id']}" + (f": {title}"[:80] if title else ""),
             "idempotency_key": request.idempotency_key,
@@ -865,7 +876,10 @@ class MongoSettlementStore:
         }
         result = await self.db.orders.update_one(
             {"_id": order["_id"], "status": _UNPAID, "attempts": order.get("attempts", 0)},
-            {"$set": {"pending_payment": pending, "attempts": attempt}},
+            {
+                "$set": {"pending_payment": pending, "attempts": attempt},
+                "$push": {"trade_nos": pending["out_trade_no"]},
+            },
             session=s,
         )
         if result.modified_count != 1:
@@ -981,8 +995,12 @@ class MongoSettlementStore:
         known = await self.db.provider_payments.find_one({"_id": out_trade_no})
         if known is not None:
             return _receipt(known)
-        parsed = parse_order_trade_no(out_trade_no)
-        order_id = None if parsed is None else parsed[0]
+        parsed = parse_order_trade_no(out_trade_no)  # an older installation's `ord-{id}-{attempt}`
+        if parsed is not None:
+            order_id: int | None = parsed[0]
+        else:
+            owner = await self.db.orders.find_one({"trade_nos": out_trade_no}, {"_id": 1})
+            order_id = None if owner is None else int(owner["_id"])
 
         async def apply(s: Session) -> ProviderReceipt:
             if await self.db.provider_payments.find_one({"_id": out_trade_no}, session=s) is not None:
