@@ -3,8 +3,7 @@
 `gateway/app.py` adds `admin.routes(ctx)` to its route list. Options read from `ctx.options`:
 `media_dir` (where uploads are kept; DATA_DIR/media in production), `cookie_secret` (signs the
 admin cookies; derived from the pseudonym secret when absent), `media_max_bytes` (default 5 MiB),
-`admin_login_ip_limit` / `admin_login_ip_window_s` (sign-in attempts per address, default 20 per
-15 minutes). See docs/admin.md.
+sign-in limits are gateway/signin.py's, shared with the JSON login. See docs/admin.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from admin.base import LOGIN_URL, PREFIX, AdminHandler, safe_next
-from gateway.errors import RateLimited
+from gateway.signin import SigninRefused, signin_guard
 from persistence.accounts import PASSWORD_MAX, BadCredentials
 
 
@@ -26,26 +26,25 @@ class LoginHandler(AdminHandler):
         username = self.form("username").strip()[:64]
         password = self.form("password")
         next_url = safe_next(self.form("next"))
-        ip = self.request.remote_ip or ""
-        limiter = self.services.login_limiter
-        throttle = limiter.username_throttle()
+        address = self.request.remote_ip or ""
+        guard = signin_guard(self.ctx)
         try:
-            if not await limiter.ip_attempt(ip):
-                raise RateLimited("too many sign-in attempts from this address; try again later")
-            await throttle.check(username)
-        except RateLimited as error:
+            # The JSON login's guard: guessing cannot switch between the two doors.
+            await guard.attempt(username, address)
+        except SigninRefused as error:
             await self.audit_login("auth.login_refused", username, error.message)
             self.set_status(429)
+            self.set_header("Retry-After", str(error.retry_after_s))
+            message = f"Too many sign-in attempts; try again in {error.retry_after_s} s."
             self.render(
-                "login.html", error=error.message, username=username, next_url=next_url, page_title="Sign in"
+                "login.html", error=message, username=username, next_url=next_url, page_title="Sign in"
             )
             return
         try:
             if not username or not password or len(password) > PASSWORD_MAX:
                 raise BadCredentials("wrong username or password")
-            user_id, token = await self.ctx.accounts.login(username, password, admin=True)
+            user_id = await self.ctx.accounts.check_password(username, password, admin=True)
         except BadCredentials:
-            await throttle.failed(username)
             await self.audit_login(
                 "auth.login_failed", username, "wrong username or password, or not an admin"
             )
@@ -58,7 +57,8 @@ class LoginHandler(AdminHandler):
                 page_title="Sign in",
             )
             return
-        await throttle.succeeded(username)
+        await guard.succeeded(username, address)
+        token = await self.ctx.accounts.issue_token(user_id, admin=True)
         # A fresh XSRF token for the new sign-in, so a token seen before it is worth nothing after.
         self.clear_cookie("_xsrf", path=PREFIX)
         self.set_session_cookie(token)

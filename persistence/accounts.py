@@ -262,6 +262,12 @@ class Accounts:
 
         Unknown user, wrong password and (for `admin`) a non-admin all give the same error.
         """
+        user_id = await self.check_password(username, password, admin=admin)
+        return user_id, await self.issue_token(user_id, admin=admin)
+
+    async def check_password(self, username: str, password: str, *, admin: bool = False) -> int:
+        """The user id when the credentials are right (and, for `admin`, an admin's); no token yet,
+        so a second factor can be asked for first. Raises BadCredentials alike for every failure."""
         refused = BadCredentials("wrong username or password")
         if not isinstance(username, str) or not isinstance(password, str) or len(password) > PASSWORD_MAX:
             raise refused
@@ -270,7 +276,7 @@ class Accounts:
         matches = await asyncio.to_thread(verify_password, password, stored)
         if user is None or not matches or (admin and not user.get("is_admin")):
             raise refused
-        return int(user["_id"]), await self.issue_token(int(user["_id"]), admin=admin)
+        return int(user["_id"])
 
     async def ensure_admin(self, password: str, username: str = ADMIN_USERNAME) -> int:
         """Create the admin account, or reset its password and admin flag; returns its user id."""
