@@ -36,9 +36,9 @@ def test_sign_in_settings_reach_the_policy() -> None:
 
 
 def test_a_bad_sign_in_setting_is_one_line() -> None:
-    with pytest.raises(SettingsError, match="^LOGIN_BACKOFF_MAX: "):
+    with pytest.raises(SettingsError, match=r"^LOGIN_BACKOFF_MAX: "):
         parse_settings([], env={"LOGIN_BACKOFF_MAX": "15"})
-    with pytest.raises(SettingsError, match="^REGISTRATIONS_PER_ADDRESS: "):
+    with pytest.raises(SettingsError, match=r"^REGISTRATIONS_PER_ADDRESS: "):
         parse_settings([], env={"REGISTRATIONS_PER_ADDRESS": "0"})
 
 
