@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def routes(ctx: AppContext) -> list[tornado.routing.Rule]:
     """Every admin route, with the admin services built once for this application."""
-    from admin import auth, catalog, money, pages, shop
+    from admin import account, auth, catalog, money, pages, shop
     from admin.base import STATIC_DIR, AdminHandler, AdminServices, AdminStaticHandler
 
     # One per context (kept in ctx.options, as settlement keeps its own), so tests and tools find it.
@@ -29,6 +29,8 @@ def routes(ctx: AppContext) -> list[tornado.routing.Rule]:
     args = {"ctx": ctx, "admin": services}
     handlers: list[tuple[str, type[AdminHandler]]] = [
         (r"/admin/login", auth.LoginHandler),
+        (r"/admin/login/code", auth.CodeHandler),
+        *account.ROUTES,
         (r"/admin/logout", auth.LogoutHandler),
         *pages.ROUTES,
         *catalog.ROUTES,

@@ -5,6 +5,7 @@ import logging
 from gateway.http import JsonHandler
 from gateway.signin import signin_guard
 from persistence.accounts import PASSWORD_MAX
+from persistence.two_factor import CODE_MAX_LENGTH, TwoFactor, TwoFactorInvalid, TwoFactorRequired
 
 log = logging.getLogger("gavel.gateway.auth")
 
@@ -24,14 +25,23 @@ class LoginHandler(JsonHandler):
     admin = False
 
     async def post(self) -> None:
-        body = self.fields(("username", "password"))
+        body = self.fields(("username", "password", "totp"))
         username = body.text("username", min_length=1, max_length=64)
         password = body.text("password", min_length=1, max_length=PASSWORD_MAX)
+        code = body.text("totp", min_length=0, max_length=CODE_MAX_LENGTH, default="")
         guard = signin_guard(self.ctx)
         address = self.request.remote_ip or ""
         # Counted as a failure before the password is checked; a success gives it back.
         await guard.attempt(username, address)
         user_id = await self.ctx.accounts.check_password(username, password, admin=self.admin)
+        # An enrolled account needs its code at every door (a bidder token of an admin account
+        # still spends its balance). A missing or wrong code stays counted as a failed attempt.
+        two_factor = TwoFactor(self.ctx.db)
+        if await two_factor.enrolled(user_id):
+            if not code:
+                raise TwoFactorRequired("this account needs its authenticator code: send it as totp")
+            if not await two_factor.verify(user_id, code):
+                raise TwoFactorInvalid("the authenticator or recovery code is wrong or already used")
         await guard.succeeded(username, address)
         token = await self.ctx.accounts.issue_token(user_id, admin=self.admin)
         self.reply({"user_id": user_id, "token": token})
