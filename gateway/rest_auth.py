@@ -1,7 +1,9 @@
 """Accounts over REST: register, login, logout, me, and the admin login."""
 
 import logging
+from typing import Any
 
+from gateway.errors import ValidationFailed
 from gateway.http import JsonHandler
 from gateway.signin import signin_guard
 from persistence.accounts import PASSWORD_MAX
@@ -63,8 +65,25 @@ class LogoutHandler(JsonHandler):
 class MeHandler(JsonHandler):
     async def get(self) -> None:
         user = await self.require_user()
-        profile = await self.ctx.accounts.profile(user.user_id)
-        self.reply({"user_id": profile.user_id, "username": profile.username, "balance": profile.balance})
+        self.reply(await self._me(user.user_id))
+
+    async def patch(self) -> None:
+        """Change the display name (the sign-in username never changes)."""
+        user = await self.require_user()
+        body = self.fields(("display_name",))
+        if not isinstance(body.data.get("display_name"), str):
+            raise ValidationFailed("display_name must be a string")
+        await self.ctx.accounts.set_display_name(user.user_id, body.data["display_name"])
+        self.reply(await self._me(user.user_id))
+
+    async def _me(self, user_id: int) -> dict[str, Any]:
+        profile = await self.ctx.accounts.profile(user_id)
+        return {
+            "user_id": profile.user_id,
+            "username": profile.username,
+            "display_name": profile.display_name,
+            "balance": profile.balance,
+        }
 
 
 ROUTES = [
