@@ -6,7 +6,7 @@ Stored on the user document:
 - `totp_last_step`: the newest 30-second step a code was accepted for. A code is accepted only for
   a step after it (compare-and-set in MongoDB), so a code seen once, even moments ago and by
   another gateway, cannot be replayed;
-- `recovery_codes`: SHA-256 hashes of 10 random codes (50 bits each, so no salt or slow hash is
+- `recovery_codes`: SHA-256 hashes of 10 random codes (80 bits each, so no salt or slow hash is
   needed); each is removed by an atomic `$pull` when used.
 """
 
