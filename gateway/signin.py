@@ -46,16 +46,20 @@ MEMORY_KEYS = 100_000
 KEY_PART_MAX = 64
 PREFIX = "gavel:signin:"
 
-# KEYS: one hash per scope ({n: failures in the window, until: ms before which nothing is tried}).
-# ARGV: now_ms, window_ms, base_ms, then (limit, back-off cap ms; 0 = none) per key.
+# KEYS: one hash per scope ({n: failures in the window, until: ms before which nothing is tried}),
+# then optionally a marker key: when it exists, the last scope is skipped (a known address).
+# ARGV: now_ms, window_ms, base_ms, number of scopes, then (limit, back-off cap ms; 0 = none) each.
 # Returns {1, 0} when the attempt may go ahead (and is now counted), else {0, retry_after_ms}.
 _ATTEMPT = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local base = tonumber(ARGV[3])
+local scopes = tonumber(ARGV[4])
+if #KEYS > scopes and redis.call('EXISTS', KEYS[#KEYS]) == 1 then scopes = scopes - 1 end
 local retry = 0
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 + 2 * i])
+for i = 1, scopes do
+  local key = KEYS[i]
+  local limit = tonumber(ARGV[3 + 2 * i])
   local state = redis.call('HMGET', key, 'n', 'until')
   local n = tonumber(state[1]) or 0
   local wait_until = tonumber(state[2]) or 0
@@ -67,8 +71,9 @@ for i, key in ipairs(KEYS) do
   if wait_until - now > retry then retry = wait_until - now end
 end
 if retry > 0 then return {0, retry} end
-for i, key in ipairs(KEYS) do
-  local cap = tonumber(ARGV[3 + 2 * i])
+for i = 1, scopes do
+  local key = KEYS[i]
+  local cap = tonumber(ARGV[4 + 2 * i])
   local n = redis.call('HINCRBY', key, 'n', 1)
   if n == 1 then redis.call('PEXPIRE', key, window) end
   if cap > 0 then
@@ -240,20 +245,19 @@ class SigninGuard:
         """Count one attempt to sign in to `account` from `address`, or refuse it."""
         policy = self.policy
         pair, addr, acct, known = self._keys(account, address)
+        # The account-wide scope last: an address known to the account skips it.
         scopes = [
             _Scope(pair, policy.failures_per_account_address, policy.backoff_max_ms),
             _Scope(addr, policy.failures_per_address, 0),
+            _Scope(acct, policy.failures_per_account, policy.account_backoff_max_ms),
         ]
         now = self.now_ms()
         try:
-            exempt = bool(await self.client.exists(known))
-            if not exempt:
-                scopes.append(_Scope(acct, policy.failures_per_account, policy.account_backoff_max_ms))
-            retry_ms = await self._run(scopes, now)
+            retry_ms = await self._run(scopes, now, exempt_last_if=known)
         except redis.RedisError:
             log.warning("sign-in throttle: Redis unavailable, counting in this process", exc_info=True)
-            if not self.memory.is_known(known, now):
-                scopes.append(_Scope(acct, policy.failures_per_account, policy.account_backoff_max_ms))
+            if self.memory.is_known(known, now):
+                scopes.pop()
             retry_ms = self.memory.attempt(scopes, now, policy)
         if retry_ms > 0:
             raise SigninRefused("too many sign-in attempts; wait before trying again", _seconds(retry_ms))
@@ -282,11 +286,15 @@ class SigninGuard:
                 "too many registrations from this address; try again later", _seconds(retry_ms)
             )
 
-    async def _run(self, scopes: Sequence[_Scope], now: int) -> int:
-        args: list[Any] = [now, self.policy.window_ms, self.policy.backoff_base_ms]
+    async def _run(self, scopes: Sequence[_Scope], now: int, exempt_last_if: str | None = None) -> int:
+        """One round trip: check every scope, count in all of them or in none."""
+        args: list[Any] = [now, self.policy.window_ms, self.policy.backoff_base_ms, len(scopes)]
         for scope in scopes:
             args += [scope.limit, scope.backoff_cap_ms]
-        allowed, retry_ms = await self._attempt(keys=[scope.key for scope in scopes], args=args)
+        keys = [scope.key for scope in scopes]
+        if exempt_last_if is not None:
+            keys.append(exempt_last_if)
+        allowed, retry_ms = await self._attempt(keys=keys, args=args)
         return 0 if int(allowed) else max(1, int(retry_ms))
 
 
