@@ -276,3 +276,13 @@ async def test_without_redis_the_limits_hold_in_memory(redis_client: aioredis.Re
             await guard.register("192.0.2.1")
     finally:
         await gone.aclose()
+
+
+async def test_the_application_signs_cookies_with_cookie_secret(app_server: AppServer) -> None:
+    from gateway.app import make_app
+
+    app_server.ctx.options["cookie_secret"] = "c" * 40
+    app_server.ctx.options.pop("admin_services", None)
+    app = make_app(app_server.ctx)
+    assert app.settings["cookie_secret"] == b"c" * 40
+    assert app_server.ctx.options["admin_services"].cookie_secret == b"c" * 40
