@@ -34,6 +34,7 @@ from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
 from gateway.rest_orders import build_settlement, start_settlement
 from gateway.rest_shop import start_shop
+from gateway.signin import SigninPolicy
 from gateway.ws import Hub
 from payments.config import PaymentsConfig, build_provider, key_problem
 from persistence import mongo
@@ -90,6 +91,23 @@ async def ensure_admin_account(accounts: Accounts, db: Any, password: str | None
     generated = secrets.token_urlsafe(12)
     await accounts.ensure_admin(generated)
     return generated
+
+
+def signin_options(config: Settings) -> dict[str, Any]:
+    """What the sign-in side reads from `ctx.options`: the throttle's policy (gateway/signin.py) and
+    COOKIE_SECRET, which signs the admin UI's cookies (admin/base.py; derived when unset)."""
+    options: dict[str, Any] = {
+        "signin_policy": SigninPolicy(
+            failures_per_account_address=config.login_failures_per_account_address,
+            failures_per_address=config.login_failures_per_address,
+            failures_per_account=config.login_failures_per_account,
+            backoff_max_ms=config.login_backoff_max_ms,
+            registrations_per_address=config.registrations_per_address,
+        )
+    }
+    if config.cookie_secret:
+        options["cookie_secret"] = config.cookie_secret
+    return options
 
 
 DEMO_BIDDERS = (("alice", "alice-demo-pass"), ("bob", "bob-demo-pass"))
@@ -257,6 +275,7 @@ class Service:
                 log.warning("no engine is alive yet; sessions answer UNAVAILABLE until one is")
 
         self.ctx.options["media_dir"] = data_dir / "media"
+        self.ctx.options.update(signin_options(config))
         self.ctx.options["order_deadline_ms"] = config.order_deadline_ms
         # Unpaid shop orders are released after SHOP_PENDING_TIMEOUT (seconds, at least one).
         self.ctx.options["shop_pending_timeout_seconds"] = max(1, config.shop_pending_timeout_ms // 1000)

@@ -56,6 +56,8 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
     return tornado.web.Application(
         routes,
         debug=debug,
+        # COOKIE_SECRET (or the admin's derived key): any handler's signed cookies use the same key.
+        cookie_secret=ctx.options["admin_services"].cookie_secret,
         # Bearer tokens, not cookies, authorize the JSON API, so there is no cookie to forge.
         xsrf_cookies=False,
         websocket_max_message_size=WEBSOCKET_MAX_MESSAGE_BYTES,

@@ -283,7 +283,12 @@ class JsonHandler(tornado.web.RequestHandler):
             message = "internal error" if status >= 500 else http.client.responses.get(status, "error")
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(orjson.dumps(error_body(code, message)))
+        body = error_body(code, message)
+        retry_after = getattr(error, "retry_after_s", None)
+        if isinstance(retry_after, int):  # a rate limit that knows when it lifts (gateway/signin.py)
+            self.set_header("Retry-After", str(retry_after))
+            body["error"]["retry_after_s"] = retry_after
+        self.finish(orjson.dumps(body))
 
     def log_exception(
         self,
