@@ -55,7 +55,7 @@ from persistence.mongo import (
     run_in_transaction,
     utc_now,
 )
-from persistence.settlement import MongoSettlementStore, ensure_settlement_indexes, money_totals
+from persistence.settlement import MongoSettlement, ensure_settlement_indexes, money_totals
 
 T0 = 1_700_000_000_000
 DAY = DEFAULT_PAYMENT_WINDOW_MS
@@ -99,7 +99,7 @@ class World:
     client: Client
     db: Database
     accounts: Accounts
-    store: MongoSettlementStore
+    store: MongoSettlement
     clock: FakeClock
     provider: FakeProvider
     engine: FakeEngine
@@ -315,7 +315,7 @@ async def make_world(mongo_url: str, db_name: str) -> AsyncIterator[World]:
             client,
             db,
             accounts,
-            MongoSettlementStore(client, db, accounts),
+            MongoSettlement(client, db, accounts),
             FakeClock(T0),
             FakeProvider(),
             FakeEngine(),
