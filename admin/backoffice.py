@@ -1,9 +1,10 @@
 """The settlement and course-shop services the admin pages call, found at request time.
 
-Settlement (`persistence.settlement.MongoSettlement`, the worker in `engine.settle.worker`) and
-the shop (`persistence.shop.Shop`) are their own packages. The admin never writes their collections
-directly: writes go through those services (the one the composition root built, from `ctx.options`,
-else a private instance over the same database). Reads that need no service read the collections.
+Settlement (`persistence.settlement.MongoSettlement`: the handlers of `engine.settle.handlers` on
+MongoDB; the worker in `engine.settle.worker`) and the shop (`persistence.shop.Shop`) are their own
+packages. The admin never writes their collections directly: writes go through those services (the
+one the composition root built, from `ctx.options`, else a private instance over the same database).
+Reads that need no service read the collections.
 Balances only move through `Accounts.credit`. If a service cannot be imported, its pages still list
 what is in MongoDB and its buttons answer UNAVAILABLE.
 """
