@@ -1,7 +1,7 @@
 """Auction orders over REST: the order list, checkout and paying; auction coupons; delivery addresses;
 the admin's shipping, completing and clearing of non-payers.
 
-Wiring (the composition root, after `gateway.payments.build_provider`):
+Wiring (the composition root, after `payments.config.build_provider`):
 `app.add_handlers(r".*", order_routes(ctx))` and `background += await start_settlement(ctx)`.
 `build_settlement(ctx, ...)` first when the defaults (provider and router from `ctx.options`,
 a 24-hour payment window) do not fit.
@@ -43,7 +43,6 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
 
 
-
 @dataclasses.dataclass
 class Settlement:
     """Everything settlement needs at run time, built once per process."""
@@ -66,7 +65,7 @@ def build_settlement(
     """Build the store, the worker and the payment service, and keep them in `ctx.options`.
 
     `provider` and `router` default to `ctx.options["payment_provider"]` / `["payment_router"]`
-    (set by `gateway.payments.build_provider`, which must therefore run first); the `ord-` handler
+    (set by `payments.config.build_provider`, which must therefore run first); the `ord-` handler
     is registered with the router when there is one.
     """
     if provider is None:

@@ -40,6 +40,7 @@ from engine.settle.model import (
 from engine.settle.rules import DeductionType, OrderStatus, PaymentSplit, UserCouponStatus
 from engine.settle.uow import StaleRead, UnitOfWork
 from engine.settle.worker import (
+    ORDER_PAYMENT_PREFIX,
     AddressRequired,
     CouponNotUsable,
     OrderNotPayable,
@@ -51,7 +52,7 @@ from engine.settle.worker import (
     ProviderReceipt,
     RefundTask,
     StrayDeposit,
-    order_trade_no,
+    parse_order_trade_no,
 )
 
 log = logging.getLogger("gavel.settlement")
@@ -70,7 +71,15 @@ class AlreadyRecorded(Exception):
 
 
 def refund_task(refund: Refund) -> RefundTask:
-    return RefundTask(refund.id, refund.deposit_id, refund.user_id, refund.amount, refund.via, refund.pending)
+    return RefundTask(
+        refund.id,
+        refund.deposit_id,
+        refund.user_id,
+        refund.amount,
+        refund.via,
+        refund.pending,
+        refund.out_trade_no,
+    )
 
 
 # -- shared steps ---------------------------------------------------------------------------------------
@@ -116,6 +125,8 @@ async def _new_refund(
         via=deposit.pay_with,
         reason=reason,
         created_at_ms=now_ms,
+        # A provider refund names the payment it gives back (the worker falls back to `dep-{id}`).
+        out_trade_no=deposit.out_trade_no,
     )
     await uow.refunds.add(refund)
     return refund_task(refund)
@@ -438,12 +449,12 @@ async def _open_charge(
     deposit: Deposit | None,
     now_ms: Millis,
 ) -> PaymentResult:
-    """Remember what the provider payment is for. A new idempotency key opens a new attempt (a new
-    out_trade_no): a late notification of an earlier attempt is then refunded, not applied twice."""
-    attempt = order.attempts + 1
+    """Remember what the provider payment is for. A new idempotency key opens a new attempt with a
+    new random out_trade_no (kept on the order with every earlier one): a late notification of an
+    earlier attempt then finds its order and is refunded, not applied twice."""
     title = await uow.auction.lot_title(order.lot_id)
     charge = PendingCharge(
-        out_trade_no=order_trade_no(order.id, attempt),
+        out_trade_no=uow.ids.trade_no(ORDER_PAYMENT_PREFIX),
         amount=split.to_pay,
         subject=f"Gavel order {order.id}" + (f": {title}"[:80] if title else ""),
         idempotency_key=request.idempotency_key,
@@ -499,6 +510,15 @@ async def _apply_payment(
     if not await uow.orders.mark_paid(order.id, payment, address, now_ms):
         raise StaleRead()
     return refund
+
+
+async def order_of_trade_no(uow: UnitOfWork, out_trade_no: str) -> int | None:
+    """The order a provider payment is for: the one that stored the (random) number with one of its
+    attempts; an older installation's `ord-{order}-{attempt}` names its order itself."""
+    legacy = parse_order_trade_no(out_trade_no)
+    if legacy is not None:
+        return legacy[0]
+    return await uow.orders.id_for_trade_no(out_trade_no)
 
 
 async def apply_provider_payment(

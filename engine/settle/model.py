@@ -130,6 +130,9 @@ class Deposit:
     remaining: Fen  # fen still held
     rev: int | None
     pay_with: PayWith
+    # Its provider payment's trade number (`dep-` + 128 random bits); None when paid from the
+    # balance or by an older installation, whose number was `dep-{id}`.
+    out_trade_no: str | None = None
 
     @property
     def session_wide(self) -> bool:
@@ -150,6 +153,7 @@ class Refund:
     reason: str
     created_at_ms: Millis
     pending: bool = True
+    out_trade_no: str | None = None  # the deposit's trade number, for a refund through the provider
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

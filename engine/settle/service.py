@@ -27,7 +27,6 @@ from engine.settle.worker import (
     RefundTask,
     SessionRelease,
     StrayDeposit,
-    parse_order_trade_no,
 )
 
 T = TypeVar("T")
@@ -142,8 +141,7 @@ class SettlementService:
         known = await self._run(lambda uow: uow.provider_payments.get(out_trade_no))
         if known is not None:
             return handlers.receipt(known)
-        parsed = parse_order_trade_no(out_trade_no)
-        order_id = None if parsed is None else parsed[0]
+        order_id = await self._run(lambda uow: handlers.order_of_trade_no(uow, out_trade_no))
         try:
             return await self._run(
                 lambda uow: handlers.apply_provider_payment(uow, out_trade_no, order_id, amount, now_ms)

@@ -63,6 +63,10 @@ class OrderRepository(Protocol):
 
     async def id_for_lot(self, lot_id: LotId) -> int | None: ...
 
+    async def id_for_trade_no(self, out_trade_no: str) -> int | None:
+        """The order one of whose provider charges (any attempt) carried `out_trade_no`."""
+        ...
+
     async def add(self, order: NewOrder) -> None: ...
 
     async def count_unpaid(self, user_id: UserId, session_id: SessionId, exclude: int = 0) -> int: ...
@@ -80,7 +84,8 @@ class OrderRepository(Protocol):
     async def mark_engine_synced(self, order_id: int) -> None: ...
 
     async def open_charge(self, order_id: int, expected_attempts: int, charge: PendingCharge) -> bool:
-        """Set the pending charge and bump `attempts` if the order is unpaid with `expected_attempts`."""
+        """Set the pending charge, bump `attempts` and keep the charge's trade number among the
+        order's (for `id_for_trade_no`) if the order is unpaid with `expected_attempts`."""
         ...
 
     async def attach_pay_url(self, order_id: int, out_trade_no: str, pay_url: str) -> None: ...
@@ -273,6 +278,11 @@ class AuctionRecords(Protocol):
 class Ids(Protocol):
     async def next(self, name: str) -> int:
         """The next id of `name` (gaps possible, repeats never; not rolled back with the unit of work)."""
+        ...
+
+    def trade_no(self, prefix: str) -> str:
+        """A new provider trade number `{prefix}-…` that cannot be guessed (payments/trade_numbers.py
+        in production): the record it pays for stores it."""
         ...
 
 

@@ -84,6 +84,9 @@ class RefundTask:
     amount: Fen
     via: PayWith  # back the way the deposit was paid
     pending: bool
+    # The deposit's provider payment (random, payments/trade_numbers.py); None for older deposits,
+    # whose number was `dep-{deposit_id}`.
+    out_trade_no: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -252,8 +255,9 @@ class SettlementStore(Protocol):
 
 
 def order_trade_no(order_id: int, attempt: int) -> str:
-    """`ord-{order_id}-{attempt}`: a new attempt for every new pay request through the provider, so
-    a stale attempt's late notification is recognised (and refunded) rather than applied twice."""
+    """`ord-{order_id}-{attempt}`: the numbers of older installations (new ones are random, see
+    engine/settle/handlers.py `_open_charge`); still parsed so their late notifications find their
+    order (`handlers.order_of_trade_no`)."""
     return f"{ORDER_PAYMENT_PREFIX}-{order_id}-{attempt}"
 
 
@@ -350,7 +354,7 @@ class SettlementWorker:
             if self.provider is None:
                 log.warning("refund %s waits: no payment provider is configured", refund.refund_id)
                 return False
-            trade_no = deposit_trade_no(refund.deposit_id)
+            trade_no = refund.out_trade_no or deposit_trade_no(refund.deposit_id)
             # Idempotent per refund_ref: repeating it after a crash refunds once.
             await self.provider.refund(trade_no, refund.amount, f"refund-{trade_no}")
             self._step("provider_refund_sent", refund.deposit_id)
@@ -536,7 +540,7 @@ class OrderPayments:
         if charge is not None and charge.pay_url is None:
             assert self.provider is not None  # a charge is only opened for pay_with "provider"
             url = await self.provider.create_payment(
-                PaymentRequest(charge.out_trade_no, charge.amount, charge.subject)
+                PaymentRequest(charge.out_trade_no, charge.amount, charge.subject, result.user_id)
             )
             await self.store.attach_pay_url(result.order_id, charge.out_trade_no, url)
             result = dataclasses.replace(result, charge=dataclasses.replace(charge, pay_url=url))

@@ -168,7 +168,15 @@ def deposit_from(doc: Document) -> Deposit:
         remaining=int(doc["amount"] if remaining is None else remaining),
         rev=_optional_int(doc.get("rev")),
         pay_with=pay_with(doc.get("pay_with")),
+        out_trade_no=deposit_trade_no(doc),
     )
+
+
+def deposit_trade_no(doc: Document) -> str | None:
+    """The deposit's `payment_id` when it is a trade number (persistence/deposits.py makes them
+    `dep-…`); an older installation's `payment_id` was a token, not the number its provider saw."""
+    payment_id = doc.get("payment_id")
+    return payment_id if isinstance(payment_id, str) and payment_id.startswith("dep-") else None
 
 
 def refund_document(refund: Refund) -> Document:
@@ -180,6 +188,7 @@ def refund_document(refund: Refund) -> Document:
         "lot_id": refund.lot_id,
         "amount": refund.amount,
         "via": refund.via,
+        "out_trade_no": refund.out_trade_no,
         "status": str(RefundStatus.PENDING if refund.pending else RefundStatus.REFUNDED),
         "reason": refund.reason,
         "created_at_ms": refund.created_at_ms,
@@ -199,6 +208,7 @@ def refund_from(doc: Document) -> Refund:
         reason=doc.get("reason", ""),
         created_at_ms=int(doc.get("created_at_ms") or 0),
         pending=doc["status"] == RefundStatus.PENDING,
+        out_trade_no=doc.get("out_trade_no"),
     )
 
 

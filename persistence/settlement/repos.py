@@ -7,6 +7,7 @@ Guards that make a repeated step change nothing:
 * `deductions`: `order_id` unique (one deduction per order);
 * `deposits`: every write conditional on `status: paid` and the `rev` read, and bumps `rev`;
 * `user_coupons`: (coupon, user) unique; `provider_payments`: `_id` = the out_trade_no;
+* `orders.trade_nos`: every provider attempt's number (indexed), found by `id_for_trade_no`;
 * balances through `Accounts.credit/debit` in the same transaction, idempotent on the ledger ref.
 """
 
@@ -35,6 +36,7 @@ from engine.settle.model import (
 from engine.settle.rules import BidStatus, OrderStatus, RefundStatus, UserCouponStatus
 from engine.settle.uow import Duplicate
 from engine.settle.worker import OutboxItem, OutboxStatus
+from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
 from persistence.archive import archived_bids, set_bid_status
 from persistence.mongo import Database, Document, Session, next_id
@@ -76,6 +78,10 @@ class MongoOrders(_Repo):
         doc = await self.db.orders.find_one({"lot_id": lot_id}, {"_id": 1}, session=self.s)
         return None if doc is None else int(doc["_id"])
 
+    async def id_for_trade_no(self, out_trade_no: str) -> int | None:
+        doc = await self.db.orders.find_one({"trade_nos": out_trade_no}, {"_id": 1}, session=self.s)
+        return None if doc is None else int(doc["_id"])
+
     async def add(self, order: NewOrder) -> None:
         await _insert(lambda: self.db.orders.insert_one(d.new_order_document(order), session=self.s))
 
@@ -115,7 +121,11 @@ class MongoOrders(_Repo):
         attempts: Document = {"$in": [0, None]} if expected_attempts == 0 else {"$eq": expected_attempts}
         result = await self.db.orders.update_one(
             {"_id": order_id, "status": _UNPAID, "attempts": attempts},
-            {"$set": {"pending_payment": d.charge_document(charge), "attempts": expected_attempts + 1}},
+            {
+                "$set": {"pending_payment": d.charge_document(charge), "attempts": expected_attempts + 1},
+                # Every attempt's number stays (indexed): a late notification finds its order.
+                "$push": {"trade_nos": charge.out_trade_no},
+            },
             session=self.s,
         )
         return result.modified_count == 1
@@ -500,3 +510,6 @@ class MongoIds:
 
     async def next(self, name: str) -> int:
         return await next_id(self.db, name)
+
+    def trade_no(self, prefix: str) -> str:
+        return new_trade_no(prefix)

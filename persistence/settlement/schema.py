@@ -12,6 +12,8 @@ def settlement_indexes() -> dict[str, list[IndexModel]]:
     return {
         "orders": [
             IndexModel([("lot_id", ASCENDING)], unique=True, name="one_order_per_lot"),
+            # Every provider attempt's (random) number: a late notification finds its order.
+            IndexModel([("trade_nos", ASCENDING)], name="trade_nos"),
             IndexModel([("user_id", ASCENDING), ("_id", DESCENDING)], name="user_orders"),
             IndexModel([("status", ASCENDING), ("deadline_ms", ASCENDING)], name="status_deadline"),
             IndexModel(

@@ -43,6 +43,7 @@ from engine.settle.worker import (
     SettlementWorker,
     StepHook,
 )
+from payments.trade_numbers import is_random_trade_no
 from persistence.accounts import Accounts, ScryptParams
 from persistence.archive import BUCKETS, archived_bids
 from persistence.mongo import (
@@ -730,25 +731,28 @@ async def test_provider_payment_is_applied_once_and_stale_attempts_are_refunded(
 
     first = await world.pay(order_id, buyer, pay_with="provider", key="attempt-1")
     assert first.status == 1 and first.charge is not None
-    assert (first.charge.out_trade_no, first.charge.amount) == (f"ord-{order_id}-1", 8_000)
-    assert first.charge.pay_url == f"https://pay.example/ord-{order_id}-1"
+    first_no = first.charge.out_trade_no  # 128 random bits (payments/trade_numbers.py)
+    assert is_random_trade_no(first_no) and first_no.startswith("ord-") and first.charge.amount == 8_000
+    assert first.charge.pay_url == f"https://pay.example/{first_no}"
     assert world.provider.payments[-1].amount == 8_000
     again = await world.pay(order_id, buyer, pay_with="provider", key="attempt-1")
     assert again.replayed and again.charge == first.charge and len(world.provider.payments) == 1
     # Nothing moved yet.
     assert (await world.deposit_doc(deposit_id))["status"] == "paid"
     second = await world.pay(order_id, buyer, pay_with="provider", key="attempt-2")
-    assert second.charge is not None and second.charge.out_trade_no == f"ord-{order_id}-2"
+    assert second.charge is not None and is_random_trade_no(second.charge.out_trade_no)
+    second_no = second.charge.out_trade_no
+    assert second_no != first_no
 
     # The first attempt's notification arrives: stale, so refunded, never kept.
-    await payments.on_provider_paid(f"ord-{order_id}-1", 8_000)
-    assert world.provider.refunds == {f"refund-ord-{order_id}-1": (f"ord-{order_id}-1", 8_000)}
+    await payments.on_provider_paid(first_no, 8_000)
+    assert world.provider.refunds == {f"refund-{first_no}": (first_no, 8_000)}
     assert (await world.order(order_id))["status"] == 1
     # A wrong amount for the live attempt: refunded too.
     await payments.on_provider_paid(f"ord-{order_id}-3", 1)
     assert f"refund-ord-{order_id}-3" in world.provider.refunds
 
-    await payments.on_provider_paid(f"ord-{order_id}-2", 8_000)
+    await payments.on_provider_paid(second_no, 8_000)
     paid = await world.order(order_id)
     assert paid["status"] == 2
     assert (
@@ -763,7 +767,7 @@ async def test_provider_payment_is_applied_once_and_stale_attempts_are_refunded(
     [deduction] = await world.db.deductions.find({}).to_list()
     assert (deduction["type"], deduction["amount"]) == ("payment", 2_000)
     # A repeated notification is recorded once and applied once.
-    await payments.on_provider_paid(f"ord-{order_id}-2", 8_000)
+    await payments.on_provider_paid(second_no, 8_000)
     assert await world.db.deductions.count_documents({}) == 1
     assert len(world.provider.refunds) == 2
     assert await world.balance(buyer) == 0

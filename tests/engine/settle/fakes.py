@@ -49,6 +49,7 @@ from engine.settle.uow import (
     UnitOfWork,
 )
 from engine.settle.worker import OutboxItem, OutboxStatus
+from payments.trade_numbers import new_trade_no
 
 
 class InsufficientBalance(GavelError):
@@ -68,6 +69,7 @@ class LedgerEntry:
 class State:
     orders: dict[int, Order] = dataclasses.field(default_factory=dict)
     order_extra: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    trade_nos: dict[str, int] = dataclasses.field(default_factory=dict)  # every attempt's -> order
     deposits: dict[int, Deposit] = dataclasses.field(default_factory=dict)
     deposit_status: dict[int, str] = dataclasses.field(default_factory=dict)
     refunds: dict[int, Refund] = dataclasses.field(default_factory=dict)
@@ -188,6 +190,9 @@ class FakeIds:
     async def next(self, name: str) -> int:
         return self.store.next_id(name)
 
+    def trade_no(self, prefix: str) -> str:
+        return new_trade_no(prefix)  # the real numbers: tests see their format
+
 
 class FakeOrders:
     def __init__(self, st: State) -> None:
@@ -205,6 +210,9 @@ class FakeOrders:
 
     async def id_for_lot(self, lot_id: LotId) -> int | None:
         return next((o.id for o in self.st.orders.values() if o.lot_id == lot_id), None)
+
+    async def id_for_trade_no(self, out_trade_no: str) -> int | None:
+        return self.st.trade_nos.get(out_trade_no)
 
     async def add(self, order: NewOrder) -> None:
         if order.id in self.st.orders or await self.id_for_lot(order.lot_id) is not None:
@@ -255,6 +263,7 @@ class FakeOrders:
         if order.status is not OrderStatus.UNPAID or order.attempts != expected_attempts:
             return False
         self._set(order_id, pending=charge, attempts=expected_attempts + 1)
+        self.st.trade_nos[charge.out_trade_no] = order_id
         return True
 
     async def attach_pay_url(self, order_id: int, out_trade_no: str, pay_url: str) -> None:
@@ -633,6 +642,7 @@ class Scene:
         amount: Fen,
         lot_id: LotId | None = None,
         via: PayWith = "balance",
+        out_trade_no: str | None = None,
     ) -> int:
         """A paid deposit; from the balance (debited, with its ledger entry) or through the provider."""
         deposit_id = self.store.next_id("deposits")
@@ -642,7 +652,7 @@ class Scene:
             ref = f"deposit:{deposit_id}"
             self.st.ledger[ref] = LedgerEntry(user_id, -amount, "deposit", ref, self.st.balances[user_id])
         self.st.deposits[deposit_id] = Deposit(
-            deposit_id, user_id, session_id, lot_id, amount, amount, None, via
+            deposit_id, user_id, session_id, lot_id, amount, amount, None, via, out_trade_no
         )
         self.st.deposit_status[deposit_id] = "paid"
         return deposit_id

@@ -19,6 +19,7 @@ from engine.settle.rules import DEFAULT_PAYMENT_WINDOW_MS, OrderStatus, PaymentC
 from engine.settle.service import SettlementService
 from engine.settle.uow import StaleRead, UnitOfWork, atomically
 from engine.settle.worker import OrderNotPayable, OrderPayments, PayRequest, SettlementWorker
+from payments.trade_numbers import is_random_trade_no, new_trade_no
 from tests.engine.settle.fakes import FakeSettlementStore, Scene
 
 DAY = DEFAULT_PAYMENT_WINDOW_MS
@@ -298,6 +299,74 @@ async def test_a_notification_for_no_order_is_kept_for_refunding() -> None:
     w = World()
     receipt = await w.service.receive_provider_payment("ord-999-1", 500, T0)
     assert (receipt.outcome, receipt.reason) == ("refund_pending", "no such order")
+    w.check_money()
+
+
+async def test_each_provider_attempt_gets_a_random_trade_number_that_finds_its_order() -> None:
+    w = World()
+    buyer, order_id, _ = await w.won(30_000)
+    first = await w.payments.pay(w.request(order_id, buyer, pay_with="provider", key="a"))
+    second = await w.payments.pay(w.request(order_id, buyer, pay_with="provider", key="b"))
+    assert first.charge is not None and second.charge is not None
+    first_no, second_no = first.charge.out_trade_no, second.charge.out_trade_no
+    # 128 random bits, not `ord-{order}-{attempt}`: nobody can name another buyer's payment.
+    assert is_random_trade_no(first_no) and is_random_trade_no(second_no) and first_no != second_no
+    assert first_no.startswith("ord-") and second_no.startswith("ord-")
+    # The payment request says whose it is (only they may see or pay it in the sandbox).
+    assert [(p.out_trade_no, p.user_id) for p in w.provider.payments] == [
+        (first_no, buyer),
+        (second_no, buyer),
+    ]
+
+    async def owner(trade_no: str) -> int | None:
+        return await atomically(w.store.uow, lambda uow: handlers.order_of_trade_no(uow, trade_no))
+
+    # Every attempt's number is kept on the order, so each one's notification finds it; an older
+    # installation's sequential number still parses; a number nobody made finds nothing.
+    assert await owner(first_no) == order_id and await owner(second_no) == order_id
+    assert await owner(f"ord-{order_id}-7") == order_id
+    assert await owner(new_trade_no("ord")) is None
+
+    # The earlier attempt's late notification is refused against its own order (stale), not as
+    # "no such order"; the live one pays.
+    stale = await w.service.receive_provider_payment(first_no, 30_000, T0)
+    assert (stale.order_id, stale.outcome, stale.reason) == (
+        order_id,
+        "refund_pending",
+        "a stale payment attempt",
+    )
+    paid = await w.service.receive_provider_payment(second_no, 30_000, T0)
+    assert (paid.order_id, paid.outcome) == (order_id, "applied")
+    assert w.store.state.orders[order_id].status is OrderStatus.AWAITING_DELIVERY
+
+
+async def test_a_random_number_nobody_made_is_kept_for_refunding() -> None:
+    w = World()
+    stray = new_trade_no("ord")
+    receipt = await w.service.receive_provider_payment(stray, 500, T0)
+    assert (receipt.order_id, receipt.outcome, receipt.reason) == (None, "refund_pending", "no such order")
+    w.check_money()
+
+
+async def test_a_provider_deposits_refund_goes_back_under_the_deposits_own_trade_number() -> None:
+    w = World()
+    session_id = w.scene.session()
+    buyer, older = w.scene.user(), w.scene.user()
+    dep_no = new_trade_no("dep")
+    deposit = w.scene.deposit(buyer, session_id, 700, via="provider", out_trade_no=dep_no)
+    # A deposit from an older installation has no stored number: its number was `dep-{id}`.
+    old_deposit = w.scene.deposit(older, session_id, 300, via="provider")
+    refund = await w.service.open_refund(deposit, "test", T0)
+    old_refund = await w.service.open_refund(old_deposit, "test", T0)
+    assert refund is not None and refund.out_trade_no == dep_no
+    assert w.store.state.refunds[refund.refund_id].out_trade_no == dep_no
+    assert old_refund is not None and old_refund.out_trade_no is None
+
+    assert await w.worker.execute_refund(refund) and await w.worker.execute_refund(old_refund)
+    assert w.provider.refunds == {
+        f"refund-{dep_no}": (dep_no, 700),
+        f"refund-dep-{old_deposit}": (f"dep-{old_deposit}", 300),
+    }
     w.check_money()
 
 
