@@ -35,7 +35,7 @@ from gateway.context import AppContext
 from gateway.errors import ValidationFailed
 from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
 from persistence.mongo import Document, iso_from_ms, iso_utc, to_ms
-from persistence.settlement import MongoSettlementStore, ensure_settlement_indexes
+from persistence.settlement import MongoSettlement, ensure_settlement_indexes
 
 SETTLEMENT_KEY = "settlement"
 MAX_MONEY = 10**13
@@ -47,7 +47,7 @@ PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
 class Settlement:
     """Everything settlement needs at run time, built once per process."""
 
-    store: MongoSettlementStore
+    store: MongoSettlement
     worker: SettlementWorker
     payments: OrderPayments
     stop: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
@@ -72,7 +72,7 @@ def build_settlement(
         provider = ctx.options.get("payment_provider")
     if router is None:
         router = ctx.options.get("payment_router")
-    store = MongoSettlementStore(ctx.client, ctx.db, ctx.accounts)
+    store = MongoSettlement(ctx.client, ctx.db, ctx.accounts)
     worker = SettlementWorker(
         store,
         ctx.engine.execute,
@@ -235,7 +235,7 @@ class SettlementHandler(JsonHandler):
         self.settlement = settlement
 
     @property
-    def store(self) -> MongoSettlementStore:
+    def store(self) -> MongoSettlement:
         return self.settlement.store
 
     def now_ms(self) -> Millis:

@@ -1,14 +1,11 @@
 """Settlement handlers: what happens after a lot closes, when an order is paid, and when it is not.
 
-Storage is reached only through `SettlementStore` (implemented in persistence/settlement.py over
-MongoDB); the engine only through a callable that submits commands; the payment provider only
-through the `PaymentProvider` port. Every store call is one idempotent step (one MongoDB
+Storage is reached only through `SettlementStore`, which `engine.settle.service.SettlementService`
+implements by running the decisions of `engine.settle.handlers` in units of work (MongoDB in
+persistence/settlement/); the engine only through a callable that submits commands; the payment
+provider only through the `PaymentProvider` port. Every store call is one idempotent step (one
 transaction guarded by unique keys and status conditions), so a worker that dies between any two
 steps is simply started again: the next run finds each thing half done and finishes it.
-
-The money decisions themselves are the pure rules of `engine.settle.rules`; the store applies them
-inside its transactions, because a decision and the writes that carry it out must see the same
-data.
 """
 
 import asyncio
@@ -259,7 +256,8 @@ class SettlementStore(Protocol):
 
 def order_trade_no(order_id: int, attempt: int) -> str:
     """`ord-{order_id}-{attempt}`: the numbers of older installations (new ones are random, see
-    persistence/settlement.py); still parsed so their late notifications find their order."""
+    engine/settle/handlers.py `_open_charge`); still parsed so their late notifications find their
+    order (`handlers.order_of_trade_no`)."""
     return f"{ORDER_PAYMENT_PREFIX}-{order_id}-{attempt}"
 
 

@@ -43,7 +43,7 @@ from engine.settle.worker import (
     SettlementWorker,
     StepHook,
 )
-from payments.trade_numbers import is_random_trade_no
+from payments.trade_numbers import is_random_trade_no, new_trade_no
 from persistence.accounts import Accounts, ScryptParams
 from persistence.archive import BUCKETS, archived_bids
 from persistence.mongo import (
@@ -56,7 +56,7 @@ from persistence.mongo import (
     run_in_transaction,
     utc_now,
 )
-from persistence.settlement import MongoSettlementStore, ensure_settlement_indexes, money_totals
+from persistence.settlement import MongoSettlement, ensure_settlement_indexes, money_totals
 
 T0 = 1_700_000_000_000
 DAY = DEFAULT_PAYMENT_WINDOW_MS
@@ -100,7 +100,7 @@ class World:
     client: Client
     db: Database
     accounts: Accounts
-    store: MongoSettlementStore
+    store: MongoSettlement
     clock: FakeClock
     provider: FakeProvider
     engine: FakeEngine
@@ -316,7 +316,7 @@ async def make_world(mongo_url: str, db_name: str) -> AsyncIterator[World]:
             client,
             db,
             accounts,
-            MongoSettlementStore(client, db, accounts),
+            MongoSettlement(client, db, accounts),
             FakeClock(T0),
             FakeProvider(),
             FakeEngine(),
@@ -814,6 +814,36 @@ async def test_provider_paid_deposit_is_refunded_through_the_provider(world: Wor
     refund = await world.db.refunds.find_one({"deposit_id": deposit_id})
     assert refund is not None and refund["status"] == "refunded"
     assert await world.balance(loser) == 0  # it went back the way it came
+    await world.check_money()
+
+
+async def test_random_trade_numbers_are_stored_and_found_on_mongodb(world: World) -> None:
+    """The adapters keep what the handlers need: every attempt's number on the order (indexed, found
+    by a notification), and a provider deposit's own number on its refund."""
+    session_id = await world.session(ended=False)
+    lot_id = await world.lot(session_id)
+    winner, loser = await world.user(), await world.user()
+    deposit_id = await world.deposit(loser, session_id, lot_id, 2_000, pay_with="provider")
+    dep_no = new_trade_no("dep")  # as persistence/deposits.py now makes payment_id
+    await world.db.deposits.update_one({"_id": deposit_id}, {"$set": {"payment_id": dep_no}})
+    await world.close(lot_id, session_id, winner, 6_000)
+    await world.worker(provider=False).drain_outbox()
+    refund = await world.db.refunds.find_one({"deposit_id": deposit_id})
+    assert refund is not None and refund["out_trade_no"] == dep_no
+    assert await world.worker().execute_pending_refunds() == 1
+    assert world.provider.refunds == {f"refund-{dep_no}": (dep_no, 2_000)}
+
+    [order] = await world.db.orders.find({}).to_list()
+    first = await world.pay(order["_id"], winner, pay_with="provider", key="one")
+    second = await world.pay(order["_id"], winner, pay_with="provider", key="two")
+    assert first.charge is not None and second.charge is not None
+    numbers = [first.charge.out_trade_no, second.charge.out_trade_no]
+    assert (await world.order(order["_id"]))["trade_nos"] == numbers
+    assert "trade_nos" in await world.db.orders.index_information()
+    stale = await world.store.receive_provider_payment(numbers[0], 6_000, world.clock.now_ms())
+    assert (stale.order_id, stale.outcome) == (order["_id"], "refund_pending")
+    await world.payments().on_provider_paid(numbers[1], 6_000)
+    assert (await world.order(order["_id"]))["status"] == 2
     await world.check_money()
 
 
