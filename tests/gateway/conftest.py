@@ -31,6 +31,7 @@ from engine.clock import FakeClock, SystemClock
 from engine.engine import Engine
 from gateway.app import make_app
 from gateway.context import AppContext
+from gateway.signin import SigninPolicy
 from gateway.ws import Hub
 from persistence.accounts import Accounts, ScryptParams
 from persistence.mongo import check_replica_set, connect, ensure_indexes, iso_from_ms
@@ -223,6 +224,8 @@ async def app_server(
         accounts=accounts,
         pseudonym_secret=b"test-pseudonym-secret",
     )
+    # Every test client registers from 127.0.0.1; tests of the registration limit set their own policy.
+    ctx.options["signin_policy"] = SigninPolicy(registrations_per_address=1_000_000)
     ctx.hub = Hub(ctx)  # the websocket side's fan-out, wired as the composition root does
     engine.listeners.append(ctx.hub.on_batch)
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
