@@ -53,8 +53,8 @@ from persistence.deposits import reregister_paid
 from persistence.embedded import Services
 from persistence.logs import setup_logging
 from persistence.redis_bus import PriceBus
-from persistence.shop import Shop
 from persistence.snapshots import MongoSnapshotSink
+from shop.service import ShopService
 
 log = logging.getLogger("gavel")
 
@@ -157,7 +157,7 @@ async def seed_demo(ctx: AppContext) -> int | None:
 
 async def seed_demo_courses(ctx: AppContext) -> None:
     """Two online courses with price policies, so the shop has something to sell on first start."""
-    shop: Shop = ctx.options["shop"]
+    shop: ShopService = ctx.options["shop"]
     top = await shop.create_category("Programming", None)
     sub = await shop.create_category("Python", int(top["_id"]))
     courses = (

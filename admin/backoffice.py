@@ -1,8 +1,9 @@
 """The settlement and course-shop services the admin pages call, found at request time.
 
 Settlement (`persistence.settlement.MongoSettlement`: the handlers of `engine.settle.handlers` on
-MongoDB; the worker in `engine.settle.worker`) and the shop (`persistence.shop.Shop`) are their own
-packages. The admin never writes their collections directly: writes go through those services (the
+MongoDB; the worker in `engine.settle.worker`) and the shop (`shop.service.ShopService`, built on
+MongoDB by `persistence.shop.mongo_shop`) are their own packages. The admin never writes their
+collections directly: writes go through those services (the
 one the composition root built, from `ctx.options`, else a private instance over the same database).
 Reads that need no service read the collections.
 Balances only move through `Accounts.credit`. If a service cannot be imported, its pages still list
@@ -102,13 +103,16 @@ class BackOffice:
     # -- the course shop -----------------------------------------------------------------------------
     def shop(self) -> Any:
         try:
-            from persistence.shop import Shop
+            from persistence.shop import mongo_shop
+            from shop.service import ShopService
         except Exception as error:
             log.warning("shop unavailable: %s", error)
             raise ServiceUnavailable("the course shop service is not available") from None
         found = self.ctx.options.get("shop")
-        if isinstance(found, Shop):
+        if isinstance(found, ShopService):
             return found
         if self._shop is None:
-            self._shop = Shop(self.ctx.client, self.ctx.db, self.ctx.redis, self.ctx.accounts, _NoProvider())
+            self._shop = mongo_shop(
+                self.ctx.client, self.ctx.db, self.ctx.redis, self.ctx.accounts, _NoProvider()
+            )
         return self._shop

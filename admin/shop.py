@@ -1,7 +1,7 @@
 """Coupons (auction 拍卖优惠券 and course 课程优惠券), courses, categories and price policies.
 
 Writes go through the services (`BackOffice`): auction coupons through the settlement store,
-everything of the course shop through `persistence.shop.Shop`.
+everything of the course shop through the shop service (`shop.service.ShopService`).
 """
 
 from __future__ import annotations

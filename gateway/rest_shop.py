@@ -2,7 +2,7 @@
 
 Wiring (run.py or a test): put a `SandboxProvider` or `AlipayAdapter` in
 `ctx.options["payment_provider"]`, then `app.add_handlers(r".*", payment_routes(ctx) + shop_routes(ctx))`;
-`shop_routes` builds the `Shop` (or takes `ctx.options["shop"]`) and registers its `shop-` payment
+`shop_routes` builds the `ShopService` (or takes `ctx.options["shop"]`) and registers its `shop-` payment
 handler on the provider's router. Options read: `shop_pending_timeout_seconds` (default 1800),
 `shop_checkout_ttl_seconds` (default 1800).
 
@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from engine.settle.shop_pricing import MAX_PERCENT, CouponKind
 from gateway.context import AppContext
 from gateway.errors import ValidationFailed
 from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
@@ -24,7 +23,8 @@ from payments.config import provider_of
 from payments.provider import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
 from persistence.mongo import Document, iso_utc
-from persistence.shop import (
+from persistence.shop import ensure_shop_indexes, mongo_shop
+from shop.model import (
     CART_LIMIT,
     COURSE_STATUSES,
     COURSE_TYPES,
@@ -36,10 +36,9 @@ from persistence.shop import (
     TEACHER_ROLES,
     CartLine,
     Checkout,
-    Shop,
-    ensure_shop_indexes,
-    run_sweeper,
 )
+from shop.pricing import MAX_PERCENT, CouponKind
+from shop.service import ShopService, run_sweeper
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 ORDER_NO = r"([0-9]{1,24})"
@@ -48,10 +47,10 @@ MAX_TEXT = 5000
 
 
 # -- building ---------------------------------------------------------------------------------------------
-def build_shop(ctx: AppContext) -> Shop:
-    """The `Shop` over the context's stores and payment provider; registers its `shop-` handler."""
+def build_shop(ctx: AppContext) -> ShopService:
+    """The shop service over the context's stores and payment provider; registers its `shop-` handler."""
     provider = provider_of(ctx)
-    shop = Shop(
+    shop = mongo_shop(
         ctx.client,
         ctx.db,
         ctx.redis,
@@ -74,7 +73,7 @@ async def start_shop(
     and the sweeper that cancels unpaid orders. Cancel the returned tasks (and `await
     provider.aclose()` for the sandbox) at shutdown."""
     shop = ctx.options.get("shop")
-    if not isinstance(shop, Shop):
+    if not isinstance(shop, ShopService):
         shop = build_shop(ctx)
     await ensure_shop_indexes(ctx.db)
     await ensure_payment_indexes(ctx.db)
@@ -93,7 +92,7 @@ async def start_shop(
 def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
     """Every shop route as `(pattern, handler, {"ctx": ctx, "shop": shop})`."""
     shop = ctx.options.get("shop")
-    if not isinstance(shop, Shop):
+    if not isinstance(shop, ShopService):
         shop = build_shop(ctx)
     args = {"ctx": ctx, "shop": shop}
     routes: list[tuple[str, type]] = [
@@ -184,7 +183,7 @@ def coupon_view(coupon_id: int, coupon: Document) -> dict[str, Any]:
     return {"id": coupon_id, **coupon}
 
 
-def checkout_view(shop: Shop, checkout: Checkout, balance: int) -> dict[str, Any]:
+def checkout_view(shop: ShopService, checkout: Checkout, balance: int) -> dict[str, Any]:
     quote = shop.quote(checkout, balance, balance)
     priced = {line.course_id: line for line in quote.lines}
     return {
@@ -229,9 +228,9 @@ def order_view(order: Document) -> dict[str, Any]:
 
 # -- handlers ---------------------------------------------------------------------------------------------
 class ShopHandler(JsonHandler):
-    shop: Shop
+    shop: ShopService
 
-    def initialize(self, ctx: AppContext, shop: Shop) -> None:  # type: ignore[override]
+    def initialize(self, ctx: AppContext, shop: ShopService) -> None:  # type: ignore[override]
         super().initialize(ctx)
         self.shop = shop
 

@@ -14,10 +14,10 @@ import orjson
 import tornado.httpclient
 
 from engine.settle.ports import PaymentRequest, PaymentRouter
-from engine.settle.shop_pricing import yuan_text
 from payments.provider import PaymentRecords, RefundRefused, SignedProvider
 from payments.signing import SIGN_TYPE, load_private_key, load_public_key, rsa2_verify, sign_params
 from persistence.mongo import Database, Document
+from shop.pricing import yuan_text
 
 log = logging.getLogger("gavel.payments")
 

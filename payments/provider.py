@@ -26,9 +26,9 @@ from pymongo.errors import DuplicateKeyError
 
 from engine.book.errors import GavelError, IllegalTransition, NotFound
 from engine.settle.ports import PaymentRequest, PaymentRouter
-from engine.settle.shop_pricing import PricingError, parse_yuan
 from payments.signing import SIGN_TYPE, rsa2_verify, signing_string
 from persistence.mongo import Database, Document, Session, run_in_transaction, utc_now
+from shop.pricing import PricingError, parse_yuan
 
 log = logging.getLogger("gavel.payments")
 

@@ -29,7 +29,6 @@ from pymongo.errors import DuplicateKeyError
 
 from engine.book.errors import IllegalTransition, NotFound
 from engine.settle.ports import PaymentRequest, PaymentRouter
-from engine.settle.shop_pricing import yuan_text
 from gateway.context import AppContext
 from gateway.errors import Forbidden, ValidationFailed
 from gateway.http import JsonHandler
@@ -44,6 +43,7 @@ from payments.provider import (
 from payments.signing import KEY_BITS, SIGN_TYPE, load_private_key, load_public_key, sign_params
 from payments.trade_numbers import TRADE_NO_PATTERN
 from persistence.mongo import Database, Document, utc_now
+from shop.pricing import yuan_text
 
 log = logging.getLogger("gavel.payments")
 

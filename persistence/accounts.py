@@ -23,7 +23,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from engine.book.errors import GavelError, NotFound
+from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
 from persistence.mongo import (
     Client,
     Database,
@@ -48,10 +48,6 @@ TOKEN_MAX_LENGTH = 128
 
 
 # -- errors -----------------------------------------------------------------------------------------
-class InvalidInput(GavelError):
-    code = "VALIDATION"
-
-
 class InvalidDisplayName(GavelError):
     code = "INVALID_DISPLAY_NAME"
 
@@ -70,12 +66,6 @@ class InsufficientBalance(GavelError):
 
 class BalanceLimit(GavelError):
     code = "BALANCE_LIMIT"
-
-
-class RefReused(GavelError):
-    """A ledger `ref` (idempotency key) came back with a different user, kind or amount."""
-
-    code = "IDEMPOTENCY_KEY_REUSED"
 
 
 # -- values -----------------------------------------------------------------------------------------

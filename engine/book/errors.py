@@ -42,3 +42,15 @@ class NotFound(GavelError):
 
 class InvalidCommand(GavelError):
     code = "BAD_REQUEST"
+
+
+class InvalidInput(GavelError):
+    """Input that is well formed but not acceptable (shared by accounts and the course shop)."""
+
+    code = "VALIDATION"
+
+
+class RefReused(GavelError):
+    """An idempotency key (a ledger `ref`, an order's key) came back with different content."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"

@@ -34,7 +34,9 @@ from gateway.rest_shop import shop_routes, start_shop
 from payments.handlers import payment_routes
 from payments.provider import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
-from persistence.shop import CART_LIMIT, Shop, ensure_shop_indexes
+from persistence.shop import ensure_shop_indexes
+from shop.model import CART_LIMIT
+from shop.service import ShopService
 from tests.gateway.conftest import Answer, AppServer
 
 APP_ID = "gavel-test-app"
@@ -57,7 +59,7 @@ def key_pair() -> tuple[bytes, bytes]:
 @dataclasses.dataclass
 class ShopServer:
     api: AppServer  # `call`, `register`, `admin_token`, `credit` against this server
-    shop: Shop
+    shop: ShopService
     provider: SandboxProvider
     router: PaymentRouter
     shop_ctx: AppContext
@@ -461,9 +463,9 @@ async def test_redis_down_answers_503_unavailable(shop_server: ShopServer) -> No
     sub = await s.category()
     course_id, (policy,) = await s.course(sub, 1000)
     _, token = await s.api.register()
-    healthy = s.shop.redis
+    healthy = s.shop.carts.redis
     dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
-    s.shop.redis = dead
+    s.shop.carts.redis = dead
     try:
         for method, path, body in (
             ("GET", "/api/v1/cart", None),
@@ -475,7 +477,7 @@ async def test_redis_down_answers_503_unavailable(shop_server: ShopServer) -> No
             answer = await s.call(method, path, body, token=token)
             assert (answer.status, answer.code) == (503, "UNAVAILABLE"), (path, answer.body)
     finally:
-        s.shop.redis = healthy
+        s.shop.carts.redis = healthy
         await dead.aclose()
     assert (await s.call("GET", "/api/v1/cart", token=token)).json["count"] == 0
 

@@ -43,7 +43,7 @@ async def test_anonymous_and_other_users_cannot_see_or_pay_a_sandbox_payment(sho
     assert (admin_pays.status, admin_pays.code) == (403, "FORBIDDEN")
 
     await s.provider.idle()
-    trade = await s.shop.db.sandbox_trades.find_one({"_id": trade_no})
+    trade = await s.shop_ctx.db.sandbox_trades.find_one({"_id": trade_no})
     assert trade is not None and trade["status"] == "WAIT_BUYER_PAY"  # nobody but the payer moved it
     view = await s.call("GET", f"/api/v1/shop/orders/{order['order_no']}", token=owner_token)
     assert view.json["status"] == "pending"

@@ -8,7 +8,7 @@ script comparing checkout ids) keeps B.
 
 import pytest
 
-from persistence.shop import CheckoutMissing
+from shop.model import CheckoutMissing
 from tests.persistence.test_shop import World
 
 
@@ -29,8 +29,8 @@ async def test_an_older_checkouts_order_keeps_the_newer_checkout(world: World) -
     assert current.checkout_id == newer.checkout_id
     assert [line.course_id for line in current.lines] == [second_course]
     # The bought course left the cart; the one still being checked out stayed.
-    assert await shop.redis.hexists(shop.cart_key(user), str(second_course))
-    assert not await shop.redis.hexists(shop.cart_key(user), str(first_course))
+    assert await shop.carts.redis.hexists(shop.carts.cart_key(user), str(second_course))
+    assert not await shop.carts.redis.hexists(shop.carts.cart_key(user), str(first_course))
 
 
 async def test_the_current_checkout_is_still_forgotten_once_ordered(world: World) -> None:

@@ -22,7 +22,8 @@ from engine.book.errors import NotFound
 from engine.settle.ports import PaymentRequest
 from persistence.accounts import Accounts, RefReused, ScryptParams
 from persistence.mongo import Database, connect, ensure_indexes, utc_now
-from persistence.shop import (
+from persistence.shop import ensure_shop_indexes, mongo_shop
+from shop.model import (
     CART_LIMIT,
     CartFull,
     CartItemUnavailable,
@@ -35,10 +36,9 @@ from persistence.shop import (
     NotInCart,
     PolicyExists,
     PriceChanged,
-    Shop,
     ShopUnavailable,
-    ensure_shop_indexes,
 )
+from shop.service import ShopService
 
 TEST_SCRYPT = ScryptParams(n=2**10, r=8, p=1)
 MINUTE = datetime.timedelta(minutes=1)
@@ -64,7 +64,7 @@ class FakeProvider:
 
 @dataclasses.dataclass
 class World:
-    shop: Shop
+    shop: ShopService
     accounts: Accounts
     provider: FakeProvider
     db: Database
@@ -119,7 +119,7 @@ async def world(
     await ensure_shop_indexes(db)
     accounts = Accounts(client, db, scrypt=TEST_SCRYPT)
     provider = FakeProvider()
-    shop = Shop(
+    shop = mongo_shop(
         client, db, redis_client, accounts, provider, checkout_ttl_seconds=600, pending_timeout_seconds=1800
     )
     top = await shop.create_category("Back end", None)
@@ -255,10 +255,10 @@ async def test_redis_down_is_unavailable_and_writes_nothing(world: World) -> Non
     shop = world.shop
     user = await world.user()
     course_id, (policy,) = await world.course(1000)
-    healthy = shop.redis
+    healthy = shop.carts.redis
     # Nothing listens on port 1; no retries, so the outage surfaces at once.
     dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
-    shop.redis = dead
+    shop.carts.redis = dead
     try:
         with pytest.raises(ShopUnavailable):
             await shop.cart_add(user, course_id, policy)
@@ -267,7 +267,7 @@ async def test_redis_down_is_unavailable_and_writes_nothing(world: World) -> Non
         with pytest.raises(ShopUnavailable):
             await shop.pay(user, 0, "key-1")
     finally:
-        shop.redis = healthy
+        shop.carts.redis = healthy
         await dead.aclose()
     assert await shop.cart(user) == []
     assert await world.db.shop_orders.count_documents({}) == 0
@@ -322,11 +322,11 @@ async def test_expired_checkout_cannot_be_chosen_on_or_paid(world: World) -> Non
     course_id, (policy,) = await world.course(1000)
     await shop.cart_add(user, course_id, policy)
     await shop.create_checkout(user, [course_id])
-    await shop.redis.pexpire(shop.checkout_key(user), 1)
+    await shop.carts.redis.pexpire(shop.carts.checkout_key(user), 1)
     await asyncio.sleep(0.02)
     with pytest.raises(CheckoutMissing):
         await shop.choose_coupon(user, course_id, None)
-    assert not await shop.redis.exists(shop.checkout_key(user))  # not re-created half-way
+    assert not await shop.carts.redis.exists(shop.carts.checkout_key(user))  # not re-created half-way
     with pytest.raises(CheckoutMissing):
         await shop.pay(user, 0, "k")
 

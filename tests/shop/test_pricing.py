@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.settle.shop_pricing import (
+from shop.pricing import (
     CouponKind,
     CouponTerms,
     LineInput,

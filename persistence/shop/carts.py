@@ -1,0 +1,189 @@
+"""Carts and checkouts in Redis (the `CartStore` port): `shop:cart:{user_id}` (hash course_id ->
+choice) and `shop:checkout:{user_id}` (hash: `data` + the chosen coupons, with a time-to-live).
+
+Every edit that checks and writes is one Lua step, so concurrent requests cannot half-apply; an
+outage becomes `ShopUnavailable` (503), never a 500.
+"""
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+import orjson
+import redis.asyncio
+import redis.exceptions
+from redis.commands.core import AsyncScript
+
+from shop.model import Checkout, CheckoutLine, ShopUnavailable
+
+log = logging.getLogger("gavel.shop")
+
+# The limit check and the write happen in one Redis step.
+_CART_ADD = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+_HSET_IF_FIELD = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+# Chooses a coupon only while the checkout exists: an expired checkout is never half re-created.
+_HSET_IF_KEY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+# Forgets a checkout only if it is still the one that was ordered: the same user may have checked
+# out again (another tab) while the older one was being paid, and that newer one must survive.
+_DELETE_IF_CHECKOUT = """
+local data = redis.call('HGET', KEYS[1], 'data')
+if not data or cjson.decode(data)['checkout_id'] ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+@contextlib.asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """The one place Redis outages become `UNAVAILABLE` (503) instead of a 500."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        log.warning("redis unavailable: %s", exc)
+        raise ShopUnavailable("the cart service is unavailable; try again shortly") from None
+
+
+class RedisCartStore:
+    """`redis` may be replaced (tests point it at a dead server); the scripts take the client per call."""
+
+    def __init__(self, redis_client: redis.asyncio.Redis) -> None:
+        self.redis = redis_client
+        self._cart_add = AsyncScript(redis_client, _CART_ADD)
+        self._hset_if_field = AsyncScript(redis_client, _HSET_IF_FIELD)
+        self._hset_if_key = AsyncScript(redis_client, _HSET_IF_KEY)
+        self._delete_if_checkout = AsyncScript(redis_client, _DELETE_IF_CHECKOUT)
+
+    @staticmethod
+    def cart_key(user_id: int) -> str:
+        return f"shop:cart:{user_id}"
+
+    @staticmethod
+    def checkout_key(user_id: int) -> str:
+        return f"shop:checkout:{user_id}"
+
+    # -- cart ----------------------------------------------------------------------------------------
+    async def add(self, user_id: int, course_id: int, policy_id: int, added_ms: int, limit: int) -> bool:
+        value = orjson.dumps({"policy_id": policy_id, "added_ms": added_ms})
+        async with redis_errors():
+            added = await self._cart_add(
+                keys=[self.cart_key(user_id)], args=[str(course_id), value, limit], client=self.redis
+            )
+        return bool(added)
+
+    async def change_policy(self, user_id: int, course_id: int, policy_id: int) -> bool:
+        async with redis_errors():
+            raw = await self.redis.hget(self.cart_key(user_id), str(course_id))
+            if raw is None:
+                return False
+            entry = orjson.loads(raw)
+            entry["policy_id"] = policy_id
+            changed = await self._hset_if_field(
+                keys=[self.cart_key(user_id)], args=[str(course_id), orjson.dumps(entry)], client=self.redis
+            )
+        return bool(changed)
+
+    async def remove(self, user_id: int, course_id: int) -> bool:
+        async with redis_errors():
+            removed = await self.redis.hdel(self.cart_key(user_id), str(course_id))
+        return bool(removed)
+
+    async def entries(self, user_id: int) -> dict[int, int]:
+        async with redis_errors():
+            raw = await self.redis.hgetall(self.cart_key(user_id))
+        entries: dict[int, int] = {}
+        for field, value in raw.items():
+            try:
+                entries[int(field)] = int(orjson.loads(value)["policy_id"])
+            except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+                log.error("unreadable cart entry %r of user %s; ignored", field, user_id)
+        return entries
+
+    # -- checkout ------------------------------------------------------------------------------------
+    async def save_checkout(self, checkout: Checkout) -> None:
+        data = orjson.dumps(
+            {
+                "checkout_id": checkout.checkout_id,
+                "lines": [dataclasses.asdict(line) for line in checkout.lines],
+                "global_coupon_ids": list(checkout.global_coupon_ids),
+                "coupons": {str(k): v for k, v in checkout.coupons.items()},
+            }
+        )
+        key = self.checkout_key(checkout.user_id)
+        # MULTI/EXEC: the old checkout and its choices go and the new one appears in one step.
+        async with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, "data", data)
+            pipe.expire(key, checkout.ttl_seconds)
+            await pipe.execute()
+
+    async def load_checkout(self, user_id: int) -> Checkout | None:
+        key = self.checkout_key(user_id)
+        async with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(key)
+            pipe.ttl(key)
+            raw, ttl = await pipe.execute()
+        if not raw or b"data" not in raw:
+            return None
+        data = orjson.loads(raw[b"data"])
+        chosen: dict[int, int] = {}
+        chosen_global = None
+        for field, value in raw.items():
+            name = field.decode()
+            if not name.startswith("coupon:") or not value:
+                continue
+            if name == "coupon:global":
+                chosen_global = int(value)
+            else:
+                chosen[int(name.removeprefix("coupon:"))] = int(value)
+        return Checkout(
+            checkout_id=data["checkout_id"],
+            user_id=user_id,
+            lines=tuple(
+                CheckoutLine(
+                    int(line["course_id"]),
+                    line["name"],
+                    line["image"],
+                    int(line["policy_id"]),
+                    int(line["valid_days"]),
+                    int(line["price"]),
+                    tuple(int(c) for c in line["coupon_ids"]),
+                )
+                for line in data["lines"]
+            ),
+            global_coupon_ids=tuple(int(c) for c in data["global_coupon_ids"]),
+            coupons={int(k): v for k, v in data["coupons"].items()},
+            chosen=chosen,
+            chosen_global=chosen_global,
+            ttl_seconds=max(int(ttl), 0),
+        )
+
+    async def choose(self, user_id: int, course_id: int | None, coupon_id: int | None) -> bool:
+        field = "coupon:global" if course_id is None else f"coupon:{course_id}"
+        async with redis_errors():
+            stored = await self._hset_if_key(
+                keys=[self.checkout_key(user_id)],
+                args=[field, "" if coupon_id is None else str(coupon_id)],
+                client=self.redis,
+            )
+        return bool(stored)
+
+    async def forget(self, user_id: int, checkout_id: str, course_ids: Iterable[int]) -> None:
+        async with redis_errors():
+            await self._delete_if_checkout(
+                keys=[self.checkout_key(user_id)], args=[checkout_id], client=self.redis
+            )
+            await self.redis.hdel(self.cart_key(user_id), *(str(c) for c in course_ids))

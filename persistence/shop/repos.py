@@ -1,0 +1,284 @@
+"""The course shop's MongoDB repositories and unit of work (the ports of shop/ports.py).
+
+They load, save and make guarded updates (`{"status": "unused"}`, `{"status": "pending"}` in the
+filter); every decision is in shop/handlers.py. With a session they join its transaction; without
+one (`MongoShopStore.direct`) each write stands alone.
+"""
+
+import datetime
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final, TypeVar
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from payments.trade_numbers import new_trade_no
+from persistence.accounts import Accounts
+from persistence.mongo import Client, Database, Document, Session, next_id, run_in_transaction
+from shop.ports import (
+    BalanceLedger,
+    CatalogueRepository,
+    CouponRepository,
+    Duplicate,
+    EnrolmentRepository,
+    GaveUp,
+    Kind,
+    OrderRepository,
+    ShopUnitOfWork,
+)
+
+T = TypeVar("T")
+
+_WRITE_CONFLICT: Final = 112
+
+
+def collection_of(kind: Kind) -> str:
+    return "users" if kind == "users" else f"shop_{kind}"
+
+
+def _duplicate(error: DuplicateKeyError) -> Duplicate:
+    """The port's Duplicate, naming the unique index MongoDB reported."""
+    details = error.details or {}
+    return Duplicate(str(details.get("errmsg", error)))
+
+
+class _Repo:
+    def __init__(self, db: Database, s: Session | None) -> None:
+        self.db = db
+        self.s = s
+
+
+class MongoCatalogue(_Repo):
+    async def get(self, kind: Kind, record_id: int) -> Document | None:
+        return await self.db[collection_of(kind)].find_one({"_id": record_id}, session=self.s)
+
+    async def existing(self, kind: Kind, ids: Iterable[int]) -> set[int]:
+        wanted = list(set(ids))
+        if not wanted:
+            return set()
+        cursor = self.db[collection_of(kind)].find({"_id": {"$in": wanted}}, {"_id": 1}, session=self.s)
+        return {int(d["_id"]) async for d in cursor}
+
+    async def insert(self, kind: Kind, record: Document) -> Document:
+        name = collection_of(kind)
+        record["_id"] = await next_id(self.db, name)
+        try:
+            await self.db[name].insert_one(record, session=self.s)
+        except DuplicateKeyError as error:
+            raise _duplicate(error) from None
+        return record
+
+    async def update_course(self, course_id: int, changes: Document) -> Document | None:
+        try:
+            return await self.db.shop_courses.find_one_and_update(
+                {"_id": course_id}, {"$set": changes}, return_document=ReturnDocument.AFTER, session=self.s
+            )
+        except DuplicateKeyError as error:
+            raise _duplicate(error) from None
+
+    async def put_course_detail(self, course_id: int, record: Document) -> None:
+        await self.db.shop_course_details.replace_one({"_id": course_id}, record, upsert=True, session=self.s)
+
+    async def delete_policy(self, policy_id: int) -> bool:
+        result = await self.db.shop_price_policies.delete_one({"_id": policy_id}, session=self.s)
+        return result.deleted_count == 1
+
+    async def courses(self, ids: Iterable[int]) -> dict[int, Document]:
+        cursor = self.db.shop_courses.find({"_id": {"$in": list(ids)}}, session=self.s)
+        return {int(c["_id"]): c async for c in cursor}
+
+    async def policies_by_course(self, course_ids: Iterable[int]) -> dict[int, list[Document]]:
+        wanted = list(course_ids)
+        found: dict[int, list[Document]] = {}
+        if not wanted:
+            return found
+        cursor = self.db.shop_price_policies.find(
+            {"target": "course", "target_id": {"$in": wanted}}, session=self.s
+        ).sort([("target_id", ASCENDING), ("valid_days", ASCENDING)])
+        async for policy in cursor:
+            found.setdefault(int(policy["target_id"]), []).append(policy)
+        return found
+
+
+class MongoCoupons(_Repo):
+    async def get_many(self, coupon_ids: Iterable[int]) -> dict[int, Document]:
+        cursor = self.db.shop_user_coupons.find({"_id": {"$in": list(coupon_ids)}}, session=self.s)
+        return {int(d["_id"]): d async for d in cursor}
+
+    async def unused_of(self, user_id: int) -> list[Document]:
+        cursor = self.db.shop_user_coupons.find({"user_id": user_id, "status": "unused"}, session=self.s)
+        return [doc async for doc in cursor.sort("_id", 1)]
+
+    async def by_grant_ref(self, grant_ref: str) -> Document | None:
+        return await self.db.shop_user_coupons.find_one({"grant_ref": grant_ref}, session=self.s)
+
+    async def add(self, coupon: Document) -> Document:
+        coupon["_id"] = await next_id(self.db, "shop_user_coupons")
+        try:
+            await self.db.shop_user_coupons.insert_one(coupon, session=self.s)
+        except DuplicateKeyError as error:
+            raise _duplicate(error) from None
+        return coupon
+
+    async def take(
+        self, coupon_id: int, user_id: int, status: str, order_no: str, now: datetime.datetime
+    ) -> bool:
+        result = await self.db.shop_user_coupons.update_one(
+            {"_id": coupon_id, "user_id": user_id, "status": "unused"},
+            {"$set": {"status": status, "order_no": order_no, "used_at": now}},
+            session=self.s,
+        )
+        return result.matched_count == 1
+
+    async def use_held(self, order_no: str, now: datetime.datetime) -> int:
+        result = await self.db.shop_user_coupons.update_many(
+            {"order_no": order_no, "status": "held"},
+            {"$set": {"status": "used", "used_at": now}},
+            session=self.s,
+        )
+        return result.modified_count
+
+    async def release_held(self, order_no: str) -> int:
+        result = await self.db.shop_user_coupons.update_many(
+            {"order_no": order_no, "status": "held"},
+            {"$set": {"status": "unused", "order_no": None, "used_at": None}},
+            session=self.s,
+        )
+        return result.modified_count
+
+    async def expire_unused(self, now: datetime.datetime) -> int:
+        result = await self.db.shop_user_coupons.update_many(
+            {"status": "unused", "valid_to": {"$ne": None, "$lte": now}},
+            {"$set": {"status": "expired"}},
+            session=self.s,
+        )
+        return result.modified_count
+
+
+class MongoOrders(_Repo):
+    async def next_seq(self) -> int:
+        return await next_id(self.db, "shop_orders")
+
+    async def get(self, order_no: str) -> Document | None:
+        return await self.db.shop_orders.find_one({"_id": order_no}, session=self.s)
+
+    async def for_key(self, user_id: int, idempotency_key: str) -> Document | None:
+        return await self.db.shop_orders.find_one(
+            {"user_id": user_id, "idempotency_key": idempotency_key}, session=self.s
+        )
+
+    async def no_for_trade_no(self, out_trade_no: str) -> str | None:
+        owner = await self.db.shop_orders.find_one({"out_trade_no": out_trade_no}, {"_id": 1}, session=self.s)
+        return None if owner is None else str(owner["_id"])
+
+    async def add(self, order: Document) -> None:
+        try:
+            await self.db.shop_orders.insert_one(order, session=self.s)
+        except DuplicateKeyError as error:
+            raise _duplicate(error) from None
+
+    async def mark_paid(self, order_no: str, now: datetime.datetime) -> bool:
+        result = await self.db.shop_orders.update_one(
+            {"_id": order_no, "status": "pending"},
+            {"$set": {"status": "paid", "paid_at": now}},
+            session=self.s,
+        )
+        return result.matched_count == 1
+
+    async def cancel(self, order_no: str, now: datetime.datetime, reason: str) -> Document | None:
+        return await self.db.shop_orders.find_one_and_update(
+            {"_id": order_no, "status": "pending"},
+            {"$set": {"status": "cancelled", "cancelled_at": now, "cancel_reason": reason}},
+            return_document=ReturnDocument.AFTER,
+            session=self.s,
+        )
+
+    async def set_pay_url(self, order_no: str, pay_url: str) -> None:
+        await self.db.shop_orders.update_one(
+            {"_id": order_no}, {"$set": {"pay_url": pay_url}}, session=self.s
+        )
+
+    async def set_late_payment(self, order_no: str, late_payment: Document) -> None:
+        await self.db.shop_orders.update_one(
+            {"_id": order_no}, {"$set": {"late_payment": late_payment}}, session=self.s
+        )
+
+    async def due(self, now: datetime.datetime) -> list[str]:
+        cursor = self.db.shop_orders.find(
+            {"status": "pending", "pay_deadline": {"$lte": now}}, {"_id": 1}, session=self.s
+        )
+        return [str(doc["_id"]) async for doc in cursor]
+
+
+class MongoEnrolments(_Repo):
+    async def ensure(self, enrolment: Document) -> None:
+        fields = {k: v for k, v in enrolment.items() if k != "_id"}
+        await self.db.shop_enrolments.update_one(
+            {"_id": enrolment["_id"]}, {"$setOnInsert": fields}, upsert=True, session=self.s
+        )
+
+
+class MongoShopLedger:
+    """Balances through `Accounts` (conditional update, ledger entry, unique ref)."""
+
+    def __init__(self, accounts: Accounts, db: Database, s: Session | None) -> None:
+        self.accounts = accounts
+        self.db = db
+        self.s = s
+
+    async def balance(self, user_id: int) -> int | None:
+        user = await self.db.users.find_one({"_id": user_id}, {"balance": 1}, session=self.s)
+        return None if user is None else int(user["balance"])
+
+    async def debit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
+        await self.accounts.debit(user_id, amount, kind, ref, session=self.s)
+
+    async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
+        await self.accounts.credit(user_id, amount, kind, ref, session=self.s)
+
+
+class MongoShopUnitOfWork:
+    catalogue: CatalogueRepository
+    coupons: CouponRepository
+    orders: OrderRepository
+    enrolments: EnrolmentRepository
+    ledger: BalanceLedger
+
+    def __init__(self, db: Database, accounts: Accounts, s: Session | None) -> None:
+        self.catalogue = MongoCatalogue(db, s)
+        self.coupons = MongoCoupons(db, s)
+        self.orders = MongoOrders(db, s)
+        self.enrolments = MongoEnrolments(db, s)
+        self.ledger = MongoShopLedger(accounts, db, s)
+
+
+def _conflict(error: OperationFailure) -> bool:
+    """A write conflict the driver gave up retrying (or that escaped its retry loop)."""
+    return error.code == _WRITE_CONFLICT or error.has_error_label("TransientTransactionError")
+
+
+class MongoShopStore:
+    """`ShopStore` on MongoDB: one multi-document transaction per `atomically`, retried by the
+    driver's `with_transaction` on transient errors (the work runs again from the start)."""
+
+    def __init__(self, client: Client, db: Database, accounts: Accounts) -> None:
+        self.client = client
+        self.db = db
+        self.accounts = accounts
+
+    def direct(self) -> ShopUnitOfWork:
+        return MongoShopUnitOfWork(self.db, self.accounts, None)
+
+    async def atomically(self, work: Callable[[ShopUnitOfWork], Awaitable[T]]) -> T:
+        async def transaction(s: Session) -> T:
+            return await work(MongoShopUnitOfWork(self.db, self.accounts, s))
+
+        try:
+            return await run_in_transaction(self.client, transaction)
+        except OperationFailure as error:
+            if _conflict(error):
+                raise GaveUp(str(error)) from error
+            raise
+
+    def trade_no(self, prefix: str) -> str:
+        return new_trade_no(prefix)

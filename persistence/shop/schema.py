@@ -1,0 +1,106 @@
+"""The course shop's MongoDB schema: indexes (the unique ones are what the repositories' `Duplicate`
+answers rest on) and id counters.
+
+Collections: `shop_categories`, `shop_teachers`, `shop_degree_courses`, `shop_courses`,
+`shop_course_details`, `shop_price_policies`, `shop_chapters`, `shop_sections`, `shop_faqs`,
+`shop_coupons` (templates), `shop_user_coupons` (a user's coupon), `shop_orders` (lines embedded),
+`shop_enrolments`.
+"""
+
+from typing import Final
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from persistence.mongo import Database
+
+
+def _indexes() -> dict[str, list[IndexModel]]:
+    return {
+        "shop_categories": [IndexModel([("name", ASCENDING)], unique=True, name="name_unique")],
+        "shop_degree_courses": [IndexModel([("name", ASCENDING)], unique=True, name="name_unique")],
+        "shop_courses": [
+            IndexModel([("name", ASCENDING)], unique=True, name="name_unique"),
+            IndexModel(
+                [("status", ASCENDING), ("sub_category_id", ASCENDING), ("order", ASCENDING)],
+                name="listing",
+            ),
+        ],
+        "shop_price_policies": [
+            # One policy per validity period of a course or degree course (seed: unique_together).
+            IndexModel(
+                [("target", ASCENDING), ("target_id", ASCENDING), ("valid_days", ASCENDING)],
+                unique=True,
+                name="one_policy_per_validity",
+            ),
+        ],
+        "shop_chapters": [
+            IndexModel([("course_id", ASCENDING), ("chapter", ASCENDING)], unique=True, name="course_chapter")
+        ],
+        "shop_sections": [
+            IndexModel([("chapter_id", ASCENDING), ("order", ASCENDING)], name="chapter_order")
+        ],
+        "shop_faqs": [
+            IndexModel(
+                [("target", ASCENDING), ("target_id", ASCENDING), ("question", ASCENDING)],
+                unique=True,
+                name="one_question",
+            )
+        ],
+        "shop_user_coupons": [
+            IndexModel([("user_id", ASCENDING), ("status", ASCENDING)], name="user_status"),
+            IndexModel([("order_no", ASCENDING)], name="order_no"),
+            IndexModel([("status", ASCENDING), ("valid_to", ASCENDING)], name="status_valid_to"),
+            IndexModel(
+                [("grant_ref", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"grant_ref": {"$type": "string"}},
+                name="grant_ref_unique",
+            ),
+        ],
+        "shop_orders": [
+            IndexModel(
+                [("user_id", ASCENDING), ("idempotency_key", ASCENDING)], unique=True, name="idempotency"
+            ),
+            # One order per checkout: a second concurrent pay of the same checkout cannot buy twice.
+            IndexModel([("checkout_id", ASCENDING)], unique=True, name="checkout_unique"),
+            IndexModel([("status", ASCENDING), ("pay_deadline", ASCENDING)], name="pending_deadline"),
+            IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_orders"),
+            # A verified notification names the payment by its random number.
+            IndexModel(
+                [("out_trade_no", ASCENDING)],
+                partialFilterExpression={"out_trade_no": {"$type": "string"}},
+                name="out_trade_no",
+            ),
+        ],
+        "shop_enrolments": [
+            IndexModel([("user_id", ASCENDING), ("course_id", ASCENDING)], name="user_course"),
+        ],
+    }
+
+
+# Id counters the shop allocates from (`next_id`).
+SHOP_COUNTERS: Final = (
+    "shop_categories",
+    "shop_teachers",
+    "shop_degree_courses",
+    "shop_courses",
+    "shop_price_policies",
+    "shop_chapters",
+    "shop_sections",
+    "shop_faqs",
+    "shop_coupons",
+    "shop_user_coupons",
+    "shop_orders",
+)
+
+
+async def ensure_shop_indexes(db: Database) -> None:
+    """Create the shop's indexes and id counters (idempotent; call at every start).
+
+    The counters are created here, one at a time, because two concurrent first calls of
+    `next_id` for the same counter can race on the upsert (seen with SecantusDB).
+    """
+    for collection, models in _indexes().items():
+        await db[collection].create_indexes(models)
+    for name in SHOP_COUNTERS:
+        await db.counters.update_one({"_id": name}, {"$setOnInsert": {"seq": 0}}, upsert=True)

@@ -1,0 +1,522 @@
+"""The course shop's decisions, as functions over the ports of shop/ports.py.
+
+Each money or state decision is here: what may go in a cart, what a checkout offers, what an order
+costs and spends (coupons, balance), when it is paid, what a late payment gets (a refund), when an
+unpaid order is cancelled and what that gives back, and who gets a coupon. The functions that take
+a `ShopUnitOfWork` run inside one transaction (`ShopStore.atomically`) and have no side effect
+outside it; the provider is called only by `ensure_pay_url` and `refund_late_payment`, after the
+transaction. shop/service.py runs them.
+
+Money moves only through the ledger port (`debit`/`credit`, idempotent on a ref per order): on
+placing `shop_pay:`/`shop_hold:`, on cancelling `shop_release:`.
+"""
+
+import dataclasses
+import datetime
+import logging
+import uuid
+from collections.abc import Sequence
+
+from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
+from engine.settle.ports import PaymentProvider, PaymentRequest
+from shop.model import (
+    OUT_TRADE_PREFIX,
+    CartFull,
+    CartItemUnavailable,
+    CartLine,
+    Checkout,
+    CheckoutLine,
+    CheckoutMissing,
+    CouponNotOffered,
+    CouponUnavailable,
+    CourseNotOnSale,
+    InvalidPolicy,
+    NotInCart,
+    PriceChanged,
+    Record,
+    coupon_display,
+    coupon_terms,
+    coupon_valid_at,
+    to_ms,
+)
+from shop.ports import CartStore, CatalogueRepository, Duplicate, OrderRepository, ShopUnitOfWork
+from shop.pricing import CouponTerms, PricingError, Quote, coupon_applies, price_checkout
+
+log = logging.getLogger("gavel.shop")
+
+
+# == cart ==================================================================================================
+async def sellable(catalogue: CatalogueRepository, course_id: int, policy_id: int) -> tuple[Record, Record]:
+    """The course and policy, provided the course is on sale and the policy is one of its own."""
+    course = await catalogue.get("courses", course_id)
+    if course is None:
+        raise NotFound(f"no course {course_id}")
+    if course.get("status") != "online":
+        raise CourseNotOnSale(f"course {course_id} is not on sale")
+    policy = await catalogue.get("price_policies", policy_id)
+    if policy is None or policy["target"] != "course" or policy["target_id"] != course_id:
+        raise InvalidPolicy(f"price policy {policy_id} does not belong to course {course_id}")
+    return course, policy
+
+
+async def add_to_cart(
+    catalogue: CatalogueRepository,
+    carts: CartStore,
+    user_id: int,
+    course_id: int,
+    policy_id: int,
+    *,
+    now: datetime.datetime,
+    limit: int,
+) -> None:
+    """Put a course with its chosen policy in the cart (again: the new choice replaces the old)."""
+    await sellable(catalogue, course_id, policy_id)
+    if not await carts.add(user_id, course_id, policy_id, to_ms(now), limit):
+        raise CartFull(f"the cart holds at most {limit} courses")
+
+
+async def change_cart_policy(
+    catalogue: CatalogueRepository, carts: CartStore, user_id: int, course_id: int, policy_id: int
+) -> None:
+    await sellable(catalogue, course_id, policy_id)
+    if not await carts.change_policy(user_id, course_id, policy_id):
+        raise NotInCart(f"course {course_id} is not in the cart")
+
+
+async def remove_from_cart(carts: CartStore, user_id: int, course_id: int) -> None:
+    if not await carts.remove(user_id, course_id):
+        raise NotInCart(f"course {course_id} is not in the cart")
+
+
+async def cart_lines(catalogue: CatalogueRepository, carts: CartStore, user_id: int) -> list[CartLine]:
+    """The cart against the current catalogue: offline courses and removed policies are unavailable."""
+    entries = await carts.entries(user_id)
+    course_ids = sorted(entries)
+    courses = await catalogue.courses(course_ids)
+    policies = await catalogue.policies_by_course(course_ids)
+    lines = []
+    for course_id in course_ids:
+        policy_id = entries[course_id]
+        course = courses.get(course_id)
+        own = policies.get(course_id, [])
+        chosen = next((p for p in own if int(p["_id"]) == policy_id), None)
+        reason = None
+        if course is None:
+            reason = "course_missing"
+        elif course.get("status") != "online":
+            reason = "offline"
+        elif chosen is None:
+            reason = "policy_removed"
+        lines.append(
+            CartLine(
+                course_id=course_id,
+                policy_id=policy_id,
+                name=course["name"] if course else "",
+                image=course.get("image", "") if course else "",
+                price=int(chosen["price"]) if chosen else None,
+                valid_days=int(chosen["valid_days"]) if chosen else None,
+                policies=tuple(own),
+                available=reason is None,
+                reason=reason,
+            )
+        )
+    return lines
+
+
+# == checkout ==============================================================================================
+async def create_checkout(
+    uow: ShopUnitOfWork,
+    carts: CartStore,
+    user_id: int,
+    course_ids: Sequence[int],
+    *,
+    now: datetime.datetime,
+    ttl_seconds: int,
+) -> Checkout:
+    """Build the settlement centre for `course_ids` (all in the cart, all available) and store it.
+
+    Offers, per course, the user's unused, unexpired coupons bound to it (a threshold coupon only
+    when the price reaches its minimum) and, globally, the unbound ones. Replaces any earlier
+    checkout of the user (and its choices).
+    """
+    if not course_ids or len(set(course_ids)) != len(course_ids):
+        raise InvalidInput("course_ids must list distinct courses")
+    cart = {line.course_id: line for line in await cart_lines(uow.catalogue, carts, user_id)}
+    lines: list[tuple[CartLine, int, int]] = []
+    for course_id in course_ids:
+        cart_line = cart.get(course_id)
+        if cart_line is None:
+            raise NotInCart(f"course {course_id} is not in the cart; add it first")
+        if not cart_line.available or cart_line.price is None or cart_line.valid_days is None:
+            raise CartItemUnavailable(f"course {course_id} is unavailable ({cart_line.reason})")
+        lines.append((cart_line, cart_line.price, cart_line.valid_days))
+    coupons = [c for c in await uow.coupons.unused_of(user_id) if coupon_valid_at(c, now)]
+    offered: dict[int, Record] = {}
+    checkout_lines = []
+    for cart_line, price, valid_days in lines:
+        ids = []
+        for coupon in coupons:
+            if coupon.get("course_id") == cart_line.course_id and coupon_applies(coupon_terms(coupon), price):
+                ids.append(int(coupon["_id"]))
+                offered[int(coupon["_id"])] = coupon
+        checkout_lines.append(
+            CheckoutLine(
+                cart_line.course_id,
+                cart_line.name,
+                cart_line.image,
+                cart_line.policy_id,
+                valid_days,
+                price,
+                tuple(ids),
+            )
+        )
+    global_ids = []
+    for coupon in coupons:
+        if coupon.get("course_id") is None:
+            global_ids.append(int(coupon["_id"]))
+            offered[int(coupon["_id"])] = coupon
+    checkout = Checkout(
+        checkout_id=uuid.uuid4().hex,
+        user_id=user_id,
+        lines=tuple(checkout_lines),
+        global_coupon_ids=tuple(global_ids),
+        coupons={cid: coupon_display(doc) for cid, doc in offered.items()},
+        chosen={},
+        chosen_global=None,
+        ttl_seconds=ttl_seconds,
+    )
+    await carts.save_checkout(checkout)
+    return checkout
+
+
+async def current_checkout(carts: CartStore, user_id: int) -> Checkout:
+    checkout = await carts.load_checkout(user_id)
+    if checkout is None:
+        raise CheckoutMissing("there is no checkout (or it expired); POST /api/v1/checkout first")
+    return checkout
+
+
+async def choose_coupon(carts: CartStore, user_id: int, course_id: int | None, coupon_id: int | None) -> None:
+    """Choose (or with `coupon_id` None, clear) the coupon of one line, or the global one."""
+    checkout = await current_checkout(carts, user_id)
+    if course_id is None:
+        offered = checkout.global_coupon_ids
+    else:
+        line = next((ln for ln in checkout.lines if ln.course_id == course_id), None)
+        if line is None:
+            raise NotFound(f"course {course_id} is not in the checkout")
+        offered = line.coupon_ids
+    if coupon_id is not None and coupon_id not in offered:
+        raise CouponNotOffered(f"coupon {coupon_id} is not offered here")
+    if not await carts.choose(user_id, course_id, coupon_id):
+        raise CheckoutMissing("the checkout expired; POST /api/v1/checkout again")
+
+
+def quote(checkout: Checkout, balance_requested: int, balance_available: int) -> Quote:
+    """Price a checkout with its choices, from the terms shown to the user."""
+    terms = {cid: coupon_terms({"_id": cid, **doc}) for cid, doc in checkout.coupons.items()}
+    chosen_global = terms.get(checkout.chosen_global) if checkout.chosen_global is not None else None
+    return price_checkout(
+        checkout.line_inputs(terms),
+        chosen_global,
+        balance_requested=balance_requested,
+        balance_available=balance_available,
+    )
+
+
+# == orders ================================================================================================
+async def order_for_key(
+    orders: OrderRepository, user_id: int, idempotency_key: str, balance: int
+) -> Record | None:
+    """The order an idempotency key made; the same key with another balance is a different payment."""
+    order = await orders.for_key(user_id, idempotency_key)
+    if order is not None and order["balance_requested"] != balance:
+        raise RefReused(f"the idempotency key {idempotency_key!r} was used for a different payment")
+    return order
+
+
+async def check_prices(catalogue: CatalogueRepository, checkout: Checkout) -> None:
+    """The catalogue may have changed since the checkout was built: never charge an unseen price."""
+    course_ids = [line.course_id for line in checkout.lines]
+    courses = await catalogue.courses(course_ids)
+    policies = await catalogue.policies_by_course(course_ids)
+    for line in checkout.lines:
+        course = courses.get(line.course_id)
+        if course is None or course.get("status") != "online":
+            raise CartItemUnavailable(f"course {line.course_id} is no longer on sale")
+        policy = next((p for p in policies.get(line.course_id, []) if int(p["_id"]) == line.policy_id), None)
+        if policy is None:
+            raise CartItemUnavailable(f"the chosen price policy of course {line.course_id} was removed")
+        if int(policy["price"]) != line.price or int(policy["valid_days"]) != line.valid_days:
+            raise PriceChanged(f"the price of course {line.course_id} changed; check out again")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderTerms:
+    """What `place_order` needs besides the checkout (decided by the service before the transaction)."""
+
+    order_no: str
+    balance: int
+    idempotency_key: str
+    now: datetime.datetime
+    pending_timeout_seconds: int
+    out_trade_no: str  # used only if something is left for the provider to collect
+
+
+async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms) -> Record:
+    """One transaction: the order and its lines, the coupons spent (`unused -> used`, or `held`
+    while payment is pending), the balance debited with a ledger entry, and, when nothing is left
+    to pay, the enrolments. The provider's payment is made afterwards (`ensure_pay_url`)."""
+    user_id, order_no, now = checkout.user_id, terms.order_no, terms.now
+    # The chosen coupons, read again inside the transaction: the stored checkout is only a display.
+    chosen_ids = [*checkout.chosen.values(), *([checkout.chosen_global] if checkout.chosen_global else [])]
+    for course_id, coupon_id in checkout.chosen.items():
+        line = next((ln for ln in checkout.lines if ln.course_id == course_id), None)
+        if line is None or coupon_id not in line.coupon_ids:
+            raise CouponNotOffered(f"coupon {coupon_id} is not offered for course {course_id}")
+    if checkout.chosen_global is not None and checkout.chosen_global not in checkout.global_coupon_ids:
+        raise CouponNotOffered(f"coupon {checkout.chosen_global} is not a global coupon offered")
+    docs = await uow.coupons.get_many(chosen_ids)
+    coupon_terms_by_id: dict[int, CouponTerms] = {}
+    for coupon_id in chosen_ids:
+        doc = docs.get(coupon_id)
+        if (
+            doc is None
+            or doc["user_id"] != user_id
+            or doc["status"] != "unused"
+            or not coupon_valid_at(doc, now)
+        ):
+            raise CouponUnavailable(f"coupon {coupon_id} is used, held or expired")
+        coupon_terms_by_id[coupon_id] = coupon_terms(doc)
+    available = await uow.ledger.balance(user_id)
+    if available is None:
+        raise NotFound(f"no user {user_id}")
+    global_terms = (
+        coupon_terms_by_id.get(checkout.chosen_global) if checkout.chosen_global is not None else None
+    )
+    priced = price_checkout(
+        checkout.line_inputs(coupon_terms_by_id),
+        global_terms,
+        balance_requested=terms.balance,
+        balance_available=available,
+    )
+    paid_now = priced.to_pay == 0
+    coupon_status = "used" if paid_now else "held"
+    for coupon_id in priced.spent_coupon_ids:
+        # Conditional: of two concurrent orders only one finds the coupon unused.
+        if not await uow.coupons.take(coupon_id, user_id, coupon_status, order_no, now):
+            raise CouponUnavailable(f"coupon {coupon_id} was just used by another order")
+    if priced.balance_used > 0:
+        kind, ref = (
+            ("shop_pay", f"shop-pay:{order_no}") if paid_now else ("shop_hold", f"shop-hold:{order_no}")
+        )
+        await uow.ledger.debit(user_id, priced.balance_used, kind, ref)
+    order = _order_record(checkout, terms, priced, paid_now)
+    await uow.orders.add(order)
+    if paid_now:
+        await enrol(uow, order, now)
+    return order
+
+
+def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now: bool) -> Record:
+    lines_by_course = {line.course_id: line for line in checkout.lines}
+    now = terms.now
+    return {
+        "_id": terms.order_no,
+        "user_id": checkout.user_id,
+        "checkout_id": checkout.checkout_id,
+        "idempotency_key": terms.idempotency_key,
+        "status": "paid" if paid_now else "pending",
+        "lines": [
+            {
+                "course_id": line.course_id,
+                "course_name": lines_by_course[line.course_id].name,
+                "policy_id": lines_by_course[line.course_id].policy_id,
+                "valid_days": lines_by_course[line.course_id].valid_days,
+                "original_price": line.original_price,
+                "coupon_id": line.coupon_id,
+                "coupon_discount": line.coupon_discount,
+                "global_discount_share": line.global_discount_share,
+                "paid_price": line.paid_price,
+            }
+            for line in priced.lines
+        ],
+        "original_total": priced.original_total,
+        "course_discount": priced.course_discount,
+        "global_coupon_id": priced.global_coupon_id,
+        "global_discount": priced.global_discount,
+        "payable": priced.payable,
+        "balance_requested": terms.balance,
+        "balance_used": priced.balance_used,
+        "to_pay": priced.to_pay,
+        "coupon_ids": list(priced.spent_coupon_ids),
+        # A random number names the payment; `_id` stays the readable number the user sees.
+        "out_trade_no": None if paid_now else terms.out_trade_no,
+        "pay_url": None,
+        "created_at": now,
+        "pay_deadline": None if paid_now else now + datetime.timedelta(seconds=terms.pending_timeout_seconds),
+        "paid_at": now if paid_now else None,
+        "cancelled_at": None,
+    }
+
+
+async def enrol(uow: ShopUnitOfWork, order: Record, now: datetime.datetime) -> None:
+    """One enrolment per line, valid from `now` for the policy's days (ids make retries no-ops)."""
+    for line in order["lines"]:
+        await uow.enrolments.ensure(
+            {
+                "_id": f"{order['_id']}:{line['course_id']}",
+                "user_id": order["user_id"],
+                "course_id": line["course_id"],
+                "course_name": line["course_name"],
+                "order_no": order["_id"],
+                "valid_from": now,
+                "valid_to": now + datetime.timedelta(days=int(line["valid_days"])),
+                "status": "active",
+            }
+        )
+
+
+async def ensure_pay_url(orders: OrderRepository, provider: PaymentProvider, order: Record) -> Record:
+    """A pending order's provider payment (idempotent on `out_trade_no`)."""
+    if order["status"] != "pending" or order.get("pay_url"):
+        return order
+    names = ", ".join(line["course_name"] for line in order["lines"])
+    request = PaymentRequest(
+        order["out_trade_no"], int(order["to_pay"]), f"Courses: {names}"[:120], int(order["user_id"])
+    )
+    order["pay_url"] = await provider.create_payment(request)
+    await orders.set_pay_url(str(order["_id"]), order["pay_url"])
+    return order
+
+
+# == payment outcome and timeout ===========================================================================
+async def order_no_of_payment(orders: OrderRepository, out_trade_no: str) -> str:
+    order_no = await orders.no_for_trade_no(out_trade_no)
+    if order_no is None:
+        prefix, dash, legacy = out_trade_no.partition("-")  # an older installation's `shop-{order_no}`
+        order_no = legacy if prefix == OUT_TRADE_PREFIX and dash and legacy else None
+    if order_no is None:
+        raise NotFound(f"{out_trade_no!r} is not a shop payment")
+    return order_no
+
+
+async def mark_paid(uow: ShopUnitOfWork, order_no: str, amount: int, now: datetime.datetime) -> str:
+    """pending -> paid: held coupons become used, the balance hold stays spent, enrolments start.
+    Returns "now_paid", or the status the order already had (paid, cancelled): idempotent."""
+    order = await uow.orders.get(order_no)
+    if order is None:
+        raise NotFound(f"no shop order {order_no}")
+    if order["status"] != "pending":
+        return str(order["status"])
+    if int(order["to_pay"]) != amount:
+        # The notify endpoint checks the amount against the payment record; this is a bug.
+        raise GavelError(f"order {order_no} costs {order['to_pay']} fen, paid {amount}")
+    await uow.orders.mark_paid(order_no, now)
+    await uow.coupons.use_held(order_no, now)
+    await enrol(uow, order, now)
+    return "now_paid"
+
+
+async def refund_late_payment(
+    orders: OrderRepository,
+    provider: PaymentProvider,
+    order_no: str,
+    out_trade_no: str,
+    amount: int,
+    now: datetime.datetime,
+) -> None:
+    """A payment for an order already cancelled (timed out) is refunded, never silently kept nor
+    reviving the order (its coupons and balance were given back). The provider refund is idempotent
+    on its ref, so a repeated notification refunds once."""
+    refund_ref = f"late:{out_trade_no}"
+    log.warning("payment for cancelled shop order %s arrived; refunding %s fen", order_no, amount)
+    await provider.refund(out_trade_no, amount, refund_ref)
+    await orders.set_late_payment(order_no, {"amount": amount, "refund_ref": refund_ref, "refunded_at": now})
+
+
+async def cancel_pending(uow: ShopUnitOfWork, order_no: str, now: datetime.datetime, reason: str) -> bool:
+    """pending -> cancelled (conditional, so a concurrent payment wins or loses cleanly), held coupons
+    back to unused, and the held balance credited back (ref `shop-release:{order_no}`: at most once)."""
+    order = await uow.orders.cancel(order_no, now, reason)
+    if order is None:
+        return False  # paid or cancelled meanwhile
+    await uow.coupons.release_held(order_no)
+    if int(order["balance_used"]) > 0:
+        await uow.ledger.credit(
+            int(order["user_id"]), int(order["balance_used"]), "shop_release", f"shop-release:{order_no}"
+        )
+    return True
+
+
+# == coupons ===============================================================================================
+async def create_coupon(uow: ShopUnitOfWork, fields: Record, now: datetime.datetime) -> Record:
+    """A coupon template (优惠券生成规则). `course_id` binds it to a course; else it is global."""
+    doc = dict(fields)
+    try:
+        coupon_terms({"_id": 0, **doc})
+    except (PricingError, ValueError) as exc:
+        raise InvalidInput(str(exc)) from None
+    if doc.get("course_id") is not None and not await uow.catalogue.existing("courses", [doc["course_id"]]):
+        raise NotFound(f"no course {doc['course_id']}")
+    valid_from, valid_to = doc.get("valid_from"), doc.get("valid_to")
+    if valid_from is not None and valid_to is not None and valid_to <= valid_from:
+        raise InvalidInput("valid_to must be later than valid_from")
+    doc["created_at"] = now
+    return await uow.catalogue.insert("coupons", doc)
+
+
+async def grant_coupon(
+    uow: ShopUnitOfWork, coupon_id: int, user_id: int, idempotency_key: str | None, now: datetime.datetime
+) -> Record:
+    """Give `user_id` one coupon of template `coupon_id`. The terms are copied, so later edits of
+    the template never change a granted coupon. Validity: the template's window, or `valid_days`
+    from now (seed: coupon_valid_days, counted from the grant). With `idempotency_key`, a repeated
+    grant returns the first one."""
+    template = await uow.catalogue.get("coupons", coupon_id)
+    if template is None:
+        raise NotFound(f"no coupon {coupon_id}")
+    if not await uow.catalogue.existing("users", [user_id]):
+        raise NotFound(f"no user {user_id}")
+    grant_ref = f"{coupon_id}:{user_id}:{idempotency_key}" if idempotency_key is not None else None
+    if grant_ref is not None:
+        existing = await uow.coupons.by_grant_ref(grant_ref)
+        if existing is not None:
+            return existing
+    valid_from = template.get("valid_from") or now
+    valid_to = template.get("valid_to")
+    if valid_to is None and template.get("valid_days"):
+        valid_to = now + datetime.timedelta(days=int(template["valid_days"]))
+    doc: Record = {
+        "user_id": user_id,
+        "coupon_id": coupon_id,
+        "name": template["name"],
+        "kind": template["kind"],
+        "value": template.get("value", 0),
+        "minimum": template.get("minimum", 0),
+        "off_percent": template.get("off_percent", 0),
+        "course_id": template.get("course_id"),
+        "status": "unused",
+        "valid_from": valid_from,
+        "valid_to": valid_to,
+        "order_no": None,
+        "granted_at": now,
+        "used_at": None,
+    }
+    if grant_ref is not None:
+        doc["grant_ref"] = grant_ref
+    try:
+        return await uow.coupons.add(doc)
+    except Duplicate:
+        # A concurrent grant with the same key won: return its coupon.
+        existing = await uow.coupons.by_grant_ref(grant_ref) if grant_ref is not None else None
+        if existing is None:
+            raise
+        return existing
+
+
+async def order_of(orders: OrderRepository, user_id: int, order_no: str) -> Record:
+    order = await orders.get(order_no)
+    if order is None or order["user_id"] != user_id:
+        raise NotFound(f"no order {order_no}")
+    return order

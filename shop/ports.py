@@ -1,0 +1,232 @@
+"""The course shop's storage ports: small repositories, a unit of work, the cart store.
+
+Handlers (shop/handlers.py, shop/catalogue.py) decide; these only load, save and make guarded
+updates (a False or None answer means "not in the state you asked for"). `ShopStore.atomically`
+runs a piece of work in one transaction and runs it again when the store reports a transient
+conflict, so the work must have no side effect outside the store (no provider call inside).
+
+Implementations: persistence/shop/ (MongoDB + Redis) and tests/shop/fakes.py (in memory).
+"""
+
+import datetime
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Literal, Protocol, TypeVar
+
+from shop.model import Checkout, Record
+
+T = TypeVar("T")
+
+Kind = Literal[
+    "categories",
+    "teachers",
+    "degree_courses",
+    "courses",
+    "course_details",
+    "price_policies",
+    "chapters",
+    "sections",
+    "faqs",
+    "coupons",
+    "users",
+]
+
+
+class Duplicate(Exception):
+    """A unique key is taken (a name, one policy per validity, one order per checkout, a grant ref):
+    a concurrent or earlier write did this first. `key` names the unique index."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class GaveUp(Exception):
+    """`atomically` could not commit: concurrent writers kept conflicting."""
+
+
+class CatalogueRepository(Protocol):
+    async def get(self, kind: Kind, record_id: int) -> Record | None: ...
+
+    async def existing(self, kind: Kind, ids: Iterable[int]) -> set[int]:
+        """Which of `ids` exist."""
+        ...
+
+    async def insert(self, kind: Kind, record: Record) -> Record:
+        """Give the record a new `_id` and store it; Duplicate on a unique key."""
+        ...
+
+    async def update_course(self, course_id: int, changes: Record) -> Record | None:
+        """Set `changes`; the course after, None if missing; Duplicate on its name."""
+        ...
+
+    async def put_course_detail(self, course_id: int, record: Record) -> None: ...
+
+    async def delete_policy(self, policy_id: int) -> bool: ...
+
+    async def courses(self, ids: Iterable[int]) -> dict[int, Record]: ...
+
+    async def policies_by_course(self, course_ids: Iterable[int]) -> dict[int, list[Record]]:
+        """Each course's policies by validity."""
+        ...
+
+
+class CouponRepository(Protocol):
+    async def get_many(self, coupon_ids: Iterable[int]) -> dict[int, Record]: ...
+
+    async def unused_of(self, user_id: int) -> list[Record]:
+        """The user's unused coupons (valid or not), by id."""
+        ...
+
+    async def by_grant_ref(self, grant_ref: str) -> Record | None: ...
+
+    async def add(self, coupon: Record) -> Record:
+        """A new user coupon (new `_id`); Duplicate on its grant ref."""
+        ...
+
+    async def take(
+        self, coupon_id: int, user_id: int, status: str, order_no: str, now: datetime.datetime
+    ) -> bool:
+        """unused -> `status` (held or used) by `order_no`; False if not unused."""
+        ...
+
+    async def use_held(self, order_no: str, now: datetime.datetime) -> int:
+        """The order's held coupons -> used."""
+        ...
+
+    async def release_held(self, order_no: str) -> int:
+        """The order's held coupons -> unused (no order)."""
+        ...
+
+    async def expire_unused(self, now: datetime.datetime) -> int:
+        """Unused coupons whose validity ended -> expired."""
+        ...
+
+
+class OrderRepository(Protocol):
+    async def next_seq(self) -> int:
+        """The next order sequence number (gaps possible, repeats never; not rolled back)."""
+        ...
+
+    async def get(self, order_no: str) -> Record | None: ...
+
+    async def for_key(self, user_id: int, idempotency_key: str) -> Record | None: ...
+
+    async def no_for_trade_no(self, out_trade_no: str) -> str | None: ...
+
+    async def add(self, order: Record) -> None:
+        """Duplicate("idempotency") or Duplicate("checkout") when taken."""
+        ...
+
+    async def mark_paid(self, order_no: str, now: datetime.datetime) -> bool:
+        """pending -> paid."""
+        ...
+
+    async def cancel(self, order_no: str, now: datetime.datetime, reason: str) -> Record | None:
+        """pending -> cancelled; the order after, None if it was not pending."""
+        ...
+
+    async def set_pay_url(self, order_no: str, pay_url: str) -> None: ...
+
+    async def set_late_payment(self, order_no: str, late_payment: Record) -> None: ...
+
+    async def due(self, now: datetime.datetime) -> list[str]:
+        """Pending orders whose deadline has come."""
+        ...
+
+
+class EnrolmentRepository(Protocol):
+    async def ensure(self, enrolment: Record) -> None:
+        """Insert unless one with this `_id` exists (retries are no-ops)."""
+        ...
+
+
+class BalanceLedger(Protocol):
+    """Users' balances: every movement writes a ledger entry and is idempotent on `ref`."""
+
+    async def balance(self, user_id: int) -> int | None:
+        """None when there is no such user."""
+        ...
+
+    async def debit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
+        """Never below zero (INSUFFICIENT_BALANCE)."""
+        ...
+
+    async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None: ...
+
+
+class ShopUnitOfWork(Protocol):
+    catalogue: CatalogueRepository
+    coupons: CouponRepository
+    orders: OrderRepository
+    enrolments: EnrolmentRepository
+    ledger: BalanceLedger
+
+
+class ShopStore(Protocol):
+    def direct(self) -> ShopUnitOfWork:
+        """The repositories outside a transaction: each write stands alone."""
+        ...
+
+    async def atomically(self, work: Callable[[ShopUnitOfWork], Awaitable[T]]) -> T:
+        """Run `work` in one transaction (again on transient conflicts); GaveUp when it cannot."""
+        ...
+
+    def trade_no(self, prefix: str) -> str:
+        """A new, unguessable provider trade number `{prefix}-…`."""
+        ...
+
+
+class CartStore(Protocol):
+    """Carts and checkouts (Redis in production). Outages raise ShopUnavailable."""
+
+    async def add(self, user_id: int, course_id: int, policy_id: int, added_ms: int, limit: int) -> bool:
+        """Put (or replace) a cart entry; False if the cart is full and the course not in it."""
+        ...
+
+    async def change_policy(self, user_id: int, course_id: int, policy_id: int) -> bool:
+        """False if the course is not in the cart."""
+        ...
+
+    async def remove(self, user_id: int, course_id: int) -> bool: ...
+
+    async def entries(self, user_id: int) -> dict[int, int]:
+        """course_id -> chosen policy_id."""
+        ...
+
+    async def save_checkout(self, checkout: Checkout) -> None:
+        """Replace the user's checkout (and its choices) in one step, for `checkout.ttl_seconds`."""
+        ...
+
+    async def load_checkout(self, user_id: int) -> Checkout | None: ...
+
+    async def choose(self, user_id: int, course_id: int | None, coupon_id: int | None) -> bool:
+        """Record a choice (None clears it) only while the checkout exists."""
+        ...
+
+    async def forget(self, user_id: int, checkout_id: str, course_ids: Iterable[int]) -> None:
+        """Drop the checkout if it is still `checkout_id`, and those courses from the cart."""
+        ...
+
+
+class ShopReads(Protocol):
+    """What the shop shows (catalogue pages, a user's orders, coupons and enrolments): reads only."""
+
+    async def categories(self) -> list[Record]: ...
+
+    async def list_courses(self, category_id: int | None, skip: int, limit: int) -> tuple[list[Record], int]:
+        """Listed courses by display order, each with `policies`; NotFound for an unknown category."""
+        ...
+
+    async def course_page(self, course_id: int) -> Record: ...
+
+    async def degree_course_page(self, degree_course_id: int) -> Record: ...
+
+    async def chapters(self, course_id: int) -> list[Record]: ...
+
+    async def find_order(self, user_id: int, order_no: str) -> Record: ...
+
+    async def orders(self, user_id: int, skip: int, limit: int) -> tuple[list[Record], int]: ...
+
+    async def enrolments(self, user_id: int) -> list[Record]: ...
+
+    async def user_coupons(self, user_id: int, status: str | None = None) -> list[Record]: ...

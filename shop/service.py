@@ -1,0 +1,293 @@
+"""`ShopService`: the course shop as its callers see it (REST, the admin pages, the payment router,
+the sweeper). Each call runs the decisions of shop/handlers.py or shop/catalogue.py over the ports it
+was built with; a money movement runs in its own unit of work (`ShopStore.atomically`), and the
+provider is called only after that unit of work committed.
+
+Built by `persistence.shop.mongo_shop` (MongoDB + Redis) or over tests/shop/fakes.py.
+"""
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable, Sequence
+
+from engine.settle.ports import PaymentProvider
+from shop import catalogue as cat
+from shop import handlers
+from shop.model import (
+    CART_LIMIT,
+    DEFAULT_CHECKOUT_TTL_SECONDS,
+    DEFAULT_PENDING_TIMEOUT_SECONDS,
+    OUT_TRADE_PREFIX,
+    CartLine,
+    Checkout,
+    CheckoutAlreadyOrdered,
+    PlacedOrder,
+    Record,
+    ShopConflict,
+    ShopUnavailable,
+)
+from shop.ports import CartStore, Duplicate, GaveUp, ShopReads, ShopStore, ShopUnitOfWork
+from shop.pricing import Quote
+
+log = logging.getLogger("gavel.shop")
+
+
+def _utc_now() -> datetime.datetime:
+    now = datetime.datetime.now(datetime.UTC)
+    # Stored dates keep milliseconds: what we hand back equals what a later read returns.
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class ShopService:
+    """Every shop operation; `now` is injectable so tests can move time."""
+
+    def __init__(
+        self,
+        store: ShopStore,
+        carts: CartStore,
+        reads: ShopReads,
+        provider: PaymentProvider,
+        *,
+        checkout_ttl_seconds: int = DEFAULT_CHECKOUT_TTL_SECONDS,
+        pending_timeout_seconds: int = DEFAULT_PENDING_TIMEOUT_SECONDS,
+        now: Callable[[], datetime.datetime] = _utc_now,
+    ) -> None:
+        self.store = store
+        self.carts = carts
+        self.reads = reads
+        self.provider = provider
+        self.checkout_ttl_seconds = checkout_ttl_seconds
+        self.pending_timeout_seconds = pending_timeout_seconds
+        self.now = now
+
+    @property
+    def _direct(self) -> ShopUnitOfWork:
+        return self.store.direct()
+
+    # == catalogue: admin writes ======================================================================
+    async def create_category(self, name: str, parent_id: int | None) -> Record:
+        return await cat.create_category(self._direct.catalogue, name, parent_id)
+
+    async def create_teacher(self, fields: Record) -> Record:
+        return await cat.create_teacher(self._direct.catalogue, fields)
+
+    async def create_degree_course(self, fields: Record) -> Record:
+        return await cat.create_degree_course(self._direct.catalogue, fields)
+
+    async def create_course(self, fields: Record) -> Record:
+        return await cat.create_course(self._direct.catalogue, fields, self.now())
+
+    async def update_course(self, course_id: int, changes: Record) -> Record:
+        return await cat.update_course(self._direct.catalogue, course_id, changes)
+
+    async def put_course_detail(self, course_id: int, fields: Record) -> Record:
+        return await cat.put_course_detail(self._direct.catalogue, course_id, fields)
+
+    async def add_policy(self, target: str, target_id: int, valid_days: int, price: int) -> Record:
+        return await cat.add_policy(self._direct.catalogue, target, target_id, valid_days, price)
+
+    async def remove_policy(self, policy_id: int) -> None:
+        await cat.remove_policy(self._direct.catalogue, policy_id)
+
+    async def add_chapter(self, course_id: int, fields: Record) -> Record:
+        return await cat.add_chapter(self._direct.catalogue, course_id, fields)
+
+    async def add_section(self, chapter_id: int, fields: Record) -> Record:
+        return await cat.add_section(self._direct.catalogue, chapter_id, fields)
+
+    async def add_faq(self, target: str, target_id: int, question: str, answer: str) -> Record:
+        return await cat.add_faq(self._direct.catalogue, target, target_id, question, answer)
+
+    # == reads ========================================================================================
+    async def categories(self) -> list[Record]:
+        return await self.reads.categories()
+
+    async def list_courses(self, category_id: int | None, skip: int, limit: int) -> tuple[list[Record], int]:
+        return await self.reads.list_courses(category_id, skip, limit)
+
+    async def course_page(self, course_id: int) -> Record:
+        return await self.reads.course_page(course_id)
+
+    async def degree_course_page(self, degree_course_id: int) -> Record:
+        return await self.reads.degree_course_page(degree_course_id)
+
+    async def chapters(self, course_id: int) -> list[Record]:
+        return await self.reads.chapters(course_id)
+
+    async def find_order(self, user_id: int, order_no: str) -> Record:
+        return await self.reads.find_order(user_id, order_no)
+
+    async def orders(self, user_id: int, skip: int, limit: int) -> tuple[list[Record], int]:
+        return await self.reads.orders(user_id, skip, limit)
+
+    async def enrolments(self, user_id: int) -> list[Record]:
+        return await self.reads.enrolments(user_id)
+
+    async def user_coupons(self, user_id: int, status: str | None = None) -> list[Record]:
+        return await self.reads.user_coupons(user_id, status)
+
+    # == coupons ======================================================================================
+    async def create_coupon(self, fields: Record) -> Record:
+        return await handlers.create_coupon(self._direct, fields, self.now())
+
+    async def grant_coupon(
+        self, coupon_id: int, user_id: int, *, idempotency_key: str | None = None
+    ) -> Record:
+        return await handlers.grant_coupon(self._direct, coupon_id, user_id, idempotency_key, self.now())
+
+    # == cart and checkout ============================================================================
+    async def cart(self, user_id: int) -> list[CartLine]:
+        return await handlers.cart_lines(self._direct.catalogue, self.carts, user_id)
+
+    async def cart_add(self, user_id: int, course_id: int, policy_id: int) -> list[CartLine]:
+        await handlers.add_to_cart(
+            self._direct.catalogue,
+            self.carts,
+            user_id,
+            course_id,
+            policy_id,
+            now=self.now(),
+            limit=CART_LIMIT,
+        )
+        return await self.cart(user_id)
+
+    async def cart_change_policy(self, user_id: int, course_id: int, policy_id: int) -> list[CartLine]:
+        await handlers.change_cart_policy(self._direct.catalogue, self.carts, user_id, course_id, policy_id)
+        return await self.cart(user_id)
+
+    async def cart_remove(self, user_id: int, course_id: int) -> list[CartLine]:
+        await handlers.remove_from_cart(self.carts, user_id, course_id)
+        return await self.cart(user_id)
+
+    async def create_checkout(self, user_id: int, course_ids: Sequence[int]) -> Checkout:
+        return await handlers.create_checkout(
+            self._direct,
+            self.carts,
+            user_id,
+            course_ids,
+            now=self.now(),
+            ttl_seconds=self.checkout_ttl_seconds,
+        )
+
+    async def checkout(self, user_id: int) -> Checkout:
+        return await handlers.current_checkout(self.carts, user_id)
+
+    async def choose_coupon(self, user_id: int, course_id: int | None, coupon_id: int | None) -> Checkout:
+        await handlers.choose_coupon(self.carts, user_id, course_id, coupon_id)
+        return await self.checkout(user_id)
+
+    def quote(self, checkout: Checkout, balance_requested: int, balance_available: int) -> Quote:
+        return handlers.quote(checkout, balance_requested, balance_available)
+
+    # == orders =======================================================================================
+    async def pay(self, user_id: int, balance: int, idempotency_key: str) -> PlacedOrder:
+        """`POST /api/v1/checkout/pay`: the user's current checkout becomes an order."""
+        orders = self._direct.orders
+        existing = await handlers.order_for_key(orders, user_id, idempotency_key, balance)
+        if existing is not None:
+            return PlacedOrder(await handlers.ensure_pay_url(orders, self.provider, existing), created=False)
+        checkout = await self.checkout(user_id)
+        return await self.place_order(checkout, balance, idempotency_key)
+
+    async def place_order(self, checkout: Checkout, balance: int, idempotency_key: str) -> PlacedOrder:
+        """The checkout becomes an order in one unit of work (handlers.place_order); then the
+        checkout is forgotten and, for a pending order, the provider's payment is made."""
+        direct = self._direct
+        await handlers.check_prices(direct.catalogue, checkout)
+        now = self.now()
+        terms = handlers.OrderTerms(
+            order_no=f"{now:%Y%m%d}{await direct.orders.next_seq():08d}",
+            balance=balance,
+            idempotency_key=idempotency_key,
+            now=now,
+            pending_timeout_seconds=self.pending_timeout_seconds,
+            out_trade_no=self.store.trade_no(OUT_TRADE_PREFIX),
+        )
+
+        async def work(uow: ShopUnitOfWork) -> Record:
+            return await handlers.place_order(uow, checkout, terms)
+
+        try:
+            order = await self.store.atomically(work)
+        except Duplicate:
+            # A concurrent request with the same key, or a second order from the same checkout.
+            existing = await handlers.order_for_key(direct.orders, checkout.user_id, idempotency_key, balance)
+            if existing is not None:
+                return PlacedOrder(
+                    await handlers.ensure_pay_url(direct.orders, self.provider, existing), created=False
+                )
+            raise CheckoutAlreadyOrdered("this checkout has already become an order") from None
+        except GaveUp:
+            raise ShopConflict("another payment changed your coupons or balance; try again") from None
+        await self._forget_checkout(checkout)
+        return PlacedOrder(await handlers.ensure_pay_url(direct.orders, self.provider, order), created=True)
+
+    async def _forget_checkout(self, checkout: Checkout) -> None:
+        """Best effort: the order stands whatever the cart store does, and a retry with the same
+        key finds it."""
+        try:
+            await self.carts.forget(
+                checkout.user_id, checkout.checkout_id, [line.course_id for line in checkout.lines]
+            )
+        except ShopUnavailable as exc:
+            log.warning("order placed but the cart of user %s was not cleared: %s", checkout.user_id, exc)
+
+    # == payment outcome and timeout ==================================================================
+    async def on_paid(self, out_trade_no: str, amount: int) -> None:
+        """`PaymentRouter` handler for `shop-…`: a verified notification says the order was paid.
+        Idempotent; a payment for a cancelled order is refunded through the provider."""
+        direct = self._direct
+        order_no = await handlers.order_no_of_payment(direct.orders, out_trade_no)
+        now = self.now()
+
+        async def work(uow: ShopUnitOfWork) -> str:
+            return await handlers.mark_paid(uow, order_no, amount, now)
+
+        try:
+            outcome = await self.store.atomically(work)
+        except GaveUp:
+            raise ShopConflict("the order changed concurrently; the notification will be retried") from None
+        if outcome == "cancelled":
+            await handlers.refund_late_payment(
+                direct.orders, self.provider, order_no, out_trade_no, amount, self.now()
+            )
+
+    async def expire_pending_orders(self, now: datetime.datetime) -> int:
+        """Cancel orders unpaid past their deadline (each in its own unit of work, giving back held
+        coupons and balance once); returns how many were cancelled now. Also marks unused coupons
+        past their validity as expired."""
+        direct = self._direct
+        cancelled = 0
+        for order_no in await direct.orders.due(now):
+            if await self._cancel_pending(order_no, now, reason="timeout"):
+                cancelled += 1
+        await direct.coupons.expire_unused(now)
+        return cancelled
+
+    async def _cancel_pending(self, order_no: str, now: datetime.datetime, *, reason: str) -> bool:
+        async def work(uow: ShopUnitOfWork) -> bool:
+            return await handlers.cancel_pending(uow, order_no, now, reason)
+
+        try:
+            return await self.store.atomically(work)
+        except GaveUp:
+            log.info("cancelling order %s conflicted; the next sweep retries", order_no)
+            return False
+
+
+async def run_sweeper(shop: ShopService, *, interval_seconds: float = 30.0) -> None:
+    """The background loop the service starts: cancel expired pending orders every `interval_seconds`.
+
+    Runs until cancelled; an error (e.g. MongoDB briefly down) is logged and the loop goes on.
+    """
+    while True:
+        try:
+            cancelled = await shop.expire_pending_orders(shop.now())
+            if cancelled:
+                log.info("cancelled %d unpaid shop order(s)", cancelled)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("shop sweeper pass failed")
+        await asyncio.sleep(interval_seconds)
