@@ -23,7 +23,9 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
+from engine.book.errors import GavelError, NotFound
+from engine.book.errors import InvalidInput as InvalidInput  # re-exported: callers import it from here
+from engine.book.errors import RefReused as RefReused  # re-exported: callers import it from here
 from persistence.mongo import (
     Client,
     Database,
