@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
 from engine.settle.ports import PaymentProvider, PaymentRequest
 from shop.model import (
-    OUT_TRADE_PREFIX,
     CartFull,
     CartItemUnavailable,
     CartLine,
@@ -37,6 +36,7 @@ from shop.model import (
     coupon_display,
     coupon_terms,
     coupon_valid_at,
+    order_no_from,
     to_ms,
 )
 from shop.ports import CartStore, CatalogueRepository, Duplicate, OrderRepository, ShopUnitOfWork
@@ -392,10 +392,9 @@ async def ensure_pay_url(orders: OrderRepository, provider: PaymentProvider, ord
 
 # == payment outcome and timeout ===========================================================================
 async def order_no_of_payment(orders: OrderRepository, out_trade_no: str) -> str:
-    order_no = await orders.no_for_trade_no(out_trade_no)
-    if order_no is None:
-        prefix, dash, legacy = out_trade_no.partition("-")  # an older installation's `shop-{order_no}`
-        order_no = legacy if prefix == OUT_TRADE_PREFIX and dash and legacy else None
+    """The order a provider payment names: new numbers are random and stored on the order; an older
+    installation's `shop-{order_no}` names its order."""
+    order_no = await orders.no_for_trade_no(out_trade_no) or order_no_from(out_trade_no)
     if order_no is None:
         raise NotFound(f"{out_trade_no!r} is not a shop payment")
     return order_no
