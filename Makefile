@@ -42,16 +42,16 @@ $(CHROMIUM):
 
 test: $(STAMP) $(COMPILED) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict engine/
+	$(VENV)/bin/mypy --strict engine/ shop/ persistence/shop/
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 unit: $(STAMP) $(COMPILED)
-	$(VENV)/bin/pytest -q tests/engine $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q tests/engine tests/shop $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check . || true
-	$(VENV)/bin/mypy --strict engine/
+	$(VENV)/bin/mypy --strict engine/ shop/ persistence/shop/
 
 bench: $(STAMP) $(COMPILED)
 	$(PY) benchmarks/bench_book.py --interpreted-too
