@@ -16,19 +16,21 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 import orjson
-import redis
 import tornado.web
-from pymongo.errors import ConnectionFailure
 
 from engine.book.errors import GavelError, NotFound
 from gateway.context import AppContext
 from gateway.errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
     Forbidden,
     InvalidJson,
     PayloadTooLarge,
     Unauthorized,
     ValidationFailed,
     code_for_status,
+    dependency_fault,
+    describe_fault,
     error_body,
     status_for,
 )
@@ -275,14 +277,16 @@ class JsonHandler(tornado.web.RequestHandler):
             status = error.status_code
             code = code_for_status(status)
             message = error.reason or http.client.responses.get(status, "error")
-        elif isinstance(error, ConnectionFailure | redis.ConnectionError | redis.TimeoutError):
-            status, code, message = 503, "UNAVAILABLE", "a backing service is unavailable; try again"
+        elif dependency_fault(error):
+            status, code, message = 503, "UNAVAILABLE", UNAVAILABLE_MESSAGE
         else:
             status = status_code if 400 <= status_code < 600 else 500
             code = code_for_status(status)
             message = "internal error" if status >= 500 else http.client.responses.get(status, "error")
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
+        if status == 503:
+            self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
         self.finish(orjson.dumps(error_body(code, message)))
 
     def log_exception(
@@ -293,6 +297,10 @@ class JsonHandler(tornado.web.RequestHandler):
     ) -> None:
         if isinstance(value, GavelError):
             log.debug("%s refused: %s %s", self._request_summary(), value.code, value.message)
+            return
+        if dependency_fault(value):
+            # An outage is one line per request, not a traceback each: the cause is not in our code.
+            log.warning("%s unavailable: %s", self._request_summary(), describe_fault(value))
             return
         super().log_exception(typ, value, tb)
 

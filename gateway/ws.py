@@ -25,6 +25,13 @@ from engine.book.events import LotClosed, LotExtended, LotStateChanged, Outbid, 
 from engine.book.states import LotState
 from engine.commands import Outcome, PlaceBid, SetMaxBid
 from engine.engine import CommittedBatch
+from gateway.errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
+    dependency_fault,
+    describe_fault,
+    error_body,
+)
 from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
 from gateway.wire import FastProtocol13, TransportStream
 
@@ -356,7 +363,18 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         if not token and header.startswith("Bearer "):
             token = header[len("Bearer ") :].strip()
         if token:
-            user = await self.ctx.accounts.user_for_token(token)
+            try:
+                user = await self.ctx.accounts.user_for_token(token)
+            except Exception as error:
+                if not dependency_fault(error):
+                    raise
+                # MongoDB did not answer within the bound: refuse the upgrade like a REST call.
+                log.warning("websocket upgrade unavailable: %s", describe_fault(error))
+                self.set_status(503)
+                self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+                self.set_header("Content-Type", "application/json")
+                self.finish(orjson.dumps(error_body("UNAVAILABLE", UNAVAILABLE_MESSAGE)))
+                return
             if user is None:
                 self.set_status(401)
                 self.set_header("Content-Type", "application/json")

@@ -291,6 +291,8 @@ class MongoSettlementStore:
             except _StaleRead:
                 continue
             except OperationFailure as error:
+                if error.timeout:
+                    raise  # MongoDB stalled: 503 UNAVAILABLE (gateway/errors.py), not a conflict
                 if error.code == _WRITE_CONFLICT or error.has_error_label("TransientTransactionError"):
                     raise Conflict("too many concurrent changes; try again") from error
                 raise

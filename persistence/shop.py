@@ -153,7 +153,11 @@ async def redis_errors() -> AsyncIterator[None]:
 
 
 def _transaction_conflict(exc: OperationFailure) -> bool:
-    """A write conflict the driver gave up retrying (or that escaped its retry loop)."""
+    """A write conflict the driver gave up retrying (or that escaped its retry loop).
+
+    Not a timeout: a stalled MongoDB is a 503 UNAVAILABLE (gateway/errors.py), not a 409."""
+    if exc.timeout:
+        return False
     return exc.code == 112 or exc.has_error_label("TransientTransactionError")
 
 
