@@ -1,19 +1,17 @@
 """Health, readiness and Prometheus metrics (text exposition format, no dependency).
 
-`/healthz` says the process is alive; `/readyz` says it can serve (engine running, MongoDB and
-Redis answering); `/metrics` is scraped by Prometheus.
+`/metrics` is scraped by Prometheus; `/healthz` and `/readyz` are in gateway/http.py and
+gateway/health.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-import orjson
 import tornado.web
 
 if TYPE_CHECKING:
@@ -143,29 +141,3 @@ class MetricsHandler(tornado.web.RequestHandler):
             "# TYPE gavel_settlement_backlog gauge\n"
             f"gavel_settlement_backlog {backlog}\n"
         )
-
-
-class ReadyHandler(tornado.web.RequestHandler):
-    """200 only when the engine runs and MongoDB and Redis answer within a second."""
-
-    def initialize(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-
-    async def get(self) -> None:
-        checks: dict[str, bool] = {"engine": self.ctx.engine.running}
-        checks["mongodb"] = await _answers(self.ctx.db.command("ping"))
-        checks["redis"] = await _answers(self.ctx.redis.ping())
-        ready = all(checks.values())
-        self.set_status(200 if ready else 503)
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.write(orjson.dumps({"ready": ready, "checks": checks}))
-
-
-async def _answers(awaitable: object) -> bool:
-    started = time.monotonic()
-    try:
-        await asyncio.wait_for(awaitable, 1.0)  # type: ignore[arg-type]
-    except Exception:
-        return False
-    return time.monotonic() - started < 1.0

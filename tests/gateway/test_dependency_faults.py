@@ -115,9 +115,9 @@ async def faulty_server(
         await client.close()
 
 
-async def timed(server: AppServer, method: str, path: str, **kwargs: Any) -> tuple[Any, float]:
+async def timed(server: AppServer, method: str, path: str, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     started = time.monotonic()
-    answer = await server.call(method, path, **kwargs)
+    answer = await server.call(method, path, *args, **kwargs)
     return answer, time.monotonic() - started
 
 
@@ -128,7 +128,9 @@ async def test_a_stalled_mongodb_answers_503_within_the_bound_and_bidding_goes_o
     _session_id, lot_id = await open_lot(server)
     _user, token = await server.register()
     assert (await server.call("GET", "/api/v1/me", token=token)).status == 200  # the token is cached
+    _other, other_token = await server.register()
     bidder = await Bidder.connect(server, token)
+    rival = await Bidder.connect(server, other_token)
     first = await bidder.bid(lot_id, 10_000, "f1")
     assert first["type"] == "accepted", first
 
@@ -138,7 +140,7 @@ async def test_a_stalled_mongodb_answers_503_within_the_bound_and_bidding_goes_o
     assert answer.headers.get("Retry-After", "").isdigit()
     assert took < WITHIN_S
     # The engine never waits for MongoDB: a bid is acknowledged while it is stalled.
-    second = await bidder.bid(lot_id, first["next_min"], "f2")
+    second = await rival.bid(lot_id, first["next_min"], "f2")
     assert second["type"] == "accepted", second
     # Liveness is not readiness: the process serves, MongoDB does not.
     assert (await server.call("GET", "/healthz")).status == 200
@@ -150,6 +152,7 @@ async def test_a_stalled_mongodb_answers_503_within_the_bound_and_bidding_goes_o
     resume(own_mongo)
     assert (await server.call("GET", "/api/v1/me", token=token)).status == 200
     bidder.close()
+    rival.close()
 
 
 async def test_a_stalled_mongodb_refuses_a_websocket_upgrade_with_503(
