@@ -61,7 +61,7 @@ log = logging.getLogger("gavel")
 GC_THRESHOLDS = (7_000, 20, 100)  # CPython's defaults are (700, 10, 10)
 # A stop (SIGTERM, Ctrl-C) ends within this, even with MongoDB or Redis stalled or gone: under the
 # 5 s an orchestrator usually grants before SIGKILL, with room for the interpreter's own exit.
-STOP_BUDGET_SECONDS = 3.5
+STOP_BUDGET_SECONDS = 4.0
 
 
 async def load_shared_secret(db: Any, legacy_path: Path) -> bytes:
@@ -442,10 +442,17 @@ class Service:
             await budget.run("stop reading engine commands", self.node.stop_reading(), at_most=1.0)
         if self.archiver is not None:
             engine = self.local_engine
-            # The snapshot (saved to MongoDB) may take what the budget leaves beyond the rest.
-            if not await budget.run("the shutdown snapshot", engine.stop(snapshot=True), keep=2.0):
-                await engine.stop(snapshot=False)  # local: answers the queue, closes the journal
-            await self.archiver.stop(flush=True, flush_timeout=max(0.0, budget.left(keep=0.5) - 2.0))
+            # The snapshot and the write-behind's last flush go to MongoDB: worth waiting for only
+            # if it answers now. If not, the journal (already flushed for every acknowledged bid)
+            # holds everything; the next start replays it.
+            mongodb_up = await budget.run("MongoDB ping", self.background_db.command("ping"), at_most=0.5)
+            if mongodb_up:
+                await budget.run("the shutdown snapshot", engine.snapshot(), keep=1.0)
+            await engine.stop(snapshot=False)  # local: answers the queue, closes the journal
+            if isinstance(self.archiver, ArchiverProcess):
+                await self.archiver.stop(flush=mongodb_up, timeout=budget.left(keep=0.5))
+            else:
+                await self.archiver.stop(flush=mongodb_up, flush_timeout=budget.left(keep=0.5))
         if self.node is not None:
             await budget.run("releasing the engine lease", self.node.stop(), at_most=1.0)
         if self.remote is not None:
@@ -477,6 +484,7 @@ class StopBudget:
         """Await `step` for what is left (less `keep` for the steps after it, at most `at_most`);
         False, after one log line and no traceback, when it fails or the time runs out."""
         timeout = self.left(keep) if at_most is None else min(at_most, self.left(keep))
+        timeout = max(timeout, 0.05)  # a quick local step still gets its turn
         try:
             await asyncio.wait_for(step, timeout)
         except TimeoutError:

@@ -261,8 +261,16 @@ class ArchiverProcess:
         self._stopping = False
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="archiver-process")
 
-    async def stop(self, flush: bool = True, flush_timeout: float | None = None) -> None:
-        """Close the pipe: the child writes what it holds (up to `flush_timeout` s) and exits."""
+    async def stop(
+        self,
+        flush: bool = True,
+        flush_timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (a kill follows, not a cancellation)
+    ) -> None:
+        """Close the pipe: the child writes what it holds (up to `flush_timeout` s) and exits.
+
+        `timeout`: the most this waits for the child (default `flush_timeout` + 2 s); past it the
+        child is killed (nothing is lost: the next one reads the journal)."""
         supervisor = self._supervisor
         if supervisor is None:
             return
@@ -278,10 +286,11 @@ class ArchiverProcess:
             elif process.stdin is not None:
                 process.stdin.close()
             # The supervisor reads the child's last report, then sees it exit.
-            timeout = (self.flush_timeout if flush_timeout is None else flush_timeout) + 2.0
+            if timeout is None:
+                timeout = (self.flush_timeout if flush_timeout is None else flush_timeout) + 2.0
             done, _ = await asyncio.wait({supervisor}, timeout=timeout)
             if not done:
-                log.error("the archiver process did not stop in %.1f s; killing it", timeout)
+                log.warning("the archiver process did not stop in %.1f s; killing it", timeout)
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
