@@ -374,6 +374,7 @@ class _Child:
         )
         self.archived_seq = 0
         self.stop = asyncio.Event()
+        self.parent_gone = False  # the report pipe is closed
 
     def deliver(self, records: Iterable[tuple[int, bytes]]) -> None:
         batch = self.replica.follow(records, events_after=self.archived_seq)
@@ -450,7 +451,14 @@ class _Child:
 
     def report(self) -> tuple[int, int]:
         message = (self.archiver.written_through(self.replica.last_seq), self.archiver.lag)
-        os.write(self.report_fd, _REPORT.pack(*message))
+        if self.parent_gone:
+            return message
+        try:
+            os.write(self.report_fd, _REPORT.pack(*message))
+        except BrokenPipeError:
+            # The parent is gone (killed, or it gave up waiting for us at its stop): nobody reads
+            # progress any more, which is not worth a traceback. What was written is in MongoDB.
+            self.parent_gone = True
         return message
 
     async def report_progress(self) -> None:
