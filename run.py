@@ -21,7 +21,6 @@ from typing import Any
 
 import bson
 import pymongo.errors
-import redis.asyncio
 import tornado.httpclient
 import tornado.httpserver
 import uvloop
@@ -36,7 +35,7 @@ from gateway.payments import PaymentsConfig, build_provider
 from gateway.rest_orders import build_settlement, start_settlement
 from gateway.rest_shop import start_shop
 from gateway.ws import Hub
-from persistence import mongo
+from persistence import mongo, redis_client
 from persistence.accounts import Accounts
 from persistence.archive import BidArchiver
 from persistence.archive_process import ArchiverProcess
@@ -190,15 +189,10 @@ class Service:
         self.db = self.client[config.mongodb_db]
         self.background_db = self.background_client[config.mongodb_db]
         await mongo.ensure_indexes(self.background_db)
-        redis_timeout = config.dependency_timeout_ms / 1000
+        redis_timeout_ms = config.dependency_timeout_ms
         if config.role == "engine":
-            redis_timeout = max(redis_timeout, 2.0)  # its XREADGROUP blocks 1 s on this client
-        self.redis = redis.asyncio.from_url(
-            self.services.redis_url,
-            health_check_interval=15,
-            socket_timeout=redis_timeout,
-            socket_connect_timeout=redis_timeout,
-        )
+            redis_timeout_ms = max(redis_timeout_ms, 2_000)  # its XREADGROUP blocks 1 s on this client
+        self.redis = redis_client.connect(self.services.redis_url, timeout_ms=redis_timeout_ms)
         accounts = Accounts(self.client, self.db)
         self.generated_admin_password = None
         if config.role != "engine":

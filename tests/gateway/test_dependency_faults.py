@@ -5,6 +5,7 @@ dependency is missing (and only those the role needs)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import signal
@@ -32,8 +33,9 @@ from gateway.context import AppContext
 from gateway.errors import dependency_fault
 from gateway.health import READY_CACHE_SECONDS, Readiness
 from gateway.ws import Hub
+from persistence import redis_client
 from persistence.accounts import Accounts
-from persistence.embedded import EmbeddedServer, start_mongo
+from persistence.embedded import EmbeddedServer, start_mongo, start_redis
 from persistence.mongo import check_replica_set, connect, ensure_indexes
 from tests.admin.conftest import AdminClient
 from tests.gateway.conftest import ADMIN_PASSWORD, TEST_SCRYPT, AppServer
@@ -68,11 +70,21 @@ def resume(server: EmbeddedServer) -> None:
 
 
 @pytest.fixture
-async def faulty_server(
-    tmp_path: pathlib.Path, own_mongo: EmbeddedServer, redis_client: aioredis.Redis
-) -> AsyncIterator[AppServer]:
-    """The whole gateway, as `app_server`, over `own_mongo` with a request-path bound of 1 s."""
-    client = connect(own_mongo.url, timeout_ms=BOUND_MS)
+def own_redis(tmp_path: pathlib.Path) -> Iterator[EmbeddedServer]:
+    """A Redis of this test's own, which it may pause."""
+    server = start_redis(tmp_path / "own-redis")
+    try:
+        yield server
+    finally:
+        resume(server)
+        server.stop()
+
+
+@contextlib.asynccontextmanager
+async def gateway(tmp_path: pathlib.Path, mongo_url: str, redis: aioredis.Redis) -> AsyncIterator[AppServer]:
+    """The whole gateway, as `app_server`, with run.py's bounds: 1 s for MongoDB (`BOUND_MS`);
+    `redis` should come from `persistence.redis_client.connect`."""
+    client = connect(mongo_url, timeout_ms=BOUND_MS)
     db = client[f"gavel_faults_{uuid.uuid4().hex[:8]}"]
     await check_replica_set(client)
     await ensure_indexes(db)
@@ -85,7 +97,7 @@ async def faulty_server(
         engine=engine,
         client=client,
         db=db,
-        redis=redis_client,
+        redis=redis,
         accounts=accounts,
         pseudonym_secret=b"test-pseudonym-secret",
     )
@@ -107,12 +119,41 @@ async def faulty_server(
             http=http,
         )
     finally:
-        resume(own_mongo)
         http.close()
         server.stop()
         await server.close_all_connections()
         await engine.stop(snapshot=False)
+        with contextlib.suppress(Exception):
+            await client.drop_database(db.name)
         await client.close()
+
+
+@pytest.fixture
+async def faulty_server(
+    tmp_path: pathlib.Path, own_mongo: EmbeddedServer, redis_client: aioredis.Redis
+) -> AsyncIterator[AppServer]:
+    """A gateway over `own_mongo`, resumed before it is torn down."""
+    try:
+        async with gateway(tmp_path, own_mongo.url, redis_client) as server:
+            yield server
+            resume(own_mongo)
+    finally:
+        resume(own_mongo)
+
+
+@pytest.fixture
+async def redis_faulty_server(
+    tmp_path: pathlib.Path, mongo_url: str, own_redis: EmbeddedServer
+) -> AsyncIterator[AppServer]:
+    """A gateway over the suite's MongoDB and `own_redis`, with run.py's bounded Redis client."""
+    redis = redis_client.connect(own_redis.url, timeout_ms=BOUND_MS)
+    try:
+        async with gateway(tmp_path, mongo_url, redis) as server:
+            yield server
+            resume(own_redis)
+    finally:
+        resume(own_redis)
+        await redis.aclose()
 
 
 async def timed(server: AppServer, method: str, path: str, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -210,6 +251,34 @@ async def test_a_stopped_mongodb_answers_503_within_the_bound(
     )
     assert answer.status == 503 and answer.code == "UNAVAILABLE", answer.body
     assert took < WITHIN_S
+
+
+async def test_a_stalled_redis_costs_a_request_the_bound_at_most_and_bidding_goes_on(
+    redis_faulty_server: AppServer, own_redis: EmbeddedServer
+) -> None:
+    server = redis_faulty_server
+    _session_id, lot_id = await open_lot(server)
+    _user, token = await server.register("redis-stall")
+    _other, other_token = await server.register()
+    bidder = await Bidder.connect(server, token)
+    rival = await Bidder.connect(server, other_token)
+    first = await bidder.bid(lot_id, 10_000, "r1")
+    pause(own_redis)
+    # Sign-in consults Redis (throttling): it answers within the bound, never hangs, never 500s.
+    answer, took = await timed(
+        server, "POST", "/api/v1/auth/login", {"username": "redis-stall", "password": "correct-horse"}
+    )
+    assert answer.status == 200 or (answer.status == 503 and answer.code == "UNAVAILABLE"), answer.body
+    assert took < WITHIN_S
+    second = await rival.bid(lot_id, first["next_min"], "r2")
+    assert second["type"] == "accepted", second
+    assert (await server.call("GET", "/healthz")).status == 200
+    ready, took = await timed(server, "GET", "/readyz")
+    assert ready.status == 503 and ready.json["checks"]["redis"] is False
+    assert ready.json["checks"]["mongodb"] is True
+    assert took < WITHIN_S
+    bidder.close()
+    rival.close()
 
 
 # -- readiness by role -------------------------------------------------------------------------------
