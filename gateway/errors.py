@@ -10,10 +10,9 @@ route straight to its top-up flow.
 import logging
 from typing import Any
 
-import redis
-from pymongo.errors import ConnectionFailure, PyMongoError
-
 from engine.book.errors import GavelError
+from persistence.faults import dependency_fault as dependency_fault  # re-exported: one definition
+from persistence.faults import describe_fault as describe_fault
 
 log = logging.getLogger("gavel.gateway")
 
@@ -112,30 +111,11 @@ def code_for_status(status: int) -> str:
     return "INTERNAL" if status >= 500 else "BAD_REQUEST"
 
 
-# -- dependency faults: the one place that says "MongoDB or Redis did not answer" ---------------------
+# -- dependency faults (persistence/faults.py says what they are) -------------------------------------
 UNAVAILABLE_MESSAGE = "a backing service is unavailable; try again"
 # Seconds a client is told to wait (Retry-After) after a 503 UNAVAILABLE: about one dependency
 # timeout, long enough not to hammer a recovering MongoDB, short enough for a person to retry.
 RETRY_AFTER_SECONDS = 3
-
-
-def dependency_fault(error: BaseException | None) -> bool:
-    """True when `error` says MongoDB or Redis is down, stalled or overloaded (answer 503
-    UNAVAILABLE), as opposed to a refusal or a bug.
-
-    PyMongo: every connection or server-selection failure (`ConnectionFailure`: AutoReconnect,
-    NetworkTimeout, ServerSelectionTimeoutError, a pool's WaitQueueTimeoutError), and any
-    error raised because the operation's time limit (timeoutMS, `pymongo.timeout`) ran out
-    (`error.timeout`, e.g. ExecutionTimeout). Redis: connection errors and timeouts.
-    """
-    if isinstance(error, ConnectionFailure | redis.ConnectionError | redis.TimeoutError):
-        return True
-    return isinstance(error, PyMongoError) and error.timeout
-
-
-def describe_fault(error: BaseException | None) -> str:
-    """One short log line's worth of a dependency fault (its class and the driver's message)."""
-    return f"{type(error).__name__}: {str(error)[:200]}"
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

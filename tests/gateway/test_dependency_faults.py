@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pathlib
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -36,6 +38,7 @@ from gateway.ws import Hub
 from persistence import redis_client
 from persistence.accounts import Accounts
 from persistence.embedded import EmbeddedServer, start_mongo, start_redis
+from persistence.logs import JsonFormatter
 from persistence.mongo import check_replica_set, connect, ensure_indexes
 from tests.admin.conftest import AdminClient
 from tests.gateway.conftest import ADMIN_PASSWORD, TEST_SCRYPT, AppServer
@@ -357,3 +360,24 @@ def test_dependency_faults_are_recognised(error: BaseException) -> None:
 def test_other_errors_are_not_dependency_faults(error: BaseException) -> None:
     assert not dependency_fault(error)
 
+
+
+def _logged(error: BaseException) -> dict[str, Any]:
+    try:
+        raise error
+    except BaseException:
+        info = sys.exc_info()
+        record = logging.LogRecord("gavel.test", logging.ERROR, __file__, 1, "phase failed", (), info)
+    return dict(orjson.loads(JsonFormatter().format(record)))
+
+
+def test_a_dependency_fault_is_logged_as_one_line_not_a_traceback() -> None:
+    """Background loops (settlement, the shop's sweeper, snapshots) retry through an outage and
+    log each failed round: one line each, not a traceback a second."""
+    entry = _logged(pymongo.errors.NetworkTimeout("127.0.0.1:27017: timed out"))
+    assert "exc" not in entry and entry["error"].startswith("NetworkTimeout: 127.0.0.1:27017")
+    entry = _logged(redis.TimeoutError("Timeout reading from socket"))
+    assert "exc" not in entry and entry["error"].startswith("TimeoutError")
+    # A bug keeps its traceback.
+    entry = _logged(ValueError("a bug"))
+    assert "Traceback" in entry["exc"]
