@@ -31,10 +31,11 @@ from engine.engine import Engine
 from engine.settle.ports import PaymentRouter
 from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
-from gateway.payments import PaymentsConfig, build_provider
 from gateway.rest_orders import build_settlement, start_settlement
 from gateway.rest_shop import start_shop
+from gateway.signin import SigninPolicy
 from gateway.ws import Hub
+from payments.config import PaymentsConfig, build_provider, key_problem
 from persistence import mongo, redis_client
 from persistence.accounts import Accounts
 from persistence.archive import BidArchiver
@@ -92,6 +93,23 @@ async def ensure_admin_account(accounts: Accounts, db: Any, password: str | None
     generated = secrets.token_urlsafe(12)
     await accounts.ensure_admin(generated)
     return generated
+
+
+def signin_options(config: Settings) -> dict[str, Any]:
+    """What the sign-in side reads from `ctx.options`: the throttle's policy (gateway/signin.py) and
+    COOKIE_SECRET, which signs the admin UI's cookies (admin/base.py; derived when unset)."""
+    options: dict[str, Any] = {
+        "signin_policy": SigninPolicy(
+            failures_per_account_address=config.login_failures_per_account_address,
+            failures_per_address=config.login_failures_per_address,
+            failures_per_account=config.login_failures_per_account,
+            backoff_max_ms=config.login_backoff_max_ms,
+            registrations_per_address=config.registrations_per_address,
+        )
+    }
+    if config.cookie_secret:
+        options["cookie_secret"] = config.cookie_secret
+    return options
 
 
 DEMO_BIDDERS = (("alice", "alice-demo-pass"), ("bob", "bob-demo-pass"))
@@ -265,11 +283,14 @@ class Service:
 
         self.ctx.options["role"] = config.role  # what /readyz checks (gateway/health.py)
         self.ctx.options["media_dir"] = data_dir / "media"
+        self.ctx.options.update(signin_options(config))
         self.ctx.options["order_deadline_ms"] = config.order_deadline_ms
+        # Unpaid shop orders are released after SHOP_PENDING_TIMEOUT (seconds, at least one).
+        self.ctx.options["shop_pending_timeout_seconds"] = max(1, config.shop_pending_timeout_ms // 1000)
         self.http_client = tornado.httpclient.AsyncHTTPClient()
         self.payment_router = PaymentRouter()
         self.provider = build_provider(
-            self.ctx, PaymentsConfig(data_dir=str(config.data_dir)), self.payment_router, self.http_client
+            self.ctx, PaymentsConfig.from_settings(config), self.payment_router, self.http_client
         )
         build_settlement(self.ctx, deadline_ms=config.order_deadline_ms)
         self.demo_session = None
@@ -529,6 +550,11 @@ def main(argv: list[str] | None = None) -> int:
             for problem in problems:
                 print(f"gavel: GAVEL_ENV=production refuses {problem}", file=sys.stderr)
             return 2
+    # An unreadable or wrong Alipay key file stops start-up with one line, before anything starts.
+    key_trouble = key_problem(PaymentsConfig.from_settings(config))
+    if key_trouble is not None:
+        print(f"gavel: {key_trouble}", file=sys.stderr)
+        return 2
     setup_logging(config.log_level)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

@@ -3,8 +3,7 @@
 `gateway/app.py` adds `admin.routes(ctx)` to its route list. Options read from `ctx.options`:
 `media_dir` (where uploads are kept; DATA_DIR/media in production), `cookie_secret` (signs the
 admin cookies; derived from the pseudonym secret when absent), `media_max_bytes` (default 5 MiB),
-`admin_login_ip_limit` / `admin_login_ip_window_s` (sign-in attempts per address, default 20 per
-15 minutes). See docs/admin.md.
+sign-in limits are gateway/signin.py's, shared with the JSON login. See docs/admin.md.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 
 def routes(ctx: AppContext) -> list[tornado.routing.Rule]:
     """Every admin route, with the admin services built once for this application."""
-    from admin import auth, catalog, money, pages, shop
+    from admin import account, auth, catalog, money, pages, shop
     from admin.base import STATIC_DIR, AdminHandler, AdminServices, AdminStaticHandler
 
     # One per context (kept in ctx.options, as settlement keeps its own), so tests and tools find it.
@@ -30,6 +29,8 @@ def routes(ctx: AppContext) -> list[tornado.routing.Rule]:
     args = {"ctx": ctx, "admin": services}
     handlers: list[tuple[str, type[AdminHandler]]] = [
         (r"/admin/login", auth.LoginHandler),
+        (r"/admin/login/code", auth.CodeHandler),
+        *account.ROUTES,
         (r"/admin/logout", auth.LogoutHandler),
         *pages.ROUTES,
         *catalog.ROUTES,

@@ -1,10 +1,23 @@
-"""Sign in and sign out of the admin UI."""
+"""Sign in and sign out of the admin UI, with the optional TOTP second factor.
+
+Sign-in with a second factor is two steps: the password page, then the code page. Between them a
+signed cookie (`gavel_admin_2fa`, 5 minutes, HttpOnly, SameSite=Strict) names the account whose
+password was right; the code step is throttled by the same guard as the password (gateway/signin.py).
+"""
 
 from __future__ import annotations
 
+import orjson
+import tornado.web
+
 from admin.base import LOGIN_URL, PREFIX, AdminHandler, safe_next
-from gateway.errors import RateLimited
+from gateway.signin import SigninRefused, signin_guard
 from persistence.accounts import PASSWORD_MAX, BadCredentials
+from persistence.two_factor import CODE_MAX_LENGTH, TwoFactor
+
+PENDING_COOKIE = "gavel_admin_2fa"
+PENDING_MAX_AGE_DAYS = 5 / (24 * 60)  # five minutes to type the code
+CODE_URL = LOGIN_URL + "/code"
 
 
 class LoginHandler(AdminHandler):
@@ -26,26 +39,25 @@ class LoginHandler(AdminHandler):
         username = self.form("username").strip()[:64]
         password = self.form("password")
         next_url = safe_next(self.form("next"))
-        ip = self.request.remote_ip or ""
-        limiter = self.services.login_limiter
-        throttle = limiter.username_throttle()
+        address = self.request.remote_ip or ""
+        guard = signin_guard(self.ctx)
         try:
-            if not await limiter.ip_attempt(ip):
-                raise RateLimited("too many sign-in attempts from this address; try again later")
-            await throttle.check(username)
-        except RateLimited as error:
+            # The JSON login's guard: guessing cannot switch between the two doors.
+            await guard.attempt(username, address)
+        except SigninRefused as error:
             await self.audit_login("auth.login_refused", username, error.message)
             self.set_status(429)
+            self.set_header("Retry-After", str(error.retry_after_s))
+            message = f"Too many sign-in attempts; try again in {error.retry_after_s} s."
             self.render(
-                "login.html", error=error.message, username=username, next_url=next_url, page_title="Sign in"
+                "login.html", error=message, username=username, next_url=next_url, page_title="Sign in"
             )
             return
         try:
             if not username or not password or len(password) > PASSWORD_MAX:
                 raise BadCredentials("wrong username or password")
-            user_id, token = await self.ctx.accounts.login(username, password, admin=True)
+            user_id = await self.ctx.accounts.check_password(username, password, admin=True)
         except BadCredentials:
-            await throttle.failed(username)
             await self.audit_login(
                 "auth.login_failed", username, "wrong username or password, or not an admin"
             )
@@ -58,7 +70,25 @@ class LoginHandler(AdminHandler):
                 page_title="Sign in",
             )
             return
-        await throttle.succeeded(username)
+        if await TwoFactor(self.ctx.db).enrolled(user_id):
+            # The password step stays counted as an attempt: only the code completes the sign-in.
+            pending = orjson.dumps({"u": user_id, "n": username, "next": next_url})
+            signed = tornado.web.create_signed_value(self.services.cookie_secret, PENDING_COOKIE, pending)
+            self.set_cookie(
+                PENDING_COOKIE,
+                signed.decode(),
+                path=LOGIN_URL,
+                httponly=True,
+                samesite="Strict",
+                secure=self.request.protocol == "https",
+            )
+            self.redirect(CODE_URL, status=303)
+            return
+        await guard.succeeded(username, address)
+        await self.complete_sign_in(user_id, username, next_url)
+
+    async def complete_sign_in(self, user_id: int, username: str, next_url: str) -> None:
+        token = await self.ctx.accounts.issue_token(user_id, admin=True)
         # A fresh XSRF token for the new sign-in, so a token seen before it is worth nothing after.
         self.clear_cookie("_xsrf", path=PREFIX)
         self.set_session_cookie(token)
@@ -78,6 +108,57 @@ class LoginHandler(AdminHandler):
             after={"reason": reason},
             ip=self.request.remote_ip or "",
         )
+
+
+class CodeHandler(LoginHandler):
+    """The second step: the authenticator (or a recovery) code for the account in the pending cookie."""
+
+    def pending(self) -> tuple[int, str, str] | None:
+        raw = self.get_cookie(PENDING_COOKIE)
+        if not raw:
+            return None
+        value = tornado.web.decode_signed_value(
+            self.services.cookie_secret, PENDING_COOKIE, raw, max_age_days=PENDING_MAX_AGE_DAYS
+        )
+        if not value:
+            return None
+        data = orjson.loads(value)
+        return int(data["u"]), str(data["n"]), safe_next(data["next"])
+
+    def render_code(self, error: str | None) -> None:
+        self.render("login_code.html", error=error, page_title="Two-factor sign-in")
+
+    def get(self) -> None:
+        if self.pending() is None:
+            self.redirect(LOGIN_URL, status=302)
+            return
+        self.render_code(None)
+
+    async def post(self) -> None:
+        pending = self.pending()
+        if pending is None:
+            self.redirect(LOGIN_URL, status=303)
+            return
+        user_id, username, next_url = pending
+        code = self.form("code")[:CODE_MAX_LENGTH]
+        address = self.request.remote_ip or ""
+        guard = signin_guard(self.ctx)
+        try:
+            await guard.attempt(username, address)
+        except SigninRefused as error:
+            await self.audit_login("auth.login_refused", username, error.message)
+            self.set_status(429)
+            self.set_header("Retry-After", str(error.retry_after_s))
+            self.render_code(f"Too many sign-in attempts; try again in {error.retry_after_s} s.")
+            return
+        if not await TwoFactor(self.ctx.db).verify(user_id, code):
+            await self.audit_login("auth.login_failed", username, "wrong or reused two-factor code")
+            self.set_status(401)
+            self.render_code("That code is wrong or was already used.")
+            return
+        await guard.succeeded(username, address)
+        self.clear_cookie(PENDING_COOKIE, path=LOGIN_URL)
+        await self.complete_sign_in(user_id, username, next_url)
 
 
 class LogoutHandler(AdminHandler):

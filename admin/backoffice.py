@@ -1,9 +1,10 @@
 """The settlement and course-shop services the admin pages call, found at request time.
 
-Settlement (`persistence.settlement.MongoSettlementStore`, the worker in `engine.settle.worker`) and
-the shop (`persistence.shop.Shop`) are their own packages. The admin never writes their collections
-directly: writes go through those services (the one the composition root built, from `ctx.options`,
-else a private instance over the same database). Reads that need no service read the collections.
+Settlement (`persistence.settlement.MongoSettlement`: the handlers of `engine.settle.handlers` on
+MongoDB; the worker in `engine.settle.worker`) and the shop (`persistence.shop.Shop`) are their own
+packages. The admin never writes their collections directly: writes go through those services (the
+one the composition root built, from `ctx.options`, else a private instance over the same database).
+Reads that need no service read the collections.
 Balances only move through `Accounts.credit`. If a service cannot be imported, its pages still list
 what is in MongoDB and its buttons answer UNAVAILABLE.
 """
@@ -53,11 +54,11 @@ class BackOffice:
             return settlement.store
         if self._store is None:
             try:
-                from persistence.settlement import MongoSettlementStore
+                from persistence.settlement import MongoSettlement
             except Exception as error:
                 log.warning("settlement store unavailable: %s", error)
                 raise ServiceUnavailable("the settlement service is not available") from None
-            self._store = MongoSettlementStore(self.ctx.client, self.ctx.db, self.ctx.accounts)
+            self._store = MongoSettlement(self.ctx.client, self.ctx.db, self.ctx.accounts)
         return self._store
 
     async def ship(self, order_id: int, tracking_no: str | None) -> Document:

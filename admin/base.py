@@ -80,7 +80,7 @@ class Unavailable(GavelError):
 
 # -- the admin side's services, built once per application ------------------------------------------
 class AdminServices:
-    """Audit log, media store, cookie secret and login limits; handler argument `admin`."""
+    """Audit log, media store and cookie secret; handler argument `admin`."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -96,9 +96,6 @@ class AdminServices:
                 .hexdigest()
                 .encode()
             )
-        from admin.limits import LoginLimiter  # here to keep import order simple
-
-        self.login_limiter = LoginLimiter(ctx)
 
     @property
     def media(self) -> MediaStore:

@@ -157,7 +157,15 @@ class UsersHandler(AdminHandler):
         paging = Paging(self.query_int("page", 1), PAGE_SIZE, await self.ctx.db.users.count_documents(query))
         cursor = (
             self.ctx.db.users.find(
-                query, {"username": 1, "balance": 1, "is_admin": 1, "non_payer": 1, "created_at": 1}
+                query,
+                {
+                    "username": 1,
+                    "display_name": 1,
+                    "balance": 1,
+                    "is_admin": 1,
+                    "non_payer": 1,
+                    "created_at": 1,
+                },
             )
             .sort("_id", 1)
             .skip(paging.skip)
@@ -178,6 +186,7 @@ class UserHandler(AdminHandler):
             {"_id": user_id},
             {
                 "username": 1,
+                "display_name": 1,
                 "balance": 1,
                 "is_admin": 1,
                 "non_payer": 1,

@@ -346,6 +346,42 @@ SPECS: tuple[Spec, ...] = (
         parse_duration_ms,
         "a request whose headers (or body) take longer to arrive is dropped (slowloris)",
     ),
+    # Sign-in (docs/security.md, "Sign-in"): failures counted per hour; back-off, never a lock-out
+    Spec(
+        "login_failures_per_account_address",
+        "LOGIN_FAILURES_PER_ACCOUNT_ADDRESS",
+        "10",
+        parse_positive_int,
+        "failed sign-ins to one account from one address per hour",
+    ),
+    Spec(
+        "login_failures_per_address",
+        "LOGIN_FAILURES_PER_ADDRESS",
+        "100",
+        parse_positive_int,
+        "failed sign-ins from one address (over all accounts) per hour",
+    ),
+    Spec(
+        "login_failures_per_account",
+        "LOGIN_FAILURES_PER_ACCOUNT",
+        "100",
+        parse_positive_int,
+        "failed sign-ins to one account from addresses that never signed in to it, per hour",
+    ),
+    Spec(
+        "login_backoff_max_ms",
+        "LOGIN_BACKOFF_MAX",
+        "15m",
+        parse_duration_ms,
+        "longest wait after failed sign-ins to one account from one address (1 s, doubling)",
+    ),
+    Spec(
+        "registrations_per_address",
+        "REGISTRATIONS_PER_ADDRESS",
+        "10",
+        parse_positive_int,
+        "accounts one address may try to register per hour",
+    ),
 )
 
 
@@ -389,6 +425,11 @@ class Settings:
     websockets_per_user: int = 16
     idle_timeout_ms: int = 60_000
     header_timeout_ms: int = 10_000
+    login_failures_per_account_address: int = 10
+    login_failures_per_address: int = 100
+    login_failures_per_account: int = 100
+    login_backoff_max_ms: int = 900_000
+    registrations_per_address: int = 10
 
     @property
     def production(self) -> bool:

@@ -7,15 +7,15 @@ import tornado.web
 from tornado.log import access_log
 
 import admin
-from gateway import rest_admin, rest_auction, rest_auth, rest_deposits, sandbox
+from gateway import rest_admin, rest_auction, rest_auth, rest_deposits
 from gateway.context import AppContext
 from gateway.health import ReadyHandler, readiness_of
 from gateway.http import HealthHandler, NotFoundHandler
 from gateway.observability import Metrics, MetricsHandler, install_gauges
-from gateway.payments import payment_routes
 from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
 from gateway.ws import BidderSocket, DemoPageHandler
+from payments.handlers import payment_routes
 
 STATIC_DIR = pathlib.Path(__file__).parent / "static"
 # Frames over 64 KiB get an `error` from the handler; Tornado itself closes (1009) only past 1 MiB.
@@ -23,10 +23,9 @@ WEBSOCKET_MAX_MESSAGE_BYTES = 1 << 20
 
 
 def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application:
-    """All routes. With `ctx.options["payment_provider"]` (see gateway/payments.py) the signed
-    provider's notify/return/payment pages, the course shop and auction orders (settlement) are
-    served, and deposits are paid through it; `ctx.options["sandbox_payments"] = False` leaves out
-    the minimal deposit sandbox."""
+    """All routes. With `ctx.options["payment_provider"]` (see payments/config.py) the provider's
+    notify/return/status endpoints (and the sandbox's pages, with the sandbox only), the course
+    shop and auction orders (settlement) are served, and deposits are paid through it."""
     if "metrics" not in ctx.options:
         ctx.options["metrics"] = Metrics()
         install_gauges(ctx, ctx.options["metrics"])
@@ -38,8 +37,6 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
         *rest_deposits.ROUTES,
         *rest_admin.ROUTES,
     ]
-    if ctx.options.get("sandbox_payments", True):
-        rest_routes += sandbox.ROUTES
     provider_routes: list[tornado.routing.URLSpec] = []
     if ctx.options.get("payment_provider") is not None:
         router = ctx.options.get("payment_router") or ctx.options["payment_provider"].router
@@ -61,6 +58,8 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
     return tornado.web.Application(
         routes,
         debug=debug,
+        # COOKIE_SECRET (or the admin's derived key): any handler's signed cookies use the same key.
+        cookie_secret=ctx.options["admin_services"].cookie_secret,
         # Bearer tokens, not cookies, authorize the JSON API, so there is no cookie to forge.
         xsrf_cookies=False,
         websocket_max_message_size=WEBSOCKET_MAX_MESSAGE_BYTES,

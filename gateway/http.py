@@ -285,9 +285,14 @@ class JsonHandler(tornado.web.RequestHandler):
             message = "internal error" if status >= 500 else http.client.responses.get(status, "error")
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        if status == 503:
+        body = error_body(code, message)
+        retry_after = getattr(error, "retry_after_s", None)
+        if isinstance(retry_after, int):  # a rate limit that knows when it lifts (gateway/signin.py)
+            self.set_header("Retry-After", str(retry_after))
+            body["error"]["retry_after_s"] = retry_after
+        elif status == 503:
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
-        self.finish(orjson.dumps(error_body(code, message)))
+        self.finish(orjson.dumps(body))
 
     def log_exception(
         self,

@@ -1,60 +1,15 @@
 """Accounts over REST: register, login, logout, me, and the admin login."""
 
 import logging
+from typing import Any
 
-import redis
-import redis.asyncio
-
-from gateway.errors import RateLimited
+from gateway.errors import ValidationFailed
 from gateway.http import JsonHandler
-from persistence.accounts import PASSWORD_MAX, BadCredentials
+from gateway.signin import signin_guard
+from persistence.accounts import PASSWORD_MAX
+from persistence.two_factor import CODE_MAX_LENGTH, TwoFactor, TwoFactorInvalid, TwoFactorRequired
 
 log = logging.getLogger("gavel.gateway.auth")
-
-# Failed logins per username before further attempts are refused for the rest of the window.
-LOGIN_FAILURES_ALLOWED = 10
-LOGIN_FAILURE_WINDOW_S = 15 * 60
-
-
-class LoginThrottle:
-    """Counts failed logins per username in Redis, so password guessing is slow on every gateway.
-
-    Fails open: if Redis is down, logins still work (the scrypt cost remains the brake).
-    """
-
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        self.client = client
-
-    @staticmethod
-    def _key(username: str) -> str:
-        return f"gavel:login-failures:{username.lower()[:64]}"
-
-    async def check(self, username: str) -> None:
-        try:
-            failures = await self.client.get(self._key(username))
-        except redis.RedisError:
-            log.warning("login throttle unavailable (Redis)", exc_info=True)
-            return
-        if failures is not None and int(failures) >= LOGIN_FAILURES_ALLOWED:
-            raise RateLimited("too many failed logins for this username; try again later")
-
-    async def failed(self, username: str) -> None:
-        key = self._key(username)
-        try:
-            # SET NX EX starts the window with the first failure; INCR keeps the TTL. One MULTI, so
-            # a counter without expiry cannot be left behind (and no Redis 7 `EXPIRE NX` needed).
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.set(key, 0, ex=LOGIN_FAILURE_WINDOW_S, nx=True)
-                pipe.incr(key)
-                await pipe.execute()
-        except redis.RedisError:
-            log.warning("login throttle unavailable (Redis)", exc_info=True)
-
-    async def succeeded(self, username: str) -> None:
-        try:
-            await self.client.delete(self._key(username))
-        except redis.RedisError:
-            log.warning("login throttle unavailable (Redis)", exc_info=True)
 
 
 class RegisterHandler(JsonHandler):
@@ -63,6 +18,7 @@ class RegisterHandler(JsonHandler):
         # Lengths and characters are the accounts service's rules; here only the JSON types.
         username = body.text("username", min_length=0, max_length=1000)
         password = body.text("password", min_length=0, max_length=1000)
+        await signin_guard(self.ctx).register(self.request.remote_ip or "")
         user_id, token = await self.ctx.accounts.register(username, password)
         self.reply({"user_id": user_id, "token": token}, 201)
 
@@ -71,17 +27,25 @@ class LoginHandler(JsonHandler):
     admin = False
 
     async def post(self) -> None:
-        body = self.fields(("username", "password"))
+        body = self.fields(("username", "password", "totp"))
         username = body.text("username", min_length=1, max_length=64)
         password = body.text("password", min_length=1, max_length=PASSWORD_MAX)
-        throttle = LoginThrottle(self.ctx.redis)
-        await throttle.check(username)
-        try:
-            user_id, token = await self.ctx.accounts.login(username, password, admin=self.admin)
-        except BadCredentials:
-            await throttle.failed(username)
-            raise
-        await throttle.succeeded(username)
+        code = body.text("totp", min_length=0, max_length=CODE_MAX_LENGTH, default="")
+        guard = signin_guard(self.ctx)
+        address = self.request.remote_ip or ""
+        # Counted as a failure before the password is checked; a success gives it back.
+        await guard.attempt(username, address)
+        user_id = await self.ctx.accounts.check_password(username, password, admin=self.admin)
+        # An enrolled account needs its code at every door (a bidder token of an admin account
+        # still spends its balance). A missing or wrong code stays counted as a failed attempt.
+        two_factor = TwoFactor(self.ctx.db)
+        if await two_factor.enrolled(user_id):
+            if not code:
+                raise TwoFactorRequired("this account needs its authenticator code: send it as totp")
+            if not await two_factor.verify(user_id, code):
+                raise TwoFactorInvalid("the authenticator or recovery code is wrong or already used")
+        await guard.succeeded(username, address)
+        token = await self.ctx.accounts.issue_token(user_id, admin=self.admin)
         self.reply({"user_id": user_id, "token": token})
 
 
@@ -101,8 +65,25 @@ class LogoutHandler(JsonHandler):
 class MeHandler(JsonHandler):
     async def get(self) -> None:
         user = await self.require_user()
-        profile = await self.ctx.accounts.profile(user.user_id)
-        self.reply({"user_id": profile.user_id, "username": profile.username, "balance": profile.balance})
+        self.reply(await self._me(user.user_id))
+
+    async def patch(self) -> None:
+        """Change the display name (the sign-in username never changes)."""
+        user = await self.require_user()
+        body = self.fields(("display_name",))
+        if not isinstance(body.data.get("display_name"), str):
+            raise ValidationFailed("display_name must be a string")
+        await self.ctx.accounts.set_display_name(user.user_id, body.data["display_name"])
+        self.reply(await self._me(user.user_id))
+
+    async def _me(self, user_id: int) -> dict[str, Any]:
+        profile = await self.ctx.accounts.profile(user_id)
+        return {
+            "user_id": profile.user_id,
+            "username": profile.username,
+            "display_name": profile.display_name,
+            "balance": profile.balance,
+        }
 
 
 ROUTES = [

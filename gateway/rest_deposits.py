@@ -3,32 +3,43 @@
 import logging
 from typing import Any
 
+from engine.book.errors import NotFound
 from engine.settle.ports import PaymentRequest, PaymentRouter
+from engine.settle.worker import PaymentUnavailable
 from gateway.context import AppContext
 from gateway.http import MAX_SAFE_INT, JsonHandler
-from persistence.deposits import PAY_WITH, Deposit, PayWith
+from persistence.deposits import DEPOSIT_PAYMENT_PREFIX, PAY_WITH, Deposit, PayWith
 
 log = logging.getLogger("gavel.deposits")
-DEPOSIT_PAYMENT_PREFIX = "dep"
-
-
-def deposit_trade_no(deposit_id: int) -> str:
-    return f"{DEPOSIT_PAYMENT_PREFIX}-{deposit_id}"
 
 
 def register_deposit_payments(ctx: AppContext, router: PaymentRouter) -> None:
-    """Verified `dep-{id}` payments mark the deposit paid (idempotent) and let the bidder bid."""
+    """Verified `dep-…` payments mark the deposit paid (idempotent) and let the bidder bid."""
+
+    async def deposit_of(out_trade_no: str) -> Deposit:
+        try:
+            return await ctx.deposits.by_payment_id(out_trade_no)
+        except NotFound:
+            legacy = out_trade_no.split("-", 1)[1]  # `dep-{id}` from an older installation
+            if not legacy.isdigit():
+                raise
+            return await ctx.deposits.get(int(legacy))
 
     async def paid(out_trade_no: str, amount: int) -> None:
-        deposit_id = int(out_trade_no.split("-", 1)[1])
-        deposit = await ctx.deposits.get(deposit_id)
+        deposit = await deposit_of(out_trade_no)
+        deposit_id = deposit.id
         if amount != deposit.amount:
             # The provider's records already checked the amount; this is a second line of defence.
             log.error("deposit %s paid %s fen, %s due: not marked paid", deposit_id, amount, deposit.amount)
             return
         await ctx.deposits.mark_paid(deposit_id)
 
+    async def closed(out_trade_no: str) -> None:
+        # The payer gave up (or the provider closed the trade): a new deposit may be opened.
+        await ctx.deposits.mark_failed((await deposit_of(out_trade_no)).id)
+
     router.register(DEPOSIT_PAYMENT_PREFIX, paid)
+    router.register_closed(DEPOSIT_PAYMENT_PREFIX, closed)
 
 
 class DepositsHandler(JsonHandler):
@@ -38,15 +49,19 @@ class DepositsHandler(JsonHandler):
         session_id = body.integer("session_id", minimum=1, maximum=MAX_SAFE_INT)
         lot_id = body.optional_integer("lot_id", minimum=1, maximum=MAX_SAFE_INT)
         pay_with: PayWith = "balance" if body.one_of("pay_with", PAY_WITH) == "balance" else "provider"
+        provider = self.ctx.options.get("payment_provider")
+        if pay_with == "provider" and provider is None:
+            self.ctx.deposits.amount_due(user.user_id, session_id, lot_id)  # the same refusals first
+            raise PaymentUnavailable("paying through the provider is not available; pay from the balance")
         deposit = await self.ctx.deposits.create(user.user_id, session_id, lot_id, pay_with)
         answer = self.deposit_json(deposit)
-        provider = self.ctx.options.get("payment_provider")
-        if deposit.status == "pending" and provider is not None:
-            # The real (signed) provider: paid only by its verified asynchronous notification.
+        if deposit.status == "pending" and provider is not None and deposit.payment_id is not None:
+            # Paid only by the provider's verified asynchronous notification.
             subject = f"Deposit for session {session_id}" + (f", lot {lot_id}" if lot_id else "")
             answer["pay_url"] = await provider.create_payment(
-                PaymentRequest(deposit_trade_no(deposit.id), deposit.amount, subject)
+                PaymentRequest(deposit.payment_id, deposit.amount, subject, user.user_id)
             )
+            await self.ctx.deposits.attach_pay_url(deposit.id, answer["pay_url"])
         self.reply(answer, 201)
 
     async def get(self) -> None:
@@ -57,13 +72,9 @@ class DepositsHandler(JsonHandler):
 
     def deposit_json(self, deposit: Deposit) -> dict[str, Any]:
         answer = deposit.to_json()
-        if deposit.status == "pending" and deposit.payment_id is not None:
-            answer["pay_url"] = f"{self.public_origin()}/sandbox/pay/{deposit.payment_id}"
+        if deposit.status == "pending" and deposit.pay_url is not None:
+            answer["pay_url"] = deposit.pay_url
         return answer
-
-    def public_origin(self) -> str:
-        """The configured public origin; the request's own host only when none is configured (dev)."""
-        return self.ctx.base_url.rstrip("/") or f"{self.request.protocol}://{self.request.host}"
 
 
 ROUTES = [

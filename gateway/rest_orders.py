@@ -1,7 +1,7 @@
 """Auction orders over REST: the order list, checkout and paying; auction coupons; delivery addresses;
 the admin's shipping, completing and clearing of non-payers.
 
-Wiring (the composition root, after `gateway.payments.build_provider`):
+Wiring (the composition root, after `payments.config.build_provider`):
 `app.add_handlers(r".*", order_routes(ctx))` and `background += await start_settlement(ctx)`.
 `build_settlement(ctx, ...)` first when the defaults (provider and router from `ctx.options`,
 a 24-hour payment window) do not fit.
@@ -35,7 +35,7 @@ from gateway.context import AppContext
 from gateway.errors import ValidationFailed
 from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
 from persistence.mongo import Document, iso_from_ms, iso_utc, to_ms
-from persistence.settlement import MongoSettlementStore, ensure_settlement_indexes
+from persistence.settlement import MongoSettlement, ensure_settlement_indexes
 
 SETTLEMENT_KEY = "settlement"
 MAX_MONEY = 10**13
@@ -43,12 +43,11 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
 
 
-
 @dataclasses.dataclass
 class Settlement:
     """Everything settlement needs at run time, built once per process."""
 
-    store: MongoSettlementStore
+    store: MongoSettlement
     worker: SettlementWorker
     payments: OrderPayments
     stop: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
@@ -66,14 +65,14 @@ def build_settlement(
     """Build the store, the worker and the payment service, and keep them in `ctx.options`.
 
     `provider` and `router` default to `ctx.options["payment_provider"]` / `["payment_router"]`
-    (set by `gateway.payments.build_provider`, which must therefore run first); the `ord-` handler
+    (set by `payments.config.build_provider`, which must therefore run first); the `ord-` handler
     is registered with the router when there is one.
     """
     if provider is None:
         provider = ctx.options.get("payment_provider")
     if router is None:
         router = ctx.options.get("payment_router")
-    store = MongoSettlementStore(ctx.client, ctx.db, ctx.accounts)
+    store = MongoSettlement(ctx.client, ctx.db, ctx.accounts)
     worker = SettlementWorker(
         store,
         ctx.engine.execute,
@@ -236,7 +235,7 @@ class SettlementHandler(JsonHandler):
         self.settlement = settlement
 
     @property
-    def store(self) -> MongoSettlementStore:
+    def store(self) -> MongoSettlement:
         return self.settlement.store
 
     def now_ms(self) -> Millis:

@@ -20,7 +20,9 @@ from engine.settle.shop_pricing import MAX_PERCENT, CouponKind
 from gateway.context import AppContext
 from gateway.errors import ValidationFailed
 from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
-from gateway.payments import SandboxProvider, ensure_payment_indexes, provider_of
+from payments.config import provider_of
+from payments.provider import ensure_payment_indexes
+from payments.sandbox import SandboxProvider
 from persistence.mongo import Document, iso_utc
 from persistence.shop import (
     CART_LIMIT,
@@ -65,7 +67,9 @@ def build_shop(ctx: AppContext) -> Shop:
     return shop
 
 
-async def start_shop(ctx: AppContext, *, sweep_interval_seconds: float = 30.0) -> list[asyncio.Task[None]]:
+async def start_shop(
+    ctx: AppContext, *, sweep_interval_seconds: float | None = None
+) -> list[asyncio.Task[None]]:
     """Start-up for run.py, after `shop_routes(ctx)`: indexes, undelivered sandbox notifications,
     and the sweeper that cancels unpaid orders. Cancel the returned tasks (and `await
     provider.aclose()` for the sandbox) at shutdown."""
@@ -77,6 +81,10 @@ async def start_shop(ctx: AppContext, *, sweep_interval_seconds: float = 30.0) -
     provider = provider_of(ctx)
     if isinstance(provider, SandboxProvider):
         await provider.resume_notifications()
+    if sweep_interval_seconds is None:
+        # Sweep often enough that an order is released soon after SHOP_PENDING_TIMEOUT (within a
+        # quarter of it), never more than every 30 s nor more often than twice a second.
+        sweep_interval_seconds = min(30.0, max(0.5, shop.pending_timeout_seconds / 4))
     return [
         asyncio.create_task(run_sweeper(shop, interval_seconds=sweep_interval_seconds), name="shop-sweeper")
     ]

@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,10 @@ TOKEN_MAX_LENGTH = 128
 # -- errors -----------------------------------------------------------------------------------------
 class InvalidInput(GavelError):
     code = "VALIDATION"
+
+
+class InvalidDisplayName(GavelError):
+    code = "INVALID_DISPLAY_NAME"
 
 
 class UsernameTaken(GavelError):
@@ -87,6 +92,7 @@ class Profile:
     username: str
     balance: int
     is_admin: bool
+    display_name: str = ""  # the username until the user picks one
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -118,6 +124,40 @@ def validate_username(username: str) -> str:
     if not USERNAME_PATTERN.fullmatch(username):
         raise InvalidInput("username must be 3-32 characters of A-Z, a-z, 0-9, '_', '.', '-'")
     return username
+
+
+DISPLAY_NAME_MAX = 32
+# Control, format (zero-width characters, bidi overrides and isolates, BOM, soft hyphen, tags),
+# surrogate, private-use, unassigned, line and paragraph separators: invisible or able to make a
+# name render as something else (U+202E turns "txt.exe" around), so never part of a name.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+MAX_COMBINING_RUN = 3  # enough for real scripts; stacks beyond it only deface the page ("Zalgo")
+
+
+def validate_display_name(raw: str) -> str:
+    """The display name as stored: NFKC (full-width and compatibility forms folded, accents
+    composed), spaces collapsed, 1-32 characters of letters, marks, digits, punctuation and symbols.
+
+    Display names are for showing only; sign-in stays with the ASCII username, so a look-alike
+    display name can never sign in as anyone.
+    """
+    if not isinstance(raw, str) or len(raw) > 4 * DISPLAY_NAME_MAX:
+        raise InvalidDisplayName(f"a display name has 1-{DISPLAY_NAME_MAX} characters")
+    name = unicodedata.normalize("NFKC", raw)
+    combining = 0
+    for ch in name:
+        category = unicodedata.category(ch)
+        if category in _REFUSED_CATEGORIES:
+            raise InvalidDisplayName(
+                f"a display name may not contain U+{ord(ch):04X} (control, invisible or direction characters)"
+            )
+        combining = combining + 1 if category in ("Mn", "Me") else 0
+        if combining > MAX_COMBINING_RUN:
+            raise InvalidDisplayName("too many combining marks in a row")
+    name = " ".join(name.split())
+    if not 1 <= len(name) <= DISPLAY_NAME_MAX:
+        raise InvalidDisplayName(f"a display name has 1-{DISPLAY_NAME_MAX} characters")
+    return name
 
 
 def validate_password(password: str) -> str:
@@ -262,6 +302,12 @@ class Accounts:
 
         Unknown user, wrong password and (for `admin`) a non-admin all give the same error.
         """
+        user_id = await self.check_password(username, password, admin=admin)
+        return user_id, await self.issue_token(user_id, admin=admin)
+
+    async def check_password(self, username: str, password: str, *, admin: bool = False) -> int:
+        """The user id when the credentials are right (and, for `admin`, an admin's); no token yet,
+        so a second factor can be asked for first. Raises BadCredentials alike for every failure."""
         refused = BadCredentials("wrong username or password")
         if not isinstance(username, str) or not isinstance(password, str) or len(password) > PASSWORD_MAX:
             raise refused
@@ -270,7 +316,7 @@ class Accounts:
         matches = await asyncio.to_thread(verify_password, password, stored)
         if user is None or not matches or (admin and not user.get("is_admin")):
             raise refused
-        return int(user["_id"]), await self.issue_token(int(user["_id"]), admin=admin)
+        return int(user["_id"])
 
     async def ensure_admin(self, password: str, username: str = ADMIN_USERNAME) -> int:
         """Create the admin account, or reset its password and admin flag; returns its user id."""
@@ -309,10 +355,26 @@ class Accounts:
         return user_id
 
     async def profile(self, user_id: int) -> Profile:
-        user = await self.db.users.find_one({"_id": user_id}, {"username": 1, "balance": 1, "is_admin": 1})
+        user = await self.db.users.find_one(
+            {"_id": user_id}, {"username": 1, "balance": 1, "is_admin": 1, "display_name": 1}
+        )
         if user is None:
             raise NotFound(f"no user {user_id}")
-        return Profile(user_id, user["username"], int(user["balance"]), bool(user.get("is_admin")))
+        return Profile(
+            user_id,
+            user["username"],
+            int(user["balance"]),
+            bool(user.get("is_admin")),
+            user.get("display_name") or user["username"],
+        )
+
+    async def set_display_name(self, user_id: int, raw: str) -> str:
+        """Validate (`validate_display_name`) and store; returns the name as stored."""
+        name = validate_display_name(raw)
+        result = await self.db.users.update_one({"_id": user_id}, {"$set": {"display_name": name}})
+        if result.matched_count != 1:
+            raise NotFound(f"no user {user_id}")
+        return name
 
     # -- tokens --------------------------------------------------------------------------------
     async def issue_token(self, user_id: int, *, admin: bool) -> str:

@@ -74,6 +74,27 @@ SESSIONS_KEY = PREFIX + "sessions"
 GROUP = "engine"
 DEFAULT_ENGINE_ID = "main"
 _REDIS_ERRORS = (RedisError, OSError)
+
+# What redis-py's typing says a reply may be; this client never sets decode_responses, so the
+# values are bytes, but the stubs allow str too. These helpers say so once.
+RedisValue = bytes | str
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+def _text(value: RedisValue) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entries(raw: Any) -> list[StreamEntry]:
+    """XRANGE/XREVRANGE entries as this client receives them (bytes, see above)."""
+    return list(raw or [])
+
+
+def _stream_entries(answer: Any) -> list[StreamEntry]:
+    """The entries of a one-stream XREAD/XREADGROUP answer (`[[stream, entries]]`), or none."""
+    return _entries(answer[0][1]) if answer else []
+
+
 T = TypeVar("T")
 
 
@@ -193,7 +214,7 @@ class Registry:
 
     async def holder(self, engine_id: str) -> str | None:
         value = await self.redis.get(lease_key(engine_id))
-        return None if value is None else value.decode()
+        return None if value is None else _text(value)
 
     async def take_over(self, engine_id: str, stale: str, token: str) -> bool:
         """Replace the holder `stale` (known dead) with `token`, atomically."""
@@ -206,7 +227,7 @@ class Registry:
         await self.redis.eval(_RELEASE, 1, lease_key(engine_id), token)
 
     async def engines(self) -> list[str]:
-        return sorted(member.decode() for member in await self.redis.smembers(ENGINES_KEY))
+        return sorted(_text(member) for member in await self.redis.smembers(ENGINES_KEY))
 
     async def alive(self, engine_ids: Iterable[str]) -> dict[str, bool]:
         ids = list(engine_ids)
@@ -220,13 +241,13 @@ class Registry:
 
     async def assignments(self) -> dict[int, str]:
         raw = await self.redis.hgetall(SESSIONS_KEY)
-        return {int(key): value.decode() for key, value in raw.items()}
+        return {int(key): _text(value) for key, value in raw.items()}
 
     async def assign(self, session_id: int) -> str | None:
         """The session's engine; a new session goes to the live engine with the fewest sessions."""
         current = await self.redis.hget(SESSIONS_KEY, str(session_id))
         if current is not None:
-            return str(current.decode())
+            return _text(current)
         live = [engine_id for engine_id, up in (await self.alive(await self.engines())).items() if up]
         if not live:
             return None
@@ -234,7 +255,7 @@ class Registry:
         choice = min(live, key=lambda engine_id: (load[engine_id], engine_id))
         await self.redis.hsetnx(SESSIONS_KEY, str(session_id), choice)
         winner = await self.redis.hget(SESSIONS_KEY, str(session_id))
-        return str(winner.decode()) if winner is not None else None
+        return _text(winner) if winner is not None else None
 
 
 # -- the engine side ---------------------------------------------------------------------------
@@ -375,7 +396,7 @@ class EngineNode:
                 await self.redis.xtrim(self.journal, minid=f"{before_seq}-0")
 
     async def _stream_last_seq(self) -> int:
-        entries = await self.redis.xrevrange(self.journal, count=1)
+        entries = _entries(await self.redis.xrevrange(self.journal, count=1))
         return int(entries[0][0].split(b"-")[0]) if entries else 0
 
     # -- lease -----------------------------------------------------------------------------------
@@ -420,7 +441,7 @@ class EngineNode:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
-            entries = answer[0][1] if answer else []
+            entries = _stream_entries(answer)
             if position != ">":
                 if not entries:
                     position = ">"
@@ -680,10 +701,12 @@ class RemoteEngine:
             follower.load_snapshot(latest[1])
         self.followers[engine_id] = follower
         self._stream_positions[engine_id] = f"{follower.last_seq}-0"
-        entries = await self.redis.xrange(journal_stream(engine_id), min=f"{follower.last_seq + 1}-0")
+        entries = _entries(
+            await self.redis.xrange(journal_stream(engine_id), min=f"{follower.last_seq + 1}-0")
+        )
         self._apply_entries(engine_id, entries, deliver=False)
 
-    def _apply_entries(self, engine_id: str, entries: list[Any], *, deliver: bool = True) -> bool:
+    def _apply_entries(self, engine_id: str, entries: list[StreamEntry], *, deliver: bool = True) -> bool:
         follower = self.followers[engine_id]
         for entry_id, fields in entries:
             records = [record for record in parse_records(fields[b"r"]) if record[0] > follower.last_seq]
@@ -706,7 +729,9 @@ class RemoteEngine:
             if not self._stream_positions:
                 await asyncio.sleep(0.5)
                 continue
-            streams = {journal_stream(engine_id): pos for engine_id, pos in self._stream_positions.items()}
+            streams: dict[Any, Any] = {
+                journal_stream(engine_id): position for engine_id, position in self._stream_positions.items()
+            }
             try:
                 answer = await _shielded(client.xread(streams, count=500, block=1000))
             except _REDIS_ERRORS as error:
@@ -714,7 +739,9 @@ class RemoteEngine:
                 log.warning("following the engine journals failed: %s", error)
                 await asyncio.sleep(0.5)
                 continue
-            for stream, entries in answer or []:
+            streams_read: list[Any] = list(answer or [])
+            for stream, raw_entries in streams_read:
+                entries = _entries(raw_entries)
                 engine_id = stream.decode().split(":")[2]
                 if engine_id not in self.followers:
                     continue

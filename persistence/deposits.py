@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-import secrets
 from typing import Literal
 
 from pymongo import ReturnDocument
@@ -23,6 +22,7 @@ from engine.book.errors import GavelError, NotFound
 from engine.book.states import CLOSED_LOT_STATES, SessionState
 from engine.commands import Outcome, RegisterDeposit
 from engine.engine import Engine
+from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
 from persistence.catalog import SessionEnded
 from persistence.mongo import (
@@ -39,6 +39,7 @@ from persistence.mongo import (
 )
 
 log = logging.getLogger("gavel.deposits")
+DEPOSIT_PAYMENT_PREFIX = "dep"
 
 PayWith = Literal["balance", "provider"]
 PAY_WITH: tuple[PayWith, ...] = ("balance", "provider")
@@ -71,9 +72,10 @@ class Deposit:
     amount: int  # fen
     status: str  # pending | paid | failed
     pay_with: PayWith
-    payment_id: str | None  # provider payments only
+    payment_id: str | None  # provider payments only: the out_trade_no (payments/trade_numbers.py)
     created_at: datetime.datetime
     paid_at: datetime.datetime | None
+    pay_url: str | None = None  # where the payer goes, once the provider gave one
 
     @classmethod
     def from_document(cls, doc: Document) -> "Deposit":
@@ -89,6 +91,7 @@ class Deposit:
             payment_id=doc.get("payment_id"),
             created_at=as_utc(doc["created_at"]),
             paid_at=None if paid_at is None else as_utc(paid_at),
+            pay_url=doc.get("pay_url"),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -146,12 +149,17 @@ class Deposits:
             deposit = Deposit.from_document(doc)
             await self.register(deposit)
             return deposit
-        doc.update(status="pending", paid_at=None, payment_id=secrets.token_urlsafe(16))
+        # The provider payment's own number (128 random bits): it names the payment everywhere.
+        doc.update(status="pending", paid_at=None, payment_id=new_trade_no(DEPOSIT_PAYMENT_PREFIX))
         try:
             await self.db.deposits.insert_one(doc)
         except DuplicateKeyError:
             raise DepositExists("you already have a deposit for this") from None
         return Deposit.from_document(doc)
+
+    def amount_due(self, user_id: int, session_id: int, lot_id: int | None) -> int:
+        """The deposit due, or the refusal `create` would give (without opening anything)."""
+        return self._amount_due(user_id, session_id, lot_id)
 
     def _amount_due(self, user_id: int, session_id: int, lot_id: int | None) -> int:
         """The deposit the engine will require; refuses targets that need none or are over."""
@@ -209,6 +217,9 @@ class Deposits:
         if doc is None:
             raise NotFound(f"no deposit {deposit_id}")
         return Deposit.from_document(doc)
+
+    async def attach_pay_url(self, deposit_id: int, pay_url: str) -> None:
+        await self.db.deposits.update_one({"_id": deposit_id}, {"$set": {"pay_url": pay_url}})
 
     async def by_payment_id(self, payment_id: str) -> Deposit:
         doc = await self.db.deposits.find_one({"payment_id": payment_id})

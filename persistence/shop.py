@@ -44,6 +44,7 @@ from engine.settle.shop_pricing import (
     coupon_applies,
     price_checkout,
 )
+from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts, InvalidInput, RefReused
 from persistence.mongo import (
     Client,
@@ -231,10 +232,13 @@ def coupon_valid_at(doc: Document, now: datetime.datetime) -> bool:
 
 
 def out_trade_no_for(order_no: str) -> str:
-    return f"{OUT_TRADE_PREFIX}-{order_no}"
+    """A new, random trade number for a pending order (the order stores it); `order_no` stays the
+    readable (sequential) number the user sees, and no longer names the payment."""
+    return new_trade_no(OUT_TRADE_PREFIX)
 
 
 def order_no_from(out_trade_no: str) -> str | None:
+    """An older installation's `shop-{order_no}` (new numbers are looked up on the order)."""
     prefix, dash, order_no = out_trade_no.partition("-")
     return order_no if prefix == OUT_TRADE_PREFIX and dash and order_no else None
 
@@ -290,6 +294,12 @@ def _indexes() -> dict[str, list[IndexModel]]:
             IndexModel([("checkout_id", ASCENDING)], unique=True, name="checkout_unique"),
             IndexModel([("status", ASCENDING), ("pay_deadline", ASCENDING)], name="pending_deadline"),
             IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_orders"),
+            # A verified notification names the payment by its random number.
+            IndexModel(
+                [("out_trade_no", ASCENDING)],
+                partialFilterExpression={"out_trade_no": {"$type": "string"}},
+                name="out_trade_no",
+            ),
         ],
         "shop_enrolments": [
             IndexModel([("user_id", ASCENDING), ("course_id", ASCENDING)], name="user_course"),
@@ -345,6 +355,14 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
+# Forgets a checkout only if it is still the one that was ordered: the same user may have checked
+# out again (another tab) while the older one was being paid, and that newer one must survive.
+_DELETE_IF_CHECKOUT = """
+local data = redis.call('HGET', KEYS[1], 'data')
+if not data or cjson.decode(data)['checkout_id'] ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
 
 class Shop:
     """Everything the shop stores; `now` is injectable so tests can move time."""
@@ -372,6 +390,7 @@ class Shop:
         self._cart_add = AsyncScript(redis_client, _CART_ADD)
         self._hset_if_field = AsyncScript(redis_client, _HSET_IF_FIELD)
         self._hset_if_key = AsyncScript(redis_client, _HSET_IF_KEY)
+        self._delete_if_checkout = AsyncScript(redis_client, _DELETE_IF_CHECKOUT)
 
     # == catalogue: admin writes ==========================================================================
     async def _insert_named(self, collection: str, doc: Document, what: str) -> Document:
@@ -1153,21 +1172,26 @@ class Shop:
         if order["status"] != "pending" or order.get("pay_url"):
             return order
         names = ", ".join(line["course_name"] for line in order["lines"])
-        request = PaymentRequest(order["out_trade_no"], int(order["to_pay"]), f"Courses: {names}"[:120])
+        request = PaymentRequest(
+            order["out_trade_no"], int(order["to_pay"]), f"Courses: {names}"[:120], int(order["user_id"])
+        )
         order["pay_url"] = await self.provider.create_payment(request)
         await self.db.shop_orders.update_one({"_id": order["_id"]}, {"$set": {"pay_url": order["pay_url"]}})
         return order
 
     async def _forget_checkout(self, checkout: Checkout) -> None:
-        """After the order is committed: drop the checkout and the bought courses from the cart.
+        """After the order is committed: drop the checkout (only if it is still this one: compare
+        and delete in one Lua step) and the bought courses from the cart.
 
         Best effort: the order stands whatever Redis does, and a retry with the same key finds it.
         """
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self.checkout_key(checkout.user_id))
-                pipe.hdel(self.cart_key(checkout.user_id), *(str(line.course_id) for line in checkout.lines))
-                await pipe.execute()
+            await self._delete_if_checkout(
+                keys=[self.checkout_key(checkout.user_id)], args=[checkout.checkout_id], client=self.redis
+            )
+            await self.redis.hdel(
+                self.cart_key(checkout.user_id), *(str(line.course_id) for line in checkout.lines)
+            )
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             log.warning("order placed but the cart of user %s was not cleared: %s", checkout.user_id, exc)
 
@@ -1179,7 +1203,8 @@ class Shop:
         Idempotent. An order already cancelled (timed out) is not revived: the late payment is
         refunded through the provider, never silently kept.
         """
-        order_no = order_no_from(out_trade_no)
+        owner = await self.db.shop_orders.find_one({"out_trade_no": out_trade_no}, {"_id": 1})
+        order_no = str(owner["_id"]) if owner is not None else order_no_from(out_trade_no)
         if order_no is None:
             raise NotFound(f"{out_trade_no!r} is not a shop payment")
 

@@ -1,9 +1,9 @@
 """Ports of the money side: the external payment provider and the router of its notifications.
 
-Implemented in gateway/ (the sandbox provider, the Alipay adapter, the notify endpoint). Every
-payment carries an `out_trade_no` whose prefix says what it pays:
-`dep-{deposit_id}` (an auction deposit), `ord-{order_id}` (an auction order),
-`shop-{order_no}` (a course-shop order).
+Implemented in payments/ (the sandbox provider, the Alipay adapter, the notify endpoint). Every
+payment carries an `out_trade_no` whose prefix says what it pays: `dep-…` (an auction deposit),
+`ord-…` (an auction order), `shop-…` (a course-shop order); the rest is 128 random bits
+(payments/trade_numbers.py), so the owning document stores its number.
 """
 
 from collections.abc import Awaitable, Callable
@@ -16,6 +16,8 @@ class PaymentRequest(NamedTuple):
     out_trade_no: str
     amount: Fen
     subject: str
+    # Whose payment it is: only they (and admins) may read its status or pay it in the sandbox.
+    user_id: int | None = None
 
 
 class PaymentProvider(Protocol):
@@ -34,14 +36,25 @@ PaidHandler = Callable[[str, Fen], Awaitable[None]]
 """Called once a verified notification says `out_trade_no` was paid `amount` fen; must be idempotent."""
 
 
+ClosedHandler = Callable[[str], Awaitable[None]]
+"""Called when a verified notification says the unpaid `out_trade_no` was closed; must be idempotent."""
+
+
 class PaymentRouter:
     """Sends a verified 'paid' notification to the handler registered for its prefix."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, PaidHandler] = {}
+        self._closed: dict[str, ClosedHandler] = {}
 
     def register(self, prefix: str, handler: PaidHandler) -> None:
         self._handlers[prefix] = handler
+
+    def register_closed(self, prefix: str, handler: ClosedHandler) -> None:
+        self._closed[prefix] = handler
+
+    def closed_handler_for(self, out_trade_no: str) -> ClosedHandler | None:
+        return self._closed.get(out_trade_no.split("-", 1)[0])
 
     def handler_for(self, out_trade_no: str) -> PaidHandler | None:
         prefix = out_trade_no.split("-", 1)[0]

@@ -1,14 +1,11 @@
 """Settlement handlers: what happens after a lot closes, when an order is paid, and when it is not.
 
-Storage is reached only through `SettlementStore` (implemented in persistence/settlement.py over
-MongoDB); the engine only through a callable that submits commands; the payment provider only
-through the `PaymentProvider` port. Every store call is one idempotent step (one MongoDB
+Storage is reached only through `SettlementStore`, which `engine.settle.service.SettlementService`
+implements by running the decisions of `engine.settle.handlers` in units of work (MongoDB in
+persistence/settlement/); the engine only through a callable that submits commands; the payment
+provider only through the `PaymentProvider` port. Every store call is one idempotent step (one
 transaction guarded by unique keys and status conditions), so a worker that dies between any two
 steps is simply started again: the next run finds each thing half done and finishes it.
-
-The money decisions themselves are the pure rules of `engine.settle.rules`; the store applies them
-inside its transactions, because a decision and the writes that carry it out must see the same
-data.
 """
 
 import asyncio
@@ -87,6 +84,9 @@ class RefundTask:
     amount: Fen
     via: PayWith  # back the way the deposit was paid
     pending: bool
+    # The deposit's provider payment (random, payments/trade_numbers.py); None for older deposits,
+    # whose number was `dep-{deposit_id}`.
+    out_trade_no: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -255,8 +255,9 @@ class SettlementStore(Protocol):
 
 
 def order_trade_no(order_id: int, attempt: int) -> str:
-    """`ord-{order_id}-{attempt}`: a new attempt for every new pay request through the provider, so
-    a stale attempt's late notification is recognised (and refunded) rather than applied twice."""
+    """`ord-{order_id}-{attempt}`: the numbers of older installations (new ones are random, see
+    engine/settle/handlers.py `_open_charge`); still parsed so their late notifications find their
+    order (`handlers.order_of_trade_no`)."""
     return f"{ORDER_PAYMENT_PREFIX}-{order_id}-{attempt}"
 
 
@@ -353,7 +354,7 @@ class SettlementWorker:
             if self.provider is None:
                 log.warning("refund %s waits: no payment provider is configured", refund.refund_id)
                 return False
-            trade_no = deposit_trade_no(refund.deposit_id)
+            trade_no = refund.out_trade_no or deposit_trade_no(refund.deposit_id)
             # Idempotent per refund_ref: repeating it after a crash refunds once.
             await self.provider.refund(trade_no, refund.amount, f"refund-{trade_no}")
             self._step("provider_refund_sent", refund.deposit_id)
@@ -539,7 +540,7 @@ class OrderPayments:
         if charge is not None and charge.pay_url is None:
             assert self.provider is not None  # a charge is only opened for pay_with "provider"
             url = await self.provider.create_payment(
-                PaymentRequest(charge.out_trade_no, charge.amount, charge.subject)
+                PaymentRequest(charge.out_trade_no, charge.amount, charge.subject, result.user_id)
             )
             await self.store.attach_pay_url(result.order_id, charge.out_trade_no, url)
             result = dataclasses.replace(result, charge=dataclasses.replace(charge, pay_url=url))

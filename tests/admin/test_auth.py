@@ -199,26 +199,28 @@ async def test_every_form_post_needs_the_xsrf_token(admin_client: AdminClient) -
 
 
 async def test_sign_in_is_rate_limited_per_address(admin_client: AdminClient) -> None:
-    admin_client.server.ctx.options["admin_login_ip_limit"] = 3
-    for _ in range(3):
-        assert (await admin_client.sign_in(password="wrong-password")).status == 401
+    from gateway.signin import SigninPolicy
+
+    ctx = admin_client.server.ctx
+    ctx.options["signin_policy"] = SigninPolicy(failures_per_address=3)
+    for name in ("nobody1", "nobody2", "nobody3"):
+        assert (await admin_client.sign_in(username=name, password="wrong-password")).status == 401
     answer = await admin_client.sign_in()
     assert answer.status == 429 and SESSION_COOKIE not in admin_client.cookies
-    assert b"too many sign-in attempts" in answer.body
-    refused = await admin_client.server.ctx.db.audit.count_documents({"action": "auth.login_refused"})
+    assert b"Too many sign-in attempts" in answer.body and int(answer.headers["Retry-After"]) > 60
+    refused = await ctx.db.audit.count_documents({"action": "auth.login_refused"})
     assert refused == 1
 
 
-async def test_sign_in_is_rate_limited_per_username(admin_client: AdminClient) -> None:
-    for _ in range(10):
-        await admin_client.sign_in(password="wrong-password")
+async def test_sign_in_is_throttled_per_account_across_both_doors(admin_client: AdminClient) -> None:
+    assert (await admin_client.sign_in(password="wrong-password")).status == 401
     answer = await admin_client.sign_in()
-    assert answer.status == 429 and b"too many failed logins" in answer.body
-    # The JSON login shares the counter: guessing cannot switch doors.
+    assert answer.status == 429 and answer.headers["Retry-After"] == "1"
+    # The JSON login shares the guard: guessing cannot switch doors.
     json_login = await admin_client.server.call(
         "POST", "/api/v1/admin/login", {"username": "admin", "password": ADMIN_PASSWORD}
     )
-    assert json_login.status == 429
+    assert json_login.status == 429 and json_login.json["error"]["retry_after_s"] == 1
 
 
 async def test_security_headers(admin_client: AdminClient) -> None:

@@ -64,7 +64,14 @@ def own_mongo(tmp_path: pathlib.Path) -> Iterator[EmbeddedServer]:
 
 
 def pause(server: EmbeddedServer) -> None:
+    """SIGSTOP, and wait until the kernel says it is stopped (a signal is delivered asynchronously)."""
     os.kill(server.pid, signal.SIGSTOP)
+    for _ in range(1000):
+        state = pathlib.Path(f"/proc/{server.pid}/stat").read_text().rpartition(")")[2].split()[0]
+        if state in ("T", "t"):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"{server.name} (pid {server.pid}) did not stop")
 
 
 def resume(server: EmbeddedServer) -> None:

@@ -25,6 +25,7 @@ from engine.settle.ports import PaymentRequest, PaymentRouter
 from engine.settle.rules import DEFAULT_PAYMENT_WINDOW_MS
 from gateway.app import make_app
 from gateway.rest_orders import Settlement, build_settlement, order_routes, start_settlement
+from payments.trade_numbers import is_random_trade_no
 from persistence.archive import BidArchiver
 from persistence.mongo import iso_from_ms
 from persistence.settlement import ensure_settlement_indexes
@@ -304,8 +305,9 @@ async def test_paying_through_the_provider_waits_for_its_notification(rig: Rig) 
     answer = await rig.api.call("POST", f"/api/v1/orders/{order_id}/pay", body, token=token)
     assert answer.status == 202, answer.body
     assert answer.json["status"] == "awaiting_provider"
-    assert (answer.json["out_trade_no"], answer.json["amount"]) == (f"ord-{order_id}-1", 10_000)
-    assert answer.json["pay_url"] == f"https://pay.example/ord-{order_id}-1"
+    trade_no = answer.json["out_trade_no"]  # 128 random bits (payments/trade_numbers.py)
+    assert is_random_trade_no(trade_no) and trade_no.startswith("ord-") and answer.json["amount"] == 10_000
+    assert answer.json["pay_url"] == f"https://pay.example/{trade_no}"
     assert answer.json["order"]["status_name"] == "unpaid"
 
     handler = rig.router.handler_for(answer.json["out_trade_no"])

@@ -21,12 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine.settle.ports import PaymentRequest, PaymentRouter
-from gateway.payments import (
-    NOTIFY_PATH,
-    AlipayAdapter,
-    NotifyResult,
-    RefundRefused,
-    load_or_create_sandbox_keys,
+from payments.alipay import AlipayAdapter
+from payments.provider import NotifyResult, RefundRefused
+from payments.sandbox import NOTIFY_PATH, load_or_create_sandbox_keys
+from payments.signing import (
     load_private_key,
     load_public_key,
     rsa2_sign,
@@ -222,7 +220,8 @@ async def pending_order(
     )
     assert paid.status == 201, paid.body
     order = paid.json["order"]
-    return token, f"shop-{order['order_no']}", order
+    # The trade number is random now (payments/trade_numbers.py): the pay URL names it.
+    return token, paid.json["pay_url"].rsplit("/", 1)[1], order
 
 
 def notification(
@@ -334,23 +333,23 @@ async def test_sandbox_retries_until_the_shop_answers_success(shop_server: ShopS
         await real(out_trade_no, amount)
 
     s.router.register("shop", flaky)
-    page = f"/sandbox/pay/{trade_no}"
-    pressed = await s.call("POST", page, {"outcome": "paid"})
+    page = f"/api/v1/sandbox/payments/{trade_no}"
+    pressed = await s.call("POST", page, {"outcome": "paid"}, token=token)
     assert pressed.json["status"] == "TRADE_SUCCESS"
     await s.provider.idle()
     assert await order_status(s, token, order["order_no"]) == "paid"
     trade = await s.shop.db.sandbox_trades.find_one({"_id": trade_no})
     assert trade is not None and trade["notified"] is True and trade["attempts"] == 3
-    again = await s.call("POST", page, {"outcome": "paid"})  # pressing Pay twice is harmless
+    again = await s.call("POST", page, {"outcome": "paid"}, token=token)  # pressing Pay twice is harmless
     assert again.status == 200
-    conflict = await s.call("POST", page, {"outcome": "failed"})
+    conflict = await s.call("POST", page, {"outcome": "failed"}, token=token)
     assert (conflict.status, conflict.code) == (409, "ILLEGAL_STATE")
 
 
 async def test_failed_payment_closes_and_the_timeout_releases_everything(shop_server: ShopServer) -> None:
     s = shop_server
     token, trade_no, order = await pending_order(s, balance=1500, coupon=True)
-    pressed = await s.call("POST", f"/sandbox/pay/{trade_no}", {"outcome": "failed"})
+    pressed = await s.call("POST", f"/api/v1/sandbox/payments/{trade_no}", {"outcome": "failed"}, token=token)
     assert pressed.json["status"] == "TRADE_CLOSED"
     await s.provider.idle()
     payment = await s.shop.db.payments.find_one({"_id": trade_no})
@@ -377,7 +376,7 @@ async def test_payment_after_cancellation_is_refunded(shop_server: ShopServer) -
     s = shop_server
     token, trade_no, order = await pending_order(s)
     assert await s.shop.expire_pending_orders(s.shop.now() + datetime.timedelta(hours=1)) == 1
-    await s.call("POST", f"/sandbox/pay/{trade_no}", {"outcome": "paid"})
+    await s.call("POST", f"/api/v1/sandbox/payments/{trade_no}", {"outcome": "paid"}, token=token)
     await s.provider.idle()
     assert await order_status(s, token, order["order_no"]) == "cancelled"
     refund = await s.shop.db.payment_refunds.find_one({"out_trade_no": trade_no})
@@ -401,7 +400,7 @@ async def test_refunds_are_idempotent_and_bounded(shop_server: ShopServer) -> No
         seen.append((out_trade_no, amount))
 
     s.router.register("dep", deposit_paid)
-    await s.call("POST", "/sandbox/pay/dep-41", {"outcome": "paid"})
+    await s.provider.settle("dep-41", "paid")  # the payer's press (the owner-only API is tested apart)
     await s.provider.idle()
     assert seen == [("dep-41", 3000)]
     await s.provider.refund("dep-41", 1000, "ref-a")
@@ -417,14 +416,18 @@ async def test_refunds_are_idempotent_and_bounded(shop_server: ShopServer) -> No
 
 async def test_sandbox_page_shows_the_payment(shop_server: ShopServer) -> None:
     s = shop_server
-    _, trade_no, _ = await pending_order(s)
+    token, trade_no, _ = await pending_order(s)
     page = await s.call("GET", f"/sandbox/pay/{trade_no}")
     assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
-    assert b"100.00" in page.body and b"WAIT_BUYER_PAY" in page.body
-    assert (await s.call("GET", "/sandbox/pay/shop-0")).status == 404
-    await s.provider.create_payment(PaymentRequest("ord-5-1", 700, "Order 5"))  # settlement's shape
-    assert b"7.00" in (await s.call("GET", "/sandbox/pay/ord-5-1")).body
-    bad = await s.call("POST", f"/sandbox/pay/{trade_no}", raw=b"outcome=maybe")
+    # The page is static (it reveals nothing); the owner's API call shows the payment.
+    shown = await s.call("GET", f"/api/v1/sandbox/payments/{trade_no}", token=token)
+    assert shown.json["amount_yuan"] == "100.00" and shown.json["status"] == "WAIT_BUYER_PAY"
+    assert (await s.call("GET", "/api/v1/sandbox/payments/shop-0", token=token)).status == 404
+    user_id = (await s.call("GET", "/api/v1/me", token=token)).json["user_id"]
+    await s.provider.create_payment(PaymentRequest("ord-5-1", 700, "Order 5", user_id))  # older shape
+    older = await s.call("GET", "/api/v1/sandbox/payments/ord-5-1", token=token)
+    assert older.json["amount_yuan"] == "7.00"
+    bad = await s.call("POST", f"/api/v1/sandbox/payments/{trade_no}", raw=b"outcome=maybe", token=token)
     assert (bad.status, bad.code) == (400, "VALIDATION")
 
 
@@ -442,10 +445,11 @@ async def test_a_deposit_paid_through_the_provider_lets_the_bidder_bid(shop_serv
     )
     assert answer.status == 201 and answer.json["status"] == "pending"
     deposit_id = answer.json["id"]
-    assert answer.json["pay_url"].endswith(f"/sandbox/pay/dep-{deposit_id}")
+    trade_no = answer.json["pay_url"].rsplit("/", 1)[1]  # random now: the pay URL names it
+    assert trade_no.startswith("dep-") and str(deposit_id) not in trade_no
     session = api.engine.book.sessions[session_id]
     assert user_id not in session.depositors
-    await s.provider.settle(f"dep-{deposit_id}", "paid")
+    await s.provider.settle(trade_no, "paid")
 
     async def deposit_paid() -> bool:
         listed = (await s.call("GET", "/api/v1/deposits", token=token)).json["items"]

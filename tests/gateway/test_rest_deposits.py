@@ -4,8 +4,14 @@ import urllib.parse
 
 from engine.book.states import SessionState
 from tests.gateway.conftest import AppServer
+from tests.gateway.test_shop_api import running_shop
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def sandbox_api(pay_url: str) -> str:
+    """The owner-only sandbox API behind a sandbox pay page's URL."""
+    return "/api/v1/sandbox/payments/" + urllib.parse.urlsplit(pay_url).path.rsplit("/", 1)[1]
 
 
 async def assert_ledger_matches_balances(app_server: AppServer) -> None:
@@ -187,91 +193,116 @@ async def test_refusals(app_server: AppServer) -> None:
 
 
 async def test_provider_deposit_pending_until_the_sandbox_pays(app_server: AppServer) -> None:
-    session_id = await app_server.create_session(deposit=5_000)
-    lot_id = await app_server.create_lot(session_id)
-    user_id, token = await app_server.register()
-    answer = await app_server.call(
-        "POST",
-        "/api/v1/deposits",
-        {"session_id": session_id, "lot_id": None, "pay_with": "provider"},
-        token=token,
-    )
-    assert answer.status == 201
-    deposit = answer.json
-    assert deposit["status"] == "pending"
-    pay_path = urllib.parse.urlsplit(deposit["pay_url"]).path
-    assert deposit["pay_url"].startswith(app_server.base_url + "/sandbox/pay/")
-    lot = app_server.engine.book.lots[lot_id]
-    assert not lot.may_bid(user_id)
-    # A pending deposit already blocks a second one.
-    again = await app_server.call(
-        "POST",
-        "/api/v1/deposits",
-        {"session_id": session_id, "lot_id": None, "pay_with": "balance"},
-        token=token,
-    )
-    assert again.status == 409 and again.code == "DEPOSIT_EXISTS"
+    # The deposit is paid only by the sandbox provider's signed notification, after its payer
+    # (signed in) pressed Pay through the owner-only sandbox API.
+    async with running_shop(app_server) as shop:
+        server = shop.api
+        session_id = await server.create_session(deposit=5_000)
+        lot_id = await server.create_lot(session_id)
+        user_id, token = await server.register()
+        answer = await server.call(
+            "POST",
+            "/api/v1/deposits",
+            {"session_id": session_id, "lot_id": None, "pay_with": "provider"},
+            token=token,
+        )
+        assert answer.status == 201
+        deposit = answer.json
+        assert deposit["status"] == "pending"
+        assert deposit["pay_url"].startswith(server.base_url + "/sandbox/pay/dep-")
+        pay_path = sandbox_api(deposit["pay_url"])
+        lot = server.engine.book.lots[lot_id]
+        assert not lot.may_bid(user_id)
+        # A pending deposit already blocks a second one.
+        again = await server.call(
+            "POST",
+            "/api/v1/deposits",
+            {"session_id": session_id, "lot_id": None, "pay_with": "balance"},
+            token=token,
+        )
+        assert again.status == 409 and again.code == "DEPOSIT_EXISTS"
 
-    page = await app_server.call("GET", pay_path)
-    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
-    assert b"50.00" in page.body and b'value="paid"' in page.body
+        page = await server.call("GET", pay_path, token=token)
+        assert page.status == 200 and page.json["amount_yuan"] == "50.00" and page.json["sandbox"] is True
 
-    paid = await app_server.call("POST", pay_path, raw=b"outcome=paid", headers=FORM)
-    assert paid.status == 200 and paid.json["status"] == "paid"
-    assert lot.may_bid(user_id)
-    repeat = await app_server.call("POST", pay_path, {"outcome": "paid"})
-    assert repeat.status == 200 and repeat.json["status"] == "paid"
-    late_failure = await app_server.call("POST", pay_path, raw=b"outcome=failed", headers=FORM)
-    assert late_failure.status == 409 and late_failure.code == "ILLEGAL_STATE"
+        paid = await server.call("POST", pay_path, raw=b"outcome=paid", headers=FORM, token=token)
+        assert paid.status == 200 and paid.json["status"] == "TRADE_SUCCESS"
+        await shop.provider.idle()
+        assert lot.may_bid(user_id)
+        repeat = await server.call("POST", pay_path, {"outcome": "paid"}, token=token)
+        assert repeat.status == 200 and repeat.json["status"] == "TRADE_SUCCESS"
+        late_failure = await server.call("POST", pay_path, raw=b"outcome=failed", headers=FORM, token=token)
+        assert late_failure.status == 409 and late_failure.code == "ILLEGAL_STATE"
 
-    # No balance moved: the provider took the money.
-    assert (await app_server.ctx.accounts.profile(user_id)).balance == 0
-    assert await app_server.ctx.db.ledger.count_documents({"user_id": user_id}) == 0
-    listed = await app_server.call("GET", "/api/v1/deposits", token=token)
-    assert listed.json["items"][0]["status"] == "paid" and "pay_url" not in listed.json["items"][0]
+        # No balance moved: the provider took the money.
+        assert (await server.ctx.accounts.profile(user_id)).balance == 0
+        assert await server.ctx.db.ledger.count_documents({"user_id": user_id}) == 0
+        listed = await server.call("GET", "/api/v1/deposits", token=token)
+        assert listed.json["items"][0]["status"] == "paid" and "pay_url" not in listed.json["items"][0]
 
 
 async def test_failed_provider_payment_allows_a_new_deposit(app_server: AppServer) -> None:
-    session_id = await app_server.create_session(deposit=5_000)
-    await app_server.create_lot(session_id)
-    user_id, token = await app_server.register()
-    body = {"session_id": session_id, "lot_id": None, "pay_with": "provider"}
-    first = await app_server.call("POST", "/api/v1/deposits", body, token=token)
-    pay_path = urllib.parse.urlsplit(first.json["pay_url"]).path
-    failed = await app_server.call("POST", pay_path, raw=b"outcome=failed", headers=FORM)
-    assert failed.status == 200 and failed.json["status"] == "failed"
-    failed_again = await app_server.call("POST", pay_path, raw=b"outcome=failed", headers=FORM)
-    assert failed_again.status == 200
-    paid_after_failure = await app_server.call("POST", pay_path, raw=b"outcome=paid", headers=FORM)
-    assert paid_after_failure.status == 409
-    assert user_id not in app_server.engine.book.sessions[session_id].depositors
+    async with running_shop(app_server) as shop:
+        server = shop.api
+        session_id = await server.create_session(deposit=5_000)
+        await server.create_lot(session_id)
+        user_id, token = await server.register()
+        body = {"session_id": session_id, "lot_id": None, "pay_with": "provider"}
+        first = await server.call("POST", "/api/v1/deposits", body, token=token)
+        pay_path = sandbox_api(first.json["pay_url"])
+        failed = await server.call("POST", pay_path, raw=b"outcome=failed", headers=FORM, token=token)
+        assert failed.status == 200 and failed.json["status"] == "TRADE_CLOSED"
+        failed_again = await server.call("POST", pay_path, raw=b"outcome=failed", headers=FORM, token=token)
+        assert failed_again.status == 200
+        paid_after_failure = await server.call(
+            "POST", pay_path, raw=b"outcome=paid", headers=FORM, token=token
+        )
+        assert paid_after_failure.status == 409
+        await shop.provider.idle()
+        assert user_id not in server.engine.book.sessions[session_id].depositors
 
-    second = await app_server.call("POST", "/api/v1/deposits", body, token=token)
-    assert second.status == 201 and second.json["id"] != first.json["id"]
+        second = await server.call("POST", "/api/v1/deposits", body, token=token)
+        assert second.status == 201 and second.json["id"] != first.json["id"]
 
 
-async def test_sandbox_refuses_unknown_and_malformed(app_server: AppServer) -> None:
-    unknown = await app_server.call("GET", "/sandbox/pay/doesnotexist")
-    assert unknown.status == 404 and unknown.code == "NOT_FOUND"
-    unknown_post = await app_server.call(
-        "POST", "/sandbox/pay/doesnotexist", raw=b"outcome=paid", headers=FORM
-    )
-    assert unknown_post.status == 404 and unknown_post.code == "NOT_FOUND"
-    bad_chars = await app_server.call("GET", "/sandbox/pay/<script>")
-    assert bad_chars.status == 404
-
+async def test_without_a_provider_deposits_are_paid_from_the_balance_only(app_server: AppServer) -> None:
     session_id = await app_server.create_session(deposit=100)
     await app_server.create_lot(session_id)
     _, token = await app_server.register()
-    created = await app_server.call(
-        "POST",
-        "/api/v1/deposits",
-        {"session_id": session_id, "lot_id": None, "pay_with": "provider"},
-        token=token,
-    )
-    pay_path = urllib.parse.urlsplit(created.json["pay_url"]).path
-    for raw in (b"", b"outcome=maybe", b"outcome=paid&outcome=failed", b"outcome=paid&x=1", b"\xff\xfe"):
-        answer = await app_server.call("POST", pay_path, raw=raw, headers=FORM)
-        assert answer.status == 400 and answer.code == "VALIDATION", raw
-    as_json = await app_server.call("POST", pay_path, {"outcome": "nope"})
-    assert as_json.status == 400
+    body = {"session_id": session_id, "lot_id": None, "pay_with": "provider"}
+    answer = await app_server.call("POST", "/api/v1/deposits", body, token=token)
+    assert (answer.status, answer.code) == (503, "PAYMENT_UNAVAILABLE")
+    assert (await app_server.call("GET", "/sandbox/pay/dep-x")).status == 404  # no sandbox wired
+
+
+async def test_sandbox_refuses_unknown_and_malformed(app_server: AppServer) -> None:
+    async with running_shop(app_server) as shop:
+        server = shop.api
+        _, token = await server.register()
+        unknown = await server.call("GET", "/api/v1/sandbox/payments/dep-doesnotexist", token=token)
+        assert unknown.status == 404 and unknown.code == "NOT_FOUND"
+        unknown_post = await server.call(
+            "POST",
+            "/api/v1/sandbox/payments/dep-doesnotexist",
+            raw=b"outcome=paid",
+            headers=FORM,
+            token=token,
+        )
+        assert unknown_post.status == 404 and unknown_post.code == "NOT_FOUND"
+        bad_chars = await server.call("GET", "/sandbox/pay/<script>")
+        assert bad_chars.status == 404
+
+        session_id = await server.create_session(deposit=100)
+        await server.create_lot(session_id)
+        created = await server.call(
+            "POST",
+            "/api/v1/deposits",
+            {"session_id": session_id, "lot_id": None, "pay_with": "provider"},
+            token=token,
+        )
+        pay_path = sandbox_api(created.json["pay_url"])
+        for raw in (b"", b"outcome=maybe", b"outcome=paid&outcome=failed", b"outcome=paid&x=1", b"\xff\xfe"):
+            answer = await server.call("POST", pay_path, raw=raw, headers=FORM, token=token)
+            assert answer.status == 400 and answer.code == "VALIDATION", raw
+        as_json = await server.call("POST", pay_path, {"outcome": "nope"}, token=token)
+        assert as_json.status == 400

@@ -30,8 +30,10 @@ from redis.backoff import NoBackoff
 from engine.settle.ports import PaymentRouter
 from gateway.app import make_app
 from gateway.context import AppContext
-from gateway.payments import SandboxProvider, ensure_payment_indexes, payment_routes
 from gateway.rest_shop import shop_routes, start_shop
+from payments.handlers import payment_routes
+from payments.provider import ensure_payment_indexes
+from payments.sandbox import SandboxProvider
 from persistence.shop import CART_LIMIT, Shop, ensure_shop_indexes
 from tests.gateway.conftest import Answer, AppServer
 
@@ -250,7 +252,8 @@ async def test_seed_cart_flow_end_to_end(shop_server: ShopServer) -> None:
     assert (order["status"], order["balance_used"], order["to_pay"]) == ("pending", 5000, 18_905)
     assert [ln["paid_price"] for ln in order["lines"]] == [16_915 - 679, 7990 - 321]  # 1000 shared 679/321
     pay_url = paid.json["pay_url"]
-    assert pay_url.endswith(f"/sandbox/pay/shop-{order['order_no']}")
+    trade_no = pay_url.rsplit("/", 1)[1]  # random now (payments/trade_numbers.py), not the order_no
+    assert pay_url.endswith(f"/sandbox/pay/{trade_no}") and order["order_no"] not in trade_no
     assert (await s.call("GET", "/api/v1/cart", token=token)).json["count"] == 0
     again = await s.call(
         "POST", "/api/v1/checkout/pay", {"balance": 5000, "idempotency_key": "flow-1"}, token=token
@@ -260,9 +263,15 @@ async def test_seed_cart_flow_end_to_end(shop_server: ShopServer) -> None:
     # The payer's side: the sandbox page, then Pay; the signed notification marks the order paid.
     path = pay_url.removeprefix(s.api.base_url)
     page_answer = await s.call("GET", path)
-    assert page_answer.status == 200 and b"189.05" in page_answer.body and b"Pay" in page_answer.body
+    assert page_answer.status == 200 and b"SANDBOX" in page_answer.body and b"Pay" in page_answer.body
+    api_path = f"/api/v1/sandbox/payments/{trade_no}"  # the page's script talks to it as the payer
+    assert (await s.call("GET", api_path, token=token)).json["amount_yuan"] == "189.05"
     pressed = await s.call(
-        "POST", path, raw=b"outcome=paid", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        "POST",
+        api_path,
+        raw=b"outcome=paid",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        token=token,
     )
     assert pressed.status == 200 and pressed.json["status"] == "TRADE_SUCCESS"
 
@@ -275,8 +284,8 @@ async def test_seed_cart_flow_end_to_end(shop_server: ShopServer) -> None:
     assert sorted(e["course_id"] for e in enrolments) == sorted([python_id, go_id])
     coupons = (await s.call("GET", "/api/v1/shop/coupons?status=used", token=token)).json["items"]
     assert sorted(c["id"] for c in coupons) == sorted([percent, threshold, global_flat])
-    returned = await s.call("GET", f"/api/v1/payments/return?out_trade_no=shop-{order['order_no']}")
-    assert returned.json == {"out_trade_no": f"shop-{order['order_no']}", "status": "paid"}
+    returned = await s.call("GET", f"/api/v1/payments/return?out_trade_no={trade_no}")
+    assert returned.json == {"out_trade_no": trade_no, "status": "paid"}
     me = (await s.call("GET", "/api/v1/me", token=token)).json
     assert me["balance"] == 0
 

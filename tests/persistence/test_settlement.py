@@ -43,6 +43,7 @@ from engine.settle.worker import (
     SettlementWorker,
     StepHook,
 )
+from payments.trade_numbers import is_random_trade_no, new_trade_no
 from persistence.accounts import Accounts, ScryptParams
 from persistence.archive import BUCKETS, archived_bids
 from persistence.mongo import (
@@ -55,7 +56,7 @@ from persistence.mongo import (
     run_in_transaction,
     utc_now,
 )
-from persistence.settlement import MongoSettlementStore, ensure_settlement_indexes, money_totals
+from persistence.settlement import MongoSettlement, ensure_settlement_indexes, money_totals
 
 T0 = 1_700_000_000_000
 DAY = DEFAULT_PAYMENT_WINDOW_MS
@@ -99,7 +100,7 @@ class World:
     client: Client
     db: Database
     accounts: Accounts
-    store: MongoSettlementStore
+    store: MongoSettlement
     clock: FakeClock
     provider: FakeProvider
     engine: FakeEngine
@@ -315,7 +316,7 @@ async def make_world(mongo_url: str, db_name: str) -> AsyncIterator[World]:
             client,
             db,
             accounts,
-            MongoSettlementStore(client, db, accounts),
+            MongoSettlement(client, db, accounts),
             FakeClock(T0),
             FakeProvider(),
             FakeEngine(),
@@ -730,25 +731,28 @@ async def test_provider_payment_is_applied_once_and_stale_attempts_are_refunded(
 
     first = await world.pay(order_id, buyer, pay_with="provider", key="attempt-1")
     assert first.status == 1 and first.charge is not None
-    assert (first.charge.out_trade_no, first.charge.amount) == (f"ord-{order_id}-1", 8_000)
-    assert first.charge.pay_url == f"https://pay.example/ord-{order_id}-1"
+    first_no = first.charge.out_trade_no  # 128 random bits (payments/trade_numbers.py)
+    assert is_random_trade_no(first_no) and first_no.startswith("ord-") and first.charge.amount == 8_000
+    assert first.charge.pay_url == f"https://pay.example/{first_no}"
     assert world.provider.payments[-1].amount == 8_000
     again = await world.pay(order_id, buyer, pay_with="provider", key="attempt-1")
     assert again.replayed and again.charge == first.charge and len(world.provider.payments) == 1
     # Nothing moved yet.
     assert (await world.deposit_doc(deposit_id))["status"] == "paid"
     second = await world.pay(order_id, buyer, pay_with="provider", key="attempt-2")
-    assert second.charge is not None and second.charge.out_trade_no == f"ord-{order_id}-2"
+    assert second.charge is not None and is_random_trade_no(second.charge.out_trade_no)
+    second_no = second.charge.out_trade_no
+    assert second_no != first_no
 
     # The first attempt's notification arrives: stale, so refunded, never kept.
-    await payments.on_provider_paid(f"ord-{order_id}-1", 8_000)
-    assert world.provider.refunds == {f"refund-ord-{order_id}-1": (f"ord-{order_id}-1", 8_000)}
+    await payments.on_provider_paid(first_no, 8_000)
+    assert world.provider.refunds == {f"refund-{first_no}": (first_no, 8_000)}
     assert (await world.order(order_id))["status"] == 1
     # A wrong amount for the live attempt: refunded too.
     await payments.on_provider_paid(f"ord-{order_id}-3", 1)
     assert f"refund-ord-{order_id}-3" in world.provider.refunds
 
-    await payments.on_provider_paid(f"ord-{order_id}-2", 8_000)
+    await payments.on_provider_paid(second_no, 8_000)
     paid = await world.order(order_id)
     assert paid["status"] == 2
     assert (
@@ -763,7 +767,7 @@ async def test_provider_payment_is_applied_once_and_stale_attempts_are_refunded(
     [deduction] = await world.db.deductions.find({}).to_list()
     assert (deduction["type"], deduction["amount"]) == ("payment", 2_000)
     # A repeated notification is recorded once and applied once.
-    await payments.on_provider_paid(f"ord-{order_id}-2", 8_000)
+    await payments.on_provider_paid(second_no, 8_000)
     assert await world.db.deductions.count_documents({}) == 1
     assert len(world.provider.refunds) == 2
     assert await world.balance(buyer) == 0
@@ -810,6 +814,36 @@ async def test_provider_paid_deposit_is_refunded_through_the_provider(world: Wor
     refund = await world.db.refunds.find_one({"deposit_id": deposit_id})
     assert refund is not None and refund["status"] == "refunded"
     assert await world.balance(loser) == 0  # it went back the way it came
+    await world.check_money()
+
+
+async def test_random_trade_numbers_are_stored_and_found_on_mongodb(world: World) -> None:
+    """The adapters keep what the handlers need: every attempt's number on the order (indexed, found
+    by a notification), and a provider deposit's own number on its refund."""
+    session_id = await world.session(ended=False)
+    lot_id = await world.lot(session_id)
+    winner, loser = await world.user(), await world.user()
+    deposit_id = await world.deposit(loser, session_id, lot_id, 2_000, pay_with="provider")
+    dep_no = new_trade_no("dep")  # as persistence/deposits.py now makes payment_id
+    await world.db.deposits.update_one({"_id": deposit_id}, {"$set": {"payment_id": dep_no}})
+    await world.close(lot_id, session_id, winner, 6_000)
+    await world.worker(provider=False).drain_outbox()
+    refund = await world.db.refunds.find_one({"deposit_id": deposit_id})
+    assert refund is not None and refund["out_trade_no"] == dep_no
+    assert await world.worker().execute_pending_refunds() == 1
+    assert world.provider.refunds == {f"refund-{dep_no}": (dep_no, 2_000)}
+
+    [order] = await world.db.orders.find({}).to_list()
+    first = await world.pay(order["_id"], winner, pay_with="provider", key="one")
+    second = await world.pay(order["_id"], winner, pay_with="provider", key="two")
+    assert first.charge is not None and second.charge is not None
+    numbers = [first.charge.out_trade_no, second.charge.out_trade_no]
+    assert (await world.order(order["_id"]))["trade_nos"] == numbers
+    assert "trade_nos" in await world.db.orders.index_information()
+    stale = await world.store.receive_provider_payment(numbers[0], 6_000, world.clock.now_ms())
+    assert (stale.order_id, stale.outcome) == (order["_id"], "refund_pending")
+    await world.payments().on_provider_paid(numbers[1], 6_000)
+    assert (await world.order(order["_id"]))["status"] == 2
     await world.check_money()
 
 

@@ -478,15 +478,15 @@ async def test_pending_order_holds_coupon_and_balance_then_is_paid(world: World)
     user = await world.user(balance=3000)
     order, coupon = await _pending_order(world, user, balance=3000)
     assert order["status"] == "pending" and (order["balance_used"], order["to_pay"]) == (3000, 5500)
-    assert order["pay_url"] == f"https://pay.example/shop-{order['_id']}"
-    assert world.provider.payments[f"shop-{order['_id']}"].amount == 5500
+    assert order["pay_url"] == f"https://pay.example/{order['out_trade_no']}"
+    assert world.provider.payments[order["out_trade_no"]].amount == 5500
     held = await world.db.shop_user_coupons.find_one({"_id": coupon})
     assert held is not None and held["status"] == "held"
     assert await ledger_kinds(world, user) == [("shop_hold", -3000), ("topup", 3000)]
     assert await shop.enrolments(user) == []
 
-    await shop.on_paid(f"shop-{order['_id']}", 5500)
-    await shop.on_paid(f"shop-{order['_id']}", 5500)  # a duplicate changes nothing
+    await shop.on_paid(order["out_trade_no"], 5500)
+    await shop.on_paid(order["out_trade_no"], 5500)  # a duplicate changes nothing
     paid = await shop.find_order(user, order["_id"])
     assert paid["status"] == "paid"
     used = await world.db.shop_user_coupons.find_one({"_id": coupon})
@@ -521,10 +521,12 @@ async def test_pending_order_timeout_releases_coupons_and_balance_once(world: Wo
     assert sum(e.amount for e in entries) == 3000
 
     # A payment that arrives after the cancellation is refunded, never kept.
-    await shop.on_paid(f"shop-{order['_id']}", order["to_pay"])
+    await shop.on_paid(order["out_trade_no"], order["to_pay"])
     late = await shop.find_order(user, order["_id"])
     assert late["status"] == "cancelled" and late["late_payment"]["amount"] == order["to_pay"]
-    assert world.provider.refunds == {f"late:shop-{order['_id']}": (f"shop-{order['_id']}", order["to_pay"])}
+    assert world.provider.refunds == {
+        f"late:{order['out_trade_no']}": (order["out_trade_no"], order["to_pay"])
+    }
     assert await shop.enrolments(user) == []
     # The released coupon can be used again.
     checkout_coupons = await shop.user_coupons(user, "unused")

@@ -377,7 +377,7 @@ async def test_a_provider_charge_gets_its_pay_url(rig: Rig) -> None:
     rig.store.pay_result = paid_result(status=OrderStatus.UNPAID, pay_with="provider", charge=charge)
     payments = OrderPayments(rig.store, rig.worker(), rig.provider)
     result = await payments.pay(REQUEST)
-    assert rig.provider.payments == [PaymentRequest("ord-40-1", 6_000, "Gavel order 40: Vase")]
+    assert rig.provider.payments == [PaymentRequest("ord-40-1", 6_000, "Gavel order 40: Vase", 5)]
     assert result.charge is not None and result.charge.pay_url == "https://pay.example/ord-40-1"
     assert ("attach_pay_url", 40, "ord-40-1", "https://pay.example/ord-40-1") in rig.store.calls
     # A replayed request whose charge already has its URL asks the provider nothing.

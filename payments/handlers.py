@@ -1,0 +1,135 @@
+"""The payment endpoints: the provider's notify endpoint, the payer's return page, the status of
+one payment (owner and admins only) and, with the sandbox only, the sandbox's pages.
+
+The notify endpoint answers exactly `success`, or `failure` with 400 for a forged or wrong
+notification (the provider may retry; nothing changes) and 503 when the handler failed (the
+provider retries). The return page only shows a status: it never marks anything paid.
+"""
+
+import logging
+import urllib.parse
+from typing import Any, Final
+
+import tornado.web
+
+from engine.book.errors import NotFound
+from gateway.context import AppContext
+from gateway.http import JsonHandler
+from payments.config import RETURN_PATH, provider_of
+from payments.provider import NotifyResult, SignedProvider
+from payments.sandbox import NOTIFY_PATH, SandboxProvider, sandbox_routes
+from payments.trade_numbers import TRADE_NO_PATTERN
+
+log = logging.getLogger("gavel.payments")
+
+MAX_NOTIFY_BYTES: Final = 16 * 1024
+STATUS_PATTERN: Final = "/api/v1/payments/" + TRADE_NO_PATTERN
+
+
+def payment_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
+    """The notify endpoint, the return page, the status and (sandbox only) the sandbox's pages.
+
+    Needs `ctx.options["payment_provider"]`; add with `app.add_handlers(r".*", payment_routes(ctx))`.
+    """
+    provider = provider_of(ctx)
+    args = {"ctx": ctx, "provider": provider}
+    routes: list[tuple[str, type, dict[str, Any]]] = [
+        (NOTIFY_PATH, NotifyHandler, {"provider": provider}),
+        (RETURN_PATH, ReturnHandler, args),
+        (STATUS_PATTERN, PaymentStatusHandler, args),
+    ]
+    if isinstance(provider, SandboxProvider):
+        routes += sandbox_routes(ctx, provider)
+    return routes
+
+
+class NotifyHandler(tornado.web.RequestHandler):
+    """`POST /api/v1/payments/notify` (form-encoded, from the provider): answers `success` or `failure`."""
+
+    provider: SignedProvider
+
+    def initialize(self, provider: SignedProvider) -> None:
+        self.provider = provider
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def check_xsrf_cookie(self) -> None:
+        """Providers post without cookies; the signature is the authentication."""
+
+    def _answer(self, result: NotifyResult) -> None:
+        self.set_status(result.status)
+        self.finish(b"success" if result.ok else b"failure")
+
+    async def post(self) -> None:
+        params = self._params()
+        if params is None:
+            self._answer(NotifyResult(False, 400, "unreadable"))
+            return
+        try:
+            result = await self.provider.handle_notification(params)
+        except Exception:
+            log.exception("payment notification could not be processed")
+            result = NotifyResult(False, 503, "error")
+        self._answer(result)
+
+    def _params(self) -> dict[str, str] | None:
+        body = self.request.body
+        if len(body) > MAX_NOTIFY_BYTES:
+            return None
+        try:
+            pairs = urllib.parse.parse_qsl(
+                body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=100
+            )
+        except (UnicodeDecodeError, ValueError):
+            return None
+        params = dict(pairs)
+        return params if len(params) == len(pairs) else None  # a repeated field is not ours
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.finish(b"failure")
+
+
+class ReturnHandler(JsonHandler):
+    """`GET /api/v1/payments/return?out_trade_no=…`: where the payer lands; shows a status only."""
+
+    def initialize(self, ctx: AppContext, provider: SignedProvider) -> None:  # type: ignore[override]
+        super().initialize(ctx)
+        self.provider = provider
+
+    async def get(self) -> None:
+        raw = self.get_query_argument("out_trade_no", "")
+        out_trade_no = self.provider.from_provider_trade_no(raw)
+        payment = await self.provider.records.get(out_trade_no) if 0 < len(raw) <= 64 else None
+        if payment is None:
+            raise NotFound("no such payment")
+        # Status only: no amount or payer, and never a state change (only notifications pay).
+        self.reply({"out_trade_no": out_trade_no, "status": payment["status"]})
+
+
+class PaymentStatusHandler(JsonHandler):
+    """`GET /api/v1/payments/{out_trade_no}`: the payment's status, for its owner and admins only;
+    anyone else gets the same 404 as for a number that does not exist."""
+
+    def initialize(self, ctx: AppContext, provider: SignedProvider) -> None:  # type: ignore[override]
+        super().initialize(ctx)
+        self.provider = provider
+
+    async def get(self, out_trade_no: str) -> None:
+        user = await self.require_user()
+        payment = await self.provider.records.get(out_trade_no)
+        owner = (
+            payment is not None and payment.get("user_id") is not None and payment["user_id"] == user.user_id
+        )
+        if payment is None or not (owner or user.is_admin):
+            raise NotFound("no such payment")
+        self.reply(
+            {
+                "out_trade_no": out_trade_no,
+                "provider": payment["provider"],
+                "amount": int(payment["amount"]),
+                "status": payment["status"],
+                "refunded": int(payment.get("refunded", 0)),
+            }
+        )

@@ -1,0 +1,274 @@
+"""Our payment records and the verification path every provider shares.
+
+`SignedProvider.handle_notification` checks, in order:
+
+1. the signature (RSA2, see payments/signing.py), with the provider's public key;
+2. `app_id` is ours (and `seller_id`, when configured);
+3. `out_trade_no` is a payment we created with this provider;
+4. `total_amount` (yuan, "12.34") equals the stored amount in fen exactly (no float anywhere);
+5. only `TRADE_SUCCESS` / `TRADE_FINISHED` mean paid; the payment goes `pending|closed -> paid` once,
+   and the `PaymentRouter` handler for the prefix (`shop-`, `dep-`, `ord-`) runs until it succeeds;
+   a repeated notification for a handled payment answers `success` and does nothing.
+
+MongoDB: `payments` (ours: `_id` = out_trade_no, user_id, amount, status pending|paid|closed,
+handled, refunded), `payment_refunds` (`_id` = refund_ref), and for the sandbox's own
+(provider-side) state `sandbox_trades`.
+"""
+
+import abc
+import logging
+from collections.abc import Mapping
+from typing import Final, NamedTuple
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from engine.book.errors import GavelError, IllegalTransition, NotFound
+from engine.settle.ports import PaymentRequest, PaymentRouter
+from engine.settle.shop_pricing import PricingError, parse_yuan
+from payments.signing import SIGN_TYPE, rsa2_verify, signing_string
+from persistence.mongo import Database, Document, Session, run_in_transaction, utc_now
+
+log = logging.getLogger("gavel.payments")
+
+PAID_STATES: Final = ("TRADE_SUCCESS", "TRADE_FINISHED")
+CLOSED_STATE: Final = "TRADE_CLOSED"
+WAITING_STATE: Final = "WAIT_BUYER_PAY"
+
+
+class PaymentRefused(GavelError):
+    """A notification that fails verification; answered `failure` with 400."""
+
+    code = "PAYMENT_REFUSED"
+
+
+class RefundRefused(GavelError):
+    code = "ILLEGAL_STATE"
+
+
+# -- our payment records ------------------------------------------------------------------------------
+async def ensure_payment_indexes(db: Database) -> None:
+    """Indexes of `payments`, `payment_refunds` and `sandbox_trades` (idempotent)."""
+    await db.payments.create_indexes([IndexModel([("status", ASCENDING)], name="status")])
+    await db.payment_refunds.create_indexes([IndexModel([("out_trade_no", ASCENDING)], name="out_trade_no")])
+    await db.sandbox_trades.create_indexes([IndexModel([("notified", ASCENDING)], name="notified")])
+
+
+class PaymentRecords:
+    """The `payments` collection: what we asked a provider to collect, and what it told us."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, request: PaymentRequest, provider: str) -> Document:
+        """Idempotent on `out_trade_no`; the same number with a different amount is refused."""
+        doc: Document = {
+            "_id": request.out_trade_no,
+            "provider": provider,
+            "user_id": request.user_id,  # who may read its status (and, in the sandbox, pay it)
+            "amount": int(request.amount),
+            "subject": request.subject,
+            "status": "pending",
+            "handled": False,
+            "refunded": 0,
+            "trade_no": None,
+            "created_at": utc_now(),
+            "paid_at": None,
+        }
+        try:
+            await self.db.payments.insert_one(doc)
+        except DuplicateKeyError:
+            existing = await self.get(request.out_trade_no)
+            if (
+                existing is None
+                or existing["amount"] != request.amount
+                or existing["provider"] != provider
+                or existing.get("user_id") != request.user_id
+            ):
+                raise IllegalTransition(f"payment {request.out_trade_no} exists with other terms") from None
+            return existing
+        return doc
+
+    async def get(self, out_trade_no: str) -> Document | None:
+        return await self.db.payments.find_one({"_id": out_trade_no})
+
+    async def mark_paid(self, out_trade_no: str, trade_no: str, notify_id: str) -> Document:
+        """pending|closed -> paid (a signed success means the money arrived, even after a close)."""
+        doc = await self.db.payments.find_one_and_update(
+            {"_id": out_trade_no, "status": {"$in": ["pending", "closed"]}},
+            {"$set": {"status": "paid", "trade_no": trade_no, "paid_at": utc_now(), "notify_id": notify_id}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            doc = await self.get(out_trade_no)
+            assert doc is not None  # it existed a moment ago; payments are never deleted
+            if doc.get("trade_no") not in (None, trade_no):
+                log.warning(
+                    "payment %s paid as %s, notified again as %s", out_trade_no, doc["trade_no"], trade_no
+                )
+        return doc
+
+    async def mark_closed(self, out_trade_no: str) -> None:
+        """pending -> closed; a late or out-of-order close never undoes a payment."""
+        await self.db.payments.update_one(
+            {"_id": out_trade_no, "status": "pending"}, {"$set": {"status": "closed", "closed_at": utc_now()}}
+        )
+
+    async def mark_handled(self, out_trade_no: str) -> None:
+        await self.db.payments.update_one(
+            {"_id": out_trade_no}, {"$set": {"handled": True, "handled_at": utc_now()}}
+        )
+
+    async def record_refund(
+        self, out_trade_no: str, amount: int, refund_ref: str, status: str
+    ) -> Document | None:
+        """One refund, in one transaction with the payment's refunded total (never above the amount).
+
+        Returns None when `refund_ref` was already recorded for this very refund (idempotent).
+        """
+        if type(amount) is not int or amount < 1:
+            raise RefundRefused("a refund is a positive number of fen")
+
+        async def transaction(s: Session) -> Document | None:
+            existing = await self.db.payment_refunds.find_one({"_id": refund_ref}, session=s)
+            if existing is not None:
+                if existing["out_trade_no"] != out_trade_no or existing["amount"] != amount:
+                    raise RefundRefused(f"refund {refund_ref!r} was recorded with other terms")
+                return None
+            payment = await self.db.payments.find_one({"_id": out_trade_no}, session=s)
+            if payment is None:
+                raise NotFound(f"no payment {out_trade_no}")
+            if payment["status"] != "paid":
+                raise RefundRefused(f"payment {out_trade_no} is {payment['status']}, not paid")
+            # Conditional on the refunded total: concurrent refunds never exceed what was paid.
+            updated = await self.db.payments.update_one(
+                {"_id": out_trade_no, "refunded": {"$lte": int(payment["amount"]) - amount}},
+                {"$inc": {"refunded": amount}},
+                session=s,
+            )
+            if updated.matched_count != 1:
+                raise RefundRefused(f"refunding {amount} fen would exceed what {out_trade_no} paid")
+            doc: Document = {
+                "_id": refund_ref,
+                "out_trade_no": out_trade_no,
+                "amount": amount,
+                "status": status,
+                "created_at": utc_now(),
+            }
+            await self.db.payment_refunds.insert_one(doc, session=s)
+            return doc
+
+        return await run_in_transaction(self.db.client, transaction)
+
+    async def get_refund(self, refund_ref: str) -> Document | None:
+        return await self.db.payment_refunds.find_one({"_id": refund_ref})
+
+    async def set_refund_status(self, refund_ref: str, status: str) -> None:
+        await self.db.payment_refunds.update_one({"_id": refund_ref}, {"$set": {"status": status}})
+
+
+class NotifyResult(NamedTuple):
+    ok: bool
+    status: int  # HTTP status of the answer
+    detail: str
+
+
+# -- the shared verification path ---------------------------------------------------------------------
+class SignedProvider(abc.ABC):
+    """What the sandbox and Alipay share: records and the verification of asynchronous notifications."""
+
+    name: str = "signed"
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        notifier_public_key: rsa.RSAPublicKey,
+        router: PaymentRouter,
+        records: PaymentRecords,
+        seller_id: str | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.notifier_public_key = notifier_public_key
+        self.router = router
+        self.records = records
+        self.seller_id = seller_id
+
+    @abc.abstractmethod
+    async def create_payment(self, request: PaymentRequest) -> str:
+        """Register the payment; returns the URL the payer is sent to."""
+
+    @abc.abstractmethod
+    async def refund(self, out_trade_no: str, amount: int, refund_ref: str) -> None:
+        """Refund (part of) a paid payment; idempotent per `refund_ref`."""
+
+    async def aclose(self) -> None:  # noqa: B027  (a no-op default, not an abstract method)
+        """Stop background work (the sandbox's deliveries); nothing for a remote provider."""
+
+    def to_provider_trade_no(self, out_trade_no: str) -> str:
+        return out_trade_no
+
+    def from_provider_trade_no(self, provider_trade_no: str) -> str:
+        return provider_trade_no
+
+    def verify(self, params: Mapping[str, str]) -> None:
+        """Signature, app and seller; raises PaymentRefused."""
+        signature = params.get("sign", "")
+        if params.get("sign_type") != SIGN_TYPE or not signature:
+            raise PaymentRefused("the notification is not signed with RSA2")
+        if not rsa2_verify(signing_string(params), signature, self.notifier_public_key):
+            raise PaymentRefused("the signature does not verify")
+        if params.get("app_id") != self.app_id:
+            raise PaymentRefused("the notification is for another app_id")
+        if self.seller_id is not None and params.get("seller_id") != self.seller_id:
+            raise PaymentRefused("the notification is for another seller")
+
+    async def handle_notification(self, params: Mapping[str, str]) -> NotifyResult:
+        """Verify and apply one asynchronous notification (see the module docstring)."""
+        try:
+            self.verify(params)
+            out_trade_no = self.from_provider_trade_no(params.get("out_trade_no", ""))
+            payment = await self.records.get(out_trade_no) if out_trade_no else None
+            if payment is None or payment["provider"] != self.name:
+                raise PaymentRefused("unknown out_trade_no")
+            try:
+                amount = parse_yuan(params.get("total_amount", ""))
+            except PricingError:
+                raise PaymentRefused("total_amount is not an amount") from None
+            if amount != payment["amount"]:
+                raise PaymentRefused(
+                    f"total_amount {amount} fen differs from the {payment['amount']} fen asked"
+                )
+            trade_status = params.get("trade_status", "")
+            if trade_status == CLOSED_STATE:
+                await self.records.mark_closed(out_trade_no)
+                payment = await self.records.get(out_trade_no)
+                on_closed = self.router.closed_handler_for(out_trade_no)
+                if on_closed is not None and payment is not None and payment["status"] == "closed":
+                    await on_closed(out_trade_no)
+                return NotifyResult(True, 200, "closed")
+            if trade_status == WAITING_STATE:
+                return NotifyResult(True, 200, "waiting")
+            if trade_status not in PAID_STATES:
+                raise PaymentRefused(f"unknown trade_status {trade_status[:40]!r}")
+        except PaymentRefused as refused:
+            log.warning("refused payment notification: %s", refused.message)
+            return NotifyResult(False, 400, refused.message)
+        payment = await self.records.mark_paid(
+            out_trade_no, params.get("trade_no", ""), params.get("notify_id", "")
+        )
+        if payment.get("handled"):
+            return NotifyResult(True, 200, "already handled")
+        handler = self.router.handler_for(out_trade_no)
+        if handler is None:
+            log.error("no payment handler for %s; the provider will retry", out_trade_no)
+            return NotifyResult(False, 503, "no handler")
+        try:
+            await handler(out_trade_no, amount)
+        except Exception:
+            # Handlers are idempotent: the provider's retry (or a duplicate) runs it again.
+            log.exception("payment handler failed for %s", out_trade_no)
+            return NotifyResult(False, 503, "handler failed")
+        await self.records.mark_handled(out_trade_no)
+        return NotifyResult(True, 200, "paid")
