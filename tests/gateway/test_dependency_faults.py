@@ -30,6 +30,7 @@ import tornado.websocket
 
 from engine.clock import FakeClock, SystemClock
 from engine.engine import Engine
+from engine.settle.uow import atomically
 from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
 from gateway.errors import dependency_fault
@@ -40,6 +41,7 @@ from persistence.accounts import Accounts
 from persistence.embedded import EmbeddedServer, start_mongo, start_redis
 from persistence.logs import JsonFormatter
 from persistence.mongo import check_replica_set, connect, ensure_indexes
+from persistence.settlement.uow import mongo_uow_factory
 from tests.admin.conftest import AdminClient
 from tests.gateway.conftest import ADMIN_PASSWORD, TEST_SCRYPT, AppServer
 from tests.gateway.test_ws import Bidder, open_lot
@@ -289,6 +291,27 @@ async def test_a_stalled_redis_costs_a_request_the_bound_at_most_and_bidding_goe
     assert took < WITHIN_S
     bidder.close()
     rival.close()
+
+
+async def test_settlement_units_of_work_give_up_at_the_bound_not_after_120_s_of_retries(
+    faulty_server: AppServer, own_mongo: EmbeddedServer
+) -> None:
+    """Settlement retries a transient failure for up to 120 s; a stalled MongoDB is not one. The
+    unit of work ends with the timeout (a 503 for a request, one log line for the worker)."""
+    ctx = faulty_server.ctx
+    new_uow = mongo_uow_factory(ctx.client, ctx.db, ctx.accounts)
+
+    async def reads(uow: Any) -> int | None:
+        await uow.orders.get(1)
+        return await uow.orders.id_for_lot(1)
+
+    assert await atomically(new_uow, reads) is None
+    pause(own_mongo)
+    started = time.monotonic()
+    with pytest.raises(pymongo.errors.PyMongoError) as failed:
+        await atomically(new_uow, reads)
+    assert dependency_fault(failed.value), failed.value
+    assert time.monotonic() - started < WITHIN_S
 
 
 # -- readiness by role -------------------------------------------------------------------------------
