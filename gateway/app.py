@@ -45,7 +45,7 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
             tornado.web.url(pattern, handler, kwargs)
             for pattern, handler, kwargs in payment_routes(ctx) + shop_routes(ctx) + order_routes(ctx)
         ]
-    routes: list[tornado.routing.URLSpec] = [
+    routes: list[tornado.routing.Rule] = [
         *provider_routes,
         tornado.web.url(r"/healthz", HealthHandler, args),
         tornado.web.url(r"/readyz", ReadyHandler, args),
