@@ -23,7 +23,6 @@ import bson
 import pymongo.errors
 import redis.asyncio
 import tornado.httpclient
-import tornado.httpserver
 import uvloop
 
 from composition.settings import Settings, SettingsError, parse_settings, production_problems
@@ -32,6 +31,7 @@ from engine.engine import Engine
 from engine.settle.ports import PaymentRouter
 from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
+from gateway.edge import build_edge_server, raise_open_file_limit
 from gateway.payments import PaymentsConfig, build_provider
 from gateway.rest_orders import build_settlement, start_settlement
 from gateway.rest_shop import start_shop
@@ -257,6 +257,10 @@ class Service:
                 log.warning("no engine is alive yet; sessions answer UNAVAILABLE until one is")
 
         self.ctx.options["media_dir"] = data_dir / "media"
+        # The edge's limits the handlers apply (gateway/ws.py, gateway/observability.py).
+        self.ctx.options["metrics_token"] = config.metrics_token
+        self.ctx.options["ws_connections_per_ip"] = config.max_connections_per_ip
+        self.ctx.options["websockets_per_user"] = config.websockets_per_user
         self.ctx.options["order_deadline_ms"] = config.order_deadline_ms
         self.http_client = tornado.httpclient.AsyncHTTPClient()
         self.payment_router = PaymentRouter()
@@ -306,7 +310,7 @@ class Service:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        self.server = tornado.httpserver.HTTPServer(self.app, xheaders=False, max_body_size=1 << 20)
+        self.server = build_edge_server(self.app, config, websockets=self.hub)
         self.server.listen(config.port, config.host)
         if self.archiver is not None:
             self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))
@@ -487,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"gavel: GAVEL_ENV=production refuses {problem}", file=sys.stderr)
             return 2
     setup_logging(config.log_level)
+    raise_open_file_limit()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if config.mongodb_url:
