@@ -351,8 +351,12 @@ async def test_concurrent_upgrades_never_exceed_the_per_user_or_per_address_cap(
         conn.close()
     await app_server.wait_for(lambda: not app_server.ctx.hub.user_places)
 
+    # Signed-in upgrades await the token check: the address's places must be taken before it.
+    app_server.ctx.options["websockets_per_user"] = 100
     app_server.ctx.options["ws_connections_per_ip"] = 4
-    results = await asyncio.gather(*(attempt(app_server.ws_url) for _ in range(20)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(attempt(f"{app_server.ws_url}?token={token}") for _ in range(20)), return_exceptions=True
+    )
     opened = [result for result in results if isinstance(result, tornado.websocket.WebSocketClientConnection)]
     assert len(opened) == 4
     for conn in opened:
