@@ -257,10 +257,6 @@ class Service:
                 log.warning("no engine is alive yet; sessions answer UNAVAILABLE until one is")
 
         self.ctx.options["media_dir"] = data_dir / "media"
-        # The edge's limits the handlers apply (gateway/ws.py, gateway/observability.py).
-        self.ctx.options["metrics_token"] = config.metrics_token
-        self.ctx.options["ws_connections_per_ip"] = config.max_connections_per_ip
-        self.ctx.options["websockets_per_user"] = config.websockets_per_user
         self.ctx.options["order_deadline_ms"] = config.order_deadline_ms
         self.http_client = tornado.httpclient.AsyncHTTPClient()
         self.payment_router = PaymentRouter()
@@ -310,6 +306,10 @@ class Service:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        # The edge's limits the handlers apply (gateway/ws.py, gateway/observability.py).
+        self.ctx.options["metrics_token"] = config.metrics_token
+        self.ctx.options["ws_connections_per_ip"] = config.max_connections_per_ip
+        self.ctx.options["websockets_per_user"] = config.websockets_per_user
         self.server = build_edge_server(self.app, config, websockets=self.hub)
         self.server.listen(config.port, config.host)
         if self.archiver is not None:
