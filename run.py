@@ -22,7 +22,6 @@ from typing import Any
 import bson
 import pymongo.errors
 import tornado.httpclient
-import tornado.httpserver
 import uvloop
 
 from composition.settings import Settings, SettingsError, parse_settings, production_problems
@@ -31,6 +30,7 @@ from engine.engine import Engine
 from engine.settle.ports import PaymentRouter
 from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
+from gateway.edge import build_edge_server, raise_open_file_limit
 from gateway.rest_orders import build_settlement, start_settlement
 from gateway.rest_shop import start_shop
 from gateway.signin import SigninPolicy
@@ -335,7 +335,11 @@ class Service:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        self.server = tornado.httpserver.HTTPServer(self.app, xheaders=False, max_body_size=1 << 20)
+        # The edge's limits the handlers apply (gateway/ws.py, gateway/observability.py).
+        self.ctx.options["metrics_token"] = config.metrics_token
+        self.ctx.options["ws_connections_per_ip"] = config.max_connections_per_ip
+        self.ctx.options["websockets_per_user"] = config.websockets_per_user
+        self.server = build_edge_server(self.app, config, websockets=self.hub)
         self.server.listen(config.port, config.host)
         if self.archiver is not None:
             self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))
@@ -556,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gavel: {key_trouble}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
+    raise_open_file_limit()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if config.mongodb_url:

@@ -1,6 +1,6 @@
 """Locust scenarios for Gavel: bidders and watchers on the websocket, shoppers on the course shop.
 
-    make run                                   # in one terminal (ADMIN_PASSWORD=... to know it)
+    REGISTRATIONS_PER_ADDRESS=100000 make run  # in one terminal (ADMIN_PASSWORD=... to know it)
     ADMIN_PASSWORD=... .venv/bin/locust -f benchmarks/locustfile.py --headless -u 50 -r 10 -t 60s \\
         --host http://127.0.0.1:8000 --csv var/locust --html var/locust.html
 
@@ -15,6 +15,9 @@ Users (weights 5 : 3 : 2, or pick with `locust ... Bidder Watcher`):
   delay from the bid's server time (`ts`) to the frame's arrival (same machine: same clock).
 - `Shopper` (`FastHttpUser`): signs up, gets a balance, browses courses, puts one in the cart, checks
   out and pays from the balance (`POST /api/v1/checkout/pay`), then browses its orders.
+
+Every simulated user registers from the load tester's one address, so the server must allow more
+registrations per address than its default 10 an hour (`REGISTRATIONS_PER_ADDRESS`, above).
 
 Everything they need is set up once through the REST API before the users start (`test_start`, and
 lazily on each worker process): an admin token (`ADMIN_PASSWORD`, the password `run.py` uses for

@@ -44,6 +44,9 @@ MAX_BODY_BYTES = 64 * 1024
 # Bodies up to this size are read and dropped so the client reliably receives the 413 answer;
 # anything declared larger is refused before reading (the connection is then closed).
 DRAIN_BODY_BYTES = 1024 * 1024
+# A chunked body (no declared size) is drained this far; the body timeout (HEADER_TIMEOUT) bounds
+# how long that may take.
+CHUNKED_DRAIN_BYTES = 8 * 1024 * 1024
 MAX_SAFE_INT = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER: ids and fen survive a JS client
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -217,6 +220,8 @@ class JsonHandler(tornado.web.RequestHandler):
         self.ctx = ctx
         self._body = bytearray()
         self._body_too_large = False
+        self._chunked = False
+        self._received = 0
 
     def set_default_headers(self) -> None:
         # A caller's request id (if sane) is kept so one request can be followed across services.
@@ -232,12 +237,22 @@ class JsonHandler(tornado.web.RequestHandler):
         declared = self.request.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > DRAIN_BODY_BYTES:
             raise PayloadTooLarge(f"the body must not exceed {MAX_BODY_BYTES} bytes")
+        # A chunked body says its size only by arriving: it is read and dropped up to
+        # CHUNKED_DRAIN_BYTES and answered 413 at its end; past that, 413 at once and the
+        # connection is closed, as for a sized one (Tornado's own limit would answer a bare 400).
+        self._chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+        self._received = 0
         connection = self.request.connection
         set_max_body_size = getattr(connection, "set_max_body_size", None)
         if set_max_body_size is not None:
-            set_max_body_size(DRAIN_BODY_BYTES)
+            set_max_body_size(2 * CHUNKED_DRAIN_BYTES if self._chunked else DRAIN_BODY_BYTES)
 
     def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._chunked and self._received > CHUNKED_DRAIN_BYTES and not self._finished:
+            error = PayloadTooLarge(f"the body must not exceed {MAX_BODY_BYTES} bytes")
+            self.send_error(413, exc_info=(PayloadTooLarge, error, None))
+            return
         if self._body_too_large:
             return
         if len(self._body) + len(chunk) > MAX_BODY_BYTES:

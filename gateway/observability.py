@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import hmac
+import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+import orjson
+import tornado.httputil
 import tornado.web
 
 if TYPE_CHECKING:
@@ -121,11 +125,43 @@ def install_gauges(ctx: AppContext, metrics: Metrics) -> None:
         metrics.gauge("gavel_pubsub_pending_frames", "Frames waiting for Redis PUBLISH.", lambda: bus.pending)
 
 
+def metrics_refusal(
+    request: tornado.httputil.HTTPServerRequest, token: str | None
+) -> tuple[int, str, str] | None:
+    """Why `/metrics` is not for this request (status, code, message), or None.
+
+    With METRICS_TOKEN: `Authorization: Bearer <token>`, compared in constant time. Without it:
+    loopback clients only; `remote_ip` is the client a trusted proxy named (gateway/edge.py), and
+    a request that carries X-Forwarded-For from an untrusted local proxy is not a local client.
+    """
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return None
+        return 401, "UNAUTHORIZED", "send Authorization: Bearer <METRICS_TOKEN>"
+    try:
+        loopback = ipaddress.ip_address(request.remote_ip or "").is_loopback
+    except ValueError:
+        loopback = False
+    if loopback and "X-Forwarded-For" not in request.headers:
+        return None
+    return 404, "NOT_FOUND", "no such endpoint: /metrics"
+
+
 class MetricsHandler(tornado.web.RequestHandler):
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
     async def get(self) -> None:
+        refusal = metrics_refusal(self.request, self.ctx.options.get("metrics_token"))
+        if refusal is not None:
+            status, code, message = refusal
+            self.set_status(status)
+            self.set_header("Content-Type", "application/json")
+            if status == 401:
+                self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
+            self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
+            return
         metrics: Metrics = self.ctx.options["metrics"]
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.write(metrics.exposition())

@@ -28,13 +28,16 @@ import tornado.netutil
 import tornado.simple_httpclient
 import tornado.websocket
 
+from composition.settings import Settings
 from engine.clock import FakeClock, SystemClock
 from engine.engine import Engine
 from engine.settle.uow import atomically
 from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
+from gateway.edge import build_edge_server
 from gateway.errors import dependency_fault
 from gateway.health import READY_CACHE_SECONDS, Readiness
+from gateway.signin import SigninPolicy
 from gateway.ws import Hub
 from persistence import redis_client
 from persistence.accounts import Accounts
@@ -113,12 +116,13 @@ async def gateway(tmp_path: pathlib.Path, mongo_url: str, redis: aioredis.Redis)
         accounts=accounts,
         pseudonym_secret=b"test-pseudonym-secret",
     )
+    ctx.options["signin_policy"] = SigninPolicy(registrations_per_address=1_000_000)
     ctx.hub = Hub(ctx)
     engine.listeners.append(ctx.hub.on_batch)
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     port = sock.getsockname()[1]
     ctx.base_url = f"http://127.0.0.1:{port}"
-    server = tornado.httpserver.HTTPServer(make_app(ctx))
+    server = build_edge_server(make_app(ctx), Settings(), websockets=ctx.hub)
     server.add_sockets([sock])
     http = tornado.simple_httpclient.SimpleAsyncHTTPClient(force_instance=True)
     try:
@@ -129,6 +133,7 @@ async def gateway(tmp_path: pathlib.Path, mongo_url: str, redis: aioredis.Redis)
             engine=engine,
             clock=clock,
             http=http,
+            edge=server,
         )
     finally:
         http.close()
