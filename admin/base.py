@@ -29,14 +29,20 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 import tornado.escape
 import tornado.web
-from pymongo.errors import ConnectionFailure
 
 from engine.book.errors import GavelError
 from gateway.context import AppContext
-from gateway.errors import code_for_status, error_body, status_for
+from gateway.errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
+    code_for_status,
+    dependency_fault,
+    describe_fault,
+    error_body,
+    status_for,
+)
 from persistence.accounts import AuthUser
 from persistence.audit import AuditLog
 from persistence.media import MediaStore
@@ -449,14 +455,16 @@ class AdminHandler(tornado.web.RequestHandler):
             message = error.log_message or error.reason or http.client.responses.get(status, "error")
             if status == 403 and "xsrf" in (error.log_message or "").lower():
                 code, message = "XSRF", "the form is stale or forged (XSRF check failed); reload and retry"
-        elif isinstance(error, ConnectionFailure | redis.ConnectionError | redis.TimeoutError):
-            status, code, message = 503, "UNAVAILABLE", "a backing service is unavailable; try again"
+        elif dependency_fault(error):
+            status, code, message = 503, "UNAVAILABLE", UNAVAILABLE_MESSAGE
         else:
             status = status_code if 400 <= status_code < 600 else 500
             code = code_for_status(status)
             message = "internal error" if status >= 500 else http.client.responses.get(status, "error")
         self.set_status(status)
         self.clear_header("Content-Type")
+        if status == 503:
+            self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
         if self.answers_json():
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish(orjson.dumps(error_body(code, message)))
@@ -467,6 +475,9 @@ class AdminHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         if isinstance(value, GavelError):
             log.debug("%s refused: %s %s", self._request_summary(), value.code, value.message)
+            return
+        if dependency_fault(value):
+            log.warning("%s unavailable: %s", self._request_summary(), describe_fault(value))
             return
         super().log_exception(typ, value, tb)
 

@@ -9,8 +9,9 @@ from tornado.log import access_log
 import admin
 from gateway import rest_admin, rest_auction, rest_auth, rest_deposits
 from gateway.context import AppContext
+from gateway.health import ReadyHandler, readiness_of
 from gateway.http import HealthHandler, NotFoundHandler
-from gateway.observability import Metrics, MetricsHandler, ReadyHandler, install_gauges
+from gateway.observability import Metrics, MetricsHandler, install_gauges
 from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
 from gateway.ws import BidderSocket, DemoPageHandler
@@ -28,6 +29,7 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
     if "metrics" not in ctx.options:
         ctx.options["metrics"] = Metrics()
         install_gauges(ctx, ctx.options["metrics"])
+    readiness_of(ctx)  # one cached readiness per process (gateway/health.py)
     args = {"ctx": ctx}
     rest_routes = [
         *rest_auth.ROUTES,
@@ -43,7 +45,7 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
             tornado.web.url(pattern, handler, kwargs)
             for pattern, handler, kwargs in payment_routes(ctx) + shop_routes(ctx) + order_routes(ctx)
         ]
-    routes: list[tornado.routing.URLSpec] = [
+    routes: list[tornado.routing.Rule] = [
         *provider_routes,
         tornado.web.url(r"/healthz", HealthHandler, args),
         tornado.web.url(r"/readyz", ReadyHandler, args),
@@ -79,6 +81,7 @@ def make_engine_app(ctx: AppContext) -> tornado.web.Application:
     if "metrics" not in ctx.options:
         ctx.options["metrics"] = Metrics()
         install_gauges(ctx, ctx.options["metrics"])
+    readiness_of(ctx)
     args = {"ctx": ctx}
     return tornado.web.Application(
         [

@@ -11,6 +11,8 @@ import logging
 from typing import Any
 
 from engine.book.errors import GavelError
+from persistence.faults import dependency_fault as dependency_fault  # re-exported: one definition
+from persistence.faults import describe_fault as describe_fault
 
 log = logging.getLogger("gavel.gateway")
 
@@ -110,6 +112,13 @@ def code_for_status(status: int) -> str:
     if status in CODE_BY_STATUS:
         return CODE_BY_STATUS[status]
     return "INTERNAL" if status >= 500 else "BAD_REQUEST"
+
+
+# -- dependency faults (persistence/faults.py says what they are) -------------------------------------
+UNAVAILABLE_MESSAGE = "a backing service is unavailable; try again"
+# Seconds a client is told to wait (Retry-After) after a 503 UNAVAILABLE: about one dependency
+# timeout, long enough not to hammer a recovering MongoDB, short enough for a person to retry.
+RETRY_AFTER_SECONDS = 3
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

@@ -16,19 +16,21 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 import orjson
-import redis
 import tornado.web
-from pymongo.errors import ConnectionFailure
 
 from engine.book.errors import GavelError, NotFound
 from gateway.context import AppContext
 from gateway.errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
     Forbidden,
     InvalidJson,
     PayloadTooLarge,
     Unauthorized,
     ValidationFailed,
     code_for_status,
+    dependency_fault,
+    describe_fault,
     error_body,
     status_for,
 )
@@ -42,6 +44,9 @@ MAX_BODY_BYTES = 64 * 1024
 # Bodies up to this size are read and dropped so the client reliably receives the 413 answer;
 # anything declared larger is refused before reading (the connection is then closed).
 DRAIN_BODY_BYTES = 1024 * 1024
+# A chunked body (no declared size) is drained this far; the body timeout (HEADER_TIMEOUT) bounds
+# how long that may take.
+CHUNKED_DRAIN_BYTES = 8 * 1024 * 1024
 MAX_SAFE_INT = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER: ids and fen survive a JS client
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -215,6 +220,8 @@ class JsonHandler(tornado.web.RequestHandler):
         self.ctx = ctx
         self._body = bytearray()
         self._body_too_large = False
+        self._chunked = False
+        self._received = 0
 
     def set_default_headers(self) -> None:
         # A caller's request id (if sane) is kept so one request can be followed across services.
@@ -230,12 +237,22 @@ class JsonHandler(tornado.web.RequestHandler):
         declared = self.request.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > DRAIN_BODY_BYTES:
             raise PayloadTooLarge(f"the body must not exceed {MAX_BODY_BYTES} bytes")
+        # A chunked body says its size only by arriving: it is read and dropped up to
+        # CHUNKED_DRAIN_BYTES and answered 413 at its end; past that, 413 at once and the
+        # connection is closed, as for a sized one (Tornado's own limit would answer a bare 400).
+        self._chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+        self._received = 0
         connection = self.request.connection
         set_max_body_size = getattr(connection, "set_max_body_size", None)
         if set_max_body_size is not None:
-            set_max_body_size(DRAIN_BODY_BYTES)
+            set_max_body_size(2 * CHUNKED_DRAIN_BYTES if self._chunked else DRAIN_BODY_BYTES)
 
     def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._chunked and self._received > CHUNKED_DRAIN_BYTES and not self._finished:
+            error = PayloadTooLarge(f"the body must not exceed {MAX_BODY_BYTES} bytes")
+            self.send_error(413, exc_info=(PayloadTooLarge, error, None))
+            return
         if self._body_too_large:
             return
         if len(self._body) + len(chunk) > MAX_BODY_BYTES:
@@ -275,8 +292,8 @@ class JsonHandler(tornado.web.RequestHandler):
             status = error.status_code
             code = code_for_status(status)
             message = error.reason or http.client.responses.get(status, "error")
-        elif isinstance(error, ConnectionFailure | redis.ConnectionError | redis.TimeoutError):
-            status, code, message = 503, "UNAVAILABLE", "a backing service is unavailable; try again"
+        elif dependency_fault(error):
+            status, code, message = 503, "UNAVAILABLE", UNAVAILABLE_MESSAGE
         else:
             status = status_code if 400 <= status_code < 600 else 500
             code = code_for_status(status)
@@ -288,6 +305,8 @@ class JsonHandler(tornado.web.RequestHandler):
         if isinstance(retry_after, int):  # a rate limit that knows when it lifts (gateway/signin.py)
             self.set_header("Retry-After", str(retry_after))
             body["error"]["retry_after_s"] = retry_after
+        elif status == 503:
+            self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
         self.finish(orjson.dumps(body))
 
     def log_exception(
@@ -298,6 +317,10 @@ class JsonHandler(tornado.web.RequestHandler):
     ) -> None:
         if isinstance(value, GavelError):
             log.debug("%s refused: %s %s", self._request_summary(), value.code, value.message)
+            return
+        if dependency_fault(value):
+            # An outage is one line per request, not a traceback each: the cause is not in our code.
+            log.warning("%s unavailable: %s", self._request_summary(), describe_fault(value))
             return
         super().log_exception(typ, value, tb)
 
@@ -364,8 +387,9 @@ class NotFoundHandler(JsonHandler):
 
 
 class HealthHandler(JsonHandler):
+    """Liveness: 200 whenever the process answers at all. What it depends on (the engine, MongoDB,
+    Redis) is readiness, `/readyz` (gateway/health.py): a process whose dependency is down must
+    not be restarted for it, nor a gateway taken out because an engine is."""
+
     def get(self) -> None:
-        if not self.ctx.engine.running:
-            self.reply(error_body("UNAVAILABLE", "the engine is not running"), 503)
-            return
         self.reply({"ok": True})

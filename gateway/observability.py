@@ -1,19 +1,21 @@
 """Health, readiness and Prometheus metrics (text exposition format, no dependency).
 
-`/healthz` says the process is alive; `/readyz` says it can serve (engine running, MongoDB and
-Redis answering); `/metrics` is scraped by Prometheus.
+`/metrics` is scraped by Prometheus; `/healthz` and `/readyz` are in gateway/http.py and
+gateway/health.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import time
+import hmac
+import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import orjson
+import tornado.httputil
 import tornado.web
 
 if TYPE_CHECKING:
@@ -123,11 +125,43 @@ def install_gauges(ctx: AppContext, metrics: Metrics) -> None:
         metrics.gauge("gavel_pubsub_pending_frames", "Frames waiting for Redis PUBLISH.", lambda: bus.pending)
 
 
+def metrics_refusal(
+    request: tornado.httputil.HTTPServerRequest, token: str | None
+) -> tuple[int, str, str] | None:
+    """Why `/metrics` is not for this request (status, code, message), or None.
+
+    With METRICS_TOKEN: `Authorization: Bearer <token>`, compared in constant time. Without it:
+    loopback clients only; `remote_ip` is the client a trusted proxy named (gateway/edge.py), and
+    a request that carries X-Forwarded-For from an untrusted local proxy is not a local client.
+    """
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return None
+        return 401, "UNAUTHORIZED", "send Authorization: Bearer <METRICS_TOKEN>"
+    try:
+        loopback = ipaddress.ip_address(request.remote_ip or "").is_loopback
+    except ValueError:
+        loopback = False
+    if loopback and "X-Forwarded-For" not in request.headers:
+        return None
+    return 404, "NOT_FOUND", "no such endpoint: /metrics"
+
+
 class MetricsHandler(tornado.web.RequestHandler):
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
     async def get(self) -> None:
+        refusal = metrics_refusal(self.request, self.ctx.options.get("metrics_token"))
+        if refusal is not None:
+            status, code, message = refusal
+            self.set_status(status)
+            self.set_header("Content-Type", "application/json")
+            if status == 401:
+                self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
+            self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
+            return
         metrics: Metrics = self.ctx.options["metrics"]
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.write(metrics.exposition())
@@ -143,29 +177,3 @@ class MetricsHandler(tornado.web.RequestHandler):
             "# TYPE gavel_settlement_backlog gauge\n"
             f"gavel_settlement_backlog {backlog}\n"
         )
-
-
-class ReadyHandler(tornado.web.RequestHandler):
-    """200 only when the engine runs and MongoDB and Redis answer within a second."""
-
-    def initialize(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-
-    async def get(self) -> None:
-        checks: dict[str, bool] = {"engine": self.ctx.engine.running}
-        checks["mongodb"] = await _answers(self.ctx.db.command("ping"))
-        checks["redis"] = await _answers(self.ctx.redis.ping())
-        ready = all(checks.values())
-        self.set_status(200 if ready else 503)
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.write(orjson.dumps({"ready": ready, "checks": checks}))
-
-
-async def _answers(awaitable: object) -> bool:
-    started = time.monotonic()
-    try:
-        await asyncio.wait_for(awaitable, 1.0)  # type: ignore[arg-type]
-    except Exception:
-        return False
-    return time.monotonic() - started < 1.0

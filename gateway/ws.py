@@ -25,6 +25,12 @@ from engine.book.events import LotClosed, LotExtended, LotStateChanged, Outbid, 
 from engine.book.states import LotState
 from engine.commands import Outcome, PlaceBid, SetMaxBid
 from engine.engine import CommittedBatch
+from gateway.errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
+    dependency_fault,
+    describe_fault,
+)
 from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
 from gateway.wire import FastProtocol13, TransportStream
 
@@ -44,7 +50,10 @@ SLOW_CONSUMER_GRACE_S = 10.0
 BIDS_PER_SECOND = 20  # ctx.options["bids_per_second"] / ["bid_burst"] override both (benchmarks)
 BID_BURST = 40
 # Open sockets per client address; a phone needs one or two, a NAT'd office a few dozen.
+# run.py sets ctx.options["ws_connections_per_ip"] to MAX_CONNECTIONS_PER_IP.
 CONNECTIONS_PER_IP = 64
+# Open sockets per signed-in user (ctx.options["websockets_per_user"], WEBSOCKETS_PER_USER).
+WEBSOCKETS_PER_USER = 16
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -118,7 +127,10 @@ class Hub:
         self.by_session: dict[int, set[BidderSocket]] = defaultdict(set)
         self.by_user: dict[int, set[BidderSocket]] = defaultdict(set)
         self.sockets: set[BidderSocket] = set()
-        self.by_ip: dict[str, int] = defaultdict(int)
+        # Places taken per address and per user, from the upgrade request on (before anything is
+        # awaited, so concurrent upgrades cannot all pass one check) until the socket has closed.
+        self.by_ip: dict[str, int] = {}
+        self.user_places: dict[int, int] = {}
         # Bid rate limits are per user, not per socket: more sockets must not buy more bids.
         self.buckets: dict[int, TokenBucket] = {}
         self._prices: dict[int, tuple[PriceChanged, int]] = {}
@@ -137,18 +149,29 @@ class Hub:
             if not members:
                 del self.by_session[session_id]
 
+    def reserve(self, places: dict[Any, int], key: Any, limit: int) -> bool:
+        """Take one of `limit` places for `key` (an address in by_ip, a user in user_places);
+        check and take in one step, with no await in between."""
+        taken = places.get(key, 0)
+        if taken >= limit:
+            return False
+        places[key] = taken + 1
+        return True
+
+    def release(self, places: dict[Any, int], key: Any) -> None:
+        left = places.get(key, 0) - 1
+        if left > 0:
+            places[key] = left
+        else:
+            places.pop(key, None)
+
     def connected(self, socket: BidderSocket) -> None:
         self.sockets.add(socket)
-        self.by_ip[socket.remote_ip] += 1
         if socket.user_id:
             self.by_user[socket.user_id].add(socket)
 
     def disconnected(self, socket: BidderSocket) -> None:
-        if socket in self.sockets:
-            self.sockets.discard(socket)
-            self.by_ip[socket.remote_ip] -= 1
-            if self.by_ip[socket.remote_ip] <= 0:
-                del self.by_ip[socket.remote_ip]
+        self.sockets.discard(socket)
         for session_id in list(socket.subscriptions):
             self.leave(socket, session_id)
         sockets = self.by_user.get(socket.user_id)
@@ -328,6 +351,10 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         fast = self.ctx.options.get("ws_fast_read", True)
         if not fast or type(protocol) is not tornado.websocket.WebSocketProtocol13:
             return protocol
+        # A TLS socket cannot change hands: its session state lives in the SSLSocket object, and
+        # the transport would read the raw records. WSS keeps Tornado's read loop.
+        if isinstance(getattr(self.request.connection, "stream", None), tornado.iostream.SSLIOStream):
+            return protocol
         return FastProtocol13(self, False, protocol.params)
 
     def check_origin(self, origin: str) -> bool:
@@ -336,36 +363,48 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         self.remote_ip = self.request.remote_ip or ""
-        limit = self.ctx.options.get("ws_connections_per_ip", CONNECTIONS_PER_IP)
-        if self.ctx.hub.by_ip.get(self.remote_ip, 0) >= limit:
-            self.set_status(429)
-            self.set_header("Content-Type", "application/json")
-            self.finish(
-                orjson.dumps(
-                    {
-                        "error": {
-                            "code": "TOO_MANY_CONNECTIONS",
-                            "message": f"at most {limit} sockets per address",
-                        }
-                    }
-                )
-            )
+        hub = self.ctx.hub
+        options = self.ctx.options
+        limit = options.get("ws_connections_per_ip", CONNECTIONS_PER_IP)
+        if not hub.reserve(hub.by_ip, self.remote_ip, limit):
+            self._refuse(429, "TOO_MANY_CONNECTIONS", f"at most {limit} connections per address")
             return
-        token = self.get_query_argument("token", None)
-        header = self.request.headers.get("Authorization", "")
-        if not token and header.startswith("Bearer "):
-            token = header[len("Bearer ") :].strip()
-        if token:
-            user = await self.ctx.accounts.user_for_token(token)
-            if user is None:
-                self.set_status(401)
-                self.set_header("Content-Type", "application/json")
-                self.finish(
-                    orjson.dumps({"error": {"code": "UNAUTHORIZED", "message": "invalid or revoked token"}})
-                )
-                return
-            self.user_id = user.user_id
-        await super().get(*args, **kwargs)
+        user_place = False
+        try:  # the places are held while the socket lives: super().get() returns when it closes
+            token = self.get_query_argument("token", None)
+            header = self.request.headers.get("Authorization", "")
+            if not token and header.startswith("Bearer "):
+                token = header[len("Bearer ") :].strip()
+            if token:
+                try:
+                    user = await self.ctx.accounts.user_for_token(token)
+                except Exception as error:
+                    if not dependency_fault(error):
+                        raise
+                    # MongoDB did not answer within the bound: refuse the upgrade like a REST call.
+                    log.warning("websocket upgrade unavailable: %s", describe_fault(error))
+                    self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+                    self._refuse(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE)
+                    return
+                if user is None:
+                    self._refuse(401, "UNAUTHORIZED", "invalid or revoked token")
+                    return
+                per_user = options.get("websockets_per_user", WEBSOCKETS_PER_USER)
+                if not hub.reserve(hub.user_places, user.user_id, per_user):
+                    self._refuse(429, "TOO_MANY_CONNECTIONS", f"at most {per_user} sockets per user")
+                    return
+                user_place = True
+                self.user_id = user.user_id
+            await super().get(*args, **kwargs)
+        finally:
+            hub.release(hub.by_ip, self.remote_ip)
+            if user_place:
+                hub.release(hub.user_places, self.user_id)
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)

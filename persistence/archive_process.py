@@ -261,8 +261,16 @@ class ArchiverProcess:
         self._stopping = False
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="archiver-process")
 
-    async def stop(self, flush: bool = True, flush_timeout: float | None = None) -> None:
-        """Close the pipe: the child writes what it holds (up to `flush_timeout` s) and exits."""
+    async def stop(
+        self,
+        flush: bool = True,
+        flush_timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (a kill follows, not a cancellation)
+    ) -> None:
+        """Close the pipe: the child writes what it holds (up to `flush_timeout` s) and exits.
+
+        `timeout`: the most this waits for the child (default `flush_timeout` + 2 s); past it the
+        child is killed (nothing is lost: the next one reads the journal)."""
         supervisor = self._supervisor
         if supervisor is None:
             return
@@ -278,10 +286,11 @@ class ArchiverProcess:
             elif process.stdin is not None:
                 process.stdin.close()
             # The supervisor reads the child's last report, then sees it exit.
-            timeout = (self.flush_timeout if flush_timeout is None else flush_timeout) + 2.0
+            if timeout is None:
+                timeout = (self.flush_timeout if flush_timeout is None else flush_timeout) + 2.0
             done, _ = await asyncio.wait({supervisor}, timeout=timeout)
             if not done:
-                log.error("the archiver process did not stop in %.1f s; killing it", timeout)
+                log.warning("the archiver process did not stop in %.1f s; killing it", timeout)
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
@@ -365,6 +374,7 @@ class _Child:
         )
         self.archived_seq = 0
         self.stop = asyncio.Event()
+        self.parent_gone = False  # the report pipe is closed
 
     def deliver(self, records: Iterable[tuple[int, bytes]]) -> None:
         batch = self.replica.follow(records, events_after=self.archived_seq)
@@ -441,7 +451,14 @@ class _Child:
 
     def report(self) -> tuple[int, int]:
         message = (self.archiver.written_through(self.replica.last_seq), self.archiver.lag)
-        os.write(self.report_fd, _REPORT.pack(*message))
+        if self.parent_gone:
+            return message
+        try:
+            os.write(self.report_fd, _REPORT.pack(*message))
+        except BrokenPipeError:
+            # The parent is gone (killed, or it gave up waiting for us at its stop): nobody reads
+            # progress any more, which is not worth a traceback. What was written is in MongoDB.
+            self.parent_gone = True
         return message
 
     async def report_progress(self) -> None:

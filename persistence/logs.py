@@ -8,6 +8,8 @@ import logging
 import sys
 from typing import Any
 
+from persistence.faults import dependency_fault, describe_fault
+
 __all__ = ["JsonFormatter", "setup_logging"]
 
 
@@ -27,7 +29,13 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD_LOG_KEYS and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            error = record.exc_info[1]
+            if dependency_fault(error):
+                # MongoDB or Redis away: a background loop retrying logs one line a round, not a
+                # traceback a second; the cause is outside this code.
+                entry["error"] = describe_fault(error)
+            else:
+                entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 

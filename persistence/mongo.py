@@ -9,6 +9,7 @@ import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
+import pymongo
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -27,20 +28,36 @@ UTC = datetime.UTC
 LIVE_DEPOSIT_STATUSES = ("pending", "paid")
 
 
-def connect(url: str, *, app_name: str = "gavel") -> Client:
-    """A client for the whole process: aware UTC datetimes, short timeouts so outages surface fast."""
+def connect(url: str, *, app_name: str = "gavel", timeout_ms: int | None = None) -> Client:
+    """A client with aware UTC datetimes.
+
+    `timeout_ms` (the request path's DEPENDENCY_TIMEOUT): every operation, server selection
+    included, gives up after that long with a timeout error, which the gateway answers 503
+    UNAVAILABLE (gateway/errors.py) instead of holding the request for the socket timeout. Without
+    it (background work: snapshots, the write-behind) an operation may wait up to the socket
+    timeout, and server selection up to 5 s.
+    """
+    bounded: dict[str, Any] = {"serverSelectionTimeoutMS": 5_000}
+    if timeout_ms is not None:
+        bounded = {"timeoutMS": timeout_ms, "serverSelectionTimeoutMS": timeout_ms}
     return AsyncMongoClient(
         url,
         tz_aware=True,
         tzinfo=UTC,
         appname=app_name,
-        serverSelectionTimeoutMS=5_000,
-        connectTimeoutMS=5_000,
+        connectTimeoutMS=5_000 if timeout_ms is None else min(5_000, timeout_ms),
         # Long enough for a slow transaction commit, short enough that a hung server is noticed.
         socketTimeoutMS=30_000,
         retryWrites=True,
         retryReads=True,
+        **bounded,
     )
+
+
+def timeout_of(client: Client) -> float | None:
+    """The client's per-operation bound in seconds (timeoutMS), None when unbounded."""
+    timeout = client.options.timeout
+    return float(timeout) if timeout else None
 
 
 async def check_replica_set(client: Client) -> None:
@@ -146,7 +163,14 @@ class Transaction:
         self.session = session
 
     async def run(self, callback: Callable[[Session], Awaitable[T]]) -> T:
-        return await self.session.with_transaction(callback)
+        bound = timeout_of(self.session.client)
+        if bound is None:
+            return await self.session.with_transaction(callback)
+        # With a bounded client each operation is bounded, but with_transaction retries a
+        # transient failure (a stalled or absent server is one) for 120 s: the whole unit, retries
+        # included, gets the one bound instead.
+        with pymongo.timeout(bound):
+            return await self.session.with_transaction(callback)
 
 
 @contextlib.asynccontextmanager

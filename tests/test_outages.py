@@ -1,5 +1,6 @@
-"""MongoDB stopped for 10 s while bidders bid: bidding goes on, and the write-behind stores every
-acknowledged bid once MongoDB is back."""
+"""MongoDB stopped for 10 s while bidders bid: bidding goes on, REST that needs MongoDB answers 503
+UNAVAILABLE within DEPENDENCY_TIMEOUT, and the write-behind stores every acknowledged bid once
+MongoDB is back."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import tornado.httpclient
 import tornado.websocket
 from pymongo import AsyncMongoClient
 
@@ -26,6 +28,7 @@ async def test_bidding_goes_on_through_a_mongodb_outage(tmp_path: Path, redis_ur
     try:
         await asyncio.to_thread(service.start)
         sockets = []
+        tokens = []
         for name in ("alice", "bob"):
             code, answer = await call(
                 "POST",
@@ -33,6 +36,7 @@ async def test_bidding_goes_on_through_a_mongodb_outage(tmp_path: Path, redis_ur
                 {"username": name, "password": f"{name}-demo-pass"},
             )
             assert code == 200, answer
+            tokens.append(answer["token"])
             sockets.append(
                 await tornado.websocket.websocket_connect(
                     f"ws://127.0.0.1:{service.port}/ws?token={answer['token']}"
@@ -63,11 +67,28 @@ async def test_bidding_goes_on_through_a_mongodb_outage(tmp_path: Path, redis_ur
                 next_price = int(frame["next_min"])  # type: ignore[call-overload]
                 await asyncio.sleep(0.1)
 
+        async def probe_rest() -> None:
+            """During the outage: REST that needs MongoDB answers 503 within the bound (3 s, not
+            a 30 s hang), the process stays live, and not ready."""
+            started = time.monotonic()
+            response = await tornado.httpclient.AsyncHTTPClient().fetch(
+                service.base + "/api/v1/me",
+                headers={"Authorization": f"Bearer {tokens[0]}"},
+                raise_error=False,
+            )
+            assert time.monotonic() - started < 10
+            assert response.code == 503, response.body
+            assert json.loads(response.body)["error"]["code"] == "UNAVAILABLE"
+            assert response.headers.get("Retry-After", "").isdigit()
+            assert (await call("GET", service.base + "/healthz"))[0] == 200
+            code, ready = await call("GET", service.base + "/readyz")
+            assert code == 503 and ready["checks"]["mongodb"] is False, ready
+
         await bid_for(1.0)
         port = mongo.port
         await asyncio.to_thread(mongo.stop)
         outage_started = len(accepted)
-        await bid_for(10.0)
+        await asyncio.gather(bid_for(10.0), probe_rest())
         assert len(accepted) - outage_started >= 20, "bids were acknowledged during the outage"
         mongo = start_mongo(tmp_path / "mongo-outage", port=port)
         await bid_for(1.0)

@@ -6,7 +6,8 @@ benchmark settings in `ctx.options`.
 - `GAVEL_BENCH_OPTIONS`: a JSON object merged into `ctx.options` once the service has started
   (before its first connection is read), e.g. `bids_per_second` / `bid_burst` (the per-user bid
   rate limit: the load client's closed-loop bidders bid far faster than 20/s),
-  `ws_connections_per_ip` (thousands of watchers come from 127.0.0.1), `ws_frame_once`.
+  `ws_connections_per_ip` (thousands of watchers come from 127.0.0.1; the edge's own cap is
+  MAX_CONNECTIONS_PER_IP, set by bench_e2e.gavel_env), `ws_frame_once`.
 - `GAVEL_LOOP=asyncio`: run on the standard asyncio loop instead of uvloop.
 - `GAVEL_BENCH_NO_WRITE_BEHIND=1`: a diagnostic, never a way to run Gavel: detach the write-behind
   archiver from the engine, to see what the bids' MongoDB writes cost on this machine (where the

@@ -8,8 +8,9 @@ is unknown is retried as the driver's `with_transaction` does.
 
 import contextlib
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+import pymongo
 from pymongo.errors import OperationFailure, PyMongoError
 
 from engine.settle.model import Conflict
@@ -27,7 +28,7 @@ from engine.settle.uow import (
     UnitOfWorkFactory,
 )
 from persistence.accounts import Accounts
-from persistence.mongo import Client, Database, Session
+from persistence.mongo import Client, Database, Session, timeout_of
 from persistence.settlement.repos import (
     MongoAuctionRecords,
     MongoCoupons,
@@ -61,10 +62,21 @@ class MongoUnitOfWork:
         self.accounts = accounts
         self._session: Session | None = None
         self._committed = False
+        self._deadline: Any = None  # the entered pymongo.timeout(...), when the client is bounded
 
     async def __aenter__(self) -> Self:
-        session = self.client.start_session()
-        await session.start_transaction()
+        # A bounded client (run.py's request path) bounds the whole unit, commit retries included:
+        # MongoDB stalled, it ends in a timeout (503 UNAVAILABLE), not in minutes of retries.
+        bound = timeout_of(self.client)
+        self._deadline = pymongo.timeout(bound) if bound is not None else None
+        if self._deadline is not None:
+            self._deadline.__enter__()
+        try:
+            session = self.client.start_session()
+            await session.start_transaction()
+        except BaseException:
+            self._leave_deadline()
+            raise
         self._session = session
         self._committed = False
         db, s = self.db, session
@@ -93,8 +105,14 @@ class MongoUnitOfWork:
                     await session.abort_transaction()
         finally:
             await session.end_session()
+            self._leave_deadline()
         if isinstance(error, PyMongoError):
             _translate(error)
+
+    def _leave_deadline(self) -> None:
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None:
+            deadline.__exit__(None, None, None)
 
     async def commit(self) -> None:
         session = self._session
@@ -103,7 +121,7 @@ class MongoUnitOfWork:
             try:
                 await session.commit_transaction()
             except PyMongoError as error:
-                if error.has_error_label("UnknownTransactionCommitResult"):
+                if error.has_error_label("UnknownTransactionCommitResult") and not error.timeout:
                     continue
                 _translate(error)
                 raise
@@ -118,7 +136,12 @@ class MongoUnitOfWork:
 
 
 def _translate(error: PyMongoError) -> None:
-    """Raise the port's exception for a MongoDB error a retry may cure; return for the rest."""
+    """Raise the port's exception for a MongoDB error a retry may cure; return for the rest.
+
+    A timeout is not one: the bound (DEPENDENCY_TIMEOUT) ran out, and the caller answers 503
+    UNAVAILABLE (gateway/errors.py) instead of retrying for `TRANSIENT_BUDGET_S`."""
+    if error.timeout:
+        return
     if error.has_error_label("TransientTransactionError"):
         raise Transient(str(error)) from error
     if isinstance(error, OperationFailure) and error.code == _WRITE_CONFLICT:

@@ -21,16 +21,17 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 import tornado.httpclient
-import tornado.httpserver
 import tornado.netutil
 import tornado.simple_httpclient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from composition.settings import Settings
 from engine.book.states import SessionState
 from engine.clock import FakeClock, SystemClock
 from engine.engine import Engine
 from gateway.app import make_app
 from gateway.context import AppContext
+from gateway.edge import EdgeServer, build_edge_server
 from gateway.signin import SigninPolicy
 from gateway.ws import Hub
 from persistence.accounts import Accounts, ScryptParams
@@ -69,6 +70,7 @@ class AppServer:
     engine: Engine
     clock: FakeClock
     http: tornado.simple_httpclient.SimpleAsyncHTTPClient
+    edge: EdgeServer  # its `limits` may be tightened by a test
     _admin_token: str | None = None
 
     async def call(
@@ -231,7 +233,8 @@ async def app_server(
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     port = sock.getsockname()[1]
     ctx.base_url = f"http://127.0.0.1:{port}"
-    server = tornado.httpserver.HTTPServer(make_app(ctx))
+    # The production edge (gateway/edge.py) with the default limits: every test goes through them.
+    server = build_edge_server(make_app(ctx), Settings(), websockets=ctx.hub)
     server.add_sockets([sock])
     http = tornado.simple_httpclient.SimpleAsyncHTTPClient(force_instance=True)
     try:
@@ -242,6 +245,7 @@ async def app_server(
             engine=engine,
             clock=clock,
             http=http,
+            edge=server,
         )
     finally:
         http.close()

@@ -239,6 +239,23 @@ async def test_a_child_whose_parent_dies_writes_what_it_holds_and_exits(
         await assert_archived_once(r, mongo_db)
 
 
+async def test_a_child_whose_parent_is_gone_exits_without_a_traceback(
+    tmp_path: pathlib.Path, mongo_db: Db, mongo_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Both pipes closed, as when the parent was killed: the child's last progress report meets a
+    closed pipe. It says nothing about it (it once printed a BrokenPipeError traceback)."""
+    async with open_rig(tmp_path, mongo_db, mongo_url) as r:
+        process = r.archiver._process
+        assert process is not None and process.stdin is not None
+        await bid_burst(r.engine)
+        r.archiver._stopping = True  # no restart: this parent is "dead" from now on
+        transport: Any = process._transport  # type: ignore[attr-defined]
+        transport.get_pipe_transport(1).close()  # the reports' read end
+        process.stdin.close()
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert "Traceback" not in capfd.readouterr().err
+
+
 async def test_ctrl_c_to_the_process_group_leaves_the_child_to_its_parent(
     tmp_path: pathlib.Path, mongo_db: Db, mongo_url: str
 ) -> None:
