@@ -33,7 +33,7 @@ run: $(STAMP) $(COMPILED)
 
 # One engine and two gateways (ports 8000, 8001), supervised; docs/scaling.md.
 cluster: $(STAMP) $(COMPILED)
-	$(PY) cluster.py $(ARGS)
+	$(PY) run_cluster.py $(ARGS)
 
 # The admin UI's browser tests drive Debian's chromium (Playwright's own browser download is not
 # used); CI runs as root on a fresh machine. The CJK font makes the back office's labels readable.

@@ -1,6 +1,6 @@
 """Gavel scaled out on one machine: one or more engines and several gateways, supervised.
 
-    python cluster.py [--engines 1] [--gateways 2] [--port 8000]      (or: make cluster)
+    python run_cluster.py [--engines 1] [--gateways 2] [--port 8000]      (or: make cluster)
 
 A development and demonstration launcher, and the supervisor that production leaves to systemd or
 Kubernetes: it starts the embedded MongoDB and Redis once under `DATA_DIR` (unless `MONGODB_URL` /
@@ -11,6 +11,9 @@ snapshot. While an engine is down its sessions answer `UNAVAILABLE`; gateways ke
 rest. Ctrl-C (or SIGTERM) stops the gateways, then the engines (journal flushed, snapshot written),
 then the embedded servers. Put any load balancer in front of the gateway ports; see
 docs/scaling.md.
+
+This is the launcher (processes on one machine); `persistence/cluster.py` is what those processes
+speak to each other through Redis (registry, leases, the engine's command and journal streams).
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ def show_banner(kids: list[Child], wait_s: float = 60.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cluster.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="run_cluster.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", type=int, default=1)
     parser.add_argument("--gateways", type=int, default=2)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))

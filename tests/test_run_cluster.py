@@ -1,4 +1,4 @@
-"""cluster.py as a user runs it: an engine and two gateways, and an engine that dies comes back."""
+"""run_cluster.py as a user runs it: an engine and two gateways, and an engine that dies comes back."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def engine_pid(port: int) -> int:
 def start_launcher(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "cluster.py", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "run_cluster.py", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 
