@@ -24,18 +24,18 @@ import pymongo.errors
 import tornado.httpclient
 import uvloop
 
+from composition.bootstrap import build_context, build_payments
 from composition.settings import Settings, SettingsError, parse_settings, production_problems
 from engine.clock import SystemClock
 from engine.engine import Engine
-from engine.settle.ports import PaymentRouter
 from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
 from gateway.edge import build_edge_server, raise_open_file_limit
-from gateway.rest_orders import build_settlement, start_settlement
+from gateway.observability import metrics_of
+from gateway.rest_orders import start_settlement
 from gateway.rest_shop import start_shop
-from gateway.signin import SigninPolicy
-from gateway.ws import Hub
-from payments.config import PaymentsConfig, build_provider, key_problem
+from gateway.ws import BidderSocket, Hub
+from payments.config import PaymentsConfig, key_problem
 from persistence import mongo, redis_client
 from persistence.accounts import Accounts
 from persistence.archive import BidArchiver
@@ -53,7 +53,6 @@ from persistence.embedded import Services
 from persistence.logs import setup_logging
 from persistence.redis_bus import PriceBus
 from persistence.snapshots import MongoSnapshotSink
-from shop.service import ShopService
 
 log = logging.getLogger("gavel")
 
@@ -93,23 +92,6 @@ async def ensure_admin_account(accounts: Accounts, db: Any, password: str | None
     generated = secrets.token_urlsafe(12)
     await accounts.ensure_admin(generated)
     return generated
-
-
-def signin_options(config: Settings) -> dict[str, Any]:
-    """What the sign-in side reads from `ctx.options`: the throttle's policy (gateway/signin.py) and
-    COOKIE_SECRET, which signs the admin UI's cookies (admin/base.py; derived when unset)."""
-    options: dict[str, Any] = {
-        "signin_policy": SigninPolicy(
-            failures_per_account_address=config.login_failures_per_account_address,
-            failures_per_address=config.login_failures_per_address,
-            failures_per_account=config.login_failures_per_account,
-            backoff_max_ms=config.login_backoff_max_ms,
-            registrations_per_address=config.registrations_per_address,
-        )
-    }
-    if config.cookie_secret:
-        options["cookie_secret"] = config.cookie_secret
-    return options
 
 
 DEMO_BIDDERS = (("alice", "alice-demo-pass"), ("bob", "bob-demo-pass"))
@@ -159,7 +141,8 @@ async def seed_demo(ctx: AppContext) -> int | None:
 
 async def seed_demo_courses(ctx: AppContext) -> None:
     """Two online courses with price policies, so the shop has something to sell on first start."""
-    shop: ShopService = ctx.options["shop"]
+    shop = ctx.shop
+    assert shop is not None  # built by start_shop before the demo is seeded
     top = await shop.create_category("Programming", None)
     sub = await shop.create_category("Python", int(top["_id"]))
     courses = (
@@ -188,6 +171,10 @@ async def seed_demo_courses(ctx: AppContext) -> None:
 
 class Service:
     """Everything that runs: built in `start`, torn down in reverse in `stop`."""
+
+    # The websocket side's classes; benchmarks/e2e/gavel_server.py runs its variants through these.
+    hub_type: type[Hub] = Hub
+    socket_type: type[BidderSocket] = BidderSocket
 
     def __init__(self, config: Settings, services: Services) -> None:
         self.config = config
@@ -264,14 +251,14 @@ class Service:
                 await self.node.acquire()  # before the journal is touched: never two owners
         self.engine = engine
 
-        self.ctx = AppContext(
-            engine=engine,  # type: ignore[arg-type]  # a RemoteEngine offers the same surface
+        self.ctx = build_context(
+            config,
+            engine=engine,
             client=self.client,
             db=self.db,
-            redis=self.redis,
+            redis_client=self.redis,
             accounts=accounts,
             pseudonym_secret=await load_shared_secret(self.db, data_dir / "secret.key"),
-            base_url=config.base_url,
         )
         self.bus: PriceBus | None = None
         if self.archiver is not None:
@@ -281,18 +268,8 @@ class Service:
             if not await self.remote.wait_for_engine(30.0):
                 log.warning("no engine is alive yet; sessions answer UNAVAILABLE until one is")
 
-        self.ctx.options["role"] = config.role  # what /readyz checks (gateway/health.py)
-        self.ctx.options["media_dir"] = data_dir / "media"
-        self.ctx.options.update(signin_options(config))
-        self.ctx.options["order_deadline_ms"] = config.order_deadline_ms
-        # Unpaid shop orders are released after SHOP_PENDING_TIMEOUT (seconds, at least one).
-        self.ctx.options["shop_pending_timeout_seconds"] = max(1, config.shop_pending_timeout_ms // 1000)
         self.http_client = tornado.httpclient.AsyncHTTPClient()
-        self.payment_router = PaymentRouter()
-        self.provider = build_provider(
-            self.ctx, PaymentsConfig.from_settings(config), self.payment_router, self.http_client
-        )
-        build_settlement(self.ctx, deadline_ms=config.order_deadline_ms)
+        self.provider, _settlement = build_payments(self.ctx, config, self.http_client)
         self.demo_session = None
         if config.role == "engine":
             self.hub = None
@@ -302,15 +279,15 @@ class Service:
             if config.role == "all":
                 # Other processes of the same role may serve the same sessions' sockets.
                 self.bus = PriceBus(self.redis, origin=f"gw-{os.getpid()}-{secrets.token_hex(3)}")
-                self.ctx.options["price_bus"] = self.bus
+                self.ctx.price_bus = self.bus
                 hub_publish = self.bus.publish
                 self.bus.start()
-            self.hub = Hub(self.ctx, publish=hub_publish)
+            self.hub = self.hub_type(self.ctx, publish=hub_publish)
             self.ctx.hub = self.hub
             engine.listeners.append(self.hub.on_batch)
             await self.ctx.catalog.resubmit_unsynced()
             await reregister_paid(engine, self.db)  # type: ignore[arg-type]
-            self.app = make_app(self.ctx)
+            self.app = make_app(self.ctx, websocket=self.socket_type)
             self.background += await start_shop(self.ctx)
             if config.role == "all":
                 self.background += await start_settlement(self.ctx)
@@ -326,7 +303,7 @@ class Service:
                 )
             self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
         if self.archiver is not None:
-            self.local_engine.commit_observer = self.ctx.options["metrics"].committed
+            self.local_engine.commit_observer = metrics_of(self.ctx).committed
         # The cyclic collector stops the loop, and so every websocket, while it runs. What start-up
         # built (the recovered book, modules, caches) lives as long as the process: frozen, it is
         # out of the collector's reach. Fewer, later collections after that: almost everything
@@ -335,10 +312,6 @@ class Service:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        # The edge's limits the handlers apply (gateway/ws.py, gateway/observability.py).
-        self.ctx.options["metrics_token"] = config.metrics_token
-        self.ctx.options["ws_connections_per_ip"] = config.max_connections_per_ip
-        self.ctx.options["websockets_per_user"] = config.websockets_per_user
         self.server = build_edge_server(self.app, config, websockets=self.hub)
         self.server.listen(config.port, config.host)
         if self.archiver is not None:
@@ -350,7 +323,7 @@ class Service:
         archived_seq = await archiver.load_archived_seq()
         # A snapshot lets the journal before it go: only once the archive holds all of it.
         engine.before_snapshot = archiver.wait_caught_up
-        self.ctx.options["archiver"] = archiver
+        self.ctx.archiver = archiver
         started = time.perf_counter()
         if isinstance(archiver, BidArchiver):
             engine.listeners.append(archiver.on_batch)

@@ -1,9 +1,10 @@
 """The admin web UI (运营中心), served under /admin; uploaded media under /media.
 
-`gateway/app.py` adds `admin.routes(ctx)` to its route list. Options read from `ctx.options`:
+`gateway/app.py` adds `admin.routes(ctx)` to its route list. Read from the context:
 `media_dir` (where uploads are kept; DATA_DIR/media in production), `cookie_secret` (signs the
-admin cookies; derived from the pseudonym secret when absent), `media_max_bytes` (default 5 MiB),
-sign-in limits are gateway/signin.py's, shared with the JSON login. See docs/admin.md.
+admin cookies; derived from the pseudonym secret when COOKIE_SECRET is unset), `media_max_bytes`
+(default 5 MiB); sign-in limits are gateway/signin.py's, shared with the JSON login. See
+docs/admin.md.
 """
 
 from __future__ import annotations
@@ -22,10 +23,7 @@ def routes(ctx: AppContext) -> list[tornado.routing.Rule]:
     from admin import account, auth, catalog, money, pages, shop
     from admin.base import STATIC_DIR, AdminHandler, AdminServices, AdminStaticHandler
 
-    # One per context (kept in ctx.options, as settlement keeps its own), so tests and tools find it.
-    services = ctx.options.get("admin_services")
-    if not isinstance(services, AdminServices):
-        services = ctx.options["admin_services"] = AdminServices(ctx)
+    services = AdminServices(ctx)
     args = {"ctx": ctx, "admin": services}
     handlers: list[tuple[str, type[AdminHandler]]] = [
         (r"/admin/login", auth.LoginHandler),

@@ -4,7 +4,8 @@ Settlement (`persistence.settlement.MongoSettlement`: the handlers of `engine.se
 MongoDB; the worker in `engine.settle.worker`) and the shop (`shop.service.ShopService`, built on
 MongoDB by `persistence.shop.mongo_shop`) are their own packages. The admin never writes their
 collections directly: writes go through those services (the
-one the composition root built, from `ctx.options`, else a private instance over the same database).
+one the composition root built, `ctx.settlement` / `ctx.shop`, else a private instance over the same
+database).
 Reads that need no service read the collections.
 Balances only move through `Accounts.credit`. If a service cannot be imported, its pages still list
 what is in MongoDB and its buttons answer UNAVAILABLE.
@@ -43,11 +44,7 @@ class BackOffice:
     # -- settlement ----------------------------------------------------------------------------------
     def settlement(self) -> Any:
         """The composition root's `gateway.rest_orders.Settlement`, if it built one."""
-        try:
-            from gateway.rest_orders import SETTLEMENT_KEY
-        except Exception:  # the module is being written; never let it break the admin
-            return None
-        return self.ctx.options.get(SETTLEMENT_KEY)
+        return self.ctx.settlement
 
     def settlement_store(self) -> Any:
         settlement = self.settlement()
@@ -104,13 +101,11 @@ class BackOffice:
     def shop(self) -> Any:
         try:
             from persistence.shop import mongo_shop
-            from shop.service import ShopService
         except Exception as error:
             log.warning("shop unavailable: %s", error)
             raise ServiceUnavailable("the course shop service is not available") from None
-        found = self.ctx.options.get("shop")
-        if isinstance(found, ShopService):
-            return found
+        if self.ctx.shop is not None:
+            return self.ctx.shop
         if self._shop is None:
             self._shop = mongo_shop(
                 self.ctx.client, self.ctx.db, self.ctx.redis, self.ctx.accounts, _NoProvider()

@@ -18,7 +18,6 @@ import dataclasses
 import datetime
 import decimal
 import hashlib
-import hmac
 import http.client
 import logging
 import re
@@ -86,28 +85,18 @@ class AdminServices:
         self.ctx = ctx
         self.audit = AuditLog(ctx.db)
         self._media: MediaStore | None = None
-        secret = ctx.options.get("cookie_secret")
-        if secret:
-            self.cookie_secret: bytes = secret if isinstance(secret, bytes) else str(secret).encode()
-        else:
-            # Derived, so it is as secret and as stable as the pseudonym secret, yet a different key.
-            self.cookie_secret = (
-                hmac.new(ctx.pseudonym_secret, b"gavel admin cookie secret v1", hashlib.sha256)
-                .hexdigest()
-                .encode()
-            )
+        # COOKIE_SECRET, or derived from the pseudonym secret (gateway/context.py).
+        self.cookie_secret: bytes = ctx.cookie_secret
 
     @property
     def media(self) -> MediaStore:
-        """The media store, rooted at `ctx.options["media_dir"]` (read at first use)."""
+        """The media store, rooted at `ctx.media_dir` (read at first use)."""
         if self._media is None:
-            root = self.ctx.options.get("media_dir")
-            if not root:
-                root = tempfile.mkdtemp(prefix="gavel-media-")
-                log.warning("ctx.options['media_dir'] is not set; uploads go to %s and are not kept", root)
-                self.ctx.options["media_dir"] = root
-            max_bytes = int(self.ctx.options.get("media_max_bytes", 5 * 1024 * 1024))
-            self._media = MediaStore(Path(root), max_bytes=max_bytes)
+            root = self.ctx.media_dir
+            if root is None:
+                root = self.ctx.media_dir = Path(tempfile.mkdtemp(prefix="gavel-media-"))
+                log.warning("ctx.media_dir is not set; uploads go to %s and are not kept", root)
+            self._media = MediaStore(Path(root), max_bytes=self.ctx.media_max_bytes)
         return self._media
 
     def media_url(self, path: str) -> str:

@@ -72,13 +72,13 @@ GAVELS: dict[str, dict[str, str]] = {
     "gavel": {},
     "gavel_nofsync": {"JOURNAL_FSYNC": "0"},
     "gavel_asyncio": {"GAVEL_LOOP": "asyncio"},
-    "gavel_write_message": {"GAVEL_BENCH_OPTIONS": json.dumps({**UNLIMITED, "ws_frame_once": False})},
+    "gavel_write_message": {"GAVEL_BENCH_VARIANT": "write_message"},
     # Frames read by Tornado's IOStream loop instead of the asyncio transport (gateway/wire.py).
-    "gavel_tornado_read": {"GAVEL_BENCH_OPTIONS": json.dumps({**UNLIMITED, "ws_fast_read": False})},
+    "gavel_tornado_read": {"GAVEL_BENCH_VARIANT": "tornado_read"},
     # The write-behind on the engine's own loop instead of its own process (persistence/archive_process.py).
     "gavel_inline_archiver": {"ARCHIVER": "inline"},
     # A diagnostic (bids are not archived to MongoDB): what the write-behind costs on this machine.
-    "gavel_no_write_behind": {"GAVEL_BENCH_NO_WRITE_BEHIND": "1", "ARCHIVER": "inline"},
+    "gavel_no_write_behind": {"GAVEL_BENCH_VARIANT": "no_write_behind", "ARCHIVER": "inline"},
 }
 DEFAULT_CHART = ROOT / "docs" / "performance" / "e2e.png"
 QUICK_CHART = ROOT / "benchmarks" / "out" / "e2e-quick.png"  # benchmarks/out/ is not committed
@@ -170,7 +170,7 @@ def gavel_env(mongo_url: str, redis_url: str, database: str, **settings: str) ->
         LOG_LEVEL="WARNING",
         REGISTRATIONS_PER_ADDRESS="1000000",  # every bidder registers from 127.0.0.1
         MAX_CONNECTIONS_PER_IP="10000",
-        GAVEL_BENCH_OPTIONS=json.dumps(UNLIMITED),
+        GAVEL_BENCH_LIMITS=json.dumps(UNLIMITED),
         **settings,
     )
 

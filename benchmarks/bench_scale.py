@@ -3,7 +3,7 @@
 Prints one JSON object. Everything runs on 127.0.0.1 and is started here: embedded MongoDB and
 Redis (once, as `bench_e2e.py` does), then, one after the other, three topologies of child
 processes (`benchmarks/e2e/gavel_server.py`, i.e. `run.py`'s `main()` with the benchmark's
-`ctx.options`: no per-user bid rate limit, no limit of sockets per address):
+limits (`GAVEL_BENCH_LIMITS`): no per-user bid rate limit, no limit of sockets per address):
 
 - `one_gateway`: `ROLE=engine` (ENGINE_ID e1) + one `ROLE=gateway`;
 - `two_gateways`: the same engine + two gateways, the sockets split evenly between them;

@@ -11,7 +11,7 @@ from gateway import rest_admin, rest_auction, rest_auth, rest_deposits
 from gateway.context import AppContext
 from gateway.health import ReadyHandler, readiness_of
 from gateway.http import HealthHandler, NotFoundHandler
-from gateway.observability import Metrics, MetricsHandler, install_gauges
+from gateway.observability import MetricsHandler, metrics_of
 from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
 from gateway.ws import BidderSocket, DemoPageHandler
@@ -22,13 +22,14 @@ STATIC_DIR = pathlib.Path(__file__).parent / "static"
 WEBSOCKET_MAX_MESSAGE_BYTES = 1 << 20
 
 
-def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application:
-    """All routes. With `ctx.options["payment_provider"]` (see payments/config.py) the provider's
+def make_app(
+    ctx: AppContext, *, debug: bool = False, websocket: type[BidderSocket] = BidderSocket
+) -> tornado.web.Application:
+    """All routes. With `ctx.payment_provider` (see payments/config.py) the provider's
     notify/return/status endpoints (and the sandbox's pages, with the sandbox only), the course
-    shop and auction orders (settlement) are served, and deposits are paid through it."""
-    if "metrics" not in ctx.options:
-        ctx.options["metrics"] = Metrics()
-        install_gauges(ctx, ctx.options["metrics"])
+    shop and auction orders (settlement) are served, and deposits are paid through it.
+    `websocket` serves /ws (the benchmarks' variants subclass BidderSocket)."""
+    metrics_of(ctx)  # one registry per process, its gauges installed (gateway/observability.py)
     readiness_of(ctx)  # one cached readiness per process (gateway/health.py)
     args = {"ctx": ctx}
     rest_routes = [
@@ -38,8 +39,8 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
         *rest_admin.ROUTES,
     ]
     provider_routes: list[tornado.routing.URLSpec] = []
-    if ctx.options.get("payment_provider") is not None:
-        router = ctx.options.get("payment_router") or ctx.options["payment_provider"].router
+    if ctx.payment_provider is not None:
+        router = ctx.payment_router or ctx.payment_provider.router
         rest_deposits.register_deposit_payments(ctx, router)
         provider_routes = [
             tornado.web.url(pattern, handler, kwargs)
@@ -51,7 +52,7 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
         tornado.web.url(r"/readyz", ReadyHandler, args),
         tornado.web.url(r"/metrics", MetricsHandler, args),
         *(tornado.web.url(pattern, handler, args) for pattern, handler in rest_routes),
-        tornado.web.url(r"/ws", BidderSocket, args),
+        tornado.web.url(r"/ws", websocket, args),
         tornado.web.url(r"/", DemoPageHandler, args),
     ]
     routes.extend(admin.routes(ctx))  # /admin (its own cookie secret and XSRF checks) and /media
@@ -59,13 +60,13 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
         routes,
         debug=debug,
         # COOKIE_SECRET (or the admin's derived key): any handler's signed cookies use the same key.
-        cookie_secret=ctx.options["admin_services"].cookie_secret,
+        cookie_secret=ctx.cookie_secret,
         # Bearer tokens, not cookies, authorize the JSON API, so there is no cookie to forge.
         xsrf_cookies=False,
         websocket_max_message_size=WEBSOCKET_MAX_MESSAGE_BYTES,
         # Ping idle sockets so dead phones do not pile up.
-        websocket_ping_interval=ctx.options.get("ws_ping_interval", 20),
-        websocket_ping_timeout=ctx.options.get("ws_ping_timeout", 20),
+        websocket_ping_interval=ctx.limits.ws_ping_interval,
+        websocket_ping_timeout=ctx.limits.ws_ping_timeout,
         static_path=str(STATIC_DIR),
         static_url_prefix="/static/",
         default_handler_class=NotFoundHandler,
@@ -78,9 +79,7 @@ def make_app(ctx: AppContext, *, debug: bool = False) -> tornado.web.Application
 
 def make_engine_app(ctx: AppContext) -> tornado.web.Application:
     """An engine process's own port: health, readiness and metrics only (no public API)."""
-    if "metrics" not in ctx.options:
-        ctx.options["metrics"] = Metrics()
-        install_gauges(ctx, ctx.options["metrics"])
+    metrics_of(ctx)
     readiness_of(ctx)
     args = {"ctx": ctx}
     return tornado.web.Application(

@@ -1,10 +1,17 @@
-"""What every handler needs, built once by the composition root (run.py) or a test fixture."""
+"""What every handler needs, built once by the composition root (composition/bootstrap.py) or a
+test fixture: typed fields, no bag of options. The services (`shop`, `settlement`, the payment
+provider, readiness, metrics, the sign-in guard) are set by the bootstrap; the few that a bare test
+application can do without are built on first use by their own module (`signin_guard(ctx)`,
+`readiness_of(ctx)`, `settlement_for(ctx)`) and kept here."""
+
+from __future__ import annotations
 
 import base64
 import dataclasses
 import hashlib
 import hmac
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 from pymongo import AsyncMongoClient
@@ -15,9 +22,49 @@ from engine.engine import Engine
 from persistence.accounts import Accounts
 from persistence.catalog import Catalog
 from persistence.deposits import Deposits
+from shop.model import DEFAULT_CHECKOUT_TTL_SECONDS, DEFAULT_PENDING_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:  # each of these modules imports this one
+    from engine.settle.ports import PaymentRouter
+    from gateway.health import Readiness
+    from gateway.observability import Metrics
+    from gateway.rest_orders import Settlement
+    from gateway.signin import SigninGuard, SigninPolicy
+    from payments.provider import SignedProvider
+    from persistence.archive import BidArchiver
+    from persistence.archive_process import ArchiverProcess
+    from persistence.redis_bus import PriceBus
+    from shop.service import ShopService
 
 PSEUDONYM_PREFIX = "Bidder-"
 PSEUDONYM_CACHE_SIZE = 100_000
+MEDIA_MAX_BYTES = 5 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class Limits:
+    """The per-client limits the handlers apply (the edge's server-wide caps: gateway/edge.py).
+
+    The defaults are production's; run.py sets them from the settings, benchmarks lift them."""
+
+    # Open sockets per client address (MAX_CONNECTIONS_PER_IP); a NAT'd office needs a few dozen.
+    ws_connections_per_ip: int = 64
+    # Open sockets per signed-in user (WEBSOCKETS_PER_USER).
+    websockets_per_user: int = 16
+    # The per-user bid token bucket: a person bids a few times a second at most.
+    bids_per_second: float = 20
+    bid_burst: float = 40
+    # Ping idle sockets (seconds) so dead phones do not pile up.
+    ws_ping_interval: float = 20
+    ws_ping_timeout: float = 20
+    # METRICS_TOKEN: /metrics wants it as a bearer token; without one, loopback clients only.
+    metrics_token: str | None = None
+
+
+def derived_cookie_secret(pseudonym_secret: bytes) -> bytes:
+    """The admin cookies' key when COOKIE_SECRET is unset: as secret and as stable as the pseudonym
+    secret, yet a different key."""
+    return hmac.new(pseudonym_secret, b"gavel admin cookie secret v1", hashlib.sha256).hexdigest().encode()
 
 
 @dataclasses.dataclass
@@ -30,7 +77,26 @@ class AppContext:
     pseudonym_secret: bytes
     hub: Any = None  # gateway.ws.Hub, set once the websocket side is wired
     base_url: str = ""  # public origin, e.g. "https://gavel.example"; used in pay_url links
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    role: str = "all"  # ROLE: what /readyz checks (gateway/health.py)
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    signin_policy: SigninPolicy | None = None  # None: gateway.signin's defaults
+    # COOKIE_SECRET, which signs every signed cookie (the admin UI's); derived when empty.
+    cookie_secret: bytes = b""
+    media_dir: Path | None = None  # uploads (DATA_DIR/media); None: a temporary directory
+    media_max_bytes: int = MEDIA_MAX_BYTES
+    # Unpaid shop orders are released after SHOP_PENDING_TIMEOUT; a checkout quote lives this long.
+    shop_pending_timeout_seconds: int = DEFAULT_PENDING_TIMEOUT_SECONDS
+    shop_checkout_ttl_seconds: int = DEFAULT_CHECKOUT_TTL_SECONDS
+    # Services, set by the composition root (or built on first use where a test can do without).
+    payment_provider: SignedProvider | None = None
+    payment_router: PaymentRouter | None = None
+    shop: ShopService | None = None
+    settlement: Settlement | None = None
+    metrics: Metrics | None = None
+    readiness: Readiness | None = None
+    signin_guard: SigninGuard | None = None
+    archiver: BidArchiver | ArchiverProcess | None = None  # the engine's write-behind (engine roles)
+    price_bus: PriceBus | None = None  # ROLE=all: the Redis fan-out to other processes
     # Built from the fields above; not constructor arguments.
     catalog: Catalog = dataclasses.field(init=False, repr=False)
     deposits: Deposits = dataclasses.field(init=False, repr=False)
@@ -40,6 +106,8 @@ class AppContext:
     def __post_init__(self) -> None:
         if not self.pseudonym_secret:
             raise ValueError("pseudonym_secret must not be empty: pseudonyms would be guessable")
+        if not self.cookie_secret:
+            self.cookie_secret = derived_cookie_secret(self.pseudonym_secret)
         self.catalog = Catalog(self.db, self.engine, self.pseudonym)
         self.deposits = Deposits(self.client, self.db, self.accounts, self.engine)
 

@@ -41,7 +41,7 @@ class Readiness:
 
     @property
     def role(self) -> str:
-        return str(self.ctx.options.get("role", "all"))
+        return self.ctx.role
 
     async def state(self) -> Answer:
         if self._answer is not None and time.monotonic() - self._answered_at < READY_CACHE_SECONDS:
@@ -98,10 +98,9 @@ async def _answers(probe: Callable[[], Awaitable[Any]] | bool) -> bool:
 
 
 def readiness_of(ctx: AppContext) -> Readiness:
-    readiness = ctx.options.get("readiness")
-    if not isinstance(readiness, Readiness):
-        readiness = ctx.options["readiness"] = Readiness(ctx)
-    return readiness
+    if ctx.readiness is None:
+        ctx.readiness = Readiness(ctx)
+    return ctx.readiness
 
 
 class ReadyHandler(tornado.web.RequestHandler):

@@ -101,6 +101,14 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+def metrics_of(ctx: AppContext) -> Metrics:
+    """The process's metrics, made (with their gauges) on first use: one registry per context."""
+    if ctx.metrics is None:
+        ctx.metrics = Metrics()
+        install_gauges(ctx, ctx.metrics)
+    return ctx.metrics
+
+
 def install_gauges(ctx: AppContext, metrics: Metrics) -> None:
     """Gauges every process has: engine queue, sockets, write-behind lag (when wired)."""
     engine = ctx.engine
@@ -110,7 +118,7 @@ def install_gauges(ctx: AppContext, metrics: Metrics) -> None:
     metrics.gauge(
         "gavel_websocket_frames_sent", "Fan-out frames written (total).", lambda: ctx.hub.frames_sent
     )
-    archiver = ctx.options.get("archiver")
+    archiver = ctx.archiver
     if archiver is not None:
         metrics.gauge(
             "gavel_write_behind_lag_events", "Committed events not yet in MongoDB.", lambda: archiver.lag
@@ -120,7 +128,7 @@ def install_gauges(ctx: AppContext, metrics: Metrics) -> None:
             "Journal seqs applied but not yet archived.",
             lambda: engine.last_seq - archiver.archived_seq,
         )
-    bus = ctx.options.get("price_bus")
+    bus = ctx.price_bus
     if bus is not None:
         metrics.gauge("gavel_pubsub_pending_frames", "Frames waiting for Redis PUBLISH.", lambda: bus.pending)
 
@@ -153,7 +161,7 @@ class MetricsHandler(tornado.web.RequestHandler):
         self.ctx = ctx
 
     async def get(self) -> None:
-        refusal = metrics_refusal(self.request, self.ctx.options.get("metrics_token"))
+        refusal = metrics_refusal(self.request, self.ctx.limits.metrics_token)
         if refusal is not None:
             status, code, message = refusal
             self.set_status(status)
@@ -162,7 +170,7 @@ class MetricsHandler(tornado.web.RequestHandler):
                 self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
             self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
             return
-        metrics: Metrics = self.ctx.options["metrics"]
+        metrics = metrics_of(self.ctx)
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.write(metrics.exposition())
         # The settlement backlog lives in MongoDB; a scrape during an outage simply leaves it out.

@@ -49,7 +49,7 @@ class DepositsHandler(JsonHandler):
         session_id = body.integer("session_id", minimum=1, maximum=MAX_SAFE_INT)
         lot_id = body.optional_integer("lot_id", minimum=1, maximum=MAX_SAFE_INT)
         pay_with: PayWith = "balance" if body.one_of("pay_with", PAY_WITH) == "balance" else "provider"
-        provider = self.ctx.options.get("payment_provider")
+        provider = self.ctx.payment_provider
         if pay_with == "provider" and provider is None:
             self.ctx.deposits.amount_due(user.user_id, session_id, lot_id)  # the same refusals first
             raise PaymentUnavailable("paying through the provider is not available; pay from the balance")

@@ -3,7 +3,7 @@ the admin's shipping, completing and clearing of non-payers.
 
 Wiring (the composition root, after `payments.config.build_provider`):
 `app.add_handlers(r".*", order_routes(ctx))` and `background += await start_settlement(ctx)`.
-`build_settlement(ctx, ...)` first when the defaults (provider and router from `ctx.options`,
+`build_settlement(ctx, ...)` first when the defaults (provider and router from the context,
 a 24-hour payment window) do not fit.
 
 Someone else's order answers 404 exactly like a missing one: ids never reveal what exists.
@@ -37,7 +37,6 @@ from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
 from persistence.mongo import Document, iso_from_ms, iso_utc, to_ms
 from persistence.settlement import MongoSettlement, ensure_settlement_indexes
 
-SETTLEMENT_KEY = "settlement"
 MAX_MONEY = 10**13
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
@@ -62,16 +61,16 @@ def build_settlement(
     hook: StepHook | None = None,
     interval_s: float = 1.0,
 ) -> Settlement:
-    """Build the store, the worker and the payment service, and keep them in `ctx.options`.
+    """Build the store, the worker and the payment service, and keep them as `ctx.settlement`.
 
-    `provider` and `router` default to `ctx.options["payment_provider"]` / `["payment_router"]`
+    `provider` and `router` default to `ctx.payment_provider` / `ctx.payment_router`
     (set by `payments.config.build_provider`, which must therefore run first); the `ord-` handler
     is registered with the router when there is one.
     """
     if provider is None:
-        provider = ctx.options.get("payment_provider")
+        provider = ctx.payment_provider
     if router is None:
-        router = ctx.options.get("payment_router")
+        router = ctx.payment_router
     store = MongoSettlement(ctx.client, ctx.db, ctx.accounts)
     worker = SettlementWorker(
         store,
@@ -85,15 +84,12 @@ def build_settlement(
     settlement = Settlement(store, worker, OrderPayments(store, worker, provider))
     if router is not None:
         register_payment_handlers(router, settlement.payments)
-    ctx.options[SETTLEMENT_KEY] = settlement
+    ctx.settlement = settlement
     return settlement
 
 
 def settlement_for(ctx: AppContext) -> Settlement:
-    found = ctx.options.get(SETTLEMENT_KEY)
-    if isinstance(found, Settlement):
-        return found
-    return build_settlement(ctx)
+    return ctx.settlement or build_settlement(ctx)
 
 
 async def start_settlement(ctx: AppContext) -> list[asyncio.Task[None]]:

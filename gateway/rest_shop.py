@@ -1,10 +1,10 @@
 """The course shop over REST: catalogue, cart, checkout and pay, my orders, and admin catalogue writes.
 
-Wiring (run.py or a test): put a `SandboxProvider` or `AlipayAdapter` in
-`ctx.options["payment_provider"]`, then `app.add_handlers(r".*", payment_routes(ctx) + shop_routes(ctx))`;
-`shop_routes` builds the `ShopService` (or takes `ctx.options["shop"]`) and registers its `shop-` payment
-handler on the provider's router. Options read: `shop_pending_timeout_seconds` (default 1800),
-`shop_checkout_ttl_seconds` (default 1800).
+Wiring (composition/bootstrap.py or a test): put a `SandboxProvider` or `AlipayAdapter` in
+`ctx.payment_provider`, then `app.add_handlers(r".*", payment_routes(ctx) + shop_routes(ctx))`;
+`shop_routes` builds the `ShopService` (or takes `ctx.shop`) and registers its `shop-` payment
+handler on the provider's router. Read from the context: `shop_pending_timeout_seconds` and
+`shop_checkout_ttl_seconds` (default 1800 each).
 
 Every error is `{"error": {"code", "message"}}`; the shop's own codes and statuses are in
 gateway/errors.py (the one table of codes and statuses).
@@ -28,8 +28,6 @@ from shop.model import (
     CART_LIMIT,
     COURSE_STATUSES,
     COURSE_TYPES,
-    DEFAULT_CHECKOUT_TTL_SECONDS,
-    DEFAULT_PENDING_TIMEOUT_SECONDS,
     LEVELS,
     MAX_VALID_DAYS,
     SECTION_TYPES,
@@ -56,13 +54,11 @@ def build_shop(ctx: AppContext) -> ShopService:
         ctx.redis,
         ctx.accounts,
         provider,
-        checkout_ttl_seconds=int(ctx.options.get("shop_checkout_ttl_seconds", DEFAULT_CHECKOUT_TTL_SECONDS)),
-        pending_timeout_seconds=int(
-            ctx.options.get("shop_pending_timeout_seconds", DEFAULT_PENDING_TIMEOUT_SECONDS)
-        ),
+        checkout_ttl_seconds=ctx.shop_checkout_ttl_seconds,
+        pending_timeout_seconds=ctx.shop_pending_timeout_seconds,
     )
     provider.router.register("shop", shop.on_paid)
-    ctx.options["shop"] = shop
+    ctx.shop = shop
     return shop
 
 
@@ -72,9 +68,7 @@ async def start_shop(
     """Start-up for run.py, after `shop_routes(ctx)`: indexes, undelivered sandbox notifications,
     and the sweeper that cancels unpaid orders. Cancel the returned tasks (and `await
     provider.aclose()` for the sandbox) at shutdown."""
-    shop = ctx.options.get("shop")
-    if not isinstance(shop, ShopService):
-        shop = build_shop(ctx)
+    shop = ctx.shop or build_shop(ctx)
     await ensure_shop_indexes(ctx.db)
     await ensure_payment_indexes(ctx.db)
     provider = provider_of(ctx)
@@ -91,9 +85,7 @@ async def start_shop(
 
 def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
     """Every shop route as `(pattern, handler, {"ctx": ctx, "shop": shop})`."""
-    shop = ctx.options.get("shop")
-    if not isinstance(shop, ShopService):
-        shop = build_shop(ctx)
+    shop = ctx.shop or build_shop(ctx)
     args = {"ctx": ctx, "shop": shop}
     routes: list[tuple[str, type]] = [
         (r"/api/v1/shop/categories", CategoriesHandler),

@@ -29,12 +29,15 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
 
 from gateway.errors import RateLimited
+
+if TYPE_CHECKING:
+    from gateway.context import AppContext
 
 log = logging.getLogger("gavel.gateway.signin")
 
@@ -303,12 +306,8 @@ def _seconds(ms: int) -> int:
     return max(1, math.ceil(ms / 1000))
 
 
-def signin_guard(ctx: Any) -> SigninGuard:
-    """The application's guard, built on first use from `ctx.options["signin_policy"]`."""
-    guard = ctx.options.get("signin_guard")
-    if not isinstance(guard, SigninGuard):
-        policy = ctx.options.get("signin_policy")
-        guard = ctx.options["signin_guard"] = SigninGuard(
-            ctx.redis, policy if isinstance(policy, SigninPolicy) else SigninPolicy()
-        )
-    return guard
+def signin_guard(ctx: AppContext) -> SigninGuard:
+    """The application's guard, built on first use from `ctx.signin_policy`."""
+    if ctx.signin_guard is None:
+        ctx.signin_guard = SigninGuard(ctx.redis, ctx.signin_policy or SigninPolicy())
+    return ctx.signin_guard

@@ -47,13 +47,6 @@ MAX_SUBSCRIPTIONS = 50
 LAGGING_AFTER_PENDING_WRITES = 64
 # ...and is closed when it stays behind for this long.
 SLOW_CONSUMER_GRACE_S = 10.0
-BIDS_PER_SECOND = 20  # ctx.options["bids_per_second"] / ["bid_burst"] override both (benchmarks)
-BID_BURST = 40
-# Open sockets per client address; a phone needs one or two, a NAT'd office a few dozen.
-# run.py sets ctx.options["ws_connections_per_ip"] to MAX_CONNECTIONS_PER_IP.
-CONNECTIONS_PER_IP = 64
-# Open sockets per signed-in user (ctx.options["websockets_per_user"], WEBSOCKETS_PER_USER).
-WEBSOCKETS_PER_USER = 16
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -187,10 +180,8 @@ class Hub:
                 # Kept across reconnects (a reconnect must not refill it); forget only idle ones.
                 now = time.monotonic()
                 self.buckets = {u: b for u, b in self.buckets.items() if now - b.stamp < 10.0}
-            options = self.ctx.options
-            bucket = self.buckets[user_id] = TokenBucket(
-                options.get("bids_per_second", BIDS_PER_SECOND), options.get("bid_burst", BID_BURST)
-            )
+            limits = self.ctx.limits
+            bucket = self.buckets[user_id] = TokenBucket(limits.bids_per_second, limits.bid_burst)
         return bucket
 
     @property
@@ -282,9 +273,8 @@ class Hub:
                 self.publish(session_id, frame)
         # Frame once: each run of consecutive frames for one session is framed here, once, into one
         # buffer, and those same bytes go to every subscriber in one write (one send() each, see
-        # write_frames). ctx.options["ws_frame_once"] = False: Tornado's write_message per frame
-        # and subscriber, which frames every message again and wraps every write in a task.
-        frame_once = self.ctx.options.get("ws_frame_once", True)
+        # write_frames), instead of Tornado's write_message per frame and subscriber, which frames
+        # every message again and wraps every write in a task.
         start, count = 0, len(frames)
         while start < count:
             session_id = frames[start][0]
@@ -295,10 +285,14 @@ class Hub:
             start = end
             members = self.by_session.get(session_id)
             if members:
-                wire = b"".join(map(text_frame, run)) if frame_once else None
+                wire = self.framed(run)
                 for socket in members:
                     socket.send_many(run, wire)
                 self.frames_sent += len(members) * len(run)
+
+    def framed(self, frames: Sequence[bytes]) -> bytes | None:
+        """The wire bytes of `frames`, built once for every subscriber of a session."""
+        return b"".join(map(text_frame, frames))
 
     def snapshot_frame(self, session_id: int) -> bytes | None:
         book = self.ctx.engine.book
@@ -345,11 +339,10 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         self._frame_once = False  # set in open(): write pre-built frames straight to the stream
 
     def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
-        """Tornado's protocol, reading frames from an asyncio transport once open (gateway.wire);
-        ctx.options["ws_fast_read"] = False keeps Tornado's IOStream read loop (benchmarks)."""
+        """Tornado's protocol, reading frames from an asyncio transport once open (gateway.wire)
+        instead of Tornado's IOStream read loop."""
         protocol = super().get_websocket_protocol()
-        fast = self.ctx.options.get("ws_fast_read", True)
-        if not fast or type(protocol) is not tornado.websocket.WebSocketProtocol13:
+        if type(protocol) is not tornado.websocket.WebSocketProtocol13:
             return protocol
         # A TLS socket cannot change hands: its session state lives in the SSLSocket object, and
         # the transport would read the raw records. WSS keeps Tornado's read loop.
@@ -364,8 +357,8 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         self.remote_ip = self.request.remote_ip or ""
         hub = self.ctx.hub
-        options = self.ctx.options
-        limit = options.get("ws_connections_per_ip", CONNECTIONS_PER_IP)
+        limits = self.ctx.limits
+        limit = limits.ws_connections_per_ip
         if not hub.reserve(hub.by_ip, self.remote_ip, limit):
             self._refuse(429, "TOO_MANY_CONNECTIONS", f"at most {limit} connections per address")
             return
@@ -389,7 +382,7 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
                 if user is None:
                     self._refuse(401, "UNAUTHORIZED", "invalid or revoked token")
                     return
-                per_user = options.get("websockets_per_user", WEBSOCKETS_PER_USER)
+                per_user = limits.websockets_per_user
                 if not hub.reserve(hub.user_places, user.user_id, per_user):
                     self._refuse(429, "TOO_MANY_CONNECTIONS", f"at most {per_user} sockets per user")
                     return
@@ -409,9 +402,7 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
     def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)
         # Pre-built frames are plain (uncompressed) frames: never used if compression was negotiated.
-        self._frame_once = bool(self.ctx.options.get("ws_frame_once", True)) and (
-            getattr(self.ws_connection, "_compressor", None) is None
-        )
+        self._frame_once = getattr(self.ws_connection, "_compressor", None) is None
         hub = self.ctx.hub
         hub.connected(self)
         self.send(orjson.dumps({"type": "hello", "user": bool(self.user_id), "server_time": self._now()}))
@@ -546,7 +537,7 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         received = time.perf_counter()
 
         def reply(outcome: Outcome) -> None:
-            metrics = self.ctx.options.get("metrics")
+            metrics = self.ctx.metrics
             if metrics is not None:
                 metrics.bid_answered(outcome.code, time.perf_counter() - received)
             decision = outcome.decision

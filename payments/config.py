@@ -88,8 +88,8 @@ def build_provider(
     router: PaymentRouter,
     http_client: tornado.httpclient.AsyncHTTPClient,
 ) -> SignedProvider:
-    """The configured provider, stored as `ctx.options["payment_provider"]` (and the router as
-    `ctx.options["payment_router"]`). `ctx.base_url` must be the public origin."""
+    """The configured provider, kept as `ctx.payment_provider` (and the router as
+    `ctx.payment_router`). `ctx.base_url` must be the public origin."""
     base_url = ctx.base_url.rstrip("/")
     provider: SignedProvider
     if config.provider == "alipay":
@@ -116,13 +116,13 @@ def build_provider(
         )
     else:
         raise ValueError(f"unknown payment provider {config.provider!r}")
-    ctx.options["payment_provider"] = provider
-    ctx.options["payment_router"] = router
+    ctx.payment_provider = provider
+    ctx.payment_router = router
     return provider
 
 
 def provider_of(ctx: AppContext) -> SignedProvider:
-    provider = ctx.options.get("payment_provider")
-    if not isinstance(provider, SignedProvider):
-        raise RuntimeError("ctx.options['payment_provider'] must be a SandboxProvider or AlipayAdapter")
+    provider = ctx.payment_provider
+    if provider is None:
+        raise RuntimeError("ctx.payment_provider is not set: build_provider(...) first")
     return provider

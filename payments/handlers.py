@@ -29,7 +29,7 @@ STATUS_PATTERN: Final = "/api/v1/payments/" + TRADE_NO_PATTERN
 def payment_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
     """The notify endpoint, the return page, the status and (sandbox only) the sandbox's pages.
 
-    Needs `ctx.options["payment_provider"]`; add with `app.add_handlers(r".*", payment_routes(ctx))`.
+    Needs `ctx.payment_provider`; add with `app.add_handlers(r".*", payment_routes(ctx))`.
     """
     provider = provider_of(ctx)
     args = {"ctx": ctx, "provider": provider}

@@ -5,6 +5,6 @@
 - `echo_server.py`: the transport limit, a bare Tornado websocket server under uvloop.
 - `redis_lua_server.py`: the peer design, a Tornado gateway over an atomic Redis Lua script and
   Redis PUBLISH.
-- `gavel_server.py`: `run.py`'s `main()` with benchmark settings in `ctx.options`.
+- `gavel_server.py`: `run.py`'s `main()` with benchmark limits and the A/B variants (subclasses).
 - `procstat.py`: CPU seconds of a process from `/proc/<pid>/stat`.
 """

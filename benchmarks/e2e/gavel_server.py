@@ -1,17 +1,21 @@
 """Gavel under test: `python run.py` (its `main()`, same configuration by environment) plus
-benchmark settings in `ctx.options`.
+benchmark limits and the benchmark's A/B variants, which live here, not in product code.
 
-    GAVEL_BENCH_OPTIONS='{"bids_per_second": 1e9}' GAVEL_LOOP=asyncio python -m benchmarks.e2e.gavel_server
+    GAVEL_BENCH_LIMITS='{"bids_per_second": 1e9}' GAVEL_LOOP=asyncio python -m benchmarks.e2e.gavel_server
 
-- `GAVEL_BENCH_OPTIONS`: a JSON object merged into `ctx.options` once the service has started
-  (before its first connection is read), e.g. `bids_per_second` / `bid_burst` (the per-user bid
-  rate limit: the load client's closed-loop bidders bid far faster than 20/s),
-  `ws_connections_per_ip` (thousands of watchers come from 127.0.0.1; the edge's own cap is
-  MAX_CONNECTIONS_PER_IP, set by bench_e2e.gavel_env), `ws_frame_once`.
+- `GAVEL_BENCH_LIMITS`: a JSON object of `gateway.context.Limits` fields set on the context once
+  the service has started (before its first connection is read), e.g. `bids_per_second` /
+  `bid_burst` (the per-user bid rate limit: the load client's closed-loop bidders bid far faster
+  than 20/s), `ws_connections_per_ip` (thousands of watchers come from 127.0.0.1; the edge's own
+  cap is MAX_CONNECTIONS_PER_IP, set by bench_e2e.gavel_env). An unknown name stops start-up.
+- `GAVEL_BENCH_VARIANT`: what the A/B runs compare with the product's way (the subclasses below):
+  `write_message` (Tornado's `write_message` per frame and subscriber instead of framing each
+  broadcast once, `WriteMessageHub` / `WriteMessageSocket`), `tornado_read` (Tornado's IOStream
+  read loop instead of the asyncio transport of gateway/wire.py, `TornadoReadSocket`),
+  `no_write_behind` (a diagnostic, never a way to run Gavel: the write-behind archiver detached
+  from the engine, to see what the bids' MongoDB writes cost on this machine, where the embedded
+  MongoDB shares the two cores with everything else; with ARCHIVER=inline).
 - `GAVEL_LOOP=asyncio`: run on the standard asyncio loop instead of uvloop.
-- `GAVEL_BENCH_NO_WRITE_BEHIND=1`: a diagnostic, never a way to run Gavel: detach the write-behind
-  archiver from the engine, to see what the bids' MongoDB writes cost on this machine (where the
-  embedded MongoDB shares the two cores with everything else).
 - `GAVEL_BENCH_STALLS=PATH`: a diagnostic: write a line to PATH whenever the loop wakes more than
   4 ms late from a 1 ms sleep (`stall`), the cyclic garbage collector runs longer than 2 ms (`gc`),
   or the write-behind prepares or writes a chunk (`take` / `write`, with its size), each stamped
@@ -21,35 +25,69 @@ benchmark settings in `ctx.options`.
   figures, only to see where the CPU goes.
 
 Nothing else differs from `python run.py`: the same `Service`, wiring, journal, write-behind and
-Redis price bus.
+Redis price bus (without a variant, the same classes too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import os
 import sys
 import time
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+import tornado.websocket
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
 import run  # noqa: E402  (the composition root)
+from gateway.ws import BidderSocket, Hub  # noqa: E402
 
-OPTIONS = json.loads(os.environ.get("GAVEL_BENCH_OPTIONS") or "{}")
+LIMITS = json.loads(os.environ.get("GAVEL_BENCH_LIMITS") or "{}")
+VARIANT = os.environ.get("GAVEL_BENCH_VARIANT", "")
+VARIANTS = ("", "write_message", "tornado_read", "no_write_behind")
+
+
+class WriteMessageHub(Hub):
+    """Broadcasts not framed once: each socket frames each message itself (below)."""
+
+    def framed(self, frames: Sequence[bytes]) -> bytes | None:
+        return None
+
+
+class WriteMessageSocket(BidderSocket):
+    """Tornado's `write_message` per frame (the product's path only when compression is on)."""
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        super().open(*args, **kwargs)
+        self._frame_once = False
+
+
+class TornadoReadSocket(BidderSocket):
+    """Frames read by Tornado's IOStream loop instead of gateway/wire.py's asyncio transport."""
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        return tornado.websocket.WebSocketHandler.get_websocket_protocol(self)
 
 
 class BenchService(run.Service):
+    if VARIANT == "write_message":
+        hub_type, socket_type = WriteMessageHub, WriteMessageSocket
+    elif VARIANT == "tornado_read":
+        socket_type = TornadoReadSocket
+
     async def start(self) -> None:
         await super().start()
         # No await between the listen() at the end of start() and here: no socket is read before.
-        self.ctx.options.update(OPTIONS)
-        if os.environ.get("GAVEL_BENCH_NO_WRITE_BEHIND") == "1":
+        self.ctx.limits = dataclasses.replace(self.ctx.limits, **LIMITS)
+        if VARIANT == "no_write_behind":
             self.engine.listeners.remove(self.archiver.on_batch)
         if os.environ.get("GAVEL_BENCH_STALLS"):
             # Opened once at start-up, before any client: a blocking open is harmless here.
@@ -105,6 +143,9 @@ def watch_stalls(out: TextIO, archiver: Any) -> None:
 
 
 def main() -> int:
+    if VARIANT not in VARIANTS:
+        print(f"gavel_server: GAVEL_BENCH_VARIANT must be one of {VARIANTS[1:]}", file=sys.stderr)
+        return 2
     run.Service = BenchService  # type: ignore[misc]
     if os.environ.get("GAVEL_LOOP", "uvloop") == "asyncio":
         run.uvloop = types.SimpleNamespace(run=asyncio.run)  # type: ignore[assignment]

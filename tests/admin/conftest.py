@@ -149,5 +149,5 @@ class AdminClient:
 
 @pytest.fixture
 async def admin_client(app_server: AppServer, tmp_path: pathlib.Path) -> AdminClient:
-    app_server.ctx.options["media_dir"] = str(tmp_path / "media")
+    app_server.ctx.media_dir = tmp_path / "media"
     return AdminClient(app_server)

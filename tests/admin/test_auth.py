@@ -7,6 +7,7 @@ import re
 import tornado.web
 
 from admin.base import SESSION_COOKIE
+from gateway.context import derived_cookie_secret
 from tests.admin.conftest import ADMIN_PASSWORD, AdminClient
 
 PAGES = (
@@ -117,9 +118,9 @@ async def test_forged_or_foreign_cookies_are_refused(admin_client: AdminClient) 
     server = admin_client.server
     _, bidder_token = await server.register()
     admin_token = await server.admin_token()
-    secret = server.ctx.options.get("cookie_secret")
-    assert secret is None  # derived from the pseudonym secret
-    services_secret = server.ctx.options["admin_services"].cookie_secret
+    services_secret = server.ctx.cookie_secret
+    # derived from the pseudonym secret (no COOKIE_SECRET in the fixture)
+    assert services_secret == derived_cookie_secret(server.ctx.pseudonym_secret)
     forged = {
         "bare admin token": admin_token,
         "signed with another secret": tornado.web.create_signed_value(
@@ -202,7 +203,7 @@ async def test_sign_in_is_rate_limited_per_address(admin_client: AdminClient) ->
     from gateway.signin import SigninPolicy
 
     ctx = admin_client.server.ctx
-    ctx.options["signin_policy"] = SigninPolicy(failures_per_address=3)
+    ctx.signin_policy = SigninPolicy(failures_per_address=3)
     for name in ("nobody1", "nobody2", "nobody3"):
         assert (await admin_client.sign_in(username=name, password="wrong-password")).status == 401
     answer = await admin_client.sign_in()

@@ -88,7 +88,7 @@ class Tab:
 
 @pytest.fixture
 async def tab(browser: Any, app_server: AppServer, tmp_path: pathlib.Path) -> AsyncIterator[Tab]:
-    app_server.ctx.options["media_dir"] = str(tmp_path / "media")
+    app_server.ctx.media_dir = tmp_path / "media"
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Shanghai")
     context.set_default_timeout(TIMEOUT_MS)
     page = await context.new_page()

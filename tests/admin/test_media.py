@@ -73,11 +73,11 @@ async def test_uploads_that_are_not_images_are_refused(admin_client: AdminClient
     assert b"only PNG, JPEG, WebP and GIF" in (await admin_client.get(form.headers["Location"])).body
     lot = await admin_client.server.ctx.db.lots.find_one({"_id": lot_id})
     assert lot["images"] == []
-    assert _stored_files(pathlib.Path(admin_client.server.ctx.options["media_dir"])) == []
+    assert _stored_files(pathlib.Path(str(admin_client.server.ctx.media_dir))) == []
 
 
 async def test_oversized_uploads_are_refused(admin_client: AdminClient) -> None:
-    admin_client.server.ctx.options["media_max_bytes"] = 2048
+    admin_client.server.ctx.media_max_bytes = 2048
     lot_id = await signed_in_with_lot(admin_client)
     big = png_bytes() + b"\x00" * 4096
     answer = await admin_client.upload(f"/admin/lots/{lot_id}/images", big, json_reply=True)

@@ -1,15 +1,15 @@
-"""The sign-in settings reach the throttle, and COOKIE_SECRET reaches the admin cookies (run.py)."""
+"""The sign-in settings reach the throttle, and COOKIE_SECRET reaches the admin cookies (the
+bootstrap, composition/bootstrap.py)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
 from admin.base import AdminServices
+from composition.bootstrap import cookie_secret, signin_policy
 from composition.settings import SettingsError, parse_settings
+from gateway.context import derived_cookie_secret
 from gateway.signin import SigninPolicy
-from run import signin_options
 
 
 def test_sign_in_settings_reach_the_policy() -> None:
@@ -23,7 +23,7 @@ def test_sign_in_settings_reach_the_policy() -> None:
             "REGISTRATIONS_PER_ADDRESS": "3",
         },
     )
-    policy = signin_options(config)["signin_policy"]
+    policy = signin_policy(config)
     assert policy == SigninPolicy(
         failures_per_account_address=5,
         failures_per_address=50,
@@ -32,7 +32,7 @@ def test_sign_in_settings_reach_the_policy() -> None:
         registrations_per_address=3,
     )
     assert policy.account_backoff_max_ms == 60_000  # the account-wide back-off stays short
-    assert signin_options(parse_settings([], env={}))["signin_policy"] == SigninPolicy()
+    assert signin_policy(parse_settings([], env={})) == SigninPolicy()
 
 
 def test_a_bad_sign_in_setting_is_one_line() -> None:
@@ -43,16 +43,16 @@ def test_a_bad_sign_in_setting_is_one_line() -> None:
 
 
 class _Ctx:
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
+    def __init__(self, secret: bytes) -> None:
         self.pseudonym_secret = b"pseudonym"
-        self.db: Any = {"audit": None}
+        self.cookie_secret = secret or derived_cookie_secret(self.pseudonym_secret)
+        self.db: dict[str, None] = {"audit": None}
 
 
 def test_cookie_secret_signs_the_admin_cookies() -> None:
     secret = "s" * 40
-    options = signin_options(parse_settings([], env={"COOKIE_SECRET": secret}))
-    assert options["cookie_secret"] == secret
-    assert "cookie_secret" not in signin_options(parse_settings([], env={}))
-    services = AdminServices(_Ctx(options))  # type: ignore[arg-type]
+    key = cookie_secret(parse_settings([], env={"COOKIE_SECRET": secret}))
+    assert key == secret.encode()
+    assert cookie_secret(parse_settings([], env={})) == b""  # unset: the context derives one
+    services = AdminServices(_Ctx(key))  # type: ignore[arg-type]
     assert services.cookie_secret == secret.encode()

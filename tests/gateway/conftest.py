@@ -227,7 +227,7 @@ async def app_server(
         pseudonym_secret=b"test-pseudonym-secret",
     )
     # Every test client registers from 127.0.0.1; tests of the registration limit set their own policy.
-    ctx.options["signin_policy"] = SigninPolicy(registrations_per_address=1_000_000)
+    ctx.signin_policy = SigninPolicy(registrations_per_address=1_000_000)
     ctx.hub = Hub(ctx)  # the websocket side's fan-out, wired as the composition root does
     engine.listeners.append(ctx.hub.on_batch)
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)

@@ -116,7 +116,7 @@ async def gateway(tmp_path: pathlib.Path, mongo_url: str, redis: aioredis.Redis)
         accounts=accounts,
         pseudonym_secret=b"test-pseudonym-secret",
     )
-    ctx.options["signin_policy"] = SigninPolicy(registrations_per_address=1_000_000)
+    ctx.signin_policy = SigninPolicy(registrations_per_address=1_000_000)
     ctx.hub = Hub(ctx)
     engine.listeners.append(ctx.hub.on_batch)
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
@@ -331,7 +331,7 @@ async def test_healthz_is_liveness_even_with_the_engine_stopped(app_server: AppS
 async def test_a_gateway_is_ready_without_a_live_engine(app_server: AppServer) -> None:
     """A gateway serves REST, admin and sockets through the registry; a missing engine makes its
     sessions answer UNAVAILABLE, not the whole gateway unready."""
-    app_server.ctx.options["role"] = "gateway"
+    app_server.ctx.role = "gateway"
     await app_server.engine.stop(snapshot=False)
     assert (await app_server.call("GET", "/healthz")).status == 200
     ready = await app_server.call("GET", "/readyz")
@@ -341,7 +341,7 @@ async def test_a_gateway_is_ready_without_a_live_engine(app_server: AppServer) -
 
 async def test_an_engine_process_is_ready_on_its_journal_and_redis(app_server: AppServer) -> None:
     ctx = app_server.ctx
-    ctx.options["role"] = "engine"
+    ctx.role = "engine"
     engine_app = make_engine_app(ctx)
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     http_server = tornado.httpserver.HTTPServer(engine_app)
@@ -357,7 +357,7 @@ async def test_an_engine_process_is_ready_on_its_journal_and_redis(app_server: A
 
 
 async def test_readiness_is_cached_so_it_cannot_hammer_the_dependencies(app_server: AppServer) -> None:
-    readiness = app_server.ctx.options.get("readiness")
+    readiness = app_server.ctx.readiness
     assert isinstance(readiness, Readiness)
     before = readiness.checks_run
     answers = await asyncio.gather(*(app_server.call("GET", "/readyz") for _ in range(20)))

@@ -249,7 +249,7 @@ async def test_per_address_websocket_limits_count_the_client_behind_a_trusted_pr
     app_server: AppServer,
 ) -> None:
     app_server.edge.limits.trusted_proxies = (ipaddress.ip_network("127.0.0.1/32"),)
-    app_server.ctx.options["ws_connections_per_ip"] = 2
+    app_server.ctx.limits.ws_connections_per_ip = 2
 
     def via_proxy(client: str) -> tornado.httpclient.HTTPRequest:
         return tornado.httpclient.HTTPRequest(app_server.ws_url, headers={"X-Forwarded-For": client})
@@ -335,7 +335,7 @@ async def test_concurrent_upgrades_never_exceed_the_per_user_or_per_address_cap(
     app_server: AppServer,
 ) -> None:
     _user, token = await app_server.register()
-    app_server.ctx.options["websockets_per_user"] = 3
+    app_server.ctx.limits.websockets_per_user = 3
 
     async def attempt(url: str) -> Any:
         return await tornado.websocket.websocket_connect(url)
@@ -352,8 +352,8 @@ async def test_concurrent_upgrades_never_exceed_the_per_user_or_per_address_cap(
     await app_server.wait_for(lambda: not app_server.ctx.hub.user_places)
 
     # Signed-in upgrades await the token check: the address's places must be taken before it.
-    app_server.ctx.options["websockets_per_user"] = 100
-    app_server.ctx.options["ws_connections_per_ip"] = 4
+    app_server.ctx.limits.websockets_per_user = 100
+    app_server.ctx.limits.ws_connections_per_ip = 4
     results = await asyncio.gather(
         *(attempt(f"{app_server.ws_url}?token={token}") for _ in range(20)), return_exceptions=True
     )
@@ -412,7 +412,7 @@ async def test_metrics_need_the_token_or_a_loopback_client(app_server: AppServer
     proxied = await app_server.call("GET", "/metrics", headers={"X-Forwarded-For": "198.51.100.7"})
     assert proxied.status == 404 and proxied.code == "NOT_FOUND"  # the real client is not local
 
-    app_server.ctx.options["metrics_token"] = "scrape-token-0123456789"
+    app_server.ctx.limits.metrics_token = "scrape-token-0123456789"
     assert (await app_server.call("GET", "/metrics")).code == "UNAUTHORIZED"
     wrong = await app_server.call("GET", "/metrics", headers={"Authorization": "Bearer nope"})
     assert wrong.status == 401 and wrong.code == "UNAUTHORIZED"

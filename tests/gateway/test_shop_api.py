@@ -140,15 +140,15 @@ async def running_shop(
         retry_delays=retry_delays,
         request_timeout=5,
     )
-    ctx.options["payment_provider"] = provider
-    ctx.options.pop("shop", None)
+    ctx.payment_provider = provider
+    ctx.shop = None
     app = make_app(ctx)
     app.add_handlers(r".*", payment_routes(ctx) + shop_routes(ctx))
     server = tornado.httpserver.HTTPServer(app)
     server.add_sockets([sock])
     try:
         yield ShopServer(
-            dataclasses.replace(app_server, base_url=base_url), ctx.options["shop"], provider, router, ctx
+            dataclasses.replace(app_server, base_url=base_url), ctx.shop, provider, router, ctx
         )
     finally:
         await provider.aclose()

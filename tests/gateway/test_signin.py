@@ -51,8 +51,8 @@ async def login_from(server: AppServer, address: str, username: str, password: s
 
 
 def use_policy(server: AppServer, **limits: int) -> SigninGuard:
-    server.ctx.options["signin_policy"] = SigninPolicy(**limits)
-    server.ctx.options.pop("signin_guard", None)
+    server.ctx.signin_policy = SigninPolicy(**limits)
+    server.ctx.signin_guard = None
     return signin_guard(server.ctx)
 
 
@@ -279,10 +279,10 @@ async def test_without_redis_the_limits_hold_in_memory(redis_client: aioredis.Re
 
 
 async def test_the_application_signs_cookies_with_cookie_secret(app_server: AppServer) -> None:
+    from admin.base import AdminServices
     from gateway.app import make_app
 
-    app_server.ctx.options["cookie_secret"] = "c" * 40
-    app_server.ctx.options.pop("admin_services", None)
+    app_server.ctx.cookie_secret = b"c" * 40
     app = make_app(app_server.ctx)
     assert app.settings["cookie_secret"] == b"c" * 40
-    assert app_server.ctx.options["admin_services"].cookie_secret == b"c" * 40
+    assert AdminServices(app_server.ctx).cookie_secret == b"c" * 40

@@ -321,7 +321,7 @@ async def test_health_readiness_and_metrics(app_server: AppServer) -> None:
 
 
 async def test_connections_per_address_are_limited(app_server: AppServer) -> None:
-    app_server.ctx.options["ws_connections_per_ip"] = 3
+    app_server.ctx.limits.ws_connections_per_ip = 3
     sockets = [await Bidder.connect(app_server) for _ in range(3)]
     with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
         await tornado.websocket.websocket_connect(app_server.ws_url)

@@ -1,0 +1,88 @@
+"""The bootstrap: from `Settings` to the typed context and services every handler receives.
+
+run.py's `Service` calls these in order; tests and benchmarks call the same functions, so there is
+one way a process is put together. Nothing here decides business rules: it only builds and wires.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio
+import tornado.httpclient
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from composition.settings import Settings
+from engine.settle.ports import PaymentRouter
+from gateway.context import AppContext, Limits
+from gateway.rest_orders import Settlement, build_settlement
+from gateway.signin import SigninPolicy
+from payments.config import PaymentsConfig, build_provider
+from payments.provider import SignedProvider
+from persistence.accounts import Accounts
+
+
+def signin_policy(config: Settings) -> SigninPolicy:
+    """The sign-in throttle's limits (gateway/signin.py)."""
+    return SigninPolicy(
+        failures_per_account_address=config.login_failures_per_account_address,
+        failures_per_address=config.login_failures_per_address,
+        failures_per_account=config.login_failures_per_account,
+        backoff_max_ms=config.login_backoff_max_ms,
+        registrations_per_address=config.registrations_per_address,
+    )
+
+
+def cookie_secret(config: Settings) -> bytes:
+    """COOKIE_SECRET as the key the signed cookies use; b"" when unset (the context derives one)."""
+    return (config.cookie_secret or "").encode()
+
+
+def limits(config: Settings) -> Limits:
+    """The per-client limits the handlers apply (the edge's own caps are gateway/edge.py's)."""
+    return Limits(
+        ws_connections_per_ip=config.max_connections_per_ip,
+        websockets_per_user=config.websockets_per_user,
+        metrics_token=config.metrics_token,
+    )
+
+
+def build_context(
+    config: Settings,
+    *,
+    engine: Any,  # engine.engine.Engine, or a gateway's persistence.cluster.RemoteEngine (same surface)
+    client: AsyncMongoClient[dict[str, Any]],
+    db: AsyncDatabase[dict[str, Any]],
+    redis_client: redis.asyncio.Redis,
+    accounts: Accounts,
+    pseudonym_secret: bytes,
+) -> AppContext:
+    """The context with every setting the handlers read; services are added by the steps below."""
+    return AppContext(
+        engine=engine,
+        client=client,
+        db=db,
+        redis=redis_client,
+        accounts=accounts,
+        pseudonym_secret=pseudonym_secret,
+        base_url=config.base_url,
+        role=config.role,
+        limits=limits(config),
+        signin_policy=signin_policy(config),
+        cookie_secret=cookie_secret(config),
+        media_dir=config.data_dir / "media",
+        # Unpaid shop orders are released after SHOP_PENDING_TIMEOUT (seconds, at least one).
+        shop_pending_timeout_seconds=max(1, config.shop_pending_timeout_ms // 1000),
+    )
+
+
+def build_payments(
+    ctx: AppContext, config: Settings, http_client: tornado.httpclient.AsyncHTTPClient
+) -> tuple[SignedProvider, Settlement]:
+    """The payment provider (PAYMENT_PROVIDER) and auction settlement over it, kept on `ctx`; the
+    router sends each provider notify to its owner (deposits, shop, orders) by trade-number prefix."""
+    router = PaymentRouter()
+    provider = build_provider(ctx, PaymentsConfig.from_settings(config), router, http_client)
+    settlement = build_settlement(ctx, deadline_ms=config.order_deadline_ms)
+    return provider, settlement
