@@ -270,9 +270,15 @@ class SandboxProvider(SignedProvider):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        """Cancel the deliveries in flight (the next start resumes them); a delivery that fails
+        while stopping is logged with its traceback, not dropped."""
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.error("sandbox delivery failed while stopping", exc_info=result)
 
     async def refund(self, out_trade_no: str, amount: int, refund_ref: str) -> None:
         """Refund at once (the sandbox moves no money); idempotent per `refund_ref`."""

@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import run  # noqa: E402  (the composition root)
 from gateway.ws import BidderSocket, Hub  # noqa: E402
+from persistence.archive import BidArchiver  # noqa: E402
 
 LIMITS = json.loads(os.environ.get("GAVEL_BENCH_LIMITS") or "{}")
 VARIANT = os.environ.get("GAVEL_BENCH_VARIANT", "")
@@ -92,7 +93,7 @@ class BenchService(run.Service):
         if os.environ.get("GAVEL_BENCH_STALLS"):
             # Opened once at start-up, before any client: a blocking open is harmless here.
             self.stall_log = open(os.environ["GAVEL_BENCH_STALLS"], "w")  # noqa: ASYNC230, SIM115
-            inline = self.archiver if isinstance(self.archiver, run.BidArchiver) else None
+            inline = self.archiver if isinstance(self.archiver, BidArchiver) else None
             watch_stalls(self.stall_log, inline)
 
 

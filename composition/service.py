@@ -1,0 +1,449 @@
+"""The running service: built step by step in `start` (composition/bootstrap.py builds the typed
+context and its services), torn down in reverse, within a budget, in `stop`. run.py only parses the
+settings, starts the embedded servers and runs this."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import bson
+import pymongo.errors
+import tornado.httpclient
+import tornado.web
+
+from composition.bootstrap import build_context, build_payments
+from composition.demo import seed_demo
+from composition.settings import Settings
+from engine.clock import SystemClock
+from engine.engine import Engine
+from gateway.app import make_app, make_engine_app
+from gateway.edge import EdgeServer, build_edge_server
+from gateway.observability import metrics_of
+from gateway.rest_orders import start_settlement
+from gateway.rest_shop import start_shop
+from gateway.ws import BidderSocket, Hub
+from persistence import mongo, redis_client
+from persistence.accounts import Accounts
+from persistence.archive import BidArchiver
+from persistence.archive_process import ArchiverProcess
+from persistence.cluster import (
+    DEFAULT_ENGINE_ID,
+    EngineNode,
+    RemoteEngine,
+    run_with_lease,
+    storage_prefix,
+)
+from persistence.deposits import reregister_paid
+from persistence.embedded import Services
+from persistence.redis_bus import PriceBus
+from persistence.snapshots import MongoSnapshotSink
+
+log = logging.getLogger("gavel")
+
+
+GC_THRESHOLDS = (7_000, 20, 100)  # CPython's defaults are (700, 10, 10)
+# A stop (SIGTERM, Ctrl-C) ends within this, even with MongoDB or Redis stalled or gone: under the
+# 5 s an orchestrator usually grants before SIGKILL, with room for the interpreter's own exit.
+STOP_BUDGET_SECONDS = 4.0
+
+
+async def load_shared_secret(db: Any, legacy_path: Path) -> bytes:
+    """The per-installation pseudonym secret, kept in MongoDB so every gateway names bidders alike.
+
+    Created once (insert-if-absent: two processes starting together agree on the first one); an
+    older installation's `secret.key` file is adopted so its pseudonyms do not change.
+    """
+    doc = await db.meta.find_one({"_id": "pseudonym_secret"})
+    if doc is None:
+        legacy = await asyncio.to_thread(lambda: legacy_path.read_bytes() if legacy_path.exists() else None)
+        secret = legacy or secrets.token_bytes(32)
+        with contextlib.suppress(pymongo.errors.DuplicateKeyError):
+            await db.meta.insert_one({"_id": "pseudonym_secret", "value": bson.Binary(secret)})
+        doc = await db.meta.find_one({"_id": "pseudonym_secret"})
+    return bytes(doc["value"])
+
+
+async def ensure_admin_account(accounts: Accounts, db: Any, password: str | None) -> str | None:
+    """Use ADMIN_PASSWORD when given; otherwise generate one only if no admin exists yet.
+
+    Returns a newly generated password (to print once), else None.
+    """
+    if password:
+        await accounts.ensure_admin(password)
+        return None
+    if await db.users.find_one({"username_key": "admin"}, {"_id": 1}) is not None:
+        return None
+    generated = secrets.token_urlsafe(12)
+    await accounts.ensure_admin(generated)
+    return generated
+
+
+class Service:
+    """Everything that runs: built in `start`, torn down in reverse in `stop`."""
+
+    # The websocket side's classes; benchmarks/e2e/gavel_server.py runs its variants through these.
+    hub_type: type[Hub] = Hub
+    socket_type: type[BidderSocket] = BidderSocket
+
+    def __init__(self, config: Settings, services: Services) -> None:
+        self.config = config
+        self.services = services
+        self.background: list[asyncio.Task[None]] = []
+        self.stopping = asyncio.Event()
+        self.exit_code = 0
+        self.node: EngineNode | None = None
+        self.archiver: BidArchiver | ArchiverProcess | None = None
+        self.remote: RemoteEngine | None = None
+        self.bus: PriceBus | None = None
+        self.hub: Hub | None = None
+        self.generated_admin_password: str | None = None
+        self.demo_session: int | None = None
+
+    async def start(self) -> None:
+        """Each step builds on the ones before; the last one opens the port."""
+        await self._connect()
+        await self._build_engine()
+        await self._build_context()
+        await self._start_engine_side()
+        self.http_client = tornado.httpclient.AsyncHTTPClient()
+        self.provider, _settlement = build_payments(self.ctx, self.config, self.http_client)
+        if self.config.role == "engine":
+            self.app = make_engine_app(self.ctx)
+        else:
+            self.app = await self._start_gateway()
+        if self.archiver is not None:
+            self.local_engine.commit_observer = metrics_of(self.ctx).committed
+        _freeze_the_heap()
+        self._listen()
+
+    async def _connect(self) -> None:
+        """MongoDB (a request client and a background client) and Redis, with their bounds."""
+        config = self.config
+        # Requests wait for MongoDB at most DEPENDENCY_TIMEOUT, then answer 503 UNAVAILABLE; the
+        # background work (snapshots, the inline write-behind) has a client that may wait longer.
+        self.client = mongo.connect(self.services.mongo_url, timeout_ms=config.dependency_timeout_ms)
+        self.background_client = mongo.connect(self.services.mongo_url, app_name="gavel-background")
+        await mongo.check_replica_set(self.background_client)
+        self.db = self.client[config.mongodb_db]
+        self.background_db = self.background_client[config.mongodb_db]
+        await mongo.ensure_indexes(self.background_db)
+        redis_timeout_ms = config.dependency_timeout_ms
+        if config.role == "engine":
+            redis_timeout_ms = max(redis_timeout_ms, 2_000)  # its XREADGROUP blocks 1 s on this client
+        self.redis = redis_client.connect(self.services.redis_url, timeout_ms=redis_timeout_ms)
+
+    async def _build_engine(self) -> None:
+        """A gateway's RemoteEngine, or the local engine with its write-behind (and, ROLE=engine,
+        its lease: taken before the journal is touched, so there are never two owners)."""
+        config = self.config
+        data_dir = config.data_dir
+        lease_ms = int(config.lease_seconds * 1000)
+        if config.role == "gateway":
+            self.remote = RemoteEngine(
+                self.redis,
+                SystemClock(),
+                lambda engine_id: MongoSnapshotSink(self.background_db, prefix=storage_prefix(engine_id)),
+                lease_ms=lease_ms,
+            )
+            self.engine: Engine | RemoteEngine = self.remote
+            return
+        # The single-process role is engine "main", whose storage keeps its historical names.
+        engine_id = config.engine_id if config.role == "engine" else DEFAULT_ENGINE_ID
+        self.local_engine = Engine(
+            SystemClock(),
+            data_dir / "journal",
+            MongoSnapshotSink(self.background_db, prefix=storage_prefix(engine_id)),
+            sync=config.journal_fsync,
+        )
+        self.engine = self.local_engine
+        archive_id = "" if engine_id == DEFAULT_ENGINE_ID else engine_id
+        if config.archiver == "inline":
+            self.archiver = BidArchiver(self.background_db, engine_id=archive_id)
+        else:
+            self.archiver = ArchiverProcess(
+                self.background_db,
+                mongodb_url=self.services.mongo_url,
+                journal_dir=data_dir / "journal",
+                snapshot_prefix=storage_prefix(engine_id),
+                engine_id=archive_id,
+                log_level=config.log_level,
+            )
+        if config.role == "engine":
+            self.node = EngineNode(
+                self.redis,
+                self.local_engine,
+                config.engine_id,
+                data_dir,
+                lease_ms=lease_ms,
+                on_lease_lost=self._lease_lost,
+            )
+            await self.node.acquire()
+
+    async def _build_context(self) -> None:
+        """The admin account (not on an engine) and the typed context every handler receives."""
+        config = self.config
+        accounts = Accounts(self.client, self.db)
+        if config.role != "engine":
+            self.generated_admin_password = await ensure_admin_account(
+                accounts, self.db, config.admin_password
+            )
+        self.ctx = build_context(
+            config,
+            engine=self.engine,
+            client=self.client,
+            db=self.db,
+            redis_client=self.redis,
+            accounts=accounts,
+            pseudonym_secret=await load_shared_secret(self.db, config.data_dir / "secret.key"),
+        )
+
+    async def _start_engine_side(self) -> None:
+        """The local engine recovers and starts; a gateway's RemoteEngine waits for an engine."""
+        if self.archiver is not None:
+            await self._start_engine(self.archiver)
+        if self.remote is not None:
+            await self.remote.start()
+            if not await self.remote.wait_for_engine(30.0):
+                log.warning("no engine is alive yet; sessions answer UNAVAILABLE until one is")
+
+    async def _start_gateway(self) -> tornado.web.Application:
+        """The websocket hub (and, ROLE=all, the Redis price bus), the public app, the shop and
+        settlement workers, the demo data."""
+        config = self.config
+        hub_publish = None
+        if config.role == "all":
+            # Other processes of the same role may serve the same sessions' sockets.
+            self.bus = PriceBus(self.redis, origin=f"gw-{os.getpid()}-{secrets.token_hex(3)}")
+            self.ctx.price_bus = self.bus
+            hub_publish = self.bus.publish
+            self.bus.start()
+        self.hub = self.hub_type(self.ctx, publish=hub_publish)
+        self.ctx.hub = self.hub
+        self.engine.listeners.append(self.hub.on_batch)
+        await self.ctx.catalog.resubmit_unsynced()
+        await reregister_paid(self.engine, self.db)  # type: ignore[arg-type]
+        app = make_app(self.ctx, websocket=self.socket_type)
+        self.background += await start_shop(self.ctx)
+        if config.role == "all":
+            self.background += await start_settlement(self.ctx)
+        else:
+            # One settlement worker across the gateways, chosen by a lease.
+            lease_ms = int(config.lease_seconds * 1000)
+            self.background.append(
+                asyncio.create_task(
+                    run_with_lease(self.redis, "settlement", lease_ms, lambda: start_settlement(self.ctx)),
+                    name="settlement-lease",
+                )
+            )
+        self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
+        return app
+
+    def _listen(self) -> None:
+        """The edge server on PORT, then the periodic work."""
+        self.server: EdgeServer = build_edge_server(self.app, self.config, websockets=self.hub)
+        self.server.listen(self.config.port, self.config.host)
+        if self.archiver is not None:
+            self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))
+        self.background.append(asyncio.create_task(self._watch_children(), name="watch-children"))
+
+    async def _start_engine(self, archiver: BidArchiver | ArchiverProcess) -> None:
+        engine = self.local_engine
+        archived_seq = await archiver.load_archived_seq()
+        # A snapshot lets the journal before it go: only once the archive holds all of it.
+        engine.before_snapshot = archiver.wait_caught_up
+        self.ctx.archiver = archiver
+        started = time.perf_counter()
+        if isinstance(archiver, BidArchiver):
+            engine.listeners.append(archiver.on_batch)
+            await engine.start(redeliver_after=archived_seq)
+            archiver.start()
+        else:
+            # The child reads what a crash kept from the archive out of the journal itself.
+            engine.record_observer = _both(engine.record_observer, archiver.on_records)
+            await engine.start()
+            archiver.start(durable_seq=engine.last_seq)
+        log.info(
+            "engine ready",
+            extra={"last_seq": engine.last_seq, "recovery_s": round(time.perf_counter() - started, 3)},
+        )
+        if self.node is not None:
+            await self.node.serve()
+
+    def _lease_lost(self) -> None:
+        self.exit_code = 1
+        self.stopping.set()
+
+    def banner(self) -> str:
+        base = self.ctx.base_url
+        ws = base.replace("http", "ws", 1)
+        if self.config.role == "engine":
+            return "\n".join(
+                [
+                    "",
+                    f"Gavel engine {self.config.engine_id!r} is running (its sessions come through Redis):",
+                    f"  health             {base}/healthz  {base}/readyz  {base}/metrics",
+                    f"  MongoDB            {self.services.mongo_url}",
+                    f"  Redis              {self.services.redis_url}",
+                    f"  data               {self.config.data_dir.resolve()}",
+                    "Press Ctrl-C to stop.",
+                ]
+            )
+        lines = [
+            "",
+            "Gavel is running:" if self.config.role == "all" else "Gavel gateway is running:",
+            f"  bidder demo page   {base}/",
+            f"  REST API           {base}/api/v1/sessions   (docs/openapi.yaml)",
+            f"  websocket          {ws}/ws                  (docs/protocol.md)",
+            f"  admin UI           {base}/admin/   (user admin)",
+            f"  admin API          {base}/api/v1/admin/login",
+            f"  health             {base}/healthz",
+            f"  MongoDB            {self.services.mongo_url}",
+            f"  Redis              {self.services.redis_url}",
+            f"  data               {self.config.data_dir.resolve()}",
+        ]
+        if self.generated_admin_password:
+            lines.append(
+                f"  admin password     {self.generated_admin_password}   (shown once; set ADMIN_PASSWORD)"
+            )
+        if self.demo_session is not None:
+            lines.append(
+                f"  demo session       {self.demo_session}; bidders: "
+                "alice / alice-demo-pass, bob / bob-demo-pass"
+            )
+        lines.append("Press Ctrl-C to stop.")
+        return "\n".join(lines)
+
+    async def _snapshots(self) -> None:
+        """Snapshot periodically when something changed; a failed one is retried next time."""
+        engine = self.local_engine
+        last = engine.last_seq
+        while True:
+            await asyncio.sleep(self.config.snapshot_interval)
+            if engine.last_seq == last:
+                continue
+            previous = engine.snapshot_seq
+            try:
+                last = await engine.snapshot()
+            except Exception:
+                log.exception("snapshot failed; the journal keeps everything until the next one")
+                continue
+            if self.node is not None:
+                # Gateways load the newest snapshot, then the stream after it; keep one spare.
+                await self.node.trim(previous)
+
+    async def _watch_children(self) -> None:
+        """An embedded server that dies is reported loudly, and the service stops."""
+        while True:
+            await asyncio.sleep(2.0)
+            dead = self.services.check()
+            if dead:
+                for description in dead:
+                    log.error("embedded server died: %s", description)
+                self.exit_code = 1
+                self.stopping.set()
+                return
+
+    async def stop(self, budget_s: float = STOP_BUDGET_SECONDS) -> None:
+        """Stop taking connections, answer what is queued, flush the journal, snapshot, close.
+
+        Within `budget_s` whatever MongoDB and Redis do: the local steps (answers, the journal)
+        come first and always run; every step that talks to MongoDB or Redis (the snapshot, the
+        write-behind's last flush, the lease, closing the clients) gets what is left of the budget
+        and is given up, with one log line, when it runs out. Nothing acknowledged is lost by
+        giving up: it is in the journal, which the next start replays.
+        """
+        budget = StopBudget(budget_s)
+        self.server.stop()
+        if self.hub is not None:
+            self.hub.close_all(1001, "server shutting down")
+        for task in self.background:
+            task.cancel()
+        if self.node is not None:
+            await budget.run("stop reading engine commands", self.node.stop_reading(), at_most=1.0)
+        if self.archiver is not None:
+            engine = self.local_engine
+            # The snapshot and the write-behind's last flush go to MongoDB: worth waiting for only
+            # if it answers now. If not, the journal (already flushed for every acknowledged bid)
+            # holds everything; the next start replays it.
+            mongodb_up = await budget.run("MongoDB ping", self.background_db.command("ping"), at_most=0.5)
+            if mongodb_up:
+                await budget.run("the shutdown snapshot", engine.snapshot(), keep=1.0)
+            await engine.stop(snapshot=False)  # local: answers the queue, closes the journal
+            if isinstance(self.archiver, ArchiverProcess):
+                await self.archiver.stop(flush=mongodb_up, timeout=budget.left(keep=0.5))
+            else:
+                await self.archiver.stop(flush=mongodb_up, flush_timeout=budget.left(keep=0.5))
+        if self.node is not None:
+            await budget.run("releasing the engine lease", self.node.stop(), at_most=1.0)
+        if self.remote is not None:
+            await budget.run("stopping the engine client", self.remote.stop(), at_most=1.0)
+        if self.bus is not None:
+            await budget.run("stopping the price bus", self.bus.stop(), at_most=1.0)
+        # The sandbox has deliveries to end; a failure is logged (StopBudget.run, SandboxProvider.aclose).
+        await budget.run("closing the payment provider", self.provider.aclose(), at_most=1.0)
+        await budget.run("closing connections", self.server.close_all_connections(), at_most=1.0)
+        await budget.run("closing Redis", self.redis.aclose(), at_most=0.5)
+        for client in (self.client, self.background_client):
+            await budget.run("closing MongoDB", client.close(), at_most=0.5)
+        log.info("stopped", extra={"last_seq": self.engine.last_seq, "role": self.config.role})
+
+
+class StopBudget:
+    """What is left of the time a stop may take, shared by its steps."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def left(self, keep: float = 0.0) -> float:
+        return max(0.0, self.deadline - time.monotonic() - keep)
+
+    async def run(
+        self, what: str, step: Awaitable[Any], *, at_most: float | None = None, keep: float = 0.0
+    ) -> bool:
+        """Await `step` for what is left (less `keep` for the steps after it, at most `at_most`);
+        False, after one log line and no traceback, when it fails or the time runs out."""
+        timeout = self.left(keep) if at_most is None else min(at_most, self.left(keep))
+        timeout = max(timeout, 0.05)  # a quick local step still gets its turn
+        try:
+            await asyncio.wait_for(step, timeout)
+        except TimeoutError:
+            log.warning("shutdown: gave up %s after %.1f s", what, timeout)
+            return False
+        except Exception as error:
+            log.warning("shutdown: %s failed: %s: %s", what, type(error).__name__, str(error)[:200])
+            return False
+        return True
+
+
+def _both(
+    first: Callable[[int, bytes], None] | None, second: Callable[[int, bytes], None]
+) -> Callable[[int, bytes], None]:
+    """One record observer calling two (the scale-out journal stream and the archiver process)."""
+    if first is None:
+        return second
+
+    def observe(last_seq: int, data: bytes) -> None:
+        first(last_seq, data)
+        second(last_seq, data)
+
+    return observe
+
+
+def _freeze_the_heap() -> None:
+    """The cyclic collector stops the loop, and so every websocket, while it runs. What start-up
+    built (the recovered book, modules, caches) lives as long as the process: frozen, it is out of
+    the collector's reach. Fewer, later collections after that: almost everything here is freed by
+    reference counting, and a full pass over the engine's recent outcomes stalled acks by 30-80 ms
+    (docs/performance.md, "Ack latency")."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
