@@ -24,11 +24,11 @@ import pymongo.errors
 import tornado.httpclient
 import uvloop
 
+from composition.app import make_app, make_engine_app
 from composition.settings import Settings, SettingsError, parse_settings, production_problems
 from engine.clock import SystemClock
 from engine.engine import Engine
 from engine.settle.ports import PaymentRouter
-from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
 from gateway.edge import build_edge_server, raise_open_file_limit
 from gateway.rest_orders import build_settlement, start_settlement

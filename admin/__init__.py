@@ -1,6 +1,8 @@
 """The admin web UI (运营中心), served under /admin; uploaded media under /media.
 
-`gateway/app.py` adds `admin.routes(ctx)` to its route list. Options read from `ctx.options`:
+`composition/app.py` adds `admin.routes(ctx, services, actions)` to the gateway's routes. Every
+write goes through `actions` (backoffice/actions.py), the service the REST admin endpoints use too.
+Options read from `ctx.options`:
 `media_dir` (where uploads are kept; DATA_DIR/media in production), `cookie_secret` (signs the
 admin cookies; derived from the pseudonym secret when absent), `media_max_bytes` (default 5 MiB),
 sign-in limits are gateway/signin.py's, shared with the JSON login. See docs/admin.md.
@@ -14,19 +16,28 @@ import tornado.routing
 import tornado.web
 
 if TYPE_CHECKING:
+    from admin.base import AdminServices
+    from backoffice.actions import AdminActions
     from gateway.context import AppContext
 
 
-def routes(ctx: AppContext) -> list[tornado.routing.Rule]:
-    """Every admin route, with the admin services built once for this application."""
-    from admin import account, auth, catalog, money, pages, shop
-    from admin.base import STATIC_DIR, AdminHandler, AdminServices, AdminStaticHandler
+def services(ctx: AppContext) -> AdminServices:
+    """The admin side's services (cookie secret, media store, audit reads), one per context."""
+    from admin.base import AdminServices
 
     # One per context (kept in ctx.options, as settlement keeps its own), so tests and tools find it.
-    services = ctx.options.get("admin_services")
-    if not isinstance(services, AdminServices):
-        services = ctx.options["admin_services"] = AdminServices(ctx)
-    args = {"ctx": ctx, "admin": services}
+    found = ctx.options.get("admin_services")
+    if not isinstance(found, AdminServices):
+        found = ctx.options["admin_services"] = AdminServices(ctx)
+    return found
+
+
+def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> list[tornado.routing.Rule]:
+    """Every admin route; handlers receive the services and the admin-actions service explicitly."""
+    from admin import account, auth, catalog, money, pages, shop
+    from admin.base import STATIC_DIR, AdminHandler, AdminStaticHandler
+
+    args = {"ctx": ctx, "admin": services, "actions": actions}
     handlers: list[tuple[str, type[AdminHandler]]] = [
         (r"/admin/login", auth.LoginHandler),
         (r"/admin/login/code", auth.CodeHandler),
