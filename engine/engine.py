@@ -123,49 +123,102 @@ _PLACE_BID: Final = TAGS[PlaceBid]
 _SET_MAX: Final = TAGS[SetMaxBid]
 
 
+Bid = PlaceBid | SetMaxBid
+# A remembered reference: the bid it was first given to (None when unknown: loaded from a snapshot
+# written before bids were remembered) and the answer that bid got.
+Remembered = tuple[Bid | None, Outcome]
+
+# Answers a bid whose ref this bidder already gave a different bid. A constant: nothing is built,
+# nothing journaled, nothing remembered (the original answer stays the ref's answer).
+_REF_REUSED: Final = Outcome(
+    False, "REF_REUSED", "this ref was already used for a different bid: use a new ref", 0, None
+)
+
+
+def same_bid(known: Remembered, command: Bid) -> bool:
+    """Is `command` (same bidder, same ref) the bid `known` was remembered for, i.e. a retry?
+
+    The bidder and the ref are equal by construction; kind, lot and amount must be too. An entry
+    from an old snapshot knows only its lot (its decision names it): a bid on another lot is
+    certainly different; on the same lot it is taken for a retry, since refusing a real retry
+    could lead the client to bid again under a new ref, and twice.
+    """
+    bid = known[0]
+    if bid is None:
+        decision = known[1].decision
+        return decision is None or decision.lot_id == command[0]
+    return type(bid) is type(command) and bid[0] == command[0] and bid[2] == command[2]
+
+
 class RefCache:
-    """Remembers the answers to each bidder's last `per_user` accepted and last `per_user` rejected
-    client references.
+    """Remembers each bidder's last `per_user` accepted and last `rejected_per_user` rejected
+    client references, each with the bid it was given to and that bid's answer.
 
     Kept apart so that rejections (in memory only: they changed nothing and are not journaled)
     never push an accepted reference out: the accepted side is exactly what a replay rebuilds.
+    Rejections get a smaller share: anyone can make them at the rate limit, and forgetting one
+    costs nothing (a retry is decided afresh), while forgetting an accepted one could place a bid
+    twice.
     """
 
-    __slots__ = ("answers", "per_user", "rejections")
+    __slots__ = ("answers", "per_user", "rejected_per_user", "rejections")
 
-    def __init__(self, per_user: int) -> None:
+    def __init__(self, per_user: int, rejected_per_user: int = 256) -> None:
         self.per_user = per_user
-        self.answers: dict[int, collections.OrderedDict[str, Outcome]] = {}
-        self.rejections: dict[int, collections.OrderedDict[str, Outcome]] = {}
+        self.rejected_per_user = rejected_per_user
+        self.answers: dict[int, collections.OrderedDict[str, Remembered]] = {}
+        self.rejections: dict[int, collections.OrderedDict[str, Remembered]] = {}
 
-    def get(self, user_id: int, ref: str) -> Outcome | None:
+    def get(self, user_id: int, ref: str) -> Remembered | None:
         answers = self.answers.get(user_id)
-        if answers is not None and ref in answers:
-            return answers[ref]
+        if answers is not None:
+            known = answers.get(ref)
+            if known is not None:
+                return known
         rejections = self.rejections.get(user_id)
         return rejections.get(ref) if rejections is not None else None
 
-    def put(self, user_id: int, ref: str, outcome: Outcome) -> None:
-        book = self.answers if outcome.ok else self.rejections
+    def put(self, user_id: int, ref: str, bid: Bid | None, outcome: Outcome) -> None:
+        if outcome.ok:
+            book, limit = self.answers, self.per_user
+        else:
+            book, limit = self.rejections, self.rejected_per_user
         answers = book.get(user_id)
         if answers is None:
             answers = book[user_id] = collections.OrderedDict()
-        answers[ref] = outcome
-        if len(answers) > self.per_user:
+        answers[ref] = (bid, outcome)
+        if len(answers) > limit:
             answers.popitem(last=False)
 
     def to_state(self) -> list[list[Any]]:
-        """The accepted references (what snapshots keep and the journal rebuilds)."""
+        """The accepted references (what snapshots keep and the journal rebuilds):
+        `[user_id, [[ref, answer, bid], ...]]`, bid = `[journal tag, lot_id, amount]` or nil."""
         return [
-            [user_id, [[ref, _outcome_row(o)] for ref, o in answers.items()]]
+            [user_id, [[ref, _outcome_row(o), _bid_row(bid)] for ref, (bid, o) in answers.items()]]
             for user_id, answers in self.answers.items()
             if answers
         ]
 
     def load(self, rows: Iterable[list[Any]]) -> None:
         for user_id, entries in rows:
-            for ref, row in entries:
-                self.put(user_id, ref, _outcome_from_row(row))
+            for entry in entries:
+                ref = entry[0]
+                # Snapshots written before bids were remembered hold `[ref, answer]` only.
+                bid = _bid_from_row(entry[2], user_id, ref) if len(entry) > 2 else None
+                self.put(user_id, ref, bid, _outcome_from_row(entry[1]))
+
+
+def _bid_row(bid: Bid | None) -> list[int] | None:
+    return None if bid is None else [_TAGS[type(bid)], bid[0], bid[2]]
+
+
+def _bid_from_row(row: list[int] | None, user_id: int, ref: str) -> Bid | None:
+    if row is None:
+        return None
+    tag, lot_id, amount = row
+    if tag == _SET_MAX:
+        return SetMaxBid(lot_id, user_id, amount, ref)
+    return PlaceBid(lot_id, user_id, amount, ref)
 
 
 def _outcome_row(outcome: Outcome) -> list[Any]:
@@ -213,13 +266,14 @@ class Engine:
         *,
         sync: bool = True,
         refs_per_user: int = 256,
+        rejected_refs_per_user: int = 256,
     ) -> None:
         self.clock = clock
         self.journal_dir = journal_dir
         self.snapshot_sink = snapshot_sink
         self.sync = sync
         self.book = Book()
-        self.refs = RefCache(refs_per_user)
+        self.refs = RefCache(refs_per_user, rejected_refs_per_user)
         self.listeners: list[Listener] = []
         self.last_seq = 0
         self.snapshot_seq = 0
@@ -264,7 +318,7 @@ class Engine:
 
     async def recover(self, redeliver_after: int | None = None) -> int:
         self.book = Book()
-        self.refs = RefCache(self.refs.per_user)
+        self.refs = RefCache(self.refs.per_user, self.refs.rejected_per_user)
         self.last_seq = self.snapshot_seq = 0
         if self.snapshot_sink is not None:
             latest = await self.snapshot_sink.latest()
@@ -284,9 +338,10 @@ class Engine:
         unpack = _unpack_tuples
         book = self.book
         events = book.events
-        # Only each bidder's newest references survive in the cache. They are collected flat (ref,
-        # seq, decision, ref, seq, ...) in one list per bidder, trimmed now and then, and the cache
-        # is built once at the end: no tuple per bid, no eviction per bid.
+        # Only each bidder's newest references survive in the cache. They are collected flat (record,
+        # seq, decision, record, ...: the decoded record carries the ref and the bid it names) in one
+        # list per bidder, trimmed now and then, and the cache is built once at the end: no tuple
+        # per bid, no eviction per bid.
         per_user = self.refs.per_user
         keep = 3 * per_user
         recent: dict[int, list[Any]] = {}
@@ -317,7 +372,7 @@ class Engine:
                         flat = recent.get(user_id)
                         if flat is None:
                             flat = recent[user_id] = []
-                        flat.append(ref)
+                        flat.append(row)
                         flat.append(seq_object)
                         flat.append(decision)
                         if len(flat) >= keep + keep:
@@ -336,19 +391,21 @@ class Engine:
             answers = self.refs.answers
             new = _new  # skips the NamedTuple's Python-level __new__: 250k of these add up
             outcome = _OUTCOME
+            place_bid_type, set_max_type = _PLACE_BID_TYPE, _SET_MAX_TYPE
             for user_id, flat in recent.items():
                 newest = flat[-keep:]
-                triples = zip(newest[0::3], newest[1::3], newest[2::3], strict=True)
-                if user_id in answers:
-                    for ref, ref_seq, decision in triples:
-                        self.refs.put(user_id, ref, new(outcome, (True, None, "", ref_seq, decision)))
-                else:
-                    answers[user_id] = collections.OrderedDict(
-                        [
-                            (ref, new(outcome, (True, None, "", ref_seq, decision)))
-                            for ref, ref_seq, decision in triples
-                        ]
+                entries: list[tuple[str, Remembered]] = []
+                for bid_row, ref_seq, decision in zip(newest[0::3], newest[1::3], newest[2::3], strict=True):
+                    fields = bid_row[2:6]  # lot_id, user_id, amount, ref: the command's own fields
+                    bid: Bid = (
+                        new(set_max_type, fields) if bid_row[0] == set_max else new(place_bid_type, fields)
                     )
+                    entries.append((bid_row[5], (bid, new(outcome, (True, None, "", ref_seq, decision)))))
+                if user_id in answers:
+                    for ref, (known_bid, answer) in entries:
+                        self.refs.put(user_id, ref, known_bid, answer)
+                else:
+                    answers[user_id] = collections.OrderedDict(entries)
         finally:
             book.set_quiet(False)
             if gc_was_enabled:
@@ -536,9 +593,11 @@ class Engine:
             if ref:
                 known = self.refs.get(command.user_id, ref)
                 if known is not None:
-                    return known
+                    # A retry gets the first answer; a different bid under a used ref is refused
+                    # rather than answered with another bid's outcome.
+                    return known[1] if same_bid(known, command) else _REF_REUSED
                 outcome = self._journal_and_apply(command, now)
-                self.refs.put(command.user_id, ref, outcome)
+                self.refs.put(command.user_id, ref, command, outcome)
                 return outcome
         return self._journal_and_apply(command, now)
 
@@ -615,7 +674,7 @@ class Engine:
     def load_snapshot(self, blob: bytes) -> None:
         state = msgpack.unpackb(blob, use_list=True, strict_map_key=False)
         self.book = Book.from_state(state["book"])
-        self.refs = RefCache(self.refs.per_user)
+        self.refs = RefCache(self.refs.per_user, self.refs.rejected_per_user)
         self.refs.load(state["refs"])
         self.last_seq = self.snapshot_seq = state["seq"]
 

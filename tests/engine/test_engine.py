@@ -118,6 +118,83 @@ async def test_a_retried_reference_gets_the_first_answer_even_after_a_restart(ru
     await engine.stop(snapshot=False)
 
 
+async def test_a_reference_reused_for_a_different_bid_is_refused_and_changes_nothing(running) -> None:
+    engine, clock, _sink, tmp_path = running
+    await open_session(engine, clock, lots=2)
+    first = await engine.execute(PlaceBid(1, 7, 1000, "r"))
+    assert first.ok
+    seq, state = engine.last_seq, engine.book.to_state()
+    records = dict(journal.recover(tmp_path / "journal"))
+    # Another lot, another amount, another kind: each a different bid under the same ref.
+    for other in (PlaceBid(2, 7, 1000, "r"), PlaceBid(1, 7, 1100, "r"), SetMaxBid(1, 7, 1000, "r")):
+        reused = await engine.execute(other)
+        assert reused == Outcome(False, "REF_REUSED", reused.message, 0, None)
+        assert "different bid" in reused.message
+    assert engine.last_seq == seq and engine.book.to_state() == state
+    assert dict(journal.recover(tmp_path / "journal")) == records
+    # The same bid is an idempotent retry: the first answer, still.
+    assert await engine.execute(PlaceBid(1, 7, 1000, "r")) == first
+    # Rejections are remembered with their bid too: a retry gets the rejection, a new bid is refused.
+    low = await engine.execute(PlaceBid(1, 8, 900, "low"))
+    assert low.code == "TOO_LOW"
+    assert (await engine.execute(PlaceBid(1, 8, 1500, "low"))).code == "REF_REUSED"
+    assert await engine.execute(PlaceBid(1, 8, 900, "low")) == low
+    # References are per bidder: another bidder's "r" is a reference of its own.
+    assert (await engine.execute(PlaceBid(2, 9, 1000, "r"))).ok
+
+
+@pytest.mark.parametrize("with_snapshot", [False, True], ids=["journal", "snapshot"])
+async def test_a_reused_reference_is_still_told_apart_after_recovery(running, with_snapshot: bool) -> None:
+    engine, clock, sink, tmp_path = running
+    await open_session(engine, clock, lots=2)
+    plain = await engine.execute(PlaceBid(1, 7, 1000, "p"))
+    hidden = await engine.execute(SetMaxBid(2, 7, 5000, "m"))
+    assert plain.ok and hidden.ok
+    if with_snapshot:
+        await engine.snapshot()
+    engine = await restart(engine, sink, tmp_path)
+    assert engine.snapshot_seq == (engine.last_seq if with_snapshot else 0)
+    assert await engine.execute(PlaceBid(1, 7, 1000, "p")) == plain._replace(message="")
+    assert await engine.execute(SetMaxBid(2, 7, 5000, "m")) == hidden._replace(message="")
+    for other in (PlaceBid(2, 7, 1000, "p"), PlaceBid(1, 7, 1200, "p"), SetMaxBid(1, 7, 1000, "p")):
+        assert (await engine.execute(other)).code == "REF_REUSED"
+    assert (await engine.execute(PlaceBid(2, 7, 5000, "m"))).code == "REF_REUSED"
+    assert engine.book.lots[1].bid_count == 1 and engine.book.lots[2].bid_count == 1
+    await engine.stop(snapshot=False)
+
+
+async def test_a_snapshot_written_before_fingerprints_loads_and_tells_apart_what_it_can(running) -> None:
+    """Old snapshots remember `[ref, answer]` without the bid. The safe rule: a reuse on another
+    lot (the answer names its lot) is refused; on the same lot it is taken for a retry, since
+    refusing a real retry could make the client bid twice."""
+    engine, clock, _sink, tmp_path = running
+    await open_session(engine, clock, lots=2)
+    first = await engine.execute(PlaceBid(1, 7, 1000, "old"))
+    state = msgpack.unpackb(engine.snapshot_bytes(), strict_map_key=False)
+    for _user_id, entries in state["refs"]:
+        for entry in entries:
+            del entry[2:]  # the old format: [ref, [ok, code, seq, decision]]
+    ((user_id, [[ref, row]]),) = state["refs"]
+    assert (user_id, ref, row[2]) == (7, "old", first.seq)
+    await engine.stop(snapshot=False)
+    shutil.rmtree(tmp_path / "journal")  # everything must come from the old snapshot
+    old = MemorySnapshotSink()
+    old.saved.append((state["seq"], msgpack.packb(state)))
+    engine = Engine(clock, tmp_path / "journal", old, sync=False)
+    await engine.start()
+    assert engine.last_seq == first.seq and engine.book.lots[1].bid_count == 1
+    assert await engine.execute(PlaceBid(1, 7, 1000, "old")) == first._replace(message="")
+    assert (await engine.execute(PlaceBid(2, 7, 1000, "old"))).code == "REF_REUSED"
+    assert (await engine.execute(PlaceBid(1, 7, 1100, "old"))).seq == first.seq  # unknown: a retry
+    assert engine.book.lots[1].bid_count == 1 and engine.book.lots[2].bid_count == 0
+    # Written again, the unknown bid stays unknown (it is not made up), and loads the same way.
+    await engine.snapshot()
+    engine = await restart(engine, old, tmp_path)
+    assert (await engine.execute(PlaceBid(2, 7, 1000, "old"))).code == "REF_REUSED"
+    assert (await engine.execute(PlaceBid(1, 7, 1000, "old"))).seq == first.seq
+    await engine.stop(snapshot=False)
+
+
 async def test_the_reference_cache_is_bounded_per_bidder(tmp_path: pathlib.Path) -> None:
     clock = FakeClock(T0)
     engine = Engine(clock, tmp_path / "journal", None, sync=False, refs_per_user=3)
