@@ -123,10 +123,20 @@ _PLACE_BID: Final = TAGS[PlaceBid]
 _SET_MAX: Final = TAGS[SetMaxBid]
 
 
-Bid = PlaceBid | SetMaxBid
-# A remembered reference: the bid it was first given to (None when unknown: loaded from a snapshot
-# written before bids were remembered) and the answer that bid got.
-Remembered = tuple[Bid | None, Outcome]
+# How many refs each bidder's cache keeps (docs/protocol.md, "How long refs are remembered").
+# Accepted: enough for 5 minutes of nonstop bidding at the gateway's rate limit (20/s, bursts of
+# 40: 6,040) with room to spare, so a client that reconnects after minutes always gets its answer.
+# Rejected: fewer, since anyone can make them at the limit and a forgotten one costs nothing.
+REFS_PER_USER: Final = 8192
+REJECTED_REFS_PER_USER: Final = 256
+
+# What identifies a bid besides its bidder, its ref and its lot (the answer's decision names the
+# lot): the amount and the kind, packed in one int (amount * 2, + 1 for a maximum) because an int
+# is the cheapest thing to keep per remembered ref. UNKNOWN_BID: loaded from a snapshot written
+# before bids were remembered.
+UNKNOWN_BID: Final = -1
+# A remembered reference: the fingerprint of the bid it was first given to, and that bid's answer.
+Remembered = tuple[int, Outcome]
 
 # Answers a bid whose ref this bidder already gave a different bid. A constant: nothing is built,
 # nothing journaled, nothing remembered (the original answer stays the ref's answer).
@@ -135,19 +145,21 @@ _REF_REUSED: Final = Outcome(
 )
 
 
-def same_bid(known: Remembered, command: Bid) -> bool:
-    """Is `command` (same bidder, same ref) the bid `known` was remembered for, i.e. a retry?
+def fingerprint(amount: int, is_max: bool) -> int:
+    return amount * 2 + 1 if is_max else amount * 2
 
-    The bidder and the ref are equal by construction; kind, lot and amount must be too. An entry
-    from an old snapshot knows only its lot (its decision names it): a bid on another lot is
-    certainly different; on the same lot it is taken for a retry, since refusing a real retry
-    could lead the client to bid again under a new ref, and twice.
+
+def same_bid(known: Remembered, lot_id: int, bid_fingerprint: int) -> bool:
+    """Is the bid (same bidder, same ref) the one `known` was remembered for, i.e. a retry?
+
+    The lot, the amount and the kind must match. An entry from an old snapshot knows only its lot:
+    a bid on another lot is certainly different; on the same lot it is taken for a retry, since
+    refusing a real retry could lead the client to bid again under a new ref, and twice.
     """
-    bid = known[0]
-    if bid is None:
-        decision = known[1].decision
-        return decision is None or decision.lot_id == command[0]
-    return type(bid) is type(command) and bid[0] == command[0] and bid[2] == command[2]
+    decision = known[1].decision
+    if decision is not None and decision.lot_id != lot_id:
+        return False
+    return known[0] == bid_fingerprint or known[0] == UNKNOWN_BID
 
 
 class RefCache:
@@ -163,7 +175,7 @@ class RefCache:
 
     __slots__ = ("answers", "per_user", "rejected_per_user", "rejections")
 
-    def __init__(self, per_user: int, rejected_per_user: int = 256) -> None:
+    def __init__(self, per_user: int, rejected_per_user: int = REJECTED_REFS_PER_USER) -> None:
         self.per_user = per_user
         self.rejected_per_user = rejected_per_user
         self.answers: dict[int, collections.OrderedDict[str, Remembered]] = {}
@@ -178,7 +190,7 @@ class RefCache:
         rejections = self.rejections.get(user_id)
         return rejections.get(ref) if rejections is not None else None
 
-    def put(self, user_id: int, ref: str, bid: Bid | None, outcome: Outcome) -> None:
+    def put(self, user_id: int, ref: str, bid_fingerprint: int, outcome: Outcome) -> None:
         if outcome.ok:
             book, limit = self.answers, self.per_user
         else:
@@ -186,15 +198,15 @@ class RefCache:
         answers = book.get(user_id)
         if answers is None:
             answers = book[user_id] = collections.OrderedDict()
-        answers[ref] = (bid, outcome)
+        answers[ref] = (bid_fingerprint, outcome)
         if len(answers) > limit:
             answers.popitem(last=False)
 
     def to_state(self) -> list[list[Any]]:
         """The accepted references (what snapshots keep and the journal rebuilds):
-        `[user_id, [[ref, answer, bid], ...]]`, bid = `[journal tag, lot_id, amount]` or nil."""
+        `[user_id, [[ref, answer, fingerprint], ...]]`."""
         return [
-            [user_id, [[ref, _outcome_row(o), _bid_row(bid)] for ref, (bid, o) in answers.items()]]
+            [user_id, [[ref, _outcome_row(o), fp] for ref, (fp, o) in answers.items()]]
             for user_id, answers in self.answers.items()
             if answers
         ]
@@ -202,23 +214,9 @@ class RefCache:
     def load(self, rows: Iterable[list[Any]]) -> None:
         for user_id, entries in rows:
             for entry in entries:
-                ref = entry[0]
                 # Snapshots written before bids were remembered hold `[ref, answer]` only.
-                bid = _bid_from_row(entry[2], user_id, ref) if len(entry) > 2 else None
-                self.put(user_id, ref, bid, _outcome_from_row(entry[1]))
-
-
-def _bid_row(bid: Bid | None) -> list[int] | None:
-    return None if bid is None else [_TAGS[type(bid)], bid[0], bid[2]]
-
-
-def _bid_from_row(row: list[int] | None, user_id: int, ref: str) -> Bid | None:
-    if row is None:
-        return None
-    tag, lot_id, amount = row
-    if tag == _SET_MAX:
-        return SetMaxBid(lot_id, user_id, amount, ref)
-    return PlaceBid(lot_id, user_id, amount, ref)
+                bid_fingerprint = entry[2] if len(entry) > 2 else UNKNOWN_BID
+                self.put(user_id, entry[0], bid_fingerprint, _outcome_from_row(entry[1]))
 
 
 def _outcome_row(outcome: Outcome) -> list[Any]:
@@ -265,8 +263,8 @@ class Engine:
         snapshot_sink: SnapshotSink | None = None,
         *,
         sync: bool = True,
-        refs_per_user: int = 256,
-        rejected_refs_per_user: int = 256,
+        refs_per_user: int = REFS_PER_USER,
+        rejected_refs_per_user: int = REJECTED_REFS_PER_USER,
     ) -> None:
         self.clock = clock
         self.journal_dir = journal_dir
@@ -391,19 +389,23 @@ class Engine:
             answers = self.refs.answers
             new = _new  # skips the NamedTuple's Python-level __new__: 250k of these add up
             outcome = _OUTCOME
-            place_bid_type, set_max_type = _PLACE_BID_TYPE, _SET_MAX_TYPE
             for user_id, flat in recent.items():
                 newest = flat[-keep:]
-                entries: list[tuple[str, Remembered]] = []
-                for bid_row, ref_seq, decision in zip(newest[0::3], newest[1::3], newest[2::3], strict=True):
-                    fields = bid_row[2:6]  # lot_id, user_id, amount, ref: the command's own fields
-                    bid: Bid = (
-                        new(set_max_type, fields) if bid_row[0] == set_max else new(place_bid_type, fields)
+                entries: list[tuple[str, Remembered]] = [
+                    (
+                        bid_row[5],
+                        (
+                            bid_row[4] * 2 + 1 if bid_row[0] == set_max else bid_row[4] * 2,
+                            new(outcome, (True, None, "", ref_seq, decision)),
+                        ),
                     )
-                    entries.append((bid_row[5], (bid, new(outcome, (True, None, "", ref_seq, decision)))))
+                    for bid_row, ref_seq, decision in zip(
+                        newest[0::3], newest[1::3], newest[2::3], strict=True
+                    )
+                ]
                 if user_id in answers:
-                    for ref, (known_bid, answer) in entries:
-                        self.refs.put(user_id, ref, known_bid, answer)
+                    for ref, (bid_fingerprint, answer) in entries:
+                        self.refs.put(user_id, ref, bid_fingerprint, answer)
                 else:
                     answers[user_id] = collections.OrderedDict(entries)
         finally:
@@ -592,12 +594,15 @@ class Engine:
             ref = command.ref
             if ref:
                 known = self.refs.get(command.user_id, ref)
+                bid_fingerprint = fingerprint(command[2], isinstance(command, _SET_MAX_TYPE))
                 if known is not None:
                     # A retry gets the first answer; a different bid under a used ref is refused
                     # rather than answered with another bid's outcome.
-                    return known[1] if same_bid(known, command) else _REF_REUSED
+                    if same_bid(known, command[0], bid_fingerprint):
+                        return known[1]
+                    return _REF_REUSED
                 outcome = self._journal_and_apply(command, now)
-                self.refs.put(command.user_id, ref, command, outcome)
+                self.refs.put(command.user_id, ref, bid_fingerprint, outcome)
                 return outcome
         return self._journal_and_apply(command, now)
 
