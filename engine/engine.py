@@ -164,7 +164,7 @@ def same_bid(known: Remembered, lot_id: int, bid_fingerprint: int) -> bool:
 
 class RefCache:
     """Remembers each bidder's last `per_user` accepted and last `rejected_per_user` rejected
-    client references, each with the bid it was given to and that bid's answer.
+    client references, each with the fingerprint of the bid it was given to and that bid's answer.
 
     Kept apart so that rejections (in memory only: they changed nothing and are not journaled)
     never push an accepted reference out: the accepted side is exactly what a replay rebuilds.
@@ -384,7 +384,7 @@ class Engine:
                     redeliver.extend(events)
                 events.clear()
             self.last_seq = seq
-            # Still without the cyclic GC: a quarter of a million answers are built here, and with
+            # Still without the cyclic GC: up to a million answers are built here, and with
             # it on, each 700 allocations would traverse everything replay left alive.
             answers = self.refs.answers
             new = _new  # skips the NamedTuple's Python-level __new__: 250k of these add up
