@@ -206,6 +206,52 @@ async def test_the_reference_cache_is_bounded_per_bidder(tmp_path: pathlib.Path)
     await engine.stop(snapshot=False)
 
 
+async def test_refs_are_kept_the_last_few_always_and_more_within_the_window(tmp_path: pathlib.Path) -> None:
+    clock = FakeClock(T0)
+    engine = Engine(clock, tmp_path / "journal", None, sync=False, **small_refs)
+    await engine.start()
+    await open_session(engine, clock)
+    price = 1000
+    for n, wait_ms in enumerate([0, 1_000, 1_000, 1_000, 1_000, 200_000, 1_000]):
+        clock.advance(wait_ms)
+        bidder = 7 if n % 2 == 0 else 8
+        assert (await engine.execute(PlaceBid(1, bidder, price, f"k{n}"))).ok
+        price += 100
+        if n == 4:  # 7 has k0, k2, k4 within two minutes: all kept (the cap is four)
+            assert list(engine.refs.answers[7]) == ["k0", "k2", "k4"]
+    # Over two minutes later only the newest two of each are left.
+    assert list(engine.refs.answers[7]) == ["k4", "k6"]
+    assert list(engine.refs.answers[8]) == ["k3", "k5"]
+    # A forgotten ref is a new bid again (it was no retry the engine could still tell).
+    assert (await engine.execute(PlaceBid(1, 8, price, "k1"))).ok
+    expected = engine.refs.to_state()
+    await engine.stop(snapshot=False)
+    replica = Engine(clock, tmp_path / "journal", None, sync=False, **small_refs)
+    await replica.recover()
+    assert replica.refs.to_state() == expected
+
+
+async def test_ref_stamps_never_go_back_with_the_clock(tmp_path: pathlib.Path) -> None:
+    """A wall clock stepped back must not make newer refs look older: stamps are the highest
+    command time journaled so far, and replay stamps them the same."""
+    clock = FakeClock(T0)
+    engine = Engine(clock, tmp_path / "journal", None, sync=False, **small_refs)
+    await engine.start()
+    await open_session(engine, clock)
+    price = 1000
+    for n, move_ms in enumerate([0, 500_000, -400_000, 1_000, -300_000, 1_000]):
+        clock.advance(move_ms)
+        assert (await engine.execute(PlaceBid(1, 7 + n % 2, price, f"s{n}"))).ok
+        price += 100
+    stamps = [entry[2] for entry in engine.refs.answers[7].values()]
+    assert stamps == sorted(stamps) and stamps[-1] == T0 + MINUTE + 500_000
+    expected = engine.refs.to_state()
+    await engine.stop(snapshot=False)
+    replica = Engine(clock, tmp_path / "journal", None, sync=False, **small_refs)
+    await replica.recover()
+    assert replica.refs.to_state() == expected
+
+
 async def test_replaying_the_journal_reproduces_the_state_exactly(running) -> None:
     engine, clock, _sink, tmp_path = running
     await open_session(engine, clock, lots=3)
@@ -334,6 +380,9 @@ async def test_every_journal_cut_keeps_every_acknowledged_bid_before_it(tmp_path
         shutil.rmtree(work)
 
 
+# Two refs always, more within two minutes, at most four: replay must keep exactly what live keeps.
+small_refs = {"refs_per_user": 2, "refs_window_ms": 120_000, "refs_max_per_user": 4}
+
 bid_steps = st.lists(
     st.tuples(
         st.integers(min_value=1, max_value=3),  # lot
@@ -341,7 +390,7 @@ bid_steps = st.lists(
         st.integers(min_value=0, max_value=40),  # steps of 100 above the start price
         st.booleans(),  # a maximum bid?
         st.integers(min_value=0, max_value=90_000),  # ms the clock moves first
-        st.sampled_from(["", "", "r1", "r2", "r3"]),  # client references, some repeated
+        st.sampled_from(["", "", "r1", "r2", "r3", "r4", "r5", "r6"]),  # client references, some repeated
     ),
     max_size=60,
 )
@@ -355,7 +404,7 @@ def test_replaying_any_journal_reproduces_the_state_exactly(tmp_path_factory, st
     async def scenario() -> None:
         directory = tmp_path_factory.mktemp("replay")
         clock = FakeClock(T0)
-        engine = Engine(clock, directory, None, sync=False, refs_per_user=4)
+        engine = Engine(clock, directory, None, sync=False, **small_refs)
         await engine.start()
         await open_session(engine, clock, lots=3)
         for lot_id, bidder, steps_up, is_max, wait_ms, ref in steps:
@@ -368,7 +417,7 @@ def test_replaying_any_journal_reproduces_the_state_exactly(tmp_path_factory, st
         expected_book = engine.book.to_state()
         expected_refs = engine.refs.to_state()
         await engine.stop(snapshot=False)
-        replica = Engine(clock, directory, None, sync=False, refs_per_user=4)
+        replica = Engine(clock, directory, None, sync=False, **small_refs)
         await replica.recover()
         assert replica.book.to_state() == expected_book
         assert replica.refs.to_state() == expected_refs
