@@ -738,13 +738,23 @@ class Engine:
 
     # -- snapshots -----------------------------------------------------------------------------
     def snapshot_bytes(self) -> bytes:
-        state = {
-            "seq": self.last_seq,
-            "book": self.book.to_state(),
-            "refs": self.refs.to_state(),
-            "refs_clock": self.refs.clock,
-        }
-        return msgpack.packb(state)  # type: ignore[no-any-return]
+        # Runs on the writer loop, so bids wait for it. The cyclic GC is paused as in replay: the
+        # state is millions of new lists, none in a cycle, and with the GC on each 700 of them
+        # set off a collection that walks the book and the ref cache (measured: 800k refs took
+        # 16.5 s of CPU with it, 3.0 s without, on the busy shared VM).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            state = {
+                "seq": self.last_seq,
+                "book": self.book.to_state(),
+                "refs": self.refs.to_state(),
+                "refs_clock": self.refs.clock,
+            }
+            return msgpack.packb(state)  # type: ignore[no-any-return]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
     def load_snapshot(self, blob: bytes) -> None:
         state = msgpack.unpackb(blob, use_list=True, strict_map_key=False)
