@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
+# The layers (.importlinter, docs/architecture.md) are checked by `lint-imports`; mypy --strict
+# covers every product package and the two entry scripts.
+MYPY_PACKAGES := engine/ shop/ payments/ backoffice/ persistence/ gateway/ admin/ composition/ run.py run_cluster.py
+
 .PHONY: run cluster test bench lint lock clean unit compile clean-compiled
 
 $(STAMP): requirements.lock
@@ -42,16 +46,18 @@ $(CHROMIUM):
 
 test: $(STAMP) $(COMPILED) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict engine/ shop/ persistence/shop/
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy --strict $(MYPY_PACKAGES)
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 unit: $(STAMP) $(COMPILED)
-	$(VENV)/bin/pytest -q tests/engine tests/shop $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q tests/engine tests/shop tests/backoffice $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check . || true
-	$(VENV)/bin/mypy --strict engine/ shop/ persistence/shop/
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy --strict $(MYPY_PACKAGES)
 
 bench: $(STAMP) $(COMPILED)
 	$(PY) benchmarks/bench_book.py --interpreted-too

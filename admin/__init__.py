@@ -1,6 +1,8 @@
 """The admin web UI (运营中心), served under /admin; uploaded media under /media.
 
-`gateway/app.py` adds `admin.routes(ctx)` to its route list. Read from the context:
+`composition/app.py` adds `admin.routes(ctx, services, actions)` to the gateway's routes. Every
+write goes through `actions` (backoffice/actions.py), the service the REST admin endpoints use too.
+Read from the context:
 `media_dir` (where uploads are kept; DATA_DIR/media in production), `cookie_secret` (signs the
 admin cookies; derived from the pseudonym secret when COOKIE_SECRET is unset), `media_max_bytes`
 (default 5 MiB); sign-in limits are gateway/signin.py's, shared with the JSON login. See
@@ -15,16 +17,24 @@ import tornado.routing
 import tornado.web
 
 if TYPE_CHECKING:
+    from admin.base import AdminServices
+    from backoffice.actions import AdminActions
     from gateway.context import AppContext
 
 
-def routes(ctx: AppContext) -> list[tornado.routing.Rule]:
-    """Every admin route, with the admin services built once for this application."""
-    from admin import account, auth, catalog, money, pages, shop
-    from admin.base import STATIC_DIR, AdminHandler, AdminServices, AdminStaticHandler
+def services(ctx: AppContext) -> AdminServices:
+    """The admin side's services (cookie secret, media store, audit reads), for one application."""
+    from admin.base import AdminServices
 
-    services = AdminServices(ctx)
-    args = {"ctx": ctx, "admin": services}
+    return AdminServices(ctx)
+
+
+def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> list[tornado.routing.Rule]:
+    """Every admin route; handlers receive the services and the admin-actions service explicitly."""
+    from admin import account, auth, catalog, money, pages, shop
+    from admin.base import STATIC_DIR, AdminHandler, AdminStaticHandler
+
+    args = {"ctx": ctx, "admin": services, "actions": actions}
     handlers: list[tuple[str, type[AdminHandler]]] = [
         (r"/admin/login", auth.LoginHandler),
         (r"/admin/login/code", auth.CodeHandler),

@@ -40,7 +40,6 @@ class TwoFactorPage(AdminHandler):
         two_factor = TwoFactor(self.ctx.db)
         action = self.form("action")
         code = self.form("code")[:CODE_MAX_LENGTH]
-        target = f"user:{user.user_id}"
         try:
             if action == "start":
                 if (await two_factor.status(user.user_id)).enabled:
@@ -48,11 +47,11 @@ class TwoFactorPage(AdminHandler):
                 await self.show(enrolment=await two_factor.start(user.user_id, user.username))
             elif action == "confirm":
                 codes = await two_factor.confirm(user.user_id, code)
-                await self.audit("auth.two_factor_enabled", target)
+                await self.actions.two_factor_changed(self.actor(), enabled=True)
                 await self.show(recovery_codes=codes)
             elif action == "disable":
                 await two_factor.disable(user.user_id, code)
-                await self.audit("auth.two_factor_disabled", target)
+                await self.actions.two_factor_changed(self.actor(), enabled=False)
                 self.done("Two-factor sign-in is off.", URL)
             else:
                 raise TwoFactorInvalid("unknown action")

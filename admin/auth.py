@@ -94,19 +94,19 @@ class LoginHandler(AdminHandler):
         self.set_session_cookie(token)
         user = await self.ctx.accounts.user_for_token(token)
         self.admin_user = user
-        await self.audit(
-            "auth.login", f"user:{user_id}", after={"username": user.username if user else username}
+        await self.actions.record(
+            self.actor() if user else None,
+            "auth.login",
+            f"user:{user_id}",
+            after={"username": user.username if user else username},
+            username=username,
+            ip=self.request.remote_ip or "",
         )
         self.redirect(next_url, status=303)
 
     async def audit_login(self, action: str, username: str, reason: str) -> None:
-        await self.services.audit.record(
-            action=action,
-            target="auth",
-            admin_user_id=None,
-            admin_username=username,
-            after={"reason": reason},
-            ip=self.request.remote_ip or "",
+        await self.actions.record(
+            None, action, "auth", after={"reason": reason}, username=username, ip=self.request.remote_ip or ""
         )
 
 
@@ -166,7 +166,7 @@ class LogoutHandler(AdminHandler):
         token = self.session_token()
         if token is not None:
             await self.ctx.accounts.logout(token)
-        await self.audit("auth.logout", f"user:{self.admin_user.user_id if self.admin_user else 0}")
+        await self.actions.record(self.actor(), "auth.logout", f"user:{self.actor().user_id}")
         self.clear_session_cookie()
         self.clear_cookie("_xsrf", path=PREFIX)
         self.redirect(LOGIN_URL, status=303)

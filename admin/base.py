@@ -31,6 +31,7 @@ import orjson
 import tornado.escape
 import tornado.web
 
+from backoffice.actions import Actor, AdminActions, NotAuthorized
 from engine.book.errors import GavelError
 from gateway.context import AppContext
 from gateway.errors import (
@@ -222,12 +223,14 @@ class AdminHandler(tornado.web.RequestHandler):
 
     ctx: AppContext
     services: AdminServices
+    actions: AdminActions
     admin_user: AuthUser | None
     via_bearer: bool
 
-    def initialize(self, ctx: AppContext, admin: AdminServices) -> None:
+    def initialize(self, ctx: AppContext, admin: AdminServices, actions: AdminActions) -> None:
         self.ctx = ctx
         self.services = admin
+        self.actions = actions
         self.admin_user = None
         self.via_bearer = False
         # set_default_headers ran before `ctx` existed; now the CSP can name the public origin.
@@ -413,18 +416,12 @@ class AdminHandler(tornado.web.RequestHandler):
             return int(raw)
         return default
 
-    # -- audit -----------------------------------------------------------------------------------------
-    async def audit(self, action: str, target: str, before: Any = None, after: Any = None) -> None:
+    # -- who acts, for the admin-actions service (it authorizes and audits every write) -------------
+    def actor(self) -> Actor:
         user = self.admin_user
-        await self.services.audit.record(
-            action=action,
-            target=target,
-            admin_user_id=user.user_id if user else None,
-            admin_username=user.username if user else "",
-            before=before,
-            after=after,
-            ip=self.request.remote_ip or "",
-        )
+        if user is None:  # prepare() refused everyone else; a public page has no writes
+            raise NotAuthorized("admin sign-in required")
+        return Actor(user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "ui")
 
     async def guarded(self, action: Callable[[], Awaitable[None]], *, back: str) -> None:
         """Run a POST action; a refusal (GavelError) becomes an error message on the page it came from."""

@@ -26,12 +26,13 @@ from admin.base import (
     parse_time,
     text_field,
 )
+from backoffice.actions import ImageAction, LotAction, live_lot
 from engine.book.errors import GavelError, NotFound
-from engine.commands import CancelLot, CloseLot, Command, OpenLot
+from engine.engine import Engine
 from gateway.errors import error_body, status_for
 from gateway.http import Fields
 from gateway.rest_admin import LOT_FIELDS, SESSION_FIELDS, read_lot, read_session
-from persistence.catalog import LotSpec, SessionSpec, admin_lot_view, admin_session_view, engine_refusal
+from persistence.catalog import LotSpec, SessionSpec, engine_refusal
 from persistence.media import MediaTooLarge
 from persistence.mongo import Document, iso_utc
 
@@ -84,18 +85,8 @@ def session_state(ctx_engine: Any, session_id: int) -> int | None:
     return int(live.state) if live is not None else None
 
 
-def lot_live(ctx_engine: Any, lot_id: int) -> Document | None:
-    lot = ctx_engine.book.lots.get(lot_id)
-    if lot is None:
-        return None
-    return {
-        "state": int(lot.state),
-        "price": lot.price,
-        "bid_count": lot.bid_count,
-        "ends_at": lot.ends_at,
-        "next_min": lot.next_min(),
-        "leader": lot.leader,
-    }
+def lot_live(engine: Engine, lot_id: int) -> Document | None:
+    return live_lot(engine, lot_id)
 
 
 class CatalogPage(AdminHandler):
@@ -189,12 +180,11 @@ class SessionNewHandler(CatalogPage):
     async def post(self) -> None:
         try:
             values = self.session_form()
-            doc = await self.ctx.catalog.create_session(SessionSpec(**values))
+            doc = await self.actions.create_session(self.actor(), SessionSpec(**values))
         except GavelError as error:
             self.set_status(400 if error.code == "VALIDATION" else 409)
             self.render("session_new.html", values=self.echo(), error=error.message, page_title="New session")
             return
-        await self.audit("session.create", f"session:{doc['_id']}", None, admin_session_view(doc))
         self.done(f"Session {doc['_id']} created.", f"{PREFIX}/sessions/{doc['_id']}")
 
     def echo(self) -> dict[str, str]:
@@ -226,16 +216,15 @@ class SessionHandler(CatalogPage):
 
     async def post(self, raw_id: str) -> None:
         session_id = self.path_id(raw_id, "session")
-        before = admin_session_view(await self.ctx.catalog.session_document(session_id))
+        await self.ctx.catalog.session_document(session_id)  # 404 before reading the form
         try:
             changes = self.session_form()
-            doc = await self.ctx.catalog.update_session(session_id, changes)
+            await self.actions.update_session(self.actor(), session_id, changes)
         except GavelError as error:
             self.set_status(400 if error.code == "VALIDATION" else 409)
             values = {name: self.form(name) for name in (*SESSION_FIELDS, *(f + "_utc" for f in TIME_FIELDS))}
             await self.show(session_id, values=values, error=error.message)
             return
-        await self.audit("session.update", f"session:{session_id}", before, admin_session_view(doc))
         self.done("Session saved.", f"{PREFIX}/sessions/{session_id}")
 
 
@@ -251,7 +240,7 @@ class LotNewHandler(CatalogPage):
         try:
             values = self.lot_form(None)
             values.setdefault("unit", None)
-            doc = await self.ctx.catalog.create_lot(session_id, LotSpec(**values))
+            doc = await self.actions.create_lot(self.actor(), session_id, LotSpec(**values))
         except GavelError as error:
             self.set_status(400 if error.code == "VALIDATION" else 409)
             self.render(
@@ -263,7 +252,6 @@ class LotNewHandler(CatalogPage):
                 page_title="New lot",
             )
             return
-        await self.audit("lot.create", f"lot:{doc['_id']}", None, admin_lot_view(doc))
         self.done(f"Lot {doc['_id']} created. Add its images below.", f"{PREFIX}/lots/{doc['_id']}")
 
     def echo_specs(self) -> list[dict[str, str]]:
@@ -308,7 +296,7 @@ class LotHandler(CatalogPage):
         old = await self.ctx.catalog.lot_document(lot_id)
         try:
             changes = self.lot_form(old)
-            doc = await self.ctx.catalog.update_lot(lot_id, changes)
+            await self.actions.update_lot(self.actor(), lot_id, changes)
         except GavelError as error:
             self.set_status(400 if error.code == "VALIDATION" else 409)
             keys, vals = self.form_list("spec_key"), self.form_list("spec_value")
@@ -317,7 +305,6 @@ class LotHandler(CatalogPage):
                 lot_id, values={n: self.form(n) for n in LOT_FIELDS}, specs=specs, error=error.message
             )
             return
-        await self.audit("lot.update", f"lot:{lot_id}", admin_lot_view(old), admin_lot_view(doc))
         self.done("Lot saved.", f"{PREFIX}/lots/{lot_id}")
 
 
@@ -332,19 +319,11 @@ class LotCommandHandler(CatalogPage):
             if lot_id not in self.ctx.engine.book.lots:
                 raise NotFound(f"lot {lot_id} is not live in the engine")
             reason = text_field(self.form("reason"), "Reason", max_length=200, required=action == "cancel")
-            command: Command
-            if action == "cancel":
-                command = CancelLot(lot_id, reason)
-            elif action == "open":
-                command = OpenLot(lot_id)
-            else:
-                command = CloseLot(lot_id)
-            before = lot_live(self.ctx.engine, lot_id)
-            outcome = await self.ctx.engine.execute(command)
+            verb: LotAction = "cancel" if action == "cancel" else "open" if action == "open" else "close"
+            outcome = await self.actions.lot_command(self.actor(), lot_id, verb, reason)
             if not outcome.ok:
                 raise engine_refusal(outcome, state_code="ILLEGAL_STATE")
             after = lot_live(self.ctx.engine, lot_id)
-            await self.audit(f"lot.{action}", f"lot:{lot_id}", before, {**(after or {}), "reason": reason})
             state = LOT_STATE_LABELS.get(after["state"] if after else 0, "?")
             self.done(f"Lot {lot_id}: {action} done; it is now {state}.", back)
 
@@ -442,16 +421,12 @@ class LotImageUploadHandler(UploadHandler):
                 raise FormError(f"a lot has at most {MAX_IMAGES} images")
             stored = await self.services.media.save(data)
             url = self.services.media_url(stored.path)
-            await self.ctx.catalog.update_lot(lot_id, {"images": (*images, url)})
+            await self.actions.set_lot_images(
+                self.actor(), lot_id, "add", images, [*images, url], dataclasses.asdict(stored)
+            )
         except GavelError as error:
             self.refuse_upload(error, back)
             return
-        await self.audit(
-            "lot.image_add",
-            f"lot:{lot_id}",
-            {"images": images},
-            {"images": [*images, url], "file": dataclasses.asdict(stored)},
-        )
         self.answer("Image added.", back, {"url": url, "images": [*images, url]})
 
 
@@ -461,19 +436,13 @@ class SessionCoverUploadHandler(UploadHandler):
         back = f"{PREFIX}/sessions/{session_id}"
         data = self.read_upload()
         try:
-            old = await self.ctx.catalog.session_document(session_id)
+            await self.ctx.catalog.session_document(session_id)  # 404 before keeping the file
             stored = await self.services.media.save(data)
             url = self.services.media_url(stored.path)
-            await self.ctx.catalog.update_session(session_id, {"cover": url})
+            await self.actions.set_session_cover(self.actor(), session_id, url, dataclasses.asdict(stored))
         except GavelError as error:
             self.refuse_upload(error, back)
             return
-        await self.audit(
-            "session.cover",
-            f"session:{session_id}",
-            {"cover": old.get("cover", "")},
-            {"cover": url, "file": dataclasses.asdict(stored)},
-        )
         self.answer("Cover image set.", back, {"url": url})
 
 
@@ -500,8 +469,14 @@ class LotImageMoveHandler(CatalogPage):
                 if not 0 <= target < len(moved):
                     raise FormError("that image cannot move further")
                 moved[index], moved[target] = moved[target], moved[index]
-            await self.ctx.catalog.update_lot(lot_id, {"images": tuple(moved)})
-            await self.audit(f"lot.image_{action}", f"lot:{lot_id}", {"images": images}, {"images": moved})
+            verb: ImageAction = (
+                "remove"
+                if action == "remove"
+                else "cover"
+                if action == "cover"
+                else ("up" if action == "up" else "down")
+            )
+            await self.actions.set_lot_images(self.actor(), lot_id, verb, images, moved)
             self.done("Images updated.", back)
 
         await self.guarded(run, back=back)
@@ -513,11 +488,7 @@ class SessionCoverRemoveHandler(CatalogPage):
         back = f"{PREFIX}/sessions/{session_id}"
 
         async def run() -> None:
-            old = await self.ctx.catalog.session_document(session_id)
-            await self.ctx.catalog.update_session(session_id, {"cover": ""})
-            await self.audit(
-                "session.cover", f"session:{session_id}", {"cover": old.get("cover", "")}, {"cover": ""}
-            )
+            await self.actions.set_session_cover(self.actor(), session_id, "")
             self.done("Cover removed.", back)
 
         await self.guarded(run, back=back)

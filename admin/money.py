@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
-from admin.backoffice import BackOffice
 from admin.base import PREFIX, AdminHandler, FormError, Paging, parse_money, text_field
 from persistence.accounts import ledger_document
 from persistence.mongo import Document
@@ -25,10 +23,6 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 class MoneyPage(AdminHandler):
     nav = "settlement"
-
-    def initialize(self, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(**kwargs)
-        self.office = BackOffice(self.ctx)
 
     async def with_names(self, docs: list[Document]) -> list[Document]:
         """Add `username` and `lot_title` to documents that carry `user_id` / `lot_id`."""
@@ -79,21 +73,13 @@ class OrderActionHandler(MoneyPage):
         back = self.form("back") if self.form("back").startswith(PREFIX + "/") else f"{PREFIX}/orders"
 
         async def run() -> None:
-            before = await self.ctx.db.orders.find_one({"_id": order_id})
             if action == "ship":
                 tracking = text_field(
                     self.form("tracking_no"), "Tracking number", max_length=64, required=False
                 )
-                after = await self.office.ship(order_id, tracking or None)
+                await self.actions.order_action(self.actor(), order_id, "ship", tracking or None)
             else:
-                after = await self.office.complete(order_id)
-            fields = ("status", "shipped_at_ms", "tracking_no", "completed_at_ms")
-            await self.audit(
-                f"order.{action}",
-                f"order:{order_id}",
-                {k: before.get(k) for k in fields} if before else None,
-                {k: after.get(k) for k in fields},
-            )
+                await self.actions.order_action(self.actor(), order_id, "complete")
             self.done(f"Order {order_id}: {'shipped' if action == 'ship' else 'completed'}.", back)
 
         await self.guarded(run, back=back)
@@ -227,17 +213,10 @@ class CreditHandler(AdminHandler):
             if not IDEMPOTENCY_KEY.fullmatch(key):
                 raise FormError("the form is missing its idempotency key; reload the page")
             note = text_field(self.form("note"), "Note", max_length=200, required=False)
-            before = await self.ctx.db.users.find_one({"_id": user_id}, {"balance": 1})
-            entry = await self.ctx.accounts.credit(user_id, amount, "admin_credit", f"admin-credit:{key}")
+            entry = await self.actions.credit(self.actor(), user_id, amount, key, note)
             if entry.replayed:
                 self.done("That credit was already applied (the form was sent twice); nothing changed.", back)
                 return
-            await self.audit(
-                "user.credit",
-                f"user:{user_id}",
-                {"balance": before.get("balance") if before else None},
-                {"balance": entry.balance_after, "amount": amount, "ref": entry.ref, "note": note},
-            )
             self.done(
                 f"Credited {amount / 100:,.2f} yuan; the balance is now {entry.balance_after / 100:,.2f}.",
                 back,
@@ -254,16 +233,7 @@ class ClearNonPayerHandler(AdminHandler):
         back = f"{PREFIX}/users/{user_id}"
 
         async def run() -> None:
-            before = await self.ctx.db.users.find_one(
-                {"_id": user_id}, {"non_payer": 1, "non_payer_order_id": 1}
-            )
-            changed = await BackOffice(self.ctx).clear_non_payer(user_id)
-            await self.audit(
-                "user.clear_non_payer",
-                f"user:{user_id}",
-                {k: v for k, v in (before or {}).items() if k != "_id"},
-                {"non_payer": False, "changed": changed},
-            )
+            changed = await self.actions.clear_non_payer(self.actor(), user_id)
             self.done(
                 "Non-payer flag cleared; the user may bid again."
                 if changed

@@ -1,15 +1,13 @@
 """Coupons (auction 拍卖优惠券 and course 课程优惠券), courses, categories and price policies.
 
-Writes go through the services (`BackOffice`): auction coupons through the settlement store,
-everything of the course shop through the shop service (`shop.service.ShopService`).
+Writes go through the admin-actions service (backoffice/actions.py), which authorizes, audits and
+calls the settlement store (auction coupons) or the shop service (everything of the course shop).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from admin.backoffice import BackOffice
 from admin.base import PREFIX, AdminHandler, FormError, parse_int, parse_money, parse_time, text_field
 from persistence.mongo import Document, to_ms
 
@@ -27,10 +25,6 @@ def _optional_int(raw: str, name: str, *, minimum: int = 1, maximum: int = 2**53
 
 class ShopPage(AdminHandler):
     nav = "shop"
-
-    def initialize(self, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(**kwargs)
-        self.office = BackOffice(self.ctx)
 
 
 class CouponsHandler(ShopPage):
@@ -77,10 +71,9 @@ class AuctionCouponCreateHandler(ShopPage):
             if start >= end:
                 raise FormError("Claim start must be before claim end")
             assert amount is not None
-            doc = await self.office.create_auction_coupon(
-                session_id, title, amount, quantity, to_ms(start), to_ms(end)
+            doc = await self.actions.create_auction_coupon(
+                self.actor(), session_id, title, amount, quantity, to_ms(start), to_ms(end)
             )
-            await self.audit("coupon.create", f"coupon:{doc['_id']}", None, doc)
             self.done(f"Auction coupon {doc['_id']} created.", back)
 
         await self.guarded(run, back=back)
@@ -124,8 +117,7 @@ class CourseCouponCreateHandler(ShopPage):
                 fields["value"] = parse_money(self.form("value"), "Value", minimum=1)
                 if kind == "threshold":
                     fields["minimum"] = parse_money(self.form("minimum"), "Minimum price", minimum=1)
-            doc = await self.office.shop().create_coupon(fields)
-            await self.audit("shop_coupon.create", f"shop_coupon:{doc['_id']}", None, doc)
+            doc = await self.actions.create_course_coupon(self.actor(), fields)
             self.done(f"Course coupon {doc['_id']} created.", back)
 
         await self.guarded(run, back=back)
@@ -147,14 +139,11 @@ class CourseCouponGrantHandler(ShopPage):
             if user is None:
                 raise FormError("User: no such user (give a user id or username)")
             key = self.form("idempotency_key").strip()
-            granted = await self.office.shop().grant_coupon(
-                coupon_id, int(user["_id"]), idempotency_key=key if IDEMPOTENCY_KEY.fullmatch(key) else None
-            )
-            await self.audit(
-                "shop_coupon.grant",
-                f"shop_coupon:{coupon_id}",
-                None,
-                {"user_id": user["_id"], "user_coupon": granted},
+            await self.actions.grant_course_coupon(
+                self.actor(),
+                coupon_id,
+                int(user["_id"]),
+                key if IDEMPOTENCY_KEY.fullmatch(key) else None,
             )
             self.done(f"Coupon {coupon_id} granted to {user['username']}.", back)
 
@@ -193,8 +182,7 @@ class CategoryCreateHandler(ShopPage):
         async def run() -> None:
             name = text_field(self.form("name"), "Name", max_length=64)
             parent_id = _optional_int(self.form("parent_id"), "Parent")
-            doc = await self.office.shop().create_category(name, parent_id)
-            await self.audit("shop_category.create", f"shop_category:{doc['_id']}", None, doc)
+            await self.actions.create_category(self.actor(), name, parent_id)
             self.done(f"Category {name} created.", back)
 
         await self.guarded(run, back=back)
@@ -227,8 +215,7 @@ class CourseCreateHandler(ShopPage):
                 ),
                 "attachment_path": "",
             }
-            doc = await self.office.shop().create_course(fields)
-            await self.audit("course.create", f"course:{doc['_id']}", None, doc)
+            doc = await self.actions.create_course(self.actor(), fields)
             self.done(f"Course {doc['_id']} created.", back)
 
         await self.guarded(run, back=back)
@@ -243,14 +230,7 @@ class CourseStatusHandler(ShopPage):
             status = self.form("status")
             if status not in COURSE_STATUSES:
                 raise FormError("Status: choose one")
-            before = await self.ctx.db.shop_courses.find_one({"_id": course_id}, {"status": 1})
-            await self.office.shop().update_course(course_id, {"status": status})
-            await self.audit(
-                "course.status",
-                f"course:{course_id}",
-                {"status": before.get("status") if before else None},
-                {"status": status},
-            )
+            await self.actions.set_course_status(self.actor(), course_id, status)
             self.done(f"Course {course_id} is now {status}.", back)
 
         await self.guarded(run, back=back)
@@ -265,8 +245,7 @@ class PolicyCreateHandler(ShopPage):
             valid_days = parse_int(self.form("valid_days"), "Valid days", minimum=1, maximum=MAX_VALID_DAYS)
             price = parse_money(self.form("price"), "Price", minimum=0)
             assert price is not None
-            doc = await self.office.shop().add_policy("course", course_id, valid_days, price)
-            await self.audit("price_policy.create", f"price_policy:{doc['_id']}", None, doc)
+            await self.actions.add_policy(self.actor(), course_id, valid_days, price)
             self.done(f"Price policy added to course {course_id}.", back)
 
         await self.guarded(run, back=back)
@@ -278,9 +257,7 @@ class PolicyRemoveHandler(ShopPage):
         back = f"{PREFIX}/courses"
 
         async def run() -> None:
-            before = await self.ctx.db.shop_price_policies.find_one({"_id": policy_id})
-            await self.office.shop().remove_policy(policy_id)
-            await self.audit("price_policy.remove", f"price_policy:{policy_id}", before, None)
+            await self.actions.remove_policy(self.actor(), policy_id)
             self.done(f"Price policy {policy_id} removed.", back)
 
         await self.guarded(run, back=back)

@@ -230,14 +230,20 @@ class Rest:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        response = await self.http.fetch(
-            self.base + path,
-            method=method,
-            headers=headers,
-            body=None if body is None and method == "GET" else json.dumps(body or {}),
-            request_timeout=60,
-            raise_error=False,
-        )
+        for _ in range(30):
+            response = await self.http.fetch(
+                self.base + path,
+                method=method,
+                headers=headers,
+                body=None if body is None and method == "GET" else json.dumps(body or {}),
+                request_timeout=60,
+                raise_error=False,
+            )
+            # The servers share one Redis, so the admin's sign-ins to all of them at once meet the
+            # sign-in throttle: a client honours its Retry-After, as any client should.
+            if response.code != 429:
+                break
+            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
         if response.code >= 300:
             raise RuntimeError(f"{method} {path}: {response.code} {response.body!r}")
         return json.loads(response.body) if response.body else None

@@ -20,12 +20,12 @@ import pymongo.errors
 import tornado.httpclient
 import tornado.web
 
+from composition.app import make_app, make_engine_app
 from composition.bootstrap import build_context, build_payments
 from composition.demo import seed_demo
 from composition.settings import Settings
 from engine.clock import SystemClock
 from engine.engine import Engine
-from gateway.app import make_app, make_engine_app
 from gateway.edge import EdgeServer, build_edge_server
 from gateway.observability import metrics_of
 from gateway.rest_orders import start_settlement

@@ -6,7 +6,7 @@ import tornado.routing
 import tornado.web
 from tornado.log import access_log
 
-import admin
+from backoffice.actions import AdminActions
 from gateway import rest_admin, rest_auction, rest_auth, rest_deposits
 from gateway.context import AppContext
 from gateway.health import ReadyHandler, readiness_of
@@ -22,21 +22,22 @@ STATIC_DIR = pathlib.Path(__file__).parent / "static"
 WEBSOCKET_MAX_MESSAGE_BYTES = 1 << 20
 
 
-def make_app(
-    ctx: AppContext, *, debug: bool = False, websocket: type[BidderSocket] = BidderSocket
-) -> tornado.web.Application:
-    """All routes. With `ctx.payment_provider` (see payments/config.py) the provider's
-    notify/return/status endpoints (and the sandbox's pages, with the sandbox only), the course
-    shop and auction orders (settlement) are served, and deposits are paid through it.
+def routes(
+    ctx: AppContext, actions: AdminActions, *, websocket: type[BidderSocket] = BidderSocket
+) -> list[tornado.routing.Rule]:
+    """The gateway's routes. With `ctx.payment_provider` (see payments/config.py) the
+    provider's notify/return/status endpoints (and the sandbox's pages, with the sandbox only), the
+    course shop and auction orders (settlement) are served, and deposits are paid through it. The
+    REST admin endpoints write through `actions`, the admin-actions service the admin UI uses too.
     `websocket` serves /ws (the benchmarks' variants subclass BidderSocket)."""
     metrics_of(ctx)  # one registry per process, its gauges installed (gateway/observability.py)
     readiness_of(ctx)  # one cached readiness per process (gateway/health.py)
     args = {"ctx": ctx}
+    admin_args = {"ctx": ctx, "actions": actions}
     rest_routes = [
         *rest_auth.ROUTES,
         *rest_auction.ROUTES,
         *rest_deposits.ROUTES,
-        *rest_admin.ROUTES,
     ]
     provider_routes: list[tornado.routing.URLSpec] = []
     if ctx.payment_provider is not None:
@@ -46,21 +47,28 @@ def make_app(
             tornado.web.url(pattern, handler, kwargs)
             for pattern, handler, kwargs in payment_routes(ctx) + shop_routes(ctx) + order_routes(ctx)
         ]
-    routes: list[tornado.routing.Rule] = [
+    return [
         *provider_routes,
         tornado.web.url(r"/healthz", HealthHandler, args),
         tornado.web.url(r"/readyz", ReadyHandler, args),
         tornado.web.url(r"/metrics", MetricsHandler, args),
         *(tornado.web.url(pattern, handler, args) for pattern, handler in rest_routes),
+        *(tornado.web.url(pattern, handler, admin_args) for pattern, handler in rest_admin.ROUTES),
         tornado.web.url(r"/ws", websocket, args),
         tornado.web.url(r"/", DemoPageHandler, args),
     ]
-    routes.extend(admin.routes(ctx))  # /admin (its own cookie secret and XSRF checks) and /media
+
+
+def application(
+    ctx: AppContext, routes: list[tornado.routing.Rule], *, cookie_secret: bytes, debug: bool = False
+) -> tornado.web.Application:
+    """The public application over `routes` (composition/app.py joins the gateway's and the admin's)."""
+    args = {"ctx": ctx}
     return tornado.web.Application(
         routes,
         debug=debug,
         # COOKIE_SECRET (or the admin's derived key): any handler's signed cookies use the same key.
-        cookie_secret=ctx.cookie_secret,
+        cookie_secret=cookie_secret,
         # Bearer tokens, not cookies, authorize the JSON API, so there is no cookie to forge.
         xsrf_cookies=False,
         websocket_max_message_size=WEBSOCKET_MAX_MESSAGE_BYTES,

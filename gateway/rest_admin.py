@@ -1,7 +1,8 @@
 """Admin REST: sessions and lots (metadata, then the engine), credits, and lot lifecycle commands.
 
 Every endpoint needs an admin-scoped token (`POST /api/v1/admin/login`): 401 without a valid
-token, 403 with a non-admin one.
+token, 403 with a non-admin one. Every write goes through the admin-actions service
+(backoffice/actions.py), the one the admin UI uses: it authorizes and leaves one audit entry.
 """
 
 import re
@@ -9,8 +10,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from engine.book.errors import NotFound
-from engine.commands import CancelLot, CloseLot, Command, OpenLot
+from backoffice.actions import Actor, AdminActions, LotAction
+from gateway.context import AppContext
 from gateway.errors import ValidationFailed
 from gateway.http import Fields, JsonHandler
 from persistence.accounts import ledger_document
@@ -126,68 +127,79 @@ def _bands(body: Fields) -> tuple[tuple[int | None, int], ...] | None:
     return tuple(bands)
 
 
-class SessionsAdminHandler(JsonHandler):
+class AdminWriteHandler(JsonHandler):
+    """A REST admin write: the bearer token names the actor; `actions` authorizes and audits."""
+
+    actions: AdminActions
+
+    def initialize(self, ctx: AppContext, actions: AdminActions) -> None:  # type: ignore[override]
+        super().initialize(ctx)
+        self.actions = actions
+
+    async def actor(self) -> Actor:
+        user = await self.require_admin()
+        return Actor(user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest")
+
+
+class SessionsAdminHandler(AdminWriteHandler):
     async def post(self) -> None:
-        await self.require_admin()
+        actor = await self.actor()
         spec = SessionSpec(**read_session(self.fields(SESSION_FIELDS), partial=False))
-        doc = await self.ctx.catalog.create_session(spec)
+        doc = await self.actions.create_session(actor, spec)
         self.reply(admin_session_view(doc), 201)
 
 
-class SessionAdminHandler(JsonHandler):
+class SessionAdminHandler(AdminWriteHandler):
     async def patch(self, raw_id: str) -> None:
-        await self.require_admin()
+        actor = await self.actor()
         session_id = self.path_id(raw_id, "session")
         changes = read_session(self.fields(SESSION_FIELDS), partial=True)
-        doc = await self.ctx.catalog.update_session(session_id, changes)
+        doc = await self.actions.update_session(actor, session_id, changes)
         self.reply(admin_session_view(doc))
 
 
-class SessionLotsAdminHandler(JsonHandler):
+class SessionLotsAdminHandler(AdminWriteHandler):
     async def post(self, raw_id: str) -> None:
-        await self.require_admin()
+        actor = await self.actor()
         session_id = self.path_id(raw_id, "session")
         spec = LotSpec(**read_lot(self.fields(LOT_FIELDS), partial=False))
-        doc = await self.ctx.catalog.create_lot(session_id, spec)
+        doc = await self.actions.create_lot(actor, session_id, spec)
         self.reply(admin_lot_view(doc), 201)
 
 
-class LotAdminHandler(JsonHandler):
+class LotAdminHandler(AdminWriteHandler):
     async def patch(self, raw_id: str) -> None:
-        await self.require_admin()
+        actor = await self.actor()
         lot_id = self.path_id(raw_id, "lot")
         changes = read_lot(self.fields(LOT_FIELDS), partial=True)
-        doc = await self.ctx.catalog.update_lot(lot_id, changes)
+        doc = await self.actions.update_lot(actor, lot_id, changes)
         self.reply(admin_lot_view(doc))
 
 
-class LotCommandHandler(JsonHandler):
+class LotCommandHandler(AdminWriteHandler):
     """`POST /api/v1/admin/lots/{id}/open|close|cancel`: the engine decides whether the move is legal."""
 
     async def post(self, raw_id: str, action: str) -> None:
-        await self.require_admin()
+        actor = await self.actor()
         lot_id = self.path_id(raw_id, "lot")
-        command: Command
+        reason = ""
         if action == "cancel":
             body = self.fields(("reason",))
-            command = CancelLot(lot_id, body.text("reason", max_length=200))
-        else:
-            if self.raw_body().strip():
-                self.fields(())  # an optional empty object; anything else is refused
-            command = OpenLot(lot_id) if action == "open" else CloseLot(lot_id)
-        if lot_id not in self.ctx.engine.book.lots:
-            raise NotFound(f"no lot {lot_id}")
-        outcome = await self.ctx.engine.execute(command)
+            reason = body.text("reason", max_length=200)
+        elif self.raw_body().strip():
+            self.fields(())  # an optional empty object; anything else is refused
+        verb: LotAction = "cancel" if action == "cancel" else "open" if action == "open" else "close"
+        outcome = await self.actions.lot_command(actor, lot_id, verb, reason)
         if not outcome.ok:
             raise engine_refusal(outcome, state_code="ILLEGAL_STATE")
         self.reply(await self.ctx.catalog.lot_view(lot_id, count_watcher=False))
 
 
-class CreditHandler(JsonHandler):
+class CreditHandler(AdminWriteHandler):
     """Top up a user's balance; with `idempotency_key` a retried request is applied once."""
 
     async def post(self, raw_id: str) -> None:
-        await self.require_admin()
+        actor = await self.actor()
         user_id = self.path_id(raw_id, "user")
         body = self.fields(("amount", "idempotency_key"))
         amount = body.integer("amount", minimum=1, maximum=MAX_MONEY)
@@ -198,8 +210,9 @@ class CreditHandler(JsonHandler):
         )
         if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
             raise ValidationFailed("idempotency_key must be 1-100 characters of A-Z a-z 0-9 _ . : -")
-        ref = f"admin-credit:{key if key is not None else uuid.uuid4().hex}"
-        entry = await self.ctx.accounts.credit(user_id, amount, "admin_credit", ref)
+        entry = await self.actions.credit(
+            actor, user_id, amount, key if key is not None else uuid.uuid4().hex
+        )
         self.reply(ledger_document(entry), 200 if entry.replayed else 201)
 
 

@@ -235,7 +235,7 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
         if opcode_is_control and payloadlen >= 126:
             self._abort()
             return 0
-        cursor = position + 2
+        cursor: int = position + 2  # unpack_from gives Any; the length is an int
         if payloadlen == 126:
             if end - cursor < 2:
                 return 0

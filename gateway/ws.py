@@ -455,8 +455,11 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
                 self._pending_writes += 1
                 future.add_done_callback(self._written)
             return
+        stream = connection.stream
+        if stream is None:  # the connection is closing: nothing to write to
+            return
         try:
-            written = write_frames(connection.stream, wire or b"".join(map(text_frame, frames)))
+            written = write_frames(stream, wire or b"".join(map(text_frame, frames)))
         except tornado.iostream.StreamClosedError:
             return
         if written is not None:  # some bytes wait in the stream's buffer until it can write

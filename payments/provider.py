@@ -27,7 +27,7 @@ from pymongo.errors import DuplicateKeyError
 from engine.book.errors import GavelError, IllegalTransition, NotFound
 from engine.settle.ports import PaymentRequest, PaymentRouter
 from payments.signing import SIGN_TYPE, rsa2_verify, signing_string
-from persistence.mongo import Database, Document, Session, run_in_transaction, utc_now
+from persistence.mongo import Database, Document, TxSession, run_in_transaction, utc_now
 from shop.pricing import PricingError, parse_yuan
 
 log = logging.getLogger("gavel.payments")
@@ -130,7 +130,7 @@ class PaymentRecords:
         if type(amount) is not int or amount < 1:
             raise RefundRefused("a refund is a positive number of fen")
 
-        async def transaction(s: Session) -> Document | None:
+        async def transaction(s: TxSession) -> Document | None:
             existing = await self.db.payment_refunds.find_one({"_id": refund_ref}, session=s)
             if existing is not None:
                 if existing["out_trade_no"] != out_trade_no or existing["amount"] != amount:

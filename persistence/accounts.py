@@ -30,7 +30,7 @@ from persistence.mongo import (
     Client,
     Database,
     Document,
-    Session,
+    TxSession,
     as_utc,
     iso_utc,
     next_id,
@@ -424,14 +424,14 @@ class Accounts:
 
     # -- ledger --------------------------------------------------------------------------------
     async def credit(
-        self, user_id: int, amount: int, kind: str, ref: str, session: Session | None = None
+        self, user_id: int, amount: int, kind: str, ref: str, session: TxSession | None = None
     ) -> LedgerEntry:
         """Add `amount` fen to the balance (and the ledger). Idempotent on `ref`."""
         _check_change(amount, kind, ref)
         return await self._apply(user_id, amount, kind, ref, session)
 
     async def debit(
-        self, user_id: int, amount: int, kind: str, ref: str, session: Session | None = None
+        self, user_id: int, amount: int, kind: str, ref: str, session: TxSession | None = None
     ) -> LedgerEntry:
         """Take `amount` fen from the balance, never below zero (InsufficientBalance). Idempotent on `ref`.
 
@@ -445,9 +445,9 @@ class Accounts:
         return [_entry(doc) async for doc in cursor.skip(skip).limit(limit)]
 
     async def _apply(
-        self, user_id: int, delta: int, kind: str, ref: str, session: Session | None
+        self, user_id: int, delta: int, kind: str, ref: str, session: TxSession | None
     ) -> LedgerEntry:
-        async def change(s: Session) -> LedgerEntry:
+        async def change(s: TxSession) -> LedgerEntry:
             return await self._apply_in(s, user_id, delta, kind, ref)
 
         if session is not None:
@@ -461,7 +461,7 @@ class Accounts:
                 raise
             return _replayed(existing, user_id, delta, kind)
 
-    async def _apply_in(self, s: Session, user_id: int, delta: int, kind: str, ref: str) -> LedgerEntry:
+    async def _apply_in(self, s: TxSession, user_id: int, delta: int, kind: str, ref: str) -> LedgerEntry:
         existing = await self.db.ledger.find_one({"ref": ref}, session=s)
         if existing is not None:
             return _replayed(existing, user_id, delta, kind)

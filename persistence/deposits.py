@@ -30,7 +30,7 @@ from persistence.mongo import (
     Client,
     Database,
     Document,
-    Session,
+    TxSession,
     as_utc,
     iso_utc,
     next_id,
@@ -53,7 +53,7 @@ class DepositExists(GavelError):
     code = "DEPOSIT_EXISTS"
 
 
-class LotClosed(GavelError):
+class DepositsClosed(GavelError):
     code = "LOT_CLOSED"
 
 
@@ -138,7 +138,7 @@ class Deposits:
         if pay_with == "balance":
             doc.update(status="paid", paid_at=now, payment_id=None)
 
-            async def pay(s: Session) -> None:
+            async def pay(s: TxSession) -> None:
                 await self.db.deposits.insert_one(doc, session=s)
                 await self.accounts.debit(user_id, amount, "deposit", ledger_ref(deposit_id), session=s)
 
@@ -178,7 +178,7 @@ class Deposits:
             if lot is None or lot.session is not session:
                 raise NotFound(f"no lot {lot_id} in session {session_id}")
             if lot.state in CLOSED_LOT_STATES:
-                raise LotClosed(f"lot {lot_id} is closed")
+                raise DepositsClosed(f"lot {lot_id} is closed")
             if user_id in lot.depositors:
                 raise DepositExists("you already have a deposit for this lot")
             amount = lot.deposit

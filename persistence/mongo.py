@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 Document: TypeAlias = dict[str, Any]
 Client: TypeAlias = AsyncMongoClient[Document]
 Database: TypeAlias = AsyncDatabase[Document]
-Session: TypeAlias = AsyncClientSession
+TxSession: TypeAlias = AsyncClientSession
 
 T = TypeVar("T")
 
@@ -159,10 +159,10 @@ class Transaction:
     to run more than once: no side effects outside MongoDB.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: TxSession) -> None:
         self.session = session
 
-    async def run(self, callback: Callable[[Session], Awaitable[T]]) -> T:
+    async def run(self, callback: Callable[[TxSession], Awaitable[T]]) -> T:
         bound = timeout_of(self.session.client)
         if bound is None:
             return await self.session.with_transaction(callback)
@@ -180,7 +180,7 @@ async def transaction(client: Client) -> AsyncIterator[Transaction]:
         yield Transaction(session)
 
 
-async def run_in_transaction(client: Client, callback: Callable[[Session], Awaitable[T]]) -> T:
+async def run_in_transaction(client: Client, callback: Callable[[TxSession], Awaitable[T]]) -> T:
     """Run `callback(session)` in one retried transaction on a fresh session."""
     async with transaction(client) as txn:
         return await txn.run(callback)

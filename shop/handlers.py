@@ -29,9 +29,9 @@ from shop.model import (
     CouponNotOffered,
     CouponUnavailable,
     CourseNotOnSale,
+    CoursePriceChanged,
     InvalidPolicy,
     NotInCart,
-    PriceChanged,
     Record,
     coupon_display,
     coupon_terms,
@@ -248,7 +248,7 @@ async def check_prices(catalogue: CatalogueRepository, checkout: Checkout) -> No
         if policy is None:
             raise CartItemUnavailable(f"the chosen price policy of course {line.course_id} was removed")
         if int(policy["price"]) != line.price or int(policy["valid_days"]) != line.valid_days:
-            raise PriceChanged(f"the price of course {line.course_id} changed; check out again")
+            raise CoursePriceChanged(f"the price of course {line.course_id} changed; check out again")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -66,7 +66,7 @@ class CouponUnavailable(GavelError):
     code = "COUPON_UNAVAILABLE"
 
 
-class PriceChanged(GavelError):
+class CoursePriceChanged(GavelError):
     code = "PRICE_CHANGED"
 
 

@@ -142,7 +142,8 @@ async def test_no_acknowledged_bid_is_lost_and_nothing_else_appears(service: Ser
         )
         await ws.read_message()
         for ref, frame in list(bidder.accepted.items())[-5:]:
-            ws.write_message(json.dumps({"op": "bid", "lot_id": frame["lot_id"], "price": 1, "ref": ref}))
+            retry = {"op": "bid", "lot_id": frame["lot_id"], "price": frame["sent_price"], "ref": ref}
+            ws.write_message(json.dumps(retry))
             again = json.loads(await ws.read_message())
             assert again == {k: v for k, v in frame.items() if k != "sent_price"}
         ws.close()

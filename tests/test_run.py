@@ -160,8 +160,10 @@ async def test_every_acknowledged_bid_survives_sigkill_and_restart(service: Serv
     ws = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{service.port}/ws?token={token}")
     await ws.read_message()
     # Every acknowledged reference is known to the restarted engine: a retry returns the first answer.
-    for frame in acknowledged:
-        ws.write_message(json.dumps({"op": "max_bid", "lot_id": 3, "max": 1, "ref": frame["ref"]}))
+    for n, frame in enumerate(acknowledged):  # the same bids again (a retry is the same bid)
+        ws.write_message(
+            json.dumps({"op": "max_bid", "lot_id": 3, "max": price + n * 500, "ref": frame["ref"]})
+        )
         again = json.loads(await ws.read_message())
         assert again == frame
     ws.close()

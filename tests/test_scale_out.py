@@ -130,12 +130,14 @@ async def test_two_gateways_one_engine(cluster: dict[str, Node]) -> None:
 
     # Turn by turn, each bid on a different gateway: both watchers see every price, in order.
     acknowledged: list[dict[str, Any]] = []
+    sent: list[int] = []  # each turn's price: a retry must be the same bid
     price = lot["next_min"]
     for n in range(10):
         bidder = alice if n % 2 == 0 else bob
         answer = await bidder.bid(price, f"turn-{n}")
         assert answer["type"] == "accepted", answer
         acknowledged.append(answer)
+        sent.append(price)
         await watch1.wait_for_seq(answer["seq"])
         await watch2.wait_for_seq(answer["seq"])
         price = answer["next_min"]
@@ -164,7 +166,7 @@ async def test_two_gateways_one_engine(cluster: dict[str, Node]) -> None:
     alice.close()
     alice = Bidder(g2.port, await login(g2.base, "alice", "alice-demo-pass"))
     await alice.connect(session_id)
-    retry = await alice.bid(1, "turn-8")  # the same ref through another gateway: the first answer
+    retry = await alice.bid(sent[8], "turn-8")  # the same bid through another gateway: the first answer
     assert retry == acknowledged[8]
     code, now = await call("GET", f"{g2.base}/api/v1/lots/{LOT}")
     assert code == 200 and now["price"] == final_price

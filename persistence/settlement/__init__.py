@@ -15,13 +15,12 @@ from engine.settle.model import (
     InvalidSettlementInput,
 )
 from persistence.settlement.schema import ensure_settlement_indexes, money_totals, settlement_indexes
-from persistence.settlement.store import MAX_ADDRESSES, Checkout, MongoSettlement
+from persistence.settlement.store import MAX_ADDRESSES, MongoSettlement, PayPage
 from persistence.settlement.uow import MongoUnitOfWork, mongo_uow_factory
 
 __all__ = [
     "MAX_ADDRESSES",
     "AddressLimit",
-    "Checkout",
     "Conflict",
     "CouponAlreadyClaimed",
     "CouponNotClaimable",
@@ -29,6 +28,7 @@ __all__ = [
     "InvalidSettlementInput",
     "MongoSettlement",
     "MongoUnitOfWork",
+    "PayPage",
     "ensure_settlement_indexes",
     "money_totals",
     "mongo_uow_factory",

@@ -39,7 +39,7 @@ from engine.settle.worker import OutboxItem, OutboxStatus
 from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
 from persistence.archive import archived_bids, set_bid_status
-from persistence.mongo import Database, Document, Session, next_id
+from persistence.mongo import Database, Document, TxSession, next_id
 from persistence.settlement import documents as d
 
 T = TypeVar("T")
@@ -60,7 +60,7 @@ async def _insert(insert: Callable[[], Awaitable[T]]) -> T:
 
 
 class _Repo:
-    def __init__(self, db: Database, s: Session) -> None:
+    def __init__(self, db: Database, s: TxSession) -> None:
         self.db = db
         self.s = s
 
@@ -351,7 +351,7 @@ class MongoProviderPayments(_Repo):
 class MongoLedger:
     """Balances through `Accounts` (ledger entry with the balance after, idempotent on ref)."""
 
-    def __init__(self, accounts: Accounts, s: Session) -> None:
+    def __init__(self, accounts: Accounts, s: TxSession) -> None:
         self.accounts = accounts
         self.s = s
 

@@ -23,7 +23,7 @@ MAX_ADDRESSES = 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Checkout:
+class PayPage:
     """What the pay page shows: the order, its lot, coupons, deposit, balance and a quote."""
 
     order: Document
@@ -78,7 +78,7 @@ class MongoSettlement(SettlementService):
 
     async def checkout(
         self, order_id: int, user_id: UserId, coupon_id: int | None, now_ms: Millis
-    ) -> Checkout:
+    ) -> PayPage:
         quote = await self.checkout_quote(order_id, user_id, coupon_id)
         order = await self.order_for_user(order_id, user_id)
         lot_id = int(order["lot_id"])
@@ -89,7 +89,7 @@ class MongoSettlement(SettlementService):
         if quote.deposit is not None:
             doc = await self.db.deposits.find_one({"_id": quote.deposit.id})
             deposit = {**(doc or {}), "remaining": quote.deposit.remaining}
-        return Checkout(
+        return PayPage(
             order,
             lot,
             [by_id[i] for i in ids if i in by_id],

@@ -28,7 +28,7 @@ from engine.settle.uow import (
     UnitOfWorkFactory,
 )
 from persistence.accounts import Accounts
-from persistence.mongo import Client, Database, Session, timeout_of
+from persistence.mongo import Client, Database, TxSession, timeout_of
 from persistence.settlement.repos import (
     MongoAuctionRecords,
     MongoCoupons,
@@ -60,7 +60,7 @@ class MongoUnitOfWork:
         self.client = client
         self.db = db
         self.accounts = accounts
-        self._session: Session | None = None
+        self._session: TxSession | None = None
         self._committed = False
         self._deadline: Any = None  # the entered pymongo.timeout(...), when the client is bounded
 

@@ -14,7 +14,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
-from persistence.mongo import Client, Database, Document, Session, next_id, run_in_transaction
+from persistence.mongo import Client, Database, Document, TxSession, next_id, run_in_transaction
 from shop.ports import (
     BalanceLedger,
     CatalogueRepository,
@@ -43,7 +43,7 @@ def _duplicate(error: DuplicateKeyError) -> Duplicate:
 
 
 class _Repo:
-    def __init__(self, db: Database, s: Session | None) -> None:
+    def __init__(self, db: Database, s: TxSession | None) -> None:
         self.db = db
         self.s = s
 
@@ -221,7 +221,7 @@ class MongoEnrolments(_Repo):
 class MongoShopLedger:
     """Balances through `Accounts` (conditional update, ledger entry, unique ref)."""
 
-    def __init__(self, accounts: Accounts, db: Database, s: Session | None) -> None:
+    def __init__(self, accounts: Accounts, db: Database, s: TxSession | None) -> None:
         self.accounts = accounts
         self.db = db
         self.s = s
@@ -244,7 +244,7 @@ class MongoShopUnitOfWork:
     enrolments: EnrolmentRepository
     ledger: BalanceLedger
 
-    def __init__(self, db: Database, accounts: Accounts, s: Session | None) -> None:
+    def __init__(self, db: Database, accounts: Accounts, s: TxSession | None) -> None:
         self.catalogue = MongoCatalogue(db, s)
         self.coupons = MongoCoupons(db, s)
         self.orders = MongoOrders(db, s)
@@ -274,7 +274,7 @@ class MongoShopStore:
         return MongoShopUnitOfWork(self.db, self.accounts, None)
 
     async def atomically(self, work: Callable[[ShopUnitOfWork], Awaitable[T]]) -> T:
-        async def transaction(s: Session) -> T:
+        async def transaction(s: TxSession) -> T:
             return await work(MongoShopUnitOfWork(self.db, self.accounts, s))
 
         try:

@@ -118,6 +118,83 @@ async def test_a_retried_reference_gets_the_first_answer_even_after_a_restart(ru
     await engine.stop(snapshot=False)
 
 
+async def test_a_reference_reused_for_a_different_bid_is_refused_and_changes_nothing(running) -> None:
+    engine, clock, _sink, tmp_path = running
+    await open_session(engine, clock, lots=2)
+    first = await engine.execute(PlaceBid(1, 7, 1000, "r"))
+    assert first.ok
+    seq, state = engine.last_seq, engine.book.to_state()
+    records = dict(journal.recover(tmp_path / "journal"))
+    # Another lot, another amount, another kind: each a different bid under the same ref.
+    for other in (PlaceBid(2, 7, 1000, "r"), PlaceBid(1, 7, 1100, "r"), SetMaxBid(1, 7, 1000, "r")):
+        reused = await engine.execute(other)
+        assert reused == Outcome(False, "REF_REUSED", reused.message, 0, None)
+        assert "different bid" in reused.message
+    assert engine.last_seq == seq and engine.book.to_state() == state
+    assert dict(journal.recover(tmp_path / "journal")) == records
+    # The same bid is an idempotent retry: the first answer, still.
+    assert await engine.execute(PlaceBid(1, 7, 1000, "r")) == first
+    # Rejections are remembered with their bid too: a retry gets the rejection, a new bid is refused.
+    low = await engine.execute(PlaceBid(1, 8, 900, "low"))
+    assert low.code == "TOO_LOW"
+    assert (await engine.execute(PlaceBid(1, 8, 1500, "low"))).code == "REF_REUSED"
+    assert await engine.execute(PlaceBid(1, 8, 900, "low")) == low
+    # References are per bidder: another bidder's "r" is a reference of its own.
+    assert (await engine.execute(PlaceBid(2, 9, 1000, "r"))).ok
+
+
+@pytest.mark.parametrize("with_snapshot", [False, True], ids=["journal", "snapshot"])
+async def test_a_reused_reference_is_still_told_apart_after_recovery(running, with_snapshot: bool) -> None:
+    engine, clock, sink, tmp_path = running
+    await open_session(engine, clock, lots=2)
+    plain = await engine.execute(PlaceBid(1, 7, 1000, "p"))
+    hidden = await engine.execute(SetMaxBid(2, 7, 5000, "m"))
+    assert plain.ok and hidden.ok
+    if with_snapshot:
+        await engine.snapshot()
+    engine = await restart(engine, sink, tmp_path)
+    assert engine.snapshot_seq == (engine.last_seq if with_snapshot else 0)
+    assert await engine.execute(PlaceBid(1, 7, 1000, "p")) == plain._replace(message="")
+    assert await engine.execute(SetMaxBid(2, 7, 5000, "m")) == hidden._replace(message="")
+    for other in (PlaceBid(2, 7, 1000, "p"), PlaceBid(1, 7, 1200, "p"), SetMaxBid(1, 7, 1000, "p")):
+        assert (await engine.execute(other)).code == "REF_REUSED"
+    assert (await engine.execute(PlaceBid(2, 7, 5000, "m"))).code == "REF_REUSED"
+    assert engine.book.lots[1].bid_count == 1 and engine.book.lots[2].bid_count == 1
+    await engine.stop(snapshot=False)
+
+
+async def test_a_snapshot_written_before_fingerprints_loads_and_tells_apart_what_it_can(running) -> None:
+    """Old snapshots remember `[ref, answer]` without the bid. The safe rule: a reuse on another
+    lot (the answer names its lot) is refused; on the same lot it is taken for a retry, since
+    refusing a real retry could make the client bid twice."""
+    engine, clock, _sink, tmp_path = running
+    await open_session(engine, clock, lots=2)
+    first = await engine.execute(PlaceBid(1, 7, 1000, "old"))
+    state = msgpack.unpackb(engine.snapshot_bytes(), strict_map_key=False)
+    for _user_id, entries in state["refs"]:
+        for entry in entries:
+            del entry[2:]  # the old format: [ref, [ok, code, seq, decision]]
+    ((user_id, [[ref, row]]),) = state["refs"]
+    assert (user_id, ref, row[2]) == (7, "old", first.seq)
+    await engine.stop(snapshot=False)
+    shutil.rmtree(tmp_path / "journal")  # everything must come from the old snapshot
+    old = MemorySnapshotSink()
+    old.saved.append((state["seq"], msgpack.packb(state)))
+    engine = Engine(clock, tmp_path / "journal", old, sync=False)
+    await engine.start()
+    assert engine.last_seq == first.seq and engine.book.lots[1].bid_count == 1
+    assert await engine.execute(PlaceBid(1, 7, 1000, "old")) == first._replace(message="")
+    assert (await engine.execute(PlaceBid(2, 7, 1000, "old"))).code == "REF_REUSED"
+    assert (await engine.execute(PlaceBid(1, 7, 1100, "old"))).seq == first.seq  # unknown: a retry
+    assert engine.book.lots[1].bid_count == 1 and engine.book.lots[2].bid_count == 0
+    # Written again, the unknown bid stays unknown (it is not made up), and loads the same way.
+    await engine.snapshot()
+    engine = await restart(engine, old, tmp_path)
+    assert (await engine.execute(PlaceBid(2, 7, 1000, "old"))).code == "REF_REUSED"
+    assert (await engine.execute(PlaceBid(1, 7, 1000, "old"))).seq == first.seq
+    await engine.stop(snapshot=False)
+
+
 async def test_the_reference_cache_is_bounded_per_bidder(tmp_path: pathlib.Path) -> None:
     clock = FakeClock(T0)
     engine = Engine(clock, tmp_path / "journal", None, sync=False, refs_per_user=3)
@@ -127,6 +204,52 @@ async def test_the_reference_cache_is_bounded_per_bidder(tmp_path: pathlib.Path)
         await engine.execute(PlaceBid(1, 7 + n % 2, 1000 + 100 * n, f"r{n}"))
     assert len(engine.refs.answers[7]) == 3
     await engine.stop(snapshot=False)
+
+
+async def test_refs_are_kept_the_last_few_always_and_more_within_the_window(tmp_path: pathlib.Path) -> None:
+    clock = FakeClock(T0)
+    engine = Engine(clock, tmp_path / "journal", None, sync=False, **small_refs)
+    await engine.start()
+    await open_session(engine, clock)
+    price = 1000
+    for n, wait_ms in enumerate([0, 1_000, 1_000, 1_000, 1_000, 200_000, 1_000]):
+        clock.advance(wait_ms)
+        bidder = 7 if n % 2 == 0 else 8
+        assert (await engine.execute(PlaceBid(1, bidder, price, f"k{n}"))).ok
+        price += 100
+        if n == 4:  # 7 has k0, k2, k4 within two minutes: all kept (the cap is four)
+            assert list(engine.refs.answers[7]) == ["k0", "k2", "k4"]
+    # Over two minutes later only the newest two of each are left.
+    assert list(engine.refs.answers[7]) == ["k4", "k6"]
+    assert list(engine.refs.answers[8]) == ["k3", "k5"]
+    # A forgotten ref is a new bid again (it was no retry the engine could still tell).
+    assert (await engine.execute(PlaceBid(1, 8, price, "k1"))).ok
+    expected = engine.refs.to_state()
+    await engine.stop(snapshot=False)
+    replica = Engine(clock, tmp_path / "journal", None, sync=False, **small_refs)
+    await replica.recover()
+    assert replica.refs.to_state() == expected
+
+
+async def test_ref_stamps_never_go_back_with_the_clock(tmp_path: pathlib.Path) -> None:
+    """A wall clock stepped back must not make newer refs look older: stamps are the highest
+    command time journaled so far, and replay stamps them the same."""
+    clock = FakeClock(T0)
+    engine = Engine(clock, tmp_path / "journal", None, sync=False, **small_refs)
+    await engine.start()
+    await open_session(engine, clock)
+    price = 1000
+    for n, move_ms in enumerate([0, 500_000, -400_000, 1_000, -300_000, 1_000]):
+        clock.advance(move_ms)
+        assert (await engine.execute(PlaceBid(1, 7 + n % 2, price, f"s{n}"))).ok
+        price += 100
+    stamps = [entry[2] for entry in engine.refs.answers[7].values()]
+    assert stamps == sorted(stamps) and stamps[-1] == T0 + MINUTE + 500_000
+    expected = engine.refs.to_state()
+    await engine.stop(snapshot=False)
+    replica = Engine(clock, tmp_path / "journal", None, sync=False, **small_refs)
+    await replica.recover()
+    assert replica.refs.to_state() == expected
 
 
 async def test_replaying_the_journal_reproduces_the_state_exactly(running) -> None:
@@ -257,6 +380,9 @@ async def test_every_journal_cut_keeps_every_acknowledged_bid_before_it(tmp_path
         shutil.rmtree(work)
 
 
+# Two refs always, more within two minutes, at most four: replay must keep exactly what live keeps.
+small_refs = {"refs_per_user": 2, "refs_window_ms": 120_000, "refs_max_per_user": 4}
+
 bid_steps = st.lists(
     st.tuples(
         st.integers(min_value=1, max_value=3),  # lot
@@ -264,7 +390,7 @@ bid_steps = st.lists(
         st.integers(min_value=0, max_value=40),  # steps of 100 above the start price
         st.booleans(),  # a maximum bid?
         st.integers(min_value=0, max_value=90_000),  # ms the clock moves first
-        st.sampled_from(["", "", "r1", "r2", "r3"]),  # client references, some repeated
+        st.sampled_from(["", "", "r1", "r2", "r3", "r4", "r5", "r6"]),  # client references, some repeated
     ),
     max_size=60,
 )
@@ -278,7 +404,7 @@ def test_replaying_any_journal_reproduces_the_state_exactly(tmp_path_factory, st
     async def scenario() -> None:
         directory = tmp_path_factory.mktemp("replay")
         clock = FakeClock(T0)
-        engine = Engine(clock, directory, None, sync=False, refs_per_user=4)
+        engine = Engine(clock, directory, None, sync=False, **small_refs)
         await engine.start()
         await open_session(engine, clock, lots=3)
         for lot_id, bidder, steps_up, is_max, wait_ms, ref in steps:
@@ -291,7 +417,7 @@ def test_replaying_any_journal_reproduces_the_state_exactly(tmp_path_factory, st
         expected_book = engine.book.to_state()
         expected_refs = engine.refs.to_state()
         await engine.stop(snapshot=False)
-        replica = Engine(clock, directory, None, sync=False, refs_per_user=4)
+        replica = Engine(clock, directory, None, sync=False, **small_refs)
         await replica.recover()
         assert replica.book.to_state() == expected_book
         assert replica.refs.to_state() == expected_refs

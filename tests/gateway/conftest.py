@@ -25,11 +25,11 @@ import tornado.netutil
 import tornado.simple_httpclient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from composition.app import make_app
 from composition.settings import Settings
 from engine.book.states import SessionState
 from engine.clock import FakeClock, SystemClock
 from engine.engine import Engine
-from gateway.app import make_app
 from gateway.context import AppContext
 from gateway.edge import EdgeServer, build_edge_server
 from gateway.signin import SigninPolicy

@@ -10,7 +10,7 @@ from typing import Any
 import tornado.httpclient
 import tornado.web
 
-from gateway.app import make_app
+from composition.app import make_app
 from gateway.rest_orders import order_routes
 from tests.gateway.test_orders_api import Rig, rig  # noqa: F401  (fixture used by name)
 

@@ -28,11 +28,11 @@ import tornado.netutil
 import tornado.simple_httpclient
 import tornado.websocket
 
+from composition.app import make_app, make_engine_app
 from composition.settings import Settings
 from engine.clock import FakeClock, SystemClock
 from engine.engine import Engine
 from engine.settle.uow import atomically
-from gateway.app import make_app, make_engine_app
 from gateway.context import AppContext
 from gateway.edge import build_edge_server
 from gateway.errors import dependency_fault

@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from composition.app import make_app
 from composition.settings import Settings
-from gateway.app import make_app
 from gateway.edge import (
     EdgeLimits,
     EdgeServer,

@@ -18,12 +18,12 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.simple_httpclient
 
+from composition.app import make_app
 from engine.book.errors import RejectCode
 from engine.book.states import LotState
 from engine.commands import PlaceBid
 from engine.settle.ports import PaymentRequest, PaymentRouter
 from engine.settle.rules import DEFAULT_PAYMENT_WINDOW_MS
-from gateway.app import make_app
 from gateway.rest_orders import Settlement, build_settlement, order_routes, start_settlement
 from payments.trade_numbers import is_random_trade_no
 from persistence.archive import BidArchiver

@@ -278,7 +278,7 @@ async def test_forged_wrong_and_unknown_notifications_are_refused(shop_server: S
     garbage = await s.call("POST", NOTIFY_PATH, raw=b"%%%&&&=", headers={"Content-Type": "text/plain"})
     assert (garbage.status, garbage.body) == (400, b"failure")
     assert await order_status(s, token, order["order_no"]) == "pending"
-    payment = await s.shop.db.payments.find_one({"_id": trade_no})
+    payment = await s.shop_ctx.db.payments.find_one({"_id": trade_no})
     assert payment is not None and payment["status"] == "pending"
     assert (await s.call("GET", "/api/v1/shop/enrolments", token=token)).json["items"] == []
 
@@ -291,7 +291,7 @@ async def test_replayed_and_out_of_order_notifications_change_nothing(shop_serve
     first = await post_notify(s, good)
     assert (first.status, first.body) == (200, b"success")
     assert await order_status(s, token, order["order_no"]) == "paid"
-    ledger_before = await s.shop.db.ledger.count_documents({})
+    ledger_before = await s.shop_ctx.db.ledger.count_documents({})
     for params in (
         good,  # the same notification replayed
         signed(notification(trade_no, "65.00", status="TRADE_FINISHED", notify_id="later")),
@@ -302,10 +302,10 @@ async def test_replayed_and_out_of_order_notifications_change_nothing(shop_serve
         answer = await post_notify(s, params)
         assert (answer.status, answer.body) == (200, b"success")
     assert await order_status(s, token, order["order_no"]) == "paid"
-    payment = await s.shop.db.payments.find_one({"_id": trade_no})
+    payment = await s.shop_ctx.db.payments.find_one({"_id": trade_no})
     assert payment is not None and payment["status"] == "paid" and payment["handled"] is True
     assert len((await s.call("GET", "/api/v1/shop/enrolments", token=token)).json["items"]) == 1
-    assert await s.shop.db.ledger.count_documents({}) == ledger_before
+    assert await s.shop_ctx.db.ledger.count_documents({}) == ledger_before
 
 
 async def test_return_page_never_marks_paid(shop_server: ShopServer) -> None:
@@ -338,7 +338,7 @@ async def test_sandbox_retries_until_the_shop_answers_success(shop_server: ShopS
     assert pressed.json["status"] == "TRADE_SUCCESS"
     await s.provider.idle()
     assert await order_status(s, token, order["order_no"]) == "paid"
-    trade = await s.shop.db.sandbox_trades.find_one({"_id": trade_no})
+    trade = await s.shop_ctx.db.sandbox_trades.find_one({"_id": trade_no})
     assert trade is not None and trade["notified"] is True and trade["attempts"] == 3
     again = await s.call("POST", page, {"outcome": "paid"}, token=token)  # pressing Pay twice is harmless
     assert again.status == 200
@@ -352,7 +352,7 @@ async def test_failed_payment_closes_and_the_timeout_releases_everything(shop_se
     pressed = await s.call("POST", f"/api/v1/sandbox/payments/{trade_no}", {"outcome": "failed"}, token=token)
     assert pressed.json["status"] == "TRADE_CLOSED"
     await s.provider.idle()
-    payment = await s.shop.db.payments.find_one({"_id": trade_no})
+    payment = await s.shop_ctx.db.payments.find_one({"_id": trade_no})
     assert payment is not None and payment["status"] == "closed"
     assert await order_status(s, token, order["order_no"]) == "pending"  # until its deadline
 
@@ -367,7 +367,7 @@ async def test_failed_payment_closes_and_the_timeout_releases_everything(shop_se
     assert [c["status"] for c in coupons] == ["unused"]
     ledger = [
         (e["kind"], e["amount"])
-        async for e in s.shop.db.ledger.find({"user_id": me["user_id"]}).sort("at", 1)
+        async for e in s.shop_ctx.db.ledger.find({"user_id": me["user_id"]}).sort("at", 1)
     ]
     assert ledger == [("admin_credit", 1500), ("shop_hold", -1500), ("shop_release", 1500)]
 
@@ -379,9 +379,9 @@ async def test_payment_after_cancellation_is_refunded(shop_server: ShopServer) -
     await s.call("POST", f"/api/v1/sandbox/payments/{trade_no}", {"outcome": "paid"}, token=token)
     await s.provider.idle()
     assert await order_status(s, token, order["order_no"]) == "cancelled"
-    refund = await s.shop.db.payment_refunds.find_one({"out_trade_no": trade_no})
+    refund = await s.shop_ctx.db.payment_refunds.find_one({"out_trade_no": trade_no})
     assert refund is not None and (refund["amount"], refund["status"]) == (10_000, "refunded")
-    trade = await s.shop.db.sandbox_trades.find_one({"_id": trade_no})
+    trade = await s.shop_ctx.db.sandbox_trades.find_one({"_id": trade_no})
     assert trade is not None and trade["refunded"] == 10_000 and trade["notified"] is True
     stored = (await s.call("GET", f"/api/v1/shop/orders/{order['order_no']}", token=token)).json
     assert stored["late_payment"]["amount"] == 10_000
@@ -410,7 +410,7 @@ async def test_refunds_are_idempotent_and_bounded(shop_server: ShopServer) -> No
     await s.provider.refund("dep-41", 2000, "ref-b")
     with pytest.raises(RefundRefused):
         await s.provider.refund("dep-41", 1, "ref-c")  # nothing left to refund
-    payment = await s.shop.db.payments.find_one({"_id": "dep-41"})
+    payment = await s.shop_ctx.db.payments.find_one({"_id": "dep-41"})
     assert payment is not None and payment["refunded"] == 3000
 
 

@@ -6,7 +6,7 @@ import re
 import tornado.routing
 import tornado.web
 
-from gateway.app import make_app
+from composition.app import make_app
 from gateway.ws import BidderSocket, DemoPageHandler
 from tests.gateway.conftest import AppServer
 

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from composition.app import make_app
 from engine.settle.ports import PaymentRouter
-from gateway.app import make_app
 from gateway.context import AppContext
 from gateway.rest_shop import shop_routes, start_shop
 from payments.handlers import payment_routes

@@ -280,7 +280,7 @@ async def test_without_redis_the_limits_hold_in_memory(redis_client: aioredis.Re
 
 async def test_the_application_signs_cookies_with_cookie_secret(app_server: AppServer) -> None:
     from admin.base import AdminServices
-    from gateway.app import make_app
+    from composition.app import make_app
 
     app_server.ctx.cookie_secret = b"c" * 40
     app = make_app(app_server.ctx)

@@ -181,6 +181,41 @@ async def test_a_retried_ref_gets_the_first_answer_and_bids_once(app_server: App
     bidder.close()
 
 
+async def test_a_ref_reused_for_a_different_bid_is_rejected_and_others_are_unaffected(
+    app_server: AppServer,
+) -> None:
+    session_id, lot_id = await open_lot(app_server)
+    _user, token = await app_server.register()
+    _other, other_token = await app_server.register()
+    bidder = await Bidder.connect(app_server, token)
+    other = await Bidder.connect(app_server, other_token)
+    watcher = await Bidder.connect(app_server)
+    await watcher.request({"op": "subscribe", "session_id": session_id})
+    first = await bidder.bid(lot_id, 10_000, "same")
+    assert first["type"] == "accepted"
+    await watcher.until("price", lot_id=lot_id, price=10_000)
+    seq = app_server.engine.last_seq
+    reused = await bidder.bid(lot_id, 12_000, "same")
+    assert reused == {
+        "type": "rejected",
+        "ref": "same",
+        "lot_id": lot_id,
+        "code": "REF_REUSED",
+        "next_min": first["next_min"],
+    }
+    assert (await bidder.bid(lot_id, 11_000, "same", op="max_bid"))["code"] == "REF_REUSED"
+    assert app_server.engine.last_seq == seq and app_server.engine.book.lots[lot_id].bid_count == 1
+    assert await bidder.bid(lot_id, 10_000, "same") == first  # the real retry, as before
+    # Another bidder's "same" is its own ref; its bid and the watcher's feed go on as usual.
+    theirs = await other.bid(lot_id, 12_000, "same")
+    assert theirs["type"] == "accepted" and theirs["leading"] is True
+    price = await watcher.until("price", lot_id=lot_id)
+    assert price["price"] == 12_000 and price["bid_count"] == 2
+    assert (await bidder.until("outbid", lot_id=lot_id))["price"] == 12_000
+    for client in (bidder, other, watcher):
+        client.close()
+
+
 async def test_anonymous_sockets_watch_but_cannot_bid_and_bad_tokens_are_refused(
     app_server: AppServer,
 ) -> None:

@@ -177,9 +177,13 @@ async def test_a_bid_through_a_gateway_is_answered_and_mirrored(cluster: Cluster
     assert gateway.followers["e1"].book.to_state() == engine.book.to_state()
     assert any(event.lot_id == 10 for batch in seen for event in batch.events if hasattr(event, "lot_id"))
 
-    # The same ref again (a client retrying through any gateway): the first answer, nothing new.
-    again = await gateway.execute(PlaceBid(10, 501, 999_999, "r1"))
+    # The same bid again (a client retrying through any gateway): the first answer, nothing new.
+    again = await gateway.execute(PlaceBid(10, 501, 1000, "r1"))
     assert again == outcome
+    # The same ref for another bid: refused with its code, through the gateway too.
+    reused = await gateway.execute(PlaceBid(10, 501, 999_999, "r1"))
+    assert not reused.ok and reused.code == "REF_REUSED" and reused.seq == 0
+    assert engine.book.lots[10].bid_count == 1
 
 
 async def test_unknown_lots_and_dead_engines_get_clear_codes(cluster: Cluster) -> None:

@@ -17,8 +17,8 @@ from persistence.catalog import SessionEnded
 from persistence.deposits import (
     DepositExists,
     Deposits,
+    DepositsClosed,
     DepositStateConflict,
-    LotClosed,
     NoDepositRequired,
     reregister_paid,
 )
@@ -141,7 +141,7 @@ async def test_closed_targets(deposits: Deposits, accounts: Accounts, engine: En
     user_id = await funded_user(accounts, "eli", 5_000)
     assert (await engine.execute(OpenLot(10))).ok
     assert (await engine.execute(CancelLot(10, "withdrawn"))).ok
-    with pytest.raises(LotClosed):
+    with pytest.raises(DepositsClosed):
         await deposits.create(user_id, 1, 10, "balance")
     assert (await engine.execute(OpenLot(11))).ok
     assert (await engine.execute(CancelLot(11, "withdrawn"))).ok

@@ -49,7 +49,7 @@ from persistence.archive import BUCKETS, archived_bids
 from persistence.mongo import (
     Client,
     Database,
-    Session,
+    TxSession,
     connect,
     ensure_indexes,
     next_id,
@@ -179,7 +179,7 @@ class World:
             await self.db.deposits.insert_one(doc)
             return deposit_id
 
-        async def pay(s: Session) -> None:
+        async def pay(s: TxSession) -> None:
             await self.db.deposits.insert_one(doc, session=s)
             await self.accounts.debit(user_id, amount, "deposit", f"deposit:{deposit_id}", session=s)
 

@@ -32,10 +32,10 @@ from shop.model import (
     CouponNotOffered,
     CouponUnavailable,
     CourseNotOnSale,
+    CoursePriceChanged,
     InvalidPolicy,
     NotInCart,
     PolicyExists,
-    PriceChanged,
     ShopUnavailable,
 )
 from shop.service import ShopService
@@ -387,7 +387,7 @@ async def test_price_change_or_withdrawal_after_checkout_is_refused(world: World
     await shop.cart_add(user, course_id, policy)
     await shop.create_checkout(user, [course_id])
     await world.db.shop_price_policies.update_one({"_id": policy}, {"$set": {"price": 1200}})
-    with pytest.raises(PriceChanged):
+    with pytest.raises(CoursePriceChanged):
         await shop.pay(user, 0, "k1")
     await world.db.shop_price_policies.update_one({"_id": policy}, {"$set": {"price": 1000}})
     await shop.update_course(course_id, {"status": "offline"})

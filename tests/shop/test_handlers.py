@@ -19,10 +19,10 @@ from shop.model import (
     CouponNotOffered,
     CouponUnavailable,
     CourseNotOnSale,
+    CoursePriceChanged,
     InvalidPolicy,
     NameExists,
     PolicyExists,
-    PriceChanged,
     ShopConflict,
 )
 from shop.ports import GaveUp, ShopUnitOfWork
@@ -145,7 +145,7 @@ async def test_a_price_changed_after_checkout_is_never_charged(world: World) -> 
     await world.shop.cart_add(buyer, course_id, policy)
     checkout = await world.shop.create_checkout(buyer, [course_id])
     world.store.state.table("price_policies")[policy]["price"] = 2000
-    with pytest.raises(PriceChanged):
+    with pytest.raises(CoursePriceChanged):
         await world.shop.place_order(checkout, 1000, "k")
     assert world.store.state.table("orders") == {} and world.store.state.ledger == []
 

@@ -1,4 +1,7 @@
-"""The settlement and course-shop services the admin pages call, found at request time.
+"""The back office's `Office` port (backoffice/ports.py) on the settlement and shop services.
+
+The admin-actions service (backoffice/actions.py) makes every admin write through this adapter;
+it finds the services at request time.
 
 Settlement (`persistence.settlement.MongoSettlement`: the handlers of `engine.settle.handlers` on
 MongoDB; the worker in `engine.settle.worker`) and the shop (`shop.service.ShopService`, built on
@@ -16,10 +19,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from backoffice.actions import AdminActions
 from engine.book.errors import GavelError
 from engine.commands import UnblockBidder
 from gateway.context import AppContext
+from persistence.audit import AuditLog
+from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Document
+from persistence.two_factor import TwoFactor
 
 log = logging.getLogger("gavel.admin.backoffice")
 
@@ -35,7 +42,7 @@ class _NoProvider:
         raise ServiceUnavailable("payments are not wired into the admin's shop instance")
 
 
-class BackOffice:
+class OfficeAdapter:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self._store: Any = None
@@ -59,6 +66,10 @@ class BackOffice:
             self._store = MongoSettlement(self.ctx.client, self.ctx.db, self.ctx.accounts)
         return self._store
 
+    async def order(self, order_id: int) -> Document | None:
+        doc: Document | None = await self.ctx.db.orders.find_one({"_id": order_id})
+        return doc
+
     async def ship(self, order_id: int, tracking_no: str | None) -> Document:
         doc: Document = await self.settlement_store().ship(
             order_id, tracking_no, self.ctx.engine.clock.now_ms()
@@ -68,6 +79,10 @@ class BackOffice:
     async def complete(self, order_id: int) -> Document:
         doc: Document = await self.settlement_store().complete(order_id, self.ctx.engine.clock.now_ms())
         return doc
+
+    async def non_payer_state(self, user_id: int) -> Document:
+        before = await self.ctx.db.users.find_one({"_id": user_id}, {"non_payer": 1, "non_payer_order_id": 1})
+        return {k: v for k, v in (before or {}).items() if k != "_id"}
 
     async def clear_non_payer(self, user_id: int) -> bool:
         """Clear the flag and unblock the bidder in the engine (the worker does both when wired)."""
@@ -111,3 +126,50 @@ class BackOffice:
                 self.ctx.client, self.ctx.db, self.ctx.redis, self.ctx.accounts, _NoProvider()
             )
         return self._shop
+
+    async def create_course_coupon(self, fields: Document) -> Document:
+        doc: Document = await self.shop().create_coupon(fields)
+        return doc
+
+    async def grant_course_coupon(self, coupon_id: int, user_id: int, *, idempotency_key: str | None) -> Any:
+        return await self.shop().grant_coupon(coupon_id, user_id, idempotency_key=idempotency_key)
+
+    async def create_category(self, name: str, parent_id: int | None) -> Document:
+        doc: Document = await self.shop().create_category(name, parent_id)
+        return doc
+
+    async def create_course(self, fields: Document) -> Document:
+        doc: Document = await self.shop().create_course(fields)
+        return doc
+
+    async def course_status(self, course_id: int) -> str | None:
+        before = await self.ctx.db.shop_courses.find_one({"_id": course_id}, {"status": 1})
+        return before.get("status") if before else None
+
+    async def set_course_status(self, course_id: int, status: str) -> None:
+        await self.shop().update_course(course_id, {"status": status})
+
+    async def add_policy(self, target: str, target_id: int, valid_days: int, price: int) -> Document:
+        doc: Document = await self.shop().add_policy(target, target_id, valid_days, price)
+        return doc
+
+    async def policy(self, policy_id: int) -> Document | None:
+        doc: Document | None = await self.ctx.db.shop_price_policies.find_one({"_id": policy_id})
+        return doc
+
+    async def remove_policy(self, policy_id: int) -> None:
+        await self.shop().remove_policy(policy_id)
+
+
+def build_admin_actions(ctx: AppContext) -> AdminActions:
+    """The one admin-actions service of an application, on MongoDB and the engine."""
+    return AdminActions(
+        audit=AuditLog(ctx.db),
+        catalog=ctx.catalog,
+        balances=ctx.accounts,
+        engine=ctx.engine,
+        office=OfficeAdapter(ctx),
+        second_factor=TwoFactor(ctx.db),
+        session_view=admin_session_view,
+        lot_view=admin_lot_view,
+    )

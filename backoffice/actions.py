@@ -1,0 +1,328 @@
+"""Every admin write, authorized and audited in one place, for both surfaces (UI and REST).
+
+A surface reads and validates its input (forms or JSON), names who is acting (`Actor`), and calls
+one method here. The method checks the actor may do it (`authorize`: an admin, and an enrolled
+second factor for the actions the policy names), makes the change through a port, and records
+exactly one audit entry (`action`, `target`, `before`, `after`). A write that changes nothing
+(a replayed credit) records nothing. Refusals are GavelErrors with stable codes, so each surface
+turns them into its own answer (a 403 JSON body, or a message on the page).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from backoffice.ports import AuditTrail, Balances, CatalogStore, Credited, Document, Office, SecondFactor
+from engine.book.errors import GavelError, NotFound
+from engine.commands import CancelLot, CloseLot, Command, OpenLot, Outcome
+from engine.engine import Engine
+
+LotAction = Literal["open", "close", "cancel"]
+ImageAction = Literal["add", "up", "down", "cover", "remove"]
+CREDIT_KIND = "admin_credit"
+CREDIT_REF_PREFIX = "admin-credit:"
+
+
+class NotAuthorized(GavelError):
+    """The actor is not an admin (or lacks the second factor this action needs): 403."""
+
+    code = "FORBIDDEN"
+
+
+class TwoFactorNeeded(GavelError):
+    code = "FORBIDDEN"
+
+
+class EngineRefused(GavelError):
+    """The engine refused a lot command (an illegal move in its current state): 409."""
+
+    code = "ILLEGAL_STATE"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks, as the surface authenticated them, and from where (for the audit entry)."""
+
+    user_id: int
+    username: str
+    is_admin: bool
+    ip: str = ""
+    surface: Literal["ui", "rest"] = "ui"
+
+
+def live_lot(engine: Engine, lot_id: int) -> Document | None:
+    """A lot's live state in the engine (what a lot command's audit entry shows before and after)."""
+    lot = engine.book.lots.get(lot_id)
+    if lot is None:
+        return None
+    return {
+        "state": int(lot.state),
+        "price": lot.price,
+        "bid_count": lot.bid_count,
+        "ends_at": lot.ends_at,
+        "next_min": lot.next_min(),
+        "leader": lot.leader,
+    }
+
+
+class AdminActions:
+    def __init__(
+        self,
+        *,
+        audit: AuditTrail,
+        catalog: CatalogStore,
+        balances: Balances,
+        engine: Engine,
+        office: Office,
+        second_factor: SecondFactor,
+        session_view: Callable[[Document], Document],
+        lot_view: Callable[[Document], Document],
+        two_factor_actions: frozenset[str] = frozenset(),
+    ) -> None:
+        self.audit = audit
+        self.catalog = catalog
+        self.balances = balances
+        self.engine = engine
+        self.office = office
+        self.second_factor = second_factor
+        self.session_view = session_view
+        self.lot_view = lot_view
+        # Actions (e.g. "user.credit") only an admin with an enrolled second factor may take.
+        self.two_factor_actions = two_factor_actions
+
+    # -- the one check and the one record ------------------------------------------------------------
+    async def authorize(self, actor: Actor, action: str) -> None:
+        if not actor.is_admin:
+            raise NotAuthorized("this needs an admin")
+        if action in self.two_factor_actions and not await self.second_factor.enrolled(actor.user_id):
+            raise TwoFactorNeeded(f"{action} needs an admin with two-factor sign-in turned on")
+
+    async def record(
+        self,
+        actor: Actor | None,
+        action: str,
+        target: str,
+        before: Any = None,
+        after: Any = None,
+        *,
+        username: str = "",
+        ip: str = "",
+    ) -> None:
+        """One audit entry. Sign-in events (no admin yet) pass `actor=None`, the name tried and the
+        address."""
+        await self.audit.record(
+            action=action,
+            target=target,
+            admin_user_id=actor.user_id if actor else None,
+            admin_username=actor.username if actor else username,
+            before=before,
+            after=after,
+            ip=actor.ip if actor else ip,
+        )
+
+    # -- sessions and lots -----------------------------------------------------------------------------
+    async def create_session(self, actor: Actor, spec: Any) -> Document:
+        await self.authorize(actor, "session.create")
+        doc = await self.catalog.create_session(spec)
+        await self.record(actor, "session.create", f"session:{doc['_id']}", None, self.session_view(doc))
+        return doc
+
+    async def update_session(self, actor: Actor, session_id: int, changes: Mapping[str, Any]) -> Document:
+        await self.authorize(actor, "session.update")
+        before = self.session_view(await self.catalog.session_document(session_id))
+        doc = await self.catalog.update_session(session_id, changes)
+        await self.record(actor, "session.update", f"session:{session_id}", before, self.session_view(doc))
+        return doc
+
+    async def set_session_cover(
+        self, actor: Actor, session_id: int, url: str, file: Mapping[str, Any] | None = None
+    ) -> Document:
+        """Set (a stored upload's URL) or remove (`url=""`) a session's cover image."""
+        await self.authorize(actor, "session.cover")
+        old = await self.catalog.session_document(session_id)
+        doc = await self.catalog.update_session(session_id, {"cover": url})
+        after: Document = {"cover": url}
+        if file is not None:
+            after["file"] = dict(file)
+        await self.record(
+            actor, "session.cover", f"session:{session_id}", {"cover": old.get("cover", "")}, after
+        )
+        return doc
+
+    async def create_lot(self, actor: Actor, session_id: int, spec: Any) -> Document:
+        await self.authorize(actor, "lot.create")
+        doc = await self.catalog.create_lot(session_id, spec)
+        await self.record(actor, "lot.create", f"lot:{doc['_id']}", None, self.lot_view(doc))
+        return doc
+
+    async def update_lot(self, actor: Actor, lot_id: int, changes: Mapping[str, Any]) -> Document:
+        await self.authorize(actor, "lot.update")
+        before = self.lot_view(await self.catalog.lot_document(lot_id))
+        doc = await self.catalog.update_lot(lot_id, changes)
+        await self.record(actor, "lot.update", f"lot:{lot_id}", before, self.lot_view(doc))
+        return doc
+
+    async def set_lot_images(
+        self,
+        actor: Actor,
+        lot_id: int,
+        action: ImageAction,
+        before: Sequence[str],
+        images: Sequence[str],
+        file: Mapping[str, Any] | None = None,
+    ) -> Document:
+        """Replace a lot's image list (`before` is what the surface changed, for the audit entry)."""
+        name = f"lot.image_{action}"
+        await self.authorize(actor, name)
+        doc = await self.catalog.update_lot(lot_id, {"images": tuple(images)})
+        after: Document = {"images": list(images)}
+        if file is not None:
+            after["file"] = dict(file)
+        await self.record(actor, name, f"lot:{lot_id}", {"images": list(before)}, after)
+        return doc
+
+    async def lot_command(self, actor: Actor, lot_id: int, action: LotAction, reason: str = "") -> Outcome:
+        """Open or close a lot early, or cancel it with a reason: the engine decides if it is legal."""
+        name = f"lot.{action}"
+        await self.authorize(actor, name)
+        if lot_id not in self.engine.book.lots:
+            raise NotFound(f"no lot {lot_id}")
+        command: Command
+        if action == "cancel":
+            command = CancelLot(lot_id, reason)
+        elif action == "open":
+            command = OpenLot(lot_id)
+        else:
+            command = CloseLot(lot_id)
+        before = live_lot(self.engine, lot_id)
+        outcome = await self.engine.execute(command)
+        if outcome.ok:
+            after = live_lot(self.engine, lot_id)
+            await self.record(actor, name, f"lot:{lot_id}", before, {**(after or {}), "reason": reason})
+        return outcome
+
+    # -- money -------------------------------------------------------------------------------------------
+    async def credit(
+        self, actor: Actor, user_id: int, amount: int, idempotency_key: str, note: str = ""
+    ) -> Any:
+        """Top up a balance (ledger and balance in one transaction); a replayed key changes nothing
+        and records nothing. Returns the ledger entry."""
+        await self.authorize(actor, "user.credit")
+        entry: Credited = await self.balances.credit(
+            user_id, amount, CREDIT_KIND, CREDIT_REF_PREFIX + idempotency_key
+        )
+        if not entry.replayed:
+            await self.record(
+                actor,
+                "user.credit",
+                f"user:{user_id}",
+                {"balance": entry.balance_after - amount},
+                {"balance": entry.balance_after, "amount": amount, "ref": entry.ref, "note": note},
+            )
+        return entry
+
+    async def clear_non_payer(self, actor: Actor, user_id: int) -> bool:
+        await self.authorize(actor, "user.clear_non_payer")
+        before = await self.office.non_payer_state(user_id)
+        changed = await self.office.clear_non_payer(user_id)
+        await self.record(
+            actor, "user.clear_non_payer", f"user:{user_id}", before, {"non_payer": False, "changed": changed}
+        )
+        return changed
+
+    async def order_action(
+        self, actor: Actor, order_id: int, action: Literal["ship", "complete"], tracking_no: str | None = None
+    ) -> Document:
+        name = f"order.{action}"
+        await self.authorize(actor, name)
+        before = await self.office.order(order_id)
+        if action == "ship":
+            after = await self.office.ship(order_id, tracking_no)
+        else:
+            after = await self.office.complete(order_id)
+        fields = ("status", "shipped_at_ms", "tracking_no", "completed_at_ms")
+        await self.record(
+            actor,
+            name,
+            f"order:{order_id}",
+            {k: before.get(k) for k in fields} if before else None,
+            {k: after.get(k) for k in fields},
+        )
+        return after
+
+    # -- coupons, courses, policies ------------------------------------------------------------------
+    async def create_auction_coupon(
+        self,
+        actor: Actor,
+        session_id: int,
+        title: str,
+        amount: int,
+        quantity: int,
+        start_ms: int,
+        end_ms: int,
+    ) -> Document:
+        await self.authorize(actor, "coupon.create")
+        doc = await self.office.create_auction_coupon(session_id, title, amount, quantity, start_ms, end_ms)
+        await self.record(actor, "coupon.create", f"coupon:{doc['_id']}", None, doc)
+        return doc
+
+    async def create_course_coupon(self, actor: Actor, fields: Document) -> Document:
+        await self.authorize(actor, "shop_coupon.create")
+        doc = await self.office.create_course_coupon(fields)
+        await self.record(actor, "shop_coupon.create", f"shop_coupon:{doc['_id']}", None, doc)
+        return doc
+
+    async def grant_course_coupon(
+        self, actor: Actor, coupon_id: int, user_id: int, idempotency_key: str | None
+    ) -> Any:
+        await self.authorize(actor, "shop_coupon.grant")
+        granted = await self.office.grant_course_coupon(coupon_id, user_id, idempotency_key=idempotency_key)
+        await self.record(
+            actor,
+            "shop_coupon.grant",
+            f"shop_coupon:{coupon_id}",
+            None,
+            {"user_id": user_id, "user_coupon": granted},
+        )
+        return granted
+
+    async def create_category(self, actor: Actor, name: str, parent_id: int | None) -> Document:
+        await self.authorize(actor, "shop_category.create")
+        doc = await self.office.create_category(name, parent_id)
+        await self.record(actor, "shop_category.create", f"shop_category:{doc['_id']}", None, doc)
+        return doc
+
+    async def create_course(self, actor: Actor, fields: Document) -> Document:
+        await self.authorize(actor, "course.create")
+        doc = await self.office.create_course(fields)
+        await self.record(actor, "course.create", f"course:{doc['_id']}", None, doc)
+        return doc
+
+    async def set_course_status(self, actor: Actor, course_id: int, status: str) -> None:
+        await self.authorize(actor, "course.status")
+        before = await self.office.course_status(course_id)
+        await self.office.set_course_status(course_id, status)
+        await self.record(
+            actor, "course.status", f"course:{course_id}", {"status": before}, {"status": status}
+        )
+
+    async def add_policy(self, actor: Actor, course_id: int, valid_days: int, price: int) -> Document:
+        await self.authorize(actor, "price_policy.create")
+        doc = await self.office.add_policy("course", course_id, valid_days, price)
+        await self.record(actor, "price_policy.create", f"price_policy:{doc['_id']}", None, doc)
+        return doc
+
+    async def remove_policy(self, actor: Actor, policy_id: int) -> None:
+        await self.authorize(actor, "price_policy.remove")
+        before = await self.office.policy(policy_id)
+        await self.office.remove_policy(policy_id)
+        await self.record(actor, "price_policy.remove", f"price_policy:{policy_id}", before, None)
+
+    # -- the admin's own account ---------------------------------------------------------------------
+    async def two_factor_changed(self, actor: Actor, enabled: bool) -> None:
+        """Recorded after persistence.two_factor confirmed or turned off the actor's own second factor."""
+        await self.authorize(actor, "auth.two_factor")
+        action = "auth.two_factor_enabled" if enabled else "auth.two_factor_disabled"
+        await self.record(actor, action, f"user:{actor.user_id}")

@@ -1,0 +1,24 @@
+"""The public application: the gateway's routes and the admin UI's, joined here (not in gateway/),
+so neither entry point imports the other. Both write through one admin-actions service."""
+
+from __future__ import annotations
+
+import tornado.web
+
+import admin
+from composition.backoffice import build_admin_actions
+from gateway import app as gateway_app
+from gateway.app import make_engine_app as make_engine_app  # re-exported: run.py takes both from here
+from gateway.context import AppContext
+from gateway.ws import BidderSocket
+
+
+def make_app(
+    ctx: AppContext, *, debug: bool = False, websocket: type[BidderSocket] = BidderSocket
+) -> tornado.web.Application:
+    """`websocket` serves /ws: benchmarks/e2e/gavel_server.py passes its variants' subclasses."""
+    actions = build_admin_actions(ctx)
+    services = admin.services(ctx)
+    rules = gateway_app.routes(ctx, actions, websocket=websocket)
+    rules.extend(admin.routes(ctx, services, actions))  # /admin (own cookie secret and XSRF) and /media
+    return gateway_app.application(ctx, rules, cookie_secret=ctx.cookie_secret, debug=debug)
