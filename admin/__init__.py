@@ -5,7 +5,7 @@ write goes through `actions` (backoffice/actions.py), the service the REST admin
 Read from the context:
 `media_dir` (where uploads are kept; DATA_DIR/media in production), `cookie_secret` (signs the
 admin cookies; derived from the pseudonym secret when COOKIE_SECRET is unset), `media_max_bytes`
-(default 5 MiB); sign-in limits are gateway/signin.py's, shared with the JSON login. See
+(default 5 MiB); sign-in limits are web/signin.py's, shared with the JSON login. See
 docs/admin.md.
 """
 
@@ -19,7 +19,7 @@ import tornado.web
 if TYPE_CHECKING:
     from admin.base import AdminServices
     from backoffice.actions import AdminActions
-    from gateway.context import AppContext
+    from web.context import AppContext
 
 
 def services(ctx: AppContext) -> AdminServices:

@@ -2,7 +2,7 @@
 
 Sign-in with a second factor is two steps: the password page, then the code page. Between them a
 signed cookie (`gavel_admin_2fa`, 5 minutes, HttpOnly, SameSite=Strict) names the account whose
-password was right; the code step is throttled by the same guard as the password (gateway/signin.py).
+password was right; the code step is throttled by the same guard as the password (web/signin.py).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import orjson
 import tornado.web
 
 from admin.base import LOGIN_URL, PREFIX, AdminHandler, safe_next
-from gateway.signin import SigninRefused, signin_guard
 from persistence.accounts import PASSWORD_MAX, BadCredentials
 from persistence.two_factor import CODE_MAX_LENGTH, TwoFactor
+from web.signin import SigninRefused, signin_guard
 
 PENDING_COOKIE = "gavel_admin_2fa"
 PENDING_MAX_AGE_DAYS = 5 / (24 * 60)  # five minutes to type the code

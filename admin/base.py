@@ -33,8 +33,12 @@ import tornado.web
 
 from backoffice.actions import Actor, AdminActions, NotAuthorized
 from engine.book.errors import GavelError
-from gateway.context import AppContext
-from gateway.errors import (
+from persistence.accounts import AuthUser
+from persistence.audit import AuditLog
+from persistence.media import MediaStore
+from persistence.mongo import UTC, as_utc, from_ms, iso_utc, to_ms
+from web.context import AppContext
+from web.errors import (
     RETRY_AFTER_SECONDS,
     UNAVAILABLE_MESSAGE,
     code_for_status,
@@ -43,10 +47,6 @@ from gateway.errors import (
     error_body,
     status_for,
 )
-from persistence.accounts import AuthUser
-from persistence.audit import AuditLog
-from persistence.media import MediaStore
-from persistence.mongo import UTC, as_utc, from_ms, iso_utc, to_ms
 
 log = logging.getLogger("gavel.admin")
 
@@ -62,7 +62,7 @@ XSRF_COOKIE = "_xsrf"
 # expiry, so it also ends with the browser session).
 SESSION_MAX_AGE_DAYS = 0.5
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-MAX_MONEY_FEN = 10**13  # as the REST API (gateway/rest_admin.py)
+MAX_MONEY_FEN = 10**13  # as the REST API (web/catalog_fields.py)
 _MONEY = re.compile(r"[0-9]{1,11}(?:\.[0-9]{1,2})?")
 _INT = re.compile(r"[0-9]{1,16}")
 _HOST = re.compile(r"[A-Za-z0-9.\[\]:-]{1,255}")
@@ -86,7 +86,7 @@ class AdminServices:
         self.ctx = ctx
         self.audit = AuditLog(ctx.db)
         self._media: MediaStore | None = None
-        # COOKIE_SECRET, or derived from the pseudonym secret (gateway/context.py).
+        # COOKIE_SECRET, or derived from the pseudonym secret (web/context.py).
         self.cookie_secret: bytes = ctx.cookie_secret
 
     @property

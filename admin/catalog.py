@@ -1,7 +1,7 @@
 """Sessions (专场) and lots (拍品): create, edit, schedule; images and specs (规格); open/close/cancel.
 
 Form input is turned into the JSON shapes of the REST admin API and read by the very same readers
-(`gateway.rest_admin.read_session` / `read_lot`), so the UI and the API share one set of rules;
+(`web.catalog_fields.read_session` / `read_lot`), so the UI and the API share one set of rules;
 the writes go through `Catalog` (metadata document, then the engine).
 """
 
@@ -29,12 +29,12 @@ from admin.base import (
 from backoffice.actions import ImageAction, LotAction, live_lot
 from engine.book.errors import GavelError, NotFound
 from engine.engine import Engine
-from gateway.errors import error_body, status_for
-from gateway.http import Fields
-from gateway.rest_admin import LOT_FIELDS, SESSION_FIELDS, read_lot, read_session
 from persistence.catalog import LotSpec, SessionSpec, engine_refusal
 from persistence.media import MediaTooLarge
 from persistence.mongo import Document, iso_utc
+from web.catalog_fields import LOT_FIELDS, SESSION_FIELDS, read_lot, read_session
+from web.errors import error_body, status_for
+from web.http import Fields
 
 SESSION_STATE_LABELS = {1: "scheduled 未开拍", 2: "preview 预展中", 3: "bidding 拍卖中", 4: "ended 已结束"}
 LOT_STATE_LABELS = {

@@ -9,8 +9,8 @@ import admin
 from composition.backoffice import build_admin_actions
 from gateway import app as gateway_app
 from gateway.app import make_engine_app as make_engine_app  # re-exported: run.py takes both from here
-from gateway.context import AppContext
 from gateway.ws import BidderSocket
+from web.context import AppContext
 
 
 def make_app(

@@ -22,11 +22,11 @@ from typing import Any
 from backoffice.actions import AdminActions
 from engine.book.errors import GavelError
 from engine.commands import UnblockBidder
-from gateway.context import AppContext
 from persistence.audit import AuditLog
 from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Document
 from persistence.two_factor import TwoFactor
+from web.context import AppContext
 
 log = logging.getLogger("gavel.admin.backoffice")
 

@@ -15,16 +15,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from composition.settings import Settings
 from engine.settle.ports import PaymentRouter
-from gateway.context import AppContext, Limits
 from gateway.rest_orders import Settlement, build_settlement
-from gateway.signin import SigninPolicy
 from payments.config import PaymentsConfig, build_provider
 from payments.provider import SignedProvider
 from persistence.accounts import Accounts
+from web.context import AppContext, Limits
+from web.signin import SigninPolicy
 
 
 def signin_policy(config: Settings) -> SigninPolicy:
-    """The sign-in throttle's limits (gateway/signin.py)."""
+    """The sign-in throttle's limits (web/signin.py)."""
     return SigninPolicy(
         failures_per_account_address=config.login_failures_per_account_address,
         failures_per_address=config.login_failures_per_address,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime
 
-from gateway.context import AppContext
 from persistence.catalog import LotSpec, SessionSpec
+from web.context import AppContext
 
 DEMO_BIDDERS = (("alice", "alice-demo-pass"), ("bob", "bob-demo-pass"))
 

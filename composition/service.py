@@ -27,7 +27,6 @@ from composition.settings import Settings
 from engine.clock import SystemClock
 from engine.engine import Engine
 from gateway.edge import EdgeServer, build_edge_server
-from gateway.observability import metrics_of
 from gateway.rest_orders import start_settlement
 from gateway.rest_shop import start_shop
 from gateway.ws import BidderSocket, Hub
@@ -46,6 +45,7 @@ from persistence.deposits import reregister_paid
 from persistence.embedded import Services
 from persistence.redis_bus import PriceBus
 from persistence.snapshots import MongoSnapshotSink
+from web.observability import metrics_of
 
 log = logging.getLogger("gavel")
 

@@ -8,14 +8,14 @@ from tornado.log import access_log
 
 from backoffice.actions import AdminActions
 from gateway import rest_admin, rest_auction, rest_auth, rest_deposits
-from gateway.context import AppContext
-from gateway.health import ReadyHandler, readiness_of
-from gateway.http import HealthHandler, NotFoundHandler
-from gateway.observability import MetricsHandler, metrics_of
 from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
 from gateway.ws import BidderSocket, DemoPageHandler
 from payments.handlers import payment_routes
+from web.context import AppContext
+from web.health import ReadyHandler, readiness_of
+from web.http import HealthHandler, NotFoundHandler
+from web.observability import MetricsHandler, metrics_of
 
 STATIC_DIR = pathlib.Path(__file__).parent / "static"
 # Frames over 64 KiB get an `error` from the handler; Tornado itself closes (1009) only past 1 MiB.
@@ -30,8 +30,8 @@ def routes(
     course shop and auction orders (settlement) are served, and deposits are paid through it. The
     REST admin endpoints write through `actions`, the admin-actions service the admin UI uses too.
     `websocket` serves /ws (the benchmarks' variants subclass BidderSocket)."""
-    metrics_of(ctx)  # one registry per process, its gauges installed (gateway/observability.py)
-    readiness_of(ctx)  # one cached readiness per process (gateway/health.py)
+    metrics_of(ctx)  # one registry per process, its gauges installed (web/observability.py)
+    readiness_of(ctx)  # one cached readiness per process (web/health.py)
     args = {"ctx": ctx}
     admin_args = {"ctx": ctx, "actions": actions}
     rest_routes = [

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gavel.edge")
 
-MAX_BODY_BYTES = 1 << 20  # Tornado's own cap; handlers refuse far less (gateway/http.py)
+MAX_BODY_BYTES = 1 << 20  # Tornado's own cap; handlers refuse far less (web/http.py)
 HSTS = "max-age=31536000"
 # Errors that mean "out of descriptors or kernel memory": accepting again at once would fail again.
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})

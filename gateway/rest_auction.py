@@ -1,7 +1,7 @@
 """Public auction reads: sessions, lots (each view counts a watcher), and bid histories."""
 
 from engine.book.states import SessionState
-from gateway.http import JsonHandler
+from web.http import JsonHandler
 
 
 class SessionsHandler(JsonHandler):

@@ -3,11 +3,11 @@
 import logging
 from typing import Any
 
-from gateway.errors import ValidationFailed
-from gateway.http import JsonHandler
-from gateway.signin import signin_guard
 from persistence.accounts import PASSWORD_MAX
 from persistence.two_factor import CODE_MAX_LENGTH, TwoFactor, TwoFactorInvalid, TwoFactorRequired
+from web.errors import ValidationFailed
+from web.http import JsonHandler
+from web.signin import signin_guard
 
 log = logging.getLogger("gavel.gateway.auth")
 

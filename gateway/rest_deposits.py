@@ -6,9 +6,9 @@ from typing import Any
 from engine.book.errors import NotFound
 from engine.settle.ports import PaymentRequest, PaymentRouter
 from engine.settle.worker import PaymentUnavailable
-from gateway.context import AppContext
-from gateway.http import MAX_SAFE_INT, JsonHandler
 from persistence.deposits import DEPOSIT_PAYMENT_PREFIX, PAY_WITH, Deposit, PayWith
+from web.context import AppContext
+from web.http import MAX_SAFE_INT, JsonHandler
 
 log = logging.getLogger("gavel.deposits")
 

@@ -10,7 +10,6 @@ Someone else's order answers 404 exactly like a missing one: ids never reveal wh
 """
 
 import asyncio
-import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
@@ -31,25 +30,15 @@ from engine.settle.worker import (
     StepHook,
     register_payment_handlers,
 )
-from gateway.context import AppContext
-from gateway.errors import ValidationFailed
-from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
 from persistence.mongo import Document, iso_from_ms, iso_utc, to_ms
 from persistence.settlement import MongoSettlement, ensure_settlement_indexes
+from web.context import AppContext, Settlement
+from web.errors import ValidationFailed
+from web.http import MAX_SAFE_INT, Fields, JsonHandler
 
 MAX_MONEY = 10**13
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
-
-
-@dataclasses.dataclass
-class Settlement:
-    """Everything settlement needs at run time, built once per process."""
-
-    store: MongoSettlement
-    worker: SettlementWorker
-    payments: OrderPayments
-    stop: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
 
 def build_settlement(

@@ -7,7 +7,7 @@ handler on the provider's router. Read from the context: `shop_pending_timeout_s
 `shop_checkout_ttl_seconds` (default 1800 each).
 
 Every error is `{"error": {"code", "message"}}`; the shop's own codes and statuses are in
-gateway/errors.py (the one table of codes and statuses).
+web/errors.py (the one table of codes and statuses).
 """
 
 import asyncio
@@ -16,9 +16,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from gateway.context import AppContext
-from gateway.errors import ValidationFailed
-from gateway.http import MAX_SAFE_INT, Fields, JsonHandler
 from payments.config import provider_of
 from payments.provider import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
@@ -37,6 +34,9 @@ from shop.model import (
 )
 from shop.pricing import MAX_PERCENT, CouponKind
 from shop.service import ShopService, run_sweeper
+from web.context import AppContext
+from web.errors import ValidationFailed
+from web.http import MAX_SAFE_INT, Fields, JsonHandler
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 ORDER_NO = r"([0-9]{1,24})"

@@ -25,17 +25,17 @@ from engine.book.events import LotClosed, LotExtended, LotStateChanged, Outbid, 
 from engine.book.states import LotState
 from engine.commands import Outcome, PlaceBid, SetMaxBid
 from engine.engine import CommittedBatch
-from gateway.errors import (
+from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
+from gateway.wire import FastProtocol13, TransportStream
+from web.errors import (
     RETRY_AFTER_SECONDS,
     UNAVAILABLE_MESSAGE,
     dependency_fault,
     describe_fault,
 )
-from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
-from gateway.wire import FastProtocol13, TransportStream
 
 if TYPE_CHECKING:
-    from gateway.context import AppContext
+    from web.context import AppContext
 
 log = logging.getLogger("gavel.ws")
 

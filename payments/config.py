@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import tornado.httpclient
 
 from engine.settle.ports import PaymentRouter
-from gateway.context import AppContext
 from payments.alipay import DEFAULT_GATEWAY_URL, AlipayAdapter
 from payments.provider import SignedProvider
 from payments.sandbox import NOTIFY_PATH, SandboxProvider, load_or_create_sandbox_keys
 from payments.signing import load_private_key, load_public_key
+from web.context import AppContext
 
 if TYPE_CHECKING:
     from composition.settings import Settings

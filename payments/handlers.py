@@ -13,12 +13,12 @@ from typing import Any, Final
 import tornado.web
 
 from engine.book.errors import NotFound
-from gateway.context import AppContext
-from gateway.http import JsonHandler
 from payments.config import RETURN_PATH, provider_of
 from payments.provider import NotifyResult, SignedProvider
 from payments.sandbox import NOTIFY_PATH, SandboxProvider, sandbox_routes
 from payments.trade_numbers import TRADE_NO_PATTERN
+from web.context import AppContext
+from web.http import JsonHandler
 
 log = logging.getLogger("gavel.payments")
 

@@ -29,9 +29,6 @@ from pymongo.errors import DuplicateKeyError
 
 from engine.book.errors import IllegalTransition, NotFound
 from engine.settle.ports import PaymentRequest, PaymentRouter
-from gateway.context import AppContext
-from gateway.errors import Forbidden, ValidationFailed
-from gateway.http import JsonHandler
 from payments.provider import (
     CLOSED_STATE,
     PAID_STATES,
@@ -44,6 +41,9 @@ from payments.signing import KEY_BITS, SIGN_TYPE, load_private_key, load_public_
 from payments.trade_numbers import TRADE_NO_PATTERN
 from persistence.mongo import Database, Document, utc_now
 from shop.pricing import yuan_text
+from web.context import AppContext
+from web.errors import Forbidden, ValidationFailed
+from web.http import JsonHandler
 
 log = logging.getLogger("gavel.payments")
 

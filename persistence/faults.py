@@ -1,6 +1,6 @@
 """What a dependency fault is: MongoDB or Redis down, stalled or overloaded, as opposed to a
 refusal or a bug. The one definition: the gateway answers these 503 UNAVAILABLE
-(gateway/errors.py), and logs show them as one line, not a traceback (persistence/logs.py)."""
+(web/errors.py), and logs show them as one line, not a traceback (persistence/logs.py)."""
 
 from __future__ import annotations
 

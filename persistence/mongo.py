@@ -33,7 +33,7 @@ def connect(url: str, *, app_name: str = "gavel", timeout_ms: int | None = None)
 
     `timeout_ms` (the request path's DEPENDENCY_TIMEOUT): every operation, server selection
     included, gives up after that long with a timeout error, which the gateway answers 503
-    UNAVAILABLE (gateway/errors.py) instead of holding the request for the socket timeout. Without
+    UNAVAILABLE (web/errors.py) instead of holding the request for the socket timeout. Without
     it (background work: snapshots, the write-behind) an operation may wait up to the socket
     timeout, and server selection up to 5 s.
     """

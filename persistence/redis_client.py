@@ -1,7 +1,7 @@
 """The process's Redis client: every command bounded, like the request path's MongoDB client.
 
 A stalled Redis (paused, partitioned, swapping) then costs a command at most `timeout_ms` and a
-`redis.TimeoutError`, which the gateway answers 503 UNAVAILABLE (gateway/errors.py) or, where
+`redis.TimeoutError`, which the gateway answers 503 UNAVAILABLE (web/errors.py) or, where
 Redis only guards (login throttles), treats as absent; a Redis that is gone refuses at once.
 Blocking reads (XREAD BLOCK, pub/sub) that must wait longer use a client of their own
 (persistence/cluster.py, `_blocking_client`).

@@ -29,7 +29,7 @@ MAX_VALID_DAYS = 3650
 OUT_TRADE_PREFIX = "shop"
 
 
-# -- errors (their HTTP statuses are in gateway/errors.py) ------------------------------------------
+# -- errors (their HTTP statuses are in web/errors.py) ------------------------------------------
 class ShopUnavailable(GavelError):
     code = "UNAVAILABLE"
 

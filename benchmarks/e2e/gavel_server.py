@@ -3,7 +3,7 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
 
     GAVEL_BENCH_LIMITS='{"bids_per_second": 1e9}' GAVEL_LOOP=asyncio python -m benchmarks.e2e.gavel_server
 
-- `GAVEL_BENCH_LIMITS`: a JSON object of `gateway.context.Limits` fields set on the context once
+- `GAVEL_BENCH_LIMITS`: a JSON object of `web.context.Limits` fields set on the context once
   the service has started (before its first connection is read), e.g. `bids_per_second` /
   `bid_burst` (the per-user bid rate limit: the load client's closed-loop bidders bid far faster
   than 20/s), `ws_connections_per_ip` (thousands of watchers come from 127.0.0.1; the edge's own

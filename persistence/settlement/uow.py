@@ -139,7 +139,7 @@ def _translate(error: PyMongoError) -> None:
     """Raise the port's exception for a MongoDB error a retry may cure; return for the rest.
 
     A timeout is not one: the bound (DEPENDENCY_TIMEOUT) ran out, and the caller answers 503
-    UNAVAILABLE (gateway/errors.py) instead of retrying for `TRANSIENT_BUDGET_S`."""
+    UNAVAILABLE (web/errors.py) instead of retrying for `TRANSIENT_BUDGET_S`."""
     if error.timeout:
         return
     if error.has_error_label("TransientTransactionError"):

@@ -255,7 +255,7 @@ class MongoShopUnitOfWork:
 def _conflict(error: OperationFailure) -> bool:
     """A write conflict the driver gave up retrying (or that escaped its retry loop).
 
-    Not a timeout: a stalled MongoDB is a 503 UNAVAILABLE (gateway/errors.py), not a 409."""
+    Not a timeout: a stalled MongoDB is a 503 UNAVAILABLE (web/errors.py), not a 409."""
     if error.timeout:
         return False
     return error.code == _WRITE_CONFLICT or error.has_error_label("TransientTransactionError")

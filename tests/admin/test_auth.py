@@ -7,8 +7,8 @@ import re
 import tornado.web
 
 from admin.base import SESSION_COOKIE
-from gateway.context import derived_cookie_secret
 from tests.admin.conftest import ADMIN_PASSWORD, AdminClient
+from web.context import derived_cookie_secret
 
 PAGES = (
     "/admin/",
@@ -200,7 +200,7 @@ async def test_every_form_post_needs_the_xsrf_token(admin_client: AdminClient) -
 
 
 async def test_sign_in_is_rate_limited_per_address(admin_client: AdminClient) -> None:
-    from gateway.signin import SigninPolicy
+    from web.signin import SigninPolicy
 
     ctx = admin_client.server.ctx
     ctx.signin_policy = SigninPolicy(failures_per_address=3)

@@ -9,8 +9,8 @@ import time
 import pyotp
 
 from admin.base import SESSION_COOKIE
-from gateway.signin import signin_guard
 from tests.admin.conftest import ADMIN_PASSWORD, AdminClient
+from web.signin import signin_guard
 
 PAGE = "/admin/account/two-factor"
 _SECRET = re.compile(rb'<code class="totp-secret">([A-Z2-7]+)</code>')

@@ -8,8 +8,8 @@ import pytest
 from admin.base import AdminServices
 from composition.bootstrap import cookie_secret, signin_policy
 from composition.settings import SettingsError, parse_settings
-from gateway.context import derived_cookie_secret
-from gateway.signin import SigninPolicy
+from web.context import derived_cookie_secret
+from web.signin import SigninPolicy
 
 
 def test_sign_in_settings_reach_the_policy() -> None:

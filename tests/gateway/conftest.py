@@ -30,12 +30,12 @@ from composition.settings import Settings
 from engine.book.states import SessionState
 from engine.clock import FakeClock, SystemClock
 from engine.engine import Engine
-from gateway.context import AppContext
 from gateway.edge import EdgeServer, build_edge_server
-from gateway.signin import SigninPolicy
 from gateway.ws import Hub
 from persistence.accounts import Accounts, ScryptParams
 from persistence.mongo import check_replica_set, connect, ensure_indexes, iso_from_ms
+from web.context import AppContext
+from web.signin import SigninPolicy
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 HOUR_MS = 3_600_000

@@ -33,11 +33,7 @@ from composition.settings import Settings
 from engine.clock import FakeClock, SystemClock
 from engine.engine import Engine
 from engine.settle.uow import atomically
-from gateway.context import AppContext
 from gateway.edge import build_edge_server
-from gateway.errors import dependency_fault
-from gateway.health import READY_CACHE_SECONDS, Readiness
-from gateway.signin import SigninPolicy
 from gateway.ws import Hub
 from persistence import redis_client
 from persistence.accounts import Accounts
@@ -48,6 +44,10 @@ from persistence.settlement.uow import mongo_uow_factory
 from tests.admin.conftest import AdminClient
 from tests.gateway.conftest import ADMIN_PASSWORD, TEST_SCRYPT, AppServer
 from tests.gateway.test_ws import Bidder, open_lot
+from web.context import AppContext
+from web.errors import dependency_fault
+from web.health import READY_CACHE_SECONDS, Readiness
+from web.signin import SigninPolicy
 
 # The request-path bound these tests run with; production's default is 3 s (DEPENDENCY_TIMEOUT).
 BOUND_MS = 1_000

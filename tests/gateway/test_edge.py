@@ -39,9 +39,9 @@ from gateway.edge import (
     raise_open_file_limit,
     resolve_client,
 )
-from gateway.http import CHUNKED_DRAIN_BYTES
 from tests.gateway.conftest import AppServer
 from tests.gateway.test_ws import Bidder, open_lot
+from web.http import CHUNKED_DRAIN_BYTES
 
 ATTACKER = "127.0.0.2"
 HERE = pathlib.Path(__file__).resolve().parent

@@ -108,7 +108,7 @@ async def test_admin_login(app_server: AppServer) -> None:
 
 
 async def test_failed_logins_are_throttled(app_server: AppServer) -> None:
-    # gateway/signin.py: a wrong guess starts a back-off (1 s, doubling); tests/gateway/test_signin.py
+    # web/signin.py: a wrong guess starts a back-off (1 s, doubling); tests/gateway/test_signin.py
     # covers the limits themselves.
     await app_server.register("frank", "frank-password")
     answer = await app_server.call(

@@ -29,7 +29,6 @@ from redis.backoff import NoBackoff
 
 from composition.app import make_app
 from engine.settle.ports import PaymentRouter
-from gateway.context import AppContext
 from gateway.rest_shop import shop_routes, start_shop
 from payments.handlers import payment_routes
 from payments.provider import ensure_payment_indexes
@@ -38,6 +37,7 @@ from persistence.shop import ensure_shop_indexes
 from shop.model import CART_LIMIT
 from shop.service import ShopService
 from tests.gateway.conftest import Answer, AppServer
+from web.context import AppContext
 
 APP_ID = "gavel-test-app"
 _names = itertools.count(1)

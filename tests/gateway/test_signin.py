@@ -1,4 +1,4 @@
-"""Sign-in throttling (gateway/signin.py) through the JSON login, over real Redis and MongoDB.
+"""Sign-in throttling (web/signin.py) through the JSON login, over real Redis and MongoDB.
 
 Other client addresses are real: the server listens on 127.0.0.1 and the client connects from
 127.0.0.x (the whole of 127/8 is loopback), so `remote_ip` differs as it would on the internet.
@@ -18,8 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 import persistence.accounts
-from gateway.signin import SigninGuard, SigninPolicy, SigninRefused, signin_guard
 from tests.gateway.conftest import Answer, AppServer
+from web.signin import SigninGuard, SigninPolicy, SigninRefused, signin_guard
 
 HOUR_MS = 3_600_000
 

@@ -19,8 +19,10 @@ import orjson
 import tornado.web
 
 from engine.book.errors import GavelError, NotFound
-from gateway.context import AppContext
-from gateway.errors import (
+from persistence.accounts import AuthUser
+from persistence.mongo import UTC, from_ms, to_ms
+from web.context import AppContext
+from web.errors import (
     RETRY_AFTER_SECONDS,
     UNAVAILABLE_MESSAGE,
     Forbidden,
@@ -34,8 +36,6 @@ from gateway.errors import (
     error_body,
     status_for,
 )
-from persistence.accounts import AuthUser
-from persistence.mongo import UTC, from_ms, to_ms
 
 log = logging.getLogger("gavel.gateway")
 
@@ -302,7 +302,7 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         body = error_body(code, message)
         retry_after = getattr(error, "retry_after_s", None)
-        if isinstance(retry_after, int):  # a rate limit that knows when it lifts (gateway/signin.py)
+        if isinstance(retry_after, int):  # a rate limit that knows when it lifts (web/signin.py)
             self.set_header("Retry-After", str(retry_after))
             body["error"]["retry_after_s"] = retry_after
         elif status == 503:
@@ -388,7 +388,7 @@ class NotFoundHandler(JsonHandler):
 
 class HealthHandler(JsonHandler):
     """Liveness: 200 whenever the process answers at all. What it depends on (the engine, MongoDB,
-    Redis) is readiness, `/readyz` (gateway/health.py): a process whose dependency is down must
+    Redis) is readiness, `/readyz` (web/health.py): a process whose dependency is down must
     not be restarted for it, nor a gateway taken out because an engine is."""
 
     def get(self) -> None:

@@ -20,7 +20,7 @@ import orjson
 import tornado.web
 
 if TYPE_CHECKING:
-    from gateway.context import AppContext
+    from web.context import AppContext
 
 READY_CACHE_SECONDS = 1.0
 # Each dependency gets this long to answer a ping; a slower one counts as not ready.

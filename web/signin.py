@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.asyncio
 
-from gateway.errors import RateLimited
+from web.errors import RateLimited
 
 if TYPE_CHECKING:
-    from gateway.context import AppContext
+    from web.context import AppContext
 
-log = logging.getLogger("gavel.gateway.signin")
+log = logging.getLogger("gavel.web.signin")
 
 WINDOW_MS = 3_600_000
 BACKOFF_BASE_MS = 1_000

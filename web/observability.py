@@ -1,7 +1,7 @@
 """Health, readiness and Prometheus metrics (text exposition format, no dependency).
 
-`/metrics` is scraped by Prometheus; `/healthz` and `/readyz` are in gateway/http.py and
-gateway/health.py.
+`/metrics` is scraped by Prometheus; `/healthz` and `/readyz` are in web/http.py and
+web/health.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tornado.httputil
 import tornado.web
 
 if TYPE_CHECKING:
-    from gateway.context import AppContext
+    from web.context import AppContext
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

@@ -6,6 +6,7 @@ application can do without are built on first use by their own module (`signin_g
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -26,15 +27,16 @@ from shop.model import DEFAULT_CHECKOUT_TTL_SECONDS, DEFAULT_PENDING_TIMEOUT_SEC
 
 if TYPE_CHECKING:  # each of these modules imports this one
     from engine.settle.ports import PaymentRouter
-    from gateway.health import Readiness
-    from gateway.observability import Metrics
-    from gateway.rest_orders import Settlement
-    from gateway.signin import SigninGuard, SigninPolicy
+    from engine.settle.worker import OrderPayments, SettlementWorker
     from payments.provider import SignedProvider
     from persistence.archive import BidArchiver
     from persistence.archive_process import ArchiverProcess
     from persistence.redis_bus import PriceBus
+    from persistence.settlement import MongoSettlement
     from shop.service import ShopService
+    from web.health import Readiness
+    from web.observability import Metrics
+    from web.signin import SigninGuard, SigninPolicy
 
 PSEUDONYM_PREFIX = "Bidder-"
 PSEUDONYM_CACHE_SIZE = 100_000
@@ -61,6 +63,17 @@ class Limits:
     metrics_token: str | None = None
 
 
+@dataclasses.dataclass
+class Settlement:
+    """Everything settlement needs at run time, built once per process (gateway/rest_orders.py
+    `build_settlement`); here so that both entry points can hold it."""
+
+    store: MongoSettlement
+    worker: SettlementWorker
+    payments: OrderPayments
+    stop: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+
 def derived_cookie_secret(pseudonym_secret: bytes) -> bytes:
     """The admin cookies' key when COOKIE_SECRET is unset: as secret and as stable as the pseudonym
     secret, yet a different key."""
@@ -77,9 +90,9 @@ class AppContext:
     pseudonym_secret: bytes
     hub: Any = None  # gateway.ws.Hub, set once the websocket side is wired
     base_url: str = ""  # public origin, e.g. "https://gavel.example"; used in pay_url links
-    role: str = "all"  # ROLE: what /readyz checks (gateway/health.py)
+    role: str = "all"  # ROLE: what /readyz checks (web/health.py)
     limits: Limits = dataclasses.field(default_factory=Limits)
-    signin_policy: SigninPolicy | None = None  # None: gateway.signin's defaults
+    signin_policy: SigninPolicy | None = None  # None: web.signin's defaults
     # COOKIE_SECRET, which signs every signed cookie (the admin UI's); derived when empty.
     cookie_secret: bytes = b""
     media_dir: Path | None = None  # uploads (DATA_DIR/media); None: a temporary directory

@@ -91,7 +91,7 @@ def status_for(code: str) -> int:
         return status
     if code.endswith("_EXISTS"):
         return 409
-    log.warning("error code %s has no HTTP status in gateway/errors.py; answering %d", code, 400)
+    log.warning("error code %s has no HTTP status in web/errors.py; answering %d", code, 400)
     return STATUS_FOR_UNKNOWN_CODE
 
 
