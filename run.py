@@ -14,10 +14,11 @@ import sys
 
 import uvloop
 
+from composition.bootstrap import payments_config
 from composition.service import Service
 from composition.settings import Settings, SettingsError, parse_settings, production_problems
 from gateway.edge import raise_open_file_limit
-from payments.config import PaymentsConfig, key_problem
+from payments.config import key_problem
 from persistence.embedded import Services
 from persistence.logs import setup_logging
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"gavel: GAVEL_ENV=production refuses {problem}", file=sys.stderr)
             return 2
     # An unreadable or wrong Alipay key file stops start-up with one line, before anything starts.
-    key_trouble = key_problem(PaymentsConfig.from_settings(config))
+    key_trouble = key_problem(payments_config(config))
     if key_trouble is not None:
         print(f"gavel: {key_trouble}", file=sys.stderr)
         return 2

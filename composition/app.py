@@ -1,5 +1,5 @@
-"""The public application: the gateway's routes and the admin UI's, joined here (not in gateway/),
-so neither entry point imports the other. Both write through one admin-actions service."""
+"""The public application: the gateway's routes, the payment handlers' and the admin UI's, joined
+here (not in gateway/), so no entry point imports another. Both write through one admin-actions service."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from composition.backoffice import build_admin_actions
 from gateway import app as gateway_app
 from gateway.app import make_engine_app as make_engine_app  # re-exported: run.py takes both from here
 from gateway.ws import BidderSocket
+from payments.handlers import payment_routes
 from web.context import AppContext
 
 
@@ -19,6 +20,8 @@ def make_app(
     """`websocket` serves /ws: benchmarks/e2e/gavel_server.py passes its variants' subclasses."""
     actions = build_admin_actions(ctx)
     services = admin.services(ctx)
-    rules = gateway_app.routes(ctx, actions, websocket=websocket)
+    # The provider's endpoints (and the sandbox's pages) are served when a provider is configured.
+    payments = payment_routes(ctx) if ctx.payment_provider is not None else []
+    rules = gateway_app.routes(ctx, actions, websocket=websocket, payment_routes=payments)
     rules.extend(admin.routes(ctx, services, actions))  # /admin (own cookie secret and XSRF) and /media
     return gateway_app.application(ctx, rules, cookie_secret=ctx.cookie_secret, debug=debug)

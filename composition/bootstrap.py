@@ -6,6 +6,7 @@ one way a process is put together. Nothing here decides business rules: it only 
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
 import redis.asyncio
@@ -48,6 +49,27 @@ def limits(config: Settings) -> Limits:
     )
 
 
+def payments_config(config: Settings) -> PaymentsConfig:
+    """PAYMENT_PROVIDER and the ALIPAY_* settings as the plain values payments/config.py builds from."""
+    if config.payment_provider == "alipay":
+        return PaymentsConfig(
+            provider="alipay",
+            app_id=config.alipay_app_id,
+            data_dir=str(config.data_dir),
+            alipay_app_private_key_path=_path(config.alipay_private_key_file),
+            alipay_public_key_path=_path(config.alipay_public_key_file),
+            alipay_gateway_url=config.alipay_gateway_url,
+            alipay_seller_id=config.alipay_seller_id,
+            notify_url=config.alipay_notify_url,
+            return_url=config.alipay_return_url,
+        )
+    return PaymentsConfig(provider="sandbox", data_dir=str(config.data_dir))
+
+
+def _path(value: pathlib.Path | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def build_context(
     config: Settings,
     *,
@@ -83,6 +105,8 @@ def build_payments(
     """The payment provider (PAYMENT_PROVIDER) and auction settlement over it, kept on `ctx`; the
     router sends each provider notify to its owner (deposits, shop, orders) by trade-number prefix."""
     router = PaymentRouter()
-    provider = build_provider(ctx, PaymentsConfig.from_settings(config), router, http_client)
+    provider = build_provider(payments_config(config), router, http_client, db=ctx.db, base_url=ctx.base_url)
+    ctx.payment_provider = provider
+    ctx.payment_router = router
     settlement = build_settlement(ctx, deadline_ms=config.order_deadline_ms)
     return provider, settlement

@@ -1,6 +1,8 @@
 """The tornado application: every REST route, the websocket, the demo page and static files."""
 
 import pathlib
+from collections.abc import Sequence
+from typing import Any
 
 import tornado.routing
 import tornado.web
@@ -11,7 +13,6 @@ from gateway import rest_admin, rest_auction, rest_auth, rest_deposits
 from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
 from gateway.ws import BidderSocket, DemoPageHandler
-from payments.handlers import payment_routes
 from web.context import AppContext
 from web.health import ReadyHandler, readiness_of
 from web.http import HealthHandler, NotFoundHandler
@@ -23,13 +24,18 @@ WEBSOCKET_MAX_MESSAGE_BYTES = 1 << 20
 
 
 def routes(
-    ctx: AppContext, actions: AdminActions, *, websocket: type[BidderSocket] = BidderSocket
+    ctx: AppContext,
+    actions: AdminActions,
+    *,
+    websocket: type[BidderSocket] = BidderSocket,
+    payment_routes: Sequence[tuple[str, type, dict[str, Any]]] = (),
 ) -> list[tornado.routing.Rule]:
     """The gateway's routes. With `ctx.payment_provider` (see payments/config.py) the
     provider's notify/return/status endpoints (and the sandbox's pages, with the sandbox only), the
     course shop and auction orders (settlement) are served, and deposits are paid through it. The
     REST admin endpoints write through `actions`, the admin-actions service the admin UI uses too.
-    `websocket` serves /ws (the benchmarks' variants subclass BidderSocket)."""
+    `websocket` serves /ws (the benchmarks' variants subclass BidderSocket). `payment_routes` are
+    payments/handlers.py's, which composition/app.py passes in (the gateway does not import them)."""
     metrics_of(ctx)  # one registry per process, its gauges installed (web/observability.py)
     readiness_of(ctx)  # one cached readiness per process (web/health.py)
     args = {"ctx": ctx}
@@ -45,7 +51,7 @@ def routes(
         rest_deposits.register_deposit_payments(ctx, router)
         provider_routes = [
             tornado.web.url(pattern, handler, kwargs)
-            for pattern, handler, kwargs in payment_routes(ctx) + shop_routes(ctx) + order_routes(ctx)
+            for pattern, handler, kwargs in [*payment_routes, *shop_routes(ctx), *order_routes(ctx)]
         ]
     return [
         *provider_routes,

@@ -16,8 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from payments.config import provider_of
-from payments.provider import ensure_payment_indexes
+from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
 from persistence.mongo import Document, iso_utc
 from persistence.shop import ensure_shop_indexes, mongo_shop
@@ -34,7 +33,7 @@ from shop.model import (
 )
 from shop.pricing import MAX_PERCENT, CouponKind
 from shop.service import ShopService, run_sweeper
-from web.context import AppContext
+from web.context import AppContext, provider_of
 from web.errors import ValidationFailed
 from web.http import MAX_SAFE_INT, Fields, JsonHandler
 

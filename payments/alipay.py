@@ -14,7 +14,8 @@ import orjson
 import tornado.httpclient
 
 from engine.settle.ports import PaymentRequest, PaymentRouter
-from payments.provider import PaymentRecords, RefundRefused, SignedProvider
+from payments.provider import RefundRefused, SignedProvider
+from payments.records import PaymentRecords
 from payments.signing import SIGN_TYPE, load_private_key, load_public_key, rsa2_verify, sign_params
 from persistence.mongo import Database, Document
 from shop.pricing import yuan_text

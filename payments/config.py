@@ -1,4 +1,4 @@
-"""Choosing and building the payment provider from the Settings (composition/settings.py).
+"""Choosing and building the payment provider from plain values (`PaymentsConfig`).
 
 `PAYMENT_PROVIDER=alipay` builds the Alipay RSA2 adapter from key files; `sandbox` the development
 stand-in (its key pair is generated under DATA_DIR/payments/). `key_problem` reads and checks the
@@ -7,7 +7,6 @@ Alipay key files before anything starts, so a wrong file stops start-up with one
 
 import dataclasses
 import pathlib
-from typing import TYPE_CHECKING
 
 import tornado.httpclient
 
@@ -16,17 +15,15 @@ from payments.alipay import DEFAULT_GATEWAY_URL, AlipayAdapter
 from payments.provider import SignedProvider
 from payments.sandbox import NOTIFY_PATH, SandboxProvider, load_or_create_sandbox_keys
 from payments.signing import load_private_key, load_public_key
-from web.context import AppContext
-
-if TYPE_CHECKING:
-    from composition.settings import Settings
+from persistence.mongo import Database
 
 RETURN_PATH = "/api/v1/payments/return"
 
 
 @dataclasses.dataclass(frozen=True)
 class PaymentsConfig:
-    """What `build_provider` needs; `from_settings` takes it from the service's Settings."""
+    """What `build_provider` needs; composition/bootstrap.py `payments_config` fills it from the
+    Settings, so this package never reads them."""
 
     provider: str = "sandbox"  # "sandbox" or "alipay"
     app_id: str = "gavel-sandbox"
@@ -37,26 +34,6 @@ class PaymentsConfig:
     alipay_seller_id: str | None = None
     notify_url: str = ""  # default: the public origin + /api/v1/payments/notify
     return_url: str = ""  # default: the public origin + /api/v1/payments/return
-
-    @classmethod
-    def from_settings(cls, settings: "Settings") -> "PaymentsConfig":
-        if settings.payment_provider == "alipay":
-            return cls(
-                provider="alipay",
-                app_id=settings.alipay_app_id,
-                data_dir=str(settings.data_dir),
-                alipay_app_private_key_path=_path(settings.alipay_private_key_file),
-                alipay_public_key_path=_path(settings.alipay_public_key_file),
-                alipay_gateway_url=settings.alipay_gateway_url,
-                alipay_seller_id=settings.alipay_seller_id,
-                notify_url=settings.alipay_notify_url,
-                return_url=settings.alipay_return_url,
-            )
-        return cls(provider="sandbox", data_dir=str(settings.data_dir))
-
-
-def _path(value: pathlib.Path | None) -> str | None:
-    return None if value is None else str(value)
 
 
 def key_problem(config: PaymentsConfig) -> str | None:
@@ -83,14 +60,16 @@ def key_problem(config: PaymentsConfig) -> str | None:
 
 
 def build_provider(
-    ctx: AppContext,
     config: PaymentsConfig,
     router: PaymentRouter,
     http_client: tornado.httpclient.AsyncHTTPClient,
+    *,
+    db: Database,
+    base_url: str,
 ) -> SignedProvider:
-    """The configured provider, kept as `ctx.payment_provider` (and the router as
-    `ctx.payment_router`). `ctx.base_url` must be the public origin."""
-    base_url = ctx.base_url.rstrip("/")
+    """The configured provider over our payment records in `db`; `base_url` is the public origin
+    (the notify and return URLs default to it)."""
+    base_url = base_url.rstrip("/")
     provider: SignedProvider
     if config.provider == "alipay":
         problem = key_problem(config)
@@ -102,7 +81,7 @@ def build_provider(
             pathlib.Path(config.alipay_app_private_key_path).read_text(),
             pathlib.Path(config.alipay_public_key_path).read_text(),
             config.alipay_gateway_url,
-            db=ctx.db,
+            db=db,
             router=router,
             notify_url=config.notify_url or base_url + NOTIFY_PATH,
             return_url=config.return_url or base_url + RETURN_PATH,
@@ -112,17 +91,8 @@ def build_provider(
     elif config.provider == "sandbox":
         private_pem, public_pem = load_or_create_sandbox_keys(config.data_dir)
         provider = SandboxProvider(
-            base_url, config.app_id, private_pem, public_pem, router, http_client, db=ctx.db
+            base_url, config.app_id, private_pem, public_pem, router, http_client, db=db
         )
     else:
         raise ValueError(f"unknown payment provider {config.provider!r}")
-    ctx.payment_provider = provider
-    ctx.payment_router = router
-    return provider
-
-
-def provider_of(ctx: AppContext) -> SignedProvider:
-    provider = ctx.payment_provider
-    if provider is None:
-        raise RuntimeError("ctx.payment_provider is not set: build_provider(...) first")
     return provider

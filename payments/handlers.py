@@ -1,4 +1,4 @@
-"""The payment endpoints: the provider's notify endpoint, the payer's return page, the status of
+"""The payment HTTP handlers: the provider's notify endpoint, the payer's return page, the status of
 one payment (owner and admins only) and, with the sandbox only, the sandbox's pages.
 
 The notify endpoint answers exactly `success`, or `failure` with 400 for a forged or wrong
@@ -13,11 +13,21 @@ from typing import Any, Final
 import tornado.web
 
 from engine.book.errors import NotFound
-from payments.config import RETURN_PATH, provider_of
+from payments.config import RETURN_PATH
 from payments.provider import NotifyResult, SignedProvider
-from payments.sandbox import NOTIFY_PATH, SandboxProvider, sandbox_routes
+from payments.sandbox import (
+    NOTIFY_PATH,
+    PAGE_FILE,
+    SANDBOX_API_PATTERN,
+    SANDBOX_HEADER,
+    SANDBOX_PAGE_PATTERN,
+    SCRIPT_FILE,
+    SandboxProvider,
+)
 from payments.trade_numbers import TRADE_NO_PATTERN
-from web.context import AppContext
+from shop.pricing import yuan_text
+from web.context import AppContext, provider_of
+from web.errors import Forbidden, ValidationFailed
 from web.http import JsonHandler
 
 log = logging.getLogger("gavel.payments")
@@ -133,3 +143,93 @@ class PaymentStatusHandler(JsonHandler):
                 "refunded": int(payment.get("refunded", 0)),
             }
         )
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------
+class SandboxPageHandler(tornado.web.RequestHandler):
+    """`GET /sandbox/pay/{out_trade_no}`: the same static page for every number (it reveals nothing);
+    its script reads and settles the payment through the API below with the signed-in user's token."""
+
+    def set_default_headers(self) -> None:
+        self.set_header(SANDBOX_HEADER, "1")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'",
+        )
+
+    def get(self, out_trade_no: str) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(PAGE_FILE.read_bytes())
+
+
+class SandboxScriptHandler(SandboxPageHandler):
+    """`GET /sandbox/sandbox-pay.js`: the page's script (a file, so the CSP needs no inline script)."""
+
+    def get(self) -> None:  # type: ignore[override]
+        self.set_header("Content-Type", "text/javascript; charset=utf-8")
+        self.finish(SCRIPT_FILE.read_bytes())
+
+
+class SandboxPaymentHandler(JsonHandler):
+    """`GET|POST /api/v1/sandbox/payments/{out_trade_no}`: the owner reads and settles
+    (`{"outcome": "paid"|"failed"}`, JSON or form); an admin may read; everyone else learns nothing."""
+
+    def initialize(self, ctx: AppContext, provider: SandboxProvider) -> None:  # type: ignore[override]
+        super().initialize(ctx)
+        self.provider = provider
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header(SANDBOX_HEADER, "1")  # on errors too: every sandbox answer says so
+
+    async def _trade_for(self, out_trade_no: str, *, settle: bool) -> dict[str, Any]:
+        user = await self.require_user()
+        trade = await self.provider.find_trade(out_trade_no)
+        owner = trade is not None and trade.get("user_id") in (user.user_id,)
+        if trade is None or not (owner or user.is_admin):
+            raise NotFound("no such payment")  # the same answer whether it exists or not
+        if settle and not owner:
+            raise Forbidden("only the payer may settle a sandbox payment")
+        return trade
+
+    def _answer(self, trade: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "sandbox": True,
+            "out_trade_no": trade["_id"],
+            "subject": trade["subject"],
+            "amount": int(trade["amount"]),
+            "amount_yuan": yuan_text(int(trade["amount"])),
+            "status": trade["status"],  # WAIT_BUYER_PAY, TRADE_SUCCESS or TRADE_CLOSED, as Alipay says
+        }
+
+    async def get(self, out_trade_no: str) -> None:
+        self.reply(self._answer(await self._trade_for(out_trade_no, settle=False)))
+
+    async def post(self, out_trade_no: str) -> None:
+        outcome = self._outcome()
+        await self._trade_for(out_trade_no, settle=True)
+        trade = await self.provider.settle(out_trade_no, outcome)
+        self.reply(self._answer(trade))
+
+    def _outcome(self) -> str:
+        if self.request.headers.get("Content-Type", "").startswith("application/json"):
+            return self.fields(("outcome",)).one_of("outcome", ("paid", "failed"))
+        try:
+            form = urllib.parse.parse_qs(
+                self.raw_body().decode("utf-8"), strict_parsing=True, max_num_fields=10
+            )
+        except (UnicodeDecodeError, ValueError):
+            raise ValidationFailed("send outcome=paid or outcome=failed") from None
+        values = form.get("outcome", [])
+        if set(form) != {"outcome"} or len(values) != 1 or values[0] not in ("paid", "failed"):
+            raise ValidationFailed("send outcome=paid or outcome=failed")
+        return values[0]
+
+
+def sandbox_routes(ctx: AppContext, provider: SandboxProvider) -> list[tuple[str, type, dict[str, Any]]]:
+    return [
+        (SANDBOX_PAGE_PATTERN, SandboxPageHandler, {}),
+        ("/sandbox/sandbox-pay.js", SandboxScriptHandler, {}),
+        (SANDBOX_API_PATTERN, SandboxPaymentHandler, {"ctx": ctx, "provider": provider}),
+    ]

@@ -6,7 +6,8 @@ payment through `GET|POST /api/v1/sandbox/payments/{out_trade_no}`, which only t
 of the payment may use: anonymous -> 401, another user -> 404 (existence is not revealed), an admin
 may look but not pay (403). Every answer says it is a sandbox (`"sandbox": true`, the header
 `X-Gavel-Sandbox: 1`, a banner on the page). Settling still goes through a signed notification,
-so the shop side trusts the sandbox exactly as it trusts Alipay.
+so the shop side trusts the sandbox exactly as it trusts Alipay. The pages' handlers are in
+payments/handlers.py; this module is the provider (and its own records, `sandbox_trades`).
 """
 
 import asyncio
@@ -18,7 +19,7 @@ import pathlib
 import secrets
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import tornado.httpclient
 import tornado.web
@@ -33,17 +34,14 @@ from payments.provider import (
     CLOSED_STATE,
     PAID_STATES,
     WAITING_STATE,
-    PaymentRecords,
     RefundRefused,
     SignedProvider,
 )
+from payments.records import PaymentRecords
 from payments.signing import KEY_BITS, SIGN_TYPE, load_private_key, load_public_key, sign_params
 from payments.trade_numbers import TRADE_NO_PATTERN
 from persistence.mongo import Database, Document, utc_now
 from shop.pricing import yuan_text
-from web.context import AppContext
-from web.errors import Forbidden, ValidationFailed
-from web.http import JsonHandler
 
 log = logging.getLogger("gavel.payments")
 
@@ -160,6 +158,10 @@ class SandboxProvider(SignedProvider):
                 }
             )
         return self.pay_url(request.out_trade_no)
+
+    async def find_trade(self, out_trade_no: str) -> Document | None:
+        """The sandbox's own record of a payment, or None (the pages answer 404 either way)."""
+        return await self.db.sandbox_trades.find_one({"_id": out_trade_no})
 
     async def trade(self, out_trade_no: str) -> Document:
         trade = await self.db.sandbox_trades.find_one({"_id": out_trade_no})
@@ -288,93 +290,3 @@ class SandboxProvider(SignedProvider):
         recorded = await self.records.record_refund(out_trade_no, amount, refund_ref, "refunded")
         if recorded is not None:
             await self.db.sandbox_trades.update_one({"_id": out_trade_no}, {"$inc": {"refunded": amount}})
-
-
-# -- HTTP ---------------------------------------------------------------------------------------------
-class SandboxPageHandler(tornado.web.RequestHandler):
-    """`GET /sandbox/pay/{out_trade_no}`: the same static page for every number (it reveals nothing);
-    its script reads and settles the payment through the API below with the signed-in user's token."""
-
-    def set_default_headers(self) -> None:
-        self.set_header(SANDBOX_HEADER, "1")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header(
-            "Content-Security-Policy",
-            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'",
-        )
-
-    def get(self, out_trade_no: str) -> None:
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(PAGE_FILE.read_bytes())
-
-
-class SandboxScriptHandler(SandboxPageHandler):
-    """`GET /sandbox/sandbox-pay.js`: the page's script (a file, so the CSP needs no inline script)."""
-
-    def get(self) -> None:  # type: ignore[override]
-        self.set_header("Content-Type", "text/javascript; charset=utf-8")
-        self.finish(SCRIPT_FILE.read_bytes())
-
-
-class SandboxPaymentHandler(JsonHandler):
-    """`GET|POST /api/v1/sandbox/payments/{out_trade_no}`: the owner reads and settles
-    (`{"outcome": "paid"|"failed"}`, JSON or form); an admin may read; everyone else learns nothing."""
-
-    def initialize(self, ctx: AppContext, provider: "SandboxProvider") -> None:  # type: ignore[override]
-        super().initialize(ctx)
-        self.provider = provider
-
-    def set_default_headers(self) -> None:
-        super().set_default_headers()
-        self.set_header(SANDBOX_HEADER, "1")  # on errors too: every sandbox answer says so
-
-    async def _trade_for(self, out_trade_no: str, *, settle: bool) -> Document:
-        user = await self.require_user()
-        trade = await self.provider.db.sandbox_trades.find_one({"_id": out_trade_no})
-        owner = trade is not None and trade.get("user_id") in (user.user_id,)
-        if trade is None or not (owner or user.is_admin):
-            raise NotFound("no such payment")  # the same answer whether it exists or not
-        if settle and not owner:
-            raise Forbidden("only the payer may settle a sandbox payment")
-        return trade
-
-    def _answer(self, trade: Document) -> dict[str, Any]:
-        return {
-            "sandbox": True,
-            "out_trade_no": trade["_id"],
-            "subject": trade["subject"],
-            "amount": int(trade["amount"]),
-            "amount_yuan": yuan_text(int(trade["amount"])),
-            "status": trade["status"],  # WAIT_BUYER_PAY, TRADE_SUCCESS or TRADE_CLOSED, as Alipay says
-        }
-
-    async def get(self, out_trade_no: str) -> None:
-        self.reply(self._answer(await self._trade_for(out_trade_no, settle=False)))
-
-    async def post(self, out_trade_no: str) -> None:
-        outcome = self._outcome()
-        await self._trade_for(out_trade_no, settle=True)
-        trade = await self.provider.settle(out_trade_no, outcome)
-        self.reply(self._answer(trade))
-
-    def _outcome(self) -> str:
-        if self.request.headers.get("Content-Type", "").startswith("application/json"):
-            return self.fields(("outcome",)).one_of("outcome", ("paid", "failed"))
-        try:
-            form = urllib.parse.parse_qs(
-                self.raw_body().decode("utf-8"), strict_parsing=True, max_num_fields=10
-            )
-        except (UnicodeDecodeError, ValueError):
-            raise ValidationFailed("send outcome=paid or outcome=failed") from None
-        values = form.get("outcome", [])
-        if set(form) != {"outcome"} or len(values) != 1 or values[0] not in ("paid", "failed"):
-            raise ValidationFailed("send outcome=paid or outcome=failed")
-        return values[0]
-
-
-def sandbox_routes(ctx: AppContext, provider: "SandboxProvider") -> list[tuple[str, type, dict[str, Any]]]:
-    return [
-        (SANDBOX_PAGE_PATTERN, SandboxPageHandler, {}),
-        ("/sandbox/sandbox-pay.js", SandboxScriptHandler, {}),
-        (SANDBOX_API_PATTERN, SandboxPaymentHandler, {"ctx": ctx, "provider": provider}),
-    ]

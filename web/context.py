@@ -143,3 +143,11 @@ class AppContext:
             digest = hmac.new(self.pseudonym_secret, message, hashlib.sha256).digest()
             name = self._pseudonyms[key] = PSEUDONYM_PREFIX + base64.b32encode(digest).decode("ascii")[:6]
         return name
+
+
+def provider_of(ctx: AppContext) -> SignedProvider:
+    """The payment provider the composition root put on the context (composition/bootstrap.py)."""
+    provider = ctx.payment_provider
+    if provider is None:
+        raise RuntimeError("ctx.payment_provider is not set: composition.bootstrap.build_payments(...) first")
+    return provider

@@ -31,7 +31,7 @@ from composition.app import make_app
 from engine.settle.ports import PaymentRouter
 from gateway.rest_shop import shop_routes, start_shop
 from payments.handlers import payment_routes
-from payments.provider import ensure_payment_indexes
+from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
 from persistence.shop import ensure_shop_indexes
 from shop.model import CART_LIMIT

@@ -1,0 +1,139 @@
+"""Our payment records in MongoDB (the `PaymentRecordStore` port of payments/provider.py):
+`payments` (`_id` = out_trade_no, user_id, amount, status pending|paid|closed, handled, refunded) and
+`payment_refunds` (`_id` = refund_ref); the sandbox's provider-side `sandbox_trades` gets its index here
+too. They store and guard; the provider decides."""
+
+import logging
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from engine.book.errors import IllegalTransition, NotFound
+from engine.settle.ports import PaymentRequest
+from payments.provider import RefundRefused
+from persistence.mongo import Database, Document, TxSession, run_in_transaction, utc_now
+
+log = logging.getLogger("gavel.payments")
+
+
+# ------------------------------------------------------------------------------
+async def ensure_payment_indexes(db: Database) -> None:
+    """Indexes of `payments`, `payment_refunds` and `sandbox_trades` (idempotent)."""
+    await db.payments.create_indexes([IndexModel([("status", ASCENDING)], name="status")])
+    await db.payment_refunds.create_indexes([IndexModel([("out_trade_no", ASCENDING)], name="out_trade_no")])
+    await db.sandbox_trades.create_indexes([IndexModel([("notified", ASCENDING)], name="notified")])
+
+
+class PaymentRecords:
+    """The `payments` collection: what we asked a provider to collect, and what it told us."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, request: PaymentRequest, provider: str) -> Document:
+        """Idempotent on `out_trade_no`; the same number with a different amount is refused."""
+        doc: Document = {
+            "_id": request.out_trade_no,
+            "provider": provider,
+            "user_id": request.user_id,  # who may read its status (and, in the sandbox, pay it)
+            "amount": int(request.amount),
+            "subject": request.subject,
+            "status": "pending",
+            "handled": False,
+            "refunded": 0,
+            "trade_no": None,
+            "created_at": utc_now(),
+            "paid_at": None,
+        }
+        try:
+            await self.db.payments.insert_one(doc)
+        except DuplicateKeyError:
+            existing = await self.get(request.out_trade_no)
+            if (
+                existing is None
+                or existing["amount"] != request.amount
+                or existing["provider"] != provider
+                or existing.get("user_id") != request.user_id
+            ):
+                raise IllegalTransition(f"payment {request.out_trade_no} exists with other terms") from None
+            return existing
+        return doc
+
+    async def get(self, out_trade_no: str) -> Document | None:
+        return await self.db.payments.find_one({"_id": out_trade_no})
+
+    async def mark_paid(self, out_trade_no: str, trade_no: str, notify_id: str) -> Document:
+        """pending|closed -> paid (a signed success means the money arrived, even after a close)."""
+        doc = await self.db.payments.find_one_and_update(
+            {"_id": out_trade_no, "status": {"$in": ["pending", "closed"]}},
+            {"$set": {"status": "paid", "trade_no": trade_no, "paid_at": utc_now(), "notify_id": notify_id}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            doc = await self.get(out_trade_no)
+            assert doc is not None  # it existed a moment ago; payments are never deleted
+            if doc.get("trade_no") not in (None, trade_no):
+                log.warning(
+                    "payment %s paid as %s, notified again as %s", out_trade_no, doc["trade_no"], trade_no
+                )
+        return doc
+
+    async def mark_closed(self, out_trade_no: str) -> None:
+        """pending -> closed; a late or out-of-order close never undoes a payment."""
+        await self.db.payments.update_one(
+            {"_id": out_trade_no, "status": "pending"}, {"$set": {"status": "closed", "closed_at": utc_now()}}
+        )
+
+    async def mark_handled(self, out_trade_no: str) -> None:
+        await self.db.payments.update_one(
+            {"_id": out_trade_no}, {"$set": {"handled": True, "handled_at": utc_now()}}
+        )
+
+    async def record_refund(
+        self, out_trade_no: str, amount: int, refund_ref: str, status: str
+    ) -> Document | None:
+        """One refund, in one transaction with the payment's refunded total (never above the amount).
+
+        Returns None when `refund_ref` was already recorded for this very refund (idempotent).
+        """
+        if type(amount) is not int or amount < 1:
+            raise RefundRefused("a refund is a positive number of fen")
+
+        async def transaction(s: TxSession) -> Document | None:
+            existing = await self.db.payment_refunds.find_one({"_id": refund_ref}, session=s)
+            if existing is not None:
+                if existing["out_trade_no"] != out_trade_no or existing["amount"] != amount:
+                    raise RefundRefused(f"refund {refund_ref!r} was recorded with other terms")
+                return None
+            payment = await self.db.payments.find_one({"_id": out_trade_no}, session=s)
+            if payment is None:
+                raise NotFound(f"no payment {out_trade_no}")
+            if payment["status"] != "paid":
+                raise RefundRefused(f"payment {out_trade_no} is {payment['status']}, not paid")
+            # Conditional on the refunded total: concurrent refunds never exceed what was paid.
+            updated = await self.db.payments.update_one(
+                {"_id": out_trade_no, "refunded": {"$lte": int(payment["amount"]) - amount}},
+                {"$inc": {"refunded": amount}},
+                session=s,
+            )
+            if updated.matched_count != 1:
+                raise RefundRefused(f"refunding {amount} fen would exceed what {out_trade_no} paid")
+            doc: Document = {
+                "_id": refund_ref,
+                "out_trade_no": out_trade_no,
+                "amount": amount,
+                "status": status,
+                "created_at": utc_now(),
+            }
+            await self.db.payment_refunds.insert_one(doc, session=s)
+            return doc
+
+        return await run_in_transaction(self.db.client, transaction)
+
+    async def get_refund(self, refund_ref: str) -> Document | None:
+        return await self.db.payment_refunds.find_one({"_id": refund_ref})
+
+    async def set_refund_status(self, refund_ref: str, status: str) -> None:
+        await self.db.payment_refunds.update_one({"_id": refund_ref}, {"$set": {"status": status}})
+
+
