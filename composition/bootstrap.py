@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from composition.settings import Settings
 from engine.settle.ports import PaymentRouter
+from gateway.edge import EdgeConfig, EdgeLimits
 from gateway.rest_orders import Settlement, build_settlement
 from payments.config import PaymentsConfig, build_provider
 from payments.provider import SignedProvider
@@ -46,6 +47,21 @@ def limits(config: Settings) -> Limits:
         ws_connections_per_ip=config.max_connections_per_ip,
         websockets_per_user=config.websockets_per_user,
         metrics_token=config.metrics_token,
+    )
+
+
+def edge_config(config: Settings) -> EdgeConfig:
+    """The edge server's caps, timeouts, trusted proxies and TLS files (gateway/edge.py)."""
+    return EdgeConfig(
+        limits=EdgeLimits(
+            max_connections_per_ip=config.max_connections_per_ip,
+            max_connections=config.max_connections,
+            idle_timeout_s=config.idle_timeout_ms / 1000,
+            header_timeout_s=config.header_timeout_ms / 1000,
+            trusted_proxies=config.trusted_proxies,
+        ),
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
     )
 
 

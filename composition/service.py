@@ -21,7 +21,7 @@ import tornado.httpclient
 import tornado.web
 
 from composition.app import make_app, make_engine_app
-from composition.bootstrap import build_context, build_payments
+from composition.bootstrap import build_context, build_payments, edge_config
 from composition.demo import seed_demo
 from composition.settings import Settings
 from engine.clock import SystemClock
@@ -249,7 +249,7 @@ class Service:
 
     def _listen(self) -> None:
         """The edge server on PORT, then the periodic work."""
-        self.server: EdgeServer = build_edge_server(self.app, self.config, websockets=self.hub)
+        self.server: EdgeServer = build_edge_server(self.app, edge_config(self.config), websockets=self.hub)
         self.server.listen(self.config.port, self.config.host)
         if self.archiver is not None:
             self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))

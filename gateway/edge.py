@@ -26,12 +26,13 @@ import dataclasses
 import errno
 import ipaddress
 import logging
+import pathlib
 import resource
 import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import tornado.httpserver
 import tornado.httputil
@@ -39,10 +40,9 @@ import tornado.ioloop
 import tornado.iostream
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 
-if TYPE_CHECKING:
-    from composition.settings import Network, Settings
-
 log = logging.getLogger("gavel.edge")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network  # a TRUSTED_PROXIES entry
 
 MAX_BODY_BYTES = 1 << 20  # Tornado's own cap; handlers refuse far less (web/http.py)
 HSTS = "max-age=31536000"
@@ -63,15 +63,15 @@ class EdgeLimits:
     header_timeout_s: float = 10.0
     trusted_proxies: tuple[Network, ...] = ()
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EdgeLimits:
-        return cls(
-            max_connections_per_ip=settings.max_connections_per_ip,
-            max_connections=settings.max_connections,
-            idle_timeout_s=settings.idle_timeout_ms / 1000,
-            header_timeout_s=settings.header_timeout_ms / 1000,
-            trusted_proxies=settings.trusted_proxies,
-        )
+
+@dataclasses.dataclass(frozen=True)
+class EdgeConfig:
+    """What the edge server is built from: plain values that composition/bootstrap.py `edge_config`
+    takes from the Settings (the gateway never reads them)."""
+
+    limits: EdgeLimits = dataclasses.field(default_factory=EdgeLimits)
+    tls_cert: pathlib.Path | None = None  # TLS_CERT / TLS_KEY: both, or plain HTTP
+    tls_key: pathlib.Path | None = None
 
 
 class WebsocketCounts(Protocol):
@@ -410,27 +410,27 @@ class _EdgeDelegate(tornado.httputil.HTTPMessageDelegate):
         context.remote_ip, context.protocol = self._original
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.tls_cert is None or settings.tls_key is None:
+def tls_context(config: EdgeConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
     return context
 
 
 def build_edge_server(
-    app: Any, settings: Settings, *, websockets: WebsocketCounts | None = None
+    app: Any, config: EdgeConfig, *, websockets: WebsocketCounts | None = None
 ) -> EdgeServer:
-    """The server run.py (and the tests' app_server) listens with: `settings`' limits, TLS when
+    """The server run.py (and the tests' app_server) listens with: `config`'s limits, TLS when
     TLS_CERT/TLS_KEY are set; `websockets` (the hub) counts upgraded sockets in the caps."""
-    limits = EdgeLimits.from_settings(settings)
+    limits = config.limits
     return EdgeServer(
         app,
         limits=limits,
         websockets=websockets,
         xheaders=False,  # resolved here, from TRUSTED_PROXIES only
-        ssl_options=tls_context(settings),
+        ssl_options=tls_context(config),
         max_body_size=MAX_BODY_BYTES,
         # Tornado's one timer from the end of a request to the next one's headers: a backstop.
         idle_connection_timeout=limits.idle_timeout_s + limits.header_timeout_s,

@@ -26,6 +26,7 @@ import tornado.simple_httpclient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from composition.app import make_app
+from composition.bootstrap import edge_config
 from composition.settings import Settings
 from engine.book.states import SessionState
 from engine.clock import FakeClock, SystemClock
@@ -234,7 +235,7 @@ async def app_server(
     port = sock.getsockname()[1]
     ctx.base_url = f"http://127.0.0.1:{port}"
     # The production edge (gateway/edge.py) with the default limits: every test goes through them.
-    server = build_edge_server(make_app(ctx), Settings(), websockets=ctx.hub)
+    server = build_edge_server(make_app(ctx), edge_config(Settings()), websockets=ctx.hub)
     server.add_sockets([sock])
     http = tornado.simple_httpclient.SimpleAsyncHTTPClient(force_instance=True)
     try:

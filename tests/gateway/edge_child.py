@@ -13,6 +13,7 @@ import socket
 import tornado.netutil
 import tornado.web
 
+from composition.bootstrap import edge_config
 from composition.settings import Settings
 from gateway.edge import EdgeServer, build_edge_server
 
@@ -32,7 +33,7 @@ def main() -> None:
 
         # The per-address cap is out of the way: here the descriptors run out first.
         settings = Settings(max_connections_per_ip=100_000)
-        server = build_edge_server(tornado.web.Application([(r"/", Count)]), settings)
+        server = build_edge_server(tornado.web.Application([(r"/", Count)]), edge_config(settings))
         [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
         server.add_sockets([sock])
         print(sock.getsockname()[1], flush=True)

@@ -29,6 +29,7 @@ import tornado.simple_httpclient
 import tornado.websocket
 
 from composition.app import make_app, make_engine_app
+from composition.bootstrap import edge_config
 from composition.settings import Settings
 from engine.clock import FakeClock, SystemClock
 from engine.engine import Engine
@@ -122,7 +123,7 @@ async def gateway(tmp_path: pathlib.Path, mongo_url: str, redis: aioredis.Redis)
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     port = sock.getsockname()[1]
     ctx.base_url = f"http://127.0.0.1:{port}"
-    server = build_edge_server(make_app(ctx), Settings(), websockets=ctx.hub)
+    server = build_edge_server(make_app(ctx), edge_config(Settings()), websockets=ctx.hub)
     server.add_sockets([sock])
     http = tornado.simple_httpclient.SimpleAsyncHTTPClient(force_instance=True)
     try:

@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from composition.app import make_app
+from composition.bootstrap import edge_config
 from composition.settings import Settings
 from gateway.edge import (
-    EdgeLimits,
     EdgeServer,
     build_edge_server,
     raise_open_file_limit,
@@ -85,7 +85,7 @@ class Echo(tornado.web.RequestHandler):
 @contextlib.asynccontextmanager
 async def small_server(settings: Settings) -> AsyncIterator[tuple[EdgeServer, int]]:
     app = tornado.web.Application([(r"/", Echo)])
-    server = build_edge_server(app, settings)
+    server = build_edge_server(app, edge_config(settings))
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     server.add_sockets([sock])
     try:
@@ -298,7 +298,8 @@ async def test_https_and_wss_with_a_self_signed_certificate(
 ) -> None:
     cert, key = self_signed(tmp_path)
     ctx = app_server.ctx
-    server = build_edge_server(make_app(ctx), Settings(tls_cert=cert, tls_key=key), websockets=ctx.hub)
+    config = edge_config(Settings(tls_cert=cert, tls_key=key))
+    server = build_edge_server(make_app(ctx), config, websockets=ctx.hub)
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     server.add_sockets([sock])
     port = sock.getsockname()[1]
@@ -436,5 +437,5 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
 
 
 def test_edge_limits_come_from_settings() -> None:
-    limits = EdgeLimits.from_settings(Settings(idle_timeout_ms=1500, max_connections_per_ip=7))
+    limits = edge_config(Settings(idle_timeout_ms=1500, max_connections_per_ip=7)).limits
     assert limits.idle_timeout_s == 1.5 and limits.max_connections_per_ip == 7
