@@ -1,7 +1,7 @@
 """Auction orders over REST: the order list, checkout and paying; auction coupons; delivery addresses;
 the admin's shipping, completing and clearing of non-payers.
 
-Wiring (the composition root, after `payments.config.build_provider`):
+Wiring (the composition root, after `composition.bootstrap.build_payments`):
 `app.add_handlers(r".*", order_routes(ctx))` and `background += await start_settlement(ctx)`.
 `build_settlement(ctx, ...)` first when the defaults (provider and router from the context,
 a 24-hour payment window) do not fit.
@@ -53,7 +53,7 @@ def build_settlement(
     """Build the store, the worker and the payment service, and keep them as `ctx.settlement`.
 
     `provider` and `router` default to `ctx.payment_provider` / `ctx.payment_router`
-    (set by `payments.config.build_provider`, which must therefore run first); the `ord-` handler
+    (set by `composition.bootstrap.build_payments`, which must therefore run first); the `ord-` handler
     is registered with the router when there is one.
     """
     if provider is None:
