@@ -41,7 +41,6 @@ from persistence.cluster import (
     run_with_lease,
     storage_prefix,
 )
-from persistence.deposits import reregister_paid
 from persistence.embedded import Services
 from persistence.redis_bus import PriceBus
 from persistence.snapshots import MongoSnapshotSink
@@ -230,7 +229,7 @@ class Service:
         self.ctx.hub = self.hub
         self.engine.listeners.append(self.hub.on_batch)
         await self.ctx.catalog.resubmit_unsynced()
-        await reregister_paid(self.engine, self.db)  # type: ignore[arg-type]
+        await self.ctx.deposits.reregister_paid()
         app = make_app(self.ctx, websocket=self.socket_type)
         self.background += await start_shop(self.ctx)
         if config.role == "all":

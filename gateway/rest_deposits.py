@@ -4,9 +4,9 @@ import logging
 from typing import Any
 
 from engine.book.errors import NotFound
+from engine.settle.deposits import DEPOSIT_PAYMENT_PREFIX, PAY_WITH, DepositRecord, PayWith
 from engine.settle.ports import PaymentRequest, PaymentRouter
 from engine.settle.worker import PaymentUnavailable
-from persistence.deposits import DEPOSIT_PAYMENT_PREFIX, PAY_WITH, Deposit, PayWith
 from web.context import AppContext
 from web.http import MAX_SAFE_INT, JsonHandler
 
@@ -16,7 +16,7 @@ log = logging.getLogger("gavel.deposits")
 def register_deposit_payments(ctx: AppContext, router: PaymentRouter) -> None:
     """Verified `dep-…` payments mark the deposit paid (idempotent) and let the bidder bid."""
 
-    async def deposit_of(out_trade_no: str) -> Deposit:
+    async def deposit_of(out_trade_no: str) -> DepositRecord:
         try:
             return await ctx.deposits.by_payment_id(out_trade_no)
         except NotFound:
@@ -70,7 +70,7 @@ class DepositsHandler(JsonHandler):
         deposits, total = await self.ctx.deposits.list_for_user(user.user_id, page.skip, page.page_size)
         self.reply(page.answer([self.deposit_json(d) for d in deposits], total))
 
-    def deposit_json(self, deposit: Deposit) -> dict[str, Any]:
+    def deposit_json(self, deposit: DepositRecord) -> dict[str, Any]:
         answer = deposit.to_json()
         if deposit.status == "pending" and deposit.pay_url is not None:
             answer["pay_url"] = deposit.pay_url

@@ -18,7 +18,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from engine.book.errors import GavelError, NotFound
+from engine.book.errors import GavelError, NotFound, SessionEnded
 from engine.book.increments import rule_from_spec
 from engine.book.lot import Lot
 from engine.book.session import Session
@@ -38,10 +38,6 @@ NOT_STARTED_LOT_STATES = (LotState.SCHEDULED, LotState.PREVIEW)
 
 class AlreadyStarted(GavelError):
     code = "ALREADY_STARTED"
-
-
-class SessionEnded(GavelError):
-    code = "SESSION_ENDED"
 
 
 class CatalogueNoTaken(GavelError):

@@ -20,9 +20,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from engine.book.types import NO_USER
 from engine.engine import Engine
+from engine.settle.deposits import DepositService
 from persistence.accounts import Accounts
 from persistence.catalog import Catalog
-from persistence.deposits import Deposits
+from persistence.settlement.uow import mongo_deposit_uow_factory
 from shop.model import DEFAULT_CHECKOUT_TTL_SECONDS, DEFAULT_PENDING_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:  # each of these modules imports this one
@@ -112,7 +113,7 @@ class AppContext:
     price_bus: PriceBus | None = None  # ROLE=all: the Redis fan-out to other processes
     # Built from the fields above; not constructor arguments.
     catalog: Catalog = dataclasses.field(init=False, repr=False)
-    deposits: Deposits = dataclasses.field(init=False, repr=False)
+    deposits: DepositService = dataclasses.field(init=False, repr=False)
 
     _pseudonyms: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
@@ -122,7 +123,9 @@ class AppContext:
         if not self.cookie_secret:
             self.cookie_secret = derived_cookie_secret(self.pseudonym_secret)
         self.catalog = Catalog(self.db, self.engine, self.pseudonym)
-        self.deposits = Deposits(self.client, self.db, self.accounts, self.engine)
+        self.deposits = DepositService(
+            mongo_deposit_uow_factory(self.client, self.db, self.accounts), self.engine
+        )
 
     def pseudonym(self, session_id: int, user_id: int) -> str:
         """A bidder's stable name within one session ("Bidder-K3QZ7A"); "" for nobody (user 0).

@@ -54,3 +54,9 @@ class RefReused(GavelError):
     """An idempotency key (a ledger `ref`, an order's key) came back with different content."""
 
     code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class SessionEnded(GavelError):
+    """The session is over: nothing more can be done in it (bids, deposits, catalogue changes)."""
+
+    code = "SESSION_ENDED"

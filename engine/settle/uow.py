@@ -318,9 +318,24 @@ _BACKOFF_INITIAL_S = 0.005
 _BACKOFF_MAX_S = 0.5
 
 
+class Transaction(Protocol):
+    """What `atomically` needs of a unit of work (settlement's, or deposits' in engine/settle/deposits.py)."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+U = TypeVar("U", bound=Transaction)
+
+
 async def atomically(
-    new_uow: UnitOfWorkFactory,
-    work: Callable[[UnitOfWork], Awaitable[T]],
+    new_uow: Callable[[], U],
+    work: Callable[[U], Awaitable[T]],
     *,
     stale_retries: int = STALE_RETRIES,
     transient_budget_s: float = TRANSIENT_BUDGET_S,

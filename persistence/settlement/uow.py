@@ -7,12 +7,14 @@ is unknown is retried as the driver's `with_transaction` does.
 """
 
 import contextlib
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
 import pymongo
 from pymongo.errors import OperationFailure, PyMongoError
 
+from engine.settle.deposits import DepositRecords, DepositUnitOfWork
 from engine.settle.model import Conflict
 from engine.settle.uow import (
     AuctionRecords,
@@ -28,6 +30,7 @@ from engine.settle.uow import (
     UnitOfWorkFactory,
 )
 from persistence.accounts import Accounts
+from persistence.deposits import MongoDepositRecords
 from persistence.mongo import Client, Database, TxSession, timeout_of
 from persistence.settlement.repos import (
     MongoAuctionRecords,
@@ -55,6 +58,7 @@ class MongoUnitOfWork:
     ledger: BalanceLedger
     auction: AuctionRecords
     ids: Ids
+    deposit_records: DepositRecords  # deposits' unit of work (engine/settle/deposits.py) is this one too
 
     def __init__(self, client: Client, db: Database, accounts: Accounts) -> None:
         self.client = client
@@ -89,6 +93,7 @@ class MongoUnitOfWork:
         self.ledger = MongoLedger(self.accounts, s)
         self.auction = MongoAuctionRecords(db, s)
         self.ids = MongoIds(db)
+        self.deposit_records = MongoDepositRecords(db, s)
         return self
 
     async def __aexit__(
@@ -149,4 +154,10 @@ def _translate(error: PyMongoError) -> None:
 
 
 def mongo_uow_factory(client: Client, db: Database, accounts: Accounts) -> UnitOfWorkFactory:
+    return lambda: MongoUnitOfWork(client, db, accounts)
+
+
+def mongo_deposit_uow_factory(
+    client: Client, db: Database, accounts: Accounts
+) -> Callable[[], DepositUnitOfWork]:
     return lambda: MongoUnitOfWork(client, db, accounts)

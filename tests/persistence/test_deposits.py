@@ -12,17 +12,17 @@ from engine.book.errors import NotFound
 from engine.clock import FakeClock
 from engine.commands import CancelLot, OpenLot, PutLot, PutSession
 from engine.engine import Engine
-from persistence.accounts import Accounts, InsufficientBalance, ScryptParams
-from persistence.catalog import SessionEnded
-from persistence.deposits import (
+from engine.settle.deposits import (
     DepositExists,
-    Deposits,
     DepositsClosed,
+    DepositService,
     DepositStateConflict,
     NoDepositRequired,
-    reregister_paid,
 )
+from persistence.accounts import Accounts, InsufficientBalance, ScryptParams
+from persistence.catalog import SessionEnded
 from persistence.mongo import Database, connect, ensure_indexes, utc_now
+from persistence.settlement.uow import mongo_deposit_uow_factory
 
 START = 1_800_000_000_000
 HOUR = 3_600_000
@@ -62,8 +62,8 @@ def accounts(db: Database) -> Accounts:
 
 
 @pytest.fixture
-def deposits(db: Database, accounts: Accounts, engine: Engine) -> Deposits:
-    return Deposits(db.client, db, accounts, engine)
+def deposits(db: Database, accounts: Accounts, engine: Engine) -> DepositService:
+    return DepositService(mongo_deposit_uow_factory(db.client, db, accounts), engine)
 
 
 async def funded_user(accounts: Accounts, name: str, amount: int) -> int:
@@ -74,7 +74,7 @@ async def funded_user(accounts: Accounts, name: str, amount: int) -> int:
 
 
 async def test_paid_from_balance(
-    deposits: Deposits, accounts: Accounts, engine: Engine, db: Database
+    deposits: DepositService, accounts: Accounts, engine: Engine, db: Database
 ) -> None:
     user_id = await funded_user(accounts, "ann", 1_500)
     deposit = await deposits.create(user_id, 1, None, "balance")
@@ -92,7 +92,7 @@ async def test_paid_from_balance(
 
 
 async def test_insufficient_balance_leaves_nothing(
-    deposits: Deposits, accounts: Accounts, db: Database
+    deposits: DepositService, accounts: Accounts, db: Database
 ) -> None:
     user_id = await funded_user(accounts, "bea", 999)
     with pytest.raises(InsufficientBalance):
@@ -102,7 +102,7 @@ async def test_insufficient_balance_leaves_nothing(
 
 
 async def test_concurrent_requests_pay_once(
-    deposits: Deposits, accounts: Accounts, engine: Engine, db: Database
+    deposits: DepositService, accounts: Accounts, engine: Engine, db: Database
 ) -> None:
     user_id = await funded_user(accounts, "cid", 10_000)
     results = await asyncio.gather(
@@ -116,7 +116,7 @@ async def test_concurrent_requests_pay_once(
     assert user_id in engine.book.lots[10].depositors
 
 
-async def test_provider_flow(deposits: Deposits, accounts: Accounts, engine: Engine) -> None:
+async def test_provider_flow(deposits: DepositService, accounts: Accounts, engine: Engine) -> None:
     user_id = await funded_user(accounts, "dan", 0)
     pending = await deposits.create(user_id, 1, 10, "provider")
     assert pending.status == "pending" and pending.payment_id
@@ -137,7 +137,7 @@ async def test_provider_flow(deposits: Deposits, accounts: Accounts, engine: Eng
     assert total == 1 and listed[0].status == "paid"
 
 
-async def test_closed_targets(deposits: Deposits, accounts: Accounts, engine: Engine) -> None:
+async def test_closed_targets(deposits: DepositService, accounts: Accounts, engine: Engine) -> None:
     user_id = await funded_user(accounts, "eli", 5_000)
     assert (await engine.execute(OpenLot(10))).ok
     assert (await engine.execute(CancelLot(10, "withdrawn"))).ok
@@ -150,7 +150,9 @@ async def test_closed_targets(deposits: Deposits, accounts: Accounts, engine: En
     assert (await accounts.profile(user_id)).balance == 5_000
 
 
-async def test_reregister_paid_after_a_lost_registration(engine: Engine, db: Database) -> None:
+async def test_reregister_paid_after_a_lost_registration(
+    deposits: DepositService, engine: Engine, db: Database
+) -> None:
     # Paid in MongoDB, but the process died before the engine heard of it.
     now = utc_now()
     common = {"amount": 1, "pay_with": "balance", "created_at": now, "paid_at": now}
@@ -162,7 +164,7 @@ async def test_reregister_paid_after_a_lost_registration(engine: Engine, db: Dat
             {"_id": 4, "user_id": 8, "session_id": 1, "lot_id": 10, "status": "failed", **common},
         ]
     )
-    assert await reregister_paid(engine, db) == 2
+    assert await deposits.reregister_paid() == 2
     assert engine.book.sessions[1].depositors == {5}
     assert engine.book.lots[10].depositors == {6}
-    assert await reregister_paid(engine, db) == 0  # already held: nothing resubmitted
+    assert await deposits.reregister_paid() == 0  # already held: nothing resubmitted
