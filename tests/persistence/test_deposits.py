@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from engine.book.errors import NotFound
+from engine.book.errors import NotFound, SessionEnded
 from engine.clock import FakeClock
 from engine.commands import CancelLot, OpenLot, PutLot, PutSession
 from engine.engine import Engine
@@ -20,7 +20,6 @@ from engine.settle.deposits import (
     NoDepositRequired,
 )
 from persistence.accounts import Accounts, InsufficientBalance, ScryptParams
-from persistence.catalog import SessionEnded
 from persistence.mongo import Database, connect, ensure_indexes, utc_now
 from persistence.settlement.uow import mongo_deposit_uow_factory
 

@@ -4,20 +4,29 @@
 commit swaps it in, unless another unit of work committed meanwhile (then `Transient`, as a MongoDB
 write conflict would be): optimistic concurrency, so handlers' retries are exercised too. Ids come
 from counters outside the state (a rolled-back unit of work leaves a gap, as in MongoDB).
+
+Deposits (engine/settle/deposits.py) use the same unit of work through `deposit_records`
+(`FakeDepositRecords`, with the unique keys of the MongoDB indexes); `FakeEngine` is a real `Book`
+whose `RegisterDeposit`s are applied at once and remembered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
+import datetime
 import itertools
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
+from engine.book.book import Book
 from engine.book.errors import GavelError
 from engine.book.states import LotState
 from engine.book.types import Fen, LotId, Millis, SessionId, UserId
+from engine.commands import Command, Outcome, RegisterDeposit
+from engine.settle.deposits import DepositRecord, DepositRecords, DepositUnitOfWork
 from engine.settle.model import (
     AddressSnapshot,
     CouponOffer,
@@ -87,6 +96,8 @@ class State:
     non_payers: dict[UserId, int] = dataclasses.field(default_factory=dict)
     users: set[UserId] = dataclasses.field(default_factory=set)
     addresses: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Deposits as opened and paid (engine/settle/deposits.py; tests/engine/settle/deposit_fakes.py).
+    deposit_records: dict[int, DepositRecord] = dataclasses.field(default_factory=dict)
 
 
 class FakeSettlementStore:
@@ -140,6 +151,7 @@ class FakeUnitOfWork:
     ledger: BalanceLedger
     auction: AuctionRecords
     ids: Ids
+    deposit_records: DepositRecords
 
     def __init__(self, store: FakeSettlementStore) -> None:
         self.store = store
@@ -159,6 +171,7 @@ class FakeUnitOfWork:
         self.ledger = FakeLedger(st)
         self.auction = FakeAuction(st)
         self.ids = FakeIds(store)
+        self.deposit_records = FakeDepositRecords(st)
         return self
 
     async def __aexit__(
@@ -685,3 +698,97 @@ class Scene:
             coupon_id, 0, user_id, session_id, "gift", amount, UserCouponStatus.UNUSED, 0
         )
         return coupon_id
+
+
+# -- deposits (engine/settle/deposits.py) -------------------------------------------------------------
+LIVE = ("pending", "paid")
+
+
+class FakeDepositRecords:
+    def __init__(self, st: State) -> None:
+        self.st = st
+
+    async def get(self, deposit_id: int) -> DepositRecord | None:
+        return self.st.deposit_records.get(deposit_id)
+
+    async def by_payment_id(self, payment_id: str) -> DepositRecord | None:
+        return next((r for r in self.st.deposit_records.values() if r.payment_id == payment_id), None)
+
+    async def live_session_deposit(self, user_id: UserId, session_id: SessionId) -> bool:
+        return any(
+            r.user_id == user_id and r.session_id == session_id and r.lot_id is None and r.status in LIVE
+            for r in self.st.deposit_records.values()
+        )
+
+    async def add(self, record: DepositRecord) -> None:
+        # The unique indexes of persistence/mongo.py: one live deposit per user and target, one
+        # record per id and per trade number.
+        for r in self.st.deposit_records.values():
+            if r.id == record.id or (record.payment_id is not None and r.payment_id == record.payment_id):
+                raise Duplicate(f"deposit {record.id}")
+            same_target = (r.user_id, r.session_id, r.lot_id) == (
+                record.user_id,
+                record.session_id,
+                record.lot_id,
+            )
+            if same_target and r.status in LIVE and record.status in LIVE:
+                raise Duplicate(f"a live deposit for {record.session_id}/{record.lot_id}")
+        self.st.deposit_records[record.id] = record
+
+    async def _move(self, deposit_id: int, status: str, now: datetime.datetime) -> DepositRecord | None:
+        record = self.st.deposit_records.get(deposit_id)
+        if record is None or record.status != "pending":
+            return None
+        moved = dataclasses.replace(record, status=status, paid_at=now if status == "paid" else None)
+        self.st.deposit_records[deposit_id] = moved
+        return moved
+
+    async def mark_paid(self, deposit_id: int, now: datetime.datetime) -> DepositRecord | None:
+        return await self._move(deposit_id, "paid", now)
+
+    async def mark_failed(self, deposit_id: int, now: datetime.datetime) -> DepositRecord | None:
+        return await self._move(deposit_id, "failed", now)
+
+    async def attach_pay_url(self, deposit_id: int, pay_url: str) -> None:
+        record = self.st.deposit_records[deposit_id]
+        self.st.deposit_records[deposit_id] = dataclasses.replace(record, pay_url=pay_url)
+
+    async def list_for_user(self, user_id: UserId, skip: int, limit: int) -> tuple[list[DepositRecord], int]:
+        mine = sorted(
+            (r for r in self.st.deposit_records.values() if r.user_id == user_id), key=lambda r: -r.id
+        )
+        return mine[skip : skip + limit], len(mine)
+
+    async def paid_in_sessions(self, session_ids: list[SessionId]) -> list[DepositRecord]:
+        return [
+            r for r in self.st.deposit_records.values() if r.status == "paid" and r.session_id in session_ids
+        ]
+
+
+def deposit_factory(store: FakeSettlementStore) -> Callable[[], DepositUnitOfWork]:
+    """Deposits' unit of work is the same fake transaction: records, balances and ledger together."""
+    return store.uow
+
+
+class FakeEngine:
+    """A real book; `execute` applies RegisterDeposit at once and remembers every command."""
+
+    def __init__(self) -> None:
+        self.book = Book()
+        self.commands: list[Command] = []
+
+    def execute(self, command: Command) -> asyncio.Future[Outcome]:
+        self.commands.append(command)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        assert isinstance(command, RegisterDeposit)
+        try:
+            self.book.register_deposit(command.session_id, command.lot_id, command.user_id)
+        except GavelError as error:
+            future.set_result(Outcome(False, error.code, error.message, 0, None))
+        else:
+            future.set_result(Outcome(True, None, "", 1, None))
+        return future
+
+    @property
+    def registrations(self) -> list[Command]:
+        return [c for c in self.commands if isinstance(c, RegisterDeposit)]
