@@ -173,7 +173,7 @@ def deposit_from(doc: Document) -> Deposit:
 
 
 def deposit_trade_no(doc: Document) -> str | None:
-    """The deposit's `payment_id` when it is a trade number (persistence/deposits.py makes them
+    """The deposit's `payment_id` when it is a trade number (engine/settle/deposits.py makes them
     `dep-…`); an older installation's `payment_id` was a token, not the number its provider saw."""
     payment_id = doc.get("payment_id")
     return payment_id if isinstance(payment_id, str) and payment_id.startswith("dep-") else None

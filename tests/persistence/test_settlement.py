@@ -824,7 +824,7 @@ async def test_random_trade_numbers_are_stored_and_found_on_mongodb(world: World
     lot_id = await world.lot(session_id)
     winner, loser = await world.user(), await world.user()
     deposit_id = await world.deposit(loser, session_id, lot_id, 2_000, pay_with="provider")
-    dep_no = new_trade_no("dep")  # as persistence/deposits.py now makes payment_id
+    dep_no = new_trade_no("dep")  # as engine/settle/deposits.py now makes payment_id
     await world.db.deposits.update_one({"_id": deposit_id}, {"$set": {"payment_id": dep_no}})
     await world.close(lot_id, session_id, winner, 6_000)
     await world.worker(provider=False).drain_outbox()
