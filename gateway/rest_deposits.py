@@ -4,9 +4,11 @@ import logging
 from typing import Any
 
 from engine.book.errors import NotFound
-from engine.settle.deposits import DEPOSIT_PAYMENT_PREFIX, PAY_WITH, DepositRecord, PayWith
+from engine.settle.deposits import DEPOSIT_PAYMENT_PREFIX, PAY_WITH, DepositRecord
+from engine.settle.model import PayWith
 from engine.settle.ports import PaymentRequest, PaymentRouter
 from engine.settle.worker import PaymentUnavailable
+from persistence.mongo import iso_utc
 from web.context import AppContext
 from web.http import MAX_SAFE_INT, JsonHandler
 
@@ -71,7 +73,16 @@ class DepositsHandler(JsonHandler):
         self.reply(page.answer([self.deposit_json(d) for d in deposits], total))
 
     def deposit_json(self, deposit: DepositRecord) -> dict[str, Any]:
-        answer = deposit.to_json()
+        answer: dict[str, Any] = {
+            "id": deposit.id,
+            "session_id": deposit.session_id,
+            "lot_id": deposit.lot_id,
+            "amount": deposit.amount,
+            "status": deposit.status,
+            "pay_with": deposit.pay_with,
+            "created_at": iso_utc(deposit.created_at),
+            "paid_at": None if deposit.paid_at is None else iso_utc(deposit.paid_at),
+        }
         if deposit.status == "pending" and deposit.pay_url is not None:
             answer["pay_url"] = deposit.pay_url
         return answer

@@ -14,7 +14,8 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from engine.book.types import SessionId, UserId
-from engine.settle.deposits import DepositRecord, PayWith
+from engine.settle.deposits import DepositRecord
+from engine.settle.model import PayWith
 from engine.settle.uow import Duplicate
 from persistence.mongo import LIVE_DEPOSIT_STATUSES, Database, Document, TxSession, as_utc
 

@@ -23,6 +23,7 @@ from engine.engine import Engine
 from engine.settle.deposits import DepositService
 from persistence.accounts import Accounts
 from persistence.catalog import Catalog
+from persistence.mongo import utc_now
 from persistence.settlement.uow import mongo_deposit_uow_factory
 from shop.model import DEFAULT_CHECKOUT_TTL_SECONDS, DEFAULT_PENDING_TIMEOUT_SECONDS
 
@@ -124,7 +125,7 @@ class AppContext:
             self.cookie_secret = derived_cookie_secret(self.pseudonym_secret)
         self.catalog = Catalog(self.db, self.engine, self.pseudonym)
         self.deposits = DepositService(
-            mongo_deposit_uow_factory(self.client, self.db, self.accounts), self.engine
+            mongo_deposit_uow_factory(self.client, self.db, self.accounts), self.engine, clock=utc_now
         )
 
     def pseudonym(self, session_id: int, user_id: int) -> str:

@@ -20,13 +20,14 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Literal, Protocol, Self, TypeVar
+from typing import Protocol, Self, TypeVar
 
 from engine.book.book import Book
 from engine.book.errors import GavelError, NotFound, SessionEnded
 from engine.book.states import CLOSED_LOT_STATES, SessionState
 from engine.book.types import Fen, LotId, SessionId, UserId
 from engine.commands import Command, Outcome, RegisterDeposit
+from engine.settle.model import PayWith
 from engine.settle.uow import STALE_RETRIES, BalanceLedger, Duplicate, Ids, atomically
 
 log = logging.getLogger("gavel.deposits")
@@ -34,7 +35,6 @@ log = logging.getLogger("gavel.deposits")
 DEPOSIT_PAYMENT_PREFIX = "dep"
 DEPOSIT_LEDGER_KIND = "deposit"
 
-PayWith = Literal["balance", "provider"]
 PAY_WITH: tuple[PayWith, ...] = ("balance", "provider")
 T = TypeVar("T")
 
@@ -73,30 +73,6 @@ class DepositRecord:
     created_at: datetime.datetime
     paid_at: datetime.datetime | None
     pay_url: str | None = None  # where the payer goes, once the provider gave one
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "session_id": self.session_id,
-            "lot_id": self.lot_id,
-            "amount": self.amount,
-            "status": self.status,
-            "pay_with": self.pay_with,
-            "created_at": iso_utc(self.created_at),
-            "paid_at": None if self.paid_at is None else iso_utc(self.paid_at),
-        }
-
-
-def iso_utc(value: datetime.datetime) -> str:
-    """ISO-8601 UTC with milliseconds and a `Z`, as every other REST timestamp."""
-    value = value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def utc_now() -> datetime.datetime:
-    """Now, to the millisecond (what MongoDB keeps), aware UTC."""
-    now = datetime.datetime.now(datetime.UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def ledger_ref(deposit_id: int) -> str:
@@ -275,7 +251,7 @@ class DepositService:
         new_uow: Callable[[], DepositUnitOfWork],
         engine: DepositEngine,
         *,
-        clock: Callable[[], datetime.datetime] = utc_now,
+        clock: Callable[[], datetime.datetime],  # aware UTC, to the millisecond (what storage keeps)
         stale_retries: int = STALE_RETRIES,
     ) -> None:
         self.new_uow = new_uow

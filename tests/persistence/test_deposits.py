@@ -62,7 +62,7 @@ def accounts(db: Database) -> Accounts:
 
 @pytest.fixture
 def deposits(db: Database, accounts: Accounts, engine: Engine) -> DepositService:
-    return DepositService(mongo_deposit_uow_factory(db.client, db, accounts), engine)
+    return DepositService(mongo_deposit_uow_factory(db.client, db, accounts), engine, clock=utc_now)
 
 
 async def funded_user(accounts: Accounts, name: str, amount: int) -> int:
