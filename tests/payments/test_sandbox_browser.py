@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.admin.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM, TIMEOUT_MS
+from tests.admin.test_browser import ARTIFACTS, TIMEOUT_MS
 from tests.gateway.conftest import AppServer
 from tests.gateway.test_payments import pending_order
 from tests.gateway.test_shop_api import ShopServer, running_shop
@@ -18,19 +18,6 @@ from tests.gateway.test_shop_api import ShopServer, running_shop
 pytestmark = pytest.mark.browser
 
 SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    if not HAVE_CHROMIUM:
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    async_api = pytest.importorskip("playwright.async_api")
-    async with async_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture
