@@ -9,6 +9,7 @@ async def test_x(app_server: AppServer) -> None:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -23,6 +24,7 @@ import redis.asyncio as aioredis
 import tornado.httpclient
 import tornado.netutil
 import tornado.simple_httpclient
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from composition.app import make_app
@@ -202,16 +204,14 @@ class AppServer:
         await self.wait_for(lambda: session.state is SessionState.BIDDING)
 
 
-@pytest.fixture
-async def app_server(
-    tmp_path: pathlib.Path,
-    mongo_url: str,
-    mongo_db: AsyncDatabase[dict[str, Any]],
-    redis_client: aioredis.Redis,
+@contextlib.asynccontextmanager
+async def serving_app(
+    tmp_path: pathlib.Path, client: AsyncMongoClient[dict[str, Any]], db_name: str, redis: aioredis.Redis
 ) -> AsyncIterator[AppServer]:
-    # Our own client (tz-aware, as in production) on the fixture's fresh database, which it drops.
-    client = connect(mongo_url)
-    db = client[mongo_db.name]
+    """The whole gateway on `client[db_name]` and `redis`, listening on a free port behind the
+    production edge (gateway/edge.py) with the default limits, wired as the composition root does.
+    The caller owns the client."""
+    db = client[db_name]
     await check_replica_set(client)
     await ensure_indexes(db)
     clock = FakeClock(SystemClock().now_ms())
@@ -223,7 +223,7 @@ async def app_server(
         engine=engine,
         client=client,
         db=db,
-        redis=redis_client,
+        redis=redis,
         accounts=accounts,
         pseudonym_secret=b"test-pseudonym-secret",
     )
@@ -234,7 +234,6 @@ async def app_server(
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     port = sock.getsockname()[1]
     ctx.base_url = f"http://127.0.0.1:{port}"
-    # The production edge (gateway/edge.py) with the default limits: every test goes through them.
     server = build_edge_server(make_app(ctx), edge_config(Settings()), websockets=ctx.hub)
     server.add_sockets([sock])
     http = tornado.simple_httpclient.SimpleAsyncHTTPClient(force_instance=True)
@@ -253,4 +252,19 @@ async def app_server(
         server.stop()
         await server.close_all_connections()
         await engine.stop(snapshot=False)
+
+
+@pytest.fixture
+async def app_server(
+    tmp_path: pathlib.Path,
+    mongo_url: str,
+    mongo_db: AsyncDatabase[dict[str, Any]],
+    redis_client: aioredis.Redis,
+) -> AsyncIterator[AppServer]:
+    # Our own client (tz-aware, as in production) on the fixture's fresh database, which it drops.
+    client = connect(mongo_url)
+    try:
+        async with serving_app(tmp_path, client, mongo_db.name, redis_client) as server:
+            yield server
+    finally:
         await client.close()

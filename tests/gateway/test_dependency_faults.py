@@ -28,27 +28,18 @@ import tornado.netutil
 import tornado.simple_httpclient
 import tornado.websocket
 
-from composition.app import make_app, make_engine_app
-from composition.bootstrap import edge_config
-from composition.settings import Settings
-from engine.clock import FakeClock, SystemClock
-from engine.engine import Engine
+from composition.app import make_engine_app
 from engine.settle.uow import atomically
-from gateway.edge import build_edge_server
-from gateway.ws import Hub
 from persistence import redis_client
-from persistence.accounts import Accounts
 from persistence.embedded import EmbeddedServer, start_mongo, start_redis
 from persistence.logs import JsonFormatter
-from persistence.mongo import check_replica_set, connect, ensure_indexes
+from persistence.mongo import connect
 from persistence.settlement.uow import mongo_uow_factory
 from tests.admin.conftest import AdminClient
-from tests.gateway.conftest import ADMIN_PASSWORD, TEST_SCRYPT, AppServer
+from tests.gateway.conftest import AppServer, serving_app
 from tests.gateway.test_ws import Bidder, open_lot
-from web.context import AppContext
 from web.errors import dependency_fault
 from web.health import READY_CACHE_SECONDS, Readiness
-from web.signin import SigninPolicy
 
 # The request-path bound these tests run with; production's default is 3 s (DEPENDENCY_TIMEOUT).
 BOUND_MS = 1_000
@@ -101,48 +92,13 @@ async def gateway(tmp_path: pathlib.Path, mongo_url: str, redis: aioredis.Redis)
     """The whole gateway, as `app_server`, with run.py's bounds: 1 s for MongoDB (`BOUND_MS`);
     `redis` should come from `persistence.redis_client.connect`."""
     client = connect(mongo_url, timeout_ms=BOUND_MS)
-    db = client[f"gavel_faults_{uuid.uuid4().hex[:8]}"]
-    await check_replica_set(client)
-    await ensure_indexes(db)
-    clock = FakeClock(SystemClock().now_ms())
-    engine = Engine(clock, tmp_path / "journal", None, sync=False)
-    await engine.start()
-    accounts = Accounts(client, db, scrypt=TEST_SCRYPT)
-    await accounts.ensure_admin(ADMIN_PASSWORD)
-    ctx = AppContext(
-        engine=engine,
-        client=client,
-        db=db,
-        redis=redis,
-        accounts=accounts,
-        pseudonym_secret=b"test-pseudonym-secret",
-    )
-    ctx.signin_policy = SigninPolicy(registrations_per_address=1_000_000)
-    ctx.hub = Hub(ctx)
-    engine.listeners.append(ctx.hub.on_batch)
-    [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
-    port = sock.getsockname()[1]
-    ctx.base_url = f"http://127.0.0.1:{port}"
-    server = build_edge_server(make_app(ctx), edge_config(Settings()), websockets=ctx.hub)
-    server.add_sockets([sock])
-    http = tornado.simple_httpclient.SimpleAsyncHTTPClient(force_instance=True)
+    name = f"gavel_faults_{uuid.uuid4().hex[:8]}"
     try:
-        yield AppServer(
-            base_url=ctx.base_url,
-            ws_url=f"ws://127.0.0.1:{port}/ws",
-            ctx=ctx,
-            engine=engine,
-            clock=clock,
-            http=http,
-            edge=server,
-        )
+        async with serving_app(tmp_path, client, name, redis) as server:
+            yield server
     finally:
-        http.close()
-        server.stop()
-        await server.close_all_connections()
-        await engine.stop(snapshot=False)
         with contextlib.suppress(Exception):
-            await client.drop_database(db.name)
+            await client.drop_database(name)
         await client.close()
 
 
@@ -395,7 +351,6 @@ def test_dependency_faults_are_recognised(error: BaseException) -> None:
 )
 def test_other_errors_are_not_dependency_faults(error: BaseException) -> None:
     assert not dependency_fault(error)
-
 
 
 def _logged(error: BaseException) -> dict[str, Any]:
