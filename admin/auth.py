@@ -73,15 +73,7 @@ class LoginHandler(AdminHandler):
         if await TwoFactor(self.ctx.db).enrolled(user_id):
             # The password step stays counted as an attempt: only the code completes the sign-in.
             pending = orjson.dumps({"u": user_id, "n": username, "next": next_url})
-            signed = tornado.web.create_signed_value(self.services.cookie_secret, PENDING_COOKIE, pending)
-            self.set_cookie(
-                PENDING_COOKIE,
-                signed.decode(),
-                path=LOGIN_URL,
-                httponly=True,
-                samesite="Strict",
-                secure=self.request.protocol == "https",
-            )
+            self.set_private_cookie(PENDING_COOKIE, pending, path=LOGIN_URL)
             self.redirect(CODE_URL, status=303)
             return
         await guard.succeeded(username, address)

@@ -297,11 +297,16 @@ class AdminHandler(tornado.web.RequestHandler):
         return value.decode() if value else None
 
     def set_session_cookie(self, token: str) -> None:
-        signed = tornado.web.create_signed_value(self.services.cookie_secret, SESSION_COOKIE, token)
+        self.set_private_cookie(SESSION_COOKIE, token, path=PREFIX)
+
+    def set_private_cookie(self, name: str, value: str | bytes, *, path: str) -> None:
+        """A signed cookie scripts cannot read, sent back only to `path` on this site, and only over
+        HTTPS when the request came over HTTPS (directly or through a trusted proxy)."""
+        signed = tornado.web.create_signed_value(self.services.cookie_secret, name, value)
         self.set_cookie(
-            SESSION_COOKIE,
+            name,
             signed.decode(),
-            path=PREFIX,
+            path=path,
             httponly=True,
             samesite="Strict",
             secure=self.request.protocol == "https",
@@ -361,17 +366,7 @@ class AdminHandler(tornado.web.RequestHandler):
 
     def flash(self, message: str, kind: str = "ok") -> None:
         """A one-time message shown on the next page (after a redirect)."""
-        value = tornado.web.create_signed_value(
-            self.services.cookie_secret, FLASH_COOKIE, orjson.dumps({"m": message[:500], "k": kind})
-        )
-        self.set_cookie(
-            FLASH_COOKIE,
-            value.decode(),
-            path=PREFIX,
-            httponly=True,
-            samesite="Strict",
-            secure=self.request.protocol == "https",
-        )
+        self.set_private_cookie(FLASH_COOKIE, orjson.dumps({"m": message[:500], "k": kind}), path=PREFIX)
 
     def _take_flash(self) -> dict[str, str] | None:
         raw = self.get_cookie(FLASH_COOKIE)
