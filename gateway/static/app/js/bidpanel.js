@@ -145,6 +145,7 @@ export function BidPanel({ lot, ladder, signedIn }) {
   const [maxText, setMaxText] = useState("");
   const [maxError, setMaxError] = useState(null);
   const [confirming, setConfirming] = useState(null); // { op, amount, note }
+  useEffect(() => setMessage(null), [lot.outbid_at]); // "you lead" is stale once outbid
 
   if (lot.state === LOT_STATE.SOLD || lot.state === LOT_STATE.UNSOLD || lot.state === LOT_STATE.OVERDUE) return html`<${Result} lot=${lot} />`;
   if (!signedIn)

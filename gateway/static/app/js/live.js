@@ -148,15 +148,20 @@ function receive(frame) {
         ...(frame.increment !== undefined ? { increment: frame.increment } : {}),
       });
       break;
-    case "accepted":
+    case "accepted": {
+      // The bidder's own maximum: from the server when it says, else the maximum just sent.
+      const sent = pending.get(frame.ref);
+      const maximum = frame.my_max ?? (sent && sent.frame.op === "max_bid" ? sent.frame.max : undefined);
       mergeLot(frame.lot_id, {
         price: frame.price,
         next_min: frame.next_min,
         leading: frame.leading,
         no_bids: false,
-        ...(frame.my_max !== undefined ? { my_max: frame.leading ? frame.my_max : null } : {}),
+        ...(maximum !== undefined ? { my_max: frame.leading ? maximum : null } : {}),
+        ...(frame.leading ? { outbid_at: null } : {}),
       });
       break;
+    }
     case "outbid":
       mergeLot(frame.lot_id, { leading: false, my_max: null, outbid_at: Date.now() });
       break;

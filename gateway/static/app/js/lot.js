@@ -63,11 +63,13 @@ function PriceBlock({ lot, ladder }) {
         <p class="big"><${LotStatus} lot=${lot} compact=${true} /></p>
       </div>
     </div>
-    <p class="small muted">
-      ${lot.no_bids ? t("lot.no_bids_yet") : t("lot.leader", { who: lot.leader, n: lot.bid_count })}
-      · ${t("lot.increment_now", { step: formatYuan(lot.increment ?? step) })}
-      ${lot.has_reserve === false ? " · " + t("lot.no_reserve") : lot.has_reserve ? " · " + (lot.reserve_met ? t("lot.reserve_met") : t("lot.reserve_not_met")) : ""}
-    </p>
+    <p class="small muted">${[
+      lot.no_bids ? t("lot.no_bids_yet") : t("lot.leader", { who: lot.leader }) + " · " + t("lot.bids", { n: lot.bid_count }),
+      t("lot.increment_now", { step: formatYuan(lot.increment ?? step) }),
+      lot.has_reserve === undefined ? null : !lot.has_reserve ? t("lot.no_reserve") : lot.reserve_met ? t("lot.reserve_met") : t("lot.reserve_not_met"),
+    ]
+      .filter(Boolean)
+      .join(" · ")}</p>
   </section>`;
 }
 
@@ -174,7 +176,7 @@ addStrings({
     "lot.current_price": "Current price",
     "lot.time_left": "Time left",
     "lot.no_bids_yet": "No bids yet",
-    "lot.leader": "Leading: {who} · {n} bids",
+    "lot.leader": "Leading: {who}",
     "lot.increment_now": "bids go up by {step}",
     "lot.no_reserve": "no reserve",
     "lot.reserve_met": "reserve met",
@@ -199,7 +201,7 @@ addStrings({
     "lot.current_price": "当前价",
     "lot.time_left": "剩余时间",
     "lot.no_bids_yet": "暂无出价",
-    "lot.leader": "领先：{who} · {n} 次出价",
+    "lot.leader": "领先：{who}",
     "lot.increment_now": "加价幅度 {step}",
     "lot.no_reserve": "无保留价",
     "lot.reserve_met": "已达保留价",
