@@ -104,9 +104,9 @@ function DepositOffer({ lot }) {
       (option) => html`<div class="deposit-option" key=${option.lot_id || "session"}>
         <p class="spread"><span class="strong">${option.covers}</span><span class="money price-small">${formatYuan(option.amount)}</span></p>
         <div class="row two">
-          <button class="button primary" type="button" disabled=${busy || (me && me.balance < option.amount)} onClick=${() => pay(option, "balance")}>
+          <button class="button primary pay-balance" type="button" disabled=${busy || (me && me.balance < option.amount)} onClick=${() => pay(option, "balance")}>
             ${t("deposit.from_balance")}</button>
-          <button class="button" type="button" disabled=${busy} onClick=${() => pay(option, "provider")}>${t("deposit.online")}</button>
+          <button class="button pay-online" type="button" disabled=${busy} onClick=${() => pay(option, "provider")}>${t("deposit.online")}</button>
         </div>
         ${me && me.balance < option.amount ? html`<p class="hint">${t("deposit.balance_short", { balance: formatYuan(me.balance) })}</p>` : null}
       </div>`,
