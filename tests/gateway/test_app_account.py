@@ -76,12 +76,25 @@ async def open_app(browser: Any, base_url: str, size: str) -> Any:  # noqa: F811
     page.set_default_timeout(TIMEOUT_MS)
     page.problems = []
     page.on("pageerror", lambda error: page.problems.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and page.problems.append(message.text))
+    # Console errors too, except the browser's note on each 4xx answer (some are the point here).
+    page.on(
+        "console",
+        lambda message: message.type == "error"
+        and not message.text.startswith("Failed to load resource")
+        and page.problems.append(message.text),
+    )
     return page
 
 
 async def visit(page: Any, path: str) -> None:
     await page.evaluate("path => { location.hash = path; }", path)
+
+
+async def sign_in(page: Any, token: str, path: str) -> None:
+    """Where the app keeps the token after signing in (js/api.js), read when the page loads."""
+    await page.evaluate("token => localStorage.setItem('gavel-token', token)", token)
+    await page.reload()
+    await visit(page, path)
 
 
 async def wait_hash(page: Any, expected: str) -> None:
@@ -122,8 +135,7 @@ async def test_my_account(browser: Any, rig: Rig, size: str) -> None:  # noqa: F
     # Signed out, an account screen sends to sign-in and remembers where to come back.
     await page.goto(app_server.base_url + "/#/me/addresses")
     await wait_hash(page, "#/signin?next=%2Fme%2Faddresses")
-    await page.evaluate("token => localStorage.setItem('gavel-token', token)", token)
-    await visit(page, "/me")
+    await sign_in(page, token, "/me")
 
     # The display name: a wrong one is refused in words, a Chinese one is kept.
     await page.locator(".acct-name").wait_for()
@@ -211,8 +223,7 @@ async def test_the_balance_ledger(browser: Any, rig: Rig, size: str) -> None:  #
     await app_server.credit(user_id, 123_450)
     page = await open_app(browser, app_server.base_url, size)
     await page.goto(app_server.base_url + "/")
-    await page.evaluate("token => localStorage.setItem('gavel-token', token)", token)
-    await visit(page, "/me/wallet")
+    await sign_in(page, token, "/me/wallet")
     entry = page.locator(".acct-entry", has_text=words["top_up"])
     await entry.get_by_text("+¥1,234.50").wait_for()
     assert "¥1,234.50" in await page.locator(".acct-balance").inner_text()
