@@ -79,9 +79,11 @@ async def open_app(browser: Any, base_url: str, size: str) -> Any:  # noqa: F811
     # Console errors too, except the browser's note on each 4xx answer (some are the point here).
     page.on(
         "console",
-        lambda message: message.type == "error"
-        and not message.text.startswith("Failed to load resource")
-        and page.problems.append(message.text),
+        lambda message: (
+            message.type == "error"
+            and not message.text.startswith("Failed to load resource")
+            and page.problems.append(message.text)
+        ),
     )
     return page
 
@@ -101,8 +103,9 @@ async def wait_hash(page: Any, expected: str) -> None:
     # A hash change is not a navigation Playwright's wait_for_url would see.
     try:
         await page.wait_for_function("expected => location.hash === expected", arg=expected)
-    except Exception:
-        raise AssertionError(f"hash {await page.evaluate('location.hash')!r}, problems {page.problems}")
+    except Exception as error:
+        hash_now = await page.evaluate("location.hash")
+        raise AssertionError(f"hash {hash_now!r}, problems {page.problems}") from error
 
 
 async def with_coupon(app: AppServer) -> int:
@@ -229,5 +232,44 @@ async def test_the_balance_ledger(browser: Any, rig: Rig, size: str) -> None:  #
     assert "¥1,234.50" in await page.locator(".acct-balance").inner_text()
     await no_sideways_scroll(page)
     await page.screenshot(path=str(ARTIFACTS / f"app-wallet-{size}.png"), full_page=True)
+    assert page.problems == []
+    await page.context.close()
+
+
+@pytest.mark.parametrize("size", CASES)
+async def test_the_winner_pays_an_order_with_coupon_deposit_and_balance(
+    browser: Any,  # noqa: F811
+    rig: Rig,  # noqa: F811
+    size: str,
+) -> None:
+    zh = CASES[size][1] == "zh-CN"
+    won = await rig.won_lot()  # price ¥110.00, the winner's lot deposit ¥10.00, balance ¥190.00
+    token = won["winner_token"]
+    coupon_id = await rig.coupon(won["session_id"], amount=2_000)
+    assert (await rig.api.call("POST", f"/api/v1/coupons/{coupon_id}/claim", token=token)).status == 201
+    await rig.address(token)
+    page = await open_app(browser, rig.api.base_url, size)
+    await page.goto(rig.api.base_url + "/")
+    await sign_in(page, token, "/me/orders")
+
+    row = page.locator(".acct-order", has_text="Blue and white vase")
+    await row.get_by_text("¥110.00").wait_for()
+    await row.get_by_text("待付款" if zh else "To pay").wait_for()
+    await row.click()
+
+    # The server's quote, re-asked when the coupon changes: ¥110 − ¥20 coupon − ¥10 deposit = ¥80.
+    pay = page.get_by_role("button", name="支付 ¥" if zh else "Pay ¥")
+    await pay.filter(has_text="¥100.00").wait_for()
+    await page.get_by_role("radio", name="Opening day").check()
+    await pay.filter(has_text="¥80.00").wait_for()
+    split = await page.locator(".acct-split").inner_text()
+    assert "−¥20.00" in split and "−¥10.00" in split and "¥80.00" in split
+    await no_sideways_scroll(page)
+    await page.screenshot(path=str(ARTIFACTS / f"app-checkout-{size}.png"), full_page=True)
+    await pay.click()
+
+    await page.locator(".badge", has_text="待收货" if zh else "To receive").wait_for()
+    await page.get_by_text("实付金额" if zh else "Paid in total").wait_for()
+    assert (await rig.api.call("GET", "/api/v1/me", token=token)).json["balance"] == 19_000 - 8_000
     assert page.problems == []
     await page.context.close()

@@ -69,7 +69,7 @@ export function AddressForm({ address, onSaved, onCancel }) {
   return html`<form class="form" onSubmit=${submit} novalidate>
     ${FIELDS.map(
       (field) => html`<${Field} key=${field.name} id=${prefix + field.name} label=${t("addr." + field.name) + (field.required ? "" : " " + t("addr.optional"))}
-        error=${errors[field.name]} hint=${field.name === "phone" ? t("addr.phone_hint") : null}>
+        error=${errors[field.name]}>
         <input id=${prefix + field.name} name=${field.name} type=${field.type || "text"} maxlength=${field.max}
           autocomplete=${field.autocomplete} required=${field.required} value=${values[field.name]} onInput=${change(field.name)}
           aria-invalid=${errors[field.name] ? "true" : undefined} aria-describedby=${errors[field.name] ? prefix + field.name + "-error" : undefined} />
@@ -172,7 +172,6 @@ addStrings({
     "addr.detail": "Street and number",
     "addr.optional": "(optional)",
     "addr.required": "Please fill this in.",
-    "addr.phone_hint": "5–20 digits; spaces, dashes and a leading + are fine.",
     "addr.phone_bad": "Enter a phone number of 5–20 digits (spaces, dashes and a leading + are fine).",
     "addr.make_default": "Use as my default address",
     "addr.default": "Default",
@@ -195,7 +194,6 @@ addStrings({
     "addr.detail": "详细地址",
     "addr.optional": "（选填）",
     "addr.required": "请填写此项。",
-    "addr.phone_hint": "5–20 位数字，可含空格、横线和开头的 +。",
     "addr.phone_bad": "请输入 5–20 位数字的电话号码（可含空格、横线和开头的 +）。",
     "addr.make_default": "设为默认地址",
     "addr.default": "默认",

@@ -4,6 +4,7 @@ import { useStore } from "./store.js";
 import { auth } from "./api.js";
 import { navigate, here } from "./router.js";
 import { Loading } from "./ui.js";
+import { t } from "./i18n.js";
 
 /** The screen when signed in; otherwise off to sign-in, coming back here afterwards. */
 export function signedInOnly(View) {
@@ -47,4 +48,10 @@ export function newKey(prefix) {
 /** Whether a failed request may be sent again with the same key (the server may not have seen it). */
 export function retriable(error) {
   return !error || error.status === 0 || error.status >= 500;
+}
+
+/** The words for `key`, or `fallback` (a state the server added after these strings were written). */
+export function known(key, fallback) {
+  const text = t(key);
+  return text === key ? fallback : text;
 }

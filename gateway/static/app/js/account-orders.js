@@ -58,16 +58,15 @@ function Orders({ query }) {
 
 /** Rows of the server's split: price, minus coupon, minus deposit, the rest to pay. */
 function SplitTable({ price, split, cashLabel }) {
-  return html`<table class="lines acct-split">
-    <tbody>
-      <tr><th scope="row">${t("order.price")}</th><td><${Money} fen=${price} /></td></tr>
-      ${split.coupon_used > 0 && html`<tr><th scope="row">${t("order.coupon")}</th><td class="acct-minus">${formatYuan(-split.coupon_used)}</td></tr>`}
-      ${split.deposit_deducted > 0 && html`<tr><th scope="row">${t("order.deposit")}</th><td class="acct-minus">${formatYuan(-split.deposit_deducted)}</td></tr>`}
-      <tr class="acct-total"><th scope="row">${cashLabel}</th><td><${Money} fen=${split.to_pay ?? split.cash_amount} /></td></tr>
-    </tbody>
-  </table>
-  ${split.deposit_refunded > 0 && html`<p class="small muted">${t("order.deposit_refunded", { amount: formatYuan(split.deposit_refunded) })}</p>`}
-  ${split.deposit_kept > 0 && html`<p class="small muted">${t("order.deposit_kept", { amount: formatYuan(split.deposit_kept) })}</p>`}`;
+  const line = (label, fen, className) => html`<tr class=${className}><th scope="row">${label}</th><td class="money">${formatYuan(fen)}</td></tr>`;
+  const note = (key, fen) => fen > 0 && html`<p class="small muted">${t(key, { amount: formatYuan(fen) })}</p>`;
+  return html`<table class="lines acct-split"><tbody>
+    ${line(t("order.price"), price)}
+    ${split.coupon_used > 0 && line(t("order.coupon"), -split.coupon_used, "acct-minus")}
+    ${split.deposit_deducted > 0 && line(t("order.deposit"), -split.deposit_deducted, "acct-minus")}
+    ${line(cashLabel, split.to_pay ?? split.cash_amount, "acct-total")}
+  </tbody></table>
+  ${note("order.deposit_refunded", split.deposit_refunded)}${note("order.deposit_kept", split.deposit_kept)}`;
 }
 
 function Choice({ name, value, checked, onChange, children }) {
@@ -117,7 +116,7 @@ function Checkout({ order, onPaid }) {
         goPay(answer.out_trade_no, answer.pay_url, "/me/orders/" + order.id);
         return;
       }
-      toast(t("order.paid_now"), "good");
+      toast(t("pay.paid"), "good");
       refreshMe().catch(() => {});
       onPaid();
     } catch (error) {
@@ -133,10 +132,10 @@ function Checkout({ order, onPaid }) {
     const split = checkout.quote;
     const nothingDue = split.to_pay === 0;
     return html`<div class="card">
-        <h2>${t("order.coupon_choice")}</h2>
+        <h2>${t("order.coupon")}</h2>
         ${checkout.coupons.length === 0 && html`<p class="muted">${t("order.no_coupons")}</p>`}
         ${checkout.coupons.length > 0 &&
-        html`<div role="radiogroup" aria-label=${t("order.coupon_choice")}>
+        html`<div role="radiogroup" aria-label=${t("order.coupon")}>
           <${Choice} name="coupon" value=${null} checked=${couponId === null} onChange=${setCouponId}>${t("order.no_coupon")}<//>
           ${checkout.coupons.map(
             (coupon) => html`<${Choice} key=${coupon.id} name="coupon" value=${coupon.id} checked=${couponId === coupon.id} onChange=${setCouponId}>
@@ -147,8 +146,7 @@ function Checkout({ order, onPaid }) {
       ${checkout.deposit &&
       html`<div class="card">
         <h2>${t("order.deposit")}</h2>
-        <p>${t(checkout.deposit.kind === "session" ? "order.deposit_session" : "order.deposit_lot", { amount: formatYuan(checkout.deposit.amount) })}</p>
-        <p class="muted small">${t("order.deposit_applies", { amount: formatYuan(checkout.deposit.remaining) })}</p>
+        <p>${t("order.deposit_info", { amount: formatYuan(checkout.deposit.amount), applies: formatYuan(checkout.deposit.remaining) })}</p>
       </div>`}
       <div class="card">
         <h2>${t("order.address")}</h2>
@@ -162,14 +160,14 @@ function Checkout({ order, onPaid }) {
         <button class="button secondary" type="button" onClick=${() => setAdding(true)}>${t("addr.add")}</button>
       </div>
       <div class="card">
-        <h2>${t("order.summary")}</h2>
+        <h2>${t("order.to_pay")}</h2>
         <${SplitTable} price=${checkout.price} split=${split} cashLabel=${t("order.to_pay")} />
         ${!nothingDue &&
-        html`<div class="segmented acct-paywith" role="radiogroup" aria-label=${t("order.pay_with")}>
-          <button type="button" role="radio" aria-checked=${payWith === "balance"} class=${payWith === "balance" ? "on" : ""} onClick=${() => setPayWith("balance")}>
-            ${t("order.with_balance", { amount: formatYuan(checkout.balance) })}</button>
-          <button type="button" role="radio" aria-checked=${payWith === "provider"} class=${payWith === "provider" ? "on" : ""} onClick=${() => setPayWith("provider")}>
-            ${t("order.with_provider")}</button>
+        html`<div role="radiogroup" aria-label=${t("order.pay_with")}>
+          ${["balance", "provider"].map(
+            (way) => html`<${Choice} key=${way} name="pay" value=${way} checked=${payWith === way} onChange=${setPayWith}>
+              ${t("order.with_" + way, { amount: formatYuan(checkout.balance) })}<//>`,
+          )}
         </div>`}
         ${!nothingDue && payWith === "balance" && checkout.balance < split.to_pay && html`<p class="field-error">${t("error.INSUFFICIENT_BALANCE")}</p>`}
         ${failure && html`<p class="form-error" role="alert">${errorText(failure)}</p>`}
@@ -191,7 +189,7 @@ function Checkout({ order, onPaid }) {
 function Paid({ order }) {
   const payment = order.payment;
   return html`<div class="card">
-    <h2>${t("order.payment")}</h2>
+    <h2>${t("pay.title")}</h2>
     ${payment &&
     html`<${SplitTable} price=${order.price} split=${payment}
       cashLabel=${payment.cash_source === "provider" ? t("order.paid_provider") : t("order.paid_balance")} />
@@ -207,7 +205,7 @@ function Paid({ order }) {
 
 function OrderDetail({ params }) {
   const id = params[0];
-  useTitle(t("order.one"), "/me/orders");
+  useTitle(t("order.title"), "/me/orders");
   const state = useAsync(() => get(`/api/v1/orders/${id}`));
   return html`<section class="narrow"><${Async} state=${state} ready=${(order) => html`
     <div class="card acct-order-head">
@@ -286,7 +284,6 @@ export const routes = [
 addStrings({
   en: {
     "order.title": "My orders",
-    "order.one": "Order",
     "order.all": "All",
     "order.none": "No orders yet. Lots you win appear here.",
     "order.lot": "Lot {id}",
@@ -299,13 +296,9 @@ addStrings({
     "order.coupon": "Coupon",
     "order.deposit": "Deposit",
     "order.to_pay": "To pay now",
-    "order.summary": "Amount",
-    "order.coupon_choice": "Coupon",
     "order.no_coupon": "No coupon",
     "order.no_coupons": "No coupon applies to this order.",
-    "order.deposit_lot": "Your deposit of {amount} for this lot counts towards the price.",
-    "order.deposit_session": "Your session deposit of {amount} counts towards the price.",
-    "order.deposit_applies": "Up to {amount} of it is used here; any rest is refunded.",
+    "order.deposit_info": "Your deposit of {amount}: up to {applies} counts towards the price, the rest is refunded.",
     "order.deposit_refunded": "{amount} of your deposit goes back to your balance.",
     "order.deposit_kept": "{amount} of your session deposit stays held for your other bids.",
     "order.address": "Delivery address",
@@ -315,10 +308,8 @@ addStrings({
     "order.with_provider": "Online payment",
     "order.pay": "Pay {amount}",
     "order.confirm_free": "Confirm (nothing to pay)",
-    "order.paid_now": "Paid. Thank you!",
     "order.pending": "A payment of {amount} was started and is not finished yet.",
     "order.continue": "Continue paying",
-    "order.payment": "Payment",
     "order.paid_balance": "From your balance",
     "order.paid_provider": "Paid online",
     "order.paid_amount": "Paid in total",
@@ -337,7 +328,6 @@ addStrings({
   },
   "zh-CN": {
     "order.title": "我的订单",
-    "order.one": "订单详情",
     "order.all": "全部",
     "order.none": "暂无订单，拍得的拍品会显示在这里。",
     "order.lot": "拍品 {id}",
@@ -350,13 +340,9 @@ addStrings({
     "order.coupon": "优惠券",
     "order.deposit": "保证金",
     "order.to_pay": "还需支付",
-    "order.summary": "金额明细",
-    "order.coupon_choice": "优惠券",
     "order.no_coupon": "不使用优惠券",
     "order.no_coupons": "暂无可用于此订单的优惠券。",
-    "order.deposit_lot": "您为该拍品缴纳的保证金 {amount} 可抵扣货款。",
-    "order.deposit_session": "您缴纳的专场保证金 {amount} 可抵扣货款。",
-    "order.deposit_applies": "本单最多抵扣 {amount}，其余部分将退还。",
+    "order.deposit_info": "您的保证金 {amount}，本单最多抵扣 {applies}，其余退还。",
     "order.deposit_refunded": "保证金中的 {amount} 将退回余额。",
     "order.deposit_kept": "专场保证金中的 {amount} 继续冻结，用于您的其他出价。",
     "order.address": "收货地址",
@@ -366,10 +352,8 @@ addStrings({
     "order.with_provider": "在线支付",
     "order.pay": "支付 {amount}",
     "order.confirm_free": "确认（无需支付）",
-    "order.paid_now": "支付成功，感谢您的购买！",
     "order.pending": "已发起 {amount} 的支付，尚未完成。",
     "order.continue": "继续支付",
-    "order.payment": "支付信息",
     "order.paid_balance": "余额支付",
     "order.paid_provider": "在线支付",
     "order.paid_amount": "实付金额",

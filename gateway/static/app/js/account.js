@@ -9,7 +9,7 @@ import { useTitle } from "./shell.js";
 import { useAsync, Async, Empty, ErrorBox, Loading, Money, Field, toast, errorText } from "./ui.js";
 import { formatYuan } from "./money.js";
 import { formatWhen, parseIso } from "./time.js";
-import { signedInOnly, goPay } from "./account-common.js";
+import { signedInOnly, goPay, known } from "./account-common.js";
 import { routes as orderRoutes } from "./account-orders.js";
 import { routes as addressRoutes } from "./account-addresses.js";
 
@@ -88,7 +88,7 @@ function Home() {
     <div class="card"><${DisplayName} me=${me} /></div>
     <${OrderShortcuts} />
     <ul class="card list">
-      <li><a class="list-link" href="#/me/wallet"><span>${t("acct.balance")}</span><${Money} fen=${me.balance} /></a></li>
+      <li><a class="list-link" href="#/me/wallet"><span>${t("acct.balance")}</span><span class="acct-link-value money">${formatYuan(me.balance)}</span></a></li>
       <li><a class="list-link" href="#/me/deposits">${t("dep.title")}</a></li>
       <li><a class="list-link" href="#/me/coupons">${t("coupon.title")}</a></li>
       <li><a class="list-link" href="#/me/addresses">${t("addr.title")}</a></li>
@@ -107,7 +107,6 @@ function Home() {
 }
 
 // -- balance and ledger ----------------------------------------------------------------------------
-const LEDGER_KINDS = ["admin_credit", "deposit", "deposit_refund", "order_payment"];
 const PAGE_SIZE = 20;
 
 /** Pages of a paged list, appended as the user asks for more. */
@@ -141,10 +140,6 @@ function PagedList({ paged, empty, row }) {
     html`<button class="button secondary block" type="button" disabled=${paged.loading} onClick=${paged.more}>${t("common.more")}</button>`}`;
 }
 
-function ledgerKind(kind) {
-  return LEDGER_KINDS.includes(kind) ? t("ledger." + kind) : kind;
-}
-
 function Wallet() {
   useTitle(t("wallet.title"), "/me");
   const me = useMe();
@@ -157,7 +152,7 @@ function Wallet() {
     <h2>${t("wallet.ledger")}</h2>
     <${PagedList} paged=${paged} empty=${t("wallet.none")} row=${(entry) => html`<li key=${entry.id} class="acct-entry">
       <div class="spread">
-        <strong>${ledgerKind(entry.kind)}</strong>
+        <strong>${known("ledger." + entry.kind, entry.kind)}</strong>
         <span class=${"money " + (entry.amount < 0 ? "acct-minus" : "acct-plus")}>${formatYuan(entry.amount, { sign: true })}</span>
       </div>
       <div class="spread small muted">
@@ -173,8 +168,6 @@ const DEPOSIT_BADGES = { pending: "warn", paid: "good", failed: "bad", forfeited
 
 function DepositRow({ deposit }) {
   const target = deposit.lot_id ? "/lot/" + deposit.lot_id : "/s/" + deposit.session_id;
-  const statusKey = "dep.status." + deposit.status;
-  const statusText = t(statusKey) === statusKey ? deposit.status : t(statusKey);
   function payNow() {
     if (deposit.out_trade_no) goPay(deposit.out_trade_no, deposit.pay_url, target);
     else location.assign(deposit.pay_url);
@@ -185,10 +178,10 @@ function DepositRow({ deposit }) {
       <${Money} fen=${deposit.amount} />
     </div>
     <div class="spread small">
-      <span class=${"badge " + (DEPOSIT_BADGES[deposit.status] || "")}>${statusText}</span>
+      <span class=${"badge " + (DEPOSIT_BADGES[deposit.status] || "")}>${known("dep.status." + deposit.status, deposit.status)}</span>
       <span class="muted">${formatWhen(parseIso(deposit.paid_at || deposit.created_at))}</span>
     </div>
-    ${deposit.refund_status && html`<p class="small muted">${t("dep.refund", { status: t("dep.refund." + deposit.refund_status) })}</p>`}
+    ${deposit.refund_status && html`<p class="small muted">${t("dep.refund", { status: known("dep.refund." + deposit.refund_status, deposit.refund_status) })}</p>`}
     ${deposit.status === "pending" && deposit.pay_url &&
     html`<button class="button primary" type="button" onClick=${payNow}>${t("order.continue")}</button>`}
   </li>`;
@@ -237,14 +230,20 @@ function ClaimableCoupon({ coupon, mine, onClaimed }) {
         ? html`<span class="small muted">${t("coupon.from", { when: formatWhen(coupon.claim_start_ms) })}</span>`
         : html`<button class="button primary" type="button" disabled=${busy} onClick=${claim}
             aria-label=${t("coupon.claim") + " " + coupon.title}>${t("coupon.claim")}</button>`;
-  return html`<li class="acct-coupon">
+  return html`<${CouponCard} coupon=${coupon} action=${action} note=${coupon.session.title}>
+    <p class="small muted">${t("coupon.until", { when: formatWhen(coupon.claim_end_ms), left: coupon.left })}</p>
+  <//>`;
+}
+
+function CouponCard({ coupon, spent, note, action, children }) {
+  return html`<li class=${"acct-coupon" + (spent ? " spent" : "")}>
     <div class="acct-coupon-amount"><${Money} fen=${coupon.amount} /></div>
     <div class="acct-coupon-text">
       <strong>${coupon.title}</strong>
-      <p class="small">${t("coupon.rule", { amount: formatYuan(coupon.amount) })} · ${coupon.session.title}</p>
-      <p class="small muted">${t("coupon.until", { when: formatWhen(coupon.claim_end_ms), left: coupon.left })}</p>
+      <p class="small">${t("coupon.rule", { amount: formatYuan(coupon.amount) })}${note && " · " + note}</p>
+      ${children}
     </div>
-    <div class="acct-coupon-action">${action}</div>
+    ${action && html`<div class="acct-coupon-action">${action}</div>`}
   </li>`;
 }
 
@@ -274,16 +273,11 @@ function Coupons({ query }) {
       const items = data.items.filter((coupon) => coupon.status_name === shown);
       return items.length
         ? html`<ul class="list card">${items.map(
-            (coupon) => html`<li key=${coupon.id} class=${"acct-coupon" + (shown === "unused" ? "" : " spent")}>
-              <div class="acct-coupon-amount"><${Money} fen=${coupon.amount} /></div>
-              <div class="acct-coupon-text">
-                <strong>${coupon.title}</strong>
-                <p class="small">${t("coupon.rule", { amount: formatYuan(coupon.amount) })}</p>
-                ${coupon.order_id && html`<p class="small"><a href=${"#/me/orders/" + coupon.order_id}>${t("coupon.used_on", { id: coupon.order_id })}</a></p>`}
-              </div>
-            </li>`,
+            (coupon) => html`<${CouponCard} key=${coupon.id} coupon=${coupon} spent=${shown !== "unused"}>
+              ${coupon.order_id && html`<p class="small"><a href=${"#/me/orders/" + coupon.order_id}>${t("coupon.used_on", { id: coupon.order_id })}</a></p>`}
+            <//>`,
           )}</ul>`
-        : html`<${Empty} text=${t("coupon.none_" + shown)} />`;
+        : html`<${Empty} />`;
     }} />
   </section>`;
 }
@@ -345,9 +339,6 @@ addStrings({
     "coupon.status.unused": "Unused",
     "coupon.status.used": "Used",
     "coupon.status.expired": "Expired",
-    "coupon.none_unused": "No unused coupons.",
-    "coupon.none_used": "No used coupons.",
-    "coupon.none_expired": "No expired coupons.",
     "coupon.used_on": "Used on order {id}",
   },
   "zh-CN": {
@@ -397,9 +388,6 @@ addStrings({
     "coupon.status.unused": "未使用",
     "coupon.status.used": "已使用",
     "coupon.status.expired": "已过期",
-    "coupon.none_unused": "暂无未使用的优惠券。",
-    "coupon.none_used": "暂无已使用的优惠券。",
-    "coupon.none_expired": "暂无已过期的优惠券。",
     "coupon.used_on": "已用于订单 {id}",
   },
 });
