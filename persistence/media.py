@@ -44,6 +44,7 @@ VARIANT_WIDTHS: Final = (320, 640, 1280)
 MAX_PIXELS: Final = 40_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow itself refuses twice this while reading the header
 WEBP_QUALITY: Final = 80
+MEDIA_TYPES: Final = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 # An original: 32 hex characters and one of our extensions.
 ORIGINAL_PATTERN = re.compile(r"[0-9a-f]{32}\.(?:png|jpg|webp|gif)")
 # What the server serves: an original or one of its variants. Anything else is 404.
