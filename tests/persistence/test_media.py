@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import pathlib
 import struct
+import uuid
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pymongo
 import pytest
 from PIL import Image
 from pymongo.asynchronous.database import AsyncDatabase
@@ -25,6 +27,7 @@ from persistence.media import (
     picture,
     variant_name,
 )
+from persistence.media import main as media_command
 from persistence.mongo import Database, connect, ensure_indexes, from_ms
 
 START = 1_800_000_000_000
@@ -245,3 +248,22 @@ async def test_backfill_makes_missing_variants_and_index_entries(
     }
     assert await MediaStore(root).backfill(MediaIndex(db)) == 0  # nothing left to do
     assert isinstance(kept, StoredMedia)
+
+
+def test_the_backfill_command(
+    mongo_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "12" * 16 + ".jpg"
+    (tmp_path / name).write_bytes(jpeg(700, 500))
+    database = f"gavel_backfill_{uuid.uuid4().hex[:8]}"
+    sync: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_url)
+    try:
+        argv = ["backfill", "--media-dir", str(tmp_path), "--mongodb-url", mongo_url, "--database", database]
+        assert media_command(argv) == 0
+        assert "made variants for 1 image(s)" in capsys.readouterr().out
+        assert webp_size(tmp_path / variant_name(name, 640)) == (640, 457)
+        entry = sync[database].media.find_one({"_id": name})
+        assert entry is not None and entry["variants"] == [320, 640] and entry["width"] == 700
+    finally:
+        sync.drop_database(database)
+        sync.close()
