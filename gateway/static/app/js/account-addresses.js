@@ -1,6 +1,6 @@
 // Delivery addresses: list, add, edit, delete, choose the default (docs/openapi-orders.yaml).
 import { html, useState } from "./html.js";
-import { t, addStrings } from "./i18n.js";
+import { t } from "./i18n.js";
 import { api, get } from "./api.js";
 import { useTitle } from "./shell.js";
 import { useAsync, Async, Empty, Field, Sheet, toast, errorText } from "./ui.js";
@@ -157,50 +157,3 @@ function Addresses() {
 }
 
 export const routes = [{ pattern: /^\/me\/addresses$/, view: signedInOnly(Addresses) }];
-
-addStrings({
-  en: {
-    "addr.title": "Delivery addresses",
-    "addr.add": "Add an address",
-    "addr.edit": "Edit the address",
-    "addr.none": "No addresses yet. Add one to receive what you win.",
-    "addr.name": "Recipient",
-    "addr.phone": "Phone",
-    "addr.province": "Province",
-    "addr.city": "City",
-    "addr.district": "District",
-    "addr.detail": "Street and number",
-    "addr.optional": "(optional)",
-    "addr.required": "Please fill this in.",
-    "addr.phone_bad": "Enter a phone number of 5–20 digits (spaces, dashes and a leading + are fine).",
-    "addr.make_default": "Use as my default address",
-    "addr.default": "Default",
-    "addr.set_default": "Make default",
-    "addr.default_set": "Default address changed.",
-    "addr.saved": "Address saved.",
-    "addr.deleted": "Address deleted.",
-    "addr.delete_title": "Delete this address?",
-  },
-  "zh-CN": {
-    "addr.title": "收货地址",
-    "addr.add": "新增收货地址",
-    "addr.edit": "编辑收货地址",
-    "addr.none": "还没有收货地址，添加后才能收到拍得的宝贝。",
-    "addr.name": "收货人",
-    "addr.phone": "手机号码",
-    "addr.province": "省份",
-    "addr.city": "城市",
-    "addr.district": "区县",
-    "addr.detail": "详细地址",
-    "addr.optional": "（选填）",
-    "addr.required": "请填写此项。",
-    "addr.phone_bad": "请输入 5–20 位数字的电话号码（可含空格、横线和开头的 +）。",
-    "addr.make_default": "设为默认地址",
-    "addr.default": "默认",
-    "addr.set_default": "设为默认",
-    "addr.default_set": "已更改默认地址。",
-    "addr.saved": "地址已保存。",
-    "addr.deleted": "地址已删除。",
-    "addr.delete_title": "确定删除该地址？",
-  },
-});
