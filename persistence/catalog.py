@@ -36,6 +36,15 @@ NOT_STARTED_SESSION_STATES = (SessionState.SCHEDULED, SessionState.PREVIEW)
 NOT_STARTED_LOT_STATES = (LotState.SCHEDULED, LotState.PREVIEW)
 
 
+def lot_increment(lot: Lot) -> int:
+    """The step that applies now: from the lowest acceptable price (`next_min`) to the next one
+    (a banded rule's step depends on the band `next_min` is in)."""
+    if lot.unit:
+        return lot.unit
+    next_min = lot.next_min()
+    return lot.rule.next_up(next_min) - next_min
+
+
 class AlreadyStarted(GavelError):
     code = "ALREADY_STARTED"
 
