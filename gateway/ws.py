@@ -28,6 +28,7 @@ from engine.commands import Outcome, PlaceBid, SetMaxBid
 from engine.engine import CommittedBatch
 from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
 from gateway.wire import FastProtocol13, TransportStream
+from persistence.archive import BidArchiver
 from persistence.catalog import lot_increment
 from persistence.lot_results import LotOrder, order_of_lot
 from web.errors import (
@@ -257,6 +258,9 @@ class Hub:
                 assert isinstance(event, LotClosed)
                 self._flush_price(event.lot_id)
                 self._closed.append(event)
+                archiver = self.ctx.archiver
+                if isinstance(archiver, BidArchiver):
+                    archiver.hurry()  # its outbox item first (a child archiver hurries by itself)
                 settlement = self.ctx.settlement
                 if settlement is not None:
                     # Records the order now rather than at the worker's next round (harmless where
