@@ -1,4 +1,4 @@
-"""The tornado application: every REST route, the websocket, the demo page and static files."""
+"""The tornado application: every REST route, the websocket, the bidder app's page and static files."""
 
 import pathlib
 from collections.abc import Sequence
@@ -10,9 +10,10 @@ from tornado.log import access_log
 
 from backoffice.actions import AdminActions
 from gateway import rest_admin, rest_auction, rest_auth, rest_deposits
+from gateway.app_page import AppPageHandler
 from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
-from gateway.ws import BidderSocket, DemoPageHandler
+from gateway.ws import BidderSocket
 from web.context import AppContext
 from web.health import ReadyHandler, readiness_of
 from web.http import HealthHandler, NotFoundHandler
@@ -61,7 +62,7 @@ def routes(
         *(tornado.web.url(pattern, handler, args) for pattern, handler in rest_routes),
         *(tornado.web.url(pattern, handler, admin_args) for pattern, handler in rest_admin.ROUTES),
         tornado.web.url(r"/ws", websocket, args),
-        tornado.web.url(r"/", DemoPageHandler, args),
+        tornado.web.url(r"/", AppPageHandler),
     ]
 
 

@@ -13,7 +13,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gavel.ws")
 
-DEMO_PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_SUBSCRIPTIONS = 50
@@ -728,15 +726,3 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         if next_min is None and lot is not None:
             next_min = lot.next_min()
         self.send_json({"type": "rejected", "ref": ref, "lot_id": lot_id, "code": code, "next_min": next_min})
-
-
-class DemoPageHandler(tornado.web.RequestHandler):
-    """The bidder demo page: plain HTML and JS on the same websocket protocol."""
-
-    def initialize(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-
-    def get(self) -> None:
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:")
-        self.write(DEMO_PAGE.read_bytes())

@@ -7,12 +7,13 @@ import tornado.routing
 import tornado.web
 
 from composition.app import make_app
-from gateway.ws import BidderSocket, DemoPageHandler
+from gateway.app_page import AppPageHandler
+from gateway.ws import BidderSocket
 from tests.gateway.conftest import AppServer
 
 SPEC = pathlib.Path(__file__).parents[2] / "docs" / "openapi.yaml"
 METHODS = ("get", "post", "patch", "put", "delete")
-NOT_REST = (BidderSocket, DemoPageHandler, tornado.web.StaticFileHandler)
+NOT_REST = (BidderSocket, AppPageHandler, tornado.web.StaticFileHandler)
 
 
 def documented() -> dict[str, set[str]]:

@@ -33,7 +33,7 @@ async def open_pay_page(browser: Any, base_url: str, trade_no: str, token: str |
     page.set_default_timeout(TIMEOUT_MS)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
-    # The token lives where the site keeps it after sign-in (gateway/static/demo.js).
+    # The token lives where the site keeps it after sign-in (gateway/static/app/js/api.js).
     await page.goto(base_url + "/sandbox/pay/" + trade_no)
     if token is not None:
         await page.evaluate("token => localStorage.setItem('gavel-token', token)", token)
