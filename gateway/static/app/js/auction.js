@@ -1,5 +1,5 @@
 // The auction screens: sessions (专场), a session's lots, and (in lot.js) a lot with its bid panel.
-import { html, useEffect } from "./html.js";
+import { html, useEffect, useState } from "./html.js";
 import { t } from "./i18n.js";
 import { get } from "./api.js";
 import { useStore } from "./store.js";
@@ -46,9 +46,27 @@ function SessionCard({ session }) {
   </li>`;
 }
 
+/** The next moment a listed session starts or ends (server ms), or Infinity. */
+function nextChange(sessions) {
+  let next = Infinity;
+  for (const session of sessions) {
+    if (session.state === SESSION_STATE.ENDED) continue;
+    const moment = session.state === SESSION_STATE.BIDDING ? session.bidding_end_ms : session.bidding_start_ms;
+    next = Math.min(next, moment);
+  }
+  return next;
+}
+
 function SessionsScreen() {
   useTitle(t("sessions.title"));
-  const state = useAsync(() => get("/api/v1/sessions?page_size=100"), []);
+  const [generation, setGeneration] = useState(0);
+  const state = useAsync(() => get("/api/v1/sessions?page_size=100"), [generation]);
+  // Reload when a session starts or ends, so it moves to its new group (2 s of slack for the engine).
+  const due = state.data ? nextChange(state.data.items) + 2000 : Infinity;
+  const now = useStore(clock, (s) => s.now);
+  useEffect(() => {
+    if (now >= due) setGeneration((n) => n + 1);
+  }, [now >= due]);
   return html`<${Async} state=${state} ready=${(data) => {
     const groups = [
       [t("sessions.live"), data.items.filter((s) => s.state === SESSION_STATE.BIDDING)],
