@@ -1,6 +1,6 @@
 """The bidder app's browser test kit: a served app with demo-like data, browser contexts and checks.
 
-    from tests.gateway.app_kit import AppWorld, app_world, browser, phone_context  # noqa: F401
+    from tests.gateway.app_kit import AppWorld, no_horizontal_overflow, open_app, phone_context
 
     async def test_x(browser: Any, app_world: AppWorld) -> None:
         context = await phone_context(browser, locale="zh-CN")
@@ -22,8 +22,9 @@ The engine's clock is a `FakeClock` that moves only when told: `close_lot` close
 its results), `advance_to` anything else. The app in the browser learns the server's time from
 the socket (js/time.js), so countdowns follow the fake clock, not the machine's.
 
-The browser is Debian's chromium through Playwright (the admin tests' `browser` fixture, one per
-module). Helpers: `phone_context` (390 × 844, touch, zh-CN or en), `desktop_context` (1280 × 800),
+The fixtures `app_world` and `browser` (Debian's chromium through Playwright: the admin tests'
+fixture, one per module) are available to every test under tests/gateway (its conftest.py).
+Helpers: `phone_context` (390 × 844, touch, zh-CN or en), `desktop_context` (1280 × 800),
 `open_app`, `sign_up` (through the UI), `sign_in_as` (a token in localStorage, as the app keeps it),
 `no_horizontal_overflow`, `small_targets`, `unlabelled_inputs`, `page_problems`.
 """
@@ -40,7 +41,7 @@ import pytest
 
 from persistence.mongo import iso_from_ms
 from tests.admin.test_browser import TIMEOUT_MS, browser
-from tests.gateway.conftest import AppServer, app_server
+from tests.gateway.conftest import AppServer
 from tests.gateway.test_shop_api import ShopServer, running_shop
 from tests.gateway.test_ws import Bidder
 
@@ -50,7 +51,6 @@ __all__ = [
     "SIZES",
     "SMALL_PHONE",
     "AppWorld",
-    "app_server",
     "app_world",
     "browser",
     "desktop_context",
@@ -193,7 +193,9 @@ async def seed_world(shop: ShopServer) -> AppWorld:
         deposit_session, title="Bamboo brush pot 竹笔筒", start_price=200_00, unit=20_00
     )
     upcoming = await _session(server, "Autumn paintings 秋季书画", now + DAY_MS, now + DAY_MS + 2 * HOUR_MS)
-    upcoming_lot = await server.create_lot(upcoming, title="Landscape scroll 山水立轴", start_price=5_000_00, unit=100_00)
+    upcoming_lot = await server.create_lot(
+        upcoming, title="Landscape scroll 山水立轴", start_price=5_000_00, unit=100_00
+    )
     ended_end = start + 10 * MINUTE_MS
     ended = await _session(server, "Winter bronzes 冬季铜器", start, ended_end)
     sold = await server.create_lot(ended, title="Bronze mirror 铜镜", start_price=300_00, unit=10_00)
@@ -334,8 +336,8 @@ _OVERFLOW_JS = """
     const style = getComputedStyle(el);
     if (style.visibility === "hidden" || style.position === "fixed" && box.width <= width) continue;
     if ((box.right > width + 0.5 || box.left < -0.5) && !scrollsSideways(el)) {
-      const name = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
-        (el.className && typeof el.className === "string" ? "." + el.className.trim().split(/\\s+/).join(".") : "");
+      const classes = typeof el.className === "string" ? el.className.trim().split(/\\s+/).join(".") : "";
+      const name = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (classes ? "." + classes : "");
       found.push(`${name} spans ${Math.round(box.left)}..${Math.round(box.right)} of ${width}px`);
     }
   }
@@ -347,14 +349,16 @@ _TARGETS_JS = """
 (minimum) => {
   const found = [];
   const main = document.querySelector("main") || document.body;
-  const controls = main.querySelectorAll("a[href], button, [role=button], [role=tab], input[type=checkbox], input[type=radio], select, summary");
+  const controls = main.querySelectorAll(
+    "a[href], button, [role=button], [role=tab], input[type=checkbox], input[type=radio], select, summary");
   for (const el of controls) {
     const box = el.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;
     if (getComputedStyle(el).visibility === "hidden") continue;
     // A link inside running text is exempt (WCAG 2.5.8's inline exception).
+    const inText = /^(P|LI|SPAN|SMALL|DD|TD|LABEL|STRONG|EM)$/;
     if (el.tagName === "A" && getComputedStyle(el).display === "inline" &&
-        el.parentElement && /^(P|LI|SPAN|SMALL|DD|TD|LABEL|STRONG|EM)$/.test(el.parentElement.tagName)) continue;
+        el.parentElement && inText.test(el.parentElement.tagName)) continue;
     // A checkbox or radio inside its label: the label is the target.
     if ((el.type === "checkbox" || el.type === "radio") && el.closest("label")) {
       const label = el.closest("label").getBoundingClientRect();
@@ -362,7 +366,8 @@ _TARGETS_JS = """
     }
     if (box.width < minimum - 0.5 || box.height < minimum - 0.5) {
       const text = (el.innerText || el.value || el.getAttribute("aria-label") || "").trim().slice(0, 30);
-      found.push(`${el.tagName.toLowerCase()} "${text}" is ${Math.round(box.width)}x${Math.round(box.height)}`);
+      const size = `${Math.round(box.width)}x${Math.round(box.height)}`;
+      found.push(`${el.tagName.toLowerCase()} "${text}" is ${size}`);
     }
   }
   return found;
@@ -374,9 +379,10 @@ _LABELS_JS = """
   const found = [];
   for (const el of document.querySelectorAll("input, select, textarea")) {
     if (el.type === "hidden") continue;
-    const named = el.labels && el.labels.length > 0 && [...el.labels].some((l) => l.textContent.trim()) ||
+    const byId = (id) => id && document.getElementById(id);
+    const named = el.labels && [...el.labels].some((l) => l.textContent.trim()) ||
       (el.getAttribute("aria-label") || "").trim() ||
-      (el.getAttribute("aria-labelledby") || "").split(/\\s+/).some((id) => id && document.getElementById(id)) ||
+      (el.getAttribute("aria-labelledby") || "").split(/\\s+/).some(byId) ||
       (el.getAttribute("title") || "").trim();
     if (!named) found.push(`${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}[name=${el.name || ""}]`);
   }

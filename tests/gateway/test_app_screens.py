@@ -11,12 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.app_kit import (  # noqa: F401  (app_server, app_world and browser are fixtures)
+from tests.gateway.app_kit import (
     SIZES,
     AppWorld,
-    app_server,
-    app_world,
-    browser,
     new_context,
     no_horizontal_overflow,
     open_app,
@@ -100,14 +97,17 @@ async def test_no_screen_overflows_and_every_control_is_reachable_and_labelled(
         page = await open_app(context, app_world)
         failures = await check_screens(page, signed_out_screens(app_world), size)
         await sign_in_as(page, app_world.seller_bidder[1])
-        failures += await check_screens(page, await signed_in_screens(app_world, app_world.seller_bidder[1]), size)
+        screens = await signed_in_screens(app_world, app_world.seller_bidder[1])
+        failures += await check_screens(page, screens, size)
         assert failures == []
         assert page.problems == []
     finally:
         await context.close()
 
 
-async def test_sign_up_through_the_form_with_a_chinese_display_name(browser: Any, app_world: AppWorld) -> None:
+async def test_sign_up_through_the_form_with_a_chinese_display_name(
+    browser: Any, app_world: AppWorld
+) -> None:
     context = await new_context(browser, SIZES["phone"], locale="zh-CN", mobile=True)
     try:
         page = await open_app(context, app_world)
