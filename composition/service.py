@@ -299,7 +299,7 @@ class Service:
         lines = [
             "",
             "Gavel is running:" if self.config.role == "all" else "Gavel gateway is running:",
-            f"  bidder demo page   {base}/",
+            f"  bidder app         {base}/",
             f"  REST API           {base}/api/v1/sessions   (docs/openapi.yaml)",
             f"  websocket          {ws}/ws                  (docs/protocol.md)",
             f"  admin UI           {base}/admin/   (user admin)",

@@ -1,3 +1,223 @@
-// Placeholder until the auction screens land (sessions, session, lot, bidding, deposits, results).
-export const routes = [];
-export function watchPersonalFrames() {}
+// The auction screens: sessions (专场), a session's lots, and (in lot.js) a lot with its bid panel.
+import { html, useEffect } from "./html.js";
+import { t, addStrings } from "./i18n.js";
+import { get } from "./api.js";
+import { useStore } from "./store.js";
+import { live, subscribe, onFrame } from "./live.js";
+import { clock, formatWhen } from "./time.js";
+import { formatYuan } from "./money.js";
+import { useTitle } from "./shell.js";
+import { useAsync, Async, Empty, Countdown, Picture, toast } from "./ui.js";
+import { LotScreen } from "./lot.js";
+
+export const LOT_STATE = { SCHEDULED: 1, PREVIEW: 2, BIDDING: 3, SOLD: 4, UNSOLD: 5, OVERDUE: 6 };
+export const SESSION_STATE = { SCHEDULED: 1, PREVIEW: 2, BIDDING: 3, ENDED: 4 };
+
+/** The session's state as a badge: live, preview, upcoming or ended. */
+export function SessionBadge({ state }) {
+  if (state === SESSION_STATE.BIDDING) return html`<span class="badge live">${t("session.live")}</span>`;
+  if (state === SESSION_STATE.PREVIEW) return html`<span class="badge warn">${t("session.preview")}</span>`;
+  if (state === SESSION_STATE.SCHEDULED) return html`<span class="badge">${t("session.upcoming")}</span>`;
+  return html`<span class="badge">${t("session.ended")}</span>`;
+}
+
+export function depositRule(session) {
+  if (session.deposit > 0) return t("session.deposit_session", { amount: formatYuan(session.deposit) });
+  return t("session.deposit_per_lot");
+}
+
+function SessionTiming({ session }) {
+  if (session.state === SESSION_STATE.ENDED) return html`<span class="muted">${t("session.ended_at", { when: formatWhen(session.bidding_end_ms) })}</span>`;
+  if (session.state === SESSION_STATE.BIDDING) return html`<${Countdown} endsAt=${session.bidding_end_ms} prefix=${t("session.ends_in")} />`;
+  return html`<${Countdown} endsAt=${session.bidding_start_ms} prefix=${t("session.starts_in")} />`;
+}
+
+function SessionCard({ session }) {
+  return html`<li class="session-card">
+    <a href=${"#/s/" + session.id} class="session-link">
+      <${Picture} picture=${session.cover_picture || session.cover} alt="" sizes="(min-width: 900px) 360px, 100vw" className="session-cover" />
+      <div class="session-body">
+        <div class="spread"><h2 class="session-title">${session.title}</h2><${SessionBadge} state=${session.state} /></div>
+        <p class="small muted">${formatWhen(session.bidding_start_ms)} – ${formatWhen(session.bidding_end_ms)}</p>
+        <p class="spread small"><${SessionTiming} session=${session} /><span>${t("session.lots", { n: session.lot_count })}</span></p>
+        <p class="small muted">${depositRule(session)}</p>
+      </div>
+    </a>
+  </li>`;
+}
+
+function SessionsScreen() {
+  useTitle(t("sessions.title"));
+  const state = useAsync(() => get("/api/v1/sessions?page_size=100"), []);
+  return html`<${Async} state=${state} ready=${(data) => {
+    const groups = [
+      [t("sessions.live"), data.items.filter((s) => s.state === SESSION_STATE.BIDDING)],
+      [t("sessions.upcoming"), data.items.filter((s) => s.state === SESSION_STATE.SCHEDULED || s.state === SESSION_STATE.PREVIEW).reverse()],
+      [t("sessions.ended"), data.items.filter((s) => s.state === SESSION_STATE.ENDED)],
+    ];
+    if (!data.items.length) return html`<${Empty} text=${t("sessions.none")} />`;
+    return groups.map(([title, sessions]) =>
+      sessions.length
+        ? html`<section class="sessions" key=${title} aria-label=${title}>
+            <h2 class="section-title">${title}</h2>
+            <ul class="session-grid">${sessions.map((s) => html`<${SessionCard} key=${s.id} session=${s} />`)}</ul>
+          </section>`
+        : null,
+    );
+  }} />`;
+}
+
+/** REST lot fields renamed to the websocket's, so live frames and REST views merge. */
+export function liveFields(lot) {
+  return {
+    lot_id: lot.id,
+    state: lot.state,
+    price: lot.price,
+    leader: lot.leader,
+    bid_count: lot.bid_count,
+    next_min: lot.next_min,
+    ends_at: lot.ends_at_ms,
+    no_bids: lot.no_bids ?? lot.bid_count === 0,
+  };
+}
+
+export function LotStatus({ lot, compact = false }) {
+  if (lot.state === LOT_STATE.SOLD) return html`<span class="badge good">${t("lot.sold_at", { price: formatYuan(lot.price) })}</span>`;
+  if (lot.state === LOT_STATE.UNSOLD) return html`<span class="badge">${t("lot.unsold")}</span>`;
+  if (lot.state === LOT_STATE.OVERDUE) return html`<span class="badge bad">${t("lot.overdue")}</span>`;
+  if (lot.state === LOT_STATE.BIDDING) return html`<${Countdown} endsAt=${lot.ends_at} prefix=${compact ? "" : t("lot.ends_in")} />`;
+  return html`<span class="badge warn">${lot.state === LOT_STATE.PREVIEW ? t("lot.preview") : t("lot.scheduled")}</span>`;
+}
+
+function LotCard({ base, live: current }) {
+  const lot = { ...base, ...current };
+  const picture = (base.pictures && base.pictures[0]) || (base.images && base.images[0]);
+  return html`<li class="lot-card">
+    <a href=${"#/lot/" + base.id} class="lot-link">
+      <${Picture} picture=${picture} alt=${base.title} sizes="(min-width: 900px) 260px, 50vw" className="lot-thumb" />
+      <div class="lot-body">
+        <p class="small muted">${t("lot.number", { no: base.catalogue_no })}</p>
+        <h3 class="lot-title">${base.title}</h3>
+        ${lot.no_bids
+          ? html`<p><span class="money strong">${formatYuan(base.start_price)}</span> <span class="small muted">${t("lot.no_bids")}</span></p>`
+          : html`<p><span class="money strong price-small">${formatYuan(lot.price)}</span> <span class="small muted">${t("lot.bids", { n: lot.bid_count })}</span></p>`}
+        ${current && current.leading && lot.state === LOT_STATE.BIDDING ? html`<p><span class="badge good">${t("bid.leading")}</span></p>` : null}
+        <p class="spread small"><${LotStatus} lot=${lot} compact=${true} />
+          ${base.watchers !== undefined ? html`<span class="muted">${t("lot.watchers", { n: base.watchers })}</span>` : null}</p>
+      </div>
+    </a>
+  </li>`;
+}
+
+function SessionScreen({ params }) {
+  const sessionId = Number(params[0]);
+  const state = useAsync(() => get("/api/v1/sessions/" + sessionId), [sessionId]);
+  useTitle(state.data ? state.data.title : t("common.loading"), "/");
+  useEffect(() => subscribe(sessionId), [sessionId]);
+  const lots = useStore(live, (s) => s.lots);
+  useStore(clock, (s) => Math.floor(s.now / 60000)); // refresh "starts in" once a minute
+  return html`<${Async} state=${state} ready=${(session) => html`
+    <section class="card session-head">
+      <${Picture} picture=${session.cover_picture || session.cover} alt="" className="session-hero" eager=${true} />
+      <div class="spread"><h2>${session.title}</h2><${SessionBadge} state=${session.state} /></div>
+      ${session.description ? html`<p>${session.description}</p>` : null}
+      <p class="small muted">${t("session.schedule", { start: formatWhen(session.bidding_start_ms), end: formatWhen(session.bidding_end_ms) })}</p>
+      <p class="small"><${SessionTiming} session=${session} /></p>
+      <p class="small muted">${depositRule(session)} · ${t("session.soft_close", { s: session.soft_close_seconds })}</p>
+    </section>
+    ${session.lots.length
+      ? html`<ul class="lot-grid">${session.lots.map((lot) => html`<${LotCard} key=${lot.id} base=${{ ...lot, ...liveFields(lot) }} live=${lots[lot.id]} />`)}</ul>`
+      : html`<${Empty} text=${t("session.no_lots")} />`}
+  `} />`;
+}
+
+/** Toasts for the personal frames wherever the bidder is in the app. */
+export function watchPersonalFrames() {
+  onFrame((frame) => {
+    if (frame.type === "outbid") {
+      toast(t("bid.outbid_toast", { price: formatYuan(frame.price) }), "warn", 6000);
+    } else if (frame.type === "result") {
+      if (frame.outcome === "won") toast(t("result.won_toast", { price: formatYuan(frame.price) }), "good", 10000);
+      else toast(t("result.lost_toast"), "info", 6000);
+    }
+  });
+}
+
+export const routes = [
+  { pattern: /^\/$/, view: SessionsScreen },
+  { pattern: /^\/s\/(\d+)$/, view: SessionScreen },
+  { pattern: /^\/lot\/(\d+)$/, view: LotScreen },
+];
+
+addStrings({
+  en: {
+    "sessions.title": "Auctions",
+    "sessions.live": "Live now",
+    "sessions.upcoming": "Coming up",
+    "sessions.ended": "Ended",
+    "sessions.none": "No auctions yet. Check back soon.",
+    "session.live": "Live",
+    "session.preview": "Preview",
+    "session.upcoming": "Upcoming",
+    "session.ended": "Ended",
+    "session.ended_at": "Ended {when}",
+    "session.ends_in": "Ends in",
+    "session.starts_in": "Starts in",
+    "session.lots": "{n} lots",
+    "session.lots_one": "1 lot",
+    "session.deposit_session": "Deposit {amount} for the whole session",
+    "session.deposit_per_lot": "Deposits per lot where shown",
+    "session.schedule": "Bidding {start} – {end}",
+    "session.soft_close": "a bid in the last {s} s extends the lot",
+    "session.no_lots": "No lots in this session yet.",
+    "lot.number": "Lot {no}",
+    "lot.no_bids": "start price · no bids yet",
+    "lot.bids": "{n} bids",
+    "lot.bids_one": "1 bid",
+    "lot.watchers": "{n} watching",
+    "lot.ends_in": "Ends in",
+    "lot.sold_at": "Sold {price}",
+    "lot.unsold": "Not sold",
+    "lot.overdue": "Unpaid",
+    "lot.preview": "Preview",
+    "lot.scheduled": "Not started",
+    "bid.leading": "You lead",
+    "bid.outbid_toast": "You were outbid: the price is now {price}.",
+    "result.won_toast": "You won at {price}! Pay the order before the deadline.",
+    "result.lost_toast": "A lot you bid on closed: you did not win.",
+  },
+  "zh-CN": {
+    "sessions.title": "拍卖专场",
+    "sessions.live": "正在拍卖",
+    "sessions.upcoming": "即将开拍",
+    "sessions.ended": "已结束",
+    "sessions.none": "暂无拍卖专场，敬请期待。",
+    "session.live": "拍卖中",
+    "session.preview": "预展中",
+    "session.upcoming": "未开拍",
+    "session.ended": "已结束",
+    "session.ended_at": "已于 {when} 结束",
+    "session.ends_in": "距结束",
+    "session.starts_in": "距开拍",
+    "session.lots": "{n} 件拍品",
+    "session.deposit_session": "全场保证金 {amount}",
+    "session.deposit_per_lot": "按拍品缴纳保证金（如有）",
+    "session.schedule": "竞拍时间 {start} – {end}",
+    "session.soft_close": "最后 {s} 秒内出价将延时",
+    "session.no_lots": "本专场暂无拍品。",
+    "lot.number": "拍品 {no}",
+    "lot.no_bids": "起拍价 · 暂无出价",
+    "lot.bids": "{n} 次出价",
+    "lot.watchers": "{n} 人围观",
+    "lot.ends_in": "距结束",
+    "lot.sold_at": "成交 {price}",
+    "lot.unsold": "流拍",
+    "lot.overdue": "逾期未付",
+    "lot.preview": "预展中",
+    "lot.scheduled": "未开拍",
+    "bid.leading": "您领先",
+    "bid.outbid_toast": "您的出价已被超过，当前价 {price}。",
+    "result.won_toast": "恭喜，您以 {price} 拍得！请在截止时间前付款。",
+    "result.lost_toast": "您出价的拍品已结拍，很遗憾未能拍得。",
+  },
+});

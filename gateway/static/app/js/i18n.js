@@ -48,7 +48,10 @@ export function setLanguage(lang) {
 /** The string for `key` in the current language with {name} placeholders filled. */
 export function t(key, params) {
   const lang = language.get().lang;
-  let text = dictionaries[lang][key] ?? dictionaries.en[key] ?? key;
+  // "{n} bids" / "1 bid": a `key_one` string is used when n is 1 (Chinese needs none).
+  const singular = params && params.n === 1 ? key + "_one" : null;
+  const table = dictionaries[lang];
+  let text = (singular && table[singular]) ?? table[key] ?? dictionaries.en[key] ?? key;
   if (params) text = text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
   return text;
 }

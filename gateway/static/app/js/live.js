@@ -12,7 +12,7 @@ const BACKOFF_MAX_MS = 10_000;
 
 /**
  * status: "connecting" | "online" | "offline"; lots: lot_id -> merged live state (snapshot fields
- * plus the personal ones: leading, my_max, deposit); results: lot_id -> personal result frame;
+ * plus the personal ones: leading, my_max, deposit_state); results: lot_id -> personal result frame;
  * notices: lot_id -> { kind: "extended", ends_at, at } for the soft-close banner.
  */
 export const live = createStore({ status: "connecting", lots: {}, results: {}, notices: {}, user: false });
@@ -128,9 +128,11 @@ function receive(frame) {
     case "snapshot": {
       learnServerTime(frame.server_time);
       const lots = { ...live.get().lots };
-      for (const lot of frame.lots) {
-        const personal = live.get().user ? {} : { leading: false, my_max: null, deposit: undefined };
-        lots[lot.lot_id] = { ...(lots[lot.lot_id] || {}), ...personal, ...lot, session_id: frame.session_id };
+      for (const { deposit, ...lot } of frame.lots) {
+        // `deposit` here is the bidder's deposit state ("needed", "paid", "not_needed"); the REST
+        // views use `deposit` for the amount, so the store calls the state `deposit_state`.
+        const personal = live.get().user ? { deposit_state: deposit } : { leading: false, my_max: null, deposit_state: undefined };
+        lots[lot.lot_id] = { ...(lots[lot.lot_id] || {}), ...lot, ...personal, session_id: frame.session_id };
       }
       live.set({ lots });
       break;
@@ -146,15 +148,20 @@ function receive(frame) {
         ...(frame.increment !== undefined ? { increment: frame.increment } : {}),
       });
       break;
-    case "accepted":
+    case "accepted": {
+      // The bidder's own maximum: from the server when it says, else the maximum just sent.
+      const sent = pending.get(frame.ref);
+      const maximum = frame.my_max ?? (sent && sent.frame.op === "max_bid" ? sent.frame.max : undefined);
       mergeLot(frame.lot_id, {
         price: frame.price,
         next_min: frame.next_min,
         leading: frame.leading,
         no_bids: false,
-        ...(frame.my_max !== undefined ? { my_max: frame.leading ? frame.my_max : null } : {}),
+        ...(maximum !== undefined ? { my_max: frame.leading ? maximum : null } : {}),
+        ...(frame.leading ? { outbid_at: null } : {}),
       });
       break;
+    }
     case "outbid":
       mergeLot(frame.lot_id, { leading: false, my_max: null, outbid_at: Date.now() });
       break;
@@ -180,6 +187,13 @@ function receive(frame) {
     resolve(frame);
   }
   for (const listener of [...listeners]) listener(frame);
+}
+
+/** Change the live state of every lot `which(lot)` selects (e.g. a deposit just paid). */
+export function patchLots(which, fields) {
+  const lots = { ...live.get().lots };
+  for (const [id, lot] of Object.entries(lots)) if (which(lot)) lots[id] = { ...lot, ...fields };
+  live.set({ lots });
 }
 
 /** Frames as they arrive (for toasts and screen-specific reactions); returns an unsubscribe. */
@@ -238,7 +252,7 @@ export function start() {
   for (const [ref, { frame, resolve }] of pending) resolve({ type: "rejected", ref, lot_id: frame.lot_id, code: "NOT_AUTHENTICATED" });
   pending.clear();
   const lots = {};
-  for (const [id, lot] of Object.entries(live.get().lots)) lots[id] = { ...lot, leading: false, my_max: null, deposit: undefined };
+  for (const [id, lot] of Object.entries(live.get().lots)) lots[id] = { ...lot, leading: false, my_max: null, deposit_state: undefined };
   live.set({ lots, results: {}, user: false });
   connect();
 }

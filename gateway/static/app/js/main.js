@@ -28,4 +28,6 @@ function NotFound() {
 if (auth.get().token) refreshMe().catch(() => {});
 start();
 watchPersonalFrames();
-render(html`<${App} />`, document.getElementById("app"));
+const root = document.getElementById("app");
+root.textContent = ""; // the boot message
+render(html`<${App} />`, root);

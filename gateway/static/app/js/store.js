@@ -24,12 +24,13 @@ export function useStore(store, select = (state) => state) {
   const selected = select(store.get());
   const last = useRef(selected);
   last.current = selected;
-  useEffect(
-    () =>
-      store.subscribe((state) => {
-        if (select(state) !== last.current) force();
-      }),
-    [store],
-  );
+  useEffect(() => {
+    const unsubscribe = store.subscribe((state) => {
+      if (select(state) !== last.current) force();
+    });
+    // A child's effect may have changed the store before this (parent's) effect subscribed.
+    if (select(store.get()) !== last.current) force();
+    return unsubscribe;
+  }, [store]);
   return selected;
 }
