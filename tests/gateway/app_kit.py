@@ -252,7 +252,8 @@ async def desktop_context(browser: Any, *, locale: str = "en") -> Any:
 
 
 def page_problems(page: Any) -> list[str]:
-    """Uncaught errors and console errors of `page` from now on (a list that fills as they come)."""
+    """Uncaught errors, console errors and failed loads (any 5xx, a 4xx outside the API) of `page`
+    from now on (a list that fills as they come)."""
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on(
@@ -268,8 +269,15 @@ def page_problems(page: Any) -> list[str]:
         "response",
         lambda response: (
             problems.append(f"HTTP {response.status}: {response.request.method} {response.url}")
-            # The browser asks for /favicon.ico on its own; the app has none to give.
-            if response.status >= 400 and not response.url.endswith("/favicon.ico")
+            # A 4xx from the API is an answer the screen handles (signed out, no result yet); a
+            # missing module, stylesheet or picture is a bug, and so is any 5xx. The browser asks
+            # for /favicon.ico on its own.
+            if response.status >= 500
+            or (
+                response.status >= 400
+                and "/api/" not in response.url
+                and not response.url.endswith("/favicon.ico")
+            )
             else None
         ),
     )
