@@ -97,7 +97,9 @@ class AdminServices:
             if root is None:
                 root = self.ctx.media_dir = Path(tempfile.mkdtemp(prefix="gavel-media-"))
                 log.warning("ctx.media_dir is not set; uploads go to %s and are not kept", root)
-            self._media = MediaStore(Path(root), max_bytes=self.ctx.media_max_bytes)
+            self._media = MediaStore(
+                Path(root), max_bytes=self.ctx.media_max_bytes, index=self.ctx.catalog.media
+            )
         return self._media
 
     def media_url(self, path: str) -> str:

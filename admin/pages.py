@@ -11,7 +11,7 @@ from admin.catalog import LOT_STATE_LABELS, SESSION_STATE_LABELS, lot_live, sess
 from engine.book.states import LotState, SessionState
 from persistence.audit import FILTER_PATTERN
 from persistence.catalog import admin_lot_view, admin_session_view
-from persistence.media import NAME_PATTERN
+from persistence.media import MEDIA_TYPES, NAME_PATTERN
 
 AUDIT_PAGE_SIZE = 50
 
@@ -146,6 +146,14 @@ class MediaHandler(tornado.web.StaticFileHandler):
 
     def get_cache_time(self, path: str, modified: Any, mime_type: str) -> int:
         return 365 * 86_400  # names are random and never reused: the content never changes
+
+    def get_content_type(self) -> str:
+        # From our own extension (the sniffed type, or a variant's WebP), not the platform's table.
+        return MEDIA_TYPES.get((self.absolute_path or "").rpartition(".")[2], "application/octet-stream")
+
+    def set_extra_headers(self, path: str) -> None:
+        # Never revalidated either: a new image is a new name (variants included).
+        self.set_header("Cache-Control", "public, max-age=31536000, immutable")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")

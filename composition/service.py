@@ -42,6 +42,7 @@ from persistence.cluster import (
     storage_prefix,
 )
 from persistence.embedded import Services
+from persistence.media import MediaStore
 from persistence.redis_bus import PriceBus
 from persistence.snapshots import MongoSnapshotSink
 from web.observability import metrics_of
@@ -244,7 +245,20 @@ class Service:
                 )
             )
         self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
+        self.background.append(asyncio.create_task(self._media_backfill(), name="media-backfill"))
         return app
+
+    async def _media_backfill(self) -> None:
+        """Variants for images uploaded before they existed (persistence/media.py; also a command)."""
+        if self.ctx.media_dir is None:
+            return
+        try:
+            made = await MediaStore(self.ctx.media_dir).backfill(self.ctx.catalog.media)
+        except Exception:  # a bad disk must not stop the service: the images stay as they were
+            log.exception("media backfill failed")
+            return
+        if made:
+            log.info("media backfill: variants made for %d image(s)", made)
 
     def _listen(self) -> None:
         """The edge server on PORT, then the periodic work."""

@@ -26,6 +26,7 @@ from engine.book.states import CLOSED_LOT_STATES, LotState, SessionState
 from engine.commands import Outcome, PutLot, PutSession
 from engine.engine import Engine
 from persistence.accounts import InvalidInput
+from persistence.media import MediaIndex
 from persistence.mongo import Database, Document, as_utc, iso_from_ms, iso_utc, next_id, to_ms, utc_now
 
 log = logging.getLogger("gavel.catalog")
@@ -161,6 +162,7 @@ class Catalog:
         self.db = db
         self.engine = engine
         self.pseudonym = pseudonym
+        self.media = MediaIndex(db)  # image sizes and variants, for `pictures` / `cover_picture`
         # Admin writes are rare; one at a time keeps MongoDB and the engine in the same order.
         self._write_lock = asyncio.Lock()
 
@@ -326,6 +328,7 @@ class Catalog:
             async for doc in self.db.sessions.find({"_id": {"$in": [s.session_id for s in page]}})
         }
         items = [_session_summary(docs[s.session_id], s) for s in page if s.session_id in docs]
+        await self._add_pictures(items)
         return items, len(matching)
 
     async def session_view(self, session_id: int) -> Document:
@@ -340,6 +343,7 @@ class Catalog:
         view["lots"] = [
             self._lot_summary(lot_docs[lot_id], lots[lot_id]) for lot_id in live.lot_ids if lot_id in lot_docs
         ]
+        await self._add_pictures([view, *view["lots"]])
         return view
 
     async def lot_view(self, lot_id: int, *, count_watcher: bool) -> Document:
@@ -375,6 +379,7 @@ class Catalog:
                 "deposit": live.session.deposit,
             },
         )
+        await self._add_pictures([view])
         return view
 
     def bids_view(self, lot_id: int, skip: int, limit: int) -> tuple[list[Document], int]:
@@ -399,6 +404,18 @@ class Catalog:
                 }
             )
         return items, total
+
+    async def _add_pictures(self, views: list[Document]) -> None:
+        """Add `pictures` (per entry of "images") to lot views and `cover_picture` (None without a
+        cover) to session views: each `{"url", "srcset", "thumb", "width", "height"}`, one query
+        at most (persistence/media.py `picture`)."""
+        urls = [u for v in views for u in v.get("images", ())] + [v["cover"] for v in views if v.get("cover")]
+        found = await self.media.pictures(urls) if urls else {}
+        for view in views:
+            if "images" in view:
+                view["pictures"] = [found[url] for url in view["images"]]
+            if "cover" in view:
+                view["cover_picture"] = found.get(view["cover"])
 
     def _lot_summary(self, doc: Document, live: Lot) -> Document:
         return {

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import io
 import pathlib
 
 import pytest
+from PIL import Image
 
 from persistence.audit import AuditLog, storable
 from persistence.media import MediaRejected, MediaStore, MediaTooLarge, sniff_image
@@ -14,6 +16,14 @@ from tests.admin.conftest import AdminClient, png_bytes
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32
 GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
 WEBP = b"RIFF\x1a\x00\x00\x00WEBPVP8 " + b"\x00" * 16
+
+
+def real_image(kind: str, width: int = 40, height: int = 30) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (20, 120, 200)).save(out, kind)
+    return out.getvalue()
+
+
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"></svg>'
 HTML = b"<html><script>alert(1)</script></html>"
 
@@ -105,12 +115,13 @@ async def test_uploads_need_the_xsrf_token(admin_client: AdminClient) -> None:
 
 async def test_media_is_served_with_its_sniffed_type_and_nosniff(admin_client: AdminClient) -> None:
     lot_id = await signed_in_with_lot(admin_client)
-    answer = await admin_client.upload(f"/admin/lots/{lot_id}/images", GIF, filename="x.png", json_reply=True)
+    gif = real_image("GIF")
+    answer = await admin_client.upload(f"/admin/lots/{lot_id}/images", gif, filename="x.png", json_reply=True)
     url = answer.json["url"]
     path = url[url.index("/media/") :]
     assert path.endswith(".gif")
     served = await admin_client.server.call("GET", path)  # public: bidders load these images
-    assert served.status == 200 and served.body == GIF
+    assert served.status == 200 and served.body == gif
     assert served.headers["Content-Type"] == "image/gif"
     assert served.headers["X-Content-Type-Options"] == "nosniff"
     assert "default-src 'none'" in served.headers["Content-Security-Policy"]
@@ -155,3 +166,51 @@ async def test_audit_log_pages_and_filters(admin_client: AdminClient) -> None:
     assert await log.actions() == ["lot.update", "session.create"]
     with pytest.raises(ValueError):
         await log.record(action="Bad Action", target="x", admin_user_id=None, admin_username="")
+
+
+async def test_variants_are_served_with_immutable_caching_and_other_names_are_not(
+    admin_client: AdminClient,
+) -> None:
+    lot_id = await signed_in_with_lot(admin_client)
+    answer = await admin_client.upload(
+        f"/admin/lots/{lot_id}/images", real_image("JPEG", 900, 600), filename="a.jpg", json_reply=True
+    )
+    assert answer.status == 200, answer.body
+    url = answer.json["url"]
+    original = url[url.index("/media/") :]
+    stem = original.removesuffix(".jpg")
+    served = {}
+    for path, kind in (
+        (original, "image/jpeg"),
+        (f"{stem}-w320.webp", "image/webp"),
+        (f"{stem}-w640.webp", "image/webp"),
+    ):
+        reply = await admin_client.server.call("GET", path)
+        assert reply.status == 200, path
+        assert reply.headers["Content-Type"] == kind
+        assert reply.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+        served[path] = reply
+    etag = served[f"{stem}-w640.webp"].headers["Etag"]
+    assert etag
+    again = await admin_client.server.call("GET", f"{stem}-w640.webp", headers={"If-None-Match": etag})
+    assert again.status == 304
+    media = pathlib.Path(str(admin_client.server.ctx.media_dir))
+    (media / "notes.txt").write_text("private")
+    for bad in (
+        f"{stem}-w1280.webp",  # a 900-pixel original has no 1280 variant
+        f"{stem}-w999.webp",
+        f"{stem}-w320.png",
+        f"{stem}-w320.webp.part",
+        f"{stem}.webp-w320.webp",
+        "/media/notes.txt",
+    ):
+        assert (await admin_client.server.call("GET", bad)).status == 404, bad
+    # The public lot view lists them for responsive pages.
+    lot = await admin_client.server.call("GET", f"/api/v1/lots/{lot_id}")
+    picture = lot.json["pictures"][0]
+    assert picture["url"] == url and picture["thumb"].endswith(f"{stem}-w320.webp")
+    assert picture["srcset"].endswith(f"{stem}-w640.webp 640w") and (picture["width"], picture["height"]) == (
+        900,
+        600,
+    )

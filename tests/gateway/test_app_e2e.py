@@ -40,7 +40,7 @@ def iso(moment: datetime.datetime) -> str:
 @pytest.fixture
 def service(tmp_path: Path, mongo_url: str, redis_url: str) -> Iterator[ServiceProcess]:
     service = ServiceProcess(tmp_path / "data", mongo_url, redis_url, f"gavel_app_{uuid.uuid4().hex[:8]}")
-    service.env["DEMO_DATA"] = "0"
+    service.env["SEED_DEMO"] = "0"
     service.start()
     try:
         yield service
