@@ -1,6 +1,11 @@
-"""Public auction reads: sessions, lots (each view counts a watcher), and bid histories."""
+"""Public auction reads: sessions, lots (each view counts a watcher), and bid histories; and a
+bidder's own result of a lot."""
 
-from engine.book.states import SessionState
+from typing import Any
+
+from engine.book.errors import NotFound
+from engine.book.states import CLOSED_LOT_STATES, SessionState
+from persistence.lot_results import deposit_for_lot, order_of_lot, refund_json
 from web.http import JsonHandler
 
 
@@ -32,9 +37,60 @@ class LotBidsHandler(JsonHandler):
         self.reply(page.answer(items, total))
 
 
+class LotResultHandler(JsonHandler):
+    """`GET /api/v1/lots/{id}/result`: the caller's outcome of a lot, as the websocket's `result`
+    frame told it at the close, with the deposit that covered the lot and its refund; for a bidder
+    who comes back later."""
+
+    async def get(self, raw_id: str) -> None:
+        user = await self.require_user()
+        lot_id = self.path_id(raw_id, "lot")
+        lot = self.ctx.engine.book.lots.get(lot_id)
+        if lot is None:
+            raise NotFound(f"no lot {lot_id}")
+        user_id = user.user_id
+        order_id = pay_by = None
+        if lot.state not in CLOSED_LOT_STATES:
+            outcome = "open"
+        elif lot.winner == user_id:
+            outcome = "won"
+            order = await order_of_lot(self.ctx.db, lot_id)
+            if order is not None and order.user_id == user_id:
+                order_id, pay_by = order.order_id, order.deadline_ms
+        elif any(line[0] == user_id for line in lot.bids.lines()):
+            outcome = "lost"
+        else:
+            outcome = "not_bidding"
+        deposit = await deposit_for_lot(self.ctx.db, user_id, lot.session_id, lot_id)
+        deposit_view: dict[str, Any] | None = None
+        if deposit is not None:
+            deposit_view = {
+                "id": deposit["_id"],
+                "session_id": deposit["session_id"],
+                "lot_id": deposit.get("lot_id"),
+                "amount": deposit["amount"],
+                "status": deposit["status"],
+                "refund": refund_json(deposit["refund"]),
+            }
+        self.reply(
+            {
+                "lot_id": lot_id,
+                "session_id": lot.session_id,
+                "state": int(lot.state),
+                "state_name": lot.state.name.lower(),
+                "outcome": outcome,
+                "price": lot.price,
+                "order_id": order_id,
+                "pay_by": pay_by,
+                "deposit": deposit_view,
+            }
+        )
+
+
 ROUTES = [
     (r"/api/v1/sessions", SessionsHandler),
     (r"/api/v1/sessions/([0-9]+)", SessionHandler),
     (r"/api/v1/lots/([0-9]+)", LotHandler),
     (r"/api/v1/lots/([0-9]+)/bids", LotBidsHandler),
+    (r"/api/v1/lots/([0-9]+)/result", LotResultHandler),
 ]

@@ -3,7 +3,8 @@
 import logging
 from typing import Any
 
-from persistence.accounts import PASSWORD_MAX
+from persistence.accounts import PASSWORD_MAX, LedgerEntry
+from persistence.mongo import iso_utc, to_ms
 from persistence.two_factor import CODE_MAX_LENGTH, TwoFactor, TwoFactorInvalid, TwoFactorRequired
 from web.errors import ValidationFailed
 from web.http import JsonHandler
@@ -86,10 +87,34 @@ class MeHandler(JsonHandler):
         }
 
 
+class LedgerHandler(JsonHandler):
+    """`GET /api/v1/me/ledger`: the caller's balance changes, newest first, a page at a time."""
+
+    async def get(self) -> None:
+        user = await self.require_user()
+        page = self.page()
+        entries, total = await self.ctx.accounts.ledger_page(user.user_id, page.skip, page.page_size)
+        self.reply(page.answer([ledger_entry_json(entry) for entry in entries], total))
+
+
+def ledger_entry_json(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "amount": entry.amount,  # signed fen: credits positive, debits negative
+        "balance_after": entry.balance_after,
+        "kind": entry.kind,
+        "ref": entry.ref,
+        "reference": entry.ref,
+        "created_at": iso_utc(entry.at),
+        "created_at_ms": to_ms(entry.at),
+    }
+
+
 ROUTES = [
     (r"/api/v1/auth/register", RegisterHandler),
     (r"/api/v1/auth/login", LoginHandler),
     (r"/api/v1/auth/logout", LogoutHandler),
     (r"/api/v1/me", MeHandler),
+    (r"/api/v1/me/ledger", LedgerHandler),
     (r"/api/v1/admin/login", AdminLoginHandler),
 ]

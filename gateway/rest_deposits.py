@@ -8,6 +8,7 @@ from engine.settle.deposits import DEPOSIT_PAYMENT_PREFIX, PAY_WITH, DepositReco
 from engine.settle.model import PayWith
 from engine.settle.ports import PaymentRequest, PaymentRouter
 from engine.settle.worker import PaymentUnavailable
+from persistence.lot_results import refunds_of
 from persistence.mongo import iso_utc
 from web.context import AppContext
 from web.http import MAX_SAFE_INT, JsonHandler
@@ -69,10 +70,22 @@ class DepositsHandler(JsonHandler):
     async def get(self) -> None:
         user = await self.require_user()
         page = self.page()
-        deposits, total = await self.ctx.deposits.list_for_user(user.user_id, page.skip, page.page_size)
-        self.reply(page.answer([self.deposit_json(d) for d in deposits], total))
+        session_id = self.query_int("session_id", minimum=1, maximum=MAX_SAFE_INT, default=None)
+        deposits, total = await self.ctx.deposits.list_for_user(
+            user.user_id, page.skip, page.page_size, session_id
+        )
+        refunds = await refunds_of(self.ctx.db, [d.id for d in deposits])
+        items = []
+        for deposit in deposits:
+            item = self.deposit_json(deposit)
+            refund = refunds.get(deposit.id)
+            if refund is not None:
+                item["refund_status"] = refund["status"]
+            items.append(item)
+        self.reply(page.answer(items, total))
 
     def deposit_json(self, deposit: DepositRecord) -> dict[str, Any]:
+        """A deposit as its owner sees it (only the owner is ever shown one)."""
         answer: dict[str, Any] = {
             "id": deposit.id,
             "session_id": deposit.session_id,
@@ -82,6 +95,8 @@ class DepositsHandler(JsonHandler):
             "pay_with": deposit.pay_with,
             "created_at": iso_utc(deposit.created_at),
             "paid_at": None if deposit.paid_at is None else iso_utc(deposit.paid_at),
+            # The provider payment's number: what the payment return page and status poll name.
+            "out_trade_no": deposit.payment_id,
         }
         if deposit.status == "pending" and deposit.pay_url is not None:
             answer["pay_url"] = deposit.pay_url

@@ -208,6 +208,7 @@ def address_json(doc: Document) -> dict[str, Any]:
         "city": doc.get("city", ""),
         "district": doc.get("district", ""),
         "detail": doc.get("detail", ""),
+        "is_default": bool(doc.get("is_default", False)),
     }
 
 
@@ -365,7 +366,8 @@ class MyCouponsHandler(SettlementHandler):
         )
 
 
-def read_address(body: Fields, *, partial: bool) -> dict[str, Any]:
+def read_address(body: Fields, *, partial: bool) -> tuple[dict[str, Any], bool]:
+    """The address fields, and whether to make it the default (`"is_default": true`)."""
     readers: dict[str, Callable[[], str]] = {
         "name": lambda: body.text("name", max_length=32),
         "phone": lambda: body.text("phone", min_length=5, max_length=20),
@@ -378,14 +380,18 @@ def read_address(body: Fields, *, partial: bool) -> dict[str, Any]:
     values = {
         name: read() for name, read in readers.items() if body.has(name) or (name in required and not partial)
     }
-    if partial and not values:
+    default = body.data.get("is_default", False)
+    # Only true: the default moves by choosing another address, never by leaving none.
+    if body.has("is_default") and default is not True:
+        raise ValidationFailed("is_default can only be true (choose another address to move the default)")
+    if partial and not values and not default:
         raise ValidationFailed("nothing to change")
     if "phone" in values and not PHONE.fullmatch(values["phone"]):
         raise ValidationFailed("phone must be 5-20 digits, spaces or dashes, optionally after '+'")
-    return values
+    return values, default
 
 
-ADDRESS_FIELDS = ("name", "phone", "province", "city", "district", "detail")
+ADDRESS_FIELDS = ("name", "phone", "province", "city", "district", "detail", "is_default")
 
 
 class AddressesHandler(SettlementHandler):
@@ -395,8 +401,8 @@ class AddressesHandler(SettlementHandler):
 
     async def post(self) -> None:
         user = await self.require_user()
-        fields = read_address(self.fields(ADDRESS_FIELDS), partial=False)
-        self.reply(address_json(await self.store.create_address(user.user_id, fields)), 201)
+        fields, default = read_address(self.fields(ADDRESS_FIELDS), partial=False)
+        self.reply(address_json(await self.store.create_address(user.user_id, fields, default=default)), 201)
 
 
 class AddressHandler(SettlementHandler):
@@ -407,8 +413,9 @@ class AddressHandler(SettlementHandler):
     async def put(self, raw_id: str) -> None:
         user = await self.require_user()
         address_id = self.path_id(raw_id, "address")
-        fields = read_address(self.fields(ADDRESS_FIELDS), partial=True)
-        self.reply(address_json(await self.store.update_address(address_id, user.user_id, fields)))
+        fields, default = read_address(self.fields(ADDRESS_FIELDS), partial=True)
+        answer = await self.store.update_address(address_id, user.user_id, fields, default=default)
+        self.reply(address_json(answer))
 
     async def delete(self, raw_id: str) -> None:
         user = await self.require_user()

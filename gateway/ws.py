@@ -21,11 +21,15 @@ import tornado.web
 import tornado.websocket
 
 from engine.book.events import LotClosed, LotExtended, LotStateChanged, Outbid, PriceChanged
+from engine.book.lot import Lot
 from engine.book.states import LotState
 from engine.commands import Outcome, PlaceBid, SetMaxBid
 from engine.engine import CommittedBatch
 from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
 from gateway.wire import FastProtocol13, TransportStream
+from persistence.archive import BidArchiver
+from persistence.catalog import lot_increment
+from persistence.lot_results import LotOrder, order_of_lot
 from web.errors import (
     RETRY_AFTER_SECONDS,
     UNAVAILABLE_MESSAGE,
@@ -45,6 +49,27 @@ MAX_SUBSCRIPTIONS = 50
 LAGGING_AFTER_PENDING_WRITES = 64
 # ...and is closed when it stays behind for this long.
 SLOW_CONSUMER_GRACE_S = 10.0
+# The winner's `result` frame waits for the order the settlement worker records after the close:
+# looked up after 100 ms, then at doubling intervals up to 2 s, for at most 60 s.
+RESULT_FIRST_RETRY_S = 0.1
+RESULT_MAX_RETRY_S = 2.0
+RESULT_GIVE_UP_S = 60.0
+# Encoded snapshots kept (per session, for the engine's current seq) before the cache is cleared.
+SNAPSHOT_CACHE_SIZE = 256
+
+
+def deposit_state(lot: Lot, user_id: int) -> str:
+    """ "not_needed", "paid" (a paid per-lot or whole-session deposit) or "needed" for one bidder."""
+    if not (lot.deposit or lot.session.deposit):
+        return "not_needed"
+    if user_id in lot.depositors or user_id in lot.session.depositors:
+        return "paid"
+    return "needed"
+
+
+def bidders_of(lot: Lot) -> set[int]:
+    """Everyone who bid on the lot (its whole bid history; proxy bids count for their owner)."""
+    return {line[0] for line in lot.bids.lines()}
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -126,8 +151,13 @@ class Hub:
         self.buckets: dict[int, TokenBucket] = {}
         self._prices: dict[int, tuple[PriceChanged, int]] = {}
         self._frames: list[tuple[int, bytes]] = []  # (session_id, frame) in order
+        self._closed: list[LotClosed] = []  # personal `result` frames to send after the broadcasts
         self._flush_scheduled = False
         self.frames_sent = 0
+        # session_id -> (engine seq, the snapshot's lots encoded once, shared by every subscriber)
+        self._snapshots: dict[int, tuple[int, list[tuple[Lot, bytes]]]] = {}
+        self._result_tasks: set[asyncio.Task[None]] = set()
+        self.result_delays_ms: list[float] = []  # close -> winner's result frame, newest last (bounded)
 
     # -- membership ----------------------------------------------------------------------------
     def join(self, socket: BidderSocket, session_id: int) -> None:
@@ -187,6 +217,8 @@ class Hub:
         return len(self.sockets)
 
     def close_all(self, code: int, reason: str) -> None:
+        for task in list(self._result_tasks):
+            task.cancel()
         for socket in list(self.sockets):
             socket.close(code, reason)
 
@@ -223,6 +255,15 @@ class Hub:
             elif kind is LotClosed:
                 assert isinstance(event, LotClosed)
                 self._flush_price(event.lot_id)
+                self._closed.append(event)
+                archiver = self.ctx.archiver
+                if isinstance(archiver, BidArchiver):
+                    archiver.hurry()  # its outbox item first (a child archiver hurries by itself)
+                settlement = self.ctx.settlement
+                if settlement is not None:
+                    # Records the order now rather than at the worker's next round (harmless where
+                    # the worker does not run in this process: a gateway without the lease).
+                    settlement.worker.poke()
                 self._queue(
                     event.session_id,
                     {
@@ -287,40 +328,157 @@ class Hub:
                 for socket in members:
                     socket.send_many(run, wire)
                 self.frames_sent += len(members) * len(run)
+        if self._closed:
+            closed, self._closed = self._closed, []
+            for event in closed:
+                self._send_results(event)
 
     def framed(self, frames: Sequence[bytes]) -> bytes | None:
         """The wire bytes of `frames`, built once for every subscriber of a session."""
         return b"".join(map(text_frame, frames))
 
-    def snapshot_frame(self, session_id: int) -> bytes | None:
-        book = self.ctx.engine.book
-        session = book.sessions.get(session_id)
+    def snapshot_frame(self, session_id: int, user_id: int = 0) -> bytes | None:
+        """The `snapshot` for one subscriber: every lot's public state, encoded once per engine seq
+        and shared, plus, for a signed-in bidder, their own `leading`, `my_max` and `deposit`."""
+        session = self.ctx.engine.book.sessions.get(session_id)
         if session is None:
             return None
-        pseudonym = self.ctx.pseudonym
-        lots = []
-        for lot_id in session.lot_ids:
-            lot = book.lots[lot_id]
-            lots.append(
-                {
-                    "lot_id": lot_id,
-                    "state": int(lot.state),
-                    "price": lot.price,
-                    "leader": pseudonym(session_id, lot.leader),
-                    "bid_count": lot.bid_count,
-                    "next_min": lot.next_min(),
-                    "ends_at": lot.ends_at,
-                }
-            )
-        return orjson.dumps(
+        lots = self._snapshot_lots(session_id, session.lot_ids)
+        if user_id:
+            parts = [
+                part[:-1] + orjson.dumps(personal_fields(lot, user_id)).replace(b"{", b",", 1)
+                for lot, part in lots
+            ]
+        else:
+            parts = [part for _lot, part in lots]
+        head = orjson.dumps(
             {
                 "type": "snapshot",
                 "session_id": session_id,
                 "state": int(session.state),
                 "server_time": self.ctx.engine.clock.now_ms(),
-                "lots": lots,
             }
         )
+        return head[:-1] + b',"lots":[' + b",".join(parts) + b"]}"
+
+    def _snapshot_lots(self, session_id: int, lot_ids: Sequence[int]) -> list[tuple[Lot, bytes]]:
+        # Every change to the book is journaled with a new seq in the same loop turn (a replica's
+        # too), so an encoding made at the current seq is current.
+        seq = self.ctx.engine.last_seq
+        cached = self._snapshots.get(session_id)
+        if cached is not None and cached[0] == seq:
+            return cached[1]
+        book = self.ctx.engine.book
+        pseudonym = self.ctx.pseudonym
+        lots = []
+        for lot_id in lot_ids:
+            lot = book.lots[lot_id]
+            lots.append(
+                (
+                    lot,
+                    orjson.dumps(
+                        {
+                            "lot_id": lot_id,
+                            "state": int(lot.state),
+                            "price": lot.price,
+                            "leader": pseudonym(session_id, lot.leader),
+                            "bid_count": lot.bid_count,
+                            "next_min": lot.next_min(),
+                            "ends_at": lot.ends_at,
+                            "no_bids": lot.bid_count == 0,
+                            "increment": lot_increment(lot),
+                        }
+                    ),
+                )
+            )
+        if len(self._snapshots) >= SNAPSHOT_CACHE_SIZE:
+            self._snapshots.clear()
+        self._snapshots[session_id] = (seq, lots)
+        return lots
+
+    # -- results -------------------------------------------------------------------------------
+    def _send_results(self, event: LotClosed) -> None:
+        """The personal `result` frames of a closed lot, to its bidders with a socket here: "lost"
+        at once, "won" once the order is recorded (`_send_won`)."""
+        by_user = self.by_user
+        if not by_user:
+            return
+        lot = self.ctx.engine.book.lots.get(event.lot_id)
+        if lot is None:
+            return
+        present = [user for user in bidders_of(lot) if user in by_user]
+        if not present:
+            return
+        winner = event.winner if event.result is LotState.SOLD else 0
+        lost = orjson.dumps(result_message(event, "lost", None))
+        for user in present:
+            if user == winner:
+                task = asyncio.get_running_loop().create_task(
+                    self._send_won(event, time.monotonic()), name=f"result-{event.lot_id}"
+                )
+                self._result_tasks.add(task)
+                task.add_done_callback(self._result_tasks.discard)
+            else:
+                for socket in by_user.get(user, ()):
+                    socket.send(lost)
+
+    async def _send_won(self, event: LotClosed, closed_at: float) -> None:
+        """Look the lot's order up with a short back-off, then tell the winner (every socket they
+        have here then, reconnected ones included). Given up after RESULT_GIVE_UP_S, the frame
+        still goes, without order_id and pay_by (GET /api/v1/lots/{id}/result has them later)."""
+        delay = RESULT_FIRST_RETRY_S
+        order: LotOrder | None = None
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                order = await order_of_lot(self.ctx.db, event.lot_id)
+            except Exception as error:
+                if not dependency_fault(error):
+                    raise
+                order = None  # MongoDB did not answer: try again within the bound
+            if order is not None:
+                break
+            if time.monotonic() - closed_at >= RESULT_GIVE_UP_S:
+                log.warning(
+                    "no order for sold lot %s after %.0f s: result sent without it",
+                    event.lot_id,
+                    RESULT_GIVE_UP_S,
+                )
+                break
+            settlement = self.ctx.settlement
+            if settlement is not None:
+                settlement.worker.poke()  # the close may have reached the outbox only now
+            delay = min(delay * 2, RESULT_MAX_RETRY_S)
+        elapsed_ms = (time.monotonic() - closed_at) * 1000.0
+        if len(self.result_delays_ms) >= 1000:
+            del self.result_delays_ms[:500]
+        self.result_delays_ms.append(elapsed_ms)
+        log.debug("lot %s: result sent to its winner %.0f ms after the close", event.lot_id, elapsed_ms)
+        frame = orjson.dumps(result_message(event, "won", order))
+        for socket in list(self.by_user.get(event.winner, ())):
+            socket.send(frame)
+
+
+def personal_fields(lot: Lot, user_id: int) -> dict[str, Any]:
+    """A signed-in bidder's own state of a lot: never anyone else's maximum."""
+    leading = lot.leader == user_id
+    return {
+        "leading": leading,
+        "my_max": lot.leader_max if leading else None,
+        "deposit": deposit_state(lot, user_id),
+    }
+
+
+def result_message(event: LotClosed, outcome: str, order: LotOrder | None) -> dict[str, Any]:
+    return {
+        "type": "result",
+        "session_id": event.session_id,
+        "lot_id": event.lot_id,
+        "outcome": outcome,
+        "price": event.price,
+        "order_id": None if order is None else order.order_id,
+        "pay_by": None if order is None else order.deadline_ms,
+    }
 
 
 class BidderSocket(tornado.websocket.WebSocketHandler):
@@ -505,7 +663,7 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
 
     def subscribe(self, session_id: int) -> None:
         hub = self.ctx.hub
-        frame = hub.snapshot_frame(session_id)
+        frame = hub.snapshot_frame(session_id, self.user_id)
         if frame is None:
             self.send_json({"type": "error", "code": "NOT_FOUND", "message": f"no session {session_id}"})
             return
@@ -543,15 +701,18 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
                 metrics.bid_answered(outcome.code, time.perf_counter() - received)
             decision = outcome.decision
             if outcome.ok and decision is not None:
+                leading = decision.leader == self.user_id
                 self.send_json(
                     {
                         "type": "accepted",
                         "ref": ref,
                         "lot_id": lot_id,
                         "price": decision.price,
-                        "leading": decision.leader == self.user_id,
+                        "leading": leading,
                         "next_min": decision.next_min,
                         "seq": outcome.seq,
+                        # A maximum the bidder leads with is exactly the one just set.
+                        "my_max": request.amount if leading and request.op == "max_bid" else None,
                     }
                 )
             else:

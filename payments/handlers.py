@@ -101,8 +101,38 @@ class NotifyHandler(tornado.web.RequestHandler):
         self.finish(b"failure")
 
 
+def prefers_html(accept: str) -> bool:
+    """Whether an Accept header ranks text/html above application/json (a browser navigating, as
+    after the provider's page; `fetch` sends `*/*`, which ranks them equal: JSON)."""
+    ranges: list[tuple[str, float]] = []
+    for item in accept.split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranges.append((name.lower(), q))
+
+    def quality(media: str) -> float:
+        # The most specific matching range decides (RFC 9110 §12.5.1): type/subtype, type/*, */*.
+        for candidate in (media, media.split("/")[0] + "/*", "*/*"):
+            matching = [q for name, q in ranges if name == candidate]
+            if matching:
+                return max(matching)
+        return 0.0
+
+    return quality("text/html") > quality("application/json")
+
+
 class ReturnHandler(JsonHandler):
-    """`GET /api/v1/payments/return?out_trade_no=…`: where the payer lands; shows a status only."""
+    """`GET /api/v1/payments/return?out_trade_no=…`: where the payer lands; shows a status only.
+
+    A browser (Accept preferring text/html) is sent on to the app's page for the payment,
+    `/#/payment/{out_trade_no}`, which waits for the provider's notification."""
 
     def initialize(self, ctx: AppContext, provider: SignedProvider) -> None:  # type: ignore[override]
         super().initialize(ctx)
@@ -114,7 +144,14 @@ class ReturnHandler(JsonHandler):
         payment = await self.provider.records.get(out_trade_no) if 0 < len(raw) <= 64 else None
         if payment is None:
             raise NotFound("no such payment")
+        if prefers_html(self.request.headers.get("Accept", "")):
+            self.redirect("/#/payment/" + urllib.parse.quote(out_trade_no, safe=""))
+            return
         # Status only: no amount or payer, and never a state change (only notifications pay).
+        if "text/html" in self.request.headers.get("Accept", ""):
+            # A browser back from the provider: the bidder app's page polls the status and says it.
+            self.redirect("/#/payment/" + urllib.parse.quote(out_trade_no, safe=""))
+            return
         self.reply({"out_trade_no": out_trade_no, "status": payment["status"]})
 
 

@@ -96,6 +96,7 @@ class LedgerEntry:
     ref: str
     at: datetime.datetime
     replayed: bool = False  # True when `ref` had already been applied and nothing changed now
+    id: str = ""  # the stored entry's id (read back from the ledger; "" for one just written)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -444,6 +445,11 @@ class Accounts:
         cursor = self.db.ledger.find({"user_id": user_id}).sort([("at", -1), ("_id", -1)])
         return [_entry(doc) async for doc in cursor.skip(skip).limit(limit)]
 
+    async def ledger_page(self, user_id: int, skip: int, limit: int) -> tuple[list[LedgerEntry], int]:
+        """A page of the user's ledger, newest first, and how many entries there are."""
+        total = await self.db.ledger.count_documents({"user_id": user_id})
+        return await self.ledger(user_id, skip=skip, limit=limit), total
+
     async def _apply(
         self, user_id: int, delta: int, kind: str, ref: str, session: TxSession | None
     ) -> LedgerEntry:
@@ -513,6 +519,7 @@ def _entry(doc: Document, *, replayed: bool = False) -> LedgerEntry:
         doc["ref"],
         as_utc(doc["at"]),
         replayed,
+        str(doc.get("_id", "")),
     )
 
 

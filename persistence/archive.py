@@ -314,6 +314,7 @@ class BidArchiver:
         self._resume_through: int | None = None  # a chunk cut off by a crash ends at this seq
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
+        self._hurry = False  # write what is queued without waiting for `interval` (see `hurry`)
         self._waiters = SeqWaiters()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -330,6 +331,13 @@ class BidArchiver:
         if not self._wake.is_set():
             self._wake.set()
         if self._lag >= self.batch_events and not self._full.is_set():
+            self._full.set()
+
+    def hurry(self) -> None:
+        """Write what is queued now rather than after `interval`: a lot closed, and settlement
+        (its order, the winner's `result` frame) waits for its outbox item. Closes are rare."""
+        self._hurry = True
+        if not self._full.is_set():
             self._full.set()
 
     # -- observing ----------------------------------------------------------------------------------
@@ -416,11 +424,12 @@ class BidArchiver:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                if self._lag < self.batch_events and not self._stopping:
+                if self._lag < self.batch_events and not self._stopping and not self._hurry:
                     # Let a chunk build up for a moment: few large writes beat many small ones.
                     self._full.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._full.wait(), self.interval)
+                self._hurry = False
                 chunk = self._in_flight = await self._take_yielding()
             while True:
                 try:

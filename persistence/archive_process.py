@@ -51,6 +51,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from engine import journal
+from engine.book.events import LotClosed
 from engine.clock import SystemClock
 from engine.engine import Engine
 from persistence import mongo
@@ -380,6 +381,10 @@ class _Child:
         batch = self.replica.follow(records, events_after=self.archived_seq)
         if batch is not None:
             self.archiver.on_batch(batch)
+            # A closed lot is written at once (settlement waits for it); scanning costs this
+            # process, not the engine's.
+            if any(type(event) is LotClosed for event in batch.events):
+                self.archiver.hurry()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

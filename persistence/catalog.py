@@ -37,6 +37,15 @@ NOT_STARTED_SESSION_STATES = (SessionState.SCHEDULED, SessionState.PREVIEW)
 NOT_STARTED_LOT_STATES = (LotState.SCHEDULED, LotState.PREVIEW)
 
 
+def lot_increment(lot: Lot) -> int:
+    """The step that applies now: from the lowest acceptable price (`next_min`) to the next one
+    (a banded rule's step depends on the band `next_min` is in)."""
+    if lot.unit:
+        return lot.unit
+    next_min = lot.next_min()
+    return lot.rule.next_up(next_min) - next_min
+
+
 class AlreadyStarted(GavelError):
     code = "ALREADY_STARTED"
 
@@ -366,11 +375,8 @@ class Catalog:
             specs=[{"key": s["key"], "value": s["value"]} for s in doc.get("specs", ())],
             unit=doc.get("unit"),
             increment_bands=doc.get("increment_bands"),
-            reserve_price=int(doc.get("reserve_price", 0)),
             highest_price=int(doc.get("highest_price", 0)),
-            reserve_met=live.leader != 0 and live.price >= live.reserve,
             winner=self.pseudonym(live.session.session_id, live.winner),
-            watchers=int(doc.get("watchers", 0)),
             session={
                 "id": live.session.session_id,
                 "title": session_doc["title"] if session_doc else "",
@@ -435,6 +441,13 @@ class Catalog:
             "ends_at": iso_from_ms(live.ends_at),
             "ends_at_ms": live.ends_at,
             "closed": live.state in CLOSED_LOT_STATES,
+            "no_bids": live.bid_count == 0,
+            "increment": lot_increment(live),
+            # Whether there is a reserve and whether the price meets it; never the reserve itself
+            # (the admin's views show it).
+            "has_reserve": live.reserve > 0,
+            "reserve_met": live.leader != 0 and live.price >= live.reserve,
+            "watchers": int(doc.get("watchers", 0)),
         }
 
 

@@ -111,8 +111,12 @@ class MongoDepositRecords:
     async def attach_pay_url(self, deposit_id: int, pay_url: str) -> None:
         await self.db.deposits.update_one({"_id": deposit_id}, {"$set": {"pay_url": pay_url}}, session=self.s)
 
-    async def list_for_user(self, user_id: UserId, skip: int, limit: int) -> tuple[list[DepositRecord], int]:
-        query = {"user_id": user_id}
+    async def list_for_user(
+        self, user_id: UserId, skip: int, limit: int, session_id: SessionId | None = None
+    ) -> tuple[list[DepositRecord], int]:
+        query: Document = {"user_id": user_id}
+        if session_id is not None:
+            query["session_id"] = session_id
         total = await self.db.deposits.count_documents(query, session=self.s)
         cursor = self.db.deposits.find(query, session=self.s).sort("_id", -1).skip(skip).limit(limit)
         return [record_from(doc) async for doc in cursor], total

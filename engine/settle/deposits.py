@@ -104,8 +104,10 @@ class DepositRecords(Protocol):
 
     async def attach_pay_url(self, deposit_id: int, pay_url: str) -> None: ...
 
-    async def list_for_user(self, user_id: UserId, skip: int, limit: int) -> tuple[list[DepositRecord], int]:
-        """The user's deposits, newest first, and how many there are."""
+    async def list_for_user(
+        self, user_id: UserId, skip: int, limit: int, session_id: SessionId | None = None
+    ) -> tuple[list[DepositRecord], int]:
+        """The user's deposits (of one session, when given), newest first, and how many there are."""
         ...
 
     async def paid_in_sessions(self, session_ids: list[SessionId]) -> list[DepositRecord]: ...
@@ -295,8 +297,12 @@ class DepositService:
     async def attach_pay_url(self, deposit_id: int, pay_url: str) -> None:
         await self._run(lambda uow: uow.deposit_records.attach_pay_url(deposit_id, pay_url))
 
-    async def list_for_user(self, user_id: UserId, skip: int, limit: int) -> tuple[list[DepositRecord], int]:
-        return await self._run(lambda uow: uow.deposit_records.list_for_user(user_id, skip, limit))
+    async def list_for_user(
+        self, user_id: UserId, skip: int, limit: int, session_id: SessionId | None = None
+    ) -> tuple[list[DepositRecord], int]:
+        return await self._run(
+            lambda uow: uow.deposit_records.list_for_user(user_id, skip, limit, session_id)
+        )
 
     async def mark_paid(self, deposit_id: int) -> DepositRecord:
         """pending -> paid, then register. Idempotent: registering again on a repeated notification

@@ -150,22 +150,29 @@ class MongoSettlement(SettlementService):
             raise NotFound(f"no address {address_id}")
         return doc
 
-    async def create_address(self, user_id: UserId, fields: Document) -> Document:
+    async def create_address(self, user_id: UserId, fields: Document, *, default: bool = False) -> Document:
+        """A user's first address is their default; `default` makes a later one the default."""
         check_address(fields)
-        if await self.db.addresses.count_documents({"user_id": user_id}) >= MAX_ADDRESSES:
+        count = await self.db.addresses.count_documents({"user_id": user_id})
+        if count >= MAX_ADDRESSES:
             raise AddressLimit(f"at most {MAX_ADDRESSES} addresses; delete one first")
         now = utc_now()
         doc = {
             "_id": await next_id(self.db, "addresses"),
             "user_id": user_id,
             **fields,
+            "is_default": False,
             "created_at": now,
             "updated_at": now,
         }
         await self.db.addresses.insert_one(doc)
+        if default or count == 0:
+            return await self._make_default(doc["_id"], user_id)
         return doc
 
-    async def update_address(self, address_id: int, user_id: UserId, fields: Document) -> Document:
+    async def update_address(
+        self, address_id: int, user_id: UserId, fields: Document, *, default: bool = False
+    ) -> Document:
         check_address(fields, partial=True)
         doc = await self.db.addresses.find_one_and_update(
             {"_id": address_id, "user_id": user_id},
@@ -174,10 +181,31 @@ class MongoSettlement(SettlementService):
         )
         if doc is None:
             raise NotFound(f"no address {address_id}")
+        return await self._make_default(address_id, user_id) if default else doc
+
+    async def _make_default(self, address_id: int, user_id: UserId) -> Document:
+        # Set first, then clear the others: a reader between the two sees two defaults (the UI
+        # takes the first), never none.
+        doc = await self.db.addresses.find_one_and_update(
+            {"_id": address_id, "user_id": user_id},
+            {"$set": {"is_default": True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            raise NotFound(f"no address {address_id}")
+        await self.db.addresses.update_many(
+            {"user_id": user_id, "_id": {"$ne": address_id}, "is_default": True},
+            {"$set": {"is_default": False}},
+        )
         return doc
 
     async def delete_address(self, address_id: int, user_id: UserId) -> None:
         """Orders keep their own copy of the address they were paid with, so deleting is safe."""
-        result = await self.db.addresses.delete_one({"_id": address_id, "user_id": user_id})
-        if result.deleted_count != 1:
+        doc = await self.db.addresses.find_one_and_delete({"_id": address_id, "user_id": user_id})
+        if doc is None:
             raise NotFound(f"no address {address_id}")
+        if doc.get("is_default"):
+            # The oldest remaining address takes over, so a user with addresses always has a default.
+            oldest = await self.db.addresses.find_one({"user_id": user_id}, sort=[("_id", ASCENDING)])
+            if oldest is not None:
+                await self._make_default(oldest["_id"], user_id)

@@ -451,6 +451,28 @@ async def test_addresses_crud(rig: Rig) -> None:
     assert (await rig.api.call("GET", "/api/v1/addresses", token=token)).json["items"] == []
 
 
+async def test_one_default_address_moves_when_chosen_and_when_deleted(rig: Rig) -> None:
+    _user_id, token = await rig.user()
+    first = await rig.address(token)
+    second = await rig.address(token)
+
+    async def defaults() -> list[int]:
+        listed = (await rig.api.call("GET", "/api/v1/addresses", token=token)).json["items"]
+        return [a["id"] for a in listed if a["is_default"]]
+
+    assert await defaults() == [first]  # the first address is the default
+    chosen = await rig.api.call("PUT", f"/api/v1/addresses/{second}", {"is_default": True}, token=token)
+    assert chosen.status == 200 and chosen.json["is_default"] is True
+    assert await defaults() == [second]
+    body = {"name": "Li Si", "phone": "+86 139-0000-0000", "detail": "2 Yingze St", "is_default": True}
+    third = (await rig.api.call("POST", "/api/v1/addresses", body, token=token)).json["id"]
+    assert await defaults() == [third]
+    refused = await rig.api.call("PUT", f"/api/v1/addresses/{third}", {"is_default": False}, token=token)
+    assert (refused.status, refused.code) == (400, "VALIDATION")
+    assert (await rig.api.call("DELETE", f"/api/v1/addresses/{third}", token=token)).status == 204
+    assert await defaults() == [first]  # the oldest remaining one takes over
+
+
 # -- never a 500 for bad input -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "body",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tornado.httpclient
 import tornado.httpserver
 import tornado.netutil
 import tornado.simple_httpclient
@@ -317,6 +318,17 @@ async def test_return_page_never_marks_paid(shop_server: ShopServer) -> None:
     assert answer.json == {"out_trade_no": trade_no, "status": "pending"}
     assert await order_status(s, token, order["order_no"]) == "pending"
     assert (await s.call("GET", "/api/v1/payments/return?out_trade_no=shop-1")).status == 404
+    # A browser (Accept: text/html) is sent to the bidder app's payment page, still changing nothing.
+    browser = await s.api.http.fetch(
+        tornado.httpclient.HTTPRequest(
+            f"{s.api.base_url}/api/v1/payments/return?{query}",
+            headers={"Accept": "text/html,application/xhtml+xml"},
+            follow_redirects=False,
+        ),
+        raise_error=False,
+    )
+    assert (browser.code, browser.headers["Location"]) == (302, f"/#/payment/{trade_no}")
+    assert await order_status(s, token, order["order_no"]) == "pending"
 
 
 async def test_sandbox_retries_until_the_shop_answers_success(shop_server: ShopServer) -> None:

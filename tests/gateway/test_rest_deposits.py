@@ -109,10 +109,27 @@ async def test_lot_deposit_and_listing(app_server: AppServer) -> None:
     mine = await app_server.call("GET", "/api/v1/deposits", token=token)
     assert mine.status == 200 and mine.json["total"] == 2
     assert [d["lot_id"] for d in mine.json["items"]] == [lot_b, lot_a]  # newest first
+    # Paid from the balance: no provider payment; no refund yet.
+    assert all(d["out_trade_no"] is None and "refund_status" not in d for d in mine.json["items"])
     paged = await app_server.call("GET", "/api/v1/deposits?page=2&page_size=1", token=token)
     assert [d["lot_id"] for d in paged.json["items"]] == [lot_a]
     anonymous = await app_server.call("GET", "/api/v1/deposits")
     assert anonymous.status == 401
+    # One session's deposits only.
+    other_session = await app_server.create_session(deposit=0)
+    other_lot = await app_server.create_lot(other_session, deposit=500)
+    answer = await app_server.call(
+        "POST",
+        "/api/v1/deposits",
+        {"session_id": other_session, "lot_id": other_lot, "pay_with": "balance"},
+        token=token,
+    )
+    assert answer.status == 201
+    only = await app_server.call("GET", f"/api/v1/deposits?session_id={session_id}", token=token)
+    assert only.json["total"] == 2 and [d["lot_id"] for d in only.json["items"]] == [lot_b, lot_a]
+    assert (await app_server.call("GET", "/api/v1/deposits", token=token)).json["total"] == 3
+    bad = await app_server.call("GET", "/api/v1/deposits?session_id=x", token=token)
+    assert (bad.status, bad.code) == (400, "VALIDATION")
     await assert_ledger_matches_balances(app_server)
 
 
@@ -210,6 +227,8 @@ async def test_provider_deposit_pending_until_the_sandbox_pays(app_server: AppSe
         deposit = answer.json
         assert deposit["status"] == "pending"
         assert deposit["pay_url"].startswith(server.base_url + "/sandbox/pay/dep-")
+        # Its payment's number (the owner's only): what the return page and the status poll name.
+        assert deposit["pay_url"] == server.base_url + "/sandbox/pay/" + deposit["out_trade_no"]
         pay_path = sandbox_api(deposit["pay_url"])
         lot = server.engine.book.lots[lot_id]
         assert not lot.may_bid(user_id)
@@ -239,6 +258,21 @@ async def test_provider_deposit_pending_until_the_sandbox_pays(app_server: AppSe
         assert await server.ctx.db.ledger.count_documents({"user_id": user_id}) == 0
         listed = await server.call("GET", "/api/v1/deposits", token=token)
         assert listed.json["items"][0]["status"] == "paid" and "pay_url" not in listed.json["items"][0]
+        assert listed.json["items"][0]["out_trade_no"] == deposit["out_trade_no"]
+
+        # The provider sends the payer's browser back to the return URL: on to the app's page.
+        returned = await server.http.fetch(
+            server.base_url + "/api/v1/payments/return?out_trade_no=" + deposit["out_trade_no"],
+            headers={"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+            follow_redirects=False,
+            raise_error=False,
+        )
+        assert returned.code == 302
+        assert returned.headers["Location"] == "/#/payment/" + deposit["out_trade_no"]
+        # A script (fetch's */*) still gets the JSON status.
+        return_path = "/api/v1/payments/return?out_trade_no=" + deposit["out_trade_no"]
+        status = await server.call("GET", return_path, headers={"Accept": "*/*"})
+        assert status.status == 200 and status.json["out_trade_no"] == deposit["out_trade_no"]
 
 
 async def test_failed_provider_payment_allows_a_new_deposit(app_server: AppServer) -> None:

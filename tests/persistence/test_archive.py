@@ -15,7 +15,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from engine.book.events import BidPlaced, PriceChanged, SessionStateChanged
+from engine.book.events import BidPlaced, LotClosed, PriceChanged, SessionStateChanged
 from engine.book.states import LotState, SessionState
 from engine.clock import FakeClock
 from engine.commands import CloseLot, PlaceBid, PutLot, PutSession, RegisterDeposit, SetMaxBid
@@ -450,3 +450,21 @@ async def test_no_pause_while_catching_up(mongo_db: Db) -> None:
     assert archiver._pause_between_pieces() == 0.005  # a normal chunk's worth waiting
     archiver.on_batch(CommittedBatch([BidPlaced(1, 1, 7, 1001, False, T0)], [101]))
     assert archiver._pause_between_pieces() == 0.0  # a backlog: finish sooner instead
+
+
+async def test_hurry_writes_a_close_without_waiting_for_the_interval(mongo_db: Db) -> None:
+    # A closed lot's outbox item is what settlement (the winner's order, the `result` frame) waits
+    # for: `hurry` writes the queue at once instead of after `interval` (an hour here).
+    archiver = BidArchiver(mongo_db, interval=3600)
+    archiver.start()
+    closed = LotClosed(LOT_A, SESSION, LotState.SOLD, 7, 1_500, 3, T0, "ended")
+    archiver.on_batch(CommittedBatch([closed], [1]))
+    assert not await archiver.wait_caught_up(1, timeout=0.2)  # waiting for the interval
+    archiver.hurry()
+    assert await archiver.wait_caught_up(1, timeout=10)
+    item = await mongo_db.settlement_outbox.find_one({"_id": LOT_A})
+    assert item is not None and item["status"] == "pending"
+    # The next batch waits for the interval again.
+    archiver.on_batch(CommittedBatch([SessionStateChanged(SESSION, SessionState.ENDED, T0)], [2]))
+    assert not await archiver.wait_caught_up(2, timeout=0.2)
+    await archiver.stop()

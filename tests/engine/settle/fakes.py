@@ -753,9 +753,16 @@ class FakeDepositRecords:
         record = self.st.deposit_records[deposit_id]
         self.st.deposit_records[deposit_id] = dataclasses.replace(record, pay_url=pay_url)
 
-    async def list_for_user(self, user_id: UserId, skip: int, limit: int) -> tuple[list[DepositRecord], int]:
+    async def list_for_user(
+        self, user_id: UserId, skip: int, limit: int, session_id: SessionId | None = None
+    ) -> tuple[list[DepositRecord], int]:
         mine = sorted(
-            (r for r in self.st.deposit_records.values() if r.user_id == user_id), key=lambda r: -r.id
+            (
+                r
+                for r in self.st.deposit_records.values()
+                if r.user_id == user_id and (session_id is None or r.session_id == session_id)
+            ),
+            key=lambda r: -r.id,
         )
         return mine[skip : skip + limit], len(mine)
 

@@ -1,7 +1,7 @@
 // A lot: gallery, live price and countdown, the bid panel (deposit in place), details, history,
 // and the personal result after the close.
 import { html, useEffect, useState, useRef } from "./html.js";
-import { t, addStrings } from "./i18n.js";
+import { t } from "./i18n.js";
 import { get, auth } from "./api.js";
 import { useStore } from "./store.js";
 import { live, subscribe, onFrame } from "./live.js";
@@ -166,56 +166,3 @@ export function LotScreen({ params }) {
     </div>`;
   }} />`;
 }
-
-addStrings({
-  en: {
-    "lot.pictures": "Pictures",
-    "lot.picture_n": "Picture {i} of {n}",
-    "lot.extended": "Extended by a late bid: now ends at {when}.",
-    "lot.start_price": "Start price",
-    "lot.current_price": "Current price",
-    "lot.time_left": "Time left",
-    "lot.no_bids_yet": "No bids yet",
-    "lot.leader": "Leading: {who}",
-    "lot.increment_now": "bids go up by {step}",
-    "lot.no_reserve": "no reserve",
-    "lot.reserve_met": "reserve met",
-    "lot.reserve_not_met": "reserve not met yet",
-    "lot.details": "Details",
-    "lot.increment": "Increment",
-    "lot.step": "steps of {step}",
-    "lot.band_below": "Below {upto}",
-    "lot.band_above": "From {from}",
-    "lot.deposit": "Deposit",
-    "lot.session_deposit": "{amount} for the whole session",
-    "lot.none": "None",
-    "lot.history": "Bid history",
-    "lot.no_history": "No bids yet. Be the first.",
-    "lot.auto": "auto",
-  },
-  "zh-CN": {
-    "lot.pictures": "拍品图片",
-    "lot.picture_n": "第 {i} 张，共 {n} 张",
-    "lot.extended": "有人在最后时刻出价，已延时至 {when} 结束。",
-    "lot.start_price": "起拍价",
-    "lot.current_price": "当前价",
-    "lot.time_left": "剩余时间",
-    "lot.no_bids_yet": "暂无出价",
-    "lot.leader": "领先：{who}",
-    "lot.increment_now": "加价幅度 {step}",
-    "lot.no_reserve": "无保留价",
-    "lot.reserve_met": "已达保留价",
-    "lot.reserve_not_met": "未达保留价",
-    "lot.details": "拍品详情",
-    "lot.increment": "加价幅度",
-    "lot.step": "每次 {step}",
-    "lot.band_below": "{upto} 以下",
-    "lot.band_above": "{from} 起",
-    "lot.deposit": "保证金",
-    "lot.session_deposit": "全场 {amount}",
-    "lot.none": "无",
-    "lot.history": "出价记录",
-    "lot.no_history": "暂无出价，快来出第一口价吧。",
-    "lot.auto": "代理",
-  },
-});

@@ -1,20 +1,51 @@
 // The bidder app: mounts the shell and the screen of the current route.
-import { html, render } from "./html.js";
-import { t, useLanguage } from "./i18n.js";
+import { html, render, useState, useEffect } from "./html.js";
+import { t, useLanguage, language, loadLanguage } from "./i18n.js";
 import { useStore } from "./store.js";
 import { auth, refreshMe } from "./api.js";
 import { start } from "./live.js";
 import { route, match } from "./router.js";
 import { Shell } from "./shell.js";
+import { ErrorBox, Loading } from "./ui.js";
 import { routes as auctionRoutes, watchPersonalFrames } from "./auction.js";
-import { routes as accountRoutes } from "./account.js";
 import { routes as signinRoutes } from "./signin.js";
 
-const routes = [...signinRoutes, ...accountRoutes, ...auctionRoutes];
+let routes = [...signinRoutes, ...auctionRoutes];
+
+// Screen groups loaded on their first visit: the auction screens (where people arrive) come with
+// the page; the account's (orders, payment, addresses, coupons, wallet, deposits) when needed.
+const lazyGroups = [
+  {
+    wants: (path) => path === "/me" || path.startsWith("/me/") || path.startsWith("/payment/"),
+    load: () => import("./account.js"),
+    loaded: false,
+  },
+];
+
+function useLazyRoutes(path) {
+  const [, loaded] = useState(0);
+  const [failure, setFailure] = useState(null);
+  const group = lazyGroups.find((candidate) => !candidate.loaded && candidate.wants(path));
+  useEffect(() => {
+    if (!group) return;
+    group.load().then(
+      (module) => {
+        group.loaded = true;
+        routes = [...module.routes, ...routes];
+        loaded((n) => n + 1);
+      },
+      setFailure,
+    );
+  }, [group]);
+  return { pending: !!group, failure };
+}
 
 function App() {
   useLanguage();
   const { path, query } = useStore(route);
+  const lazy = useLazyRoutes(path);
+  if (lazy.failure) return html`<${Shell}><${ErrorBox} error=${lazy.failure} retry=${() => location.reload()} /><//>`;
+  if (lazy.pending) return html`<${Shell}><${Loading} /><//>`;
   const found = match(routes, path);
   const View = found ? found.view : NotFound;
   // The key remounts a screen when its route changes, so no state leaks from lot 1 into lot 2.
@@ -29,5 +60,7 @@ if (auth.get().token) refreshMe().catch(() => {});
 start();
 watchPersonalFrames();
 const root = document.getElementById("app");
-root.textContent = ""; // the boot message
-render(html`<${App} />`, root);
+loadLanguage(language.get().lang).then(() => {
+  root.textContent = ""; // the boot message
+  render(html`<${App} />`, root);
+});

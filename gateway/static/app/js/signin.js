@@ -1,6 +1,6 @@
 // Sign in and register (username + password; an optional display name, any script).
 import { html, useState } from "./html.js";
-import { t, addStrings } from "./i18n.js";
+import { t } from "./i18n.js";
 import { api, signedIn, ApiError } from "./api.js";
 import { navigate } from "./router.js";
 import { useTitle } from "./shell.js";
@@ -66,32 +66,3 @@ function SignIn({ query }) {
 }
 
 export const routes = [{ pattern: /^\/signin$/, view: SignIn }];
-
-addStrings({
-  en: {
-    "signin.title": "Sign in",
-    "signin.register": "Register",
-    "signin.username": "Username",
-    "signin.username_hint": "3–32 letters, digits, dot, dash or underscore; used to sign in.",
-    "signin.password": "Password",
-    "signin.password_hint": "At least 8 characters.",
-    "signin.display_name": "Display name (optional)",
-    "signin.display_name_hint": "Shown on your account; other bidders only ever see a pseudonym.",
-    "signin.code": "Two-factor code",
-    "signin.go": "Sign in",
-    "signin.register_go": "Create account",
-  },
-  "zh-CN": {
-    "signin.title": "登录",
-    "signin.register": "注册",
-    "signin.username": "用户名",
-    "signin.username_hint": "3–32 位字母、数字、点、横线或下划线，用于登录。",
-    "signin.password": "密码",
-    "signin.password_hint": "至少 8 个字符。",
-    "signin.display_name": "昵称（可选）",
-    "signin.display_name_hint": "显示在您的账户中；其他竞拍者只会看到化名。",
-    "signin.code": "两步验证码",
-    "signin.go": "登录",
-    "signin.register_go": "创建账户",
-  },
-});
