@@ -99,7 +99,7 @@ async def test_no_screen_overflows_and_every_control_is_reachable_and_labelled(
         await sign_in_as(page, app_world.seller_bidder[1])
         screens = await signed_in_screens(app_world, app_world.seller_bidder[1])
         failures += await check_screens(page, screens, size)
-        assert failures == []
+        assert failures == [], "\n".join(failures)
         assert page.problems == []
     finally:
         await context.close()
