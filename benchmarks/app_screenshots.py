@@ -281,11 +281,11 @@ at 1280 × 800 in English. Re-run it after changing a screen:
 ## Language
 
 Chinese (zh-CN) when the browser prefers Chinese, English otherwise; the button in the app bar
-switches (中文 / English) and the choice is remembered in `localStorage` (`gavel-lang`). Every
-string is in `js/lang/en.js` and `js/lang/zh-CN.js` (only the chosen one loads) (tests/gateway/test_app_assets.py
-checks that every `t("key")` has both). Times are shown in the viewer's time zone; countdowns use
-the server's clock (learned from the socket's `server_time`), in hours and minutes, then seconds in
-the last minute.
+switches (中文 / English) and the choice is remembered in `localStorage` (`gavel-lang`). The
+strings are in `js/lang/en.js` and `js/lang/zh-CN.js`, and only the chosen one loads
+(tests/gateway/test_app_assets.py checks that every `t("key")` has both). Times are shown in the
+viewer's time zone; countdowns use the server's clock (learned from the socket's `server_time`),
+in hours and minutes, then seconds in the last minute.
 
 ## How it works
 
