@@ -287,6 +287,9 @@ class Hub:
             self._frames.append((pending[0].session_id, self._price_frame(*pending)))
 
     def _price_frame(self, event: PriceChanged, seq: int) -> bytes:
+        lot = self.ctx.engine.book.lots.get(event.lot_id)
+        # Whether the reserve is met (never the reserve itself), as the public lot view says it.
+        reserve_met = lot is not None and event.leader != 0 and event.price >= lot.reserve
         return orjson.dumps(
             {
                 "type": "price",
@@ -299,6 +302,7 @@ class Hub:
                 "ends_at": event.ends_at,
                 "seq": seq,
                 "ts": event.at,
+                "reserve_met": reserve_met,
             }
         )
 

@@ -145,13 +145,10 @@ class ReturnHandler(JsonHandler):
         if payment is None:
             raise NotFound("no such payment")
         if prefers_html(self.request.headers.get("Accept", "")):
-            self.redirect("/#/payment/" + urllib.parse.quote(out_trade_no, safe=""))
-            return
-        # Status only: no amount or payer, and never a state change (only notifications pay).
-        if "text/html" in self.request.headers.get("Accept", ""):
             # A browser back from the provider: the bidder app's page polls the status and says it.
             self.redirect("/#/payment/" + urllib.parse.quote(out_trade_no, safe=""))
             return
+        # Status only: no amount or payer, and never a state change (only notifications pay).
         self.reply({"out_trade_no": out_trade_no, "status": payment["status"]})
 
 

@@ -244,8 +244,19 @@ async def test_public_views_never_show_the_reserve(app_server: AppServer) -> Non
     assert (summary[plain_lot]["has_reserve"], summary[plain_lot]["no_bids"]) == (False, True)
     assert summary[lot_id]["watchers"] == 0 and lot["watchers"] == 1
     assert (lot["has_reserve"], lot["reserve_met"]) == (True, False)
+    # Live frames say when the reserve is met (a watcher's price frames), never what it is.
+    watcher = await Bidder.connect(app_server, None)
+    watcher.send({"op": "subscribe", "session_id": session_id})
+    await watcher.until("snapshot", session_id=session_id)
     assert (await bidder.bid(lot_id, 30_000, "r2", op="max_bid"))["type"] == "accepted"
+    price = await watcher.until("price", lot_id=lot_id)
+    assert (price["price"], price["reserve_met"]) == (30_000, True)
+    assert set(price) == {
+        *("type", "session_id", "lot_id", "price", "leader", "bid_count", "next_min"),
+        *("ends_at", "seq", "ts", "reserve_met"),
+    }
     assert (await app_server.call("GET", f"/api/v1/lots/{lot_id}")).json["reserve_met"] is True
+    watcher.close()
 
     # The admin still sees it.
     admin = await app_server.admin_token()

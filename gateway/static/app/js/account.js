@@ -201,7 +201,9 @@ const COUPON_STATES = ["unused", "used", "expired"];
 
 async function claimable() {
   const sessions = await page("/api/v1/sessions", 1, 50);
-  const open = sessions.items.filter((session) => session.state_name !== "ended");
+  // Live and upcoming sessions, and those ended this week: a winner still pays with their coupons.
+  const weekAgo = Date.now() - 7 * 86_400_000;
+  const open = sessions.items.filter((session) => session.state_name !== "ended" || session.bidding_end_ms > weekAgo);
   const lists = await Promise.all(open.map((session) => get(`/api/v1/sessions/${session.id}/coupons`)));
   return open.flatMap((session, index) =>
     lists[index].items.filter((coupon) => coupon.state_name !== "ended").map((coupon) => ({ ...coupon, session })),

@@ -145,7 +145,7 @@ function receive(frame) {
         next_min: frame.next_min,
         ends_at: frame.ends_at,
         no_bids: frame.bid_count === 0,
-        ...(frame.increment !== undefined ? { increment: frame.increment } : {}),
+        ...(frame.reserve_met !== undefined ? { reserve_met: frame.reserve_met } : {}),
       });
       break;
     case "accepted": {

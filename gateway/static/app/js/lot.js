@@ -65,7 +65,7 @@ function PriceBlock({ lot, ladder }) {
     </div>
     <p class="small muted">${[
       lot.no_bids ? t("lot.no_bids_yet") : t("lot.leader", { who: lot.leader }) + " · " + t("lot.bids", { n: lot.bid_count }),
-      t("lot.increment_now", { step: formatYuan(lot.increment ?? step) }),
+      t("lot.increment_now", { step: formatYuan(step) }),
       lot.has_reserve === undefined ? null : !lot.has_reserve ? t("lot.no_reserve") : lot.reserve_met ? t("lot.reserve_met") : t("lot.reserve_not_met"),
     ]
       .filter(Boolean)

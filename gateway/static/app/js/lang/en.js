@@ -193,7 +193,7 @@ export default {
   "deposit.status_applied": "counted towards your order",
   "deposit.status_failed": "payment failed",
   "deposit.refund_pending": "refund under way",
-  "deposit.refund_done": "refunded",
+  "deposit.refund_refunded": "refunded",
   "result.sold": "Sold for {price} to {who}.",
   "result.unsold": "This lot closed without a sale.",
   "result.overdue": "The winner did not pay in time.",

@@ -191,7 +191,7 @@ export default {
   "deposit.status_applied": "已抵扣货款",
   "deposit.status_failed": "支付失败",
   "deposit.refund_pending": "退款处理中",
-  "deposit.refund_done": "已退还",
+  "deposit.refund_refunded": "已退还",
   "result.sold": "以 {price} 成交，买家 {who}。",
   "result.unsold": "该拍品已流拍。",
   "result.overdue": "买家逾期未付款。",
