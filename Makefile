@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 # covers every product package and the two entry scripts.
 MYPY_PACKAGES := engine/ shop/ payments/ backoffice/ persistence/ web/ gateway/ admin/ composition/ run.py run_cluster.py
 
-.PHONY: run cluster test bench lint lock clean unit compile clean-compiled
+.PHONY: run cluster test bench lint lock clean unit compile clean-compiled app-load
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,13 @@ lint: $(STAMP)
 bench: $(STAMP) $(COMPILED)
 	$(PY) benchmarks/bench_book.py --interpreted-too
 	$(PY) benchmarks/bench_engine.py --interpreted-too
+
+# Bidder-app users (page loads + a websocket) beside bidders on a fresh run.py for MINUTES; prints
+# JSON: page-load p95 per request, the bids' ack p99 (benchmarks/app_load.py, docs/performance.md).
+MINUTES ?= 2
+APP_LOAD_USERS ?= 40
+app-load: $(STAMP) $(COMPILED)
+	$(PY) benchmarks/app_load.py --minutes $(MINUTES) --users $(APP_LOAD_USERS)
 
 lock:
 	$(PYTHON) -m venv /tmp/gavel-lock && /tmp/gavel-lock/bin/pip install --quiet --pre -r requirements.in

@@ -4,7 +4,7 @@
     ADMIN_PASSWORD=... .venv/bin/locust -f benchmarks/locustfile.py --headless -u 50 -r 10 -t 60s \\
         --host http://127.0.0.1:8000 --csv var/locust --html var/locust.html
 
-Users (weights 5 : 3 : 2, or pick with `locust ... Bidder Watcher`):
+Users (weights 5 : 3 : 2 : 4, or pick with `locust ... Bidder AppUser`):
 
 - `Bidder`: signs up, gets a balance from the admin (`/api/v1/admin/users/{id}/credit`), pays the
   load session's deposit from it, subscribes on `/ws` and bids the lowest valid price on a random lot
@@ -15,6 +15,13 @@ Users (weights 5 : 3 : 2, or pick with `locust ... Bidder Watcher`):
   delay from the bid's server time (`ts`) to the frame's arrival (same machine: same clock).
 - `Shopper` (`FastHttpUser`): signs up, gets a balance, browses courses, puts one in the cart, checks
   out and pays from the balance (`POST /api/v1/checkout/pay`), then browses its orders.
+- `AppUser` (`FastHttpUser`): a bidder app on a phone (gateway/static/app/): signs up, opens the app
+  as the browser does (`/`, then every module and the stylesheet with `If-None-Match`, answered 304
+  once cached), lists the sessions, opens the load session and its lots with their bid history,
+  looks at its account and orders, and keeps one websocket subscribed to the load session whose
+  frames it reads (`WS app frame`, the delay from a price's `ts` to its arrival). Each page load is
+  a request named as the app calls it (`/api/v1/lots/{id}`, ...); `benchmarks/app_load.py` runs it
+  beside the bidders and prints the p95 of each.
 
 Every simulated user registers from the load tester's one address, so the server must allow more
 registrations per address than its default 10 an hour (`REGISTRATIONS_PER_ADDRESS`, above).
@@ -32,6 +39,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import pathlib
 import random
 import time
 import uuid
@@ -53,6 +61,16 @@ SESSION_DEPOSIT = 10_00
 CREDIT = 1_000_000_00
 BID_TIMEOUT_S = 10.0
 PASSWORD = "locust-password"
+APP_DIR = pathlib.Path(__file__).resolve().parent.parent / "gateway" / "static" / "app"
+# What the app's page loads after `/` (js/main.js imports every screen module at start).
+APP_ASSETS = [
+    "/static/app/" + str(path.relative_to(APP_DIR))
+    for path in [
+        APP_DIR / "app.css",
+        *sorted((APP_DIR / "js").glob("*.js")),
+        *sorted((APP_DIR / "vendor").glob("*.js")),
+    ]
+]
 
 
 class Setup:
@@ -364,3 +382,107 @@ class Shopper(FastHttpUser):
             elif paid.json()["order"]["status"] != "paid":
                 paid.failure(f"order not paid from the balance: {paid.text[:120]}")
         self.client.get("/api/v1/shop/orders", headers=headers)
+
+
+class AppUser(FastHttpUser):
+    """A phone running the bidder app: page loads over REST as the app makes them, plus its socket."""
+
+    weight = 4
+    wait_time = between(2, 5)
+
+    def on_start(self) -> None:
+        Setup.ensure(self.host)
+        _user_id, token = Setup.new_account(deposit=False)
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.etags: dict[str, str] = {}
+        self.open_app()
+        self.socket = SocketReader(self.environment, Setup.host, token)
+
+    def on_stop(self) -> None:
+        socket = getattr(self, "socket", None)
+        if socket is not None:
+            socket.close()
+
+    def get(self, path: str, name: str, headers: dict[str, str] | None = None) -> Any:
+        with self.client.get(path, name=name, headers=headers or self.auth, catch_response=True) as r:
+            if r.status_code not in (200, 304):
+                r.failure(f"{r.status_code}")
+                return None
+            return r
+
+    @task(1)
+    def open_app(self) -> None:
+        """`/` (never cached), then the modules revalidated by ETag, then the first screen's data."""
+        self.get("/", "/", headers={})
+        for asset in APP_ASSETS:
+            etag = self.etags.get(asset)
+            answer = self.get(
+                asset, "/static/app/* (conditional)", headers={"If-None-Match": etag} if etag else {}
+            )
+            etag = answer.headers.get("ETag") or answer.headers.get("Etag") if answer is not None else None
+            if etag:
+                self.etags[asset] = etag
+        self.get("/api/v1/me", "/api/v1/me")
+        self.get("/api/v1/sessions?page_size=20", "/api/v1/sessions")
+
+    @task(2)
+    def session(self) -> None:
+        self.get(f"/api/v1/sessions/{Setup.session_id}", "/api/v1/sessions/{id}")
+
+    @task(4)
+    def lot(self) -> None:
+        lot_id = random.choice(Setup.lots)
+        self.get(f"/api/v1/lots/{lot_id}", "/api/v1/lots/{id}")
+        self.get(f"/api/v1/lots/{lot_id}/bids", "/api/v1/lots/{id}/bids")
+
+    @task(1)
+    def account(self) -> None:
+        self.get("/api/v1/me", "/api/v1/me")
+        self.get("/api/v1/orders", "/api/v1/orders")
+
+
+class SocketReader:
+    """The app's one websocket: signed in, subscribed to the load session, every frame read."""
+
+    def __init__(self, environment: Any, host: str, token: str) -> None:
+        self.environment = environment
+        started = time.perf_counter()
+        try:
+            self.ws = websocket.create_connection(
+                host.replace("http", "ws", 1) + f"/ws?token={token}", timeout=30, enable_multithread=True
+            )
+            self.ws.recv()  # hello
+            self.ws.send(json.dumps({"op": "subscribe", "session_id": Setup.session_id}))
+            while json.loads(self.ws.recv()).get("type") != "snapshot":
+                pass
+        except Exception as error:
+            self.fire("app connect", (time.perf_counter() - started) * 1000, error)
+            raise
+        self.fire("app connect", (time.perf_counter() - started) * 1000)
+        self.reader = gevent.spawn(self.read_loop)
+
+    def fire(self, name: str, milliseconds: float, error: Exception | None = None) -> None:
+        self.environment.events.request.fire(
+            request_type="WS",
+            name=name,
+            response_time=milliseconds,
+            response_length=0,
+            exception=error,
+            context={},
+        )
+
+    def read_loop(self) -> None:
+        while True:
+            try:
+                raw = self.ws.recv()
+            except Exception:  # closed by on_stop or by the server
+                return
+            if not raw:
+                return
+            frame = json.loads(raw)
+            if frame.get("type") == "price" and "ts" in frame:
+                self.fire("app frame", max(0.0, time.time() * 1000 - frame["ts"]))
+
+    def close(self) -> None:
+        self.reader.kill(block=False)
+        self.ws.close()

@@ -190,3 +190,19 @@ def test_the_locust_scenarios_run_headless_against_run_py(tmp_path: Path) -> Non
     assert stats.startswith("Type,Name,Request Count,Failure Count")
     assert "WS,connect" in stats  # the bidder and the watcher subscribed over the websocket
     assert (tmp_path / "locust.html").stat().st_size > 0
+
+
+def test_app_load_runs_app_users_beside_bidders_and_prints_page_load_p95() -> None:
+    done = subprocess.run(
+        [PYTHON, "benchmarks/app_load.py", "--minutes", "0.1", "--users", "4", "--spawn-rate", "4"],
+        cwd=ROOT,
+        env=dict(os.environ, LOCUST_LOTS="3", LOCUST_COURSES="1"),
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()[-3000:]
+    result = json.loads(done.stdout)
+    assert {"/", "/api/v1/me", "/static/app/* (conditional)"} <= set(result["page_load_p95_ms"])
+    assert result["requests"]["WS app connect"]["count"] >= 1  # the app users' socket subscribed
+    assert set(result["bid_ack_ms"]) == {"count", "p50_ms", "p95_ms", "p99_ms"}
