@@ -49,9 +49,8 @@ def start_gavel(services: Services, root: Path) -> tuple[subprocess.Popen[bytes]
         f"bench_app_{os.getpid()}",
         PORT=str(port),
         DATA_DIR=str(root / "data"),
-        SEED_DEMO="1",
-        JOURNAL_FSYNC="1",
     )
+    env["SEED_DEMO"] = "1"  # the pages as `make run` shows them
     log = (root / "gavel.log").open("ab")
     process = subprocess.Popen([sys.executable, "run.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
@@ -80,13 +79,15 @@ async def cold_load(browser: Any, url: str, ready: str) -> tuple[float, int]:
         if response.request.resource_type in ("script", "stylesheet"):
             weights.append(len(await response.body()))
 
-    page.on("response", lambda response: asyncio.ensure_future(weigh(response)))
+    reads: list[asyncio.Future[None]] = []
+    page.on("response", lambda response: reads.append(asyncio.ensure_future(weigh(response))))
     started = time.perf_counter()
     await page.goto(url)
     if ready:
         await page.locator(ready).first.wait_for(state="visible", timeout=30_000)
     elapsed = (time.perf_counter() - started) * 1000
     await page.wait_for_load_state("networkidle")
+    await asyncio.gather(*reads)
     await context.close()
     return elapsed, sum(weights)
 
@@ -101,19 +102,24 @@ async def account_weight(browser: Any, base: str) -> int:
         if response.request.resource_type in ("script", "stylesheet"):
             weights[response.url] = len(await response.body())
 
-    page.on("response", lambda response: asyncio.ensure_future(weigh(response)))
+    reads: list[asyncio.Future[None]] = []
+    page.on("response", lambda response: reads.append(asyncio.ensure_future(weigh(response))))
     await page.goto(base + "/")
     await page.evaluate(
         """async () => {
-            const r = await fetch('/api/v1/auth/login', {method: 'POST', headers: {'Content-Type': 'application/json'},
+            const r = await fetch('/api/v1/auth/login', {method: 'POST',
+              headers: {'Content-Type': 'application/json'},
               body: JSON.stringify({username: 'alice', password: 'alice-demo-pass'})});
             localStorage.setItem('gavel-token', (await r.json()).token);
         }"""
     )
-    for path in ("/", "/lot/1", "/me", "/me/orders", "/me/addresses", "/me/coupons", "/me/wallet", "/me/deposits"):
+    screens = ("/", "/lot/1", "/me", "/me/orders", "/me/addresses", "/me/coupons", "/me/wallet")
+    screens += ("/me/deposits",)
+    for path in screens:
         await page.goto(base + "/#" + path)
         await page.reload()
         await page.wait_for_load_state("networkidle")
+        await asyncio.gather(*reads)
     await context.close()
     return sum(weights.values())
 
@@ -140,7 +146,10 @@ async def measure(base: str, rounds: int) -> dict[str, Any]:
         "rounds": rounds,
         "first_screen_ms": {"median": round(median_first), "all": [round(x) for x in first]},
         "lot_ms": {"median": round(statistics.median(lot)), "all": [round(x) for x in lot]},
-        "baseline_healthz_ms": {"median": round(statistics.median(baseline)), "all": [round(x) for x in baseline]},
+        "baseline_healthz_ms": {
+            "median": round(statistics.median(baseline)),
+            "all": [round(x) for x in baseline],
+        },
         "first_screen_ratio_to_baseline": round(median_first / statistics.median(baseline), 2),
         "first_screen_js_css_bytes": weight,
         "all_screens_js_css_bytes": everything,
@@ -149,7 +158,9 @@ async def measure(base: str, rounds: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-app-") as temporary:
