@@ -17,7 +17,7 @@ function Gallery({ lot }) {
   const pictures = lot.pictures && lot.pictures.length ? lot.pictures : lot.images || [];
   const [index, setIndex] = useState(0);
   const strip = useRef(null);
-  if (!pictures.length) return html`<div class="gallery"><${Picture} picture=${null} alt=${lot.title} className="gallery-img" /></div>`;
+  if (!pictures.length) return html`<div class="gallery"><p class="gallery-empty">${t("lot.no_pictures")}</p></div>`;
   const onScroll = () => {
     const element = strip.current;
     if (element) setIndex(Math.round(element.scrollLeft / Math.max(1, element.clientWidth)));

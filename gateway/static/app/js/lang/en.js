@@ -234,6 +234,7 @@ export default {
   "time.seconds": "{s} s",
   "time.ended": "Ended",
   // lot.js
+  "lot.no_pictures": "No pictures of this lot yet.",
   "lot.pictures": "Pictures",
   "lot.picture_n": "Picture {i} of {n}",
   "lot.extended": "Extended by a late bid: now ends at {when}.",

@@ -232,6 +232,7 @@ export default {
   "time.seconds": "{s}秒",
   "time.ended": "已结束",
   // lot.js
+  "lot.no_pictures": "该拍品暂无图片。",
   "lot.pictures": "拍品图片",
   "lot.picture_n": "第 {i} 张，共 {n} 张",
   "lot.extended": "有人在最后时刻出价，已延时至 {when} 结束。",
