@@ -268,7 +268,3 @@ async def app_server(
             yield server
     finally:
         await client.close()
-
-
-# The bidder app's browser kit (tests/gateway/app_kit.py): its world and the admin tests' chromium.
-from tests.gateway.app_kit import app_world, browser  # noqa: E402, F401

@@ -14,6 +14,8 @@ import pytest
 from tests.gateway.app_kit import (
     SIZES,
     AppWorld,
+    app_world,  # noqa: F401  (a fixture)
+    browser,  # noqa: F401  (a fixture: the admin tests' chromium)
     new_context,
     no_horizontal_overflow,
     open_app,
@@ -90,7 +92,10 @@ async def check_screens(page: Any, screens: list[str], size: str) -> list[str]:
 @pytest.mark.parametrize("locale", ["zh-CN", "en"])
 @pytest.mark.parametrize("size", list(SIZES))
 async def test_no_screen_overflows_and_every_control_is_reachable_and_labelled(
-    browser: Any, app_world: AppWorld, size: str, locale: str
+    browser: Any,  # noqa: F811
+    app_world: AppWorld,  # noqa: F811
+    size: str,
+    locale: str,
 ) -> None:
     context = await new_context(browser, SIZES[size], locale=locale, mobile=size != "desktop")
     try:
@@ -106,7 +111,8 @@ async def test_no_screen_overflows_and_every_control_is_reachable_and_labelled(
 
 
 async def test_sign_up_through_the_form_with_a_chinese_display_name(
-    browser: Any, app_world: AppWorld
+    browser: Any,  # noqa: F811
+    app_world: AppWorld,  # noqa: F811
 ) -> None:
     context = await new_context(browser, SIZES["phone"], locale="zh-CN", mobile=True)
     try:
