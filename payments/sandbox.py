@@ -192,6 +192,20 @@ class SandboxProvider(SignedProvider):
         self._schedule(out_trade_no)
         return trade
 
+    async def close_payment(self, out_trade_no: str) -> bool:
+        """Close an unpaid payment, as Alipay's trade.close does: its page can no longer pay it and
+        no notification is sent for it. False (nothing changes) once the payer has settled it."""
+        trade = await self.db.sandbox_trades.find_one_and_update(
+            {"_id": out_trade_no, "status": WAITING_STATE},
+            {"$set": {"status": CLOSED_STATE, "closed_at": utc_now(), "notified": True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if trade is None:
+            trade = await self.find_trade(out_trade_no)
+            return trade is not None and trade["status"] == CLOSED_STATE
+        await self.records.mark_closed(out_trade_no)
+        return True
+
     def notification(self, trade: Document) -> dict[str, str]:
         """The signed form the sandbox posts, with Alipay's field names."""
         params = {

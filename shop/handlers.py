@@ -2,7 +2,8 @@
 
 Each money or state decision is here: what may go in a cart, what a checkout offers, what an order
 costs and spends (coupons, balance), when it is paid, what a late payment gets (a refund), when an
-unpaid order is cancelled and what that gives back, and who gets a coupon. The functions that take
+unpaid order is cancelled and what that gives back, and who gets a coupon (the order's later life,
+cancel by its owner, payment retries and refunds: shop/order_life.py). The functions that take
 a `ShopUnitOfWork` run inside one transaction (`ShopStore.atomically`) and have no side effect
 outside it; the provider is called only by `ensure_pay_url` and `refund_late_payment`, after the
 transaction. shop/service.py runs them.
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
 from engine.settle.ports import PaymentProvider, PaymentRequest
+from shop import order_life
 from shop.model import (
     CartFull,
     CartItemUnavailable,
@@ -33,6 +35,7 @@ from shop.model import (
     InvalidPolicy,
     NotInCart,
     Record,
+    ShopConflict,
     coupon_display,
     coupon_terms,
     coupon_valid_at,
@@ -352,11 +355,15 @@ def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now
         "coupon_ids": list(priced.spent_coupon_ids),
         # A random number names the payment; `_id` stays the readable number the user sees.
         "out_trade_no": None if paid_now else terms.out_trade_no,
+        # Every provider attempt (paying again adds one); the one that paid is `paid_trade_no`.
+        "attempts": [] if paid_now else [{"out_trade_no": terms.out_trade_no, "created_at": now}],
+        "paid_trade_no": None,
         "pay_url": None,
         "created_at": now,
         "pay_deadline": None if paid_now else now + datetime.timedelta(seconds=terms.pending_timeout_seconds),
         "paid_at": now if paid_now else None,
         "cancelled_at": None,
+        "refund": None,
     }
 
 
@@ -386,7 +393,7 @@ async def ensure_pay_url(orders: OrderRepository, provider: PaymentProvider, ord
         order["out_trade_no"], int(order["to_pay"]), f"Courses: {names}"[:120], int(order["user_id"])
     )
     order["pay_url"] = await provider.create_payment(request)
-    await orders.set_pay_url(str(order["_id"]), order["pay_url"])
+    await orders.set_pay_url(str(order["_id"]), order["pay_url"], str(order["out_trade_no"]))
     return order
 
 
@@ -400,18 +407,33 @@ async def order_no_of_payment(orders: OrderRepository, out_trade_no: str) -> str
     return order_no
 
 
-async def mark_paid(uow: ShopUnitOfWork, order_no: str, amount: int, now: datetime.datetime) -> str:
-    """pending -> paid: held coupons become used, the balance hold stays spent, enrolments start.
-    Returns "now_paid", or the status the order already had (paid, cancelled): idempotent."""
+async def mark_paid(
+    uow: ShopUnitOfWork, order_no: str, out_trade_no: str, amount: int, now: datetime.datetime
+) -> str:
+    """A verified payment of attempt `out_trade_no`: a pending order becomes paid by it (held
+    coupons used, the balance hold stays spent, enrolments start) and "now_paid" is returned;
+    otherwise order_life.payment_outcome decides: "duplicate" (changes nothing) or "refund" (the
+    order was paid by another attempt, or cancelled). Idempotent."""
     order = await uow.orders.get(order_no)
     if order is None:
         raise NotFound(f"no shop order {order_no}")
-    if order["status"] != "pending":
-        return str(order["status"])
+    outcome = order_life.payment_outcome(order, out_trade_no)
+    if outcome != "pay":
+        return outcome
     if int(order["to_pay"]) != amount:
         # The notify endpoint checks the amount against the payment record; this is a bug.
         raise GavelError(f"order {order_no} costs {order['to_pay']} fen, paid {amount}")
-    await uow.orders.mark_paid(order_no, now)
+    paid = await uow.orders.move(
+        order_no,
+        {"status": order_life.PENDING},
+        {
+            "status": order_life.next_status(order_life.PENDING, "pay"),
+            "paid_at": now,
+            "paid_trade_no": out_trade_no,
+        },
+    )
+    if paid is None:
+        raise ShopConflict(f"order {order_no} changed while being paid; the notification is retried")
     await uow.coupons.use_held(order_no, now)
     await enrol(uow, order, now)
     return "now_paid"
@@ -425,27 +447,19 @@ async def refund_late_payment(
     amount: int,
     now: datetime.datetime,
 ) -> None:
-    """A payment for an order already cancelled (timed out) is refunded, never silently kept nor
-    reviving the order (its coupons and balance were given back). The provider refund is idempotent
-    on its ref, so a repeated notification refunds once."""
+    """A payment for an order already cancelled, or already paid by another attempt, is refunded,
+    never silently kept nor reviving the order (a cancelled order's coupons and balance were given
+    back). The provider refund is idempotent on its ref, so a repeated notification refunds once."""
     refund_ref = f"late:{out_trade_no}"
-    log.warning("payment for cancelled shop order %s arrived; refunding %s fen", order_no, amount)
+    log.warning("late payment %s for shop order %s; refunding %s fen", out_trade_no, order_no, amount)
     await provider.refund(out_trade_no, amount, refund_ref)
     await orders.set_late_payment(order_no, {"amount": amount, "refund_ref": refund_ref, "refunded_at": now})
 
 
 async def cancel_pending(uow: ShopUnitOfWork, order_no: str, now: datetime.datetime, reason: str) -> bool:
-    """pending -> cancelled (conditional, so a concurrent payment wins or loses cleanly), held coupons
-    back to unused, and the held balance credited back (ref `shop-release:{order_no}`: at most once)."""
-    order = await uow.orders.cancel(order_no, now, reason)
-    if order is None:
-        return False  # paid or cancelled meanwhile
-    await uow.coupons.release_held(order_no)
-    if int(order["balance_used"]) > 0:
-        await uow.ledger.credit(
-            int(order["user_id"]), int(order["balance_used"]), "shop_release", f"shop-release:{order_no}"
-        )
-    return True
+    """pending -> cancelled_by_{reason} with coupons and held balance back once (order_life.cancel);
+    False when it was no longer pending."""
+    return await order_life.cancel(uow, order_no, now, reason) is not None
 
 
 # == coupons ===============================================================================================

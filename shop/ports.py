@@ -10,7 +10,7 @@ Implementations: persistence/shop/ (MongoDB + Redis) and tests/shop/fakes.py (in
 
 import datetime
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from shop.model import Checkout, Record
 
@@ -117,17 +117,28 @@ class OrderRepository(Protocol):
         """Duplicate("idempotency") or Duplicate("checkout") when taken."""
         ...
 
-    async def mark_paid(self, order_no: str, now: datetime.datetime) -> bool:
-        """pending -> paid."""
+    async def set_pay_url(self, order_no: str, pay_url: str, out_trade_no: str | None = None) -> None:
+        """With `out_trade_no`: only while that attempt is still the order's current one."""
         ...
 
-    async def cancel(self, order_no: str, now: datetime.datetime, reason: str) -> Record | None:
-        """pending -> cancelled; the order after, None if it was not pending."""
+    async def set_late_payment(self, order_no: str, late_payment: Record) -> None:
+        """Record a refunded late payment: `late_payment` (the last) and, once per `refund_ref`,
+        in `late_payments`."""
         ...
 
-    async def set_pay_url(self, order_no: str, pay_url: str) -> None: ...
+    async def move(self, order_no: str, expect: Record, changes: Record) -> Record | None:
+        """Set `changes` (dotted names allowed) if every field of `expect` (dotted names allowed)
+        has that value; the order after, None if it did not match (a concurrent move won)."""
+        ...
 
-    async def set_late_payment(self, order_no: str, late_payment: Record) -> None: ...
+    async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Record | None:
+        """A pending order's new provider attempt becomes its `out_trade_no` (no `pay_url` yet) and
+        joins `attempts`; the order after, None if it is not pending."""
+        ...
+
+    async def approved_refunds(self) -> list[str]:
+        """Orders whose refund was approved but not yet finished (a restart in between)."""
+        ...
 
     async def due(self, now: datetime.datetime) -> list[str]:
         """Pending orders whose deadline has come."""
@@ -138,6 +149,12 @@ class EnrolmentRepository(Protocol):
     async def ensure(self, enrolment: Record) -> None:
         """Insert unless one with this `_id` exists (retries are no-ops)."""
         ...
+
+    async def of_order(self, order_no: str) -> list[Record]:
+        """The enrolments order `order_no` bought or extended (`order_no` or `order_nos`)."""
+        ...
+
+    async def change(self, enrolment_id: str, changes: Record) -> None: ...
 
 
 class BalanceLedger(Protocol):
@@ -152,6 +169,15 @@ class BalanceLedger(Protocol):
         ...
 
     async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None: ...
+
+
+@runtime_checkable
+class PaymentCloser(Protocol):
+    """A provider that can close an unpaid payment (the sandbox; Alipay's trade.close)."""
+
+    async def close_payment(self, out_trade_no: str) -> bool:
+        """Close it unless paid; True if it is closed now."""
+        ...
 
 
 class ShopUnitOfWork(Protocol):
@@ -225,7 +251,11 @@ class ShopReads(Protocol):
 
     async def find_order(self, user_id: int, order_no: str) -> Record: ...
 
-    async def orders(self, user_id: int, skip: int, limit: int) -> tuple[list[Record], int]: ...
+    async def orders(
+        self, user_id: int, skip: int, limit: int, statuses: tuple[str, ...] = ()
+    ) -> tuple[list[Record], int]:
+        """The user's orders, newest first; only those in `statuses` when given."""
+        ...
 
     async def enrolments(self, user_id: int) -> list[Record]: ...
 

@@ -11,9 +11,10 @@ import datetime
 import logging
 from collections.abc import Callable, Sequence
 
+from engine.book.errors import NotFound
 from engine.settle.ports import PaymentProvider
 from shop import catalogue as cat
-from shop import handlers
+from shop import handlers, order_life
 from shop.model import (
     CART_LIMIT,
     DEFAULT_CHECKOUT_TTL_SECONDS,
@@ -27,7 +28,7 @@ from shop.model import (
     ShopConflict,
     ShopUnavailable,
 )
-from shop.ports import CartStore, Duplicate, GaveUp, ShopReads, ShopStore, ShopUnitOfWork
+from shop.ports import CartStore, Duplicate, GaveUp, PaymentCloser, ShopReads, ShopStore, ShopUnitOfWork
 from shop.pricing import Quote
 
 log = logging.getLogger("gavel.shop")
@@ -118,8 +119,11 @@ class ShopService:
     async def find_order(self, user_id: int, order_no: str) -> Record:
         return await self.reads.find_order(user_id, order_no)
 
-    async def orders(self, user_id: int, skip: int, limit: int) -> tuple[list[Record], int]:
-        return await self.reads.orders(user_id, skip, limit)
+    async def orders(
+        self, user_id: int, skip: int, limit: int, status: str | None = None
+    ) -> tuple[list[Record], int]:
+        statuses = order_life.stored_statuses(status) if status is not None else ()
+        return await self.reads.orders(user_id, skip, limit, statuses)
 
     async def enrolments(self, user_id: int) -> list[Record]:
         return await self.reads.enrolments(user_id)
@@ -235,20 +239,21 @@ class ShopService:
 
     # == payment outcome and timeout ==================================================================
     async def on_paid(self, out_trade_no: str, amount: int) -> None:
-        """`PaymentRouter` handler for `shop-…`: a verified notification says the order was paid.
-        Idempotent; a payment for a cancelled order is refunded through the provider."""
+        """`PaymentRouter` handler for `shop-…`: a verified notification says attempt
+        `out_trade_no` was paid. Idempotent; a payment for a cancelled order, or for an order
+        another attempt already paid, is refunded through the provider (once per attempt)."""
         direct = self._direct
         order_no = await handlers.order_no_of_payment(direct.orders, out_trade_no)
         now = self.now()
 
         async def work(uow: ShopUnitOfWork) -> str:
-            return await handlers.mark_paid(uow, order_no, amount, now)
+            return await handlers.mark_paid(uow, order_no, out_trade_no, amount, now)
 
         try:
             outcome = await self.store.atomically(work)
         except GaveUp:
             raise ShopConflict("the order changed concurrently; the notification will be retried") from None
-        if outcome == "cancelled":
+        if outcome == "refund":
             await handlers.refund_late_payment(
                 direct.orders, self.provider, order_no, out_trade_no, amount, self.now()
             )
@@ -275,6 +280,158 @@ class ShopService:
             log.info("cancelling order %s conflicted; the next sweep retries", order_no)
             return False
 
+    # == the order's life: cancel, pay again, refunds (shop/order_life.py) ============================
+    async def cancel_order(self, user_id: int, order_no: str) -> Record:
+        """The owner cancels a pending order: coupons and held balance back (once, whoever else
+        cancels at the same moment), then the provider's open attempts closed where it can."""
+        direct = self._direct
+        order = await handlers.order_of(direct.orders, user_id, order_no)
+        if order_life.status_of(order) == order_life.CANCELLED_BY_USER:
+            return order  # a repeated request: nothing more to give back
+        order_life.next_status(order_life.status_of(order), "cancel_by_user")
+        now = self.now()
+
+        async def work(uow: ShopUnitOfWork) -> Record | None:
+            return await order_life.cancel(uow, order_no, now, "user")
+
+        try:
+            cancelled = await self.store.atomically(work)
+        except GaveUp:
+            raise ShopConflict("the order changed concurrently; try again") from None
+        if cancelled is None:
+            order = await handlers.order_of(direct.orders, user_id, order_no)
+            if order_life.status_of(order) != order_life.CANCELLED_BY_USER:
+                order_life.next_status(order_life.status_of(order), "cancel_by_user")  # raises
+            return order
+        await self._close_attempts(order_life.trade_numbers(cancelled))
+        return cancelled
+
+    async def retry_payment(self, user_id: int, order_no: str) -> Record:
+        """A new provider attempt for the same pending order and amount (after a failed or
+        abandoned one, which is closed where the provider can). Whichever attempt's verified
+        notification comes first pays the order; a later one is refunded (`on_paid`)."""
+        direct = self._direct
+        order = await handlers.order_of(direct.orders, user_id, order_no)
+        now = self.now()
+        order_life.check_retry(order, now)
+        previous = order_life.trade_numbers(order)
+        updated = await direct.orders.add_attempt(order_no, self.store.trade_no(OUT_TRADE_PREFIX), now)
+        if updated is None:
+            raise order_life.OrderNotPayable("the order is no longer pending")
+        await self._close_attempts(previous)
+        return await handlers.ensure_pay_url(direct.orders, self.provider, updated)
+
+    async def _close_attempts(self, trade_numbers: Sequence[str]) -> None:
+        """Best effort: a provider that cannot close (or fails to) leaves the attempt open, and a
+        payment of it that still arrives is refunded by `on_paid`."""
+        if not isinstance(self.provider, PaymentCloser):
+            return
+        for out_trade_no in trade_numbers:
+            try:
+                await self.provider.close_payment(out_trade_no)
+            except Exception as exc:
+                log.warning("could not close payment %s: %s", out_trade_no, exc)
+
+    async def request_refund(self, user_id: int, order_no: str, reason: str) -> Record:
+        now = self.now()
+
+        async def work(uow: ShopUnitOfWork) -> Record:
+            return await order_life.request_refund(uow, user_id, order_no, reason, now)
+
+        try:
+            return await self.store.atomically(work)
+        except GaveUp:
+            raise ShopConflict("the order changed concurrently; try again") from None
+
+    async def order_record(self, order_no: str) -> Record:
+        order = await self._direct.orders.get(order_no)
+        if order is None:
+            raise NotFound(f"no order {order_no}")
+        return order
+
+    async def approve_refund(self, order_no: str, reason: str = "") -> tuple[Record, bool]:
+        """An admin approves a requested refund (order_life's three steps); idempotent: a retry
+        after any failure finishes it, and an order already refunded comes back unchanged.
+        Returns the order and whether this call approved it."""
+        order = await self.order_record(order_no)
+        if order_life.status_of(order) == order_life.REFUNDED:
+            return order, False
+        if order_life.status_of(order) != order_life.REFUND_REQUESTED:
+            order_life.next_status(order_life.status_of(order), "approve_refund")  # raises
+        now = self.now()
+        approved_now = False
+        if order["refund"]["status"] == "requested":
+
+            async def approve(uow: ShopUnitOfWork) -> Record | None:
+                return await order_life.approve_refund(uow, order_no, reason, now)
+
+            try:
+                approved_now = await self.store.atomically(approve) is not None
+            except GaveUp:
+                raise ShopConflict("the order changed concurrently; try again") from None
+            if not approved_now:
+                order = await self.order_record(order_no)
+                if order_life.status_of(order) == order_life.REFUNDED:
+                    return order, False
+                if (order.get("refund") or {}).get("status") != "approved":
+                    raise order_life.RefundNotRequested("the refund was decided meanwhile")
+        return await self._finish_refund(order_no), approved_now
+
+    async def _finish_refund(self, order_no: str) -> Record:
+        """Steps (2) and (3): the provider part, then refunded. Safe to repeat."""
+        order = await self.order_record(order_no)
+        refund = order.get("refund") or {}
+        if order_life.status_of(order) != order_life.REFUND_REQUESTED or refund.get("status") != "approved":
+            return order
+        amount = int(refund.get("amount_provider", 0))
+        if amount > 0:
+            await self.provider.refund(str(refund["trade_no"]), amount, order_life.refund_ref(order_no))
+        now = self.now()
+
+        async def finish(uow: ShopUnitOfWork) -> Record | None:
+            return await order_life.finish_refund(uow, order_no, now)
+
+        try:
+            await self.store.atomically(finish)
+        except GaveUp:
+            raise ShopConflict("the order changed concurrently; try again") from None
+        return await self.order_record(order_no)
+
+    async def reject_refund(self, order_no: str, reason: str = "") -> tuple[Record, bool]:
+        """An admin rejects a requested refund: back to paid. A repeated reject changes nothing."""
+        order = await self.order_record(order_no)
+        now = self.now()
+
+        async def reject(uow: ShopUnitOfWork) -> Record | None:
+            return await order_life.reject_refund(uow, order_no, reason, now)
+
+        if order_life.status_of(order) == order_life.REFUND_REQUESTED:
+            try:
+                rejected = await self.store.atomically(reject)
+            except GaveUp:
+                raise ShopConflict("the order changed concurrently; try again") from None
+            if rejected is not None:
+                return rejected, True
+            order = await self.order_record(order_no)
+        if (
+            order_life.status_of(order) == order_life.PAID
+            and (order.get("refund") or {}).get("status") == "rejected"
+        ):
+            return order, False
+        raise order_life.RefundNotRequested(f"order {order_no} has no refund request to reject")
+
+    async def finish_approved_refunds(self) -> int:
+        """Finish refunds approved before a crash or a provider failure (run by the sweeper)."""
+        finished = 0
+        for order_no in await self._direct.orders.approved_refunds():
+            try:
+                order = await self._finish_refund(order_no)
+            except Exception as exc:
+                log.warning("finishing the refund of order %s failed (retried later): %s", order_no, exc)
+                continue
+            finished += order_life.status_of(order) == order_life.REFUNDED
+        return finished
+
 
 async def run_sweeper(shop: ShopService, *, interval_seconds: float = 30.0) -> None:
     """The background loop the service starts: cancel expired pending orders every `interval_seconds`.
@@ -286,6 +443,9 @@ async def run_sweeper(shop: ShopService, *, interval_seconds: float = 30.0) -> N
             cancelled = await shop.expire_pending_orders(shop.now())
             if cancelled:
                 log.info("cancelled %d unpaid shop order(s)", cancelled)
+            finished = await shop.finish_approved_refunds()
+            if finished:
+                log.info("finished %d approved shop refund(s)", finished)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -131,8 +131,12 @@ class MongoShopReads:
             raise NotFound(f"no order {order_no}")
         return order
 
-    async def orders(self, user_id: int, skip: int, limit: int) -> tuple[list[Document], int]:
-        query = {"user_id": user_id}
+    async def orders(
+        self, user_id: int, skip: int, limit: int, statuses: tuple[str, ...] = ()
+    ) -> tuple[list[Document], int]:
+        query: Document = {"user_id": user_id}
+        if statuses:
+            query["status"] = {"$in": list(statuses)}
         total = await self.db.shop_orders.count_documents(query)
         cursor = (
             self.db.shop_orders.find(query).sort([("created_at", -1), ("_id", -1)]).skip(skip).limit(limit)

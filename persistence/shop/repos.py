@@ -168,7 +168,11 @@ class MongoOrders(_Repo):
         )
 
     async def no_for_trade_no(self, out_trade_no: str) -> str | None:
-        owner = await self.db.shop_orders.find_one({"out_trade_no": out_trade_no}, {"_id": 1}, session=self.s)
+        owner = await self.db.shop_orders.find_one(
+            {"$or": [{"out_trade_no": out_trade_no}, {"attempts.out_trade_no": out_trade_no}]},
+            {"_id": 1},
+            session=self.s,
+        )
         return None if owner is None else str(owner["_id"])
 
     async def add(self, order: Document) -> None:
@@ -177,30 +181,43 @@ class MongoOrders(_Repo):
         except DuplicateKeyError as error:
             raise _duplicate(error) from None
 
-    async def mark_paid(self, order_no: str, now: datetime.datetime) -> bool:
-        result = await self.db.shop_orders.update_one(
-            {"_id": order_no, "status": "pending"},
-            {"$set": {"status": "paid", "paid_at": now}},
-            session=self.s,
-        )
-        return result.matched_count == 1
-
-    async def cancel(self, order_no: str, now: datetime.datetime, reason: str) -> Document | None:
+    async def move(self, order_no: str, expect: Document, changes: Document) -> Document | None:
         return await self.db.shop_orders.find_one_and_update(
-            {"_id": order_no, "status": "pending"},
-            {"$set": {"status": "cancelled", "cancelled_at": now, "cancel_reason": reason}},
+            {"_id": order_no, **expect},
+            {"$set": changes},
             return_document=ReturnDocument.AFTER,
             session=self.s,
         )
 
-    async def set_pay_url(self, order_no: str, pay_url: str) -> None:
-        await self.db.shop_orders.update_one(
-            {"_id": order_no}, {"$set": {"pay_url": pay_url}}, session=self.s
+    async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Document | None:
+        return await self.db.shop_orders.find_one_and_update(
+            {"_id": order_no, "status": "pending"},
+            {
+                "$set": {"out_trade_no": out_trade_no, "pay_url": None},
+                "$push": {"attempts": {"out_trade_no": out_trade_no, "created_at": now}},
+            },
+            return_document=ReturnDocument.AFTER,
+            session=self.s,
         )
 
+    async def approved_refunds(self) -> list[str]:
+        cursor = self.db.shop_orders.find(
+            {"status": "refund_requested", "refund.status": "approved"}, {"_id": 1}, session=self.s
+        )
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def set_pay_url(self, order_no: str, pay_url: str, out_trade_no: str | None = None) -> None:
+        query: Document = {"_id": order_no}
+        if out_trade_no is not None:
+            query["out_trade_no"] = out_trade_no  # a newer attempt keeps its own URL
+        await self.db.shop_orders.update_one(query, {"$set": {"pay_url": pay_url}}, session=self.s)
+
     async def set_late_payment(self, order_no: str, late_payment: Document) -> None:
+        # Pushed once per refund_ref: a repeated notification refunds and records once.
         await self.db.shop_orders.update_one(
-            {"_id": order_no}, {"$set": {"late_payment": late_payment}}, session=self.s
+            {"_id": order_no, "late_payments.refund_ref": {"$ne": late_payment["refund_ref"]}},
+            {"$set": {"late_payment": late_payment}, "$push": {"late_payments": late_payment}},
+            session=self.s,
         )
 
     async def due(self, now: datetime.datetime) -> list[str]:
@@ -216,6 +233,15 @@ class MongoEnrolments(_Repo):
         await self.db.shop_enrolments.update_one(
             {"_id": enrolment["_id"]}, {"$setOnInsert": fields}, upsert=True, session=self.s
         )
+
+    async def of_order(self, order_no: str) -> list[Document]:
+        cursor = self.db.shop_enrolments.find(
+            {"$or": [{"order_no": order_no}, {"order_nos": order_no}]}, session=self.s
+        )
+        return [doc async for doc in cursor]
+
+    async def change(self, enrolment_id: str, changes: Document) -> None:
+        await self.db.shop_enrolments.update_one({"_id": enrolment_id}, {"$set": changes}, session=self.s)
 
 
 class MongoShopLedger:

@@ -71,9 +71,13 @@ def _indexes() -> dict[str, list[IndexModel]]:
                 partialFilterExpression={"out_trade_no": {"$type": "string"}},
                 name="out_trade_no",
             ),
+            # ... and every earlier provider attempt of the order (paying again adds one).
+            IndexModel([("attempts.out_trade_no", ASCENDING)], name="attempts_out_trade_no"),
+            IndexModel([("status", ASCENDING), ("refund.status", ASCENDING)], name="refunds"),
         ],
         "shop_enrolments": [
             IndexModel([("user_id", ASCENDING), ("course_id", ASCENDING)], name="user_course"),
+            IndexModel([("order_no", ASCENDING)], name="order_no"),
         ],
     }
 

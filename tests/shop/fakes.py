@@ -49,6 +49,20 @@ class State:
         return self.seq[name]
 
 
+def _get(record: Record, dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _set(record: Record, dotted: str, value: Any) -> None:
+    *path, last = dotted.split(".")
+    for part in path:
+        record = record.setdefault(part, {})
+    record[last] = value
+
+
 class FakeCatalogue:
     def __init__(self, store: "FakeShopStore") -> None:
         self.store = store
@@ -196,7 +210,15 @@ class FakeOrders:
         )
 
     async def no_for_trade_no(self, out_trade_no: str) -> str | None:
-        return next((o["_id"] for o in self.table.values() if o.get("out_trade_no") == out_trade_no), None)
+        return next(
+            (
+                o["_id"]
+                for o in self.table.values()
+                if o.get("out_trade_no") == out_trade_no
+                or any(a["out_trade_no"] == out_trade_no for a in o.get("attempts") or ())
+            ),
+            None,
+        )
 
     async def add(self, order: Record) -> None:
         for other in self.table.values():
@@ -206,25 +228,40 @@ class FakeOrders:
                 raise Duplicate("idempotency")
         self.table[order["_id"]] = copy.deepcopy(order)
 
-    async def mark_paid(self, order_no: str, now: datetime.datetime) -> bool:
+    async def move(self, order_no: str, expect: Record, changes: Record) -> Record | None:
         order = self.table.get(order_no)
-        if order is None or order["status"] != "pending":
-            return False
-        order.update(status="paid", paid_at=now)
-        return True
+        if order is None or any(_get(order, name) != value for name, value in expect.items()):
+            return None
+        for name, value in changes.items():
+            _set(order, name, copy.deepcopy(value))
+        return copy.deepcopy(order)
 
-    async def cancel(self, order_no: str, now: datetime.datetime, reason: str) -> Record | None:
+    async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Record | None:
         order = self.table.get(order_no)
         if order is None or order["status"] != "pending":
             return None
-        order.update(status="cancelled", cancelled_at=now, cancel_reason=reason)
+        order.update(out_trade_no=out_trade_no, pay_url=None)
+        order.setdefault("attempts", []).append({"out_trade_no": out_trade_no, "created_at": now})
         return copy.deepcopy(order)
 
-    async def set_pay_url(self, order_no: str, pay_url: str) -> None:
-        self.table[order_no]["pay_url"] = pay_url
+    async def approved_refunds(self) -> list[str]:
+        return [
+            o["_id"]
+            for o in self.table.values()
+            if o["status"] == "refund_requested" and (o.get("refund") or {}).get("status") == "approved"
+        ]
+
+    async def set_pay_url(self, order_no: str, pay_url: str, out_trade_no: str | None = None) -> None:
+        order = self.table[order_no]
+        if out_trade_no is None or order["out_trade_no"] == out_trade_no:
+            order["pay_url"] = pay_url
 
     async def set_late_payment(self, order_no: str, late_payment: Record) -> None:
-        self.table[order_no]["late_payment"] = dict(late_payment)
+        order = self.table[order_no]
+        pushed = order.setdefault("late_payments", [])
+        if all(p["refund_ref"] != late_payment["refund_ref"] for p in pushed):
+            order["late_payment"] = dict(late_payment)
+            pushed.append(dict(late_payment))
 
     async def due(self, now: datetime.datetime) -> list[str]:
         return [
@@ -238,6 +275,16 @@ class FakeEnrolments:
 
     async def ensure(self, enrolment: Record) -> None:
         self.store.state.table("enrolments").setdefault(enrolment["_id"], dict(enrolment))
+
+    async def of_order(self, order_no: str) -> list[Record]:
+        return [
+            copy.deepcopy(e)
+            for e in self.store.state.table("enrolments").values()
+            if e.get("order_no") == order_no or order_no in (e.get("order_nos") or ())
+        ]
+
+    async def change(self, enrolment_id: str, changes: Record) -> None:
+        self.store.state.table("enrolments")[enrolment_id].update(copy.deepcopy(changes))
 
 
 class FakeLedger:
@@ -378,8 +425,14 @@ class FakeReads:
     async def find_order(self, user_id: int, order_no: str) -> Record:
         return dict(self.store.state.table("orders")[order_no])
 
-    async def orders(self, user_id: int, skip: int, limit: int) -> tuple[list[Record], int]:
-        mine = [o for o in self.store.state.table("orders").values() if o["user_id"] == user_id]
+    async def orders(
+        self, user_id: int, skip: int, limit: int, statuses: tuple[str, ...] = ()
+    ) -> tuple[list[Record], int]:
+        mine = [
+            o
+            for o in self.store.state.table("orders").values()
+            if o["user_id"] == user_id and (not statuses or o["status"] in statuses)
+        ]
         return mine[skip : skip + limit], len(mine)
 
     async def enrolments(self, user_id: int) -> list[Record]:
@@ -399,13 +452,21 @@ class FakeProvider:
     def __init__(self) -> None:
         self.payments: list[PaymentRequest] = []
         self.refunds: dict[str, tuple[str, int]] = {}  # refund_ref -> (out_trade_no, amount)
+        self.closed: set[str] = set()
+        self.fail_refunds = False
 
     async def create_payment(self, request: PaymentRequest) -> str:
         self.payments.append(request)
         return f"https://pay.example/{request.out_trade_no}"
 
     async def refund(self, out_trade_no: str, amount: int, refund_ref: str) -> None:
+        if self.fail_refunds:
+            raise RuntimeError("the provider is down")
         self.refunds.setdefault(refund_ref, (out_trade_no, amount))  # idempotent per ref
+
+    async def close_payment(self, out_trade_no: str) -> bool:
+        self.closed.add(out_trade_no)
+        return True
 
 
 class Clock:

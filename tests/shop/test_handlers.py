@@ -81,22 +81,26 @@ def assert_books(world: World) -> None:
         assert order["balance_used"] + order["to_pay"] == order["payable"]
         refs = {ref: amount for _, amount, _, ref in state.ledger}
         no = order["_id"]
-        if order["status"] == "cancelled":
+        if order["status"] in ("cancelled_by_user", "cancelled_by_timeout"):
             assert refs.get(f"shop-hold:{no}", 0) + refs.get(f"shop-release:{no}", 0) == 0
             expected = "unused"
         else:
             spent = refs.get(f"shop-hold:{no}", 0) + refs.get(f"shop-pay:{no}", 0)
             assert -spent == order["balance_used"]
+            # The balance part comes back once, and only with an approved refund.
+            refunded = (order.get("refund") or {}).get("status") in ("approved", "refunded")
+            assert refs.get(f"shop-refund:{no}", 0) == (order["balance_used"] if refunded else 0)
             expected = "held" if order["status"] == "pending" else "used"
         for coupon_id in order["coupon_ids"]:
             assert coupons[coupon_id]["status"] == expected
-    for status, wanted in (("held", "pending"), ("used", "paid")):
+    bought = ("paid", "refund_requested", "refunded")  # a refund gives money back, not coupons
+    for status, wanted in (("held", ("pending",)), ("used", bought)):
         counted = [c for c in coupons.values() if c["status"] == status]
         of_orders = [
-            cid for o in state.table("orders").values() if o["status"] == wanted for cid in o["coupon_ids"]
+            cid for o in state.table("orders").values() if o["status"] in wanted for cid in o["coupon_ids"]
         ]
         assert sorted(c["_id"] for c in counted) == sorted(of_orders)
-        assert all(state.table("orders")[c["order_no"]]["status"] == wanted for c in counted)
+        assert all(state.table("orders")[c["order_no"]]["status"] in wanted for c in counted)
 
 
 # -- cart and checkout --------------------------------------------------------------------------------------
@@ -248,7 +252,7 @@ async def test_expiry_releases_coupon_and_balance_exactly_once(world: World) -> 
     world.clock.advance(seconds=1800)
     assert await world.shop.expire_pending_orders(world.clock.at) == 1
     assert await world.shop.expire_pending_orders(world.clock.at) == 0
-    assert world.store.state.table("orders")[order["_id"]]["status"] == "cancelled"
+    assert world.store.state.table("orders")[order["_id"]]["status"] == "cancelled_by_timeout"
     assert (
         world.store.state.table("user_coupons")[held] | {"status": "unused", "order_no": None}
         == (world.store.state.table("user_coupons")[held])
@@ -267,7 +271,7 @@ async def test_late_payment_is_refunded_and_does_not_revive_the_order(world: Wor
     for _ in range(2):
         await world.shop.on_paid(order["out_trade_no"], 6500)
     stored = world.store.state.table("orders")[order["_id"]]
-    assert stored["status"] == "cancelled" and stored["late_payment"]["amount"] == 6500
+    assert stored["status"] == "cancelled_by_timeout" and stored["late_payment"]["amount"] == 6500
     assert world.provider.refunds == {f"late:{order['out_trade_no']}": (order["out_trade_no"], 6500)}
     assert world.store.state.table("user_coupons")[held]["status"] == "unused"
     assert await world.shop.enrolments(buyer) == []
