@@ -320,6 +320,30 @@ class AdminActions:
         await self.office.remove_policy(policy_id)
         await self.record(actor, "price_policy.remove", f"price_policy:{policy_id}", before, None)
 
+    async def decide_shop_refund(
+        self, actor: Actor, order_no: str, decision: Literal["approve", "reject"], reason: str = ""
+    ) -> Document:
+        """Approve (balance part back, provider part refunded, enrolments ended) or reject (back to
+        paid) a student's refund request; the shop service makes it idempotent. A repeat that
+        changes nothing records nothing."""
+        name = f"shop_refund.{decision}"
+        await self.authorize(actor, name)
+        before = await self.office.shop_order(order_no)
+        if decision == "approve":
+            after, changed = await self.office.approve_shop_refund(order_no, reason)
+        else:
+            after, changed = await self.office.reject_shop_refund(order_no, reason)
+        if changed:
+            fields = ("status", "refund")
+            await self.record(
+                actor,
+                name,
+                f"shop_order:{order_no}",
+                {k: before.get(k) for k in fields} if before else None,
+                {**{k: after.get(k) for k in fields}, "reason": reason},
+            )
+        return after
+
     # -- the admin's own account ---------------------------------------------------------------------
     async def two_factor_changed(self, actor: Actor, enabled: bool) -> None:
         """Recorded after persistence.two_factor confirmed or turned off the actor's own second factor."""

@@ -19,6 +19,7 @@ def make_app(
 ) -> tornado.web.Application:
     """`websocket` serves /ws: benchmarks/e2e/gavel_server.py passes its variants' subclasses."""
     actions = build_admin_actions(ctx)
+    ctx.admin_actions = actions  # the shop's admin refund decisions (gateway/rest_shop_orders.py)
     services = admin.services(ctx)
     # The provider's endpoints (and the sandbox's pages) are served when a provider is configured.
     payments = payment_routes(ctx) if ctx.payment_provider is not None else []

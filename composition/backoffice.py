@@ -160,6 +160,18 @@ class OfficeAdapter:
     async def remove_policy(self, policy_id: int) -> None:
         await self.shop().remove_policy(policy_id)
 
+    async def shop_order(self, order_no: str) -> Document | None:
+        doc: Document | None = await self.ctx.db.shop_orders.find_one({"_id": order_no})
+        return doc
+
+    async def approve_shop_refund(self, order_no: str, reason: str) -> tuple[Document, bool]:
+        order, changed = await self.shop().approve_refund(order_no, reason)
+        return order, bool(changed)
+
+    async def reject_shop_refund(self, order_no: str, reason: str) -> tuple[Document, bool]:
+        order, changed = await self.shop().reject_refund(order_no, reason)
+        return order, bool(changed)
+
 
 def build_admin_actions(ctx: AppContext) -> AdminActions:
     """The one admin-actions service of an application, on MongoDB and the engine."""

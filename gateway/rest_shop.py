@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from gateway import rest_shop_orders
+from gateway.rest_shop_orders import order_view
 from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
 from persistence.mongo import Document, iso_utc
@@ -31,6 +33,7 @@ from shop.model import (
     CartLine,
     Checkout,
 )
+from shop.order_life import STATUSES as ORDER_STATUSES
 from shop.pricing import MAX_PERCENT, CouponKind
 from shop.service import ShopService, run_sweeper
 from web.context import AppContext, provider_of
@@ -114,6 +117,7 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/admin/shop/faqs", AdminFaqsHandler),
         (r"/api/v1/admin/shop/coupons", AdminCouponsHandler),
         (r"/api/v1/admin/shop/coupons/([0-9]+)/grant", AdminGrantHandler),
+        *rest_shop_orders.ROUTES,  # the order's life: cancel, pay again, refunds
     ]
     return [(pattern, handler, args) for pattern, handler in routes]
 
@@ -209,12 +213,6 @@ def checkout_view(shop: ShopService, checkout: Checkout, balance: int) -> dict[s
             "to_pay_after_balance": quote.to_pay,
         },
     }
-
-
-def order_view(order: Document) -> dict[str, Any]:
-    answer: dict[str, Any] = view(order, drop=("_id", "checkout_id", "idempotency_key", "user_id"))
-    answer["order_no"] = order["_id"]
-    return answer
 
 
 # -- handlers ---------------------------------------------------------------------------------------------
@@ -348,7 +346,10 @@ class OrdersHandler(ShopHandler):
     async def get(self) -> None:
         user = await self.require_user()
         page = self.page()
-        orders, total = await self.shop.orders(user.user_id, page.skip, page.page_size)
+        status = self.get_query_argument("status", None) or None
+        if status is not None and status not in ORDER_STATUSES:
+            raise ValidationFailed(f"status must be one of: {', '.join(ORDER_STATUSES)}")
+        orders, total = await self.shop.orders(user.user_id, page.skip, page.page_size, status)
         self.reply(page.answer([order_view(o) for o in orders], total))
 
 

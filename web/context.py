@@ -28,6 +28,7 @@ from persistence.settlement.uow import mongo_deposit_uow_factory
 from shop.model import DEFAULT_CHECKOUT_TTL_SECONDS, DEFAULT_PENDING_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:  # each of these modules imports this one
+    from backoffice.actions import AdminActions
     from engine.settle.ports import PaymentRouter
     from engine.settle.worker import OrderPayments, SettlementWorker
     from payments.provider import SignedProvider
@@ -112,6 +113,8 @@ class AppContext:
     signin_guard: SigninGuard | None = None
     archiver: BidArchiver | ArchiverProcess | None = None  # the engine's write-behind (engine roles)
     price_bus: PriceBus | None = None  # ROLE=all: the Redis fan-out to other processes
+    # The admin-actions service make_app built, for admin writes served outside gateway/rest_admin.py.
+    admin_actions: AdminActions | None = None
     # Built from the fields above; not constructor arguments.
     catalog: Catalog = dataclasses.field(init=False, repr=False)
     deposits: DepositService = dataclasses.field(init=False, repr=False)
