@@ -86,7 +86,7 @@ class _OrderHandler(JsonHandler):
 
     def reason(self) -> str:
         """`{"reason": "..."}` (at most 200 characters); an empty body means no reason."""
-        if not self.request.body.strip():
+        if not self.raw_body().strip():
             return ""
         body = self.fields(("reason",))
         return body.text(

@@ -65,6 +65,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "PRICE_CHANGED": 409,
     "CHECKOUT_ALREADY_ORDERED": 409,
     "PAYMENT_REFUSED": 400,
+    "ORDER_NOT_CANCELLABLE": 409,
+    "ORDER_NOT_REFUNDABLE": 409,
+    "REFUND_NOT_REQUESTED": 409,
     # auction orders and settlement (docs/settlement.md)
     "ORDER_NOT_PAYABLE": 409,
     "COUPON_NOT_USABLE": 409,

@@ -372,7 +372,7 @@ async def test_failed_payment_closes_and_the_timeout_releases_everything(shop_se
         s.shop.now() + datetime.timedelta(seconds=s.shop.pending_timeout_seconds)
     )
     assert cancelled == 1
-    assert await order_status(s, token, order["order_no"]) == "cancelled"
+    assert await order_status(s, token, order["order_no"]) == "cancelled_by_timeout"
     me = (await s.call("GET", "/api/v1/me", token=token)).json
     assert me["balance"] == 1500
     coupons = (await s.call("GET", "/api/v1/shop/coupons", token=token)).json["items"]
@@ -390,7 +390,7 @@ async def test_payment_after_cancellation_is_refunded(shop_server: ShopServer) -
     assert await s.shop.expire_pending_orders(s.shop.now() + datetime.timedelta(hours=1)) == 1
     await s.call("POST", f"/api/v1/sandbox/payments/{trade_no}", {"outcome": "paid"}, token=token)
     await s.provider.idle()
-    assert await order_status(s, token, order["order_no"]) == "cancelled"
+    assert await order_status(s, token, order["order_no"]) == "cancelled_by_timeout"
     refund = await s.shop_ctx.db.payment_refunds.find_one({"out_trade_no": trade_no})
     assert refund is not None and (refund["amount"], refund["status"]) == (10_000, "refunded")
     trade = await s.shop_ctx.db.sandbox_trades.find_one({"_id": trade_no})

@@ -565,7 +565,7 @@ async def test_start_shop_runs_the_sweeper(shop_server: ShopServer) -> None:
 
         async def cancelled() -> bool:
             answer = await s.call("GET", f"/api/v1/shop/orders/{order_no}", token=token)
-            return bool(answer.json["status"] == "cancelled")
+            return bool(answer.json["status"] == "cancelled_by_timeout")
 
         await s.eventually(cancelled)
     finally:

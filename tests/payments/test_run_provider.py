@@ -111,7 +111,7 @@ async def test_alipay_from_key_files_no_sandbox_routes_and_pending_timeout(
         if order["status"] != "pending":
             break
         await asyncio.sleep(0.1)
-    assert order["status"] == "cancelled"
+    assert order["status"] == "cancelled_by_timeout"
 
 
 def test_a_bad_key_file_stops_start_up_with_one_line(tmp_path: Path) -> None:

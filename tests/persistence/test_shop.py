@@ -510,7 +510,7 @@ async def test_pending_order_timeout_releases_coupons_and_balance_once(world: Wo
     assert await shop.expire_pending_orders(deadline + 2 * MINUTE) == 0  # once only
 
     cancelled = await shop.find_order(user, order["_id"])
-    assert cancelled["status"] == "cancelled" and cancelled["cancel_reason"] == "timeout"
+    assert cancelled["status"] == "cancelled_by_timeout" and cancelled["cancel_reason"] == "timeout"
     back = await world.db.shop_user_coupons.find_one({"_id": coupon})
     assert back is not None and (back["status"], back["order_no"]) == ("unused", None)
     assert await world.balance(user) == 3000
@@ -523,7 +523,7 @@ async def test_pending_order_timeout_releases_coupons_and_balance_once(world: Wo
     # A payment that arrives after the cancellation is refunded, never kept.
     await shop.on_paid(order["out_trade_no"], order["to_pay"])
     late = await shop.find_order(user, order["_id"])
-    assert late["status"] == "cancelled" and late["late_payment"]["amount"] == order["to_pay"]
+    assert late["status"] == "cancelled_by_timeout" and late["late_payment"]["amount"] == order["to_pay"]
     assert world.provider.refunds == {
         f"late:{order['out_trade_no']}": (order["out_trade_no"], order["to_pay"])
     }
