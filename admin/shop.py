@@ -7,6 +7,7 @@ calls the settlement store (auction coupons) or the shop service (everything of 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from admin.base import PREFIX, AdminHandler, FormError, parse_int, parse_money, parse_time, text_field
 from persistence.mongo import Document, to_ms
@@ -263,6 +264,60 @@ class PolicyRemoveHandler(ShopPage):
         await self.guarded(run, back=back)
 
 
+REFUND_TABS = {
+    "requested": "Waiting",
+    "approved": "Approved, provider pending",
+    "refunded": "Refunded",
+    "rejected": "Rejected",
+}
+
+
+class ShopRefundsHandler(ShopPage):
+    """The course shop's refund queue: requests waiting for a decision first (oldest first)."""
+
+    nav = "shop_refunds"
+
+    async def get(self) -> None:
+        status = self.get_query_argument("status", "requested") or "requested"
+        if status not in REFUND_TABS:
+            status = "requested"
+        counts = {s: await self.ctx.db.shop_orders.count_documents({"refund.status": s}) for s in REFUND_TABS}
+        order = 1 if status == "requested" else -1
+        cursor = self.ctx.db.shop_orders.find({"refund.status": status}).sort("refund.requested_at", order)
+        orders = [o async for o in cursor.limit(200)]
+        names = {
+            int(u["_id"]): u.get("username", "")
+            async for u in self.ctx.db.users.find(
+                {"_id": {"$in": list({int(o["user_id"]) for o in orders})}}, {"username": 1}
+            )
+        }
+        for doc in orders:
+            doc["username"] = names.get(int(doc["user_id"]), "")
+        self.render(
+            "shop_refunds.html",
+            orders=orders,
+            status=status,
+            labels=REFUND_TABS,
+            counts=counts,
+            page_title="Course refunds",
+        )
+
+
+class ShopRefundDecisionHandler(ShopPage):
+    nav = "shop_refunds"
+
+    async def post(self, order_no: str, decision: str) -> None:
+        back = f"{PREFIX}/shop/refunds"
+
+        async def run() -> None:
+            reason = text_field(self.form("reason"), "Reason", max_length=200, required=False)
+            approve_or_reject: Literal["approve", "reject"] = "approve" if decision == "approve" else "reject"
+            order = await self.actions.decide_shop_refund(self.actor(), order_no, approve_or_reject, reason)
+            self.done(f"Order {order_no}: refund {order['refund']['status']}.", back)
+
+        await self.guarded(run, back=back)
+
+
 ROUTES = [
     (r"/admin/coupons", CouponsHandler),
     (r"/admin/coupons/auction", AuctionCouponCreateHandler),
@@ -274,4 +329,6 @@ ROUTES = [
     (r"/admin/courses/([0-9]+)/status", CourseStatusHandler),
     (r"/admin/courses/([0-9]+)/policies", PolicyCreateHandler),
     (r"/admin/policies/([0-9]+)/remove", PolicyRemoveHandler),
+    (r"/admin/shop/refunds", ShopRefundsHandler),
+    (r"/admin/shop/orders/([0-9]{1,24})/refund/(approve|reject)", ShopRefundDecisionHandler),
 ]
