@@ -115,3 +115,43 @@ def test_actions_the_policy_names_need_an_enrolled_second_factor() -> None:
     fakes.enrolled.add(ADMIN.user_id)
     asyncio.run(actions.credit(ADMIN, 7, 100, "k"))
     assert fakes.balance == 100 and [e["action"] for e in fakes.audit] == ["session.create", "user.credit"]
+
+
+def test_a_shop_refund_decision_is_audited_once_per_change() -> None:
+    fakes = Fakes()
+    orders = {"7": {"status": "refund_requested", "refund": {"status": "requested"}}}
+
+    class Ports:
+        record = fakes.record
+
+        async def shop_order(self, order_no: str) -> dict[str, Any]:
+            return dict(orders[order_no])
+
+        async def approve_shop_refund(self, order_no: str, reason: str) -> tuple[dict[str, Any], bool]:
+            changed = orders[order_no]["status"] != "refunded"
+            orders[order_no] = {"status": "refunded", "refund": {"status": "refunded"}}
+            return dict(orders[order_no]), changed
+
+    ports: Any = Ports()
+    actions = AdminActions(
+        audit=ports,
+        catalog=ports,
+        balances=ports,
+        engine=cast(Engine, None),
+        office=ports,
+        second_factor=ports,
+        session_view=dict,
+        lot_view=dict,
+    )
+    with pytest.raises(NotAuthorized):
+        asyncio.run(actions.decide_shop_refund(BIDDER, "7", "approve", "no"))
+    for _ in range(2):  # a double submit
+        assert asyncio.run(actions.decide_shop_refund(ADMIN, "7", "approve", "ok"))["status"] == "refunded"
+    assert [(e["action"], e["target"], e["before"]["status"], e["after"]) for e in fakes.audit] == [
+        (
+            "shop_refund.approve",
+            "shop_order:7",
+            "refund_requested",
+            {"status": "refunded", "refund": {"status": "refunded"}, "reason": "ok"},
+        )
+    ]
