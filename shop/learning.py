@@ -64,9 +64,8 @@ class EnrolmentState(enum.Enum):
 def enrolment_state(enrolment: Record | None, now: datetime.datetime) -> EnrolmentState:
     if enrolment is None:
         return EnrolmentState.NONE
-    if (
-        enrolment.get("status") in VALID_STATUSES
-        and as_utc(enrolment["valid_from"]) <= now < as_utc(enrolment["valid_to"])
+    if enrolment.get("status") in VALID_STATUSES and as_utc(enrolment["valid_from"]) <= now < as_utc(
+        enrolment["valid_to"]
     ):
         return EnrolmentState.VALID
     return EnrolmentState.EXPIRED
@@ -149,7 +148,9 @@ class Access(enum.Enum):
     ENROLLED = "enrolled"
 
 
-def section_access(section: Record, course_listed: bool, enrolment: Record | None, now: datetime.datetime) -> Access:
+def section_access(
+    section: Record, course_listed: bool, enrolment: Record | None, now: datetime.datetime
+) -> Access:
     """May the holder of `enrolment` (None: not enrolled, or signed out) open `section` now?
     Raises EnrolmentRequired / EnrolmentExpired when not."""
     state = enrolment_state(enrolment, now)

@@ -47,7 +47,9 @@ class MongoLearningStore:
         return next(iter([e async for e in cursor]), None)
 
     async def enrolments(self, user_id: int) -> list[Document]:
-        cursor = self.db.shop_enrolments.find({"user_id": user_id}).sort([("valid_to", DESCENDING), ("_id", 1)])
+        cursor = self.db.shop_enrolments.find({"user_id": user_id}).sort(
+            [("valid_to", DESCENDING), ("_id", 1)]
+        )
         seen: set[int] = set()
         found = []
         async for enrolment in cursor:
