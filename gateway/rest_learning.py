@@ -35,7 +35,7 @@ def learning_of(ctx: AppContext) -> LearningService:
 
 
 def learning_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
-    args = {"ctx": ctx, "learning": build_learning(ctx)}
+    args = {"ctx": ctx, "learning": learning_of(ctx)}
     routes: list[tuple[str, type]] = [
         (r"/api/v1/courses/([0-9]+)/chapters", ChaptersHandler),
         (r"/api/v1/sections/([0-9]+)/content", SectionContentHandler),
