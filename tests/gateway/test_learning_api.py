@@ -2,6 +2,7 @@
 cannot be forged nor moved to another section or user), progress, my courses, the course page's
 `my` block, and one enrolment per course extended by a second purchase."""
 
+import asyncio
 import datetime
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 import tornado.httpclient
 
+from shop.learning import grant_enrolment
 from shop.learning_service import LearningService
+from shop.ports import ShopUnitOfWork
 from tests.gateway.conftest import Answer, AppServer
 from tests.gateway.test_shop_api import ShopServer, running_shop
 
@@ -265,3 +268,26 @@ async def test_buying_again_extends_one_enrolment_and_expiry_ends_it(shop_server
     assert page["my"]["enrolment"]["status"] == "expired"
     [chapter] = (await s.call("GET", f"/api/v1/courses/{course_id}/chapters", token=token)).json["items"]
     assert [x["locked"] for x in chapter["sections"]] == [False, True]
+
+
+async def test_concurrent_purchases_of_one_course_make_one_enrolment(shop_server: ShopServer) -> None:
+    """Five orders of the same course paid at once (say, notifications arriving together): one
+    enrolment, every order counted once, validity the sum of the five."""
+    s = shop_server
+    store = s.shop.store
+    now = Clock().at
+
+    async def paid(order_no: str) -> None:
+        async def work(uow: ShopUnitOfWork) -> None:
+            await grant_enrolment(
+                uow.enrolments, user_id=42, course_id=7, course_name="c", order_no=order_no, days=10, now=now
+            )
+
+        await store.atomically(work)
+
+    orders = [f"order-{i}" for i in range(5)]
+    await asyncio.gather(*(paid(o) for o in orders))
+    await paid(orders[0])  # a repeat changes nothing
+    [enrolment] = [e async for e in s.shop_ctx.db.shop_enrolments.find({"user_id": 42})]
+    assert sorted(enrolment["order_nos"]) == orders
+    assert enrolment["valid_to"] == now + datetime.timedelta(days=50)
