@@ -79,9 +79,7 @@ def _utc_now() -> datetime.datetime:
 
 
 class CommunityService:
-    def __init__(
-        self, store: CommunityStore, *, now: Callable[[], datetime.datetime] = _utc_now
-    ) -> None:
+    def __init__(self, store: CommunityStore, *, now: Callable[[], datetime.datetime] = _utc_now) -> None:
         self.store = store
         self.now = now
 

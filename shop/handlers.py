@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
 from engine.settle.ports import PaymentProvider, PaymentRequest
+from shop.claims import check_claim_terms, user_coupon_record
 from shop.model import (
     CartFull,
     CartItemUnavailable,
@@ -39,7 +40,6 @@ from shop.model import (
     order_no_from,
     to_ms,
 )
-from shop.claims import check_claim_terms, user_coupon_record
 from shop.ports import CartStore, CatalogueRepository, Duplicate, OrderRepository, ShopUnitOfWork
 from shop.pricing import CouponTerms, PricingError, Quote, coupon_applies, price_checkout
 

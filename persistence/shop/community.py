@@ -84,7 +84,10 @@ class MongoReviews(_Repo):
         try:
             await self.db.shop_review_votes.update_one(
                 {"_id": key},
-                {"$set": {"vote": vote, "at": now}, "$setOnInsert": {"review_id": review_id, "user_id": user_id}},
+                {
+                    "$set": {"vote": vote, "at": now},
+                    "$setOnInsert": {"review_id": review_id, "user_id": user_id},
+                },
                 upsert=True,
                 session=self.s,
             )
