@@ -9,7 +9,7 @@ import tornado.web
 from tornado.log import access_log
 
 from backoffice.actions import AdminActions
-from gateway import rest_admin, rest_auction, rest_auth, rest_deposits
+from gateway import rest_admin, rest_auction, rest_auth, rest_community, rest_deposits
 from gateway.app_page import AppPageHandler
 from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
@@ -61,6 +61,7 @@ def routes(
         tornado.web.url(r"/metrics", MetricsHandler, args),
         *(tornado.web.url(pattern, handler, args) for pattern, handler in rest_routes),
         *(tornado.web.url(pattern, handler, admin_args) for pattern, handler in rest_admin.ROUTES),
+        *(tornado.web.url(pattern, handler, admin_args) for pattern, handler in rest_community.ADMIN_ROUTES),
         tornado.web.url(r"/ws", websocket, args),
         tornado.web.url(r"/", AppPageHandler),
     ]

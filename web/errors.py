@@ -65,6 +65,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "PRICE_CHANGED": 409,
     "CHECKOUT_ALREADY_ORDERED": 409,
     "PAYMENT_REFUSED": 400,
+    "ENROLMENT_REQUIRED": 403,  # reviews (and learning): not enrolled in that course
+    "REVIEW_EXISTS": 409,
     # auction orders and settlement (docs/settlement.md)
     "ORDER_NOT_PAYABLE": 409,
     "COUPON_NOT_USABLE": 409,
