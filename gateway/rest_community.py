@@ -110,8 +110,11 @@ def read_scores(body: Fields, *, partial: bool) -> dict[str, object]:
     }
 
 
-def read_text(body: Fields, *, default: Any) -> Any:
-    return body.text("text", min_length=0, max_length=MAX_REVIEW_TEXT * 2, multiline=True, default=default)
+def read_text(body: Fields, *, default: str | None) -> str | None:
+    """The review text (absent: `default`); its final length (≤ 1,024) is checked once cleaned."""
+    if not body.has("text"):
+        return default
+    return body.text("text", min_length=0, max_length=MAX_REVIEW_TEXT * 2, multiline=True)
 
 
 # -- handlers ---------------------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ class ReviewsHandler(CommunityHandler):
         body = self.fields(("scores", "text"))
         scores = read_scores(body, partial=False)
         review = await self.community.write_review(
-            user.user_id, self.path_id(raw_id, "course"), scores, read_text(body, default="")
+            user.user_id, self.path_id(raw_id, "course"), scores, read_text(body, default="") or ""
         )
         self.reply(review_view(review), 201)
 
