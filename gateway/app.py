@@ -54,6 +54,8 @@ def routes(
             tornado.web.url(pattern, handler, kwargs)
             for pattern, handler, kwargs in [*payment_routes, *shop_routes(ctx), *order_routes(ctx)]
         ]
+        # The shop's review moderation, written through `actions` (audited) like the admin endpoints.
+        provider_routes += [tornado.web.url(p, h, admin_args) for p, h in rest_community.ADMIN_ROUTES]
     return [
         *provider_routes,
         tornado.web.url(r"/healthz", HealthHandler, args),
@@ -61,7 +63,6 @@ def routes(
         tornado.web.url(r"/metrics", MetricsHandler, args),
         *(tornado.web.url(pattern, handler, args) for pattern, handler in rest_routes),
         *(tornado.web.url(pattern, handler, admin_args) for pattern, handler in rest_admin.ROUTES),
-        *(tornado.web.url(pattern, handler, admin_args) for pattern, handler in rest_community.ADMIN_ROUTES),
         tornado.web.url(r"/ws", websocket, args),
         tornado.web.url(r"/", AppPageHandler),
     ]
