@@ -161,7 +161,6 @@ class OfficeAdapter:
     async def remove_policy(self, policy_id: int) -> None:
         await self.shop().remove_policy(policy_id)
 
-
     # -- reviews and FAQs (shop/community.py) --------------------------------------------------------
     def community(self) -> Any:
         if self._community is None:
