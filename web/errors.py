@@ -65,7 +65,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "PRICE_CHANGED": 409,
     "CHECKOUT_ALREADY_ORDERED": 409,
     "PAYMENT_REFUSED": 400,
-    "ENROLMENT_REQUIRED": 403,  # reviews (and learning): not enrolled in that course
+    # learning (docs/shop.md "Learning")
+    "ENROLMENT_REQUIRED": 403,
+    "ENROLMENT_EXPIRED": 403,
+    "CONTENT_LINK_EXPIRED": 403,
+    "CONTENT_LINK_INVALID": 403,
     "REVIEW_EXISTS": 409,
     # auction orders and settlement (docs/settlement.md)
     "ORDER_NOT_PAYABLE": 409,
