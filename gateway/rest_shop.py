@@ -17,11 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway import rest_shop_orders
+from gateway.rest_community import community_routes, user_coupon_view
+from gateway.rest_learning import learning_routes, my_course, start_learning
 from gateway.rest_shop_orders import order_view
 from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
 from persistence.mongo import Document, iso_utc
 from persistence.shop import ensure_shop_indexes, mongo_shop
+from shop.claims import MAX_CLAIM_QUANTITY
 from shop.model import (
     CART_LIMIT,
     COURSE_STATUSES,
@@ -81,7 +84,8 @@ async def start_shop(
         # quarter of it), never more than every 30 s nor more often than twice a second.
         sweep_interval_seconds = min(30.0, max(0.5, shop.pending_timeout_seconds / 4))
     return [
-        asyncio.create_task(run_sweeper(shop, interval_seconds=sweep_interval_seconds), name="shop-sweeper")
+        asyncio.create_task(run_sweeper(shop, interval_seconds=sweep_interval_seconds), name="shop-sweeper"),
+        *start_learning(ctx),
     ]
 
 
@@ -93,7 +97,6 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/shop/categories", CategoriesHandler),
         (r"/api/v1/courses", CoursesHandler),
         (r"/api/v1/courses/([0-9]+)", CourseHandler),
-        (r"/api/v1/courses/([0-9]+)/chapters", ChaptersHandler),
         (r"/api/v1/degree-courses/([0-9]+)", DegreeCourseHandler),
         (r"/api/v1/cart", CartHandler),
         (r"/api/v1/cart/([0-9]+)", CartItemHandler),
@@ -102,7 +105,6 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/shop/orders", OrdersHandler),
         (rf"/api/v1/shop/orders/{ORDER_NO}", OrderHandler),
         (r"/api/v1/shop/coupons", MyCouponsHandler),
-        (r"/api/v1/shop/enrolments", EnrolmentsHandler),
         (r"/api/v1/admin/shop/categories", AdminCategoriesHandler),
         (r"/api/v1/admin/shop/teachers", AdminTeachersHandler),
         (r"/api/v1/admin/shop/degree-courses", AdminDegreeCoursesHandler),
@@ -119,7 +121,8 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/admin/shop/coupons/([0-9]+)/grant", AdminGrantHandler),
         *rest_shop_orders.ROUTES,  # the order's life: cancel, pay again, refunds
     ]
-    return [(pattern, handler, args) for pattern, handler in routes]
+    own = [(pattern, handler, args) for pattern, handler in routes]
+    return own + learning_routes(ctx) + community_routes(ctx)
 
 
 # -- JSON views -------------------------------------------------------------------------------------------
@@ -243,18 +246,9 @@ class CourseHandler(ShopHandler):
         answer = course_view(course)
         answer["detail"] = view(course["detail"], drop=("_id",))
         answer["faqs"] = [view(f, drop=("target", "target_id")) for f in course["faqs"]]
+        user = await self.authenticate()  # signed in: the caller's enrolment and progress
+        answer["my"] = None if user is None else await my_course(self.ctx, user.user_id, int(course["_id"]))
         self.reply(answer)
-
-
-class ChaptersHandler(ShopHandler):
-    async def get(self, raw_id: str) -> None:
-        chapters = await self.shop.chapters(self.path_id(raw_id, "course"))
-        for chapter in chapters:
-            for section in chapter["sections"]:
-                # The content itself is for enrolled students; only free-trial sections show it.
-                if not section.get("free_trial"):
-                    section.pop("link", None)
-        self.reply({"items": [view(c) for c in chapters]})
 
 
 class DegreeCourseHandler(ShopHandler):
@@ -365,14 +359,10 @@ class MyCouponsHandler(ShopHandler):
         status = self.get_query_argument("status", None)
         if status is not None and status not in ("unused", "held", "used", "expired"):
             raise ValidationFailed("status must be one of: unused, held, used, expired")
-        coupons = await self.shop.user_coupons(user.user_id, status)
-        self.reply({"items": [view(c, drop=("user_id", "grant_ref")) for c in coupons]})
-
-
-class EnrolmentsHandler(ShopHandler):
-    async def get(self) -> None:
-        user = await self.require_user()
-        self.reply({"items": [view(e, drop=("user_id",)) for e in await self.shop.enrolments(user.user_id)]})
+        # An unused coupon past its validity is "expired" at once, before the sweeper stores it.
+        now = self.shop.now()
+        coupons = [user_coupon_view(c, now) for c in await self.shop.user_coupons(user.user_id)]
+        self.reply({"items": [c for c in coupons if status is None or c["status"] == status]})
 
 
 # -- admin ------------------------------------------------------------------------------------------------
@@ -628,6 +618,10 @@ class AdminCouponsHandler(AdminHandler):
                 "valid_from",
                 "valid_to",
                 "valid_days",
+                "claim_start",
+                "claim_end",
+                "quantity",
+                "per_user_limit",
             )
         )
         kind = body.one_of("kind", tuple(CouponKind))
@@ -642,6 +636,13 @@ class AdminCouponsHandler(AdminHandler):
             "valid_from": body.timestamp("valid_from") if body.data.get("valid_from") is not None else None,
             "valid_to": body.timestamp("valid_to") if body.data.get("valid_to") is not None else None,
             "valid_days": body.optional_integer("valid_days", minimum=1, maximum=MAX_VALID_DAYS),
+            # Claimable by students (shop/claims.py) when the window and the quantity are given.
+            "claim_start": body.timestamp("claim_start")
+            if body.data.get("claim_start") is not None
+            else None,
+            "claim_end": body.timestamp("claim_end") if body.data.get("claim_end") is not None else None,
+            "quantity": body.optional_integer("quantity", minimum=1, maximum=MAX_CLAIM_QUANTITY),
+            "per_user_limit": body.optional_integer("per_user_limit", minimum=1, maximum=MAX_CLAIM_QUANTITY),
         }
         if kind == CouponKind.PERCENT:
             fields["off_percent"] = body.integer("off_percent", minimum=1, maximum=MAX_PERCENT)

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
 from engine.settle.ports import PaymentProvider, PaymentRequest
 from shop import order_life
+from shop.claims import check_claim_terms, user_coupon_record
+from shop.learning import grant_enrolment
 from shop.model import (
     CartFull,
     CartItemUnavailable,
@@ -368,19 +370,17 @@ def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now
 
 
 async def enrol(uow: ShopUnitOfWork, order: Record, now: datetime.datetime) -> None:
-    """One enrolment per line, valid from `now` for the policy's days (ids make retries no-ops)."""
+    """Each line's course for the policy's days: a new enrolment, or the student's current one
+    extended from max(now, its end) (shop/learning.py; idempotent per order)."""
     for line in order["lines"]:
-        await uow.enrolments.ensure(
-            {
-                "_id": f"{order['_id']}:{line['course_id']}",
-                "user_id": order["user_id"],
-                "course_id": line["course_id"],
-                "course_name": line["course_name"],
-                "order_no": order["_id"],
-                "valid_from": now,
-                "valid_to": now + datetime.timedelta(days=int(line["valid_days"])),
-                "status": "active",
-            }
+        await grant_enrolment(
+            uow.enrolments,
+            user_id=int(order["user_id"]),
+            course_id=int(line["course_id"]),
+            course_name=str(line["course_name"]),
+            order_no=str(order["_id"]),
+            days=int(line["valid_days"]),
+            now=now,
         )
 
 
@@ -475,6 +475,7 @@ async def create_coupon(uow: ShopUnitOfWork, fields: Record, now: datetime.datet
     valid_from, valid_to = doc.get("valid_from"), doc.get("valid_to")
     if valid_from is not None and valid_to is not None and valid_to <= valid_from:
         raise InvalidInput("valid_to must be later than valid_from")
+    check_claim_terms(doc)
     doc["created_at"] = now
     return await uow.catalogue.insert("coupons", doc)
 
@@ -496,26 +497,7 @@ async def grant_coupon(
         existing = await uow.coupons.by_grant_ref(grant_ref)
         if existing is not None:
             return existing
-    valid_from = template.get("valid_from") or now
-    valid_to = template.get("valid_to")
-    if valid_to is None and template.get("valid_days"):
-        valid_to = now + datetime.timedelta(days=int(template["valid_days"]))
-    doc: Record = {
-        "user_id": user_id,
-        "coupon_id": coupon_id,
-        "name": template["name"],
-        "kind": template["kind"],
-        "value": template.get("value", 0),
-        "minimum": template.get("minimum", 0),
-        "off_percent": template.get("off_percent", 0),
-        "course_id": template.get("course_id"),
-        "status": "unused",
-        "valid_from": valid_from,
-        "valid_to": valid_to,
-        "order_no": None,
-        "granted_at": now,
-        "used_at": None,
-    }
+    doc = user_coupon_record(template, user_id, now)
     if grant_ref is not None:
         doc["grant_ref"] = grant_ref
     try:

@@ -68,6 +68,12 @@ STATUS_BY_CODE: dict[str, int] = {
     "ORDER_NOT_CANCELLABLE": 409,
     "ORDER_NOT_REFUNDABLE": 409,
     "REFUND_NOT_REQUESTED": 409,
+    # learning (docs/shop.md "Learning")
+    "ENROLMENT_REQUIRED": 403,
+    "ENROLMENT_EXPIRED": 403,
+    "CONTENT_LINK_EXPIRED": 403,
+    "CONTENT_LINK_INVALID": 403,
+    "REVIEW_EXISTS": 409,
     # auction orders and settlement (docs/settlement.md)
     "ORDER_NOT_PAYABLE": 409,
     "COUPON_NOT_USABLE": 409,

@@ -4,7 +4,7 @@ answers rest on) and id counters.
 Collections: `shop_categories`, `shop_teachers`, `shop_degree_courses`, `shop_courses`,
 `shop_course_details`, `shop_price_policies`, `shop_chapters`, `shop_sections`, `shop_faqs`,
 `shop_coupons` (templates), `shop_user_coupons` (a user's coupon), `shop_orders` (lines embedded),
-`shop_enrolments`.
+`shop_enrolments`, `shop_progress`.
 """
 
 from typing import Final
@@ -12,6 +12,7 @@ from typing import Final
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from persistence.mongo import Database
+from persistence.shop.community import ensure_community_indexes
 
 
 def _indexes() -> dict[str, list[IndexModel]]:
@@ -49,6 +50,7 @@ def _indexes() -> dict[str, list[IndexModel]]:
         "shop_user_coupons": [
             IndexModel([("user_id", ASCENDING), ("status", ASCENDING)], name="user_status"),
             IndexModel([("order_no", ASCENDING)], name="order_no"),
+            IndexModel([("order_nos", ASCENDING)], name="order_nos"),
             IndexModel([("status", ASCENDING), ("valid_to", ASCENDING)], name="status_valid_to"),
             IndexModel(
                 [("grant_ref", ASCENDING)],
@@ -78,6 +80,13 @@ def _indexes() -> dict[str, list[IndexModel]]:
         "shop_enrolments": [
             IndexModel([("user_id", ASCENDING), ("course_id", ASCENDING)], name="user_course"),
             IndexModel([("order_no", ASCENDING)], name="order_no"),
+            IndexModel([("order_nos", ASCENDING)], name="order_nos"),
+            IndexModel([("status", ASCENDING), ("valid_to", ASCENDING)], name="status_valid_to"),
+        ],
+        # Learning progress: one record per user and section (a repeated mark updates it).
+        "shop_progress": [
+            IndexModel([("user_id", ASCENDING), ("section_id", ASCENDING)], unique=True, name="user_section"),
+            IndexModel([("user_id", ASCENDING), ("course_id", ASCENDING)], name="user_course"),
         ],
     }
 
@@ -108,3 +117,4 @@ async def ensure_shop_indexes(db: Database) -> None:
         await db[collection].create_indexes(models)
     for name in SHOP_COUNTERS:
         await db.counters.update_one({"_id": name}, {"$setOnInsert": {"seq": 0}}, upsert=True)
+    await ensure_community_indexes(db)  # reviews, votes, coupon claims (persistence/shop/community.py)
