@@ -284,7 +284,7 @@ async def test_a_rejected_refund_goes_back_to_paid(world: World) -> None:
     assert not changed_again
     with pytest.raises(RefundNotRequested):
         await world.shop.approve_refund(no)
-    assert [e["status"] for e in await world.shop.enrolments(buyer)] == ["active"]
+    assert [e["status"] for e in await world.shop.enrolments(buyer)] == ["valid"]
     assert world.provider.refunds == {}
     assert world.store.state.balances[buyer] == 0
     assert_books(world)
@@ -298,3 +298,26 @@ async def test_orders_filter_by_status(world: World) -> None:
     found, total = await world.shop.orders(buyer, 0, 10, CANCELLED_BY_TIMEOUT)
     assert total == 1 and found[0]["_id"] == order["_id"]
     assert await world.shop.orders(buyer, 0, 10, PENDING) == ([], 0)
+
+
+async def test_refunding_a_second_purchase_of_a_course_takes_back_only_its_days(world: World) -> None:
+    buyer = await user(world, 20_000)
+    course_id, policy = await course(world, 5000)  # 30 days
+    orders = []
+    for key in ("first", "second"):
+        await world.shop.cart_add(buyer, course_id, policy)
+        await world.shop.create_checkout(buyer, [course_id])
+        orders.append((await world.shop.pay(buyer, 5000, key)).order)
+    [enrolment] = await world.shop.enrolments(buyer)
+    assert enrolment["valid_to"] == world.clock.at + datetime.timedelta(days=60)  # extended
+    await world.shop.request_refund(buyer, orders[1]["_id"], "bought twice")
+    await world.shop.approve_refund(orders[1]["_id"])
+    [enrolment] = await world.shop.enrolments(buyer)
+    assert enrolment["status"] == "valid"
+    assert enrolment["valid_to"] == world.clock.at + datetime.timedelta(days=30)
+    assert world.store.state.balances[buyer] == 15_000
+    await world.shop.request_refund(buyer, orders[0]["_id"], "")
+    await world.shop.approve_refund(orders[0]["_id"])
+    [enrolment] = await world.shop.enrolments(buyer)
+    assert enrolment["status"] == REFUNDED and world.store.state.balances[buyer] == 20_000
+    assert_books(world)
