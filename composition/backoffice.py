@@ -172,6 +172,7 @@ class OfficeAdapter:
     async def reject_shop_refund(self, order_no: str, reason: str) -> tuple[Document, bool]:
         order, changed = await self.shop().reject_refund(order_no, reason)
         return order, bool(changed)
+
     # -- reviews and FAQs (shop/community.py) --------------------------------------------------------
     def community(self) -> Any:
         if self._community is None:
