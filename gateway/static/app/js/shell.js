@@ -34,10 +34,14 @@ function OfflineBanner() {
 function Tabs() {
   const path = useStore(route, (state) => state.path);
   const me = useStore(auth, (state) => state.token);
-  const accountActive = path.startsWith("/me") || path.startsWith("/signin");
+  const shopActive = /^\/(courses?|cart|checkout|shop|learn)(\/|$)/.test(path) || path === "/me/courses";
+  const accountActive = !shopActive && (path.startsWith("/me") || path.startsWith("/signin"));
+  const auctionsActive = !shopActive && !accountActive;
   return html`<nav class="tabbar" aria-label="Gavel">
-    <a href="#/" class=${accountActive ? "" : "active"} aria-current=${accountActive ? undefined : "page"}>
+    <a href="#/" class=${auctionsActive ? "active" : ""} aria-current=${auctionsActive ? "page" : undefined}>
       <span aria-hidden="true" class="tab-icon">⚖</span>${t("nav.auctions")}</a>
+    <a href="#/courses" class=${shopActive ? "active" : ""} aria-current=${shopActive ? "page" : undefined}>
+      <span aria-hidden="true" class="tab-icon">✎</span>${t("nav.courses")}</a>
     <a href=${me ? "#/me" : "#/signin"} class=${accountActive ? "active" : ""} aria-current=${accountActive ? "page" : undefined}>
       <span aria-hidden="true" class="tab-icon">☺</span>${me ? t("nav.account") : t("nav.signin")}</a>
   </nav>`;
