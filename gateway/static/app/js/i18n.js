@@ -8,25 +8,12 @@ export const LANGUAGES = [
 ];
 const STORAGE_KEY = "gavel-lang";
 const dictionaries = {};
+export const groupStrings = []; // lang => table
 
-const groups = new Set(); // lazy screen groups whose strings are in js/lang/<group>.<lang>.js
-
-/** Load a language's strings (once, with those of the groups loaded so far); resolves when t() can use them. */
+/** Load a language's strings (once); resolves when t() can use them. */
 export async function loadLanguage(lang) {
-  if (!dictionaries[lang]) dictionaries[lang] = { ...(await import(`./lang/${lang}.js`)).default };
-  await Promise.all([...groups].map((group) => loadGroup(lang, group)));
-}
-
-async function loadGroup(lang, group) {
-  const key = "@" + group;
-  if (dictionaries[lang][key]) return;
-  Object.assign(dictionaries[lang], (await import(`./lang/${group}.${lang}.js`)).default, { [key]: true });
-}
-
-/** A lazy group's strings (main.js), in the current language and any chosen later. */
-export async function loadStrings(group) {
-  groups.add(group);
-  await loadLanguage(language.get().lang);
+  if (!dictionaries[lang]) dictionaries[lang] = (await import(`./lang/${lang}.js`)).default;
+  for (const load of groupStrings) Object.assign(dictionaries[lang], await load(lang));
 }
 
 export function preferredLanguage(stored, browserLanguages) {

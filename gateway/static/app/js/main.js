@@ -1,6 +1,6 @@
 // The bidder app: mounts the shell and the screen of the current route.
 import { html, render, useState, useEffect } from "./html.js";
-import { t, useLanguage, language, loadLanguage, loadStrings } from "./i18n.js";
+import { t, useLanguage, language, loadLanguage } from "./i18n.js";
 import { useStore } from "./store.js";
 import { auth, refreshMe } from "./api.js";
 import { start } from "./live.js";
@@ -13,26 +13,19 @@ import { routes as signinRoutes } from "./signin.js";
 let routes = [...signinRoutes, ...auctionRoutes];
 
 // Screen groups loaded on their first visit: the auction screens (where people arrive) come with
-// the page; the account's (orders, payment, addresses, coupons, wallet, deposits) when needed.
-// The course shop's groups (js/shop*.js) share their strings (js/lang/shop.<lang>.js).
-const shopGroups = [
-  [/^\/courses?(\/|$)/, () => import("./shop.js")],
-  [/^\/(cart|checkout)$/, () => import("./shop-buy.js")],
-  [/^\/shop\//, () => import("./shop-orders.js")],
-  [/^\/(learn\/|me\/courses$)/, () => import("./shop-learn.js")],
-];
-const shopPath = (path) => shopGroups.some(([pattern]) => pattern.test(path));
+// the page; the account's and the course shop's when needed.
 const lazyGroups = [
   {
-    wants: (path) => !shopPath(path) && (path === "/me" || path.startsWith("/me/") || path.startsWith("/payment/")),
+    wants: (path) => /^\/(me|payment)(\/|$)/.test(path) && path !== "/me/courses",
     load: () => import("./account.js"),
     loaded: false,
   },
-  ...shopGroups.map(([pattern, load]) => ({
-    wants: (path) => pattern.test(path),
-    load: () => Promise.all([load(), loadStrings("shop")]).then(([module]) => module),
-    loaded: false,
-  })),
+  ...[
+    [/^\/course/, () => import("./shop.js")],
+    [/^\/(cart|checkout)$/, () => import("./shop-buy.js")],
+    [/^\/shop\//, () => import("./shop-orders.js")],
+    [/^\/(learn\/|me\/courses$)/, () => import("./shop-learn.js")],
+  ].map(([pattern, load]) => ({ wants: (path) => pattern.test(path), load, loaded: false })),
 ];
 
 function useLazyRoutes(path) {

@@ -1,8 +1,19 @@
 // What the course shop's screens share: optional endpoints, course labels, cards, coupon words.
 import { html } from "./html.js";
-import { t } from "./i18n.js";
+import { t, groupStrings, loadLanguage, language } from "./i18n.js";
 import { formatYuan } from "./money.js";
 import { Picture } from "./ui.js";
+
+// The shop's strings and styles come with its screens: the first screen does not carry them.
+const STYLES = "/static/app/shop.css";
+await Promise.all([
+  groupStrings.push(async (lang) => (await import(`./lang/shop.${lang}.js`)).default) && loadLanguage(language.get().lang),
+  document.querySelector(`link[href="${STYLES}"]`) ||
+    new Promise((resolve) => {
+      const link = Object.assign(document.createElement("link"), { rel: "stylesheet", href: STYLES, onload: resolve, onerror: resolve });
+      document.head.append(link);
+    }),
+]);
 
 // Endpoints that answered 404/405 (not deployed here yet; the callers ask only about things that
 // exist, such as the reviews of a course on screen): their feature hides.

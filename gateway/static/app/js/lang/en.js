@@ -206,7 +206,7 @@ export default {
   // i18n.js
   "app.name": "Gavel",
   "nav.auctions": "Auctions",
-  // shop (the rest of the shop's strings load with its screens: lang/shop.en.js)
+  // shop
   "nav.courses": "Courses",
   "nav.account": "Me",
   "nav.back": "Back",

@@ -204,7 +204,7 @@ export default {
   // i18n.js
   "app.name": "Gavel 拍卖",
   "nav.auctions": "拍卖",
-  // shop（课程商城的其余文字随页面加载：lang/shop.zh-CN.js）
+  // shop
   "nav.courses": "课程",
   "nav.account": "我的",
   "nav.back": "返回",
