@@ -39,7 +39,7 @@ function Cart() {
     cart.items.length === 0
       ? html`<${Empty} text=${t("shop.cart_empty")} /><a class="button primary block" href="#/courses">${t("shop.browse")}</a>`
       : html`<ul class="card list">${cart.items.map((item) => html`<li key=${item.course_id} class="stack">
-            <p class="spread"><a href=${"#/course/" + item.course_id} class="strong">${item.name}</a>
+            <p class="spread"><a href=${"#/course/" + item.course_id} class="strong shop-link">${item.name}</a>
               ${item.available ? html`<${Money} fen=${item.price} className="money strong" />` : html`<span class="badge bad">${t("shop.unavailable")}</span>`}</p>
             ${!item.available && html`<p class="notice">${known("shop.reason." + item.reason, t("shop.unavailable"))}</p>`}
             <div class="row nowrap">
