@@ -68,7 +68,10 @@ function Learn({ params, query }) {
 function MyCourses() {
   useTitle(t("shop.my_courses"), "/me");
   const state = useAsync(() => get("/api/v1/shop/enrolments"));
-  return html`<section class="narrow"><${Async} state=${state} ready=${(data) =>
+  return html`<section class="narrow">
+    <ul class="card list"><li><a class="list-link" href="#/shop/orders">${t("shop.orders")}</a></li>
+      <li><a class="list-link" href="#/shop/coupons">${t("shop.coupons")}</a></li></ul>
+    <${Async} state=${state} ready=${(data) =>
     data.items.length === 0
       ? html`<${Empty} text=${t("shop.no_courses")} /><a class="button primary block" href="#/courses">${t("shop.browse")}</a>`
       : html`<ul class="card list">${data.items.map((e) => {
