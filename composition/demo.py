@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from composition.demo_learning import seed_demo_outline
 from persistence.catalog import LotSpec, SessionSpec, Spec
 from persistence.media import MediaStore
 from web.context import AppContext
@@ -408,3 +409,4 @@ async def seed_demo_courses(ctx: AppContext) -> None:
         )
         for valid_days, price in policies:
             await shop.add_policy("course", int(course["_id"]), valid_days, price)
+        await seed_demo_outline(shop, int(course["_id"]), order)  # chapters: free previews and paid

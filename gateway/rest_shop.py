@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from gateway.rest_learning import learning_routes, my_course, start_learning
 from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
 from persistence.mongo import Document, iso_utc
@@ -79,7 +80,8 @@ async def start_shop(
         # quarter of it), never more than every 30 s nor more often than twice a second.
         sweep_interval_seconds = min(30.0, max(0.5, shop.pending_timeout_seconds / 4))
     return [
-        asyncio.create_task(run_sweeper(shop, interval_seconds=sweep_interval_seconds), name="shop-sweeper")
+        asyncio.create_task(run_sweeper(shop, interval_seconds=sweep_interval_seconds), name="shop-sweeper"),
+        *start_learning(ctx),
     ]
 
 
@@ -91,7 +93,6 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/shop/categories", CategoriesHandler),
         (r"/api/v1/courses", CoursesHandler),
         (r"/api/v1/courses/([0-9]+)", CourseHandler),
-        (r"/api/v1/courses/([0-9]+)/chapters", ChaptersHandler),
         (r"/api/v1/degree-courses/([0-9]+)", DegreeCourseHandler),
         (r"/api/v1/cart", CartHandler),
         (r"/api/v1/cart/([0-9]+)", CartItemHandler),
@@ -100,7 +101,6 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/shop/orders", OrdersHandler),
         (rf"/api/v1/shop/orders/{ORDER_NO}", OrderHandler),
         (r"/api/v1/shop/coupons", MyCouponsHandler),
-        (r"/api/v1/shop/enrolments", EnrolmentsHandler),
         (r"/api/v1/admin/shop/categories", AdminCategoriesHandler),
         (r"/api/v1/admin/shop/teachers", AdminTeachersHandler),
         (r"/api/v1/admin/shop/degree-courses", AdminDegreeCoursesHandler),
@@ -116,7 +116,7 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/admin/shop/coupons", AdminCouponsHandler),
         (r"/api/v1/admin/shop/coupons/([0-9]+)/grant", AdminGrantHandler),
     ]
-    return [(pattern, handler, args) for pattern, handler in routes]
+    return [(pattern, handler, args) for pattern, handler in routes] + learning_routes(ctx)
 
 
 # -- JSON views -------------------------------------------------------------------------------------------
@@ -285,18 +285,9 @@ class CourseHandler(ShopHandler):
         answer = course_view(course)
         answer["detail"] = view(course["detail"], drop=("_id",))
         answer["faqs"] = [view(f, drop=("target", "target_id")) for f in course["faqs"]]
+        user = await self.authenticate()  # signed in: the caller's enrolment and progress
+        answer["my"] = None if user is None else await my_course(self.ctx, user.user_id, int(course["_id"]))
         self.reply(answer)
-
-
-class ChaptersHandler(ShopHandler):
-    async def get(self, raw_id: str) -> None:
-        chapters = await self.shop.chapters(self.path_id(raw_id, "course"))
-        for chapter in chapters:
-            for section in chapter["sections"]:
-                # The content itself is for enrolled students; only free-trial sections show it.
-                if not section.get("free_trial"):
-                    section.pop("link", None)
-        self.reply({"items": [view(c) for c in chapters]})
 
 
 class DegreeCourseHandler(ShopHandler):
@@ -406,12 +397,6 @@ class MyCouponsHandler(ShopHandler):
             raise ValidationFailed("status must be one of: unused, held, used, expired")
         coupons = await self.shop.user_coupons(user.user_id, status)
         self.reply({"items": [view(c, drop=("user_id", "grant_ref")) for c in coupons]})
-
-
-class EnrolmentsHandler(ShopHandler):
-    async def get(self) -> None:
-        user = await self.require_user()
-        self.reply({"items": [view(e, drop=("user_id",)) for e in await self.shop.enrolments(user.user_id)]})
 
 
 # -- admin ------------------------------------------------------------------------------------------------

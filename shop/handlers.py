@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
 from engine.settle.ports import PaymentProvider, PaymentRequest
+from shop.learning import grant_enrolment
 from shop.model import (
     CartFull,
     CartItemUnavailable,
@@ -361,19 +362,17 @@ def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now
 
 
 async def enrol(uow: ShopUnitOfWork, order: Record, now: datetime.datetime) -> None:
-    """One enrolment per line, valid from `now` for the policy's days (ids make retries no-ops)."""
+    """Each line's course for the policy's days: a new enrolment, or the student's current one
+    extended from max(now, its end) (shop/learning.py; idempotent per order)."""
     for line in order["lines"]:
-        await uow.enrolments.ensure(
-            {
-                "_id": f"{order['_id']}:{line['course_id']}",
-                "user_id": order["user_id"],
-                "course_id": line["course_id"],
-                "course_name": line["course_name"],
-                "order_no": order["_id"],
-                "valid_from": now,
-                "valid_to": now + datetime.timedelta(days=int(line["valid_days"])),
-                "status": "active",
-            }
+        await grant_enrolment(
+            uow.enrolments,
+            user_id=int(order["user_id"]),
+            course_id=int(line["course_id"]),
+            course_name=str(line["course_name"]),
+            order_no=str(order["_id"]),
+            days=int(line["valid_days"]),
+            now=now,
         )
 
 

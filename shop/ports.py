@@ -136,8 +136,18 @@ class OrderRepository(Protocol):
 
 
 class EnrolmentRepository(Protocol):
-    async def ensure(self, enrolment: Record) -> None:
-        """Insert unless one with this `_id` exists (retries are no-ops)."""
+    """One enrolment per user and course (shop/learning.py `grant_enrolment` decides its validity)."""
+
+    async def current(self, user_id: int, course_id: int) -> Record | None:
+        """The user's enrolment in the course (of older duplicates, the one ending last)."""
+        ...
+
+    async def add(self, enrolment: Record) -> bool:
+        """Insert; False if one with this `_id` exists already."""
+        ...
+
+    async def extend(self, enrolment_id: str, order_no: str, changes: Record) -> bool:
+        """Set `changes` and add `order_no` to `order_nos`, only if `order_no` is not there yet."""
         ...
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # each of these modules imports this one
     from persistence.archive_process import ArchiverProcess
     from persistence.redis_bus import PriceBus
     from persistence.settlement import MongoSettlement
+    from shop.learning_service import LearningService
     from shop.service import ShopService
     from web.health import Readiness
     from web.observability import Metrics
@@ -106,6 +107,7 @@ class AppContext:
     payment_provider: SignedProvider | None = None
     payment_router: PaymentRouter | None = None
     shop: ShopService | None = None
+    learning: LearningService | None = None  # built with the shop's routes (gateway/rest_learning.py)
     settlement: Settlement | None = None
     metrics: Metrics | None = None
     readiness: Readiness | None = None

@@ -65,6 +65,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "PRICE_CHANGED": 409,
     "CHECKOUT_ALREADY_ORDERED": 409,
     "PAYMENT_REFUSED": 400,
+    # learning (docs/shop.md "Learning")
+    "ENROLMENT_REQUIRED": 403,
+    "ENROLMENT_EXPIRED": 403,
+    "CONTENT_LINK_EXPIRED": 403,
+    "CONTENT_LINK_INVALID": 403,
     # auction orders and settlement (docs/settlement.md)
     "ORDER_NOT_PAYABLE": 409,
     "COUPON_NOT_USABLE": 409,

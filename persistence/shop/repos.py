@@ -9,7 +9,7 @@ import datetime
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, TypeVar
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from payments.trade_numbers import new_trade_no
@@ -211,11 +211,29 @@ class MongoOrders(_Repo):
 
 
 class MongoEnrolments(_Repo):
-    async def ensure(self, enrolment: Document) -> None:
+    async def current(self, user_id: int, course_id: int) -> Document | None:
+        cursor = (
+            self.db.shop_enrolments.find({"user_id": user_id, "course_id": course_id}, session=self.s)
+            .sort([("valid_to", DESCENDING), ("_id", ASCENDING)])
+            .limit(1)
+        )
+        return next(iter([e async for e in cursor]), None)
+
+    async def add(self, enrolment: Document) -> bool:
+        # An upsert that only inserts: an existing enrolment (a concurrent order) is left alone.
         fields = {k: v for k, v in enrolment.items() if k != "_id"}
-        await self.db.shop_enrolments.update_one(
+        result = await self.db.shop_enrolments.update_one(
             {"_id": enrolment["_id"]}, {"$setOnInsert": fields}, upsert=True, session=self.s
         )
+        return result.upserted_id is not None
+
+    async def extend(self, enrolment_id: str, order_no: str, changes: Document) -> bool:
+        result = await self.db.shop_enrolments.update_one(
+            {"_id": enrolment_id, "order_nos": {"$ne": order_no}},
+            {"$set": changes, "$addToSet": {"order_nos": order_no}},
+            session=self.s,
+        )
+        return result.matched_count == 1
 
 
 class MongoShopLedger:

@@ -4,7 +4,7 @@ answers rest on) and id counters.
 Collections: `shop_categories`, `shop_teachers`, `shop_degree_courses`, `shop_courses`,
 `shop_course_details`, `shop_price_policies`, `shop_chapters`, `shop_sections`, `shop_faqs`,
 `shop_coupons` (templates), `shop_user_coupons` (a user's coupon), `shop_orders` (lines embedded),
-`shop_enrolments`.
+`shop_enrolments`, `shop_progress`.
 """
 
 from typing import Final
@@ -73,6 +73,12 @@ def _indexes() -> dict[str, list[IndexModel]]:
             ),
         ],
         "shop_enrolments": [
+            IndexModel([("user_id", ASCENDING), ("course_id", ASCENDING)], name="user_course"),
+            IndexModel([("status", ASCENDING), ("valid_to", ASCENDING)], name="status_valid_to"),
+        ],
+        # Learning progress: one record per user and section (a repeated mark updates it).
+        "shop_progress": [
+            IndexModel([("user_id", ASCENDING), ("section_id", ASCENDING)], unique=True, name="user_section"),
             IndexModel([("user_id", ASCENDING), ("course_id", ASCENDING)], name="user_course"),
         ],
     }

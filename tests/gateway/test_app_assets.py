@@ -36,7 +36,9 @@ TEXT_PAIRS = [
 LANGUAGES = ("en", "zh-CN")
 
 
-IMPORT = re.compile(r"""(?:\bimport\s*(?:[\w*{}\s,$]+\s*from\s*)?|\bexport\s*\{[^}]*\}\s*from\s*)["']\./([\w.-]+\.js)["']""")
+IMPORT = re.compile(
+    r"""(?:\bimport\s*(?:[\w*{}\s,$]+\s*from\s*)?|\bexport\s*\{[^}]*\}\s*from\s*)["']\./([\w.-]+\.js)["']"""
+)
 LAZY = re.compile(r"""import\(\s*["']\./([\w.-]+\.js)["']\s*\)""")
 
 
@@ -65,7 +67,8 @@ def group_assets(modules: set[str]) -> list[pathlib.Path]:
     for name in sorted(modules):
         source = (APP / "js" / name).read_text()
         for group in re.findall(r"`\./lang/([\w-]+)\.\$\{lang\}\.js`", source):
-            found.append(max((APP / "js" / "lang").glob(f"{group}.*.js"), key=lambda path: path.stat().st_size))
+            strings = (APP / "js" / "lang").glob(f"{group}.*.js")
+            found.append(max(strings, key=lambda path: path.stat().st_size))
         found.extend(APP / css for css in re.findall(r"""["']/static/app/([\w-]+\.css)["']""", source))
     return found
 

@@ -147,9 +147,7 @@ async def running_shop(
     server = tornado.httpserver.HTTPServer(app)
     server.add_sockets([sock])
     try:
-        yield ShopServer(
-            dataclasses.replace(app_server, base_url=base_url), ctx.shop, provider, router, ctx
-        )
+        yield ShopServer(dataclasses.replace(app_server, base_url=base_url), ctx.shop, provider, router, ctx)
     finally:
         await provider.aclose()
         server.stop()
@@ -198,7 +196,11 @@ async def test_seed_cart_flow_end_to_end(shop_server: ShopServer) -> None:
     assert page["detail"]["teachers"][0]["name"] == "Alex" and page["faqs"][0]["question"] == "Refunds?"
     assert page["detail"]["recommended"][0]["id"] == go_id
     chapters = (await s.call("GET", f"/api/v1/courses/{python_id}/chapters")).json["items"]
-    assert [sec.get("link") for sec in chapters[0]["sections"]] == ["vid-1", None]  # only the free trial
+    # No link in the outline (content goes through a signed link); the free trial is not locked.
+    assert [(sec.get("link"), sec["locked"]) for sec in chapters[0]["sections"]] == [
+        (None, False),
+        (None, True),
+    ]
 
     # Cart: add, change the policy, add another, view totals, remove.
     user_id, token = await s.api.register()

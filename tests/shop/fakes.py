@@ -236,8 +236,28 @@ class FakeEnrolments:
     def __init__(self, store: "FakeShopStore") -> None:
         self.store = store
 
-    async def ensure(self, enrolment: Record) -> None:
-        self.store.state.table("enrolments").setdefault(enrolment["_id"], dict(enrolment))
+    @property
+    def table(self) -> dict[Any, Record]:
+        return self.store.state.table("enrolments")
+
+    async def current(self, user_id: int, course_id: int) -> Record | None:
+        mine = [e for e in self.table.values() if (e["user_id"], e["course_id"]) == (user_id, course_id)]
+        mine.sort(key=lambda e: e["valid_to"], reverse=True)
+        return copy.deepcopy(mine[0]) if mine else None
+
+    async def add(self, enrolment: Record) -> bool:
+        if enrolment["_id"] in self.table:
+            return False
+        self.table[enrolment["_id"]] = copy.deepcopy(enrolment)
+        return True
+
+    async def extend(self, enrolment_id: str, order_no: str, changes: Record) -> bool:
+        enrolment = self.table.get(enrolment_id)
+        if enrolment is None or order_no in enrolment.get("order_nos", []):
+            return False
+        enrolment.update(copy.deepcopy(changes))
+        enrolment["order_nos"] = [*enrolment.get("order_nos", []), order_no]
+        return True
 
 
 class FakeLedger:
