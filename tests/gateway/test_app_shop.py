@@ -10,6 +10,7 @@ those features (js/shop-common.js `optional`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,6 +160,12 @@ async def test_browse_buy_and_learn(browser: Any, app_world: AppWorld, size: str
         text = await page.locator("main").inner_text()
         assert "¥228.00" in text  # 398 - 20 - 150, to pay through the provider
         assert await no_horizontal_overflow(page) == []
+        # Learning before paying: a free preview opens for anyone; a paid section is refused.
+        learning = await exists(app_world, f"/api/v1/sections/{shop.free_section}/content")
+        paid_section = f"/api/v1/sections/{shop.paid_section}/content"
+        if learning:
+            refused = await app_world.server.call("GET", paid_section, token=token)
+            assert (refused.status, refused.code) == (403, "ENROLMENT_REQUIRED")
         await page.get_by_role("button", name="Pay ¥228.00").click()
         # Off to the sandbox's pay page (the provider), then back through #/payment/… to the order.
         await page.wait_for_url("**/sandbox/pay/**")
@@ -167,25 +174,27 @@ async def test_browse_buy_and_learn(browser: Any, app_world: AppWorld, size: str
         assert stored and '"/shop/orders/' in stored
         orders = (await app_world.server.call("GET", "/api/v1/shop/orders", token=token)).json["items"]
         assert orders[0]["to_pay"] == 228_00 and orders[0]["balance_used"] == 150_00
-        await page.goto(app_world.base_url + "/#/shop/orders/" + orders[0]["order_no"])
-        await settle(page)
+        await page.locator("#pay").click()
+        await page.wait_for_url(re.compile(rf".*#/shop/orders/{orders[0]['order_no']}$"), timeout=30_000)
+        await page.wait_for_function("() => document.querySelector('main').innerText.includes('Paid')")
         assert "¥228.00" in await page.locator("main").inner_text()
 
-        # Learning: a free preview opens for anyone; a paid section is refused while unpaid.
-        if await exists(app_world, f"/api/v1/sections/{shop.free_section}/content"):
+        if learning:
+            # Enrolled now: the paid section opens through a signed link; marking it done counts.
             await page.evaluate(f"() => {{ location.hash = '/learn/{shop.python}'; }}")
             await settle(page)
-            await page.locator(".shop-section-open").first.click()
+            await page.locator(".shop-section-open").nth(1).click()
             await page.locator(".shop-content a").wait_for()
             assert "/api/v1/content/" in (await page.locator(".shop-content a").get_attribute("href") or "")
-            paid = f"/api/v1/sections/{shop.paid_section}/content"
-            refused = await app_world.server.call("GET", paid, token=token)
-            assert (refused.status, refused.code) == (403, "ENROLMENT_REQUIRED")
-
-        # My courses (none paid yet): the screen answers and offers the catalogue.
-        await page.evaluate("() => { location.hash = '/me/courses'; }")
-        await settle(page)
-        assert await page.locator("main a[href='#/courses']").count() >= 1
+            await page.locator(".shop-done-check input").nth(1).check()
+            await page.wait_for_function("() => document.querySelector('main').innerText.includes('1 of 2')")
+            await page.evaluate("() => { location.hash = '/me/courses'; }")
+            await page.wait_for_function("() => document.querySelector('main').innerText.includes('1 of 2')")
+            assert "Python basics" in await page.locator("main").inner_text()
+        else:  # follow-up: the learning endpoints are not here yet
+            await page.evaluate("() => { location.hash = '/me/courses'; }")
+            await settle(page)
+        assert await no_horizontal_overflow(page) == []
         assert page.problems == []
     finally:
         await context.close()
