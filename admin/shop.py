@@ -109,6 +109,20 @@ class CourseCouponCreateHandler(ShopPage):
                 )
             if self.form("valid_to") or self.form("valid_to_utc"):
                 fields["valid_to"] = parse_time(self.form("valid_to_utc"), self.form("valid_to"), "Valid to")
+            # Claimable by students (shop/claims.py): a claim window and a quantity, per-user limit.
+            fields["quantity"] = _optional_int(self.form("quantity"), "Quantity", maximum=1_000_000)
+            fields["per_user_limit"] = _optional_int(
+                self.form("per_user_limit"), "Per-user limit", maximum=1_000_000
+            )
+            fields["claim_start"] = fields["claim_end"] = None
+            if self.form("claim_start") or self.form("claim_start_utc"):
+                fields["claim_start"] = parse_time(
+                    self.form("claim_start_utc"), self.form("claim_start"), "Claiming starts"
+                )
+            if self.form("claim_end") or self.form("claim_end_utc"):
+                fields["claim_end"] = parse_time(
+                    self.form("claim_end_utc"), self.form("claim_end"), "Claiming ends"
+                )
             if kind == "percent":
                 fields["off_percent"] = parse_int(
                     self.form("off_percent"), "Percent off", minimum=1, maximum=100

@@ -320,6 +320,44 @@ class AdminActions:
         await self.office.remove_policy(policy_id)
         await self.record(actor, "price_policy.remove", f"price_policy:{policy_id}", before, None)
 
+    # -- reviews and FAQs (shop/reviews.py, shop/community.py) ---------------------------------------
+    async def moderate_review(self, actor: Actor, review_id: int, action: str) -> Document:
+        """hide / show / recommend / unrecommend; the same again changes (and records) nothing."""
+        name = f"review.{action}"
+        await self.authorize(actor, name)
+        before, after = await self.office.moderate_review(review_id, action)
+        flags = ("hidden", "recommended")
+        if any(before.get(f) != after.get(f) for f in flags):
+            await self.record(
+                actor,
+                name,
+                f"review:{review_id}",
+                {f: before.get(f) for f in flags},
+                {f: after.get(f) for f in flags},
+            )
+        return after
+
+    async def add_faq(
+        self, actor: Actor, target: str, target_id: int, question: str, answer: str
+    ) -> Document:
+        await self.authorize(actor, "faq.create")
+        doc = await self.office.add_faq(target, target_id, question, answer)
+        await self.record(actor, "faq.create", f"faq:{doc['_id']}", None, doc)
+        return doc
+
+    async def update_faq(self, actor: Actor, faq_id: int, question: str, answer: str) -> Document:
+        await self.authorize(actor, "faq.update")
+        before = await self.office.faq(faq_id)
+        doc = await self.office.update_faq(faq_id, question, answer)
+        await self.record(actor, "faq.update", f"faq:{faq_id}", before, doc)
+        return doc
+
+    async def delete_faq(self, actor: Actor, faq_id: int) -> None:
+        await self.authorize(actor, "faq.delete")
+        before = await self.office.faq(faq_id)
+        await self.office.delete_faq(faq_id)
+        await self.record(actor, "faq.delete", f"faq:{faq_id}", before, None)
+
     # -- the admin's own account ---------------------------------------------------------------------
     async def two_factor_changed(self, actor: Actor, enabled: bool) -> None:
         """Recorded after persistence.two_factor confirmed or turned off the actor's own second factor."""

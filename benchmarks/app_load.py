@@ -119,6 +119,11 @@ def main() -> None:
     parser.add_argument("--spawn-rate", type=float, default=5.0)
     parser.add_argument("--host", help="a running server (default: start run.py on a fresh data dir)")
     parser.add_argument("--keep", type=pathlib.Path, help="write locust's CSV and HTML reports here")
+    parser.add_argument(
+        "--scenarios",
+        default="Bidder,AppUser",
+        help="locust user classes, comma-separated (e.g. Bidder,AppUser,Student; benchmarks/locustfile.py)",
+    )
     args = parser.parse_args()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="gavel-app-load-"))
@@ -139,8 +144,7 @@ def main() -> None:
                 *("--headless", "--only-summary", "-u", str(args.users), "-r", str(args.spawn_rate)),
                 *("-t", f"{seconds}s", "--host", host, "--csv", str(work / "locust")),
                 *("--html", str(work / "locust.html")),
-                "Bidder",
-                "AppUser",
+                *args.scenarios.split(","),
             ],
             cwd=work,
             env=env,
@@ -154,6 +158,7 @@ def main() -> None:
         result = {
             "minutes": args.minutes,
             "users": args.users,
+            "scenarios": args.scenarios.split(","),
             "locust_exit": done.returncode,
             **summarise(work / "locust_stats.csv"),
         }

@@ -4,7 +4,7 @@
     ADMIN_PASSWORD=... .venv/bin/locust -f benchmarks/locustfile.py --headless -u 50 -r 10 -t 60s \\
         --host http://127.0.0.1:8000 --csv var/locust --html var/locust.html
 
-Users (weights 5 : 3 : 2 : 4, or pick with `locust ... Bidder AppUser`):
+Users (weights 5 : 3 : 2 : 4 : 3, or pick with `locust ... Bidder AppUser Student`):
 
 - `Bidder`: signs up, gets a balance from the admin (`/api/v1/admin/users/{id}/credit`), pays the
   load session's deposit from it, subscribes on `/ws` and bids the lowest valid price on a random lot
@@ -15,6 +15,10 @@ Users (weights 5 : 3 : 2 : 4, or pick with `locust ... Bidder AppUser`):
   delay from the bid's server time (`ts`) to the frame's arrival (same machine: same clock).
 - `Shopper` (`FastHttpUser`): signs up, gets a balance, browses courses, puts one in the cart, checks
   out and pays from the balance (`POST /api/v1/checkout/pay`), then browses its orders.
+- `Student` (`FastHttpUser`): a student of the course shop (issue 21): browses the catalogue with a
+  filter and a search, opens a course page, its outline and reviews, buys a course from the balance
+  (cart, checkout, pay), then learns: opens a section's content (`/api/v1/sections/{id}/content`,
+  a signed link) and marks it done (`PUT /api/v1/sections/{id}/progress`), and looks at its courses.
 - `AppUser` (`FastHttpUser`): a bidder app on a phone (gateway/static/app/): signs up, opens the app
   as the browser does (`/`, then every module and the stylesheet with `If-None-Match`, answered 304
   once cached), lists the sessions, opens the load session and its lots with their bid history,
@@ -382,6 +386,75 @@ class Shopper(FastHttpUser):
             elif paid.json()["order"]["status"] != "paid":
                 paid.failure(f"order not paid from the balance: {paid.text[:120]}")
         self.client.get("/api/v1/shop/orders", headers=headers)
+
+
+class Student(FastHttpUser):
+    """A student: browse (filters, search), a course page, buy from the balance, then learn."""
+
+    weight = 3
+    wait_time = between(1, 3)
+
+    def on_start(self) -> None:
+        Setup.ensure(self.host)
+        _user_id, token = Setup.new_account(deposit=False)
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.sections: list[int] = []  # sections of courses this student bought
+
+    def get(self, path: str, name: str) -> Any:
+        with self.client.get(path, name=name, headers=self.auth, catch_response=True) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code} {r.text[:120]}")
+                return None
+            return r.json()
+
+    @task(4)
+    def browse(self) -> None:
+        self.get("/api/v1/courses?page_size=20&sort=order", "/api/v1/courses")
+        self.get("/api/v1/courses?level=beginner&q=a&page_size=20", "/api/v1/courses?filters")
+        course_id, _policy = random.choice(Setup.courses)
+        self.get(f"/api/v1/courses/{course_id}", "/api/v1/courses/{id}")
+        self.get(f"/api/v1/courses/{course_id}/chapters", "/api/v1/courses/{id}/chapters")
+        self.get(f"/api/v1/courses/{course_id}/reviews", "/api/v1/courses/{id}/reviews")
+
+    @task(1)
+    def buy(self) -> None:
+        course_id, policy_id = random.choice(Setup.courses)
+        auth = self.auth
+        line = {"course_id": course_id, "price_policy_id": policy_id}
+        self.client.post("/api/v1/cart", json=line, headers=auth)
+        self.get("/api/v1/cart", "/api/v1/cart")
+        checkout = self.client.post("/api/v1/checkout", json={"course_ids": [course_id]}, headers=auth)
+        if checkout.status_code != 201:
+            return
+        with self.client.post(
+            "/api/v1/checkout/pay",
+            json={"balance": CREDIT, "idempotency_key": uuid.uuid4().hex},
+            headers=auth,
+            catch_response=True,
+        ) as paid:
+            if paid.status_code not in (200, 201) or paid.json()["order"]["status"] != "paid":
+                paid.failure(f"{paid.status_code} {paid.text[:120]}")
+                return
+        outline = self.get(f"/api/v1/courses/{course_id}/chapters", "/api/v1/courses/{id}/chapters")
+        if outline:
+            self.sections += [s["id"] for chapter in outline["items"] for s in chapter["sections"]]
+
+    @task(3)
+    def learn(self) -> None:
+        if not self.sections:
+            return
+        section_id = random.choice(self.sections)
+        self.get(f"/api/v1/sections/{section_id}/content", "/api/v1/sections/{id}/content")
+        with self.client.put(
+            f"/api/v1/sections/{section_id}/progress",
+            json={"done": True},
+            headers=self.auth,
+            name="/api/v1/sections/{id}/progress",
+            catch_response=True,
+        ) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code} {r.text[:120]}")
+        self.get("/api/v1/shop/enrolments", "/api/v1/shop/enrolments")
 
 
 class AppUser(FastHttpUser):

@@ -47,6 +47,7 @@ class OfficeAdapter:
         self.ctx = ctx
         self._store: Any = None
         self._shop: Any = None
+        self._community: Any = None
 
     # -- settlement ----------------------------------------------------------------------------------
     def settlement(self) -> Any:
@@ -159,6 +160,36 @@ class OfficeAdapter:
 
     async def remove_policy(self, policy_id: int) -> None:
         await self.shop().remove_policy(policy_id)
+
+    # -- reviews and FAQs (shop/community.py) --------------------------------------------------------
+    def community(self) -> Any:
+        if self._community is None:
+            try:
+                from persistence.shop.community import mongo_community
+            except Exception as error:
+                log.warning("shop community unavailable: %s", error)
+                raise ServiceUnavailable("the course shop service is not available") from None
+            self._community = mongo_community(self.ctx.client, self.ctx.db)
+        return self._community
+
+    async def moderate_review(self, review_id: int, action: str) -> tuple[Document, Document]:
+        before, after = await self.community().moderate(review_id, action)
+        return before, after
+
+    async def faq(self, faq_id: int) -> Document:
+        doc: Document = await self.community().faq(faq_id)
+        return doc
+
+    async def add_faq(self, target: str, target_id: int, question: str, answer: str) -> Document:
+        doc: Document = await self.community().add_faq(target, target_id, question, answer)
+        return doc
+
+    async def update_faq(self, faq_id: int, question: str, answer: str) -> Document:
+        doc: Document = await self.community().update_faq(faq_id, question, answer)
+        return doc
+
+    async def delete_faq(self, faq_id: int) -> None:
+        await self.community().delete_faq(faq_id)
 
 
 def build_admin_actions(ctx: AppContext) -> AdminActions:

@@ -9,7 +9,7 @@ import tornado.web
 from tornado.log import access_log
 
 from backoffice.actions import AdminActions
-from gateway import rest_admin, rest_auction, rest_auth, rest_deposits
+from gateway import rest_admin, rest_auction, rest_auth, rest_community, rest_deposits
 from gateway.app_page import AppPageHandler
 from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
@@ -54,6 +54,8 @@ def routes(
             tornado.web.url(pattern, handler, kwargs)
             for pattern, handler, kwargs in [*payment_routes, *shop_routes(ctx), *order_routes(ctx)]
         ]
+        # The shop's review moderation, written through `actions` (audited) like the admin endpoints.
+        provider_routes += [tornado.web.url(p, h, admin_args) for p, h in rest_community.ADMIN_ROUTES]
     return [
         *provider_routes,
         tornado.web.url(r"/healthz", HealthHandler, args),

@@ -16,11 +16,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from gateway.rest_community import community_routes, user_coupon_view
 from gateway.rest_learning import learning_routes, my_course, start_learning
 from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
 from persistence.mongo import Document, iso_utc
 from persistence.shop import ensure_shop_indexes, mongo_shop
+from shop.claims import MAX_CLAIM_QUANTITY
 from shop.model import (
     CART_LIMIT,
     COURSE_STATUSES,
@@ -116,7 +118,8 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/admin/shop/coupons", AdminCouponsHandler),
         (r"/api/v1/admin/shop/coupons/([0-9]+)/grant", AdminGrantHandler),
     ]
-    return [(pattern, handler, args) for pattern, handler in routes] + learning_routes(ctx)
+    own = [(pattern, handler, args) for pattern, handler in routes]
+    return own + learning_routes(ctx) + community_routes(ctx)
 
 
 # -- JSON views -------------------------------------------------------------------------------------------
@@ -395,8 +398,10 @@ class MyCouponsHandler(ShopHandler):
         status = self.get_query_argument("status", None)
         if status is not None and status not in ("unused", "held", "used", "expired"):
             raise ValidationFailed("status must be one of: unused, held, used, expired")
-        coupons = await self.shop.user_coupons(user.user_id, status)
-        self.reply({"items": [view(c, drop=("user_id", "grant_ref")) for c in coupons]})
+        # An unused coupon past its validity is "expired" at once, before the sweeper stores it.
+        now = self.shop.now()
+        coupons = [user_coupon_view(c, now) for c in await self.shop.user_coupons(user.user_id)]
+        self.reply({"items": [c for c in coupons if status is None or c["status"] == status]})
 
 
 # -- admin ------------------------------------------------------------------------------------------------
@@ -652,6 +657,10 @@ class AdminCouponsHandler(AdminHandler):
                 "valid_from",
                 "valid_to",
                 "valid_days",
+                "claim_start",
+                "claim_end",
+                "quantity",
+                "per_user_limit",
             )
         )
         kind = body.one_of("kind", tuple(CouponKind))
@@ -666,6 +675,13 @@ class AdminCouponsHandler(AdminHandler):
             "valid_from": body.timestamp("valid_from") if body.data.get("valid_from") is not None else None,
             "valid_to": body.timestamp("valid_to") if body.data.get("valid_to") is not None else None,
             "valid_days": body.optional_integer("valid_days", minimum=1, maximum=MAX_VALID_DAYS),
+            # Claimable by students (shop/claims.py) when the window and the quantity are given.
+            "claim_start": body.timestamp("claim_start")
+            if body.data.get("claim_start") is not None
+            else None,
+            "claim_end": body.timestamp("claim_end") if body.data.get("claim_end") is not None else None,
+            "quantity": body.optional_integer("quantity", minimum=1, maximum=MAX_CLAIM_QUANTITY),
+            "per_user_limit": body.optional_integer("per_user_limit", minimum=1, maximum=MAX_CLAIM_QUANTITY),
         }
         if kind == CouponKind.PERCENT:
             fields["off_percent"] = body.integer("off_percent", minimum=1, maximum=MAX_PERCENT)

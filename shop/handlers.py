@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
 from engine.settle.ports import PaymentProvider, PaymentRequest
+from shop.claims import check_claim_terms, user_coupon_record
 from shop.learning import grant_enrolment
 from shop.model import (
     CartFull,
@@ -460,6 +461,7 @@ async def create_coupon(uow: ShopUnitOfWork, fields: Record, now: datetime.datet
     valid_from, valid_to = doc.get("valid_from"), doc.get("valid_to")
     if valid_from is not None and valid_to is not None and valid_to <= valid_from:
         raise InvalidInput("valid_to must be later than valid_from")
+    check_claim_terms(doc)
     doc["created_at"] = now
     return await uow.catalogue.insert("coupons", doc)
 
@@ -481,26 +483,7 @@ async def grant_coupon(
         existing = await uow.coupons.by_grant_ref(grant_ref)
         if existing is not None:
             return existing
-    valid_from = template.get("valid_from") or now
-    valid_to = template.get("valid_to")
-    if valid_to is None and template.get("valid_days"):
-        valid_to = now + datetime.timedelta(days=int(template["valid_days"]))
-    doc: Record = {
-        "user_id": user_id,
-        "coupon_id": coupon_id,
-        "name": template["name"],
-        "kind": template["kind"],
-        "value": template.get("value", 0),
-        "minimum": template.get("minimum", 0),
-        "off_percent": template.get("off_percent", 0),
-        "course_id": template.get("course_id"),
-        "status": "unused",
-        "valid_from": valid_from,
-        "valid_to": valid_to,
-        "order_no": None,
-        "granted_at": now,
-        "used_at": None,
-    }
+    doc = user_coupon_record(template, user_id, now)
     if grant_ref is not None:
         doc["grant_ref"] = grant_ref
     try:

@@ -70,6 +70,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "ENROLMENT_EXPIRED": 403,
     "CONTENT_LINK_EXPIRED": 403,
     "CONTENT_LINK_INVALID": 403,
+    "REVIEW_EXISTS": 409,
     # auction orders and settlement (docs/settlement.md)
     "ORDER_NOT_PAYABLE": 409,
     "COUPON_NOT_USABLE": 409,

@@ -12,6 +12,7 @@ from typing import Final
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from persistence.mongo import Database
+from persistence.shop.community import ensure_community_indexes
 
 
 def _indexes() -> dict[str, list[IndexModel]]:
@@ -110,3 +111,4 @@ async def ensure_shop_indexes(db: Database) -> None:
         await db[collection].create_indexes(models)
     for name in SHOP_COUNTERS:
         await db.counters.update_one({"_id": name}, {"$setOnInsert": {"seq": 0}}, upsert=True)
+    await ensure_community_indexes(db)  # reviews, votes, coupon claims (persistence/shop/community.py)
