@@ -39,6 +39,7 @@ from shop.model import (
 from shop.order_life import STATUSES as ORDER_STATUSES
 from shop.pricing import MAX_PERCENT, CouponKind
 from shop.service import ShopService, run_sweeper
+from shop.storefront import MAX_QUERY_LENGTH, SORTS, CourseQuery
 from web.context import AppContext, provider_of
 from web.errors import ValidationFailed
 from web.http import MAX_SAFE_INT, Fields, JsonHandler
@@ -154,6 +155,17 @@ def course_view(course: Document) -> dict[str, Any]:
     return answer
 
 
+CARD_FIELDS = ("lowest_price", "hours", "picture", "review_average", "review_count")
+
+
+def course_card_view(course: Document) -> dict[str, Any]:
+    """A catalogue item: the course with its policies and what its card shows (docs/shop.md)."""
+    answer = course_view({k: v for k, v in course.items() if k not in ("review_sums", *CARD_FIELDS)})
+    answer.update({name: course.get(name) for name in CARD_FIELDS})
+    answer["review_count"] = course.get("review_count") or 0
+    return answer
+
+
 def cart_view(lines: list[CartLine]) -> dict[str, Any]:
     return {
         "items": [
@@ -233,11 +245,39 @@ class CategoriesHandler(ShopHandler):
 
 
 class CoursesHandler(ShopHandler):
+    def _choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return None
+        if raw not in choices:
+            raise ValidationFailed(f"{name} must be one of: {', '.join(choices)}")
+        return raw
+
+    def course_query(self) -> CourseQuery:
+        """`?category=&level=&course_type=&min_price=&max_price=&q=&sort=` (docs/shop.md)."""
+        min_price = self.query_int("min_price", minimum=0, maximum=MAX_PRICE, default=None)
+        max_price = self.query_int("max_price", minimum=0, maximum=MAX_PRICE, default=None)
+        if min_price is not None and max_price is not None and min_price > max_price:
+            raise ValidationFailed("min_price must not exceed max_price")
+        q = self.get_query_argument("q", None)
+        if q is not None:
+            q = q.strip()
+            if len(q) > MAX_QUERY_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in q):
+                raise ValidationFailed(f"q must be at most {MAX_QUERY_LENGTH} printable characters")
+        return CourseQuery(
+            category_id=self.query_int("category", minimum=1, maximum=MAX_SAFE_INT, default=None),
+            level=self._choice("level", LEVELS),
+            course_type=self._choice("course_type", COURSE_TYPES),
+            min_price=min_price,
+            max_price=max_price,
+            q=q or None,
+            sort=self._choice("sort", SORTS) or "order",
+        )
+
     async def get(self) -> None:
         page = self.page()
-        category = self.query_int("category", minimum=1, maximum=MAX_SAFE_INT, default=None)
-        courses, total = await self.shop.list_courses(category, page.skip, page.page_size)
-        self.reply(page.answer([course_view(c) for c in courses], total))
+        courses, total = await self.shop.browse_courses(self.course_query(), page.skip, page.page_size)
+        self.reply(page.answer([course_card_view(c) for c in courses], total))
 
 
 class CourseHandler(ShopHandler):

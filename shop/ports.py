@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from shop.model import Checkout, Record
+from shop.storefront import StorefrontReads
 
 T = TypeVar("T")
 
@@ -244,7 +245,7 @@ class CartStore(Protocol):
         ...
 
 
-class ShopReads(Protocol):
+class ShopReads(StorefrontReads, Protocol):
     """What the shop shows (catalogue pages, a user's orders, coupons and enrolments): reads only."""
 
     async def categories(self) -> list[Record]: ...

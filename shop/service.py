@@ -30,6 +30,7 @@ from shop.model import (
 )
 from shop.ports import CartStore, Duplicate, GaveUp, PaymentCloser, ShopReads, ShopStore, ShopUnitOfWork
 from shop.pricing import Quote
+from shop.storefront import CourseQuery, browse_courses
 
 log = logging.getLogger("gavel.shop")
 
@@ -106,6 +107,10 @@ class ShopService:
 
     async def list_courses(self, category_id: int | None, skip: int, limit: int) -> tuple[list[Record], int]:
         return await self.reads.list_courses(category_id, skip, limit)
+
+    async def browse_courses(self, query: CourseQuery, skip: int, limit: int) -> tuple[list[Record], int]:
+        """The storefront's catalogue: search, filters and sort (shop/storefront.py)."""
+        return await browse_courses(self.reads, query, skip, limit)
 
     async def course_page(self, course_id: int) -> Record:
         return await self.reads.course_page(course_id)

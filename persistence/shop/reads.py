@@ -7,13 +7,21 @@ from collections.abc import Sequence
 from pymongo import ASCENDING
 
 from engine.book.errors import NotFound
+from persistence.media import MediaIndex
 from persistence.mongo import Database, Document
 from shop.model import LISTED_STATUSES
+from shop.storefront import CourseQuery
+
+# Per-course review counters (kept by the reviews' writes): `count` and the integer sums of each
+# score. The storefront only reads them; no document means no reviews.
+REVIEW_STATS = "shop_review_stats"
+REVIEW_SCORES = ("teacher", "content", "clarity")
 
 
 class MongoShopReads:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.media = MediaIndex(db)  # course pictures' sizes and variants
 
     async def categories(self) -> list[Document]:
         return [doc async for doc in self.db.shop_categories.find().sort("_id", ASCENDING)]
@@ -39,6 +47,52 @@ class MongoShopReads:
         for course in courses:
             course["policies"] = policies.get(int(course["_id"]), [])
         return courses, total
+
+    async def _category_filter(self, category_id: int) -> int | Document:
+        category = await self.db.shop_categories.find_one({"_id": category_id})
+        if category is None:
+            raise NotFound(f"no category {category_id}")
+        if category.get("parent_id") is None:
+            children = self.db.shop_categories.find({"parent_id": category_id}, {"_id": 1})
+            return {"$in": [int(c["_id"]) async for c in children]}
+        return category_id
+
+    async def course_candidates(self, query: CourseQuery) -> list[Document]:
+        """Listed courses matching the stored fields, each with `policies` (the name search and the
+        price filters are decided in shop/storefront.py over these; the catalogue is small)."""
+        found: Document = {"status": {"$in": list(LISTED_STATUSES)}}
+        if query.category_id is not None:
+            found["sub_category_id"] = await self._category_filter(query.category_id)
+        if query.level is not None:
+            found["level"] = query.level
+        if query.course_type is not None:
+            found["course_type"] = query.course_type
+        courses = [doc async for doc in self.db.shop_courses.find(found)]
+        policies = await self._policies_by_course([int(c["_id"]) for c in courses])
+        for course in courses:
+            course["policies"] = policies.get(int(course["_id"]), [])
+        return courses
+
+    async def course_cards(self, courses: list[Document]) -> None:
+        """`hours` (from the course page), `picture` (null without an image) and the review
+        counters, one query per collection."""
+        ids = [int(c["_id"]) for c in courses]
+        if not ids:
+            return
+        hours = {
+            int(d["_id"]): d.get("hours")
+            async for d in self.db.shop_course_details.find({"_id": {"$in": ids}}, {"hours": 1})
+        }
+        stats = {int(d["_id"]): d async for d in self.db[REVIEW_STATS].find({"_id": {"$in": ids}})}
+        images = [str(c["image"]) for c in courses if c.get("image")]
+        pictures = await self.media.pictures(images) if images else {}
+        for course in courses:
+            course_id = int(course["_id"])
+            course["hours"] = hours.get(course_id)
+            course["picture"] = pictures.get(str(course.get("image") or ""))
+            stat = stats.get(course_id, {})
+            course["review_count"] = int(stat.get("count", 0))
+            course["review_sums"] = [int(stat.get(score, 0)) for score in REVIEW_SCORES]
 
     async def _policies_by_course(self, course_ids: Sequence[int]) -> dict[int, list[Document]]:
         found: dict[int, list[Document]] = {}

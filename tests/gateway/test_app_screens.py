@@ -1,8 +1,9 @@
 """Every screen of the bidder app at 360 × 740, 390 × 844 and 1280 × 800, signed out and signed in:
 no horizontal scroll, touch targets of 44 px at least, a label on every input, no script errors.
 
-The screens are those of js/auction.js, js/account.js and js/signin.js; the world they show is
-tests/gateway/app_kit.py's (live, deposit, upcoming and ended sessions; a won lot with its order).
+The screens are those of js/auction.js, js/account.js, js/signin.js and the course shop's js/shop*.js;
+the world they show is tests/gateway/app_kit.py's (live, deposit, upcoming and ended sessions; a won
+lot with its order) plus test_app_shop.py's small catalogue.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.gateway.app_kit import (
     small_targets,
     unlabelled_inputs,
 )
+from tests.gateway.test_app_shop import seed_shop
 
 pytestmark = pytest.mark.browser
 
@@ -42,6 +44,9 @@ def signed_out_screens(world: AppWorld) -> list[str]:
         f"#/lot/{world.sold_lot}",
         "#/signin",
         "#/signin?mode=register",
+        "#/courses",
+        "#/courses?level=beginner&sort=price",
+        f"#/course/{world._shop.python}",  # type: ignore[attr-defined]  (seed_shop, in the test)
     ]
 
 
@@ -58,7 +63,20 @@ async def signed_in_screens(world: AppWorld, token: str) -> list[str]:
         "#/me/coupons",
         "#/me/wallet",
         "#/me/deposits",
+        "#/courses",
+        f"#/course/{world._shop.python}",  # type: ignore[attr-defined]
+        "#/cart",
+        "#/shop/orders",
+        "#/shop/coupons",
+        "#/me/courses",
+        f"#/learn/{world._shop.python}",  # type: ignore[attr-defined]
     ]
+    shop = world._shop  # type: ignore[attr-defined]
+    choice = {"course_id": shop.python, "price_policy_id": shop.policies[shop.python][0]}
+    if (await world.server.call("POST", "/api/v1/cart", choice, token=token)).status == 201:
+        ids = {"course_ids": [shop.python]}
+        if (await world.server.call("POST", "/api/v1/checkout", ids, token=token)).status == 201:
+            screens.append("#/checkout")
     orders = await world.server.call("GET", "/api/v1/orders", token=token)
     if orders.status == 200:
         for order in orders.json.get("items", [])[:1]:
@@ -97,6 +115,7 @@ async def test_no_screen_overflows_and_every_control_is_reachable_and_labelled(
     size: str,
     locale: str,
 ) -> None:
+    await seed_shop(app_world)
     context = await new_context(browser, SIZES[size], locale=locale, mobile=size != "desktop")
     try:
         page = await open_app(context, app_world)

@@ -90,6 +90,7 @@ function Home() {
     <ul class="card list">
       <li><a class="list-link" href="#/me/wallet"><span>${t("acct.balance")}</span><span class="acct-link-value money">${formatYuan(me.balance)}</span></a></li>
       <li><a class="list-link" href="#/me/deposits">${t("dep.title")}</a></li>
+      <li><a class="list-link" href="#/me/courses">${t("nav.my_courses")}</a></li>
       <li><a class="list-link" href="#/me/coupons">${t("coupon.title")}</a></li>
       <li><a class="list-link" href="#/me/addresses">${t("addr.title")}</a></li>
     </ul>

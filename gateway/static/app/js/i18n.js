@@ -8,10 +8,12 @@ export const LANGUAGES = [
 ];
 const STORAGE_KEY = "gavel-lang";
 const dictionaries = {};
+export const groupStrings = []; // lang => table
 
 /** Load a language's strings (once); resolves when t() can use them. */
 export async function loadLanguage(lang) {
   if (!dictionaries[lang]) dictionaries[lang] = (await import(`./lang/${lang}.js`)).default;
+  for (const load of groupStrings) Object.assign(dictionaries[lang], await load(lang));
 }
 
 export function preferredLanguage(stored, browserLanguages) {

@@ -13,13 +13,19 @@ import { routes as signinRoutes } from "./signin.js";
 let routes = [...signinRoutes, ...auctionRoutes];
 
 // Screen groups loaded on their first visit: the auction screens (where people arrive) come with
-// the page; the account's (orders, payment, addresses, coupons, wallet, deposits) when needed.
+// the page; the account's and the course shop's when needed.
 const lazyGroups = [
   {
-    wants: (path) => path === "/me" || path.startsWith("/me/") || path.startsWith("/payment/"),
+    wants: (path) => /^\/(me|payment)(\/|$)/.test(path) && path !== "/me/courses",
     load: () => import("./account.js"),
     loaded: false,
   },
+  ...[
+    [/^\/course/, () => import("./shop.js")],
+    [/^\/(cart|checkout)$/, () => import("./shop-buy.js")],
+    [/^\/shop\//, () => import("./shop-orders.js")],
+    [/^\/(learn\/|me\/courses$)/, () => import("./shop-learn.js")],
+  ].map(([pattern, load]) => ({ wants: (path) => pattern.test(path), load, loaded: false })),
 ];
 
 function useLazyRoutes(path) {

@@ -34,11 +34,12 @@ function OfflineBanner() {
 function Tabs() {
   const path = useStore(route, (state) => state.path);
   const me = useStore(auth, (state) => state.token);
-  const accountActive = path.startsWith("/me") || path.startsWith("/signin");
+  const tab = /^\/(course|cart|checkout|shop\/|learn\/|me\/courses)/.test(path) ? 1 : /^\/(me|signin)/.test(path) ? 2 : 0;
+  const on = (n) => ({ class: tab === n ? "active" : "", "aria-current": tab === n ? "page" : undefined });
   return html`<nav class="tabbar" aria-label="Gavel">
-    <a href="#/" class=${accountActive ? "" : "active"} aria-current=${accountActive ? undefined : "page"}>
-      <span aria-hidden="true" class="tab-icon">⚖</span>${t("nav.auctions")}</a>
-    <a href=${me ? "#/me" : "#/signin"} class=${accountActive ? "active" : ""} aria-current=${accountActive ? "page" : undefined}>
+    <a href="#/" ...${on(0)}><span aria-hidden="true" class="tab-icon">⚖</span>${t("nav.auctions")}</a>
+    <a href="#/courses" ...${on(1)}><span aria-hidden="true" class="tab-icon">✎</span>${t("nav.courses")}</a>
+    <a href=${me ? "#/me" : "#/signin"} ...${on(2)}>
       <span aria-hidden="true" class="tab-icon">☺</span>${me ? t("nav.account") : t("nav.signin")}</a>
   </nav>`;
 }
