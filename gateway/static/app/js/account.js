@@ -10,8 +10,6 @@ import { useAsync, Async, Empty, ErrorBox, Loading, Money, Field, toast, errorTe
 import { formatYuan } from "./money.js";
 import { formatWhen, parseIso } from "./time.js";
 import { signedInOnly, goPay, known } from "./account-common.js";
-import { routes as orderRoutes } from "./account-orders.js";
-import { routes as addressRoutes } from "./account-addresses.js";
 
 function useMe() {
   const me = useStore(auth, (state) => state.me);
@@ -290,6 +288,4 @@ export const routes = [
   { pattern: /^\/me\/wallet$/, view: signedInOnly(Wallet) },
   { pattern: /^\/me\/deposits$/, view: signedInOnly(Deposits) },
   { pattern: /^\/me\/coupons$/, view: signedInOnly(Coupons) },
-  ...orderRoutes,
-  ...addressRoutes,
 ];

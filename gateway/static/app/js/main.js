@@ -13,14 +13,13 @@ import { routes as signinRoutes } from "./signin.js";
 let routes = [...signinRoutes, ...auctionRoutes];
 
 // Screen groups loaded on their first visit: the auction screens (where people arrive) come with
-// the page; the account's and the course shop's when needed.
+// the page; the account's and the course shop's when needed, each page with only what it shows.
 const lazyGroups = [
-  {
-    wants: (path) => /^\/(me|payment)(\/|$)/.test(path) && path !== "/me/courses",
-    load: () => import("./account.js"),
-    loaded: false,
-  },
   ...[
+    // The account: its home, wallet, deposits and coupons; orders with payment; addresses.
+    [/^\/me(\/(wallet|deposits|coupons))?$/, () => import("./account.js")],
+    [/^\/(me\/orders(\/|$)|payment\/)/, () => import("./account-orders.js")],
+    [/^\/me\/addresses$/, () => import("./account-addresses.js")],
     [/^\/course/, () => import("./shop.js")],
     [/^\/(cart|checkout)$/, () => import("./shop-buy.js")],
     [/^\/shop\//, () => import("./shop-orders.js")],
