@@ -44,11 +44,15 @@ cluster: $(STAMP) $(COMPILED)
 $(CHROMIUM):
 	apt-get update && apt-get install -y chromium fonts-wqy-zenhei
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; each starts its own embedded MongoDB and
+# Redis): most tests wait on servers and browsers, so two processes use two cores' worth of it.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) $(COMPILED) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy --strict $(MYPY_PACKAGES)
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 unit: $(STAMP) $(COMPILED)
 	$(VENV)/bin/pytest -q tests/engine tests/shop tests/backoffice $(PYTEST_ARGS)

@@ -245,7 +245,11 @@ async def test_claim_buy_review_cancel_and_refund(
         await sign_in_as(page, token, "#/shop/coupons")
         await settle(page)
         # Claim the coupon; it is then mine.
-        await page.get_by_role("heading", name="Coupons to claim").wait_for()
+        try:
+            await page.get_by_role("heading", name="Coupons to claim").wait_for()
+        except Exception as error:
+            shown = await page.evaluate("() => location.hash + ' | ' + document.body.innerText")
+            raise AssertionError(shown) from error
         card = page.locator("li", has_text="Spring ¥30 off").first
         await card.get_by_role("button", name="Claim").click()
         await page.locator(".toast.good").last.wait_for()
