@@ -296,12 +296,14 @@ async def open_app(context: Any, world_or_url: AppWorld | str, hash_path: str = 
 
 
 async def sign_in_as(page: Any, token: str, hash_path: str | None = None) -> None:
-    """Signed in as the app keeps it (the token in localStorage), then the page reloaded."""
+    """Signed in as the app keeps it (the token in localStorage), the page reloaded, then on to
+    `hash_path` (after the reload: set before it, a signed-out app could route there first and be
+    sent to the sign-in page)."""
     await page.evaluate("token => localStorage.setItem('gavel-token', token)", token)
-    if hash_path is not None:
-        await page.evaluate("path => { location.hash = path; }", hash_path)
     await page.reload()
     await page.locator("main#main").wait_for()
+    if hash_path is not None:
+        await page.evaluate("path => { location.hash = path; }", hash_path)
 
 
 async def sign_up(

@@ -4,6 +4,7 @@ claiming a coupon, sign-out; and no screen scrolls sideways."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -96,6 +97,11 @@ async def sign_in(page: Any, token: str, path: str) -> None:
     """Where the app keeps the token after signing in (js/api.js), read when the page loads."""
     await page.evaluate("token => localStorage.setItem('gavel-token', token)", token)
     await page.reload()
+    # Reloaded on the sign-in page of a `next`, the signed-in app goes on there by itself first.
+    for _ in range(100):
+        if not str(await page.evaluate("location.hash")).startswith("#/signin?next="):
+            break
+        await asyncio.sleep(0.05)
     await visit(page, path)
 
 

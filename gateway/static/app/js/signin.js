@@ -1,7 +1,7 @@
 // Sign in and register (username + password; an optional display name, any script).
-import { html, useState } from "./html.js";
+import { html, useState, useEffect } from "./html.js";
 import { t } from "./i18n.js";
-import { api, signedIn, ApiError } from "./api.js";
+import { api, auth, signedIn, ApiError } from "./api.js";
 import { navigate } from "./router.js";
 import { useTitle } from "./shell.js";
 import { Field, errorText } from "./ui.js";
@@ -14,6 +14,10 @@ function SignIn({ query }) {
   const [busy, setBusy] = useState(false);
   const registering = mode === "register";
   useTitle(registering ? t("signin.register") : t("signin.title"), "/");
+  // Already signed in (another tab, a reload): straight on to where the sign-in was asked for.
+  useEffect(() => {
+    if (auth.get().token && query.next && query.next.startsWith("/")) navigate(query.next, { replace: true });
+  }, []);
   const change = (name) => (event) => setForm({ ...form, [name]: event.target.value });
 
   async function submit(event) {
