@@ -16,13 +16,13 @@ import asyncio
 import datetime
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.admin.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from tests.admin.test_browser import ARTIFACTS, browser  # noqa: F401  (a fixture: Debian chromium)
 from tests.test_run import ServiceProcess, call
 
 pytestmark = pytest.mark.browser
@@ -46,19 +46,6 @@ def service(tmp_path: Path, mongo_url: str, redis_url: str) -> Iterator[ServiceP
         yield service
     finally:
         service.kill()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not HAVE_CHROMIUM:
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    async_api = pytest.importorskip("playwright.async_api")
-    async with async_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 class Admin:
@@ -141,8 +128,8 @@ class Bidder:
         page.on("pageerror", lambda error: self.problems.append(f"{name}: {error}"))
 
     @classmethod
-    async def open(cls, browser: Any, base: str, name: str, locale: str) -> Bidder:
-        context = await browser.new_context(viewport=PHONE, locale=locale, has_touch=True, is_mobile=True)
+    async def open(cls, chromium: Any, base: str, name: str, locale: str) -> Bidder:
+        context = await chromium.new_context(viewport=PHONE, locale=locale, has_touch=True, is_mobile=True)
         page = await context.new_page()
         page.set_default_timeout(STEP_MS)
         return cls(page, base, name)
@@ -189,7 +176,8 @@ async def bid_count(base: str, lot_id: int) -> int:
 
 
 async def test_two_bidders_deposit_bid_reconnect_win_pay_and_lose(
-    service: ServiceProcess, browser: Any
+    service: ServiceProcess,
+    browser: Any,  # noqa: F811
 ) -> None:
     base = service.base
     admin = await admin_of(service)
