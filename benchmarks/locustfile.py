@@ -343,6 +343,29 @@ class Watcher(SocketUser):
         self.fire("price broadcast", max(0.0, received_ms - frame["ts"]), length)
 
 
+def buy_from_balance(client: Any, headers: dict[str, str], course_id: int, policy_id: int) -> bool:
+    """The shop's purchase as a student makes it: cart, checkout, pay from the balance. True if paid."""
+    line = {"course_id": course_id, "price_policy_id": policy_id}
+    client.post("/api/v1/cart", json=line, headers=headers)
+    client.get("/api/v1/cart", headers=headers)
+    checkout = client.post("/api/v1/checkout", json={"course_ids": [course_id]}, headers=headers)
+    if checkout.status_code != 201:
+        return False
+    with client.post(
+        "/api/v1/checkout/pay",
+        json={"balance": CREDIT, "idempotency_key": uuid.uuid4().hex},
+        headers=headers,
+        catch_response=True,
+    ) as paid:
+        if paid.status_code not in (200, 201):
+            paid.failure(f"{paid.status_code} {paid.text[:120]}")
+            return False
+        if paid.json()["order"]["status"] != "paid":
+            paid.failure(f"order not paid from the balance: {paid.text[:120]}")
+            return False
+    return True
+
+
 class Shopper(FastHttpUser):
     weight = 2
     wait_time = between(1, 3)
@@ -366,26 +389,8 @@ class Shopper(FastHttpUser):
 
     @task(1)
     def buy(self) -> None:
-        course_id, policy_id = random.choice(Setup.courses)
-        headers = self.headers
-        self.client.post(
-            "/api/v1/cart", json={"course_id": course_id, "price_policy_id": policy_id}, headers=headers
-        )
-        self.client.get("/api/v1/cart", headers=headers)
-        checkout = self.client.post("/api/v1/checkout", json={"course_ids": [course_id]}, headers=headers)
-        if checkout.status_code != 201:
-            return
-        with self.client.post(
-            "/api/v1/checkout/pay",
-            json={"balance": CREDIT, "idempotency_key": uuid.uuid4().hex},
-            headers=headers,
-            catch_response=True,
-        ) as paid:
-            if paid.status_code not in (200, 201):
-                paid.failure(f"{paid.status_code} {paid.text[:120]}")
-            elif paid.json()["order"]["status"] != "paid":
-                paid.failure(f"order not paid from the balance: {paid.text[:120]}")
-        self.client.get("/api/v1/shop/orders", headers=headers)
+        buy_from_balance(self.client, self.headers, *random.choice(Setup.courses))
+        self.client.get("/api/v1/shop/orders", headers=self.headers)
 
 
 class Student(FastHttpUser):
@@ -419,22 +424,8 @@ class Student(FastHttpUser):
     @task(1)
     def buy(self) -> None:
         course_id, policy_id = random.choice(Setup.courses)
-        auth = self.auth
-        line = {"course_id": course_id, "price_policy_id": policy_id}
-        self.client.post("/api/v1/cart", json=line, headers=auth)
-        self.get("/api/v1/cart", "/api/v1/cart")
-        checkout = self.client.post("/api/v1/checkout", json={"course_ids": [course_id]}, headers=auth)
-        if checkout.status_code != 201:
+        if not buy_from_balance(self.client, self.auth, course_id, policy_id):
             return
-        with self.client.post(
-            "/api/v1/checkout/pay",
-            json={"balance": CREDIT, "idempotency_key": uuid.uuid4().hex},
-            headers=auth,
-            catch_response=True,
-        ) as paid:
-            if paid.status_code not in (200, 201) or paid.json()["order"]["status"] != "paid":
-                paid.failure(f"{paid.status_code} {paid.text[:120]}")
-                return
         outline = self.get(f"/api/v1/courses/{course_id}/chapters", "/api/v1/courses/{id}/chapters")
         if outline:
             self.sections += [s["id"] for chapter in outline["items"] for s in chapter["sections"]]

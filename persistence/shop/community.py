@@ -14,20 +14,14 @@ from typing import TypeVar
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from persistence.mongo import Client, Database, Document, TxSession, next_id, run_in_transaction
-from persistence.shop.repos import MongoCatalogue, MongoCoupons, _conflict, _duplicate
+from persistence.mongo import Client, Database, Document, TxSession, run_in_transaction
+from persistence.shop.repos import MongoCatalogue, MongoCoupons, _conflict, _duplicate, _Repo
 from shop.claims import ClaimRepository
 from shop.community import CommunityService, CommunityUnitOfWork, FaqRepository
 from shop.ports import CatalogueRepository, CouponRepository, GaveUp
 from shop.reviews import SCORE_NAMES, ReviewRepository
 
 T = TypeVar("T")
-
-
-class _Repo:
-    def __init__(self, db: Database, s: TxSession | None) -> None:
-        self.db = db
-        self.s = s
 
 
 class MongoReviews(_Repo):
@@ -45,12 +39,7 @@ class MongoReviews(_Repo):
         return await self.db.shop_reviews.find_one({"_id": review_id}, session=self.s)
 
     async def add(self, review: Document) -> Document:
-        review["_id"] = await next_id(self.db, "shop_reviews")
-        try:
-            await self.db.shop_reviews.insert_one(review, session=self.s)
-        except DuplicateKeyError as error:
-            raise _duplicate(error) from None
-        return review
+        return await self.insert_new("shop_reviews", review)
 
     async def update(self, review_id: int, changes: Document) -> None:
         await self.db.shop_reviews.update_one({"_id": review_id}, {"$set": changes}, session=self.s)

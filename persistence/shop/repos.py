@@ -47,6 +47,15 @@ class _Repo:
         self.db = db
         self.s = s
 
+    async def insert_new(self, collection: str, record: Document) -> Document:
+        """Insert `record` under the collection's next id (a unique index refusing it: Duplicate)."""
+        record["_id"] = await next_id(self.db, collection)
+        try:
+            await self.db[collection].insert_one(record, session=self.s)
+        except DuplicateKeyError as error:
+            raise _duplicate(error) from None
+        return record
+
 
 class MongoCatalogue(_Repo):
     async def get(self, kind: Kind, record_id: int) -> Document | None:
@@ -60,13 +69,7 @@ class MongoCatalogue(_Repo):
         return {int(d["_id"]) async for d in cursor}
 
     async def insert(self, kind: Kind, record: Document) -> Document:
-        name = collection_of(kind)
-        record["_id"] = await next_id(self.db, name)
-        try:
-            await self.db[name].insert_one(record, session=self.s)
-        except DuplicateKeyError as error:
-            raise _duplicate(error) from None
-        return record
+        return await self.insert_new(collection_of(kind), record)
 
     async def update_course(self, course_id: int, changes: Document) -> Document | None:
         try:
@@ -113,12 +116,7 @@ class MongoCoupons(_Repo):
         return await self.db.shop_user_coupons.find_one({"grant_ref": grant_ref}, session=self.s)
 
     async def add(self, coupon: Document) -> Document:
-        coupon["_id"] = await next_id(self.db, "shop_user_coupons")
-        try:
-            await self.db.shop_user_coupons.insert_one(coupon, session=self.s)
-        except DuplicateKeyError as error:
-            raise _duplicate(error) from None
-        return coupon
+        return await self.insert_new("shop_user_coupons", coupon)
 
     async def take(
         self, coupon_id: int, user_id: int, status: str, order_no: str, now: datetime.datetime
