@@ -7,8 +7,12 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pytest
+
+from backoffice.actions import Actor, AdminActions
 from persistence.mongo import from_ms
 from persistence.shop import ensure_shop_indexes
+from shop.degree_rules import EnrolmentEvent
 from tests.admin.conftest import AdminClient
 
 XSS = "<script>alert(1)</script>"
@@ -278,6 +282,93 @@ async def test_a_non_admin_is_refused(admin_client: AdminClient) -> None:
     assert (await admin_client.get("/admin/mentors")).status == 302
 
 
+# The write tests run against CORE's and MENTOR's AdminActions methods (api.md); until both are
+# merged they are skipped, and `test_forms_reach_the_admin_actions` checks this module's side alone.
+CORE_WRITES = pytest.mark.skipif(
+    not hasattr(AdminActions, "degree_add_homework"), reason="CORE's degree AdminActions not merged yet"
+)
+MENTOR_WRITES = pytest.mark.skipif(
+    not hasattr(AdminActions, "degree_grant_mentor"), reason="MENTOR's degree AdminActions not merged yet"
+)
+
+
+async def test_forms_reach_the_admin_actions(
+    admin_client: AdminClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each form calls its AdminActions method with the contract's arguments and the signed-in actor."""
+    client = await signed_in(admin_client)
+    cohort = await Cohort(client).build()
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def fake(name: str) -> Any:
+        async def method(self: AdminActions, actor: Actor, *args: Any) -> dict[str, Any]:
+            assert actor.is_admin and actor.username == "admin"
+            calls.append((name, args))
+            return {"_id": 5}
+
+        return method
+
+    for name in (
+        "degree_add_homework",
+        "degree_update_homework",
+        "degree_open_module",
+        "degree_change_status",
+        "degree_grant_mentor",
+        "degree_revoke_mentor",
+        "degree_assign_mentor",
+    ):
+        monkeypatch.setattr(AdminActions, name, fake(name), raising=False)
+    a = cohort.enrolment_id(cohort.students[0])
+    homework_id = cohort.chapters[0] * 10
+    await client.get("/admin/mentors")
+    form = {
+        "chapter_id": str(cohort.chapters[0]),
+        "title": "T",
+        "kind": "assignment",
+        "recommended_days": "4",
+        "scholarship_value": "20",
+        "enabled": "1",
+    }
+    posts: list[tuple[str, dict[str, str]]] = [
+        ("/admin/degrees/homework/new", form),
+        (f"/admin/degrees/homework/{homework_id}/edit", {**form, "title": "Homework 0 changed"}),
+        (f"/admin/degrees/enrolments/{a}/open", {"module_id": str(cohort.modules[1])}),
+        (f"/admin/degrees/enrolments/{a}/suspend", {}),
+        (f"/admin/degrees/enrolments/{a}/resume", {}),
+        ("/admin/mentors/grant", {"user": str(cohort.students[1]), "name": "Bee", "intro": "hi"}),
+        (f"/admin/mentors/{cohort.mentor}/revoke", {}),
+        (f"/admin/degrees/enrolments/{a}/mentor", {"mentor_id": str(cohort.mentor)}),
+    ]
+    for path, fields in posts:
+        answer = await client.post(path, fields)
+        assert answer.status == 303 and b"flash ok" in await flash_of(client, answer.headers["Location"]), (
+            path
+        )
+    added = {
+        "course_id": cohort.modules[0],
+        "chapter_id": cohort.chapters[0],
+        "title": "T",
+        "kind": "assignment",
+        "requirement": "",
+        "scoring_points": "",
+        "recommended_days": 4,
+        "scholarship_value": 2000,
+        "order": 0,
+        "enabled": True,
+    }
+    assert calls == [
+        ("degree_add_homework", (added,)),
+        ("degree_update_homework", (homework_id, {"title": "Homework 0 changed", "recommended_days": 4})),
+        ("degree_open_module", (a, cohort.modules[1])),
+        ("degree_change_status", (a, EnrolmentEvent.SUSPEND)),
+        ("degree_change_status", (a, EnrolmentEvent.RESUME)),
+        ("degree_grant_mentor", (cohort.students[1], "Bee", "hi")),
+        ("degree_revoke_mentor", (cohort.mentor,)),
+        ("degree_assign_mentor", (a, cohort.mentor)),
+    ]
+
+
+@CORE_WRITES
 async def test_homework_add_and_edit_are_audited(admin_client: AdminClient) -> None:
     client = await signed_in(admin_client)
     cohort = await Cohort(client).build()
@@ -330,6 +421,7 @@ async def test_homework_add_and_edit_are_audited(admin_client: AdminClient) -> N
     assert await audit_count(client) == before + 2
 
 
+@MENTOR_WRITES
 async def test_grant_revoke_and_assign_mentor_are_audited(admin_client: AdminClient) -> None:
     client = await signed_in(admin_client)
     cohort = await Cohort(client).build()
@@ -365,6 +457,7 @@ async def test_grant_revoke_and_assign_mentor_are_audited(admin_client: AdminCli
     assert b"revoked" in page.body
 
 
+@CORE_WRITES
 async def test_open_module_suspend_and_resume_are_audited(admin_client: AdminClient) -> None:
     client = await signed_in(admin_client)
     cohort = await Cohort(client).build()
