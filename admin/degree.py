@@ -37,7 +37,7 @@ RECORDS_PAGE_SIZE = 50
 MAX_LISTED = 500
 MAX_ID = 2**53 - 1
 # Homework limits (CORE's REST reads the same: core.md "Homework authoring").
-TITLE_MAX, LONG_TEXT_MAX, MAX_RECOMMENDED_DAYS = 128, 4000, 365
+TITLE_MAX, LONG_TEXT_MAX, MAX_RECOMMENDED_DAYS, MAX_ORDER = 128, 4000, 365, 32_767
 HOMEWORK_FIELDS = (
     "title",
     "kind",
@@ -346,7 +346,7 @@ def homework_fields(handler: AdminHandler) -> Document:
             handler.form("recommended_days"), "Recommended days", minimum=1, maximum=MAX_RECOMMENDED_DAYS
         ),
         "scholarship_value": value,
-        "order": parse_int(handler.form("order") or "0", "Order", maximum=1_000_000),
+        "order": parse_int(handler.form("order") or "0", "Order", maximum=MAX_ORDER),
         "enabled": handler.form("enabled") == "1",
     }
 
@@ -459,7 +459,7 @@ class MentorGrantHandler(DegreePage):
             if user is None:
                 raise FormError("User: no such user (give a user id or username)")
             name = text_field(self.form("name"), "Name", max_length=64)
-            intro = text_field(self.form("intro"), "Intro", max_length=1024, required=False, multiline=True)
+            intro = text_field(self.form("intro"), "Intro", max_length=2000, required=False, multiline=True)
             await degree_actions(self.actions).degree_grant_mentor(
                 self.actor(), int(user["_id"]), name, intro
             )
