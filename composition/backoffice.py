@@ -22,6 +22,7 @@ from typing import Any
 from backoffice.actions import AdminActions
 from engine.book.errors import GavelError
 from engine.commands import UnblockBidder
+from gateway.rest_degree import degree_of
 from persistence.audit import AuditLog
 from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Document
@@ -214,7 +215,7 @@ class OfficeAdapter:
 
 def build_admin_actions(ctx: AppContext) -> AdminActions:
     """The one admin-actions service of an application, on MongoDB and the engine."""
-    return AdminActions(
+    actions = AdminActions(
         audit=AuditLog(ctx.db),
         catalog=ctx.catalog,
         balances=ctx.accounts,
@@ -224,3 +225,5 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
         session_view=admin_session_view,
         lot_view=admin_lot_view,
     )
+    actions.degree = degree_of(ctx)  # the degree path's admin writes (gateway/rest_degree.py)
+    return actions

@@ -20,6 +20,7 @@ from backoffice.actions import Actor
 from engine.book.errors import GavelError
 from gateway import rest_shop_orders
 from gateway.rest_community import community_routes, user_coupon_view
+from gateway.rest_degree import degree_routes
 from gateway.rest_degree_buy import my_degree
 from gateway.rest_learning import learning_routes, my_course, start_learning
 from gateway.rest_shop_orders import order_view
@@ -129,6 +130,7 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         *rest_shop_orders.ROUTES,  # the order's life: cancel, pay again, refunds
     ]
     own = [(pattern, handler, args) for pattern, handler in routes]
+    own += degree_routes(ctx)  # the degree path's student side (gateway/rest_degree.py)
     return own + learning_routes(ctx) + community_routes(ctx)
 
 

@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from persistence.mongo import Database
 from persistence.shop.community import ensure_community_indexes
+from persistence.shop.degree import ensure_degree_indexes
 
 
 def _indexes() -> dict[str, list[IndexModel]]:
@@ -120,3 +121,4 @@ async def ensure_shop_indexes(db: Database) -> None:
     for name in SHOP_COUNTERS:
         await db.counters.update_one({"_id": name}, {"$setOnInsert": {"seq": 0}}, upsert=True)
     await ensure_community_indexes(db)  # reviews, votes, coupon claims (persistence/shop/community.py)
+    await ensure_degree_indexes(db)  # the degree path's student side (persistence/shop/degree.py)
