@@ -253,12 +253,14 @@ class MentorService:
             raise InvalidInput(f"comment must be at most {MAX_COMMENT} characters")
         for _attempt in range(_ATTEMPTS):
             record = await self.record(mentor_id, record_id, by_admin=by_admin)
+            if record.get("submit_count") != submission:
+                raise AlreadyGraded(f"submission {submission} is not the latest hand-in")
             if record.get("graded_submission") == submission:
                 if record.get("grade") != grade:
                     raise AlreadyGraded(f"submission {submission} is already graded {record.get('grade')}")
                 await self._after_grading(record)  # a retry completes what a crash left undone
                 return record
-            if record.get("status") != "submitted" or record.get("submit_count") != submission:
+            if record.get("status") != "submitted":
                 raise AlreadyGraded(f"submission {submission} is not the one waiting for a grade")
             enrolment = await self.store.enrolment(str(record["enrolment_id"]))
             if enrolment is None:
