@@ -206,7 +206,7 @@ class OfficeAdapter:
 
 def build_admin_actions(ctx: AppContext) -> AdminActions:
     """The one admin-actions service of an application, on MongoDB and the engine."""
-    return AdminActions(
+    actions = AdminActions(
         audit=AuditLog(ctx.db),
         catalog=ctx.catalog,
         balances=ctx.accounts,
@@ -216,3 +216,5 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
         session_view=admin_session_view,
         lot_view=admin_lot_view,
     )
+    actions.mentoring = ctx.mentoring  # the degree path's mentors (issue 22); else set by build_mentoring
+    return actions

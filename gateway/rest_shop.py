@@ -19,6 +19,7 @@ from typing import Any
 from gateway import rest_shop_orders
 from gateway.rest_community import community_routes, user_coupon_view
 from gateway.rest_learning import learning_routes, my_course, start_learning
+from gateway.rest_mentor import mentor_routes, start_mentoring
 from gateway.rest_shop_orders import order_view
 from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
@@ -87,6 +88,7 @@ async def start_shop(
     return [
         asyncio.create_task(run_sweeper(shop, interval_seconds=sweep_interval_seconds), name="shop-sweeper"),
         *start_learning(ctx),
+        *await start_mentoring(ctx),  # the degree sweeper (issue 22)
     ]
 
 
@@ -123,7 +125,7 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         *rest_shop_orders.ROUTES,  # the order's life: cancel, pay again, refunds
     ]
     own = [(pattern, handler, args) for pattern, handler in routes]
-    return own + learning_routes(ctx) + community_routes(ctx)
+    return own + learning_routes(ctx) + community_routes(ctx) + mentor_routes(ctx)
 
 
 # -- JSON views -------------------------------------------------------------------------------------------
