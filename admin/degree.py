@@ -12,12 +12,11 @@ from __future__ import annotations
 import datetime
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any, Protocol, cast
+from typing import Any
 
 import tornado.web
 
 from admin.base import PREFIX, AdminHandler, FormError, Paging, parse_int, parse_money, text_field
-from backoffice.actions import Actor, AdminActions
 from persistence.mongo import UTC, Document, from_ms
 from shop.degree_rules import EnrolmentEvent, ScheduleEntry, behind_schedule
 
@@ -48,24 +47,6 @@ HOMEWORK_FIELDS = (
     "order",
     "enabled",
 )
-
-
-class DegreeActions(Protocol):
-    """The AdminActions methods of the degree path (api.md; CORE's and MENTOR's blocks of
-    backoffice/actions.py): what these pages call."""
-
-    async def degree_add_homework(self, actor: Actor, fields: Document) -> Any: ...
-    async def degree_update_homework(self, actor: Actor, homework_id: int, changes: Document) -> Any: ...
-    async def degree_open_module(self, actor: Actor, enrolment_id: str, module_id: int) -> Any: ...
-    async def degree_change_status(self, actor: Actor, enrolment_id: str, event: EnrolmentEvent) -> Any: ...
-    async def degree_grant_mentor(self, actor: Actor, user_id: int, name: str, intro: str) -> Any: ...
-    async def degree_revoke_mentor(self, actor: Actor, user_id: int) -> Any: ...
-    async def degree_assign_mentor(self, actor: Actor, enrolment_id: str, mentor_id: int) -> Any: ...
-
-
-def degree_actions(actions: AdminActions) -> DegreeActions:
-    # The methods are added to AdminActions by the degree services' own changes, merged separately.
-    return cast("DegreeActions", actions)
 
 
 def enrolment_path(raw: str) -> tuple[str, int]:
@@ -258,15 +239,15 @@ class EnrolmentActionHandler(DegreePage):
             actor = self.actor()
             if verb == "mentor":
                 mentor_id = parse_int(self.form("mentor_id"), "Mentor", minimum=1, maximum=MAX_ID)
-                await degree_actions(self.actions).degree_assign_mentor(actor, enrolment_id, mentor_id)
+                await self.actions.degree_assign_mentor(actor, enrolment_id, mentor_id)
                 self.done(f"Enrolment {enrolment_id}: mentor {mentor_id} assigned.", back)
             elif verb == "open":
                 module_id = parse_int(self.form("module_id"), "Module", minimum=1, maximum=MAX_ID)
-                await degree_actions(self.actions).degree_open_module(actor, enrolment_id, module_id)
+                await self.actions.degree_open_module(actor, enrolment_id, module_id)
                 self.done(f"Enrolment {enrolment_id}: module {module_id} opened.", back)
             else:
                 event = EnrolmentEvent.SUSPEND if verb == "suspend" else EnrolmentEvent.RESUME
-                await degree_actions(self.actions).degree_change_status(actor, enrolment_id, event)
+                await self.actions.degree_change_status(actor, enrolment_id, event)
                 self.done(f"Enrolment {enrolment_id}: {verb} done.", back)
 
         await self.guarded(run, back=back)
@@ -366,7 +347,7 @@ class HomeworkCreateHandler(DegreePage):
                 "chapter_id": chapter_id,
                 **homework_fields(self),
             }
-            doc = await degree_actions(self.actions).degree_add_homework(self.actor(), fields)
+            doc = await self.actions.degree_add_homework(self.actor(), fields)
             self.done(
                 f"Homework {doc['_id']} added.", f"{PREFIX}/degrees/homework?module_id={chapter['course_id']}"
             )
@@ -391,7 +372,7 @@ class HomeworkEditHandler(DegreePage):
             if not changes:
                 self.done(f"Homework {homework_id}: nothing changed.", back)
                 return
-            await degree_actions(self.actions).degree_update_homework(self.actor(), homework_id, changes)
+            await self.actions.degree_update_homework(self.actor(), homework_id, changes)
             self.done(f"Homework {homework_id} saved.", back)
 
         await self.guarded(run, back=back)
@@ -460,9 +441,7 @@ class MentorGrantHandler(DegreePage):
                 raise FormError("User: no such user (give a user id or username)")
             name = text_field(self.form("name"), "Name", max_length=64)
             intro = text_field(self.form("intro"), "Intro", max_length=2000, required=False, multiline=True)
-            await degree_actions(self.actions).degree_grant_mentor(
-                self.actor(), int(user["_id"]), name, intro
-            )
+            await self.actions.degree_grant_mentor(self.actor(), int(user["_id"]), name, intro)
             self.done(f"{user['username']} is a mentor.", back)
 
         await self.guarded(run, back=back)
@@ -474,7 +453,7 @@ class MentorRevokeHandler(DegreePage):
         back = f"{PREFIX}/mentors"
 
         async def run() -> None:
-            await degree_actions(self.actions).degree_revoke_mentor(self.actor(), user_id)
+            await self.actions.degree_revoke_mentor(self.actor(), user_id)
             self.done(f"Mentor {user_id} revoked.", back)
 
         await self.guarded(run, back=back)

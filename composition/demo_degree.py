@@ -3,17 +3,17 @@ sale with a price policy, two modules of two chapters with two homework each, an
 
 Idempotent on its own: every step looks for what it would create first (by name, chapter number,
 homework title, username), so running it twice leaves the same data. Writes go through the shop,
-degree and mentoring services when the composition root built them (`ctx.shop`, `ctx.degree`,
-`ctx.mentoring`); without the last two (a process built before them) the homework and mentor
-documents are written in api.md's shapes.
+degree and mentoring services (`ctx.shop`, gateway/rest_degree.py `degree_of`, gateway/rest_mentor.py
+`mentoring_of`), so the demo obeys the same rules as an admin.
 """
 
 from __future__ import annotations
 
-import datetime
-from typing import Any, Final
+from typing import Final
 
-from persistence.mongo import Document, next_id
+from gateway.rest_degree import degree_of
+from gateway.rest_mentor import mentoring_of
+from persistence.mongo import Document
 from web.context import AppContext
 
 DEGREE_NAME: Final = "Python 全栈开发学位"
@@ -220,16 +220,7 @@ async def _homework(
         "order": position,
         "enabled": True,
     }
-    degree: Any = getattr(ctx, "degree", None)
-    if degree is not None and hasattr(degree, "add_homework"):
-        await degree.add_homework(fields)
-        return
-    fields.update(
-        _id=await next_id(ctx.db, "shop_homework"),
-        chapter=int(chapter["chapter"]),
-        created_at=datetime.datetime.now(datetime.UTC),
-    )
-    await ctx.db.shop_homework.insert_one(fields)
+    await degree_of(ctx).add_homework(fields)
 
 
 async def _mentor(ctx: AppContext, username: str, password: str, name: str, intro: str) -> None:
@@ -237,15 +228,4 @@ async def _mentor(ctx: AppContext, username: str, password: str, name: str, intr
     user_id = int(user["_id"]) if user is not None else (await ctx.accounts.register(username, password))[0]
     if await ctx.db.shop_mentors.find_one({"_id": user_id, "active": True}, {"_id": 1}):
         return
-    mentoring: Any = getattr(ctx, "mentoring", None)
-    if mentoring is not None and hasattr(mentoring, "grant_mentor"):
-        await mentoring.grant_mentor(user_id, name, intro)
-        return
-    await ctx.db.shop_mentors.update_one(
-        {"_id": user_id},
-        {
-            "$set": {"name": name, "intro": intro, "active": True},
-            "$setOnInsert": {"created_at": datetime.datetime.now(datetime.UTC)},
-        },
-        upsert=True,
-    )
+    await mentoring_of(ctx).grant_mentor(user_id, name, intro)

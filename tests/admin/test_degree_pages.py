@@ -36,6 +36,13 @@ async def audit_count(client: AdminClient) -> int:
     )
 
 
+async def degree_actions(client: AdminClient) -> list[tuple[str, str]]:
+    return [
+        (e["action"], e["target"])
+        async for e in client.server.ctx.db.audit.find({"action": {"$regex": "^degree\\."}}).sort("_id", 1)
+    ]
+
+
 async def flash_of(client: AdminClient, location: str) -> bytes:
     return (await client.get(location)).body
 
@@ -282,16 +289,6 @@ async def test_a_non_admin_is_refused(admin_client: AdminClient) -> None:
     assert (await admin_client.get("/admin/mentors")).status == 302
 
 
-# The write tests run against CORE's and MENTOR's AdminActions methods (api.md); until both are
-# merged they are skipped, and `test_forms_reach_the_admin_actions` checks this module's side alone.
-CORE_WRITES = pytest.mark.skipif(
-    not hasattr(AdminActions, "degree_add_homework"), reason="CORE's degree AdminActions not merged yet"
-)
-MENTOR_WRITES = pytest.mark.skipif(
-    not hasattr(AdminActions, "degree_grant_mentor"), reason="MENTOR's degree AdminActions not merged yet"
-)
-
-
 async def test_forms_reach_the_admin_actions(
     admin_client: AdminClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -368,7 +365,6 @@ async def test_forms_reach_the_admin_actions(
     ]
 
 
-@CORE_WRITES
 async def test_homework_add_and_edit_are_audited(admin_client: AdminClient) -> None:
     client = await signed_in(admin_client)
     cohort = await Cohort(client).build()
@@ -419,9 +415,12 @@ async def test_homework_add_and_edit_are_audited(admin_client: AdminClient) -> N
         assert b"flash error" in await flash_of(client, refused.headers["Location"]), bad
     assert await db.shop_homework.count_documents({"course_id": cohort.modules[0]}) == 3
     assert await audit_count(client) == before + 2
+    assert await degree_actions(client) == [
+        ("degree.homework_create", f"homework:{doc['_id']}"),
+        ("degree.homework_update", f"homework:{doc['_id']}"),
+    ]
 
 
-@MENTOR_WRITES
 async def test_grant_revoke_and_assign_mentor_are_audited(admin_client: AdminClient) -> None:
     client = await signed_in(admin_client)
     cohort = await Cohort(client).build()
@@ -455,9 +454,13 @@ async def test_grant_revoke_and_assign_mentor_are_audited(admin_client: AdminCli
     assert b"flash error" in await flash_of(client, inactive.headers["Location"])
     page = await client.get("/admin/mentors")
     assert b"revoked" in page.body
+    assert [action for action, _ in await degree_actions(client)] == [
+        "degree.mentor_grant",
+        "degree.mentor_assign",
+        "degree.mentor_revoke",
+    ]
 
 
-@CORE_WRITES
 async def test_open_module_suspend_and_resume_are_audited(admin_client: AdminClient) -> None:
     client = await signed_in(admin_client)
     cohort = await Cohort(client).build()
@@ -488,3 +491,8 @@ async def test_open_module_suspend_and_resume_are_audited(admin_client: AdminCli
     assert await audit_count(client) == before + 3
     missing = await client.post(f"/admin/degrees/enrolments/{cohort.students[0]}:424242/resume")
     assert b"flash error" in await flash_of(client, missing.headers["Location"])
+    assert await degree_actions(client) == [
+        ("degree.open_module", f"degree_enrolment:{b}"),
+        ("degree.suspend", f"degree_enrolment:{a}"),
+        ("degree.resume", f"degree_enrolment:{a}"),
+    ]
