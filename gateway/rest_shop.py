@@ -375,6 +375,12 @@ class CartDegreeHandler(ShopHandler):
         self.reply(cart_view(await self.shop.cart_remove_degree(user.user_id, degree_course_id)))
 
 
+def _id_list(body: Fields, name: str) -> list[Any]:
+    if not body.has(name) or body.data[name] == []:
+        return []
+    return body.array(name, max_items=CART_LIMIT)
+
+
 class CheckoutHandler(ShopHandler):
     async def _answer(self, user_id: int, checkout: Checkout, status: int = 200) -> None:
         balance = (await self.ctx.accounts.profile(user_id)).balance
@@ -387,10 +393,9 @@ class CheckoutHandler(ShopHandler):
     async def post(self) -> None:
         user = await self.require_user()
         body = self.fields(("course_ids", "degree_course_ids"))
-        courses = body.array("course_ids", max_items=CART_LIMIT) if body.has("course_ids") else []
-        degrees = (
-            body.array("degree_course_ids", max_items=CART_LIMIT) if body.has("degree_course_ids") else []
-        )
+        # Either list may be empty (a degree alone, courses alone), not both.
+        courses = _id_list(body, "course_ids")
+        degrees = _id_list(body, "degree_course_ids")
         for name, raw in (("course_ids", courses), ("degree_course_ids", degrees)):
             if any(type(c) is not int or not 1 <= c <= MAX_SAFE_INT for c in raw) or len(set(raw)) != len(
                 raw

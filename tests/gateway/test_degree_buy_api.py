@@ -82,7 +82,14 @@ async def test_buy_a_degree_with_a_global_coupon_and_the_balance(shop_server: Sh
     assert lines["degree"]["degree_course_id"] == degree_id and lines["degree"]["course_id"] is None
     assert lines["course"]["degree_course_id"] is None and added.json["total"] == 31_000
 
-    created = await s.call("POST", "/api/v1/checkout", {"degree_course_ids": [degree_id]}, token=token)
+    nothing = await s.call(
+        "POST", "/api/v1/checkout", {"course_ids": [], "degree_course_ids": []}, token=token
+    )
+    assert (nothing.status, nothing.code) == (400, "VALIDATION")
+    # An empty course list beside the degree is a degree alone.
+    created = await s.call(
+        "POST", "/api/v1/checkout", {"course_ids": [], "degree_course_ids": [degree_id]}, token=token
+    )
     assert created.status == 201, created.body
     [line] = created.json["lines"]
     assert (line["kind"], line["degree_course_id"], line["course_id"], line["coupons"]) == (
