@@ -67,16 +67,15 @@ export const MAX_FILE_BYTES = 10 * 1024 * 1024;
 export const ACCEPT = ".pdf,.png,.jpg,.jpeg,.gif,.webp,.zip,.txt,.md,.py,.csv,.json";
 const MAGIC = ["%PDF-", "\x89PNG\r\n\x1a\n", "\xff\xd8\xff", "GIF87a", "GIF89a", "PK\x03\x04", "PK\x05\x06"];
 
-/** Whether the server will take the file: its bytes say pdf, png, jpeg, gif, webp or zip, or it is UTF-8 text. */
+/** Whether the server will take the file (shop/degree_files.py sniff): pdf, png, jpeg, gif, webp, zip or UTF-8 text. */
 async function allowed(file) {
   const head = new Uint8Array(await file.slice(0, 12).arrayBuffer());
   const starts = (text, at = 0) => [...text].every((c, i) => head[at + i] === c.charCodeAt(0));
   if (MAGIC.some((magic) => starts(magic)) || (starts("RIFF") && starts("WEBP", 8))) return true;
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  if (bytes.length === 0 || bytes.includes(0)) return false;
   try {
-    new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    return true;
+    // Plain text as the server takes it (Python's str.isprintable, plus tab and line breaks).
+    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(await file.arrayBuffer());
+    return text !== "" && !/(?![\t\n\r])[\p{C}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u.test(text);
   } catch {
     return false;
   }
@@ -87,7 +86,7 @@ export async function checkFiles(files) {
   if (files.length > MAX_FILES) return { code: "TOO_MANY_FILES" };
   for (const file of files) {
     if (file.size > MAX_FILE_BYTES) return { code: "FILE_TOO_LARGE", name: file.name };
-    if (!(await allowed(file))) return { code: "FILE_REJECTED", name: file.name };
+    if (file.name.length > 200 || !(await allowed(file))) return { code: "FILE_REJECTED", name: file.name };
   }
   return null;
 }
