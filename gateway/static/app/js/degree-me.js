@@ -12,6 +12,7 @@ import { yuan, today, Badge, useDegreeFrame } from "./degree-common.js";
 const SALARY_BANDS = ["<5k", "5-10k", "10-15k", "15-20k", "20-30k", ">30k"];
 const ACTIVE = ["not_started", "studying"];
 const date = (doc, name) => formatDate(doc[name + "_ms"] ?? parseIso(doc[name]));
+const day = (iso) => String(iso || "").slice(0, 10); // validity is in UTC days (api.md)
 const experience = (n) => (n === 0 ? t("deg.exp_new") : n === 11 ? t("deg.exp_more") : t("deg.years", { n }));
 
 function Progress({ progress }) {
@@ -138,7 +139,7 @@ function Overview({ degree, reload }) {
       <p class="spread"><${Badge} group="status" value=${degree.status} /><${Progress} progress=${degree.progress} /></p>
       <dl class="deg-facts">
         <dt>${t("deg.mentor")}</dt><dd>${degree.mentor ? degree.mentor.name : t("deg.mentor_pending")}</dd>
-        <dt>${t("deg.validity")}</dt><dd>${degree.valid_from ? `${date(degree, "valid_from")} – ${date(degree, "valid_to")}` : t("deg.validity_pending")}</dd>
+        <dt>${t("deg.validity")}</dt><dd>${degree.valid_from ? `${day(degree.valid_from)} – ${day(degree.valid_to)}` : t("deg.validity_pending")}</dd>
       </dl>
       <div class="deg-money">
         <p><span class="small muted">${t("deg.m.earned")}</span><strong class="money">${yuan(m.scholarship_awarded)}</strong></p>
