@@ -81,12 +81,12 @@ async function allowed(file) {
   }
 }
 
-/** The first problem of `files` as { code, name } (the server's error codes), or null. */
+/** The first problem of `files` as { code, file } (the server's error codes), or null. */
 export async function checkFiles(files) {
   if (files.length > MAX_FILES) return { code: "TOO_MANY_FILES" };
   for (const file of files) {
-    if (file.size > MAX_FILE_BYTES) return { code: "FILE_TOO_LARGE", name: file.name };
-    if (file.name.length > 200 || !(await allowed(file))) return { code: "FILE_REJECTED", name: file.name };
+    if (file.size > MAX_FILE_BYTES) return { code: "FILE_TOO_LARGE", file: file.name };
+    if (file.name.length > 200 || !(await allowed(file))) return { code: "FILE_REJECTED", file: file.name };
   }
   return null;
 }

@@ -14,7 +14,7 @@ const MAX_TEXT = 10_000;
 function HandIn({ path, done }) {
   const [text, setText] = useState("");
   const [files, setFiles] = useState([]);
-  const [problem, setProblem] = useState(null); // { code, name } of a refused file, or an ApiError
+  const [problem, setProblem] = useState(null); // { code, file } of a refused file, or an ApiError
   const [progress, setProgress] = useState(null); // 0..1 while sending
   async function pick(event) {
     const chosen = [...files, ...event.target.files];
@@ -44,7 +44,7 @@ function HandIn({ path, done }) {
     }
   }
   const sending = progress !== null;
-  const message = problem && (problem.code === "deg.empty" ? t("deg.empty") : problem.name ? `${problem.name}: ${errorText(problem.code)}` : errorText(problem));
+  const message = problem && (problem.code === "deg.empty" ? t("deg.empty") : problem.file ? `${problem.file}: ${errorText(problem.code)}` : errorText(problem));
   return html`<form class="card form" onSubmit=${send} novalidate aria-busy=${sending}>
     <h2>${t("deg.hand_in")}</h2>
     <${Field} id="deg-answer" label=${t("deg.answer")} hint=${t("deg.answer_hint", { n: MAX_TEXT })}>
