@@ -109,6 +109,7 @@ class AppContext:
     payment_router: PaymentRouter | None = None
     shop: ShopService | None = None
     learning: LearningService | None = None  # built with the shop's routes (gateway/rest_learning.py)
+    degree: Any = None  # the degree path's DegreeService (gateway/rest_degree.py build_degree)
     settlement: Settlement | None = None
     metrics: Metrics | None = None
     readiness: Readiness | None = None
