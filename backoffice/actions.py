@@ -444,7 +444,7 @@ class AdminActions:
         target = f"degree_enrolment:{enrolment_id}"
         await self.record(actor, name, target, None, {"status": after.get("status")})
         return after
-=======
+
     # == degree path: mentors (issue 22) — the service is shop/degree_mentoring.MentorService, set by
     # the composition (composition/backoffice.py) or by gateway/rest_mentor.build_mentoring.
     mentoring: Any = None
