@@ -2,7 +2,8 @@
 (English) against the real gateway (MongoDB, Redis, GridFS): a student buys a degree with the balance
 from its page, registers (preferred mentor), opens module 1, hands in text and a PNG; a mentor in a
 second browser context grades it from the queue; the student's homework page shows the grade and the
-scholarship without a reload (the websocket's `homework_graded`), and so do my degree and the balance.
+scholarship without a reload (the websocket's `homework_graded`); the only module done, the degree
+graduates with its tier's award, and my degree and the balance show both.
 
 The catalogue (degree, policy, module, chapter, homework, mentor) is set up through the admin REST.
 """
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.browser
 
 PRICE = 1_000_00  # the degree's one plan
 SCHOLARSHIP = 50_00  # what the homework is worth, handed in on time and passed
+GRADUATION = 200_00  # the tier for finishing within 80% of the suggested period
 
 
 def tiny_png() -> bytes:
@@ -124,8 +126,7 @@ async def test_buy_register_hand_in_and_get_graded_live(browser: Any, app_world:
         assert await no_horizontal_overflow(page) == []
         await page.locator(".deg-aside .button.primary").click()
         await page.wait_for_function("() => location.hash === '#/checkout'")
-        await page.wait_for_load_state("networkidle")
-        assert "¥1,000.00" in await page.locator("main").inner_text()
+        await page.wait_for_function("() => document.querySelector('main').innerText.includes('¥1,000.00')")
         await page.locator("main button.button.primary.block").last.click()
         await page.wait_for_function("() => /#\\/shop\\/orders\\/\\w+$/.test(location.hash)")
         assert (await api.call("GET", "/api/v1/me", token=token)).json["balance"] == 0
@@ -193,9 +194,12 @@ async def test_buy_register_hand_in_and_get_graded_live(browser: Any, app_world:
         grading = await page.locator(".deg-grading").inner_text()
         assert "A" in grading and "¥50.00" in grading
         assert await page.locator("main form #deg-answer").count() == 0  # passed: nothing more to hand in
+        # Its only homework passed: the module is done and the degree graduated, with the 80% tier.
         await visit(page, f"/me/degree/{d.degree}")
-        assert "¥50.00" in await page.locator(".deg-money").inner_text()
-        assert (await api.call("GET", "/api/v1/me", token=token)).json["balance"] == SCHOLARSHIP
+        money = await page.locator(".deg-money").inner_text()
+        assert "¥250.00" in money and "¥200.00" in money  # earned (homework + award); the award
+        assert ("Graduated" if size == "desktop" else "已毕业") in await page.locator("main").inner_text()
+        assert (await api.call("GET", "/api/v1/me", token=token)).json["balance"] == SCHOLARSHIP + GRADUATION
         assert page.problems == []
     finally:
         await student_ctx.close()

@@ -27,7 +27,7 @@ function Buy({ degree }) {
     try {
       await post("/api/v1/cart", { degree_course_id: degree.id, price_policy_id: policy });
       if (now) {
-        await post("/api/v1/checkout", { course_ids: [], degree_course_ids: [degree.id] });
+        await post("/api/v1/checkout", { degree_course_ids: [degree.id] });
         return navigate("/checkout");
       }
       toast(t("deg.added"), "good");

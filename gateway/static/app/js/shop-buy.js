@@ -33,8 +33,13 @@ function Cart() {
   async function checkout(items) {
     setBusy(true);
     try {
-      const ids = (d) => items.filter((i) => i.available && degree(i) === d).map((i) => (d ? i.degree_course_id : i.course_id));
-      await post("/api/v1/checkout", { course_ids: ids(false), ...(ids(true).length ? { degree_course_ids: ids(true) } : {}) });
+      // Each list is sent only when it has something (the server takes no empty list).
+      const body = {};
+      for (const d of [false, true]) {
+        const ids = items.filter((i) => i.available && degree(i) === d).map((i) => (d ? i.degree_course_id : i.course_id));
+        if (ids.length) body[d ? "degree_course_ids" : "course_ids"] = ids;
+      }
+      await post("/api/v1/checkout", body);
       navigate("/checkout");
     } catch (error) {
       toast(errorText(error), "warn");
