@@ -156,6 +156,14 @@ async def test_buy_register_hand_in_and_get_graded_live(browser: Any, app_world:
         assert await no_horizontal_overflow(page) == []
         await homework.click()
 
+        # The mentor, in another browser, has the workspace open: nothing to grade yet.
+        mentor = await open_app(mentor_ctx, app_world, "#/")
+        await sign_in_as(mentor, d.mentor[1])
+        await visit(mentor, "/me")
+        await mentor.locator("main a[href='#/mentor']").click()  # shown to mentors only
+        await mentor.locator("main .state.empty").wait_for()  # the queue, loaded: empty
+        await mentor.evaluate("() => { window.__noReload = true; }")
+
         # The homework: requirement as text; hand in text and a PNG.
         await page.locator("#deg-answer").wait_for()
         assert "<b>Plain text</b>" in await page.locator("main").inner_text()
@@ -170,12 +178,10 @@ async def test_buy_register_hand_in_and_get_graded_live(browser: Any, app_world:
         assert await no_horizontal_overflow(page) == []
         await page.evaluate("() => { window.__noReload = true; }")
 
-        # The mentor grades it from the queue in another browser.
-        mentor = await open_app(mentor_ctx, app_world, "#/")
-        await sign_in_as(mentor, d.mentor[1])
-        await visit(mentor, "/mentor")
+        # The mentor's queue fills without a reload (`homework_submitted`); grading it.
         queued = mentor.locator(".deg-queue a", has_text=d.homework_title)
         await queued.wait_for()
+        assert await mentor.evaluate("() => window.__noReload === true")
         await queued.click()
         await mentor.locator("#deg-grade").wait_for()
         assert "screen.png" in await mentor.locator(".deg-history").inner_text()
@@ -200,6 +206,17 @@ async def test_buy_register_hand_in_and_get_graded_live(browser: Any, app_world:
         assert "¥250.00" in money and "¥200.00" in money  # earned (homework + award); the award
         assert ("Graduated" if size == "desktop" else "已毕业") in await page.locator("main").inner_text()
         assert (await api.call("GET", "/api/v1/me", token=token)).json["balance"] == SCHOLARSHIP + GRADUATION
+
+        # A graduate may review the degree (or one module); the text is shown as typed.
+        await visit(page, f"/degree/{d.degree}")
+        await page.locator("#reviews button.button.secondary").click()
+        await page.select_option("#deg-score-clarity", "4")
+        await page.fill("#deg-review-text", "Worth it <b>not bold</b>")
+        await page.locator("#reviews form button[type=submit]").click()
+        review = page.locator("#reviews .deg-text", has_text="Worth it")
+        await review.wait_for()
+        assert await review.inner_text() == "Worth it <b>not bold</b>"
+        assert await page.locator("#reviews b").count() == 0
         assert page.problems == []
     finally:
         await student_ctx.close()
