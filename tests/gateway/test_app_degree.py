@@ -124,7 +124,16 @@ async def test_buy_register_hand_in_and_get_graded_live(browser: Any, app_world:
         main = await page.locator("main").inner_text()
         assert "¥400.00" in main and "¥200.00" in main and "Module 1" in main
         assert await no_horizontal_overflow(page) == []
-        await page.locator(".deg-aside .button.primary").click()
+        if size == "phone":  # through the cart: a degree line, linked to its page, with its plan
+            await page.locator(".deg-aside .button.secondary").click()
+            await page.locator(".toast.good").last.wait_for()
+            await visit(page, "/cart")
+            assert await page.locator(f"main a[href='#/degree/{d.degree}']").count() == 1
+            assert await page.locator(f"#shop-plan-d{d.degree}").count() == 1
+            assert await no_horizontal_overflow(page) == []
+            await page.locator("main .card button.button.primary.block").click()
+        else:
+            await page.locator(".deg-aside .button.primary").click()  # buy now
         await page.wait_for_function("() => location.hash === '#/checkout'")
         await page.wait_for_function("() => document.querySelector('main').innerText.includes('¥1,000.00')")
         await page.locator("main button.button.primary.block").last.click()
