@@ -178,6 +178,11 @@ function receive(frame) {
     case "result":
       live.set({ results: { ...live.get().results, [frame.lot_id]: frame } });
       break;
+    case "homework_graded":
+    case "homework_submitted":
+    case "degree_graduated":
+      live.set({ degree: frame }); // the degree screens on view reload (degree-common.js)
+      break;
     default:
       break;
   }

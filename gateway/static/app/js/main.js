@@ -24,6 +24,11 @@ const lazyGroups = [
     [/^\/(cart|checkout)$/, () => import("./shop-buy.js")],
     [/^\/shop\//, () => import("./shop-orders.js")],
     [/^\/(learn\/|me\/courses$)/, () => import("./shop-learn.js")],
+    // The degree path: its page, my degrees, one homework, the mentor's workspace.
+    [/^\/degree\//, () => import("./degree.js")],
+    [/^\/me\/degree(s|\/\d+)$/, () => import("./degree-me.js")],
+    [/^\/me\/degree\/\d+\/homework\//, () => import("./degree-homework.js")],
+    [/^\/mentor(\/|$)/, () => import("./degree-mentor.js")],
   ].map(([pattern, load]) => ({ wants: (path) => pattern.test(path), load, loaded: false })),
 ];
 

@@ -34,7 +34,7 @@ function OfflineBanner() {
 function Tabs() {
   const path = useStore(route, (state) => state.path);
   const me = useStore(auth, (state) => state.token);
-  const tab = /^\/(course|cart|checkout|shop\/|learn\/|me\/courses)/.test(path) ? 1 : /^\/(me|signin)/.test(path) ? 2 : 0;
+  const tab = /^\/(course|cart|checkout|shop\/|learn\/|me\/courses|degree)/.test(path) ? 1 : /^\/(me|signin)/.test(path) ? 2 : 0;
   const on = (n) => ({ class: tab === n ? "active" : "", "aria-current": tab === n ? "page" : undefined });
   return html`<nav class="tabbar" aria-label="Gavel">
     <a href="#/" ...${on(0)}><span aria-hidden="true" class="tab-icon">⚖</span>${t("nav.auctions")}</a>

@@ -9,6 +9,11 @@ import { formatYuan, parseYuan, yuanInput } from "./money.js";
 import { signedInOnly, goPay, newKey, retriable, known } from "./account-common.js";
 import { days, couponTerms, Row } from "./shop-common.js";
 
+// A line is a course's or a degree course's (`kind` "degree": no course coupons, its own page).
+const degree = (item) => item.kind === "degree";
+const lineKey = (item) => (degree(item) ? "d" + item.degree_course_id : item.course_id);
+const target = (item) => (degree(item) ? { degree_course_id: item.degree_course_id } : { course_id: item.course_id });
+
 // -- cart -------------------------------------------------------------------------------------------
 function Cart() {
   useTitle(t("shop.cart"), "/courses");
@@ -28,7 +33,13 @@ function Cart() {
   async function checkout(items) {
     setBusy(true);
     try {
-      await post("/api/v1/checkout", { course_ids: items.filter((i) => i.available).map((i) => i.course_id) });
+      // Each list is sent only when it has something (the server takes no empty list).
+      const body = {};
+      for (const d of [false, true]) {
+        const ids = items.filter((i) => i.available && degree(i) === d).map((i) => (d ? i.degree_course_id : i.course_id));
+        if (ids.length) body[d ? "degree_course_ids" : "course_ids"] = ids;
+      }
+      await post("/api/v1/checkout", body);
       navigate("/checkout");
     } catch (error) {
       toast(errorText(error), "warn");
@@ -38,18 +49,18 @@ function Cart() {
   return html`<section class="narrow"><${Async} state=${state} ready=${(cart) =>
     cart.items.length === 0
       ? html`<${Empty} text=${t("shop.cart_empty")} /><a class="button primary block" href="#/courses">${t("shop.browse")}</a>`
-      : html`<ul class="card list">${cart.items.map((item) => html`<li key=${item.course_id} class="stack">
-            <p class="spread"><a href=${"#/course/" + item.course_id} class="strong shop-link">${item.name}</a>
+      : html`<ul class="card list">${cart.items.map((item) => html`<li key=${lineKey(item)} class="stack">
+            <p class="spread"><a href=${(degree(item) ? "#/degree/" + item.degree_course_id : "#/course/" + item.course_id)} class="strong shop-link">${item.name}</a>
               ${item.available ? html`<${Money} fen=${item.price} className="money strong" />` : html`<span class="badge bad">${t("shop.unavailable")}</span>`}</p>
             ${!item.available && html`<p class="notice">${known("shop.reason." + item.reason, t("shop.unavailable"))}</p>`}
             <div class="row nowrap">
-              <label class="visually-hidden" for=${"shop-plan-" + item.course_id}>${t("shop.plan_of", { name: item.name })}</label>
-              <select id=${"shop-plan-" + item.course_id} class="input" disabled=${busy} value=${item.policy_id}
-                onChange=${(e) => change("PATCH", { course_id: item.course_id, price_policy_id: Number(e.target.value) })}>
+              <label class="visually-hidden" for=${"shop-plan-" + lineKey(item)}>${t("shop.plan_of", { name: item.name })}</label>
+              <select id=${"shop-plan-" + lineKey(item)} class="input" disabled=${busy} value=${item.policy_id}
+                onChange=${(e) => change("PATCH", { ...target(item), price_policy_id: Number(e.target.value) })}>
                 ${!item.policies.some((p) => p.id === item.policy_id) && html`<option value=${item.policy_id}>${t("shop.choose_plan")}</option>`}
                 ${item.policies.map((p) => html`<option key=${p.id} value=${p.id}>${days(p.valid_days)} · ${formatYuan(p.price)}</option>`)}
               </select>
-              <button class="button secondary" type="button" disabled=${busy} onClick=${() => change("DELETE", undefined, "/api/v1/cart/" + item.course_id)}
+              <button class="button secondary" type="button" disabled=${busy} onClick=${() => change("DELETE", undefined, degree(item) ? "/api/v1/cart/degrees/" + item.degree_course_id : "/api/v1/cart/" + item.course_id)}
                 aria-label=${t("shop.remove_named", { name: item.name })}>${t("shop.remove")}</button>
             </div></li>`)}
           </ul>
@@ -113,11 +124,11 @@ function CheckoutPage() {
     }
   }
   return html`<section class="narrow">
-    <ul class="card list">${c.lines.map((line) => html`<li key=${line.course_id}>
+    <ul class="card list">${c.lines.map((line) => html`<li key=${lineKey(line)}>
       <p class="spread"><strong>${line.name}</strong><${Money} fen=${line.price} /></p>
-      <p class="muted small">${days(line.valid_days)}</p>
-      <${CouponSelect} id=${"shop-coupon-" + line.course_id} label=${t("shop.course_coupon")} coupons=${line.coupons} value=${line.coupon_id}
-        onChange=${(id) => choose(line.course_id, id)} />
+      <p class="muted small">${degree(line) ? t("shop.type.degree") + " · " : ""}${days(line.valid_days)}</p>
+      ${!degree(line) && html`<${CouponSelect} id=${"shop-coupon-" + line.course_id} label=${t("shop.course_coupon")} coupons=${line.coupons} value=${line.coupon_id}
+        onChange=${(id) => choose(line.course_id, id)} />`}
       ${line.coupon_discount > 0 && html`<p class="spread small"><span>${t("shop.coupon_discount")}</span><span class="acct-minus money">−${formatYuan(line.coupon_discount)}</span></p>`}
     </li>`)}</ul>
     <div class="card">

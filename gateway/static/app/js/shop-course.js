@@ -181,6 +181,7 @@ function CoursePage({ params }) {
         <${Reviews} course=${course} />
       </div>
       <div class="shop-aside">
+        ${course.degree_course_id && html`<div class="card"><a class="button primary block" href=${"#/degree/" + course.degree_course_id}>${t("shop.degree_part")}</a></div>`}
         <${MyCourse} my=${course.my} courseId=${course.id} />
         <div class="card"><${Buy} course=${course} /></div>
         ${d.recommended && d.recommended.length > 0 && html`<div class="card"><h2>${t("shop.recommend")}</h2><ul class="list">${d.recommended.map(

@@ -82,7 +82,7 @@ function OrderPage({ params }) {
     const status = orderStatus(o.status);
     return html`<div class="card">
         <p class="spread"><span class="muted small">${t("shop.order_no", { no: o.order_no })}</span><span class="badge">${t("shop.status." + status)}</span></p>
-        <ul class="list">${o.lines.map((l) => html`<li key=${l.course_id}><p class="spread"><a class="shop-link" href=${"#/course/" + l.course_id}>${l.course_name || l.name}</a><${Money} fen=${l.paid_price} /></p>
+        <ul class="list">${o.lines.map((l) => html`<li key=${l.course_id || "d" + l.degree_course_id}><p class="spread"><a class="shop-link" href=${l.degree_course_id ? "#/degree/" + l.degree_course_id : "#/course/" + l.course_id}>${l.course_name || l.name}</a><${Money} fen=${l.paid_price} /></p>
           <p class="small muted">${days(l.policy_days ?? l.valid_days)} · ${formatYuan(l.price ?? l.original_price)}</p></li>`)}</ul>
         <table class="lines acct-split"><tbody>
           <${Row} label=${t("shop.original_total")} fen=${o.total ?? o.original_total} />

@@ -208,6 +208,8 @@ export default {
   // shop
   "nav.courses": "Courses",
   "nav.my_courses": "My courses",
+  "nav.my_degrees": "My degrees",
+  "nav.mentor": "Mentoring",
   "nav.account": "Me",
   "nav.back": "Back",
   "nav.language": "Language",

@@ -170,4 +170,8 @@ export default {
   "error.REVIEW_EXISTS": "You have already reviewed this course.",
   "error.ORDER_NOT_CANCELLABLE": "This order can no longer be cancelled.",
   "error.ORDER_NOT_REFUNDABLE": "This order cannot be refunded.",
+  "shop.degree_part": "This module is part of a degree: see the degree",
+  "error.DEGREE_ALREADY_BOUGHT": "You already have this degree.",
+  "error.DEGREE_NOT_ON_SALE": "This degree is not on sale.",
+  "error.DEGREE_STARTED": "This degree has started: it can no longer be refunded.",
 };

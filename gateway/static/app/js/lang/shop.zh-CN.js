@@ -165,4 +165,8 @@ export default {
   "error.REVIEW_EXISTS": "你已经评价过这门课程。",
   "error.ORDER_NOT_CANCELLABLE": "该订单已无法取消。",
   "error.ORDER_NOT_REFUNDABLE": "该订单无法退款。",
+  "shop.degree_part": "本模块属于学位课：查看学位课",
+  "error.DEGREE_ALREADY_BOUGHT": "你已购买过此学位课。",
+  "error.DEGREE_NOT_ON_SALE": "此学位课暂未开售。",
+  "error.DEGREE_STARTED": "此学位课已开始学习，无法退款。",
 };

@@ -206,6 +206,8 @@ export default {
   // shop
   "nav.courses": "课程",
   "nav.my_courses": "我的课程",
+  "nav.my_degrees": "我的学位课",
+  "nav.mentor": "导师工作台",
   "nav.account": "我的",
   "nav.back": "返回",
   "nav.language": "语言",
