@@ -404,3 +404,24 @@ async def test_followups_sniff_their_file() -> None:
         await w.service.add_followup(MENTOR, w.enrolment["_id"], "pigeon", "hi", [])
     with pytest.raises(NotYourStudent):
         await w.service.followups(OTHER, w.enrolment["_id"])
+
+
+async def test_notify_submitted_tells_the_enrolments_mentor() -> None:
+    w = World()
+    w.hand_in(1, 1, "2026-01-10")
+    await w.service.notify_submitted(w.store.records_[1])
+    assert w.notices == [
+        (
+            MENTOR,
+            {
+                "type": "homework_submitted",
+                "record_id": 1,
+                "enrolment_id": "7:1",
+                "homework_title": "Homework 1",
+            },
+        )
+    ]
+    w.store.enrolments_[w.enrolment["_id"]]["mentor_id"] = None
+    w.store.records_[1]["mentor_id"] = None
+    await w.service.notify_submitted(w.store.records_[1])
+    assert len(w.notices) == 1  # no mentor yet: nobody to tell
