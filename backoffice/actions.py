@@ -18,6 +18,8 @@ from backoffice.ports import AuditTrail, Balances, CatalogStore, Credited, Docum
 from engine.book.errors import GavelError, NotFound
 from engine.commands import CancelLot, CloseLot, Command, OpenLot, Outcome
 from engine.engine import Engine
+from shop.degree_rules import EnrolmentEvent
+from shop.degree_service import DegreeService
 
 LotAction = Literal["open", "close", "cancel"]
 ImageAction = Literal["add", "up", "down", "cover", "remove"]
@@ -308,6 +310,19 @@ class AdminActions:
             actor, "course.status", f"course:{course_id}", {"status": before}, {"status": status}
         )
 
+    async def set_degree_status(self, actor: Actor, degree_course_id: int, status: str) -> Document:
+        await self.authorize(actor, "degree_course.status")
+        before = await self.office.degree_status(degree_course_id)
+        after: Document = await self.office.set_degree_status(degree_course_id, status)
+        await self.record(
+            actor,
+            "degree_course.status",
+            f"degree_course:{degree_course_id}",
+            {"status": before},
+            {"status": status},
+        )
+        return after
+
     async def add_policy(self, actor: Actor, course_id: int, valid_days: int, price: int) -> Document:
         await self.authorize(actor, "price_policy.create")
         doc = await self.office.add_policy("course", course_id, valid_days, price)
@@ -381,6 +396,54 @@ class AdminActions:
         before = await self.office.faq(faq_id)
         await self.office.delete_faq(faq_id)
         await self.record(actor, "faq.delete", f"faq:{faq_id}", before, None)
+
+    # == degree path: student side (issue 22) ====================================================
+    # The degree service (shop/degree_service.py), set by composition/backoffice.py; None: unavailable.
+    degree: DegreeService | None = None
+
+    def _degree_desk(self) -> DegreeService:
+        if self.degree is None:
+            raise GavelError("the degree service is not wired into this application", code="UNAVAILABLE")
+        return self.degree
+
+    async def degree_add_homework(self, actor: Actor, fields: Mapping[str, Any]) -> Document:
+        await self.authorize(actor, "degree.homework_create")
+        doc = await self._degree_desk().add_homework(fields)
+        await self.record(actor, "degree.homework_create", f"homework:{doc['_id']}", None, doc)
+        return doc
+
+    async def degree_update_homework(
+        self, actor: Actor, homework_id: int, changes: Mapping[str, Any]
+    ) -> Document:
+        await self.authorize(actor, "degree.homework_update")
+        desk = self._degree_desk()
+        before = await desk.homework_item(homework_id)
+        after = await desk.update_homework(homework_id, changes)
+        await self.record(actor, "degree.homework_update", f"homework:{homework_id}", before, after)
+        return after
+
+    async def degree_open_module(self, actor: Actor, enrolment_id: str, module_id: int) -> Document:
+        """Open any module that is not open (an admin may skip the order)."""
+        await self.authorize(actor, "degree.open_module")
+        after = await self._degree_desk().open_module(enrolment_id, module_id, by_admin=True)
+        await self.record(
+            actor,
+            "degree.open_module",
+            f"degree_enrolment:{enrolment_id}",
+            None,
+            {"module_id": module_id, "status": after.get("status")},
+        )
+        return after
+
+    async def degree_change_status(self, actor: Actor, enrolment_id: str, event: str) -> Document:
+        """suspend / resume (degree_rules.TRANSITIONS)."""
+        name = f"degree.{event}"
+        await self.authorize(actor, name)
+        desk = self._degree_desk()
+        after = await desk.change_status(enrolment_id, EnrolmentEvent(event))
+        target = f"degree_enrolment:{enrolment_id}"
+        await self.record(actor, name, target, None, {"status": after.get("status")})
+        return after
 
     # == degree path: mentors (issue 22) — the service is shop/degree_mentoring.MentorService, set by
     # the composition (composition/backoffice.py) or by gateway/rest_mentor.build_mentoring.

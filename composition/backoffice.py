@@ -22,6 +22,7 @@ from typing import Any
 from backoffice.actions import AdminActions
 from engine.book.errors import GavelError
 from engine.commands import UnblockBidder
+from gateway.rest_degree import degree_of
 from persistence.audit import AuditLog
 from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Document
@@ -150,6 +151,14 @@ class OfficeAdapter:
     async def set_course_status(self, course_id: int, status: str) -> None:
         await self.shop().update_course(course_id, {"status": status})
 
+    async def degree_status(self, degree_course_id: int) -> str | None:
+        before = await self.ctx.db.shop_degree_courses.find_one({"_id": degree_course_id}, {"status": 1})
+        return (before.get("status") or "online") if before else None
+
+    async def set_degree_status(self, degree_course_id: int, status: str) -> Document:
+        doc: Document = await self.shop().set_degree_status(degree_course_id, status)
+        return doc
+
     async def add_policy(self, target: str, target_id: int, valid_days: int, price: int) -> Document:
         doc: Document = await self.shop().add_policy(target, target_id, valid_days, price)
         return doc
@@ -216,5 +225,6 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
         session_view=admin_session_view,
         lot_view=admin_lot_view,
     )
+    actions.degree = degree_of(ctx)  # the degree path's admin writes (gateway/rest_degree.py)
     actions.mentoring = ctx.mentoring  # the degree path's mentors (issue 22); else set by build_mentoring
     return actions

@@ -4,7 +4,7 @@ answers rest on) and id counters.
 Collections: `shop_categories`, `shop_teachers`, `shop_degree_courses`, `shop_courses`,
 `shop_course_details`, `shop_price_policies`, `shop_chapters`, `shop_sections`, `shop_faqs`,
 `shop_coupons` (templates), `shop_user_coupons` (a user's coupon), `shop_orders` (lines embedded),
-`shop_enrolments`, `shop_progress`.
+`shop_enrolments`, `shop_progress`, `shop_degree_enrolments`, `shop_degree_claims`.
 """
 
 from typing import Final
@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from persistence.mongo import Database
 from persistence.shop.community import ensure_community_indexes
+from persistence.shop.degree import ensure_degree_indexes
 
 
 def _indexes() -> dict[str, list[IndexModel]]:
@@ -83,6 +84,8 @@ def _indexes() -> dict[str, list[IndexModel]]:
             IndexModel([("order_nos", ASCENDING)], name="order_nos"),
             IndexModel([("status", ASCENDING), ("valid_to", ASCENDING)], name="status_valid_to"),
         ],
+        # Degree enrolments: `_id` "{user_id}:{degree_course_id}" (bought once by construction); their
+        # index by user is persistence/shop/degree.py's (one definition, or the two names clash).
         # Learning progress: one record per user and section (a repeated mark updates it).
         "shop_progress": [
             IndexModel([("user_id", ASCENDING), ("section_id", ASCENDING)], unique=True, name="user_section"),
@@ -118,3 +121,4 @@ async def ensure_shop_indexes(db: Database) -> None:
     for name in SHOP_COUNTERS:
         await db.counters.update_one({"_id": name}, {"$setOnInsert": {"seq": 0}}, upsert=True)
     await ensure_community_indexes(db)  # reviews, votes, coupon claims (persistence/shop/community.py)
+    await ensure_degree_indexes(db)  # the degree path's student side (persistence/shop/degree.py)
