@@ -154,6 +154,10 @@ async def test_followups_revoke_and_sweep(shop_server: ShopServer) -> None:
     upload = await s.call("POST", path, token=c.mentor_token, raw=body, headers=headers)
     assert upload.status == 201, upload.body
     assert upload.json["files"][0]["type"] == "image/png"
+    file_url = upload.json["files"][0]["url"]
+    served = await s.call("GET", file_url, token=c.mentor_token)
+    assert (served.status, served.body) == (200, PNG)
+    assert (await s.call("GET", file_url, token=c.other_token)).status == 404
     listed = (await s.call("GET", path, token=c.mentor_token)).json["items"]
     assert [f["channel"] for f in listed] == ["wechat", "phone"]
     assert (await s.call("GET", path, token=c.other_token)).code == "NOT_YOUR_STUDENT"
