@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from engine.book.errors import GavelError, InvalidInput, NotFound
-from shop.degree_files import check_file
+from shop.degree_files import check_file, clean_file_name
 from shop.degree_mentoring_ports import Grading, Graduation, MentoringStore
 from shop.degree_rules import (
     GRADES,
@@ -468,8 +468,9 @@ class MentorService:
         if len(files) > 1:
             raise InvalidInput("a follow-up takes one file")
         stored = []
-        for name, data in files:
-            media_type = check_file(name, data)
+        for raw_name, data in files:
+            media_type = check_file(raw_name, data)
+            name = clean_file_name(raw_name)
             meta = {
                 "owner_id": mentor_id,
                 "enrolment_id": enrolment_id,

@@ -7,7 +7,13 @@ async def test_register_login_me_logout(app_server: AppServer) -> None:
     user_id, token = await app_server.register("alice", "correct-horse")
     me = await app_server.call("GET", "/api/v1/me", token=token)
     assert me.status == 200
-    assert me.json == {"user_id": user_id, "username": "alice", "display_name": "alice", "balance": 0}
+    assert me.json == {
+        "user_id": user_id,
+        "username": "alice",
+        "display_name": "alice",
+        "balance": 0,
+        "is_mentor": False,
+    }
 
     login = await app_server.call(
         "POST", "/api/v1/auth/login", {"username": "alice", "password": "correct-horse"}

@@ -404,3 +404,113 @@ async def test_followups_sniff_their_file() -> None:
         await w.service.add_followup(MENTOR, w.enrolment["_id"], "pigeon", "hi", [])
     with pytest.raises(NotYourStudent):
         await w.service.followups(OTHER, w.enrolment["_id"])
+
+
+async def test_notify_submitted_tells_the_enrolments_mentor() -> None:
+    w = World()
+    w.hand_in(1, 1, "2026-01-10")
+    await w.service.notify_submitted(w.store.records_[1])
+    assert w.notices == [
+        (
+            MENTOR,
+            {
+                "type": "homework_submitted",
+                "record_id": 1,
+                "enrolment_id": "7:1",
+                "homework_title": "Homework 1",
+            },
+        )
+    ]
+    w.store.enrolments_[w.enrolment["_id"]]["mentor_id"] = None
+    w.store.records_[1]["mentor_id"] = None
+    await w.service.notify_submitted(w.store.records_[1])
+    assert len(w.notices) == 1  # no mentor yet: nobody to tell
+
+
+async def test_a_cohort_through_simulated_months() -> None:
+    """Three students of one degree (one module, homework due 10 and 20 Jan) run day by day from
+    1 Jan to the end of the validity with the sweep every day: the punctual one graduates in the
+    first tier, the late one pays the mentor for both homework and graduates in a later tier, the
+    absent one has two missed records, is behind, and times out the day after valid_to."""
+    tiers = [{"time_percent": 30, "value": 4000}, {"time_percent": 60, "value": 1000}]
+    w = World()
+    store, service = w.store, w.service
+    store.enrolments_.clear()
+    store.studies.clear()
+    students = {21: "punctual", 22: "late", 23: "absent"}
+    store.users.update({u: name for u, name in students.items()})
+    schedule = [
+        {"homework_id": 1, "recommended_date": day("2026-01-10")},
+        {"homework_id": 2, "recommended_date": day("2026-01-20")},
+    ]
+    enrolments = {}
+    for user in students:
+        doc = enrolment(user, mentor_id=MENTOR, tiers=tiers, valid_to="2026-06-30")
+        store.enrolments_[doc["_id"]] = doc
+        store.studies[f"{doc['_id']}:11"] = study(doc, 11, schedule=schedule)
+        enrolments[user] = doc
+    plan = {  # day -> (student, homework) handed in that day, graded the next day with B
+        "2026-01-08": (21, 1),
+        "2026-01-19": (21, 2),
+        "2026-01-15": (22, 1),
+        "2026-02-02": (22, 2),
+    }
+    next_id = 100
+    waiting: list[int] = []
+    today = day("2026-01-01")
+    while today <= day("2026-07-02"):
+        w.clock.at = today + datetime.timedelta(hours=12)
+        for record_id in waiting:
+            record = store.records_[record_id]
+            await service.grade(MENTOR, record_id, int(record["submit_count"]), "B", "")
+        waiting = []
+        handed = plan.get(today.date().isoformat())
+        if handed is not None:
+            user, homework_id = handed
+            found = [
+                r
+                for r in store.records_.values()
+                if r["enrolment_id"] == enrolments[user]["_id"] and r["homework_id"] == homework_id
+            ]
+            if found:  # CORE's hand-in turns the sweep's missed record into a normal one
+                store.records_[found[0]["_id"]] = resubmit(found[0], today.date().isoformat())
+                waiting.append(found[0]["_id"])
+            else:
+                next_id = max([next_id, *store.records_]) + 1  # beside the sweep's missed records
+                store.records_[next_id] = hand_in(
+                    next_id,
+                    enrolments[user],
+                    11,
+                    homework_id,
+                    handed_in=today.date().isoformat(),
+                    recommended=("2026-01-10", "2026-01-20")[homework_id - 1],
+                )
+                waiting.append(next_id)
+        await service.sweep(w.clock())
+        today += datetime.timedelta(days=1)
+
+    def state(user: int) -> tuple[str, int, int, int]:
+        found = store.enrolments_[enrolments[user]["_id"]]
+        return (
+            found["status"],
+            found["scholarship_awarded"],
+            found["graduation_award"],
+            found["mentor_fee_balance"],
+        )
+
+    # Punctual: 2 x 2000 on time; graduated 20 Jan = 20 days of 100 -> 30 % tier.
+    assert state(21) == ("graduated", 8000, 4000, 15000)
+    # Late: both late (750 each off the fee); graduated 3 Feb = 34 days -> 60 % tier.
+    assert state(22) == ("graduated", 1000, 1000, 13500)
+    # Absent: both missed, never graded, timed out on 1 Jul.
+    assert state(23) == ("timed_out", 0, 0, 15000)
+    missed = sorted(
+        (r["user_id"], r["homework_id"]) for r in store.records_.values() if r["reward_status"] == "missed"
+    )
+    assert missed == [(23, 1), (23, 2)]  # the late student's missed record became a normal one
+    assert sorted(store.credits.values()) == [
+        (21, 2000, "degree_award"),
+        (21, 2000, "degree_award"),
+        (21, 4000, "degree_graduation"),
+        (22, 1000, "degree_graduation"),
+    ]
