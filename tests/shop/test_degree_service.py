@@ -397,6 +397,7 @@ def test_sniffing_and_file_names() -> None:
     assert sniff_file(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
     assert sniff_file(b"PK\x03\x04zip") == "application/zip"
     assert sniff_file("答案:\n\tprint('hi')\n".encode()) == "text/plain"
+    assert sniff_file("答\u3000案\u00a0ok".encode()) == "text/plain"  # full-width and no-break spaces
     for rejected in (b"MZ\x90\x00", b"\xff\xfe\x00", b"", b"text with a \x00 in it", b"\x7fELF"):
         assert sniff_file(rejected) is None
     assert clean_file_name("C:\\Users\\me\\作业.pdf") == "作业.pdf"

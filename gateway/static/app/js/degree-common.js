@@ -73,9 +73,10 @@ async function allowed(file) {
   const starts = (text, at = 0) => [...text].every((c, i) => head[at + i] === c.charCodeAt(0));
   if (MAGIC.some((magic) => starts(magic)) || (starts("RIFF") && starts("WEBP", 8))) return true;
   try {
-    // Plain text as the server takes it (Python's str.isprintable, plus tab and line breaks).
+    // Plain text as the server takes it (shop/degree_service.py sniff_file): no C0 control
+    // character but tab, line breaks and form feed, and no DEL; full-width spaces are text.
     const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(await file.arrayBuffer());
-    return text !== "" && !/(?![\t\n\r])[\p{C}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u.test(text);
+    return text !== "" && !/[\x00-\x08\x0b\x0e-\x1f\x7f]/.test(text);
   } catch {
     return false;
   }
