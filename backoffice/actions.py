@@ -310,6 +310,19 @@ class AdminActions:
             actor, "course.status", f"course:{course_id}", {"status": before}, {"status": status}
         )
 
+    async def set_degree_status(self, actor: Actor, degree_course_id: int, status: str) -> Document:
+        await self.authorize(actor, "degree_course.status")
+        before = await self.office.degree_status(degree_course_id)
+        after: Document = await self.office.set_degree_status(degree_course_id, status)
+        await self.record(
+            actor,
+            "degree_course.status",
+            f"degree_course:{degree_course_id}",
+            {"status": before},
+            {"status": status},
+        )
+        return after
+
     async def add_policy(self, actor: Actor, course_id: int, valid_days: int, price: int) -> Document:
         await self.authorize(actor, "price_policy.create")
         doc = await self.office.add_policy("course", course_id, valid_days, price)

@@ -151,6 +151,14 @@ class OfficeAdapter:
     async def set_course_status(self, course_id: int, status: str) -> None:
         await self.shop().update_course(course_id, {"status": status})
 
+    async def degree_status(self, degree_course_id: int) -> str | None:
+        before = await self.ctx.db.shop_degree_courses.find_one({"_id": degree_course_id}, {"status": 1})
+        return (before.get("status") or "online") if before else None
+
+    async def set_degree_status(self, degree_course_id: int, status: str) -> Document:
+        doc: Document = await self.shop().set_degree_status(degree_course_id, status)
+        return doc
+
     async def add_policy(self, target: str, target_id: int, valid_days: int, price: int) -> Document:
         doc: Document = await self.shop().add_policy(target, target_id, valid_days, price)
         return doc

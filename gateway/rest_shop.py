@@ -16,9 +16,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from backoffice.actions import Actor
+from engine.book.errors import GavelError
 from gateway import rest_shop_orders
 from gateway.rest_community import community_routes, user_coupon_view
 from gateway.rest_degree import degree_routes
+from gateway.rest_degree_buy import my_degree
 from gateway.rest_learning import learning_routes, my_course, start_learning
 from gateway.rest_shop_orders import order_view
 from payments.records import ensure_payment_indexes
@@ -26,6 +29,7 @@ from payments.sandbox import SandboxProvider
 from persistence.mongo import Document, iso_utc
 from persistence.shop import ensure_shop_indexes, mongo_shop
 from shop.claims import MAX_CLAIM_QUANTITY
+from shop.degree_buy import DEGREE_STATUSES, degree_status
 from shop.model import (
     CART_LIMIT,
     COURSE_STATUSES,
@@ -102,6 +106,7 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/degree-courses/([0-9]+)", DegreeCourseHandler),
         (r"/api/v1/cart", CartHandler),
         (r"/api/v1/cart/([0-9]+)", CartItemHandler),
+        (r"/api/v1/cart/degrees/([0-9]+)", CartDegreeHandler),
         (r"/api/v1/checkout", CheckoutHandler),
         (r"/api/v1/checkout/pay", PayHandler),
         (r"/api/v1/shop/orders", OrdersHandler),
@@ -110,6 +115,7 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/v1/admin/shop/categories", AdminCategoriesHandler),
         (r"/api/v1/admin/shop/teachers", AdminTeachersHandler),
         (r"/api/v1/admin/shop/degree-courses", AdminDegreeCoursesHandler),
+        (r"/api/v1/admin/shop/degree-courses/([0-9]+)", AdminDegreeCourseHandler),
         (r"/api/v1/admin/shop/degree-courses/([0-9]+)/policies", AdminDegreePoliciesHandler),
         (r"/api/v1/admin/shop/courses", AdminCoursesHandler),
         (r"/api/v1/admin/shop/courses/([0-9]+)", AdminCourseHandler),
@@ -172,7 +178,9 @@ def cart_view(lines: list[CartLine]) -> dict[str, Any]:
     return {
         "items": [
             {
+                "kind": line.kind,
                 "course_id": line.course_id,
+                "degree_course_id": line.degree_course_id,
                 "name": line.name,
                 "image": line.image,
                 "policy_id": line.policy_id,
@@ -197,23 +205,25 @@ def coupon_view(coupon_id: int, coupon: Document) -> dict[str, Any]:
 
 def checkout_view(shop: ShopService, checkout: Checkout, balance: int) -> dict[str, Any]:
     quote = shop.quote(checkout, balance, balance)
-    priced = {line.course_id: line for line in quote.lines}
+    priced = {line.course_id: line for line in quote.lines}  # by `CheckoutLine.key`
     return {
         "checkout_id": checkout.checkout_id,
         "expires_in": checkout.ttl_seconds,
         "lines": [
             {
+                "kind": line.kind,
                 "course_id": line.course_id,
+                "degree_course_id": line.degree_course_id,
                 "name": line.name,
                 "image": line.image,
                 "policy_id": line.policy_id,
                 "valid_days": line.valid_days,
                 "price": line.price,
                 "coupons": [coupon_view(c, checkout.coupons[c]) for c in line.coupon_ids],
-                "coupon_id": checkout.chosen.get(line.course_id),
-                "coupon_discount": priced[line.course_id].coupon_discount,
-                "global_discount_share": priced[line.course_id].global_discount_share,
-                "paid_price": priced[line.course_id].paid_price,
+                "coupon_id": checkout.chosen.get(line.course_id) if line.course_id is not None else None,
+                "coupon_discount": priced[line.key].coupon_discount,
+                "global_discount_share": priced[line.key].global_discount_share,
+                "paid_price": priced[line.key].paid_price,
             }
             for line in checkout.lines
         ],
@@ -298,41 +308,69 @@ class DegreeCourseHandler(ShopHandler):
         degree = await self.shop.degree_course_page(self.path_id(raw_id, "degree course"))
         answer = view(degree, drop=("policies",))
         answer["policies"] = [policy_view(p) for p in degree["policies"]]
+        answer["status"] = degree_status(degree)
+        user = await self.authenticate()  # signed in: the caller's enrolment (docs/degree.md)
+        answer["my"] = None if user is None else await my_degree(self.shop, user.user_id, int(degree["_id"]))
         self.reply(answer)
 
 
 class CartHandler(ShopHandler):
+    """Courses (`course_id`) and degree courses (`degree_course_id`): exactly one per request."""
+
     async def get(self) -> None:
         user = await self.require_user()
         self.reply(cart_view(await self.shop.cart(user.user_id)))
 
-    def _choice(self) -> tuple[int, int]:
-        body = self.fields(("course_id", "price_policy_id"))
-        return (
-            body.integer("course_id", minimum=1),
-            body.integer("price_policy_id", minimum=1),
-        )
+    def _item(self, body: Fields) -> tuple[str, int]:
+        if body.has("course_id") == body.has("degree_course_id"):
+            raise ValidationFailed("send exactly one of course_id and degree_course_id")
+        if body.has("degree_course_id"):
+            return "degree", body.integer("degree_course_id", minimum=1)
+        return "course", body.integer("course_id", minimum=1)
+
+    def _choice(self) -> tuple[str, int, int]:
+        body = self.fields(("course_id", "degree_course_id", "price_policy_id"))
+        kind, item_id = self._item(body)
+        return kind, item_id, body.integer("price_policy_id", minimum=1)
 
     async def post(self) -> None:
         user = await self.require_user()
-        course_id, policy_id = self._choice()
-        self.reply(cart_view(await self.shop.cart_add(user.user_id, course_id, policy_id)), 201)
+        kind, item_id, policy_id = self._choice()
+        if kind == "degree":
+            lines = await self.shop.cart_add_degree(user.user_id, item_id, policy_id)
+        else:
+            lines = await self.shop.cart_add(user.user_id, item_id, policy_id)
+        self.reply(cart_view(lines), 201)
 
     async def patch(self) -> None:
         user = await self.require_user()
-        course_id, policy_id = self._choice()
-        self.reply(cart_view(await self.shop.cart_change_policy(user.user_id, course_id, policy_id)))
+        kind, item_id, policy_id = self._choice()
+        if kind == "degree":
+            lines = await self.shop.cart_change_degree_policy(user.user_id, item_id, policy_id)
+        else:
+            lines = await self.shop.cart_change_policy(user.user_id, item_id, policy_id)
+        self.reply(cart_view(lines))
 
     async def delete(self) -> None:
         user = await self.require_user()
-        course_id = self.fields(("course_id",)).integer("course_id", minimum=1)
-        self.reply(cart_view(await self.shop.cart_remove(user.user_id, course_id)))
+        kind, item_id = self._item(self.fields(("course_id", "degree_course_id")))
+        if kind == "degree":
+            self.reply(cart_view(await self.shop.cart_remove_degree(user.user_id, item_id)))
+        else:
+            self.reply(cart_view(await self.shop.cart_remove(user.user_id, item_id)))
 
 
 class CartItemHandler(ShopHandler):
     async def delete(self, raw_id: str) -> None:
         user = await self.require_user()
         self.reply(cart_view(await self.shop.cart_remove(user.user_id, self.path_id(raw_id, "course"))))
+
+
+class CartDegreeHandler(ShopHandler):
+    async def delete(self, raw_id: str) -> None:
+        user = await self.require_user()
+        degree_course_id = self.path_id(raw_id, "degree course")
+        self.reply(cart_view(await self.shop.cart_remove_degree(user.user_id, degree_course_id)))
 
 
 class CheckoutHandler(ShopHandler):
@@ -346,10 +384,20 @@ class CheckoutHandler(ShopHandler):
 
     async def post(self) -> None:
         user = await self.require_user()
-        raw = self.fields(("course_ids",)).array("course_ids", max_items=CART_LIMIT)
-        if any(type(c) is not int or not 1 <= c <= MAX_SAFE_INT for c in raw) or len(set(raw)) != len(raw):
-            raise ValidationFailed("course_ids must be distinct positive integers")
-        await self._answer(user.user_id, await self.shop.create_checkout(user.user_id, raw), 201)
+        body = self.fields(("course_ids", "degree_course_ids"))
+        courses = body.array("course_ids", max_items=CART_LIMIT) if body.has("course_ids") else []
+        degrees = (
+            body.array("degree_course_ids", max_items=CART_LIMIT) if body.has("degree_course_ids") else []
+        )
+        for name, raw in (("course_ids", courses), ("degree_course_ids", degrees)):
+            if any(type(c) is not int or not 1 <= c <= MAX_SAFE_INT for c in raw) or len(set(raw)) != len(
+                raw
+            ):
+                raise ValidationFailed(f"{name} must be distinct positive integers")
+        if not courses and not degrees:
+            raise ValidationFailed("course_ids or degree_course_ids must list something to buy")
+        checkout = await self.shop.create_checkout(user.user_id, courses, degrees)
+        await self._answer(user.user_id, checkout, 201)
 
     async def patch(self) -> None:
         user = await self.require_user()
@@ -535,6 +583,19 @@ class AdminDegreeCoursesHandler(AdminHandler):
             "scholarships": sorted(tiers, key=lambda t: t["time_percent"]),
         }
         self.reply(view(await self.shop.create_degree_course(fields)), 201)
+
+
+class AdminDegreeCourseHandler(AdminHandler):
+    async def patch(self, raw_id: str) -> None:
+        """`{status: "online"|"offline"}`, through AdminActions (one audit entry)."""
+        user = await self.require_admin()
+        status = self.fields(("status",)).one_of("status", DEGREE_STATUSES)
+        actions = self.ctx.admin_actions
+        if actions is None:
+            raise GavelError("admin actions are not wired into this application", code="UNAVAILABLE")
+        actor = Actor(user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest")
+        degree = await actions.set_degree_status(actor, self.path_id(raw_id, "degree course"), status)
+        self.reply(view(degree))
 
 
 class AdminCoursesHandler(AdminHandler):

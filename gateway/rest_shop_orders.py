@@ -68,6 +68,8 @@ def order_view(order: Document) -> dict[str, Any]:
     answer["lines"] = [
         {
             **line,
+            "kind": line.get("kind", "course"),  # orders before degrees were sold: course lines
+            "degree_course_id": line.get("degree_course_id"),
             "policy_days": line.get("valid_days"),
             "price": line.get("original_price"),
             "global_discount": line.get("global_discount_share", 0),

@@ -110,12 +110,18 @@ def next_status(status: str, event: EnrolmentEvent) -> EnrolmentStatus:
         ) from None
 
 
-VALIDITY_DAYS: Final = 730  # two years from the first module's opening (seed: 开通第一个模块时 … 2年)
+VALIDITY_YEARS: Final = 2  # from the first module's opening (seed: 开通第一个模块时 … 2年)
 
 
 def validity(first_opened_on: datetime.date) -> tuple[datetime.date, datetime.date]:
-    """The enrolment's validity: from the day the first module opens, 730 days, both ends included."""
-    return first_opened_on, first_opened_on + datetime.timedelta(days=VALIDITY_DAYS - 1)
+    """The enrolment's validity: two calendar years from the day the first module opens, both ends
+    included (1 Mar 2026 → 29 Feb 2028; a start on 29 Feb ends on 28 Feb)."""
+    year = first_opened_on.year + VALIDITY_YEARS
+    try:
+        anniversary = first_opened_on.replace(year=year)
+    except ValueError:  # 29 February in a year that has none
+        anniversary = datetime.date(year, 3, 1)
+    return first_opened_on, anniversary - datetime.timedelta(days=1)
 
 
 def timed_out(valid_to: datetime.date | None, today: datetime.date) -> bool:

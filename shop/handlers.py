@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
 from engine.settle.ports import PaymentProvider, PaymentRequest
-from shop import order_life
+from shop import degree_buy, order_life
 from shop.claims import check_claim_terms, user_coupon_record
 from shop.learning import grant_enrolment
 from shop.model import (
@@ -93,8 +93,40 @@ async def remove_from_cart(carts: CartStore, user_id: int, course_id: int) -> No
         raise NotInCart(f"course {course_id} is not in the cart")
 
 
+async def add_degree_to_cart(
+    uow: ShopUnitOfWork,
+    carts: CartStore,
+    user_id: int,
+    degree_course_id: int,
+    policy_id: int,
+    *,
+    now: datetime.datetime,
+    limit: int,
+) -> None:
+    """Put a degree course with one of its policies in the cart, unless the student holds it (or
+    has an order for it waiting for payment): a degree is bought once."""
+    await degree_buy.sellable_degree(uow.catalogue, degree_course_id, policy_id)
+    await degree_buy.check_not_bought(uow, user_id, degree_course_id)
+    if not await carts.add(user_id, degree_course_id, policy_id, to_ms(now), limit, kind="degree"):
+        raise CartFull(f"the cart holds at most {limit} courses")
+
+
+async def change_degree_policy(
+    catalogue: CatalogueRepository, carts: CartStore, user_id: int, degree_course_id: int, policy_id: int
+) -> None:
+    await degree_buy.sellable_degree(catalogue, degree_course_id, policy_id)
+    if not await carts.change_policy(user_id, degree_course_id, policy_id, kind="degree"):
+        raise NotInCart(f"degree course {degree_course_id} is not in the cart")
+
+
+async def remove_degree_from_cart(carts: CartStore, user_id: int, degree_course_id: int) -> None:
+    if not await carts.remove(user_id, degree_course_id, kind="degree"):
+        raise NotInCart(f"degree course {degree_course_id} is not in the cart")
+
+
 async def cart_lines(catalogue: CatalogueRepository, carts: CartStore, user_id: int) -> list[CartLine]:
-    """The cart against the current catalogue: offline courses and removed policies are unavailable."""
+    """The cart against the current catalogue: offline courses and removed policies are unavailable.
+    Courses first, then degree courses."""
     entries = await carts.entries(user_id)
     course_ids = sorted(entries)
     courses = await catalogue.courses(course_ids)
@@ -125,6 +157,45 @@ async def cart_lines(catalogue: CatalogueRepository, carts: CartStore, user_id: 
                 reason=reason,
             )
         )
+    lines.extend(await _degree_cart_lines(catalogue, carts, user_id))
+    return lines
+
+
+async def _degree_cart_lines(
+    catalogue: CatalogueRepository, carts: CartStore, user_id: int
+) -> list[CartLine]:
+    """The cart's degree courses: an offline degree or a removed policy is unavailable."""
+    entries = await carts.degree_entries(user_id)
+    degree_ids = sorted(entries)
+    policies = await catalogue.policies_by_degree(degree_ids)
+    lines = []
+    for degree_course_id in degree_ids:
+        policy_id = entries[degree_course_id]
+        degree = await catalogue.get("degree_courses", degree_course_id)
+        own = policies.get(degree_course_id, [])
+        chosen = next((p for p in own if int(p["_id"]) == policy_id), None)
+        reason = None
+        if degree is None:
+            reason = "course_missing"
+        elif not degree_buy.on_sale(degree):
+            reason = "offline"
+        elif chosen is None:
+            reason = "policy_removed"
+        lines.append(
+            CartLine(
+                course_id=None,
+                policy_id=policy_id,
+                name=degree["name"] if degree else "",
+                image=degree.get("image", "") if degree else "",
+                price=int(chosen["price"]) if chosen else None,
+                valid_days=int(chosen["valid_days"]) if chosen else None,
+                policies=tuple(own),
+                available=reason is None,
+                reason=reason,
+                kind="degree",
+                degree_course_id=degree_course_id,
+            )
+        )
     return lines
 
 
@@ -137,16 +208,23 @@ async def create_checkout(
     *,
     now: datetime.datetime,
     ttl_seconds: int,
+    degree_ids: Sequence[int] = (),
 ) -> Checkout:
-    """Build the settlement centre for `course_ids` (all in the cart, all available) and store it.
+    """Build the settlement centre for `course_ids` and `degree_ids` (all in the cart, all
+    available, no degree the user holds) and store it.
 
     Offers, per course, the user's unused, unexpired coupons bound to it (a threshold coupon only
-    when the price reaches its minimum) and, globally, the unbound ones. Replaces any earlier
-    checkout of the user (and its choices).
+    when the price reaches its minimum) and, globally, the unbound ones; a degree line is offered
+    no bound coupon (they are bound to courses) but the global coupon covers it. Replaces any
+    earlier checkout of the user (and its choices).
     """
-    if not course_ids or len(set(course_ids)) != len(course_ids):
+    if not course_ids and not degree_ids:
+        raise InvalidInput("course_ids or degree_course_ids must list something to buy")
+    if len(set(course_ids)) != len(course_ids) or len(set(degree_ids)) != len(degree_ids):
         raise InvalidInput("course_ids must list distinct courses")
-    cart = {line.course_id: line for line in await cart_lines(uow.catalogue, carts, user_id)}
+    all_lines = await cart_lines(uow.catalogue, carts, user_id)
+    cart = {line.course_id: line for line in all_lines if line.kind == "course"}
+    degree_cart = {line.degree_course_id: line for line in all_lines if line.kind == "degree"}
     lines: list[tuple[CartLine, int, int]] = []
     for course_id in course_ids:
         cart_line = cart.get(course_id)
@@ -155,12 +233,22 @@ async def create_checkout(
         if not cart_line.available or cart_line.price is None or cart_line.valid_days is None:
             raise CartItemUnavailable(f"course {course_id} is unavailable ({cart_line.reason})")
         lines.append((cart_line, cart_line.price, cart_line.valid_days))
+    for degree_course_id in degree_ids:
+        cart_line = degree_cart.get(degree_course_id)
+        if cart_line is None:
+            raise NotInCart(f"degree course {degree_course_id} is not in the cart; add it first")
+        if not cart_line.available or cart_line.price is None or cart_line.valid_days is None:
+            raise CartItemUnavailable(f"degree course {degree_course_id} is unavailable ({cart_line.reason})")
+        await degree_buy.check_not_bought(uow, user_id, degree_course_id)
+        lines.append((cart_line, cart_line.price, cart_line.valid_days))
     coupons = [c for c in await uow.coupons.unused_of(user_id) if coupon_valid_at(c, now)]
     offered: dict[int, Record] = {}
     checkout_lines = []
     for cart_line, price, valid_days in lines:
         ids = []
         for coupon in coupons:
+            if cart_line.course_id is None:
+                break  # a degree line: bound coupons are bound to courses
             if coupon.get("course_id") == cart_line.course_id and coupon_applies(coupon_terms(coupon), price):
                 ids.append(int(coupon["_id"]))
                 offered[int(coupon["_id"])] = coupon
@@ -173,6 +261,8 @@ async def create_checkout(
                 valid_days,
                 price,
                 tuple(ids),
+                kind=cart_line.kind,
+                degree_course_id=cart_line.degree_course_id,
             )
         )
     global_ids = []
@@ -242,18 +332,35 @@ async def order_for_key(
 
 async def check_prices(catalogue: CatalogueRepository, checkout: Checkout) -> None:
     """The catalogue may have changed since the checkout was built: never charge an unseen price."""
-    course_ids = [line.course_id for line in checkout.lines]
+    course_lines = [line for line in checkout.lines if line.course_id is not None]
+    course_ids = [line.course_id for line in course_lines if line.course_id is not None]
     courses = await catalogue.courses(course_ids)
     policies = await catalogue.policies_by_course(course_ids)
-    for line in checkout.lines:
-        course = courses.get(line.course_id)
+    for line in course_lines:
+        course = courses.get(line.course_id) if line.course_id is not None else None
         if course is None or course.get("status") != "online":
             raise CartItemUnavailable(f"course {line.course_id} is no longer on sale")
-        policy = next((p for p in policies.get(line.course_id, []) if int(p["_id"]) == line.policy_id), None)
+        own = policies.get(int(line.course_id or 0), [])
+        policy = next((p for p in own if int(p["_id"]) == line.policy_id), None)
         if policy is None:
             raise CartItemUnavailable(f"the chosen price policy of course {line.course_id} was removed")
         if int(policy["price"]) != line.price or int(policy["valid_days"]) != line.valid_days:
             raise CoursePriceChanged(f"the price of course {line.course_id} changed; check out again")
+    for line in checkout.lines:
+        if line.degree_course_id is None:
+            continue
+        degree = await catalogue.get("degree_courses", line.degree_course_id)
+        if degree is None or not degree_buy.on_sale(degree):
+            raise degree_buy.DegreeNotOnSale(f"degree course {line.degree_course_id} is no longer on sale")
+        policy = await catalogue.get("price_policies", line.policy_id)
+        if policy is None or (policy["target"], policy["target_id"]) != ("degree", line.degree_course_id):
+            raise CartItemUnavailable(
+                f"the chosen price policy of degree course {line.degree_course_id} was removed"
+            )
+        if int(policy["price"]) != line.price or int(policy["valid_days"]) != line.valid_days:
+            raise CoursePriceChanged(
+                f"the price of degree course {line.degree_course_id} changed; check out again"
+            )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -293,6 +400,9 @@ async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms
         ):
             raise CouponUnavailable(f"coupon {coupon_id} is used, held or expired")
         coupon_terms_by_id[coupon_id] = coupon_terms(doc)
+    # A degree is bought once: checked again here, in the order's own transaction.
+    degree_ids = [line.degree_course_id for line in checkout.lines if line.degree_course_id is not None]
+    await degree_buy.check_order_may_buy(uow, user_id, degree_ids, order_no, now)
     available = await uow.ledger.balance(user_id)
     if available is None:
         raise NotFound(f"no user {user_id}")
@@ -324,7 +434,6 @@ async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms
 
 
 def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now: bool) -> Record:
-    lines_by_course = {line.course_id: line for line in checkout.lines}
     now = terms.now
     return {
         "_id": terms.order_no,
@@ -332,19 +441,22 @@ def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now
         "checkout_id": checkout.checkout_id,
         "idempotency_key": terms.idempotency_key,
         "status": "paid" if paid_now else "pending",
+        # `price_checkout` prices the lines in the checkout's order.
         "lines": [
             {
-                "course_id": line.course_id,
-                "course_name": lines_by_course[line.course_id].name,
-                "policy_id": lines_by_course[line.course_id].policy_id,
-                "valid_days": lines_by_course[line.course_id].valid_days,
+                "kind": shown.kind,
+                "course_id": shown.course_id,
+                "degree_course_id": shown.degree_course_id,
+                "course_name": shown.name,  # the degree's name on a degree line
+                "policy_id": shown.policy_id,
+                "valid_days": shown.valid_days,
                 "original_price": line.original_price,
                 "coupon_id": line.coupon_id,
                 "coupon_discount": line.coupon_discount,
                 "global_discount_share": line.global_discount_share,
                 "paid_price": line.paid_price,
             }
-            for line in priced.lines
+            for shown, line in zip(checkout.lines, priced.lines, strict=True)
         ],
         "original_total": priced.original_total,
         "course_discount": priced.course_discount,
@@ -371,8 +483,12 @@ def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now
 
 async def enrol(uow: ShopUnitOfWork, order: Record, now: datetime.datetime) -> None:
     """Each line's course for the policy's days: a new enrolment, or the student's current one
-    extended from max(now, its end) (shop/learning.py; idempotent per order)."""
+    extended from max(now, its end) (shop/learning.py; idempotent per order). Each degree line:
+    the degree's enrolment, not started (shop/degree_buy.py; idempotent per order)."""
     for line in order["lines"]:
+        if line.get("degree_course_id") is not None:
+            await degree_buy.enrol_degree(uow, int(order["user_id"]), line, str(order["_id"]), now)
+            continue
         await grant_enrolment(
             uow.enrolments,
             user_id=int(order["user_id"]),
@@ -388,7 +504,7 @@ async def ensure_pay_url(orders: OrderRepository, provider: PaymentProvider, ord
     """A pending order's provider payment (idempotent on `out_trade_no`)."""
     if order["status"] != "pending" or order.get("pay_url"):
         return order
-    names = ", ".join(line["course_name"] for line in order["lines"])
+    names = ", ".join(str(line.get("course_name") or "") for line in order["lines"])
     request = PaymentRequest(
         order["out_trade_no"], int(order["to_pay"]), f"Courses: {names}"[:120], int(order["user_id"])
     )

@@ -97,7 +97,7 @@ class FaqExists(GavelError):
 # -- values ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, slots=True)
 class CartLine:
-    course_id: int
+    course_id: int | None  # None for a degree course
     policy_id: int
     name: str
     image: str
@@ -106,17 +106,29 @@ class CartLine:
     policies: tuple[Record, ...]  # every current policy of the course (to change the choice)
     available: bool
     reason: str | None  # course_missing | offline | policy_removed
+    kind: str = "course"  # course | degree
+    degree_course_id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CheckoutLine:
-    course_id: int
+    course_id: int | None  # None for a degree course
     name: str
     image: str
     policy_id: int
     valid_days: int
     price: int
-    coupon_ids: tuple[int, ...]  # course coupons offered for this line
+    coupon_ids: tuple[int, ...]  # course coupons offered for this line (never for a degree)
+    kind: str = "course"  # course | degree
+    degree_course_id: int | None = None
+
+    @property
+    def key(self) -> int:
+        """The line's label in pricing (shop/pricing.py): the course's id, or minus the degree's
+        (courses and degree courses are numbered apart, so their ids may be equal)."""
+        if self.degree_course_id is not None:
+            return -self.degree_course_id
+        return int(self.course_id or 0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,7 +146,11 @@ class Checkout:
 
     def line_inputs(self, terms: dict[int, CouponTerms]) -> list[LineInput]:
         return [
-            LineInput(line.course_id, line.price, terms.get(self.chosen.get(line.course_id, 0)))
+            LineInput(
+                line.key,
+                line.price,
+                terms.get(self.chosen.get(line.course_id, 0)) if line.course_id is not None else None,
+            )
             for line in self.lines
         ]
 

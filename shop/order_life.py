@@ -21,7 +21,8 @@ after the order left `pending` is refunded through the provider (ref `late:{out_
 
 A refund is approved in three steps, each idempotent, so a retry or a restart finishes it and never
 pays twice: (1) one unit of work: `refund.status` requested -> approved, the balance part credited
-(ledger `shop_refund`, ref `shop-refund:{order_no}`), the order's enrolments ended; (2) the
+(ledger `shop_refund`, ref `shop-refund:{order_no}`), the order's enrolments ended (a degree's
+enrolment becomes "refunded"; a degree already started is never refunded: DEGREE_STARTED); (2) the
 provider part refunded through the provider (ref `shop-refund:{order_no}`, idempotent there);
 (3) `refund_requested -> refunded`. An order left between (1) and (3) is finished by the sweeper.
 
@@ -33,6 +34,7 @@ from collections.abc import Mapping
 from typing import Final, Literal
 
 from engine.book.errors import GavelError, InvalidInput, NotFound
+from shop import degree_buy
 from shop.model import Record, as_utc
 from shop.ports import ShopUnitOfWork
 
@@ -246,6 +248,7 @@ async def request_refund(
     if order is None or order["user_id"] != user_id:
         raise NotFound(f"no order {order_no}")
     target = next_status(status_of(order), "request_refund")
+    await degree_buy.check_refundable(uow, order)  # a started degree is not refunded
     moved = await uow.orders.move(
         order_no, {"status": PAID}, {"status": target, "refund": refund_request(order, reason, now)}
     )
@@ -274,10 +277,15 @@ async def approve_refund(
     amount = int(order["refund"]["amount_balance"])
     if amount > 0:
         await uow.ledger.credit(int(order["user_id"]), amount, REFUND_KIND, refund_ref(order_no))
-    days = {int(line["course_id"]): int(line["valid_days"]) for line in order["lines"]}
+    days = {
+        int(line["course_id"]): int(line["valid_days"])
+        for line in order["lines"]
+        if line.get("course_id") is not None
+    }
     for enrolment in await uow.enrolments.of_order(order_no):
         changes = enrolment_after_refund(enrolment, order_no, days.get(int(enrolment["course_id"]), 0), now)
         await uow.enrolments.change(str(enrolment["_id"]), changes)
+    await degree_buy.refund_enrolments(uow, order, now)
     return order
 
 

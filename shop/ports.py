@@ -30,6 +30,7 @@ Kind = Literal[
     "coupons",
     "users",
 ]
+CartKind = Literal["course", "degree"]
 
 
 class Duplicate(Exception):
@@ -68,6 +69,14 @@ class CatalogueRepository(Protocol):
 
     async def policies_by_course(self, course_ids: Iterable[int]) -> dict[int, list[Record]]:
         """Each course's policies by validity."""
+        ...
+
+    async def policies_by_degree(self, degree_course_ids: Iterable[int]) -> dict[int, list[Record]]:
+        """Each degree course's policies by validity."""
+        ...
+
+    async def update_degree_course(self, degree_course_id: int, changes: Record) -> Record | None:
+        """Set `changes`; the degree course after, None if missing."""
         ...
 
 
@@ -145,6 +154,10 @@ class OrderRepository(Protocol):
         """Pending orders whose deadline has come."""
         ...
 
+    async def pending_for_degree(self, user_id: int, degree_course_id: int) -> str | None:
+        """The user's pending order with a line of that degree course, if any."""
+        ...
+
 
 class EnrolmentRepository(Protocol):
     """One enrolment per user and course (shop/learning.py `grant_enrolment` decides its validity)."""
@@ -166,6 +179,30 @@ class EnrolmentRepository(Protocol):
         ...
 
     async def change(self, enrolment_id: str, changes: Record) -> None: ...
+
+
+class DegreeEnrolmentRepository(Protocol):
+    """`shop_degree_enrolments`: one per student and degree, `_id` f"{user_id}:{degree_course_id}"
+    (shop/degree_buy.py decides)."""
+
+    async def get(self, enrolment_id: str) -> Record | None: ...
+
+    async def add(self, enrolment: Record) -> bool:
+        """Insert; False if one with this `_id` exists already."""
+        ...
+
+    async def replace_refunded(self, enrolment: Record) -> bool:
+        """Replace the enrolment with this `_id` only if its status is "refunded"."""
+        ...
+
+    async def change(self, enrolment_id: str, expect: Record, changes: Record) -> Record | None:
+        """Set `changes` if every field of `expect` has that value; the enrolment after, else None."""
+        ...
+
+    async def claim(self, enrolment_id: str, order_no: str, now: datetime.datetime) -> None:
+        """A write every order for this student and degree makes in its transaction, so that two
+        concurrent orders conflict (one runs again and then sees the other)."""
+        ...
 
 
 class BalanceLedger(Protocol):
@@ -197,6 +234,7 @@ class ShopUnitOfWork(Protocol):
     orders: OrderRepository
     enrolments: EnrolmentRepository
     ledger: BalanceLedger
+    degree_enrolments: DegreeEnrolmentRepository
 
 
 class ShopStore(Protocol):
@@ -214,20 +252,36 @@ class ShopStore(Protocol):
 
 
 class CartStore(Protocol):
-    """Carts and checkouts (Redis in production). Outages raise ShopUnavailable."""
+    """Carts and checkouts (Redis in production). Outages raise ShopUnavailable.
 
-    async def add(self, user_id: int, course_id: int, policy_id: int, added_ms: int, limit: int) -> bool:
-        """Put (or replace) a cart entry; False if the cart is full and the course not in it."""
+    A cart holds courses and degree courses (`kind`); the two id spaces are apart, the limit is one."""
+
+    async def add(
+        self,
+        user_id: int,
+        course_id: int,
+        policy_id: int,
+        added_ms: int,
+        limit: int,
+        kind: CartKind = "course",
+    ) -> bool:
+        """Put (or replace) a cart entry; False if the cart is full and the item not in it."""
         ...
 
-    async def change_policy(self, user_id: int, course_id: int, policy_id: int) -> bool:
-        """False if the course is not in the cart."""
+    async def change_policy(
+        self, user_id: int, course_id: int, policy_id: int, kind: CartKind = "course"
+    ) -> bool:
+        """False if the item is not in the cart."""
         ...
 
-    async def remove(self, user_id: int, course_id: int) -> bool: ...
+    async def remove(self, user_id: int, course_id: int, kind: CartKind = "course") -> bool: ...
 
     async def entries(self, user_id: int) -> dict[int, int]:
-        """course_id -> chosen policy_id."""
+        """course_id -> chosen policy_id (courses only)."""
+        ...
+
+    async def degree_entries(self, user_id: int) -> dict[int, int]:
+        """degree_course_id -> chosen policy_id."""
         ...
 
     async def save_checkout(self, checkout: Checkout) -> None:
@@ -240,8 +294,10 @@ class CartStore(Protocol):
         """Record a choice (None clears it) only while the checkout exists."""
         ...
 
-    async def forget(self, user_id: int, checkout_id: str, course_ids: Iterable[int]) -> None:
-        """Drop the checkout if it is still `checkout_id`, and those courses from the cart."""
+    async def forget(
+        self, user_id: int, checkout_id: str, course_ids: Iterable[int], degree_ids: Iterable[int] = ()
+    ) -> None:
+        """Drop the checkout if it is still `checkout_id`, and those courses and degrees from the cart."""
         ...
 
 

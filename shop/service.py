@@ -11,10 +11,10 @@ import datetime
 import logging
 from collections.abc import Callable, Sequence
 
-from engine.book.errors import NotFound
+from engine.book.errors import InvalidInput, NotFound
 from engine.settle.ports import PaymentProvider
 from shop import catalogue as cat
-from shop import handlers, order_life
+from shop import degree_buy, handlers, order_life
 from shop.model import (
     CART_LIMIT,
     DEFAULT_CHECKOUT_TTL_SECONDS,
@@ -77,6 +77,15 @@ class ShopService:
     async def create_degree_course(self, fields: Record) -> Record:
         return await cat.create_degree_course(self._direct.catalogue, fields)
 
+    async def set_degree_status(self, degree_course_id: int, status: str) -> Record:
+        """Put a degree course on sale ("online") or take it off ("offline"; bought ones go on)."""
+        if status not in degree_buy.DEGREE_STATUSES:
+            raise InvalidInput(f"status must be one of: {', '.join(degree_buy.DEGREE_STATUSES)}")
+        degree = await self._direct.catalogue.update_degree_course(degree_course_id, {"status": status})
+        if degree is None:
+            raise NotFound(f"no degree course {degree_course_id}")
+        return degree
+
     async def create_course(self, fields: Record) -> Record:
         return await cat.create_course(self._direct.catalogue, fields, self.now())
 
@@ -117,6 +126,10 @@ class ShopService:
 
     async def degree_course_page(self, degree_course_id: int) -> Record:
         return await self.reads.degree_course_page(degree_course_id)
+
+    async def degree_enrolment(self, user_id: int, degree_course_id: int) -> Record | None:
+        """The user's enrolment in a degree (`shop_degree_enrolments`), refunded ones included."""
+        return await self._direct.degree_enrolments.get(degree_buy.enrolment_id(user_id, degree_course_id))
 
     async def chapters(self, course_id: int) -> list[Record]:
         return await self.reads.chapters(course_id)
@@ -169,7 +182,27 @@ class ShopService:
         await handlers.remove_from_cart(self.carts, user_id, course_id)
         return await self.cart(user_id)
 
-    async def create_checkout(self, user_id: int, course_ids: Sequence[int]) -> Checkout:
+    async def cart_add_degree(self, user_id: int, degree_course_id: int, policy_id: int) -> list[CartLine]:
+        await handlers.add_degree_to_cart(
+            self._direct, self.carts, user_id, degree_course_id, policy_id, now=self.now(), limit=CART_LIMIT
+        )
+        return await self.cart(user_id)
+
+    async def cart_change_degree_policy(
+        self, user_id: int, degree_course_id: int, policy_id: int
+    ) -> list[CartLine]:
+        await handlers.change_degree_policy(
+            self._direct.catalogue, self.carts, user_id, degree_course_id, policy_id
+        )
+        return await self.cart(user_id)
+
+    async def cart_remove_degree(self, user_id: int, degree_course_id: int) -> list[CartLine]:
+        await handlers.remove_degree_from_cart(self.carts, user_id, degree_course_id)
+        return await self.cart(user_id)
+
+    async def create_checkout(
+        self, user_id: int, course_ids: Sequence[int], degree_ids: Sequence[int] = ()
+    ) -> Checkout:
         return await handlers.create_checkout(
             self._direct,
             self.carts,
@@ -177,6 +210,7 @@ class ShopService:
             course_ids,
             now=self.now(),
             ttl_seconds=self.checkout_ttl_seconds,
+            degree_ids=degree_ids,
         )
 
     async def checkout(self, user_id: int) -> Checkout:
@@ -237,7 +271,10 @@ class ShopService:
         key finds it."""
         try:
             await self.carts.forget(
-                checkout.user_id, checkout.checkout_id, [line.course_id for line in checkout.lines]
+                checkout.user_id,
+                checkout.checkout_id,
+                [line.course_id for line in checkout.lines if line.course_id is not None],
+                [line.degree_course_id for line in checkout.lines if line.degree_course_id is not None],
             )
         except ShopUnavailable as exc:
             log.warning("order placed but the cart of user %s was not cleared: %s", checkout.user_id, exc)

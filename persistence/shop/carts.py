@@ -1,5 +1,6 @@
 """Carts and checkouts in Redis (the `CartStore` port): `shop:cart:{user_id}` (hash course_id ->
-choice) and `shop:checkout:{user_id}` (hash: `data` + the chosen coupons, with a time-to-live).
+choice; a degree course's field is `d:{degree_course_id}`) and `shop:checkout:{user_id}` (hash:
+`data` + the chosen coupons, with a time-to-live).
 
 Every edit that checks and writes is one Lua step, so concurrent requests cannot half-apply; an
 outage becomes `ShopUnavailable` (503), never a 500.
@@ -16,6 +17,7 @@ import redis.exceptions
 from redis.commands.core import AsyncScript
 
 from shop.model import Checkout, CheckoutLine, ShopUnavailable
+from shop.ports import CartKind
 
 log = logging.getLogger("gavel.shop")
 
@@ -76,41 +78,66 @@ class RedisCartStore:
         return f"shop:checkout:{user_id}"
 
     # -- cart ----------------------------------------------------------------------------------------
-    async def add(self, user_id: int, course_id: int, policy_id: int, added_ms: int, limit: int) -> bool:
+    @staticmethod
+    def _field(item_id: int, kind: CartKind) -> str:
+        return f"d:{item_id}" if kind == "degree" else str(item_id)
+
+    async def add(
+        self,
+        user_id: int,
+        course_id: int,
+        policy_id: int,
+        added_ms: int,
+        limit: int,
+        kind: CartKind = "course",
+    ) -> bool:
         value = orjson.dumps({"policy_id": policy_id, "added_ms": added_ms})
+        field = self._field(course_id, kind)
         async with redis_errors():
             added = await self._cart_add(
-                keys=[self.cart_key(user_id)], args=[str(course_id), value, limit], client=self.redis
+                keys=[self.cart_key(user_id)], args=[field, value, limit], client=self.redis
             )
         return bool(added)
 
-    async def change_policy(self, user_id: int, course_id: int, policy_id: int) -> bool:
+    async def change_policy(
+        self, user_id: int, course_id: int, policy_id: int, kind: CartKind = "course"
+    ) -> bool:
+        field = self._field(course_id, kind)
         async with redis_errors():
-            raw = await self.redis.hget(self.cart_key(user_id), str(course_id))
+            raw = await self.redis.hget(self.cart_key(user_id), field)
             if raw is None:
                 return False
             entry = orjson.loads(raw)
             entry["policy_id"] = policy_id
             changed = await self._hset_if_field(
-                keys=[self.cart_key(user_id)], args=[str(course_id), orjson.dumps(entry)], client=self.redis
+                keys=[self.cart_key(user_id)], args=[field, orjson.dumps(entry)], client=self.redis
             )
         return bool(changed)
 
-    async def remove(self, user_id: int, course_id: int) -> bool:
+    async def remove(self, user_id: int, course_id: int, kind: CartKind = "course") -> bool:
         async with redis_errors():
-            removed = await self.redis.hdel(self.cart_key(user_id), str(course_id))
+            removed = await self.redis.hdel(self.cart_key(user_id), self._field(course_id, kind))
         return bool(removed)
 
     async def entries(self, user_id: int) -> dict[int, int]:
+        return (await self._entries(user_id))[0]
+
+    async def degree_entries(self, user_id: int) -> dict[int, int]:
+        return (await self._entries(user_id))[1]
+
+    async def _entries(self, user_id: int) -> tuple[dict[int, int], dict[int, int]]:
         async with redis_errors():
             raw = await self.redis.hgetall(self.cart_key(user_id))
-        entries: dict[int, int] = {}
+        courses: dict[int, int] = {}
+        degrees: dict[int, int] = {}
         for field, value in raw.items():
+            name = field.decode() if isinstance(field, bytes) else str(field)
+            target, item = (degrees, name.removeprefix("d:")) if name.startswith("d:") else (courses, name)
             try:
-                entries[int(field)] = int(orjson.loads(value)["policy_id"])
+                target[int(item)] = int(orjson.loads(value)["policy_id"])
             except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
                 log.error("unreadable cart entry %r of user %s; ignored", field, user_id)
-        return entries
+        return courses, degrees
 
     # -- checkout ------------------------------------------------------------------------------------
     async def save_checkout(self, checkout: Checkout) -> None:
@@ -154,13 +181,18 @@ class RedisCartStore:
             user_id=user_id,
             lines=tuple(
                 CheckoutLine(
-                    int(line["course_id"]),
+                    None if line["course_id"] is None else int(line["course_id"]),
                     line["name"],
                     line["image"],
                     int(line["policy_id"]),
                     int(line["valid_days"]),
                     int(line["price"]),
                     tuple(int(c) for c in line["coupon_ids"]),
+                    # Checkouts stored before degrees were sold have course lines only.
+                    kind=str(line.get("kind", "course")),
+                    degree_course_id=(
+                        None if line.get("degree_course_id") is None else int(line["degree_course_id"])
+                    ),
                 )
                 for line in data["lines"]
             ),
@@ -181,9 +213,13 @@ class RedisCartStore:
             )
         return bool(stored)
 
-    async def forget(self, user_id: int, checkout_id: str, course_ids: Iterable[int]) -> None:
+    async def forget(
+        self, user_id: int, checkout_id: str, course_ids: Iterable[int], degree_ids: Iterable[int] = ()
+    ) -> None:
+        fields = [str(c) for c in course_ids] + [self._field(d, "degree") for d in degree_ids]
         async with redis_errors():
             await self._delete_if_checkout(
                 keys=[self.checkout_key(user_id)], args=[checkout_id], client=self.redis
             )
-            await self.redis.hdel(self.cart_key(user_id), *(str(c) for c in course_ids))
+            if fields:
+                await self.redis.hdel(self.cart_key(user_id), *fields)

@@ -19,6 +19,7 @@ from shop.ports import (
     BalanceLedger,
     CatalogueRepository,
     CouponRepository,
+    DegreeEnrolmentRepository,
     Duplicate,
     EnrolmentRepository,
     GaveUp,
@@ -91,16 +92,27 @@ class MongoCatalogue(_Repo):
         return {int(c["_id"]): c async for c in cursor}
 
     async def policies_by_course(self, course_ids: Iterable[int]) -> dict[int, list[Document]]:
-        wanted = list(course_ids)
+        return await self._policies("course", course_ids)
+
+    async def policies_by_degree(self, degree_course_ids: Iterable[int]) -> dict[int, list[Document]]:
+        return await self._policies("degree", degree_course_ids)
+
+    async def _policies(self, target: str, target_ids: Iterable[int]) -> dict[int, list[Document]]:
+        wanted = list(target_ids)
         found: dict[int, list[Document]] = {}
         if not wanted:
             return found
         cursor = self.db.shop_price_policies.find(
-            {"target": "course", "target_id": {"$in": wanted}}, session=self.s
+            {"target": target, "target_id": {"$in": wanted}}, session=self.s
         ).sort([("target_id", ASCENDING), ("valid_days", ASCENDING)])
         async for policy in cursor:
             found.setdefault(int(policy["target_id"]), []).append(policy)
         return found
+
+    async def update_degree_course(self, degree_course_id: int, changes: Document) -> Document | None:
+        return await self.db.shop_degree_courses.find_one_and_update(
+            {"_id": degree_course_id}, {"$set": changes}, return_document=ReturnDocument.AFTER, session=self.s
+        )
 
 
 class MongoCoupons(_Repo):
@@ -224,6 +236,56 @@ class MongoOrders(_Repo):
         )
         return [str(doc["_id"]) async for doc in cursor]
 
+    async def pending_for_degree(self, user_id: int, degree_course_id: int) -> str | None:
+        found = await self.db.shop_orders.find_one(
+            {"user_id": user_id, "status": "pending", "lines.degree_course_id": degree_course_id},
+            {"_id": 1},
+            session=self.s,
+        )
+        return None if found is None else str(found["_id"])
+
+
+class MongoDegreeEnrolments(_Repo):
+    """`shop_degree_enrolments` (`_id` "{user_id}:{degree_course_id}") and the order claims
+    `shop_degree_claims` (same `_id`) that make two concurrent orders of one degree conflict."""
+
+    async def get(self, enrolment_id: str) -> Document | None:
+        return await self.db.shop_degree_enrolments.find_one({"_id": enrolment_id}, session=self.s)
+
+    async def add(self, enrolment: Document) -> bool:
+        # An upsert that only inserts: an existing enrolment is left alone.
+        fields = {k: v for k, v in enrolment.items() if k != "_id"}
+        result = await self.db.shop_degree_enrolments.update_one(
+            {"_id": enrolment["_id"]}, {"$setOnInsert": fields}, upsert=True, session=self.s
+        )
+        return result.upserted_id is not None
+
+    async def replace_refunded(self, enrolment: Document) -> bool:
+        result = await self.db.shop_degree_enrolments.replace_one(
+            {"_id": enrolment["_id"], "status": "refunded"}, enrolment, session=self.s
+        )
+        return result.matched_count == 1
+
+    async def change(self, enrolment_id: str, expect: Document, changes: Document) -> Document | None:
+        return await self.db.shop_degree_enrolments.find_one_and_update(
+            {"_id": enrolment_id, **expect},
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+            session=self.s,
+        )
+
+    async def claim(self, enrolment_id: str, order_no: str, now: datetime.datetime) -> None:
+        try:
+            await self.db.shop_degree_claims.update_one(
+                {"_id": enrolment_id},
+                {"$set": {"order_no": order_no, "at": now}, "$inc": {"claims": 1}},
+                upsert=True,
+                session=self.s,
+            )
+        except DuplicateKeyError as error:
+            # Two first claims inserting at once: the loser runs again, like a write conflict.
+            raise GaveUp(str(error)) from None
+
 
 class MongoEnrolments(_Repo):
     async def current(self, user_id: int, course_id: int) -> Document | None:
@@ -285,6 +347,7 @@ class MongoShopUnitOfWork:
     orders: OrderRepository
     enrolments: EnrolmentRepository
     ledger: BalanceLedger
+    degree_enrolments: DegreeEnrolmentRepository
 
     def __init__(self, db: Database, accounts: Accounts, s: TxSession | None) -> None:
         self.catalogue = MongoCatalogue(db, s)
@@ -292,6 +355,7 @@ class MongoShopUnitOfWork:
         self.orders = MongoOrders(db, s)
         self.enrolments = MongoEnrolments(db, s)
         self.ledger = MongoShopLedger(accounts, db, s)
+        self.degree_enrolments = MongoDegreeEnrolments(db, s)
 
 
 def _conflict(error: OperationFailure) -> bool:

@@ -4,7 +4,7 @@ answers rest on) and id counters.
 Collections: `shop_categories`, `shop_teachers`, `shop_degree_courses`, `shop_courses`,
 `shop_course_details`, `shop_price_policies`, `shop_chapters`, `shop_sections`, `shop_faqs`,
 `shop_coupons` (templates), `shop_user_coupons` (a user's coupon), `shop_orders` (lines embedded),
-`shop_enrolments`, `shop_progress`.
+`shop_enrolments`, `shop_progress`, `shop_degree_enrolments`, `shop_degree_claims`.
 """
 
 from typing import Final
@@ -84,6 +84,8 @@ def _indexes() -> dict[str, list[IndexModel]]:
             IndexModel([("order_nos", ASCENDING)], name="order_nos"),
             IndexModel([("status", ASCENDING), ("valid_to", ASCENDING)], name="status_valid_to"),
         ],
+        # Degree enrolments: `_id` "{user_id}:{degree_course_id}" (bought once by construction).
+        "shop_degree_enrolments": [IndexModel([("user_id", ASCENDING)], name="user")],
         # Learning progress: one record per user and section (a repeated mark updates it).
         "shop_progress": [
             IndexModel([("user_id", ASCENDING), ("section_id", ASCENDING)], unique=True, name="user_section"),

@@ -113,14 +113,27 @@ class FakeCatalogue:
         return {i: copy.deepcopy(table[i]) for i in ids if i in table}
 
     async def policies_by_course(self, course_ids: Iterable[int]) -> dict[int, list[Record]]:
-        wanted = set(course_ids)
+        return self._policies("course", course_ids)
+
+    async def policies_by_degree(self, degree_course_ids: Iterable[int]) -> dict[int, list[Record]]:
+        return self._policies("degree", degree_course_ids)
+
+    def _policies(self, target: str, ids: Iterable[int]) -> dict[int, list[Record]]:
+        wanted = set(ids)
         found: dict[int, list[Record]] = {}
         for policy in sorted(
             self.s.table("price_policies").values(), key=lambda p: (p["target_id"], p["valid_days"])
         ):
-            if policy["target"] == "course" and policy["target_id"] in wanted:
+            if policy["target"] == target and policy["target_id"] in wanted:
                 found.setdefault(policy["target_id"], []).append(copy.deepcopy(policy))
         return found
+
+    async def update_degree_course(self, degree_course_id: int, changes: Record) -> Record | None:
+        table = self.s.table("degree_courses")
+        if degree_course_id not in table:
+            return None
+        table[degree_course_id].update(copy.deepcopy(changes))
+        return copy.deepcopy(table[degree_course_id])
 
 
 class FakeCoupons:
@@ -268,6 +281,18 @@ class FakeOrders:
             o["_id"] for o in self.table.values() if o["status"] == "pending" and o["pay_deadline"] <= now
         ]
 
+    async def pending_for_degree(self, user_id: int, degree_course_id: int) -> str | None:
+        return next(
+            (
+                o["_id"]
+                for o in self.table.values()
+                if o["user_id"] == user_id
+                and o["status"] == "pending"
+                and any(line.get("degree_course_id") == degree_course_id for line in o["lines"])
+            ),
+            None,
+        )
+
 
 class FakeEnrolments:
     def __init__(self, store: "FakeShopStore") -> None:
@@ -307,6 +332,43 @@ class FakeEnrolments:
         self.store.state.table("enrolments")[enrolment_id].update(copy.deepcopy(changes))
 
 
+class FakeDegreeEnrolments:
+    def __init__(self, store: "FakeShopStore") -> None:
+        self.store = store
+
+    @property
+    def table(self) -> dict[Any, Record]:
+        return self.store.state.table("degree_enrolments")
+
+    async def get(self, enrolment_id: str) -> Record | None:
+        return copy.deepcopy(self.table.get(enrolment_id))
+
+    async def add(self, enrolment: Record) -> bool:
+        if enrolment["_id"] in self.table:
+            return False
+        self.table[enrolment["_id"]] = copy.deepcopy(enrolment)
+        return True
+
+    async def replace_refunded(self, enrolment: Record) -> bool:
+        current = self.table.get(enrolment["_id"])
+        if current is None or current.get("status") != "refunded":
+            return False
+        self.table[enrolment["_id"]] = copy.deepcopy(enrolment)
+        return True
+
+    async def change(self, enrolment_id: str, expect: Record, changes: Record) -> Record | None:
+        current = self.table.get(enrolment_id)
+        if current is None or any(_get(current, k) != v for k, v in expect.items()):
+            return None
+        for name, value in changes.items():
+            _set(current, name, copy.deepcopy(value))
+        return copy.deepcopy(current)
+
+    async def claim(self, enrolment_id: str, order_no: str, now: datetime.datetime) -> None:
+        # The fake's transactions run one at a time: nothing to conflict with; kept for tests.
+        self.store.state.table("degree_claims")[enrolment_id] = {"order_no": order_no, "at": now}
+
+
 class FakeLedger:
     def __init__(self, store: "FakeShopStore") -> None:
         self.store = store
@@ -340,6 +402,7 @@ class FakeUnitOfWork:
         self.orders = FakeOrders(store)
         self.enrolments = FakeEnrolments(store)
         self.ledger = FakeLedger(store)
+        self.degree_enrolments = FakeDegreeEnrolments(store)
 
 
 class FakeShopStore:
@@ -367,29 +430,42 @@ class FakeShopStore:
 
 
 class FakeCarts:
+    """Courses under their id, degree courses under ("d", id): one cart, one limit."""
+
     def __init__(self) -> None:
-        self.carts: dict[int, dict[int, int]] = {}
+        self.carts: dict[int, dict[Any, int]] = {}
         self.checkouts: dict[int, Checkout] = {}
 
-    async def add(self, user_id: int, course_id: int, policy_id: int, added_ms: int, limit: int) -> bool:
+    @staticmethod
+    def _key(item_id: int, kind: str) -> Any:
+        return ("d", item_id) if kind == "degree" else item_id
+
+    async def add(
+        self, user_id: int, course_id: int, policy_id: int, added_ms: int, limit: int, kind: str = "course"
+    ) -> bool:
         cart = self.carts.setdefault(user_id, {})
-        if course_id not in cart and len(cart) >= limit:
+        key = self._key(course_id, kind)
+        if key not in cart and len(cart) >= limit:
             return False
-        cart[course_id] = policy_id
+        cart[key] = policy_id
         return True
 
-    async def change_policy(self, user_id: int, course_id: int, policy_id: int) -> bool:
+    async def change_policy(self, user_id: int, course_id: int, policy_id: int, kind: str = "course") -> bool:
         cart = self.carts.get(user_id, {})
-        if course_id not in cart:
+        key = self._key(course_id, kind)
+        if key not in cart:
             return False
-        cart[course_id] = policy_id
+        cart[key] = policy_id
         return True
 
-    async def remove(self, user_id: int, course_id: int) -> bool:
-        return self.carts.get(user_id, {}).pop(course_id, None) is not None
+    async def remove(self, user_id: int, course_id: int, kind: str = "course") -> bool:
+        return self.carts.get(user_id, {}).pop(self._key(course_id, kind), None) is not None
 
     async def entries(self, user_id: int) -> dict[int, int]:
-        return dict(self.carts.get(user_id, {}))
+        return {k: v for k, v in self.carts.get(user_id, {}).items() if isinstance(k, int)}
+
+    async def degree_entries(self, user_id: int) -> dict[int, int]:
+        return {k[1]: v for k, v in self.carts.get(user_id, {}).items() if isinstance(k, tuple)}
 
     async def save_checkout(self, checkout: Checkout) -> None:
         self.checkouts[checkout.user_id] = checkout
@@ -412,12 +488,16 @@ class FakeCarts:
         self.checkouts[user_id] = dataclasses.replace(checkout, chosen=chosen, chosen_global=chosen_global)
         return True
 
-    async def forget(self, user_id: int, checkout_id: str, course_ids: Iterable[int]) -> None:
+    async def forget(
+        self, user_id: int, checkout_id: str, course_ids: Iterable[int], degree_ids: Iterable[int] = ()
+    ) -> None:
         checkout = self.checkouts.get(user_id)
         if checkout is not None and checkout.checkout_id == checkout_id:
             del self.checkouts[user_id]
         for course_id in course_ids:
             self.carts.get(user_id, {}).pop(course_id, None)
+        for degree_course_id in degree_ids:
+            self.carts.get(user_id, {}).pop(("d", degree_course_id), None)
 
 
 class FakeReads:
