@@ -135,7 +135,7 @@ async def test_opening_the_first_module_starts_validity_and_the_schedule() -> No
     today = w.clock().date()
     assert after["status"] == "studying"
     assert after["valid_from"].date() == today
-    assert after["valid_to"].date() == today + datetime.timedelta(days=rules.VALIDITY_DAYS - 1)
+    assert (after["valid_from"].date(), after["valid_to"].date()) == rules.validity(today)
     first = (await w.store.study_records(d.enrolment_id))[0]
     assert first["status"] == "studying" and first["opened_at"] == w.clock()
     assert [(e["homework_id"], e["recommended_date"].date()) for e in first["schedule"]] == [
@@ -339,7 +339,8 @@ async def test_hand_in_refusals() -> None:
         with pytest.raises(rules.EnrolmentNotActive):
             await service.submit(STUDENT, d.degree_id, d.homework[0][0], "x", [])
     enrolment["status"] = "studying"
-    w.clock.advance(rules.VALIDITY_DAYS)
+    valid_to = (await w.store.enrolment(d.enrolment_id) or {})["valid_to"].date()
+    w.clock.advance((valid_to - w.clock().date()).days + 1)  # the day after the last valid one
     with pytest.raises(rules.EnrolmentNotActive):
         await service.submit(STUDENT, d.degree_id, d.homework[0][0], "x", [])
 
