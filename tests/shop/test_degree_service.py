@@ -487,3 +487,20 @@ async def test_degree_reviews() -> None:
     assert [r["_id"] for r in items] == [module["_id"]] and total == 1
     with pytest.raises(NotFound):
         await w.service.reviews(99_999, None, all_targets=True, skip=0, limit=10)
+
+
+async def test_a_refund_before_the_first_opening_stops_it() -> None:
+    d = await a_degree()
+    w = d.world
+    await w.service.register(STUDENT, d.degree_id, FORM)
+    start = w.store.start
+
+    async def refunded_first(*args: Any) -> bool:
+        # The BUY part's refund (conditional on not_started) commits just before this start.
+        w.store.table("enrolments")[d.enrolment_id]["status"] = "refunded"
+        return await start(*args)
+
+    w.store.start = refunded_first  # type: ignore[method-assign, assignment]
+    with pytest.raises(rules.EnrolmentNotActive):
+        await w.service.open_module(d.enrolment_id, d.modules[0], by_admin=True)
+    assert {r["status"] for r in await w.store.study_records(d.enrolment_id)} == {"not_opened"}
