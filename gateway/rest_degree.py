@@ -366,7 +366,10 @@ class SubmissionsHandler(DegreeHandler):
             raise ValidationFailed("send multipart/form-data (text, files) or JSON {text}")
         arguments: dict[str, list[bytes]] = {}
         files: dict[str, list[tornado.httputil.HTTPFile]] = {}
-        tornado.httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+        try:
+            tornado.httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+        except tornado.httputil.HTTPInputError:
+            raise ValidationFailed("the multipart/form-data body is malformed") from None
         if set(arguments) - {"text"} or set(files) - {"files"} or len(arguments.get("text", [])) > 1:
             raise ValidationFailed("the form has one `text` field and up to five `files`")
         try:
