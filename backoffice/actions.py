@@ -397,7 +397,7 @@ class AdminActions:
         await self.office.delete_faq(faq_id)
         await self.record(actor, "faq.delete", f"faq:{faq_id}", before, None)
 
-    # == degree path: student side (issue 22) ===========================================================
+    # == degree path: student side (issue 22) ====================================================
     # The degree service (shop/degree_service.py), set by composition/backoffice.py; None: unavailable.
     degree: DegreeService | None = None
 
@@ -444,6 +444,42 @@ class AdminActions:
         target = f"degree_enrolment:{enrolment_id}"
         await self.record(actor, name, target, None, {"status": after.get("status")})
         return after
+
+    # == degree path: mentors (issue 22) — the service is shop/degree_mentoring.MentorService, set by
+    # the composition (composition/backoffice.py) or by gateway/rest_mentor.build_mentoring.
+    mentoring: Any = None
+
+    async def degree_grant_mentor(self, actor: Actor, user_id: int, name: str, intro: str) -> Document:
+        await self.authorize(actor, "degree.mentor_grant")
+        before = await self.mentoring.store.mentor(user_id)
+        doc: Document = await self.mentoring.grant_mentor(user_id, name, intro)
+        await self.record(actor, "degree.mentor_grant", f"user:{user_id}", before, doc)
+        return doc
+
+    async def degree_revoke_mentor(self, actor: Actor, user_id: int) -> Document:
+        await self.authorize(actor, "degree.mentor_revoke")
+        doc: Document = await self.mentoring.revoke_mentor(user_id)
+        await self.record(actor, "degree.mentor_revoke", f"user:{user_id}", None, doc)
+        return doc
+
+    async def degree_assign_mentor(self, actor: Actor, enrolment_id: str, mentor_id: int) -> Document:
+        await self.authorize(actor, "degree.mentor_assign")
+        before = await self.mentoring.store.enrolment(enrolment_id)
+        doc: Document = await self.mentoring.assign_mentor(enrolment_id, mentor_id)
+        await self.record(
+            actor,
+            "degree.mentor_assign",
+            f"degree_enrolment:{enrolment_id}",
+            {"mentor_id": before.get("mentor_id") if before else None},
+            {"mentor_id": mentor_id},
+        )
+        return doc
+
+    async def degree_sweep(self, actor: Actor) -> Document:
+        await self.authorize(actor, "degree.sweep")
+        counts: Document = await self.mentoring.sweep(self.mentoring.now())
+        await self.record(actor, "degree.sweep", "degree_enrolments", None, counts)
+        return counts
 
     # -- the admin's own account ---------------------------------------------------------------------
     async def two_factor_changed(self, actor: Actor, enabled: bool) -> None:

@@ -226,4 +226,5 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
         lot_view=admin_lot_view,
     )
     actions.degree = degree_of(ctx)  # the degree path's admin writes (gateway/rest_degree.py)
+    actions.mentoring = ctx.mentoring  # the degree path's mentors (issue 22); else set by build_mentoring
     return actions

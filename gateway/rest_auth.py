@@ -84,6 +84,7 @@ class MeHandler(JsonHandler):
             "username": profile.username,
             "display_name": profile.display_name,
             "balance": profile.balance,
+            "is_mentor": bool(self.ctx.mentoring and await self.ctx.mentoring.is_mentor(profile.user_id)),
         }
 
 

@@ -23,6 +23,7 @@ from gateway.rest_community import community_routes, user_coupon_view
 from gateway.rest_degree import degree_routes
 from gateway.rest_degree_buy import my_degree
 from gateway.rest_learning import learning_routes, my_course, start_learning
+from gateway.rest_mentor import mentor_routes, start_mentoring
 from gateway.rest_shop_orders import order_view
 from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
@@ -92,6 +93,7 @@ async def start_shop(
     return [
         asyncio.create_task(run_sweeper(shop, interval_seconds=sweep_interval_seconds), name="shop-sweeper"),
         *start_learning(ctx),
+        *await start_mentoring(ctx),  # the degree sweeper (issue 22)
     ]
 
 
@@ -131,7 +133,7 @@ def shop_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
     ]
     own = [(pattern, handler, args) for pattern, handler in routes]
     own += degree_routes(ctx)  # the degree path's student side (gateway/rest_degree.py)
-    return own + learning_routes(ctx) + community_routes(ctx)
+    return own + learning_routes(ctx) + community_routes(ctx) + mentor_routes(ctx)
 
 
 # -- JSON views -------------------------------------------------------------------------------------------

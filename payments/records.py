@@ -135,5 +135,3 @@ class PaymentRecords:
 
     async def set_refund_status(self, refund_ref: str, status: str) -> None:
         await self.db.payment_refunds.update_one({"_id": refund_ref}, {"$set": {"status": status}})
-
-

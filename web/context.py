@@ -110,6 +110,7 @@ class AppContext:
     shop: ShopService | None = None
     learning: LearningService | None = None  # built with the shop's routes (gateway/rest_learning.py)
     degree: Any = None  # the degree path's DegreeService (gateway/rest_degree.py build_degree)
+    mentoring: Any = None  # shop.degree_mentoring.MentorService (gateway/rest_mentor.py build_mentoring)
     settlement: Settlement | None = None
     metrics: Metrics | None = None
     readiness: Readiness | None = None

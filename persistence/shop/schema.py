@@ -84,8 +84,8 @@ def _indexes() -> dict[str, list[IndexModel]]:
             IndexModel([("order_nos", ASCENDING)], name="order_nos"),
             IndexModel([("status", ASCENDING), ("valid_to", ASCENDING)], name="status_valid_to"),
         ],
-        # Degree enrolments: `_id` "{user_id}:{degree_course_id}" (bought once by construction).
-        "shop_degree_enrolments": [IndexModel([("user_id", ASCENDING)], name="user")],
+        # Degree enrolments: `_id` "{user_id}:{degree_course_id}" (bought once by construction); their
+        # index by user is persistence/shop/degree.py's (one definition, or the two names clash).
         # Learning progress: one record per user and section (a repeated mark updates it).
         "shop_progress": [
             IndexModel([("user_id", ASCENDING), ("section_id", ASCENDING)], unique=True, name="user_section"),
