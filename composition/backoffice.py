@@ -23,6 +23,7 @@ from backoffice.actions import AdminActions
 from engine.book.errors import GavelError
 from engine.commands import UnblockBidder
 from gateway.rest_degree import degree_of
+from gateway.rest_mentor import mentoring_of
 from persistence.audit import AuditLog
 from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Document
@@ -226,5 +227,7 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
         lot_view=admin_lot_view,
     )
     actions.degree = degree_of(ctx)  # the degree path's admin writes (gateway/rest_degree.py)
-    actions.mentoring = ctx.mentoring  # the degree path's mentors (issue 22); else set by build_mentoring
+    # The degree path's mentors (issue 22), built here like the degree service: the admin UI's mentor
+    # buttons work even in an application served without the shop's REST routes.
+    actions.mentoring = mentoring_of(ctx)
     return actions

@@ -1,5 +1,6 @@
 """The demo data `make run` seeds on first start (SEED_DEMO): three sessions (live, upcoming, ended)
-whose lots have pictures, descriptions and specifications, two courses, two bidders.
+whose lots have pictures, descriptions and specifications, two courses, a degree with two mentors
+(composition/demo_degree.py), two bidders.
 
 The pictures are drawn here with Pillow (a gradient, a simple vessel, the catalogue number) and
 stored through the media store, so they get their WebP variants like any upload.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from composition.demo_degree import seed_demo_degree
 from composition.demo_learning import seed_demo_outline
 from persistence.catalog import LotSpec, SessionSpec, Spec
 from persistence.media import MediaStore
@@ -410,3 +412,4 @@ async def seed_demo_courses(ctx: AppContext) -> None:
         for valid_days, price in policies:
             await shop.add_policy("course", int(course["_id"]), valid_days, price)
         await seed_demo_outline(shop, int(course["_id"]), order)  # chapters: free previews and paid
+    await seed_demo_degree(ctx)  # the degree, its homework and the mentors mentor1 / mentor2

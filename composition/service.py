@@ -330,7 +330,8 @@ class Service:
         if self.demo_session is not None:
             lines.append(
                 f"  demo session       {self.demo_session}; bidders: "
-                "alice / alice-demo-pass, bob / bob-demo-pass"
+                "alice / alice-demo-pass, bob / bob-demo-pass; mentors: "
+                "mentor1 / mentor1-demo-pass, mentor2 / mentor2-demo-pass"
             )
         lines.append("Press Ctrl-C to stop.")
         return "\n".join(lines)
