@@ -41,6 +41,7 @@ ENROLMENT: Final = r"([0-9]{1,16}:[0-9]{1,16})"
 FILE_ID: Final = r"([0-9a-f]{24})"
 # Five files of 10 MiB and the text, with room for the multipart headers around them.
 MAX_UPLOAD_BYTES: Final = MAX_FILES * MAX_FILE_BYTES + 4 * MAX_SUBMISSION_TEXT + 64 * 1024
+UPLOAD_BODY_TIMEOUT_SECONDS: Final = 120.0
 MAX_JSON_HAND_IN_BYTES: Final = 8 * MAX_SUBMISSION_TEXT  # a JSON string of 10,000 escaped characters
 
 
@@ -330,6 +331,11 @@ class SubmissionsHandler(DegreeHandler):
         set_max_body_size = getattr(self.request.connection, "set_max_body_size", None)
         if set_max_body_size is not None:
             set_max_body_size(MAX_UPLOAD_BYTES + 1)
+        # Files take longer than HEADER_TIMEOUT to arrive from a phone; only a signed-in sender
+        # gets this longer (still bounded) wait.
+        set_body_timeout = getattr(self.request.connection, "set_body_timeout", None)
+        if set_body_timeout is not None:
+            set_body_timeout(UPLOAD_BODY_TIMEOUT_SECONDS)
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -360,7 +366,10 @@ class SubmissionsHandler(DegreeHandler):
             raise ValidationFailed("send multipart/form-data (text, files) or JSON {text}")
         arguments: dict[str, list[bytes]] = {}
         files: dict[str, list[tornado.httputil.HTTPFile]] = {}
-        tornado.httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+        try:
+            tornado.httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+        except tornado.httputil.HTTPInputError:
+            raise ValidationFailed("the multipart/form-data body is malformed") from None
         if set(arguments) - {"text"} or set(files) - {"files"} or len(arguments.get("text", [])) > 1:
             raise ValidationFailed("the form has one `text` field and up to five `files`")
         try:

@@ -453,8 +453,12 @@ class DegreeService:
         if status == rules.EnrolmentStatus.NOT_STARTED:
             rules.next_status(status, rules.EnrolmentEvent.OPEN_FIRST_MODULE)  # the table allows it
             valid_from, valid_to = rules.validity(today)
-            # A concurrent first opening may have started it: then its validity stands.
-            await self.store.start(enrolment_id, midnight(valid_from), midnight(valid_to), now)
+            if not await self.store.start(enrolment_id, midnight(valid_from), midnight(valid_to), now):
+                # A concurrent first opening started it (its validity stands), or a refund or a
+                # suspension came first: then nothing opens.
+                current = str((await self._enrolment_by_id(enrolment_id)).get("status"))
+                if current != rules.EnrolmentStatus.STUDYING:
+                    raise rules.EnrolmentNotActive(f"the enrolment is {current}")
         specs = [
             rules.HomeworkSpec(
                 int(h["_id"]),

@@ -295,9 +295,6 @@ def _indexes() -> dict[str, list[IndexModel]]:
         "shop_study_records": [
             IndexModel([("enrolment_id", ASCENDING), ("order", ASCENDING)], name="enrolment")
         ],
-        "shop_degree_enrolments": [
-            IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user")
-        ],
         # One review per student per target (module_id null: the whole degree).
         "shop_degree_reviews": [
             IndexModel(

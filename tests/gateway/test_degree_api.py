@@ -286,6 +286,18 @@ async def test_hand_in_limits(shop_server: ShopServer) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert (wrong_type.status, wrong_type.code) == (400, "VALIDATION")
+    for content_type, raw in (
+        ("multipart/form-data", b""),  # no boundary
+        ("multipart/form-data; boundary=a2", b"--a2\r\n[]--a2--\r\n"),  # a part without headers
+    ):
+        malformed = await s.call(
+            "POST",
+            f"/api/v1/me/degrees/{d.degree_id}/homework/{d.homework[0]}/submissions",
+            raw=raw,
+            token=token,
+            headers={"Content-Type": content_type},
+        )
+        assert (malformed.status, malformed.code) == (400, "VALIDATION")
     anonymous = await s.call(
         "POST", f"/api/v1/me/degrees/{d.degree_id}/homework/{d.homework[0]}/submissions", {"text": "hi"}
     )

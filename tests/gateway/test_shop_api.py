@@ -515,7 +515,8 @@ async def test_concurrent_pays_of_one_coupon_one_wins(shop_server: ShopServer) -
 # -- docs/openapi-shop.yaml and the routes agree (both directions) ------------------------------------
 SPEC = pathlib.Path(__file__).parents[2] / "docs" / "openapi-shop.yaml"
 METHODS = ("get", "post", "patch", "put", "delete")
-SAMPLES = {"out_trade_no": "shop-1", "order_no": "1", "action": "hide", "enrolment_id": "1:1"}
+SAMPLES = {"out_trade_no": "shop-1", "order_no": "1", "action": "hide"}
+SAMPLES |= {"enrolment_id": "1:1", "file_id": "0" * 24, "event": "suspend"}  # the degree path
 
 
 def documented_paths() -> dict[str, set[str]]:

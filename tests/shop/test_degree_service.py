@@ -135,7 +135,7 @@ async def test_opening_the_first_module_starts_validity_and_the_schedule() -> No
     today = w.clock().date()
     assert after["status"] == "studying"
     assert after["valid_from"].date() == today
-    assert after["valid_to"].date() == rules.validity(today)[1]
+    assert (after["valid_from"].date(), after["valid_to"].date()) == rules.validity(today)
     first = (await w.store.study_records(d.enrolment_id))[0]
     assert first["status"] == "studying" and first["opened_at"] == w.clock()
     assert [(e["homework_id"], e["recommended_date"].date()) for e in first["schedule"]] == [
@@ -339,7 +339,8 @@ async def test_hand_in_refusals() -> None:
         with pytest.raises(rules.EnrolmentNotActive):
             await service.submit(STUDENT, d.degree_id, d.homework[0][0], "x", [])
     enrolment["status"] = "studying"
-    w.clock.advance(731)  # past two calendar years whatever the leap days
+    valid_to = (await w.store.enrolment(d.enrolment_id) or {})["valid_to"].date()
+    w.clock.advance((valid_to - w.clock().date()).days + 1)  # the day after the last valid one
     with pytest.raises(rules.EnrolmentNotActive):
         await service.submit(STUDENT, d.degree_id, d.homework[0][0], "x", [])
 
@@ -487,3 +488,20 @@ async def test_degree_reviews() -> None:
     assert [r["_id"] for r in items] == [module["_id"]] and total == 1
     with pytest.raises(NotFound):
         await w.service.reviews(99_999, None, all_targets=True, skip=0, limit=10)
+
+
+async def test_a_refund_before_the_first_opening_stops_it() -> None:
+    d = await a_degree()
+    w = d.world
+    await w.service.register(STUDENT, d.degree_id, FORM)
+    start = w.store.start
+
+    async def refunded_first(*args: Any) -> bool:
+        # The BUY part's refund (conditional on not_started) commits just before this start.
+        w.store.table("enrolments")[d.enrolment_id]["status"] = "refunded"
+        return await start(*args)
+
+    w.store.start = refunded_first  # type: ignore[method-assign, assignment]
+    with pytest.raises(rules.EnrolmentNotActive):
+        await w.service.open_module(d.enrolment_id, d.modules[0], by_admin=True)
+    assert {r["status"] for r in await w.store.study_records(d.enrolment_id)} == {"not_opened"}
