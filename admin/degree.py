@@ -19,6 +19,8 @@ import tornado.web
 from admin.base import PREFIX, AdminHandler, FormError, Paging, parse_int, parse_money, text_field
 from persistence.mongo import UTC, Document, from_ms
 from shop.degree_rules import EnrolmentEvent, ScheduleEntry, behind_schedule
+from shop.degree_service import HOMEWORK_FIELDS as SERVICE_HOMEWORK_FIELDS
+from shop.degree_service import MAX_HOMEWORK_ORDER, MAX_HOMEWORK_TEXT, MAX_RECOMMENDED_DAYS, MAX_TITLE
 
 ENROLMENT_STATUSES = {
     "not_started": "not started 未开始",
@@ -35,18 +37,8 @@ COHORT_PAGE_SIZE = 50
 RECORDS_PAGE_SIZE = 50
 MAX_LISTED = 500
 MAX_ID = 2**53 - 1
-# Homework limits (CORE's REST reads the same: core.md "Homework authoring").
-TITLE_MAX, LONG_TEXT_MAX, MAX_RECOMMENDED_DAYS, MAX_ORDER = 128, 4000, 365, 32_767
-HOMEWORK_FIELDS = (
-    "title",
-    "kind",
-    "requirement",
-    "scoring_points",
-    "recommended_days",
-    "scholarship_value",
-    "order",
-    "enabled",
-)
+# The homework form edits every field the service takes but the derived course id.
+HOMEWORK_FIELDS = tuple(name for name in SERVICE_HOMEWORK_FIELDS if name not in ("course_id", "chapter_id"))
 
 
 def enrolment_path(raw: str) -> tuple[str, int]:
@@ -307,19 +299,19 @@ def homework_fields(handler: AdminHandler) -> Document:
     value = parse_money(handler.form("scholarship_value") or "0", "Scholarship value", minimum=0)
     assert value is not None  # required (a blank reads as 0)
     return {
-        "title": text_field(handler.form("title"), "Title", max_length=TITLE_MAX),
+        "title": text_field(handler.form("title"), "Title", max_length=MAX_TITLE),
         "kind": kind,
         "requirement": text_field(
             handler.form("requirement"),
             "Requirement",
-            max_length=LONG_TEXT_MAX,
+            max_length=MAX_HOMEWORK_TEXT,
             required=False,
             multiline=True,
         ),
         "scoring_points": text_field(
             handler.form("scoring_points"),
             "Scoring points",
-            max_length=LONG_TEXT_MAX,
+            max_length=MAX_HOMEWORK_TEXT,
             required=False,
             multiline=True,
         ),
@@ -327,7 +319,7 @@ def homework_fields(handler: AdminHandler) -> Document:
             handler.form("recommended_days"), "Recommended days", minimum=1, maximum=MAX_RECOMMENDED_DAYS
         ),
         "scholarship_value": value,
-        "order": parse_int(handler.form("order") or "0", "Order", maximum=MAX_ORDER),
+        "order": parse_int(handler.form("order") or "0", "Order", maximum=MAX_HOMEWORK_ORDER),
         "enabled": handler.form("enabled") == "1",
     }
 

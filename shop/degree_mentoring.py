@@ -35,6 +35,7 @@ from shop.degree_rules import (
     next_status,
     passes,
     timed_out,
+    ungraded_fields,
 )
 from shop.model import Record
 
@@ -561,18 +562,7 @@ def _missed_record(
         "submit_count": 0,
         "submissions": [],
         "handed_in_at": None,
-        "grade": None,
-        "score": None,
-        "comment": "",
-        "graded_at": None,
-        "graded_by": None,
-        "graded_submission": None,
-        "gradings": [],
-        "rewarded": False,
-        "penalised": False,
-        "forfeited": False,
-        "scholarship_awarded": 0,
-        "penalty_total": 0,
+        **ungraded_fields(),
         "created_at": now,
     }
 

@@ -210,6 +210,25 @@ class RewardStatus(enum.StrEnum):
     MISSED = "missed"  # 5 未作按时检测: the date passed with nothing handed in
 
 
+def ungraded_fields() -> dict[str, object]:
+    """A homework record's grading and reward fields before its first grading (a new record, and
+    the sweep's MISSED one): nothing earned, nothing penalised, nothing forfeited."""
+    return {
+        "grade": None,
+        "score": None,
+        "comment": "",
+        "graded_at": None,
+        "graded_by": None,
+        "graded_submission": None,
+        "gradings": [],
+        "rewarded": False,
+        "penalised": False,
+        "forfeited": False,
+        "scholarship_awarded": 0,
+        "penalty_total": 0,
+    }
+
+
 def timeliness(handed_in_on: datetime.date, recommended_date: datetime.date | None) -> RewardStatus:
     """ON_TIME on or before the recommended date (or when there is none), else LATE."""
     if recommended_date is None or handed_in_on <= recommended_date:

@@ -26,6 +26,7 @@ from shop.ports import Duplicate
 MAX_TITLE: Final = 128
 MAX_HOMEWORK_TEXT: Final = 4000  # requirement, scoring points
 MAX_RECOMMENDED_DAYS: Final = 365
+MAX_HOMEWORK_ORDER: Final = 32_767
 HOMEWORK_KINDS: Final = ("assignment", "exam")  # 作业, 模块通关考核
 MAX_SUBMISSION_TEXT: Final = 10_000
 MAX_FILES: Final = 5
@@ -190,7 +191,7 @@ def check_homework(fields: Mapping[str, Any], *, partial: bool) -> Record:
             data, "recommended_days", minimum=1, maximum=MAX_RECOMMENDED_DAYS
         ),
         "scholarship_value": lambda: _integer(data, "scholarship_value", minimum=0),
-        "order": lambda: _integer(data, "order", minimum=0, maximum=32_767),
+        "order": lambda: _integer(data, "order", minimum=0, maximum=MAX_HOMEWORK_ORDER),
         "enabled": lambda: _boolean(data, "enabled"),
     }
     return {name: check() for name, check in checks.items() if name in data}
@@ -649,18 +650,7 @@ class DegreeService:
                 **changes,
                 "submit_count": 1,
                 "submissions": [{"n": 1, "text": text, "files": attached, "at": now}],
-                "grade": None,
-                "score": None,
-                "comment": "",
-                "graded_at": None,
-                "graded_by": None,
-                "graded_submission": None,
-                "gradings": [],
-                "rewarded": False,
-                "penalised": False,
-                "forfeited": False,
-                "scholarship_awarded": 0,
-                "penalty_total": 0,
+                **rules.ungraded_fields(),
             }
             try:
                 return await self.store.insert_homework_record(record)
