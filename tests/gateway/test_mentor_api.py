@@ -163,6 +163,20 @@ async def test_followups_revoke_and_sweep(shop_server: ShopServer) -> None:
     assert (await s.call("GET", path, token=c.other_token)).code == "NOT_YOUR_STUDENT"
     bad = await s.call("POST", path, {"channel": "pigeon", "text": "x"}, token=c.mentor_token)
     assert bad.status == 400
+    # Over 10 MiB, or bytes of no accepted type: refused, and no follow-up is written.
+    too_large = await s.call(
+        "POST",
+        path,
+        token=c.mentor_token,
+        raw=body.replace(PNG, PNG + b"\0" * (10 * 1024 * 1024)),
+        headers=headers,
+    )
+    assert (too_large.status, too_large.code) == (413, "FILE_TOO_LARGE")
+    exe = await s.call(
+        "POST", path, token=c.mentor_token, raw=body.replace(PNG, b"MZ\x90\x00" * 64), headers=headers
+    )
+    assert (exe.status, exe.code) == (400, "FILE_REJECTED")
+    assert len((await s.call("GET", path, token=c.mentor_token)).json["items"]) == 2
 
     await s.admin("DELETE", f"/api/v1/admin/degree/mentors/{c.other}")
     assert (await s.call("GET", "/api/v1/mentor/queue", token=c.other_token)).code == "MENTOR_REQUIRED"
