@@ -245,6 +245,21 @@ class EnrolmentActionHandler(DegreePage):
         await self.guarded(run, back=back)
 
 
+class DegreeStatusHandler(DegreePage):
+    """Put a degree course on sale or take it off (AdminActions.set_degree_status, audited): an
+    offline degree cannot be added to a cart or paid for; enrolled students keep studying."""
+
+    async def post(self, raw_id: str, status: str) -> None:
+        degree_id = self.path_id(raw_id, "degree course")
+        back = f"{PREFIX}/degrees"
+
+        async def run() -> None:
+            await self.actions.set_degree_status(self.actor(), degree_id, status)
+            self.done(f"Degree course {degree_id} is {status}.", back)
+
+        await self.guarded(run, back=back)
+
+
 # == 3. homework of a module ================================================================================
 class HomeworkHandler(DegreePage):
     """`/admin/degrees/homework?module_id=N`: the module's chapters and their homework; without a
@@ -525,6 +540,7 @@ ROUTES = [
     (r"/admin/degrees/homework/([0-9]+)/edit", HomeworkEditHandler),
     (r"/admin/degrees/records", RecordsHandler),
     (r"/admin/degrees/([0-9]+)", CohortHandler),
+    (r"/admin/degrees/([0-9]+)/(online|offline)", DegreeStatusHandler),
     (r"/admin/degrees/enrolments/([0-9]+:[0-9]+)/(mentor|open|suspend|resume)", EnrolmentActionHandler),
     (r"/admin/mentors", MentorsHandler),
     (r"/admin/mentors/grant", MentorGrantHandler),

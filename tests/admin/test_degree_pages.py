@@ -496,3 +496,30 @@ async def test_open_module_suspend_and_resume_are_audited(admin_client: AdminCli
         ("degree.suspend", f"degree_enrolment:{a}"),
         ("degree.resume", f"degree_enrolment:{a}"),
     ]
+
+
+async def test_a_degree_goes_off_sale_and_back_audited(admin_client: AdminClient) -> None:
+    client = await signed_in(admin_client)
+    cohort = await Cohort(client).build()
+    db = cohort.db
+    listing = await client.get("/admin/degrees")
+    assert f'action="/admin/degrees/{cohort.degree_id}/offline"'.encode() in listing.body
+    off = await client.post(f"/admin/degrees/{cohort.degree_id}/offline", {})
+    assert off.status == 303 and b"flash ok" in await flash_of(client, off.headers["Location"])
+    assert (await db.shop_degree_courses.find_one({"_id": cohort.degree_id}))["status"] == "offline"
+    listing = await client.get("/admin/degrees")
+    assert f'action="/admin/degrees/{cohort.degree_id}/online"'.encode() in listing.body
+    on = await client.post(f"/admin/degrees/{cohort.degree_id}/online", {})
+    assert on.status == 303
+    assert (await db.shop_degree_courses.find_one({"_id": cohort.degree_id}))["status"] == "online"
+    entries = [
+        (e["action"], e["target"], e["after"])
+        async for e in db.audit.find({"action": "degree_course.status"}).sort("_id", 1)
+    ]
+    target = f"degree_course:{cohort.degree_id}"
+    assert entries == [
+        ("degree_course.status", target, {"status": "offline"}),
+        ("degree_course.status", target, {"status": "online"}),
+    ]
+    missing = await client.post("/admin/degrees/424242/offline", {})
+    assert b"flash error" in await flash_of(client, missing.headers["Location"])
