@@ -145,6 +145,112 @@ def render(data: bytes) -> Rendition:
     return Rendition(width, height, variants)
 
 
+# == the original's metadata =============================================================================
+# What an uploaded original keeps: its pixels, its colour profile and (JPEG) its orientation. Its EXIF
+# (GPS position, camera serial, time), XMP and IPTC go: the original is served to anyone, as the
+# variants are. The bytes of the image itself are not re-encoded.
+_JPEG_DROPPED_APPS: Final = (0xE1, 0xED)  # APP1: EXIF and XMP; APP13: Photoshop IPTC
+_PNG_DROPPED_CHUNKS: Final = (b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME")
+_WEBP_DROPPED_CHUNKS: Final = (b"EXIF", b"XMP ")
+_ORIENTATION: Final = 0x0112
+
+
+def strip_metadata(data: bytes) -> bytes:
+    """`data` without its EXIF, XMP and text metadata (PNG, JPEG, WebP; GIF carries none we keep
+    apart from its frames). A JPEG keeps a minimal EXIF with only its orientation, so it is still
+    shown upright. Raises MediaRejected for a structure it cannot walk."""
+    try:
+        if data.startswith(b"\xff\xd8"):
+            return _strip_jpeg(data)
+        if data.startswith(b"\x89PNG\r\n\x1a\n"):
+            return _strip_png(data)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _strip_webp(data)
+    except (IndexError, ValueError) as error:
+        raise MediaRejected("the image could not be read (damaged)") from error
+    return data
+
+
+def _orientation_exif(data: bytes) -> bytes:
+    """An APP1 segment holding only the orientation of the JPEG `data` (none when it is upright)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            orientation = int(image.getexif().get(_ORIENTATION, 1))
+    except Exception:
+        return b""
+    if orientation == 1 or not 1 <= orientation <= 8:
+        return b""
+    exif = Image.Exif()
+    exif[_ORIENTATION] = orientation
+    payload = exif.tobytes()
+    if not payload.startswith(b"Exif\x00\x00"):
+        payload = b"Exif\x00\x00" + payload
+    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def _strip_jpeg(data: bytes) -> bytes:
+    kept = [data[:2]]
+    at = 2
+    while at < len(data):
+        if data[at] != 0xFF:
+            raise ValueError("a JPEG segment must start with 0xFF")
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0xDA or marker == 0xD9:  # start of scan (then entropy-coded data) or end
+            kept.append(data[at:])
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            kept.append(data[at : at + 2])
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if length < 2 or at + 2 + length > len(data):
+            raise ValueError("a JPEG segment runs past the end")
+        if marker not in _JPEG_DROPPED_APPS:
+            kept.append(data[at : at + 2 + length])
+        at += 2 + length
+    # The orientation goes right after SOI (and a JFIF APP0 when there is one).
+    orientation = _orientation_exif(data)
+    if orientation and len(kept) > 1 and kept[1][:2] == b"\xff\xe0":
+        return b"".join([kept[0], kept[1], orientation, *kept[2:]])
+    return b"".join([kept[0], orientation, *kept[1:]])
+
+
+def _strip_png(data: bytes) -> bytes:
+    kept = [data[:8]]
+    at = 8
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        end = at + 12 + length
+        if end > len(data):
+            raise ValueError("a PNG chunk runs past the end")
+        if data[at + 4 : at + 8] not in _PNG_DROPPED_CHUNKS:
+            kept.append(data[at:end])
+        at = end
+    return b"".join(kept)
+
+
+def _strip_webp(data: bytes) -> bytes:
+    chunks = []
+    at = 12
+    while at + 8 <= len(data):
+        fourcc = data[at : at + 4]
+        size = int.from_bytes(data[at + 4 : at + 8], "little")
+        end = at + 8 + size + (size & 1)
+        if at + 8 + size > len(data):
+            raise ValueError("a WebP chunk runs past the end")
+        if fourcc not in _WEBP_DROPPED_CHUNKS:
+            chunk = bytearray(data[at : min(end, len(data))])
+            if fourcc == b"VP8X":  # the extended header's flags say EXIF (0x08) and XMP (0x04) exist
+                chunk[8] &= ~0x0C & 0xFF
+            chunks.append(bytes(chunk))
+        at = end
+    body = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
 class MediaStore:
     """Saves validated images (and their variants) under `root` and finds them again by name."""
 
@@ -169,8 +275,8 @@ class MediaStore:
     async def save(self, data: bytes) -> StoredMedia:
         content_type, extension = self.check(data)
         name = f"{secrets.token_hex(16)}.{extension}"
+        rendition, data = await asyncio.to_thread(self._render_and_write, name, data)
         digest = hashlib.sha256(data).hexdigest()
-        rendition = await asyncio.to_thread(self._render_and_write, name, data)
         stored = StoredMedia(
             name,
             content_type,
@@ -184,13 +290,15 @@ class MediaStore:
             await self.index.record(stored)
         return stored
 
-    def _render_and_write(self, name: str, data: bytes) -> Rendition:
+    def _render_and_write(self, name: str, data: bytes) -> tuple[Rendition, bytes]:
+        """The rendition, and the original as stored (without its location and other metadata)."""
         rendition = render(data)
+        original = strip_metadata(data)
         # Variants first: once the original's URL exists, so does everything its srcset names.
         for label, encoded in rendition.variants.items():
             self._write(variant_name(name, label), encoded)
-        self._write(name, data)
-        return rendition
+        self._write(name, original)
+        return rendition, original
 
     def _write(self, name: str, data: bytes) -> None:
         """Write to a temporary file and rename, so a reader never sees half a file."""

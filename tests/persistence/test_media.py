@@ -13,6 +13,7 @@ from typing import Any
 import pymongo
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from pymongo.asynchronous.database import AsyncDatabase
 
 from engine.clock import FakeClock
@@ -25,6 +26,7 @@ from persistence.media import (
     MediaStore,
     StoredMedia,
     picture,
+    strip_metadata,
     variant_name,
 )
 from persistence.media import main as media_command
@@ -96,7 +98,58 @@ async def test_variants_are_upright_and_carry_no_exif(tmp_path: pathlib.Path) ->
         assert variant.size == (320, 640)
         assert "exif" not in variant.info and "xmp" not in variant.info
         assert not variant.getexif().get_ifd(GPS_IFD) and ORIENTATION not in variant.getexif()
-    assert (tmp_path / stored.name).read_bytes() == data  # the original is kept byte for byte
+    # The original keeps its pixels (not re-encoded) and its orientation, and loses the rest.
+    kept = (tmp_path / stored.name).read_bytes()
+    assert stored.size == len(kept) < len(data)
+    with Image.open(io.BytesIO(kept)) as original, Image.open(io.BytesIO(data)) as uploaded:
+        assert not original.getexif().get_ifd(GPS_IFD) and 0x010F not in original.getexif()
+        assert original.getexif().get(ORIENTATION) == 6
+        assert original.tobytes() == uploaded.tobytes()
+    assert b"PhoneMaker" not in kept
+
+
+def png_with_metadata() -> bytes:
+    image = Image.new("RGB", (64, 32), (10, 200, 30))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (31.0, 14.0, 0.0)})
+    info = PngInfo()
+    info.add_text("Comment", "taken at home")
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>GPSLatitude 31,14N</x:xmpmeta>")
+    out = io.BytesIO()
+    image.save(out, "PNG", pnginfo=info, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def webp_with_metadata() -> bytes:
+    exif = Image.Exif()
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (31.0, 14.0, 0.0)})
+    out = io.BytesIO()
+    Image.new("RGB", (64, 32), (10, 20, 200)).save(out, "WEBP", exif=exif, xmp=b"<x:xmpmeta>GPS</x:xmpmeta>")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("make", [png_with_metadata, webp_with_metadata], ids=["png", "webp"])
+async def test_png_and_webp_originals_lose_their_exif_xmp_and_text(tmp_path: pathlib.Path, make: Any) -> None:
+    data = make()
+    with Image.open(io.BytesIO(data)) as uploaded:  # the test image really carries them
+        uploaded.load()  # a PNG's eXIf chunk may follow its pixels
+        assert uploaded.getexif().get_ifd(GPS_IFD)
+        uploaded_pixels = uploaded.convert("RGB").tobytes()
+    stored = await MediaStore(tmp_path).save(data)
+    kept = (tmp_path / stored.name).read_bytes()
+    assert b"xmpmeta" not in kept and b"taken at home" not in kept and b"PhoneMaker" not in kept
+    with Image.open(io.BytesIO(kept)) as original:
+        original.load()
+        assert not original.getexif().get_ifd(GPS_IFD) and "exif" not in original.info
+        assert original.convert("RGB").tobytes() == uploaded_pixels
+
+
+def test_a_damaged_structure_is_refused_when_stripping() -> None:
+    with pytest.raises(MediaRejected):
+        strip_metadata(b"\xff\xd8\xff\xe1\x7f\xffExif")  # a segment longer than the file
+    with pytest.raises(MediaRejected):
+        strip_metadata(b"\xff\xd8\x00\x00")  # no marker where a segment should start
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's, before ours
