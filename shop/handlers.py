@@ -17,6 +17,7 @@ import datetime
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
 from engine.settle.ports import PaymentProvider, PaymentRequest
@@ -124,6 +125,30 @@ async def remove_degree_from_cart(carts: CartStore, user_id: int, degree_course_
         raise NotInCart(f"degree course {degree_course_id} is not in the cart")
 
 
+def _cart_line(item: Record | None, on_sale: bool, policy_id: int, own: list[Record], **ids: Any) -> CartLine:
+    """One cart line of a course or a degree course (`item`, None when deleted) against its current
+    policies: unavailable when missing, off sale or its chosen policy was removed."""
+    chosen = next((p for p in own if int(p["_id"]) == policy_id), None)
+    reason = None
+    if item is None:
+        reason = "course_missing"
+    elif not on_sale:
+        reason = "offline"
+    elif chosen is None:
+        reason = "policy_removed"
+    return CartLine(
+        policy_id=policy_id,
+        name=item["name"] if item else "",
+        image=item.get("image", "") if item else "",
+        price=int(chosen["price"]) if chosen else None,
+        valid_days=int(chosen["valid_days"]) if chosen else None,
+        policies=tuple(own),
+        available=reason is None,
+        reason=reason,
+        **ids,
+    )
+
+
 async def cart_lines(catalogue: CatalogueRepository, carts: CartStore, user_id: int) -> list[CartLine]:
     """The cart against the current catalogue: offline courses and removed policies are unavailable.
     Courses first, then degree courses."""
@@ -133,30 +158,10 @@ async def cart_lines(catalogue: CatalogueRepository, carts: CartStore, user_id: 
     policies = await catalogue.policies_by_course(course_ids)
     lines = []
     for course_id in course_ids:
-        policy_id = entries[course_id]
         course = courses.get(course_id)
+        on_sale = course is not None and course.get("status") == "online"
         own = policies.get(course_id, [])
-        chosen = next((p for p in own if int(p["_id"]) == policy_id), None)
-        reason = None
-        if course is None:
-            reason = "course_missing"
-        elif course.get("status") != "online":
-            reason = "offline"
-        elif chosen is None:
-            reason = "policy_removed"
-        lines.append(
-            CartLine(
-                course_id=course_id,
-                policy_id=policy_id,
-                name=course["name"] if course else "",
-                image=course.get("image", "") if course else "",
-                price=int(chosen["price"]) if chosen else None,
-                valid_days=int(chosen["valid_days"]) if chosen else None,
-                policies=tuple(own),
-                available=reason is None,
-                reason=reason,
-            )
-        )
+        lines.append(_cart_line(course, on_sale, entries[course_id], own, course_id=course_id))
     lines.extend(await _degree_cart_lines(catalogue, carts, user_id))
     return lines
 
@@ -170,28 +175,16 @@ async def _degree_cart_lines(
     policies = await catalogue.policies_by_degree(degree_ids)
     lines = []
     for degree_course_id in degree_ids:
-        policy_id = entries[degree_course_id]
         degree = await catalogue.get("degree_courses", degree_course_id)
+        on_sale = degree is not None and degree_buy.on_sale(degree)
         own = policies.get(degree_course_id, [])
-        chosen = next((p for p in own if int(p["_id"]) == policy_id), None)
-        reason = None
-        if degree is None:
-            reason = "course_missing"
-        elif not degree_buy.on_sale(degree):
-            reason = "offline"
-        elif chosen is None:
-            reason = "policy_removed"
         lines.append(
-            CartLine(
+            _cart_line(
+                degree,
+                on_sale,
+                entries[degree_course_id],
+                own,
                 course_id=None,
-                policy_id=policy_id,
-                name=degree["name"] if degree else "",
-                image=degree.get("image", "") if degree else "",
-                price=int(chosen["price"]) if chosen else None,
-                valid_days=int(chosen["valid_days"]) if chosen else None,
-                policies=tuple(own),
-                available=reason is None,
-                reason=reason,
                 kind="degree",
                 degree_course_id=degree_course_id,
             )
