@@ -7,7 +7,7 @@ CHROMIUM := /usr/bin/chromium
 
 # The layers (.importlinter, docs/architecture.md) are checked by `lint-imports`; mypy --strict
 # covers every product package and the two entry scripts.
-MYPY_PACKAGES := engine/ shop/ payments/ backoffice/ persistence/ web/ gateway/ admin/ composition/ run.py run_cluster.py
+MYPY_PACKAGES := engine/ shop/ community/ payments/ backoffice/ persistence/ web/ gateway/ admin/ composition/ run.py run_cluster.py
 
 .PHONY: run cluster test bench lint lock clean unit compile clean-compiled app-load
 

@@ -21,7 +21,6 @@ import hashlib
 import http.client
 import logging
 import re
-import tempfile
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -47,6 +46,7 @@ from web.errors import (
     error_body,
     status_for,
 )
+from web.media import media_of
 
 log = logging.getLogger("gavel.admin")
 
@@ -93,13 +93,7 @@ class AdminServices:
     def media(self) -> MediaStore:
         """The media store, rooted at `ctx.media_dir` (read at first use)."""
         if self._media is None:
-            root = self.ctx.media_dir
-            if root is None:
-                root = self.ctx.media_dir = Path(tempfile.mkdtemp(prefix="gavel-media-"))
-                log.warning("ctx.media_dir is not set; uploads go to %s and are not kept", root)
-            self._media = MediaStore(
-                Path(root), max_bytes=self.ctx.media_max_bytes, index=self.ctx.catalog.media
-            )
+            self._media = media_of(self.ctx)
         return self._media
 
     def media_url(self, path: str) -> str:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from composition.demo_articles import seed_demo_articles
 from composition.demo_degree import seed_demo_degree
+from composition.demo_feed import seed_demo_feed
 from composition.demo_learning import seed_demo_outline
 from persistence.catalog import LotSpec, SessionSpec, Spec
 from persistence.media import MediaStore
@@ -380,6 +382,8 @@ async def seed_demo(ctx: AppContext) -> int | None:
     for username, password in DEMO_BIDDERS:
         user_id, _token = await ctx.accounts.register(username, password)
         await ctx.accounts.credit(user_id, 10_000_00, "admin_credit", f"demo-credit:{username}")
+    await seed_demo_feed(ctx)  # the community: profiles, topics, posts (composition/demo_feed.py)
+    await seed_demo_articles(ctx)  # the community: sources and articles (composition/demo_articles.py)
     return live_id
 
 

@@ -26,6 +26,7 @@ from composition.demo import seed_demo
 from composition.settings import Settings
 from engine.clock import SystemClock
 from engine.engine import Engine
+from gateway.community import start_community
 from gateway.edge import EdgeServer, build_edge_server
 from gateway.rest_orders import start_settlement
 from gateway.rest_shop import start_shop
@@ -233,6 +234,7 @@ class Service:
         await self.ctx.deposits.reregister_paid()
         app = make_app(self.ctx, websocket=self.socket_type)
         self.background += await start_shop(self.ctx)
+        self.background += await start_community(self.ctx)  # indexes, the article scheduler
         if config.role == "all":
             self.background += await start_settlement(self.ctx)
         else:

@@ -11,6 +11,7 @@ from tornado.log import access_log
 from backoffice.actions import AdminActions
 from gateway import rest_admin, rest_auction, rest_auth, rest_community, rest_deposits
 from gateway.app_page import AppPageHandler
+from gateway.community import community_routes
 from gateway.rest_orders import order_routes
 from gateway.rest_shop import shop_routes
 from gateway.ws import BidderSocket
@@ -46,6 +47,10 @@ def routes(
         *rest_auction.ROUTES,
         *rest_deposits.ROUTES,
     ]
+    # The community (issue 23: feed, articles, reactions, moderation): docs/community.md.
+    community = [
+        tornado.web.url(pattern, handler, kwargs) for pattern, handler, kwargs in community_routes(ctx)
+    ]
     provider_routes: list[tornado.routing.URLSpec] = []
     if ctx.payment_provider is not None:
         router = ctx.payment_router or ctx.payment_provider.router
@@ -58,6 +63,7 @@ def routes(
         provider_routes += [tornado.web.url(p, h, admin_args) for p, h in rest_community.ADMIN_ROUTES]
     return [
         *provider_routes,
+        *community,
         tornado.web.url(r"/healthz", HealthHandler, args),
         tornado.web.url(r"/readyz", ReadyHandler, args),
         tornado.web.url(r"/metrics", MetricsHandler, args),

@@ -314,6 +314,20 @@ class MediaStore:
             temporary.unlink(missing_ok=True)
             raise
 
+    async def delete(self, url_or_name: str) -> bool:
+        """Remove an original, its variants and its index entry (a deleted post's images); whether
+        the original was there. Names we would never have produced are left alone."""
+        name = self.name_from_url(url_or_name) if URL_PREFIX in url_or_name else url_or_name
+        if name is None or not ORIGINAL_PATTERN.fullmatch(name):
+            return False
+        original = self.root / name
+        existed = original.exists()
+        for path in [original, *(self.root / variant_name(name, w) for w in VARIANT_WIDTHS)]:
+            await asyncio.to_thread(path.unlink, True)
+        if self.index is not None:
+            await self.index.forget(name)
+        return existed
+
     def path_of(self, name: str) -> Path | None:
         """The file of a stored name; None for names we would never have produced."""
         if not NAME_PATTERN.fullmatch(name):
@@ -440,6 +454,10 @@ class MediaIndex:
         names = {url: original_name(url) for url in urls}
         known = await self.known(name for name in names.values() if name is not None)
         return {url: picture(url, known.get(name) if name else None) for url, name in names.items()}
+
+    async def forget(self, name: str) -> None:
+        self._cache.pop(name, None)
+        await self.collection.delete_one({"_id": name})
 
     def _remember(self, name: str, entry: Document) -> None:
         if len(self._cache) >= self.CACHE_LIMIT:

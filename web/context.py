@@ -101,6 +101,7 @@ class AppContext:
     cookie_secret: bytes = b""
     media_dir: Path | None = None  # uploads (DATA_DIR/media); None: a temporary directory
     media_max_bytes: int = MEDIA_MAX_BYTES
+    media: Any = None  # persistence.media.MediaStore, built on first use by web.media.media_of
     # Unpaid shop orders are released after SHOP_PENDING_TIMEOUT; a checkout quote lives this long.
     shop_pending_timeout_seconds: int = DEFAULT_PENDING_TIMEOUT_SECONDS
     shop_checkout_ttl_seconds: int = DEFAULT_CHECKOUT_TTL_SECONDS
@@ -112,6 +113,15 @@ class AppContext:
     degree: Any = None  # the degree path's DegreeService (gateway/rest_degree.py build_degree)
     mentoring: Any = None  # shop.degree_mentoring.MentorService (gateway/rest_mentor.py build_mentoring)
     settlement: Settlement | None = None
+    # The community (issue 23), each built by its gateway module on first use: the feed's FeedService,
+    # the ReactionService (views, likes, comments, collections), the ArticleService, the
+    # ModerationService, and the Redis rate limiter they share (persistence/community/limits.py).
+    feed: Any = None
+    reactions: Any = None
+    articles: Any = None
+    moderation: Any = None
+    community_limiter: Any = None
+    community_rate_limits: bool = True  # COMMUNITY_RATE_LIMITS=off lifts them (load tests only)
     metrics: Metrics | None = None
     readiness: Readiness | None = None
     signin_guard: SigninGuard | None = None

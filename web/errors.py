@@ -96,6 +96,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "FILE_REJECTED": 400,
     "FILE_TOO_LARGE": 413,
     "TOO_MANY_FILES": 400,
+    # the community (docs/community.md)
+    "COMMUNITY_BLOCKED": 403,
+    "BAD_CURSOR": 400,
+    "ALREADY_REPORTED": 409,
+    "NOT_YOUR_CONTENT": 403,
     # auction orders and settlement (docs/settlement.md)
     "ORDER_NOT_PAYABLE": 409,
     "COUPON_NOT_USABLE": 409,
