@@ -39,14 +39,21 @@ ALLOWED_ATTRIBUTES: Final[dict[str, frozenset[str]]] = {
 RENAMED: Final = {"s": "del", "strike": "del"}  # markdown-it writes ~~x~~ as <s>
 # Elements whose whole content goes, not only their tags (never produced with html=False; a
 # second line of defence if that ever changes).
-DROP_CONTENT: Final = frozenset({"script", "style", "iframe", "object", "embed", "svg", "math", "template", "noscript", "textarea", "title", "xmp", "noembed", "noframes", "plaintext"})  # fmt: skip
+DROP_CONTENT: Final = frozenset(
+    {
+        "script", "style", "iframe", "object", "embed", "svg", "math", "template", "noscript",
+        "textarea", "title", "xmp", "noembed", "noframes", "plaintext",
+    }
+)  # fmt: skip
 SAFE_SCHEMES: Final = frozenset({"http", "https", "mailto"})
 URL_MAX: Final = 2048
 _SCHEME: Final = re.compile(r"^([a-z][a-z0-9+.\-]*):")
 _ALIGN: Final = re.compile(r"text-align:\s*(left|right|center)")
 # Characters a browser skips or that hide what a URL says: whitespace, controls, and the
 # invisible formatting characters (bidi overrides, zero-width spaces, BOM).
-_HIDDEN: Final = re.compile("[\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")  # fmt: skip
+_HIDDEN: Final = re.compile(
+    "[\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 # Invisible characters that reorder or hide text in the rendered body (the "RTL override" trick).
 _INVISIBLE_TEXT: Final = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u200e\u200f\u2060-\u2064\ufeff]")
 

@@ -44,7 +44,7 @@ XSS_CORPUS: Final[list[tuple[str, str]]] = [
     (
         "markdown javascript, decimal entities",
         "[click](&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;:window.__xss(28))",
-    ),  # noqa: E501
+    ),
     ("markdown javascript, colon entity", "[click](javascript&colon;window.__xss(29))"),
     ("markdown javascript, percent tab", "[click](jav%09ascript:window.__xss(30))"),
     ("markdown javascript, leading space", "[click]( javascript:window.__xss(31))"),
