@@ -7,7 +7,7 @@ Each service module adds the ports it needs here, in its own block.
 from __future__ import annotations
 
 import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -24,4 +24,56 @@ class RateLimiter(Protocol):
 class Blocks(Protocol):
     async def blocked(self, user_id: int, now: datetime.datetime) -> bool:
         """Whether an admin's block on posting, commenting and reporting is in force."""
+        ...
+
+
+# == articles (深科技; community/articles.py, persistence/community/articles.py) ===========================
+Document = dict[str, Any]
+
+
+class ArticleStore(Protocol):
+    """`community_articles` and `community_article_sources` (api.md "Documents"). It stores and
+    loads; the service decides. Titles and source names are unique: a duplicate raises the
+    service's ArticleTitleExists / SourceNameExists."""
+
+    async def create_source(self, name: str) -> Document: ...
+
+    async def source(self, source_id: int) -> Document | None: ...
+
+    async def sources(self) -> list[Document]: ...
+
+    async def insert(self, fields: Document) -> Document:
+        """A new article: the store allocates the id (counter "community_article")."""
+        ...
+
+    async def article(self, article_id: int) -> Document | None: ...
+
+    async def update(
+        self, article_id: int, changes: Document, *, status_from: str | None = None
+    ) -> Document | None:
+        """`$set` the changes; with `status_from`, only while the status is still that one (None:
+        it was not, nothing written). Returns the document after."""
+        ...
+
+    async def visible_page(
+        self,
+        now: datetime.datetime,
+        position: str | None,
+        source_id: int | None,
+        after: tuple[int, int, int] | None,
+        limit: int,
+    ) -> list[Document]:
+        """Visible articles (api.md) ordered by (weight, pub_at, _id) descending, strictly after the
+        keys `after` (weight, pub_at in ms, id)."""
+        ...
+
+    async def due(self, now: datetime.datetime) -> list[Document]:
+        """Articles the scheduler may have to move: scheduled with pub_at or offline_at reached,
+        online with offline_at reached."""
+        ...
+
+
+class MediaFiles(Protocol):
+    async def delete(self, url_or_name: str) -> bool:
+        """Remove an uploaded file of ours (and its variants); whether it was there."""
         ...
