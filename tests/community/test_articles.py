@@ -53,7 +53,7 @@ class FakeArticleStore:
     async def create_source(self, name: str) -> Document:
         if any(s["name"] == name for s in self.source_docs.values()):
             raise SourceNameExists(f"a source named {name!r} exists")
-        doc = {"_id": len(self.source_docs) + 1, "name": name}
+        doc: Document = {"_id": len(self.source_docs) + 1, "name": name}
         self.source_docs[doc["_id"]] = doc
         return dict(doc)
 
