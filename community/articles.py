@@ -230,6 +230,14 @@ class ArticleService:
     async def sources(self) -> list[Document]:
         return (await self.store.sources())[:SOURCES_MAX]
 
+    async def source_names(self, ids: list[int]) -> dict[int, str]:
+        return await self.store.source_names(ids) if ids else {}
+
+    async def reader_flags(self, user_id: int | None, article_id: int) -> dict[str, bool]:
+        if user_id is None:
+            return {"liked_by_me": False, "collected_by_me": False}
+        return await self.store.reader_flags(user_id, article_id)
+
     # == reading ========================================================================================
     async def visible(self, article_id: int, now: datetime.datetime | None = None) -> Document | None:
         """The article if readers may see it at `now` (default: the service's clock)."""

@@ -42,6 +42,8 @@ class ArticleStore(Protocol):
 
     async def sources(self) -> list[Document]: ...
 
+    async def source_names(self, ids: list[int]) -> dict[int, str]: ...
+
     async def insert(self, fields: Document) -> Document:
         """A new article: the store allocates the id (counter "community_article")."""
         ...
@@ -70,6 +72,10 @@ class ArticleStore(Protocol):
     async def due(self, now: datetime.datetime) -> list[Document]:
         """Articles the scheduler may have to move: scheduled with pub_at or offline_at reached,
         online with offline_at reached."""
+        ...
+
+    async def reader_flags(self, user_id: int, article_id: int) -> dict[str, bool]:
+        """`liked_by_me` and `collected_by_me` (the reactions' records, read-only here)."""
         ...
 
 

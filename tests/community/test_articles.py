@@ -63,6 +63,12 @@ class FakeArticleStore:
     async def sources(self) -> list[Document]:
         return sorted(self.source_docs.values(), key=lambda s: s["name"])
 
+    async def source_names(self, ids: list[int]) -> dict[int, str]:
+        return {i: self.source_docs[i]["name"] for i in ids if i in self.source_docs}
+
+    async def reader_flags(self, user_id: int, article_id: int) -> dict[str, bool]:
+        return {"liked_by_me": False, "collected_by_me": False}
+
     async def insert(self, fields: Document) -> Document:
         if any(a["title"] == fields["title"] for a in self.articles.values()):
             raise ArticleTitleExists("exists")
