@@ -22,6 +22,7 @@ from typing import Any
 from backoffice.actions import AdminActions
 from engine.book.errors import GavelError
 from engine.commands import UnblockBidder
+from gateway.rest_articles import articles_of
 from gateway.rest_degree import degree_of
 from gateway.rest_mentor import mentoring_of
 from persistence.audit import AuditLog
@@ -230,4 +231,5 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
     # The degree path's mentors (issue 22), built here like the degree service: the admin UI's mentor
     # buttons work even in an application served without the shop's REST routes.
     actions.mentoring = mentoring_of(ctx)
+    actions.articles = articles_of(ctx)  # the community's articles (issue 23; gateway/rest_articles.py)
     return actions
