@@ -60,9 +60,12 @@ async def test_an_article_goes_online_at_its_time(tab: Tab, tmp_path: Any) -> No
     await page.set_viewport_size({"width": 1280, "height": 800})
     await page.context.add_init_script(TRAP)
     dialogs: list[Any] = []
-    page.on(
-        "dialog", lambda dialog: (dialogs.append(dialog.message), asyncio.ensure_future(dialog.dismiss()))
-    )
+
+    async def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     async with real_time(server):
         await tab.sign_in()
         await page.goto(server.base_url + "/admin/articles")
