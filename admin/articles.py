@@ -47,9 +47,10 @@ class ArticlePage(AdminHandler):
     async def sources(self) -> list[Document]:
         return [s async for s in self.ctx.db.community_article_sources.find({}).sort("name", 1).limit(500)]
 
-    def article_form(self) -> dict[str, Any]:
+    def article_form(self, before: Document | None = None) -> dict[str, Any]:
         """The form as the service's fields (it validates them; here only what a form cannot say
-        in JSON types: numbers, times)."""
+        in JSON types: numbers, times). The page shows times to the minute: a time sent back
+        unchanged (the stored one, cut to its minute) keeps its seconds."""
         fields: dict[str, Any] = {
             "title": self.form("title"),
             "source_id": parse_int(self.form("source_id") or "0", "Source", minimum=1),
@@ -67,6 +68,10 @@ class ArticlePage(AdminHandler):
             )
         else:
             fields["offline_at"] = None
+        for name in TIME_FIELDS:
+            stored = before.get(name) if before else None
+            if stored is not None and fields[name] == as_utc(stored).replace(second=0, microsecond=0):
+                fields[name] = as_utc(stored)
         return fields
 
     def echo(self) -> dict[str, str]:
@@ -235,7 +240,7 @@ class ArticleHandler(ArticlePage):
             await self.show(doc, values=self.echo(), error=None, preview=self.preview())
             return
         try:
-            await self.actions.article_update(self.actor(), article_id, self.article_form())
+            await self.actions.article_update(self.actor(), article_id, self.article_form(doc))
         except GavelError as error:
             self.set_status(400 if error.code == "VALIDATION" else 409)
             await self.show(

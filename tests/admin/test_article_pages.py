@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from persistence.community.articles import ensure_indexes
-from persistence.mongo import from_ms, iso_utc
+from persistence.mongo import as_utc, from_ms, iso_utc
 from tests.admin.conftest import AdminClient, png_bytes
 
 
@@ -80,12 +80,17 @@ async def test_create_preview_edit_publish_withdraw(admin_client: AdminClient) -
     duplicate = await c.post("/admin/articles/new", form(c, source_id))
     assert duplicate.status == 409 and b"ARTICLE_TITLE_EXISTS" in duplicate.body
 
+    before = await c.server.ctx.db.community_articles.find_one({"_id": article_id})
+    assert before is not None
+    to_minute = iso_utc(as_utc(before["pub_at"]).replace(second=0, microsecond=0))
     saved = await c.post(
-        f"/admin/articles/{article_id}", form(c, source_id, weight="99", title="Kiln notes II")
+        f"/admin/articles/{article_id}",
+        form(c, source_id, weight="99", title="Kiln notes II", pub_at_utc=to_minute),
     )
     assert saved.status == 303, saved.body
     doc = await c.server.ctx.db.community_articles.find_one({"_id": article_id})
     assert doc is not None and (doc["weight"], doc["title"]) == (99, "Kiln notes II")
+    assert doc["pub_at"] == before["pub_at"]  # shown to the minute, sent back unchanged: kept
 
     assert (await c.post(f"/admin/articles/{article_id}/publish")).status == 303
     assert (await c.server.ctx.db.community_articles.find_one({"_id": article_id}) or {})[
