@@ -35,6 +35,7 @@ POSITIONS: Final = ("feed", "banner_big", "banner_small")
 STATUSES: Final = ("draft", "scheduled", "online", "offline")
 SOURCES_MAX: Final = 500
 ARTICLE_SCHEDULE_SECONDS: Final = 5.0
+RACE_ATTEMPTS: Final = 3  # a publish/withdraw that lost to the scheduler reads and decides again
 # What an admin may set (POST /admin/articles, PATCH); everything else is derived or a counter.
 EDITABLE: Final = (
     "title",
@@ -319,33 +320,37 @@ class ArticleService:
     async def publish(self, article_id: int) -> tuple[Document, Document]:
         """draft / offline → online (its time has come) or scheduled. Publishing a published article
         changes nothing."""
-        before = await self.article(article_id)
-        if before["status"] in ("scheduled", "online"):
-            return before, before
-        pub_at = _aware(before["pub_at"])
-        assert pub_at is not None
-        now = self.now()
-        status = published_status(pub_at, _aware(before.get("offline_at")), now)
-        after = await self.store.update(
-            article_id, {"status": status, "updated_at": now}, status_from=str(before["status"])
-        )
-        if after is None:
-            raise ArticleStateRefused("the article changed meanwhile; reload and retry")
-        return before, after
+        return await self._move(article_id, "publish")
 
     async def withdraw(self, article_id: int) -> tuple[Document, Document]:
         """scheduled / online → offline (readers stop seeing it at once). Idempotent on offline."""
-        before = await self.article(article_id)
-        if before["status"] == "offline":
-            return before, before
-        if before["status"] == "draft":
-            raise ArticleStateRefused("a draft is not published; there is nothing to withdraw")
-        after = await self.store.update(
-            article_id, {"status": "offline", "updated_at": self.now()}, status_from=str(before["status"])
-        )
-        if after is None:
-            raise ArticleStateRefused("the article changed meanwhile; reload and retry")
-        return before, after
+        return await self._move(article_id, "withdraw")
+
+    async def _move(self, article_id: int, verb: str) -> tuple[Document, Document]:
+        """(before, after) of a publish or withdraw. The write is conditional on the status read;
+        losing a race (the scheduler moved the article meanwhile) reads again and decides again."""
+        for _attempt in range(RACE_ATTEMPTS):
+            before = await self.article(article_id)
+            status = str(before["status"])
+            now = self.now()
+            if verb == "publish":
+                if status in ("scheduled", "online"):
+                    return before, before
+                pub_at = _aware(before["pub_at"])
+                assert pub_at is not None
+                target = published_status(pub_at, _aware(before.get("offline_at")), now)
+            else:
+                if status == "offline":
+                    return before, before
+                if status == "draft":
+                    raise ArticleStateRefused("a draft is not published; there is nothing to withdraw")
+                target = "offline"
+            after = await self.store.update(
+                article_id, {"status": target, "updated_at": now}, status_from=status
+            )
+            if after is not None:
+                return before, after
+        raise ArticleStateRefused("the article keeps changing; reload and retry")
 
     async def set_head_image(self, article_id: int, url: str) -> tuple[Document, Document]:
         """Point the article at a newly uploaded image; the one it replaces is deleted from storage."""

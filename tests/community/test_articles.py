@@ -412,3 +412,27 @@ async def test_bad_list_queries(service: ArticleService) -> None:
         await service.page(position=None, source_id=None, cursor="not-a-cursor", limit=None)
     with pytest.raises(BadCursor):
         await service.page(position=None, source_id=None, cursor="WzFd", limit=None)  # arity 1
+
+
+async def test_a_withdraw_that_loses_to_the_scheduler_decides_again(
+    service: ArticleService, clock: Clock
+) -> None:
+    sid = await source(service)
+    doc = await service.create(body(sid, pub_at=T0 + MINUTE), publish=True)
+    article_id = int(doc["_id"])
+    clock.at = T0 + MINUTE
+    store = service.store
+    assert isinstance(store, FakeArticleStore)
+    real_update = store.update
+    raced = False
+
+    async def scheduler_first(article_id: int, changes: Document, *, status_from: str | None = None) -> Any:
+        nonlocal raced
+        if not raced and status_from == "scheduled" and changes.get("status") == "offline":
+            raced = True
+            await service.apply_schedule()  # scheduled → online between the withdraw's read and write
+        return await real_update(article_id, changes, status_from=status_from)
+
+    store.update = scheduler_first  # type: ignore[method-assign]
+    before, after = await service.withdraw(article_id)
+    assert raced and (before["status"], after["status"]) == ("online", "offline")

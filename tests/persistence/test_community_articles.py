@@ -131,3 +131,18 @@ async def test_reader_flags_read_the_reactions_records(
     assert await service.reader_flags(7, article_id) == {"liked_by_me": True, "collected_by_me": True}
     assert await service.reader_flags(8, article_id) == {"liked_by_me": False, "collected_by_me": False}
     assert await service.reader_flags(None, article_id) == {"liked_by_me": False, "collected_by_me": False}
+
+
+async def test_withdraw_racing_the_scheduler_ends_offline(setup: tuple[ArticleService, Clock]) -> None:
+    service, clock = setup
+    source_id = int((await service.create_source("S"))["_id"])
+    ids = [
+        int((await service.create(fields(source_id, f"R{i}", pub_at=T0 + MINUTE), publish=True))["_id"])
+        for i in range(10)
+    ]
+    clock.at = T0 + MINUTE
+    await asyncio.gather(
+        service.apply_schedule(), *(service.withdraw(i) for i in ids), service.apply_schedule()
+    )
+    assert [(await service.article(i))["status"] for i in ids] == ["offline"] * len(ids)
+    assert await service.apply_schedule() == {"online": [], "offline": []}
