@@ -10,7 +10,6 @@ body as community.markdown renders it: the same sanitised HTML the app shows.
 
 from __future__ import annotations
 
-import datetime
 import urllib.parse
 from typing import Any
 
@@ -22,7 +21,7 @@ from community.articles import BODY_MAX, BRIEF_MAX, STATUSES, TITLE_MAX, WEIGHT_
 from community.markdown import render_markdown
 from community.rules import clean_text
 from engine.book.errors import GavelError
-from persistence.mongo import Document, as_utc, iso_utc
+from persistence.mongo import Document, as_utc, from_ms, iso_utc
 
 PAGE_SIZE = 50
 POSITION_LABELS = {
@@ -166,7 +165,8 @@ class ArticlesHandler(ArticlePage):
 # == a new article ===========================================================================================
 class ArticleNewHandler(ArticlePage):
     async def get(self) -> None:
-        now = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0)
+        # The app's clock (the engine's; the scheduler and readers use it too).
+        now = from_ms(self.ctx.engine.clock.now_ms()).replace(second=0, microsecond=0)
         values = {"kind": "news", "position": "feed", "weight": "0", "pub_at": local_input(now)}
         values["pub_at_utc"] = iso_utc(now)
         self.render_form(

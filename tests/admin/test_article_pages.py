@@ -163,3 +163,12 @@ async def test_source_errors_and_refusals(admin_client: AdminClient) -> None:
     assert (await c.post("/admin/articles/999", {"title": "x"})).status == 404
     forged = await c.post("/admin/article-sources", {"name": "x", "_xsrf": "forged"})
     assert forged.status == 403
+
+
+async def test_the_new_article_form_starts_at_the_app_clock(admin_client: AdminClient) -> None:
+    c = admin_client
+    await c.sign_in()
+    c.server.clock.set(c.server.clock.now_ms() - 86_400_000)  # a day back: the form follows it
+    page = await c.get("/admin/articles/new")
+    expected = iso_utc(from_ms(c.server.clock.now_ms()).replace(second=0, microsecond=0))
+    assert f'data-utc="{expected}"'.encode() in page.body
