@@ -291,8 +291,8 @@ async def recount(db: Database, dry_run: bool = False) -> dict[str, int]:
             doc_id = doc["_id"]
             seen.add(doc_id)
             want = expected.get(doc_id, 0)
-            have = doc.get(field)
-            if have != want:
+            have = doc.get(field)  # None: no such field yet, which reads as 0
+            if (have or 0) != want:
                 fixes.append(UpdateOne({"_id": doc_id, field: have}, {"$set": {field: want}}))
         if spec.create:  # a profile reads as zeros without its document: make those that count
             for doc_id, want in expected.items():
