@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from backoffice.actions import Actor
 from community.rules import RateLimit
+from engine.book.errors import GavelError
 from gateway import rest_reactions
 from gateway.rest_reactions import reactions_of
 from gateway.ws import MAX_TOPICS
@@ -298,3 +300,48 @@ async def test_bad_topics_and_too_many_topics_are_refused(server: AppServer) -> 
     assert pong["type"] == "pong"
     watcher.close()
     await server.wait_for(lambda: not server.ctx.hub.by_topic)
+
+
+# == admin actions =========================================================================================
+async def test_admins_hide_unhide_and_delete_comments_with_a_reason_audited(server: AppServer) -> None:
+    [(author, _), (_, alice)] = await users(server, 2)
+    await seed(server, author)
+    actions = server.ctx.admin_actions
+    assert actions is not None
+    admin = Actor(1, "admin", True, "127.0.0.1", "rest")
+    root = (await server.call("POST", "/api/v1/posts/1/comments", {"text": "spam!"}, token=alice)).json
+    reply = await server.call(
+        "POST", "/api/v1/posts/1/comments", {"text": "re", "reply_to": root["id"]}, token=alice
+    )
+
+    with pytest.raises(GavelError) as refused:
+        await actions.community_comment_hide(Actor(5, "mallory", False), root["id"], "no")
+    assert refused.value.code == "FORBIDDEN"
+    with pytest.raises(GavelError):
+        await actions.community_comment_hide(admin, root["id"], "")  # a reason is required
+    assert await actions.community_comment_hide(admin, root["id"], "spam") is True
+    assert await actions.community_comment_hide(admin, root["id"], "spam") is False  # no change, no entry
+    assert (await server.call("GET", "/api/v1/posts/1/comments")).json["items"] == []
+    assert await actions.community_comment_unhide(admin, root["id"], "appeal upheld") is True
+    assert await actions.community_comment_delete(admin, reply.json["id"], "abuse") is True
+    with pytest.raises(GavelError) as missing:
+        await actions.community_comment_delete(admin, reply.json["id"], "abuse")
+    assert missing.value.code == "NOT_FOUND"
+    post = await server.ctx.db.community_posts.find_one({"_id": 1})
+    assert post is not None and post["comments"] == 1
+
+    entries = [e async for e in server.ctx.db.audit.find({}).sort("_id", 1)]
+    assert [(e["action"], e["target"], e["after"]["reason"]) for e in entries] == [
+        ("community.comment_hide", f"comment:{root['id']}", "spam"),
+        ("community.comment_unhide", f"comment:{root['id']}", "appeal upheld"),
+        ("community.comment_delete", f"comment:{reply.json['id']}", "abuse"),
+    ]
+    assert entries[0]["before"]["text"] == "spam!"
+
+    await server.ctx.db.community_posts.update_one({"_id": 1}, {"$set": {"comments": 40}})
+    wrong = await actions.community_repair(admin, reason="after the outage")
+    assert wrong["posts.comments"] == 1
+    post = await server.ctx.db.community_posts.find_one({"_id": 1})
+    assert post is not None and post["comments"] == 1
+    last = await server.ctx.db.audit.find_one({"action": "community.repair"})
+    assert last is not None and last["after"]["wrong"]["posts.comments"] == 1
