@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import pathlib
+import re
 from collections.abc import AsyncIterator
 
 import pytest
+import yaml
 
 from backoffice.actions import Actor
 from community.rules import RateLimit
@@ -20,6 +23,7 @@ from gateway.ws import MAX_TOPICS
 from persistence.community.limits import RedisRateLimiter
 from tests.gateway.conftest import AppServer
 from tests.gateway.test_ws import Bidder
+from web.http import JsonHandler
 
 
 async def seed(server: AppServer, author: int) -> None:
@@ -345,3 +349,20 @@ async def test_admins_hide_unhide_and_delete_comments_with_a_reason_audited(serv
     assert post is not None and post["comments"] == 1
     last = await server.ctx.db.audit.find_one({"action": "community.repair"})
     assert last is not None and last["after"]["wrong"]["posts.comments"] == 1
+
+
+# == docs/openapi-community.yaml and the routes agree (both directions, this module's routes) ============
+def test_every_reactions_route_is_documented_and_every_documented_one_served(server: AppServer) -> None:
+    spec = yaml.safe_load((pathlib.Path(__file__).parents[2] / "docs" / "openapi-community.yaml").read_text())
+    methods = ("get", "post", "put", "patch", "delete")
+    served = {}
+    for pattern, handler, _args in rest_reactions.routes(server.ctx):
+        served[pattern] = {m for m in methods if getattr(handler, m) is not getattr(JsonHandler, m)}
+    documented: dict[str, set[str]] = {}
+    for path, operations in spec["paths"].items():
+        sample = re.sub(r"\{[^}]+\}", "1", path).replace("/collections/1/", "/collections/article/")
+        matching = [p for p in served if re.fullmatch(p, sample)]
+        if matching:
+            [pattern] = matching
+            documented.setdefault(pattern, set()).update(m for m in operations if m in methods)
+    assert documented == served
