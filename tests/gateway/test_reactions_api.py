@@ -11,13 +11,14 @@ import pathlib
 import re
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 import yaml
 
 from backoffice.actions import Actor
 from community.rules import RateLimit
 from engine.book.errors import GavelError
-from gateway import rest_reactions
+from gateway import community_live, rest_reactions
 from gateway.rest_reactions import reactions_of
 from gateway.ws import MAX_TOPICS
 from persistence.community.limits import RedisRateLimiter
@@ -366,3 +367,16 @@ def test_every_reactions_route_is_documented_and_every_documented_one_served(ser
             [pattern] = matching
             documented.setdefault(pattern, set()).update(m for m in operations if m in methods)
     assert documented == served
+
+
+async def test_frames_from_other_gateways_reach_local_watchers_but_not_our_own(server: AppServer) -> None:
+    watcher = await Bidder.connect(server)
+    await watcher.request({"op": "watch", "topic": "article:3"})
+    frame = b'{"type":"counts","topic":"article:3","likes":4,"comments":0,"views":9,"collects":1}'
+    ours = orjson.dumps({"origin": "me", "topic": "article:3", "frame": frame.decode()})
+    theirs = orjson.dumps({"origin": "gw2", "topic": "article:3", "frame": frame.decode()})
+    assert community_live.on_envelope(server.ctx, "me", ours) is False
+    assert community_live.on_envelope(server.ctx, "me", b"not json") is False
+    assert community_live.on_envelope(server.ctx, "me", theirs) is True
+    assert (await watcher.until("counts", topic="article:3"))["likes"] == 4
+    watcher.close()
