@@ -112,22 +112,30 @@ class ReactionService:
         counters = await self.store.counters(target)
         return int((counters or {}).get(field, 0))
 
-    async def _move(self, target: Target, field: str, delta: int) -> None:
-        if target.kind != "course":
-            await self.store.inc(target, field, delta)
+    async def _move(self, target: Target, field: str, delta: int) -> Record | None:
+        """Move a counter; the document's counters after it (None for a course: no counter)."""
+        if target.kind == "course":
+            return None
+        return await self.store.inc(target, field, delta)
+
+    async def _counted(self, target: Target, field: str, after: Record | None) -> int:
+        """The count to answer: from the counters a move returned, else read."""
+        if after is not None:
+            return int(after.get(field, 0))
+        return await self._count(target, field)
 
     # == views =========================================================================================
     async def view(self, user_id: int | None, target: Target) -> Record:
         """One view per user per post or article; signed-out readers are not counted."""
         _require_kind(target, VIEWABLE, "viewed")
         await self._require_visible(target)
-        counted = False
+        counted, after = False, None
         if user_id is not None:
             counted = await self.store.add_record("view", str(target), user_id, self.now())
             if counted:
-                await self._move(target, "views", +1)
+                after = await self._move(target, "views", +1)
                 self.live.counts_changed(target)
-        return {"views": await self._count(target, "views"), "counted": counted}
+        return {"views": await self._counted(target, "views", after), "counted": counted}
 
     # == likes =========================================================================================
     async def like(self, user_id: int, target: Target, liked: bool) -> Record:
@@ -140,17 +148,17 @@ class ReactionService:
             changed = await self.store.add_record("like", str(target), user_id, self.now())
         else:
             changed = await self.store.remove_record("like", str(target), user_id)
+        after = None
         if changed:
-            await self._move(target, "likes", +1 if liked else -1)
-            await self._announce(target)
-        return {"liked": liked, "likes": await self._count(target, "likes")}
+            after = await self._move(target, "likes", +1 if liked else -1)
+            self._announce(target, after)
+        return {"liked": liked, "likes": await self._counted(target, "likes", after)}
 
-    async def _announce(self, target: Target) -> None:
+    def _announce(self, target: Target, after: Record | None) -> None:
         """Live frames for a changed counter: a comment's go to the page of its post or article."""
         if target.kind == "comment":
-            comment = await self.store.comment(target.id)
-            if comment is not None:
-                self.live.comment_counts_changed(target_of(comment["target"]), target.id)
+            if after is not None and after.get("target"):
+                self.live.comment_counts_changed(target_of(after["target"]), target.id)
         elif target.kind in VIEWABLE:
             self.live.counts_changed(target)
 
@@ -170,11 +178,12 @@ class ReactionService:
             changed = await self.store.add_record("collect", str(target), user_id, self.now())
         else:
             changed = await self.store.remove_record("collect", str(target), user_id)
+        after = None
         if changed:
-            await self._move(target, "collects", +1 if collected else -1)
+            after = await self._move(target, "collects", +1 if collected else -1)
             if target.kind == "article":
                 self.live.counts_changed(target)
-        return {"collected": collected, "collects": await self._count(target, "collects")}
+        return {"collected": collected, "collects": await self._counted(target, "collects", after)}
 
     async def collected_by(self, user_id: int | None, targets: Sequence[Target]) -> set[str]:
         if user_id is None or not targets:

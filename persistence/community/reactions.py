@@ -31,7 +31,8 @@ DOCUMENTS: Final = {
     "comment": "community_comments",
 }
 COUNTERS: Final = ("likes", "comments", "views", "collects", "replies")
-COUNTER_PROJECTION: Final = {name: 1 for name in COUNTERS}
+# With `target`: a comment's post or article, where its live frames go.
+COUNTER_PROJECTION: Final = {name: 1 for name in (*COUNTERS, "target")}
 LISTED_COURSE_STATUSES: Final = LISTED_STATUSES  # a course readers see (only "online" is sold)
 
 
