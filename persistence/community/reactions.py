@@ -18,7 +18,7 @@ from typing import Any, Final
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from community.reactions import COLLECTION_KIND_NO
+from community.reactions import COLLECTION_KIND_NO, target_of
 from community.rules import Target
 from persistence.mongo import Database, Document, as_utc, next_id
 from shop.model import LISTED_STATUSES
@@ -320,8 +320,16 @@ class MongoTargets:
         self.db = db
 
     async def visible(self, target: Target, now: datetime.datetime) -> bool:
+        """A comment is visible when it and its post or article are."""
+        if target.kind == "comment":
+            comment = await self.db.community_comments.find_one(
+                {"_id": target.id, "hidden": False}, {"target": 1}
+            )
+            if comment is None:
+                return False
+            return await self.visible(target_of(str(comment["target"])), now)
         query: Document = {"_id": target.id}
-        if target.kind in ("post", "comment"):
+        if target.kind == "post":
             query["hidden"] = False
             collection = DOCUMENTS[target.kind]
         elif target.kind == "article":

@@ -152,8 +152,11 @@ async def test_targets_are_visible_only_within_their_rules(mongo_db: Db) -> None
         ARTICLE: {"title": "Chips", "image": "/media/chip.png", "available": False},
         COURSE: {"title": "Go", "image": "", "available": False},
     }
+    comment = Target("comment", int((await service.add_comment(5, POST, "hi", None))["_id"]))
+    assert await targets.visible(comment, at)
     await mongo_db.community_posts.update_one({"_id": 1}, {"$set": {"hidden": True}})
-    with pytest.raises(Exception, match="no post 1"):
+    assert not await targets.visible(comment, at)  # a hidden post takes its comments with it
+    with pytest.raises(TargetNotFound, match="no post 1"):
         await service.like(1, POST, True)
 
 
