@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import pathlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import yaml
 
 from community.markdown import ALLOWED_TAGS, safe_url
 from community.rules import clean_text
@@ -18,6 +21,7 @@ from tests.admin.conftest import multipart, png_bytes
 from tests.community.test_markdown import inspect
 from tests.community.xss_corpus import XSS_CORPUS
 from tests.gateway.conftest import Answer, AppServer
+from web.http import JsonHandler
 
 SECOND_MS = 1000
 
@@ -371,3 +375,20 @@ async def test_time_fields_round_trip(server: AppServer) -> None:
         s, source_id, title="T", pub_at="2030-01-02T11:04:05.678+08:00", offline_at=None, publish=True
     )
     assert doc["pub_at"] == iso_utc(pub) and doc["offline_at"] is None and doc["status"] == "scheduled"
+
+
+# == docs/openapi-community.yaml and the routes agree (both directions, this module's routes) ============
+def test_every_articles_route_is_documented_and_every_documented_one_served(server: AppServer) -> None:
+    spec = yaml.safe_load((pathlib.Path(__file__).parents[2] / "docs" / "openapi-community.yaml").read_text())
+    methods = ("get", "post", "put", "patch", "delete")
+    served = {}
+    for pattern, handler, _args in rest_articles.routes(server.ctx):
+        served[pattern] = {m for m in methods if getattr(handler, m) is not getattr(JsonHandler, m)}
+    documented: dict[str, set[str]] = {}
+    for path, operations in spec["paths"].items():
+        sample = re.sub(r"\{[^}]+\}", "1", path)
+        matching = [p for p in served if re.fullmatch(p, sample)]
+        if matching:
+            [pattern] = matching
+            documented.setdefault(pattern, set()).update(m for m in operations if m in methods)
+    assert documented == served
