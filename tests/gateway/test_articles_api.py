@@ -378,7 +378,7 @@ async def test_time_fields_round_trip(server: AppServer) -> None:
 
 
 # == docs/openapi-community.yaml and the routes agree (both directions, this module's routes) ============
-def test_every_articles_route_is_documented_and_every_documented_one_served(server: AppServer) -> None:
+async def test_every_articles_route_is_documented_and_every_documented_one_served(server: AppServer) -> None:
     spec = yaml.safe_load((pathlib.Path(__file__).parents[2] / "docs" / "openapi-community.yaml").read_text())
     methods = ("get", "post", "put", "patch", "delete")
     served = {}
