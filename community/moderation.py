@@ -67,6 +67,17 @@ def block_until(now: datetime.datetime, days: int | None) -> datetime.datetime |
     return now + datetime.timedelta(days=days)
 
 
+def snapshot(content: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the audit entry keeps of moderated content: its author, whether hidden, its text."""
+    if content is None:
+        return None
+    return {
+        "user_id": content.get("user_id"),
+        "hidden": bool(content.get("hidden")),
+        "text": str(content.get("text", ""))[:REASON_MAX],
+    }
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
     """What a moderation decision did: `changed` whether the content changed (hidden, shown,
@@ -74,8 +85,10 @@ class Outcome:
 
     target: str
     action: str
+    reason: str
     changed: bool
     reports: int
+    content: dict[str, Any] | None = None  # the content before: author, hidden, text (for the audit)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -151,12 +164,13 @@ class ModerationService:
         if found is None:
             raise TargetNotFound(f"no report {report_id}")
         target = parse_target(found["target"], REPORTABLE)
+        content = snapshot(await self.contents.content(target.kind, target.id))
         changed = False
         if action != "dismiss" and await self.reports.open_count(str(target)) > 0:
             changed = await self._change(target, action, reason)
         status = "dismissed" if action == "dismiss" else "resolved"
         closed = await self.reports.close_target(str(target), status, by, f"{action}: {reason}", self.clock())
-        return Outcome(str(target), action, changed, closed)
+        return Outcome(str(target), action, reason, changed, closed, content)
 
     async def moderate(
         self, kind: str, content_id: int, raw_action: object, raw_reason: object, by: int
@@ -170,7 +184,8 @@ class ModerationService:
         action: ContentAction = raw_action
         reason = admin_reason(raw_reason)
         target = Target(kind, content_id)  # type: ignore[arg-type]
-        if await self.contents.content(kind, content_id) is None:
+        content = snapshot(await self.contents.content(kind, content_id))
+        if content is None:
             raise TargetNotFound(f"no {kind} {content_id}")
         changed = await self._change(target, action, reason)
         closed = 0
@@ -178,7 +193,7 @@ class ModerationService:
             closed = await self.reports.close_target(
                 str(target), "resolved", by, f"{action}: {reason}", self.clock()
             )
-        return Outcome(str(target), action, changed, closed)
+        return Outcome(str(target), action, reason, changed, closed, content)
 
     async def _change(self, target: Target, action: ContentAction, reason: str) -> bool:
         if target.kind == "post":
@@ -227,3 +242,8 @@ class ModerationService:
             user_id, "resolved", by, "erase: the author's community data was erased", self.clock()
         )
         return counts
+
+    @staticmethod
+    def reason_of(raw: object) -> str:
+        """An admin's reason, checked (for actions whose service call takes none, e.g. erase)."""
+        return admin_reason(raw)

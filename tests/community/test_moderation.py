@@ -336,7 +336,14 @@ async def test_hide_resolves_every_open_report_of_the_target_at_once(world: Worl
     await world.service.report(CAROL, "post:1", "abuse")
     other = await world.service.report(ALICE, "comment:5", "abuse")
     outcome = await world.service.resolve(2, "hide", "advertising", ADMIN)
-    assert outcome.as_dict() == {"target": "post:1", "action": "hide", "changed": True, "reports": 2}
+    assert outcome.as_dict() == {
+        "target": "post:1",
+        "action": "hide",
+        "reason": "advertising",
+        "changed": True,
+        "reports": 2,
+        "content": {"user_id": ALICE, "hidden": False, "text": ""},
+    }
     assert world.content.items[("post", 1)]["hidden"] is True
     assert ("set_post_hidden", 1, True, "advertising") in world.content.calls
     for report_id in (1, 2):
