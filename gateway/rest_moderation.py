@@ -16,7 +16,7 @@ from backoffice.actions import Actor, AdminActions
 from community.moderation import REPORT_STATUSES, RESOLUTIONS, ModerationService
 from community.rules import PAGE_MAX, REASON_MAX, decode_cursor, encode_cursor
 from engine.book.errors import NotFound
-from persistence.community.limits import RedisRateLimiter
+from gateway.rest_reactions import limiter_of, reactions_of
 from persistence.community.moderation import (
     MongoBlockStore,
     MongoContents,
@@ -32,13 +32,6 @@ ID: Final = r"([0-9]+)"
 
 
 # == wiring ================================================================================================
-def limiter_of(ctx: AppContext) -> Any:
-    """The community's one rate limiter (the first module to need it builds it)."""
-    if ctx.community_limiter is None:
-        ctx.community_limiter = RedisRateLimiter(ctx.redis, enabled=ctx.community_rate_limits)
-    return ctx.community_limiter
-
-
 class _Owner:
     """The feed's or the reactions' service, found when first called: moderation changes posts and
     comments only through their owners, which keep the counters equal to the records."""
@@ -68,7 +61,7 @@ def build_moderation(ctx: AppContext) -> ModerationService:
         limiter=limiter_of(ctx),
         contents=MongoContents(ctx.db),
         posts=_Owner(ctx, "feed", "gateway.rest_feed", "feed_of"),
-        comments=_Owner(ctx, "reactions", "gateway.rest_reactions", "reactions_of"),
+        comments=reactions_of(ctx),
         clock=utc_now,
     )
     ctx.moderation = service
