@@ -236,3 +236,52 @@ async def test_bad_queue_queries_are_400(app: AppServer) -> None:
     for query in ("status=everything", "cursor=%%%", "cursor=WzFd1", "limit=0", "limit=51"):
         answer = await app.call("GET", f"/api/v1/admin/community/reports?{query}", token=admin)
         assert answer.status == 400, (query, answer.body)
+
+
+async def test_a_hidden_comment_leaves_the_list_and_the_counter_and_comes_back(app: AppServer) -> None:
+    alice, alice_token = await app.register()
+    _bob, bob_token = await app.register()
+    post = await post_by(app, alice)
+    made = await app.call("POST", f"/api/v1/posts/{post}/comments", {"text": "rude words"}, token=bob_token)
+    assert made.status == 201, made.body
+    comment = made.json["id"]
+    kept = await app.call("POST", f"/api/v1/posts/{post}/comments", {"text": "kind words"}, token=bob_token)
+    assert kept.status == 201
+    reported = await app.call(
+        "POST", "/api/v1/reports", {"target": f"comment:{comment}", "reason": "abuse"}, token=alice_token
+    )
+    assert reported.status == 201, reported.body
+    admin = await app.admin_token()
+    hidden = await app.call(
+        "POST",
+        f"/api/v1/admin/community/reports/{reported.json['id']}/resolve",
+        {"action": "hide", "reason": "insults"},
+        token=admin,
+    )
+    assert hidden.status == 200, hidden.body
+    assert (hidden.json["changed"], hidden.json["reports"]) == (True, 1)
+    listed = await app.call("GET", f"/api/v1/posts/{post}/comments")
+    assert [c["id"] for c in listed.json["items"]] == [kept.json["id"]]
+    assert (await app.ctx.db.community_posts.find_one({"_id": post}))["comments"] == 1
+    assert (await app.ctx.db.community_comments.find_one({"_id": comment}))["hidden_reason"] == "insults"
+    shown = await app.call(
+        "POST", f"/api/v1/admin/community/comments/{comment}/unhide", {"reason": "appeal"}, token=admin
+    )
+    assert shown.json["changed"] is True
+    assert (await app.ctx.db.community_posts.find_one({"_id": post}))["comments"] == 2
+    deleted = await app.call(
+        "POST",
+        f"/api/v1/admin/community/comments/{comment}/delete",
+        {"reason": "on second thought"},
+        token=admin,
+    )
+    assert deleted.json["changed"] is True
+    assert await app.ctx.db.community_comments.count_documents({"_id": comment}) == 0
+    assert (await app.ctx.db.community_posts.find_one({"_id": post}))["comments"] == 1
+    assert [
+        e["action"] for e in await app.ctx.db.audit.find({"action": {"$regex": "^community"}}).to_list()
+    ] == [
+        "community.report_resolve",
+        "community.comment_unhide",
+        "community.comment_delete",
+    ]
