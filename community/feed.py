@@ -210,6 +210,11 @@ class FeedService:
         followed = viewer is not None and bool(await self.store.topic_follows(viewer, [topic_id]))
         return self._topic_view(topic, followed)
 
+    async def all_topics(self) -> list[Record]:
+        """For the back office: every topic, hidden ones included (with `hidden`)."""
+        topics = await self.store.topics(include_hidden=True, limit=TOPICS_MAX)
+        return [{**self._topic_view(t, False), "hidden": bool(t.get("hidden"))} for t in topics]
+
     @staticmethod
     def _topic_view(topic: Record, followed: bool) -> Record:
         return {
@@ -384,6 +389,14 @@ class FeedService:
             raise TargetNotFound(f"no user {user_id}")
         return await self._read(viewer, before, size, authors=[user_id])
 
+    async def moderation_posts(
+        self, *, user_id: int | None = None, cursor: str | None = None, limit: int | None = None
+    ) -> PostPage:
+        """For the back office: the latest posts, hidden ones included, optionally one user's."""
+        before = decode_cursor(cursor, 1)
+        authors = None if user_id is None else [user_id]
+        return await self._read(None, before, page_size(limit), authors=authors, include_hidden=True)
+
     async def _read(
         self,
         viewer: int | None,
@@ -392,9 +405,14 @@ class FeedService:
         *,
         authors: list[int] | None = None,
         topic_id: int | None = None,
+        include_hidden: bool = False,
     ) -> PostPage:
         posts = await self.store.posts(
-            before=before[0] if before else None, limit=size + 1, authors=authors, topic_id=topic_id
+            before=before[0] if before else None,
+            limit=size + 1,
+            authors=authors,
+            topic_id=topic_id,
+            include_hidden=include_hidden,
         )
         more = len(posts) > size
         posts = posts[:size]

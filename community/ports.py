@@ -95,8 +95,10 @@ class FeedStore(Protocol):
         limit: int,
         authors: list[int] | None = None,
         topic_id: int | None = None,
+        include_hidden: bool = False,
     ) -> list[Record]:
-        """Visible posts, newest first, with `_id < before`; optionally only these authors or topic."""
+        """Visible posts (all with `include_hidden`), newest first, with `_id < before`; optionally
+        only these authors or this topic."""
         ...
 
     async def set_post_hidden(self, post_id: int, hidden: bool, reason: str) -> Record | None:

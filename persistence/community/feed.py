@@ -221,8 +221,9 @@ class MongoFeedStore:
         limit: int,
         authors: list[int] | None = None,
         topic_id: int | None = None,
+        include_hidden: bool = False,
     ) -> list[Document]:
-        query: dict[str, Any] = {"hidden": False}
+        query: dict[str, Any] = {} if include_hidden else {"hidden": False}
         if before is not None:
             query["_id"] = {"$lt": before}
         if authors is not None:

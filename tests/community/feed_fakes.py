@@ -170,11 +170,12 @@ class FakeFeedStore:
         limit: int,
         authors: list[int] | None = None,
         topic_id: int | None = None,
+        include_hidden: bool = False,
     ) -> list[Record]:
         found = [
             dict(p)
             for pid, p in sorted(self.post_docs.items(), reverse=True)
-            if not p["hidden"]
+            if (include_hidden or not p["hidden"])
             and (before is None or pid < before)
             and (authors is None or p["user_id"] in authors)
             and (topic_id is None or p["topic_id"] == topic_id)

@@ -278,3 +278,14 @@ async def test_erase_user_removes_their_feed_and_fixes_the_counters(w: World) ->
         0,
     )
     assert len(w.purger.purged) == 3
+
+
+async def test_the_back_office_sees_hidden_posts_and_topics(w: World) -> None:
+    shown, hidden = await post(w, 1), await post(w, 2)
+    await w.feed.set_post_hidden(hidden, True, "spam")
+    page = await w.feed.moderation_posts()
+    assert [p["_id"] for p in page.posts] == [hidden, shown] and page.posts[0]["hidden"]
+    assert [p["_id"] for p in (await w.feed.moderation_posts(user_id=2)).posts] == [hidden]
+    topic = await w.feed.create_topic("hidden")
+    await w.feed.update_topic(topic["_id"], {"hidden": True})
+    assert [t["hidden"] for t in await w.feed.all_topics()] == [True]
