@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import io
+import pathlib
+import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 from PIL import Image
 
 from backoffice.actions import Actor
 from gateway import rest_feed
 from tests.gateway.conftest import Answer, AppServer
+from web.http import JsonHandler
 from web.media import media_of
 
 ADMIN = Actor(1, "admin", True, "127.0.0.1", "rest")
@@ -349,3 +353,19 @@ async def test_topics(server: AppServer) -> None:
     ] == 0
     audit = [a["action"] async for a in s.ctx.db.audit.find({"action": {"$regex": "^community"}})]
     assert audit == ["community.topic_create", "community.topic_create", "community.topic_update"]
+
+
+# == docs/openapi-community.yaml and the routes agree (both directions, this module's routes) ======
+def test_every_feed_route_is_documented_and_every_documented_one_served(server: AppServer) -> None:
+    spec = yaml.safe_load((pathlib.Path(__file__).parents[2] / "docs" / "openapi-community.yaml").read_text())
+    methods = ("get", "post", "put", "patch", "delete")
+    served = {}
+    for pattern, handler, _args in rest_feed.routes(server.ctx):
+        served[pattern] = {m for m in methods if getattr(handler, m) is not getattr(JsonHandler, m)}
+    documented: dict[str, set[str]] = {}
+    for path, operations in spec["paths"].items():
+        matching = [p for p in served if re.fullmatch(p, re.sub(r"\{[^}]+\}", "1", path))]
+        if matching:
+            [pattern] = matching
+            documented.setdefault(pattern, set()).update(m for m in operations if m in methods)
+    assert documented == served
