@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 from community.errors import TargetNotFound, TextRejected
 from community.guard import check_may_write, check_rate
@@ -57,7 +57,7 @@ def _utc_now() -> datetime.datetime:
 class NoPurger:
     """Until the reactions service is wired: a deleted post leaves nothing else to remove here."""
 
-    async def purge_target(self, target: Any) -> None:
+    async def purge_target(self, target: Target) -> None:
         return None
 
 

@@ -245,6 +245,6 @@ class Links(Protocol):
 
 
 class ReactionPurger(Protocol):
-    async def purge_target(self, target: Any) -> None:
+    async def purge_target(self, target: Target) -> None:
         """Remove a deleted post's comments, likes and views (community.reactions)."""
         ...

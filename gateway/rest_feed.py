@@ -15,8 +15,8 @@ from typing import Any, Final
 import tornado.httputil
 
 from community.feed import FeedService, NewPost, PostPage
-from community.rules import MAX_ID, PAGE_MAX, POST_IMAGES_MAX
-from gateway import rest_reactions
+from community.rules import MAX_ID, PAGE_MAX, POST_IMAGES_MAX, Target
+from gateway.rest_reactions import reactions_of
 from persistence.community.blocks import MongoBlocks
 from persistence.community.feed import MongoFeedStore, ensure_indexes
 from persistence.community.limits import RedisRateLimiter
@@ -73,19 +73,13 @@ class EngineLinks:
 
 
 class ContextPurger:
-    """`purge_target` on the reactions service, found when a post is deleted (it may be built after
-    the feed); nothing to purge while there is none."""
+    """`purge_target` on the process's reactions service (gateway/rest_reactions.py)."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    async def purge_target(self, target: Any) -> None:
-        reactions = self.ctx.reactions
-        if reactions is None:
-            build = getattr(rest_reactions, "reactions_of", None)
-            reactions = build(self.ctx) if build is not None else None
-        if reactions is not None:
-            await reactions.purge_target(target)
+    async def purge_target(self, target: Target) -> None:
+        await reactions_of(self.ctx).purge_target(target)
 
 
 def build_feed(ctx: AppContext) -> FeedService:

@@ -6,10 +6,10 @@ import dataclasses
 import datetime
 import itertools
 from collections.abc import Iterable
-from typing import Any
 
 from community.feed import FeedService, TopicTitleTaken
 from community.ports import Record
+from community.rules import Target
 
 NOW = datetime.datetime(2026, 3, 1, 9, 30, tzinfo=datetime.UTC)
 
@@ -251,7 +251,7 @@ class FakePurger:
     def __init__(self) -> None:
         self.purged: list[str] = []
 
-    async def purge_target(self, target: Any) -> None:
+    async def purge_target(self, target: Target) -> None:
         self.purged.append(str(target))
 
 

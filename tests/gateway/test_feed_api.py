@@ -369,3 +369,22 @@ def test_every_feed_route_is_documented_and_every_documented_one_served(server: 
             [pattern] = matching
             documented.setdefault(pattern, set()).update(m for m in operations if m in methods)
     assert documented == served
+
+
+async def test_deleting_a_post_takes_its_comments_likes_and_views(server: AppServer) -> None:
+    s = server
+    _, author = await s.register()
+    _, reader = await s.register()
+    post_id = (await s.call("POST", "/api/v1/posts", {"text": "talk to me"}, token=author)).json["id"]
+    comment = await s.call("POST", f"/api/v1/posts/{post_id}/comments", {"text": "hi"}, token=reader)
+    assert comment.status == 201, comment.body
+    assert (await s.call("PUT", f"/api/v1/posts/{post_id}/like", token=reader)).status == 200
+    assert (await s.call("PUT", f"/api/v1/comments/{comment.json['id']}/like", token=author)).status == 200
+    assert (await s.call("POST", f"/api/v1/posts/{post_id}/view", token=reader)).status == 200
+    liked = (await s.call("GET", f"/api/v1/posts/{post_id}", token=reader)).json
+    assert (liked["likes"], liked["comments"], liked["views"], liked["liked_by_me"]) == (1, 1, 1, True)
+    assert (await s.call("DELETE", f"/api/v1/posts/{post_id}", token=author)).status == 204
+    db = s.ctx.db
+    assert await db.community_comments.count_documents({}) == 0
+    assert await db.community_likes.count_documents({}) == 0
+    assert await db.community_views.count_documents({}) == 0
