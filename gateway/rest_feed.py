@@ -254,6 +254,8 @@ class UploadMixin(FeedHandler):
         declared = self.request.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > self.max_body:
             raise PayloadTooLarge(f"the body must not exceed {self.max_body // 2**20} MiB")
+        if self._is_json() and declared.isdigit() and int(declared) > MAX_JSON_POST_BYTES:
+            raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON_POST_BYTES} bytes")
         set_max_body_size = getattr(self.request.connection, "set_max_body_size", None)
         if set_max_body_size is not None:
             set_max_body_size(self.max_body + 1)
@@ -261,6 +263,10 @@ class UploadMixin(FeedHandler):
         set_body_timeout = getattr(self.request.connection, "set_body_timeout", None)
         if set_body_timeout is not None:
             set_body_timeout(UPLOAD_BODY_TIMEOUT_SECONDS)
+
+    def _is_json(self) -> bool:
+        content_type = self.request.headers.get("Content-Type", "")
+        return content_type.split(";")[0].strip().lower() == "application/json"
 
     def data_received(self, chunk: bytes) -> None:
         if not self._uploading:
@@ -405,8 +411,7 @@ class PostsHandler(UploadMixin):
         self.reply(view, 201)
 
     def _new_post(self) -> NewPost:
-        content_type = self.request.headers.get("Content-Type", "")
-        if content_type.split(";")[0].strip().lower() == "application/json":
+        if self._is_json():
             body = self.upload_body()
             if len(body) > MAX_JSON_POST_BYTES:
                 raise PayloadTooLarge(f"a JSON post is at most {MAX_JSON_POST_BYTES} bytes")

@@ -198,6 +198,11 @@ async def test_hostile_posts_get_stable_4xx_codes_and_store_nothing(server: AppS
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
     writer.close()
     assert head.startswith(b"HTTP/1.1 413")
+    big_json = b'{"text": "' + b"x" * 20_000 + b'"}'
+    answer = await s.call(
+        "POST", "/api/v1/posts", raw=big_json, token=token, headers={"Content-Type": "application/json"}
+    )
+    assert (answer.status, answer.code) == (413, "PAYLOAD_TOO_LARGE")
     for raw, kind in ((b"not json", "application/json"), (b"text=x", "application/x-www-form-urlencoded")):
         answer = await s.call("POST", "/api/v1/posts", raw=raw, token=token, headers={"Content-Type": kind})
         assert answer.status == 400, answer.body
