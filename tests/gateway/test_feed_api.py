@@ -17,6 +17,7 @@ import yaml  # type: ignore[import-untyped]
 from PIL import Image
 
 from backoffice.actions import Actor
+from engine.commands import PlaceBid
 from gateway import rest_feed
 from tests.gateway.conftest import Answer, AppServer
 from web.http import JsonHandler
@@ -393,3 +394,27 @@ async def test_deleting_a_post_takes_its_comments_likes_and_views(server: AppSer
     assert await db.community_comments.count_documents({}) == 0
     assert await db.community_likes.count_documents({}) == 0
     assert await db.community_views.count_documents({}) == 0
+
+
+async def test_a_lot_card_shows_the_price_of_the_moment(server: AppServer) -> None:
+    s = server
+    bidder_id, token = await s.register()
+    session_id = await s.create_session()
+    lot_id = await s.create_lot(session_id, title="Jar", start_price=10_000)
+    post_id = (
+        await s.call(
+            "POST", "/api/v1/posts", {"text": "bid!", "link_kind": "lot", "link_id": lot_id}, token=token
+        )
+    ).json["id"]
+    session_card = await s.call(
+        "POST", "/api/v1/posts", {"text": "s", "link_kind": "session", "link_id": session_id}, token=token
+    )
+    assert (
+        session_card.json["link"]["price"] is None and session_card.json["link"]["session_id"] == session_id
+    )
+    before = (await s.call("GET", f"/api/v1/posts/{post_id}")).json["link"]
+    await s.start_bidding(session_id)
+    outcome = await s.engine.execute(PlaceBid(lot_id, bidder_id, 12_000, "feed-card-bid"))
+    assert outcome.ok, outcome
+    after = (await s.call("GET", f"/api/v1/posts/{post_id}")).json["link"]
+    assert before["status"] != after["status"] == "bidding" and after["price"] == 12_000
