@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from community.feed import FeedService, NewPost, TopicTitleTaken
 from persistence.community.feed import MongoFeedStore, ensure_indexes
+from persistence.community.reactions import recount
 from persistence.media import MediaIndex, MediaStore
 from persistence.mongo import Database, connect
 from tests.community.feed_fakes import Clock, FakeBlocks, FakeLimiter, FakeLinks, FakePurger
@@ -119,6 +120,9 @@ async def test_concurrent_follows_from_50_users_leave_counters_equal_to_records(
         user = p["_id"]
         assert p.get("following", 0) == await db.community_follows.count_documents({"follower": user})
         assert p.get("followers", 0) == await db.community_follows.count_documents({"followee": user})
+    # The repair (persistence/community/reactions.py) recounts the same records: nothing to fix.
+    wrong = await recount(db, dry_run=True)
+    assert (wrong["profiles.followers"], wrong["profiles.following"]) == (0, 0)
 
 
 async def test_concurrent_topic_follows_and_posts_keep_topic_counters(
@@ -141,6 +145,8 @@ async def test_concurrent_topic_follows_and_posts_keep_topic_counters(
     assert (
         after["posts"] == await db.community_posts.count_documents({"topic_id": tid, "hidden": False}) == 15
     )
+    wrong = await recount(db, dry_run=True)
+    assert (wrong["topics.followers"], wrong["topics.posts"], wrong["profiles.posts"]) == (0, 0, 0)
 
 
 async def test_delete_post_removes_its_files_and_counters(
