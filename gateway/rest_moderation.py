@@ -16,6 +16,7 @@ from backoffice.actions import Actor, AdminActions
 from community.moderation import REPORT_STATUSES, RESOLUTIONS, ModerationService
 from community.rules import PAGE_MAX, REASON_MAX, decode_cursor, encode_cursor
 from engine.book.errors import NotFound
+from gateway.rest_feed import feed_of
 from gateway.rest_reactions import limiter_of, reactions_of
 from persistence.community.moderation import (
     MongoBlockStore,
@@ -32,35 +33,13 @@ ID: Final = r"([0-9]+)"
 
 
 # == wiring ================================================================================================
-class _Owner:
-    """The feed's or the reactions' service, found when first called: moderation changes posts and
-    comments only through their owners, which keep the counters equal to the records."""
-
-    def __init__(self, ctx: AppContext, field: str, module: str, builder: str) -> None:
-        self.ctx, self.field, self.module, self.builder = ctx, field, module, builder
-
-    def _service(self) -> Any:
-        service = getattr(self.ctx, self.field)
-        if service is None:
-            import importlib
-
-            build = getattr(importlib.import_module(self.module), self.builder, None)
-            service = build(self.ctx) if build is not None else None
-        if service is None:
-            raise Unavailable(f"the community's {self.field} service is not available")
-        return service
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._service(), name)
-
-
 def build_moderation(ctx: AppContext) -> ModerationService:
     service = ModerationService(
         reports=MongoReports(ctx.db),
         blocks=MongoBlockStore(ctx.db),
         limiter=limiter_of(ctx),
         contents=MongoContents(ctx.db),
-        posts=_Owner(ctx, "feed", "gateway.rest_feed", "feed_of"),
+        posts=feed_of(ctx),
         comments=reactions_of(ctx),
         clock=utc_now,
     )

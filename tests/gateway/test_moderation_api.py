@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from backoffice.actions import Actor
 from gateway import rest_moderation
 from tests.gateway.conftest import AppServer
 
@@ -53,6 +54,13 @@ async def post_by(app: AppServer, user_id: int, text: str = "hello", post_id: in
         }
     )
     return new_id
+
+
+async def found(collection: Any, query: dict[str, Any]) -> dict[str, Any]:
+    """The one document the test expects to be there."""
+    doc: dict[str, Any] | None = await collection.find_one(query)
+    assert doc is not None, query
+    return doc
 
 
 async def audit(app: AppServer, action: str) -> list[dict[str, Any]]:
@@ -262,13 +270,13 @@ async def test_a_hidden_comment_leaves_the_list_and_the_counter_and_comes_back(a
     assert (hidden.json["changed"], hidden.json["reports"]) == (True, 1)
     listed = await app.call("GET", f"/api/v1/posts/{post}/comments")
     assert [c["id"] for c in listed.json["items"]] == [kept.json["id"]]
-    assert (await app.ctx.db.community_posts.find_one({"_id": post}))["comments"] == 1
-    assert (await app.ctx.db.community_comments.find_one({"_id": comment}))["hidden_reason"] == "insults"
+    assert (await found(app.ctx.db.community_posts, {"_id": post}))["comments"] == 1
+    assert (await found(app.ctx.db.community_comments, {"_id": comment}))["hidden_reason"] == "insults"
     shown = await app.call(
         "POST", f"/api/v1/admin/community/comments/{comment}/unhide", {"reason": "appeal"}, token=admin
     )
     assert shown.json["changed"] is True
-    assert (await app.ctx.db.community_posts.find_one({"_id": post}))["comments"] == 2
+    assert (await found(app.ctx.db.community_posts, {"_id": post}))["comments"] == 2
     deleted = await app.call(
         "POST",
         f"/api/v1/admin/community/comments/{comment}/delete",
@@ -277,7 +285,7 @@ async def test_a_hidden_comment_leaves_the_list_and_the_counter_and_comes_back(a
     )
     assert deleted.json["changed"] is True
     assert await app.ctx.db.community_comments.count_documents({"_id": comment}) == 0
-    assert (await app.ctx.db.community_posts.find_one({"_id": post}))["comments"] == 1
+    assert (await found(app.ctx.db.community_posts, {"_id": post}))["comments"] == 1
     assert [
         e["action"] for e in await app.ctx.db.audit.find({"action": {"$regex": "^community"}}).to_list()
     ] == [
@@ -285,3 +293,113 @@ async def test_a_hidden_comment_leaves_the_list_and_the_counter_and_comes_back(a
         "community.comment_unhide",
         "community.comment_delete",
     ]
+
+
+async def real_post(app: AppServer, token: str, text: str, topic_id: int | None = None) -> int:
+    body: dict[str, Any] = {"text": text} | ({"topic_id": topic_id} if topic_id else {})
+    made = await app.call("POST", "/api/v1/posts", body, token=token)
+    assert made.status == 201, made.body
+    return int(made.json["id"])
+
+
+async def feed_ids(app: AppServer, path: str = "/api/v1/posts?feed=latest") -> list[int]:
+    answer = await app.call("GET", path)
+    assert answer.status == 200, answer.body
+    return [int(p["id"]) for p in answer.json["items"]]
+
+
+async def test_a_hidden_post_leaves_the_feeds_and_the_counters_and_comes_back(app: AppServer) -> None:
+    alice, alice_token = await app.register()
+    _bob, bob_token = await app.register()
+    admin = await app.admin_token()
+    assert app.ctx.admin_actions is not None
+    topic = await app.ctx.admin_actions.community_topic_create(Actor(1, "admin", True), "Watches", "")
+    spam = await real_post(app, alice_token, "cheap watches", int(topic["_id"]))
+    fine = await real_post(app, alice_token, "a fine day", int(topic["_id"]))
+    assert await feed_ids(app) == [fine, spam]
+    reported = await app.call(
+        "POST", "/api/v1/reports", {"target": f"post:{spam}", "reason": "spam"}, token=bob_token
+    )
+    assert reported.status == 201, reported.body
+    resolved = await app.call(
+        "POST",
+        f"/api/v1/admin/community/reports/{reported.json['id']}/resolve",
+        {"action": "hide", "reason": "advertising"},
+        token=admin,
+    )
+    assert resolved.status == 200, resolved.body
+    assert (resolved.json["changed"], resolved.json["reports"]) == (True, 1)
+    assert await feed_ids(app) == [fine]
+    assert await feed_ids(app, f"/api/v1/posts?feed=topic&topic_id={topic['_id']}") == [fine]
+    assert await feed_ids(app, f"/api/v1/profiles/{alice}/posts") == [fine]
+    assert (await app.call("GET", f"/api/v1/posts/{spam}")).status == 404
+    assert (await app.call("GET", f"/api/v1/profiles/{alice}")).json["posts"] == 1
+    assert (await app.call("GET", f"/api/v1/topics/{topic['_id']}")).json["posts"] == 1
+    # Hidden content cannot be reported any more; shown again it is back everywhere.
+    again = await app.call(
+        "POST", "/api/v1/reports", {"target": f"post:{spam}", "reason": "spam"}, token=bob_token
+    )
+    assert again.status == 404
+    shown = await app.call(
+        "POST", f"/api/v1/admin/community/posts/{spam}/unhide", {"reason": "appeal"}, token=admin
+    )
+    assert shown.json["changed"] is True
+    assert await feed_ids(app) == [fine, spam]
+    assert (await app.call("GET", f"/api/v1/profiles/{alice}")).json["posts"] == 2
+    assert (await app.call("GET", f"/api/v1/topics/{topic['_id']}")).json["posts"] == 2
+    deleted = await app.call(
+        "POST", f"/api/v1/admin/community/posts/{spam}/delete", {"reason": "repeat offence"}, token=admin
+    )
+    assert deleted.json["changed"] is True
+    assert await feed_ids(app) == [fine]
+    assert await app.ctx.db.community_posts.count_documents({"_id": spam}) == 0
+    assert (await app.call("GET", f"/api/v1/profiles/{alice}")).json["posts"] == 1
+
+
+async def test_erase_removes_a_users_community_data_in_one_action(app: AppServer) -> None:
+    alice, alice_token = await app.register()
+    bob, bob_token = await app.register()
+    admin = await app.admin_token()
+    mine = await real_post(app, alice_token, "mine")
+    bobs = await real_post(app, bob_token, "bob's")
+    assert (await app.call("PUT", f"/api/v1/profiles/{bob}/follow", token=alice_token)).status == 200
+    assert (await app.call("PUT", f"/api/v1/profiles/{alice}/follow", token=bob_token)).status == 200
+    assert (await app.call("PUT", f"/api/v1/posts/{bobs}/like", token=alice_token)).status == 200
+    assert (
+        await app.call("POST", f"/api/v1/posts/{bobs}/comments", {"text": "hi"}, token=alice_token)
+    ).status == 201
+    assert (
+        await app.call("POST", f"/api/v1/posts/{mine}/comments", {"text": "yo"}, token=bob_token)
+    ).status == 201
+    assert (
+        await app.call(
+            "POST", "/api/v1/reports", {"target": f"post:{bobs}", "reason": "other"}, token=alice_token
+        )
+    ).status == 201
+    assert (
+        await app.call(
+            "POST", "/api/v1/reports", {"target": f"post:{mine}", "reason": "spam"}, token=bob_token
+        )
+    ).status == 201
+    erased = await app.call(
+        "POST", f"/api/v1/admin/community/users/{alice}/erase", {"reason": "privacy request"}, token=admin
+    )
+    assert erased.status == 200, erased.body
+    counts = erased.json["erased"]
+    assert counts["reports"] == 1 and counts["reports_closed"] == 1
+    db = app.ctx.db
+    assert await db.community_posts.count_documents({"user_id": alice}) == 0
+    assert await db.community_comments.count_documents({"user_id": alice}) == 0
+    assert await db.community_likes.count_documents({"user_id": alice}) == 0
+    assert (
+        await db.community_follows.count_documents({"$or": [{"follower": alice}, {"followee": alice}]}) == 0
+    )
+    assert await db.community_reports.count_documents({"reporter": alice}) == 0
+    assert await db.community_comments.count_documents({"target": f"post:{mine}"}) == 0  # bob's comment on it
+    post = await found(db.community_posts, {"_id": bobs})
+    assert (post["likes"], post["comments"]) == (0, 0)
+    bob_profile = (await app.call("GET", f"/api/v1/profiles/{bob}")).json
+    assert (bob_profile["followers"], bob_profile["following"]) == (0, 0)
+    assert await feed_ids(app) == [bobs]
+    [entry] = [e async for e in db.audit.find({"action": "community.erase"})]
+    assert entry["target"] == f"user:{alice}" and entry["after"]["reason"] == "privacy request"
