@@ -186,3 +186,30 @@ async def test_report_then_hide_from_the_queue_in_a_browser(tab: Tab) -> None:
     await tab.screenshot("community_audit")
     assert dialogs == []
     tab.assert_clean()
+
+
+async def test_topics_are_created_and_edited_through_the_feeds_admin_actions(
+    admin_client: AdminClient,
+) -> None:
+    server = admin_client.server
+    await admin_client.sign_in()
+    page = (await admin_client.get("/admin/community/topics")).body.decode()
+    assert "No topics yet" in page and "cannot be written" not in page
+    made = await admin_client.post("/admin/community/topics/new", {"title": XSS[:32], "intro": "about"})
+    assert made.status == 303
+    topic = await found(server.ctx.db.community_topics, {})
+    assert topic["title"] == XSS[:32]
+    page = (await admin_client.get("/admin/community/topics")).body.decode()
+    assert "<script>" not in page
+    await admin_client.post(
+        f"/admin/community/topics/{topic['_id']}",
+        {"title": "Watches", "intro": "all about them", "hidden": "1"},
+    )
+    edited = await found(server.ctx.db.community_topics, {"_id": topic["_id"]})
+    assert (edited["title"], edited["intro"], edited["hidden"]) == ("Watches", "all about them", True)
+    refused = await admin_client.post("/admin/community/topics/new", {"title": ""})
+    assert refused.status == 303 and await server.ctx.db.community_topics.count_documents({}) == 1
+    actions = [
+        e["action"] async for e in server.ctx.db.audit.find({"action": {"$regex": "^community.topic"}})
+    ]
+    assert actions == ["community.topic_create", "community.topic_update"]
