@@ -4,6 +4,7 @@ past the rate), the queue, resolutions, blocks and erase, each admin write with 
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import AsyncIterator
 from typing import Any
@@ -403,3 +404,46 @@ async def test_erase_removes_a_users_community_data_in_one_action(app: AppServer
     assert await feed_ids(app) == [bobs]
     [entry] = [e async for e in db.audit.find({"action": "community.erase"})]
     assert entry["target"] == f"user:{alice}" and entry["after"]["reason"] == "privacy request"
+
+
+async def test_concurrent_hides_and_unhides_move_the_counters_once(app: AppServer) -> None:
+    alice, alice_token = await app.register()
+    reporters = [await app.register() for _ in range(8)]
+    admin = await app.admin_token()
+    post = await real_post(app, alice_token, "contested")
+    kept = await real_post(app, alice_token, "kept")
+    reports = await asyncio.gather(
+        *(
+            app.call("POST", "/api/v1/reports", {"target": f"post:{post}", "reason": "spam"}, token=token)
+            for _user, token in reporters
+        )
+    )
+    assert [r.status for r in reports] == [201] * 8
+    hides = await asyncio.gather(
+        *(
+            app.call(
+                "POST",
+                f"/api/v1/admin/community/reports/{r.json['id']}/resolve",
+                {"action": "hide", "reason": "spam wave"},
+                token=admin,
+            )
+            for r in reports
+        )
+    )
+    assert all(h.status == 200 for h in hides)
+    assert sum(h.json["changed"] for h in hides) == 1
+    assert sum(h.json["reports"] for h in hides) == 8
+    assert (await app.call("GET", f"/api/v1/profiles/{alice}")).json["posts"] == 1
+    unhides = await asyncio.gather(
+        *(
+            app.call(
+                "POST", f"/api/v1/admin/community/posts/{post}/unhide", {"reason": "wave over"}, token=admin
+            )
+            for _ in range(8)
+        )
+    )
+    assert sum(u.json["changed"] for u in unhides) == 1
+    visible = await app.ctx.db.community_posts.count_documents({"user_id": alice, "hidden": False})
+    assert (await app.call("GET", f"/api/v1/profiles/{alice}")).json["posts"] == visible == 2
+    assert await feed_ids(app) == [kept, post]
+    assert await app.ctx.db.audit.count_documents({"action": "community.post_unhide"}) == 1
