@@ -184,6 +184,9 @@ async def test_report_then_hide_from_the_queue_in_a_browser(tab: Tab) -> None:
     )
     assert entry["before"]["content"]["user_id"] == author
     await tab.screenshot("community_audit")
+    await tab.page.goto(f"{server.base_url}/admin/community/users/{author}")
+    assert "hidden 已隐藏" in await tab.page.locator(f"tr[data-post='{post}']").inner_text()
+    await tab.screenshot("community_user")
     assert dialogs == []
     tab.assert_clean()
 
