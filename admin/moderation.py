@@ -70,6 +70,14 @@ class CommunityPage(AdminHandler):
                     found[f"{kind}:{doc['_id']}"] = doc
         return found
 
+    async def pictures(self, docs: Iterable[Document]) -> dict[str, Document]:
+        """`{url: {"url", "srcset", ...}}` of the posts' images, so thumbnails load a small variant."""
+        urls = sorted({u for d in docs for u in [d.get("cover") or "", *(d.get("images") or [])] if u})
+        if not urls:
+            return {}
+        found: dict[str, Document] = await self.ctx.catalog.media.pictures(urls)
+        return found
+
 
 # == the report queue =====================================================================================
 class QueueHandler(CommunityPage):
@@ -83,6 +91,7 @@ class QueueHandler(CommunityPage):
         if moderation is not None:
             groups, next_after = await moderation.queue(status, after, LISTED)
         contents = await self.contents(g["target"] for g in groups)
+        pictures = await self.pictures(contents.values())
         names = await user_names(
             self.ctx.db, [g["target_user"] for g in groups] + [r for g in groups for r in g["reporters"]]
         )
@@ -97,6 +106,7 @@ class QueueHandler(CommunityPage):
             counts=counts,
             groups=groups,
             contents=contents,
+            pictures=pictures,
             names=names,
             next_after=next_after,
             queue_url=queue_url,
@@ -130,6 +140,7 @@ class PostsHandler(CommunityPage):
             query["hidden"] = True
         posts = [p async for p in self.ctx.db.community_posts.find(query).sort("_id", -1).limit(LISTED)]
         names = await user_names(self.ctx.db, (p["user_id"] for p in posts))
+        pictures = await self.pictures(posts)
         topics = {
             int(t["_id"]): t.get("title", "")
             async for t in self.ctx.db.community_topics.find(
@@ -140,6 +151,7 @@ class PostsHandler(CommunityPage):
             "community_posts.html",
             posts=posts,
             names=names,
+            pictures=pictures,
             topics=topics,
             only_hidden=self.get_query_argument("hidden", "") == "1",
             next_before=posts[-1]["_id"] if len(posts) == LISTED else None,

@@ -13,6 +13,7 @@ import pytest
 from gateway import rest_moderation
 from tests.admin.conftest import AdminClient, AppServer
 from tests.admin.test_browser import XSS, Tab, browser, tab
+from tests.gateway.test_feed_api import multipart, png
 
 __all__ = ["browser", "tab"]
 
@@ -42,12 +43,19 @@ async def post_by(server: AppServer, user_id: int, text: str, *, images: list[st
     return post_id
 
 
-async def reported_post(server: AppServer, text: str = XSS) -> tuple[int, int, int]:
-    """(author, reporter, post): a post reported by another user through the REST API."""
+async def reported_post(server: AppServer, text: str = XSS, *, image: bool = False) -> tuple[int, int, int]:
+    """(author, reporter, post): a post (with an image if asked) reported by another user, all
+    through the REST API."""
     await rest_moderation.start(server.ctx)
     author, author_token = await server.register()
     reporter, token = await server.register()
-    made = await server.call("POST", "/api/v1/posts", {"text": text}, token=author_token)
+    if image:
+        body, kind = multipart({"text": text}, [("images", png(size=(700, 500)))])
+        made = await server.call(
+            "POST", "/api/v1/posts", raw=body, token=author_token, headers={"Content-Type": kind}
+        )
+    else:
+        made = await server.call("POST", "/api/v1/posts", {"text": text}, token=author_token)
     assert made.status == 201, made.body
     post = int(made.json["id"])
     answer = await server.call(
@@ -156,7 +164,7 @@ async def test_user_page_blocks_unblocks_and_erases_with_confirmation(admin_clie
 @pytest.mark.browser
 async def test_report_then_hide_from_the_queue_in_a_browser(tab: Tab) -> None:
     server = tab.server
-    author, _reporter, post = await reported_post(server)
+    author, _reporter, post = await reported_post(server, image=True)
     dialogs: list[Any] = []
     tab.page.on("dialog", lambda dialog: dialogs.append(dialog))
     await tab.page.set_viewport_size({"width": 1280, "height": 800})
@@ -164,6 +172,11 @@ async def test_report_then_hide_from_the_queue_in_a_browser(tab: Tab) -> None:
     await tab.page.goto(f"{server.base_url}/admin/community")
     row = tab.page.locator(f"tr[data-target='post:{post}']")
     assert XSS.split("<img")[0] in await row.locator(".reported-text").inner_text()
+    thumb = row.locator("img.thumb")
+    assert await thumb.count() == 1
+    await thumb.evaluate("img => img.decode()")
+    assert await thumb.evaluate("img => img.naturalWidth") > 0
+    assert "w320.webp" in await thumb.evaluate("img => img.currentSrc")
     await tab.screenshot("community_queue")
     await row.locator("input[name=reason]").fill("abusive language")
     await row.locator("button[value=hide]").click()
