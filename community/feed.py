@@ -448,9 +448,13 @@ class FeedService:
 
     async def delete_post(self, post_id: int) -> bool:
         """Delete the post, its images from storage, and (through the purger) its comments, likes
-        and views; whether it was there."""
+        and views; whether it was there. The reactions go first: if anything fails half-way the
+        post is still there, so the same call again finishes the job (nothing is left orphaned)."""
+        if await self.store.post(post_id) is None:
+            return False
+        await self.purger.purge_target(Target("post", post_id))
         post = await self.store.delete_post(post_id)
-        if post is None:
+        if post is None:  # a concurrent delete won
             return False
         if not post.get("hidden"):  # a hidden post was already taken off the counters
             await self.store.inc_profile(int(post["user_id"]), "posts", -1)
@@ -458,7 +462,6 @@ class FeedService:
                 await self.store.inc_topic(int(post["topic_id"]), "posts", -1)
         for url in {post.get("cover") or "", *post.get("images", ())} - {""}:
             await self.media.delete(url)
-        await self.purger.purge_target(Target("post", post_id))
         return True
 
     # == privacy ==================================================================================
