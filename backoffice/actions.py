@@ -489,6 +489,73 @@ class AdminActions:
         action = "auth.two_factor_enabled" if enabled else "auth.two_factor_disabled"
         await self.record(actor, action, f"user:{actor.user_id}")
 
+    # == community: moderation (issue 23) ==========================================================
+    # community.moderation.ModerationService, set by composition/backoffice.py (gateway/rest_moderation.py
+    # moderation_of); None: unavailable. Every method names its reason in the audit entry's `after`.
+    moderation: Any = None
+
+    def _moderation_desk(self) -> Any:
+        if self.moderation is None:
+            raise GavelError(
+                "the community's moderation is not wired into this application", code="UNAVAILABLE"
+            )
+        return self.moderation
+
+    async def community_resolve_report(
+        self, actor: Actor, report_id: int, action: str, reason: str
+    ) -> Document:
+        """Hide / delete the reported content or dismiss: every open report of its target is closed.
+        A repeat that closes nothing and changes nothing records nothing."""
+        await self.authorize(actor, "community.report_resolve")
+        outcome = await self._moderation_desk().resolve(report_id, action, reason, actor.user_id)
+        answer: Document = outcome.as_dict()
+        if outcome.changed or outcome.reports:
+            before = {"content": answer.pop("content")}
+            await self.record(actor, "community.report_resolve", f"report:{report_id}", before, answer)
+        answer.pop("content", None)
+        return answer
+
+    async def community_moderate(
+        self, actor: Actor, kind: str, content_id: int, action: str, reason: str
+    ) -> Document:
+        """An admin's hide / unhide / delete of a post or comment (`community.post_hide`, ...)."""
+        name = f"community.{kind}_{action}"
+        await self.authorize(actor, name)
+        outcome = await self._moderation_desk().moderate(kind, content_id, action, reason, actor.user_id)
+        answer: Document = outcome.as_dict()
+        before = {"content": answer.pop("content")}
+        if outcome.changed or outcome.reports:
+            await self.record(actor, name, f"{kind}:{content_id}", before, answer)
+        return answer
+
+    async def community_block(self, actor: Actor, user_id: int, reason: str, days: int | None) -> Document:
+        await self.authorize(actor, "community.block")
+        before, block = await self._moderation_desk().block(user_id, reason, days, actor.user_id)
+        after = {"until": block["until"], "reason": block["reason"], "days": days}
+        previous = None if before is None else {"until": before.get("until"), "reason": before.get("reason")}
+        await self.record(actor, "community.block", f"user:{user_id}", previous, after)
+        block_doc: Document = block
+        return block_doc
+
+    async def community_unblock(self, actor: Actor, user_id: int, reason: str = "") -> bool:
+        """Lift a block; nothing to lift records nothing."""
+        await self.authorize(actor, "community.unblock")
+        removed = await self._moderation_desk().unblock(user_id)
+        if removed is not None:
+            before = {"until": removed.get("until"), "reason": removed.get("reason")}
+            await self.record(actor, "community.unblock", f"user:{user_id}", before, {"reason": reason})
+        return removed is not None
+
+    async def community_erase(self, actor: Actor, user_id: int, reason: str) -> dict[str, int]:
+        """Erase a user's community data on request (privacy): one action, counts in the audit entry.
+        Needs the second factor when the policy names `community.erase` (two_factor_actions)."""
+        await self.authorize(actor, "community.erase")
+        desk = self._moderation_desk()
+        cleaned = desk.reason_of(reason)  # refused before anything goes
+        counts: dict[str, int] = await desk.erase_user(user_id, actor.user_id)
+        await self.record(actor, "community.erase", f"user:{user_id}", None, {**counts, "reason": cleaned})
+        return counts
+
     # == community: reactions (issue 23) =========================================================
     # The ReactionService (community/reactions.py), set by composition/backoffice.py.
     reactions: Any = None
