@@ -492,6 +492,8 @@ class AdminActions:
     # == community: moderation (issue 23) ==========================================================
     # community.moderation.ModerationService, set by composition/backoffice.py (gateway/rest_moderation.py
     # moderation_of); None: unavailable. Every method names its reason in the audit entry's `after`.
+    # Hiding, showing and deleting posts and comments go through `community_moderate` only: it also
+    # closes the content's open reports, so the queue never holds a decided case.
     moderation: Any = None
 
     def _moderation_desk(self) -> Any:
@@ -565,41 +567,6 @@ class AdminActions:
             raise GavelError("the reactions service is not wired into this application", code="UNAVAILABLE")
         return self.reactions
 
-    async def _comment_before(self, comment_id: int) -> Document:
-        comment = await self._reactions_desk().store.comment(comment_id)
-        if comment is None:
-            raise NotFound(f"no comment {comment_id}")
-        return {k: comment.get(k) for k in ("target", "user_id", "text", "root", "hidden", "hidden_reason")}
-
-    async def community_comment_hide(
-        self, actor: Actor, comment_id: int, reason: str, hidden: bool = True
-    ) -> bool:
-        """Hide (or, `hidden=False`, show again) a comment with a reason; whether it changed (a
-        change only is recorded: community.comment_hide / community.comment_unhide)."""
-        name = "community.comment_hide" if hidden else "community.comment_unhide"
-        await self.authorize(actor, name)
-        reason = clean_text(reason, max_length=REASON_MAX, what="reason")
-        before = await self._comment_before(comment_id)
-        changed = bool(await self._reactions_desk().set_comment_hidden(comment_id, hidden, reason))
-        if changed:
-            after = {"hidden": hidden, "reason": reason}
-            await self.record(actor, name, f"comment:{comment_id}", before, after)
-        return changed
-
-    async def community_comment_unhide(self, actor: Actor, comment_id: int, reason: str) -> bool:
-        return await self.community_comment_hide(actor, comment_id, reason, hidden=False)
-
-    async def community_comment_delete(self, actor: Actor, comment_id: int, reason: str) -> bool:
-        """Delete a comment (a root takes its thread) with a reason: community.comment_delete."""
-        await self.authorize(actor, "community.comment_delete")
-        reason = clean_text(reason, max_length=REASON_MAX, what="reason")
-        before = await self._comment_before(comment_id)
-        deleted = bool(await self._reactions_desk().delete_comment(comment_id))
-        if deleted:
-            after = {"deleted": True, "reason": reason}
-            await self.record(actor, "community.comment_delete", f"comment:{comment_id}", before, after)
-        return deleted
-
     async def community_repair(
         self, actor: Actor, *, dry_run: bool = False, reason: str = ""
     ) -> dict[str, int]:
@@ -620,11 +587,6 @@ class AdminActions:
         if self.feed is None:
             raise GavelError("the community feed is not wired into this application", code="UNAVAILABLE")
         return self.feed
-
-    @staticmethod
-    def _moderation_reason(reason: object) -> str:
-        """A moderator's reason: required, one short text (it is shown in the audit log)."""
-        return clean_text(reason, max_length=REASON_MAX, what="reason")
 
     async def community_topic_create(self, actor: Actor, title: object, intro: object = "") -> Document:
         await self.authorize(actor, "community.topic_create")
@@ -648,41 +610,3 @@ class AdminActions:
         )
         doc: Document = after
         return doc
-
-    async def community_post_hide(self, actor: Actor, post_id: int, reason: object) -> bool:
-        return await self._community_post_hidden(actor, post_id, True, reason)
-
-    async def community_post_unhide(self, actor: Actor, post_id: int, reason: object) -> bool:
-        return await self._community_post_hidden(actor, post_id, False, reason)
-
-    async def _community_post_hidden(self, actor: Actor, post_id: int, hidden: bool, reason: object) -> bool:
-        action = "community.post_hide" if hidden else "community.post_unhide"
-        await self.authorize(actor, action)
-        why = self._moderation_reason(reason)
-        feed = self._feed_desk()
-        post = await feed.post(post_id)
-        if post is None:
-            raise NotFound(f"no post {post_id}")
-        changed = bool(await feed.set_post_hidden(post_id, hidden, why))
-        await self.record(
-            actor,
-            action,
-            f"post:{post_id}",
-            {"hidden": bool(post.get("hidden")), "user_id": post.get("user_id")},
-            {"hidden": hidden, "reason": why, "changed": changed},
-        )
-        return changed
-
-    async def community_post_delete(self, actor: Actor, post_id: int, reason: object) -> bool:
-        await self.authorize(actor, "community.post_delete")
-        why = self._moderation_reason(reason)
-        feed = self._feed_desk()
-        post = await feed.post(post_id)
-        if post is None:
-            raise NotFound(f"no post {post_id}")
-        deleted = bool(await feed.delete_post(post_id))
-        before = {k: post.get(k) for k in ("user_id", "text", "hidden", "images", "topic_id")}
-        await self.record(
-            actor, "community.post_delete", f"post:{post_id}", before, {"deleted": deleted, "reason": why}
-        )
-        return deleted
