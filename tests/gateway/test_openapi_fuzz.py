@@ -37,9 +37,7 @@ def standalone(spec: str, folder: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "spec", ["openapi.yaml", "openapi-orders.yaml", "openapi-shop.yaml", "openapi-community.yaml"]
-)
+@pytest.mark.parametrize("spec", ["openapi.yaml", "openapi-orders.yaml", "openapi-shop.yaml"])
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     service: ServiceProcess,  # noqa: F811
     spec: str,
