@@ -2,7 +2,7 @@
 a new article; an article's page (edit, head image, a preview of the sanitised body, publish and
 withdraw); the sources.
 
-Reads come straight from the collections (api.md "Documents"), as admin/degree.py does. Every
+Reads come straight from the collections (docs/community.md "Documents"), as admin/degree.py does. Every
 write goes through the admin-actions service (backoffice/actions.py, `article_*` methods), which
 authorizes, audits and calls the ArticleService (community/articles.py). The preview shows the
 body as community.markdown renders it: the same sanitised HTML the app shows.

@@ -1,7 +1,7 @@
 """The degree path's back office (学位课): degree courses, a degree's cohort, homework authoring, mentors
 and the homework waiting for a grade.
 
-Reads come straight from the collections (api.md's documents), as admin/community.py does. Every
+Reads come straight from the collections (the documents of docs/degree.md), as admin/community.py does. Every
 write goes through the admin-actions service (backoffice/actions.py: `degree_*` methods), which
 authorizes, audits and calls the degree or mentoring service. Names, answers and homework text are
 user text: templates render them escaped.

@@ -1,7 +1,7 @@
 """The community's back office (社区, issue 23): the report queue, the latest posts and comments
 (hidden ones too), a user's community page (counts, block, erase) and the topics.
 
-Reads come straight from the collections (api.md's documents). Every write goes through the
+Reads come straight from the collections (docs/community.md "Documents"). Every write goes through the
 admin-actions service (backoffice/actions.py: `community_*` methods), which authorizes, audits
 with the reason, and calls the moderation service (or the feed's, for topics). Post, comment,
 note and topic text is user text: the templates render it escaped, never raw.

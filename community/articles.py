@@ -190,7 +190,7 @@ def published_status(
 
 
 def is_visible(doc: Document, now: datetime.datetime) -> bool:
-    """Readers see an article only online AND within its window (api.md): the status and the
+    """Readers see an article only online AND within its window (docs/community.md): the status and the
     times are both checked, so neither the scheduler's latency nor a stale status shows it early
     or keeps it late."""
     if doc.get("status") != "online":

@@ -3,7 +3,7 @@
 `FeedService` decides (who may write what, text limits, visibility, when a counter moves) over the
 ports of community/ports.py; persistence/community/feed.py stores. Counters move only with their
 record: a follow inserted → +1 on both profiles, removed → -1; a post hidden or deleted while
-visible → -1 on its author's and its topic's `posts` (api.md "Counter rule").
+visible → -1 on its author's and its topic's `posts` (docs/community.md "The counter rule").
 """
 
 from __future__ import annotations

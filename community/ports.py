@@ -199,8 +199,8 @@ class ReactionStore(Protocol):
         ...
 
     async def recount(self, dry_run: bool) -> dict[str, int]:
-        """Recompute every counter from its records (api.md's list); how many documents were wrong
-        per counter, corrected unless `dry_run`."""
+        """Recompute every counter from its records (docs/community.md "The counter rule"); how many
+        documents were wrong per counter, corrected unless `dry_run`."""
         ...
 
 
@@ -231,7 +231,7 @@ class LivePublisher(Protocol):
 # == feed (issue 23): community/feed.py's ports; persistence/community/feed.py implements FeedStore ==
 class FeedStore(Protocol):
     """Profiles, follows, topics and posts. Writes report whether the record changed, so the service
-    moves a counter only together with its record (api.md "Counter rule")."""
+    moves a counter only together with its record (docs/community.md "The counter rule")."""
 
     # users and profiles
     async def user_exists(self, user_id: int) -> bool: ...
@@ -340,7 +340,7 @@ Document = dict[str, Any]
 
 
 class ArticleStore(Protocol):
-    """`community_articles` and `community_article_sources` (api.md "Documents"). It stores and
+    """`community_articles` and `community_article_sources` (docs/community.md "Documents"). It stores and
     loads; the service decides. Titles and source names are unique: a duplicate raises the
     service's ArticleTitleExists / SourceNameExists."""
 
@@ -373,8 +373,8 @@ class ArticleStore(Protocol):
         after: tuple[int, int, int] | None,
         limit: int,
     ) -> list[Document]:
-        """Visible articles (api.md) ordered by (weight, pub_at, _id) descending, strictly after the
-        keys `after` (weight, pub_at in ms, id)."""
+        """Visible articles (docs/community.md) ordered by (weight, pub_at, _id) descending, strictly
+        after the keys `after` (weight, pub_at in ms, id)."""
         ...
 
     async def due(self, now: datetime.datetime) -> list[Document]:

@@ -1,4 +1,4 @@
-"""The articles (深科技) over REST (docs/community.md "Articles"; api.md "REST / Articles").
+"""The articles (深科技) over REST (docs/community.md "Articles").
 
 Public: `GET /api/v1/articles` (visible ones, by weight, publish time and id, keyset cursor),
 `GET /api/v1/articles/{id}` (with the sanitised `body_html`, `liked_by_me`, `collected_by_me`),
@@ -101,7 +101,7 @@ def _iso(value: datetime.datetime | None) -> str | None:
 async def article_views(
     ctx: AppContext, docs: list[Document], *, admin: bool = False
 ) -> list[dict[str, Any]]:
-    """The list view of each article (api.md), with head images as pictures and source names."""
+    """The list view of each article (docs/community.md), with head images as pictures and source names."""
     service = articles_of(ctx)
     names = await service.source_names(sorted({int(d["source_id"]) for d in docs}))
     images = [str(d["head_img"]) for d in docs if d.get("head_img")]

@@ -128,8 +128,8 @@ async def start(ctx: AppContext) -> list[asyncio.Task[None]]:
 async def post_views(
     ctx: AppContext, page: PostPage, viewer: int | None, *, admin: bool = False
 ) -> list[Document]:
-    """api.md's post view for each post of the page: pictures from the media index (one query) and
-    links resolved against the engine's live book (one query per kind for the titles)."""
+    """The post view (docs/community.md) for each post of the page: pictures from the media index
+    (one query) and links resolved against the engine's live book (one query per kind for the titles)."""
     urls = [u for p in page.posts for u in [p.get("cover") or "", *p.get("images", ())] if u]
     pictures = await ctx.catalog.media.pictures(urls) if urls else {}
     cards = await link_cards(ctx, [p["link"] for p in page.posts if p.get("link")])

@@ -1,4 +1,4 @@
-"""The degree path's mentors over REST (api.md "REST — mentor" and MENTOR's admin part): the queue,
+"""The degree path's mentors over REST (docs/degree.md "Mentors"): the queue,
 students, a record, grading, follow-ups; admins grant, revoke and assign mentors, see a degree's
 cohort and run the sweep (writes through AdminActions, audited).
 

@@ -97,7 +97,7 @@ def _iso(value: Any) -> Any:
 async def comment_views(
     ctx: AppContext, comments: Sequence[Record], viewer: int | None, *, public: bool = False
 ) -> list[dict[str, Any]]:
-    """Comment views (api.md); `public` (the live `comment` frame) leaves out liked_by_me and mine.
+    """Comment views (docs/community.md); `public` (the live `comment` frame) leaves out liked_by_me and mine.
     Root comments from a list carry `replies` and `reply_preview` (themselves views)."""
     every = [*comments, *(r for c in comments for r in c.get("reply_preview", ()))]
     names = await people(

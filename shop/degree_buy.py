@@ -99,7 +99,7 @@ async def check_order_may_buy(
 def enrolment_record(
     user_id: int, degree_course_id: int, degree: Record, order_no: str, now: datetime.datetime
 ) -> Record:
-    """A new enrolment (api.md `shop_degree_enrolments`): not started, not registered, the money
+    """A new enrolment (docs/degree.md `shop_degree_enrolments`): not started, not registered, the money
     copied from the degree so that later catalogue edits never change a bought degree."""
     mentor_fee = int(degree.get("mentor_fee", 0))
     return {

@@ -1,4 +1,4 @@
-"""The articles (深科技) on MongoDB: `community_articles` and `community_article_sources` (api.md
+"""The articles (深科技) on MongoDB: `community_articles` and `community_article_sources` (docs/community.md
 "Documents"), the `ArticleStore` port of community/articles.py. It stores and loads; what is valid,
 visible or due is decided in community/articles.py.
 
@@ -50,7 +50,7 @@ def _loaded(doc: Document | None) -> Document | None:
 
 
 def visible_query(now: datetime.datetime) -> Document:
-    """api.md: online AND pub_at <= now AND (no offline_at OR now < offline_at)."""
+    """docs/community.md: online AND pub_at <= now AND (no offline_at OR now < offline_at)."""
     return {
         "status": "online",
         "pub_at": {"$lte": now},

@@ -280,7 +280,7 @@ async def _expected(db: Database, spec: Recount) -> dict[int, int]:
 
 
 async def recount(db: Database, dry_run: bool = False) -> dict[str, int]:
-    """Recompute every counter (api.md "Counter rule"); {counter: documents that were wrong}.
+    """Recompute every counter (docs/community.md "The counter rule"); {counter: documents that were wrong}.
 
     Each fix is a compare-and-set on the value read (`{_id, field: seen}` → `$set`), so a like
     landing during the repair is never overwritten: that document is simply left for the next run."""

@@ -1,5 +1,5 @@
 """The degree path's back office (admin/degree.py): degree courses, a cohort, homework authoring,
-mentors and the records waiting for a grade. Pages read the api.md documents (inserted here as the
+mentors and the records waiting for a grade. Pages read the degree path's documents (inserted here as the
 degree services would write them); every write goes through AdminActions and leaves one audit entry."""
 
 from __future__ import annotations

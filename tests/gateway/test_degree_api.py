@@ -2,7 +2,7 @@
 admin homework authoring (audited), registration, opening modules, multipart hand-ins with a real PNG
 and a refused .exe, the size and count limits, file access, suspend/resume, mentors and reviews.
 
-The enrolment is inserted as the BUY part writes it at payment (api.md)."""
+The enrolment is inserted as the BUY part writes it at payment (docs/degree.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The mentors' REST on the real MongoDB and Redis: admins grant and assign mentors (audited),
 is_mentor on /me, the queue, a record, grading with its money and the student's live
 homework_graded frame, 403s for non-mentors and other mentors' students, follow-ups (JSON and a
-multipart file), the cohort and the sweep. CORE's documents are inserted in api.md's shapes."""
+multipart file), the cohort and the sweep. CORE's documents are inserted in the shapes the degree
+path writes."""
 
 import datetime
 import uuid

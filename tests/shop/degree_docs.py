@@ -1,4 +1,4 @@
-"""Documents of the degree path in api.md's shapes, for tests that need CORE's enrolments, study
+"""Documents of the degree path in the shapes it writes, for tests that need CORE's enrolments, study
 records, homework and hand-ins without CORE's code (the mentoring tests insert them directly)."""
 
 import datetime

@@ -1,5 +1,5 @@
 """In-memory `DegreeStore` and `FileStore` (shop/degree_ports.py) with the adapters' guards, plus
-helpers that write the catalogue and the enrolment document as the BUY part creates it (api.md)."""
+helpers that write the catalogue and the enrolment document as the BUY part creates it (docs/degree.md)."""
 
 from __future__ import annotations
 
@@ -311,13 +311,13 @@ class World:
         }
 
     def enrol(self, user_id: int, degree_id: int, **overrides: Any) -> str:
-        """The enrolment document the BUY part writes at payment (api.md)."""
+        """The enrolment document the BUY part writes at payment (docs/degree.md)."""
         degree = self.store.table("degree_courses")[degree_id]
         return insert_enrolment(self.store.table("enrolments"), user_id, degree, self.clock(), **overrides)
 
 
 def enrolment_document(user_id: int, degree: Record, now: datetime.datetime, **overrides: Any) -> Record:
-    """api.md's `shop_degree_enrolments` document, as bought (not started, no form)."""
+    """The `shop_degree_enrolments` document, as bought (not started, no form)."""
     doc: Record = {
         "_id": f"{user_id}:{degree['_id']}",
         "user_id": user_id,

@@ -61,7 +61,7 @@ export async function optional(request) {
   }
 }
 
-// -- hand-in files: the server's limits (api.md), checked before anything is sent -----------------
+// -- hand-in files: the server's limits (docs/degree.md), checked before anything is sent -----------------
 export const MAX_FILES = 5;
 export const MAX_FILE_BYTES = 10 * 1024 * 1024;
 export const ACCEPT = ".pdf,.png,.jpg,.jpeg,.gif,.webp,.zip,.txt,.md,.py,.csv,.json";

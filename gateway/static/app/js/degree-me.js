@@ -12,7 +12,7 @@ import { yuan, today, Badge, useDegreeFrame } from "./degree-common.js";
 const SALARY_BANDS = ["<5k", "5-10k", "10-15k", "15-20k", "20-30k", ">30k"];
 const ACTIVE = ["not_started", "studying"];
 const date = (doc, name) => formatDate(doc[name + "_ms"] ?? parseIso(doc[name]));
-const day = (iso) => String(iso || "").slice(0, 10); // validity is in UTC days (api.md)
+const day = (iso) => String(iso || "").slice(0, 10); // validity is in UTC days (docs/degree.md)
 const experience = (n) => (n === 0 ? t("deg.exp_new") : n === 11 ? t("deg.exp_more") : t("deg.years", { n }));
 
 function Progress({ progress }) {
