@@ -153,7 +153,7 @@ class CommunityFake:
             "cover": self._picture(post["images"][0]) if post["images"] else None,
             "images": [self._picture(url) for url in post["images"]],
             "topic": {"id": topic["id"], "title": topic["title"]} if topic else None, "place": post["place"],
-            "link": None, "created_at": NOW, "likes": self._count_likes(target),
+            "link": post.get("link"), "created_at": NOW, "likes": self._count_likes(target),
             "comments": sum(1 for c in self.comments.values() if c["target"] == target),
             "views": sum(1 for t, _ in self.views if t == target), "liked_by_me": (target, me) in self.likes,
             "mine": post["user_id"] == me,

@@ -298,3 +298,51 @@ async def test_hostile_text_renders_as_text(browser: Any, app_world: AppWorld, s
         assert page.problems == []
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+async def test_lot_card_price_and_my_profile(browser: Any, app_world: AppWorld, size: str) -> None:  # noqa: F811
+    me = await user(app_world, f"Collector {size}")
+    fake = await community(app_world, [me])
+    assert fake is not None
+    lot = {
+        "kind": "lot", "id": app_world.plain_lot, "title": "Celadon bowl", "price": 100_00, "status": "live",
+        "session_id": app_world.live_session,
+    }  # fmt: skip
+    fake.posts[1] = {"id": 1, "user_id": me[0], "text": "Bidding on this", "images": [], "topic_id": None,
+                     "place": "", "link": lot}  # fmt: skip
+    context = await context_for(browser, size)
+    try:
+        await fake.install(context)
+        page = await open_app(context, app_world, "#/")
+        await sign_in_as(page, me[1], "/community")
+        card = page.locator("main .cm-post .cm-link")
+        await card.wait_for()
+        assert await card.get_attribute("href") == f"#/lot/{app_world.plain_lot}"
+        await page.wait_for_function(
+            "() => document.querySelector('main .cm-link').innerText.includes('¥100.00')"
+        )
+        # A bid elsewhere: the card's price follows the session's live price, no reload.
+        bidder = await app_world.funded_bidder()
+        assert (await app_world.bid(bidder[1], app_world.plain_lot, 110_00))["type"] == "accepted"
+        await page.wait_for_function(
+            "() => document.querySelector('main .cm-link').innerText.includes('¥110.00')"
+        )
+        await checked(page)
+
+        # My profile: an avatar (checked here, then uploaded) and a bio, shown on my public page.
+        await visit(page, "/me/profile")
+        await page.locator("#cm-bio").wait_for()
+        await page.set_input_files(
+            "#cm-avatar", files=[{"name": "me.png", "mimeType": "image/png", "buffer": png()}]
+        )
+        await page.locator("main img.cm-avatar").wait_for()
+        await page.fill("#cm-bio", "宋瓷 <b>collector</b>")
+        await page.locator("main form button.button.primary.block").click()
+        await page.locator(".toast.good").last.wait_for()
+        await checked(page)
+        await visit(page, f"/community/user/{me[0]}")
+        await page.locator("main .cm-profile img.cm-avatar").wait_for()
+        assert "宋瓷 <b>collector</b>" in await page.locator("main .cm-profile").inner_text()
+    finally:
+        await context.close()

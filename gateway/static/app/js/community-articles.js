@@ -8,7 +8,7 @@ import { useAsync, Async, Picture } from "./ui.js";
 import { API, when, usePaged, PageEnd, useCounts, LikeButton, needUser, showError } from "./community-common.js";
 import { Comments } from "./community-comments.js";
 
-const Counts = ({ a }) => html`<small class="muted cm-art-counts">👁 ${a.views} · ♥ ${a.likes} · 💬 ${a.comments}</small>`;
+const Counts = ({ a }) => html`<small class="muted">${t("cm.views")} ${a.views} · ♥ ${a.likes} · ${t("cm.comments")} ${a.comments}</small>`;
 
 function ArticleCard({ a }) {
   return html`<li class="card cm-art-card"><a href=${"#/community/article/" + a.id}>
@@ -37,7 +37,7 @@ function ArticleList({ path }) {
 }
 
 /** Collect / uncollect (PUT/DELETE /me/collections/{kind}/{id} → { collected, collects }). */
-export function CollectButton({ kind, id, collected, onChange }) {
+export function CollectButton({ kind, id, collected, count, onChange }) {
   const toggle = async () => {
     if (!needUser()) return;
     try {
@@ -47,7 +47,7 @@ export function CollectButton({ kind, id, collected, onChange }) {
     }
   };
   return html`<button type="button" class=${"cm-act" + (collected ? " on" : "")} aria-pressed=${collected} onClick=${toggle}>
-    <span aria-hidden="true">${collected ? "★" : "☆"}</span> ${t(collected ? "cm.collected" : "cm.collect")}</button>`;
+    <span aria-hidden="true">${collected ? "★" : "☆"}</span> ${t(collected ? "cm.collected" : "cm.collect")} ${count}</button>`;
 }
 
 function ArticleBody({ a }) {
@@ -62,9 +62,8 @@ function ArticleBody({ a }) {
     <div class="cm-md" dangerouslySetInnerHTML=${{ __html: a.body_html /* sanitised by the server (community/markdown.py) */ }}></div>
     <div class="cm-actions">
       <${LikeButton} path=${"/articles/" + a.id} liked=${c.liked} likes=${c.likes} onChange=${(r) => setC((x) => ({ ...x, ...r }))} />
-      <${CollectButton} kind="article" id=${a.id} collected=${c.collected} onChange=${(r) => setC((x) => ({ ...x, ...r }))} />
-      <span class="cm-act muted">☆ ${c.collects}</span>
-      <span class="cm-act muted" aria-label=${t("cm.views")}><span aria-hidden="true">👁</span> ${c.views}</span>
+      <${CollectButton} kind="article" id=${a.id} collected=${c.collected} count=${c.collects} onChange=${(r) => setC((x) => ({ ...x, ...r }))} />
+      <span class="cm-act muted">${t("cm.views")} ${c.views}</span>
     </div>
   </article>`;
 }

@@ -155,12 +155,12 @@ export function PostCard({ post, full, onDelete, Report }) {
     ${post.link && html`<${LinkCard} link=${post.link} />`}
     ${(post.topic || post.place) && html`<p class="cm-meta">
       ${post.topic && html`<a class="cm-chip" href=${"#/community/topic/" + post.topic.id}>#${post.topic.title}</a>`}
-      ${post.place && html`<span class="muted">⌖ ${post.place}</span>`}</p>`}
+      ${post.place && html`<span class="muted">◎ ${post.place}</span>`}</p>`}
     <div class="cm-actions">
       <${LikeButton} path=${"/posts/" + post.id} liked=${counts.liked} likes=${counts.likes}
         onChange=${(r) => setCounts((c) => ({ ...c, liked: r.liked, likes: r.likes }))} />
-      <a class="cm-act" href=${open} aria-label=${t("cm.comments")}><span aria-hidden="true">💬</span> ${counts.comments}</a>
-      <span class="cm-act muted" aria-label=${t("cm.views")}><span aria-hidden="true">👁</span> ${counts.views}</span>
+      <a class="cm-act" href=${open}>${t("cm.comments")} ${counts.comments}</a>
+      <span class="cm-act muted">${t("cm.views")} ${counts.views}</span>
       ${full && !post.mine && Report && html`<${Report} target=${"post:" + post.id} />`}
       ${full && post.mine && html`<button type="button" class="cm-act" onClick=${onDelete}>${t("common.delete")}</button>`}
     </div>

@@ -91,7 +91,7 @@ function MyProfile() {
   };
   return html`<${Async} state=${state} ready=${() => html`<form class="form card cm-page" onSubmit=${save}>
     <div class="cm-profile"><${Avatar} user=${shown} big=${true} /><div class="cm-profile-body"><h2 class="cm-name">${shown.name}</h2>
-      <a href=${"#/community/user/" + shown.user_id}>${t("cm.view_profile")}</a></div></div>
+      <a class="cm-more-link" href=${"#/community/user/" + shown.user_id}>${t("cm.view_profile")}</a></div></div>
     <${Field} id="cm-avatar" label=${t("cm.avatar")} hint=${t("cm.avatar_hint")}>
       <input id="cm-avatar" type="file" accept=${ACCEPT_IMAGES} onChange=${avatar} disabled=${progress !== null} /><//>
     ${progress !== null && html`<progress class="cm-progress" max="1" value=${progress} aria-label=${t("cm.uploading")}></progress>`}
