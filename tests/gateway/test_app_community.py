@@ -204,7 +204,25 @@ async def test_follow_post_comment_reply_and_like_live(browser: Any, app_world: 
         assert fake is not None and len(fake.comments) == 3 and len(fake.views) == 2
         await checked(a)
         await checked(b)
-        assert post_id in fake.posts
+
+        # Ben reports the post (a sheet of reasons); a second report is refused with its reason.
+        for _ in range(2):
+            await b.locator("main .cm-post .cm-act", has_text="举报" if size == "phone" else "Report").click()
+            await b.locator(".sheet input[value=abuse]").check()
+            await b.locator(".sheet button.button.primary").click()
+            await b.locator(".toast").last.wait_for()
+        assert [r["reason"] for r in fake.reports] == ["abuse"]
+        assert (
+            "举报过" in await b.locator(".toast").last.inner_text()
+            or "already" in await b.locator(".toast").last.inner_text()
+        )
+        await b.keyboard.press("Escape")
+
+        # Ann deletes her post (after confirming): back to the feed, the post gone.
+        a.once("dialog", lambda dialog: dialog.accept())
+        await a.locator("main .cm-post .cm-act", has_text="删除" if size == "phone" else "Delete").click()
+        await a.wait_for_function("() => location.hash === '#/community'")
+        assert post_id not in fake.posts
     finally:
         await ann_ctx.close()
         await ben_ctx.close()
