@@ -151,7 +151,7 @@ export function PostCard({ post, full, onDelete, Report }) {
   return html`<article class="card cm-post" aria-label=${t("cm.post_by", { name: post.author.name })}>
     <${Author} user=${post.author} at=${post.created_at} />
     ${full ? html`<p class="cm-text">${post.text}</p>` : html`<a class="cm-text cm-open" href=${open}>${post.text}</a>`}
-    <${Images} images=${post.images} />
+    <${Images} images=${post.cover && !post.images.some((i) => i.url === post.cover.url) ? [post.cover, ...post.images] : post.images} />
     ${post.link && html`<${LinkCard} link=${post.link} />`}
     ${(post.topic || post.place) && html`<p class="cm-meta">
       ${post.topic && html`<a class="cm-chip" href=${"#/community/topic/" + post.topic.id}>#${post.topic.title}</a>`}
