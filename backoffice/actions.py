@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from backoffice.ports import AuditTrail, Balances, CatalogStore, Credited, Document, Office, SecondFactor
+from community.rules import REASON_MAX, clean_text
 from engine.book.errors import GavelError, NotFound
 from engine.commands import CancelLot, CloseLot, Command, OpenLot, Outcome
 from engine.engine import Engine
@@ -487,3 +488,59 @@ class AdminActions:
         await self.authorize(actor, "auth.two_factor")
         action = "auth.two_factor_enabled" if enabled else "auth.two_factor_disabled"
         await self.record(actor, action, f"user:{actor.user_id}")
+
+    # == community: reactions (issue 23) =========================================================
+    # The ReactionService (community/reactions.py), set by composition/backoffice.py.
+    reactions: Any = None
+
+    def _reactions_desk(self) -> Any:
+        if self.reactions is None:
+            raise GavelError("the reactions service is not wired into this application", code="UNAVAILABLE")
+        return self.reactions
+
+    async def _comment_before(self, comment_id: int) -> Document:
+        comment = await self._reactions_desk().store.comment(comment_id)
+        if comment is None:
+            raise NotFound(f"no comment {comment_id}")
+        return {k: comment.get(k) for k in ("target", "user_id", "text", "root", "hidden", "hidden_reason")}
+
+    async def community_comment_hide(
+        self, actor: Actor, comment_id: int, reason: str, hidden: bool = True
+    ) -> bool:
+        """Hide (or, `hidden=False`, show again) a comment with a reason; whether it changed (a
+        change only is recorded: community.comment_hide / community.comment_unhide)."""
+        name = "community.comment_hide" if hidden else "community.comment_unhide"
+        await self.authorize(actor, name)
+        reason = clean_text(reason, max_length=REASON_MAX, what="reason")
+        before = await self._comment_before(comment_id)
+        changed = bool(await self._reactions_desk().set_comment_hidden(comment_id, hidden, reason))
+        if changed:
+            after = {"hidden": hidden, "reason": reason}
+            await self.record(actor, name, f"comment:{comment_id}", before, after)
+        return changed
+
+    async def community_comment_unhide(self, actor: Actor, comment_id: int, reason: str) -> bool:
+        return await self.community_comment_hide(actor, comment_id, reason, hidden=False)
+
+    async def community_comment_delete(self, actor: Actor, comment_id: int, reason: str) -> bool:
+        """Delete a comment (a root takes its thread) with a reason: community.comment_delete."""
+        await self.authorize(actor, "community.comment_delete")
+        reason = clean_text(reason, max_length=REASON_MAX, what="reason")
+        before = await self._comment_before(comment_id)
+        deleted = bool(await self._reactions_desk().delete_comment(comment_id))
+        if deleted:
+            after = {"deleted": True, "reason": reason}
+            await self.record(actor, "community.comment_delete", f"comment:{comment_id}", before, after)
+        return deleted
+
+    async def community_repair(
+        self, actor: Actor, *, dry_run: bool = False, reason: str = ""
+    ) -> dict[str, int]:
+        """Recompute every community counter from its records: community.repair (always recorded:
+        what was wrong is the finding, even when nothing is)."""
+        await self.authorize(actor, "community.repair")
+        reason = clean_text(reason, max_length=REASON_MAX, what="reason", required=False)
+        wrong: dict[str, int] = await self._reactions_desk().repair(dry_run)
+        after = {"dry_run": dry_run, "wrong": wrong, "reason": reason}
+        await self.record(actor, "community.repair", "community_counters", None, after)
+        return wrong

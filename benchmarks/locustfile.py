@@ -550,3 +550,130 @@ class SocketReader:
     def close(self) -> None:
         self.reader.kill(block=False)
         self.ws.close()
+
+
+def fixed(name: str) -> int:
+    """A user class's fixed count from the environment (benchmarks/feed_load.py sets them), else 0:
+    then locust spreads users by weight."""
+    return int(os.environ.get(name, "0"))
+
+
+class FeedReader(FastHttpUser):
+    """Someone scrolling the community feed (issue 23), the most-read page of such an app: the latest
+    feed, one or two further pages by cursor, sometimes the people they follow or a topic; opens a
+    post (its page, the view, the comments) and now and then an article list."""
+
+    weight = 4
+    fixed_count = fixed("FEED_READERS")
+    wait_time = between(1, 3)
+
+    def on_start(self) -> None:
+        Setup.ensure(self.host)
+        _user_id, token = Setup.new_account(deposit=False)
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.seen: list[int] = []
+
+    def get(self, path: str, name: str) -> Any:
+        with self.client.get(path, name=name, headers=self.auth, catch_response=True) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code} {r.text[:120]}")
+                return None
+            return r.json()
+
+    def scroll(self, query: str, name: str) -> None:
+        page = self.get(f"/api/v1/posts?{query}&limit=20", name)
+        for _ in range(random.choice((0, 1, 2))):
+            if not page or not page.get("next_cursor"):
+                break
+            page = self.get(f"/api/v1/posts?{query}&limit=20&cursor={page['next_cursor']}", name + " (next)")
+        if page:
+            self.seen = [int(item["id"]) for item in page["items"]][:20] or self.seen
+
+    @task(6)
+    def latest(self) -> None:
+        self.scroll("feed=latest", "/api/v1/posts?feed=latest")
+
+    @task(2)
+    def following(self) -> None:
+        self.scroll("feed=following", "/api/v1/posts?feed=following")
+
+    @task(4)
+    def open_post(self) -> None:
+        if not self.seen:
+            self.latest()
+            return
+        post_id = random.choice(self.seen)
+        self.get(f"/api/v1/posts/{post_id}", "/api/v1/posts/{id}")
+        with self.client.post(
+            f"/api/v1/posts/{post_id}/view",
+            headers=self.auth,
+            name="/api/v1/posts/{id}/view",
+            catch_response=True,
+        ) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code}")
+        self.get(f"/api/v1/posts/{post_id}/comments", "/api/v1/posts/{id}/comments")
+
+    @task(1)
+    def articles(self) -> None:
+        self.get("/api/v1/articles?position=feed", "/api/v1/articles")
+
+
+class FeedWriter(FastHttpUser):
+    """Someone who posts, likes and comments while the readers read (and follows a few writers, so
+    the readers' "following" feed has something)."""
+
+    weight = 1
+    fixed_count = fixed("FEED_WRITERS")
+    wait_time = between(2, 6)
+    writers: ClassVar[list[int]] = []
+
+    def on_start(self) -> None:
+        Setup.ensure(self.host)
+        self.user_id, token = Setup.new_account(deposit=False)
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.liked: set[int] = set()
+        for other in random.sample(self.writers, min(5, len(self.writers))):
+            self.send("PUT", f"/api/v1/profiles/{other}/follow", "/api/v1/profiles/{id}/follow")
+        self.writers.append(self.user_id)
+        self.post()
+
+    def send(self, method: str, path: str, name: str, body: Any = None) -> Any:
+        with self.client.request(
+            method, path, name=name, headers=self.auth, json=body, catch_response=True
+        ) as r:
+            if r.status_code not in (200, 201, 204):
+                r.failure(f"{r.status_code} {r.text[:120]}")
+                return None
+            return r.json() if r.content else None
+
+    def recent(self) -> list[int]:
+        page = self.send("GET", "/api/v1/posts?feed=latest&limit=20", "/api/v1/posts?feed=latest")
+        return [int(item["id"]) for item in page["items"]] if page else []
+
+    @task(1)
+    def post(self) -> None:
+        text = f"Load post {uuid.uuid4().hex[:8]}: 今天的拍品不错"
+        self.send("POST", "/api/v1/posts", "/api/v1/posts (create)", {"text": text})
+
+    @task(6)
+    def like(self) -> None:
+        posts = self.recent()
+        if not posts:
+            return
+        post_id = random.choice(posts)
+        method = "DELETE" if post_id in self.liked else "PUT"
+        name = f"/api/v1/posts/{{id}}/like ({method})"
+        if self.send(method, f"/api/v1/posts/{post_id}/like", name) is not None:
+            self.liked.symmetric_difference_update({post_id})
+
+    @task(2)
+    def comment(self) -> None:
+        posts = self.recent()
+        if posts:
+            self.send(
+                "POST",
+                f"/api/v1/posts/{random.choice(posts)}/comments",
+                "/api/v1/posts/{id}/comments (create)",
+                {"text": "好东西 👍"},
+            )

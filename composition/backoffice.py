@@ -24,6 +24,7 @@ from engine.book.errors import GavelError
 from engine.commands import UnblockBidder
 from gateway.rest_degree import degree_of
 from gateway.rest_mentor import mentoring_of
+from gateway.rest_reactions import reactions_of
 from persistence.audit import AuditLog
 from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Document
@@ -230,4 +231,5 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
     # The degree path's mentors (issue 22), built here like the degree service: the admin UI's mentor
     # buttons work even in an application served without the shop's REST routes.
     actions.mentoring = mentoring_of(ctx)
+    actions.reactions = reactions_of(ctx)  # the community's comment moderation and repair (issue 23)
     return actions

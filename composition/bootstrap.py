@@ -110,6 +110,7 @@ def build_context(
         signin_policy=signin_policy(config),
         cookie_secret=cookie_secret(config),
         media_dir=config.data_dir / "media",
+        community_rate_limits=config.community_rate_limits,
         # Unpaid shop orders are released after SHOP_PENDING_TIMEOUT (seconds, at least one).
         shop_pending_timeout_seconds=max(1, config.shop_pending_timeout_ms // 1000),
     )

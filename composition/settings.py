@@ -382,6 +382,13 @@ SPECS: tuple[Spec, ...] = (
         parse_positive_int,
         "accounts one address may try to register per hour",
     ),
+    Spec(
+        "community_rate_limits",
+        "COMMUNITY_RATE_LIMITS",
+        "1",
+        parse_flag,
+        "0 lifts the per-user limits on posts, comments, likes (load tests only; docs/community.md)",
+    ),
 )
 
 
@@ -430,6 +437,7 @@ class Settings:
     login_failures_per_account: int = 100
     login_backoff_max_ms: int = 900_000
     registrations_per_address: int = 10
+    community_rate_limits: bool = True
 
     @property
     def production(self) -> bool:
@@ -540,4 +548,6 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append("PUBLIC_URL: must be an https:// origin in production")
     if not settings.journal_fsync:
         problems.append("JOURNAL_FSYNC: must be 1 in production (an acknowledged bid must survive a crash)")
+    if not settings.community_rate_limits:
+        problems.append("COMMUNITY_RATE_LIMITS: must be 1 in production (limits on posts, comments, likes)")
     return problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import orjson
@@ -9,7 +10,9 @@ import orjson
 MAX_ID = 2**53 - 1  # ids and prices must survive JavaScript's number type
 MAX_PRICE = 10**13  # fen: a hundred billion yuan is beyond any lot
 MAX_REF_LENGTH = 64
-OPS = ("ping", "subscribe", "unsubscribe", "bid", "max_bid")
+OPS = ("ping", "subscribe", "unsubscribe", "bid", "max_bid", "watch", "unwatch")
+# The community's live counts (issue 23): `watch` a post's or an article's topic, e.g. "post:12".
+TOPIC = re.compile(r"(post|article):([1-9][0-9]{0,15})")
 
 
 class BadFrame(Exception):
@@ -24,6 +27,7 @@ class ClientFrame(NamedTuple):
     lot_id: int = 0
     amount: int = 0
     ref: str = ""
+    topic: str = ""
 
 
 def _positive_int(frame: dict[str, Any], key: str, limit: int, ref: str | None) -> int:
@@ -52,6 +56,11 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
         return ClientFrame(op)
     if op in ("subscribe", "unsubscribe"):
         return ClientFrame(op, session_id=_positive_int(frame, "session_id", MAX_ID, None))
+    if op in ("watch", "unwatch"):
+        topic = frame.get("topic")
+        if not isinstance(topic, str) or (found := TOPIC.fullmatch(topic)) is None or int(found[2]) > MAX_ID:
+            raise BadFrame("BAD_REQUEST", "'topic' must be 'post:<id>' or 'article:<id>'")
+        return ClientFrame(op, topic=topic)
     raw_ref = frame.get("ref")
     if not isinstance(raw_ref, str) or not 1 <= len(raw_ref) <= MAX_REF_LENGTH:
         raise BadFrame("BAD_REQUEST", f"'ref' must be a string of 1 to {MAX_REF_LENGTH} characters")

@@ -45,6 +45,7 @@ log = logging.getLogger("gavel.ws")
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_SUBSCRIPTIONS = 50
+MAX_TOPICS = 64  # community topics ("post:12") one socket may watch
 # A subscriber with this many frames still unwritten only gets the latest price per lot...
 LAGGING_AFTER_PENDING_WRITES = 64
 # ...and is closed when it stays behind for this long.
@@ -142,6 +143,8 @@ class Hub:
         self.publish = publish  # Redis pub/sub for other gateway processes
         self.by_session: dict[int, set[BidderSocket]] = defaultdict(set)
         self.by_user: dict[int, set[BidderSocket]] = defaultdict(set)
+        # The community's live counts (gateway/community_live.py): topic ("post:12") -> watchers.
+        self.by_topic: dict[str, set[BidderSocket]] = {}
         self.sockets: set[BidderSocket] = set()
         # Places taken per address and per user, from the upgrade request on (before anything is
         # awaited, so concurrent upgrades cannot all pass one check) until the socket has closed.
@@ -191,10 +194,32 @@ class Hub:
         if socket.user_id:
             self.by_user[socket.user_id].add(socket)
 
+    def watch(self, socket: BidderSocket, topic: str) -> None:
+        self.by_topic.setdefault(topic, set()).add(socket)
+
+    def unwatch(self, socket: BidderSocket, topic: str) -> None:
+        members = self.by_topic.get(topic)
+        if members is not None:
+            members.discard(socket)
+            if not members:
+                del self.by_topic[topic]
+
+    def send_topic(self, topic: str, frame: bytes) -> int:
+        """A community frame to this process's watchers of `topic`; how many."""
+        members = self.by_topic.get(topic)
+        if not members:
+            return 0
+        wire = text_frame(frame)
+        for socket in list(members):
+            socket.send_many((frame,), wire)
+        return len(members)
+
     def disconnected(self, socket: BidderSocket) -> None:
         self.sockets.discard(socket)
         for session_id in list(socket.subscriptions):
             self.leave(socket, session_id)
+        for topic in list(socket.topics):
+            self.unwatch(socket, topic)
         sockets = self.by_user.get(socket.user_id)
         if sockets is not None:
             sockets.discard(socket)
@@ -493,6 +518,7 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         self.user_id = 0
         self.remote_ip = ""
         self.subscriptions: set[int] = set()
+        self.topics: set[str] = set()  # watched community topics
         self._pending_writes = 0
         self._latest: dict[int, bytes] | None = None  # set while lagging: lot_id -> frame
         self._lagging_since = 0.0
@@ -662,8 +688,23 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
             self.subscriptions.discard(request.session_id)
             self.ctx.hub.leave(self, request.session_id)
             self.send_json({"type": "unsubscribed", "session_id": request.session_id})
+        elif op == "watch":
+            self.watch(request.topic)
+        elif op == "unwatch":
+            self.topics.discard(request.topic)
+            self.ctx.hub.unwatch(self, request.topic)
+            self.send_json({"type": "unwatched", "topic": request.topic})
         else:
             self.bid(request)
+
+    def watch(self, topic: str) -> None:
+        if topic not in self.topics and len(self.topics) >= MAX_TOPICS:
+            message = f"at most {MAX_TOPICS} topics per socket"
+            self.send_json({"type": "error", "code": "TOO_MANY_SUBSCRIPTIONS", "message": message})
+            return
+        self.topics.add(topic)
+        self.ctx.hub.watch(self, topic)
+        self.send_json({"type": "watching", "topic": topic})
 
     def subscribe(self, session_id: int) -> None:
         hub = self.ctx.hub

@@ -320,3 +320,20 @@ def test_the_backfill_command(
     finally:
         sync.drop_database(database)
         sync.close()
+
+
+async def test_delete_removes_the_original_its_variants_and_its_index_entry(
+    tmp_path: pathlib.Path, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    index = MediaIndex(mongo_db)
+    store = MediaStore(tmp_path, index=index)
+    kept = await store.save(jpeg(700, 400))
+    gone = await store.save(jpeg(700, 400))
+    assert await store.delete("https://gavel.example" + gone.path) is True
+    assert files(tmp_path) == sorted([kept.name, *(variant_name(kept.name, w) for w in kept.variants)])
+    assert await mongo_db.media.count_documents({"_id": gone.name}) == 0
+    assert await index.known([gone.name]) == {}
+    assert await store.delete(gone.path) is False  # already gone
+    # Names we never produce are never touched (no path tricks).
+    assert await store.delete("/media/../../etc/passwd") is False
+    assert await store.delete(kept.name + "/..") is False
