@@ -5,8 +5,9 @@ whom it answers), and likes and comments move in the other context without a rel
 liked, collected and commented, and shows in my collections; posts, comments and bios made of
 hostile text render as text and run nothing.
 
-Sign-in, lots and the socket are the real gateway's; the community's REST and its live frames come
-from tests/gateway/community_fake.py (an in-memory fake of api.md) until the real backends answer.
+Against the real gateway when it serves the community (feed and articles), else against
+tests/gateway/community_fake.py, an in-memory fake of api.md's REST and frames routed into the
+browser (sign-in, lots and the socket are the real gateway's either way): tests/gateway/community_world.py.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tests.gateway.app_kit import (
     small_targets,
     unlabelled_inputs,
 )
-from tests.gateway.community_fake import CommunityFake
+from tests.gateway.community_world import FakeCommunity, RealCommunity, community_for
 
 pytestmark = pytest.mark.browser
 
@@ -69,12 +70,8 @@ async def user(world: AppWorld, name: str) -> tuple[int, str, str]:
     return user_id, token, name
 
 
-async def community(world: AppWorld, users: list[tuple[int, str, str]]) -> CommunityFake | None:
-    """The fake when the real community REST is not deployed here (None: the real one answers)."""
-    probe = await world.server.call("GET", "/api/v1/posts?feed=latest")
-    if probe.status == 200:
-        pytest.skip("the real community REST answers: the end-to-end test against it is to be written")
-    return CommunityFake({token: (user_id, name) for user_id, token, name in users})
+async def community(world: AppWorld, users: list[tuple[int, str, str]]) -> FakeCommunity | RealCommunity:
+    return await community_for(world, users)
 
 
 async def visit(page: Any, path: str) -> None:
@@ -100,12 +97,12 @@ async def checked(page: Any) -> None:
 async def test_follow_post_reply_like_live(browser: Any, app_world: AppWorld, size: str) -> None:  # noqa: F811
     ann = await user(app_world, f"Ann {size}")
     ben = await user(app_world, f"Ben {size}")
-    fake = await community(app_world, [ann, ben])
+    c = await community(app_world, [ann, ben])
+    topic = await c.topic()
     ann_ctx, ben_ctx = await context_for(browser, size), await context_for(browser, size)
     try:
         for context in (ann_ctx, ben_ctx):
-            assert fake is not None
-            await fake.install(context)
+            await c.install(context)
         a = await open_app(ann_ctx, app_world, "#/")
         await sign_in_as(a, ann[1])
         b = await open_app(ben_ctx, app_world, "#/")
@@ -128,10 +125,10 @@ async def test_follow_post_reply_like_live(browser: Any, app_world: AppWorld, si
         await visit(a, "/community/new")
         await a.fill("#cm-text", "青瓷碗到了 The celadon bowl arrived")
         assert (
-            "17 / 255" in await a.locator("#cm-text-count").inner_text()
-            or "/ 255" in await a.locator("#cm-text-count").inner_text()
+            await a.locator("#cm-text-count").inner_text()
+            == f"{len('青瓷碗到了 The celadon bowl arrived')} / 255"
         )
-        await a.select_option("#cm-topic", "1")
+        await a.select_option("#cm-topic", str(topic))
         await a.fill("#cm-place", "杭州 Hangzhou")
         await a.set_input_files("#cm-images", files=[
             {"name": "one.png", "mimeType": "image/png", "buffer": png()},
@@ -201,7 +198,7 @@ async def test_follow_post_reply_like_live(browser: Any, app_world: AppWorld, si
         assert await a.evaluate("() => window.__noReload === true") and await b.evaluate(
             "() => window.__noReload === true"
         )
-        assert fake is not None and len(fake.comments) == 3 and len(fake.views) == 2
+        assert await c.counts(post_id) == {"likes": 1, "comments": 3, "views": 2}  # Ann's view and Ben's
         await checked(a)
         await checked(b)
 
@@ -212,14 +209,14 @@ async def test_follow_post_reply_like_live(browser: Any, app_world: AppWorld, si
             await b.locator(".sheet input[value=abuse]").check()
             await b.locator(".sheet button.button.primary").click()
             await b.locator(".toast", has_text=answer).wait_for()
-        assert [r["reason"] for r in fake.reports] == ["abuse"]
+        assert await c.reports() == ["abuse"]
         await b.keyboard.press("Escape")
 
         # Ann deletes her post (after confirming): back to the feed, the post gone.
         a.once("dialog", lambda dialog: dialog.accept())
         await a.locator("main .cm-post .cm-act", has_text="删除" if size == "phone" else "Delete").click()
         await a.wait_for_function("() => location.hash === '#/community'")
-        assert post_id not in fake.posts
+        assert await c.counts(post_id) is None
     finally:
         await ann_ctx.close()
         await ben_ctx.close()
@@ -228,15 +225,13 @@ async def test_follow_post_reply_like_live(browser: Any, app_world: AppWorld, si
 @pytest.mark.parametrize("size", ["phone", "desktop"])
 async def test_article_collect_comment(browser: Any, app_world: AppWorld, size: str) -> None:  # noqa: F811
     reader = await user(app_world, f"Reader {size}")
-    fake = await community(app_world, [reader])
-    assert fake is not None
-    article = fake.add_article(
-        "量子计算入门 Quantum computing", "<h2>Intro</h2><p>Qubits <strong>entangle</strong>.</p>", weight=5
-    )
-    fake.add_article("Banner story", "<p>big</p>", position="banner_big")
+    c = await community(app_world, [reader])
+    md, html = "## Intro\n\nQubits **entangle**.", "<h2>Intro</h2><p>Qubits <strong>entangle</strong>.</p>"
+    article = await c.article(f"量子计算入门 Quantum computing {size}", md, html, weight=5)
+    await c.article(f"Banner story {size}", "big", "<p>big</p>", position="banner_big", weight=1000)
     context = await context_for(browser, size)
     try:
-        await fake.install(context)
+        await c.install(context)
         page = await open_app(context, app_world, "#/")
         await sign_in_as(page, reader[1], "/community")
         await page.locator(".cm-banner", has_text="Banner story").wait_for()
@@ -258,7 +253,7 @@ async def test_article_collect_comment(browser: Any, app_world: AppWorld, size: 
         await page.locator(".cm-composer button.button.primary").click()
         await page.locator(".cm-comment", has_text="深深深").wait_for()
         await checked(page)
-        assert (reader[0], f"article:{article}") in fake.collections
+        assert await c.collected(reader, article)
         await visit(page, "/me/collections")
         await page.locator(".cm-collection", has_text="Quantum computing").wait_for()
         await checked(page)
@@ -269,27 +264,16 @@ async def test_article_collect_comment(browser: Any, app_world: AppWorld, size: 
 @pytest.mark.parametrize("size", ["phone", "desktop"])
 async def test_hostile_text_renders_as_text(browser: Any, app_world: AppWorld, size: str) -> None:  # noqa: F811
     author = await user(app_world, "<img src=x onerror=alert(9)>")
-    fake = await community(app_world, [author])
-    assert fake is not None
-    for n, text in enumerate(XSS, start=100):
-        fake.posts[n] = {
-            "id": n,
-            "user_id": author[0],
-            "text": text,
-            "images": [],
-            "topic_id": 1,
-            "place": text[:64],
-        }
-    first = min(fake.posts)
-    for i, text in enumerate(XSS):
-        fake.comments[500 + i] = {
-            "id": 500 + i, "target": f"post:{first}", "user_id": author[0], "text": text,
-            "root": None, "depth": 1, "reply_to": None, "reply_to_user": None,
-        }  # fmt: skip
-    fake._profile(author[0])["bio"] = XSS[0]
+    c = await community(app_world, [author])
+    topic = await c.topic()
+    posts = [await c.post(author, text, topic=topic, place=text[:64]) for text in XSS]
+    first = posts[0]
+    for text in XSS:
+        await c.comment(author, first, text)
+    await c.bio(author, XSS[0])
     context = await context_for(browser, size)
     try:
-        await fake.install(context)
+        await c.install(context)
         page = await open_app(context, app_world, "#/")
         dialogs: list[str] = []
 
@@ -318,17 +302,18 @@ async def test_hostile_text_renders_as_text(browser: Any, app_world: AppWorld, s
 @pytest.mark.parametrize("size", ["phone", "desktop"])
 async def test_lot_card_price_and_my_profile(browser: Any, app_world: AppWorld, size: str) -> None:  # noqa: F811
     me = await user(app_world, f"Collector {size}")
-    fake = await community(app_world, [me])
-    assert fake is not None
-    lot = {
-        "kind": "lot", "id": app_world.plain_lot, "title": "Celadon bowl", "price": 100_00, "status": "live",
-        "session_id": app_world.live_session,
-    }  # fmt: skip
-    fake.posts[1] = {"id": 1, "user_id": me[0], "text": "Bidding on this", "images": [], "topic_id": None,
-                     "place": "", "link": lot}  # fmt: skip
+    c = await community(app_world, [me])
+    link = (
+        "lot",
+        app_world.plain_lot,
+        "Celadon bowl",
+        100_00,
+        app_world.live_session,
+    )  # title etc.: the fake's
+    await c.post(me, "Bidding on this", link=link)
     context = await context_for(browser, size)
     try:
-        await fake.install(context)
+        await c.install(context)
         page = await open_app(context, app_world, "#/")
         await sign_in_as(page, me[1], "/community")
         card = page.locator("main .cm-post .cm-link")
