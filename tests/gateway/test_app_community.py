@@ -20,6 +20,7 @@ import pytest
 
 from tests.gateway.app_kit import (
     DESKTOP,
+    SMALL_PHONE,
     AppWorld,
     app_world,  # noqa: F401  (a fixture)
     browser,  # noqa: F401  (a fixture: the admin tests' chromium)
@@ -344,5 +345,54 @@ async def test_lot_card_price_and_my_profile(browser: Any, app_world: AppWorld, 
         await visit(page, f"/community/user/{me[0]}")
         await page.locator("main .cm-profile img.cm-avatar").wait_for()
         assert "宋瓷 <b>collector</b>" in await page.locator("main .cm-profile").inner_text()
+    finally:
+        await context.close()
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+async def test_every_screen_fits_a_small_phone(browser: Any, app_world: AppWorld, locale: str) -> None:  # noqa: F811
+    """Every community screen at 360 × 740, signed out and in: no sideways scroll, 44 px targets,
+    labelled inputs, no script errors; the feed's second page comes by scrolling."""
+    writer = await user(app_world, f"Writer {locale}")
+    c = await community(app_world, [writer])
+    topic = await c.topic()
+    posts = [
+        await c.post(writer, f"Post {n} 第{n}条 " + "瓷" * 40, topic=topic, place="景德镇") for n in range(25)
+    ]
+    await c.comment(writer, posts[-1], "A comment 一条评论")
+    md = "## Intro\n\nText with a [link](https://example.com)."
+    article = await c.article(f"Article {locale}", md, "<h2>Intro</h2><p>Text</p>")
+    context = await phone_context(browser, locale=locale, size=SMALL_PHONE)
+    try:
+        await c.install(context)
+        page = await open_app(context, app_world, "#/community")
+        signed_out = [
+            "/community", "/community?tab=topics", f"/community/topic/{topic}",
+            f"/community/post/{posts[-1]}", f"/community/user/{writer[0]}",
+            f"/community/user/{writer[0]}?tab=followers", "/community/articles",
+            f"/community/article/{article}",
+        ]  # fmt: skip
+        for path in signed_out:
+            await visit(page, path)
+            await page.locator("main .cm-page").first.wait_for()
+            await checked(page)
+        # Infinite scroll: 20 posts, then the rest as the end of the list comes into view.
+        await visit(page, "/community")
+        await page.locator("main .cm-post").nth(19).wait_for()
+        await page.locator("main .cm-post").last.scroll_into_view_if_needed()
+        await page.locator("main .cm-post").nth(24).wait_for()
+        assert await page.locator("main .cm-post").count() == 25
+
+        await sign_in_as(page, writer[1])
+        for path in [
+            *signed_out,
+            "/community/new",
+            "/me/profile",
+            "/me/collections",
+            "/community?tab=following",
+        ]:
+            await visit(page, path)
+            await page.locator("main .cm-page").first.wait_for()
+            await checked(page)
     finally:
         await context.close()
