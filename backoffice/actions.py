@@ -544,3 +544,78 @@ class AdminActions:
         after = {"dry_run": dry_run, "wrong": wrong, "reason": reason}
         await self.record(actor, "community.repair", "community_counters", None, after)
         return wrong
+
+    # == community: feed (issue 23) ====================================================================
+    # The feed's FeedService (community/feed.py), set by composition/backoffice.py; None: unavailable.
+    feed: Any = None
+
+    def _feed_desk(self) -> Any:
+        if self.feed is None:
+            raise GavelError("the community feed is not wired into this application", code="UNAVAILABLE")
+        return self.feed
+
+    @staticmethod
+    def _moderation_reason(reason: object) -> str:
+        """A moderator's reason: required, one short text (it is shown in the audit log)."""
+        return clean_text(reason, max_length=REASON_MAX, what="reason")
+
+    async def community_topic_create(self, actor: Actor, title: object, intro: object = "") -> Document:
+        await self.authorize(actor, "community.topic_create")
+        doc: Document = await self._feed_desk().create_topic(title, intro)
+        after = {"title": doc["title"], "intro": doc.get("intro", "")}
+        await self.record(actor, "community.topic_create", f"topic:{doc['_id']}", None, after)
+        return doc
+
+    async def community_topic_update(
+        self, actor: Actor, topic_id: int, changes: Mapping[str, Any]
+    ) -> Document:
+        await self.authorize(actor, "community.topic_update")
+        before, after = await self._feed_desk().update_topic(topic_id, dict(changes))
+        keys = ("title", "intro", "hidden")
+        await self.record(
+            actor,
+            "community.topic_update",
+            f"topic:{topic_id}",
+            {k: before.get(k) for k in keys},
+            {k: after.get(k) for k in keys},
+        )
+        doc: Document = after
+        return doc
+
+    async def community_post_hide(self, actor: Actor, post_id: int, reason: object) -> bool:
+        return await self._community_post_hidden(actor, post_id, True, reason)
+
+    async def community_post_unhide(self, actor: Actor, post_id: int, reason: object) -> bool:
+        return await self._community_post_hidden(actor, post_id, False, reason)
+
+    async def _community_post_hidden(self, actor: Actor, post_id: int, hidden: bool, reason: object) -> bool:
+        action = "community.post_hide" if hidden else "community.post_unhide"
+        await self.authorize(actor, action)
+        why = self._moderation_reason(reason)
+        feed = self._feed_desk()
+        post = await feed.post(post_id)
+        if post is None:
+            raise NotFound(f"no post {post_id}")
+        changed = bool(await feed.set_post_hidden(post_id, hidden, why))
+        await self.record(
+            actor,
+            action,
+            f"post:{post_id}",
+            {"hidden": bool(post.get("hidden")), "user_id": post.get("user_id")},
+            {"hidden": hidden, "reason": why, "changed": changed},
+        )
+        return changed
+
+    async def community_post_delete(self, actor: Actor, post_id: int, reason: object) -> bool:
+        await self.authorize(actor, "community.post_delete")
+        why = self._moderation_reason(reason)
+        feed = self._feed_desk()
+        post = await feed.post(post_id)
+        if post is None:
+            raise NotFound(f"no post {post_id}")
+        deleted = bool(await feed.delete_post(post_id))
+        before = {k: post.get(k) for k in ("user_id", "text", "hidden", "images", "topic_id")}
+        await self.record(
+            actor, "community.post_delete", f"post:{post_id}", before, {"deleted": deleted, "reason": why}
+        )
+        return deleted

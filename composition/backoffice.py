@@ -23,6 +23,7 @@ from backoffice.actions import AdminActions
 from engine.book.errors import GavelError
 from engine.commands import UnblockBidder
 from gateway.rest_degree import degree_of
+from gateway.rest_feed import feed_of
 from gateway.rest_mentor import mentoring_of
 from gateway.rest_reactions import reactions_of
 from persistence.audit import AuditLog
@@ -232,4 +233,5 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
     # buttons work even in an application served without the shop's REST routes.
     actions.mentoring = mentoring_of(ctx)
     actions.reactions = reactions_of(ctx)  # the community's comment moderation and repair (issue 23)
+    actions.feed = feed_of(ctx)  # the community feed's admin writes (issue 23, gateway/rest_feed.py)
     return actions
