@@ -63,6 +63,9 @@ class FakeCommunity:
         view = self.fake._post_view(post, None)
         return {name: view[name] for name in ("likes", "comments", "views")}
 
+    async def can_report(self) -> bool:
+        return True
+
     async def reports(self) -> list[str]:
         return [str(report["reason"]) for report in self.fake.reports]
 
@@ -112,7 +115,7 @@ class RealCommunity:
         made = await feed_of(self.server.ctx).create_topic(
             f"瓷器 Ceramics {id(self) % 100000}", "Bowls and jars."
         )
-        return int(made["id"])
+        return int(made["_id"])
 
     async def article(self, title: str, md: str, html: str, position: str = "feed", weight: int = 0) -> int:
         admin = await self.server.admin_token()
@@ -157,6 +160,10 @@ class RealCommunity:
         post = await self.server.ctx.db.community_posts.find_one({"_id": post_id})
         return None if post is None else {name: int(post[name]) for name in ("likes", "comments", "views")}
 
+    async def can_report(self) -> bool:
+        """Whether reports are deployed (moderation): signed out, a deployed POST /reports is 401."""
+        return (await self.server.call("POST", "/api/v1/reports", {})).status != 404
+
     async def reports(self) -> list[str]:
         return [str(doc["reason"]) async for doc in self.server.ctx.db.community_reports.find({})]
 
@@ -167,10 +174,13 @@ class RealCommunity:
         return found is not None
 
 
-async def community_for(world: AppWorld, users: list[User]) -> FakeCommunity | RealCommunity:
-    """The real community when the gateway serves the feed and the articles; the fake otherwise."""
-    feed = await world.server.call("GET", "/api/v1/posts?feed=latest")
-    articles = await world.server.call("GET", "/api/v1/articles")
-    if feed.status == 200 and articles.status == 200:
-        return RealCommunity(world)
-    return FakeCommunity(users)
+async def community_for(
+    world: AppWorld, users: list[User], needs: tuple[str, ...] = ("feed", "articles")
+) -> FakeCommunity | RealCommunity:
+    """The real community when the gateway serves what the test `needs` (its feed, its articles);
+    the fake otherwise (which then answers all of the community's REST)."""
+    probes = {"feed": "/api/v1/posts?feed=latest", "articles": "/api/v1/articles"}
+    for need in needs:
+        if (await world.server.call("GET", probes[need])).status != 200:
+            return FakeCommunity(users)
+    return RealCommunity(world)
