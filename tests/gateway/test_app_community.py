@@ -257,9 +257,18 @@ async def test_article_collect_comment(browser: Any, app_world: AppWorld, size: 
         await page.locator(".cm-comment", has_text="深深深").wait_for()
         await checked(page)
         assert await c.collected(reader, article)
+        # A course is collected from its page (the button starts unpressed: PUT is idempotent).
+        course, _ = await app_world.shop.course(await app_world.shop.category(), 99_00, name=f"Glazes {size}")
+        await visit(page, f"/course/{course}")
+        collect = page.locator("main button[aria-pressed]", has_text="收藏" if size == "phone" else "Collect")
+        await collect.click()
+        await page.locator("main button[aria-pressed=true]").wait_for()
         await visit(page, "/me/collections")
         await page.locator(".cm-collection", has_text="Quantum computing").wait_for()
         await checked(page)
+        await visit(page, "/me/collections?kind=course")
+        await page.locator(f".cm-collection a[href='#/course/{course}']").wait_for()
+        assert await page.locator(".cm-collection").count() == 1
     finally:
         await context.close()
 
