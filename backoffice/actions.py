@@ -489,6 +489,75 @@ class AdminActions:
         action = "auth.two_factor_enabled" if enabled else "auth.two_factor_disabled"
         await self.record(actor, action, f"user:{actor.user_id}")
 
+    # == community: moderation (issue 23) ==========================================================
+    # community.moderation.ModerationService, set by composition/backoffice.py (gateway/rest_moderation.py
+    # moderation_of); None: unavailable. Every method names its reason in the audit entry's `after`.
+    # Hiding, showing and deleting posts and comments go through `community_moderate` only: it also
+    # closes the content's open reports, so the queue never holds a decided case.
+    moderation: Any = None
+
+    def _moderation_desk(self) -> Any:
+        if self.moderation is None:
+            raise GavelError(
+                "the community's moderation is not wired into this application", code="UNAVAILABLE"
+            )
+        return self.moderation
+
+    async def community_resolve_report(
+        self, actor: Actor, report_id: int, action: str, reason: str
+    ) -> Document:
+        """Hide / delete the reported content or dismiss: every open report of its target is closed.
+        A repeat that closes nothing and changes nothing records nothing."""
+        await self.authorize(actor, "community.report_resolve")
+        outcome = await self._moderation_desk().resolve(report_id, action, reason, actor.user_id)
+        answer: Document = outcome.as_dict()
+        if outcome.changed or outcome.reports:
+            before = {"content": answer.pop("content")}
+            await self.record(actor, "community.report_resolve", f"report:{report_id}", before, answer)
+        answer.pop("content", None)
+        return answer
+
+    async def community_moderate(
+        self, actor: Actor, kind: str, content_id: int, action: str, reason: str
+    ) -> Document:
+        """An admin's hide / unhide / delete of a post or comment (`community.post_hide`, ...)."""
+        name = f"community.{kind}_{action}"
+        await self.authorize(actor, name)
+        outcome = await self._moderation_desk().moderate(kind, content_id, action, reason, actor.user_id)
+        answer: Document = outcome.as_dict()
+        before = {"content": answer.pop("content")}
+        if outcome.changed or outcome.reports:
+            await self.record(actor, name, f"{kind}:{content_id}", before, answer)
+        return answer
+
+    async def community_block(self, actor: Actor, user_id: int, reason: str, days: int | None) -> Document:
+        await self.authorize(actor, "community.block")
+        before, block = await self._moderation_desk().block(user_id, reason, days, actor.user_id)
+        after = {"until": block["until"], "reason": block["reason"], "days": days}
+        previous = None if before is None else {"until": before.get("until"), "reason": before.get("reason")}
+        await self.record(actor, "community.block", f"user:{user_id}", previous, after)
+        block_doc: Document = block
+        return block_doc
+
+    async def community_unblock(self, actor: Actor, user_id: int, reason: str = "") -> bool:
+        """Lift a block; nothing to lift records nothing."""
+        await self.authorize(actor, "community.unblock")
+        removed = await self._moderation_desk().unblock(user_id)
+        if removed is not None:
+            before = {"until": removed.get("until"), "reason": removed.get("reason")}
+            await self.record(actor, "community.unblock", f"user:{user_id}", before, {"reason": reason})
+        return removed is not None
+
+    async def community_erase(self, actor: Actor, user_id: int, reason: str) -> dict[str, int]:
+        """Erase a user's community data on request (privacy): one action, counts in the audit entry.
+        Needs the second factor when the policy names `community.erase` (two_factor_actions)."""
+        await self.authorize(actor, "community.erase")
+        desk = self._moderation_desk()
+        cleaned = desk.reason_of(reason)  # refused before anything goes
+        counts: dict[str, int] = await desk.erase_user(user_id, actor.user_id)
+        await self.record(actor, "community.erase", f"user:{user_id}", None, {**counts, "reason": cleaned})
+        return counts
+
     # == community: reactions (issue 23) =========================================================
     # The ReactionService (community/reactions.py), set by composition/backoffice.py.
     reactions: Any = None
@@ -497,41 +566,6 @@ class AdminActions:
         if self.reactions is None:
             raise GavelError("the reactions service is not wired into this application", code="UNAVAILABLE")
         return self.reactions
-
-    async def _comment_before(self, comment_id: int) -> Document:
-        comment = await self._reactions_desk().store.comment(comment_id)
-        if comment is None:
-            raise NotFound(f"no comment {comment_id}")
-        return {k: comment.get(k) for k in ("target", "user_id", "text", "root", "hidden", "hidden_reason")}
-
-    async def community_comment_hide(
-        self, actor: Actor, comment_id: int, reason: str, hidden: bool = True
-    ) -> bool:
-        """Hide (or, `hidden=False`, show again) a comment with a reason; whether it changed (a
-        change only is recorded: community.comment_hide / community.comment_unhide)."""
-        name = "community.comment_hide" if hidden else "community.comment_unhide"
-        await self.authorize(actor, name)
-        reason = clean_text(reason, max_length=REASON_MAX, what="reason")
-        before = await self._comment_before(comment_id)
-        changed = bool(await self._reactions_desk().set_comment_hidden(comment_id, hidden, reason))
-        if changed:
-            after = {"hidden": hidden, "reason": reason}
-            await self.record(actor, name, f"comment:{comment_id}", before, after)
-        return changed
-
-    async def community_comment_unhide(self, actor: Actor, comment_id: int, reason: str) -> bool:
-        return await self.community_comment_hide(actor, comment_id, reason, hidden=False)
-
-    async def community_comment_delete(self, actor: Actor, comment_id: int, reason: str) -> bool:
-        """Delete a comment (a root takes its thread) with a reason: community.comment_delete."""
-        await self.authorize(actor, "community.comment_delete")
-        reason = clean_text(reason, max_length=REASON_MAX, what="reason")
-        before = await self._comment_before(comment_id)
-        deleted = bool(await self._reactions_desk().delete_comment(comment_id))
-        if deleted:
-            after = {"deleted": True, "reason": reason}
-            await self.record(actor, "community.comment_delete", f"comment:{comment_id}", before, after)
-        return deleted
 
     async def community_repair(
         self, actor: Actor, *, dry_run: bool = False, reason: str = ""
@@ -553,11 +587,6 @@ class AdminActions:
         if self.feed is None:
             raise GavelError("the community feed is not wired into this application", code="UNAVAILABLE")
         return self.feed
-
-    @staticmethod
-    def _moderation_reason(reason: object) -> str:
-        """A moderator's reason: required, one short text (it is shown in the audit log)."""
-        return clean_text(reason, max_length=REASON_MAX, what="reason")
 
     async def community_topic_create(self, actor: Actor, title: object, intro: object = "") -> Document:
         await self.authorize(actor, "community.topic_create")
@@ -581,41 +610,3 @@ class AdminActions:
         )
         doc: Document = after
         return doc
-
-    async def community_post_hide(self, actor: Actor, post_id: int, reason: object) -> bool:
-        return await self._community_post_hidden(actor, post_id, True, reason)
-
-    async def community_post_unhide(self, actor: Actor, post_id: int, reason: object) -> bool:
-        return await self._community_post_hidden(actor, post_id, False, reason)
-
-    async def _community_post_hidden(self, actor: Actor, post_id: int, hidden: bool, reason: object) -> bool:
-        action = "community.post_hide" if hidden else "community.post_unhide"
-        await self.authorize(actor, action)
-        why = self._moderation_reason(reason)
-        feed = self._feed_desk()
-        post = await feed.post(post_id)
-        if post is None:
-            raise NotFound(f"no post {post_id}")
-        changed = bool(await feed.set_post_hidden(post_id, hidden, why))
-        await self.record(
-            actor,
-            action,
-            f"post:{post_id}",
-            {"hidden": bool(post.get("hidden")), "user_id": post.get("user_id")},
-            {"hidden": hidden, "reason": why, "changed": changed},
-        )
-        return changed
-
-    async def community_post_delete(self, actor: Actor, post_id: int, reason: object) -> bool:
-        await self.authorize(actor, "community.post_delete")
-        why = self._moderation_reason(reason)
-        feed = self._feed_desk()
-        post = await feed.post(post_id)
-        if post is None:
-            raise NotFound(f"no post {post_id}")
-        deleted = bool(await feed.delete_post(post_id))
-        before = {k: post.get(k) for k in ("user_id", "text", "hidden", "images", "topic_id")}
-        await self.record(
-            actor, "community.post_delete", f"post:{post_id}", before, {"deleted": deleted, "reason": why}
-        )
-        return deleted

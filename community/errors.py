@@ -37,3 +37,16 @@ class ActionRateLimited(GavelError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+# == moderation (issue 23) ==============================================================================
+class AlreadyReported(GavelError):
+    """This user already has an open report on this post or comment: 409."""
+
+    code = "ALREADY_REPORTED"
+
+
+class OwnContent(GavelError):
+    """A report on one's own post or comment: 400."""
+
+    code = "VALIDATION"

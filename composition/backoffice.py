@@ -25,6 +25,7 @@ from engine.commands import UnblockBidder
 from gateway.rest_degree import degree_of
 from gateway.rest_feed import feed_of
 from gateway.rest_mentor import mentoring_of
+from gateway.rest_moderation import moderation_of
 from gateway.rest_reactions import reactions_of
 from persistence.audit import AuditLog
 from persistence.catalog import admin_lot_view, admin_session_view
@@ -232,6 +233,7 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
     # The degree path's mentors (issue 22), built here like the degree service: the admin UI's mentor
     # buttons work even in an application served without the shop's REST routes.
     actions.mentoring = mentoring_of(ctx)
+    actions.moderation = moderation_of(ctx)  # the community's reports, blocks and erase (issue 23)
     actions.reactions = reactions_of(ctx)  # the community's comment moderation and repair (issue 23)
     actions.feed = feed_of(ctx)  # the community feed's admin writes (issue 23, gateway/rest_feed.py)
     return actions

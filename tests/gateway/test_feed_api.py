@@ -231,17 +231,17 @@ async def test_hidden_posts_are_gone_except_for_admins(server: AppServer) -> Non
     actions = s.ctx.admin_actions
     assert actions is not None
     with pytest.raises(Exception, match="reason"):
-        await actions.community_post_hide(ADMIN, post_id, "")
-    assert await actions.community_post_hide(ADMIN, post_id, "spam") is True
+        await actions.community_moderate(ADMIN, "post", post_id, "hide", "")
+    assert (await actions.community_moderate(ADMIN, "post", post_id, "hide", "spam"))["changed"] is True
     assert (await s.call("GET", f"/api/v1/posts/{post_id}", token=token)).status == 404
     assert (await s.call("GET", "/api/v1/posts")).json["items"] == []
     admin_view = await s.call("GET", f"/api/v1/posts/{post_id}", token=await s.admin_token())
     assert admin_view.status == 200 and admin_view.json["hidden_reason"] == "spam"
     audit = await s.ctx.db.audit.find_one({"action": "community.post_hide"})
     assert audit is not None and audit["after"]["reason"] == "spam"
-    assert await actions.community_post_unhide(ADMIN, post_id, "appeal") is True
+    assert (await actions.community_moderate(ADMIN, "post", post_id, "unhide", "appeal"))["changed"] is True
     assert [p["id"] for p in (await s.call("GET", "/api/v1/posts")).json["items"]] == [post_id]
-    assert await actions.community_post_delete(ADMIN, post_id, "illegal") is True
+    assert (await actions.community_moderate(ADMIN, "post", post_id, "delete", "illegal"))["changed"] is True
     assert await s.ctx.db.community_posts.count_documents({}) == 0
 
 

@@ -10,6 +10,7 @@ import datetime
 import pathlib
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -319,18 +320,21 @@ async def test_admins_hide_unhide_and_delete_comments_with_a_reason_audited(serv
         "POST", "/api/v1/posts/1/comments", {"text": "re", "reply_to": root["id"]}, token=alice
     )
 
+    def moderate(actor: Actor, comment_id: int, action: str, reason: str) -> Any:
+        return actions.community_moderate(actor, "comment", comment_id, action, reason)
+
     with pytest.raises(GavelError) as refused:
-        await actions.community_comment_hide(Actor(5, "mallory", False), root["id"], "no")
+        await moderate(Actor(5, "mallory", False), root["id"], "hide", "no")
     assert refused.value.code == "FORBIDDEN"
     with pytest.raises(GavelError):
-        await actions.community_comment_hide(admin, root["id"], "")  # a reason is required
-    assert await actions.community_comment_hide(admin, root["id"], "spam") is True
-    assert await actions.community_comment_hide(admin, root["id"], "spam") is False  # no change, no entry
+        await moderate(admin, root["id"], "hide", "")  # a reason is required
+    assert (await moderate(admin, root["id"], "hide", "spam"))["changed"] is True
+    assert (await moderate(admin, root["id"], "hide", "spam"))["changed"] is False  # no change, no entry
     assert (await server.call("GET", "/api/v1/posts/1/comments")).json["items"] == []
-    assert await actions.community_comment_unhide(admin, root["id"], "appeal upheld") is True
-    assert await actions.community_comment_delete(admin, reply.json["id"], "abuse") is True
+    assert (await moderate(admin, root["id"], "unhide", "appeal upheld"))["changed"] is True
+    assert (await moderate(admin, reply.json["id"], "delete", "abuse"))["changed"] is True
     with pytest.raises(GavelError) as missing:
-        await actions.community_comment_delete(admin, reply.json["id"], "abuse")
+        await moderate(admin, reply.json["id"], "delete", "abuse")
     assert missing.value.code == "NOT_FOUND"
     post = await server.ctx.db.community_posts.find_one({"_id": 1})
     assert post is not None and post["comments"] == 1
@@ -341,7 +345,7 @@ async def test_admins_hide_unhide_and_delete_comments_with_a_reason_audited(serv
         ("community.comment_unhide", f"comment:{root['id']}", "appeal upheld"),
         ("community.comment_delete", f"comment:{reply.json['id']}", "abuse"),
     ]
-    assert entries[0]["before"]["text"] == "spam!"
+    assert entries[0]["before"]["content"]["text"] == "spam!"
 
     await server.ctx.db.community_posts.update_one({"_id": 1}, {"$set": {"comments": 40}})
     wrong = await actions.community_repair(admin, reason="after the outage")
