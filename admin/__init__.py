@@ -31,7 +31,7 @@ def services(ctx: AppContext) -> AdminServices:
 
 def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> list[tornado.routing.Rule]:
     """Every admin route; handlers receive the services and the admin-actions service explicitly."""
-    from admin import account, auth, catalog, community, degree, moderation, money, pages, shop
+    from admin import account, articles, auth, catalog, community, degree, moderation, money, pages, shop
     from admin.base import STATIC_DIR, AdminHandler, AdminStaticHandler
 
     args = {"ctx": ctx, "admin": services, "actions": actions}
@@ -47,6 +47,7 @@ def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> l
         *community.ROUTES,
         *degree.ROUTES,
         *moderation.ROUTES,
+        *articles.ROUTES,  # the community's articles (issue 23)
     ]
     rules: list[tornado.routing.Rule] = [
         tornado.web.url(pattern, handler, args) for pattern, handler in handlers

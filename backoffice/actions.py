@@ -610,3 +610,85 @@ class AdminActions:
         )
         doc: Document = after
         return doc
+
+    # == community: articles (issue 23) ==============================================================
+    # The articles' ArticleService (community/articles.py), set by composition/backoffice.py (or by
+    # gateway/rest_articles.articles_of); None: unavailable. Audit entries carry the changed fields.
+    articles: Any = None
+
+    def _articles_desk(self) -> Any:
+        if self.articles is None:
+            raise GavelError("the article service is not wired into this application", code="UNAVAILABLE")
+        return self.articles
+
+    @staticmethod
+    def _article_audit(doc: Document, names: Sequence[str] | None = None) -> Document:
+        """The fields an audit entry shows: long text cut, the rendered HTML left out."""
+        shown: Document = {}
+        for name, value in doc.items():
+            if name == "body_html" or (names is not None and name not in names):
+                continue
+            shown[name] = value[:2000] if isinstance(value, str) else value
+        return shown
+
+    async def article_create(
+        self, actor: Actor, fields: Mapping[str, Any], *, publish: bool = False
+    ) -> Document:
+        await self.authorize(actor, "article.create")
+        doc: Document = await self._articles_desk().create(fields, publish=publish)
+        await self.record(actor, "article.create", f"article:{doc['_id']}", None, self._article_audit(doc))
+        return doc
+
+    async def article_update(self, actor: Actor, article_id: int, fields: Mapping[str, Any]) -> Document:
+        await self.authorize(actor, "article.update")
+        before, after = await self._articles_desk().update(article_id, fields)
+        changed = [name for name in after if name != "updated_at" and before.get(name) != after.get(name)]
+        await self.record(
+            actor,
+            "article.update",
+            f"article:{article_id}",
+            self._article_audit(before, changed),
+            self._article_audit(after, changed),
+        )
+        doc: Document = after
+        return doc
+
+    async def article_publish(self, actor: Actor, article_id: int) -> Document:
+        return await self._article_status(actor, article_id, "publish")
+
+    async def article_withdraw(self, actor: Actor, article_id: int) -> Document:
+        return await self._article_status(actor, article_id, "withdraw")
+
+    async def _article_status(self, actor: Actor, article_id: int, verb: str) -> Document:
+        await self.authorize(actor, f"article.{verb}")
+        desk = self._articles_desk()
+        before, after = await (desk.publish(article_id) if verb == "publish" else desk.withdraw(article_id))
+        if before.get("status") != after.get("status"):  # publishing a published article changes nothing
+            await self.record(
+                actor,
+                f"article.{verb}",
+                f"article:{article_id}",
+                {"status": before.get("status")},
+                {"status": after.get("status")},
+            )
+        doc: Document = after
+        return doc
+
+    async def article_set_head_image(self, actor: Actor, article_id: int, url: str) -> Document:
+        await self.authorize(actor, "article.update")
+        before, after = await self._articles_desk().set_head_image(article_id, url)
+        await self.record(
+            actor,
+            "article.update",
+            f"article:{article_id}",
+            {"head_img": before.get("head_img", "")},
+            {"head_img": after.get("head_img", "")},
+        )
+        doc: Document = after
+        return doc
+
+    async def article_source_create(self, actor: Actor, name: object) -> Document:
+        await self.authorize(actor, "article_source.create")
+        doc: Document = await self._articles_desk().create_source(name)
+        await self.record(actor, "article_source.create", f"article_source:{doc['_id']}", None, doc)
+        return doc

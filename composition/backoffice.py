@@ -22,6 +22,7 @@ from typing import Any
 from backoffice.actions import AdminActions
 from engine.book.errors import GavelError
 from engine.commands import UnblockBidder
+from gateway.rest_articles import articles_of
 from gateway.rest_degree import degree_of
 from gateway.rest_feed import feed_of
 from gateway.rest_mentor import mentoring_of
@@ -236,4 +237,5 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
     actions.moderation = moderation_of(ctx)  # the community's reports, blocks and erase (issue 23)
     actions.reactions = reactions_of(ctx)  # the community's comment moderation and repair (issue 23)
     actions.feed = feed_of(ctx)  # the community feed's admin writes (issue 23, gateway/rest_feed.py)
+    actions.articles = articles_of(ctx)  # the community's articles (issue 23; gateway/rest_articles.py)
     return actions

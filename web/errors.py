@@ -101,6 +101,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "BAD_CURSOR": 400,
     "ALREADY_REPORTED": 409,
     "NOT_YOUR_CONTENT": 403,
+    "ARTICLE_TITLE_EXISTS": 409,
     # auction orders and settlement (docs/settlement.md)
     "ORDER_NOT_PAYABLE": 409,
     "COUPON_NOT_USABLE": 409,

@@ -25,6 +25,7 @@ async def test_the_demo_has_live_upcoming_and_ended_sessions_with_pictures(
         return None  # starts the whole service, courses included
 
     monkeypatch.setattr(demo, "seed_demo_courses", no_courses)
+    monkeypatch.setattr(demo, "seed_demo_articles", no_courses)  # tests/composition/test_demo_articles.py
     live_id = await seed_demo(ctx)
     assert live_id is not None
     assert await seed_demo(ctx) is None  # first start only

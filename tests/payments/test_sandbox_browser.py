@@ -5,10 +5,12 @@ Only the signed-in payer sees the amount and the Pay button; everyone sees that 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from playwright.async_api import expect
 
 from tests.admin.test_browser import ARTIFACTS, TIMEOUT_MS
 from tests.gateway.conftest import AppServer
@@ -73,7 +75,8 @@ async def test_the_payer_pays_on_the_sandbox_page_and_a_stranger_cannot(
     stranger = await open_pay_page(browser, s.api.base_url, trade_no, stranger_token, size)
     assert "SANDBOX" in await stranger.locator("#banner").inner_text()
     # The API answers a stranger as if there were no such payment: the page says so, shows nothing.
-    await stranger.wait_for_function("!document.getElementById('subject').textContent.startsWith('Sign in')")
+    # A locator wait, not wait_for_function: the page's CSP forbids eval, which a string predicate may need.
+    await expect(stranger.locator("#subject")).not_to_have_text(re.compile(r"^Sign in"), timeout=TIMEOUT_MS)
     assert await stranger.locator("#pay").is_hidden()
     assert await stranger.locator("#amount").inner_text() == ""
     await stranger.context.close()
