@@ -47,7 +47,7 @@ export function usePaged(path) {
     try {
       const sep = path.includes("?") ? "&" : "?";
       const page = await api("GET", API + path + (cursor ? sep + "cursor=" + encodeURIComponent(cursor) : ""));
-      const key = (x) => (x.kind || "") + x.id; // a live item may already be there
+      const key = (x) => (x.kind || "") + (x.id ?? "u" + x.user_id); // a live item may already be there
       setState((s) => ({ ...s, items: [...s.items, ...page.items.filter((x) => !s.items.some((y) => key(y) === key(x)))], cursor: page.next_cursor, done: !page.next_cursor, loading: false }));
     } catch (error) {
       setState((s) => ({ ...s, error, loading: false }));
