@@ -18,9 +18,11 @@ from typing import Any, Final
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
+from community.articles import is_visible
 from community.reactions import COLLECTION_KIND_NO, target_of
 from community.rules import Target
-from persistence.mongo import Database, Document, as_utc, next_id
+from persistence.community.articles import visible_query
+from persistence.mongo import Database, Document, next_id
 from shop.model import LISTED_STATUSES
 
 RECORDS: Final = {"view": "community_views", "like": "community_likes", "collect": "community_collections"}
@@ -306,15 +308,6 @@ async def recount(db: Database, dry_run: bool = False) -> dict[str, int]:
 
 
 # == targets ===============================================================================================
-def visible_article(now: datetime.datetime) -> Document:
-    """Readers see an article online, published, and not yet taken off line (api.md)."""
-    return {
-        "status": "online",
-        "pub_at": {"$lte": now},
-        "$or": [{"offline_at": None}, {"offline_at": {"$gt": now}}],
-    }
-
-
 class MongoTargets:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -333,7 +326,7 @@ class MongoTargets:
             query["hidden"] = False
             collection = DOCUMENTS[target.kind]
         elif target.kind == "article":
-            query.update(visible_article(now))
+            query.update(visible_query(now))
             collection = "community_articles"
         else:
             query["status"] = {"$in": list(LISTED_COURSE_STATUSES)}
@@ -352,7 +345,7 @@ class MongoTargets:
                 found[Target("article", int(doc["_id"]))] = {
                     "title": doc.get("title", ""),
                     "image": doc.get("head_img") or "",
-                    "available": article_visible(doc, now),
+                    "available": is_visible(doc, now),
                 }
         courses = [t.id for t in targets if t.kind == "course"]
         if courses:
@@ -366,13 +359,3 @@ class MongoTargets:
                     "available": doc.get("status") in LISTED_COURSE_STATUSES,
                 }
         return found
-
-
-def article_visible(doc: Document, now: datetime.datetime) -> bool:
-    pub_at, offline_at = doc.get("pub_at"), doc.get("offline_at")
-    return (
-        doc.get("status") == "online"
-        and pub_at is not None
-        and as_utc(pub_at) <= now
-        and (offline_at is None or now < as_utc(offline_at))
-    )
