@@ -153,7 +153,11 @@ def seed(api: Api) -> dict[str, Any]:
             alice,
         )
         api.call("POST", "/api/v1/checkout", {"course_ids": [first["id"]]}, alice)
+    posts = optional_items(api, "/api/v1/posts?feed=latest")
+    articles = optional_items(api, "/api/v1/articles?position=feed")
     return {
+        "post": next((p["id"] for p in posts if p["images"]), posts[0]["id"] if posts else None),
+        "article": articles[0]["id"] if articles else None,
         "course": courses[0]["id"] if courses else None,
         "alice": alice,
         "live": live["id"],
@@ -164,6 +168,14 @@ def seed(api: Api) -> dict[str, Any]:
         "won_lot": mirror["id"],
         "order": orders[0] if orders else None,
     }
+
+
+def optional_items(api: Any, path: str) -> list[dict[str, Any]]:
+    """A list's first page, or nothing when its endpoint is not deployed."""
+    try:
+        return list(api.call("GET", path)["items"])
+    except Exception:
+        return []
 
 
 def screens(world: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
@@ -192,6 +204,16 @@ def screens(world: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("signin", "#/signin?mode=register", "Register (username, password, optional display name)", False),
         ("courses", "#/courses", "Courses: categories, search, filters and sort", False),
         ("course", f"#/course/{world['course']}", "A course: outline, teachers, FAQs, plans, reviews", False),
+    ]
+    # The community (issue 23), from the demo's posts and articles (absent: not deployed, skipped).
+    if world.get("post"):
+        found.append(("community", "#/community", "Community 动态: article banners, feed tabs, posts", False))
+        found.append(
+            ("post", f"#/community/post/{world['post']}", "A post: pictures, live counts, comments", False)
+        )
+    if world.get("article"):
+        found.append(("article", f"#/community/article/{world['article']}", "An article 深科技", False))
+    found += [
         (
             "lot-bidding",
             f"#/lot/{world['lot']}",
@@ -219,6 +241,7 @@ def screens(world: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("shop-coupons", "#/shop/coupons", "Course coupons: to claim and mine", True),
         ("my-courses", "#/me/courses", "My courses: validity and progress", True),
         ("learn", f"#/learn/{world['course']}", "Learning: sections, content links, done ticks", True),
+        ("community-new", "#/community/new", "Posting: text, topic, place, up to nine pictures", True),
     ]
     order = world.get("order")
     if order:
@@ -327,8 +350,9 @@ socket's `server_time`), in hours and minutes, then seconds in the last minute.
   are served by Tornado's static handler with ETags (a reload revalidates and gets 304s); `/` is
   never cached.
 - **Screen groups.** The auction screens (where people arrive) come with the page; the account's
-  (`js/account*.js`) and the course shop's four groups load on their first visit (main.js
-  `lazyGroups`, never preloaded: gateway/app_page.py `LAZY_MODULES`): catalogue and course page
+  (`js/account*.js`), the course shop's four groups, the degree path's four and the community's six
+  load on their first visit (main.js `lazyGroups`, never preloaded: gateway/app_page.py
+  `LAZY_MODULES`): catalogue and course page
   (`shop.js`, `shop-course.js`), cart and checkout (`shop-buy.js`), course orders and coupons
   (`shop-orders.js`), learning and my courses (`shop-learn.js`). The shop's groups bring their
   strings and stylesheet (`shop.css`) with them (`js/shop-common.js`), so the first screen does not
@@ -336,11 +360,54 @@ socket's `server_time`), in hours and minutes, then seconds in the last minute.
   (reviews, claimable coupons, cancel, pay again, refund, content, progress).
 - **Course shop.** `#/courses` (category and sub-category chips, search by name, level / type /
   price filters in a sheet on phones and a side panel on wide screens, sort; the URL holds the
-  state), `#/course/{id}`, `#/cart`, `#/checkout` (coupons per course and one for the order, the
+  state), `#/course/{{id}}`, `#/cart`, `#/checkout` (coupons per course and one for the order, the
   balance to use typed in yuan and parsed exactly; the totals are the server's; pay goes to the
   provider with `sessionStorage["gavel-payment-<out_trade_no>"] = {{back: "/shop/orders/<no>"}}` and
   comes back through `#/payment/{{no}}`), `#/shop/orders` (by status), `#/shop/orders/{{no}}`,
   `#/shop/coupons`, `#/me/courses`, `#/learn/{{course_id}}`. Reviews are rendered as text.
+- **Degree path (issue 22).** Four more groups, each with `js/degree-common.js` (its strings
+  `js/lang/degree.*.js` and `degree.css`): the degree page `#/degree/{{id}}` (`degree.js`: brief,
+  prerequisite, suggested period, teachers, total scholarship and the tiers in yuan, modules, FAQs,
+  reviews with a form for enrolled students on the whole degree or one module; buy adds
+  `degree_course_id` to the cart and goes to the shop's checkout, which shows degree lines without
+  course coupons; once bought, "Go to my degree"); my degrees `#/me/degrees` and one degree
+  `#/me/degree/{{id}}` (`degree-me.js`: the registration form until registered, then status, mentor,
+  validity in UTC days, scholarship earned / left / graduation award, the modules with their
+  homework, record state, grade, reward state and overdue marks, "open" on the next module with the
+  server's refusal shown); a homework `#/me/degree/{{id}}/homework/{{hid}}` (`degree-homework.js`:
+  requirement and scoring points as text, hand-in of text and up to 5 files checked here as the
+  server sniffs them (shop/degree_files.py: type from the bytes, 10 MB each), sent as multipart with
+  a progress bar, the history of submissions and gradings; files download with the bearer token);
+  the mentor's workspace `#/mentor` (`degree-mentor.js`, linked from the account when `/api/v1/me`
+  says `is_mentor`: the queue oldest first with late marks, grading the latest submission on the
+  seed's scale with 409 `ALREADY_GRADED` shown, my students, a student's follow-ups). live.js keeps
+  the latest `homework_graded` / `homework_submitted` / `degree_graduated` frame in its store: the
+  degree screen on view reloads and a toast says what happened.
+- **Community 动态 (issue 23).** A 4th tab, `#/community`. Six groups, each with
+  `js/community-common.js` (its strings `js/lang/community.*.js`, `community.css`, the post card,
+  like button, live counts, cursor pages): the feed and topics (`community.js`: article banners, big
+  and small, on top; tabs latest / following / topics in the URL; infinite scroll on `next_cursor`
+  with an IntersectionObserver and a "load more" button as its fallback; `#/community/topic/{{id}}`
+  with follow), a post (`community-post.js`, `#/community/post/{{id}}`: `POST …/view` first, so the
+  server counts one per user, then the post), the composer (`community-new.js`, `#/community/new`:
+  text with a live counter to 255, topic, place, up to 9 images checked here as the server checks
+  them — PNG / JPEG / WebP / GIF by their first bytes, 5 MiB each — previewed as `data:` URLs, the
+  page's CSP allows no `blob:`, sent as multipart with an XHR progress bar; refusals shown by their
+  codes), profiles (`community-user.js`: `#/community/user/{{id}}` with avatar, bio, counts, follow,
+  their posts, followers and following; `#/me/profile` with avatar upload and bio to 120), articles
+  (`community-articles.js`: `#/community/articles` by weight with source chips,
+  `#/community/article/{{id}}` with like, collect and comments to 1024) and my collections
+  (`community-collections.js`, `#/me/collections`, articles / courses tabs; an unavailable item stays
+  listed). Comments (`community-comments.js`, posts and articles): roots oldest first with their first
+  replies and "more replies", a reply to a reply names whom it answers, likes, report (a sheet of
+  reasons), delete my own. The course page has a collect button (`PUT` is idempotent, so it starts
+  unpressed without asking). **Text is text:** posts, comments, bios, names and places are rendered
+  as Preact text (escaped); the only HTML inserted is an article's `body_html`, which the server
+  renders from Markdown and sanitises. **Live:** a like is shown at once and rolled back if the
+  server refuses; the post and article pages `watch` their topic (`post:{{id}}`, `article:{{id}}`), so
+  `counts`, new `comment`s and `comment_counts` arrive without a reload; a post linking a lot
+  subscribes to its session and shows the live price. live.js keeps watched topics like sessions
+  (re-sent after every reconnect) and `onFrame(type, fn)` hands a screen the frames of one type.
 - **Live state.** One websocket per app (`js/live.js`): it subscribes to the sessions on screen,
   keeps the subscriptions across reconnects (back-off from 0.5 s to 10 s, a ping every 10 s, the
   link declared dead after 25 s without a frame), and reconciles from the snapshot sent on every
@@ -353,7 +420,8 @@ socket's `server_time`), in hours and minutes, then seconds in the last minute.
   decimals, zero or out of range refused with a reason), never through floating point.
 - **Weight.** JS and CSS per page, uncompressed: the first screen **{first:,} bytes
   ({first / 1024:.1f} KiB)**; the heaviest page (the first screen plus a group loaded on demand:
-  the account's, or one of the course shop's four) **{weight:,} bytes ({weight / 1024:.1f} KiB)**
+  the account's, the course shop's, the degree's or the community's) **{weight:,} bytes
+  ({weight / 1024:.1f} KiB)**
   (limit 150 KiB for every page, checked by tests/gateway/test_app_assets.py).
 - **Quality checks.** tests/gateway/test_app_screens.py visits every screen at 360 × 740,
   390 × 844 and 1280 × 800, signed out and in, in both languages: no horizontal overflow, touch

@@ -15,8 +15,9 @@ IMPORT_MAP = re.compile(rb'<script type="importmap">(.*?)</script>', re.S)
 PRELOAD_MARKER = re.compile(rb"<!-- modulepreload:[^>]*-->")
 
 
-# Loaded on demand (main.js `lazyGroups`), so not preloaded: the account's, the shop's and the degree's.
-LAZY_MODULES = re.compile(r"js/(account|shop|degree)[^/]*\.js")
+# Loaded on demand (main.js `lazyGroups`), so not preloaded: the account's, the shop's, the degree's
+# and the community's.
+LAZY_MODULES = re.compile(r"js/(account|shop|degree|community)[^/]*\.js")
 LANGUAGES = ("zh-CN", "en")
 
 

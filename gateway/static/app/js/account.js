@@ -90,6 +90,7 @@ function Home() {
       <li><a class="list-link" href="#/me/deposits">${t("dep.title")}</a></li>
       <li><a class="list-link" href="#/me/courses">${t("nav.my_courses")}</a></li>
       <li><a class="list-link" href="#/me/degrees">${t("nav.my_degrees")}</a></li>
+      <li><a class="list-link" href="#/me/profile">${t("nav.community")}</a></li>
       ${me.is_mentor && html`<li><a class="list-link" href="#/mentor">${t("nav.mentor")}</a></li>`}
       <li><a class="list-link" href="#/me/coupons">${t("coupon.title")}</a></li>
       <li><a class="list-link" href="#/me/addresses">${t("addr.title")}</a></li>

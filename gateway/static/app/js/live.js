@@ -17,7 +17,7 @@ const BACKOFF_MAX_MS = 10_000;
  */
 export const live = createStore({ status: "connecting", lots: {}, results: {}, notices: {}, user: false });
 
-const subscriptions = new Map(); // session_id -> number of screens that want it
+const subscriptions = new Map(); // session_id or topic -> { n: screens that want it, on: frame }
 const pending = new Map(); // ref -> { frame, resolve }
 const listeners = new Set();
 let socket = null;
@@ -52,7 +52,7 @@ function connect() {
     attempt = 0;
     lastFrameAt = Date.now();
     live.set({ status: "online" });
-    for (const sessionId of subscriptions.keys()) send({ op: "subscribe", session_id: sessionId });
+    for (const { on } of subscriptions.values()) send(on);
     // Unanswered bids go again under the same ref: the server answers a retry with the first answer.
     for (const { frame } of pending.values()) send(frame);
     clearInterval(pingTimer);
@@ -201,25 +201,23 @@ export function patchLots(which, fields) {
   live.set({ lots });
 }
 
-/** Frames as they arrive (for toasts and screen-specific reactions); returns an unsubscribe. */
-export function onFrame(listener) {
+/** Frames as they arrive (all, or those of `type`); returns an unsubscribe. */
+export function onFrame(type, fn) {
+  const listener = fn ? (frame) => frame.type === type && fn(frame) : type;
   listeners.add(listener);
   return () => listeners.delete(listener);
 }
 
-export function subscribe(sessionId) {
-  const count = subscriptions.get(sessionId) || 0;
-  subscriptions.set(sessionId, count + 1);
-  if (count === 0) send({ op: "subscribe", session_id: sessionId });
-  return () => {
-    const left = (subscriptions.get(sessionId) || 1) - 1;
-    if (left > 0) subscriptions.set(sessionId, left);
-    else {
-      subscriptions.delete(sessionId);
-      send({ op: "unsubscribe", session_id: sessionId });
-    }
-  };
+function hold(key, on, off) {
+  const held = subscriptions.get(key) || { n: 0, on };
+  subscriptions.set(key, held);
+  if (!held.n++) send(on);
+  return () => --held.n || (subscriptions.delete(key), send(off));
 }
+
+export const subscribe = (id) => hold(id, { op: "subscribe", session_id: id }, { op: "unsubscribe", session_id: id });
+/** A community topic ("post:12"): its counts and comments live. */
+export const watch = (topic) => hold(topic, { op: "watch", topic }, { op: "unwatch", topic });
 
 function newRef() {
   if (crypto.randomUUID) return crypto.randomUUID();

@@ -29,6 +29,12 @@ const lazyGroups = [
     [/^\/me\/degree(s|\/\d+)$/, () => import("./degree-me.js")],
     [/^\/me\/degree\/\d+\/homework\//, () => import("./degree-homework.js")],
     [/^\/mentor(\/|$)/, () => import("./degree-mentor.js")],
+    [/^\/community(\/topic\/\d+)?$/, () => import("./community.js")],
+    [/^\/community\/post\//, () => import("./community-post.js")],
+    [/^\/community\/new$/, () => import("./community-new.js")],
+    [/^\/(community\/user\/|me\/profile$)/, () => import("./community-user.js")],
+    [/^\/community\/article/, () => import("./community-articles.js")],
+    [/^\/me\/collections$/, () => import("./community-collections.js")],
   ].map(([pattern, load]) => ({ wants: (path) => pattern.test(path), load, loaded: false })),
 ];
 

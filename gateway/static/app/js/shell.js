@@ -34,11 +34,12 @@ function OfflineBanner() {
 function Tabs() {
   const path = useStore(route, (state) => state.path);
   const me = useStore(auth, (state) => state.token);
-  const tab = /^\/(course|cart|checkout|shop\/|learn\/|me\/courses|degree)/.test(path) ? 1 : /^\/(me|signin)/.test(path) ? 2 : 0;
+  const tab = /^\/(course|cart|checkout|shop\/|learn\/|me\/courses|degree)/.test(path) ? 1 : /^\/(community|me\/(profile|collections))/.test(path) ? 3 : /^\/(me|signin)/.test(path) ? 2 : 0;
   const on = (n) => ({ class: tab === n ? "active" : "", "aria-current": tab === n ? "page" : undefined });
   return html`<nav class="tabbar" aria-label="Gavel">
     <a href="#/" ...${on(0)}><span aria-hidden="true" class="tab-icon">⚖</span>${t("nav.auctions")}</a>
     <a href="#/courses" ...${on(1)}><span aria-hidden="true" class="tab-icon">✎</span>${t("nav.courses")}</a>
+    <a href="#/community" ...${on(3)}><span aria-hidden="true" class="tab-icon">✦</span>${t("nav.community")}</a>
     <a href=${me ? "#/me" : "#/signin"} ...${on(2)}>
       <span aria-hidden="true" class="tab-icon">☺</span>${me ? t("nav.account") : t("nav.signin")}</a>
   </nav>`;

@@ -66,6 +66,13 @@ function Buy({ course }) {
         </div>`}`;
 }
 
+// Collect: PUT is idempotent, so no need to ask first.
+function Collect({ id }) {
+  const [on, setOn] = useState(false);
+  const go = () => api(on ? "DELETE" : "PUT", `/api/v1/me/collections/course/${id}`).then((r) => setOn(r.collected), (e) => toast(errorText(e), "warn"));
+  return html`<button class="button secondary block" aria-pressed=${on} onClick=${go}>${on ? "★" : "☆"} ${t("shop.collect")}</button>`;
+}
+
 function MyCourse({ my, courseId }) {
   if (!my || !my.enrolment) return null;
   const e = my.enrolment;
@@ -183,7 +190,7 @@ function CoursePage({ params }) {
       <div class="shop-aside">
         ${course.degree_course_id && html`<div class="card"><a class="button primary block" href=${"#/degree/" + course.degree_course_id}>${t("shop.degree_part")}</a></div>`}
         <${MyCourse} my=${course.my} courseId=${course.id} />
-        <div class="card"><${Buy} course=${course} /></div>
+        <div class="card"><${Buy} course=${course} /><${Collect} id=${course.id} /></div>
         ${d.recommended && d.recommended.length > 0 && html`<div class="card"><h2>${t("shop.recommend")}</h2><ul class="list">${d.recommended.map(
           (c) => html`<li key=${c.id}><a class="list-link" href=${"#/course/" + c.id}>${c.name}</a></li>`,
         )}</ul></div>`}

@@ -207,6 +207,7 @@ export default {
   "nav.auctions": "Auctions",
   // shop
   "nav.courses": "Courses",
+  "nav.community": "Community",
   "nav.my_courses": "My courses",
   "nav.my_degrees": "My degrees",
   "nav.mentor": "Mentoring",

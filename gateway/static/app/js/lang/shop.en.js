@@ -174,4 +174,5 @@ export default {
   "error.DEGREE_ALREADY_BOUGHT": "You already have this degree.",
   "error.DEGREE_NOT_ON_SALE": "This degree is not on sale.",
   "error.DEGREE_STARTED": "This degree has started: it can no longer be refunded.",
+  "shop.collect": "Collect",
 };

@@ -169,4 +169,5 @@ export default {
   "error.DEGREE_ALREADY_BOUGHT": "你已购买过此学位课。",
   "error.DEGREE_NOT_ON_SALE": "此学位课暂未开售。",
   "error.DEGREE_STARTED": "此学位课已开始学习，无法退款。",
+  "shop.collect": "收藏",
 };

@@ -205,6 +205,7 @@ export default {
   "nav.auctions": "拍卖",
   // shop
   "nav.courses": "课程",
+  "nav.community": "动态",
   "nav.my_courses": "我的课程",
   "nav.my_degrees": "我的学位课",
   "nav.mentor": "导师工作台",
