@@ -112,7 +112,7 @@ class FeedService:
     # == profiles ===============================================================================
     async def profile(self, viewer: int | None, user_id: int) -> Record:
         """`{"user_id","name","avatar","bio","followers","following","posts","followed_by_me","me"}`."""
-        people = await self.store.people([user_id])
+        people = await self.store.people([user_id], cached=False)
         if user_id not in people:
             raise TargetNotFound(f"no user {user_id}")
         doc = await self.store.profile(user_id) or {}

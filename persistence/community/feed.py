@@ -15,6 +15,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from community.feed import TopicTitleTaken
+from persistence.community.cache import TtlCache
 from persistence.mongo import Database, Document, next_id, to_ms
 
 
@@ -40,9 +41,16 @@ async def ensure_indexes(db: Database) -> None:
     )
 
 
+# How stale an author's name or avatar, or a topic's title, may be on another process's feed pages.
+PEOPLE_TTL_S = 2.0
+TOPICS_TTL_S = 5.0
+
+
 class MongoFeedStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._people: TtlCache[int, Document] = TtlCache(PEOPLE_TTL_S)
+        self._topics: TtlCache[int, Document] = TtlCache(TOPICS_TTL_S)
 
     # -- users and profiles --------------------------------------------------------------------------
     async def user_exists(self, user_id: int) -> bool:
@@ -51,10 +59,13 @@ class MongoFeedStore:
     async def profile(self, user_id: int) -> Document | None:
         return await self.db.community_profiles.find_one({"_id": user_id})
 
-    async def people(self, user_ids: Iterable[int]) -> dict[int, Document]:
-        ids = list(set(user_ids))
+    async def people(self, user_ids: Iterable[int], *, cached: bool = True) -> dict[int, Document]:
+        """Names and avatars (cached for PEOPLE_TTL_S: every feed page names its authors; a
+        profile page asks for `cached=False`)."""
+        wanted = set(user_ids)
+        found, ids = self._people.get_many(wanted) if cached else ({}, list(wanted))
         if not ids:
-            return {}
+            return {key: dict(value) for key, value in found.items()}
         users = self.db.users.find({"_id": {"$in": ids}}, {"username": 1, "display_name": 1})
         people = {
             int(u["_id"]): {"name": u.get("display_name") or u.get("username", ""), "avatar": ""}
@@ -63,18 +74,22 @@ class MongoFeedStore:
         async for profile in self.db.community_profiles.find({"_id": {"$in": ids}}, {"avatar": 1}):
             if int(profile["_id"]) in people:
                 people[int(profile["_id"])]["avatar"] = profile.get("avatar", "")
-        return people
+        for user_id, person in people.items():
+            self._people.put(user_id, dict(person))
+        return {**{key: dict(value) for key, value in found.items()}, **people}
 
     async def set_bio(self, user_id: int, bio: str, now: datetime.datetime) -> None:
         await self._upsert(user_id, {"$set": {"bio": bio, "updated_at": now}})
 
     async def set_avatar(self, user_id: int, url: str, now: datetime.datetime) -> str:
+        self._people.drop(user_id)
         before = await self._upsert(
             user_id, {"$set": {"avatar": url, "updated_at": now}}, return_document=ReturnDocument.BEFORE
         )
         return str(before.get("avatar", "")) if before else ""
 
     async def delete_profile(self, user_id: int) -> bool:
+        self._people.drop(user_id)
         result = await self.db.community_profiles.delete_one({"_id": user_id})
         return result.deleted_count == 1
 
@@ -150,10 +165,14 @@ class MongoFeedStore:
         return await self.db.community_topics.find_one({"_id": topic_id})
 
     async def topics_by_id(self, topic_ids: Iterable[int]) -> dict[int, Document]:
-        ids = list(set(topic_ids))
-        if not ids:
-            return {}
-        return {int(t["_id"]): t async for t in self.db.community_topics.find({"_id": {"$in": ids}})}
+        """Topics for the post views' chips (cached for TOPICS_TTL_S: their counters may lag that
+        much here; pages that show counters read `topic`/`topics`)."""
+        found, ids = self._topics.get_many(set(topic_ids))
+        if ids:
+            async for topic in self.db.community_topics.find({"_id": {"$in": ids}}):
+                found[int(topic["_id"])] = topic
+                self._topics.put(int(topic["_id"]), topic)
+        return dict(found)
 
     async def insert_topic(self, title: str, intro: str, now: datetime.datetime) -> Document:
         if await self.db.community_topics.count_documents({"title": title}, limit=1):
@@ -174,6 +193,7 @@ class MongoFeedStore:
         return topic
 
     async def update_topic(self, topic_id: int, changes: Document) -> Document | None:
+        self._topics.drop(topic_id)
         try:
             return await self.db.community_topics.find_one_and_update(
                 {"_id": topic_id}, {"$set": changes}, return_document=ReturnDocument.AFTER

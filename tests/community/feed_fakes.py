@@ -44,7 +44,7 @@ class FakeFeedStore:
         found = self.profiles.get(user_id)
         return dict(found) if found is not None else None
 
-    async def people(self, user_ids: Iterable[int]) -> dict[int, Record]:
+    async def people(self, user_ids: Iterable[int], *, cached: bool = True) -> dict[int, Record]:
         return {
             u: {"name": self.users[u], "avatar": self.profiles.get(u, {}).get("avatar", "")}
             for u in set(user_ids)
