@@ -4,7 +4,8 @@
     ADMIN_PASSWORD=... .venv/bin/locust -f benchmarks/locustfile.py --headless -u 50 -r 10 -t 60s \\
         --host http://127.0.0.1:8000 --csv var/locust --html var/locust.html
 
-Users (weights 5 : 3 : 2 : 4 : 3, or pick with `locust ... Bidder AppUser Student`):
+Users (weights Bidder 5, Watcher 3, Shopper 2, AppUser 4, Student 3, FeedReader 4, FeedWriter 1; or
+pick with `locust ... Bidder AppUser Student`):
 
 - `Bidder`: signs up, gets a balance from the admin (`/api/v1/admin/users/{id}/credit`), pays the
   load session's deposit from it, subscribes on `/ws` and bids the lowest valid price on a random lot
@@ -26,6 +27,13 @@ Users (weights 5 : 3 : 2 : 4 : 3, or pick with `locust ... Bidder AppUser Studen
   frames it reads (`WS app frame`, the delay from a price's `ts` to its arrival). Each page load is
   a request named as the app calls it (`/api/v1/lots/{id}`, ...); `benchmarks/app_load.py` runs it
   beside the bidders and prints the p95 of each.
+
+- `FeedReader` (`FastHttpUser`, issue 23): scrolls the community feed (latest, one or two further
+  pages by cursor, sometimes the people it follows), opens posts (the page, `POST .../view`, the
+  comments) and the article list. `FEED_READERS=N` fixes how many (benchmarks/feed_load.py).
+- `FeedWriter` (`FastHttpUser`): follows a few other writers, posts, likes and unlikes, comments.
+  `FEED_WRITERS=N` fixes how many. The server must run with `COMMUNITY_RATE_LIMITS=0`, or the
+  writers meet the per-user limits a person would never reach.
 
 Every simulated user registers from the load tester's one address, so the server must allow more
 registrations per address than its default 10 an hour (`REGISTRATIONS_PER_ADDRESS`, above).

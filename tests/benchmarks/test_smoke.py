@@ -206,3 +206,32 @@ def test_app_load_runs_app_users_beside_bidders_and_prints_page_load_p95() -> No
     assert {"/", "/api/v1/me", "/static/app/* (conditional)"} <= set(result["page_load_p95_ms"])
     assert result["requests"]["WS app connect"]["count"] >= 1  # the app users' socket subscribed
     assert set(result["bid_ack_ms"]) == {"count", "p50_ms", "p95_ms", "p99_ms"}
+
+
+def test_feed_load_runs_the_feed_beside_bidders_and_prints_each_phase() -> None:
+    done = subprocess.run(
+        [
+            PYTHON,
+            "benchmarks/feed_load.py",
+            "--minutes",
+            "0.17",
+            "--readers",
+            "4",
+            "--writers",
+            "2",
+            "--bidders",
+            "2",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, LOCUST_LOTS="3", LOCUST_COURSES="1"),
+        capture_output=True,
+        timeout=400,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()[-3000:]
+    result = json.loads(done.stdout)
+    assert set(result["bid_ack_p99_ms"]) == {"baseline", "feed", "after"}
+    feed = result["phases"]["feed"]
+    assert feed["failures"] == 0, feed
+    assert feed["feed_requests"]["GET /api/v1/posts?feed=latest"]["count"] >= 1
+    assert result["phases"]["baseline"]["bid_ack_ms"]["count"] >= 1
