@@ -25,6 +25,7 @@ import orjson
 
 from community.ports import Record
 from community.rules import Target
+from gateway.fanout import Fanout
 from web.context import AppContext
 
 log = logging.getLogger("gavel.community")
@@ -41,53 +42,21 @@ def deliver_local(ctx: AppContext, topic: str, frame: bytes) -> int:
     return 0 if hub is None else int(hub.send_topic(topic, frame))
 
 
+COMMUNITY_FRAMES: Final = Fanout(CHANNEL, "topic", str, deliver_local, "community frame")
+
+
 async def publish(ctx: AppContext, topic: str, message: dict[str, Any]) -> None:
-    frame = orjson.dumps(message)
-    deliver_local(ctx, topic, frame)
-    bus = ctx.price_bus
-    if bus is None:
-        return
-    envelope = orjson.dumps({"origin": bus.origin, "topic": topic, "frame": frame.decode()})
-    try:
-        await bus.redis.publish(CHANNEL, envelope)
-    except Exception as error:  # Redis away: other gateways' pages miss this update
-        log.warning("community frame not published: %s", error)
+    await COMMUNITY_FRAMES.publish(ctx, topic, orjson.dumps(message))
 
 
 def on_envelope(ctx: AppContext, origin: str, data: bytes) -> bool:
     """Deliver one published envelope unless it came from `origin`; whether it was delivered."""
-    try:
-        envelope = orjson.loads(data)
-        if envelope["origin"] == origin:
-            return False
-        deliver_local(ctx, str(envelope["topic"]), str(envelope["frame"]).encode())
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        log.debug("malformed community frame envelope")
-        return False
-    return True
+    return COMMUNITY_FRAMES.on_envelope(ctx, origin, data)
 
 
 async def listen_community_frames(ctx: AppContext) -> None:
     """Deliver other gateways' community frames to this process's watchers until cancelled."""
-    bus = ctx.price_bus
-    if bus is None:
-        return
-    while True:
-        try:
-            pubsub = bus.redis.pubsub()
-            await pubsub.subscribe(CHANNEL)
-            try:
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        on_envelope(ctx, bus.origin, message["data"])
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("community frames: %s; subscribing again", error)
-            await asyncio.sleep(1.0)
+    await COMMUNITY_FRAMES.listen(ctx)
 
 
 class LiveFrames:

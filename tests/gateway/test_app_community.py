@@ -335,10 +335,11 @@ async def scroll_all(page: Any, selector: str, count: int) -> None:
     for _ in range(count):
         if await items.count() >= count:
             break
+        # Counted before scrolling: the next page may arrive before a count taken after the scroll.
+        seen = await items.count()
         await page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")  # the list's end in view
         await page.wait_for_function(
-            "([selector, seen]) => document.querySelectorAll(selector).length > seen",
-            arg=[selector, await items.count()],
+            "([selector, seen]) => document.querySelectorAll(selector).length > seen", arg=[selector, seen]
         )
     assert await items.count() == count
 
