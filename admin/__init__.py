@@ -31,7 +31,22 @@ def services(ctx: AppContext) -> AdminServices:
 
 def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> list[tornado.routing.Rule]:
     """Every admin route; handlers receive the services and the admin-actions service explicitly."""
-    from admin import account, articles, auth, catalog, community, degree, moderation, money, pages, shop
+    from admin import (
+        account,
+        articles,
+        auth,
+        catalog,
+        community,
+        degree,
+        exports,
+        live,
+        moderation,
+        money,
+        pages,
+        search,
+        shop,
+        staff,
+    )
     from admin.base import STATIC_DIR, AdminHandler, AdminStaticHandler
 
     args = {"ctx": ctx, "admin": services, "actions": actions}
@@ -48,6 +63,10 @@ def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> l
         *degree.ROUTES,
         *moderation.ROUTES,
         *articles.ROUTES,  # the community's articles (issue 23)
+        *live.ROUTES,  # the live monitor per session and lot, and its controls (issue 24)
+        *search.ROUTES,  # one search box, the user's page (issue 24)
+        *exports.ROUTES,  # streamed CSV exports and the dashboard's figures (issue 24)
+        *staff.ROUTES,  # staff and their roles (issue 24)
     ]
     rules: list[tornado.routing.Rule] = [
         tornado.web.url(pattern, handler, args) for pattern, handler in handlers

@@ -216,6 +216,10 @@ class AdminHandler(tornado.web.RequestHandler):
     public = False
     json_api = False
     nav = ""  # which menu entry is current
+    # The area of the back office this page belongs to (backoffice/roles.py): GET needs read access
+    # to it, every other method write access. None: owner only (fail closed for a page nobody
+    # classified). See docs/admin.md "Roles".
+    area: str | None = None
 
     ctx: AppContext
     services: AdminServices
@@ -357,6 +361,8 @@ class AdminHandler(tornado.web.RequestHandler):
             xsrf_value=self.xsrf_token.decode(),
             flash=self._take_flash(),
             page_title="",
+            # the header's search box keeps what was searched for (admin/search.py)
+            search_query=(self.get_query_argument("q", "") or "")[:100] if self.nav == "search" else "",
         )
         return namespace
 

@@ -53,6 +53,8 @@ class Actor:
     is_admin: bool
     ip: str = ""
     surface: Literal["ui", "rest"] = "ui"
+    # The staff roles (backoffice/roles.py) the surface read from the account; see docs/admin.md.
+    roles: frozenset[str] = frozenset()
 
 
 def live_lot(engine: Engine, lot_id: int) -> Document | None:

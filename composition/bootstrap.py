@@ -111,6 +111,7 @@ def build_context(
         cookie_secret=cookie_secret(config),
         media_dir=config.data_dir / "media",
         community_rate_limits=config.community_rate_limits,
+        business_tz=config.business_tz,
         # Unpaid shop orders are released after SHOP_PENDING_TIMEOUT (seconds, at least one).
         shop_pending_timeout_seconds=max(1, config.shop_pending_timeout_ms // 1000),
     )

@@ -116,6 +116,12 @@ def parse_engine_id(text: str) -> str:
     return text
 
 
+def parse_time_zone(text: str) -> str:
+    from backoffice.timezone import business_zone
+
+    return business_zone(text).key
+
+
 def one_of(choices: Sequence[str], *, upper: bool = False) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().upper() if upper else text.strip().lower()
@@ -389,6 +395,13 @@ SPECS: tuple[Spec, ...] = (
         parse_flag,
         "0 lifts the per-user limits on posts, comments, likes (load tests only; docs/community.md)",
     ),
+    Spec(
+        "business_tz",
+        "BUSINESS_TZ",
+        "Asia/Shanghai",
+        parse_time_zone,
+        "the business's time zone: the back office shows and reads every time in it (docs/admin.md)",
+    ),
 )
 
 
@@ -438,6 +451,7 @@ class Settings:
     login_backoff_max_ms: int = 900_000
     registrations_per_address: int = 10
     community_rate_limits: bool = True
+    business_tz: str = "Asia/Shanghai"
 
     @property
     def production(self) -> bool:

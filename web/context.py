@@ -122,6 +122,7 @@ class AppContext:
     moderation: Any = None
     community_limiter: Any = None
     community_rate_limits: bool = True  # COMMUNITY_RATE_LIMITS=off lifts them (load tests only)
+    business_tz: str = "Asia/Shanghai"  # BUSINESS_TZ: the back office's one time zone (docs/admin.md)
     metrics: Metrics | None = None
     readiness: Readiness | None = None
     signin_guard: SigninGuard | None = None

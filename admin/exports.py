@@ -1,0 +1,7 @@
+"""Streamed CSV exports (orders, payments, refunds, ledgers, bids, enrolments) (issue 24)."""
+
+from __future__ import annotations
+
+from admin.base import AdminHandler
+
+ROUTES: list[tuple[str, type[AdminHandler]]] = []
