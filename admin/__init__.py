@@ -34,6 +34,7 @@ def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> l
     from admin import (
         account,
         articles,
+        audit,
         auth,
         catalog,
         community,
@@ -67,6 +68,7 @@ def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> l
         *search.ROUTES,  # one search box, the user's page (issue 24)
         *exports.ROUTES,  # streamed CSV exports and the dashboard's figures (issue 24)
         *staff.ROUTES,  # staff and their roles (issue 24)
+        *audit.ROUTES,
     ]
     rules: list[tornado.routing.Rule] = [
         tornado.web.url(pattern, handler, args) for pattern, handler in handlers

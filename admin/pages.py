@@ -1,4 +1,4 @@
-"""Dashboard, the live monitor, the audit log, the admin JSON endpoint, and media files."""
+"""The dashboard (overview), media files and the admin's 404 page."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ from typing import Any
 
 import tornado.web
 
-from admin.base import AdminHandler, AdminJsonHandler, AdminServices, Paging
-from admin.catalog import LOT_STATE_LABELS, SESSION_STATE_LABELS, lot_live, session_state
+from admin.base import AdminHandler, AdminServices
+from admin.catalog import SESSION_STATE_LABELS
 from engine.book.states import LotState, SessionState
-from persistence.audit import FILTER_PATTERN
-from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.media import MEDIA_TYPES, NAME_PATTERN
 
 AUDIT_PAGE_SIZE = 50
@@ -51,78 +49,6 @@ class DashboardHandler(AdminHandler):
             figures=figures,
             session_states=SESSION_STATE_LABELS,
             page_title="Overview",
-        )
-
-
-class MonitorHandler(AdminHandler):
-    """One session's lots, updated live by admin/static/monitor.js over the public websocket."""
-
-    nav = "sessions"
-
-    async def get(self, raw_id: str) -> None:
-        session_id = self.path_id(raw_id, "session")
-        session = await self.ctx.catalog.session_document(session_id)
-        live = self.ctx.engine.book.sessions.get(session_id)
-        order = {lot_id: index for index, lot_id in enumerate(live.lot_ids)} if live is not None else {}
-        lots = [lot async for lot in self.ctx.db.lots.find({"session_id": session_id})]
-        lots.sort(key=lambda lot: (order.get(int(lot["_id"]), 1 << 60), int(lot["_id"])))
-        for lot in lots:
-            lot["live"] = lot_live(self.ctx.engine, int(lot["_id"]))
-            leader = lot["live"]["leader"] if lot["live"] else 0
-            lot["leader_name"] = self.ctx.pseudonym(session_id, leader) if leader else ""
-        self.render(
-            "monitor.html",
-            session=session,
-            state=session_state(self.ctx.engine, session_id),
-            lots=lots,
-            session_states=SESSION_STATE_LABELS,
-            lot_states=LOT_STATE_LABELS,
-            page_title=f"Monitor · {session.get('title', '')}",
-        )
-
-
-class AuditHandler(AdminHandler):
-    nav = "audit"
-
-    async def get(self) -> None:
-        action = self.get_query_argument("action", "").strip()
-        target = self.get_query_argument("target", "").strip()
-        action = action if FILTER_PATTERN.fullmatch(action or "-") and action else ""
-        target = target if FILTER_PATTERN.fullmatch(target or "-") and target else ""
-        page = self.query_int("page", 1)
-        entries, total = await self.services.audit.page(
-            action=action or None,
-            target=target or None,
-            skip=(page - 1) * AUDIT_PAGE_SIZE,
-            limit=AUDIT_PAGE_SIZE,
-        )
-        self.render(
-            "audit.html",
-            entries=entries,
-            actions=await self.services.audit.actions(),
-            action=action,
-            target=target,
-            paging=Paging(page, AUDIT_PAGE_SIZE, total),
-            page_title="Audit log",
-        )
-
-
-class SessionJsonHandler(AdminJsonHandler):
-    """`GET /admin/api/sessions/{id}`: the session and its lots (metadata and live state)."""
-
-    async def get(self, raw_id: str) -> None:
-        session_id = self.path_id(raw_id, "session")
-        doc = await self.ctx.catalog.session_document(session_id)
-        lots = []
-        async for lot in self.ctx.db.lots.find({"session_id": session_id}).sort("_id", 1):
-            view = admin_lot_view(lot)
-            live = lot_live(self.ctx.engine, int(lot["_id"]))
-            if live is not None:
-                live["leader"] = self.ctx.pseudonym(session_id, int(live["leader"])) if live["leader"] else ""
-            view["live"] = live
-            lots.append(view)
-        self.reply(
-            {**admin_session_view(doc), "state": session_state(self.ctx.engine, session_id), "lots": lots}
         )
 
 
@@ -171,7 +97,4 @@ class NotFoundPage(AdminHandler):
 
 ROUTES = [
     (r"/admin/?", DashboardHandler),
-    (r"/admin/sessions/([0-9]+)/monitor", MonitorHandler),
-    (r"/admin/audit", AuditHandler),
-    (r"/admin/api/sessions/([0-9]+)", SessionJsonHandler),
 ]

@@ -114,6 +114,7 @@ class AdminActions:
         *,
         username: str = "",
         ip: str = "",
+        reason: str = "",
     ) -> None:
         """One audit entry. Sign-in events (no admin yet) pass `actor=None`, the name tried and the
         address."""
@@ -125,6 +126,8 @@ class AdminActions:
             before=before,
             after=after,
             ip=actor.ip if actor else ip,
+            reason=reason,
+            surface=actor.surface if actor else "",
         )
 
     # -- sessions and lots -----------------------------------------------------------------------------

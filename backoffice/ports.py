@@ -25,6 +25,8 @@ class AuditTrail(Protocol):
         before: Any = None,
         after: Any = None,
         ip: str = "",
+        reason: str = "",
+        surface: str = "",
     ) -> Document: ...
 
 

@@ -1,7 +1,7 @@
 """The admin audit log: who did what, to what, when, from where, with the state before and after.
 
 One document per admin action in the `audit` collection:
-`{at, admin_user_id, admin_username, action, target, before, after, ip}`. `action` is a dotted
+`{at, admin_user_id, admin_username, action, target, before, after, ip, reason, surface}`. `action` is a dotted
 name ("lot.update", "user.credit", "auth.login"...), `target` names the object ("lot:12",
 "session:3", "order:7"). `before`/`after` hold the relevant fields, made storable (no password
 hashes, tokens, or values MongoDB cannot hold). Entries are only ever inserted.
@@ -76,6 +76,8 @@ class AuditLog:
         before: Any = None,
         after: Any = None,
         ip: str = "",
+        reason: str = "",
+        surface: str = "",
     ) -> Document:
         """Insert one entry and return it."""
         if not ACTION_PATTERN.fullmatch(action):
@@ -90,6 +92,8 @@ class AuditLog:
             "before": storable(before),
             "after": storable(after),
             "ip": ip[:64],
+            "reason": reason[:500],
+            "surface": surface[:8],
         }
         result = await self.db.audit.insert_one(entry)
         entry["_id"] = result.inserted_id
