@@ -31,6 +31,7 @@ import tornado.escape
 import tornado.web
 
 from backoffice.actions import Actor, AdminActions, NotAuthorized
+from backoffice.roles import can, effective_roles
 from engine.book.errors import GavelError
 from persistence.accounts import AuthUser
 from persistence.audit import AuditLog
@@ -414,11 +415,24 @@ class AdminHandler(tornado.web.RequestHandler):
         return default
 
     # -- who acts, for the admin-actions service (it authorizes and audits every write) -------------
+    def staff_roles(self) -> frozenset[str]:
+        """The signed-in admin's roles (backoffice/roles.py); empty when nobody is signed in."""
+        user = self.admin_user
+        if user is None:
+            return frozenset()
+        return frozenset(effective_roles(user.is_admin, getattr(user, "roles", ())))
+
+    def may(self, area: str | None, *, write: bool = False) -> bool:
+        """Whether the signed-in admin may read (or write) `area` (pages use it to offer links)."""
+        return can(self.staff_roles(), area, write=write)
+
     def actor(self) -> Actor:
         user = self.admin_user
         if user is None:  # prepare() refused everyone else; a public page has no writes
             raise NotAuthorized("admin sign-in required")
-        return Actor(user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "ui")
+        return Actor(
+            user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "ui", self.staff_roles()
+        )
 
     async def guarded(self, action: Callable[[], Awaitable[None]], *, back: str) -> None:
         """Run a POST action; a refusal (GavelError) becomes an error message on the page it came from."""

@@ -40,7 +40,7 @@ def to_local(moment: datetime.datetime | int, zone: ZoneInfo) -> datetime.dateti
 
 
 def format_local(moment: datetime.datetime | int | None, zone: ZoneInfo, *, seconds: bool = True) -> str:
-    """"2026-12-06 20:00:00" in the business zone ("—" for none); pages name the zone once."""
+    """ "2026-12-06 20:00:00" in the business zone ("—" for none); pages name the zone once."""
     if moment is None:
         return "—"
     return to_local(moment, zone).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
