@@ -182,9 +182,9 @@ class LivePage(AdminHandler):
     def writer(self) -> bool:
         return self.may(AREA, write=True)
 
-    def controls(self) -> LiveControls:
+    def controls(self, method: str) -> LiveControls:
         """The admin-actions service's engine controls (absent in a build without them)."""
-        if not hasattr(self.actions, "lot_pause"):
+        if not hasattr(self.actions, method):
             raise ControlsUnavailable("the engine controls are not part of this build")
         return cast(LiveControls, self.actions)
 
@@ -493,15 +493,15 @@ class ControlPage(LivePage, abc.ABC):
         )
 
     async def get(self, *args: str) -> None:
-        await self.prepare_control(*args)
         if not self.writer():
             raise tornado.web.HTTPError(403, "the live controls need write access to auctions")
+        await self.prepare_control(*args)
         await self.show()
 
     async def post(self, *args: str) -> None:
-        await self.prepare_control(*args)
         if not self.writer():
             raise tornado.web.HTTPError(403, "the live controls need write access to auctions")
+        await self.prepare_control(*args)
         try:
             reason = self.reason()
             message = await self.act(self.actor(), reason)
@@ -592,8 +592,14 @@ class LotControlHandler(ControlPage):
         return to_ms(moment)
 
     async def act(self, actor: Actor, reason: str) -> str:
-        controls = self.controls()
         label = _lot_label(self.doc, self.lot_id)
+        if self.verb == "extend":
+            ends_at = self.new_end(strict=True)
+            assert ends_at is not None
+            if ends_at <= int(self.lot.ends_at):
+                current = self.local(int(self.lot.ends_at))
+                raise FormError(f"New end: must be after the current end ({current})")
+        controls = self.controls(f"lot_{self.verb}")
         if self.verb == "pause":
             await controls.lot_pause(actor, self.lot_id, reason)
             return f"Lot {label} paused."
@@ -603,10 +609,6 @@ class LotControlHandler(ControlPage):
         if self.verb == "withdraw":
             await controls.lot_withdraw(actor, self.lot_id, reason)
             return f"Lot {label} withdrawn; its deposits are refunded by settlement."
-        ends_at = self.new_end(strict=True)
-        assert ends_at is not None
-        if ends_at <= int(self.lot.ends_at):
-            raise FormError(f"New end: must be after the current end ({self.local(int(self.lot.ends_at))})")
         await controls.lot_extend(actor, self.lot_id, ends_at, reason)
         return f"Lot {label} now ends {self.local(ends_at, seconds=False)} ({self.zone_name()})."
 
@@ -658,7 +660,7 @@ class BidVoidHandler(ControlPage):
         )
 
     async def act(self, actor: Actor, reason: str) -> str:
-        await self.controls().bid_void(actor, self.lot_id, self.index, reason)
+        await self.controls("bid_void").bid_void(actor, self.lot_id, self.index, reason)
         return f"Bid #{self.index + 1} voided; the price is now {money(self.lot.price)}."
 
 
@@ -707,7 +709,7 @@ class SessionControlHandler(ControlPage):
         )
 
     async def act(self, actor: Actor, reason: str) -> str:
-        controls = self.controls()
+        controls = self.controls(f"session_{self.verb}")
         if self.verb == "pause":
             await controls.session_pause(actor, self.session_id, reason)
             return "Session paused."
@@ -751,7 +753,7 @@ class BidderControlHandler(ControlPage):
         return block_plan(self.username, leading)
 
     async def act(self, actor: Actor, reason: str) -> str:
-        controls = self.controls()
+        controls = self.controls(f"bidder_{self.verb}")
         if self.verb == "block":
             await controls.bidder_block(actor, self.user_id, reason)
             return f"{self.username} is blocked from bidding."

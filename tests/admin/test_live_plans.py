@@ -34,7 +34,8 @@ class Bid(NamedTuple):
 def test_lot_controls_follow_the_state() -> None:
     assert legal_lot_controls({"state": 1}) == {"withdraw"}
     assert legal_lot_controls({"state": 2, "bid_count": 0}) == {"withdraw"}
-    assert legal_lot_controls({"state": 3, "bid_count": 0, "paused": False}) == {"pause", "extend", "withdraw"}
+    running = {"state": 3, "bid_count": 0, "paused": False}
+    assert legal_lot_controls(running) == {"pause", "extend", "withdraw"}
     assert legal_lot_controls({"state": 3, "bid_count": 4, "paused": False}) == {
         "pause",
         "extend",
@@ -102,7 +103,8 @@ def test_confirmations_say_what_happens_in_numbers() -> None:
     assert extend.title == "Extend lot A-12 to 2026-12-06 21:30 (Asia/Shanghai)"
     assert extend.lines[0] == "+10 min from the current end"
     block = block_plan("bob", 2)
-    assert block.title == "Block bidder bob" and "They cannot bid in any session until unblocked" in block.lines
+    assert block.title == "Block bidder bob"
+    assert "They cannot bid in any session until unblocked" in block.lines
     assert resume_lot_plan("A-12", 125_000, 1).lines[0] == "Paused for 2 min; bidding reopens for 1 bidder"
     session = pause_session_plan("Spring", 4, 9, 1, 50_000)
     assert session.lines[0] == "4 lots bidding stop; 9 bidders, 1 deposit ¥500.00 held"
