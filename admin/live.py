@@ -591,14 +591,16 @@ class LotControlHandler(ControlPage):
             return None
         return to_ms(moment)
 
+    def checked_end(self) -> int:
+        """The typed new end, which must lie after the current one."""
+        ends_at = self.new_end(strict=True) or 0
+        if ends_at <= int(self.lot.ends_at):
+            raise FormError(f"New end: must be after the current end ({self.local(int(self.lot.ends_at))})")
+        return ends_at
+
     async def act(self, actor: Actor, reason: str) -> str:
         label = _lot_label(self.doc, self.lot_id)
-        if self.verb == "extend":
-            ends_at = self.new_end(strict=True)
-            assert ends_at is not None
-            if ends_at <= int(self.lot.ends_at):
-                current = self.local(int(self.lot.ends_at))
-                raise FormError(f"New end: must be after the current end ({current})")
+        ends_at = self.checked_end() if self.verb == "extend" else 0  # form errors before anything
         controls = self.controls(f"lot_{self.verb}")
         if self.verb == "pause":
             await controls.lot_pause(actor, self.lot_id, reason)
