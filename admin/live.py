@@ -338,13 +338,13 @@ async def lot_detail(ctx: AppContext, lot: Lot) -> Document:
         for bid in inputs:
             history.append(
                 {
-                    "index": int(bid.index),
-                    "number": int(bid.index) + 1,
+                    "index": int(bid.bid_index),
+                    "number": int(bid.bid_index) + 1,
                     "at": int(bid.at),
                     "price": int(bid.amount),
                     "kind": "max" if bid.is_max else "bid",
                     "voided": bool(bid.voided),
-                    "reason": void_reasons.get(int(bid.index), ""),
+                    "reason": void_reasons.get(int(bid.bid_index), ""),
                     "user": person(int(bid.bidder)),
                 }
             )
@@ -631,7 +631,7 @@ class BidVoidHandler(ControlPage):
         self.lot = self.engine_lot(self.lot_id)
         self.back = f"{PREFIX}/lots/{self.lot_id}/monitor"
         inputs = lot_inputs(self.lot) or []
-        found = [bid for bid in inputs if int(bid.index) == self.index]
+        found = [bid for bid in inputs if int(bid.bid_index) == self.index]
         if not found:
             raise tornado.web.HTTPError(404, f"no bid {args[1][:12]} on lot {self.lot_id}")
         self.bid = found[0]

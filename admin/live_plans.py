@@ -30,11 +30,11 @@ def legal_lot_controls(view: Mapping[str, Any]) -> frozenset[str]:
     """The controls a lot's live view allows (the engine's rule, read from the monitor's view).
 
     Bidding: pause (or resume when paused), extend, withdraw, and void when it has bids. Before
-    bidding (scheduled, preview): withdraw only. Closed: none.
+    bidding (scheduled, preview): extend and withdraw. Closed: none.
     """
     state = int(view.get("state", 0))
     if state in _BEFORE_BIDDING:
-        return frozenset({"withdraw"})
+        return frozenset({"extend", "withdraw"})
     if state != _BIDDING:
         return frozenset()
     legal = {"extend", "withdraw", "resume" if view.get("paused") else "pause"}
@@ -60,7 +60,7 @@ class BidInputLike(Protocol):
     """An accepted bid as the engine keeps it for replay (`engine.book.lot.Lot.inputs()`)."""
 
     @property
-    def index(self) -> int: ...
+    def bid_index(self) -> int: ...
     @property
     def bidder(self) -> int: ...
     @property
@@ -105,7 +105,7 @@ def replay_without(
     lot.ends_at = _FAR_FUTURE
     dropped = 0
     for bid in inputs:
-        if bid.voided or bid.index == skip_index:
+        if bid.voided or bid.bid_index == skip_index:
             continue
         decision = lot.place(bid.bidder, bid.amount, bid.is_max, min(bid.at, _FAR_FUTURE - 1))
         if not decision.accepted:

@@ -23,7 +23,7 @@ from engine.book.increments import FixedIncrement
 
 
 class Bid(NamedTuple):
-    index: int
+    bid_index: int
     bidder: int
     amount: int
     is_max: bool
@@ -32,8 +32,8 @@ class Bid(NamedTuple):
 
 
 def test_lot_controls_follow_the_state() -> None:
-    assert legal_lot_controls({"state": 1}) == {"withdraw"}
-    assert legal_lot_controls({"state": 2, "bid_count": 0}) == {"withdraw"}
+    assert legal_lot_controls({"state": 1}) == {"extend", "withdraw"}
+    assert legal_lot_controls({"state": 2, "bid_count": 0}) == {"extend", "withdraw"}
     running = {"state": 3, "bid_count": 0, "paused": False}
     assert legal_lot_controls(running) == {"pause", "extend", "withdraw"}
     assert legal_lot_controls({"state": 3, "bid_count": 4, "paused": False}) == {
