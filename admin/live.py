@@ -196,6 +196,7 @@ class LivePage(AdminHandler):
             template,
             local=self.local,
             zone=self.zone_text(),
+            zone_name=self.zone_name(),
             can_write=self.writer(),
             lot_states=LOT_STATE_LABELS,
             session_states=SESSION_STATE_LABELS,

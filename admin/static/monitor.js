@@ -7,6 +7,7 @@
   var sessionId = Number(root.getAttribute("data-session-id"));
   var lotStates = JSON.parse(root.getAttribute("data-lot-states") || "{}");
   var sessionStates = JSON.parse(root.getAttribute("data-session-states") || "{}");
+  var zone = root.getAttribute("data-tz") || "Asia/Shanghai";
   var conn = document.getElementById("conn");
   var sessionState = document.getElementById("session-state");
   var chartBox = document.getElementById("chart");
@@ -173,6 +174,7 @@
     var width = Math.max(280, chartBox.clientWidth);
     chart = new window.uPlot({
       width: width, height: 260,
+      tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), zone); },  // the business zone
       scales: { x: { time: true, range: function (u, min, max) {
         // At least a minute wide. uPlot widens a single x value by 86400000 s (1000 days) before
         // asking us, so bids that share one timestamp are recognised from the data itself.

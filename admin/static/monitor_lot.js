@@ -60,6 +60,7 @@
     if (!window.uPlot) { chartNote.textContent = "The chart library did not load."; return; }
     chart = new window.uPlot({
       width: Math.max(280, chartBox.clientWidth), height: 260,
+      tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), zone); },  // the business zone
       scales: { x: { time: true, range: function (u, min, max) {
         var xs = u.data[0];
         if (!xs.length || min === null || max === null) { var t = now() / 1000; return [t - 60, t]; }
@@ -102,6 +103,29 @@
     if (!rows.length) { var empty = el("tr"); empty.appendChild(el("td", "No bids yet.", { colspan: "7", "class": "muted" })); rows = [empty]; }
     body.replaceChildren.apply(body, rows);
   }
+  function renderBidders(bidders) {
+    var body = document.querySelector("table.bidders tbody");
+    if (!body || !bidders.length) return;
+    body.replaceChildren.apply(body, bidders.map(function (bidder) {
+      var tr = el("tr", null, { "data-user-id": String(bidder.user.id) });
+      var who = el("td"); who.appendChild(userLink(bidder.user)); tr.appendChild(who);
+      tr.appendChild(el("td", bidder.user.pseudonym));
+      tr.appendChild(el("td", String(bidder.bids), { "class": "num" }));
+      tr.appendChild(el("td", bidder.bids ? money(bidder.highest) : "—", { "class": "num" }));
+      var tags = el("td");
+      if (bidder.leading) tags.appendChild(el("span", "leading", { "class": "tag" }));
+      if (bidder.blocked) tags.appendChild(el("span", "blocked", { "class": "tag danger" }));
+      tr.appendChild(tags);
+      var act = el("td");
+      if (canWrite) {
+        var verb = bidder.blocked ? "unblock" : "block";
+        act.appendChild(el("a", bidder.blocked ? "Unblock" : "Block", { "class": "button small " + (bidder.blocked ? "secondary" : "danger"),
+          "data-control": verb, href: "/admin/bidders/" + bidder.user.id + "/" + verb + "?lot=" + lotId }));
+      }
+      tr.appendChild(act);
+      return tr;
+    }));
+  }
   function renderControls(controls) {
     var box = document.getElementById("lot-controls");
     if (!box || !canWrite) return;
@@ -139,6 +163,7 @@
     if (chart) chart.setData(chartData());
     chartNote.textContent = points.length ? points.length + " price point(s)." : "No bids yet.";
     renderHistory(data.history);
+    renderBidders(data.bidders);
     renderControls(data.controls);
   }
   function refresh() {

@@ -59,7 +59,9 @@ class Live:
             reserve_price=15_000,
             deposit=DEPOSIT,
         )
-        self.lot_b = await server.create_lot(self.session_id, catalogue_no="B-1", title="Tea set", start_price=5_000)
+        self.lot_b = await server.create_lot(
+            self.session_id, catalogue_no="B-1", title="Tea set", start_price=5_000
+        )
         await server.start_bidding(self.session_id)
         self.alice_id, self.alice = await server.register("alice_ui")
         self.bob_id, self.bob = await server.register("bob_ui")
@@ -79,7 +81,9 @@ class Live:
     def session_monitor(self) -> str:
         return f"{self.server.base_url}/admin/sessions/{self.session_id}/monitor"
 
-    async def confirm(self, control: str, numbers: list[str], reason: str, *, shot: str, fill: Any = None) -> str:
+    async def confirm(
+        self, control: str, numbers: list[str], reason: str, *, shot: str, fill: Any = None
+    ) -> str:
         """Click the control, check the confirmation's numbers, submit with a reason; the flash."""
         page = self.page
         await page.locator(f'[data-control="{control}"]').first.click()
@@ -181,7 +185,9 @@ async def test_resume_a_lot(live: Live) -> None:
     await live.server.ctx.admin_actions.lot_pause(live.actor(), live.lot_a, "set-up")
     page = live.page
     await page.goto(live.lot_monitor)
-    flash = await live.confirm("resume", ["Resume lot A-12", "bidding reopens for 2 bidders"], "settled", shot="resume")
+    flash = await live.confirm(
+        "resume", ["Resume lot A-12", "bidding reopens for 2 bidders"], "settled", shot="resume"
+    )
     assert "resumed" in flash
     assert await page.locator("#lot-paused").is_hidden()
     assert await page.locator('[data-control="pause"]').count() == 1
@@ -198,7 +204,9 @@ async def test_extend_a_lot(live: Live) -> None:
         await page.fill("input[name=ends_at]", typed.strftime("%Y-%m-%dT%H:%M"))
 
     await page.goto(live.lot_monitor)
-    flash = await live.confirm("extend", ["Extend lot A-12", "Asia/Shanghai"], "late start", shot="extend", fill=fill)
+    flash = await live.confirm(
+        "extend", ["Extend lot A-12", "Asia/Shanghai"], "late start", shot="extend", fill=fill
+    )
     assert typed.strftime("%Y-%m-%d %H:%M") in flash
     assert live.server.engine.book.lots[live.lot_a].ends_at == new_end
     assert typed.strftime("%Y-%m-%d %H:%M") in (await page.text_content("[data-field=ends_at]") or "")
@@ -247,7 +255,10 @@ async def test_block_a_bidder(live: Live) -> None:
     page = live.page
     await page.goto(live.lot_monitor)
     flash = await live.confirm(
-        "block", ["Block bidder bob_ui", "They cannot bid in any session until unblocked"], "fraud", shot="block"
+        "block",
+        ["Block bidder bob_ui", "They cannot bid in any session until unblocked"],
+        "fraud",
+        shot="block",
     )
     assert "blocked" in flash
     row = page.locator(f"tr[data-user-id='{live.bob_id}']")
@@ -283,7 +294,10 @@ async def test_pause_and_resume_the_session(live: Live) -> None:
     assert await page.locator("[data-field=paused]:visible").count() == 2
     await live.audited("session.pause", "stream down")
     flash = await live.confirm(
-        "session-resume", ["Resume session Evening sale 夜场", "2 paused lots reopen"], "stream back", shot="session_resume"
+        "session-resume",
+        ["Resume session Evening sale 夜场", "2 paused lots reopen"],
+        "stream back",
+        shot="session_resume",
     )
     assert "resumed" in flash
     assert await page.locator("[data-field=paused]:visible").count() == 0
