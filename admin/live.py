@@ -412,13 +412,10 @@ async def voided_reasons(db: Database, lot_id: int) -> dict[int, str]:
     """Bid index -> the reason staff gave when voiding it (from the `bid.void` audit entries)."""
     reasons: dict[int, str] = {}
     async for entry in db.audit.find({"action": "bid.void", "target": f"lot:{lot_id}"}).sort("at", 1):
-        index = None
-        for part in (entry.get("after"), entry.get("before"), entry):
-            if isinstance(part, Mapping) and isinstance(part.get("bid_index"), int):
-                index = int(part["bid_index"])
-                break
-        if index is not None:
-            reasons[index] = str(entry.get("reason", ""))
+        after = entry.get("after")
+        voided = after.get("voided") if isinstance(after, Mapping) else None
+        if isinstance(voided, Mapping) and isinstance(voided.get("bid_index"), int):
+            reasons[int(voided["bid_index"])] = str(entry.get("reason", ""))
     return reasons
 
 
