@@ -31,7 +31,7 @@ def broadcast(world: AppWorld, session_id: int, frame: dict[str, Any]) -> int:
 async def test_paused_lot_stops_bidding_and_a_void_shows_a_toast(browser: Any, app_world: AppWorld) -> None:
     world = app_world
     lot_id, session_id = world.plain_lot, world.live_session
-    _user_id, token = await world.funded_bidder()
+    user_id, token = await world.funded_bidder()
     context = await phone_context(browser, locale="zh-CN")
     page = await open_app(context, world)
     await sign_in_as(page, token, f"#/lot/{lot_id}")
@@ -59,5 +59,12 @@ async def test_paused_lot_stops_bidding_and_a_void_shows_a_toast(browser: Any, a
     await toast.wait_for()
     assert "撤销" in (await toast.text_content() or "")
     await page.locator(".price-block .price:has-text('¥100.00')").wait_for()
+    # The voided bidder's own notice, on any screen (here the auctions list).
+    await page.evaluate("() => { location.hash = '#/'; }")
+    notice = {"type": "your_bid_voided", "lot_id": lot_id, "session_id": session_id}
+    notice |= {"price": 0, "leading": False}
+    for socket in list(world.server.ctx.hub.by_user.get(user_id, ())):
+        socket.send(orjson.dumps(notice))
+    await page.locator(".toast.warn:has-text('您的一口出价已被拍卖行撤销')").wait_for()
     assert page.problems == []
     await context.close()

@@ -186,6 +186,10 @@ function receive(frame) {
         no_bids: frame.bid_count === 0,
       });
       break;
+    case "your_bid_voided":
+      // Personal: one of this bidder's bids was voided; they may or may not still lead.
+      mergeLot(frame.lot_id, { price: frame.price, leading: !!frame.leading, ...(frame.leading ? {} : { my_max: null }) });
+      break;
     case "closed":
       mergeLot(frame.lot_id, { state: frame.result === "sold" ? 4 : 5, price: frame.price, winner: frame.winner });
       break;
