@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from backoffice.actions import Actor, AdminActions
 from tests.gateway.app_kit import AppWorld, app_world, browser, open_app, phone_context, sign_in_as
 
 pytestmark = pytest.mark.browser
@@ -66,5 +67,37 @@ async def test_paused_lot_stops_bidding_and_a_void_shows_a_toast(browser: Any, a
     for socket in list(world.server.ctx.hub.by_user.get(user_id, ())):
         socket.send(orjson.dumps(notice))
     await page.locator(".toast.warn:has-text('您的一口出价已被拍卖行撤销')").wait_for()
+    assert page.problems == []
+    await context.close()
+
+
+@pytest.mark.skipif(not hasattr(AdminActions, "lot_pause"), reason="no engine controls in this build")
+async def test_an_operators_pause_and_void_reach_the_app(browser: Any, app_world: AppWorld) -> None:
+    """End to end: the operator's controls (AdminActions, as the monitor's buttons call them) reach
+    the app over the real websocket."""
+    world = app_world
+    lot_id = world.plain_lot
+    actions = world.server.ctx.admin_actions
+    assert actions is not None
+    operator = Actor(1, "admin", True, "127.0.0.1", "ui", frozenset({"owner"}))
+    _user_id, token = await world.funded_bidder()
+    context = await phone_context(browser, locale="en")
+    page = await open_app(context, world)
+    await sign_in_as(page, token, f"#/lot/{lot_id}")
+    panel = page.locator(".bid-panel")
+    await panel.locator(".quick-bids button").first.wait_for()
+    lot = world.server.engine.book.lots[lot_id]
+    assert (await world.bid(token, lot_id, lot.next_min()))["type"] == "accepted"  # this bidder leads
+
+    await actions.lot_pause(operator, lot_id, "checking a lot description")
+    await panel.locator(".lot-paused:has-text('Paused')").wait_for()
+    assert await panel.locator(".quick-bids button").count() == 0
+    await actions.lot_resume(operator, lot_id, "checked")
+    await panel.locator(".quick-bids button").first.wait_for()
+
+    newest = len(world.server.engine.book.lots[lot_id].inputs()) - 1
+    await actions.bid_void(operator, lot_id, newest, "test account")
+    await page.locator(".toast.warn:has-text('Your bid was voided')").wait_for()
+    await page.locator(".toast.warn:has-text('A bid was voided')").wait_for()
     assert page.problems == []
     await context.close()
