@@ -90,6 +90,7 @@ def lot_live(engine: Engine, lot_id: int) -> Document | None:
 
 
 class CatalogPage(AdminHandler):
+    area = "auctions"
     nav = "sessions"
 
     def state_labels(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import tornado.web
 
 from admin.base import PREFIX, AdminHandler, FormError, Paging, parse_int, parse_money, text_field
+from backoffice.roles import mentor_only
 from persistence.mongo import UTC, Document, from_ms
 from shop.degree_rules import EnrolmentEvent, ScheduleEntry, behind_schedule
 from shop.degree_service import HOMEWORK_FIELDS as SERVICE_HOMEWORK_FIELDS
@@ -83,6 +84,7 @@ def schedule_entries(study_records: Iterable[Document]) -> list[ScheduleEntry]:
 
 
 class DegreePage(AdminHandler):
+    area = "degree"
     nav = "degrees"
 
     def today(self) -> datetime.date:
@@ -470,20 +472,27 @@ class MentorRevokeHandler(DegreePage):
 class RecordsHandler(DegreePage):
     """Homework records by status across mentors; waiting ones oldest first (a stuck queue shows)."""
 
+    area = "mentoring"
+
     async def get(self) -> None:
         db = self.ctx.db
         status = self.get_query_argument("status", "submitted") or "submitted"
         status = status if status in RECORD_STATUSES else "submitted"
         mentor_id = self.query_int("mentor_id", 0, minimum=0, maximum=MAX_ID)
-        query: Document = {"status": status}
+        # Staff who are here only as a mentor see their own students' records, whatever is asked.
+        own_only = mentor_only(self.staff_roles())
+        if own_only and self.admin_user is not None:
+            mentor_id = self.admin_user.user_id
+        scope: Document = {}
         if mentor_id:
             # The enrolments this mentor has now (the queue follows a reassignment).
-            query["enrolment_id"] = {
+            scope["enrolment_id"] = {
                 "$in": [
                     e["_id"]
                     async for e in db.shop_degree_enrolments.find({"mentor_id": mentor_id}, {"_id": 1})
                 ]
             }
+        query: Document = {"status": status, **scope}
         total = await db.shop_homework_records.count_documents(query)
         paging = Paging(self.query_int("page", 1), RECORDS_PAGE_SIZE, total)
         direction = 1 if status == "submitted" else -1
@@ -507,7 +516,9 @@ class RecordsHandler(DegreePage):
                 {"_id": {"$in": [r.get("module_id") for r in records]}}, {"name": 1}
             )
         }
-        counts = {s: await db.shop_homework_records.count_documents({"status": s}) for s in RECORD_STATUSES}
+        counts = {
+            s: await db.shop_homework_records.count_documents({"status": s, **scope}) for s in RECORD_STATUSES
+        }
         all_mentors = [
             m async for m in db.shop_mentors.find({}, {"name": 1}).sort("_id", 1).limit(MAX_LISTED)
         ]
@@ -518,7 +529,8 @@ class RecordsHandler(DegreePage):
             statuses=RECORD_STATUSES,
             counts=counts,
             mentor_id=mentor_id,
-            all_mentors=all_mentors,
+            own_only=own_only,
+            all_mentors=[] if own_only else all_mentors,
             enrolments=enrolments,
             current=current,
             modules=modules,
@@ -528,7 +540,10 @@ class RecordsHandler(DegreePage):
             ),
             now=from_ms(self.ctx.engine.clock.now_ms()),
             paging=paging,
-            paging_query=urllib.parse.urlencode({"status": status, "mentor_id": mentor_id or ""}) + "&",
+            paging_query=urllib.parse.urlencode(
+                {"status": status, "mentor_id": "" if own_only else mentor_id or ""}
+            )
+            + "&",
             page_title="Homework to grade",
         )
 

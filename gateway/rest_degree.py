@@ -464,14 +464,14 @@ class DegreeReviewsHandler(DegreeHandler):
 
 # -- admin --------------------------------------------------------------------------------------------------
 class AdminDegreeHandler(DegreeHandler):
+    admin_area = "degree"
+
     async def admin_actor(self) -> tuple[Actor, AdminActions]:
         user = await self.require_admin()
         actions = self.ctx.admin_actions
         if actions is None:
             raise Unavailable("admin actions are not wired into this application")
-        return Actor(
-            user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest"
-        ), actions
+        return self.staff_actor(user), actions
 
     def object_body(self) -> dict[str, Any]:
         body = self.json_body()
