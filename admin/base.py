@@ -377,6 +377,7 @@ class AdminHandler(tornado.web.RequestHandler):
             iso=iso,
             local_input=local_input,
             may=self.may,  # which links and buttons to offer (the server refuses the rest anyway)
+            writable=self.may(self.write_area or self.area, write=True),  # this page's write buttons
             json=lambda value: orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
             pretty=lambda value: orjson.dumps(
                 value, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS

@@ -190,3 +190,25 @@ async def test_demo_staff_one_per_role(app_server: AppServer) -> None:
         assert (await app_server.ctx.accounts.staff_account(user_id)).roles == (role,)
         client = AdminClient(app_server)
         assert (await client.sign_in(username, password)).status == 303
+
+
+async def test_read_only_roles_are_not_offered_write_buttons(admin_client: AdminClient) -> None:
+    server = admin_client.server
+    session_id = await server.create_session()
+    lot_id = await server.create_lot(session_id)
+    bidder_id, _ = await server.register("buyer")
+    _, support = await staff(server, "sam", "support")
+    await admin_client.sign_in()
+    pages = {
+        "/admin/sessions": b'href="/admin/sessions/new"',
+        f"/admin/sessions/{session_id}": f'action="/admin/sessions/{session_id}"'.encode(),
+        f"/admin/lots/{lot_id}": f'action="/admin/lots/{lot_id}"'.encode(),
+        "/admin/courses": b'action="/admin/courses/new"',
+        "/admin/coupons": b'action="/admin/coupons/auction"',
+        f"/admin/users/{bidder_id}": f'action="/admin/users/{bidder_id}/credit"'.encode(),
+        f"/admin/community/users/{bidder_id}": f'action="/admin/community/users/{bidder_id}/block"'.encode(),
+    }
+    for path, button in pages.items():
+        as_owner, as_support = await admin_client.get(path), await support.get(path)
+        assert as_owner.status == as_support.status == 200, path
+        assert button in as_owner.body and button not in as_support.body, path
