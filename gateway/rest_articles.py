@@ -165,7 +165,7 @@ class ArticleHandler(JsonHandler):
         user = await self.authenticate()
         article_id = self.path_id(raw_id, "article")
         service = articles_of(self.ctx)
-        admin = user is not None and user.is_admin
+        admin = user is not None and self.staff_may(user, "community")  # staff who read the community
         doc = await (service.article(article_id) if admin else service.visible(article_id))
         if doc is None:
             raise TargetNotFound(f"no article {article_id}")
