@@ -433,3 +433,26 @@ async def test_the_refusal_names_the_area(matrix: Matrix) -> None:
     assert rest.status == 403 and rest.json["error"]["code"] == "FORBIDDEN"
     query = urllib.parse.urlencode({"q": "x"})
     assert (await matrix.pages["support"].get(f"/admin/users?{query}")).status == 200
+
+
+async def test_a_mentors_admin_token_reaches_only_their_own_students(matrix: Matrix) -> None:
+    """The mentors' REST (not under /api/v1/admin/): an admin token lets staff over every mentor's
+    records only when their roles reach the homework other than as a mentor."""
+    db = matrix.server.ctx.db
+    mentor_id = await matrix.server.ctx.accounts.user_id_for("staff_mentor")
+    await db.shop_mentors.insert_one({"_id": mentor_id, "name": "M", "intro": "", "active": True})
+    await db.shop_degree_enrolments.insert_one({"_id": "5:5", "user_id": 5, "mentor_id": 999_999})
+    await db.shop_homework_records.insert_one(
+        {"_id": 9100, "enrolment_id": "5:5", "user_id": 5, "status": "submitted", "submissions": []}
+    )
+    path = "/api/v1/mentor/records/9100"
+    answers = {
+        who: await matrix.server.call("GET", path, token=matrix.tokens[who])
+        for who in ("mentor", "owner", "course_manager", "support", "operator")
+    }
+    assert answers["mentor"].status == 403 and answers["mentor"].code == "NOT_YOUR_STUDENT"
+    assert answers["owner"].status == answers["course_manager"].status == answers["support"].status == 200
+    assert answers["operator"].status == 403  # not a mentor, no access to the homework
+    grade = {"submission": 1, "grade": "A", "comment": ""}
+    by_support = await matrix.server.call("POST", path + "/grade", grade, token=matrix.tokens["support"])
+    assert by_support.status == 403  # support reads, never grades
