@@ -25,7 +25,7 @@ from backoffice.ports import (
     StaffAccountView,
     StaffDirectory,
 )
-from backoffice.roles import Role, action_area, can, effective_roles, parse_roles
+from backoffice.roles import Role, action_area, can, effective_roles, mentor_only, parse_roles
 from community.rules import REASON_MAX, clean_text
 from engine.book.errors import GavelError, NotFound
 from engine.commands import CancelLot, CloseLot, Command, OpenLot, Outcome
@@ -503,6 +503,28 @@ class AdminActions:
             {"mentor_id": before.get("mentor_id") if before else None},
             {"mentor_id": mentor_id},
         )
+        return doc
+
+    async def degree_grade(
+        self, actor: Actor, record_id: int, submission: int, grade: str, comment: str = ""
+    ) -> Document:
+        """Grade a hand-in from the back office (`degree.grade`, area mentoring): a mentor only their
+        own students' (the mentoring service checks), an owner or course manager any record."""
+        await self.authorize(actor, "degree.grade")
+        over_every_mentor = not mentor_only(effective_roles(actor.is_admin, actor.roles))
+        before: Document | None = await self.mentoring.store.record(record_id)
+        doc: Document = await self.mentoring.grade(
+            actor.user_id, record_id, submission, grade, comment, by_admin=over_every_mentor
+        )
+        fields = ("status", "grade", "reward_status", "graded_submission")
+        if before is None or any(before.get(k) != doc.get(k) for k in fields):
+            await self.record(
+                actor,
+                "degree.grade",
+                f"homework_record:{record_id}",
+                {k: before.get(k) for k in fields} if before else None,
+                {**{k: doc.get(k) for k in fields}, "submission": submission, "comment": comment},
+            )
         return doc
 
     async def degree_sweep(self, actor: Actor) -> Document:

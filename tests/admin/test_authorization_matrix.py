@@ -112,6 +112,7 @@ ROUTE_AREAS: dict[str, tuple[str, str]] = {
     r"/admin/degrees/homework/new": ("degree", "degree"),
     r"/admin/degrees/homework/([0-9]+)/edit": ("degree", "degree"),
     r"/admin/degrees/records": ("mentoring", "mentoring"),
+    r"/admin/degrees/records/([0-9]+)": ("mentoring", "mentoring"),
     r"/admin/degrees/([0-9]+)": ("degree", "degree"),
     r"/admin/degrees/([0-9]+)/(online|offline)": ("degree", "degree"),
     r"/admin/degrees/enrolments/([0-9]+:[0-9]+)/(mentor|open|suspend|resume)": ("degree", "degree"),

@@ -7,6 +7,7 @@ import datetime
 
 from composition.demo_staff import DEMO_STAFF, seed_demo_staff
 from tests.admin.conftest import AdminClient, AppServer
+from tests.admin.test_degree_pages import Cohort
 
 UTC = datetime.UTC
 
@@ -212,3 +213,34 @@ async def test_read_only_roles_are_not_offered_write_buttons(admin_client: Admin
         as_owner, as_support = await admin_client.get(path), await support.get(path)
         assert as_owner.status == as_support.status == 200, path
         assert button in as_owner.body and button not in as_support.body, path
+
+
+async def test_a_mentor_grades_their_own_students_homework_in_the_back_office(
+    admin_client: AdminClient,
+) -> None:
+    server = admin_client.server
+    cohort = await Cohort(admin_client).build()  # record 7001 waits for mentor_ann's grade
+    await server.ctx.accounts.set_staff_roles(cohort.mentor, ["mentor"])
+    ann = AdminClient(server)
+    assert (await ann.sign_in("mentor_ann", "correct-horse")).status == 303
+    _, bob = await staff(server, "mentor_bob", "mentor")
+    _, support = await staff(server, "sid", "support")
+
+    page = await ann.get("/admin/degrees/records/7001")
+    assert page.status == 200 and b"data-grade" in page.body
+    assert (await bob.get("/admin/degrees/records/7001")).status == 404  # not his student
+    assert (await bob.post("/admin/degrees/records/7001", {"submission": "1", "grade": "A"})).status == 404
+    seen = await support.get("/admin/degrees/records/7001")
+    assert seen.status == 200 and b"data-grade" not in seen.body  # support reads, never grades
+    assert (
+        await support.post("/admin/degrees/records/7001", {"submission": "1", "grade": "A"})
+    ).status == 403
+
+    graded = await ann.post("/admin/degrees/records/7001", {"submission": "1", "grade": "A", "comment": "ok"})
+    assert graded.status == 303
+    record = await server.ctx.db.shop_homework_records.find_one({"_id": 7001})
+    assert record is not None and record["status"] == "passed" and record["grade"] == "A"
+    entry = await server.ctx.db.audit.find_one({"action": "degree.grade"})
+    assert entry is not None and entry["target"] == "homework_record:7001"
+    assert entry["before"]["status"] == "submitted" and entry["after"]["status"] == "passed"
+    assert entry["admin_username"] == "mentor_ann"
