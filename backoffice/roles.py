@@ -93,11 +93,12 @@ def action_area(action: str) -> str | None:
 
 
 def effective_roles(is_admin: bool, roles: Iterable[str]) -> frozenset[Role]:
-    """The roles an account acts with: its known roles; an admin account without any is an owner."""
-    known = frozenset(Role(name) for name in roles if name in _NAMES)
-    if not known and is_admin:
+    """The roles an account acts with: its known roles; an admin account with no roles stored at all
+    is an owner (made before roles). Unknown names grant nothing (never the owner's fallback)."""
+    names = list(roles)
+    if not names and is_admin:
         return frozenset({Role.OWNER})
-    return known
+    return frozenset(Role(name) for name in names if name in _NAMES)
 
 
 def can(roles: Iterable[str], area: str | None, *, write: bool = False) -> bool:

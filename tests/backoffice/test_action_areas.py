@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 
 from backoffice.actions import Actor, AdminActions, LastOwner, NotAuthorized, TwoFactorNeeded
-from backoffice.roles import AREAS, Role, action_area, mentor_only
+from backoffice.roles import AREAS, Role, action_area, effective_roles, mentor_only
 from engine.book.errors import GavelError
 from engine.engine import Engine
 
@@ -165,6 +165,11 @@ def test_staff_roles_change_with_one_audit_entry_and_never_leave_no_owner() -> N
     assert bad.value.code == "VALIDATION"
     with pytest.raises(NotAuthorized):
         asyncio.run(actions.staff_set_roles(actor("operator", user_id=3), 2, []))
+
+
+def test_an_unknown_stored_role_grants_nothing() -> None:
+    assert effective_roles(True, ["emperor"]) == frozenset()  # not the legacy owner's fallback
+    assert effective_roles(True, []) == {Role.OWNER}
 
 
 def test_mentor_only() -> None:
