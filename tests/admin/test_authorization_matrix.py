@@ -331,6 +331,9 @@ def concrete(pattern: str, m: Matrix) -> str:
             depth -= 1
             if depth == 0:
                 out += sample(path[start + 1 : i], out, m)
+        elif depth == 0 and ch == "\\" and i + 1 < len(path):  # an escaped character: itself
+            i += 1
+            out += path[i]
         elif depth == 0:
             out += ch
         i += 1
