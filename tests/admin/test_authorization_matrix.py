@@ -137,6 +137,12 @@ ROUTE_AREAS: dict[str, tuple[str, str]] = {
     r"/admin/article-sources": ("community", "community"),
     r"/admin/sessions/([0-9]+)/monitor": ("auctions", "auctions"),
     r"/admin/api/sessions/([0-9]+)": ("auctions", "auctions"),
+    r"/admin/sessions/([0-9]+)/(pause|resume)": ("auctions", "auctions"),
+    r"/admin/lots/([0-9]+)/monitor": ("auctions", "auctions"),
+    r"/admin/lots/([0-9]+)/(pause|resume|extend|withdraw)": ("auctions", "auctions"),
+    r"/admin/lots/([0-9]+)/bids/([0-9]+)/void": ("auctions", "auctions"),
+    r"/admin/bidders/([0-9]+)/(block|unblock)": ("auctions", "auctions"),
+    r"/admin/api/lots/([0-9]+)": ("auctions", "auctions"),
     r"/admin/staff": ("staff", "staff"),
     r"/admin/audit": ("audit", "audit"),
     r"/admin/.*": ("account", "account"),  # any other path: the admin's 404 page
