@@ -161,8 +161,6 @@ def who(user_id: int, names: Mapping[int, str]) -> str:
 class LivePage(AdminHandler):
     """What every live page shares: the zone, the engine's lot, the writers' controls."""
 
-    area = "auctions"
-
     nav = "sessions"
     area = AREA
 
@@ -280,8 +278,6 @@ class SessionJsonHandler(AdminJsonHandler):
     only admins see: the real leader, deposits held, legal controls, watchers and totals."""
 
     area = AREA
-
-    area = "auctions"
 
     async def get(self, raw_id: str) -> None:
         session_id = self.path_id(raw_id, "session")
