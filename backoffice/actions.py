@@ -208,7 +208,9 @@ class AdminActions:
         outcome = await self.engine.execute(command)
         if outcome.ok:
             after = live_lot(self.engine, lot_id)
-            await self.record(actor, name, f"lot:{lot_id}", before, {**(after or {}), "reason": reason})
+            await self.record(
+                actor, name, f"lot:{lot_id}", before, {**(after or {}), "reason": reason}, reason=reason
+            )
         return outcome
 
     # -- money -------------------------------------------------------------------------------------------
@@ -228,6 +230,7 @@ class AdminActions:
                 f"user:{user_id}",
                 {"balance": entry.balance_after - amount},
                 {"balance": entry.balance_after, "amount": amount, "ref": entry.ref, "note": note},
+                reason=note,
             )
         return entry
 
@@ -362,6 +365,7 @@ class AdminActions:
                 f"shop_order:{order_no}",
                 {k: before.get(k) for k in fields} if before else None,
                 {**{k: after.get(k) for k in fields}, "reason": reason},
+                reason=reason,
             )
         return after
 
@@ -518,7 +522,9 @@ class AdminActions:
         answer: Document = outcome.as_dict()
         if outcome.changed or outcome.reports:
             before = {"content": answer.pop("content")}
-            await self.record(actor, "community.report_resolve", f"report:{report_id}", before, answer)
+            await self.record(
+                actor, "community.report_resolve", f"report:{report_id}", before, answer, reason=reason
+            )
         answer.pop("content", None)
         return answer
 
@@ -532,7 +538,7 @@ class AdminActions:
         answer: Document = outcome.as_dict()
         before = {"content": answer.pop("content")}
         if outcome.changed or outcome.reports:
-            await self.record(actor, name, f"{kind}:{content_id}", before, answer)
+            await self.record(actor, name, f"{kind}:{content_id}", before, answer, reason=reason)
         return answer
 
     async def community_block(self, actor: Actor, user_id: int, reason: str, days: int | None) -> Document:
@@ -540,7 +546,7 @@ class AdminActions:
         before, block = await self._moderation_desk().block(user_id, reason, days, actor.user_id)
         after = {"until": block["until"], "reason": block["reason"], "days": days}
         previous = None if before is None else {"until": before.get("until"), "reason": before.get("reason")}
-        await self.record(actor, "community.block", f"user:{user_id}", previous, after)
+        await self.record(actor, "community.block", f"user:{user_id}", previous, after, reason=block["reason"])
         block_doc: Document = block
         return block_doc
 
@@ -550,7 +556,9 @@ class AdminActions:
         removed = await self._moderation_desk().unblock(user_id)
         if removed is not None:
             before = {"until": removed.get("until"), "reason": removed.get("reason")}
-            await self.record(actor, "community.unblock", f"user:{user_id}", before, {"reason": reason})
+            await self.record(
+                actor, "community.unblock", f"user:{user_id}", before, {"reason": reason}, reason=reason
+            )
         return removed is not None
 
     async def community_erase(self, actor: Actor, user_id: int, reason: str) -> dict[str, int]:
@@ -560,7 +568,9 @@ class AdminActions:
         desk = self._moderation_desk()
         cleaned = desk.reason_of(reason)  # refused before anything goes
         counts: dict[str, int] = await desk.erase_user(user_id, actor.user_id)
-        await self.record(actor, "community.erase", f"user:{user_id}", None, {**counts, "reason": cleaned})
+        await self.record(
+            actor, "community.erase", f"user:{user_id}", None, {**counts, "reason": cleaned}, reason=cleaned
+        )
         return counts
 
     # == community: reactions (issue 23) =========================================================
@@ -581,7 +591,7 @@ class AdminActions:
         reason = clean_text(reason, max_length=REASON_MAX, what="reason", required=False)
         wrong: dict[str, int] = await self._reactions_desk().repair(dry_run)
         after = {"dry_run": dry_run, "wrong": wrong, "reason": reason}
-        await self.record(actor, "community.repair", "community_counters", None, after)
+        await self.record(actor, "community.repair", "community_counters", None, after, reason=reason)
         return wrong
 
     # == community: feed (issue 23) ====================================================================
