@@ -185,6 +185,21 @@ def parse_time(value: str, name: str, zone: ZoneInfo) -> datetime.datetime:
     return from_ms(to_ms(parsed))
 
 
+def parse_day(raw: str, name: str) -> datetime.date | None:
+    """A date filter ("2026-12-06", a business-zone date; see `backoffice.timezone.date_start`);
+    None when empty."""
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        day = datetime.date.fromisoformat(text[:10]) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None or day.year < 1970:
+        raise FormError(f"{name}: give a date such as 2026-12-06")
+    return day
+
+
 def text_field(
     raw: str, name: str, *, max_length: int, required: bool = True, multiline: bool = False
 ) -> str:

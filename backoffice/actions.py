@@ -14,7 +14,16 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from backoffice.ports import AuditTrail, Balances, CatalogStore, Credited, Document, Office, SecondFactor
+from backoffice.ports import (
+    AuditTrail,
+    Balances,
+    CatalogStore,
+    Credited,
+    Document,
+    Office,
+    SecondFactor,
+    UserNoteStore,
+)
 from community.rules import REASON_MAX, clean_text
 from engine.book.errors import GavelError, NotFound
 from engine.commands import CancelLot, CloseLot, Command, OpenLot, Outcome
@@ -26,6 +35,7 @@ LotAction = Literal["open", "close", "cancel"]
 ImageAction = Literal["add", "up", "down", "cover", "remove"]
 CREDIT_KIND = "admin_credit"
 CREDIT_REF_PREFIX = "admin-credit:"
+NOTE_MAX = 2000  # a support note's characters
 
 
 class NotAuthorized(GavelError):
@@ -242,6 +252,21 @@ class AdminActions:
             actor, "user.clear_non_payer", f"user:{user_id}", before, {"non_payer": False, "changed": changed}
         )
         return changed
+
+    # == support notes on a user (issue 24) ============================================================
+    # The notes store (persistence/user_notes.py), set by composition/backoffice.py; None: unavailable.
+    notes: UserNoteStore | None = None
+
+    async def user_note(self, actor: Actor, user_id: int, text: str) -> Document:
+        """Add a support note to a user's page (area `notes`): `user.note`, the note as the entry's
+        `after` (a note is only ever added, so there is no `before`)."""
+        await self.authorize(actor, "user.note")
+        if self.notes is None:
+            raise GavelError("support notes are not wired into this application", code="UNAVAILABLE")
+        cleaned = clean_text(text, max_length=NOTE_MAX, what="note")
+        note = await self.notes.add(user_id, cleaned, actor.user_id, actor.username)
+        await self.record(actor, "user.note", f"user:{user_id}", None, {"text": cleaned})
+        return note
 
     async def order_action(
         self, actor: Actor, order_id: int, action: Literal["ship", "complete"], tracking_no: str | None = None
@@ -546,7 +571,9 @@ class AdminActions:
         before, block = await self._moderation_desk().block(user_id, reason, days, actor.user_id)
         after = {"until": block["until"], "reason": block["reason"], "days": days}
         previous = None if before is None else {"until": before.get("until"), "reason": before.get("reason")}
-        await self.record(actor, "community.block", f"user:{user_id}", previous, after, reason=block["reason"])
+        await self.record(
+            actor, "community.block", f"user:{user_id}", previous, after, reason=block["reason"]
+        )
         block_doc: Document = block
         return block_doc
 

@@ -50,7 +50,13 @@ def test_a_creation_lists_every_field_as_added_and_a_removal_as_removed() -> Non
 
 def test_money_fields_are_shown_in_yuan_too() -> None:
     before = {"price": 10000, "reserve_price": 300_00, "balance": -5, "deposit": 0, "to_pay_fen": 1}
-    after = {"price": 12050, "reserve_price": 350_00, "balance": 1_000_000_00, "deposit": 500, "to_pay_fen": 2}
+    after = {
+        "price": 12050,
+        "reserve_price": 350_00,
+        "balance": 1_000_000_00,
+        "deposit": 500,
+        "to_pay_fen": 2,
+    }
     assert lines(before, after) == [
         "balance: -¥0.05 (-5) → ¥1,000,000.00 (100000000)",
         "deposit: ¥0.00 (0) → ¥5.00 (500)",
