@@ -54,7 +54,7 @@ async def test_clear_a_non_payer(admin_client: AdminClient) -> None:
     flagged = await client.get("/admin/users?non_payer=1")
     assert b"grace" in flagged.body
     page = await client.get(f"/admin/users/{user_id}")
-    assert b"Clear the non-payer flag" in page.body and b"blocked in the engine" in page.body
+    assert b"Clear the non-payer flag" in page.body and b"blocked from bidding" in page.body
     answer = await client.post(f"/admin/users/{user_id}/clear-non-payer")
     assert answer.status == 303
     user = await server.ctx.db.users.find_one({"_id": user_id})
