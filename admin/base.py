@@ -131,6 +131,11 @@ def when(value: datetime.datetime | int | None, zone: ZoneInfo) -> str:
     return format_local(value, zone)
 
 
+def day(value: datetime.datetime | int | None, zone: ZoneInfo) -> str:
+    """A moment's business-zone date ("2026-12-07"): validity windows shown by the day."""
+    return format_local(value, zone)[:10]
+
+
 def iso(value: datetime.datetime | int | None) -> str:
     """A time as ISO-8601 UTC, for machines (data attributes, JSON): never shown to people."""
     if value is None:
@@ -381,6 +386,7 @@ class AdminHandler(tornado.web.RequestHandler):
             money=money,
             money_input=money_input,
             when=functools.partial(when, zone=self.zone),
+            day=functools.partial(day, zone=self.zone),
             iso=iso,
             local_input=functools.partial(local_input, zone=self.zone),
             # the business zone, named once in the header; scripts read it from a <meta>
