@@ -100,7 +100,6 @@ class AuditHandler(AdminHandler):
             "audit.html",
             entries=entries,
             actions=await self.services.audit.actions(),
-            usernames=await self.services.audit.admin_usernames(),
             filters=filters,
             error=error,
             paging=Paging(page, AUDIT_PAGE_SIZE, total),

@@ -13,12 +13,13 @@ from typing import Any, Final
 
 from admin.base import AdminHandler, Paging
 from admin.money import ORDER_STATUS_LABELS
-from backoffice.search import KIND_AREAS, KIND_LABELS, KindQuery, Lookups, page_of, plan, search_text
+from backoffice.search import KIND_AREAS, KIND_LABELS, KindQuery, Lookups, ordered_hits, plan, search_text
 from persistence.mongo import Document
 
 PAGE_SIZE: Final = 20
 PREVIEW_SIZE: Final = 5  # rows per group on the all-kinds page
 LOOKUP_MAX: Final = 50  # users found by one phone number, payments by one trade number
+HITS_MAX: Final = 200  # hits counted per filter; more shows as "200+" (type more to narrow it)
 # Each kind: its collection, what its rows show (projection), and its order after the exact hits.
 COLLECTIONS: Final = {
     "users": ("users", {"username": 1, "display_name": 1, "is_admin": 1, "non_payer": 1, "created_at": 1}),
@@ -48,26 +49,32 @@ class SearchHandler(AdminHandler):
             out_trade_nos=[str(p["_id"]) async for p in payments],
         )
 
-    async def group(self, kind: str, query: KindQuery, skip: int, limit: int) -> tuple[list[Document], int]:
-        """A page of one kind's hits, exact hits first (marked `exact`), and how many there are."""
-        name, projection = COLLECTIONS[kind]
-        collection = self.ctx.db[name]
-        exact: list[Document] = []
-        if query.exact is not None:
-            cursor = collection.find(query.exact, projection).sort("_id", -1).limit(PAGE_SIZE)
-            exact = [{**doc, "exact": True} async for doc in cursor]
-        rest_filter: Document = query.broad
-        if exact:
-            rest_filter = {"$and": [query.broad, {"_id": {"$nin": [doc["_id"] for doc in exact]}}]}
-        rest_total = await collection.count_documents(rest_filter)
-        exact_part, rest_skip, rest_limit = page_of(len(exact), skip, limit)
-        rows = exact[exact_part]
-        if rest_limit > 0 and rest_total > rest_skip:
-            cursor = (
-                collection.find(rest_filter, projection).sort("_id", -1).skip(rest_skip).limit(rest_limit)
-            )
-            rows += [doc async for doc in cursor]
-        return rows, len(exact) + rest_total
+    async def group(
+        self, kind: str, query: KindQuery, skip: int, limit: int
+    ) -> tuple[list[Document], int, bool]:
+        """A page of one kind's hits, exact hits first (marked `exact`), how many there are, and
+        whether that count stopped at HITS_MAX (then the page says "200+")."""
+        collection = self.ctx.db[COLLECTIONS[kind][0]]
+        capped = False
+
+        async def ids(filters: tuple[Document, ...]) -> set[Any]:
+            nonlocal capped
+            found: set[Any] = set()
+            for one in filters:
+                cursor = collection.find(one, {"_id": 1}).limit(HITS_MAX + 1)
+                batch = [doc["_id"] async for doc in cursor]
+                capped = capped or len(batch) > HITS_MAX
+                found.update(batch[:HITS_MAX])
+            return found
+
+        exact = await ids(query.exact)
+        hits = ordered_hits(exact, await ids(query.broad))
+        shown = hits[skip : skip + limit]
+        docs = {
+            doc["_id"]: doc async for doc in collection.find({"_id": {"$in": shown}}, COLLECTIONS[kind][1])
+        }
+        rows = [{**docs[hit], "exact": hit in exact} for hit in shown if hit in docs]
+        return rows, len(hits), capped
 
     async def get(self) -> None:
         text = search_text(self.get_query_argument("q", "") or "")
@@ -80,14 +87,18 @@ class SearchHandler(AdminHandler):
             for kind in [chosen] if chosen else kinds:
                 if kind not in plans:
                     continue
-                if chosen:
-                    paging = Paging(self.query_int("page", 1), PAGE_SIZE, 0)
-                    rows, total = await self.group(kind, plans[kind], paging.skip, PAGE_SIZE)
-                    paging = Paging(paging.page, PAGE_SIZE, total)
-                else:
-                    rows, total = await self.group(kind, plans[kind], 0, PREVIEW_SIZE)
-                    paging = Paging(1, PAGE_SIZE, total)
-                groups.append({"kind": kind, "label": KIND_LABELS[kind], "rows": rows, "paging": paging})
+                page = self.query_int("page", 1) if chosen else 1
+                skip, limit = ((page - 1) * PAGE_SIZE, PAGE_SIZE) if chosen else (0, PREVIEW_SIZE)
+                rows, total, capped = await self.group(kind, plans[kind], skip, limit)
+                groups.append(
+                    {
+                        "kind": kind,
+                        "label": KIND_LABELS[kind],
+                        "rows": rows,
+                        "paging": Paging(page, PAGE_SIZE, total),
+                        "capped": capped,
+                    }
+                )
             await self.add_names(groups)
         self.render(
             "search.html",

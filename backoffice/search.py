@@ -1,17 +1,18 @@
 """What the back office's one search box looks for, as MongoDB filters (pure: no I/O).
 
-`search_text` cleans what was typed; `plan` turns it into, per kind of result, an *exact* filter (an
-id, an order or trade number, a phone, a catalogue number, a username: listed first) and a *broad*
-one (the exact hits plus name prefixes and title substrings). Typed text only ever reaches MongoDB
-as a plain value or inside `re.escape`, so no operator (`$where`, `$regex` of the user's own) can
-be smuggled in. Which indexes serve each filter: docs/admin.md "Search and a user's page".
+`search_text` cleans what was typed; `plan` turns it into, per kind of result, *exact* filters (an
+id, an order or trade number, a phone, a catalogue number, a username: listed first) and *broad*
+ones (name prefixes, title substrings); `ordered_hits` orders what they found. Typed text only ever
+reaches MongoDB as a plain value, a range bound, or inside `re.escape`, so no operator (`$where`, a
+`$regex` of the user's own) can be smuggled in. Which indexes serve each filter: docs/admin.md
+"Search and a user's page".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 Document = dict[str, Any]
@@ -46,10 +47,12 @@ def search_text(raw: str) -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class KindQuery:
-    """The filters of one kind of result: `exact` hits come first, then the rest of `broad`."""
+    """The filters of one kind of result, each run on its own (an index serves each but the
+    substring ones; a `$or` of them would not be served by the indexes on every MongoDB the app
+    runs on). Hits of `exact` come first, then those of `broad`."""
 
-    exact: Document | None
-    broad: Document
+    exact: tuple[Document, ...]
+    broad: tuple[Document, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,14 +64,20 @@ class Lookups:
     out_trade_nos: Sequence[str] = ()
 
 
-def _either(parts: list[Document]) -> Document | None:
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else {"$or": parts}
+def prefix_range(text: str) -> Document:
+    """Strings starting with `text`, as an index range (an anchored regex is not served by every
+    MongoDB's index; a range is). U+FFFF sorts after every character a name may hold."""
+    return {"$gte": text, "$lt": text + "\uffff"}
 
 
 def _contains(text: str) -> Document:
     return {"$regex": re.escape(text), "$options": "i"}
+
+
+def case_variants(text: str) -> list[str]:
+    """The spellings a case-insensitive prefix is looked up as: as typed, lower, upper, Capitalised,
+    Title Case (each an index range; names are written in one of these)."""
+    return list(dict.fromkeys([text, text.lower(), text.upper(), text.capitalize(), text.title()]))
 
 
 def is_number(text: str) -> bool:
@@ -76,11 +85,12 @@ def is_number(text: str) -> bool:
 
 
 def plan(text: str, lookups: Lookups = Lookups()) -> dict[str, KindQuery]:
-    """The filters of every kind that can match `text` (a kind nothing can match is left out)."""
+    """The filters of every kind for `text` ({} for nothing typed)."""
     if not text:
         return {}
     number = int(text) if is_number(text) else None
     by_id: list[Document] = [{"_id": number}] if number is not None else []
+    trade_nos = [text, *lookups.out_trade_nos]
     plans: dict[str, KindQuery] = {}
 
     # users: id, username (case-insensitive: `username_key` is the lower-cased name), phone exact;
@@ -88,36 +98,23 @@ def plan(text: str, lookups: Lookups = Lookups()) -> dict[str, KindQuery]:
     user_exact: list[Document] = [*by_id, {"username_key": text.lower()}]
     if lookups.phone_user_ids:
         user_exact.append({"_id": {"$in": list(lookups.phone_user_ids)}})
-    prefix = {"$regex": "^" + re.escape(text.lower())}
-    user_broad = [
-        *user_exact,
-        {"username_key": prefix},
-        {"display_name": {"$regex": "^" + re.escape(text), "$options": "i"}},
-    ]
-    plans["users"] = KindQuery(_either(user_exact), _either(user_broad) or {})
-
+    names = [{"display_name": prefix_range(variant)} for variant in case_variants(text)]
+    plans["users"] = KindQuery(tuple(user_exact), ({"username_key": prefix_range(text.lower())}, *names))
     # auction orders: the order number (its id), or a payment number (ours or the provider's).
-    trade_nos = [text, *lookups.out_trade_nos]
-    order_exact: list[Document] = [*by_id, {"trade_nos": {"$in": trade_nos}}]
-    plans["auction_orders"] = KindQuery(_either(order_exact), _either(order_exact) or {})
-
+    plans["auction_orders"] = KindQuery((*by_id, {"trade_nos": {"$in": trade_nos}}), ())
     # shop orders: the order number (its id, a string), or a payment number of any attempt.
-    shop_exact: list[Document] = [{"_id": text}, {"attempts.out_trade_no": {"$in": trade_nos}}]
-    plans["shop_orders"] = KindQuery(_either(shop_exact), _either(shop_exact) or {})
-
-    # lots: id or catalogue number exact; the title contains the text.
-    lot_exact: list[Document] = [*by_id, {"catalogue_no": text}]
-    plans["lots"] = KindQuery(_either(lot_exact), {"$or": [*lot_exact, {"title": _contains(text)}]})
-
+    plans["shop_orders"] = KindQuery(({"_id": text}, {"attempts.out_trade_no": {"$in": trade_nos}}), ())
+    # lots: id or catalogue number exact; the title contains the text (a scan: see docs/admin.md).
+    plans["lots"] = KindQuery((*by_id, {"catalogue_no": text}), ({"title": _contains(text)},))
     # sessions and courses: id exact; the title (a course's `name`) contains the text.
-    plans["sessions"] = KindQuery(_either(by_id), {"$or": [*by_id, {"title": _contains(text)}]})
-    plans["courses"] = KindQuery(_either(by_id), {"$or": [*by_id, {"name": _contains(text)}]})
+    plans["sessions"] = KindQuery(tuple(by_id), ({"title": _contains(text)},))
+    plans["courses"] = KindQuery(tuple(by_id), ({"name": _contains(text)},))
     return plans
 
 
-def page_of(exact_count: int, skip: int, limit: int) -> tuple[slice, int, int]:
-    """Where a page of `limit` rows starting at `skip` falls when `exact_count` exact hits come
-    before the rest: (the slice of the exact hits, how many of the rest to skip, how many to take)."""
-    exact_part = slice(min(skip, exact_count), min(skip + limit, exact_count))
-    taken = exact_part.stop - exact_part.start
-    return exact_part, max(0, skip - exact_count), limit - taken
+def ordered_hits(exact: Iterable[Any], broad: Iterable[Any]) -> list[Any]:
+    """The ids of one kind's hits in the order they are listed: the exact hits (newest, i.e. the
+    highest id, first), then the other broad hits (newest first)."""
+    first = sorted(set(exact), reverse=True)
+    seen = set(first)
+    return first + sorted((hit for hit in set(broad) if hit not in seen), reverse=True)

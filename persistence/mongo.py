@@ -76,6 +76,7 @@ def _indexes() -> dict[str, list[IndexModel]]:
         "users": [
             # Usernames are unique regardless of case ("Alice" and "alice" are one account).
             IndexModel([("username_key", ASCENDING)], unique=True, name="username_key_unique"),
+            IndexModel([("display_name", ASCENDING)], name="display_name"),  # the search box's prefixes
         ],
         "tokens": [
             # `_id` is the sha256 of the token (lookup by hash); these serve revocation and expiry.

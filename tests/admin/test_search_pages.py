@@ -6,7 +6,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from backoffice.search import Lookups, page_of, plan, search_text
+from backoffice.search import Lookups, ordered_hits, plan, search_text
 from persistence.mongo import utc_now
 from tests.admin.conftest import AdminClient
 
@@ -146,23 +146,19 @@ async def test_typed_text_is_literal_and_escaped(admin_client: AdminClient) -> N
     assert long.status == 200 and b"x" * 101 not in long.body
 
 
-def test_the_filters_are_plain_values_or_escaped_regexes() -> None:
+def test_the_filters_are_plain_values_ranges_or_escaped_regexes() -> None:
     assert search_text(" \x00 ada\x07 ") == "ada" and len(search_text("y" * 500)) == 100
-    plans = plan("a.b", Lookups(phone_user_ids=[7], out_trade_nos=["OUT-1"]))
-    assert plans["users"].exact == {
-        "$or": [{"username_key": "a.b"}, {"_id": {"$in": [7]}}],
-    }
-    assert {"username_key": {"$regex": "^a\\.b"}} in plans["users"].broad["$or"]
-    assert plans["auction_orders"].exact == {"trade_nos": {"$in": ["a.b", "OUT-1"]}}
-    assert plans["sessions"].exact is None and plans["sessions"].broad == {
-        "$or": [{"title": {"$regex": "a\\.b", "$options": "i"}}]
-    }
+    plans = plan("a.B", Lookups(phone_user_ids=[7], out_trade_nos=["OUT-1"]))
+    assert plans["users"].exact == ({"username_key": "a.b"}, {"_id": {"$in": [7]}})
+    assert plans["users"].broad[0] == {"username_key": {"$gte": "a.b", "$lt": "a.b\uffff"}}
+    assert {"display_name": {"$gte": "A.B", "$lt": "A.B\uffff"}} in plans["users"].broad
+    assert plans["auction_orders"].exact == ({"trade_nos": {"$in": ["a.B", "OUT-1"]}},)
+    assert plans["sessions"].exact == () and plans["sessions"].broad == (
+        {"title": {"$regex": "a\\.B", "$options": "i"}},
+    )
     numeric = plan("42")
-    assert {"_id": 42} in numeric["lots"].exact["$or"] and numeric["shop_orders"].exact["$or"][0] == {
-        "_id": "42"
-    }
+    assert {"_id": 42} in numeric["lots"].exact and numeric["shop_orders"].exact[0] == {"_id": "42"}
     assert plan("") == {}
-    # exact hits first: page 1 of 20 with 3 exact hits takes 3 of them and 17 of the rest
-    assert page_of(3, 0, 20) == (slice(0, 3), 0, 17)
-    assert page_of(3, 20, 20) == (slice(3, 3), 17, 20)
-    assert page_of(0, 40, 20) == (slice(0, 0), 40, 20)
+    # exact hits first (newest first), then the rest, each id once
+    assert ordered_hits({3, 9}, {1, 9, 5, 3}) == [9, 3, 5, 1]
+    assert ordered_hits(set(), ["b", "a"]) == ["b", "a"]
