@@ -106,12 +106,11 @@ class UserHandler(AdminHandler):
         )
         entries = await self.ctx.accounts.ledger(user_id, skip=ledger_paging.skip, limit=LEDGER_PAGE_SIZE)
         signins, signin_total = await SigninHistory(db).recent(user_id, SIGNINS_SHOWN)
-        notes_paging = Paging(
-            self.query_int("notes_page", 1),
-            NOTES_PAGE_SIZE,
-            await db.user_notes.count_documents({"user_id": user_id}),
+        notes_page = self.query_int("notes_page", 1)
+        notes, notes_total = await UserNotes(db).page(
+            user_id, (notes_page - 1) * NOTES_PAGE_SIZE, NOTES_PAGE_SIZE
         )
-        notes, _ = await UserNotes(db).page(user_id, notes_paging.skip, NOTES_PAGE_SIZE)
+        notes_paging = Paging(notes_page, NOTES_PAGE_SIZE, notes_total)
         moderation = self.actions.moderation
         community_block = await moderation.block_of(user_id) if moderation is not None else None
         self.render(

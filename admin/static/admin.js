@@ -2,7 +2,22 @@
 (function () {
   "use strict";
   var xsrf = (document.querySelector('meta[name="xsrf-token"]') || {}).content || "";
-  window.gavelAdmin = { xsrf: xsrf };
+  // The business time zone (BUSINESS_TZ): scripts show times in it, as the server's when() does.
+  var businessTz = (document.querySelector('meta[name="business-tz"]') || {}).content || "UTC";
+  var timeFormat = null;
+  // A time (epoch ms, ISO string or Date) as "2026-12-06 20:00:00" in the business zone.
+  function formatTime(value) {
+    var date = value instanceof Date ? value : new Date(value);
+    if (isNaN(date.getTime())) return "—";
+    if (!timeFormat) {
+      timeFormat = new Intl.DateTimeFormat("sv-SE", {
+        timeZone: businessTz, year: "numeric", month: "2-digit", day: "2-digit",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"
+      });
+    }
+    return timeFormat.format(date);
+  }
+  window.gavelAdmin = { xsrf: xsrf, businessTz: businessTz, formatTime: formatTime };
 
   function setupSpecs(fieldset) {
     var button = fieldset.querySelector("[data-add-spec]");

@@ -96,6 +96,9 @@ async def test_session_times_typed_in_the_business_zone_show_back_the_same(tab: 
     await page.goto(server.base_url + "/admin/sessions/new")
     assert "Asia/Shanghai (UTC+08:00)" in await page.locator("header .zone").inner_text()
     assert await page.get_attribute('meta[name="business-tz"]', "content") == "Asia/Shanghai"
+    # Scripts format times in the business zone too (the browser itself is in New York).
+    shown = await page.evaluate("() => window.gavelAdmin.formatTime(Date.UTC(2026, 11, 6, 12, 0, 5))")
+    assert shown == "2026-12-06 20:00:05"
     typed = {
         "preview_start": f"{year}-12-06T18:00",
         "preview_end": f"{year}-12-06T19:00",
