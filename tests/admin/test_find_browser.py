@@ -86,6 +86,13 @@ async def test_search_a_phone_and_an_order_then_add_a_note(tab: Tab) -> None:
     assert await page.locator("[data-note] b").count() == 0
     assert await db.audit.count_documents({"action": "user.note", "target": f"user:{user_id}"}) == 1
     await tab.screenshot("find_user_page")
+
+    # The note in the audit log: who, the object linked to the user's page, what was added.
+    await page.goto(server.base_url + "/admin/audit?action=user.note")
+    row = page.locator('[data-audit-entry="user.note"]').first
+    assert "text: (added) Asked to pay by Friday" in await row.inner_text()
+    assert await row.locator(f'a[href="/admin/users/{user_id}"]').count() == 1
+    await tab.screenshot("find_audit")
     tab.assert_clean()
 
 
