@@ -7,6 +7,7 @@ import datetime
 import re
 import urllib.parse
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from admin.base import AdminHandler, FormError, Paging, parse_day
 from backoffice.audit_diff import diff, reason_of
@@ -38,12 +39,13 @@ def target_url(target: str) -> str | None:
     return TARGET_PAGES[match.group(1)].format(id=urllib.parse.quote(match.group(2), safe=""))
 
 
-def readable(entry: Document) -> Document:
-    """An entry as the page shows it: the stored fields plus its reason, diff and target link."""
+def readable(entry: Document, zone: ZoneInfo) -> Document:
+    """An entry as the page shows it: the stored fields plus its reason, diff (times in the business
+    zone) and target link."""
     return {
         **entry,
         "reason_text": reason_of(entry),
-        "changes": diff(entry.get("before"), entry.get("after")),
+        "changes": diff(entry.get("before"), entry.get("after"), zone),
         "target_url": target_url(str(entry.get("target", ""))),
     }
 
@@ -88,7 +90,7 @@ class AuditHandler(AdminHandler):
                 skip=(page - 1) * AUDIT_PAGE_SIZE,
                 limit=AUDIT_PAGE_SIZE,
             )
-            entries = [readable(entry) for entry in found]
+            entries = [readable(entry, self.zone) for entry in found]
         filters: dict[str, Any] = {
             "action": action,
             "target": target,

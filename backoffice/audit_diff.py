@@ -3,7 +3,8 @@
 Pure: the audit page (admin/audit.py) passes an entry's stored `before` and `after` and shows the
 lines. Nested documents are flattened to dotted paths ("specs.0.value", "refund.status") so a
 change deep inside one is named exactly; lists are indexed the same way. Money fields (integer fen,
-named by the suffixes below) also get their amount in yuan, formatted with integers only.
+named by the suffixes below) also get their amount in yuan, formatted with integers only; times
+(datetimes, and epoch-millisecond fields) are shown in the business zone the page passes.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ import dataclasses
 import datetime
 from collections.abc import Mapping
 from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
+
+from backoffice.timezone import format_local
 
 # Field names whose integer values are money in fen (the repo's naming: price, start_price,
 # reserve_price, amount, deposit, balance, balance_after, to_pay_fen, reserve ...).
 MONEY_SUFFIXES: Final = ("price", "amount", "deposit", "balance", "_fen", "reserve")
+# Integer fields holding a moment in epoch milliseconds (the engine's times: a lot's `ends_at`,
+# `paused_since`; settlement's `deadline_ms`, `paid_at_ms` ...); shown as a time too.
+TIME_MS_NAMES: Final = frozenset({"ends_at", "paused_since"})
+TIME_MS_SUFFIX: Final = "_ms"
+_PLAUSIBLE_MS: Final = 10**11  # after 1973: smaller values (0 = none) are not moments
 # A value longer than this is cut in the diff (the raw JSON beside it keeps all of it).
 SHOWN_MAX: Final = 200
 # Flattening stops this deep (the audit log stores at most six levels anyway).
@@ -71,15 +80,26 @@ def yuan(fen: int) -> str:
     return f"{sign}¥{whole:,}.{cents:02d}"
 
 
-def shown(path: str, value: Any) -> str:
-    """A value as the diff shows it: money in yuan and fen, times in ISO UTC, text cut."""
+def is_time_ms_field(path: str) -> bool:
+    """Whether the last part of a dotted path names a moment in epoch milliseconds."""
+    name = path.rsplit(".", 1)[-1].lower()
+    return name in TIME_MS_NAMES or name.endswith(TIME_MS_SUFFIX)
+
+
+def shown(path: str, value: Any, zone: ZoneInfo | None = None) -> str:
+    """A value as the diff shows it: money in yuan and fen, times in the business zone `zone`
+    (ISO UTC without one; epoch-ms fields with their number too), text cut."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int) and is_money_field(path):
         return f"{yuan(value)} ({value})"
+    if isinstance(value, int) and zone is not None and is_time_ms_field(path) and value > _PLAUSIBLE_MS:
+        return f"{format_local(value, zone)} ({value})"
     if isinstance(value, datetime.datetime):
+        if zone is not None:
+            return format_local(value, zone)
         moment = value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
         return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, Mapping | list | tuple):  # an empty container (a leaf of the flattening)
@@ -93,8 +113,8 @@ def _same(old: Any, new: Any) -> bool:
     return type(old) is type(new) and old == new
 
 
-def diff(before: Any, after: Any) -> list[FieldChange]:
-    """The fields that differ between `before` and `after`, in path order.
+def diff(before: Any, after: Any, zone: ZoneInfo | None = None) -> list[FieldChange]:
+    """The fields that differ between `before` and `after`, in path order; times shown in `zone`.
 
     A whole side missing (None: a creation or a removal) makes every field of the other side
     "added" or "removed". A non-document side (a bare value) is compared as the field "value".
@@ -108,11 +128,11 @@ def diff(before: Any, after: Any) -> list[FieldChange]:
         old = old_flat.get(path, _MISSING)
         new = new_flat.get(path, _MISSING)
         if old is _MISSING:
-            changes.append(FieldChange(path, "added", "", shown(path, new)))
+            changes.append(FieldChange(path, "added", "", shown(path, new, zone)))
         elif new is _MISSING:
-            changes.append(FieldChange(path, "removed", shown(path, old), ""))
+            changes.append(FieldChange(path, "removed", shown(path, old, zone), ""))
         elif not _same(old, new):
-            changes.append(FieldChange(path, "changed", shown(path, old), shown(path, new)))
+            changes.append(FieldChange(path, "changed", shown(path, old, zone), shown(path, new, zone)))
     return changes
 
 

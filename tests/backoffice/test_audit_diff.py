@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import datetime
 
-from backoffice.audit_diff import FieldChange, diff, flatten, is_money_field, reason_of, shown
+from backoffice.audit_diff import (
+    FieldChange,
+    diff,
+    flatten,
+    is_money_field,
+    is_time_ms_field,
+    reason_of,
+    shown,
+)
+from backoffice.timezone import business_zone
 
 
 def lines(before: object, after: object) -> list[str]:
@@ -88,3 +97,21 @@ def test_the_reason_is_the_field_or_the_legacy_one_inside_after() -> None:
     assert reason_of({"reason": "", "after": {"reason": "satire", "action": "dismiss"}}) == "satire"
     assert reason_of({"after": None}) == ""
     assert reason_of({"after": {"reason": 5}}) == ""
+
+
+def test_times_are_shown_in_the_business_zone_when_given_one() -> None:
+    shanghai = business_zone("Asia/Shanghai")
+    at = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.UTC)
+    ends = 1_796_558_400_000  # 2026-12-06 12:00:00 UTC in epoch ms
+    changes = diff(
+        {"preview_start": None, "ends_at": ends, "deadline_ms": 0, "bid_count": ends},
+        {"preview_start": at, "ends_at": ends + 60_000, "deadline_ms": ends, "bid_count": ends + 1},
+        shanghai,
+    )
+    assert [c.line() for c in changes] == [
+        f"bid_count: {ends} → {ends + 1}",  # not a time field: the number as it is
+        f"deadline_ms: 0 → 2026-12-06 20:00:00 ({ends})",  # 0 is "none", not 1970
+        f"ends_at: 2026-12-06 20:00:00 ({ends}) → 2026-12-06 20:01:00 ({ends + 60_000})",
+        "preview_start: null → 2026-12-06 20:00:00",
+    ]
+    assert is_time_ms_field("lot.paused_since") and not is_time_ms_field("items")
