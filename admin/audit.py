@@ -51,8 +51,8 @@ def readable(entry: Document, zone: ZoneInfo) -> Document:
 
 
 class AuditHandler(AdminHandler):
-    nav = "audit"
     area = "audit"
+    nav = "audit"
 
     def _filter(self, name: str, pattern: re.Pattern[str]) -> str:
         """A filter as typed, when it is one we can match literally; anything else is ignored."""

@@ -20,6 +20,7 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 class MoneyPage(AdminHandler):
+    area = "orders"
     nav = "settlement"
 
     async def with_names(self, docs: list[Document]) -> list[Document]:
@@ -128,6 +129,7 @@ class ForfeitsHandler(MoneyPage):
 
 # -- users -----------------------------------------------------------------------------------------------
 class UsersHandler(AdminHandler):
+    area = "users"
     nav = "users"
 
     async def get(self) -> None:
@@ -164,6 +166,8 @@ class UsersHandler(AdminHandler):
 class CreditHandler(AdminHandler):
     """Top up a balance through `Accounts.credit` (ledger + balance in one transaction)."""
 
+    area = "users"
+
     nav = "users"
 
     async def post(self, raw_id: str) -> None:
@@ -190,6 +194,7 @@ class CreditHandler(AdminHandler):
 
 
 class ClearNonPayerHandler(AdminHandler):
+    area = "users"
     nav = "users"
 
     async def post(self, raw_id: str) -> None:

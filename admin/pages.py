@@ -15,6 +15,7 @@ AUDIT_PAGE_SIZE = 50
 
 
 class DashboardHandler(AdminHandler):
+    area = "dashboard"
     nav = "home"
 
     async def get(self) -> None:
@@ -88,6 +89,8 @@ class MediaHandler(tornado.web.StaticFileHandler):
 
 class NotFoundPage(AdminHandler):
     """Unknown paths under /admin: refused like any admin page, then a 404 page."""
+
+    area = "account"
 
     def get(self) -> None:
         raise tornado.web.HTTPError(404, "no such admin page")

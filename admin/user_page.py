@@ -129,7 +129,6 @@ class UserHandler(AdminHandler):
             order_labels=ORDER_STATUS_LABELS,
             auction_coupon_labels=AUCTION_COUPON_LABELS,
             idempotency_key=uuid.uuid4().hex,
-            may=self.may,
             page_title=f"User {user['username']}",
         )
 

@@ -22,8 +22,11 @@ from backoffice.ports import (
     Document,
     Office,
     SecondFactor,
+    StaffAccountView,
+    StaffDirectory,
     UserNoteStore,
 )
+from backoffice.roles import Role, action_area, can, effective_roles, mentor_only, parse_roles
 from community.rules import REASON_MAX, clean_text
 from engine.book.errors import GavelError, NotFound
 from engine.commands import CancelLot, CloseLot, Command, OpenLot, Outcome
@@ -42,6 +45,12 @@ class NotAuthorized(GavelError):
     """The actor is not an admin (or lacks the second factor this action needs): 403."""
 
     code = "FORBIDDEN"
+
+
+class LastOwner(GavelError):
+    """The change would leave the business without an owner (nobody could manage staff): 409."""
+
+    code = "LAST_OWNER"
 
 
 class TwoFactorNeeded(GavelError):
@@ -109,8 +118,13 @@ class AdminActions:
 
     # -- the one check and the one record ------------------------------------------------------------
     async def authorize(self, actor: Actor, action: str) -> None:
+        """An admin whose roles may write the action's area (backoffice/roles.py `action_area`; an
+        action in no table is the owner's alone), with a second factor when the policy names it."""
         if not actor.is_admin:
             raise NotAuthorized("this needs an admin")
+        area = action_area(action)
+        if not can(effective_roles(actor.is_admin, actor.roles), area, write=True):
+            raise NotAuthorized(f"{action} needs write access to {area or 'owner-only actions'}")
         if action in self.two_factor_actions and not await self.second_factor.enrolled(actor.user_id):
             raise TwoFactorNeeded(f"{action} needs an admin with two-factor sign-in turned on")
 
@@ -488,12 +502,14 @@ class AdminActions:
         await self.authorize(actor, "degree.mentor_grant")
         before = await self.mentoring.store.mentor(user_id)
         doc: Document = await self.mentoring.grant_mentor(user_id, name, intro)
+        await self._sync_mentor_role(user_id, mentor=True)
         await self.record(actor, "degree.mentor_grant", f"user:{user_id}", before, doc)
         return doc
 
     async def degree_revoke_mentor(self, actor: Actor, user_id: int) -> Document:
         await self.authorize(actor, "degree.mentor_revoke")
         doc: Document = await self.mentoring.revoke_mentor(user_id)
+        await self._sync_mentor_role(user_id, mentor=False)
         await self.record(actor, "degree.mentor_revoke", f"user:{user_id}", None, doc)
         return doc
 
@@ -510,11 +526,87 @@ class AdminActions:
         )
         return doc
 
+    async def degree_grade(
+        self, actor: Actor, record_id: int, submission: int, grade: str, comment: str = ""
+    ) -> Document:
+        """Grade a hand-in from the back office (`degree.grade`, area mentoring): a mentor only their
+        own students' (the mentoring service checks), an owner or course manager any record."""
+        await self.authorize(actor, "degree.grade")
+        over_every_mentor = not mentor_only(effective_roles(actor.is_admin, actor.roles))
+        before: Document | None = await self.mentoring.store.record(record_id)
+        doc: Document = await self.mentoring.grade(
+            actor.user_id, record_id, submission, grade, comment, by_admin=over_every_mentor
+        )
+        fields = ("status", "grade", "reward_status", "graded_submission")
+        if before is None or any(before.get(k) != doc.get(k) for k in fields):
+            await self.record(
+                actor,
+                "degree.grade",
+                f"homework_record:{record_id}",
+                {k: before.get(k) for k in fields} if before else None,
+                {**{k: doc.get(k) for k in fields}, "submission": submission, "comment": comment},
+            )
+        return doc
+
     async def degree_sweep(self, actor: Actor) -> Document:
         await self.authorize(actor, "degree.sweep")
         counts: Document = await self.mentoring.sweep(self.mentoring.now())
         await self.record(actor, "degree.sweep", "degree_enrolments", None, counts)
         return counts
+
+    # == staff and their roles (issue 24) ===========================================================
+    # persistence.accounts.Accounts, set by composition/backoffice.py; None: unavailable.
+    staff: StaffDirectory | None = None
+
+    def _staff_desk(self) -> StaffDirectory:
+        if self.staff is None:
+            raise GavelError("the staff directory is not wired into this application", code="UNAVAILABLE")
+        return self.staff
+
+    async def staff_set_roles(
+        self, actor: Actor, user_id: int, roles: Sequence[str], reason: str = ""
+    ) -> StaffAccountView:
+        """Give an account exactly `roles` (none: no longer staff). Refuses to leave no owner
+        (`LAST_OWNER`); an unchanged list records nothing."""
+        await self.authorize(actor, "staff.roles")
+        reason = clean_text(reason, max_length=REASON_MAX, what="reason", required=False)
+        wanted = sorted(parse_roles(roles))
+        if len(wanted) != len(set(roles)):
+            raise GavelError("unknown role; roles are " + ", ".join(r.value for r in Role), code="VALIDATION")
+        desk = self._staff_desk()
+        before = await desk.staff_account(user_id)
+        held = sorted(effective_roles(before.is_admin, before.roles))
+        if held == wanted and list(before.roles) == [r.value for r in wanted]:
+            return before
+        if Role.OWNER in held and Role.OWNER not in wanted:
+            owners = [
+                m
+                for m in await desk.staff_members()
+                if Role.OWNER in effective_roles(m.is_admin, m.roles) and m.user_id != user_id
+            ]
+            if not owners:
+                raise LastOwner("the last owner keeps the owner role; make someone else an owner first")
+        after = await desk.set_staff_roles(user_id, [r.value for r in wanted])
+        await self.record(
+            actor,
+            "staff.roles",
+            f"user:{user_id}",
+            {"username": before.username, "roles": [r.value for r in held]},
+            {"username": after.username, "roles": list(after.roles)},
+            reason=reason,
+        )
+        return after
+
+    async def _sync_mentor_role(self, user_id: int, *, mentor: bool) -> None:
+        """A degree mentor signs in to the back office with the `mentor` staff role (their own
+        students' homework); revoking the mentor takes that role away, and nothing else."""
+        if self.staff is None:
+            return
+        account = await self.staff.staff_account(user_id)
+        held = set(account.roles) if account.roles or not account.is_admin else {Role.OWNER.value}
+        changed = held | {Role.MENTOR.value} if mentor else held - {Role.MENTOR.value}
+        if changed != held:
+            await self.staff.set_staff_roles(user_id, sorted(changed))
 
     # -- the admin's own account ---------------------------------------------------------------------
     async def two_factor_changed(self, actor: Actor, enabled: bool) -> None:

@@ -22,6 +22,8 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 class AdminWriteHandler(JsonHandler):
     """A REST admin write: the bearer token names the actor; `actions` authorizes and audits."""
 
+    admin_area = "auctions"
+
     actions: AdminActions
 
     def initialize(self, ctx: AppContext, actions: AdminActions) -> None:  # type: ignore[override]
@@ -30,7 +32,7 @@ class AdminWriteHandler(JsonHandler):
 
     async def actor(self) -> Actor:
         user = await self.require_admin()
-        return Actor(user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest")
+        return self.staff_actor(user)
 
 
 class SessionsAdminHandler(AdminWriteHandler):
@@ -92,6 +94,8 @@ class LotCommandHandler(AdminWriteHandler):
 
 class CreditHandler(AdminWriteHandler):
     """Top up a user's balance; with `idempotency_key` a retried request is applied once."""
+
+    admin_area = "users"
 
     async def post(self, raw_id: str) -> None:
         actor = await self.actor()

@@ -46,6 +46,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "ILLEGAL_STATE": 409,
     "NO_DEPOSIT_REQUIRED": 409,
     "BALANCE_LIMIT": 409,
+    "LAST_OWNER": 409,  # the staff page: the business keeps at least one owner (docs/admin.md "Roles")
     # engine bid refusals (websocket answers carry the code; listed for any REST use)
     "NOT_OPEN": 409,
     "CLOSED": 409,
