@@ -20,7 +20,15 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from engine.book.events import LotClosed, LotExtended, LotStateChanged, Outbid, PriceChanged
+from engine.book.events import (
+    BidVoided,
+    LotClosed,
+    LotExtended,
+    LotPaused,
+    LotStateChanged,
+    Outbid,
+    PriceChanged,
+)
 from engine.book.lot import Lot
 from engine.book.states import LotState
 from engine.commands import Outcome, PlaceBid, SetMaxBid
@@ -277,6 +285,21 @@ class Hub:
                         "ends_at": event.ends_at,
                     },
                 )
+            elif kind is LotPaused:
+                assert isinstance(event, LotPaused)
+                self._queue(
+                    event.session_id,
+                    {
+                        "type": "lot_paused",
+                        "lot_id": event.lot_id,
+                        "session_id": event.session_id,
+                        "paused": event.paused,
+                        "ends_at": event.ends_at,
+                    },
+                )
+            elif kind is BidVoided:
+                assert isinstance(event, BidVoided)
+                self._bid_voided(event)
             elif kind is LotClosed:
                 assert isinstance(event, LotClosed)
                 self._flush_price(event.lot_id)
@@ -302,6 +325,34 @@ class Hub:
         if not self._flush_scheduled and (self._prices or self._frames):
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
+
+    def _bid_voided(self, event: BidVoided) -> None:
+        """Everyone in the session: the lot's state after the void (a `price` frame follows from
+        the PriceChanged after it). The voided bidder: a personal notice, on every socket here."""
+        pseudonym = self.ctx.pseudonym
+        self._queue(
+            event.session_id,
+            {
+                "type": "bid_voided",
+                "lot_id": event.lot_id,
+                "session_id": event.session_id,
+                "price": event.price,
+                "leader": pseudonym(event.session_id, event.leader),
+                "bid_count": event.bid_count,
+                "next_min": event.next_min,
+            },
+        )
+        notice = orjson.dumps(
+            {
+                "type": "your_bid_voided",
+                "lot_id": event.lot_id,
+                "session_id": event.session_id,
+                "price": event.price,
+                "leading": event.leader == event.bidder,
+            }
+        )
+        for socket in self.by_user.get(event.bidder, ()):
+            socket.send(notice)
 
     def _queue(self, session_id: int, message: dict[str, Any]) -> None:
         self._frames.append((session_id, orjson.dumps(message)))
@@ -416,6 +467,7 @@ class Hub:
                             "ends_at": lot.ends_at,
                             "no_bids": lot.bid_count == 0,
                             "increment": lot_increment(lot),
+                            "paused": bool(lot.paused_since),
                         }
                     ),
                 )

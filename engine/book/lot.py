@@ -285,7 +285,10 @@ class Lot:
         events = self.events
         record = not self.quiet
         bids = self.bids
-        self.input_log.data += pack_line(amount, -bidder if is_max else bidder, now)
+        # The input as sent; for a plain bid (and a challenger beaten at once) it is also the
+        # bidder's own history line, so it is packed once and appended to both.
+        entry = pack_line(amount, -bidder if is_max else bidder, now)
+        self.input_log.data += entry
         # The values that go into several events, as objects once: compiled (mypyc), every use of
         # an `int` as an object (in a tuple, as an argument) boxes it into a new Python int.
         lot_id: object = self.lot_key
@@ -297,7 +300,7 @@ class Lot:
             self.leader = leader = bidder
             self.leader_max = amount
             shown: object = price
-            bids.data += pack_line(shown, -bidder if is_max else who, at)
+            bids.data += pack_line(shown, -bidder, at) if is_max else entry
             if record:
                 events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
             count = 1
@@ -319,7 +322,7 @@ class Lot:
             else:
                 price = amount
             shown = price
-            bids.data += pack_line(shown, -bidder if is_max else who, at)
+            bids.data += pack_line(shown, -bidder, at) if is_max else entry
             if record:
                 events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
                 events.append(_new(_OUTBID, (lot_id, session_id, leader, shown)))
@@ -336,7 +339,7 @@ class Lot:
             shown = price
             lead = leader
             named: object = amount
-            bids.data += pack_line(named, -bidder if is_max else who, at)
+            bids.data += entry
             bids.data += pack_line(shown, -leader, at)
             if record:
                 events.append(_new(_BID_PLACED, (lot_id, session_id, who, named, is_max, at)))

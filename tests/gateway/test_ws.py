@@ -112,6 +112,7 @@ async def test_two_bidders_race_the_leader_wins_the_other_is_outbid_and_no_depos
         "ends_at": 0,
         "no_bids": True,
         "increment": 1_000,
+        "paused": False,
     }
 
     # Alice leaves a hidden maximum; Bob's plain bids are answered by her proxy at once.
