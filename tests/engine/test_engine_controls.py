@@ -3,10 +3,17 @@ journaled; a restart from the journal (and from a snapshot) gives the very same 
 
 from __future__ import annotations
 
+import asyncio
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from engine.book.states import LotState
+from engine.clock import FakeClock
 from engine.commands import (
     BY_TAG,
     TAGS,
+    Command,
     ExtendLot,
     PauseLot,
     PauseSession,
@@ -16,6 +23,7 @@ from engine.commands import (
     SetMaxBid,
     VoidBid,
 )
+from engine.engine import Engine
 from tests.engine.test_engine import MINUTE, T0, open_session, restart, running  # noqa: F401
 
 
@@ -90,3 +98,77 @@ async def test_a_lot_paused_past_its_end_closes_only_after_the_resume(running) -
     assert engine.book.lots[1].ends_at == T0 + 60 * MINUTE + held
     assert (await engine.execute(PlaceBid(1, 11, 2100, "c"))).ok
     await engine.stop(snapshot=False)
+
+
+bid_step = st.tuples(
+    st.just("bid"),
+    st.integers(min_value=1, max_value=2),  # lot
+    st.integers(min_value=1, max_value=4),  # bidder
+    st.integers(min_value=0, max_value=30),  # steps of 100 above the start
+    st.booleans(),  # a maximum?
+)
+control_steps = st.lists(
+    st.one_of(
+        bid_step,
+        bid_step,
+        st.tuples(
+            st.just("bid"),
+            st.integers(min_value=1, max_value=2),  # lot
+            st.integers(min_value=1, max_value=4),  # bidder
+            st.integers(min_value=0, max_value=30),  # steps of 100 above the start
+            st.booleans(),  # a maximum?
+        ),
+        st.tuples(st.sampled_from(["pause", "resume", "extend"]), st.integers(min_value=1, max_value=2)),
+        st.tuples(
+            st.just("void"), st.integers(min_value=1, max_value=2), st.integers(min_value=0, max_value=8)
+        ),
+        st.tuples(st.sampled_from(["pause_session", "resume_session"])),
+    ),
+    min_size=10,
+    max_size=40,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    steps=control_steps,
+    waits=st.lists(st.integers(min_value=0, max_value=3 * MINUTE), min_size=40, max_size=40),
+)
+def test_any_mix_of_bids_and_controls_recovers_to_the_same_book(tmp_path_factory, steps, waits) -> None:
+    """Property: whatever bids and controls were applied (refused ones included), and however the
+    clock moved (lots closing on the way), recovery from the journal rebuilds the identical book."""
+
+    async def scenario() -> None:
+        directory = tmp_path_factory.mktemp("controls")
+        clock = FakeClock(T0)
+        engine = Engine(clock, directory, None, sync=False)
+        await engine.start()
+        await open_session(engine, clock, lots=2)
+        for step, wait in zip(steps, waits, strict=False):
+            clock.advance(wait)
+            command: Command
+            if step[0] == "bid":
+                _, lot_id, bidder, up, is_max = step
+                price = 1000 + 100 * up
+                command = SetMaxBid(lot_id, bidder, price) if is_max else PlaceBid(lot_id, bidder, price)
+            elif step[0] == "pause":
+                command = PauseLot(step[1], "p")
+            elif step[0] == "resume":
+                command = ResumeLot(step[1])
+            elif step[0] == "extend":
+                command = ExtendLot(step[1], engine.book.lots[step[1]].ends_at + MINUTE)
+            elif step[0] == "void":
+                command = VoidBid(step[1], step[2], "v")
+            elif step[0] == "pause_session":
+                command = PauseSession(1, "s")
+            else:
+                command = ResumeSession(1)
+            engine.poke()
+            await engine.execute(command)
+        expected = engine.book.to_state()
+        await engine.stop(snapshot=False)
+        replica = Engine(clock, directory, None, sync=False)
+        await replica.recover()
+        assert replica.book.to_state() == expected
+
+    asyncio.run(scenario())
