@@ -285,16 +285,17 @@ class Lot:
         events = self.events
         record = not self.quiet
         bids = self.bids
-        # The input as sent; for a plain bid (and a challenger beaten at once) it is also the
-        # bidder's own history line, so it is packed once and appended to both.
-        entry = pack_line(amount, -bidder if is_max else bidder, now)
-        self.input_log.data += entry
         # The values that go into several events, as objects once: compiled (mypyc), every use of
         # an `int` as an object (in a tuple, as an argument) boxes it into a new Python int.
         lot_id: object = self.lot_key
         session_id: object = self.session_key
         at: object = now
         who: object = bidder
+        named: object = amount
+        # The input as sent; for a plain bid (and a challenger beaten at once) it is also the
+        # bidder's own history line, so it is packed once and appended to both.
+        entry = pack_line(named, -bidder if is_max else who, at)
+        self.input_log.data += entry
         if not leader:
             price = max(floor, self._reserve_jump(amount)) if is_max else amount
             self.leader = leader = bidder
@@ -338,7 +339,6 @@ class Lot:
                 price = min(leader_max, amount + unit if unit else rule.next_up(amount))
             shown = price
             lead = leader
-            named: object = amount
             bids.data += entry
             bids.data += pack_line(shown, -leader, at)
             if record:
