@@ -63,6 +63,8 @@ SLOW_CONSUMER_GRACE_S = 10.0
 RESULT_FIRST_RETRY_S = 0.1
 RESULT_MAX_RETRY_S = 2.0
 RESULT_GIVE_UP_S = 60.0
+# The LotClosed reason of a lot an operator withdrew (engine/book/book.py `cancel_lot`).
+WITHDRAWN_PREFIX = "cancelled:"
 # Encoded snapshots kept (per session, for the engine's current seq) before the cache is cleared.
 SNAPSHOT_CACHE_SIZE = 256
 
@@ -320,6 +322,8 @@ class Hub:
                         "result": "sold" if event.result is LotState.SOLD else "unsold",
                         "price": event.price,
                         "winner": pseudonym(event.session_id, event.winner),
+                        # An operator withdrew the lot (CancelLot): its deposits are refunded.
+                        "withdrawn": event.reason.startswith(WITHDRAWN_PREFIX),
                     },
                 )
         if not self._flush_scheduled and (self._prices or self._frames):

@@ -3,7 +3,7 @@ refusals, and after a void the `bid_voided` frame, the new `price` and the voide
 
 from __future__ import annotations
 
-from engine.commands import PauseLot, ResumeLot, VoidBid
+from engine.commands import CancelLot, PauseLot, ResumeLot, VoidBid
 from tests.gateway.conftest import AppServer
 from tests.gateway.test_ws import Bidder, open_lot
 
@@ -77,3 +77,17 @@ async def test_a_void_tells_the_session_and_the_voided_bidder(app_server: AppSer
     assert not [f for f in alice.frames if f["type"] == "your_bid_voided"]
     for socket in (alice, bob, watcher):
         socket.close()
+
+
+async def test_a_withdrawn_lot_closes_unsold_and_says_so(app_server: AppServer) -> None:
+    session_id, lot_id = await open_lot(app_server)
+    _user_id, token = await app_server.register()
+    bidder = await Bidder.connect(app_server, token)
+    await bidder.request({"op": "subscribe", "session_id": session_id})
+    assert (await bidder.bid(lot_id, 10_000, "w1"))["type"] == "accepted"
+    assert (await app_server.engine.execute(CancelLot(lot_id, "consignor withdrew"))).ok
+    closed = await bidder.until("closed", lot_id=lot_id)
+    assert (closed["result"], closed["winner"], closed["withdrawn"]) == ("unsold", "", True)
+    result = await bidder.until("result", lot_id=lot_id)
+    assert (result["outcome"], result["order_id"]) == ("lost", None)
+    bidder.close()
