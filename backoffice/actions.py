@@ -27,9 +27,24 @@ from backoffice.ports import (
     UserNoteStore,
 )
 from backoffice.roles import Role, action_area, can, effective_roles, mentor_only, parse_roles
+from community.errors import TextRejected
 from community.rules import REASON_MAX, clean_text
-from engine.book.errors import GavelError, NotFound
-from engine.commands import CancelLot, CloseLot, Command, OpenLot, Outcome
+from engine.book.errors import GavelError, InvalidInput, NotFound
+from engine.commands import (
+    BlockBidder,
+    CancelLot,
+    CloseLot,
+    Command,
+    ExtendLot,
+    OpenLot,
+    Outcome,
+    PauseLot,
+    PauseSession,
+    ResumeLot,
+    ResumeSession,
+    UnblockBidder,
+    VoidBid,
+)
 from engine.engine import Engine
 from shop.degree_rules import EnrolmentEvent
 from shop.degree_service import DegreeService
@@ -63,6 +78,40 @@ class EngineRefused(GavelError):
     code = "ILLEGAL_STATE"
 
 
+class ReasonRequired(GavelError):
+    """A live control (pause, extend, withdraw, void, block...) came without a reason: 400."""
+
+    code = "REASON_REQUIRED"
+
+
+class BadTime(GavelError):
+    """An extension's new end is not later than the lot's end, or not in the future: 400."""
+
+    code = "BAD_TIME"
+
+
+class NonPayer(GavelError):
+    """The bidder is blocked as a non-payer: only clearing the flag lets them bid again: 409."""
+
+    code = "NON_PAYER"
+
+
+CONTROL_REASON_MAX = 500  # characters, after cleaning
+
+
+def control_reason(raw: object) -> str:
+    """A live control's reason as stored (cleaned like community reasons), required, ≤ 500."""
+    if raw is None:
+        raise ReasonRequired("a reason is required")
+    try:
+        reason = clean_text(raw, max_length=CONTROL_REASON_MAX, what="reason", required=False)
+    except TextRejected as error:
+        raise InvalidInput(error.message) from None
+    if not reason:
+        raise ReasonRequired("a reason is required")
+    return reason
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Actor:
     """Who asks, as the surface authenticated them, and from where (for the audit entry)."""
@@ -88,6 +137,9 @@ def live_lot(engine: Engine, lot_id: int) -> Document | None:
         "ends_at": lot.ends_at,
         "next_min": lot.next_min(),
         "leader": lot.leader,
+        "paused": bool(lot.paused_since),
+        "paused_since": lot.paused_since,
+        "extensions": lot.extensions,
     }
 
 
@@ -236,6 +288,121 @@ class AdminActions:
                 actor, name, f"lot:{lot_id}", before, {**(after or {}), "reason": reason}, reason=reason
             )
         return outcome
+
+    # -- live controls (docs/engine.md "Admin controls") ----------------------------------------------
+    async def _lot_control(
+        self, actor: Actor, action: str, lot_id: int, command: Command, reason: str
+    ) -> Document:
+        """Send one control to the engine; one audit entry with the live lot before and after."""
+        before = live_lot(self.engine, lot_id)
+        outcome = await self.engine.execute(command)
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after = live_lot(self.engine, lot_id) or {}
+        await self.record(actor, action, f"lot:{lot_id}", before, after, reason=reason)
+        return after
+
+    async def _checked(self, actor: Actor, action: str, lot_id: int, raw_reason: object) -> str:
+        await self.authorize(actor, action)
+        reason = control_reason(raw_reason)
+        if lot_id not in self.engine.book.lots:
+            raise NotFound(f"no lot {lot_id}")
+        return reason
+
+    async def lot_pause(self, actor: Actor, lot_id: int, reason: str) -> Document:
+        reason = await self._checked(actor, "lot.pause", lot_id, reason)
+        return await self._lot_control(actor, "lot.pause", lot_id, PauseLot(lot_id, reason), reason)
+
+    async def lot_resume(self, actor: Actor, lot_id: int, reason: str) -> Document:
+        reason = await self._checked(actor, "lot.resume", lot_id, reason)
+        return await self._lot_control(actor, "lot.resume", lot_id, ResumeLot(lot_id), reason)
+
+    async def lot_extend(self, actor: Actor, lot_id: int, ends_at_ms: int, reason: str) -> Document:
+        reason = await self._checked(actor, "lot.extend", lot_id, reason)
+        lot = self.engine.book.lots[lot_id]
+        if ends_at_ms <= lot.ends_at or ends_at_ms <= self.engine.clock.now_ms():
+            raise BadTime("the new end must be later than the lot's current end and in the future")
+        return await self._lot_control(actor, "lot.extend", lot_id, ExtendLot(lot_id, ends_at_ms), reason)
+
+    async def lot_withdraw(self, actor: Actor, lot_id: int, reason: str) -> Document:
+        """Close the lot unsold (before or during bidding); settlement refunds every deposit on it."""
+        reason = await self._checked(actor, "lot.withdraw", lot_id, reason)
+        return await self._lot_control(actor, "lot.withdraw", lot_id, CancelLot(lot_id, reason), reason)
+
+    async def bid_void(self, actor: Actor, lot_id: int, bid_index: int, reason: str) -> Document:
+        reason = await self._checked(actor, "bid.void", lot_id, reason)
+        inputs = self.engine.book.lots[lot_id].input_log
+        if not 0 <= bid_index < len(inputs):
+            raise NotFound(f"lot {lot_id} has no bid {bid_index}")
+        bidder, amount, at, is_max = inputs.line(bid_index)
+        before = live_lot(self.engine, lot_id)
+        outcome = await self.engine.execute(VoidBid(lot_id, bid_index, reason))
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after = live_lot(self.engine, lot_id) or {}
+        voided = {"bid_index": bid_index, "bidder": bidder, "amount": amount, "is_max": is_max, "at": at}
+        await self.record(
+            actor, "bid.void", f"lot:{lot_id}", before, {**after, "voided": voided}, reason=reason
+        )
+        return after
+
+    def _session_lots(self, session_id: int) -> Document:
+        session = self.engine.book.sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"no session {session_id}")
+        return {
+            "session_id": session_id,
+            "lots": [live_lot(self.engine, lot_id) for lot_id in session.lot_ids],
+        }
+
+    async def _session_control(
+        self, actor: Actor, action: str, session_id: int, raw_reason: object, pause: bool
+    ) -> Document:
+        await self.authorize(actor, action)
+        reason = control_reason(raw_reason)
+        before = self._session_lots(session_id)
+        command: Command = PauseSession(session_id, reason) if pause else ResumeSession(session_id)
+        outcome = await self.engine.execute(command)
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after = self._session_lots(session_id)
+        await self.record(actor, action, f"session:{session_id}", before, after, reason=reason)
+        return after
+
+    async def session_pause(self, actor: Actor, session_id: int, reason: str) -> Document:
+        """Pause every lot of the session that is bidding now."""
+        return await self._session_control(actor, "session.pause", session_id, reason, True)
+
+    async def session_resume(self, actor: Actor, session_id: int, reason: str) -> Document:
+        """Resume every paused lot of the session (each gets back the time it was held)."""
+        return await self._session_control(actor, "session.resume", session_id, reason, False)
+
+    async def bidder_block(self, actor: Actor, user_id: int, reason: str) -> Document:
+        """Refuse the user's bids (BLOCKED) on every lot until unblocked."""
+        await self.authorize(actor, "bidder.block")
+        reason = control_reason(reason)
+        before = {"user_id": user_id, "blocked": user_id in self.engine.book.blocked}
+        outcome = await self.engine.execute(BlockBidder(user_id))
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after: Document = {"user_id": user_id, "blocked": True}
+        await self.record(actor, "bidder.block", f"user:{user_id}", before, after, reason=reason)
+        return after
+
+    async def bidder_unblock(self, actor: Actor, user_id: int, reason: str) -> Document:
+        """Let the user bid again. A flagged non-payer stays blocked: settlement's rule is that
+        only clearing the flag (`clear_non_payer`, which also unblocks) lets them bid again."""
+        await self.authorize(actor, "bidder.unblock")
+        reason = control_reason(reason)
+        if (await self.office.non_payer_state(user_id)).get("non_payer"):
+            raise NonPayer("this bidder is blocked as a non-payer: clear the non-payer flag instead")
+        before = {"user_id": user_id, "blocked": user_id in self.engine.book.blocked}
+        outcome = await self.engine.execute(UnblockBidder(user_id))
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after: Document = {"user_id": user_id, "blocked": False}
+        await self.record(actor, "bidder.unblock", f"user:{user_id}", before, after, reason=reason)
+        return after
 
     # -- money -------------------------------------------------------------------------------------------
     async def credit(
@@ -826,3 +993,9 @@ class AdminActions:
         doc: Document = await self._articles_desk().create_source(name)
         await self.record(actor, "article_source.create", f"article_source:{doc['_id']}", None, doc)
         return doc
+
+
+def _refusal_code(outcome: Outcome) -> str:
+    """An engine refusal of a control is about the current state (409 ILLEGAL_STATE), unless the
+    engine could not answer at all (UNAVAILABLE: 503)."""
+    return "UNAVAILABLE" if outcome.code == "UNAVAILABLE" else "ILLEGAL_STATE"
