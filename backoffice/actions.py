@@ -24,6 +24,7 @@ from backoffice.ports import (
     SecondFactor,
     StaffAccountView,
     StaffDirectory,
+    UserNoteStore,
 )
 from backoffice.roles import Role, action_area, can, effective_roles, mentor_only, parse_roles
 from community.errors import TextRejected
@@ -52,6 +53,7 @@ LotAction = Literal["open", "close", "cancel"]
 ImageAction = Literal["add", "up", "down", "cover", "remove"]
 CREDIT_KIND = "admin_credit"
 CREDIT_REF_PREFIX = "admin-credit:"
+NOTE_MAX = 2000  # a support note's characters
 
 
 class NotAuthorized(GavelError):
@@ -282,7 +284,9 @@ class AdminActions:
         outcome = await self.engine.execute(command)
         if outcome.ok:
             after = live_lot(self.engine, lot_id)
-            await self.record(actor, name, f"lot:{lot_id}", before, {**(after or {}), "reason": reason})
+            await self.record(
+                actor, name, f"lot:{lot_id}", before, {**(after or {}), "reason": reason}, reason=reason
+            )
         return outcome
 
     # -- live controls (docs/engine.md "Admin controls") ----------------------------------------------
@@ -417,6 +421,7 @@ class AdminActions:
                 f"user:{user_id}",
                 {"balance": entry.balance_after - amount},
                 {"balance": entry.balance_after, "amount": amount, "ref": entry.ref, "note": note},
+                reason=note,
             )
         return entry
 
@@ -428,6 +433,21 @@ class AdminActions:
             actor, "user.clear_non_payer", f"user:{user_id}", before, {"non_payer": False, "changed": changed}
         )
         return changed
+
+    # == support notes on a user (issue 24) ============================================================
+    # The notes store (persistence/user_notes.py), set by composition/backoffice.py; None: unavailable.
+    notes: UserNoteStore | None = None
+
+    async def user_note(self, actor: Actor, user_id: int, text: str) -> Document:
+        """Add a support note to a user's page (area `notes`): `user.note`, the note as the entry's
+        `after` (a note is only ever added, so there is no `before`)."""
+        await self.authorize(actor, "user.note")
+        if self.notes is None:
+            raise GavelError("support notes are not wired into this application", code="UNAVAILABLE")
+        cleaned = clean_text(text, max_length=NOTE_MAX, what="note")
+        note = await self.notes.add(user_id, cleaned, actor.user_id, actor.username)
+        await self.record(actor, "user.note", f"user:{user_id}", None, {"text": cleaned})
+        return note
 
     async def order_action(
         self, actor: Actor, order_id: int, action: Literal["ship", "complete"], tracking_no: str | None = None
@@ -551,6 +571,7 @@ class AdminActions:
                 f"shop_order:{order_no}",
                 {k: before.get(k) for k in fields} if before else None,
                 {**{k: after.get(k) for k in fields}, "reason": reason},
+                reason=reason,
             )
         return after
 
@@ -785,7 +806,9 @@ class AdminActions:
         answer: Document = outcome.as_dict()
         if outcome.changed or outcome.reports:
             before = {"content": answer.pop("content")}
-            await self.record(actor, "community.report_resolve", f"report:{report_id}", before, answer)
+            await self.record(
+                actor, "community.report_resolve", f"report:{report_id}", before, answer, reason=reason
+            )
         answer.pop("content", None)
         return answer
 
@@ -799,7 +822,7 @@ class AdminActions:
         answer: Document = outcome.as_dict()
         before = {"content": answer.pop("content")}
         if outcome.changed or outcome.reports:
-            await self.record(actor, name, f"{kind}:{content_id}", before, answer)
+            await self.record(actor, name, f"{kind}:{content_id}", before, answer, reason=reason)
         return answer
 
     async def community_block(self, actor: Actor, user_id: int, reason: str, days: int | None) -> Document:
@@ -807,7 +830,9 @@ class AdminActions:
         before, block = await self._moderation_desk().block(user_id, reason, days, actor.user_id)
         after = {"until": block["until"], "reason": block["reason"], "days": days}
         previous = None if before is None else {"until": before.get("until"), "reason": before.get("reason")}
-        await self.record(actor, "community.block", f"user:{user_id}", previous, after)
+        await self.record(
+            actor, "community.block", f"user:{user_id}", previous, after, reason=block["reason"]
+        )
         block_doc: Document = block
         return block_doc
 
@@ -817,7 +842,9 @@ class AdminActions:
         removed = await self._moderation_desk().unblock(user_id)
         if removed is not None:
             before = {"until": removed.get("until"), "reason": removed.get("reason")}
-            await self.record(actor, "community.unblock", f"user:{user_id}", before, {"reason": reason})
+            await self.record(
+                actor, "community.unblock", f"user:{user_id}", before, {"reason": reason}, reason=reason
+            )
         return removed is not None
 
     async def community_erase(self, actor: Actor, user_id: int, reason: str) -> dict[str, int]:
@@ -827,7 +854,9 @@ class AdminActions:
         desk = self._moderation_desk()
         cleaned = desk.reason_of(reason)  # refused before anything goes
         counts: dict[str, int] = await desk.erase_user(user_id, actor.user_id)
-        await self.record(actor, "community.erase", f"user:{user_id}", None, {**counts, "reason": cleaned})
+        await self.record(
+            actor, "community.erase", f"user:{user_id}", None, {**counts, "reason": cleaned}, reason=cleaned
+        )
         return counts
 
     # == community: reactions (issue 23) =========================================================
@@ -848,7 +877,7 @@ class AdminActions:
         reason = clean_text(reason, max_length=REASON_MAX, what="reason", required=False)
         wrong: dict[str, int] = await self._reactions_desk().repair(dry_run)
         after = {"dry_run": dry_run, "wrong": wrong, "reason": reason}
-        await self.record(actor, "community.repair", "community_counters", None, after)
+        await self.record(actor, "community.repair", "community_counters", None, after, reason=reason)
         return wrong
 
     # == community: feed (issue 23) ====================================================================

@@ -90,6 +90,8 @@ ROUTE_AREAS: dict[str, tuple[str, str]] = {
     r"/admin/users/([0-9]+)": ("users", "users"),
     r"/admin/users/([0-9]+)/credit": ("users", "users"),
     r"/admin/users/([0-9]+)/clear-non-payer": ("users", "users"),
+    r"/admin/users/([0-9]+)/notes": ("notes", "notes"),  # support notes (admin/user_page.py)
+    r"/admin/search": ("dashboard", "dashboard"),  # the header's search box (admin/search.py)
     r"/admin/coupons": ("catalogue|auctions", "catalogue"),
     r"/admin/coupons/auction": ("auctions", "auctions"),
     r"/admin/coupons/course": ("catalogue", "catalogue"),
