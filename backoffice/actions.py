@@ -697,3 +697,21 @@ class AdminActions:
         doc: Document = await self._articles_desk().create_source(name)
         await self.record(actor, "article_source.create", f"article_source:{doc['_id']}", None, doc)
         return doc
+
+    # -- exports (issue 24): a read, but personal data left the building, so it is on the record ------
+    async def export_allowed(self, actor: Actor, kind: str) -> None:
+        """Before the first row: may this actor take this export at all."""
+        await self.authorize(actor, f"export.{kind}")
+
+    async def export_done(
+        self, actor: Actor, kind: str, filters: Mapping[str, str], rows: int, *, complete: bool = True
+    ) -> None:
+        """One audit entry per export, after its last row: the filters asked for and the rows sent
+        (`complete` False when the download was cut off part way)."""
+        await self.record(
+            actor,
+            f"export.{kind}",
+            f"export:{kind}",
+            None,
+            {"filters": dict(filters), "rows": rows, "complete": complete},
+        )
