@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pymongo
 import tornado.iostream
 import tornado.web
 
@@ -26,6 +27,8 @@ from persistence.mongo import Document
 
 CHUNK_ROWS = 500  # rows read, written and flushed at a time (the memory an export holds)
 NAME_CACHE = 10_000  # usernames an export remembers (~1 MB at most, whatever the row count)
+EXPORT_READ_SECONDS = 120.0
+BUCKETS_PER_READ = 8  # a bid bucket holds a chunk of a lot's bids (persistence/archive.py)
 NAME_LOOKUP = 50  # ids per `$in` (a long `$in` costs the embedded MongoDB far more per id)
 RECENT_SESSIONS = 50
 
@@ -136,16 +139,9 @@ class ExportHandler(AdminHandler):
     async def documents(
         self, collection: Any, query: Document, make: ex.RowMaker, zone: ZoneInfo
     ) -> AsyncIterator[list[ex.Cells]]:
-        """The rows of `query`'s documents in `_id` order, a batch at a time, usernames looked up
-        per batch (no cache that would grow with the export)."""
-        batch: list[Document] = []
-        async for doc in collection.find(query).sort("_id", 1).batch_size(CHUNK_ROWS):
-            batch.append(doc)
-            if len(batch) >= CHUNK_ROWS:
-                yield await self.rows(batch, make, zone)
-                batch = []
-        if batch:
-            yield await self.rows(batch, make, zone)
+        """The rows of `query`'s documents in `_id` order, a batch at a time."""
+        async for docs in read_batches(collection.find(query).sort("_id", 1), CHUNK_ROWS):
+            yield await self.rows(docs, make, zone)
 
     async def rows(self, docs: list[Document], make: ex.RowMaker, zone: ZoneInfo) -> list[ex.Cells]:
         names = await self.usernames({int(d["user_id"]) for d in docs if d.get("user_id") is not None})
@@ -218,15 +214,16 @@ class ExportHandler(AdminHandler):
         at = _with_range({}, "at", filters, as_ms=True).get("at")
         pending: list[ex.BidCells] = []
         for lot_id, catalogue_no in lots:
-            legacy = db.bids.find({"lot_id": lot_id}).sort("seq", 1).batch_size(CHUNK_ROWS)
-            async for doc in legacy:
-                pending.append(ex.legacy_bid(doc, catalogue_no))
+            legacy = db.bids.find({"lot_id": lot_id}).sort("seq", 1)
+            async for docs in read_batches(legacy, CHUNK_ROWS):
+                pending.extend(ex.legacy_bid(doc, catalogue_no) for doc in docs)
                 if len(pending) >= CHUNK_ROWS:
                     yield await self.bid_rows(pending, at, zone)
                     pending = []
-            buckets = db.bid_buckets.find({"lot_id": lot_id}).sort("first_seq", 1).batch_size(8)
-            async for doc in buckets:
-                pending.extend(ex.bucket_bids(doc, catalogue_no))
+            buckets = db.bid_buckets.find({"lot_id": lot_id}).sort("first_seq", 1)
+            async for docs in read_batches(buckets, BUCKETS_PER_READ):
+                for doc in docs:
+                    pending.extend(ex.bucket_bids(doc, catalogue_no))
                 if len(pending) >= CHUNK_ROWS:
                     yield await self.bid_rows(pending, at, zone)
                     pending = []
@@ -245,6 +242,23 @@ class ExportHandler(AdminHandler):
             ex.bid_row(b, names.get(b.user_id, ""), self.ctx.pseudonym(b.session_id, b.user_id), zone)
             for b in bids
         ]
+
+
+async def read_batches(cursor: Any, size: int) -> AsyncIterator[list[Document]]:
+    """A cursor's documents `size` at a time. Each read may take up to `EXPORT_READ_SECONDS` rather
+    than the request path's short bound (DEPENDENCY_TIMEOUT): a filter on an unindexed field may
+    scan far before it fills a batch. The bound is set around each read only, never across a
+    `yield` (it is a context variable, and the caller runs between batches)."""
+    cursor.batch_size(size)  # the driver's buffer holds one batch, not MongoDB's default 16 MB
+    try:
+        while True:
+            with pymongo.timeout(EXPORT_READ_SECONDS):
+                docs: list[Document] = await cursor.to_list(size)
+            if not docs:
+                return
+            yield docs
+    finally:
+        await cursor.close()
 
 
 def _with_range(query: Document, field: str, filters: ex.Filters, *, as_ms: bool = False) -> Document:
