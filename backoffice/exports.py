@@ -136,7 +136,7 @@ ORDER_STATUSES = {"1": "unpaid", "2": "awaiting_delivery", "3": "completed", "4"
 PAYMENT_STATUSES = {"pending": "pending", "paid": "paid", "failed": "failed (closed by the provider)"}
 PAYMENT_KINDS = {"deposit": "deposit", "auction_order": "auction order", "shop_order": "shop order"}
 REFUND_STATUSES = {
-    "pending": "pending (deposit) / requested or approved (shop)",
+    "pending": "pending",  # a deposit refund not paid yet; a shop refund requested or approved
     "refunded": "refunded",
     "rejected": "rejected (shop)",
 }
