@@ -80,6 +80,8 @@ class ExportHandler(AdminHandler):
             filters = ex.parse_filters(kind, query, zone)
         except ex.BadFilter as error:
             raise tornado.web.HTTPError(400, str(error)) from None
+        if kind.name == "bids" and not await self.session_exists(filters.session_id):
+            raise tornado.web.HTTPError(404, f"no session {filters.session_id}")
         actor = self.actor()
         await self.actions.export_allowed(actor, kind.name)
         now = datetime.datetime.now(datetime.UTC)
@@ -99,6 +101,11 @@ class ExportHandler(AdminHandler):
             await self.actions.export_done(actor, kind.name, filters.typed, rows, complete=complete)
         if complete:
             self.finish()
+
+    async def session_exists(self, session_id: int | None) -> bool:
+        if session_id is None:
+            return False
+        return await self.ctx.db.sessions.find_one({"_id": session_id}, {"_id": 1}) is not None
 
     # -- the rows of each kind ---------------------------------------------------------------------------
     def batches(
@@ -204,9 +211,7 @@ class ExportHandler(AdminHandler):
         legacy per-bid documents first (they predate the buckets), then the buckets by first seq."""
         db = self.ctx.db
         session_id = filters.session_id
-        assert session_id is not None  # a required filter
-        if await db.sessions.find_one({"_id": session_id}, {"_id": 1}) is None:
-            raise tornado.web.HTTPError(404, f"no session {session_id}")
+        assert session_id is not None  # a required filter, checked before the first row (get)
         lots = [
             (int(doc["_id"]), str(doc.get("catalogue_no", "")))
             async for doc in db.lots.find({"session_id": session_id}, {"catalogue_no": 1}).sort("_id", 1)

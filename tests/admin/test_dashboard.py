@@ -143,7 +143,7 @@ async def test_the_dashboard_shows_the_day_the_week_and_the_backlog(admin_client
     assert figure(body, "overdue orders") == "1"
     assert figure(body, "deposits held") == "¥600.00"  # 500 + the 100 left of 300
     assert figure(body, "failed payments today") == "1" and b"(\xc2\xa566.60)" in body
-    assert figure(body, "deposit refunds pending") == "1"
+    assert figure(body, "refunds pending (deposits)") == "1"
     assert figure(body, "course refunds pending") == "1"
     assert b"/admin/exports/payments.csv?status=failed&amp;from=" in body
     assert re.search(rb'id="orders-by-status".*?overdue[^<]*</a></td><td class="num">1<', body, re.S)

@@ -81,6 +81,7 @@ async def test_unknown_kind_and_unknown_session(admin_client: AdminClient) -> No
     await admin_client.sign_in()
     assert (await admin_client.get("/admin/exports/secrets.csv")).status == 404
     assert (await admin_client.get("/admin/exports/bids.csv?session=999999")).status == 404
+    assert await admin_client.server.ctx.db.audit.count_documents({"action": "export.bids"}) == 0
 
 
 async def test_signed_out_is_sent_to_sign_in(admin_client: AdminClient) -> None:
