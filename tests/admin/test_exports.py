@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 
 import pytest
+import tornado.httpclient
 
+from admin import exports
 from admin.base import AdminHandler
 from tests.admin.conftest import AdminClient
 from tests.admin.exports_data import WHEN, Seeded, parse, seed
@@ -157,3 +161,46 @@ async def test_list_pages_link_to_their_export_with_their_filters(admin_client: 
     assert f"/admin/exports/ledgers.csv?user={seeded.user_id}".encode() in user_page.body
     monitor = await client.get(f"/admin/sessions/{seeded.session_id}/monitor")
     assert f"/admin/exports/bids.csv?session={seeded.session_id}".encode() in monitor.body
+
+
+async def test_a_download_cut_off_part_way_is_recorded_as_incomplete(
+    admin_client: AdminClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, seeded = await signed_in(admin_client)
+    db = client.server.ctx.db
+    await db.ledger.insert_many(
+        [
+            {
+                "user_id": seeded.user_id,
+                "kind": "bulk",
+                "amount": n,
+                "balance_after": n,
+                "ref": f"b{n}",
+                "at": WHEN,
+            }
+            for n in range(1, 2001)
+        ]
+    )
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 10)
+    received: list[bytes] = []
+
+    def hang_up(chunk: bytes) -> None:
+        received.append(chunk)
+        raise ConnectionAbortedError("the browser went away")
+
+    request = tornado.httpclient.HTTPRequest(
+        client.server.base_url + "/admin/exports/ledgers.csv?kind=bulk",
+        headers={"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())},
+        streaming_callback=hang_up,
+    )
+    with contextlib.suppress(Exception):
+        await client.server.http.fetch(request)
+    assert received
+    for _ in range(200):  # the server notices at its next flush
+        entry = await db.audit.find_one({"action": "export.ledgers"})
+        if entry is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert entry is not None and entry["after"]["complete"] is False
+    assert 0 < entry["after"]["rows"] < 2000
+    assert (await client.get("/admin/exports")).status == 200  # the server carries on
