@@ -11,8 +11,9 @@ recorded in the audit log (`export.<kind>`, filters, rows) after its last row.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -90,10 +91,12 @@ class ExportHandler(AdminHandler):
         self.write(ex.BOM + ex.csv_lines([kind.columns]))
         rows, complete = 0, False
         try:
-            async for batch in self.batches(kind, filters, zone):
-                self.write(ex.csv_lines(batch))
-                rows += len(batch)
-                await self.flush()
+            # closed at once when the browser goes away, so the cursors go with it
+            async with contextlib.aclosing(self.batches(kind, filters, zone)) as stream:
+                async for batch in stream:
+                    self.write(ex.csv_lines(batch))
+                    rows += len(batch)
+                    await self.flush()
             complete = True
         except tornado.iostream.StreamClosedError:
             pass  # the browser went away: the audit entry says how far it got
@@ -110,7 +113,7 @@ class ExportHandler(AdminHandler):
     # -- the rows of each kind ---------------------------------------------------------------------------
     def batches(
         self, kind: ex.ExportKind, filters: ex.Filters, zone: ZoneInfo
-    ) -> AsyncIterator[list[ex.Cells]]:
+    ) -> AsyncGenerator[list[ex.Cells]]:
         db = self.ctx.db
         if kind.name == "orders":
             query: Document = _with_range({}, "created_at", filters)
@@ -145,7 +148,7 @@ class ExportHandler(AdminHandler):
 
     async def documents(
         self, collection: Any, query: Document, make: ex.RowMaker, zone: ZoneInfo
-    ) -> AsyncIterator[list[ex.Cells]]:
+    ) -> AsyncGenerator[list[ex.Cells]]:
         """The rows of `query`'s documents in `_id` order, a batch at a time."""
         async for docs in read_batches(collection.find(query).sort("_id", 1), CHUNK_ROWS):
             yield await self.rows(docs, make, zone)
@@ -174,7 +177,7 @@ class ExportHandler(AdminHandler):
             cache.popitem(last=False)
         return names
 
-    async def refunds(self, filters: ex.Filters, zone: ZoneInfo) -> AsyncIterator[list[ex.Cells]]:
+    async def refunds(self, filters: ex.Filters, zone: ZoneInfo) -> AsyncGenerator[list[ex.Cells]]:
         """Deposit refunds (`refunds`), then shop refunds (`shop_orders` with a refund), each by `_id`."""
         if filters.entry_kind in ("", "deposit") and filters.status != "rejected":
             query = _with_range({}, "created_at_ms", filters, as_ms=True)
@@ -189,7 +192,7 @@ class ExportHandler(AdminHandler):
             async for batch in self.documents(self.ctx.db.shop_orders, query, ex.shop_refund_row, zone):
                 yield batch
 
-    async def enrolments(self, filters: ex.Filters, zone: ZoneInfo) -> AsyncIterator[list[ex.Cells]]:
+    async def enrolments(self, filters: ex.Filters, zone: ZoneInfo) -> AsyncGenerator[list[ex.Cells]]:
         """Course enrolments (`shop_enrolments`), then degree enrolments, each by `_id`."""
         db = self.ctx.db
         for kind, collection, course_field in (
@@ -206,7 +209,7 @@ class ExportHandler(AdminHandler):
             async for batch in self.documents(collection, query, ex.enrolment_row, zone):
                 yield batch
 
-    async def bids(self, filters: ex.Filters, zone: ZoneInfo) -> AsyncIterator[list[ex.Cells]]:
+    async def bids(self, filters: ex.Filters, zone: ZoneInfo) -> AsyncGenerator[list[ex.Cells]]:
         """A session's bids lot by lot (lot id order), each lot's in the order the engine took them:
         legacy per-bid documents first (they predate the buckets), then the buckets by first seq."""
         db = self.ctx.db
@@ -249,7 +252,7 @@ class ExportHandler(AdminHandler):
         ]
 
 
-async def read_batches(cursor: Any, size: int) -> AsyncIterator[list[Document]]:
+async def read_batches(cursor: Any, size: int) -> AsyncGenerator[list[Document]]:
     """A cursor's documents `size` at a time. Each read may take up to `EXPORT_READ_SECONDS` rather
     than the request path's short bound (DEPENDENCY_TIMEOUT): a filter on an unindexed field may
     scan far before it fills a batch. The bound is set around each read only, never across a
