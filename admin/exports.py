@@ -32,6 +32,7 @@ EXPORT_READ_SECONDS = 120.0
 BUCKETS_PER_READ = 8  # a bid bucket holds a chunk of a lot's bids (persistence/archive.py)
 NAME_LOOKUP = 50  # ids per `$in` (a long `$in` costs the embedded MongoDB far more per id)
 RECENT_SESSIONS = 50
+RECENT_EXPORTS = 10
 
 
 def zone_of(handler: AdminHandler) -> ZoneInfo:
@@ -52,10 +53,19 @@ class ExportsPage(AdminHandler):
             .sort("_id", -1)
             .limit(RECENT_SESSIONS)
         ]
+        recent: list[Document] = []
+        if self.may("audit"):  # who took what lately (the audit page has them all)
+            recent = [
+                doc
+                async for doc in self.ctx.db.audit.find({"action": {"$regex": "^export\\."}})
+                .sort("at", -1)
+                .limit(RECENT_EXPORTS)
+            ]
         self.render(
             "exports.html",
             kinds=kinds,
             sessions=sessions,
+            recent=recent,
             zone=self.ctx.business_tz,
             page_title="Exports",
         )

@@ -60,6 +60,9 @@ async def test_orders_export_headers_cells_and_filters(admin_client: AdminClient
     assert [e["after"]["rows"] for e in entries] == [2, 1, 1, 0]
     assert entries[1]["after"]["filters"] == {"status": "1"} and entries[1]["after"]["complete"] is True
     assert entries[0]["admin_username"] == "admin"
+    page = await client.get("/admin/exports")
+    recent = page.body.split(b'id="recent-exports"')[1].split(b"</table>")[0]
+    assert recent.count(b"<td>export.orders</td>") == 4 and b"<td>status=1</td>" in recent
 
 
 @pytest.mark.parametrize(
@@ -148,6 +151,7 @@ async def test_a_role_without_the_data_area_is_refused(
     page = await client.get("/admin/exports")
     assert b'action="/admin/exports/enrolments.csv"' in page.body
     assert b'action="/admin/exports/bids.csv"' not in page.body
+    assert b'id="recent-exports"' not in page.body  # who exported what is the audit log's (owner, support)
 
 
 async def test_list_pages_link_to_their_export_with_their_filters(admin_client: AdminClient) -> None:
