@@ -49,7 +49,7 @@ async def test_orders_export_headers_cells_and_filters(admin_client: AdminClient
         and first["created_at_local"] == "2026-12-06 20:15:00"
     )
     assert first["tracking_no"].startswith("'=HYPERLINK")  # defused
-    assert first["status_name"] == "awaiting_delivery" and first["paid_yuan"] == "1234.50"
+    assert first["status_name"] == "awaiting_delivery" and first["cash_paid_yuan"] == "1234.50"
     only_unpaid = parse((await client.get("/admin/exports/orders.csv?status=1")).body)
     assert [r["order_id"] for r in only_unpaid] == ["702"]
     that_day = parse((await client.get("/admin/exports/orders.csv?from=2026-12-06&to=2026-12-06")).body)

@@ -152,12 +152,24 @@ def test_an_order_row() -> None:
         "price": 8800,
         "status": 2,
         "created_at": now,
-        "payment": {"cash_amount": 7800, "cash_source": "provider", "out_trade_no": "ord-x"},
+        "payment": {
+            "cash_amount": 7800,
+            "cash_source": "provider",
+            "out_trade_no": "ord-x",
+            "paid_amount": 8300,
+            "deposit_deducted": 500,
+            "coupon_used": 500,
+        },
         "tracking_no": "=1+1",
     }
     row = dict(zip(ex.KINDS["orders"].columns, ex.order_row(order, "@alice", SHANGHAI), strict=True))
     assert row["price_yuan"] == "88.00" and row["price_fen"] == "8800"
-    assert row["paid_yuan"] == "78.00" and row["pay_with"] == "provider"
+    assert row["paid_total_yuan"] == "83.00" and row["deposit_deducted_fen"] == "500"
+    assert (
+        row["coupon_used_yuan"] == "5.00"
+        and row["cash_paid_yuan"] == "78.00"
+        and row["cash_source"] == "provider"
+    )
     assert row["status_name"] == "awaiting_delivery"
     assert row["username"] == "'@alice" and row["tracking_no"] == "'=1+1"
     assert (
