@@ -133,16 +133,7 @@ class ExportHandler(AdminHandler):
                 query["session_id"] = filters.session_id
             return self.documents(db.orders, query, ex.order_row, zone)
         if kind.name == "payments":
-            query = _with_range({}, "created_at", filters)
-            if filters.status:
-                query["status"] = "closed" if filters.status == "failed" else filters.status
-            if filters.entry_kind:
-                # `_id` is the trade number; its prefix says what it paid for (a ranged, indexed scan)
-                prefix = ex.PAYMENT_PREFIXES[filters.entry_kind]
-                query["_id"] = {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
-            if filters.provider:
-                query["provider"] = filters.provider
-            return self.documents(db.payments, query, ex.payment_row, zone)
+            return self.payments(filters, zone)
         if kind.name == "refunds":
             return self.refunds(filters, zone)
         if kind.name == "ledgers":
@@ -186,6 +177,38 @@ class ExportHandler(AdminHandler):
         while len(cache) > NAME_CACHE:
             cache.popitem(last=False)
         return names
+
+    async def payments(self, filters: ex.Filters, zone: ZoneInfo) -> AsyncGenerator[list[ex.Cells]]:
+        """Provider payments (`payments`: deposits, auction orders, shop orders; by trade number),
+        then what was paid from balances: auction orders' cash part, shop orders' balance part."""
+        db = self.ctx.db
+        if filters.provider != ex.BALANCE:
+            query = _with_range({}, "created_at", filters)
+            if filters.status:
+                query["status"] = "closed" if filters.status == "failed" else filters.status
+            if filters.entry_kind:
+                # `_id` is the trade number; its prefix says what it paid for (a ranged, indexed scan)
+                prefix = ex.PAYMENT_PREFIXES[filters.entry_kind]
+                query["_id"] = {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
+            if filters.provider:
+                query["provider"] = filters.provider
+            async for batch in self.documents(db.payments, query, ex.payment_row, zone):
+                yield batch
+        if filters.provider not in ("", ex.BALANCE) or filters.status not in ("", "paid"):
+            return  # a balance payment is paid at once, through no provider
+        if filters.entry_kind in ("", "auction_order"):
+            query = _with_range(
+                {"payment.cash_source": ex.BALANCE, "payment.cash_amount": {"$gt": 0}},
+                "paid_at_ms",
+                filters,
+                as_ms=True,
+            )
+            async for batch in self.documents(db.orders, query, ex.balance_order_payment_row, zone):
+                yield batch
+        if filters.entry_kind in ("", "shop_order"):
+            query = _with_range({"balance_used": {"$gt": 0}, "paid_at": {"$ne": None}}, "paid_at", filters)
+            async for batch in self.documents(db.shop_orders, query, ex.balance_shop_payment_row, zone):
+                yield batch
 
     async def refunds(self, filters: ex.Filters, zone: ZoneInfo) -> AsyncGenerator[list[ex.Cells]]:
         """Deposit refunds (`refunds`), then shop refunds (`shop_orders` with a refund), each by `_id`."""

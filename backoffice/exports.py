@@ -187,13 +187,14 @@ KINDS: Mapping[str, ExportKind] = {
         ),
         ExportKind(
             "payments",
-            "Payments received (provider)",
+            "Payments received",
             "orders",
             ("status", "kind", "provider", "from", "to"),
             PAYMENT_STATUSES,
             PAYMENT_KINDS,
             columns=(
                 "out_trade_no",
+                "order",
                 "kind",
                 "provider",
                 "user_id",
@@ -408,6 +409,7 @@ def payment_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
     status = str(doc.get("status", ""))
     return [
         text(doc.get("_id")),
+        "",
         payment_kind(str(doc.get("_id", ""))),
         text(doc.get("provider", "")),
         number(doc.get("user_id")),
@@ -422,6 +424,58 @@ def payment_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
         *_times(doc.get("created_at"), zone),
         *_times(doc.get("paid_at"), zone),
         *_times(doc.get("closed_at"), zone),
+    ]
+
+
+BALANCE = "balance"  # the `provider` of a payment made from the user's balance (no provider record)
+
+
+def balance_order_payment_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
+    """The cash part of an auction order paid from the balance (`orders.payment`)."""
+    payment = doc.get("payment") or {}
+    amount = payment.get("cash_amount")
+    return [
+        "",
+        number(doc.get("_id")),
+        "auction_order",
+        BALANCE,
+        number(doc.get("user_id")),
+        text(username),
+        yuan(amount),
+        fen(amount),
+        "paid",
+        "",
+        "",
+        "",
+        f"order {int(doc.get('_id') or 0)}",
+        *_times(doc.get("paid_at_ms"), zone),
+        *_times(doc.get("paid_at_ms"), zone),
+        "",
+        "",
+    ]
+
+
+def balance_shop_payment_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
+    """The balance part of a paid shop order (`shop_orders.balance_used`)."""
+    amount = doc.get("balance_used")
+    return [
+        "",
+        text(doc.get("_id")),
+        "shop_order",
+        BALANCE,
+        number(doc.get("user_id")),
+        text(username),
+        yuan(amount),
+        fen(amount),
+        "paid",
+        "",
+        "",
+        "",
+        text(", ".join(str(line.get("course_name") or "") for line in doc.get("lines") or ())),
+        *_times(doc.get("paid_at"), zone),
+        *_times(doc.get("paid_at"), zone),
+        "",
+        "",
     ]
 
 

@@ -109,7 +109,9 @@ async def seed(server: AppServer) -> Seeded:
             "_id": "S20261206001",
             "user_id": other_id,
             "status": "refund_requested",
-            "lines": [],
+            "lines": [{"course_name": "Python 入门"}],
+            "balance_used": 10_00,
+            "paid_at": WHEN,
             "refund": {
                 "status": "requested",
                 "reason": "changed my mind",

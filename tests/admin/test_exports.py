@@ -99,14 +99,19 @@ async def test_signed_out_is_sent_to_sign_in(admin_client: AdminClient) -> None:
 async def test_payments_refunds_ledgers_bids_enrolments(admin_client: AdminClient) -> None:
     client, seeded = await signed_in(admin_client)
     payments = parse((await client.get("/admin/exports/payments.csv")).body)
-    assert {(p["out_trade_no"], p["kind"], p["status"]) for p in payments} == {
-        ("ord-paid1", "auction_order", "paid"),
-        ("shop-failed1", "shop_order", "failed"),
-    }
+    assert [(p["out_trade_no"], p["order"], p["kind"], p["provider"], p["status"]) for p in payments] == [
+        ("ord-paid1", "", "auction_order", "sandbox", "paid"),
+        ("shop-failed1", "", "shop_order", "sandbox", "failed"),
+        ("", "S20261206001", "shop_order", "balance", "paid"),  # the part paid from the balance
+    ]
+    assert payments[2]["amount_yuan"] == "10.00" and payments[2]["subject"] == "Python 入门"
+    from_balance = parse((await client.get("/admin/exports/payments.csv?provider=balance")).body)
+    assert [p["order"] for p in from_balance] == ["S20261206001"]
+    assert parse((await client.get("/admin/exports/payments.csv?provider=balance&status=failed")).body) == []
     failed = parse((await client.get("/admin/exports/payments.csv?status=failed")).body)
     assert [p["out_trade_no"] for p in failed] == ["shop-failed1"] and failed[0]["amount_yuan"] == "59.90"
     shop_only = parse((await client.get("/admin/exports/payments.csv?kind=shop_order")).body)
-    assert [p["out_trade_no"] for p in shop_only] == ["shop-failed1"]
+    assert [p["out_trade_no"] or p["order"] for p in shop_only] == ["shop-failed1", "S20261206001"]
 
     refunds = parse((await client.get("/admin/exports/refunds.csv")).body)
     assert [(r["source"], r["amount_yuan"], r["status"]) for r in refunds] == [

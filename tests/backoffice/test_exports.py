@@ -129,7 +129,12 @@ def test_every_row_maker_fills_every_column() -> None:
             {"_id": "1:2", "degree_course_id": 2, "mentor_fee": 100}, "d", SHANGHAI
         ),
     }
-    for kind, row in rows.items():
+    rows_of_kind = [
+        ("payments", ex.balance_order_payment_row({"_id": 3, "payment": {"cash_amount": 5}}, "", SHANGHAI)),
+        ("payments", ex.balance_shop_payment_row({"_id": "S1", "balance_used": 5}, "", SHANGHAI)),
+        *rows.items(),
+    ]
+    for kind, row in rows_of_kind:
         assert len(row) == len(ex.KINDS[kind].columns), kind
     deposit = ex.deposit_refund_row(
         {"_id": 1, "amount": 500, "via": "provider", "status": "pending"}, "", SHANGHAI
@@ -208,6 +213,22 @@ def test_a_closed_payment_is_a_failed_one_and_its_kind_comes_from_its_number() -
     assert row["status"] == "failed" and row["kind"] == "deposit"
     assert ex.payment_kind("ord-1") == "auction_order" and ex.payment_kind("shop-1") == "shop_order"
     assert ex.payment_kind("zzz") == "other"
+
+
+def test_a_balance_payment_of_an_auction_order() -> None:
+    paid = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    order = {
+        "_id": 7,
+        "user_id": 3,
+        "paid_at_ms": int(paid.timestamp() * 1000),
+        "payment": {"cash_amount": 12_34},
+    }
+    row = dict(
+        zip(ex.KINDS["payments"].columns, ex.balance_order_payment_row(order, "u", SHANGHAI), strict=True)
+    )
+    assert row["order"] == "7" and row["provider"] == "balance" and row["kind"] == "auction_order"
+    assert row["amount_yuan"] == "12.34" and row["status"] == "paid"
+    assert row["paid_at_local"] == "2026-12-06 20:00:00" and row["out_trade_no"] == ""
 
 
 def test_a_bucket_holds_its_bids_column_wise() -> None:
