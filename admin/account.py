@@ -9,6 +9,7 @@ URL = "/admin/account/two-factor"
 
 
 class TwoFactorPage(AdminHandler):
+    area = "account"
     nav = "account"
 
     async def show(

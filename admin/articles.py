@@ -41,6 +41,7 @@ TIME_FIELDS = ("pub_at", "offline_at")
 
 
 class ArticlePage(AdminHandler):
+    area = "community"
     nav = "articles"
 
     async def sources(self) -> list[Document]:
@@ -270,6 +271,7 @@ class ArticleStatusHandler(ArticlePage):
 
 
 class HeadImageHandler(UploadHandler):
+    area = "community"
     nav = "articles"
 
     async def post(self, raw_id: str) -> None:

@@ -9,6 +9,7 @@ AUDIT_PAGE_SIZE = 50
 
 
 class AuditHandler(AdminHandler):
+    area = "audit"
     nav = "audit"
 
     async def get(self) -> None:

@@ -154,6 +154,8 @@ class CodeHandler(LoginHandler):
 
 
 class LogoutHandler(AdminHandler):
+    area = "account"
+
     async def post(self) -> None:
         token = self.session_token()
         if token is not None:

@@ -221,6 +221,12 @@ class AdminHandler(tornado.web.RequestHandler):
     # to it, every other method write access. None: owner only (fail closed for a page nobody
     # classified). See docs/admin.md "Roles".
     area: str | None = None
+    # Where the page's writes (POST, ...) need write access, when not `area` (e.g. support writes
+    # notes on a user's page they may only read); None: `area`.
+    write_area: str | None = None
+    # Further areas any of which also lets one read the page (a page showing two lanes' lists, each
+    # part offered only to who may read it).
+    read_areas: tuple[str, ...] = ()
 
     ctx: AppContext
     services: AdminServices
@@ -326,6 +332,21 @@ class AdminHandler(tornado.web.RequestHandler):
             return
         if self.request.method not in SAFE_METHODS and not self.via_bearer:
             self.check_xsrf_cookie()
+        if self.admin_user is not None and not self.public:
+            self.check_area()
+
+    def check_area(self) -> None:
+        """Refuse a signed-in admin whose roles may not read (GET, HEAD) or write (anything else)
+        this page's area: 403, the error page or `{"error":{"code":"FORBIDDEN"}}`."""
+        if self.request.method in SAFE_METHODS:
+            if self.may(self.area) or any(self.may(extra) for extra in self.read_areas):
+                return
+            raise tornado.web.HTTPError(403, f"You do not have access to this page (needs {self.area})")
+        needed = self.write_area or self.area
+        if not self.may(needed, write=True):
+            raise tornado.web.HTTPError(
+                403, f"You do not have access to this page (needs {needed}, to write)"
+            )
 
     def answers_json(self) -> bool:
         """JSON endpoints, and page endpoints a script calls with `Accept: application/json`."""
@@ -355,6 +376,8 @@ class AdminHandler(tornado.web.RequestHandler):
             when=when,
             iso=iso,
             local_input=local_input,
+            may=self.may,  # which links and buttons to offer (the server refuses the rest anyway)
+            writable=self.may(self.write_area or self.area, write=True),  # this page's write buttons
             json=lambda value: orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
             pretty=lambda value: orjson.dumps(
                 value, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS

@@ -90,6 +90,7 @@ def lot_live(engine: Engine, lot_id: int) -> Document | None:
 
 
 class CatalogPage(AdminHandler):
+    area = "auctions"
     nav = "sessions"
 
     def state_labels(self) -> dict[str, Any]:
@@ -355,6 +356,7 @@ class UploadHandler(CatalogPage):
             self.refuse(signed_in=user is not None)
             return
         self.current_user = self.admin_user
+        self.check_area()  # before a byte of the upload is kept
         declared = self.request.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > self.limit():
             raise MediaTooLarge(f"images are limited to {self.services.media.max_bytes // (1024 * 1024)} MiB")

@@ -17,6 +17,7 @@ FAQ_TARGETS = {"course": "Course 课程", "degree": "Degree course 学位课程"
 
 
 class CourseReviewsHandler(AdminHandler):
+    area = "catalogue"
     nav = "shop"
 
     async def get(self, raw_id: str) -> None:
@@ -48,6 +49,7 @@ class CourseReviewsHandler(AdminHandler):
 
 
 class ReviewModerateHandler(AdminHandler):
+    area = "catalogue"
     nav = "shop"
 
     async def post(self, raw_id: str, action: str) -> None:
@@ -66,6 +68,8 @@ class ReviewModerateHandler(AdminHandler):
 
 class FaqsHandler(AdminHandler):
     """`/admin/faqs?target=course|degree&id=N`: one target's FAQs; without them, the targets."""
+
+    area = "catalogue"
 
     nav = "shop"
 
@@ -114,6 +118,7 @@ def _faq_fields(handler: AdminHandler) -> tuple[str, str]:
 
 
 class FaqCreateHandler(AdminHandler):
+    area = "catalogue"
     nav = "shop"
 
     async def post(self) -> None:
@@ -133,6 +138,7 @@ class FaqCreateHandler(AdminHandler):
 
 
 class FaqEditHandler(AdminHandler):
+    area = "catalogue"
     nav = "shop"
 
     async def post(self, raw_id: str, verb: str) -> None:

@@ -17,8 +17,10 @@ from typing import Any
 import tornado.web
 
 from admin.base import PREFIX, AdminHandler, FormError, Paging, parse_int, parse_money, text_field
+from backoffice.roles import mentor_only
 from persistence.mongo import UTC, Document, from_ms
-from shop.degree_rules import EnrolmentEvent, ScheduleEntry, behind_schedule
+from shop.degree_mentoring import MAX_COMMENT
+from shop.degree_rules import GRADES, EnrolmentEvent, ScheduleEntry, behind_schedule
 from shop.degree_service import HOMEWORK_FIELDS as SERVICE_HOMEWORK_FIELDS
 from shop.degree_service import MAX_HOMEWORK_ORDER, MAX_HOMEWORK_TEXT, MAX_RECOMMENDED_DAYS, MAX_TITLE
 
@@ -83,6 +85,7 @@ def schedule_entries(study_records: Iterable[Document]) -> list[ScheduleEntry]:
 
 
 class DegreePage(AdminHandler):
+    area = "degree"
     nav = "degrees"
 
     def today(self) -> datetime.date:
@@ -470,20 +473,27 @@ class MentorRevokeHandler(DegreePage):
 class RecordsHandler(DegreePage):
     """Homework records by status across mentors; waiting ones oldest first (a stuck queue shows)."""
 
+    area = "mentoring"
+
     async def get(self) -> None:
         db = self.ctx.db
         status = self.get_query_argument("status", "submitted") or "submitted"
         status = status if status in RECORD_STATUSES else "submitted"
         mentor_id = self.query_int("mentor_id", 0, minimum=0, maximum=MAX_ID)
-        query: Document = {"status": status}
+        # Staff who are here only as a mentor see their own students' records, whatever is asked.
+        own_only = mentor_only(self.staff_roles())
+        if own_only and self.admin_user is not None:
+            mentor_id = self.admin_user.user_id
+        scope: Document = {}
         if mentor_id:
             # The enrolments this mentor has now (the queue follows a reassignment).
-            query["enrolment_id"] = {
+            scope["enrolment_id"] = {
                 "$in": [
                     e["_id"]
                     async for e in db.shop_degree_enrolments.find({"mentor_id": mentor_id}, {"_id": 1})
                 ]
             }
+        query: Document = {"status": status, **scope}
         total = await db.shop_homework_records.count_documents(query)
         paging = Paging(self.query_int("page", 1), RECORDS_PAGE_SIZE, total)
         direction = 1 if status == "submitted" else -1
@@ -507,7 +517,9 @@ class RecordsHandler(DegreePage):
                 {"_id": {"$in": [r.get("module_id") for r in records]}}, {"name": 1}
             )
         }
-        counts = {s: await db.shop_homework_records.count_documents({"status": s}) for s in RECORD_STATUSES}
+        counts = {
+            s: await db.shop_homework_records.count_documents({"status": s, **scope}) for s in RECORD_STATUSES
+        }
         all_mentors = [
             m async for m in db.shop_mentors.find({}, {"name": 1}).sort("_id", 1).limit(MAX_LISTED)
         ]
@@ -518,7 +530,8 @@ class RecordsHandler(DegreePage):
             statuses=RECORD_STATUSES,
             counts=counts,
             mentor_id=mentor_id,
-            all_mentors=all_mentors,
+            own_only=own_only,
+            all_mentors=[] if own_only else all_mentors,
             enrolments=enrolments,
             current=current,
             modules=modules,
@@ -528,9 +541,74 @@ class RecordsHandler(DegreePage):
             ),
             now=from_ms(self.ctx.engine.clock.now_ms()),
             paging=paging,
-            paging_query=urllib.parse.urlencode({"status": status, "mentor_id": mentor_id or ""}) + "&",
+            paging_query=urllib.parse.urlencode(
+                {"status": status, "mentor_id": "" if own_only else mentor_id or ""}
+            )
+            + "&",
             page_title="Homework to grade",
         )
+
+
+class RecordHandler(DegreePage):
+    """One homework record: the hand-ins and gradings, and a grade form for who may grade it. Staff
+    here only as a mentor see only their own students' records (anyone else's: 404)."""
+
+    area = "mentoring"
+
+    async def visible_record(self, raw_id: str) -> tuple[Document, Document | None]:
+        record_id = self.path_id(raw_id, "homework record")
+        db = self.ctx.db
+        record = await db.shop_homework_records.find_one({"_id": record_id})
+        enrolment = (
+            None
+            if record is None
+            else await db.shop_degree_enrolments.find_one({"_id": record["enrolment_id"]})
+        )
+        if record is None or (
+            mentor_only(self.staff_roles())
+            and (
+                enrolment is None
+                or self.admin_user is None
+                or enrolment.get("mentor_id") != self.admin_user.user_id
+            )
+        ):
+            raise tornado.web.HTTPError(404, f"no homework record {record_id}")
+        return record, enrolment
+
+    async def get(self, raw_id: str) -> None:
+        record, enrolment = await self.visible_record(raw_id)
+        db = self.ctx.db
+        module = await db.shop_courses.find_one({"_id": record.get("module_id")}, {"name": 1})
+        graders = [g.get("by") for g in record.get("gradings") or []]
+        self.render(
+            "degree_record.html",
+            record=record,
+            enrolment=enrolment or {},
+            module_name=(module or {}).get("name", ""),
+            student=(await user_names(db, [record.get("user_id")])).get(int(record.get("user_id") or 0), ""),
+            mentors=await mentor_names(db, [*graders, (enrolment or {}).get("mentor_id")]),
+            grades=list(GRADES),
+            page_title=f"Homework record {record['_id']}",
+        )
+
+    async def post(self, raw_id: str) -> None:
+        record, _ = await self.visible_record(raw_id)
+        back = f"{PREFIX}/degrees/records/{record['_id']}"
+
+        async def run() -> None:
+            submission = parse_int(self.form("submission"), "Submission", minimum=1, maximum=1000)
+            grade = self.form("grade")
+            if grade not in GRADES:
+                raise FormError("Grade: choose one of " + ", ".join(GRADES))
+            comment = text_field(
+                self.form("comment"), "Comment", max_length=MAX_COMMENT, required=False, multiline=True
+            )
+            graded = await self.actions.degree_grade(
+                self.actor(), int(record["_id"]), submission, grade, comment
+            )
+            self.done(f"Graded {grade}: the record is {graded.get('status')}.", back)
+
+        await self.guarded(run, back=back)
 
 
 ROUTES = [
@@ -539,6 +617,7 @@ ROUTES = [
     (r"/admin/degrees/homework/new", HomeworkCreateHandler),
     (r"/admin/degrees/homework/([0-9]+)/edit", HomeworkEditHandler),
     (r"/admin/degrees/records", RecordsHandler),
+    (r"/admin/degrees/records/([0-9]+)", RecordHandler),
     (r"/admin/degrees/([0-9]+)", CohortHandler),
     (r"/admin/degrees/([0-9]+)/(online|offline)", DegreeStatusHandler),
     (r"/admin/degrees/enrolments/([0-9]+:[0-9]+)/(mentor|open|suspend|resume)", EnrolmentActionHandler),

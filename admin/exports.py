@@ -311,5 +311,6 @@ def _with_range(query: Document, field: str, filters: ex.Filters, *, as_ms: bool
 
 ROUTES: list[tuple[str, type[AdminHandler]]] = [
     (r"/admin/exports", ExportsPage),
-    (r"/admin/exports/([a-z]+)\.csv", ExportHandler),
+    # the kinds by name (an unknown one is the admin's 404 page)
+    (r"/admin/exports/(" + "|".join(ex.KINDS) + r")\.csv", ExportHandler),
 ]

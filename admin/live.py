@@ -10,6 +10,8 @@ from persistence.catalog import admin_lot_view, admin_session_view
 class MonitorHandler(AdminHandler):
     """One session's lots, updated live by admin/static/monitor.js over the public websocket."""
 
+    area = "auctions"
+
     nav = "sessions"
 
     async def get(self, raw_id: str) -> None:
@@ -36,6 +38,8 @@ class MonitorHandler(AdminHandler):
 
 class SessionJsonHandler(AdminJsonHandler):
     """`GET /admin/api/sessions/{id}`: the session and its lots (metadata and live state)."""
+
+    area = "auctions"
 
     async def get(self, raw_id: str) -> None:
         session_id = self.path_id(raw_id, "session")

@@ -47,6 +47,7 @@ def reason_field(handler: AdminHandler) -> str:
 
 
 class CommunityPage(AdminHandler):
+    area = "community"
     nav = "community"
 
     def before_id(self) -> int | None:

@@ -22,6 +22,7 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 class MoneyPage(AdminHandler):
+    area = "orders"
     nav = "settlement"
 
     async def with_names(self, docs: list[Document]) -> list[Document]:
@@ -130,6 +131,7 @@ class ForfeitsHandler(MoneyPage):
 
 # -- users -----------------------------------------------------------------------------------------------
 class UsersHandler(AdminHandler):
+    area = "users"
     nav = "users"
 
     async def get(self) -> None:
@@ -164,6 +166,7 @@ class UsersHandler(AdminHandler):
 
 
 class UserHandler(AdminHandler):
+    area = "users"
     nav = "users"
 
     async def get(self, raw_id: str) -> None:
@@ -200,6 +203,8 @@ class UserHandler(AdminHandler):
 class CreditHandler(AdminHandler):
     """Top up a balance through `Accounts.credit` (ledger + balance in one transaction)."""
 
+    area = "users"
+
     nav = "users"
 
     async def post(self, raw_id: str) -> None:
@@ -226,6 +231,7 @@ class CreditHandler(AdminHandler):
 
 
 class ClearNonPayerHandler(AdminHandler):
+    area = "users"
     nav = "users"
 
     async def post(self, raw_id: str) -> None:

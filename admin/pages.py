@@ -203,6 +203,8 @@ class MediaHandler(tornado.web.StaticFileHandler):
 class NotFoundPage(AdminHandler):
     """Unknown paths under /admin: refused like any admin page, then a 404 page."""
 
+    area = "account"
+
     def get(self) -> None:
         raise tornado.web.HTTPError(404, "no such admin page")
 

@@ -25,11 +25,13 @@ def _optional_int(raw: str, name: str, *, minimum: int = 1, maximum: int = 2**53
 
 
 class ShopPage(AdminHandler):
+    area = "catalogue"
     nav = "shop"
 
 
 class CouponsHandler(ShopPage):
     nav = "coupons"
+    read_areas = ("auctions",)  # auction coupons are the auction lane's; each list shows to its readers
 
     async def get(self) -> None:
         auction = [c async for c in self.ctx.db.coupons.find({}).sort("_id", -1).limit(200)]
@@ -57,6 +59,7 @@ class CouponsHandler(ShopPage):
 
 
 class AuctionCouponCreateHandler(ShopPage):
+    area = "auctions"
     nav = "coupons"
 
     async def post(self) -> None:
@@ -289,6 +292,8 @@ REFUND_TABS = {
 class ShopRefundsHandler(ShopPage):
     """The course shop's refund queue: requests waiting for a decision first (oldest first)."""
 
+    area = "orders"
+
     nav = "shop_refunds"
 
     async def get(self) -> None:
@@ -318,6 +323,7 @@ class ShopRefundsHandler(ShopPage):
 
 
 class ShopRefundDecisionHandler(ShopPage):
+    area = "orders"
     nav = "shop_refunds"
 
     async def post(self, order_no: str, decision: str) -> None:

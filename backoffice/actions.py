@@ -14,10 +14,36 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from backoffice.ports import AuditTrail, Balances, CatalogStore, Credited, Document, Office, SecondFactor
+from backoffice.ports import (
+    AuditTrail,
+    Balances,
+    CatalogStore,
+    Credited,
+    Document,
+    Office,
+    SecondFactor,
+    StaffAccountView,
+    StaffDirectory,
+)
+from backoffice.roles import Role, action_area, can, effective_roles, mentor_only, parse_roles
+from community.errors import TextRejected
 from community.rules import REASON_MAX, clean_text
-from engine.book.errors import GavelError, NotFound
-from engine.commands import CancelLot, CloseLot, Command, OpenLot, Outcome
+from engine.book.errors import GavelError, InvalidInput, NotFound
+from engine.commands import (
+    BlockBidder,
+    CancelLot,
+    CloseLot,
+    Command,
+    ExtendLot,
+    OpenLot,
+    Outcome,
+    PauseLot,
+    PauseSession,
+    ResumeLot,
+    ResumeSession,
+    UnblockBidder,
+    VoidBid,
+)
 from engine.engine import Engine
 from shop.degree_rules import EnrolmentEvent
 from shop.degree_service import DegreeService
@@ -34,6 +60,12 @@ class NotAuthorized(GavelError):
     code = "FORBIDDEN"
 
 
+class LastOwner(GavelError):
+    """The change would leave the business without an owner (nobody could manage staff): 409."""
+
+    code = "LAST_OWNER"
+
+
 class TwoFactorNeeded(GavelError):
     code = "FORBIDDEN"
 
@@ -42,6 +74,40 @@ class EngineRefused(GavelError):
     """The engine refused a lot command (an illegal move in its current state): 409."""
 
     code = "ILLEGAL_STATE"
+
+
+class ReasonRequired(GavelError):
+    """A live control (pause, extend, withdraw, void, block...) came without a reason: 400."""
+
+    code = "REASON_REQUIRED"
+
+
+class BadTime(GavelError):
+    """An extension's new end is not later than the lot's end, or not in the future: 400."""
+
+    code = "BAD_TIME"
+
+
+class NonPayer(GavelError):
+    """The bidder is blocked as a non-payer: only clearing the flag lets them bid again: 409."""
+
+    code = "NON_PAYER"
+
+
+CONTROL_REASON_MAX = 500  # characters, after cleaning
+
+
+def control_reason(raw: object) -> str:
+    """A live control's reason as stored (cleaned like community reasons), required, ≤ 500."""
+    if raw is None:
+        raise ReasonRequired("a reason is required")
+    try:
+        reason = clean_text(raw, max_length=CONTROL_REASON_MAX, what="reason", required=False)
+    except TextRejected as error:
+        raise InvalidInput(error.message) from None
+    if not reason:
+        raise ReasonRequired("a reason is required")
+    return reason
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,6 +135,9 @@ def live_lot(engine: Engine, lot_id: int) -> Document | None:
         "ends_at": lot.ends_at,
         "next_min": lot.next_min(),
         "leader": lot.leader,
+        "paused": bool(lot.paused_since),
+        "paused_since": lot.paused_since,
+        "extensions": lot.extensions,
     }
 
 
@@ -99,8 +168,13 @@ class AdminActions:
 
     # -- the one check and the one record ------------------------------------------------------------
     async def authorize(self, actor: Actor, action: str) -> None:
+        """An admin whose roles may write the action's area (backoffice/roles.py `action_area`; an
+        action in no table is the owner's alone), with a second factor when the policy names it."""
         if not actor.is_admin:
             raise NotAuthorized("this needs an admin")
+        area = action_area(action)
+        if not can(effective_roles(actor.is_admin, actor.roles), area, write=True):
+            raise NotAuthorized(f"{action} needs write access to {area or 'owner-only actions'}")
         if action in self.two_factor_actions and not await self.second_factor.enrolled(actor.user_id):
             raise TwoFactorNeeded(f"{action} needs an admin with two-factor sign-in turned on")
 
@@ -210,6 +284,121 @@ class AdminActions:
             after = live_lot(self.engine, lot_id)
             await self.record(actor, name, f"lot:{lot_id}", before, {**(after or {}), "reason": reason})
         return outcome
+
+    # -- live controls (docs/engine.md "Admin controls") ----------------------------------------------
+    async def _lot_control(
+        self, actor: Actor, action: str, lot_id: int, command: Command, reason: str
+    ) -> Document:
+        """Send one control to the engine; one audit entry with the live lot before and after."""
+        before = live_lot(self.engine, lot_id)
+        outcome = await self.engine.execute(command)
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after = live_lot(self.engine, lot_id) or {}
+        await self.record(actor, action, f"lot:{lot_id}", before, after, reason=reason)
+        return after
+
+    async def _checked(self, actor: Actor, action: str, lot_id: int, raw_reason: object) -> str:
+        await self.authorize(actor, action)
+        reason = control_reason(raw_reason)
+        if lot_id not in self.engine.book.lots:
+            raise NotFound(f"no lot {lot_id}")
+        return reason
+
+    async def lot_pause(self, actor: Actor, lot_id: int, reason: str) -> Document:
+        reason = await self._checked(actor, "lot.pause", lot_id, reason)
+        return await self._lot_control(actor, "lot.pause", lot_id, PauseLot(lot_id, reason), reason)
+
+    async def lot_resume(self, actor: Actor, lot_id: int, reason: str) -> Document:
+        reason = await self._checked(actor, "lot.resume", lot_id, reason)
+        return await self._lot_control(actor, "lot.resume", lot_id, ResumeLot(lot_id), reason)
+
+    async def lot_extend(self, actor: Actor, lot_id: int, ends_at_ms: int, reason: str) -> Document:
+        reason = await self._checked(actor, "lot.extend", lot_id, reason)
+        lot = self.engine.book.lots[lot_id]
+        if ends_at_ms <= lot.ends_at or ends_at_ms <= self.engine.clock.now_ms():
+            raise BadTime("the new end must be later than the lot's current end and in the future")
+        return await self._lot_control(actor, "lot.extend", lot_id, ExtendLot(lot_id, ends_at_ms), reason)
+
+    async def lot_withdraw(self, actor: Actor, lot_id: int, reason: str) -> Document:
+        """Close the lot unsold (before or during bidding); settlement refunds every deposit on it."""
+        reason = await self._checked(actor, "lot.withdraw", lot_id, reason)
+        return await self._lot_control(actor, "lot.withdraw", lot_id, CancelLot(lot_id, reason), reason)
+
+    async def bid_void(self, actor: Actor, lot_id: int, bid_index: int, reason: str) -> Document:
+        reason = await self._checked(actor, "bid.void", lot_id, reason)
+        inputs = self.engine.book.lots[lot_id].input_log
+        if not 0 <= bid_index < len(inputs):
+            raise NotFound(f"lot {lot_id} has no bid {bid_index}")
+        bidder, amount, at, is_max = inputs.line(bid_index)
+        before = live_lot(self.engine, lot_id)
+        outcome = await self.engine.execute(VoidBid(lot_id, bid_index, reason))
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after = live_lot(self.engine, lot_id) or {}
+        voided = {"bid_index": bid_index, "bidder": bidder, "amount": amount, "is_max": is_max, "at": at}
+        await self.record(
+            actor, "bid.void", f"lot:{lot_id}", before, {**after, "voided": voided}, reason=reason
+        )
+        return after
+
+    def _session_lots(self, session_id: int) -> Document:
+        session = self.engine.book.sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"no session {session_id}")
+        return {
+            "session_id": session_id,
+            "lots": [live_lot(self.engine, lot_id) for lot_id in session.lot_ids],
+        }
+
+    async def _session_control(
+        self, actor: Actor, action: str, session_id: int, raw_reason: object, pause: bool
+    ) -> Document:
+        await self.authorize(actor, action)
+        reason = control_reason(raw_reason)
+        before = self._session_lots(session_id)
+        command: Command = PauseSession(session_id, reason) if pause else ResumeSession(session_id)
+        outcome = await self.engine.execute(command)
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after = self._session_lots(session_id)
+        await self.record(actor, action, f"session:{session_id}", before, after, reason=reason)
+        return after
+
+    async def session_pause(self, actor: Actor, session_id: int, reason: str) -> Document:
+        """Pause every lot of the session that is bidding now."""
+        return await self._session_control(actor, "session.pause", session_id, reason, True)
+
+    async def session_resume(self, actor: Actor, session_id: int, reason: str) -> Document:
+        """Resume every paused lot of the session (each gets back the time it was held)."""
+        return await self._session_control(actor, "session.resume", session_id, reason, False)
+
+    async def bidder_block(self, actor: Actor, user_id: int, reason: str) -> Document:
+        """Refuse the user's bids (BLOCKED) on every lot until unblocked."""
+        await self.authorize(actor, "bidder.block")
+        reason = control_reason(reason)
+        before = {"user_id": user_id, "blocked": user_id in self.engine.book.blocked}
+        outcome = await self.engine.execute(BlockBidder(user_id))
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after: Document = {"user_id": user_id, "blocked": True}
+        await self.record(actor, "bidder.block", f"user:{user_id}", before, after, reason=reason)
+        return after
+
+    async def bidder_unblock(self, actor: Actor, user_id: int, reason: str) -> Document:
+        """Let the user bid again. A flagged non-payer stays blocked: settlement's rule is that
+        only clearing the flag (`clear_non_payer`, which also unblocks) lets them bid again."""
+        await self.authorize(actor, "bidder.unblock")
+        reason = control_reason(reason)
+        if (await self.office.non_payer_state(user_id)).get("non_payer"):
+            raise NonPayer("this bidder is blocked as a non-payer: clear the non-payer flag instead")
+        before = {"user_id": user_id, "blocked": user_id in self.engine.book.blocked}
+        outcome = await self.engine.execute(UnblockBidder(user_id))
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after: Document = {"user_id": user_id, "blocked": False}
+        await self.record(actor, "bidder.unblock", f"user:{user_id}", before, after, reason=reason)
+        return after
 
     # -- money -------------------------------------------------------------------------------------------
     async def credit(
@@ -459,12 +648,14 @@ class AdminActions:
         await self.authorize(actor, "degree.mentor_grant")
         before = await self.mentoring.store.mentor(user_id)
         doc: Document = await self.mentoring.grant_mentor(user_id, name, intro)
+        await self._sync_mentor_role(user_id, mentor=True)
         await self.record(actor, "degree.mentor_grant", f"user:{user_id}", before, doc)
         return doc
 
     async def degree_revoke_mentor(self, actor: Actor, user_id: int) -> Document:
         await self.authorize(actor, "degree.mentor_revoke")
         doc: Document = await self.mentoring.revoke_mentor(user_id)
+        await self._sync_mentor_role(user_id, mentor=False)
         await self.record(actor, "degree.mentor_revoke", f"user:{user_id}", None, doc)
         return doc
 
@@ -481,11 +672,87 @@ class AdminActions:
         )
         return doc
 
+    async def degree_grade(
+        self, actor: Actor, record_id: int, submission: int, grade: str, comment: str = ""
+    ) -> Document:
+        """Grade a hand-in from the back office (`degree.grade`, area mentoring): a mentor only their
+        own students' (the mentoring service checks), an owner or course manager any record."""
+        await self.authorize(actor, "degree.grade")
+        over_every_mentor = not mentor_only(effective_roles(actor.is_admin, actor.roles))
+        before: Document | None = await self.mentoring.store.record(record_id)
+        doc: Document = await self.mentoring.grade(
+            actor.user_id, record_id, submission, grade, comment, by_admin=over_every_mentor
+        )
+        fields = ("status", "grade", "reward_status", "graded_submission")
+        if before is None or any(before.get(k) != doc.get(k) for k in fields):
+            await self.record(
+                actor,
+                "degree.grade",
+                f"homework_record:{record_id}",
+                {k: before.get(k) for k in fields} if before else None,
+                {**{k: doc.get(k) for k in fields}, "submission": submission, "comment": comment},
+            )
+        return doc
+
     async def degree_sweep(self, actor: Actor) -> Document:
         await self.authorize(actor, "degree.sweep")
         counts: Document = await self.mentoring.sweep(self.mentoring.now())
         await self.record(actor, "degree.sweep", "degree_enrolments", None, counts)
         return counts
+
+    # == staff and their roles (issue 24) ===========================================================
+    # persistence.accounts.Accounts, set by composition/backoffice.py; None: unavailable.
+    staff: StaffDirectory | None = None
+
+    def _staff_desk(self) -> StaffDirectory:
+        if self.staff is None:
+            raise GavelError("the staff directory is not wired into this application", code="UNAVAILABLE")
+        return self.staff
+
+    async def staff_set_roles(
+        self, actor: Actor, user_id: int, roles: Sequence[str], reason: str = ""
+    ) -> StaffAccountView:
+        """Give an account exactly `roles` (none: no longer staff). Refuses to leave no owner
+        (`LAST_OWNER`); an unchanged list records nothing."""
+        await self.authorize(actor, "staff.roles")
+        reason = clean_text(reason, max_length=REASON_MAX, what="reason", required=False)
+        wanted = sorted(parse_roles(roles))
+        if len(wanted) != len(set(roles)):
+            raise GavelError("unknown role; roles are " + ", ".join(r.value for r in Role), code="VALIDATION")
+        desk = self._staff_desk()
+        before = await desk.staff_account(user_id)
+        held = sorted(effective_roles(before.is_admin, before.roles))
+        if held == wanted and list(before.roles) == [r.value for r in wanted]:
+            return before
+        if Role.OWNER in held and Role.OWNER not in wanted:
+            owners = [
+                m
+                for m in await desk.staff_members()
+                if Role.OWNER in effective_roles(m.is_admin, m.roles) and m.user_id != user_id
+            ]
+            if not owners:
+                raise LastOwner("the last owner keeps the owner role; make someone else an owner first")
+        after = await desk.set_staff_roles(user_id, [r.value for r in wanted])
+        await self.record(
+            actor,
+            "staff.roles",
+            f"user:{user_id}",
+            {"username": before.username, "roles": [r.value for r in held]},
+            {"username": after.username, "roles": list(after.roles)},
+            reason=reason,
+        )
+        return after
+
+    async def _sync_mentor_role(self, user_id: int, *, mentor: bool) -> None:
+        """A degree mentor signs in to the back office with the `mentor` staff role (their own
+        students' homework); revoking the mentor takes that role away, and nothing else."""
+        if self.staff is None:
+            return
+        account = await self.staff.staff_account(user_id)
+        held = set(account.roles) if account.roles or not account.is_admin else {Role.OWNER.value}
+        changed = held | {Role.MENTOR.value} if mentor else held - {Role.MENTOR.value}
+        if changed != held:
+            await self.staff.set_staff_roles(user_id, sorted(changed))
 
     # -- the admin's own account ---------------------------------------------------------------------
     async def two_factor_changed(self, actor: Actor, enabled: bool) -> None:
@@ -700,8 +967,14 @@ class AdminActions:
 
     # -- exports (issue 24): a read, but personal data left the building, so it is on the record ------
     async def export_allowed(self, actor: Actor, kind: str) -> None:
-        """Before the first row: may this actor take this export at all."""
-        await self.authorize(actor, f"export.{kind}")
+        """Before the first row: may this actor take this export at all. An export is a read, so it
+        needs read access to `exports` (backoffice/roles.py: `export.*`), not the write `authorize`
+        asks of every other action; the surface checks the data's own area (e.g. `orders`)."""
+        if not actor.is_admin:
+            raise NotAuthorized("this needs an admin")
+        area = action_area(f"export.{kind}")
+        if not can(effective_roles(actor.is_admin, actor.roles), area):
+            raise NotAuthorized(f"export.{kind} needs read access to {area or 'owner-only actions'}")
 
     async def export_done(
         self, actor: Actor, kind: str, filters: Mapping[str, str], rows: int, *, complete: bool = True
@@ -715,3 +988,9 @@ class AdminActions:
             None,
             {"filters": dict(filters), "rows": rows, "complete": complete},
         )
+
+
+def _refusal_code(outcome: Outcome) -> str:
+    """An engine refusal of a control is about the current state (409 ILLEGAL_STATE), unless the
+    engine could not answer at all (UNAVAILABLE: 503)."""
+    return "UNAVAILABLE" if outcome.code == "UNAVAILABLE" else "ILLEGAL_STATE"

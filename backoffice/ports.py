@@ -8,7 +8,7 @@ This package imports no adapter: a service decides, adapters store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 Document = dict[str, Any]
@@ -93,3 +93,24 @@ class Office(Protocol):
     async def add_faq(self, target: str, target_id: int, question: str, answer: str) -> Document: ...
     async def update_faq(self, faq_id: int, question: str, answer: str) -> Document: ...
     async def delete_faq(self, faq_id: int) -> None: ...
+
+
+class StaffAccountView(Protocol):
+    """An account as the staff page sees it (persistence.accounts.StaffAccount)."""
+
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def is_admin(self) -> bool: ...
+    @property
+    def roles(self) -> tuple[str, ...]: ...
+
+
+class StaffDirectory(Protocol):
+    """Staff accounts and their roles (persistence.accounts.Accounts)."""
+
+    async def staff_account(self, user_id: int) -> StaffAccountView: ...
+    async def staff_members(self, limit: int = 500) -> Sequence[StaffAccountView]: ...
+    async def set_staff_roles(self, user_id: int, roles: list[str]) -> StaffAccountView: ...

@@ -238,4 +238,5 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
     actions.reactions = reactions_of(ctx)  # the community's comment moderation and repair (issue 23)
     actions.feed = feed_of(ctx)  # the community feed's admin writes (issue 23, gateway/rest_feed.py)
     actions.articles = articles_of(ctx)  # the community's articles (issue 23; gateway/rest_articles.py)
+    actions.staff = ctx.accounts  # staff and their roles (issue 24; admin/staff.py)
     return actions

@@ -226,6 +226,9 @@ async def _homework(
 async def _mentor(ctx: AppContext, username: str, password: str, name: str, intro: str) -> None:
     user = await ctx.db.users.find_one({"username_key": username}, {"_id": 1})
     user_id = int(user["_id"]) if user is not None else (await ctx.accounts.register(username, password))[0]
+    account = await ctx.accounts.staff_account(user_id)
+    if not account.roles and not account.is_admin:  # the back office's mentor lane (docs/admin.md "Roles")
+        await ctx.accounts.set_staff_roles(user_id, ["mentor"])
     if await ctx.db.shop_mentors.find_one({"_id": user_id, "active": True}, {"_id": 1}):
         return
     await mentoring_of(ctx).grant_mentor(user_id, name, intro)

@@ -23,6 +23,7 @@ import tornado.web
 from composition.app import make_app, make_engine_app
 from composition.bootstrap import build_context, build_payments, edge_config
 from composition.demo import seed_demo
+from composition.demo_staff import demo_staff_line, seed_demo_staff
 from composition.settings import Settings
 from engine.clock import SystemClock
 from engine.engine import Engine
@@ -247,6 +248,8 @@ class Service:
                 )
             )
         self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
+        if config.seed_demo:
+            await seed_demo_staff(self.ctx)  # one staff account per role (composition/demo_staff.py)
         self.background.append(asyncio.create_task(self._media_backfill(), name="media-backfill"))
         return app
 
@@ -337,6 +340,8 @@ class Service:
                 "alice / alice-demo-pass, bob / bob-demo-pass; mentors: "
                 "mentor1 / mentor1-demo-pass, mentor2 / mentor2-demo-pass"
             )
+        if self.config.seed_demo:
+            lines.append(f"  demo staff         {demo_staff_line()}   (one per role; admin is the owner)")
         lines.append("Press Ctrl-C to stop.")
         return "\n".join(lines)
 

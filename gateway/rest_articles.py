@@ -165,7 +165,7 @@ class ArticleHandler(JsonHandler):
         user = await self.authenticate()
         article_id = self.path_id(raw_id, "article")
         service = articles_of(self.ctx)
-        admin = user is not None and user.is_admin
+        admin = user is not None and self.staff_may(user, "community")  # staff who read the community
         doc = await (service.article(article_id) if admin else service.visible(article_id))
         if doc is None:
             raise TargetNotFound(f"no article {article_id}")
@@ -180,6 +180,8 @@ class SourcesHandler(JsonHandler):
 
 # -- admin ----------------------------------------------------------------------------------------------
 class AdminArticleBase(JsonHandler):
+    admin_area = "community"
+
     async def admin_actor(self) -> tuple[Actor, AdminActions]:
         user = await self.require_admin()
         actions = self.ctx.admin_actions
@@ -187,9 +189,7 @@ class AdminArticleBase(JsonHandler):
             raise Unavailable("admin actions are not wired into this application")
         if actions.articles is None:
             actions.articles = articles_of(self.ctx)
-        return Actor(
-            user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest"
-        ), actions
+        return self.staff_actor(user), actions
 
     def article_fields(self, *, allow_publish: bool) -> tuple[dict[str, Any], bool]:
         """The JSON body as the service's fields: times parsed (ISO-8601 with an offset), the other

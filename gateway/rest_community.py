@@ -8,7 +8,7 @@ Review text is returned as plain text: clients render it as text, never as HTML.
 
 from typing import Any
 
-from backoffice.actions import Actor, AdminActions
+from backoffice.actions import AdminActions
 from persistence.mongo import Document, iso_utc, to_ms
 from persistence.shop.community import mongo_community
 from shop.claims import displayed_status
@@ -185,6 +185,7 @@ class ClaimHandler(CommunityHandler):
 
 # -- admin ------------------------------------------------------------------------------------------------
 class AdminReviewHandler(JsonHandler):
+    admin_area = "catalogue"
     actions: AdminActions
 
     def initialize(self, ctx: AppContext, actions: AdminActions) -> None:  # type: ignore[override]
@@ -193,7 +194,7 @@ class AdminReviewHandler(JsonHandler):
 
     async def post(self, raw_id: str, action: str) -> None:
         user = await self.require_admin()
-        actor = Actor(user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest")
+        actor = self.staff_actor(user)
         review = await self.actions.moderate_review(actor, self.path_id(raw_id, "review"), action)
         review.setdefault("author", "")
         self.reply(review_view(review, admin=True))

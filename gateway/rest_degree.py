@@ -10,6 +10,7 @@ clients render it as text, and files are served as attachments that browsers do 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import urllib.parse
@@ -19,6 +20,7 @@ import orjson
 import tornado.httputil
 
 from backoffice.actions import Actor, AdminActions
+from backoffice.roles import effective_roles, mentor_only
 from gateway.rest_community import read_scores, read_text
 from persistence.mongo import Document, as_utc, iso_utc, to_ms
 from persistence.shop.degree import mongo_degree
@@ -408,7 +410,12 @@ class SubmissionsHandler(DegreeHandler):
 class DegreeFileHandler(DegreeHandler):
     async def get(self, file_id: str) -> None:
         user = await self.require_user()
-        meta, data = await self.degree.file_for(user, file_id)
+        # Any student's file only for staff who reach the homework other than as a mentor (a mentor
+        # still sees their own students' files, as the enrolment's mentor).
+        over_all = self.staff_may(user, "mentoring") and not mentor_only(
+            effective_roles(user.is_admin, user.roles)
+        )
+        meta, data = await self.degree.file_for(dataclasses.replace(user, is_admin=over_all), file_id)
         kind = str(meta.get("type") or "application/octet-stream")
         self.set_header("Content-Type", "text/plain; charset=utf-8" if kind == "text/plain" else kind)
         self.set_header("Content-Disposition", content_disposition(str(meta.get("name") or "file")))
@@ -464,14 +471,14 @@ class DegreeReviewsHandler(DegreeHandler):
 
 # -- admin --------------------------------------------------------------------------------------------------
 class AdminDegreeHandler(DegreeHandler):
+    admin_area = "degree"
+
     async def admin_actor(self) -> tuple[Actor, AdminActions]:
         user = await self.require_admin()
         actions = self.ctx.admin_actions
         if actions is None:
             raise Unavailable("admin actions are not wired into this application")
-        return Actor(
-            user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest"
-        ), actions
+        return self.staff_actor(user), actions
 
     def object_body(self) -> dict[str, Any]:
         body = self.json_body()

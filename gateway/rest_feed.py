@@ -378,7 +378,7 @@ class TopicHandler(FeedHandler):
     async def get(self, raw_id: str) -> None:
         user = await self.authenticate()
         viewer = None if user is None else user.user_id
-        admin = user is not None and user.is_admin
+        admin = user is not None and self.staff_may(user, "community")  # staff who read the community
         self.reply(await self.feed.topic(viewer, self.path_id(raw_id, "topic"), admin=admin))
 
 
@@ -451,7 +451,7 @@ class PostHandler(FeedHandler):
     async def get(self, raw_id: str) -> None:
         user = await self.authenticate()
         viewer = None if user is None else user.user_id
-        admin = user is not None and user.is_admin
+        admin = user is not None and self.staff_may(user, "community")  # staff who read the community
         page = await self.feed.read_post(viewer, self.path_id(raw_id, "post"), admin=admin)
         [view] = await post_views(self.ctx, page, viewer, admin=admin)
         self.reply(view)

@@ -13,8 +13,10 @@ from typing import Any, Final
 import tornado.httputil
 
 from backoffice.actions import Actor, AdminActions
+from backoffice.roles import effective_roles, mentor_only
 from engine.book.errors import GavelError
 from gateway.notify import listen_user_frames, notify_user
+from persistence.accounts import AuthUser
 from persistence.mongo import iso_utc
 from persistence.shop.degree_mentoring import MongoMentoringStore, ensure_mentoring_indexes
 from shop.degree_files import MAX_FILE_BYTES, FileTooLarge
@@ -128,9 +130,14 @@ class MentoringHandler(JsonHandler):
             raise GavelError("admin actions are not wired into this application", code="UNAVAILABLE")
         if actions.mentoring is None:
             actions.mentoring = self.mentoring
-        return Actor(
-            user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest"
-        ), actions
+        return self.staff_actor(user), actions
+
+    def over_every_mentor(self, user: AuthUser, *, write: bool = False) -> bool:
+        """Whether an admin token may read (or grade) any mentor's records: an owner, a course
+        manager (support reads); a user who is staff only as a mentor keeps to their own students."""
+        return self.staff_may(user, "mentoring", write=write) and not mentor_only(
+            effective_roles(user.is_admin, user.roles)
+        )
 
 
 class QueueHandler(MentoringHandler):
@@ -149,7 +156,7 @@ class RecordHandler(MentoringHandler):
     async def get(self, raw_id: str) -> None:
         user = await self.require_user()
         record = await self.mentoring.record(
-            user.user_id, self.path_id(raw_id, "record"), by_admin=user.is_admin
+            user.user_id, self.path_id(raw_id, "record"), by_admin=self.over_every_mentor(user)
         )
         self.reply(record_view(record))
 
@@ -162,7 +169,12 @@ class GradeHandler(MentoringHandler):
         grade = body.one_of("grade", list(GRADES))
         comment = body.text("comment", min_length=0, max_length=MAX_COMMENT, multiline=True, default="")
         record = await self.mentoring.grade(
-            user.user_id, self.path_id(raw_id, "record"), submission, grade, comment, by_admin=user.is_admin
+            user.user_id,
+            self.path_id(raw_id, "record"),
+            submission,
+            grade,
+            comment,
+            by_admin=self.over_every_mentor(user, write=True),
         )
         self.reply(record_view(record))
 
@@ -224,6 +236,8 @@ def _form_text(arguments: dict[str, list[bytes]], name: str) -> str:
 
 # -- admin --------------------------------------------------------------------------------------------
 class AdminMentorsHandler(MentoringHandler):
+    admin_area = "degree"
+
     async def get(self) -> None:
         await self.require_admin()
         self.reply({"items": view(await self.mentoring.mentors(active_only=False))})
@@ -238,12 +252,16 @@ class AdminMentorsHandler(MentoringHandler):
 
 
 class AdminMentorHandler(MentoringHandler):
+    admin_area = "degree"
+
     async def delete(self, raw_id: str) -> None:
         actor, actions = await self.admin_actor()
         self.reply(view(await actions.degree_revoke_mentor(actor, self.path_id(raw_id, "user"))))
 
 
 class AdminAssignHandler(MentoringHandler):
+    admin_area = "degree"
+
     async def post(self, enrolment_id: str) -> None:
         actor, actions = await self.admin_actor()
         mentor_id = self.fields(("mentor_id",)).integer("mentor_id", minimum=1)
@@ -252,12 +270,16 @@ class AdminAssignHandler(MentoringHandler):
 
 
 class AdminCohortHandler(MentoringHandler):
+    admin_area = "degree"
+
     async def get(self, raw_id: str) -> None:
         await self.require_admin()
         self.reply({"items": view(await self.mentoring.cohort(self.path_id(raw_id, "degree course")))})
 
 
 class AdminSweepHandler(MentoringHandler):
+    admin_area = "degree"
+
     async def post(self) -> None:
         actor, actions = await self.admin_actor()
         self.reply(await actions.degree_sweep(actor))

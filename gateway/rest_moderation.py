@@ -144,6 +144,8 @@ class ReportsHandler(JsonHandler):
 
 
 class AdminModerationHandler(JsonHandler):
+    admin_area = "community"
+
     async def admin(self) -> tuple[Actor, AdminActions]:
         user = await self.require_admin()
         actions = self.ctx.admin_actions
@@ -151,9 +153,7 @@ class AdminModerationHandler(JsonHandler):
             raise Unavailable("admin actions are not wired into this application")
         if actions.moderation is None:
             actions.moderation = moderation_of(self.ctx)
-        return Actor(
-            user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest"
-        ), actions
+        return self.staff_actor(user), actions
 
     def reason(self, body: Fields) -> str:
         # A JSON string here; the service then cleans it (one line, 1-255 characters).

@@ -426,6 +426,8 @@ class AddressHandler(SettlementHandler):
 
 # -- admin ------------------------------------------------------------------------------------------------
 class AdminCouponsHandler(SettlementHandler):
+    admin_area = "auctions"
+
     async def post(self, raw_id: str) -> None:
         await self.require_admin()
         session_id = self.path_id(raw_id, "session")
@@ -441,6 +443,8 @@ class AdminCouponsHandler(SettlementHandler):
 
 
 class AdminOrdersHandler(SettlementHandler):
+    admin_area = "orders"
+
     async def get(self) -> None:
         await self.require_admin()
         status = self.query_int("status", minimum=1, maximum=4, default=None)
@@ -456,6 +460,8 @@ class AdminOrdersHandler(SettlementHandler):
 
 class AdminOrderActionHandler(SettlementHandler):
     """`POST /api/v1/admin/orders/{id}/ship {"tracking_no"?}` and `/complete`; both idempotent."""
+
+    admin_area = "orders"
 
     async def post(self, raw_id: str, action: str) -> None:
         await self.require_admin()
@@ -476,6 +482,8 @@ class AdminOrderActionHandler(SettlementHandler):
 
 
 class AdminClearNonPayerHandler(SettlementHandler):
+    admin_area = "users"
+
     async def post(self, raw_id: str) -> None:
         await self.require_admin()
         user_id = self.path_id(raw_id, "user")

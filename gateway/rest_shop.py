@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from backoffice.actions import Actor
 from engine.book.errors import GavelError
 from gateway import rest_shop_orders
 from gateway.rest_community import community_routes, user_coupon_view
@@ -527,6 +526,8 @@ def read_course(body: Fields, *, partial: bool) -> Document:
 
 
 class AdminHandler(ShopHandler):
+    admin_area = "catalogue"
+
     async def prepare(self) -> None:  # type: ignore[override]
         super().prepare()
         await self.require_admin()
@@ -555,6 +556,8 @@ class AdminTeachersHandler(AdminHandler):
 
 
 class AdminDegreeCoursesHandler(AdminHandler):
+    admin_area = "degree"
+
     async def post(self) -> None:
         body = self.fields(
             (
@@ -593,6 +596,8 @@ class AdminDegreeCoursesHandler(AdminHandler):
 
 
 class AdminDegreeCourseHandler(AdminHandler):
+    admin_area = "degree"
+
     async def patch(self, raw_id: str) -> None:
         """`{status: "online"|"offline"}`, through AdminActions (one audit entry)."""
         user = await self.require_admin()
@@ -600,7 +605,7 @@ class AdminDegreeCourseHandler(AdminHandler):
         actions = self.ctx.admin_actions
         if actions is None:
             raise GavelError("admin actions are not wired into this application", code="UNAVAILABLE")
-        actor = Actor(user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest")
+        actor = self.staff_actor(user)
         degree = await actions.set_degree_status(actor, self.path_id(raw_id, "degree course"), status)
         self.reply(view(degree))
 
@@ -664,6 +669,7 @@ class AdminCoursePoliciesHandler(_PoliciesHandler):
 
 
 class AdminDegreePoliciesHandler(_PoliciesHandler):
+    admin_area = "degree"
     target = "degree"
 
 

@@ -7,7 +7,6 @@ Registered by `gateway.rest_shop.shop_routes` (`ROUTES`); docs/shop.md "The orde
 import datetime
 from typing import Any, Literal
 
-from backoffice.actions import Actor
 from engine.book.errors import GavelError
 from persistence.mongo import Document, iso_utc
 from shop import order_life
@@ -119,13 +118,15 @@ class RefundRequestHandler(_OrderHandler):
 
 
 class AdminRefundDecisionHandler(_OrderHandler):
+    admin_area = "orders"
+
     async def post(self, order_no: str, decision: str) -> None:
         user = await self.require_admin()
         reason = self.reason()
         actions = self.ctx.admin_actions
         if actions is None:
             raise GavelError("admin actions are not wired into this application", code="UNAVAILABLE")
-        actor = Actor(user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest")
+        actor = self.staff_actor(user)
         approve_or_reject: Literal["approve", "reject"] = "approve" if decision == "approve" else "reject"
         self.reply(order_view(await actions.decide_shop_refund(actor, order_no, approve_or_reject, reason)))
 

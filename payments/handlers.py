@@ -166,7 +166,7 @@ class PaymentStatusHandler(JsonHandler):
         owner = (
             payment is not None and payment.get("user_id") is not None and payment["user_id"] == user.user_id
         )
-        if payment is None or not (owner or user.is_admin):
+        if payment is None or not (owner or self.staff_may(user, "orders")):
             raise NotFound("no such payment")
         self.reply(
             {
@@ -221,7 +221,7 @@ class SandboxPaymentHandler(JsonHandler):
         user = await self.require_user()
         trade = await self.provider.find_trade(out_trade_no)
         owner = trade is not None and trade.get("user_id") in (user.user_id,)
-        if trade is None or not (owner or user.is_admin):
+        if trade is None or not (owner or self.staff_may(user, "orders")):
             raise NotFound("no such payment")  # the same answer whether it exists or not
         if settle and not owner:
             raise Forbidden("only the payer may settle a sandbox payment")

@@ -76,6 +76,9 @@ class AuthUser:
     user_id: int
     username: str
     is_admin: bool
+    # The staff roles stored on the account (backoffice/roles.py), read only with an admin token;
+    # an admin without any acts as an owner (`effective_roles`).
+    roles: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,6 +88,17 @@ class Profile:
     balance: int
     is_admin: bool
     display_name: str = ""  # the username until the user picks one
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StaffAccount:
+    """An account as the staff page sees it: `roles` as stored (empty for a legacy admin)."""
+
+    user_id: int
+    username: str
+    is_admin: bool
+    roles: tuple[str, ...]
+    display_name: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -318,6 +332,7 @@ class Accounts:
         if existing is not None:
             user_id = int(existing["_id"])
             unchanged = await asyncio.to_thread(verify_password, password, existing["password_hash"])
+            await self._keep_owner(user_id)
             if unchanged:
                 await self.db.users.update_one({"_id": user_id}, {"$set": {"is_admin": True}})
                 return user_id
@@ -346,6 +361,56 @@ class Accounts:
         except DuplicateKeyError:  # another process created it a moment ago
             return await self.ensure_admin(password, username)
         return user_id
+
+    async def _keep_owner(self, user_id: int) -> None:
+        """The seeded admin stays an owner: roles given to it on the staff page keep `owner` (one
+        without roles is an owner already), so restarting with ADMIN_PASSWORD always gives the
+        business an owner back."""
+        await self.db.users.update_one(
+            {"_id": user_id, "roles.0": {"$exists": True}}, {"$addToSet": {"roles": "owner"}}
+        )
+        self.cache.discard_user(user_id)
+
+    # -- staff (docs/admin.md "Roles") -------------------------------------------------------------
+    async def user_id_for(self, username: str) -> int | None:
+        """The id of the account with this username (any case), or None."""
+        if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
+            return None
+        user = await self.db.users.find_one({"username_key": username.lower()}, {"_id": 1})
+        return int(user["_id"]) if user is not None else None
+
+    async def staff_account(self, user_id: int) -> StaffAccount:
+        user = await self.db.users.find_one(
+            {"_id": user_id}, {"username": 1, "is_admin": 1, "roles": 1, "display_name": 1}
+        )
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        return _staff(user)
+
+    async def staff_members(self, limit: int = 500) -> list[StaffAccount]:
+        """Every account that may sign in to the back office (`is_admin`), by username."""
+        cursor = self.db.users.find(
+            {"is_admin": True}, {"username": 1, "is_admin": 1, "roles": 1, "display_name": 1}
+        ).sort("username_key", 1)
+        return [_staff(user) async for user in cursor.limit(limit)]
+
+    async def set_staff_roles(self, user_id: int, roles: list[str]) -> StaffAccount:
+        """Store an account's staff roles: with any it is staff (`is_admin`); with none it is not,
+        and its admin tokens are revoked. This process forgets its cached sign-ins of the account at
+        once (other processes within the token cache's TTL)."""
+        names = sorted(set(roles))
+        result = await self.db.users.update_one(
+            {"_id": user_id}, {"$set": {"roles": names, "is_admin": bool(names)}}
+        )
+        if result.matched_count != 1:
+            raise NotFound(f"no user {user_id}")
+        self.cache.discard_user(user_id)
+        if not names:
+            await self.db.tokens.update_many(
+                {"user_id": user_id, "admin": True, "revoked": False},
+                {"$set": {"revoked": True, "revoked_at": utc_now()}},
+            )
+        return await self.staff_account(user_id)
 
     async def profile(self, user_id: int) -> Profile:
         user = await self.db.users.find_one(
@@ -400,10 +465,14 @@ class Accounts:
         record = await self.db.tokens.find_one({"_id": key, "revoked": False, "expires_at": {"$gt": now}})
         if record is None:
             return None
-        user = await self.db.users.find_one({"_id": record["user_id"]}, {"username": 1, "is_admin": 1})
+        user = await self.db.users.find_one(
+            {"_id": record["user_id"]}, {"username": 1, "is_admin": 1, "roles": 1}
+        )
         if user is None:
             return None
-        auth = AuthUser(int(user["_id"]), user["username"], bool(record["admin"] and user.get("is_admin")))
+        is_admin = bool(record["admin"] and user.get("is_admin"))
+        roles = frozenset(str(name) for name in user.get("roles") or ()) if is_admin else frozenset()
+        auth = AuthUser(int(user["_id"]), user["username"], is_admin, roles)
         remaining = (as_utc(record["expires_at"]) - now).total_seconds()
         self.cache.put(key, auth, remaining)
         return auth
@@ -501,6 +570,16 @@ class Accounts:
             session=s,
         )
         return entry
+
+
+def _staff(user: Document) -> StaffAccount:
+    return StaffAccount(
+        int(user["_id"]),
+        user["username"],
+        bool(user.get("is_admin")),
+        tuple(sorted(str(name) for name in user.get("roles") or ())),
+        user.get("display_name") or user["username"],
+    )
 
 
 def _check_change(amount: int, kind: str, ref: str) -> None:

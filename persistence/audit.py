@@ -1,8 +1,8 @@
 """The admin audit log: who did what, to what, when, from where, with the state before and after.
 
 One document per admin action in the `audit` collection:
-`{at, admin_user_id, admin_username, action, target, before, after, ip, reason, surface}`. `action` is a dotted
-name ("lot.update", "user.credit", "auth.login"...), `target` names the object ("lot:12",
+`{at, admin_user_id, admin_username, action, target, before, after, ip, reason, surface}`.
+`action` is a dotted name ("lot.update", "user.credit", "auth.login"...), `target` names the object ("lot:12",
 "session:3", "order:7"). `before`/`after` hold the relevant fields, made storable (no password
 hashes, tokens, or values MongoDB cannot hold). Entries are only ever inserted.
 """

@@ -18,6 +18,8 @@ from typing import Any, NoReturn
 import orjson
 import tornado.web
 
+from backoffice.actions import Actor
+from backoffice.roles import can, effective_roles
 from engine.book.errors import GavelError, NotFound
 from persistence.accounts import AuthUser
 from persistence.mongo import UTC, from_ms, to_ms
@@ -215,6 +217,9 @@ class JsonHandler(tornado.web.RequestHandler):
     """
 
     ctx: AppContext
+    # The back-office area of an admin endpoint (backoffice/roles.py, docs/admin.md "Roles"): what
+    # `require_admin` checks. None: the owner's alone (an endpoint nobody classified stays closed).
+    admin_area: str | None = None
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -347,10 +352,26 @@ class JsonHandler(tornado.web.RequestHandler):
         return user
 
     async def require_admin(self) -> AuthUser:
+        """An admin token whose roles may read (GET, HEAD) or write (anything else) this endpoint's
+        `admin_area` (backoffice/roles.py; None: the owner's alone): 401 / 403 otherwise."""
         user = await self.require_user()
         if not user.is_admin:
             raise Forbidden("this needs an admin token (POST /api/v1/admin/login)")
+        write = self.request.method not in ("GET", "HEAD", "OPTIONS")
+        if not self.staff_may(user, self.admin_area, write=write):
+            access = "write" if write else "read"
+            raise Forbidden(f"this needs {access} access to {self.admin_area or 'owner-only endpoints'}")
         return user
+
+    @staticmethod
+    def staff_may(user: AuthUser, area: str | None, *, write: bool = False) -> bool:
+        """Whether `user` (an admin token's) may read or write `area` of the back office."""
+        return user.is_admin and can(effective_roles(user.is_admin, user.roles), area, write=write)
+
+    def staff_actor(self, user: AuthUser) -> Actor:
+        """Who acts in an admin write over REST, with the token's roles (AdminActions authorizes)."""
+        roles = frozenset(effective_roles(user.is_admin, user.roles))
+        return Actor(user.user_id, user.username, user.is_admin, self.request.remote_ip or "", "rest", roles)
 
     def bearer_token(self) -> str:
         return self.request.headers.get("Authorization", "").strip().partition(" ")[2].strip()
