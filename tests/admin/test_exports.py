@@ -10,7 +10,6 @@ import pytest
 import tornado.httpclient
 
 from admin import exports
-from admin.base import AdminHandler
 from tests.admin.conftest import AdminClient
 from tests.admin.exports_data import WHEN, Seeded, parse, seed
 
@@ -146,17 +145,21 @@ async def test_payments_refunds_ledgers_bids_enrolments(admin_client: AdminClien
     assert len(degree) == 1 and degree[0]["mentor_fee_yuan"] == "300.00"
 
 
-async def test_a_role_without_the_data_area_is_refused(
-    admin_client: AdminClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client, seeded = await signed_in(admin_client)
-    monkeypatch.setattr(AdminHandler, "staff_roles", lambda self: frozenset({"course_manager"}))
+async def test_a_role_without_the_data_area_is_refused(admin_client: AdminClient) -> None:
+    _, seeded = await signed_in(admin_client)
+    server = admin_client.server
+    manager_id, _ = await server.register("course_boss", "staff-password")
+    await server.ctx.accounts.set_staff_roles(manager_id, ["course_manager"])
+    client = AdminClient(server)
+    assert (await client.sign_in("course_boss", "staff-password")).status == 303
     assert (await client.get("/admin/exports/orders.csv")).status == 200  # orders: read
     assert (await client.get(f"/admin/exports/bids.csv?session={seeded.session_id}")).status == 403
     page = await client.get("/admin/exports")
     assert b'action="/admin/exports/enrolments.csv"' in page.body
     assert b'action="/admin/exports/bids.csv"' not in page.body
     assert b'id="recent-exports"' not in page.body  # who exported what is the audit log's (owner, support)
+    entry = await server.ctx.db.audit.find_one({"action": "export.orders"})
+    assert entry is not None and entry["admin_username"] == "course_boss"
 
 
 async def test_list_pages_link_to_their_export_with_their_filters(admin_client: AdminClient) -> None:
