@@ -994,6 +994,30 @@ class AdminActions:
         await self.record(actor, "article_source.create", f"article_source:{doc['_id']}", None, doc)
         return doc
 
+    # -- exports (issue 24): a read, but personal data left the building, so it is on the record ------
+    async def export_allowed(self, actor: Actor, kind: str) -> None:
+        """Before the first row: may this actor take this export at all. An export is a read, so it
+        needs read access to `exports` (backoffice/roles.py: `export.*`), not the write `authorize`
+        asks of every other action; the surface checks the data's own area (e.g. `orders`)."""
+        if not actor.is_admin:
+            raise NotAuthorized("this needs an admin")
+        area = action_area(f"export.{kind}")
+        if not can(effective_roles(actor.is_admin, actor.roles), area):
+            raise NotAuthorized(f"export.{kind} needs read access to {area or 'owner-only actions'}")
+
+    async def export_done(
+        self, actor: Actor, kind: str, filters: Mapping[str, str], rows: int, *, complete: bool = True
+    ) -> None:
+        """One audit entry per export, after its last row: the filters asked for and the rows sent
+        (`complete` False when the download was cut off part way)."""
+        await self.record(
+            actor,
+            f"export.{kind}",
+            f"export:{kind}",
+            None,
+            {"filters": dict(filters), "rows": rows, "complete": complete},
+        )
+
 
 def _refusal_code(outcome: Outcome) -> str:
     """An engine refusal of a control is about the current state (409 ILLEGAL_STATE), unless the

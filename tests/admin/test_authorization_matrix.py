@@ -141,6 +141,8 @@ ROUTE_AREAS: dict[str, tuple[str, str]] = {
     r"/admin/api/sessions/([0-9]+)": ("auctions", "auctions"),
     r"/admin/staff": ("staff", "staff"),
     r"/admin/audit": ("audit", "audit"),
+    r"/admin/exports": ("exports", "exports"),
+    r"/admin/exports/(orders|payments|refunds|ledgers|bids|enrolments)\.csv": ("exports", "exports"),
     r"/admin/.*": ("account", "account"),  # any other path: the admin's 404 page
     # REST (gateway/rest_*.py)
     r"/api/v1/admin/sessions": ("auctions", "auctions"),
