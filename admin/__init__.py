@@ -47,6 +47,7 @@ def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> l
         search,
         shop,
         staff,
+        user_page,
     )
     from admin.base import STATIC_DIR, AdminHandler, AdminStaticHandler
 
@@ -65,7 +66,8 @@ def routes(ctx: AppContext, services: AdminServices, actions: AdminActions) -> l
         *moderation.ROUTES,
         *articles.ROUTES,  # the community's articles (issue 23)
         *live.ROUTES,  # the live monitor per session and lot, and its controls (issue 24)
-        *search.ROUTES,  # one search box, the user's page (issue 24)
+        *search.ROUTES,  # one search box (issue 24)
+        *user_page.ROUTES,  # a user's whole page and support notes (issue 24)
         *exports.ROUTES,  # streamed CSV exports and the dashboard's figures (issue 24)
         *staff.ROUTES,  # staff and their roles (issue 24)
         *audit.ROUTES,

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import urllib.parse
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import tornado.web
 
-from admin.base import PREFIX, AdminHandler, FormError, Paging, local_input, parse_int, parse_time
+from admin.base import PREFIX, AdminHandler, FormError, Paging, local_input, parse_int
 from admin.catalog import UploadHandler
 from community.articles import BODY_MAX, BRIEF_MAX, STATUSES, TITLE_MAX, WEIGHT_MAX
 from community.markdown import render_markdown
 from community.rules import clean_text
 from engine.book.errors import GavelError
-from persistence.mongo import Document, as_utc, from_ms, iso_utc
+from persistence.mongo import Document, as_utc, from_ms
 
 PAGE_SIZE = 50
 POSITION_LABELS = {
@@ -60,14 +61,9 @@ class ArticlePage(AdminHandler):
             "body_md": self.form("body_md"),
             "weight": parse_int(self.form("weight") or "0", "Weight", maximum=WEIGHT_MAX),
             "position": self.form("position"),
-            "pub_at": parse_time(self.form("pub_at_utc"), self.form("pub_at"), "Publish time"),
+            "pub_at": self.form_time("pub_at", "Publish time"),
+            "offline_at": self.optional_form_time("offline_at", "Offline time"),
         }
-        if self.form("offline_at_utc").strip() or self.form("offline_at").strip():
-            fields["offline_at"] = parse_time(
-                self.form("offline_at_utc"), self.form("offline_at"), "Offline time"
-            )
-        else:
-            fields["offline_at"] = None
         for name in TIME_FIELDS:
             stored = before.get(name) if before else None
             if stored is not None and fields[name] == as_utc(stored).replace(second=0, microsecond=0):
@@ -78,7 +74,6 @@ class ArticlePage(AdminHandler):
         values = {name: self.form(name) for name in FORM_FIELDS}
         for name in TIME_FIELDS:
             values[name] = self.form(name)
-            values[name + "_utc"] = self.form(name + "_utc")
         values["publish"] = self.form("publish")
         return values
 
@@ -114,13 +109,12 @@ class ArticlePage(AdminHandler):
         )
 
 
-def form_values(doc: Document) -> dict[str, str]:
-    """An article's fields as the form's inputs (times as UTC, for the page's script)."""
+def form_values(doc: Document, zone: ZoneInfo) -> dict[str, str]:
+    """An article's fields as the form's inputs (times in the business zone)."""
     values = {name: str(doc.get(name, "")) for name in FORM_FIELDS}
     for name in TIME_FIELDS:
         moment = doc.get(name)
-        values[name] = local_input(moment) if moment else ""
-        values[name + "_utc"] = iso_utc(as_utc(moment)) if moment else ""
+        values[name] = local_input(moment, zone) if moment else ""
     return values
 
 
@@ -168,8 +162,7 @@ class ArticleNewHandler(ArticlePage):
     async def get(self) -> None:
         # The app's clock (the engine's; the scheduler and readers use it too).
         now = from_ms(self.ctx.engine.clock.now_ms()).replace(second=0, microsecond=0)
-        values = {"kind": "news", "position": "feed", "weight": "0", "pub_at": local_input(now)}
-        values["pub_at_utc"] = iso_utc(now)
+        values = {"kind": "news", "position": "feed", "weight": "0", "pub_at": local_input(now, self.zone)}
         self.render_form(
             "article_new.html",
             values=values,
@@ -232,7 +225,9 @@ class ArticleHandler(ArticlePage):
 
     async def get(self, raw_id: str) -> None:
         doc = await self.article(self.path_id(raw_id, "article"))
-        await self.show(doc, values=form_values(doc), error=None, preview=str(doc.get("body_html", "")))
+        await self.show(
+            doc, values=form_values(doc, self.zone), error=None, preview=str(doc.get("body_html", ""))
+        )
 
     async def post(self, raw_id: str) -> None:
         article_id = self.path_id(raw_id, "article")

@@ -12,6 +12,7 @@ import tornado.web
 
 from admin.base import LOGIN_URL, PREFIX, AdminHandler, safe_next
 from persistence.accounts import PASSWORD_MAX, BadCredentials
+from persistence.signins import SigninHistory
 from persistence.two_factor import CODE_MAX_LENGTH, TwoFactor
 from web.signin import SigninRefused, signin_guard
 
@@ -94,11 +95,27 @@ class LoginHandler(AdminHandler):
             username=username,
             ip=self.request.remote_ip or "",
         )
+        await self.record_signin(username, ok=True, user_id=user_id)
         self.redirect(next_url, status=303)
 
     async def audit_login(self, action: str, username: str, reason: str) -> None:
         await self.actions.record(
             None, action, "auth", after={"reason": reason}, username=username, ip=self.request.remote_ip or ""
+        )
+        await self.record_signin(username, ok=False, detail=reason)
+
+    async def record_signin(
+        self, username: str, *, ok: bool, user_id: int | None = None, detail: str = ""
+    ) -> None:
+        """The attempt in the account's sign-in history (its user page), surface "admin"."""
+        await SigninHistory(self.ctx.db).record(
+            username=username,
+            surface="admin",
+            ok=ok,
+            ip=self.request.remote_ip or "",
+            user_agent=self.request.headers.get("User-Agent", ""),
+            user_id=user_id,
+            detail=detail,
         )
 
 

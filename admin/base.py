@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import functools
 import hashlib
 import http.client
 import logging
@@ -25,6 +26,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import tornado.escape
@@ -32,11 +34,12 @@ import tornado.web
 
 from backoffice.actions import Actor, AdminActions, NotAuthorized
 from backoffice.roles import can, effective_roles
+from backoffice.timezone import business_zone, format_local, input_value, parse_local, zone_label
 from engine.book.errors import GavelError
 from persistence.accounts import AuthUser
 from persistence.audit import AuditLog
 from persistence.media import MediaStore
-from persistence.mongo import UTC, as_utc, from_ms, iso_utc, to_ms
+from persistence.mongo import from_ms, iso_utc, to_ms
 from web.context import AppContext
 from web.errors import (
     RETRY_AFTER_SECONDS,
@@ -122,25 +125,33 @@ def money_input(fen: int | None) -> str:
     return f"{yuan}.{cents:02d}"
 
 
-def when(value: datetime.datetime | int | None) -> str:
-    """A time as "2025-05-01 12:00:00 UTC" (datetimes or epoch ms)."""
-    if value is None:
-        return "—"
-    moment = from_ms(value) if isinstance(value, int) else as_utc(value)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+def when(value: datetime.datetime | int | None, zone: ZoneInfo) -> str:
+    """A time as "2026-12-06 20:00:00" in the business zone (datetimes or epoch ms); the page's
+    header names the zone once (`zone_label`), so the value carries no suffix."""
+    return format_local(value, zone)
+
+
+def day(value: datetime.datetime | int | None, zone: ZoneInfo) -> str:
+    """A moment's business-zone date ("2026-12-07"): validity windows shown by the day."""
+    return format_local(value, zone)[:10]
 
 
 def iso(value: datetime.datetime | int | None) -> str:
+    """A time as ISO-8601 UTC, for machines (data attributes, JSON): never shown to people."""
     if value is None:
         return ""
     return iso_utc(from_ms(value) if isinstance(value, int) else value)
 
 
-def local_input(value: datetime.datetime | None) -> str:
-    """The UTC value of a datetime-local input ("2025-05-01T12:00"); the page's JS shows local time."""
-    if value is None:
-        return ""
-    return as_utc(value).strftime("%Y-%m-%dT%H:%M")
+def local_input(value: datetime.datetime | int | None, zone: ZoneInfo) -> str:
+    """The value of a datetime-local input ("2026-12-06T20:00"): the time in the business zone."""
+    return input_value(value, zone)
+
+
+@functools.lru_cache(maxsize=8)
+def zone_named(name: str) -> ZoneInfo:
+    """The business zone (BUSINESS_TZ), looked up once per name."""
+    return business_zone(name)
 
 
 def parse_money(raw: str, name: str, *, minimum: int = 0, required: bool = True) -> int | None:
@@ -165,25 +176,33 @@ def parse_int(raw: str, name: str, *, minimum: int = 0, maximum: int = 2**53 - 1
     return int(text)
 
 
-def parse_time(utc_value: str, local_value: str, name: str) -> datetime.datetime:
-    """A form time: the ISO UTC value the page's JS computed from the browser's local time, else the
-    datetime-local value read as UTC (what the page shows when JavaScript is off)."""
-    candidates = [(utc_value.strip(), True), (local_value.strip(), False)]
-    for text, has_offset in candidates:
-        if not text:
-            continue
-        try:
-            parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        if parsed.tzinfo is None:
-            if has_offset:
-                continue
-            parsed = parsed.replace(tzinfo=UTC)
-        if not 1970 <= parsed.year <= 9999:
-            continue
-        return from_ms(to_ms(parsed.astimezone(UTC)))
-    raise FormError(f"{name}: give a date and time")
+def parse_time(value: str, name: str, zone: ZoneInfo) -> datetime.datetime:
+    """A time typed in a form: a datetime-local value ("2026-12-06T20:00", seconds optional) is a
+    wall-clock time in the business zone; a value with an explicit offset ("…Z", "…+08:00") is
+    taken as given. Stored in UTC, to the millisecond (as the engine keeps times)."""
+    text = value.strip()
+    if not text:
+        raise FormError(f"{name}: give a date and time")
+    try:
+        parsed = parse_local(text, zone)
+    except ValueError:
+        raise FormError(f"{name}: give a date and time such as 2026-12-06T20:00") from None
+    return from_ms(to_ms(parsed))
+
+
+def parse_day(raw: str, name: str) -> datetime.date | None:
+    """A date filter ("2026-12-06", a business-zone date; see `backoffice.timezone.date_start`);
+    None when empty."""
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        day = datetime.date.fromisoformat(text[:10]) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None or day.year < 1970:
+        raise FormError(f"{name}: give a date such as 2026-12-06")
+    return day
 
 
 def text_field(
@@ -364,6 +383,20 @@ class AdminHandler(tornado.web.RequestHandler):
         url = LOGIN_URL + ("?" + urllib.parse.urlencode({"next": target}) if target else "")
         self.redirect(url, status=303 if self.request.method != "GET" else 302)
 
+    # -- the business time zone (backoffice/timezone.py) --------------------------------------------
+    @property
+    def zone(self) -> ZoneInfo:
+        """The business zone every time on a page is shown and typed in (BUSINESS_TZ)."""
+        return zone_named(self.ctx.business_tz)
+
+    def form_time(self, field: str, label: str) -> datetime.datetime:
+        """A required datetime-local field, typed in the business zone, as UTC."""
+        return parse_time(self.form(field), label, self.zone)
+
+    def optional_form_time(self, field: str, label: str) -> datetime.datetime | None:
+        """An optional datetime-local field: None when left empty."""
+        return self.form_time(field, label) if self.form(field).strip() else None
+
     # -- rendering ---------------------------------------------------------------------------------
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
@@ -373,9 +406,13 @@ class AdminHandler(tornado.web.RequestHandler):
             static=admin_static_url,
             money=money,
             money_input=money_input,
-            when=when,
+            when=functools.partial(when, zone=self.zone),
+            day=functools.partial(day, zone=self.zone),
             iso=iso,
-            local_input=local_input,
+            local_input=functools.partial(local_input, zone=self.zone),
+            # the business zone, named once in the header; scripts read it from a <meta>
+            business_tz=self.zone.key,
+            zone_label=zone_label(self.zone, from_ms(self.ctx.engine.clock.now_ms())),
             may=self.may,  # which links and buttons to offer (the server refuses the rest anyway)
             writable=self.may(self.write_area or self.area, write=True),  # this page's write buttons
             json=lambda value: orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import tornado.httputil
@@ -23,7 +24,6 @@ from admin.base import (
     money_input,
     parse_int,
     parse_money,
-    parse_time,
     text_field,
 )
 from backoffice.actions import ImageAction, LotAction, live_lot
@@ -51,8 +51,8 @@ MAX_IMAGES = 20
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and the other fields around the file
 
 
-def session_values(doc: Document) -> dict[str, str]:
-    """A session document as the strings of its edit form."""
+def session_values(doc: Document, zone: ZoneInfo) -> dict[str, str]:
+    """A session document as the strings of its edit form (times in the business zone)."""
     values = {
         "title": doc.get("title", ""),
         "description": doc.get("description", ""),
@@ -61,8 +61,7 @@ def session_values(doc: Document) -> dict[str, str]:
         "soft_close_cap_seconds": str(doc.get("soft_close_cap_seconds", 0)),
     }
     for name in TIME_FIELDS:
-        values[name] = local_input(doc[name])
-        values[name + "_utc"] = iso_utc(doc[name])
+        values[name] = local_input(doc[name], zone)
     return values
 
 
@@ -114,7 +113,7 @@ class CatalogPage(AdminHandler):
         }
         for name in TIME_FIELDS:
             label = name.replace("_", " ").capitalize()
-            data[name] = iso_utc(parse_time(self.form(name + "_utc"), self.form(name), label))
+            data[name] = iso_utc(self.form_time(name, label))
         return read_session(Fields(data, SESSION_FIELDS), partial=True)
 
     def lot_form(self, existing: Document | None) -> dict[str, Any]:
@@ -189,7 +188,7 @@ class SessionNewHandler(CatalogPage):
         self.done(f"Session {doc['_id']} created.", f"{PREFIX}/sessions/{doc['_id']}")
 
     def echo(self) -> dict[str, str]:
-        return {name: self.form(name) for name in (*SESSION_FIELDS, *(f + "_utc" for f in TIME_FIELDS))}
+        return {name: self.form(name) for name in SESSION_FIELDS}
 
 
 class SessionHandler(CatalogPage):
@@ -209,7 +208,7 @@ class SessionHandler(CatalogPage):
             state=session_state(self.ctx.engine, session_id),
             lots=lots,
             coupons=coupons,
-            values=values if values is not None else session_values(doc),
+            values=values if values is not None else session_values(doc, self.zone),
             error=error,
             page_title=f"Session {session_id}",
             **self.state_labels(),
@@ -223,7 +222,7 @@ class SessionHandler(CatalogPage):
             await self.actions.update_session(self.actor(), session_id, changes)
         except GavelError as error:
             self.set_status(400 if error.code == "VALIDATION" else 409)
-            values = {name: self.form(name) for name in (*SESSION_FIELDS, *(f + "_utc" for f in TIME_FIELDS))}
+            values = {name: self.form(name) for name in SESSION_FIELDS}
             await self.show(session_id, values=values, error=error.message)
             return
         self.done("Session saved.", f"{PREFIX}/sessions/{session_id}")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 from admin.base import PREFIX, AdminHandler, FormError, Paging, parse_money, text_field
-from persistence.accounts import ledger_document
 from persistence.mongo import Document
 
 ORDER_STATUS_LABELS = {
@@ -165,41 +163,6 @@ class UsersHandler(AdminHandler):
         )
 
 
-class UserHandler(AdminHandler):
-    area = "users"
-    nav = "users"
-
-    async def get(self, raw_id: str) -> None:
-        user_id = self.path_id(raw_id, "user")
-        user = await self.ctx.db.users.find_one(
-            {"_id": user_id},
-            {
-                "username": 1,
-                "display_name": 1,
-                "balance": 1,
-                "is_admin": 1,
-                "non_payer": 1,
-                "created_at": 1,
-                "non_payer_order_id": 1,
-            },
-        )
-        if user is None:
-            self.send_error(404)
-            return
-        ledger = [ledger_document(e) for e in await self.ctx.accounts.ledger(user_id, limit=50)]
-        orders = [o async for o in self.ctx.db.orders.find({"user_id": user_id}).sort("_id", -1).limit(20)]
-        self.render(
-            "user.html",
-            user=user,
-            ledger=ledger,
-            orders=orders,
-            order_labels=ORDER_STATUS_LABELS,
-            blocked=user_id in getattr(self.ctx.engine.book, "blocked", ()),
-            idempotency_key=uuid.uuid4().hex,
-            page_title=f"User {user['username']}",
-        )
-
-
 class CreditHandler(AdminHandler):
     """Top up a balance through `Accounts.credit` (ledger + balance in one transaction)."""
 
@@ -256,7 +219,6 @@ ROUTES = [
     (r"/admin/refunds", RefundsHandler),
     (r"/admin/forfeits", ForfeitsHandler),
     (r"/admin/users", UsersHandler),
-    (r"/admin/users/([0-9]+)", UserHandler),
     (r"/admin/users/([0-9]+)/credit", CreditHandler),
     (r"/admin/users/([0-9]+)/clear-non-payer", ClearNonPayerHandler),
 ]

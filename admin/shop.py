@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from admin.base import PREFIX, AdminHandler, FormError, parse_int, parse_money, parse_time, text_field
+from admin.base import PREFIX, AdminHandler, FormError, parse_int, parse_money, text_field
 from persistence.mongo import Document, to_ms
 
 COURSE_TYPES = ("paid", "vip", "degree")
@@ -70,8 +70,8 @@ class AuctionCouponCreateHandler(ShopPage):
             title = text_field(self.form("title"), "Title", max_length=32)
             amount = parse_money(self.form("amount"), "Amount", minimum=1)
             quantity = parse_int(self.form("quantity"), "Quantity", minimum=1, maximum=1_000_000)
-            start = parse_time(self.form("claim_start_utc"), self.form("claim_start"), "Claim start")
-            end = parse_time(self.form("claim_end_utc"), self.form("claim_end"), "Claim end")
+            start = self.form_time("claim_start", "Claim start")
+            end = self.form_time("claim_end", "Claim end")
             if start >= end:
                 raise FormError("Claim start must be before claim end")
             assert amount is not None
@@ -107,26 +107,15 @@ class CourseCouponCreateHandler(ShopPage):
                 "valid_to": None,
                 "valid_days": _optional_int(self.form("valid_days"), "Valid days", maximum=MAX_VALID_DAYS),
             }
-            if self.form("valid_from") or self.form("valid_from_utc"):
-                fields["valid_from"] = parse_time(
-                    self.form("valid_from_utc"), self.form("valid_from"), "Valid from"
-                )
-            if self.form("valid_to") or self.form("valid_to_utc"):
-                fields["valid_to"] = parse_time(self.form("valid_to_utc"), self.form("valid_to"), "Valid to")
+            fields["valid_from"] = self.optional_form_time("valid_from", "Valid from")
+            fields["valid_to"] = self.optional_form_time("valid_to", "Valid to")
             # Claimable by students (shop/claims.py): a claim window and a quantity, per-user limit.
             fields["quantity"] = _optional_int(self.form("quantity"), "Quantity", maximum=1_000_000)
             fields["per_user_limit"] = _optional_int(
                 self.form("per_user_limit"), "Per-user limit", maximum=1_000_000
             )
-            fields["claim_start"] = fields["claim_end"] = None
-            if self.form("claim_start") or self.form("claim_start_utc"):
-                fields["claim_start"] = parse_time(
-                    self.form("claim_start_utc"), self.form("claim_start"), "Claiming starts"
-                )
-            if self.form("claim_end") or self.form("claim_end_utc"):
-                fields["claim_end"] = parse_time(
-                    self.form("claim_end_utc"), self.form("claim_end"), "Claiming ends"
-                )
+            fields["claim_start"] = self.optional_form_time("claim_start", "Claiming starts")
+            fields["claim_end"] = self.optional_form_time("claim_end", "Claiming ends")
             if kind == "percent":
                 fields["off_percent"] = parse_int(
                     self.form("off_percent"), "Percent off", minimum=1, maximum=100

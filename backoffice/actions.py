@@ -24,11 +24,27 @@ from backoffice.ports import (
     SecondFactor,
     StaffAccountView,
     StaffDirectory,
+    UserNoteStore,
 )
 from backoffice.roles import Role, action_area, can, effective_roles, mentor_only, parse_roles
+from community.errors import TextRejected
 from community.rules import REASON_MAX, clean_text
-from engine.book.errors import GavelError, NotFound
-from engine.commands import CancelLot, CloseLot, Command, OpenLot, Outcome
+from engine.book.errors import GavelError, InvalidInput, NotFound
+from engine.commands import (
+    BlockBidder,
+    CancelLot,
+    CloseLot,
+    Command,
+    ExtendLot,
+    OpenLot,
+    Outcome,
+    PauseLot,
+    PauseSession,
+    ResumeLot,
+    ResumeSession,
+    UnblockBidder,
+    VoidBid,
+)
 from engine.engine import Engine
 from shop.degree_rules import EnrolmentEvent
 from shop.degree_service import DegreeService
@@ -37,6 +53,7 @@ LotAction = Literal["open", "close", "cancel"]
 ImageAction = Literal["add", "up", "down", "cover", "remove"]
 CREDIT_KIND = "admin_credit"
 CREDIT_REF_PREFIX = "admin-credit:"
+NOTE_MAX = 2000  # a support note's characters
 
 
 class NotAuthorized(GavelError):
@@ -59,6 +76,40 @@ class EngineRefused(GavelError):
     """The engine refused a lot command (an illegal move in its current state): 409."""
 
     code = "ILLEGAL_STATE"
+
+
+class ReasonRequired(GavelError):
+    """A live control (pause, extend, withdraw, void, block...) came without a reason: 400."""
+
+    code = "REASON_REQUIRED"
+
+
+class BadTime(GavelError):
+    """An extension's new end is not later than the lot's end, or not in the future: 400."""
+
+    code = "BAD_TIME"
+
+
+class NonPayer(GavelError):
+    """The bidder is blocked as a non-payer: only clearing the flag lets them bid again: 409."""
+
+    code = "NON_PAYER"
+
+
+CONTROL_REASON_MAX = 500  # characters, after cleaning
+
+
+def control_reason(raw: object) -> str:
+    """A live control's reason as stored (cleaned like community reasons), required, ≤ 500."""
+    if raw is None:
+        raise ReasonRequired("a reason is required")
+    try:
+        reason = clean_text(raw, max_length=CONTROL_REASON_MAX, what="reason", required=False)
+    except TextRejected as error:
+        raise InvalidInput(error.message) from None
+    if not reason:
+        raise ReasonRequired("a reason is required")
+    return reason
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,6 +137,9 @@ def live_lot(engine: Engine, lot_id: int) -> Document | None:
         "ends_at": lot.ends_at,
         "next_min": lot.next_min(),
         "leader": lot.leader,
+        "paused": bool(lot.paused_since),
+        "paused_since": lot.paused_since,
+        "extensions": lot.extensions,
     }
 
 
@@ -230,8 +284,125 @@ class AdminActions:
         outcome = await self.engine.execute(command)
         if outcome.ok:
             after = live_lot(self.engine, lot_id)
-            await self.record(actor, name, f"lot:{lot_id}", before, {**(after or {}), "reason": reason})
+            await self.record(
+                actor, name, f"lot:{lot_id}", before, {**(after or {}), "reason": reason}, reason=reason
+            )
         return outcome
+
+    # -- live controls (docs/engine.md "Admin controls") ----------------------------------------------
+    async def _lot_control(
+        self, actor: Actor, action: str, lot_id: int, command: Command, reason: str
+    ) -> Document:
+        """Send one control to the engine; one audit entry with the live lot before and after."""
+        before = live_lot(self.engine, lot_id)
+        outcome = await self.engine.execute(command)
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after = live_lot(self.engine, lot_id) or {}
+        await self.record(actor, action, f"lot:{lot_id}", before, after, reason=reason)
+        return after
+
+    async def _checked(self, actor: Actor, action: str, lot_id: int, raw_reason: object) -> str:
+        await self.authorize(actor, action)
+        reason = control_reason(raw_reason)
+        if lot_id not in self.engine.book.lots:
+            raise NotFound(f"no lot {lot_id}")
+        return reason
+
+    async def lot_pause(self, actor: Actor, lot_id: int, reason: str) -> Document:
+        reason = await self._checked(actor, "lot.pause", lot_id, reason)
+        return await self._lot_control(actor, "lot.pause", lot_id, PauseLot(lot_id, reason), reason)
+
+    async def lot_resume(self, actor: Actor, lot_id: int, reason: str) -> Document:
+        reason = await self._checked(actor, "lot.resume", lot_id, reason)
+        return await self._lot_control(actor, "lot.resume", lot_id, ResumeLot(lot_id), reason)
+
+    async def lot_extend(self, actor: Actor, lot_id: int, ends_at_ms: int, reason: str) -> Document:
+        reason = await self._checked(actor, "lot.extend", lot_id, reason)
+        lot = self.engine.book.lots[lot_id]
+        if ends_at_ms <= lot.ends_at or ends_at_ms <= self.engine.clock.now_ms():
+            raise BadTime("the new end must be later than the lot's current end and in the future")
+        return await self._lot_control(actor, "lot.extend", lot_id, ExtendLot(lot_id, ends_at_ms), reason)
+
+    async def lot_withdraw(self, actor: Actor, lot_id: int, reason: str) -> Document:
+        """Close the lot unsold (before or during bidding); settlement refunds every deposit on it."""
+        reason = await self._checked(actor, "lot.withdraw", lot_id, reason)
+        return await self._lot_control(actor, "lot.withdraw", lot_id, CancelLot(lot_id, reason), reason)
+
+    async def bid_void(self, actor: Actor, lot_id: int, bid_index: int, reason: str) -> Document:
+        reason = await self._checked(actor, "bid.void", lot_id, reason)
+        inputs = self.engine.book.lots[lot_id].input_log
+        if not 0 <= bid_index < len(inputs):
+            raise NotFound(f"lot {lot_id} has no bid {bid_index}")
+        bidder, amount, at, is_max = inputs.line(bid_index)
+        before = live_lot(self.engine, lot_id)
+        outcome = await self.engine.execute(VoidBid(lot_id, bid_index, reason))
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after = live_lot(self.engine, lot_id) or {}
+        voided = {"bid_index": bid_index, "bidder": bidder, "amount": amount, "is_max": is_max, "at": at}
+        await self.record(
+            actor, "bid.void", f"lot:{lot_id}", before, {**after, "voided": voided}, reason=reason
+        )
+        return after
+
+    def _session_lots(self, session_id: int) -> Document:
+        session = self.engine.book.sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"no session {session_id}")
+        return {
+            "session_id": session_id,
+            "lots": [live_lot(self.engine, lot_id) for lot_id in session.lot_ids],
+        }
+
+    async def _session_control(
+        self, actor: Actor, action: str, session_id: int, raw_reason: object, pause: bool
+    ) -> Document:
+        await self.authorize(actor, action)
+        reason = control_reason(raw_reason)
+        before = self._session_lots(session_id)
+        command: Command = PauseSession(session_id, reason) if pause else ResumeSession(session_id)
+        outcome = await self.engine.execute(command)
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after = self._session_lots(session_id)
+        await self.record(actor, action, f"session:{session_id}", before, after, reason=reason)
+        return after
+
+    async def session_pause(self, actor: Actor, session_id: int, reason: str) -> Document:
+        """Pause every lot of the session that is bidding now."""
+        return await self._session_control(actor, "session.pause", session_id, reason, True)
+
+    async def session_resume(self, actor: Actor, session_id: int, reason: str) -> Document:
+        """Resume every paused lot of the session (each gets back the time it was held)."""
+        return await self._session_control(actor, "session.resume", session_id, reason, False)
+
+    async def bidder_block(self, actor: Actor, user_id: int, reason: str) -> Document:
+        """Refuse the user's bids (BLOCKED) on every lot until unblocked."""
+        await self.authorize(actor, "bidder.block")
+        reason = control_reason(reason)
+        before = {"user_id": user_id, "blocked": user_id in self.engine.book.blocked}
+        outcome = await self.engine.execute(BlockBidder(user_id))
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after: Document = {"user_id": user_id, "blocked": True}
+        await self.record(actor, "bidder.block", f"user:{user_id}", before, after, reason=reason)
+        return after
+
+    async def bidder_unblock(self, actor: Actor, user_id: int, reason: str) -> Document:
+        """Let the user bid again. A flagged non-payer stays blocked: settlement's rule is that
+        only clearing the flag (`clear_non_payer`, which also unblocks) lets them bid again."""
+        await self.authorize(actor, "bidder.unblock")
+        reason = control_reason(reason)
+        if (await self.office.non_payer_state(user_id)).get("non_payer"):
+            raise NonPayer("this bidder is blocked as a non-payer: clear the non-payer flag instead")
+        before = {"user_id": user_id, "blocked": user_id in self.engine.book.blocked}
+        outcome = await self.engine.execute(UnblockBidder(user_id))
+        if not outcome.ok:
+            raise EngineRefused(outcome.message or "the engine refused", code=_refusal_code(outcome))
+        after: Document = {"user_id": user_id, "blocked": False}
+        await self.record(actor, "bidder.unblock", f"user:{user_id}", before, after, reason=reason)
+        return after
 
     # -- money -------------------------------------------------------------------------------------------
     async def credit(
@@ -250,6 +421,7 @@ class AdminActions:
                 f"user:{user_id}",
                 {"balance": entry.balance_after - amount},
                 {"balance": entry.balance_after, "amount": amount, "ref": entry.ref, "note": note},
+                reason=note,
             )
         return entry
 
@@ -261,6 +433,21 @@ class AdminActions:
             actor, "user.clear_non_payer", f"user:{user_id}", before, {"non_payer": False, "changed": changed}
         )
         return changed
+
+    # == support notes on a user (issue 24) ============================================================
+    # The notes store (persistence/user_notes.py), set by composition/backoffice.py; None: unavailable.
+    notes: UserNoteStore | None = None
+
+    async def user_note(self, actor: Actor, user_id: int, text: str) -> Document:
+        """Add a support note to a user's page (area `notes`): `user.note`, the note as the entry's
+        `after` (a note is only ever added, so there is no `before`)."""
+        await self.authorize(actor, "user.note")
+        if self.notes is None:
+            raise GavelError("support notes are not wired into this application", code="UNAVAILABLE")
+        cleaned = clean_text(text, max_length=NOTE_MAX, what="note")
+        note = await self.notes.add(user_id, cleaned, actor.user_id, actor.username)
+        await self.record(actor, "user.note", f"user:{user_id}", None, {"text": cleaned})
+        return note
 
     async def order_action(
         self, actor: Actor, order_id: int, action: Literal["ship", "complete"], tracking_no: str | None = None
@@ -384,6 +571,7 @@ class AdminActions:
                 f"shop_order:{order_no}",
                 {k: before.get(k) for k in fields} if before else None,
                 {**{k: after.get(k) for k in fields}, "reason": reason},
+                reason=reason,
             )
         return after
 
@@ -618,7 +806,9 @@ class AdminActions:
         answer: Document = outcome.as_dict()
         if outcome.changed or outcome.reports:
             before = {"content": answer.pop("content")}
-            await self.record(actor, "community.report_resolve", f"report:{report_id}", before, answer)
+            await self.record(
+                actor, "community.report_resolve", f"report:{report_id}", before, answer, reason=reason
+            )
         answer.pop("content", None)
         return answer
 
@@ -632,7 +822,7 @@ class AdminActions:
         answer: Document = outcome.as_dict()
         before = {"content": answer.pop("content")}
         if outcome.changed or outcome.reports:
-            await self.record(actor, name, f"{kind}:{content_id}", before, answer)
+            await self.record(actor, name, f"{kind}:{content_id}", before, answer, reason=reason)
         return answer
 
     async def community_block(self, actor: Actor, user_id: int, reason: str, days: int | None) -> Document:
@@ -640,7 +830,9 @@ class AdminActions:
         before, block = await self._moderation_desk().block(user_id, reason, days, actor.user_id)
         after = {"until": block["until"], "reason": block["reason"], "days": days}
         previous = None if before is None else {"until": before.get("until"), "reason": before.get("reason")}
-        await self.record(actor, "community.block", f"user:{user_id}", previous, after)
+        await self.record(
+            actor, "community.block", f"user:{user_id}", previous, after, reason=block["reason"]
+        )
         block_doc: Document = block
         return block_doc
 
@@ -650,7 +842,9 @@ class AdminActions:
         removed = await self._moderation_desk().unblock(user_id)
         if removed is not None:
             before = {"until": removed.get("until"), "reason": removed.get("reason")}
-            await self.record(actor, "community.unblock", f"user:{user_id}", before, {"reason": reason})
+            await self.record(
+                actor, "community.unblock", f"user:{user_id}", before, {"reason": reason}, reason=reason
+            )
         return removed is not None
 
     async def community_erase(self, actor: Actor, user_id: int, reason: str) -> dict[str, int]:
@@ -660,7 +854,9 @@ class AdminActions:
         desk = self._moderation_desk()
         cleaned = desk.reason_of(reason)  # refused before anything goes
         counts: dict[str, int] = await desk.erase_user(user_id, actor.user_id)
-        await self.record(actor, "community.erase", f"user:{user_id}", None, {**counts, "reason": cleaned})
+        await self.record(
+            actor, "community.erase", f"user:{user_id}", None, {**counts, "reason": cleaned}, reason=cleaned
+        )
         return counts
 
     # == community: reactions (issue 23) =========================================================
@@ -681,7 +877,7 @@ class AdminActions:
         reason = clean_text(reason, max_length=REASON_MAX, what="reason", required=False)
         wrong: dict[str, int] = await self._reactions_desk().repair(dry_run)
         after = {"dry_run": dry_run, "wrong": wrong, "reason": reason}
-        await self.record(actor, "community.repair", "community_counters", None, after)
+        await self.record(actor, "community.repair", "community_counters", None, after, reason=reason)
         return wrong
 
     # == community: feed (issue 23) ====================================================================
@@ -797,3 +993,33 @@ class AdminActions:
         doc: Document = await self._articles_desk().create_source(name)
         await self.record(actor, "article_source.create", f"article_source:{doc['_id']}", None, doc)
         return doc
+
+    # -- exports (issue 24): a read, but personal data left the building, so it is on the record ------
+    async def export_allowed(self, actor: Actor, kind: str) -> None:
+        """Before the first row: may this actor take this export at all. An export is a read, so it
+        needs read access to `exports` (backoffice/roles.py: `export.*`), not the write `authorize`
+        asks of every other action; the surface checks the data's own area (e.g. `orders`)."""
+        if not actor.is_admin:
+            raise NotAuthorized("this needs an admin")
+        area = action_area(f"export.{kind}")
+        if not can(effective_roles(actor.is_admin, actor.roles), area):
+            raise NotAuthorized(f"export.{kind} needs read access to {area or 'owner-only actions'}")
+
+    async def export_done(
+        self, actor: Actor, kind: str, filters: Mapping[str, str], rows: int, *, complete: bool = True
+    ) -> None:
+        """One audit entry per export, after its last row: the filters asked for and the rows sent
+        (`complete` False when the download was cut off part way)."""
+        await self.record(
+            actor,
+            f"export.{kind}",
+            f"export:{kind}",
+            None,
+            {"filters": dict(filters), "rows": rows, "complete": complete},
+        )
+
+
+def _refusal_code(outcome: Outcome) -> str:
+    """An engine refusal of a control is about the current state (409 ILLEGAL_STATE), unless the
+    engine could not answer at all (UNAVAILABLE: 503)."""
+    return "UNAVAILABLE" if outcome.code == "UNAVAILABLE" else "ILLEGAL_STATE"

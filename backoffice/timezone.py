@@ -90,3 +90,9 @@ def zone_label(zone: ZoneInfo, now: datetime.datetime | int) -> str:
     sign = "+" if minutes >= 0 else "-"
     hours, rest = divmod(abs(minutes), 60)
     return f"{zone.key} (UTC{sign}{hours:02d}:{rest:02d})"
+
+
+def date_start(day: datetime.date, zone: ZoneInfo) -> datetime.datetime:
+    """Midnight starting business day `day`, in UTC: a "from" date filter's bound (inclusive); the
+    next day's is a "to" date filter's (exclusive), so "to 2026-12-06" includes all of that day."""
+    return datetime.datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)

@@ -32,6 +32,7 @@ from persistence.audit import AuditLog
 from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Document
 from persistence.two_factor import TwoFactor
+from persistence.user_notes import UserNotes
 from web.context import AppContext
 
 log = logging.getLogger("gavel.admin.backoffice")
@@ -239,4 +240,5 @@ def build_admin_actions(ctx: AppContext) -> AdminActions:
     actions.feed = feed_of(ctx)  # the community feed's admin writes (issue 23, gateway/rest_feed.py)
     actions.articles = articles_of(ctx)  # the community's articles (issue 23; gateway/rest_articles.py)
     actions.staff = ctx.accounts  # staff and their roles (issue 24; admin/staff.py)
+    actions.notes = UserNotes(ctx.db)  # support notes on a user's page (issue 24)
     return actions

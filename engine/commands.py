@@ -74,6 +74,47 @@ class UnblockBidder(NamedTuple):
     user_id: UserId
 
 
+class PauseLot(NamedTuple):
+    """Hold a bidding lot: bids are refused with PAUSED and its end does not come while held."""
+
+    lot_id: LotId
+    reason: str
+
+
+class ResumeLot(NamedTuple):
+    """Release a paused lot; its end moves later by the time it was held."""
+
+    lot_id: LotId
+
+
+class PauseSession(NamedTuple):
+    """Pause every lot of the session that is bidding (and not paused) now."""
+
+    session_id: SessionId
+    reason: str
+
+
+class ResumeSession(NamedTuple):
+    """Resume every paused lot of the session."""
+
+    session_id: SessionId
+
+
+class ExtendLot(NamedTuple):
+    """Move an open (or not yet open) lot's end later, to `ends_at_ms`."""
+
+    lot_id: LotId
+    ends_at_ms: Millis
+
+
+class VoidBid(NamedTuple):
+    """Void the lot's `bid_index`-th accepted bid input; the rest are replayed in order."""
+
+    lot_id: LotId
+    bid_index: int
+    reason: str
+
+
 class Tick(NamedTuple):
     """Time moved on: fire due timers. Issued by the engine's scheduler, journaled like any other."""
 
@@ -90,6 +131,12 @@ Command: TypeAlias = (
     | MarkOverdue
     | BlockBidder
     | UnblockBidder
+    | PauseLot
+    | ResumeLot
+    | PauseSession
+    | ResumeSession
+    | ExtendLot
+    | VoidBid
     | Tick
 )
 
@@ -107,6 +154,12 @@ TAGS: dict[type[Command], int] = {
     MarkOverdue: 15,
     BlockBidder: 16,
     UnblockBidder: 17,
+    PauseLot: 18,
+    ResumeLot: 19,
+    PauseSession: 20,
+    ResumeSession: 21,
+    ExtendLot: 22,
+    VoidBid: 23,
 }
 BY_TAG: dict[int, type[Command]] = {tag: kind for kind, tag in TAGS.items()}
 

@@ -34,16 +34,22 @@ from engine.commands import (
     CancelLot,
     CloseLot,
     Command,
+    ExtendLot,
     MarkOverdue,
     OpenLot,
     Outcome,
+    PauseLot,
+    PauseSession,
     PlaceBid,
     PutLot,
     PutSession,
     RegisterDeposit,
+    ResumeLot,
+    ResumeSession,
     SetMaxBid,
     Tick,
     UnblockBidder,
+    VoidBid,
 )
 from engine.ports import SnapshotSink
 
@@ -732,6 +738,18 @@ class Engine:
             book.block(command.user_id)
         elif isinstance(command, UnblockBidder):
             book.unblock(command.user_id)
+        elif isinstance(command, PauseLot):
+            book.pause_lot(command.lot_id, now, command.reason)
+        elif isinstance(command, ResumeLot):
+            book.resume_lot(command.lot_id, now)
+        elif isinstance(command, PauseSession):
+            book.pause_session(command.session_id, now, command.reason)
+        elif isinstance(command, ResumeSession):
+            book.resume_session(command.session_id, now)
+        elif isinstance(command, ExtendLot):
+            book.extend_lot(command.lot_id, command.ends_at_ms, now)
+        elif isinstance(command, VoidBid):
+            book.void_bid(command.lot_id, command.bid_index, now, command.reason)
         else:  # pragma: no cover - the Command union is exhaustive
             raise GavelError(f"unknown command {command!r}")
         return _OK._replace(seq=seq)

@@ -7,10 +7,13 @@ token, 403 with a non-admin one. Every write goes through the admin-actions serv
 
 import re
 import uuid
+from typing import Any
 
-from backoffice.actions import Actor, AdminActions, LotAction
+from backoffice.actions import Actor, AdminActions, BadTime, LotAction, control_reason
+from backoffice.ports import Document
 from persistence.accounts import ledger_document
 from persistence.catalog import LotSpec, SessionSpec, admin_lot_view, admin_session_view, engine_refusal
+from persistence.mongo import iso_from_ms, to_ms
 from web.catalog_fields import LOT_FIELDS, MAX_MONEY, SESSION_FIELDS, read_lot, read_session
 from web.context import AppContext
 from web.errors import ValidationFailed
@@ -115,6 +118,91 @@ class CreditHandler(AdminWriteHandler):
         self.reply(ledger_document(entry), 200 if entry.replayed else 201)
 
 
+def live_lot_json(lot_id: int, live: Document) -> dict[str, Any]:
+    """A live lot as the control endpoints answer it: times as UTC ISO-8601 (and in ms)."""
+    paused_since = live.get("paused_since") or 0
+    return {
+        "lot_id": lot_id,
+        **live,
+        "ends_at": iso_from_ms(live["ends_at"]) if "ends_at" in live else None,
+        "ends_at_ms": live.get("ends_at"),
+        "paused_since": iso_from_ms(paused_since) if paused_since else None,
+    }
+
+
+class LotControlHandler(AdminWriteHandler):
+    """`POST /api/v1/admin/lots/{id}/pause|resume|withdraw` `{"reason"}` and `.../extend`
+    `{"ends_at", "reason"}`: live controls through the engine, audited with the reason."""
+
+    async def post(self, raw_id: str, control: str) -> None:
+        actor = await self.actor()
+        lot_id = self.path_id(raw_id, "lot")
+        if control == "extend":
+            body = self.fields(("ends_at", "reason"))
+            if not body.has("ends_at"):
+                raise BadTime("ends_at is required: an ISO-8601 time with a UTC offset")
+            try:
+                ends_at_ms = to_ms(body.timestamp("ends_at"))
+            except ValidationFailed as error:
+                raise BadTime(error.message) from None
+            live = await self.actions.lot_extend(
+                actor, lot_id, ends_at_ms, control_reason(body.data.get("reason"))
+            )
+        else:
+            reason = control_reason(self.fields(("reason",)).data.get("reason"))
+            if control == "pause":
+                live = await self.actions.lot_pause(actor, lot_id, reason)
+            elif control == "resume":
+                live = await self.actions.lot_resume(actor, lot_id, reason)
+            else:
+                live = await self.actions.lot_withdraw(actor, lot_id, reason)
+        self.reply(live_lot_json(lot_id, live))
+
+
+class BidVoidHandler(AdminWriteHandler):
+    """`POST /api/v1/admin/lots/{id}/bids/{index}/void` `{"reason"}`: the index is the bid input's
+    place in the order of acceptance (0 first); the rest are replayed."""
+
+    async def post(self, raw_id: str, raw_index: str) -> None:
+        actor = await self.actor()
+        lot_id = self.path_id(raw_id, "lot")
+        if len(raw_index) > 9:
+            raise ValidationFailed("the bid index is too large")
+        reason = control_reason(self.fields(("reason",)).data.get("reason"))
+        live = await self.actions.bid_void(actor, lot_id, int(raw_index), reason)
+        self.reply(live_lot_json(lot_id, live))
+
+
+class SessionControlHandler(AdminWriteHandler):
+    """`POST /api/v1/admin/sessions/{id}/pause|resume` `{"reason"}`: every bidding lot of it."""
+
+    async def post(self, raw_id: str, control: str) -> None:
+        actor = await self.actor()
+        session_id = self.path_id(raw_id, "session")
+        reason = control_reason(self.fields(("reason",)).data.get("reason"))
+        if control == "pause":
+            result = await self.actions.session_pause(actor, session_id, reason)
+        else:
+            result = await self.actions.session_resume(actor, session_id, reason)
+        lot_ids = self.ctx.engine.book.sessions[session_id].lot_ids
+        lots = [live_lot_json(lot_id, live) for lot_id, live in zip(lot_ids, result["lots"], strict=True)]
+        self.reply({"session_id": session_id, "lots": lots})
+
+
+class BidderControlHandler(AdminWriteHandler):
+    """`POST /api/v1/admin/bidders/{user_id}/block|unblock` `{"reason"}`."""
+
+    async def post(self, raw_id: str, control: str) -> None:
+        actor = await self.actor()
+        user_id = self.path_id(raw_id, "user")
+        reason = control_reason(self.fields(("reason",)).data.get("reason"))
+        if control == "block":
+            result = await self.actions.bidder_block(actor, user_id, reason)
+        else:
+            result = await self.actions.bidder_unblock(actor, user_id, reason)
+        self.reply(result)
+
+
 ROUTES = [
     (r"/api/v1/admin/sessions", SessionsAdminHandler),
     (r"/api/v1/admin/sessions/([0-9]+)", SessionAdminHandler),
@@ -122,4 +210,8 @@ ROUTES = [
     (r"/api/v1/admin/lots/([0-9]+)", LotAdminHandler),
     (r"/api/v1/admin/lots/([0-9]+)/(open|close|cancel)", LotCommandHandler),
     (r"/api/v1/admin/users/([0-9]+)/credit", CreditHandler),
+    (r"/api/v1/admin/lots/([0-9]+)/(pause|resume|withdraw|extend)", LotControlHandler),
+    (r"/api/v1/admin/lots/([0-9]+)/bids/([0-9]+)/void", BidVoidHandler),
+    (r"/api/v1/admin/sessions/([0-9]+)/(pause|resume)", SessionControlHandler),
+    (r"/api/v1/admin/bidders/([0-9]+)/(block|unblock)", BidderControlHandler),
 ]

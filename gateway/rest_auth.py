@@ -1,10 +1,12 @@
 """Accounts over REST: register, login, logout, me, and the admin login."""
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
+from engine.book.errors import GavelError
 from persistence.accounts import PASSWORD_MAX, LedgerEntry
 from persistence.mongo import iso_utc, to_ms
+from persistence.signins import SigninHistory
 from persistence.two_factor import CODE_MAX_LENGTH, TwoFactor, TwoFactorInvalid, TwoFactorRequired
 from web.errors import ValidationFailed
 from web.http import JsonHandler
@@ -34,19 +36,37 @@ class LoginHandler(JsonHandler):
         code = body.text("totp", min_length=0, max_length=CODE_MAX_LENGTH, default="")
         guard = signin_guard(self.ctx)
         address = self.request.remote_ip or ""
-        # Counted as a failure before the password is checked; a success gives it back.
-        await guard.attempt(username, address)
-        user_id = await self.ctx.accounts.check_password(username, password, admin=self.admin)
-        # An enrolled account needs its code at every door (a bidder token of an admin account
-        # still spends its balance). A missing or wrong code stays counted as a failed attempt.
-        two_factor = TwoFactor(self.ctx.db)
-        if await two_factor.enrolled(user_id):
-            if not code:
-                raise TwoFactorRequired("this account needs its authenticator code: send it as totp")
-            if not await two_factor.verify(user_id, code):
-                raise TwoFactorInvalid("the authenticator or recovery code is wrong or already used")
+        # Every attempt, refused or not, goes into the account's sign-in history (its user page).
+        history = SigninHistory(self.ctx.db)
+        surface: Literal["app", "admin"] = "admin" if self.admin else "app"
+        agent = self.request.headers.get("User-Agent", "")
+        try:
+            # Counted as a failure before the password is checked; a success gives it back.
+            await guard.attempt(username, address)
+            user_id = await self.ctx.accounts.check_password(username, password, admin=self.admin)
+            # An enrolled account needs its code at every door (a bidder token of an admin account
+            # still spends its balance). A missing or wrong code stays counted as a failed attempt.
+            two_factor = TwoFactor(self.ctx.db)
+            if await two_factor.enrolled(user_id):
+                if not code:
+                    raise TwoFactorRequired("this account needs its authenticator code: send it as totp")
+                if not await two_factor.verify(user_id, code):
+                    raise TwoFactorInvalid("the authenticator or recovery code is wrong or already used")
+        except GavelError as refused:
+            await history.record(
+                username=username,
+                surface=surface,
+                ok=False,
+                ip=address,
+                user_agent=agent,
+                detail=refused.code,
+            )
+            raise
         await guard.succeeded(username, address)
         token = await self.ctx.accounts.issue_token(user_id, admin=self.admin)
+        await history.record(
+            username=username, surface=surface, ok=True, ip=address, user_agent=agent, user_id=user_id
+        )
         self.reply({"user_id": user_id, "token": token})
 
 

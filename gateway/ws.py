@@ -20,7 +20,15 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from engine.book.events import LotClosed, LotExtended, LotStateChanged, Outbid, PriceChanged
+from engine.book.events import (
+    BidVoided,
+    LotClosed,
+    LotExtended,
+    LotPaused,
+    LotStateChanged,
+    Outbid,
+    PriceChanged,
+)
 from engine.book.lot import Lot
 from engine.book.states import LotState
 from engine.commands import Outcome, PlaceBid, SetMaxBid
@@ -55,6 +63,8 @@ SLOW_CONSUMER_GRACE_S = 10.0
 RESULT_FIRST_RETRY_S = 0.1
 RESULT_MAX_RETRY_S = 2.0
 RESULT_GIVE_UP_S = 60.0
+# The LotClosed reason of a lot an operator withdrew (engine/book/book.py `cancel_lot`).
+WITHDRAWN_PREFIX = "cancelled:"
 # Encoded snapshots kept (per session, for the engine's current seq) before the cache is cleared.
 SNAPSHOT_CACHE_SIZE = 256
 
@@ -277,6 +287,21 @@ class Hub:
                         "ends_at": event.ends_at,
                     },
                 )
+            elif kind is LotPaused:
+                assert isinstance(event, LotPaused)
+                self._queue(
+                    event.session_id,
+                    {
+                        "type": "lot_paused",
+                        "lot_id": event.lot_id,
+                        "session_id": event.session_id,
+                        "paused": event.paused,
+                        "ends_at": event.ends_at,
+                    },
+                )
+            elif kind is BidVoided:
+                assert isinstance(event, BidVoided)
+                self._bid_voided(event)
             elif kind is LotClosed:
                 assert isinstance(event, LotClosed)
                 self._flush_price(event.lot_id)
@@ -297,11 +322,41 @@ class Hub:
                         "result": "sold" if event.result is LotState.SOLD else "unsold",
                         "price": event.price,
                         "winner": pseudonym(event.session_id, event.winner),
+                        # An operator withdrew the lot (CancelLot): its deposits are refunded.
+                        "withdrawn": event.reason.startswith(WITHDRAWN_PREFIX),
                     },
                 )
         if not self._flush_scheduled and (self._prices or self._frames):
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
+
+    def _bid_voided(self, event: BidVoided) -> None:
+        """Everyone in the session: the lot's state after the void (a `price` frame follows from
+        the PriceChanged after it). The voided bidder: a personal notice, on every socket here."""
+        pseudonym = self.ctx.pseudonym
+        self._queue(
+            event.session_id,
+            {
+                "type": "bid_voided",
+                "lot_id": event.lot_id,
+                "session_id": event.session_id,
+                "price": event.price,
+                "leader": pseudonym(event.session_id, event.leader),
+                "bid_count": event.bid_count,
+                "next_min": event.next_min,
+            },
+        )
+        notice = orjson.dumps(
+            {
+                "type": "your_bid_voided",
+                "lot_id": event.lot_id,
+                "session_id": event.session_id,
+                "price": event.price,
+                "leading": event.leader == event.bidder,
+            }
+        )
+        for socket in self.by_user.get(event.bidder, ()):
+            socket.send(notice)
 
     def _queue(self, session_id: int, message: dict[str, Any]) -> None:
         self._frames.append((session_id, orjson.dumps(message)))
@@ -416,6 +471,7 @@ class Hub:
                             "ends_at": lot.ends_at,
                             "no_bids": lot.bid_count == 0,
                             "increment": lot_increment(lot),
+                            "paused": bool(lot.paused_since),
                         }
                     ),
                 )

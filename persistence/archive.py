@@ -56,6 +56,7 @@ from engine.book.events import (
     LotClosed,
     LotExtended,
     LotOverdue,
+    LotPaused,
     LotStateChanged,
     PriceChanged,
     SessionStateChanged,
@@ -226,6 +227,11 @@ class _ChunkBuilder:
                 f["ends_at_ms"] = event.ends_at
             elif isinstance(event, LotExtended):
                 lot_fields(event.lot_id, seq)["ends_at_ms"] = event.ends_at
+            elif isinstance(event, LotPaused):
+                # A resume moves the end later by the time paused (docs/engine.md "Admin controls").
+                f = lot_fields(event.lot_id, seq)
+                f["ends_at_ms"] = event.ends_at
+                f["paused"] = event.paused
             elif isinstance(event, LotStateChanged):
                 f = lot_fields(event.lot_id, seq)
                 f["state"] = int(event.state)

@@ -1,10 +1,11 @@
 """The admin audit log: who did what, to what, when, from where, with the state before and after.
 
-One document per admin action in the `audit` collection:
-`{at, admin_user_id, admin_username, action, target, before, after, ip, reason, surface}`.
-`action` is a dotted name ("lot.update", "user.credit", "auth.login"...), `target` names the object ("lot:12",
-"session:3", "order:7"). `before`/`after` hold the relevant fields, made storable (no password
-hashes, tokens, or values MongoDB cannot hold). Entries are only ever inserted.
+One document per admin action in the `audit` collection: `{at, admin_user_id, admin_username,
+action, target, before, after, ip, reason, surface}`. `action` is a dotted name ("lot.update",
+"user.credit", "auth.login"...), `target` names the object ("lot:12", "session:3", "order:7").
+`before`/`after` hold the relevant fields, made storable (no password hashes, tokens, or values
+MongoDB cannot hold); `reason` is the admin's reason (older entries kept it in `after.reason`).
+Entries are only ever inserted.
 """
 
 import datetime
@@ -30,6 +31,7 @@ def _indexes() -> list[IndexModel]:
         IndexModel([("at", DESCENDING), ("_id", DESCENDING)], name="at"),
         IndexModel([("action", DESCENDING), ("at", DESCENDING)], name="action_at"),
         IndexModel([("target", DESCENDING), ("at", DESCENDING)], name="target_at"),
+        IndexModel([("admin_username", DESCENDING), ("at", DESCENDING)], name="admin_at"),
     ]
 
 
@@ -100,15 +102,35 @@ class AuditLog:
         return entry
 
     async def page(
-        self, *, action: str | None = None, target: str | None = None, skip: int = 0, limit: int = 50
+        self,
+        *,
+        action: str | None = None,
+        target: str | None = None,
+        admin_username: str | None = None,
+        since: datetime.datetime | None = None,
+        before: datetime.datetime | None = None,
+        skip: int = 0,
+        limit: int = 50,
     ) -> tuple[list[Document], int]:
         """Newest first. `action` matches a name or a prefix ("lot" finds "lot.update");
-        `target` matches exactly or by type ("lot" finds "lot:12")."""
+        `target` matches exactly or by type ("lot" finds "lot:12"); `admin_username` exactly (the
+        name as the entry stored it); `since` ≤ at < `before`. Every value is matched as a literal
+        (regexes only of escaped text, anchored: MongoDB serves them from the indexes; SecantusDB
+        scans, and its range queries on these descending indexes find nothing, so no ranges here)."""
         query: Document = {}
         if action:
             query["action"] = {"$regex": f"^{re.escape(action)}(\\.|$)"}
         if target:
             query["target"] = target if ":" in target else {"$regex": f"^{re.escape(target)}:"}
+        if admin_username:
+            query["admin_username"] = admin_username
+        if since is not None or before is not None:
+            window: Document = {}
+            if since is not None:
+                window["$gte"] = since
+            if before is not None:
+                window["$lt"] = before
+            query["at"] = window
         total = await self.db.audit.count_documents(query)
         cursor = self.db.audit.find(query).sort([("at", DESCENDING), ("_id", DESCENDING)])
         return [doc async for doc in cursor.skip(skip).limit(limit)], total

@@ -448,6 +448,8 @@ class Catalog:
             "has_reserve": live.reserve > 0,
             "reserve_met": live.leader != 0 and live.price >= live.reserve,
             "watchers": int(doc.get("watchers", 0)),
+            # An operator paused the lot: bids get PAUSED until it resumes (docs/engine.md).
+            "paused": bool(live.paused_since),
         }
 
 

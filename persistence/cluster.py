@@ -54,15 +54,21 @@ from engine.commands import (
     CancelLot,
     CloseLot,
     Command,
+    ExtendLot,
     MarkOverdue,
     OpenLot,
     Outcome,
+    PauseLot,
+    PauseSession,
     PlaceBid,
     PutLot,
     PutSession,
     RegisterDeposit,
+    ResumeLot,
+    ResumeSession,
     SetMaxBid,
     UnblockBidder,
+    VoidBid,
 )
 from engine.engine import CommittedBatch, Engine, Reply
 
@@ -773,9 +779,21 @@ class RemoteEngine:
 
     # -- commands out, answers in ----------------------------------------------------------------------
     def _session_of(self, command: Command) -> int | None:
-        if isinstance(command, PutSession | RegisterDeposit | PutLot):
+        if isinstance(command, PutSession | RegisterDeposit | PutLot | PauseSession | ResumeSession):
             return command.session_id
-        if isinstance(command, PlaceBid | SetMaxBid | OpenLot | CloseLot | CancelLot | MarkOverdue):
+        if isinstance(
+            command,
+            PlaceBid
+            | SetMaxBid
+            | OpenLot
+            | CloseLot
+            | CancelLot
+            | MarkOverdue
+            | PauseLot
+            | ResumeLot
+            | ExtendLot
+            | VoidBid,
+        ):
             lot = self.book.lots.get(command.lot_id)
             return None if lot is None else int(lot.session_id)
         return None

@@ -23,6 +23,7 @@ TxSession: TypeAlias = AsyncClientSession
 T = TypeVar("T")
 
 UTC = datetime.UTC
+SIGNIN_RETENTION_DAYS = 90  # persistence/signins.py: sign-in history is kept this long
 
 # Deposits that still count: a failed (or later refunded) deposit must not block a new one.
 LIVE_DEPOSIT_STATUSES = ("pending", "paid")
@@ -75,6 +76,7 @@ def _indexes() -> dict[str, list[IndexModel]]:
         "users": [
             # Usernames are unique regardless of case ("Alice" and "alice" are one account).
             IndexModel([("username_key", ASCENDING)], unique=True, name="username_key_unique"),
+            IndexModel([("display_name", ASCENDING)], name="display_name"),  # the search box's prefixes
         ],
         "tokens": [
             # `_id` is the sha256 of the token (lookup by hash); these serve revocation and expiry.
@@ -96,6 +98,7 @@ def _indexes() -> dict[str, list[IndexModel]]:
                 unique=True,
                 name="session_catalogue_no_unique",
             ),
+            IndexModel([("catalogue_no", ASCENDING)], name="catalogue_no"),  # the search box
         ],
         "deposits": [
             # At most one live (pending or paid) deposit per user and target; `lot_id` None is the
@@ -121,6 +124,23 @@ def _indexes() -> dict[str, list[IndexModel]]:
         "bids": [
             IndexModel([("lot_id", ASCENDING), ("at", DESCENDING)], name="lot_at"),
             IndexModel([("session_id", ASCENDING)], name="session_id"),
+        ],
+        # -- the back office's search box and a user's page (issue 24; docs/admin.md) --------------
+        # Sign-in history (persistence/signins.py): a user's newest first; kept 90 days (TTL).
+        "signins": [
+            IndexModel([("user_id", ASCENDING), ("at", DESCENDING)], name="user_at"),
+            IndexModel([("at", ASCENDING)], expireAfterSeconds=SIGNIN_RETENTION_DAYS * 86_400, name="at_ttl"),
+        ],
+        "user_notes": [IndexModel([("user_id", ASCENDING), ("at", DESCENDING)], name="user_at")],
+        # Search by phone (the shipping addresses hold the phone numbers), by a provider's trade
+        # number, by a lot's catalogue number (without its session).
+        "addresses": [IndexModel([("phone", ASCENDING)], name="phone")],
+        "payments": [
+            IndexModel(
+                [("trade_no", ASCENDING)],
+                partialFilterExpression={"trade_no": {"$type": "string"}},
+                name="trade_no",
+            )
         ],
     }
 

@@ -22,6 +22,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "VALIDATION": 400,
     "INVALID_JSON": 400,
     "INVALID_DISPLAY_NAME": 400,
+    "REASON_REQUIRED": 400,  # an admin's live control without a reason
+    "BAD_TIME": 400,  # an extension's end not later / not in the future
     # 401 / 402 / 403
     "UNAUTHORIZED": 401,
     "BAD_CREDENTIALS": 401,
@@ -47,6 +49,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "NO_DEPOSIT_REQUIRED": 409,
     "BALANCE_LIMIT": 409,
     "LAST_OWNER": 409,  # the staff page: the business keeps at least one owner (docs/admin.md "Roles")
+    "NON_PAYER": 409,  # unblocking a non-payer: clear the flag instead
     # engine bid refusals (websocket answers carry the code; listed for any REST use)
     "NOT_OPEN": 409,
     "CLOSED": 409,
@@ -54,6 +57,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "TOO_LOW": 409,
     "OFF_INCREMENT": 409,
     "SELF_OUTBID": 409,
+    "PAUSED": 409,
     # course shop (docs/shop.md)
     "CART_FULL": 409,
     "COURSE_NOT_ON_SALE": 409,

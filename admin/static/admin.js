@@ -2,37 +2,22 @@
 (function () {
   "use strict";
   var xsrf = (document.querySelector('meta[name="xsrf-token"]') || {}).content || "";
-  window.gavelAdmin = { xsrf: xsrf };
-
-  function pad(n) { return String(n).padStart(2, "0"); }
-  function localValue(date) {
-    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
-      "T" + pad(date.getHours()) + ":" + pad(date.getMinutes());
-  }
-
-  // datetime-local inputs show the browser's local time; the form sends UTC (in name_utc).
-  function setupTimes(form) {
-    var inputs = form.querySelectorAll('input[type="datetime-local"]');
-    inputs.forEach(function (input) {
-      var iso = input.getAttribute("data-utc");
-      if (iso) {
-        var date = new Date(iso);
-        if (!isNaN(date.getTime())) input.value = localValue(date);
-      }
-    });
-    form.querySelectorAll(".tz").forEach(function (el) {
-      try { el.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone + " (your browser's time zone)"; }
-      catch (e) { el.textContent = "your browser's time zone"; }
-    });
-    form.addEventListener("submit", function () {
-      inputs.forEach(function (input) {
-        var hidden = form.querySelector('input[type="hidden"][name="' + input.name + '_utc"]');
-        if (!hidden) return;
-        var date = input.value ? new Date(input.value) : null;
-        hidden.value = date && !isNaN(date.getTime()) ? date.toISOString() : "";
+  // The business time zone (BUSINESS_TZ): scripts show times in it, as the server's when() does.
+  var businessTz = (document.querySelector('meta[name="business-tz"]') || {}).content || "UTC";
+  var timeFormat = null;
+  // A time (epoch ms, ISO string or Date) as "2026-12-06 20:00:00" in the business zone.
+  function formatTime(value) {
+    var date = value instanceof Date ? value : new Date(value);
+    if (isNaN(date.getTime())) return "—";
+    if (!timeFormat) {
+      timeFormat = new Intl.DateTimeFormat("sv-SE", {
+        timeZone: businessTz, year: "numeric", month: "2-digit", day: "2-digit",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"
       });
-    });
+    }
+    return timeFormat.format(date);
   }
+  window.gavelAdmin = { xsrf: xsrf, businessTz: businessTz, formatTime: formatTime };
 
   function setupSpecs(fieldset) {
     var button = fieldset.querySelector("[data-add-spec]");
@@ -81,7 +66,6 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form").forEach(function (form) {
-      if (form.querySelector('input[type="datetime-local"]')) setupTimes(form);
       var question = form.getAttribute("data-confirm");
       if (question) form.addEventListener("submit", function (event) {
         if (!window.confirm(question)) event.preventDefault();

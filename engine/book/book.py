@@ -6,7 +6,7 @@ Pure: every method that depends on time takes `now`; nothing here reads a clock 
 import heapq
 from typing import Any
 
-from engine.book.errors import InvalidCommand, NotFound, RejectCode
+from engine.book.errors import IllegalTransition, InvalidCommand, NotFound, RejectCode
 from engine.book.events import Event, LotClosed
 from engine.book.increments import IncrementRule, rule_from_spec
 from engine.book.lot import CLOSE_LOT_TIMER, BidHistory, Decision, Lot
@@ -170,6 +170,45 @@ class Book:
     def mark_overdue(self, lot_id: LotId) -> None:
         self.lot(lot_id).mark_overdue()
 
+    # -- admin controls ------------------------------------------------------------------------
+    def pause_lot(self, lot_id: LotId, now: Millis, reason: str) -> None:
+        self.lot(lot_id).pause(now, reason)
+
+    def resume_lot(self, lot_id: LotId, now: Millis) -> None:
+        self.lot(lot_id).resume(now)
+
+    def pause_session(self, session_id: SessionId, now: Millis, reason: str) -> list[LotId]:
+        """Pause every lot of the session bidding now; lots that open later open as usual."""
+        session = self.session(session_id)
+        lots = [self.lots[lot_id] for lot_id in session.lot_ids]
+        running = [
+            lot
+            for lot in lots
+            if lot.state is LotState.BIDDING and not lot.paused_since and now < lot.ends_at
+        ]
+        if not running:
+            raise IllegalTransition(f"no lot of session {session_id} is bidding")
+        for lot in running:
+            lot.pause(now, reason)
+        return [lot.lot_id for lot in running]
+
+    def resume_session(self, session_id: SessionId, now: Millis) -> list[LotId]:
+        """Resume every paused lot of the session."""
+        session = self.session(session_id)
+        lots = [self.lots[lot_id] for lot_id in session.lot_ids]
+        held = [lot for lot in lots if lot.state is LotState.BIDDING and lot.paused_since]
+        if not held:
+            raise IllegalTransition(f"no lot of session {session_id} is paused")
+        for lot in held:
+            lot.resume(now)
+        return [lot.lot_id for lot in held]
+
+    def extend_lot(self, lot_id: LotId, ends_at: Millis, now: Millis) -> None:
+        self.lot(lot_id).extend_to(ends_at, now)
+
+    def void_bid(self, lot_id: LotId, index: int, now: Millis, reason: str) -> None:
+        self.lot(lot_id).void(index, now, reason)
+
     def next_due(self) -> Millis | None:
         """When `advance` next has something to do (None: nothing scheduled)."""
         while self._timers and self._is_stale(self._timers[0]):
@@ -208,7 +247,7 @@ class Book:
             _due, kind, ident = timer
             if kind == _CLOSE_LOT:
                 lot = self.lots[ident]
-                if lot.state is LotState.BIDDING:
+                if lot.state is LotState.BIDDING and not lot.paused_since:  # a paused lot waits
                     lot.close(now, "ended")
                     self._end_session_if_done(lot.session, now)
                 continue
@@ -289,6 +328,13 @@ class Book:
                     lot.winner,
                     sorted(lot.depositors),
                     lot.bids.to_bytes(),
+                    # Added with the admin controls (absent from older snapshots):
+                    lot.paused_since,
+                    lot.paused_total,
+                    lot.extensions,
+                    lot.input_log.to_bytes(),
+                    list(lot.voided),
+                    lot.replayable,
                 ]
                 for lot in self.lots.values()
             ],
@@ -316,7 +362,8 @@ class Book:
             book.sessions[sid] = session
             heapq.heappush(book._timers, (p0, _PREVIEW, sid))
             heapq.heappush(book._timers, (b0, _OPEN, sid))
-        for row in state["lots"]:
+        for full_row in state["lots"]:
+            row, controls = full_row[:13], full_row[13:]
             (
                 lid,
                 sid,
@@ -347,6 +394,15 @@ class Book:
             lot.depositors = set(depositors)
             lot.bids = BidHistory.from_bytes(bids)
             lot.bid_count = len(lot.bids)
+            if controls:
+                paused_since, paused_total, extensions, inputs, voided, replayable = controls
+                lot.paused_since, lot.paused_total, lot.extensions = paused_since, paused_total, extensions
+                lot.input_log = BidHistory.from_bytes(inputs)
+                lot.voided = list(voided)
+                lot.replayable = bool(replayable)
+            else:
+                # A snapshot from before bid inputs were kept: the bids it holds cannot be replayed.
+                lot.replayable = not bids
             lot.timers = book._timers
             book.lots[lid] = lot
             session.lot_ids.append(lid)

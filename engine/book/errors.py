@@ -15,6 +15,7 @@ class RejectCode(StrEnum):
     BAD_REQUEST = "BAD_REQUEST"
     NOT_FOUND = "NOT_FOUND"
     BLOCKED = "BLOCKED"
+    PAUSED = "PAUSED"  # an admin paused the lot (or its session); bids wait for the resume
 
 
 class GavelError(Exception):

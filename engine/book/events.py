@@ -75,6 +75,35 @@ class LotOverdue(NamedTuple):
     winner: UserId
 
 
+class LotPaused(NamedTuple):
+    """An admin paused (`paused` True) or resumed a lot; a resume carries the lot's later end."""
+
+    lot_id: LotId
+    session_id: SessionId
+    paused: bool
+    ends_at: Millis
+    at: Millis
+    reason: str
+
+
+class BidVoided(NamedTuple):
+    """An admin voided the lot's `bid_index`-th accepted bid input (by `bidder`); the lot's state was
+    rebuilt by replaying the other inputs. `old_leader` led before the void, `leader` leads now."""
+
+    lot_id: LotId
+    session_id: SessionId
+    bid_index: int
+    bidder: UserId
+    old_leader: UserId
+    price: Fen
+    leader: UserId
+    bid_count: int
+    next_min: Fen
+    ends_at: Millis
+    at: Millis
+    reason: str
+
+
 Event: TypeAlias = (
     BidPlaced
     | PriceChanged
@@ -84,4 +113,6 @@ Event: TypeAlias = (
     | LotClosed
     | SessionStateChanged
     | LotOverdue
+    | LotPaused
+    | BidVoided
 )

@@ -10,20 +10,22 @@ import heapq
 import struct
 from typing import Final, NamedTuple
 
-from engine.book.errors import RejectCode
+from engine.book.errors import IllegalTransition, InvalidCommand, RejectCode
 from engine.book.events import (
     BidPlaced,
+    BidVoided,
     Event,
     LotClosed,
     LotExtended,
     LotOverdue,
+    LotPaused,
     LotStateChanged,
     Outbid,
     PriceChanged,
 )
 from engine.book.increments import FixedIncrement, IncrementRule
 from engine.book.session import Session
-from engine.book.states import LOT_TRANSITIONS, LotState, check_transition
+from engine.book.states import CLOSED_LOT_STATES, LOT_TRANSITIONS, LotState, check_transition
 from engine.book.types import NO_USER, Fen, LotId, Millis, UserId
 
 
@@ -36,6 +38,18 @@ class Decision(NamedTuple):
     price: Fen  # visible price after the decision
     next_min: Fen  # lowest price a (non-leading) bidder could now name
     leader: UserId
+
+
+class BidInput(NamedTuple):
+    """One accepted bid as the bidder sent it (what a void replays): `bid_index` is its place in
+    the order of acceptance (`index` would shadow tuple.index); a voided one stays, `voided` True."""
+
+    bid_index: int
+    bidder: UserId
+    amount: Fen
+    is_max: bool
+    at: Millis
+    voided: bool
 
 
 _LINE: Final = struct.Struct("<qqq")
@@ -99,6 +113,7 @@ _NOT_OPEN: Final = RejectCode.NOT_OPEN
 _CLOSED: Final = RejectCode.CLOSED
 _NO_DEPOSIT: Final = RejectCode.NO_DEPOSIT
 _SELF_OUTBID: Final = RejectCode.SELF_OUTBID
+_PAUSED: Final = RejectCode.PAUSED
 
 
 class Lot:
@@ -109,13 +124,18 @@ class Lot:
         "depositors",
         "ends_at",
         "events",
+        "extensions",
         "gated",
+        "input_log",
         "leader",
         "leader_max",
         "lot_id",
         "lot_key",
+        "paused_since",
+        "paused_total",
         "price",
         "quiet",
+        "replayable",
         "reserve",
         "rule",
         "session",
@@ -124,6 +144,7 @@ class Lot:
         "state",
         "timers",
         "unit",
+        "voided",
         "winner",
     )
 
@@ -160,6 +181,18 @@ class Lot:
         self.bid_count = 0
         self.depositors: set[UserId] = set()
         self.bids = BidHistory()
+        # Every accepted bid input as sent (amount, bidder negated for a maximum, time), in the
+        # same packed form as `bids`: what a void replays. `voided`: indexes voided, ascending.
+        self.input_log = BidHistory()
+        self.voided: list[int] = []
+        # Admin controls: when the lot was paused (0: it is not), the time held by earlier pauses
+        # (the soft-close cap moves by it too), and extensions so far (soft close and admin).
+        self.paused_since: Millis = 0
+        self.paused_total: Millis = 0
+        self.extensions = 0
+        # False for a lot loaded from a snapshot older than `input_log` with bids in it: those
+        # bids were never logged as inputs, so no void can replay them.
+        self.replayable = True
         # The book's timer heap: an extension pushes the lot's new end itself.
         self.timers: list[tuple[Millis, int, int]] = []
         self.gated = False
@@ -206,9 +239,11 @@ class Lot:
 
         Written flat on purpose: it runs for every bid, and each call or object costs here.
         """
-        if self.state is not _BIDDING:
+        if self.state is not _BIDDING or self.paused_since:
             if self.state in (_SCHEDULED, _PREVIEW):
                 return self._reject(_NOT_OPEN)
+            if self.state is _BIDDING:
+                return self._reject(_PAUSED)
             return self._reject(_CLOSED)
         if now >= self.ends_at:
             return self._reject(_CLOSED)
@@ -227,6 +262,7 @@ class Lot:
             if not rule.on_ladder(amount):
                 return self._reject(_OFF_INCREMENT, raise_floor)
             self.leader_max = amount
+            self.input_log.data += pack_line(amount, -bidder, now)
             reserve_price = self._reserve_jump(amount)
             if reserve_price > price:
                 self._visible_bid(bidder, reserve_price, True, now)
@@ -255,12 +291,17 @@ class Lot:
         session_id: object = self.session_key
         at: object = now
         who: object = bidder
+        named: object = amount
+        # The input as sent; for a plain bid (and a challenger beaten at once) it is also the
+        # bidder's own history line, so it is packed once and appended to both.
+        entry = pack_line(named, -bidder if is_max else who, at)
+        self.input_log.data += entry
         if not leader:
             price = max(floor, self._reserve_jump(amount)) if is_max else amount
             self.leader = leader = bidder
             self.leader_max = amount
             shown: object = price
-            bids.data += pack_line(shown, -bidder if is_max else who, at)
+            bids.data += pack_line(shown, -bidder, at) if is_max else entry
             if record:
                 events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
             count = 1
@@ -282,7 +323,7 @@ class Lot:
             else:
                 price = amount
             shown = price
-            bids.data += pack_line(shown, -bidder if is_max else who, at)
+            bids.data += pack_line(shown, -bidder, at) if is_max else entry
             if record:
                 events.append(_new(_BID_PLACED, (lot_id, session_id, who, shown, is_max, at)))
                 events.append(_new(_OUTBID, (lot_id, session_id, leader, shown)))
@@ -298,8 +339,7 @@ class Lot:
                 price = min(leader_max, amount + unit if unit else rule.next_up(amount))
             shown = price
             lead = leader
-            named: object = amount
-            bids.data += pack_line(named, -bidder if is_max else who, at)
+            bids.data += entry
             bids.data += pack_line(shown, -leader, at)
             if record:
                 events.append(_new(_BID_PLACED, (lot_id, session_id, who, named, is_max, at)))
@@ -354,10 +394,13 @@ class Lot:
 
     def _extend(self, new_end: Millis) -> None:
         hard_end = self.session.hard_end
-        if hard_end and new_end > hard_end:
-            new_end = hard_end
+        if hard_end:
+            hard_end += self.paused_total  # a pause gives the time back, up to the cap too
+            if new_end > hard_end:
+                new_end = hard_end
         if new_end > self.ends_at:
             self.ends_at = new_end
+            self.extensions += 1
             heapq.heappush(self.timers, (new_end, CLOSE_LOT_TIMER, self.lot_id))
             self.events.append(LotExtended(self.lot_id, self.session_id, new_end))
 
@@ -382,6 +425,7 @@ class Lot:
             and self.price >= self.reserve
         )
         self.move_to(LotState.SOLD if sold else LotState.UNSOLD)
+        self.paused_since = 0
         self.winner = self.leader if sold else NO_USER
         if now < self.ends_at:
             self.ends_at = now
@@ -401,3 +445,126 @@ class Lot:
     def mark_overdue(self) -> None:
         self.move_to(LotState.OVERDUE)
         self.events.append(LotOverdue(self.lot_id, self.session_id, self.winner))
+
+    # -- admin controls ------------------------------------------------------------------------
+    def pause(self, now: Millis, reason: str) -> None:
+        """Hold a bidding lot: bids get PAUSED and its close timer does not close it."""
+        if self.state is not LotState.BIDDING or now >= self.ends_at:
+            raise IllegalTransition(f"lot {self.lot_id} is not bidding: only a bidding lot can be paused")
+        if self.paused_since:
+            raise IllegalTransition(f"lot {self.lot_id} is paused already")
+        self.paused_since = max(now, 1)  # 0 means running
+        self.events.append(LotPaused(self.lot_id, self.session_id, True, self.ends_at, now, reason))
+
+    def resume(self, now: Millis) -> None:
+        """Release a paused lot: its end moves later by the time it was held, so bidders get back
+        the time they lost, and a new close timer is pushed for it."""
+        if self.state is not LotState.BIDDING or not self.paused_since:
+            raise IllegalTransition(f"lot {self.lot_id} is not paused")
+        held = max(now - self.paused_since, 0)
+        self.paused_since = 0
+        if held:
+            self.paused_total += held
+            self.ends_at += held
+            heapq.heappush(self.timers, (self.ends_at, CLOSE_LOT_TIMER, self.lot_id))
+        self.events.append(LotPaused(self.lot_id, self.session_id, False, self.ends_at, now, ""))
+
+    def extend_to(self, new_end: Millis, now: Millis) -> None:
+        """An admin's extension: a later end, in the future, for a lot that has not closed."""
+        if self.state in CLOSED_LOT_STATES:
+            raise IllegalTransition(f"lot {self.lot_id} has closed: it cannot be extended")
+        if new_end <= self.ends_at or new_end <= now:
+            raise InvalidCommand("the new end must be later than the lot's current end and in the future")
+        self.ends_at = new_end
+        self.extensions += 1
+        heapq.heappush(self.timers, (new_end, CLOSE_LOT_TIMER, self.lot_id))
+        self.events.append(LotExtended(self.lot_id, self.session_id, new_end))
+
+    def inputs(self) -> list[BidInput]:
+        """Every accepted bid input, oldest first, the voided ones marked."""
+        voided = set(self.voided)
+        return [
+            BidInput(index, bidder, amount, auto, at, index in voided)
+            for index, (bidder, amount, at, auto) in enumerate(self.input_log.lines())
+        ]
+
+    def void(self, index: int, now: Millis, reason: str) -> None:
+        """Void the `index`-th accepted input of a bidding (or paused) lot: price, leader, maximum,
+        count and history become what the other inputs give replayed in order at their original
+        times; the end does not move. Then `BidVoided` and `PriceChanged` tell the bidders."""
+        if self.state is not LotState.BIDDING:
+            raise IllegalTransition(f"lot {self.lot_id} is not bidding: its bids can no longer be voided")
+        if not self.replayable:
+            raise IllegalTransition(f"lot {self.lot_id} holds bids from before bid inputs were kept")
+        if not 0 <= index < len(self.input_log):
+            raise InvalidCommand(f"lot {self.lot_id} has no bid {index}")
+        if index in self.voided:
+            raise IllegalTransition(f"bid {index} of lot {self.lot_id} is voided already")
+        bidder = self.input_log.line(index)[0]
+        old_leader = self.leader
+        self.voided.append(index)
+        self.voided.sort()
+        self.replay_inputs()
+        next_min = self.next_min()
+        self.events.append(
+            BidVoided(
+                self.lot_id,
+                self.session_id,
+                index,
+                bidder,
+                old_leader,
+                self.price,
+                self.leader,
+                self.bid_count,
+                next_min,
+                self.ends_at,
+                now,
+                reason,
+            )
+        )
+        self.events.append(
+            PriceChanged(
+                self.lot_id,
+                self.session_id,
+                self.price,
+                self.leader,
+                self.bid_count,
+                next_min,
+                self.ends_at,
+                now,
+            )
+        )
+
+    def replay_inputs(self) -> None:
+        """Rebuild the bidding state from the inputs not voided, quietly (no events, no move of
+        the end, no extension counted): exactly what a fresh lot given those inputs would hold."""
+        log = self.input_log
+        ends_at, extensions, paused_since, quiet = (
+            self.ends_at,
+            self.extensions,
+            self.paused_since,
+            self.quiet,
+        )
+        mark = len(self.events)
+        voided = set(self.voided)
+        self.input_log = BidHistory()
+        self.bids = BidHistory()
+        self.price = 0
+        self.leader = NO_USER
+        self.leader_max = 0
+        self.bid_count = 0
+        self.paused_since = 0
+        self.quiet = True
+        try:
+            for index, (bidder, amount, at, is_max) in enumerate(log.lines()):
+                if index not in voided:
+                    self.place(bidder, amount, is_max, at)
+        finally:
+            self.input_log = log
+            self.ends_at, self.extensions, self.paused_since, self.quiet = (
+                ends_at,
+                extensions,
+                paused_since,
+                quiet,
+            )
+            del self.events[mark:]

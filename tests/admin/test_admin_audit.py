@@ -35,10 +35,10 @@ async def test_each_admin_ui_write_leaves_one_audit_entry(admin_client: AdminCli
 
     now = server.clock.now_ms()
     times = {
-        "preview_start_utc": iso_from_ms(now + HOUR_MS),
-        "preview_end_utc": iso_from_ms(now + 2 * HOUR_MS),
-        "bidding_start_utc": iso_from_ms(now + 2 * HOUR_MS),
-        "bidding_end_utc": iso_from_ms(now + 3 * HOUR_MS),
+        "preview_start": iso_from_ms(now + HOUR_MS),
+        "preview_end": iso_from_ms(now + 2 * HOUR_MS),
+        "bidding_start": iso_from_ms(now + 2 * HOUR_MS),
+        "bidding_end": iso_from_ms(now + 3 * HOUR_MS),
     }
     session_form = {
         "title": "Jade",
@@ -84,8 +84,8 @@ async def test_each_admin_ui_write_leaves_one_audit_entry(admin_client: AdminCli
         "title": "Welcome",
         "amount": "20",
         "quantity": "5",
-        "claim_start_utc": iso_from_ms(now),
-        "claim_end_utc": iso_from_ms(now + HOUR_MS),
+        "claim_start": iso_from_ms(now),
+        "claim_end": iso_from_ms(now + HOUR_MS),
     }
     await one_entry("coupon.create", post("/admin/coupons/auction", coupon))
     await one_entry("shop_category.create", post("/admin/courses/categories", {"name": "Python"}))

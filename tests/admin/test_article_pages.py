@@ -3,6 +3,7 @@ without saving, edit, publish/withdraw, sources, head image, audit, refusals."""
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any
 
@@ -28,10 +29,8 @@ def form(client: AdminClient, source_id: int, **overrides: Any) -> dict[str, Any
         "vid": "",
         "position": "feed",
         "weight": "10",
-        "pub_at": "",
-        "pub_at_utc": iso_utc(now),
+        "pub_at": iso_utc(now),
         "offline_at": "",
-        "offline_at_utc": "",
         "brief": "A brief",
         "body_md": "## Kilns\n\n<img src=x onerror=alert(1)> [x](javascript:alert(1)) **ok**",
     }
@@ -85,7 +84,7 @@ async def test_create_preview_edit_publish_withdraw(admin_client: AdminClient) -
     to_minute = iso_utc(as_utc(before["pub_at"]).replace(second=0, microsecond=0))
     saved = await c.post(
         f"/admin/articles/{article_id}",
-        form(c, source_id, weight="99", title="Kiln notes II", pub_at_utc=to_minute),
+        form(c, source_id, weight="99", title="Kiln notes II", pub_at=to_minute),
     )
     assert saved.status == 303, saved.body
     doc = await c.server.ctx.db.community_articles.find_one({"_id": article_id})
@@ -121,7 +120,7 @@ async def test_new_article_published_later_is_scheduled(admin_client: AdminClien
     await c.sign_in()
     source_id = await make_source(c)
     later = iso_utc(from_ms(c.server.clock.now_ms() + 60_000))
-    created = await c.post("/admin/articles/new", form(c, source_id, pub_at_utc=later, publish="1"))
+    created = await c.post("/admin/articles/new", form(c, source_id, pub_at=later, publish="1"))
     assert created.status == 303
     doc = await c.server.ctx.db.community_articles.find_one({})
     assert doc is not None and doc["status"] == "scheduled"
@@ -170,5 +169,6 @@ async def test_the_new_article_form_starts_at_the_app_clock(admin_client: AdminC
     await c.sign_in()
     c.server.clock.set(c.server.clock.now_ms() - 86_400_000)  # a day back: the form follows it
     page = await c.get("/admin/articles/new")
-    expected = iso_utc(from_ms(c.server.clock.now_ms()).replace(second=0, microsecond=0))
-    assert f'data-utc="{expected}"'.encode() in page.body
+    shanghai = datetime.timezone(datetime.timedelta(hours=8))  # the default BUSINESS_TZ's offset
+    expected = from_ms(c.server.clock.now_ms()).astimezone(shanghai).strftime("%Y-%m-%dT%H:%M")
+    assert f'name="pub_at" value="{expected}"'.encode() in page.body

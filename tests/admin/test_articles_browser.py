@@ -92,7 +92,7 @@ async def test_an_article_goes_online_at_its_time(tab: Tab, tmp_path: Any) -> No
         assert handlers == []
         await tab.screenshot("article_preview")
 
-        # Publish at now + 2 s, in the browser's own time zone (Asia/Shanghai).
+        # Publish at now + 2 s, typed in the business time zone (Asia/Shanghai, the default).
         at = datetime.datetime.now(SHANGHAI) + datetime.timedelta(seconds=2)
         await page.fill("input[name=pub_at]", at.strftime("%Y-%m-%dT%H:%M:%S"))
         await page.check("input[name=publish]")

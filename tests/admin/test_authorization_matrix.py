@@ -11,7 +11,7 @@ For each route, identity and method the handler defines: GET, and POST/PUT/PATCH
 valid XSRF token (pages) or a bearer token (REST); the answer must be a refusal (302/303 to the
 sign-in page, 401, 403) exactly when the identity lacks the access, and never a 5xx.
 
-When a helper adds routes, add one line per route to ROUTE_AREAS.
+When a change adds routes, add one line per route to ROUTE_AREAS.
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ ROUTE_AREAS: dict[str, tuple[str, str]] = {
     r"/admin/users/([0-9]+)": ("users", "users"),
     r"/admin/users/([0-9]+)/credit": ("users", "users"),
     r"/admin/users/([0-9]+)/clear-non-payer": ("users", "users"),
+    r"/admin/users/([0-9]+)/notes": ("notes", "notes"),  # support notes (admin/user_page.py)
+    r"/admin/search": ("dashboard", "dashboard"),  # the header's search box (admin/search.py)
     r"/admin/coupons": ("catalogue|auctions", "catalogue"),
     r"/admin/coupons/auction": ("auctions", "auctions"),
     r"/admin/coupons/course": ("catalogue", "catalogue"),
@@ -145,6 +147,8 @@ ROUTE_AREAS: dict[str, tuple[str, str]] = {
     r"/admin/api/lots/([0-9]+)": ("auctions", "auctions"),
     r"/admin/staff": ("staff", "staff"),
     r"/admin/audit": ("audit", "audit"),
+    r"/admin/exports": ("exports", "exports"),
+    r"/admin/exports/(orders|payments|refunds|ledgers|bids|enrolments)\.csv": ("exports", "exports"),
     r"/admin/.*": ("account", "account"),  # any other path: the admin's 404 page
     # REST (gateway/rest_*.py)
     r"/api/v1/admin/sessions": ("auctions", "auctions"),
@@ -152,6 +156,10 @@ ROUTE_AREAS: dict[str, tuple[str, str]] = {
     r"/api/v1/admin/sessions/([0-9]+)/lots": ("auctions", "auctions"),
     r"/api/v1/admin/lots/([0-9]+)": ("auctions", "auctions"),
     r"/api/v1/admin/lots/([0-9]+)/(open|close|cancel)": ("auctions", "auctions"),
+    r"/api/v1/admin/lots/([0-9]+)/(pause|resume|withdraw|extend)": ("auctions", "auctions"),
+    r"/api/v1/admin/lots/([0-9]+)/bids/([0-9]+)/void": ("auctions", "auctions"),
+    r"/api/v1/admin/sessions/([0-9]+)/(pause|resume)": ("auctions", "auctions"),
+    r"/api/v1/admin/bidders/([0-9]+)/(block|unblock)": ("auctions", "auctions"),
     r"/api/v1/admin/users/([0-9]+)/credit": ("users", "users"),
     r"/api/v1/admin/sessions/([0-9]+)/coupons": ("auctions", "auctions"),
     r"/api/v1/admin/orders": ("orders", "orders"),

@@ -54,7 +54,7 @@ async def test_clear_a_non_payer(admin_client: AdminClient) -> None:
     flagged = await client.get("/admin/users?non_payer=1")
     assert b"grace" in flagged.body
     page = await client.get(f"/admin/users/{user_id}")
-    assert b"Clear the non-payer flag" in page.body and b"blocked in the engine" in page.body
+    assert b"Clear the non-payer flag" in page.body and b"blocked from bidding" in page.body
     answer = await client.post(f"/admin/users/{user_id}/clear-non-payer")
     assert answer.status == 303
     user = await server.ctx.db.users.find_one({"_id": user_id})
@@ -181,8 +181,8 @@ async def test_auction_coupons(admin_client: AdminClient) -> None:
         "title": "Welcome <10>",
         "amount": "20",
         "quantity": "50",
-        "claim_start_utc": iso_from_ms(now),
-        "claim_end_utc": iso_from_ms(now + HOUR_MS),
+        "claim_start": iso_from_ms(now),
+        "claim_end": iso_from_ms(now + HOUR_MS),
     }
     await client.get("/admin/coupons")
     answer = await client.post("/admin/coupons/auction", form)
@@ -193,7 +193,7 @@ async def test_auction_coupons(admin_client: AdminClient) -> None:
     assert b"Welcome &lt;10&gt;" in page.body and b"claiming" in page.body
     claimable = await client.server.ctx.db.coupons.count_documents({"session_id": session_id})
     assert claimable == 1
-    backwards = await client.post("/admin/coupons/auction", {**form, "claim_end_utc": iso_from_ms(now - 1)})
+    backwards = await client.post("/admin/coupons/auction", {**form, "claim_end": iso_from_ms(now - 1)})
     assert b"Claim start must be before claim end" in (await client.get(backwards.headers["Location"])).body
     assert (await client.server.ctx.db.audit.find_one({"action": "coupon.create"}))["after"][
         "title"

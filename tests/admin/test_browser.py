@@ -122,7 +122,7 @@ async def test_create_session_and_lot_with_image(tab: Tab) -> None:
     page, server = tab.page, tab.server
     await tab.sign_in()
     await page.goto(server.base_url + "/admin/sessions/new")
-    # The browser's zone is Asia/Shanghai (UTC+8): the form must store these times in UTC.
+    # Typed in the business zone (Asia/Shanghai, UTC+8): the form must store these times in UTC.
     start = datetime.datetime.fromtimestamp(server.clock.now_ms() / 1000, datetime.UTC) + datetime.timedelta(
         days=2
     )

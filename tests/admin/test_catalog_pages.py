@@ -20,10 +20,10 @@ def session_form(client: AdminClient, **overrides: str) -> dict[str, str]:
     form = {
         "title": "Spring porcelain",
         "description": "Song and Ming",
-        "preview_start_utc": iso_from_ms(now + HOUR_MS),
-        "preview_end_utc": iso_from_ms(now + 2 * HOUR_MS),
-        "bidding_start_utc": iso_from_ms(now + 2 * HOUR_MS),
-        "bidding_end_utc": iso_from_ms(now + 3 * HOUR_MS),
+        "preview_start": iso_from_ms(now + HOUR_MS),
+        "preview_end": iso_from_ms(now + 2 * HOUR_MS),
+        "bidding_start": iso_from_ms(now + 2 * HOUR_MS),
+        "bidding_end": iso_from_ms(now + 3 * HOUR_MS),
         "deposit": "1,000.50",
         "soft_close_seconds": "60",
         "soft_close_cap_seconds": "600",
@@ -81,18 +81,20 @@ async def test_create_and_edit_a_session(admin_client: AdminClient) -> None:
     assert entry["target"] == f"session:{session_id}" and entry["ip"] == "127.0.0.1"
 
 
-async def test_times_without_javascript_are_read_as_utc(admin_client: AdminClient) -> None:
+async def test_typed_times_are_read_in_the_business_zone(admin_client: AdminClient) -> None:
     client = await signed_in(admin_client)
     start = datetime.datetime.fromtimestamp(client.server.clock.now_ms() // 1000 + 86_400, datetime.UTC)
     start = start.replace(second=0, microsecond=0)
-    local = {
+    shanghai = datetime.timezone(datetime.timedelta(hours=8))  # the default BUSINESS_TZ's offset
+    typed = {
         "preview_start": start,
         "preview_end": start + datetime.timedelta(hours=1),
         "bidding_start": start + datetime.timedelta(hours=1),
         "bidding_end": start + datetime.timedelta(hours=2),
     }
-    form = session_form(client, **{f"{k}_utc": "" for k in local})
-    form.update({k: v.strftime("%Y-%m-%dT%H:%M") for k, v in local.items()})
+    form = session_form(
+        client, **{k: v.astimezone(shanghai).strftime("%Y-%m-%dT%H:%M") for k, v in typed.items()}
+    )
     answer = await client.post("/admin/sessions/new", form)
     assert answer.status == 303
     doc = await client.server.ctx.db.sessions.find_one({})
@@ -105,7 +107,7 @@ async def test_invalid_session_forms_are_shown_again_with_the_problem(admin_clie
         "title": ("", b"Title: required"),
         "deposit": ("12.345", b"Session deposit: give an amount in yuan"),
         "soft_close_seconds": ("-1", b"Soft-close window"),
-        "bidding_end_utc": (iso_from_ms(client.server.clock.now_ms() + HOUR_MS), b"times must satisfy"),
+        "bidding_end": (iso_from_ms(client.server.clock.now_ms() + HOUR_MS), b"times must satisfy"),
     }
     for field, (value, problem) in cases.items():
         answer = await client.post("/admin/sessions/new", session_form(client, **{field: value}))

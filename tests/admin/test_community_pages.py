@@ -133,8 +133,8 @@ async def test_claimable_course_coupon_form(admin_client: AdminClient) -> None:
         "kind": "flat",
         "value": "10",
         "valid_days": "7",
-        "claim_start_utc": iso_utc(now),
-        "claim_end_utc": iso_utc(now + datetime.timedelta(days=3)),
+        "claim_start": iso_utc(now),
+        "claim_end": iso_utc(now + datetime.timedelta(days=3)),
         "quantity": "100",
         "per_user_limit": "2",
     }

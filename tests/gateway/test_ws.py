@@ -112,6 +112,7 @@ async def test_two_bidders_race_the_leader_wins_the_other_is_outbid_and_no_depos
         "ends_at": 0,
         "no_bids": True,
         "increment": 1_000,
+        "paused": False,
     }
 
     # Alice leaves a hidden maximum; Bob's plain bids are answered by her proxy at once.
@@ -164,7 +165,7 @@ async def test_a_lot_below_its_reserve_closes_unsold(app_server: AppServer) -> N
     assert (await bidder.bid(lot_id, 20_000, "r1"))["type"] == "accepted"
     await app_server.advance_to(app_server.engine.book.lots[lot_id].ends_at)
     closed = await bidder.until("closed", lot_id=lot_id)
-    assert closed["result"] == "unsold" and closed["winner"] == ""
+    assert closed["result"] == "unsold" and closed["winner"] == "" and closed["withdrawn"] is False
     bidder.close()
 
 

@@ -18,7 +18,17 @@ from pymongo.asynchronous.database import AsyncDatabase
 from engine.book.events import BidPlaced, LotClosed, PriceChanged, SessionStateChanged
 from engine.book.states import LotState, SessionState
 from engine.clock import FakeClock
-from engine.commands import CloseLot, PlaceBid, PutLot, PutSession, RegisterDeposit, SetMaxBid
+from engine.commands import (
+    CloseLot,
+    PauseLot,
+    PlaceBid,
+    PutLot,
+    PutSession,
+    RegisterDeposit,
+    ResumeLot,
+    SetMaxBid,
+    VoidBid,
+)
 from engine.engine import CommittedBatch, Engine
 from persistence import archive as archive_module
 from persistence.archive import BUCKETS, BidArchiver, archived_bids
@@ -468,3 +478,21 @@ async def test_hurry_writes_a_close_without_waiting_for_the_interval(mongo_db: D
     archiver.on_batch(CommittedBatch([SessionStateChanged(SESSION, SessionState.ENDED, T0)], [2]))
     assert not await archiver.wait_caught_up(2, timeout=0.2)
     await archiver.stop()
+
+
+async def test_pause_resume_and_void_keep_the_lot_mirror_current(
+    tmp_path: pathlib.Path, mongo_db: Db
+) -> None:
+    async with rig(tmp_path, mongo_db) as r:
+        await open_session(r, mongo_db)
+        await bid_burst(r.engine)
+        assert (await r.engine.execute(PauseLot(LOT_A, "photo"))).ok
+        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=10)
+        paused = await assert_mirror_matches_book(mongo_db, r.engine, LOT_A)
+        assert paused["paused"] is True
+        r.clock.advance(30_000)
+        assert (await r.engine.execute(ResumeLot(LOT_A))).ok
+        assert (await r.engine.execute(VoidBid(LOT_A, 3, "test account"))).ok
+        assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=10)
+        resumed = await assert_mirror_matches_book(mongo_db, r.engine, LOT_A)
+        assert resumed["paused"] is False and resumed["ends_at_ms"] == T0 + 60 * MINUTE + 30_000

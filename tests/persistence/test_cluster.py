@@ -16,7 +16,20 @@ from engine.book.errors import RejectCode
 from engine.book.lot import Decision
 from engine.book.states import LotState
 from engine.clock import FakeClock
-from engine.commands import TAGS, BlockBidder, Outcome, PlaceBid, PutLot, PutSession
+from engine.commands import (
+    TAGS,
+    BlockBidder,
+    ExtendLot,
+    Outcome,
+    PauseLot,
+    PauseSession,
+    PlaceBid,
+    PutLot,
+    PutSession,
+    ResumeLot,
+    ResumeSession,
+    VoidBid,
+)
 from engine.engine import CommittedBatch, Engine
 from persistence.cluster import (
     EngineNode,
@@ -315,3 +328,22 @@ async def test_a_malformed_command_entry_is_dropped_and_the_engine_goes_on(
         await asyncio.sleep(0.02)
     assert pending == 0
     assert node.stats["commands"] >= 1
+
+
+async def test_the_live_controls_reach_the_engine_that_owns_the_session(cluster: Cluster) -> None:
+    engine, _node, gateway = await one_engine_one_lot(cluster)
+    assert (await gateway.execute(PlaceBid(10, 501, 1000, "c1"))).ok
+    assert (await gateway.execute(PlaceBid(10, 502, 5000, "c2"))).ok
+    assert (await gateway.execute(PauseLot(10, "check"))).ok
+    assert engine.book.lots[10].paused_since
+    assert (await gateway.execute(VoidBid(10, 1, "typo"))).ok
+    assert (await gateway.execute(ResumeLot(10))).ok
+    end = engine.book.lots[10].ends_at
+    assert (await gateway.execute(ExtendLot(10, end + 60_000))).ok
+    assert (await gateway.execute(PauseSession(1, "alarm"))).ok
+    assert (await gateway.execute(ResumeSession(1))).ok
+    assert (await gateway.execute(PauseLot(99, "no such lot"))).code == "NOT_FOUND"
+    lot = engine.book.lots[10]
+    assert (lot.price, lot.leader, lot.extensions, lot.paused_since) == (1000, 501, 1, 0)
+    await eventually(lambda: gateway.followers["e1"].last_seq == engine.last_seq)
+    assert gateway.followers["e1"].book.to_state() == engine.book.to_state()

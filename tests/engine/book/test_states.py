@@ -109,6 +109,7 @@ def test_reject_codes_are_stable_strings() -> None:
             "BAD_REQUEST",
             "NOT_FOUND",
             "BLOCKED",
+            "PAUSED",
         )
     }
 
