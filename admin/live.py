@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any
 
 import tornado.web
 
@@ -22,8 +22,6 @@ from admin.live_plans import (
     Plan,
     block_plan,
     extend_lot_plan,
-    legal_lot_controls,
-    legal_session_controls,
     pause_lot_plan,
     pause_session_plan,
     replay_without,
@@ -35,9 +33,10 @@ from admin.live_plans import (
 )
 from backoffice.actions import Actor
 from backoffice.ports import Document
-from backoffice.timezone import business_zone, format_local, parse_local, zone_label
+from backoffice.timezone import format_local, input_value, parse_local
+from engine.book.controls import legal_lot_controls, legal_session_controls
 from engine.book.errors import GavelError, NotFound
-from engine.book.lot import Lot
+from engine.book.lot import BidInput, Lot
 from engine.book.states import LotState
 from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Database, to_ms
@@ -47,25 +46,6 @@ AREA = "auctions"
 REASON_MAX = 500
 HISTORY_LIMIT = 2_000  # bid lines a lot page shows (newest kept); the chart gets them all
 SOLD_STATES = (int(LotState.SOLD), int(LotState.OVERDUE))
-
-
-class LiveControls(Protocol):
-    """The engine controls of `backoffice.actions.AdminActions` (docs/admin.md "Live monitor and
-    controls"): each authorizes `auctions` write, needs a reason, records one audit entry."""
-
-    async def lot_pause(self, actor: Actor, lot_id: int, reason: str) -> Document: ...
-    async def lot_resume(self, actor: Actor, lot_id: int, reason: str) -> Document: ...
-    async def lot_extend(self, actor: Actor, lot_id: int, ends_at_ms: int, reason: str) -> Document: ...
-    async def lot_withdraw(self, actor: Actor, lot_id: int, reason: str) -> Document: ...
-    async def session_pause(self, actor: Actor, session_id: int, reason: str) -> Document: ...
-    async def session_resume(self, actor: Actor, session_id: int, reason: str) -> Document: ...
-    async def bid_void(self, actor: Actor, lot_id: int, bid_index: int, reason: str) -> Document: ...
-    async def bidder_block(self, actor: Actor, user_id: int, reason: str) -> Document: ...
-    async def bidder_unblock(self, actor: Actor, user_id: int, reason: str) -> Document: ...
-
-
-class ControlsUnavailable(GavelError):
-    code = "UNAVAILABLE"
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -116,23 +96,22 @@ async def usernames(db: Database, user_ids: Iterable[int]) -> dict[int, str]:
 def watchers(hub: Any, session_id: int) -> Document:
     """Sockets subscribed to the session in this process, and the distinct signed-in users among them."""
     sockets = list(hub.by_session.get(session_id, ())) if hub is not None else []
-    return {"sockets": len(sockets), "users": len({s.user_id for s in sockets if getattr(s, "user_id", 0)})}
+    return {"sockets": len(sockets), "users": len({s.user_id for s in sockets if s.user_id})}
 
 
 def bidders_of(lot: Lot) -> set[int]:
     return {line[0] for line in lot.bids.lines()}
 
 
-def lot_inputs(lot: Lot) -> list[Any] | None:
-    """The accepted bid inputs the engine keeps for replay (`Lot.inputs()`), when it keeps them."""
-    inputs = getattr(lot, "inputs", None)
-    return list(inputs()) if callable(inputs) else None
+def lot_inputs(lot: Lot) -> list[BidInput] | None:
+    """The accepted bid inputs the engine keeps for replay; None for a lot restored from a snapshot
+    older than them (its history is the price lines, and its bids cannot be voided)."""
+    return lot.inputs() if lot.replayable else None
 
 
 def live_view(lot: Lot) -> Document:
     """What the monitor shows of a live lot (integers; times in epoch ms)."""
-    paused_since = int(getattr(lot, "paused_since", 0) or 0)
-    extensions = getattr(lot, "extensions", None)
+    paused_since = int(lot.paused_since)
     bidding_end = int(lot.session.bidding_end)
     view: Document = {
         "state": int(lot.state),
@@ -145,9 +124,8 @@ def live_view(lot: Lot) -> Document:
         "reserve_met": bool(lot.bid_count) and lot.price >= lot.reserve,
         "paused": paused_since > 0,
         "paused_since": paused_since,
-        # soft-close and admin extensions so far (the engine counts them); the end's move since the
-        # session's scheduled end shows either way
-        "extensions": int(extensions) if extensions is not None else None,
+        # soft-close and admin extensions so far, and how far they moved the end past the session's
+        "extensions": int(lot.extensions),
         "moved_ms": max(0, int(lot.ends_at) - bidding_end) if lot.ends_at else 0,
         "bidders": len(bidders_of(lot)),
     }
@@ -165,13 +143,13 @@ class LivePage(AdminHandler):
     area = AREA
 
     def zone_name(self) -> str:
-        return str(getattr(self.ctx, "business_tz", "") or "Asia/Shanghai")
+        return self.zone.key
 
     def local(self, value: Any, *, seconds: bool = True) -> str:
-        return format_local(value, business_zone(self.zone_name()), seconds=seconds)
+        return format_local(value, self.zone, seconds=seconds)
 
-    def zone_text(self) -> str:
-        return zone_label(business_zone(self.zone_name()), self.ctx.engine.clock.now_ms())
+    def now(self) -> int:
+        return self.ctx.engine.clock.now_ms()
 
     def engine_lot(self, lot_id: int) -> Lot:
         lot = self.ctx.engine.book.lots.get(lot_id)
@@ -182,12 +160,6 @@ class LivePage(AdminHandler):
     def writer(self) -> bool:
         return self.may(AREA, write=True)
 
-    def controls(self, method: str) -> LiveControls:
-        """The admin-actions service's engine controls (absent in a build without them)."""
-        if not hasattr(self.actions, method):
-            raise ControlsUnavailable("the engine controls are not part of this build")
-        return cast(LiveControls, self.actions)
-
     def reason(self) -> str:
         return text_field(self.form("reason"), "Reason", max_length=REASON_MAX, multiline=True)
 
@@ -195,7 +167,6 @@ class LivePage(AdminHandler):
         self.render(
             template,
             local=self.local,
-            zone=self.zone_text(),
             zone_name=self.zone_name(),
             can_write=self.writer(),
             lot_states=LOT_STATE_LABELS,
@@ -211,6 +182,7 @@ async def session_rows(ctx: AppContext, session_id: int) -> tuple[list[Document]
     docs = [lot async for lot in ctx.db.lots.find({"session_id": session_id})]
     docs.sort(key=lambda lot: (order.get(int(lot["_id"]), 1 << 60), int(lot["_id"])))
     per_lot, session_wide, everything = held_by_lot(await held_deposits(ctx.db, session_id))
+    now = ctx.engine.clock.now_ms()
     leaders: list[int] = []
     all_bidders: set[int] = set()
     hammer = 0
@@ -231,7 +203,7 @@ async def session_rows(ctx: AppContext, session_id: int) -> tuple[list[Document]
                 "title": str(doc.get("title", "")),
                 "live": view,
                 "deposits": held.as_json(),
-                "controls": sorted(legal_lot_controls(view)) if view else [],
+                "controls": sorted(legal_lot_controls(lot, now)) if lot is not None else [],
             }
         )
     names = await usernames(ctx.db, leaders)
@@ -251,6 +223,16 @@ async def session_rows(ctx: AppContext, session_id: int) -> tuple[list[Document]
     return rows, totals
 
 
+def session_controls(ctx: AppContext, session_id: int) -> list[str]:
+    """The session's legal controls now (the engine's rule over its lots)."""
+    book = ctx.engine.book
+    session = book.sessions.get(session_id)
+    if session is None:
+        return []
+    lots = [book.lots[i] for i in session.lot_ids if i in book.lots]
+    return sorted(legal_session_controls(session, lots, ctx.engine.clock.now_ms()))
+
+
 # -- the session monitor -------------------------------------------------------------------------------
 class MonitorHandler(LivePage):
     """One session's lots, updated live by admin/static/monitor.js over the public websocket and
@@ -261,14 +243,13 @@ class MonitorHandler(LivePage):
         session = await self.ctx.catalog.session_document(session_id)
         rows, totals = await session_rows(self.ctx, session_id)
         state = session_state(self.ctx.engine, session_id)
-        views = [row["live"] for row in rows if row["live"]]
         self.render_live(
             "monitor.html",
             session=session,
             state=state,
             lots=rows,
             totals=totals,
-            session_controls=sorted(legal_session_controls(state, views)),
+            session_controls=session_controls(self.ctx, session_id),
             page_title=f"Monitor · {session.get('title', '')}",
         )
 
@@ -303,9 +284,7 @@ class SessionJsonHandler(AdminJsonHandler):
                 "state": state,
                 "lots": lots,
                 "totals": totals,
-                "controls": sorted(legal_session_controls(state, [r["live"] for r in rows if r["live"]]))
-                if self.may(AREA, write=True)
-                else [],
+                "controls": session_controls(self.ctx, session_id) if self.may(AREA, write=True) else [],
                 "server_time": self.ctx.engine.clock.now_ms(),
             }
         )
@@ -365,7 +344,7 @@ async def lot_detail(ctx: AppContext, lot: Lot) -> Document:
             )
     history = history[-HISTORY_LIMIT:]
     history.reverse()  # newest first
-    blocked: set[int] = set(getattr(ctx.engine.book, "blocked", set()))
+    blocked = ctx.engine.book.blocked
     bidders: dict[int, Document] = {}
     for _bidder, price, _at, _auto in lines:
         entry = bidders.setdefault(_bidder, {"user": person(_bidder), "bids": 0, "highest": 0})
@@ -397,7 +376,7 @@ async def lot_detail(ctx: AppContext, lot: Lot) -> Document:
         "lot_id": lot_id,
         "session_id": session_id,
         "live": view,
-        "controls": sorted(legal_lot_controls(view)),
+        "controls": sorted(legal_lot_controls(lot, ctx.engine.clock.now_ms())),
         "points": points,
         "history": history,
         "history_kind": "inputs" if inputs is not None else "lines",
@@ -534,7 +513,7 @@ class LotControlHandler(ControlPage):
             if back == "session"
             else f"{PREFIX}/lots/{self.lot_id}/monitor"
         )
-        if self.verb not in legal_lot_controls(live_view(self.lot)) and self.request.method == "GET":
+        if self.verb not in legal_lot_controls(self.lot, self.now()) and self.request.method == "GET":
             state = LOT_STATE_LABELS.get(int(self.lot.state), "?")
             self.failed(f"Lot {self.lot_id} cannot {self.verb} now (it is {state}).", self.back)
             raise tornado.web.Finish()
@@ -542,10 +521,8 @@ class LotControlHandler(ControlPage):
     def extra_field(self) -> Document | None:
         if self.verb != "extend":
             return None
-        zone = business_zone(self.zone_name())
-        current = int(self.lot.ends_at)
         typed = self.form("ends_at") if self.request.method == "POST" else ""
-        suggested = format_local(current + 10 * 60_000, zone, seconds=False).replace(" ", "T")
+        suggested = input_value(int(self.lot.ends_at) + 10 * 60_000, self.zone)
         return {"name": "ends_at", "label": f"New end ({self.zone_name()})", "value": typed or suggested}
 
     async def plan(self) -> Plan:
@@ -560,7 +537,7 @@ class LotControlHandler(ControlPage):
         if self.verb == "pause":
             return pause_lot_plan(label, bidders, mine.count, mine.total, lot.price, lot.bid_count)
         if self.verb == "resume":
-            since = int(getattr(lot, "paused_since", 0) or 0)
+            since = int(lot.paused_since)
             paused_for = self.ctx.engine.clock.now_ms() - since if since else 0
             return resume_lot_plan(label, paused_for, bidders)
         if self.verb == "withdraw":
@@ -581,7 +558,7 @@ class LotControlHandler(ControlPage):
                 raise FormError("New end: give a date and time")
             return None
         try:
-            moment = parse_local(typed, business_zone(self.zone_name()))
+            moment = parse_local(typed, self.zone)
         except ValueError as error:
             if strict:
                 raise FormError(f"New end: {typed[:40]!r} is not a date and time") from error
@@ -598,7 +575,7 @@ class LotControlHandler(ControlPage):
     async def act(self, actor: Actor, reason: str) -> str:
         label = _lot_label(self.doc, self.lot_id)
         ends_at = self.checked_end() if self.verb == "extend" else 0  # form errors before anything
-        controls = self.controls(f"lot_{self.verb}")
+        controls = self.actions
         if self.verb == "pause":
             await controls.lot_pause(actor, self.lot_id, reason)
             return f"Lot {label} paused."
@@ -632,7 +609,7 @@ class BidVoidHandler(ControlPage):
         if not found:
             raise tornado.web.HTTPError(404, f"no bid {args[1][:12]} on lot {self.lot_id}")
         self.bid = found[0]
-        voidable = not self.bid.voided and "void" in legal_lot_controls(live_view(self.lot))
+        voidable = not self.bid.voided and "void" in legal_lot_controls(self.lot, self.now())
         if not voidable and self.request.method == "GET":
             self.failed(f"Bid #{self.index + 1} cannot be voided now.", self.back)
             raise tornado.web.Finish()
@@ -659,7 +636,7 @@ class BidVoidHandler(ControlPage):
         )
 
     async def act(self, actor: Actor, reason: str) -> str:
-        await self.controls("bid_void").bid_void(actor, self.lot_id, self.index, reason)
+        await self.actions.bid_void(actor, self.lot_id, self.index, reason)
         return f"Bid #{self.index + 1} voided; the price is now {money(self.lot.price)}."
 
 
@@ -675,7 +652,7 @@ class SessionControlHandler(ControlPage):
         self.verb = args[1]
         self.session = await self.ctx.catalog.session_document(self.session_id)
         self.back = f"{PREFIX}/sessions/{self.session_id}/monitor"
-        if self.request.method == "GET" and self.verb not in legal_session_controls(*self.views()):
+        if self.request.method == "GET" and self.verb not in session_controls(self.ctx, self.session_id):
             self.failed(f"The session cannot {self.verb} now.", self.back)
             raise tornado.web.Finish()
 
@@ -708,7 +685,7 @@ class SessionControlHandler(ControlPage):
         )
 
     async def act(self, actor: Actor, reason: str) -> str:
-        controls = self.controls(f"session_{self.verb}")
+        controls = self.actions
         if self.verb == "pause":
             await controls.session_pause(actor, self.session_id, reason)
             return "Session paused."
@@ -736,7 +713,7 @@ class BidderControlHandler(ControlPage):
             if lot.isdigit() and len(lot) < 16 and int(lot) in self.ctx.engine.book.lots
             else f"{PREFIX}/users/{self.user_id}"
         )
-        blocked = self.user_id in set(getattr(self.ctx.engine.book, "blocked", set()))
+        blocked = self.user_id in self.ctx.engine.book.blocked
         if self.request.method == "GET" and blocked != (self.verb == "unblock"):
             self.failed(f"{self.username} is {'already' if blocked else 'not'} blocked.", self.back)
             raise tornado.web.Finish()
@@ -752,7 +729,7 @@ class BidderControlHandler(ControlPage):
         return block_plan(self.username, leading)
 
     async def act(self, actor: Actor, reason: str) -> str:
-        controls = self.controls(f"bidder_{self.verb}")
+        controls = self.actions
         if self.verb == "block":
             await controls.bidder_block(actor, self.user_id, reason)
             return f"{self.username} is blocked from bidding."

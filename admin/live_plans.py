@@ -1,58 +1,25 @@
-"""What the live monitor's controls may do and what each will do, in numbers (pure: no I/O, no clock).
+"""What each of the live monitor's controls will do, in numbers (pure: no I/O, no clock).
 
-The monitor offers only the controls that are legal in a lot's or a session's current state (the
-engine refuses anything else anyway), and every control first shows a confirmation that says what
-will happen: how many bidders, how many deposits and how much money, the price before and after.
-These functions decide both from plain values the handlers read (admin/live.py), so they are tested
-without a server (tests/admin/test_live_plans.py).
+The monitor offers only the controls the engine calls legal (`engine.book.controls`), and every
+control first shows a confirmation that says what will happen: how many bidders, how many deposits
+and how much money, the price before and after a void. These functions compute that from plain
+values the handlers read (admin/live.py), so they are tested without a server
+(tests/admin/test_live_plans.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from admin.base import money
 from engine.book.increments import IncrementRule
 from engine.book.lot import Lot
 from engine.book.session import Session
-from engine.book.states import LotState, SessionState
+from engine.book.states import LotState
 
-LOT_CONTROLS = ("pause", "resume", "extend", "withdraw", "void")
-SESSION_CONTROLS = ("pause", "resume")
-_BIDDING = int(LotState.BIDDING)
-_BEFORE_BIDDING = (int(LotState.SCHEDULED), int(LotState.PREVIEW))
 _FAR_FUTURE = 1 << 62
-
-
-def legal_lot_controls(view: Mapping[str, Any]) -> frozenset[str]:
-    """The controls a lot's live view allows (the engine's rule, read from the monitor's view).
-
-    Bidding: pause (or resume when paused), extend, withdraw, and void when it has bids. Before
-    bidding (scheduled, preview): extend and withdraw. Closed: none.
-    """
-    state = int(view.get("state", 0))
-    if state in _BEFORE_BIDDING:
-        return frozenset({"extend", "withdraw"})
-    if state != _BIDDING:
-        return frozenset()
-    legal = {"extend", "withdraw", "resume" if view.get("paused") else "pause"}
-    if int(view.get("bid_count", 0)) > 0:
-        legal.add("void")
-    return frozenset(legal)
-
-
-def legal_session_controls(session_state: int | None, lots: Iterable[Mapping[str, Any]]) -> frozenset[str]:
-    """Pause while some lot is bidding and running; resume while some lot is paused."""
-    if session_state != int(SessionState.BIDDING):
-        return frozenset()
-    legal: set[str] = set()
-    for view in lots:
-        if int(view.get("state", 0)) != _BIDDING:
-            continue
-        legal.add("resume" if view.get("paused") else "pause")
-    return frozenset(legal)
 
 
 # -- replaying the bids without one (the price a void leaves) ------------------------------------------

@@ -21,8 +21,6 @@ from tests.admin.test_live_pages import DEPOSIT, bid, pay_deposit
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser"]
-CONTROLS = hasattr(AdminActions, "lot_pause")
-needs_controls = pytest.mark.skipif(not CONTROLS, reason="the engine controls are not in this build yet")
 SHANGHAI = datetime.timezone(datetime.timedelta(hours=8))
 
 
@@ -109,6 +107,12 @@ class Live:
     def actor(self) -> Actor:
         return Actor(1, "admin", True, "127.0.0.1", "ui", frozenset({"owner"}))
 
+    @property
+    def actions(self) -> AdminActions:
+        actions = self.server.ctx.admin_actions
+        assert actions is not None
+        return actions
+
 
 @pytest.fixture
 async def live(tab: Tab) -> Live:
@@ -166,7 +170,6 @@ async def test_a_confirmation_can_be_cancelled(live: Live) -> None:
     assert await live.server.ctx.db.audit.count_documents({"action": "lot.withdraw"}) == 0
 
 
-@needs_controls
 async def test_pause_a_lot(live: Live) -> None:
     page = live.page
     await page.goto(live.lot_monitor)
@@ -180,9 +183,8 @@ async def test_pause_a_lot(live: Live) -> None:
     await live.audited("lot.pause", "bidder dispute")
 
 
-@needs_controls
 async def test_resume_a_lot(live: Live) -> None:
-    await live.server.ctx.admin_actions.lot_pause(live.actor(), live.lot_a, "set-up")
+    await live.actions.lot_pause(live.actor(), live.lot_a, "set-up")
     page = live.page
     await page.goto(live.lot_monitor)
     flash = await live.confirm(
@@ -194,7 +196,6 @@ async def test_resume_a_lot(live: Live) -> None:
     await live.audited("lot.resume", "settled")
 
 
-@needs_controls
 async def test_extend_a_lot(live: Live) -> None:
     page, lot = live.page, live.server.engine.book.lots[live.lot_a]
     new_end = lot.ends_at - lot.ends_at % 60_000 + 30 * 60_000
@@ -213,7 +214,6 @@ async def test_extend_a_lot(live: Live) -> None:
     await live.audited("lot.extend", "late start")
 
 
-@needs_controls
 async def test_withdraw_a_lot(live: Live) -> None:
     page = live.page
     await page.goto(live.lot_monitor)
@@ -230,7 +230,6 @@ async def test_withdraw_a_lot(live: Live) -> None:
     await live.audited("lot.withdraw", "consignor withdrew")
 
 
-@needs_controls
 async def test_void_a_bid(live: Live) -> None:
     page = live.page
     await page.goto(live.lot_monitor)
@@ -251,7 +250,6 @@ async def test_void_a_bid(live: Live) -> None:
     await live.audited("bid.void", "typo: meant 102")
 
 
-@needs_controls
 async def test_block_a_bidder(live: Live) -> None:
     page = live.page
     await page.goto(live.lot_monitor)
@@ -269,9 +267,8 @@ async def test_block_a_bidder(live: Live) -> None:
     await live.audited("bidder.block", "fraud")
 
 
-@needs_controls
 async def test_unblock_a_bidder(live: Live) -> None:
-    await live.server.ctx.admin_actions.bidder_block(live.actor(), live.bob_id, "set-up")
+    await live.actions.bidder_block(live.actor(), live.bob_id, "set-up")
     page = live.page
     await page.goto(live.lot_monitor)
     flash = await live.confirm("unblock", ["Unblock bidder bob_ui"], "cleared by support", shot="unblock")
@@ -281,7 +278,6 @@ async def test_unblock_a_bidder(live: Live) -> None:
     await live.audited("bidder.unblock", "cleared by support")
 
 
-@needs_controls
 async def test_pause_and_resume_the_session(live: Live) -> None:
     page = live.page
     await page.goto(live.session_monitor)

@@ -1,5 +1,6 @@
-"""The live controls' rules without a server: which controls are legal, what a void leaves, and the
-numbers each confirmation states (admin/live_plans.py)."""
+"""The live controls' confirmations without a server: what a void leaves, and the numbers each
+confirmation states (admin/live_plans.py). Which controls are legal is the engine's
+(tests/engine/book/test_controls.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from admin.live_plans import (
     block_plan,
     duration_text,
     extend_lot_plan,
-    legal_lot_controls,
-    legal_session_controls,
     pause_lot_plan,
     pause_session_plan,
     replay_without,
@@ -29,39 +28,6 @@ class Bid(NamedTuple):
     is_max: bool
     at: int
     voided: bool = False
-
-
-def test_lot_controls_follow_the_state() -> None:
-    assert legal_lot_controls({"state": 1}) == {"extend", "withdraw"}
-    assert legal_lot_controls({"state": 2, "bid_count": 0}) == {"extend", "withdraw"}
-    running = {"state": 3, "bid_count": 0, "paused": False}
-    assert legal_lot_controls(running) == {"pause", "extend", "withdraw"}
-    assert legal_lot_controls({"state": 3, "bid_count": 4, "paused": False}) == {
-        "pause",
-        "extend",
-        "withdraw",
-        "void",
-    }
-    assert legal_lot_controls({"state": 3, "bid_count": 4, "paused": True}) == {
-        "resume",
-        "extend",
-        "withdraw",
-        "void",
-    }
-    for closed in (4, 5, 6):
-        assert legal_lot_controls({"state": closed, "bid_count": 3}) == frozenset()
-
-
-def test_session_controls_follow_its_lots() -> None:
-    running = {"state": 3, "paused": False}
-    paused = {"state": 3, "paused": True}
-    sold = {"state": 4, "paused": False}
-    assert legal_session_controls(3, [running, sold]) == {"pause"}
-    assert legal_session_controls(3, [paused, sold]) == {"resume"}
-    assert legal_session_controls(3, [running, paused]) == {"pause", "resume"}
-    assert legal_session_controls(3, [sold]) == frozenset()
-    assert legal_session_controls(2, [running]) == frozenset()
-    assert legal_session_controls(None, []) == frozenset()
 
 
 def test_replay_without_a_plain_bid_gives_the_price_back() -> None:

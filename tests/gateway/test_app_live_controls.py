@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from backoffice.actions import Actor, AdminActions
+from backoffice.actions import Actor
 from tests.gateway.app_kit import AppWorld, app_world, browser, open_app, phone_context, sign_in_as
 
 pytestmark = pytest.mark.browser
@@ -71,7 +71,6 @@ async def test_paused_lot_stops_bidding_and_a_void_shows_a_toast(browser: Any, a
     await context.close()
 
 
-@pytest.mark.skipif(not hasattr(AdminActions, "lot_pause"), reason="no engine controls in this build")
 async def test_an_operators_pause_and_void_reach_the_app(browser: Any, app_world: AppWorld) -> None:
     """End to end: the operator's controls (AdminActions, as the monitor's buttons call them) reach
     the app over the real websocket."""
