@@ -249,6 +249,11 @@
           lot = lots[id] || { samples: [] };
           lot.state = item.state; lot.price = item.price; lot.leader = item.leader;
           lot.bid_count = item.bid_count; lot.ends_at = item.ends_at;
+          if (item.paused !== undefined) {
+            paused[id] = !!item.paused;
+            var pausedBadge = cell(id, "paused");
+            if (pausedBadge) pausedBadge.hidden = !item.paused;
+          }
           sample(lot, frame.server_time, item.bid_count);
           lots[id] = lot;
           render(id);
