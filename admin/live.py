@@ -720,7 +720,8 @@ class BidderControlHandler(ControlPage):
 
     async def plan(self) -> Plan:
         if self.verb == "unblock":
-            return unblock_plan(self.username)
+            flagged = await self.ctx.db.users.find_one({"_id": self.user_id, "non_payer": True}, {"_id": 1})
+            return unblock_plan(self.username, non_payer=flagged is not None)
         leading = sum(
             1
             for lot in self.ctx.engine.book.lots.values()

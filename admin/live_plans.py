@@ -193,7 +193,14 @@ def block_plan(who: str, leading: int) -> Plan:
     return Plan(f"Block bidder {who}", tuple(lines), danger=True)
 
 
-def unblock_plan(who: str) -> Plan:
+def unblock_plan(who: str, *, non_payer: bool = False) -> Plan:
+    if non_payer:
+        # Settlement's rule: only clearing the non-payer flag (on the user's page) lets them bid.
+        return Plan(
+            f"Unblock bidder {who}",
+            ("They are flagged as a non-payer: the engine will refuse; clear the flag on their page",),
+            danger=True,
+        )
     return Plan(f"Unblock bidder {who}", ("They can bid again in every session",))
 
 

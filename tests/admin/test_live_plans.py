@@ -15,6 +15,7 @@ from admin.live_plans import (
     pause_session_plan,
     replay_without,
     resume_lot_plan,
+    unblock_plan,
     void_bid_plan,
     withdraw_lot_plan,
 )
@@ -71,6 +72,8 @@ def test_confirmations_say_what_happens_in_numbers() -> None:
     block = block_plan("bob", 2)
     assert block.title == "Block bidder bob"
     assert "They cannot bid in any session until unblocked" in block.lines
+    assert "clear the flag on their page" in unblock_plan("bob", non_payer=True).lines[0]
+    assert unblock_plan("bob").lines == ("They can bid again in every session",)
     assert resume_lot_plan("A-12", 125_000, 1).lines[0] == "Paused for 2 min; bidding reopens for 1 bidder"
     session = pause_session_plan("Spring", 4, 9, 1, 50_000)
     assert session.lines[0] == "4 lots bidding stop; 9 bidders, 1 deposit ¥500.00 held"
