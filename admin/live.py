@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import tornado.web
@@ -736,13 +736,6 @@ class BidderControlHandler(ControlPage):
             return f"{self.username} is blocked from bidding."
         await controls.bidder_unblock(actor, self.user_id, reason)
         return f"{self.username} may bid again."
-
-
-def control_links(lot_id: int, controls: Sequence[str], *, back: str = "") -> list[tuple[str, str, str]]:
-    """(verb, label, url) of a lot's legal controls, for the templates."""
-    labels = {"pause": "Pause", "resume": "Resume", "extend": "Extend", "withdraw": "Withdraw"}
-    suffix = f"?back={back}" if back else ""
-    return [(v, labels[v], f"{PREFIX}/lots/{lot_id}/{v}{suffix}") for v in controls if v in labels]
 
 
 ROUTES: list[tuple[str, type[AdminHandler]]] = [
