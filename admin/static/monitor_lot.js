@@ -173,7 +173,8 @@
       .then(function (data) { if (data) render(data); })
       .catch(function () { setText(conn, "could not refresh"); });
   }
-  function soon() { if (!refreshTimer) refreshTimer = window.setTimeout(refresh, 250); }
+  // At most one refresh a second: with thousands of bids the JSON is a few hundred KB.
+  function soon() { if (!refreshTimer) refreshTimer = window.setTimeout(refresh, 1000); }
   function tick() {
     var countdown = field("countdown");
     if (detail === null) endsAt = Number(countdown && countdown.getAttribute("data-ends-at")) || 0;
