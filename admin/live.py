@@ -167,7 +167,6 @@ class LivePage(AdminHandler):
         self.render(
             template,
             local=self.local,
-            zone_name=self.zone_name(),
             can_write=self.writer(),
             lot_states=LOT_STATE_LABELS,
             session_states=SESSION_STATE_LABELS,

@@ -7,7 +7,7 @@
   var sessionId = Number(root.getAttribute("data-session-id"));
   var lotStates = JSON.parse(root.getAttribute("data-lot-states") || "{}");
   var sessionStates = JSON.parse(root.getAttribute("data-session-states") || "{}");
-  var zone = root.getAttribute("data-tz") || "Asia/Shanghai";
+  var zone = window.gavelAdmin.businessTz;  // admin.js
   var conn = document.getElementById("conn");
   var sessionState = document.getElementById("session-state");
   var chartBox = document.getElementById("chart");
@@ -268,7 +268,7 @@
         sample(lot, frame.ts, frame.bid_count);
         render(String(frame.lot_id));
         if (String(frame.lot_id) === chartLot && frame.bid_count > chartSeeded) addPoint(frame.ts, frame.price);
-        setConn("live", "live · last bid " + new Date(frame.ts).toLocaleTimeString());
+        setConn("live", "live · last bid " + window.gavelAdmin.formatTime(frame.ts).slice(11));
         break;
       case "extended":
         lot = lots[String(frame.lot_id)];

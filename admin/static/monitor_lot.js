@@ -9,7 +9,8 @@
   var sessionId = Number(root.getAttribute("data-session-id"));
   var canWrite = root.getAttribute("data-can-write") === "1";
   var lotStates = JSON.parse(root.getAttribute("data-lot-states") || "{}");
-  var zone = root.getAttribute("data-tz") || "Asia/Shanghai";
+  var admin = window.gavelAdmin;  // admin.js: the business zone and its time format
+  var zone = admin.businessTz;
   var points = JSON.parse(root.getAttribute("data-points") || "[]");
   var skew = Number(root.getAttribute("data-server-time") || Date.now()) - Date.now();
   var conn = document.getElementById("conn");
@@ -17,13 +18,6 @@
   var chartNote = document.getElementById("chart-note");
   var chart = null, socket = null, retry = 0, refreshTimer = 0, detail = null;
   var endsAt = 0;
-  var clock;
-  try {
-    clock = new Intl.DateTimeFormat("sv-SE", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
-      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-  } catch (e) {
-    clock = new Intl.DateTimeFormat("sv-SE", { timeZone: "UTC", hour12: false });
-  }
 
   function now() { return Date.now() + skew; }
   function money(fen) {
@@ -31,7 +25,7 @@
     var negative = fen < 0, abs = Math.abs(fen), yuan = Math.floor(abs / 100), cents = abs % 100;
     return (negative ? "-" : "") + "¥" + yuan.toLocaleString("en-US") + "." + String(cents).padStart(2, "0");
   }
-  function local(ms) { return ms ? clock.format(new Date(ms)) : "—"; }
+  function local(ms) { return ms ? admin.formatTime(ms) : "—"; }
   function duration(ms) {
     if (ms <= 0) return "0s";
     var s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
