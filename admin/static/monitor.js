@@ -7,6 +7,7 @@
   var sessionId = Number(root.getAttribute("data-session-id"));
   var lotStates = JSON.parse(root.getAttribute("data-lot-states") || "{}");
   var sessionStates = JSON.parse(root.getAttribute("data-session-states") || "{}");
+  var zone = window.gavelAdmin.businessTz;  // admin.js
   var conn = document.getElementById("conn");
   var sessionState = document.getElementById("session-state");
   var chartBox = document.getElementById("chart");
@@ -83,12 +84,89 @@
     Object.keys(lots).forEach(function (lotId) {
       var lot = lots[lotId];
       var text = "—";
-      if (lot.state === 3 && lot.ends_at) text = duration(lot.ends_at - now());
+      if (lot.state === 3 && paused[lotId]) text = "paused";
+      else if (lot.state === 3 && lot.ends_at) text = duration(lot.ends_at - now());
       else if (lot.state >= 4) text = "closed";
       setText(cell(lotId, "countdown"), text);
       setText(cell(lotId, "bpm"), String(bidsPerMinute(lot)));
     });
   }
+
+  // -- what only admins see: real users, deposits, reserve, pauses, controls, totals (admin JSON) -----------
+  var canWrite = root.getAttribute("data-can-write") === "1";
+  var adminTimer = 0;
+  var paused = {};           // lot_id -> true while paused (the countdown stops)
+  function el(tag, text, attrs) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = text;
+    Object.keys(attrs || {}).forEach(function (key) { node.setAttribute(key, attrs[key]); });
+    return node;
+  }
+  function renderAdmin(lotId, live) {
+    var tr = rows[lotId];
+    if (!tr || !live) return;
+    paused[lotId] = !!live.paused;
+    var badge = cell(lotId, "paused");
+    if (badge) badge.hidden = !live.paused;
+    var link = cell(lotId, "leader_user");
+    if (link) {
+      if (live.leader_user) {
+        link.hidden = false;
+        link.setAttribute("href", "/admin/users/" + encodeURIComponent(live.leader_user.id));
+        setText(link, live.leader_user.username + " #" + live.leader_user.id);
+        if (!link.previousSibling || link.previousSibling.nodeType !== 3) link.parentNode.insertBefore(document.createTextNode(" · "), link);
+      } else {
+        link.hidden = true;
+        if (link.previousSibling && link.previousSibling.nodeType === 3) link.previousSibling.remove();
+      }
+    }
+    var reserve = cell(lotId, "reserve");
+    if (reserve) {
+      if (live.reserve) {
+        var met = el("span", live.reserve_met ? "met" : "not met", { "class": "tag" + (live.reserve_met ? " ok" : ""), "data-field": "reserve_met" });
+        reserve.replaceChildren(document.createTextNode(money(live.reserve) + " "), met);
+      } else setText(reserve, "none");
+    }
+    setText(cell(lotId, "deposits"), live.deposits.count + " · " + money(live.deposits.total));
+    var moved = live.moved_ms ? "+" + Math.floor(live.moved_ms / 60000) + " min" + (live.extensions !== null ? " (" + live.extensions + "×)" : "") : "";
+    setText(cell(lotId, "extensions"), moved);
+    var controls = cell(lotId, "controls");
+    if (controls && canWrite) {
+      var labels = { pause: "Pause", resume: "Resume", extend: "Extend", withdraw: "Withdraw" };
+      controls.replaceChildren.apply(controls, (live.controls || []).filter(function (v) { return labels[v]; }).map(function (verb) {
+        return el("a", labels[verb], { "class": "button small " + (verb === "withdraw" ? "danger" : "secondary"), "data-control": verb,
+          href: "/admin/lots/" + lotId + "/" + verb + "?back=session" });
+      }));
+    }
+  }
+  function renderTotals(data) {
+    var totals = data.totals;
+    function total(name, text) { setText(document.querySelector('[data-total="' + name + '"]'), text); }
+    total("bidders", String(totals.bidders));
+    total("deposits", totals.deposits.count + " · " + money(totals.deposits.total));
+    total("session_deposits", totals.session_deposits.count + " · " + money(totals.session_deposits.total));
+    total("hammer_total", money(totals.hammer_total));
+    total("watchers", totals.watchers.sockets + " sockets · " + totals.watchers.users + " signed-in users");
+    var box = document.getElementById("session-controls");
+    if (box && canWrite) {
+      box.replaceChildren.apply(box, (data.controls || []).map(function (verb) {
+        return el("a", verb === "pause" ? "Pause session" : "Resume session", { "class": "button " + (verb === "pause" ? "danger" : "secondary"),
+          "data-control": "session-" + verb, href: "/admin/sessions/" + sessionId + "/" + verb });
+      }));
+    }
+  }
+  function refreshAdmin() {
+    adminTimer = 0;
+    fetch("/admin/api/sessions/" + sessionId, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        data.lots.forEach(function (item) { renderAdmin(String(item.id), item.live); });
+        renderTotals(data);
+      })
+      .catch(function () { /* the next refresh tries again */ });
+  }
+  function adminSoon() { if (!adminTimer) adminTimer = window.setTimeout(refreshAdmin, 300); }
 
   // -- the chart ---------------------------------------------------------------------------------------
   function makeChart() {
@@ -96,6 +174,7 @@
     var width = Math.max(280, chartBox.clientWidth);
     chart = new window.uPlot({
       width: width, height: 260,
+      tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), zone); },  // the business zone
       scales: { x: { time: true, range: function (u, min, max) {
         // At least a minute wide. uPlot widens a single x value by 86400000 s (1000 days) before
         // asking us, so bids that share one timestamp are recognised from the data itself.
@@ -170,6 +249,11 @@
           lot = lots[id] || { samples: [] };
           lot.state = item.state; lot.price = item.price; lot.leader = item.leader;
           lot.bid_count = item.bid_count; lot.ends_at = item.ends_at;
+          if (item.paused !== undefined) {
+            paused[id] = !!item.paused;
+            var pausedBadge = cell(id, "paused");
+            if (pausedBadge) pausedBadge.hidden = !item.paused;
+          }
           sample(lot, frame.server_time, item.bid_count);
           lots[id] = lot;
           render(id);
@@ -184,7 +268,7 @@
         sample(lot, frame.ts, frame.bid_count);
         render(String(frame.lot_id));
         if (String(frame.lot_id) === chartLot && frame.bid_count > chartSeeded) addPoint(frame.ts, frame.price);
-        setConn("live", "live · last bid " + new Date(frame.ts).toLocaleTimeString());
+        setConn("live", "live · last bid " + window.gavelAdmin.formatTime(frame.ts).slice(11));
         break;
       case "extended":
         lot = lots[String(frame.lot_id)];
@@ -201,9 +285,20 @@
           lot.leader = frame.winner || lot.leader; render(String(frame.lot_id));
         }
         break;
+      case "lot_paused":
+        lot = lots[String(frame.lot_id)];
+        if (lot) { lot.ends_at = frame.ends_at; paused[String(frame.lot_id)] = !!frame.paused; }
+        var badge = cell(String(frame.lot_id), "paused");
+        if (badge) badge.hidden = !frame.paused;
+        break;
+      case "bid_voided":
+        lot = lots[String(frame.lot_id)];
+        if (lot) { lot.price = frame.price; lot.leader = frame.leader; lot.bid_count = frame.bid_count; render(String(frame.lot_id)); }
+        break;
       default:
         break;
     }
+    if (frame.lot_id !== undefined || frame.type === "snapshot") adminSoon();
     tick();
   }
   function connect() {
@@ -234,6 +329,7 @@
     if (chartSelect.value) chooseLot(chartSelect.value);
     connect();
     window.setInterval(tick, 1000);
+    window.setInterval(refreshAdmin, 5000);  // watchers and deposits change without a frame
     pingTimer = window.setInterval(function () {
       if (socket && socket.readyState === 1) socket.send(JSON.stringify({ op: "ping" }));
     }, 30000);

@@ -96,6 +96,7 @@ export function liveFields(lot) {
     next_min: lot.next_min,
     ends_at: lot.ends_at_ms,
     no_bids: lot.no_bids ?? lot.bid_count === 0,
+    ...(lot.paused !== undefined ? { paused: !!lot.paused } : {}),
   };
 }
 
@@ -103,6 +104,7 @@ export function LotStatus({ lot, compact = false }) {
   if (lot.state === LOT_STATE.SOLD) return html`<span class="badge good">${t("lot.sold_at", { price: formatYuan(lot.price) })}</span>`;
   if (lot.state === LOT_STATE.UNSOLD) return html`<span class="badge">${t("lot.unsold")}</span>`;
   if (lot.state === LOT_STATE.OVERDUE) return html`<span class="badge bad">${t("lot.overdue")}</span>`;
+  if (lot.state === LOT_STATE.BIDDING && lot.paused) return html`<span class="badge warn lot-paused">${t("lot.paused")}</span>`;
   if (lot.state === LOT_STATE.BIDDING) return html`<${Countdown} endsAt=${lot.ends_at} prefix=${compact ? "" : t("lot.ends_in")} />`;
   return html`<span class="badge warn">${lot.state === LOT_STATE.PREVIEW ? t("lot.preview") : t("lot.scheduled")}</span>`;
 }

@@ -157,6 +157,12 @@ export function BidPanel({ lot, ladder, signedIn }) {
     return html`<section class="card bid-panel"><p>${lot.session.bidding_start_ms ? t("bid.opens", { when: formatWhen(lot.session.bidding_start_ms) }) : t("bid.not_open")}</p>
       ${lot.deposit_state === "paid" ? html`<p class="badge good">${t("deposit.ready")}</p>` : null}</section>`;
 
+  if (lot.paused)
+    return html`<section class="card bid-panel paused" aria-label=${t("bid.panel")}>
+      <p class="badge warn lot-paused">${t("lot.paused")}</p>
+      <p role="status">${t("bid.paused")}</p>
+    </section>`;
+
   const floor = lot.leading ? ladder.nextUp(lot.my_max || lot.price) : lot.next_min;
   const quick = lot.leading ? [] : [lot.next_min, stepsUp(ladder, lot.next_min, 2), stepsUp(ladder, lot.next_min, 5)];
 

@@ -172,6 +172,24 @@ function receive(frame) {
     case "state":
       mergeLot(frame.lot_id, { state: frame.state, ends_at: frame.ends_at });
       break;
+    case "lot_paused":
+      // The auction house paused (or resumed) the lot: bidding is refused meanwhile and the end moves.
+      mergeLot(frame.lot_id, { paused: !!frame.paused, ...(frame.ends_at ? { ends_at: frame.ends_at } : {}) });
+      break;
+    case "bid_voided":
+      // A bid was voided and the rest replayed: the new price and leader (the price frame says it too).
+      mergeLot(frame.lot_id, {
+        price: frame.price,
+        leader: frame.leader,
+        bid_count: frame.bid_count,
+        next_min: frame.next_min,
+        no_bids: frame.bid_count === 0,
+      });
+      break;
+    case "your_bid_voided":
+      // Personal: one of this bidder's bids was voided; they may or may not still lead.
+      mergeLot(frame.lot_id, { price: frame.price, leading: !!frame.leading, ...(frame.leading ? {} : { my_max: null }) });
+      break;
     case "closed":
       mergeLot(frame.lot_id, { state: frame.result === "sold" ? 4 : 5, price: frame.price, winner: frame.winner });
       break;

@@ -8,7 +8,7 @@ import { live, subscribe, onFrame } from "./live.js";
 import { formatWhen, formatTime } from "./time.js";
 import { formatYuan } from "./money.js";
 import { useTitle } from "./shell.js";
-import { useAsync, Async, Picture, Empty } from "./ui.js";
+import { useAsync, Async, Picture, Empty, toast } from "./ui.js";
 import { LOT_STATE, LotStatus, liveFields } from "./auction.js";
 import { ladderOf } from "./ladder.js";
 import { BidPanel } from "./bidpanel.js";
@@ -120,7 +120,7 @@ function useHistoryVersion(lotId) {
   useEffect(() => {
     let timer = 0;
     const off = onFrame((frame) => {
-      if ((frame.type === "price" || frame.type === "closed") && frame.lot_id === lotId && !timer) {
+      if ((frame.type === "price" || frame.type === "closed" || frame.type === "bid_voided") && frame.lot_id === lotId && !timer) {
         timer = setTimeout(() => {
           timer = 0;
           setVersion((v) => v + 1);
@@ -135,6 +135,17 @@ function useHistoryVersion(lotId) {
   return version;
 }
 
+/** A toast when the auction house voids a bid on this lot (everyone watching sees the new price). */
+function useVoidedToast(lotId) {
+  useEffect(
+    () =>
+      onFrame("bid_voided", (frame) => {
+        if (frame.lot_id === lotId) toast(t("lot.bid_voided", { price: frame.bid_count ? formatYuan(frame.price) : "—" }), "warn", 6000);
+      }),
+    [lotId],
+  );
+}
+
 export function LotScreen({ params }) {
   const lotId = Number(params[0]);
   const state = useAsync(() => get("/api/v1/lots/" + lotId), [lotId]);
@@ -144,6 +155,7 @@ export function LotScreen({ params }) {
   const current = useStore(live, (s) => s.lots[lotId]);
   const signedIn = useStore(auth, (s) => !!s.token);
   const version = useHistoryVersion(lotId);
+  useVoidedToast(lotId);
   return html`<${Async} state=${state} ready=${(base) => {
     const lot = { ...base, ...liveFields(base), ...(current || {}) };
     const ladder = ladderOf(base);

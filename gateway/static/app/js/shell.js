@@ -3,9 +3,10 @@
 import { html, useEffect } from "./html.js";
 import { t, LANGUAGES, setLanguage, useLanguage } from "./i18n.js";
 import { createStore, useStore } from "./store.js";
-import { live } from "./live.js";
+import { live, onFrame } from "./live.js";
+import { formatYuan } from "./money.js";
 import { auth } from "./api.js";
-import { Toasts } from "./ui.js";
+import { Toasts, toast } from "./ui.js";
 import { route } from "./router.js";
 
 const titles = createStore({ title: "", back: null });
@@ -23,6 +24,17 @@ function LanguageSwitch() {
   const next = LANGUAGES.find((item) => item.code !== lang);
   return html`<button class="lang" type="button" onClick=${() => setLanguage(next.code)}
     aria-label=${t("nav.language") + ": " + next.label} lang=${next.code}>${next.label}</button>`;
+}
+
+/** The personal notice that the auction house voided one of your bids, on whatever screen is open. */
+function useVoidedBidNotice() {
+  useEffect(
+    () =>
+      onFrame("your_bid_voided", (frame) =>
+        toast(t(frame.leading ? "lot.your_bid_voided_leading" : "lot.your_bid_voided", { price: formatYuan(frame.price) }), "warn", 8000),
+      ),
+    [],
+  );
 }
 
 function OfflineBanner() {
@@ -47,6 +59,7 @@ function Tabs() {
 
 export function Shell({ children }) {
   useLanguage();
+  useVoidedBidNotice();
   const { title, back } = useStore(titles);
   return html`<div class="shell">
     <header class="appbar">
