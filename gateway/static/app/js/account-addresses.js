@@ -5,6 +5,7 @@ import { api, get } from "./api.js";
 import { useTitle } from "./shell.js";
 import { useAsync, Async, Empty, Field, Sheet, toast, errorText } from "./ui.js";
 import { signedInOnly } from "./account-common.js";
+import "./account-strings.js";
 
 // The server's rule (gateway/rest_orders.py PHONE), so the form says what is wrong before sending.
 const PHONE = /^\+?[0-9][0-9 -]{4,19}$/;

@@ -10,6 +10,7 @@ import { formatYuan } from "./money.js";
 import { formatWhen } from "./time.js";
 import { signedInOnly, goPay, paymentReturnPath, newKey, retriable } from "./account-common.js";
 import { AddressForm, addressLine, sortAddresses } from "./account-addresses.js";
+import "./account-strings.js";
 
 const BADGES = { unpaid: "warn", awaiting_delivery: "good", completed: "", overdue: "bad" };
 

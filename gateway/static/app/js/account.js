@@ -10,6 +10,7 @@ import { useAsync, Async, Empty, ErrorBox, Loading, Money, Field, toast, errorTe
 import { formatYuan } from "./money.js";
 import { formatWhen, parseIso } from "./time.js";
 import { signedInOnly, goPay, known } from "./account-common.js";
+import "./account-strings.js";
 
 function useMe() {
   const me = useStore(auth, (state) => state.me);
