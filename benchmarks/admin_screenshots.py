@@ -39,7 +39,7 @@ PAGES: list[tuple[str, str, str]] = [
     ("sessions", "/admin/sessions", "Sessions"),
     ("session-monitor", "/admin/sessions/{live}/monitor", "The live monitor of a session"),
     ("lot-monitor", "/admin/lots/{lot}/monitor", "The live monitor of one lot"),
-    ("confirm-withdraw", "/admin/lots/{lot}/withdraw", "A control's confirmation says what will happen, in numbers"),
+    ("confirm-withdraw", "/admin/lots/{lot}/withdraw", "A control's confirmation, in numbers"),
     ("orders", "/admin/orders", "Auction orders, with Export CSV"),
     ("exports", "/admin/exports", "Exports: a form per kind, with its filters"),
     ("search", "/admin/search?q=alice", "Search results"),
