@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=20)
     parser.add_argument("--bidders", type=int, default=20)
     args = parser.parse_args()
-    seconds = max(10, round(args.minutes * 60))
+    seconds = max(5, round(args.minutes * 60))
     work = pathlib.Path(tempfile.mkdtemp(prefix="gavel-feed-load-"))
     env = dict(os.environ, LOCUST_LOTS=os.environ.get("LOCUST_LOTS", "20"), ADMIN_PASSWORD=ADMIN_PASSWORD)
     (work / "data").mkdir()

@@ -214,7 +214,7 @@ def test_feed_load_runs_the_feed_beside_bidders_and_prints_each_phase() -> None:
             PYTHON,
             "benchmarks/feed_load.py",
             "--minutes",
-            "0.17",
+            "0.09",
             "--readers",
             "4",
             "--writers",
