@@ -251,7 +251,19 @@ class Service:
         if config.seed_demo:
             await seed_demo_staff(self.ctx)  # one staff account per role (composition/demo_staff.py)
         self.background.append(asyncio.create_task(self._media_backfill(), name="media-backfill"))
+        self.background.append(asyncio.create_task(self._recount_watchers(), name="recount-watchers"))
         return app
+
+    async def _recount_watchers(self) -> None:
+        """Lots' 围观 counts equal their distinct viewers (counts from before viewers were recorded
+        counted page loads); in the background, so the service answers at once."""
+        try:
+            changed = await self.ctx.catalog.recount_watchers()
+        except Exception:  # a count stays as it was; the next start tries again
+            log.exception("watcher recount failed")
+            return
+        if changed:
+            log.info("watcher recount: %d lot(s) set to their distinct viewers", changed)
 
     async def _media_backfill(self) -> None:
         """Variants for images uploaded before they existed (persistence/media.py; also a command)."""

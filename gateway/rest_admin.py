@@ -89,7 +89,7 @@ class LotCommandHandler(AdminWriteHandler):
         outcome = await self.actions.lot_command(actor, lot_id, verb, reason)
         if not outcome.ok:
             raise engine_refusal(outcome, state_code="ILLEGAL_STATE")
-        view = await self.ctx.catalog.lot_view(lot_id, count_watcher=False)
+        view = await self.ctx.catalog.lot_view(lot_id)
         # The admin sees the reserve the public views keep secret.
         view["reserve_price"] = self.ctx.engine.book.lots[lot_id].reserve
         self.reply(view)

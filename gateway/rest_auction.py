@@ -1,11 +1,14 @@
-"""Public auction reads: sessions, lots (each view counts a watcher), and bid histories; and a
-bidder's own result of a lot."""
+"""Public auction reads: sessions, lots (each distinct viewer counts once as a watcher), and bid
+histories; and a bidder's own result of a lot."""
 
+import hashlib
+import hmac
 from typing import Any
 
 from engine.book.errors import NotFound
 from engine.book.states import CLOSED_LOT_STATES, SessionState
 from persistence.lot_results import deposit_for_lot, order_of_lot, refund_json
+from web.errors import Unauthorized
 from web.http import JsonHandler
 
 
@@ -24,9 +27,30 @@ class SessionHandler(JsonHandler):
         self.reply(await self.ctx.catalog.session_view(self.path_id(raw_id, "session")))
 
 
+def viewer_key(user_id: int | None, address: str, user_agent: str, secret: bytes) -> str:
+    """Who is looking, for the 围观 count: a signed-in user once, whatever their devices; anyone else
+    once per address and browser, kept as a keyed hash (neither is stored in the clear). Reloads and
+    reconnects are the same viewer."""
+    if user_id:
+        return f"u:{user_id}"
+    digest = hmac.new(secret, f"{address}\0{user_agent[:256]}".encode(), hashlib.sha256).hexdigest()
+    return "a:" + digest[:32]
+
+
 class LotHandler(JsonHandler):
     async def get(self, raw_id: str) -> None:
-        self.reply(await self.ctx.catalog.lot_view(self.path_id(raw_id, "lot"), count_watcher=True))
+        lot_id = self.path_id(raw_id, "lot")
+        try:
+            user = await self.authenticate()
+        except Unauthorized:  # a stale token still sees the lot, as anyone would
+            user = None
+        viewer = viewer_key(
+            user.user_id if user else None,
+            self.request.remote_ip or "",
+            self.request.headers.get("User-Agent", ""),
+            self.ctx.pseudonym_secret,
+        )
+        self.reply(await self.ctx.catalog.lot_view(lot_id, viewer=viewer))
 
 
 class LotBidsHandler(JsonHandler):

@@ -355,12 +355,44 @@ class Catalog:
         await self._add_pictures([view, *view["lots"]])
         return view
 
-    async def lot_view(self, lot_id: int, *, count_watcher: bool) -> Document:
-        """One lot's metadata and live state; `count_watcher` adds one to its 围观 count."""
+    async def _new_viewer(self, lot_id: int, viewer: str) -> bool:
+        try:
+            await self.db.lot_viewers.insert_one({"lot_id": lot_id, "viewer": viewer[:64], "at": utc_now()})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def recount_watchers(self) -> int:
+        """Set every lot's 围观 count to its number of viewer records (counts kept before viewers were
+        recorded counted page loads); how many lots changed. Safe beside live views: each lot is
+        compared and set, and counted again when a view moved it in between."""
+        changed = 0
+        async for doc in self.db.lots.find({}, {"watchers": 1}):
+            lot_id = int(doc["_id"])
+            for _ in range(5):
+                seen = await self.db.lots.find_one({"_id": lot_id}, {"watchers": 1})
+                if seen is None:
+                    break
+                had = seen.get("watchers", 0)
+                want = await self.db.lot_viewers.count_documents({"lot_id": lot_id})
+                if had == want:
+                    break
+                done = await self.db.lots.update_one(
+                    {"_id": lot_id, "watchers": had}, {"$set": {"watchers": want}}
+                )
+                if done.modified_count:
+                    changed += 1
+                    break
+        return changed
+
+    async def lot_view(self, lot_id: int, *, viewer: str | None = None) -> Document:
+        """One lot's metadata and live state; a `viewer` key (the gateway names who is looking) is
+        recorded once per lot, and the lot's 围观 count moves only when that record is new."""
         live = self.engine.book.lots.get(lot_id)
         if live is None:
             raise NotFound(f"no lot {lot_id}")
-        if count_watcher:
+        doc = None
+        if viewer is not None and await self._new_viewer(lot_id, viewer):
             doc = await self.db.lots.find_one_and_update(
                 {"_id": lot_id}, {"$inc": {"watchers": 1}}, return_document=ReturnDocument.AFTER
             )

@@ -90,6 +90,10 @@ def _indexes() -> dict[str, list[IndexModel]]:
         "sessions": [
             IndexModel([("bidding_start", DESCENDING)], name="bidding_start"),
         ],
+        # One record per distinct viewer of a lot (its 围观 count moves only with a new record).
+        "lot_viewers": [
+            IndexModel([("lot_id", ASCENDING), ("viewer", ASCENDING)], unique=True, name="lot_viewer_unique"),
+        ],
         "lots": [
             IndexModel([("session_id", ASCENDING), ("_id", ASCENDING)], name="session_lots"),
             # A catalogue number (图录号) names one lot within its session.

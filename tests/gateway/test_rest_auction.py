@@ -45,7 +45,7 @@ async def test_session_and_lot_views_merge_engine_state(app_server: AppServer) -
         images=["https://img.example/7.jpg"],
         specs=[{"key": "k", "value": "v"}],
     )
-    alice, _ = await app_server.register()
+    alice, alice_token = await app_server.register()
     await app_server.start_bidding(session_id)
     assert (await app_server.engine.execute(PlaceBid(lot_id, alice, 10_000))).ok
 
@@ -65,8 +65,17 @@ async def test_session_and_lot_views_merge_engine_state(app_server: AppServer) -
     assert detail.status == 200
     assert detail.json["specs"] == [{"key": "k", "value": "v"}]
     assert detail.json["session"]["id"] == session_id and detail.json["watchers"] == 1
+    # 围观 counts distinct viewers: a reload is the same viewer; a signed-in user is another; a
+    # stale token still sees the lot (as the same anonymous viewer)
     again = await app_server.call("GET", f"/api/v1/lots/{lot_id}")
-    assert again.json["watchers"] == 2
+    assert again.json["watchers"] == 1
+    for _ in range(2):
+        signed_in = await app_server.call("GET", f"/api/v1/lots/{lot_id}", token=alice_token)
+        assert signed_in.json["watchers"] == 2
+    stale = await app_server.call("GET", f"/api/v1/lots/{lot_id}", token="not-a-token")
+    assert stale.status == 200 and stale.json["watchers"] == 2
+    other_browser = await app_server.call("GET", f"/api/v1/lots/{lot_id}", headers={"User-Agent": "Phone/2"})
+    assert other_browser.json["watchers"] == 3
     assert "user_id" not in detail.body.decode() and str(alice) not in detail.json["leader"]
 
 

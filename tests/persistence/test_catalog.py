@@ -1,5 +1,6 @@
 """The catalogue against a real MongoDB and a real engine: two-step writes, repair, and the read model."""
 
+import asyncio
 import dataclasses
 import pathlib
 from collections.abc import AsyncIterator
@@ -150,11 +151,14 @@ async def test_read_model(catalog: Catalog, engine: Engine, db: Database) -> Non
         2,
         1_300,
     )
-    detail = await catalog.lot_view(lot_id, count_watcher=True)
+    detail = await catalog.lot_view(lot_id, viewer="u:8")
     assert detail["watchers"] == 1 and detail["reserve_met"] is False and detail["highest_price"] == 9_000
-    assert (await catalog.lot_view(lot_id, count_watcher=False))["watchers"] == 1
+    assert (await catalog.lot_view(lot_id))["watchers"] == 1
+    # the same viewer again (a reload, a reconnect) is not a new watcher; another one is
+    assert (await catalog.lot_view(lot_id, viewer="u:8"))["watchers"] == 1
+    assert (await catalog.lot_view(lot_id, viewer="a:0f"))["watchers"] == 2
     stored = await db.lots.find_one({"_id": lot_id})
-    assert stored is not None and stored["watchers"] == 1
+    assert stored is not None and stored["watchers"] == 2
 
     bids, count = catalog.bids_view(lot_id, 0, 1)
     assert count == 2 and bids == [
@@ -170,3 +174,21 @@ async def test_read_model(catalog: Catalog, engine: Engine, db: Database) -> Non
     assert [b["price"] for b in older] == [1_000]
     with pytest.raises(NotFound):
         catalog.bids_view(999, 0, 5)
+
+
+async def test_watchers_equal_distinct_viewers_under_concurrency_and_recount_mends_old_counts(
+    catalog: Catalog, db: Database
+) -> None:
+    session_id = (await catalog.create_session(session_spec(deposit=0)))["_id"]
+    lot_id = (await catalog.create_lot(session_id, lot_spec(deposit=0)))["_id"]
+    # 200 concurrent page loads by 20 viewers (each reloads 10 times) count 20 watchers
+    views = [catalog.lot_view(lot_id, viewer=f"u:{n % 20 + 1}") for n in range(200)]
+    await asyncio.gather(*views)
+    stored = await db.lots.find_one({"_id": lot_id})
+    assert stored is not None and stored["watchers"] == 20
+    assert await db.lot_viewers.count_documents({"lot_id": lot_id}) == 20
+    # a count kept before viewers were recorded (page loads) is set to its records
+    await db.lots.update_one({"_id": lot_id}, {"$set": {"watchers": 977}})
+    assert await catalog.recount_watchers() == 1
+    assert (await catalog.lot_view(lot_id))["watchers"] == 20
+    assert await catalog.recount_watchers() == 0

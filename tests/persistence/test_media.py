@@ -253,7 +253,7 @@ async def test_public_views_carry_pictures_and_cover_picture(
     lot = await catalog.create_lot(int(session["_id"]), LotSpec("001", "Bowl", 100_00, 10_00, images=images))
     stem = base + "/media/" + first.name.removesuffix(".jpg")
 
-    lot_view = await catalog.lot_view(int(lot["_id"]), count_watcher=False)
+    lot_view = await catalog.lot_view(int(lot["_id"]), viewer=None)
     assert lot_view["images"] == list(images)  # unchanged beside the new field
     assert lot_view["pictures"][0] == {
         "url": base + first.path,
@@ -274,7 +274,7 @@ async def test_public_views_carry_pictures_and_cover_picture(
 
     # A fresh process (no cache) reads the same from the `media` collection.
     again = Catalog(db, engine, lambda session_id, user_id: "")
-    assert (await again.lot_view(int(lot["_id"]), count_watcher=False))["pictures"] == lot_view["pictures"]
+    assert (await again.lot_view(int(lot["_id"]), viewer=None))["pictures"] == lot_view["pictures"]
     await catalog.update_session(int(session["_id"]), {"cover": ""})
     assert (await catalog.session_view(int(session["_id"])))["cover_picture"] is None
 
