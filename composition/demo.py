@@ -78,7 +78,9 @@ def demo_picture(label: str, caption: str, index: int, shape: str = "vase") -> b
 
 
 async def stored_pictures(ctx: AppContext, drawings: Sequence[tuple[str, str, int, str]]) -> list[str]:
-    """Store the drawings through the media store (variants included); their public URLs."""
+    """Store the drawings through the media store; their public URLs. Only the originals are written
+    here: the start's background backfill (composition/service.py) makes their variants, so the
+    first start answers sooner."""
     if ctx.media_dir is None:
         return ["" for _ in drawings]
     store = MediaStore(Path(ctx.media_dir), index=ctx.catalog.media)
@@ -86,7 +88,7 @@ async def stored_pictures(ctx: AppContext, drawings: Sequence[tuple[str, str, in
 
     async def one(label: str, caption: str, index: int, shape: str) -> str:
         data = await asyncio.to_thread(demo_picture, label, caption, index, shape)
-        return base + (await store.save(data)).path
+        return base + (await store.save_original(data)).path
 
     return list(await asyncio.gather(*(one(*drawing) for drawing in drawings)))
 
@@ -378,12 +380,16 @@ async def seed_demo(ctx: AppContext) -> int | None:
         for _shape, count, lot in lots:
             images = tuple(url for url in (next(urls) for _ in range(count)) if url)
             await ctx.catalog.create_lot(session_id, dataclasses.replace(lot, images=images))
-    await seed_demo_courses(ctx)
     for username, password in DEMO_BIDDERS:
         user_id, _token = await ctx.accounts.register(username, password)
         await ctx.accounts.credit(user_id, 10_000_00, "admin_credit", f"demo-credit:{username}")
-    await seed_demo_feed(ctx)  # the community: profiles, topics, posts (composition/demo_feed.py)
-    await seed_demo_articles(ctx)  # the community: sources and articles (composition/demo_articles.py)
+    # Independent of one another (the feed needs only the bidders and the live lot): seeded at once,
+    # so the first start answers sooner.
+    await asyncio.gather(
+        seed_demo_courses(ctx),
+        seed_demo_feed(ctx),  # the community: profiles, topics, posts (composition/demo_feed.py)
+        seed_demo_articles(ctx),  # the community: sources and articles (composition/demo_articles.py)
+    )
     return live_id
 
 

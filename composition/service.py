@@ -247,9 +247,10 @@ class Service:
                     name="settlement-lease",
                 )
             )
-        self.demo_session = await seed_demo(self.ctx) if config.seed_demo else None
+        self.demo_session = None
         if config.seed_demo:
-            await seed_demo_staff(self.ctx)  # one staff account per role (composition/demo_staff.py)
+            # one staff account per role (composition/demo_staff.py), beside the demo's data
+            self.demo_session, _ = await asyncio.gather(seed_demo(self.ctx), seed_demo_staff(self.ctx))
         self.background.append(asyncio.create_task(self._media_backfill(), name="media-backfill"))
         self.background.append(asyncio.create_task(self._recount_watchers(), name="recount-watchers"))
         return app

@@ -290,6 +290,23 @@ class MediaStore:
             await self.index.record(stored)
         return stored
 
+    async def save_original(self, data: bytes) -> StoredMedia:
+        """Store the original only, for images the service draws itself (the demo's): its variants
+        are made by `backfill` later, and until then its pages show the original (the index names
+        no variant, so no srcset points at a file that is not there yet)."""
+        content_type, extension = self.check(data)
+        name = f"{secrets.token_hex(16)}.{extension}"
+        original = strip_metadata(data)
+        with Image.open(io.BytesIO(original)) as image:  # reads the header only
+            width, height = image.size
+        await asyncio.to_thread(self._write, name, original)
+        stored = StoredMedia(
+            name, content_type, len(original), hashlib.sha256(original).hexdigest(), width, height, ()
+        )
+        if self.index is not None:
+            await self.index.record(stored)
+        return stored
+
     def _render_and_write(self, name: str, data: bytes) -> tuple[Rendition, bytes]:
         """The rendition, and the original as stored (without its location and other metadata)."""
         rendition = render(data)

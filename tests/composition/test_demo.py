@@ -9,7 +9,7 @@ import pytest
 from composition import demo
 from composition.demo import seed_demo
 from engine.book.states import SessionState
-from persistence.media import variant_name
+from persistence.media import MediaStore, variant_name
 from tests.gateway.conftest import AppServer, app_server
 
 __all__ = ["app_server"]  # the fixture, shared with tests/gateway
@@ -29,6 +29,11 @@ async def test_the_demo_has_live_upcoming_and_ended_sessions_with_pictures(
     live_id = await seed_demo(ctx)
     assert live_id is not None
     assert await seed_demo(ctx) is None  # first start only
+    # Seeding writes the originals only: until the start's backfill has made the variants, pictures
+    # name no variant (no srcset pointing at a file that is not there yet).
+    first = (await app_server.call("GET", "/api/v1/sessions")).json["items"][0]["cover_picture"]
+    assert first["srcset"] == "" and first["thumb"] == first["url"]
+    assert await MediaStore(ctx.media_dir).backfill(ctx.catalog.media) >= 3
 
     listed = await app_server.call("GET", "/api/v1/sessions")
     sessions = {item["id"]: item for item in listed.json["items"]}

@@ -8,6 +8,7 @@ import pathlib
 from typing import Any
 
 from composition.demo_articles import ARTICLES, SOURCES, seed_demo_articles
+from persistence.media import MediaStore
 from tests.gateway.conftest import AppServer, app_server
 
 __all__ = ["app_server"]
@@ -30,6 +31,8 @@ async def test_the_demo_articles_are_online_and_seeding_is_idempotent(
 
     assert sorted(x["name"] for x in first["community_article_sources"]) == sorted(SOURCES)
     assert len(first["community_articles"]) == len(ARTICLES) == 5
+    # the head images' variants come from the start's backfill (the seed writes originals only)
+    assert await MediaStore(s.ctx.media_dir).backfill(s.ctx.catalog.media) >= 1
     positions: dict[str, int] = {}
     for position in ("banner_big", "banner_small", "feed"):
         answer = await s.call("GET", f"/api/v1/articles?position={position}")
