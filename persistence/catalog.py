@@ -391,7 +391,6 @@ class Catalog:
         live = self.engine.book.lots.get(lot_id)
         if live is None:
             raise NotFound(f"no lot {lot_id}")
-        doc = None
         if viewer is not None and await self._new_viewer(lot_id, viewer):
             doc = await self.db.lots.find_one_and_update(
                 {"_id": lot_id}, {"$inc": {"watchers": 1}}, return_document=ReturnDocument.AFTER
