@@ -430,14 +430,14 @@ def payment_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
 BALANCE = "balance"  # the `provider` of a payment made from the user's balance (no provider record)
 
 
-def balance_order_payment_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
-    """The cash part of an auction order paid from the balance (`orders.payment`)."""
-    payment = doc.get("payment") or {}
-    amount = payment.get("cash_amount")
+def _balance_payment_row(
+    id_cell: str, kind: str, doc: Row, username: str, amount: Any, note: str, paid_at: Any, zone: ZoneInfo
+) -> Cells:
+    """A payment made from the user's balance: no provider record, so no trade number or refund."""
     return [
         "",
-        number(doc.get("_id")),
-        "auction_order",
+        id_cell,
+        kind,
         BALANCE,
         number(doc.get("user_id")),
         text(username),
@@ -447,36 +447,43 @@ def balance_order_payment_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
         "",
         "",
         "",
-        f"order {int(doc.get('_id') or 0)}",
-        *_times(doc.get("paid_at_ms"), zone),
-        *_times(doc.get("paid_at_ms"), zone),
+        note,
+        *_times(paid_at, zone),
+        *_times(paid_at, zone),
         "",
         "",
     ]
+
+
+def balance_order_payment_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
+    """The cash part of an auction order paid from the balance (`orders.payment`)."""
+    payment = doc.get("payment") or {}
+    note = f"order {int(doc.get('_id') or 0)}"
+    return _balance_payment_row(
+        number(doc.get("_id")),
+        "auction_order",
+        doc,
+        username,
+        payment.get("cash_amount"),
+        note,
+        doc.get("paid_at_ms"),
+        zone,
+    )
 
 
 def balance_shop_payment_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
     """The balance part of a paid shop order (`shop_orders.balance_used`)."""
-    amount = doc.get("balance_used")
-    return [
-        "",
+    note = text(", ".join(str(line.get("course_name") or "") for line in doc.get("lines") or ()))
+    return _balance_payment_row(
         text(doc.get("_id")),
         "shop_order",
-        BALANCE,
-        number(doc.get("user_id")),
-        text(username),
-        yuan(amount),
-        fen(amount),
-        "paid",
-        "",
-        "",
-        "",
-        text(", ".join(str(line.get("course_name") or "") for line in doc.get("lines") or ())),
-        *_times(doc.get("paid_at"), zone),
-        *_times(doc.get("paid_at"), zone),
-        "",
-        "",
-    ]
+        doc,
+        username,
+        doc.get("balance_used"),
+        note,
+        doc.get("paid_at"),
+        zone,
+    )
 
 
 def deposit_refund_row(doc: Row, username: str, zone: ZoneInfo) -> Cells:
