@@ -17,7 +17,23 @@
     }
     return timeFormat.format(date);
   }
-  window.gavelAdmin = { xsrf: xsrf, businessTz: businessTz, formatTime: formatTime };
+  // Integer fen as "¥1,234.50" (as the server's money() does); a span of time as "1h 05m 09s".
+  function money(fen) {
+    if (fen === null || fen === undefined) return "—";
+    var negative = fen < 0, abs = Math.abs(fen), yuan = Math.floor(abs / 100), cents = abs % 100;
+    return (negative ? "-" : "") + "¥" + yuan.toLocaleString("en-US") + "." + String(cents).padStart(2, "0");
+  }
+  function duration(ms) {
+    if (ms <= 0) return "0s";
+    var s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+    s = s % 60;
+    if (h > 0) return h + "h " + String(m).padStart(2, "0") + "m " + String(s).padStart(2, "0") + "s";
+    if (m > 0) return m + "m " + String(s).padStart(2, "0") + "s";
+    return s + "s";
+  }
+  window.gavelAdmin = {
+    xsrf: xsrf, businessTz: businessTz, formatTime: formatTime, money: money, duration: duration
+  };
 
   function setupSpecs(fieldset) {
     var button = fieldset.querySelector("[data-add-spec]");

@@ -25,19 +25,7 @@
   });
 
   function now() { return Date.now() + skew; }
-  function money(fen) {
-    if (fen === null || fen === undefined) return "—";
-    var negative = fen < 0, abs = Math.abs(fen), yuan = Math.floor(abs / 100), cents = abs % 100;
-    return (negative ? "-" : "") + "¥" + yuan.toLocaleString("en-US") + "." + String(cents).padStart(2, "0");
-  }
-  function duration(ms) {
-    if (ms <= 0) return "0s";
-    var s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
-    s = s % 60;
-    if (h > 0) return h + "h " + String(m).padStart(2, "0") + "m " + String(s).padStart(2, "0") + "s";
-    if (m > 0) return m + "m " + String(s).padStart(2, "0") + "s";
-    return s + "s";
-  }
+  var money = window.gavelAdmin.money, duration = window.gavelAdmin.duration;  // admin.js
   function cell(lotId, field) {
     var tr = rows[lotId];
     return tr ? tr.querySelector('[data-field="' + field + '"]') : null;

@@ -20,20 +20,8 @@
   var endsAt = 0;
 
   function now() { return Date.now() + skew; }
-  function money(fen) {
-    if (fen === null || fen === undefined) return "—";
-    var negative = fen < 0, abs = Math.abs(fen), yuan = Math.floor(abs / 100), cents = abs % 100;
-    return (negative ? "-" : "") + "¥" + yuan.toLocaleString("en-US") + "." + String(cents).padStart(2, "0");
-  }
+  var money = window.gavelAdmin.money, duration = window.gavelAdmin.duration;  // admin.js
   function local(ms) { return ms ? admin.formatTime(ms) : "—"; }
-  function duration(ms) {
-    if (ms <= 0) return "0s";
-    var s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
-    s = s % 60;
-    if (h > 0) return h + "h " + String(m).padStart(2, "0") + "m " + String(s).padStart(2, "0") + "s";
-    if (m > 0) return m + "m " + String(s).padStart(2, "0") + "s";
-    return s + "s";
-  }
   function field(name) { return root.querySelector('[data-field="' + name + '"]'); }
   function setText(el, value) { if (el && el.textContent !== value) el.textContent = value; }
   function el(tag, text, attrs) {
