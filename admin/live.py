@@ -31,7 +31,7 @@ from admin.live_plans import (
     void_bid_plan,
     withdraw_lot_plan,
 )
-from backoffice.actions import Actor
+from backoffice.actions import Actor, lot_state
 from backoffice.ports import Document
 from backoffice.timezone import format_local, input_value, parse_local
 from engine.book.controls import legal_lot_controls, legal_session_controls
@@ -114,16 +114,10 @@ def live_view(lot: Lot) -> Document:
     paused_since = int(lot.paused_since)
     bidding_end = int(lot.session.bidding_end)
     view: Document = {
-        "state": int(lot.state),
-        "price": lot.price,
-        "bid_count": lot.bid_count,
-        "ends_at": lot.ends_at,
-        "next_min": lot.next_min(),
-        "leader": lot.leader,
+        **lot_state(lot),
+        "paused_since": paused_since,
         "reserve": lot.reserve,
         "reserve_met": bool(lot.bid_count) and lot.price >= lot.reserve,
-        "paused": paused_since > 0,
-        "paused_since": paused_since,
         # soft-close and admin extensions so far, and how far they moved the end past the session's
         "extensions": int(lot.extensions),
         "moved_ms": max(0, int(lot.ends_at) - bidding_end) if lot.ends_at else 0,

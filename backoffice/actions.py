@@ -30,6 +30,7 @@ from backoffice.roles import Role, action_area, can, effective_roles, mentor_onl
 from community.errors import TextRejected
 from community.rules import REASON_MAX, clean_text
 from engine.book.errors import GavelError, InvalidInput, NotFound
+from engine.book.lot import Lot
 from engine.commands import (
     BlockBidder,
     CancelLot,
@@ -128,8 +129,11 @@ class Actor:
 def live_lot(engine: Engine, lot_id: int) -> Document | None:
     """A lot's live state in the engine (what a lot command's audit entry shows before and after)."""
     lot = engine.book.lots.get(lot_id)
-    if lot is None:
-        return None
+    return None if lot is None else lot_state(lot)
+
+
+def lot_state(lot: Lot) -> Document:
+    """The engine's state of one lot, as plain values (the audit entries' and the monitor's)."""
     return {
         "state": int(lot.state),
         "price": lot.price,
