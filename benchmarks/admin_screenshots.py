@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import re
-import shutil
 import sys
-import tempfile
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from benchmarks.app_load import ADMIN_PASSWORD, start_server, stop
-from benchmarks.app_screenshots import CHROMIUM, CHROMIUM_ARGS, Api, seed
+from benchmarks.app_load import ADMIN_PASSWORD
+from benchmarks.app_screenshots import CHROMIUM, CHROMIUM_ARGS, Api, demo_server, seed
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "admin"
@@ -149,20 +146,12 @@ def main() -> None:
     parser.parse_args()
     import asyncio
 
-    work = pathlib.Path(tempfile.mkdtemp(prefix="gavel-admin-shots-"))
-    server = None
-    try:
-        (work / "data").mkdir()
-        server, base = start_server(work / "data", dict(os.environ, SEED_DEMO="1"))
+    with demo_server("gavel-admin-shots-") as base:
         world = world_of(Api(base))
         made, skipped = asyncio.run(shoot(base, world))
         write_doc(made)
         total = sum((OUT / f"{name}.png").stat().st_size for name, _ in made)
         print(json.dumps({"screens": len(made), "skipped": len(skipped), "png_bytes": total}))
-    finally:
-        if server is not None:
-            stop(server)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

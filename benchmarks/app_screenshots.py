@@ -13,6 +13,7 @@ Playwright, signed out and then signed in as alice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -436,25 +438,33 @@ socket's `server_time`), in hours and minutes, then seconds in the last minute.
     )
 
 
+@contextlib.contextmanager
+def demo_server(prefix: str) -> Iterator[str]:
+    """A `run.py` with the demo seed on a fresh data directory; its base URL. Stopped and removed
+    afterwards (benchmarks/admin_screenshots.py uses it too)."""
+    work = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    server = None
+    try:
+        (work / "data").mkdir()
+        server, base = start_server(work / "data", dict(os.environ, SEED_DEMO="1"))
+        yield base
+    finally:
+        if server is not None:
+            stop(server)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.parse_args()
-    work = pathlib.Path(tempfile.mkdtemp(prefix="gavel-shots-"))
-    server = None
-    try:
-        (work / "data").mkdir()
-        server, base = start_server(work / "data", dict(os.environ, SEED_DEMO="1"))
+    with demo_server("gavel-shots-") as base:
         world = seed(Api(base))
         made = shoot(base, world)
         write_doc(made)
         total = sum(path.stat().st_size for path in OUT.glob("*.jpg"))
         print(json.dumps({"screens": len(made), "images_bytes": total, "page_weight_bytes": page_weights()}))
-    finally:
-        if server is not None:
-            stop(server)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
