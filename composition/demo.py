@@ -380,9 +380,13 @@ async def seed_demo(ctx: AppContext) -> int | None:
         for _shape, count, lot in lots:
             images = tuple(url for url in (next(urls) for _ in range(count)) if url)
             await ctx.catalog.create_lot(session_id, dataclasses.replace(lot, images=images))
-    for username, password in DEMO_BIDDERS:
+
+    async def bidder(username: str, password: str) -> None:
         user_id, _token = await ctx.accounts.register(username, password)
         await ctx.accounts.credit(user_id, 10_000_00, "admin_credit", f"demo-credit:{username}")
+
+    # At once: each registration hashes its password (scrypt, in a thread).
+    await asyncio.gather(*(bidder(username, password) for username, password in DEMO_BIDDERS))
     # Independent of one another (the feed needs only the bidders and the live lot): seeded at once,
     # so the first start answers sooner.
     await asyncio.gather(

@@ -9,6 +9,7 @@ degree and mentoring services (`ctx.shop`, gateway/rest_degree.py `degree_of`, g
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from gateway.rest_degree import degree_of
@@ -184,8 +185,8 @@ async def seed_demo_degree(ctx: AppContext) -> int:
                 )
             for position, spec in enumerate(homework):
                 await _homework(ctx, module_id, chapter, position, spec)
-    for username, password, name, intro in DEMO_MENTORS:
-        await _mentor(ctx, username, password, name, intro)
+    # At once, like the demo staff (composition/demo_staff.py): their password hashes overlap.
+    await asyncio.gather(*(_mentor(ctx, *mentor) for mentor in DEMO_MENTORS))
     return degree_id
 
 

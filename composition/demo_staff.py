@@ -7,6 +7,7 @@ role. The mentors `mentor1` / `mentor2` come with the demo degree (composition/d
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from web.context import AppContext
@@ -20,14 +21,18 @@ DEMO_STAFF: Final = (
 
 
 async def seed_demo_staff(ctx: AppContext) -> None:
+    # At once: each account's password hash is a CPU-bound scrypt in a thread, so two cores hash two.
+    await asyncio.gather(*(_seed_one(ctx, *account) for account in DEMO_STAFF))
+
+
+async def _seed_one(ctx: AppContext, username: str, password: str, role: str) -> None:
     accounts = ctx.accounts
-    for username, password, role in DEMO_STAFF:
-        user_id = await accounts.user_id_for(username)
-        if user_id is None:
-            user_id, _token = await accounts.register(username, password)
-        account = await accounts.staff_account(user_id)
-        if not account.roles and not account.is_admin:
-            await accounts.set_staff_roles(user_id, [role])
+    user_id = await accounts.user_id_for(username)
+    if user_id is None:
+        user_id, _token = await accounts.register(username, password)
+    account = await accounts.staff_account(user_id)
+    if not account.roles and not account.is_admin:
+        await accounts.set_staff_roles(user_id, [role])
 
 
 def demo_staff_line() -> str:

@@ -58,17 +58,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-import redis
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+# The drivers are imported where the pings need them, not here: run.py spawns the servers before it
+# imports the rest of the service (about a second of imports), so the two overlap.
+if TYPE_CHECKING:
+    from pymongo import MongoClient
 
 __all__ = [
     "EmbeddedServer",
     "EmbeddedServerError",
+    "PendingServices",
     "Services",
     "free_port",
     "start_mongo",
@@ -208,39 +208,65 @@ def _start_all(
     The servers boot concurrently, so the total is about the slowest one's
     start-up time, without spawning from helper threads (PDEATHSIG caveat).
     """
+    return _spawn_all(data_dir, wanted, timeout).ready()
+
+
+@dataclass
+class _Spawned:
+    """Servers spawned and not yet answering: `ready()` waits for each (or stops them all)."""
+
+    data_dir: Path
+    pending: list[tuple[_Kind, int | None, EmbeddedServer, float]]
+    timeout: float
+
+    def ready(self) -> list[EmbeddedServer]:
+        spawned = [server for _kind, _port, server, _deadline in self.pending]
+        ready: list[EmbeddedServer] = []
+        try:
+            for kind, port, first, deadline in self.pending:
+                server = first
+                for attempt in range(1, _PORT_ATTEMPTS + 1):
+                    try:
+                        _wait_ready(server, kind.ping, deadline, self.timeout)
+                        break
+                    except _PortInUseError as exc:
+                        if port is not None or attempt == _PORT_ATTEMPTS:
+                            raise EmbeddedServerError(str(exc)) from None
+                        log.info("port %d was taken; restarting %s on another", server.port, kind.name)
+                        server = kind.spawn(self.data_dir, free_port())
+                        spawned.append(server)
+                ready.append(server)
+        except BaseException:
+            _stop_all(spawned)
+            raise
+        return ready
+
+    def stop(self) -> None:
+        _stop_all([server for _kind, _port, server, _deadline in self.pending])
+
+
+def _stop_all(servers: Sequence[EmbeddedServer]) -> None:
+    for server in reversed(servers):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+def _spawn_all(data_dir: Path, wanted: Sequence[tuple[_Kind, int | None]], timeout: float) -> _Spawned:
     if threading.current_thread() is not threading.main_thread():
         log.warning(
             "starting embedded servers from thread %r: they will get SIGTERM when it exits",
             threading.current_thread().name,
         )
     data_dir = data_dir.resolve()
-    spawned: list[EmbeddedServer] = []
-    ready: list[EmbeddedServer] = []
+    pending: list[tuple[_Kind, int | None, EmbeddedServer, float]] = []
     try:
-        pending = []
         for kind, port in wanted:
             server = kind.spawn(data_dir, port if port is not None else free_port())
-            spawned.append(server)
             pending.append((kind, port, server, time.monotonic() + timeout))
-        for kind, port, first, deadline in pending:
-            server = first
-            for attempt in range(1, _PORT_ATTEMPTS + 1):
-                try:
-                    _wait_ready(server, kind.ping, deadline, timeout)
-                    break
-                except _PortInUseError as exc:
-                    if port is not None or attempt == _PORT_ATTEMPTS:
-                        raise EmbeddedServerError(str(exc)) from None
-                    log.info("port %d was taken; restarting %s on another", server.port, kind.name)
-                    server = kind.spawn(data_dir, free_port())
-                    spawned.append(server)
-            ready.append(server)
     except BaseException:
-        for server in reversed(spawned):
-            with contextlib.suppress(Exception):
-                server.stop()
+        _stop_all([server for _kind, _port, server, _deadline in pending])
         raise
-    return ready
+    return _Spawned(data_dir, pending, timeout)
 
 
 class _PortInUseError(EmbeddedServerError):
@@ -253,6 +279,9 @@ def _wait_ready(
     deadline: float,
     timeout: float,
 ) -> None:
+    import redis
+    from pymongo.errors import PyMongoError
+
     last_error = "no attempt made"
     while True:
         if not server.alive():
@@ -282,6 +311,8 @@ def _wait_ready(
 def _ping_mongo(server: EmbeddedServer) -> None:
     # A bare TCP connect fails fast ("connection refused") while the server is
     # still opening WiredTiger; only then pay for a MongoClient and its threads.
+    from pymongo import MongoClient
+
     with socket.create_connection((HOST, server.port), timeout=1.0):
         pass
     client: MongoClient[dict[str, object]] = MongoClient(
@@ -300,6 +331,10 @@ def _ping_mongo(server: EmbeddedServer) -> None:
 def _ping_redis(server: EmbeddedServer) -> None:
     # No retries and a short timeout: if something else grabbed the port, do not
     # sit in redis-py's default retry/backoff while our child has already exited.
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     client = redis.Redis(
         host=HOST,
         port=server.port,
@@ -594,6 +629,18 @@ class Services:
     ) -> Services:
         """Use ``MONGODB_URL`` / ``REDIS_URL`` when set (and non-empty), else start
         embedded servers under ``data_dir`` (concurrently; main thread only)."""
+        return cls.spawn_from_env(data_dir, env, timeout=timeout).ready()
+
+    @classmethod
+    def spawn_from_env(
+        cls,
+        data_dir: Path,
+        env: Mapping[str, str] = os.environ,
+        *,
+        timeout: float = START_TIMEOUT,
+    ) -> PendingServices:
+        """`from_env` in two steps: the servers are spawned now and `ready()` waits for them, so a
+        caller can do other work (run.py: import the service) while they boot."""
         mongo_url = env.get("MONGODB_URL", "").strip()
         redis_url = env.get("REDIS_URL", "").strip()
         wanted: list[tuple[_Kind, int | None]] = []
@@ -601,13 +648,8 @@ class Services:
             wanted.append((_MONGO, None))
         if not redis_url:
             wanted.append((_REDIS, None))
-        embedded = _start_all(data_dir, wanted, timeout) if wanted else []
-        for server in embedded:
-            if server.name == "mongo":
-                mongo_url = server.url
-            else:
-                redis_url = server.url
-        return cls(mongo_url, redis_url, embedded)
+        spawned = _spawn_all(data_dir, wanted, timeout) if wanted else None
+        return PendingServices(cls, mongo_url, redis_url, spawned)
 
     def check(self) -> list[str]:
         """``describe_exit()`` of every embedded child that is no longer running."""
@@ -638,3 +680,31 @@ class Services:
     def __repr__(self) -> str:
         names = ", ".join(f"{s.name}:{s.pid}" for s in self.embedded)
         return f"Services(mongo_url={self.mongo_url!r}, redis_url={self.redis_url!r}, [{names}])"
+
+
+class PendingServices:
+    """Embedded servers spawned by `Services.spawn_from_env`, not yet known to answer."""
+
+    def __init__(
+        self, kind: type[Services], mongo_url: str, redis_url: str, spawned: _Spawned | None
+    ) -> None:
+        self._kind = kind
+        self._mongo_url = mongo_url
+        self._redis_url = redis_url
+        self._spawned = spawned
+
+    def ready(self) -> Services:
+        """Wait until every spawned server answers ping (or stop them all and raise)."""
+        mongo_url, redis_url = self._mongo_url, self._redis_url
+        embedded = self._spawned.ready() if self._spawned is not None else []
+        for server in embedded:
+            if server.name == "mongo":
+                mongo_url = server.url
+            else:
+                redis_url = server.url
+        return self._kind(mongo_url, redis_url, embedded)
+
+    def stop(self) -> None:
+        """Stop the spawned servers without waiting for them (start-up was abandoned)."""
+        if self._spawned is not None:
+            self._spawned.stop()

@@ -8,8 +8,6 @@ import logging
 import sys
 from typing import Any
 
-from persistence.faults import dependency_fault, describe_fault
-
 __all__ = ["JsonFormatter", "setup_logging"]
 
 
@@ -29,6 +27,10 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD_LOG_KEYS and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
+            # Imported here: the drivers it needs cost run.py most of a second before the embedded
+            # servers can be spawned (run.py sets logging up first).
+            from persistence.faults import dependency_fault, describe_fault
+
             error = record.exc_info[1]
             if dependency_fault(error):
                 # MongoDB or Redis away: a background loop retrying logs one line a round, not a

@@ -276,3 +276,18 @@ async def test_sigterm_exits_within_5s_with_mongodb_stalled_or_gone_and_loses_no
         if service.process is not None and service.process.poll() is None:
             service.kill()
         mongo.stop()
+
+
+def test_the_embedded_servers_are_spawned_before_the_service_is_imported() -> None:
+    """`make run` overlaps the servers' boot with the service's imports (about a second): what run.py
+    imports before it spawns them must not pull in the drivers or the service."""
+    probe = (
+        "import sys, run; "
+        "heavy = [m for m in ('pymongo', 'redis', 'tornado.web', 'composition.service', 'payments.config')"
+        " if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert imported.stdout.strip() == ""

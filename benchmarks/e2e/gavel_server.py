@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
 import run  # noqa: E402  (the composition root)
+from composition.service import Service  # noqa: E402
 from gateway.ws import BidderSocket, Hub  # noqa: E402
 from persistence.archive import BidArchiver  # noqa: E402
 
@@ -78,7 +79,7 @@ class TornadoReadSocket(BidderSocket):
         return tornado.websocket.WebSocketHandler.get_websocket_protocol(self)
 
 
-class BenchService(run.Service):
+class BenchService(Service):
     if VARIANT == "write_message":
         hub_type, socket_type = WriteMessageHub, WriteMessageSocket
     elif VARIANT == "tornado_read":
@@ -147,7 +148,6 @@ def main() -> int:
     if VARIANT not in VARIANTS:
         print(f"gavel_server: GAVEL_BENCH_VARIANT must be one of {VARIANTS[1:]}", file=sys.stderr)
         return 2
-    run.Service = BenchService  # type: ignore[misc]
     if os.environ.get("GAVEL_LOOP", "uvloop") == "asyncio":
         run.uvloop = types.SimpleNamespace(run=asyncio.run)  # type: ignore[assignment]
     profile_path = os.environ.get("GAVEL_PROFILE")
@@ -163,7 +163,7 @@ def main() -> int:
 
         signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
         signal.signal(signal.SIGUSR2, stop)
-    return run.main([])
+    return run.main([], service_type=BenchService)
 
 
 if __name__ == "__main__":
