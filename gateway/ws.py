@@ -67,6 +67,13 @@ RESULT_MAX_RETRY_S = 2.0
 RESULT_GIVE_UP_S = 60.0
 # The LotClosed reason of a lot an operator withdrew (engine/book/book.py `cancel_lot`).
 WITHDRAWN_PREFIX = "cancelled:"
+# The broadcast's share of the loop: after a fan-out that took d seconds, the next waits
+# d * (1 / FANOUT_SHARE - 1) (capped by FANOUT_MAX_GAP_S), so with ten thousand watchers writing
+# frames never crowds out reading bids and answering them. Frames arriving meanwhile go together
+# in the next fan-out, one write per socket, each lot's latest price only. With few sockets a
+# fan-out takes well under a millisecond and nothing waits.
+FANOUT_SHARE = 0.5
+FANOUT_MAX_GAP_S = 0.1
 # Encoded snapshots kept (per session, for the engine's current seq) before the cache is cleared.
 SNAPSHOT_CACHE_SIZE = 256
 
@@ -145,9 +152,11 @@ class TokenBucket:
 class Hub:
     """Fan-out of committed engine events to websocket subscribers.
 
-    Price changes are coalesced per lot per loop turn: a burst of bids on one lot costs one
-    frame per subscriber per turn. Each frame is encoded once and the same bytes are written to
-    every subscriber of the lot's session.
+    Price changes are coalesced per lot per fan-out: a burst of bids on one lot costs one frame
+    per subscriber per fan-out. A fan-out runs on the loop turn after the engine's batch unless
+    the previous one was long (FANOUT_SHARE: thousands of subscribers), then a little later, with
+    whatever came meanwhile. Each frame is encoded once and the same bytes are written to every
+    subscriber of the lot's session, one write per socket.
     """
 
     def __init__(self, ctx: AppContext, publish: Callable[[int, bytes], None] | None = None) -> None:
@@ -168,6 +177,7 @@ class Hub:
         self._frames: list[tuple[int, bytes]] = []  # (session_id, frame) in order
         self._closed: list[LotClosed] = []  # personal `result` frames to send after the broadcasts
         self._flush_scheduled = False
+        self._next_flush = 0.0  # loop time before which a fan-out waits (FANOUT_SHARE)
         self.frames_sent = 0
         # session_id -> (engine seq, the snapshot's lots encoded once, shared by every subscriber)
         self._snapshots: dict[int, tuple[int, list[tuple[Lot, bytes]]]] = {}
@@ -340,7 +350,12 @@ class Hub:
                 )
         if not self._flush_scheduled and (self._prices or self._frames):
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
+            wait = self._next_flush - loop.time()
+            if wait > 0:
+                loop.call_later(wait, self.flush)
+            else:
+                loop.call_soon(self.flush)
 
     def _bid_voided(self, event: BidVoided) -> None:
         """Everyone in the session: the lot's state after the void (a `price` frame follows from
@@ -399,6 +414,13 @@ class Hub:
         )
 
     def flush(self) -> None:
+        started = time.perf_counter()
+        self._fan_out()
+        took = time.perf_counter() - started
+        gap = min(FANOUT_MAX_GAP_S, took * (1.0 / FANOUT_SHARE - 1.0))
+        self._next_flush = asyncio.get_running_loop().time() + gap
+
+    def _fan_out(self) -> None:
         self._flush_scheduled = False
         for lot_id in list(self._prices):
             self._flush_price(lot_id)
