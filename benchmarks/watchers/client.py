@@ -103,14 +103,19 @@ class WatcherRun(ScaleRun):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.sampled = int(config.get("sampled", 0))
+        self.timed: list[TimedWatcher] = []  # the watchers that time every frame (at most `sampled`)
         self.seqs: set[int] = set()
         self.window_seqs: set[int] = set()  # received in the measured window
         self.churn_task: asyncio.Task[None] | None = None
         self.churn_stats = {"connected": 0, "closed": 0, "failed": 0}
 
     def new_watcher(self) -> TimedWatcher:
-        timed = sum(1 for w in self.watchers if type(w) is TimedWatcher and w.open) < self.sampled
-        watcher = TimedWatcher(self, self.path) if timed else CountingWatcher(self, self.path)
+        self.timed = [w for w in self.timed if not w.closing]
+        if len(self.timed) < self.sampled:
+            watcher = TimedWatcher(self, self.path)
+            self.timed.append(watcher)
+        else:
+            watcher = CountingWatcher(self, self.path)
         self.port_of[id(watcher)] = self.ports[len(self.watchers) % len(self.ports)]
         return watcher
 
