@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,13 +35,18 @@ from admin.live_plans import (
 from backoffice.actions import Actor, lot_state
 from backoffice.ports import Document
 from backoffice.timezone import format_local, input_value, parse_local
+from backoffice.viewers import ViewerCount, viewer_of
+from backoffice.viewers import count as count_viewers
 from engine.book.controls import legal_lot_controls, legal_session_controls
 from engine.book.errors import GavelError, NotFound
 from engine.book.lot import BidInput, Lot
 from engine.book.states import LotState
 from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Database, to_ms
+from persistence.viewers import ViewerStore, wall_ms
 from web.context import AppContext
+
+log = logging.getLogger("gavel.admin.live")
 
 AREA = "auctions"
 REASON_MAX = 500
@@ -93,10 +99,23 @@ async def usernames(db: Database, user_ids: Iterable[int]) -> dict[int, str]:
     return {int(u["_id"]): str(u.get("username", "")) async for u in found}
 
 
-def watchers(hub: Any, session_id: int) -> Document:
-    """Sockets subscribed to the session in this process, and the distinct signed-in users among them."""
+async def watchers(ctx: AppContext, session_id: int) -> Document:
+    """The session's distinct viewers now (backoffice/viewers.py: a signed-in user once, an
+    anonymous socket each), across every gateway when they share their viewers through Redis
+    (gateway/viewers_live.py), else, or when Redis does not answer, this process's; `sockets`: this
+    process's sockets subscribed to it. A viewer who connected here since this gateway's last
+    refresh is not in Redis yet: the larger of the two counts is shown."""
+    hub = ctx.hub
     sockets = list(hub.by_session.get(session_id, ())) if hub is not None else []
-    return {"sockets": len(sockets), "users": len({s.user_id for s in sockets if s.user_id})}
+    local = count_viewers(viewer_of(s.user_id, "", id(s)) for s in sockets)
+    store = getattr(hub, "viewer_store", None)
+    if isinstance(store, ViewerStore):
+        try:
+            shared = await store.count(session_id, wall_ms())
+            local = ViewerCount(max(local.viewers, shared.viewers), max(local.users, shared.users))
+        except Exception as error:  # Redis away: this process's viewers
+            log.debug("viewers of session %s counted here only: %s", session_id, error)
+    return local.as_json(len(sockets))
 
 
 def bidders_of(lot: Lot) -> set[int]:
@@ -211,7 +230,7 @@ async def session_rows(ctx: AppContext, session_id: int) -> tuple[list[Document]
         "session_deposits": session_wide.as_json(),
         "hammer_total": hammer,
         "lots": len(rows),
-        "watchers": watchers(ctx.hub, session_id),
+        "watchers": await watchers(ctx, session_id),
     }
     return rows, totals
 
@@ -375,7 +394,7 @@ async def lot_detail(ctx: AppContext, lot: Lot) -> Document:
         "history_kind": "inputs" if inputs is not None else "lines",
         "deposits": deposits,
         "bidders": sorted(bidders.values(), key=lambda b: (-int(b["highest"]), int(b["user"]["id"]))),
-        "watchers": watchers(ctx.hub, session_id),
+        "watchers": await watchers(ctx, session_id),
         "server_time": ctx.engine.clock.now_ms(),
     }
 

@@ -186,14 +186,14 @@ class Topology:
 class Client:
     """One load client process (`benchmarks/scale/client.py`), spoken to in lines of JSON."""
 
-    def __init__(self, number: int, config: dict[str, Any], work: Path) -> None:
+    def __init__(self, number: int, config: dict[str, Any], work: Path, script: Path = CLIENT) -> None:
         self.name = f"client{number}"
         path = work / f"{self.name}.json"
         path.write_text(json.dumps(config))
         self.log_path = work / f"{self.name}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [PYTHON, str(CLIENT), str(path)],
+                [PYTHON, str(script), str(path)],
                 cwd=ROOT,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

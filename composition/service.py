@@ -31,6 +31,7 @@ from gateway.community import start_community
 from gateway.edge import EdgeServer, build_edge_server
 from gateway.rest_orders import start_settlement
 from gateway.rest_shop import start_shop
+from gateway.viewers_live import share_viewers
 from gateway.ws import BidderSocket, Hub
 from persistence import mongo, redis_client
 from persistence.accounts import Accounts
@@ -47,6 +48,7 @@ from persistence.embedded import Services
 from persistence.media import MediaStore
 from persistence.redis_bus import PriceBus
 from persistence.snapshots import MongoSnapshotSink
+from persistence.viewers import ViewerStore
 from web.observability import metrics_of
 
 log = logging.getLogger("gavel")
@@ -253,6 +255,13 @@ class Service:
             self.demo_session, _ = await asyncio.gather(seed_demo(self.ctx), seed_demo_staff(self.ctx))
         self.background.append(asyncio.create_task(self._media_backfill(), name="media-backfill"))
         self.background.append(asyncio.create_task(self._recount_watchers(), name="recount-watchers"))
+        # Every gateway's viewers in Redis: the back office counts distinct viewers across them all.
+        gateway = self.bus.origin if self.bus is not None else f"gw-{os.getpid()}-{secrets.token_hex(3)}"
+        self.background.append(
+            asyncio.create_task(
+                share_viewers(self.ctx, ViewerStore(self.redis), gateway), name="share-viewers"
+            )
+        )
         return app
 
     async def _recount_watchers(self) -> None:

@@ -9,6 +9,10 @@ the socket stays registered for reading, every `data_received` chunk is parsed i
 each whole frame goes through Tornado's own `_handle_message` (text/binary/close/ping/pong), so
 the handler, `write_message`, `close` and the pings behave as before.
 
+Pings too: Tornado runs a task per socket (a coroutine, its sleep's future and timer: about a
+kilobyte each, most of an idle watcher's memory after the handshake's objects). A `Pinger` pings
+every socket of the process from one task, at the same interval and with the same timeout.
+
 Only the read side is new code: `FastProtocol13` keeps Tornado's checks (reserved bits, control
 frames' size and fragmentation, continuation order, `max_message_size`) and adds two of RFC 6455's
 rules Tornado's loop does not apply: a client's frames are masked (else close 1002) and text is
@@ -128,11 +132,51 @@ class TransportStream:
                 waiter.exception()  # retrieved: nobody has to wait for an unsent frame
 
 
+class Pinger:
+    """Pings every registered socket each `ping_interval` from one task, closing those that sent
+    no pong within `ping_timeout`, as Tornado's `periodic_ping` does per socket. Runs while it has
+    sockets (no task left pending once the last one has gone)."""
+
+    def __init__(self) -> None:
+        self.members: set[FastProtocol13] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, member: FastProtocol13) -> None:
+        self.members.add(member)
+        if self._task is None:
+            run = self._run(member.ping_interval, member.ping_timeout)
+            self._task = asyncio.get_running_loop().create_task(run, name="pinger")
+
+    def discard(self, member: FastProtocol13) -> None:
+        self.members.discard(member)
+        if not self.members and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self, interval: float, pong_within: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            pinged = list(self.members)
+            for member in pinged:
+                member._received_pong = False
+                try:
+                    member.write_ping(b"")
+                except (tornado.iostream.StreamClosedError, tornado.websocket.WebSocketClosedError):
+                    self.discard(member)
+            await asyncio.sleep(pong_within)
+            if pong_within > 0:
+                for member in pinged:
+                    if member in self.members and not member._received_pong:
+                        self.discard(member)
+                        member.close(reason="ping timed out")
+
+
 class FastProtocol13(tornado.websocket.WebSocketProtocol13):
     """`WebSocketProtocol13` whose frames arrive through `data_received` on an asyncio transport."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pinger: Pinger | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.pinger = pinger
         # Bytes of a frame not yet complete. A bytearray: a frame dripping in one byte per packet
         # costs appends, not a copy of everything received so far per packet.
         self._unparsed = bytearray()
@@ -152,7 +196,15 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
         except tornado.iostream.StreamClosedError:
             self._abort()
         finally:
+            if self.pinger is not None:
+                self.pinger.discard(self)
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
+
+    def start_pinging(self) -> None:
+        if self.pinger is None or self._decompressor is not None:
+            super().start_pinging()  # Tornado's read loop (compression) keeps Tornado's pings
+        elif self.ping_interval > 0:
+            self.pinger.add(self)
 
     async def _move_to_transport(self, loop: asyncio.AbstractEventLoop) -> None:
         iostream = self.stream
@@ -169,6 +221,9 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
         # The IOStream keeps a detached husk: closing it later cannot close the moved descriptor.
         moved = socket.socket(fileno=iostream.socket.detach())
         iostream._state = None
+        # The husk lives as long as the request (request.server_connection holds it): closed, it
+        # drops its buffers (Tornado's _signal_closed), and closing it touches no descriptor.
+        iostream.close()
         # Frames written until the transport's connection_made runs wait in the new stream.
         stream = self.stream = TransportStream()  # type: ignore[assignment]
         try:

@@ -134,7 +134,7 @@
     total("deposits", totals.deposits.count + " · " + money(totals.deposits.total));
     total("session_deposits", totals.session_deposits.count + " · " + money(totals.session_deposits.total));
     total("hammer_total", money(totals.hammer_total));
-    total("watchers", totals.watchers.sockets + " sockets · " + totals.watchers.users + " signed-in users");
+    total("watchers", totals.watchers.viewers + " viewers · " + totals.watchers.users + " signed-in users · " + totals.watchers.sockets + " sockets here");
     var box = document.getElementById("session-controls");
     if (box && canWrite) {
       box.replaceChildren.apply(box, (data.controls || []).map(function (verb) {

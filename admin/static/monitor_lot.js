@@ -135,7 +135,7 @@
     setText(field("ends_at"), local(live.ends_at));
     setText(field("extensions"), (live.extensions !== null ? live.extensions + " · " : "") + "+" + Math.floor(live.moved_ms / 60000) + " min past the scheduled end");
     setText(field("deposits"), live.deposits.count + " · " + money(live.deposits.total));
-    setText(field("watchers"), data.watchers.sockets + " sockets · " + data.watchers.users + " signed-in users");
+    setText(field("watchers"), data.watchers.viewers + " viewers · " + data.watchers.users + " signed-in users · " + data.watchers.sockets + " sockets here");
     var state = document.getElementById("lot-state");
     if (state) { state.className = "state l" + live.state; setText(state, lotStates[live.state] || String(live.state)); }
     var paused = document.getElementById("lot-paused");

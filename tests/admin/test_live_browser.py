@@ -134,7 +134,7 @@ async def test_session_monitor_shows_who_leads_live(live: Live) -> None:
     await row.locator("[data-field=reserve_met]:text-is('met')").wait_for()
     assert await page.evaluate("window.__sameDocument") is True
     watchers = await page.text_content("[data-total=watchers]") or ""
-    assert watchers.startswith("1 sockets")  # this page's own socket
+    assert watchers.startswith("1 viewers")  # this page's own socket
     await page.screenshot(path=str(ARTIFACTS / "monitor_session.png"), full_page=True)
     live.tab.assert_clean()
 

@@ -109,7 +109,7 @@ async def test_session_json_has_the_admin_fields(admin_client: AdminClient, scen
     assert live["deposits"] == {"count": 2, "total": 2 * DEPOSIT, "users": 2}
     assert set(live["controls"]) == {"pause", "extend", "withdraw", "void"}
     assert answer.json["totals"]["bidders"] == 2
-    assert answer.json["totals"]["watchers"] == {"sockets": 0, "users": 0}
+    assert answer.json["totals"]["watchers"] == {"viewers": 0, "users": 0, "sockets": 0}
     assert answer.json["controls"] == ["pause"]
 
 
@@ -121,7 +121,8 @@ async def test_watchers_count_sockets_and_users(admin_client: AdminClient, scene
         for socket in [*watching, anonymous]:
             await socket.request({"op": "subscribe", "session_id": scene.session_id})  # the snapshot
         answer = await admin_client.get(f"/admin/api/lots/{scene.lot_a}")
-        assert answer.json["watchers"] == {"sockets": 3, "users": 1}
+        # alice's two sockets are one viewer, the anonymous socket another
+        assert answer.json["watchers"] == {"viewers": 2, "users": 1, "sockets": 3}
     finally:
         for socket in [*watching, anonymous]:
             socket.close()

@@ -21,7 +21,7 @@ import tornado.web
 import tornado.websocket
 import uvloop
 
-from gateway.wire import FastProtocol13, TransportStream
+from gateway.wire import FastProtocol13, Pinger, TransportStream
 
 LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 MAX_MESSAGE = 4096
@@ -36,7 +36,7 @@ class EchoSocket(tornado.websocket.WebSocketHandler):
     def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
         protocol = super().get_websocket_protocol()
         assert isinstance(protocol, tornado.websocket.WebSocketProtocol13)
-        return FastProtocol13(self, False, protocol.params)
+        return FastProtocol13(self, False, protocol.params, pinger=self.seen.get("pinger"))
 
     def open(self) -> None:
         self.seen["protocol"] = self.ws_connection
@@ -110,11 +110,11 @@ def upgrade_request(port: int) -> bytes:
 Scenario = Callable[[Callable[..., Awaitable[RawClient]], dict[str, Any]], Awaitable[None]]
 
 
-def run_on(loop_name: str, scenario: Scenario) -> None:
+def run_on(loop_name: str, scenario: Scenario, **settings: Any) -> None:
     async def main() -> None:
-        seen: dict[str, Any] = {}
+        seen: dict[str, Any] = {"pinger": settings.pop("pinger", None)}
         app = tornado.web.Application(
-            [(r"/ws", EchoSocket, {"seen": seen})], websocket_max_message_size=MAX_MESSAGE
+            [(r"/ws", EchoSocket, {"seen": seen})], websocket_max_message_size=MAX_MESSAGE, **settings
         )
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
         port = sockets[0].getsockname()[1]
@@ -328,3 +328,29 @@ def test_a_socket_lost_while_changing_hands_closes_only_that_connection(loop_nam
         assert await survivor.frame() == (0x1, b"fine")
 
     run_on(loop_name, scenario)
+
+
+def test_one_pinger_pings_every_socket_and_closes_the_ones_that_do_not_answer(loop_name: str) -> None:
+    pinger = Pinger()
+
+    async def scenario(connect: Any, seen: dict[str, Any]) -> None:
+        answering, silent = await connect(), await connect()
+        assert len(pinger.members) == 2
+        opcode, _ = await answering.frame()
+        assert opcode == 0x9  # the shared task's ping
+        answering.send(client_frame(0xA, b""))
+        assert await silent.frame() == (0x9, b"")
+        assert await silent.frame() == (0x8, struct.pack("!H", 1000) + b"ping timed out")
+        answering.send(text("still here"))
+        frames = [await answering.frame() for _ in range(2)]
+        assert (0x1, b"still here") in frames  # beside, maybe, the next ping
+        assert len(pinger.members) == 1
+        answering.send(client_frame(0x8, b""))
+        await answering.closed()
+        for _ in range(50):
+            if not pinger.members:
+                break
+            await asyncio.sleep(0.01)
+        assert not pinger.members and pinger._task is None  # no task left once nobody is pinged
+
+    run_on(loop_name, scenario, pinger=pinger, websocket_ping_interval=0.1, websocket_ping_timeout=0.1)

@@ -403,6 +403,30 @@ async def test_a_lagging_subscriber_gets_only_the_latest_price_and_is_closed_if_
     slow.close()
 
 
+async def test_after_a_long_fan_out_the_next_waits_and_carries_each_lots_latest_price(
+    app_server: AppServer,
+) -> None:
+    session_id, lot_id = await open_lot(app_server)
+    _user, token = await app_server.register()
+    _other, other_token = await app_server.register()
+    bidder, other = await Bidder.connect(app_server, token), await Bidder.connect(app_server, other_token)
+    watcher = await Bidder.connect(app_server)
+    await watcher.request({"op": "subscribe", "session_id": session_id})
+    hub = app_server.ctx.hub
+    # As if the last fan-out had taken long (thousands of sockets): the next one waits.
+    hub._next_flush = asyncio.get_running_loop().time() + 1.0
+    first = await bidder.bid(lot_id, 10_000, "w1")
+    second = await other.bid(lot_id, first["next_min"], "w2")  # acknowledged at once, not held back
+    assert first["type"] == second["type"] == "accepted"
+    price = await watcher.until("price")
+    assert (price["price"], price["seq"]) == (second["price"], second["seq"])  # the lot's latest only
+    third = await bidder.bid(lot_id, second["next_min"], "w3")
+    later = await watcher.until("price")
+    assert later["price"] == third["price"] and later["seq"] == third["seq"] > price["seq"]
+    for socket in (bidder, other, watcher):
+        socket.close()
+
+
 async def test_price_frames_are_published_on_the_sessions_redis_channel(app_server: AppServer) -> None:
     """Another gateway process would subscribe to `gavel:session:{id}` and fan out what it gets."""
     from persistence.redis_bus import PriceBus

@@ -1,0 +1,580 @@
+"""Ten thousand watchers on one gateway process, against the bare echo server. Prints one JSON object.
+
+Everything runs on 127.0.0.1 and is started here: embedded MongoDB and Redis (as `bench_e2e.py`
+does), Gavel (`benchmarks/e2e/gavel_server.py`: `run.py`'s `main()`, one process, with the
+benchmark's limits) and the echo server (`benchmarks/e2e/echo_server.py`: bare Tornado websockets
+under uvloop, Gavel's frame shapes and write path, no engine), each a child process. Gavel's
+session, lots and 100 bidders (registered, credited, deposits paid) are made through REST once;
+each round restarts both servers (Gavel from its journal) so every round measures fresh processes.
+
+Load comes from `--clients` processes (`benchmarks/watchers/client.py`): the bidder pairs of
+`loadgen.py` spread over them, and the watchers, of which `--sampled` in all time every price
+frame (receive wall clock - the frame's `ts`) while the others only count price frames. Per round
+and server, one after the other:
+
+1. memory: the server's RSS (`VmRSS`) idle with the bidders only, then with `--steps` watchers
+   (1,000, 5,000, 10,000) connected and subscribed, each after the machine went quiet: KiB per
+   socket at each step ((RSS - RSS idle) / sockets) and the slope between the first and last step;
+2. broadcast: with every watcher subscribed, the bidders bid paced at each of `--rates` price
+   changes/s (every accepted bid changes a price, the pairs' lots are their own): price frames
+   delivered/s over the window (every frame at every watcher counted), delivery ratio
+   (deliveries / (distinct price frames x open watchers), over the whole phase plus a drain),
+   watchers that got fewer frames than were sent (`conflated`: gateway/ws.py's latest-only policy
+   for a lagging socket, or frames lost), broadcast latency p50/p99 (timed watchers), the server's
+   CPU per delivery (µs) and every process's CPU, clients included.
+
+Ratios gavel / echo are taken within a round, then their median (`--runs`, 3): deliveries/s, CPU
+per delivery, KiB per socket. `--soak-minutes M` instead runs the soak (Gavel only): `--soak-keep`
+watchers held while `--churn` of them per second are replaced (connect + subscribe / close) and the
+bidders bid at `--soak-rate`/s, RSS sampled every `--soak-sample` s; reported: the RSS series, the
+start and end, and the slope (KiB/min, least squares) over the last 8 minutes (or the last 80 % of
+a shorter soak). It measures memory, not latency: it may run without the benchmark lock.
+
+    .venv/bin/python benchmarks/bench_watchers.py                 # 3 rounds (~6 min)
+    .venv/bin/python benchmarks/bench_watchers.py --quick         # one short round, 5,000 watchers
+    .venv/bin/python benchmarks/bench_watchers.py --soak-minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import select
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_e2e import (  # noqa: E402
+    Child,
+    gavel_env,
+    lot_prices,
+    med,
+    peer_env,
+    quiesce,
+    ratio_median,
+    set_up_gavel,
+)
+from benchmarks.bench_scale import Client, merged_percentiles, raise_nofile, rss_mb  # noqa: E402
+from persistence.embedded import Services, free_port  # noqa: E402
+
+PYTHON = sys.executable
+GAVEL_SERVER = ROOT / "benchmarks" / "e2e" / "gavel_server.py"
+ECHO_SERVER = ROOT / "benchmarks" / "e2e" / "echo_server.py"
+WATCH_CLIENT = ROOT / "benchmarks" / "watchers" / "client.py"
+DEFAULT_CHART = ROOT / "docs" / "performance" / "watchers.png"
+QUICK_CHART = ROOT / "benchmarks" / "out" / "watchers-quick.png"  # benchmarks/out/ is not committed
+SERVERS = ("gavel", "echo")
+
+
+def start_client(number: int, config: dict[str, Any], work: Path) -> Client:
+    return Client(number, config, work, WATCH_CLIENT)
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if k < total % parts else 0) for k in range(parts)]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, root: Path, services: Services) -> None:
+        self.args, self.root, self.services = args, root, services
+        self.setup: dict[str, Any] | None = None
+        self.gavel_dir = root / "gavel"
+        self.database = f"bench_watchers_{os.getpid()}"
+        self.service_pids = {s.name: s.pid for s in services.embedded}
+
+    def start(self, name: str) -> Child:
+        port = free_port()
+        if name == "gavel":
+            env = gavel_env(
+                self.services.mongo_url,
+                self.services.redis_url,
+                self.database,
+                PORT=str(port),
+                DATA_DIR=str(self.gavel_dir),
+            )
+            # Every watcher comes from 127.0.0.1: the edge's cap per address above 10,000 sockets.
+            env["MAX_CONNECTIONS_PER_IP"] = "100000"
+            argv = [PYTHON, str(GAVEL_SERVER)]
+        else:
+            env, argv = peer_env(), [PYTHON, str(ECHO_SERVER), str(port)]
+        logs = self.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        child = Child(name, argv, env, logs, port)
+        try:
+            child.wait_listening()
+        except BaseException:
+            child.stop()
+            raise
+        return child
+
+    def clients(self, name: str, server: Child, work: Path) -> list[Client]:
+        a = self.args
+        n = a.bidders
+        if name == "gavel":
+            if self.setup is None:
+                self.setup = asyncio.run(set_up_gavel(server.port, n))
+            prices = asyncio.run(lot_prices(server.port, self.setup["session_id"]))
+            lots, tokens, session_id = self.setup["lots"], self.setup["tokens"], self.setup["session_id"]
+            next_min = [prices[lot] for lot in lots]
+        else:
+            lots, tokens, session_id = list(range(1, n + 1)), [None] * n, 1
+            next_min = [100_00] * n
+        pairs = split(n // 2, a.clients)
+        sampled = split(a.sampled, a.clients)
+        pids = {"server": server.pid, **self.service_pids}
+        clients: list[Client] = []
+        first = 0
+        for k in range(a.clients):
+            lo, hi = 2 * first, 2 * (first + pairs[k])
+            first += pairs[k]
+            config = {
+                "ports": [server.port],
+                "session_id": session_id,
+                "tokens": tokens[lo:hi],
+                "lots": lots[lo:hi],
+                "next_min": next_min[lo:hi],
+                "sampled": sampled[k],
+                "pids": pids if k == 0 else {},
+                "connect_parallel": 64,
+                "connect_timeout": 180,
+                # Every watcher's frames are counted after the bids stop: time for the last ones.
+                "drain_s": 3.0,
+            }
+            clients.append(start_client(k, config, work))
+        return clients
+
+    # -- one round, one server ----------------------------------------------------------------
+    def measure(self, name: str, number: int) -> dict[str, Any]:
+        a = self.args
+        work = self.root / f"{name}_r{number}"
+        work.mkdir(parents=True, exist_ok=True)
+        server = self.start(name)
+        clients: list[Client] = []
+        record: dict[str, Any] = {}
+        try:
+            clients = self.clients(name, server, work)
+            primed = [client.read(180) for client in clients]
+            record["unprimed_pairs"] = sum(p["unprimed_pairs"] for p in primed)
+            every = [server.pid, *self.service_pids.values(), *(c.pid for c in clients)]
+            quiesce(every)
+            idle = rss_mb(server.pid) or 0.0
+            memory: dict[str, Any] = {"idle_mb": idle, "steps": []}
+            subscribed = 0
+            for step in a.steps:
+                for client, share in zip(clients, split(step, a.clients), strict=True):
+                    client.send({"op": "watch", "total": share})
+                answers = [client.read(240) for client in clients]
+                subscribed = sum(w["subscribed"] for w in answers)
+                time.sleep(0.5)
+                quiesce(every)
+                rss = rss_mb(server.pid) or 0.0
+                memory["steps"].append(
+                    {
+                        "sockets": step,
+                        "subscribed": subscribed,
+                        "rss_mb": rss,
+                        "kib_per_socket": round((rss - idle) * 1024 / subscribed, 2) if subscribed else None,
+                        "connect_s": max(w["connect_s"] for w in answers),
+                        "errors": {k: v for w in answers for k, v in w["errors"].items()},
+                    }
+                )
+            steps = memory["steps"]
+            if len(steps) >= 2 and steps[-1]["subscribed"] > steps[0]["subscribed"]:
+                grown = (steps[-1]["rss_mb"] - steps[0]["rss_mb"]) * 1024
+                memory["slope_kib_per_socket"] = round(
+                    grown / (steps[-1]["subscribed"] - steps[0]["subscribed"]), 2
+                )
+            record["memory"] = memory
+            for rate in a.rates:
+                quiesce(every)
+                record[f"{rate:g}"] = self.phase(clients, rate, subscribed)
+            if a.verbose:
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] {name} r{number}: {summary(record)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return record
+        finally:
+            for client in clients:
+                client.stop()
+            server.stop()
+
+    def phase(self, clients: list[Client], rate: float, watchers: int) -> dict[str, Any]:
+        a = self.args
+        start_at = time.time() + 0.5
+        pairs = split(a.bidders // 2, a.clients)
+        for client, share in zip(clients, pairs, strict=True):
+            spec = {
+                "name": f"bcast_{rate:g}",
+                "mode": "paced",
+                "rate": rate * share * 2 / a.bidders,
+                "warmup": a.warmup,
+                "duration": a.duration,
+            }
+            client.send({"op": "phase", "spec": spec, "start_at": start_at})
+        results = [client.read(a.warmup + a.duration + 60) for client in clients]
+        return merge(results)
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    frames = len(set().union(*(r["seqs"] for r in results)))
+    counts: dict[int, int] = {}
+    for r in results:
+        for got, n in r["counts"].items():
+            counts[int(got)] = counts.get(int(got), 0) + n
+    open_watchers = sum(counts.values())
+    delivered = sum(got * n for got, n in counts.items())
+    window_s = statistics.mean(r["window_s"] for r in results)
+    per_s = sum(r["window_deliveries"] for r in results) / window_s
+    cpu = dict(results[0]["cpu_cores"])  # the server and services: sampled by the first client
+    cpu["client"] = round(sum(r["cpu_cores"].get("client", 0.0) for r in results), 3)
+    server = cpu.get("server", 0.0)
+    return {
+        "price_frames": frames,
+        "price_changes_per_s": round(len(set().union(*(r["window_seqs"] for r in results))) / window_s, 1),
+        "acked_bids_per_s": round(sum(r["accepted"] for r in results) / window_s, 1),
+        "open_watchers": open_watchers,
+        "deliveries_per_s": round(per_s, 1),
+        "delivery_ratio": round(delivered / (frames * open_watchers), 4)
+        if frames and open_watchers
+        else None,
+        # Watchers with fewer price frames than were sent: conflated (latest price per lot only)
+        # or, if the ratio is below 1 by more than they explain, frames lost.
+        "conflated_watchers": sum(n for got, n in counts.items() if got < frames),
+        "bcast_ms": merged_percentiles([r["bcast_hist"] for r in results]),
+        "ack_ms": merged_percentiles([r["ack_hist"] for r in results]),
+        "send_lag_ms_p99": max((r["send_lag_ms"] or {}).get("p99") or 0.0 for r in results),
+        "rejected": {k: v for r in results for k, v in r["rejected"].items()},
+        "disconnects": sum(r["disconnects"] for r in results),
+        "cpu_cores": cpu,
+        "server_cpu_us_per_delivery": round(server / per_s * 1e6, 3) if per_s else None,
+        "client_cpu_us_per_delivery": round(cpu["client"] / per_s * 1e6, 3) if per_s else None,
+    }
+
+
+def summary(record: dict[str, Any]) -> str:
+    steps = record.get("memory", {}).get("steps", [])
+    parts = ["rss " + " ".join(f"{s['subscribed']}:{s['kib_per_socket']}KiB" for s in steps)]
+    for key, phase in record.items():
+        if isinstance(phase, dict) and "deliveries_per_s" in phase:
+            parts.append(
+                f"{key}/s: changes/s={phase['price_changes_per_s']} deliv/s={phase['deliveries_per_s']} "
+                f"ratio={phase['delivery_ratio']} conflated={phase['conflated_watchers']} "
+                f"p50={phase['bcast_ms'].get('p50')} p99={phase['bcast_ms'].get('p99')} "
+                f"us/deliv={phase['server_cpu_us_per_delivery']} cpu={phase['cpu_cores']}"
+            )
+    return "; ".join(parts)
+
+
+# -- the soak ---------------------------------------------------------------------------------
+def soak(bench: Bench, minutes: float) -> dict[str, Any]:
+    a = bench.args
+    work = bench.root / "soak"
+    work.mkdir(parents=True, exist_ok=True)
+    server = bench.start("gavel")
+    clients: list[Client] = []
+    try:
+        clients = bench.clients("gavel", server, work)
+        for client in clients:
+            client.read(180)
+        for client, share in zip(clients, split(a.soak_keep, a.clients), strict=True):
+            client.send({"op": "watch", "total": share})
+        held = sum(client.read(240)["subscribed"] for client in clients)
+        quiesce([server.pid, *(c.pid for c in clients)])
+        for client, share in zip(clients, split(a.soak_keep, a.clients), strict=True):
+            client.send({"op": "churn_start", "rate": a.churn / a.clients, "keep": share})
+            client.read(30)
+        seconds = minutes * 60.0
+        start_at = time.time() + 0.5
+        pairs = split(a.bidders // 2, a.clients)
+        for client, share in zip(clients, pairs, strict=True):
+            spec = {
+                "name": "soak",
+                "mode": "paced",
+                "rate": a.soak_rate * share * 2 / a.bidders,
+                "warmup": 0.5,
+                "duration": seconds,
+            }
+            client.send({"op": "phase", "spec": spec, "start_at": start_at})
+        began = time.monotonic()
+        samples: list[tuple[float, float]] = []
+        fds = {client.process.stdout.fileno(): client for client in clients if client.process.stdout}
+        results: dict[int, dict[str, Any]] = {}
+        next_sample = began
+        while len(results) < len(clients):
+            now = time.monotonic()
+            if now >= next_sample:
+                samples.append((round(now - began, 1), rss_mb(server.pid) or 0.0))
+                next_sample += a.soak_sample
+            ready, _, _ = select.select(list(fds), [], [], max(0.0, next_sample - time.monotonic()))
+            for fd in ready:
+                results[fd] = fds.pop(fd).read(60)
+            if time.monotonic() - began > seconds + 120:
+                raise TimeoutError("the soak's clients did not report")
+        churned = []
+        for client in clients:
+            client.send({"op": "churn_stop"})
+            churned.append(client.read(30))
+        phase = merge(list(results.values()))
+    finally:
+        for client in clients:
+            client.stop()
+        server.stop()
+    tail_from = seconds - min(8 * 60.0, 0.8 * seconds)
+    tail = [(t, mb) for t, mb in samples if t >= tail_from]
+    slope = None
+    if len(tail) >= 2:
+        times = [t / 60.0 for t, _ in tail]
+        values = [mb * 1024 for _, mb in tail]
+        slope = round(statistics.linear_regression(times, values).slope, 1)
+    return {
+        "minutes": minutes,
+        "held_watchers": held,
+        "churn_per_s": a.churn,
+        "bids_per_s_target": a.soak_rate,
+        "connected": sum(c["connected"] for c in churned),
+        "closed": sum(c["closed"] for c in churned),
+        "failed": sum(c["failed"] for c in churned),
+        "rss_mb_start": samples[0][1] if samples else None,
+        "rss_mb_end": samples[-1][1] if samples else None,
+        "rss_mb_max": max((mb for _, mb in samples), default=None),
+        "slope_from_s": tail_from,
+        "slope_kib_per_min": slope,
+        "rss_mb_series": samples,
+        "bidding": {
+            k: phase[k] for k in ("acked_bids_per_s", "ack_ms", "bcast_ms", "disconnects", "rejected")
+        },
+    }
+
+
+# -- reporting --------------------------------------------------------------------------------
+def pick(records: list[dict[str, Any]], *path: str) -> list[Any]:
+    values = []
+    for record in records:
+        value: Any = record
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        values.append(value)
+    return values
+
+
+def step_values(records: list[dict[str, Any]], index: int, key: str) -> list[Any]:
+    return [r["memory"]["steps"][index][key] if len(r["memory"]["steps"]) > index else None for r in records]
+
+
+def summarize(records: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    memory = {
+        "idle_mb": med(pick(records, "memory", "idle_mb")),
+        "slope_kib_per_socket": med(pick(records, "memory", "slope_kib_per_socket")),
+        "slope_runs": pick(records, "memory", "slope_kib_per_socket"),
+        "steps": [
+            {
+                "sockets": step,
+                "subscribed": med(step_values(records, i, "subscribed")),
+                "rss_mb": med(step_values(records, i, "rss_mb")),
+                "kib_per_socket": med(step_values(records, i, "kib_per_socket")),
+                "kib_per_socket_runs": step_values(records, i, "kib_per_socket"),
+                "connect_s": med(step_values(records, i, "connect_s")),
+            }
+            for i, step in enumerate(args.steps)
+        ],
+    }
+    broadcast: dict[str, Any] = {}
+    for rate in args.rates:
+        key = f"{rate:g}"
+        cpu_names = records[0][key]["cpu_cores"].keys() if records else []
+        broadcast[key] = {
+            "price_changes_per_s": med(pick(records, key, "price_changes_per_s")),
+            "deliveries_per_s": med(pick(records, key, "deliveries_per_s")),
+            "deliveries_per_s_runs": pick(records, key, "deliveries_per_s"),
+            "delivery_ratio": med(pick(records, key, "delivery_ratio")),
+            "delivery_ratio_runs": pick(records, key, "delivery_ratio"),
+            "conflated_watchers": med(pick(records, key, "conflated_watchers")),
+            "conflated_runs": pick(records, key, "conflated_watchers"),
+            "open_watchers": med(pick(records, key, "open_watchers")),
+            "bcast_ms": {q: med(pick(records, key, "bcast_ms", q)) for q in ("p50", "p99", "p99_9", "max")},
+            "bcast_p99_runs": pick(records, key, "bcast_ms", "p99"),
+            "ack_ms": {q: med(pick(records, key, "ack_ms", q)) for q in ("p50", "p99")},
+            "acked_bids_per_s": med(pick(records, key, "acked_bids_per_s")),
+            "send_lag_ms_p99": med(pick(records, key, "send_lag_ms_p99")),
+            "server_cpu_us_per_delivery": med(pick(records, key, "server_cpu_us_per_delivery")),
+            "server_cpu_us_runs": pick(records, key, "server_cpu_us_per_delivery"),
+            "client_cpu_us_per_delivery": med(pick(records, key, "client_cpu_us_per_delivery")),
+            "cpu_cores": {n: med(pick(records, key, "cpu_cores", n)) for n in cpu_names},
+            "disconnects": sum(pick(records, key, "disconnects")),
+        }
+    return {"memory": memory, "broadcast": broadcast, "unprimed_pairs": sum(pick(records, "unprimed_pairs"))}
+
+
+def report(
+    results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, started: float
+) -> dict[str, Any]:
+    gavel, echo = results["gavel"], results["echo"]
+    ratios: dict[str, Any] = {}
+    for rate in args.rates:
+        key = f"{rate:g}"
+        ratios[key] = {
+            "deliveries_per_s": ratio_median(
+                pick(gavel, key, "deliveries_per_s"), pick(echo, key, "deliveries_per_s")
+            ),
+            "server_cpu_us_per_delivery": ratio_median(
+                pick(gavel, key, "server_cpu_us_per_delivery"), pick(echo, key, "server_cpu_us_per_delivery")
+            ),
+            "bcast_p99": ratio_median(
+                pick(gavel, key, "bcast_ms", "p99"), pick(echo, key, "bcast_ms", "p99")
+            ),
+        }
+    last = len(args.steps) - 1
+    ratios["kib_per_socket"] = ratio_median(
+        step_values(gavel, last, "kib_per_socket"), step_values(echo, last, "kib_per_socket")
+    )
+    ratios["slope_kib_per_socket"] = ratio_median(
+        pick(gavel, "memory", "slope_kib_per_socket"), pick(echo, "memory", "slope_kib_per_socket")
+    )
+    summaries = {name: summarize(records, args) for name, records in results.items()}
+    g = summaries["gavel"]
+    targets = {
+        "bcast_p99_ms_le_100": {k: (v["bcast_ms"]["p99"] or 1e9) <= 100 for k, v in g["broadcast"].items()},
+        "kib_per_socket_le_16": {
+            str(s["sockets"]): (s["kib_per_socket"] or 1e9) <= 16 for s in g["memory"]["steps"]
+        },
+        "slope_kib_per_socket_le_16": (g["memory"]["slope_kib_per_socket"] or 1e9) <= 16,
+    }
+    return {
+        "servers": summaries,
+        "ratio_gavel_to_echo": ratios,
+        "targets": targets,
+        "steps": args.steps,
+        "rates": args.rates,
+        "bidders": args.bidders,
+        "clients": args.clients,
+        "sampled_watchers": args.sampled,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+        "runs": args.runs,
+        "machine": {"cores": os.cpu_count(), "loadavg_after": os.getloadavg()},
+        "python": sys.version.split()[0],
+        "command": " ".join([".venv/bin/python", "benchmarks/bench_watchers.py", *sys.argv[1:]]),
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    servers = result["servers"]
+    rates = [f"{r:g}" for r in result["rates"]]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=90)
+    colours = {"gavel": "#1f77b4", "echo": "#7f7f7f"}
+    labels = {"gavel": "Gavel", "echo": "transport (echo)"}
+    for name, summary_ in servers.items():
+        b = summary_["broadcast"]
+        x = [float(r) for r in rates]
+        axes[0].plot(
+            x, [b[r]["bcast_ms"]["p99"] or 0 for r in rates], "o-", color=colours[name], label=labels[name]
+        )
+        axes[1].plot(
+            x, [b[r]["deliveries_per_s"] or 0 for r in rates], "o-", color=colours[name], label=labels[name]
+        )
+        steps = summary_["memory"]["steps"]
+        axes[2].plot(
+            [s["subscribed"] or 0 for s in steps],
+            [s["rss_mb"] or 0 for s in steps],
+            "o-",
+            color=colours[name],
+            label=labels[name],
+        )
+    axes[0].axhline(100, color="#d62728", lw=0.8, ls="--", label="target 100 ms")
+    axes[0].set_title("Broadcast p99 (ms) vs price changes/s", fontsize=9)
+    axes[1].set_title("Price frames delivered/s vs price changes/s", fontsize=9)
+    axes[2].set_title("Server RSS (MB) vs subscribed sockets", fontsize=9)
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.tick_params(labelsize=7)
+    watchers = result["steps"][-1]
+    fig.suptitle(
+        f"{watchers:,} watchers on one process, {result['bidders']} bidders (median of {result['runs']})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", default="1000,5000,10000", help="watchers held at each memory step")
+    parser.add_argument("--rates", default="20,50", help="price changes/s (paced bids/s), in turn")
+    parser.add_argument("--bidders", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=3, help="load client processes")
+    parser.add_argument("--sampled", type=int, default=300, help="watchers (in all) that time every frame")
+    parser.add_argument("--duration", type=float, default=6.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one round, 5,000 watchers, short phases")
+    parser.add_argument(
+        "--soak-minutes", type=float, default=None, help="run the soak instead (10 for the figure)"
+    )
+    parser.add_argument("--soak-keep", type=int, default=5000, help="watchers held during the soak")
+    parser.add_argument("--churn", type=float, default=100.0, help="watchers replaced per second in the soak")
+    parser.add_argument("--soak-rate", type=float, default=20.0, help="bids/s during the soak")
+    parser.add_argument("--soak-sample", type=float, default=5.0, help="seconds between RSS samples")
+    parser.add_argument("--chart", type=Path, default=None)
+    parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.duration, args.warmup = 1, 3.0, 1.0
+        if args.steps == "1000,5000,10000":
+            args.steps = "1000,5000"
+    args.steps = [int(s) for s in args.steps.split(",") if s.strip()]
+    args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    if args.bidders < 2 or args.bidders % 2 or args.bidders // 2 < args.clients:
+        parser.error("--bidders must be even, with at least one pair per client process")
+    raise_nofile()
+    started = time.monotonic()
+    root = Path(tempfile.mkdtemp(prefix="gavel-watchers-", dir=args.dir))
+    try:
+        with Services.from_env(root / "services", os.environ) as services:
+            bench = Bench(args, root, services)
+            if args.soak_minutes is not None:
+                result: dict[str, Any] = {
+                    "soak": soak(bench, args.soak_minutes),
+                    "command": " ".join([".venv/bin/python", "benchmarks/bench_watchers.py", *sys.argv[1:]]),
+                    "elapsed_s": round(time.monotonic() - started, 1),
+                }
+            else:
+                results: dict[str, list[dict[str, Any]]] = {name: [] for name in SERVERS}
+                for number in range(args.runs):
+                    order = SERVERS[number % 2 :] + SERVERS[: number % 2]
+                    for name in order:
+                        results[name].append(bench.measure(name, number))
+                result = report(results, args, started)
+                chart_path = args.chart or (QUICK_CHART if args.quick else DEFAULT_CHART)
+                chart(result, chart_path)
+                result["chart"] = (
+                    str(chart_path.relative_to(ROOT)) if chart_path.is_relative_to(ROOT) else str(chart_path)
+                )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
