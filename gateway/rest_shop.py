@@ -67,6 +67,7 @@ def build_shop(ctx: AppContext) -> ShopService:
         provider,
         checkout_ttl_seconds=ctx.shop_checkout_ttl_seconds,
         pending_timeout_seconds=ctx.shop_pending_timeout_seconds,
+        cache=ctx.read_cache,
     )
     provider.router.register("shop", shop.on_paid)
     ctx.shop = shop

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,10 +29,20 @@ from engine.engine import Engine
 from persistence.accounts import InvalidInput
 from persistence.media import MediaIndex
 from persistence.mongo import Database, Document, as_utc, iso_from_ms, iso_utc, next_id, to_ms, utc_now
+from persistence.read_cache import MISSING, ReadCache
 
 log = logging.getLogger("gavel.catalog")
 
 Pseudonym = Callable[[int, int], str]
+
+# The read cache's domain: session and lot documents with their pictures (not their live state,
+# which is the engine's, nor the 围观 counts, below).
+CACHE_DOMAIN = "auction"
+# A lot's 围观 count moves with every new viewer in any process: with the cache live it is read
+# again (one query for the lots of a view) once it is older than this.
+WATCHERS_FRESH_SECONDS = 1.0
+# (lot, viewer) pairs this process knows are recorded: their views need no write at all.
+SEEN_VIEWERS_MAX = 200_000
 
 NOT_STARTED_SESSION_STATES = (SessionState.SCHEDULED, SessionState.PREVIEW)
 NOT_STARTED_LOT_STATES = (LotState.SCHEDULED, LotState.PREVIEW)
@@ -167,16 +178,34 @@ class LotSpec:
 
 
 class Catalog:
-    def __init__(self, db: Database, engine: Engine, pseudonym: Pseudonym) -> None:
+    def __init__(
+        self, db: Database, engine: Engine, pseudonym: Pseudonym, cache: ReadCache | None = None
+    ) -> None:
         self.db = db
         self.engine = engine
         self.pseudonym = pseudonym
         self.media = MediaIndex(db)  # image sizes and variants, for `pictures` / `cover_picture`
+        # Documents and pictures of the public reads (persistence/read_cache.py); None: no cache.
+        self.cache = cache
+        self._watchers: dict[int, tuple[int, float]] = {}  # lot -> (count, when read)
+        self._seen_viewers: dict[tuple[int, str], None] = {}
         # Admin writes are rare; one at a time keeps MongoDB and the engine in the same order.
         self._write_lock = asyncio.Lock()
 
+    async def changed(self) -> None:
+        """Session or lot documents (or their pictures) changed: the next read, here and in every
+        other process, reads them again."""
+        if self.cache is not None:
+            await self.cache.changed(CACHE_DOMAIN)
+
     # -- sessions (admin) ----------------------------------------------------------------------
     async def create_session(self, spec: SessionSpec) -> Document:
+        try:
+            return await self._create_session(spec)
+        finally:
+            await self.changed()
+
+    async def _create_session(self, spec: SessionSpec) -> Document:
         spec.check()
         if to_ms(spec.bidding_end) <= self.engine.clock.now_ms():
             raise InvalidInput("bidding_end must be in the future")
@@ -194,6 +223,12 @@ class Catalog:
 
     async def update_session(self, session_id: int, changes: Mapping[str, Any]) -> Document:
         """Change a session that has not started bidding; `changes` holds SessionSpec fields."""
+        try:
+            return await self._update_session(session_id, changes)
+        finally:
+            await self.changed()
+
+    async def _update_session(self, session_id: int, changes: Mapping[str, Any]) -> Document:
         async with self._write_lock:
             old = await self.session_document(session_id)
             live = self.engine.book.sessions.get(session_id)
@@ -220,6 +255,12 @@ class Catalog:
 
     # -- lots (admin) --------------------------------------------------------------------------
     async def create_lot(self, session_id: int, spec: LotSpec) -> Document:
+        try:
+            return await self._create_lot(session_id, spec)
+        finally:
+            await self.changed()
+
+    async def _create_lot(self, session_id: int, spec: LotSpec) -> Document:
         spec.check()
         async with self._write_lock:
             await self.session_document(session_id)
@@ -257,6 +298,12 @@ class Catalog:
 
     async def update_lot(self, lot_id: int, changes: Mapping[str, Any]) -> Document:
         """Change a lot while its session has not started bidding; `changes` holds LotSpec fields."""
+        try:
+            return await self._update_lot(lot_id, changes)
+        finally:
+            await self.changed()
+
+    async def _update_lot(self, lot_id: int, changes: Mapping[str, Any]) -> Document:
         async with self._write_lock:
             old = await self.lot_document(lot_id)
             session_id = int(old["session_id"])
@@ -304,6 +351,8 @@ class Catalog:
             command = LotSpec.from_document(doc).command(int(doc["_id"]), int(doc["session_id"]))
             outcome = await self.engine.execute(command)
             count += await self._mark_synced("lots", doc, outcome, int(doc["_id"]) in book.lots)
+        if count:
+            await self.changed()
         return count
 
     async def _mark_synced(self, collection: str, doc: Document, outcome: Outcome, known: bool) -> int:
@@ -325,6 +374,61 @@ class Catalog:
         return 1
 
     # -- public reads --------------------------------------------------------------------------
+    async def _documents(self, kind: str, ids: list[int]) -> dict[int, Document]:
+        """Session or lot documents (`kind` "session" / "lot") by id, each `{"doc", "pictures",
+        "cover_picture"}`, from the cache or one query (and one media query) for those it lacks."""
+        cache = self.cache
+        found: dict[int, Document] = {}
+        missing: list[int] = []
+        for record_id in ids:
+            entry = MISSING if cache is None else cache.get(CACHE_DOMAIN, (kind, record_id))
+            if entry is MISSING:
+                missing.append(record_id)
+            elif entry is not None:
+                found[record_id] = entry
+        if not missing:
+            return found
+        stamp = 0 if cache is None else cache.stamp(CACHE_DOMAIN)
+        collection = self.db.sessions if kind == "session" else self.db.lots
+        docs = {int(d["_id"]): d async for d in collection.find({"_id": {"$in": missing}})}
+        urls = [u for d in docs.values() for u in d.get("images", ())]
+        urls += [d["cover"] for d in docs.values() if d.get("cover")]
+        pictures = await self.media.pictures(urls) if urls else {}
+        for record_id in missing:
+            doc = docs.get(record_id)
+            entry = None
+            if doc is not None:
+                entry = {
+                    "doc": doc,
+                    "pictures": [pictures[url] for url in doc.get("images", ())],
+                    "cover_picture": pictures.get(doc.get("cover", "")),
+                }
+                found[record_id] = entry
+            if cache is not None:
+                cache.put(CACHE_DOMAIN, (kind, record_id), entry, stamp)
+        return found
+
+    async def _watcher_counts(self, lot_ids: list[int], documents: dict[int, Document]) -> dict[int, int]:
+        """Each lot's 围观 count: with the cache live, as read within WATCHERS_FRESH_SECONDS (the
+        ones older read again in one query); without it, as in the documents just read."""
+        if self.cache is None or not self.cache.live:
+            return {i: int(documents[i]["doc"].get("watchers", 0)) for i in lot_ids if i in documents}
+        now = time.monotonic()
+        counts: dict[int, int] = {}
+        stale: list[int] = []
+        for lot_id in lot_ids:
+            known = self._watchers.get(lot_id)
+            if known is not None and now - known[1] < WATCHERS_FRESH_SECONDS:
+                counts[lot_id] = known[0]
+            else:
+                stale.append(lot_id)
+        if stale:
+            async for doc in self.db.lots.find({"_id": {"$in": stale}}, {"watchers": 1}):
+                lot_id = int(doc["_id"])
+                counts[lot_id] = int(doc.get("watchers", 0))
+                self._watchers[lot_id] = (counts[lot_id], now)
+        return counts
+
     async def list_sessions(
         self, state: SessionState | None, skip: int, limit: int
     ) -> tuple[list[Document], int]:
@@ -332,12 +436,14 @@ class Catalog:
         matching = [s for s in self.engine.book.sessions.values() if state is None or s.state is state]
         matching.sort(key=lambda s: (s.bidding_start, s.session_id), reverse=True)
         page = matching[skip : skip + limit]
-        docs = {
-            doc["_id"]: doc
-            async for doc in self.db.sessions.find({"_id": {"$in": [s.session_id for s in page]}})
-        }
-        items = [_session_summary(docs[s.session_id], s) for s in page if s.session_id in docs]
-        await self._add_pictures(items)
+        docs = await self._documents("session", [s.session_id for s in page])
+        items = []
+        for live in page:
+            entry = docs.get(live.session_id)
+            if entry is not None:
+                item = _session_summary(entry["doc"], live)
+                item["cover_picture"] = entry["cover_picture"]
+                items.append(item)
         return items, len(matching)
 
     async def session_view(self, session_id: int) -> Document:
@@ -345,14 +451,20 @@ class Catalog:
         live = self.engine.book.sessions.get(session_id)
         if live is None:
             raise NotFound(f"no session {session_id}")
-        doc = await self.session_document(session_id)
+        entry = (await self._documents("session", [session_id])).get(session_id)
+        if entry is None:
+            raise NotFound(f"no session {session_id}")
         lots = self.engine.book.lots
-        lot_docs = {d["_id"]: d async for d in self.db.lots.find({"_id": {"$in": live.lot_ids}})}
-        view = _session_summary(doc, live)
+        lot_ids = list(live.lot_ids)
+        lot_docs = await self._documents("lot", lot_ids)
+        watchers = await self._watcher_counts(lot_ids, lot_docs)
+        view = _session_summary(entry["doc"], live)
+        view["cover_picture"] = entry["cover_picture"]
         view["lots"] = [
-            self._lot_summary(lot_docs[lot_id], lots[lot_id]) for lot_id in live.lot_ids if lot_id in lot_docs
+            self._lot_view_summary(lot_docs[lot_id], lots[lot_id], watchers.get(lot_id, 0))
+            for lot_id in lot_ids
+            if lot_id in lot_docs
         ]
-        await self._add_pictures([view, *view["lots"]])
         return view
 
     async def _new_viewer(self, lot_id: int, viewer: str) -> bool:
@@ -361,6 +473,25 @@ class Catalog:
         except DuplicateKeyError:
             return False
         return True
+
+    async def _record_viewer(self, lot_id: int, viewer: str) -> None:
+        """Count `viewer` once per lot. A pair this process has recorded (or found recorded) costs
+        nothing again; a new one is written before the answer, so a first view shows its own count."""
+        key = (lot_id, viewer[:64])
+        if key in self._seen_viewers:
+            return
+        if await self._new_viewer(lot_id, viewer):
+            doc = await self.db.lots.find_one_and_update(
+                {"_id": lot_id},
+                {"$inc": {"watchers": 1}},
+                projection={"watchers": 1},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                self._watchers[lot_id] = (int(doc.get("watchers", 0)), time.monotonic())
+        if len(self._seen_viewers) >= SEEN_VIEWERS_MAX:
+            self._seen_viewers.clear()
+        self._seen_viewers[key] = None
 
     async def recount_watchers(self) -> int:
         """Set every lot's 围观 count to its number of viewer records (counts kept before viewers were
@@ -383,6 +514,7 @@ class Catalog:
                 if done.modified_count:
                     changed += 1
                     break
+        self._watchers.clear()
         return changed
 
     async def lot_view(self, lot_id: int, *, viewer: str | None = None) -> Document:
@@ -391,33 +523,38 @@ class Catalog:
         live = self.engine.book.lots.get(lot_id)
         if live is None:
             raise NotFound(f"no lot {lot_id}")
-        if viewer is not None and await self._new_viewer(lot_id, viewer):
-            doc = await self.db.lots.find_one_and_update(
-                {"_id": lot_id}, {"$inc": {"watchers": 1}}, return_document=ReturnDocument.AFTER
-            )
-        else:
-            doc = await self.db.lots.find_one({"_id": lot_id})
-        if doc is None:
+        if viewer is not None:
+            await self._record_viewer(lot_id, viewer)
+        entry = (await self._documents("lot", [lot_id])).get(lot_id)
+        if entry is None:
             raise NotFound(f"no lot {lot_id}")
-        session_doc = await self.db.sessions.find_one({"_id": live.session.session_id}, {"title": 1})
-        view = self._lot_summary(doc, live)
+        session_id = live.session.session_id
+        session_entry = (await self._documents("session", [session_id])).get(session_id)
+        watchers = await self._watcher_counts([lot_id], {lot_id: entry})
+        doc = entry["doc"]
+        view = self._lot_view_summary(entry, live, watchers.get(lot_id, 0))
         view.update(
             description=doc.get("description", ""),
             specs=[{"key": s["key"], "value": s["value"]} for s in doc.get("specs", ())],
             unit=doc.get("unit"),
             increment_bands=doc.get("increment_bands"),
             highest_price=int(doc.get("highest_price", 0)),
-            winner=self.pseudonym(live.session.session_id, live.winner),
+            winner=self.pseudonym(session_id, live.winner),
             session={
-                "id": live.session.session_id,
-                "title": session_doc["title"] if session_doc else "",
+                "id": session_id,
+                "title": session_entry["doc"].get("title", "") if session_entry else "",
                 "state": int(live.session.state),
                 "state_name": live.session.state.name.lower(),
                 "deposit": live.session.deposit,
             },
         )
-        await self._add_pictures([view])
         return view
+
+    def _lot_view_summary(self, entry: Document, live: Lot, watchers: int) -> Document:
+        summary = self._lot_summary(entry["doc"], live)
+        summary["watchers"] = watchers
+        summary["pictures"] = entry["pictures"]
+        return summary
 
     def bids_view(self, lot_id: int, skip: int, limit: int) -> tuple[list[Document], int]:
         """A page of a lot's bid history, newest first, from the engine's arrays (complete for live lots)."""
@@ -441,18 +578,6 @@ class Catalog:
                 }
             )
         return items, total
-
-    async def _add_pictures(self, views: list[Document]) -> None:
-        """Add `pictures` (per entry of "images") to lot views and `cover_picture` (None without a
-        cover) to session views: each `{"url", "srcset", "thumb", "width", "height"}`, one query
-        at most (persistence/media.py `picture`)."""
-        urls = [u for v in views for u in v.get("images", ())] + [v["cover"] for v in views if v.get("cover")]
-        found = await self.media.pictures(urls) if urls else {}
-        for view in views:
-            if "images" in view:
-                view["pictures"] = [found[url] for url in view["images"]]
-            if "cover" in view:
-                view["cover_picture"] = found.get(view["cover"])
 
     def _lot_summary(self, doc: Document, live: Lot) -> Document:
         return {
