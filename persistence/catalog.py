@@ -189,6 +189,8 @@ class Catalog:
         self.cache = cache
         self._watchers: dict[int, tuple[int, float]] = {}  # lot -> (count, when read)
         self._seen_viewers: dict[tuple[int, str], None] = {}
+        self._summaries: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its summary
+        self._details: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its lot view
         # Admin writes are rare; one at a time keeps MongoDB and the engine in the same order.
         self._write_lock = asyncio.Lock()
 
@@ -461,11 +463,37 @@ class Catalog:
         view = _session_summary(entry["doc"], live)
         view["cover_picture"] = entry["cover_picture"]
         view["lots"] = [
-            self._lot_view_summary(lot_docs[lot_id], lots[lot_id], watchers.get(lot_id, 0))
+            self._remembered_summary(lot_docs[lot_id], lots[lot_id], watchers.get(lot_id, 0))
             for lot_id in lot_ids
             if lot_id in lot_docs
         ]
         return view
+
+    def _remembered_summary(self, entry: Document, live: Lot, watchers: int) -> Document:
+        """A lot's summary in a session view, built again only when something it shows moved: its
+        live state (state, price, leader, count, end, pause, terms), its 围观 count, or its cached
+        document (a new entry after any change). Building fifty of them was most of a session
+        view's time. Not for lot_view, which adds to the summary it gets."""
+        if self.cache is None or not self.cache.live:
+            return self._lot_view_summary(entry, live, watchers)
+        shown = (*_live_fingerprint(live), watchers)
+        known = self._summaries.get(live.lot_id)
+        # Identity checks: the memo holds these objects, so a replaced rule, lot or entry never
+        # passes for the one remembered.
+        if (
+            known is not None
+            and known[0] == shown
+            and known[1] is entry
+            and known[2] is live
+            and known[3] is live.rule
+        ):
+            summary: Document = known[4]
+            return summary
+        summary = self._lot_view_summary(entry, live, watchers)
+        if len(self._summaries) >= SEEN_VIEWERS_MAX:
+            self._summaries.clear()
+        self._summaries[live.lot_id] = (shown, entry, live, live.rule, summary)
+        return summary
 
     async def _new_viewer(self, lot_id: int, viewer: str) -> bool:
         try:
@@ -531,8 +559,39 @@ class Catalog:
         session_id = live.session.session_id
         session_entry = (await self._documents("session", [session_id])).get(session_id)
         watchers = await self._watcher_counts([lot_id], {lot_id: entry})
+        if self.cache is None or not self.cache.live:
+            return self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0))
+        # As for the session view's summaries: built again only when something it shows moved.
+        shown = (
+            *_live_fingerprint(live),
+            live.winner,
+            live.session.state,
+            live.session.deposit,
+            watchers.get(lot_id, 0),
+        )
+        known = self._details.get(lot_id)
+        if (
+            known is not None
+            and known[0] == shown
+            and known[1] is entry
+            and known[2] is session_entry
+            and known[3] is live
+            and known[4] is live.rule
+        ):
+            detail: Document = known[5]
+            return dict(detail)  # the caller's own: the admin's view adds the reserve to it
+        detail = self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0))
+        if len(self._details) >= SEEN_VIEWERS_MAX:
+            self._details.clear()
+        self._details[lot_id] = (shown, entry, session_entry, live, live.rule, detail)
+        return dict(detail)
+
+    def _lot_detail(
+        self, entry: Document, session_entry: Document | None, live: Lot, watchers: int
+    ) -> Document:
+        session_id = live.session.session_id
         doc = entry["doc"]
-        view = self._lot_view_summary(entry, live, watchers.get(lot_id, 0))
+        view = self._lot_view_summary(entry, live, watchers)
         view.update(
             description=doc.get("description", ""),
             specs=[{"key": s["key"], "value": s["value"]} for s in doc.get("specs", ())],
@@ -607,6 +666,21 @@ class Catalog:
             # An operator paused the lot: bids get PAUSED until it resumes (docs/engine.md).
             "paused": bool(live.paused_since),
         }
+
+
+def _live_fingerprint(live: Lot) -> tuple[Any, ...]:
+    """What a lot's summary shows of its live state (besides its rule, compared by identity)."""
+    return (
+        live.state,
+        live.price,
+        live.leader,
+        live.bid_count,
+        live.ends_at,
+        live.paused_since,
+        live.reserve,
+        live.deposit,
+        live.unit,
+    )
 
 
 def _session_summary(doc: Document, live: Session) -> Document:
