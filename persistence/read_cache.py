@@ -1,7 +1,8 @@
 """A process-local cache of what is read often and changes rarely (the auction catalogue's and the
-course shop's metadata), kept correct across the processes of a cluster through Redis.
+course shop's metadata, the feed's first pages as anyone sees them), kept correct across the
+processes of a cluster through Redis.
 
-Entries live in named domains ("auction", "shop"). A write that changes a domain calls
+Entries live in named domains ("auction", "shop", "feed"). A write that changes a domain calls
 `changed(domain)` AFTER it is durable (after its transaction committed): the domain is emptied
 in this process at once, and a message on the Redis channel `gavel:read-cache` empties it in every
 other process that is subscribed (within a round trip). A read that started before a change may
@@ -29,7 +30,7 @@ import redis.exceptions
 log = logging.getLogger("gavel.read_cache")
 
 CHANNEL: Final = "gavel:read-cache"
-DOMAINS: Final = ("auction", "shop")
+DOMAINS: Final = ("auction", "shop", "feed")
 # Per domain; past it the domain starts again (the catalogue is far smaller; a scan of made-up
 # ids costs reads, never memory).
 MAX_ENTRIES: Final = 20_000
