@@ -191,6 +191,7 @@ class Catalog:
         self._seen_viewers: dict[tuple[int, str], None] = {}
         self._summaries: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its summary
         self._details: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its lot view
+        self._session_summaries: dict[int, tuple[Any, ...]] = {}  # session -> the same
         # Admin writes are rare; one at a time keeps MongoDB and the engine in the same order.
         self._write_lock = asyncio.Lock()
 
@@ -424,6 +425,9 @@ class Catalog:
                 counts[lot_id] = known[0]
             else:
                 stale.append(lot_id)
+                if known is not None:
+                    # One request reads it again; the ones meanwhile show the count it had.
+                    self._watchers[lot_id] = (known[0], now)
         if stale:
             async for doc in self.db.lots.find({"_id": {"$in": stale}}, {"watchers": 1}):
                 lot_id = int(doc["_id"])
@@ -439,13 +443,11 @@ class Catalog:
         matching.sort(key=lambda s: (s.bidding_start, s.session_id), reverse=True)
         page = matching[skip : skip + limit]
         docs = await self._documents("session", [s.session_id for s in page])
-        items = []
-        for live in page:
-            entry = docs.get(live.session_id)
-            if entry is not None:
-                item = _session_summary(entry["doc"], live)
-                item["cover_picture"] = entry["cover_picture"]
-                items.append(item)
+        items = [
+            dict(self._remembered_session_summary(docs[live.session_id], live))
+            for live in page
+            if live.session_id in docs
+        ]
         return items, len(matching)
 
     async def session_view(self, session_id: int) -> Document:
@@ -460,14 +462,44 @@ class Catalog:
         lot_ids = list(live.lot_ids)
         lot_docs = await self._documents("lot", lot_ids)
         watchers = await self._watcher_counts(lot_ids, lot_docs)
-        view = _session_summary(entry["doc"], live)
-        view["cover_picture"] = entry["cover_picture"]
+        view = dict(self._remembered_session_summary(entry, live))
         view["lots"] = [
             self._remembered_summary(lot_docs[lot_id], lots[lot_id], watchers.get(lot_id, 0))
             for lot_id in lot_ids
             if lot_id in lot_docs
         ]
         return view
+
+    def _remembered_session_summary(self, entry: Document, live: Session) -> Document:
+        """A session's summary with its cover, built again only when the session's live terms or
+        its cached document changed (times to ISO strings were most of a session view's cost)."""
+        shown = (
+            live.state,
+            live.preview_start,
+            live.preview_end,
+            live.bidding_start,
+            live.bidding_end,
+            live.deposit,
+            live.soft_close_ms,
+            live.soft_close_cap_ms,
+            len(live.lot_ids),
+        )
+        known = self._session_summaries.get(live.session_id)
+        if (
+            self.cache is not None
+            and self.cache.live
+            and known is not None
+            and known[0] == shown
+            and known[1] is entry
+            and known[2] is live
+        ):
+            remembered: Document = known[3]
+            return remembered
+        summary = _session_summary(entry["doc"], live)
+        summary["cover_picture"] = entry["cover_picture"]
+        if self.cache is not None and self.cache.live:
+            self._session_summaries[live.session_id] = (shown, entry, live, summary)
+        return summary
 
     def _remembered_summary(self, entry: Document, live: Lot, watchers: int) -> Document:
         """A lot's summary in a session view, built again only when something it shows moved: its
