@@ -9,7 +9,8 @@ courses. Then, for every path:
 
 - peak: `wrk` (C, one thread, `--connections` keep-alive sockets, closed loop) for `--duration` s
   after `--warmup` s: requests/s, non-2xx answers, CPU of the server (Gavel with MongoDB and
-  Redis) and of wrk;
+  Redis) and of wrk, and the server side's CPU per answer (`cpu_us_per_request`; `cpu_ratio` is
+  hello-world's ÷ the path's: less moved by the other work on the machine than requests/s);
 - half peak: `benchmarks/rest/paced.py` (open loop, `--connections` sockets) at half of that
   path's peak of the same round: p50/p99/p99.9 latency from each request's due time.
 
@@ -368,10 +369,19 @@ def med(values: list[float | None]) -> float | None:
     return round(statistics.median(present), 3) if present else None
 
 
+def cpu_us_per_request(figures: dict[str, Any]) -> float | None:
+    """CPU of the server side (Gavel with its MongoDB and Redis; hello-world alone) per answer."""
+    used = sum(cores for name, cores in figures["cores"].items() if name != "client_wrk")
+    return round(used / figures["rps"] * 1e6, 1) if figures["rps"] else None
+
+
 def report(rounds: list[dict[str, Any]], args: argparse.Namespace, started: float) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for path in PATHS:
         runs = [r[path] for r in rounds]
+        hellos = [r[path]["hello_before"] or r["hello"]["peak"] for r in rounds]
+        cpu = [cpu_us_per_request(run["peak"]) for run in runs]
+        hello_cpu = [cpu_us_per_request(hello) for hello in hellos]
         ratios = [
             round(r[path]["peak"]["rps"] / (r[path]["hello_before"] or r["hello"]["peak"])["rps"], 3)
             for r in rounds
@@ -397,7 +407,15 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, started: floa
                 name: med([r["peak"]["cores"].get(name) for r in runs]) for name in runs[0]["peak"]["cores"]
             },
             "paced_client_cores": med([r["half_peak"]["client_cores"] for r in runs]),
+            # Less moved by the neighbours than req/s: what one answer costs the server side, and
+            # hello-world's cost ÷ this path's (the req/s ratio both would have on the same CPU).
+            "cpu_us_per_request_runs": cpu,
+            "cpu_us_per_request": med(list(cpu)),
+            "cpu_ratio_runs": [
+                round(h / c, 3) if h and c else None for h, c in zip(hello_cpu, cpu, strict=True)
+            ],
         }
+        entry["cpu_ratio"] = med(entry["cpu_ratio_runs"])
         if path in TARGETS:
             entry["target"] = TARGETS[path]
             entry["met"] = entry["ratio"] is not None and entry["ratio"] >= TARGETS[path]
@@ -441,6 +459,15 @@ def chart(result: dict[str, Any], path: Path) -> None:
             va="bottom",
             fontsize=7,
         )
+    cpu_ratios = [paths[n].get("cpu_ratio") for n in names]
+    left.scatter(
+        [i for i, r in enumerate(cpu_ratios) if r is not None],
+        [r for r in cpu_ratios if r is not None],
+        marker="D",
+        color="#1d3557",
+        zorder=3,
+        label="CPU per answer: hello ÷ path",
+    )
     left.axhline(0.7, color="#264653", linestyle="--", linewidth=1, label="0.7× (catalogue, courses)")
     left.axhline(0.5, color="#e9c46a", linestyle="--", linewidth=1, label="0.5× (cart, feed)")
     left.set_ylabel("requests/s ÷ hello-world's (median of rounds)")
@@ -453,7 +480,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
     right.bar([i - 0.2 for i in x], p50, width=0.4, label="p50", color="#8ab17d")
     right.bar([i + 0.2 for i in x], p99, width=0.4, label="p99", color="#264653")
     right.set_xticks(list(x), names, rotation=45)
-    right.set_ylabel("ms")
+    right.set_yscale("log")
+    right.set_ylabel("ms (log scale)")
     right.set_title("Latency at half of each path's peak (paced)")
     right.legend(fontsize=7)
     fig.suptitle(
