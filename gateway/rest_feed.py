@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
+import orjson
 import tornado.httputil
 
 from community.feed import FeedService, NewPost, PostPage
@@ -422,15 +423,12 @@ class PostsHandler(UploadMixin):
         kind = self.get_query_argument("feed", "latest")
         topic_id = self.optional_id(self.get_query_argument("topic_id", None), "topic_id")
         if viewer is None and cursor is None and kind in ("latest", "topic"):
-            items, next_cursor = await self._shared_first_page(kind, topic_id, limit)
-            self.reply({"items": items, "next_cursor": next_cursor})
+            await self._shared_first_page(kind, topic_id, limit)
             return
         page = await self.feed.feed(viewer, kind, topic_id=topic_id, cursor=cursor, limit=limit)
         self.reply({"items": await post_views(self.ctx, page, viewer), "next_cursor": page.next_cursor})
 
-    async def _shared_first_page(
-        self, kind: str, topic_id: int | None, limit: int | None
-    ) -> tuple[list[Document], str | None]:
+    async def _shared_first_page(self, kind: str, topic_id: int | None, limit: int | None) -> None:
         """The first page as anyone signed out sees it (no likes of theirs, no blocks), kept in the
         read cache's feed domain: any write to a post (new, hidden, deleted, liked, commented,
         viewed) empties it in every process. Its authors' names and avatars and its topics' titles
@@ -444,9 +442,23 @@ class PostsHandler(UploadMixin):
         if found is MISSING or now - found[0] > SHARED_PAGE_SECONDS:
             stamp = cache.stamp(FEED_CACHE_DOMAIN)
             page = await self.feed.feed(None, kind, topic_id=topic_id, cursor=None, limit=limit)
-            found = (now, await post_views(self.ctx, page, None), page.next_cursor)
+            views = await post_views(self.ctx, page, None)
+            answer = {"items": views, "next_cursor": page.next_cursor}
+            # Without a link card nothing on the page is live: its JSON is kept as it is.
+            body = None if any(view.get("link") for view in views) else orjson.dumps(answer)
+            found = (now, answer, body)
             cache.put(FEED_CACHE_DOMAIN, key, found, stamp)
-        return [with_live_link(self.ctx, view) for view in found[1]], found[2]
+        if found[2] is not None:
+            self.set_status(200)
+            self.finish(found[2])
+            return
+        kept = found[1]
+        self.reply(
+            {
+                "items": [with_live_link(self.ctx, view) for view in kept["items"]],
+                "next_cursor": kept["next_cursor"],
+            }
+        )
 
     async def post(self) -> None:
         user = self.current_user

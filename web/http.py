@@ -238,6 +238,11 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    def compute_etag(self) -> str | None:
+        # Every answer is `Cache-Control: no-store`: nothing keeps one to revalidate it, so the
+        # hash of each body Tornado would compute for an ETag is work for nobody.
+        return None
+
     # -- body ----------------------------------------------------------------------------------
     def prepare(self) -> None:
         declared = self.request.headers.get("Content-Length", "").strip()
