@@ -192,6 +192,8 @@ class Catalog:
         self._summaries: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its summary
         self._details: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its lot view
         self._session_summaries: dict[int, tuple[Any, ...]] = {}  # session -> the same
+        self._session_views: dict[int, tuple[Any, ...]] = {}  # session -> (what it showed, view)
+        self._watchers_moved = 0  # counts changes of any remembered 围观 count
         # Admin writes are rare; one at a time keeps MongoDB and the engine in the same order.
         self._write_lock = asyncio.Lock()
 
@@ -411,6 +413,12 @@ class Catalog:
                 cache.put(CACHE_DOMAIN, (kind, record_id), entry, stamp)
         return found
 
+    def _set_watchers(self, lot_id: int, count: int, when: float) -> None:
+        known = self._watchers.get(lot_id)
+        if known is None or known[0] != count:
+            self._watchers_moved += 1
+        self._watchers[lot_id] = (count, when)
+
     async def _watcher_counts(self, lot_ids: list[int], documents: dict[int, Document]) -> dict[int, int]:
         """Each lot's 围观 count: with the cache live, as read within WATCHERS_FRESH_SECONDS (the
         ones older read again in one query); without it, as in the documents just read."""
@@ -432,7 +440,7 @@ class Catalog:
             async for doc in self.db.lots.find({"_id": {"$in": stale}}, {"watchers": 1}):
                 lot_id = int(doc["_id"])
                 counts[lot_id] = int(doc.get("watchers", 0))
-                self._watchers[lot_id] = (counts[lot_id], now)
+                self._set_watchers(lot_id, counts[lot_id], now)
         return counts
 
     async def list_sessions(
@@ -458,10 +466,38 @@ class Catalog:
         entry = (await self._documents("session", [session_id])).get(session_id)
         if entry is None:
             raise NotFound(f"no session {session_id}")
-        lots = self.engine.book.lots
         lot_ids = list(live.lot_ids)
         lot_docs = await self._documents("lot", lot_ids)
         watchers = await self._watcher_counts(lot_ids, lot_docs)
+        remember = self.cache is not None and self.cache.live
+        # The whole view stands while nothing it shows moved: no command applied to the book
+        # (every change of state, price or terms is one, journaled under the next seq), no
+        # document changed (the domain's generation; the entry itself) and no 围观 count moved.
+        shown = (
+            self.engine.last_seq,
+            self.cache.stamp(CACHE_DOMAIN) if self.cache else 0,
+            self._watchers_moved,
+        )
+        known = self._session_views.get(session_id)
+        if remember and known is not None and known[0] == shown and known[1] is entry:
+            kept: Document = known[2]
+            return dict(kept)
+        view = self._build_session_view(entry, live, lot_ids, lot_docs, watchers)
+        if remember:
+            if len(self._session_views) >= SEEN_VIEWERS_MAX:
+                self._session_views.clear()
+            self._session_views[session_id] = (shown, entry, view)
+        return dict(view)
+
+    def _build_session_view(
+        self,
+        entry: Document,
+        live: Session,
+        lot_ids: list[int],
+        lot_docs: dict[int, Document],
+        watchers: dict[int, int],
+    ) -> Document:
+        lots = self.engine.book.lots
         view = dict(self._remembered_session_summary(entry, live))
         view["lots"] = [
             self._remembered_summary(lot_docs[lot_id], lots[lot_id], watchers.get(lot_id, 0))
@@ -548,7 +584,7 @@ class Catalog:
                 return_document=ReturnDocument.AFTER,
             )
             if doc is not None:
-                self._watchers[lot_id] = (int(doc.get("watchers", 0)), time.monotonic())
+                self._set_watchers(lot_id, int(doc.get("watchers", 0)), time.monotonic())
         if len(self._seen_viewers) >= SEEN_VIEWERS_MAX:
             self._seen_viewers.clear()
         self._seen_viewers[key] = None
@@ -575,6 +611,7 @@ class Catalog:
                     changed += 1
                     break
         self._watchers.clear()
+        self._watchers_moved += 1
         return changed
 
     async def lot_view(self, lot_id: int, *, viewer: str | None = None) -> Document:

@@ -275,6 +275,7 @@ async def test_a_lot_edit_shows_at_once_here_and_promptly_there_and_live_state_i
     # A new viewer counts at once; a known one costs no write and does not count again.
     assert (await there.lot_view(lot_id, viewer="u:8"))["watchers"] == 1
     assert (await there.lot_view(lot_id, viewer="u:8"))["watchers"] == 1
+    assert (await there.session_view(session_id))["lots"][0]["watchers"] == 1  # the kept view moved
     # What one caller adds to its view is not what the next one gets.
     mine = await there.lot_view(lot_id)
     mine["reserve_price"] = 1
