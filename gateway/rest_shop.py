@@ -301,7 +301,12 @@ class CoursesHandler(ShopHandler):
             courses, total = await self.shop.browse_courses(query, page.skip, page.page_size)
             return page.answer([course_card_view(c) for c in courses], total)
 
-        await self.reply_shared(SHOP_CACHE_DOMAIN, ("courses", query, page), answer)
+        if query.q is None and query.min_price is None and query.max_price is None:
+            # Browsing (category, level, type, sort, page) comes in few shapes and is kept; a
+            # search or a price range can take any value, and is answered fresh each time.
+            await self.reply_shared(SHOP_CACHE_DOMAIN, ("courses", query, page), answer)
+        else:
+            self.reply(await answer())
 
 
 class CourseHandler(ShopHandler):

@@ -42,7 +42,7 @@ CACHE_DOMAIN = "auction"
 # again (one query for the lots of a view) once it is older than this.
 WATCHERS_FRESH_SECONDS = 1.0
 # (lot, viewer) pairs this process knows are recorded: their views need no write at all.
-SEEN_VIEWERS_MAX = 200_000
+SEEN_VIEWERS_MAX = 100_000
 
 NOT_STARTED_SESSION_STATES = (SessionState.SCHEDULED, SessionState.PREVIEW)
 NOT_STARTED_LOT_STATES = (LotState.SCHEDULED, LotState.PREVIEW)

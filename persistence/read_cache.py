@@ -32,8 +32,8 @@ log = logging.getLogger("gavel.read_cache")
 CHANNEL: Final = "gavel:read-cache"
 DOMAINS: Final = ("auction", "shop", "feed")
 # Per domain; past it the domain starts again (the catalogue is far smaller; a scan of made-up
-# ids costs reads, never memory).
-MAX_ENTRIES: Final = 20_000
+# ids or pages costs reads, never more memory than this many entries).
+MAX_ENTRIES: Final = 5_000
 RETRY_SECONDS: Final = 0.5
 MISSING: Final[Any] = object()
 
