@@ -196,7 +196,7 @@ class OfficeAdapter:
             except Exception as error:
                 log.warning("shop community unavailable: %s", error)
                 raise ServiceUnavailable("the course shop service is not available") from None
-            self._community = mongo_community(self.ctx.client, self.ctx.db)
+            self._community = mongo_community(self.ctx.client, self.ctx.db, cache=self.ctx.read_cache)
         return self._community
 
     async def moderate_review(self, review_id: int, action: str) -> tuple[Document, Document]:

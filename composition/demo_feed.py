@@ -54,7 +54,7 @@ async def seed_demo_feed(ctx: AppContext) -> None:
     if len(users) != 2:
         return
     feed = FeedService(
-        MongoFeedStore(ctx.db),
+        MongoFeedStore(ctx.db, ctx.read_cache),
         StoreMedia(ctx),
         blocks=MongoBlocks(ctx.db),
         limiter=_NoLimit(),

@@ -233,6 +233,8 @@ class Service:
         self.hub = self.hub_type(self.ctx, publish=hub_publish)
         self.ctx.hub = self.hub
         self.engine.listeners.append(self.hub.on_batch)
+        # The public reads' cache, kept correct across processes over Redis (persistence/read_cache.py).
+        self.background.append(self.ctx.read_cache.start())
         await self.ctx.catalog.resubmit_unsynced()
         await self.ctx.deposits.reregister_paid()
         app = make_app(self.ctx, websocket=self.socket_type)
@@ -286,6 +288,9 @@ class Service:
             return
         if made:
             log.info("media backfill: variants made for %d image(s)", made)
+            # Cached views hold pictures: the new variants show from the next read.
+            for domain in ("auction", "shop"):
+                await self.ctx.read_cache.changed(domain)
 
     def _listen(self) -> None:
         """The edge server on PORT, then the periodic work."""

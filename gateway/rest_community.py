@@ -20,7 +20,7 @@ from web.http import Fields, JsonHandler
 
 
 def community_routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
-    args = {"ctx": ctx, "community": mongo_community(ctx.client, ctx.db)}
+    args = {"ctx": ctx, "community": mongo_community(ctx.client, ctx.db, cache=ctx.read_cache)}
     routes: list[tuple[str, type]] = [
         (r"/api/v1/courses/([0-9]+)/reviews", ReviewsHandler),
         (r"/api/v1/reviews/([0-9]+)", ReviewHandler),

@@ -9,19 +9,23 @@ lot's current price; the images' `srcset` come from the media index (`ctx.catalo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from typing import Any, Final
 
+import orjson
 import tornado.httputil
 
 from community.feed import FeedService, NewPost, PostPage
 from community.rules import MAX_ID, PAGE_MAX, POST_IMAGES_MAX, Target
 from gateway.rest_reactions import reactions_of
+from persistence.catalog import CACHE_DOMAIN as AUCTION_CACHE_DOMAIN
 from persistence.community.blocks import MongoBlocks
-from persistence.community.feed import MongoFeedStore, ensure_indexes
+from persistence.community.feed import FEED_CACHE_DOMAIN, PEOPLE_TTL_S, MongoFeedStore, ensure_indexes
 from persistence.community.limits import RedisRateLimiter
 from persistence.media import MediaStore
 from persistence.mongo import Document, iso_utc
+from persistence.read_cache import MISSING
 from web.context import AppContext
 from web.errors import PayloadTooLarge, ValidationFailed
 from web.http import JsonHandler
@@ -34,6 +38,9 @@ MAX_JSON_POST_BYTES: Final = 16 * 1024
 UPLOAD_BODY_TIMEOUT_SECONDS: Final = 120.0
 POST_FIELDS: Final = frozenset({"text", "topic_id", "place", "link_kind", "link_id"})
 POST_FILES: Final = frozenset({"cover", "images"})
+# How long the signed-out first page may keep its authors' names and avatars and its topics'
+# titles: the feed store keeps names this long anyway (persistence/community/feed.py).
+SHARED_PAGE_SECONDS: Final = PEOPLE_TTL_S
 
 
 # == wiring ===============================================================================================
@@ -84,7 +91,7 @@ class ContextPurger:
 
 def build_feed(ctx: AppContext) -> FeedService:
     feed = FeedService(
-        MongoFeedStore(ctx.db),
+        MongoFeedStore(ctx.db, ctx.read_cache),
         StoreMedia(ctx),
         blocks=MongoBlocks(ctx.db),
         limiter=limiter_of(ctx),
@@ -174,29 +181,45 @@ async def link_cards(ctx: AppContext, links: Iterable[Document]) -> dict[tuple[s
         if wanted[kind]:
             cursor = collection.find({"_id": {"$in": list(wanted[kind])}}, {"title": 1})
             titles[kind] = {int(d["_id"]): str(d.get("title", "")) async for d in cursor}
-    book = ctx.engine.book
     cards: dict[tuple[str, int], Document] = {}
-    for lot_id in wanted["lot"]:
-        lot = book.lots.get(lot_id)
-        cards["lot", lot_id] = {
+    for kind in ("lot", "session"):
+        for target_id in wanted[kind]:
+            cards[kind, target_id] = live_card(ctx, kind, target_id, titles[kind].get(target_id, ""))
+    return cards
+
+
+def live_card(ctx: AppContext, kind: str, target_id: int, title: str) -> Document:
+    """A link card: a lot's price and state are the engine's now; a session card has no single
+    price (None). A lot or session the engine no longer holds reads as status "unavailable"."""
+    book = ctx.engine.book
+    if kind == "lot":
+        lot = book.lots.get(target_id)
+        return {
             "kind": "lot",
-            "id": lot_id,
-            "title": titles["lot"].get(lot_id, ""),
+            "id": target_id,
+            "title": title,
             "price": lot.price if lot is not None else None,
             "status": lot.state.name.lower() if lot is not None else "unavailable",
             "session_id": lot.session_id if lot is not None else None,
         }
-    for session_id in wanted["session"]:
-        session = book.sessions.get(session_id)
-        cards["session", session_id] = {
-            "kind": "session",
-            "id": session_id,
-            "title": titles["session"].get(session_id, ""),
-            "price": None,
-            "status": session.state.name.lower() if session is not None else "unavailable",
-            "session_id": session_id,
-        }
-    return cards
+    session = book.sessions.get(target_id)
+    return {
+        "kind": "session",
+        "id": target_id,
+        "title": title,
+        "price": None,
+        "status": session.state.name.lower() if session is not None else "unavailable",
+        "session_id": target_id,
+    }
+
+
+def with_live_link(ctx: AppContext, view: Document) -> Document:
+    """A post view kept for everyone, with its link card's price and state read again from the
+    engine (its own copy; the kept one is never changed)."""
+    card = view.get("link")
+    if not card:
+        return view
+    return {**view, "link": live_card(ctx, str(card["kind"]), int(card["id"]), str(card["title"]))}
 
 
 async def profile_view(ctx: AppContext, profile: Document) -> Document:
@@ -399,8 +422,43 @@ class PostsHandler(UploadMixin):
         cursor, limit = self.cursor()
         kind = self.get_query_argument("feed", "latest")
         topic_id = self.optional_id(self.get_query_argument("topic_id", None), "topic_id")
+        if viewer is None and cursor is None and kind in ("latest", "topic"):
+            await self._shared_first_page(kind, topic_id, limit)
+            return
         page = await self.feed.feed(viewer, kind, topic_id=topic_id, cursor=cursor, limit=limit)
         self.reply({"items": await post_views(self.ctx, page, viewer), "next_cursor": page.next_cursor})
+
+    async def _shared_first_page(self, kind: str, topic_id: int | None, limit: int | None) -> None:
+        """The first page as anyone signed out sees it (no likes of theirs, no blocks), kept in the
+        read cache's feed domain: any write to a post (new, hidden, deleted, liked, commented,
+        viewed) empties it in every process. Its authors' names and avatars and its topics' titles
+        are kept at most SHARED_PAGE_SECONDS, as the feed store keeps them anyway; a lot's or
+        session's title is in the key (the auction domain's generation); a link card's price and
+        state are the engine's on every answer."""
+        cache = self.ctx.read_cache
+        key = ("first_page", kind, topic_id, limit, cache.stamp(AUCTION_CACHE_DOMAIN))
+        found = cache.get(FEED_CACHE_DOMAIN, key)
+        now = time.monotonic()
+        if found is MISSING or now - found[0] > SHARED_PAGE_SECONDS:
+            stamp = cache.stamp(FEED_CACHE_DOMAIN)
+            page = await self.feed.feed(None, kind, topic_id=topic_id, cursor=None, limit=limit)
+            views = await post_views(self.ctx, page, None)
+            answer = {"items": views, "next_cursor": page.next_cursor}
+            # Without a link card nothing on the page is live: its JSON is kept as it is.
+            body = None if any(view.get("link") for view in views) else orjson.dumps(answer)
+            found = (now, answer, body)
+            cache.put(FEED_CACHE_DOMAIN, key, found, stamp)
+        if found[2] is not None:
+            self.set_status(200)
+            self.finish(found[2])
+            return
+        kept = found[1]
+        self.reply(
+            {
+                "items": [with_live_link(self.ctx, view) for view in kept["items"]],
+                "next_cursor": kept["next_cursor"],
+            }
+        )
 
     async def post(self) -> None:
         user = self.current_user

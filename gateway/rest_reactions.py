@@ -36,7 +36,7 @@ def limiter_of(ctx: AppContext) -> Any:
 
 
 def build_reactions(ctx: AppContext) -> ReactionService:
-    store = MongoReactions(ctx.db)
+    store = MongoReactions(ctx.db, ctx.read_cache)
 
     async def render(comment: Record) -> dict[str, Any]:
         return (await comment_views(ctx, [comment], None, public=True))[0]

@@ -27,7 +27,9 @@ from gateway.rest_shop_orders import order_view
 from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider
 from persistence.mongo import Document, iso_utc
+from persistence.read_cache import MISSING
 from persistence.shop import ensure_shop_indexes, mongo_shop
+from persistence.shop.reads import CACHE_DOMAIN as SHOP_CACHE_DOMAIN
 from shop.claims import MAX_CLAIM_QUANTITY
 from shop.degree_buy import DEGREE_STATUSES, degree_status
 from shop.model import (
@@ -67,6 +69,7 @@ def build_shop(ctx: AppContext) -> ShopService:
         provider,
         checkout_ttl_seconds=ctx.shop_checkout_ttl_seconds,
         pending_timeout_seconds=ctx.shop_pending_timeout_seconds,
+        cache=ctx.read_cache,
     )
     provider.router.register("shop", shop.on_paid)
     ctx.shop = shop
@@ -254,7 +257,10 @@ class ShopHandler(JsonHandler):
 
 class CategoriesHandler(ShopHandler):
     async def get(self) -> None:
-        self.reply({"items": [view(c) for c in await self.shop.categories()]})
+        async def answer() -> Any:
+            return {"items": [view(c) for c in await self.shop.categories()]}
+
+        await self.reply_shared(SHOP_CACHE_DOMAIN, ("categories",), answer)
 
 
 class CoursesHandler(ShopHandler):
@@ -289,18 +295,46 @@ class CoursesHandler(ShopHandler):
 
     async def get(self) -> None:
         page = self.page()
-        courses, total = await self.shop.browse_courses(self.course_query(), page.skip, page.page_size)
-        self.reply(page.answer([course_card_view(c) for c in courses], total))
+        query = self.course_query()
+
+        async def answer() -> Any:
+            courses, total = await self.shop.browse_courses(query, page.skip, page.page_size)
+            return page.answer([course_card_view(c) for c in courses], total)
+
+        if query.q is None and query.min_price is None and query.max_price is None:
+            # Browsing (category, level, type, sort, page) comes in few shapes and is kept; a
+            # search or a price range can take any value, and is answered fresh each time.
+            await self.reply_shared(SHOP_CACHE_DOMAIN, ("courses", query, page), answer)
+        else:
+            self.reply(await answer())
 
 
 class CourseHandler(ShopHandler):
+    async def _shared(self, course_id: int) -> dict[str, Any]:
+        """The course page as anyone sees it (`my` None), kept with the shop's cached reads."""
+        cache = self.ctx.read_cache
+        found = cache.get(SHOP_CACHE_DOMAIN, ("course_page", course_id))
+        if found is MISSING:
+            stamp = cache.stamp(SHOP_CACHE_DOMAIN)
+            course = await self.shop.course_page(course_id)
+            found = course_view(course)
+            found["detail"] = view(course["detail"], drop=("_id",))
+            found["faqs"] = [view(f, drop=("target", "target_id")) for f in course["faqs"]]
+            found["my"] = None
+            cache.put(SHOP_CACHE_DOMAIN, ("course_page", course_id), found, stamp)
+        shared: dict[str, Any] = found
+        return shared
+
     async def get(self, raw_id: str) -> None:
-        course = await self.shop.course_page(self.path_id(raw_id, "course"))
-        answer = course_view(course)
-        answer["detail"] = view(course["detail"], drop=("_id",))
-        answer["faqs"] = [view(f, drop=("target", "target_id")) for f in course["faqs"]]
+        course_id = self.path_id(raw_id, "course")
         user = await self.authenticate()  # signed in: the caller's enrolment and progress
-        answer["my"] = None if user is None else await my_course(self.ctx, user.user_id, int(course["_id"]))
+        if user is None:
+            await self.reply_shared(
+                SHOP_CACHE_DOMAIN, ("course_json", course_id), lambda: self._shared(course_id)
+            )
+            return
+        answer = dict(await self._shared(course_id))
+        answer["my"] = await my_course(self.ctx, user.user_id, course_id)
         self.reply(answer)
 
 

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,10 +29,20 @@ from engine.engine import Engine
 from persistence.accounts import InvalidInput
 from persistence.media import MediaIndex
 from persistence.mongo import Database, Document, as_utc, iso_from_ms, iso_utc, next_id, to_ms, utc_now
+from persistence.read_cache import MISSING, ReadCache
 
 log = logging.getLogger("gavel.catalog")
 
 Pseudonym = Callable[[int, int], str]
+
+# The read cache's domain: session and lot documents with their pictures (not their live state,
+# which is the engine's, nor the 围观 counts, below).
+CACHE_DOMAIN = "auction"
+# A lot's 围观 count moves with every new viewer in any process: with the cache live it is read
+# again (one query for the lots of a view) once it is older than this.
+WATCHERS_FRESH_SECONDS = 1.0
+# (lot, viewer) pairs this process knows are recorded: their views need no write at all.
+SEEN_VIEWERS_MAX = 100_000
 
 NOT_STARTED_SESSION_STATES = (SessionState.SCHEDULED, SessionState.PREVIEW)
 NOT_STARTED_LOT_STATES = (LotState.SCHEDULED, LotState.PREVIEW)
@@ -167,16 +178,39 @@ class LotSpec:
 
 
 class Catalog:
-    def __init__(self, db: Database, engine: Engine, pseudonym: Pseudonym) -> None:
+    def __init__(
+        self, db: Database, engine: Engine, pseudonym: Pseudonym, cache: ReadCache | None = None
+    ) -> None:
         self.db = db
         self.engine = engine
         self.pseudonym = pseudonym
         self.media = MediaIndex(db)  # image sizes and variants, for `pictures` / `cover_picture`
+        # Documents and pictures of the public reads (persistence/read_cache.py); None: no cache.
+        self.cache = cache
+        self._watchers: dict[int, tuple[int, float]] = {}  # lot -> (count, when read)
+        self._seen_viewers: dict[tuple[int, str], None] = {}
+        self._summaries: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its summary
+        self._details: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its lot view
+        self._session_summaries: dict[int, tuple[Any, ...]] = {}  # session -> the same
+        self._session_views: dict[int, tuple[Any, ...]] = {}  # session -> (what it showed, view)
+        self._watchers_moved = 0  # counts changes of any remembered 围观 count
         # Admin writes are rare; one at a time keeps MongoDB and the engine in the same order.
         self._write_lock = asyncio.Lock()
 
+    async def changed(self) -> None:
+        """Session or lot documents (or their pictures) changed: the next read, here and in every
+        other process, reads them again."""
+        if self.cache is not None:
+            await self.cache.changed(CACHE_DOMAIN)
+
     # -- sessions (admin) ----------------------------------------------------------------------
     async def create_session(self, spec: SessionSpec) -> Document:
+        try:
+            return await self._create_session(spec)
+        finally:
+            await self.changed()
+
+    async def _create_session(self, spec: SessionSpec) -> Document:
         spec.check()
         if to_ms(spec.bidding_end) <= self.engine.clock.now_ms():
             raise InvalidInput("bidding_end must be in the future")
@@ -194,6 +228,12 @@ class Catalog:
 
     async def update_session(self, session_id: int, changes: Mapping[str, Any]) -> Document:
         """Change a session that has not started bidding; `changes` holds SessionSpec fields."""
+        try:
+            return await self._update_session(session_id, changes)
+        finally:
+            await self.changed()
+
+    async def _update_session(self, session_id: int, changes: Mapping[str, Any]) -> Document:
         async with self._write_lock:
             old = await self.session_document(session_id)
             live = self.engine.book.sessions.get(session_id)
@@ -220,6 +260,12 @@ class Catalog:
 
     # -- lots (admin) --------------------------------------------------------------------------
     async def create_lot(self, session_id: int, spec: LotSpec) -> Document:
+        try:
+            return await self._create_lot(session_id, spec)
+        finally:
+            await self.changed()
+
+    async def _create_lot(self, session_id: int, spec: LotSpec) -> Document:
         spec.check()
         async with self._write_lock:
             await self.session_document(session_id)
@@ -257,6 +303,12 @@ class Catalog:
 
     async def update_lot(self, lot_id: int, changes: Mapping[str, Any]) -> Document:
         """Change a lot while its session has not started bidding; `changes` holds LotSpec fields."""
+        try:
+            return await self._update_lot(lot_id, changes)
+        finally:
+            await self.changed()
+
+    async def _update_lot(self, lot_id: int, changes: Mapping[str, Any]) -> Document:
         async with self._write_lock:
             old = await self.lot_document(lot_id)
             session_id = int(old["session_id"])
@@ -304,6 +356,8 @@ class Catalog:
             command = LotSpec.from_document(doc).command(int(doc["_id"]), int(doc["session_id"]))
             outcome = await self.engine.execute(command)
             count += await self._mark_synced("lots", doc, outcome, int(doc["_id"]) in book.lots)
+        if count:
+            await self.changed()
         return count
 
     async def _mark_synced(self, collection: str, doc: Document, outcome: Outcome, known: bool) -> int:
@@ -325,6 +379,70 @@ class Catalog:
         return 1
 
     # -- public reads --------------------------------------------------------------------------
+    async def _documents(self, kind: str, ids: list[int]) -> dict[int, Document]:
+        """Session or lot documents (`kind` "session" / "lot") by id, each `{"doc", "pictures",
+        "cover_picture"}`, from the cache or one query (and one media query) for those it lacks."""
+        cache = self.cache
+        found: dict[int, Document] = {}
+        missing: list[int] = []
+        for record_id in ids:
+            entry = MISSING if cache is None else cache.get(CACHE_DOMAIN, (kind, record_id))
+            if entry is MISSING:
+                missing.append(record_id)
+            elif entry is not None:
+                found[record_id] = entry
+        if not missing:
+            return found
+        stamp = 0 if cache is None else cache.stamp(CACHE_DOMAIN)
+        collection = self.db.sessions if kind == "session" else self.db.lots
+        docs = {int(d["_id"]): d async for d in collection.find({"_id": {"$in": missing}})}
+        urls = [u for d in docs.values() for u in d.get("images", ())]
+        urls += [d["cover"] for d in docs.values() if d.get("cover")]
+        pictures = await self.media.pictures(urls) if urls else {}
+        for record_id in missing:
+            doc = docs.get(record_id)
+            entry = None
+            if doc is not None:
+                entry = {
+                    "doc": doc,
+                    "pictures": [pictures[url] for url in doc.get("images", ())],
+                    "cover_picture": pictures.get(doc.get("cover", "")),
+                }
+                found[record_id] = entry
+            if cache is not None:
+                cache.put(CACHE_DOMAIN, (kind, record_id), entry, stamp)
+        return found
+
+    def _set_watchers(self, lot_id: int, count: int, when: float) -> None:
+        known = self._watchers.get(lot_id)
+        if known is None or known[0] != count:
+            self._watchers_moved += 1
+        self._watchers[lot_id] = (count, when)
+
+    async def _watcher_counts(self, lot_ids: list[int], documents: dict[int, Document]) -> dict[int, int]:
+        """Each lot's 围观 count: with the cache live, as read within WATCHERS_FRESH_SECONDS (the
+        ones older read again in one query); without it, as in the documents just read."""
+        if self.cache is None or not self.cache.live:
+            return {i: int(documents[i]["doc"].get("watchers", 0)) for i in lot_ids if i in documents}
+        now = time.monotonic()
+        counts: dict[int, int] = {}
+        stale: list[int] = []
+        for lot_id in lot_ids:
+            known = self._watchers.get(lot_id)
+            if known is not None and now - known[1] < WATCHERS_FRESH_SECONDS:
+                counts[lot_id] = known[0]
+            else:
+                stale.append(lot_id)
+                if known is not None:
+                    # One request reads it again; the ones meanwhile show the count it had.
+                    self._watchers[lot_id] = (known[0], now)
+        if stale:
+            async for doc in self.db.lots.find({"_id": {"$in": stale}}, {"watchers": 1}):
+                lot_id = int(doc["_id"])
+                counts[lot_id] = int(doc.get("watchers", 0))
+                self._set_watchers(lot_id, counts[lot_id], now)
+        return counts
+
     async def list_sessions(
         self, state: SessionState | None, skip: int, limit: int
     ) -> tuple[list[Document], int]:
@@ -332,12 +450,12 @@ class Catalog:
         matching = [s for s in self.engine.book.sessions.values() if state is None or s.state is state]
         matching.sort(key=lambda s: (s.bidding_start, s.session_id), reverse=True)
         page = matching[skip : skip + limit]
-        docs = {
-            doc["_id"]: doc
-            async for doc in self.db.sessions.find({"_id": {"$in": [s.session_id for s in page]}})
-        }
-        items = [_session_summary(docs[s.session_id], s) for s in page if s.session_id in docs]
-        await self._add_pictures(items)
+        docs = await self._documents("session", [s.session_id for s in page])
+        items = [
+            dict(self._remembered_session_summary(docs[live.session_id], live))
+            for live in page
+            if live.session_id in docs
+        ]
         return items, len(matching)
 
     async def session_view(self, session_id: int) -> Document:
@@ -345,15 +463,105 @@ class Catalog:
         live = self.engine.book.sessions.get(session_id)
         if live is None:
             raise NotFound(f"no session {session_id}")
-        doc = await self.session_document(session_id)
+        entry = (await self._documents("session", [session_id])).get(session_id)
+        if entry is None:
+            raise NotFound(f"no session {session_id}")
+        lot_ids = list(live.lot_ids)
+        lot_docs = await self._documents("lot", lot_ids)
+        watchers = await self._watcher_counts(lot_ids, lot_docs)
+        remember = self.cache is not None and self.cache.live
+        # The whole view stands while nothing it shows moved: no command applied to the book
+        # (every change of state, price or terms is one, journaled under the next seq), no
+        # document changed (the domain's generation; the entry itself) and no 围观 count moved.
+        shown = (
+            self.engine.last_seq,
+            self.cache.stamp(CACHE_DOMAIN) if self.cache else 0,
+            self._watchers_moved,
+        )
+        known = self._session_views.get(session_id)
+        if remember and known is not None and known[0] == shown and known[1] is entry:
+            kept: Document = known[2]
+            return dict(kept)
+        view = self._build_session_view(entry, live, lot_ids, lot_docs, watchers)
+        if remember:
+            if len(self._session_views) >= SEEN_VIEWERS_MAX:
+                self._session_views.clear()
+            self._session_views[session_id] = (shown, entry, view)
+        return dict(view)
+
+    def _build_session_view(
+        self,
+        entry: Document,
+        live: Session,
+        lot_ids: list[int],
+        lot_docs: dict[int, Document],
+        watchers: dict[int, int],
+    ) -> Document:
         lots = self.engine.book.lots
-        lot_docs = {d["_id"]: d async for d in self.db.lots.find({"_id": {"$in": live.lot_ids}})}
-        view = _session_summary(doc, live)
+        view = dict(self._remembered_session_summary(entry, live))
         view["lots"] = [
-            self._lot_summary(lot_docs[lot_id], lots[lot_id]) for lot_id in live.lot_ids if lot_id in lot_docs
+            self._remembered_summary(lot_docs[lot_id], lots[lot_id], watchers.get(lot_id, 0))
+            for lot_id in lot_ids
+            if lot_id in lot_docs
         ]
-        await self._add_pictures([view, *view["lots"]])
         return view
+
+    def _remembered_session_summary(self, entry: Document, live: Session) -> Document:
+        """A session's summary with its cover, built again only when the session's live terms or
+        its cached document changed (times to ISO strings were most of a session view's cost)."""
+        shown = (
+            live.state,
+            live.preview_start,
+            live.preview_end,
+            live.bidding_start,
+            live.bidding_end,
+            live.deposit,
+            live.soft_close_ms,
+            live.soft_close_cap_ms,
+            len(live.lot_ids),
+        )
+        known = self._session_summaries.get(live.session_id)
+        if (
+            self.cache is not None
+            and self.cache.live
+            and known is not None
+            and known[0] == shown
+            and known[1] is entry
+            and known[2] is live
+        ):
+            remembered: Document = known[3]
+            return remembered
+        summary = _session_summary(entry["doc"], live)
+        summary["cover_picture"] = entry["cover_picture"]
+        if self.cache is not None and self.cache.live:
+            self._session_summaries[live.session_id] = (shown, entry, live, summary)
+        return summary
+
+    def _remembered_summary(self, entry: Document, live: Lot, watchers: int) -> Document:
+        """A lot's summary in a session view, built again only when something it shows moved: its
+        live state (state, price, leader, count, end, pause, terms), its 围观 count, or its cached
+        document (a new entry after any change). Building fifty of them was most of a session
+        view's time. Not for lot_view, which adds to the summary it gets."""
+        if self.cache is None or not self.cache.live:
+            return self._lot_view_summary(entry, live, watchers)
+        shown = (*_live_fingerprint(live), watchers)
+        known = self._summaries.get(live.lot_id)
+        # Identity checks: the memo holds these objects, so a replaced rule, lot or entry never
+        # passes for the one remembered.
+        if (
+            known is not None
+            and known[0] == shown
+            and known[1] is entry
+            and known[2] is live
+            and known[3] is live.rule
+        ):
+            summary: Document = known[4]
+            return summary
+        summary = self._lot_view_summary(entry, live, watchers)
+        if len(self._summaries) >= SEEN_VIEWERS_MAX:
+            self._summaries.clear()
+        self._summaries[live.lot_id] = (shown, entry, live, live.rule, summary)
+        return summary
 
     async def _new_viewer(self, lot_id: int, viewer: str) -> bool:
         try:
@@ -361,6 +569,25 @@ class Catalog:
         except DuplicateKeyError:
             return False
         return True
+
+    async def _record_viewer(self, lot_id: int, viewer: str) -> None:
+        """Count `viewer` once per lot. A pair this process has recorded (or found recorded) costs
+        nothing again; a new one is written before the answer, so a first view shows its own count."""
+        key = (lot_id, viewer[:64])
+        if key in self._seen_viewers:
+            return
+        if await self._new_viewer(lot_id, viewer):
+            doc = await self.db.lots.find_one_and_update(
+                {"_id": lot_id},
+                {"$inc": {"watchers": 1}},
+                projection={"watchers": 1},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                self._set_watchers(lot_id, int(doc.get("watchers", 0)), time.monotonic())
+        if len(self._seen_viewers) >= SEEN_VIEWERS_MAX:
+            self._seen_viewers.clear()
+        self._seen_viewers[key] = None
 
     async def recount_watchers(self) -> int:
         """Set every lot's 围观 count to its number of viewer records (counts kept before viewers were
@@ -383,6 +610,8 @@ class Catalog:
                 if done.modified_count:
                     changed += 1
                     break
+        self._watchers.clear()
+        self._watchers_moved += 1
         return changed
 
     async def lot_view(self, lot_id: int, *, viewer: str | None = None) -> Document:
@@ -391,33 +620,69 @@ class Catalog:
         live = self.engine.book.lots.get(lot_id)
         if live is None:
             raise NotFound(f"no lot {lot_id}")
-        if viewer is not None and await self._new_viewer(lot_id, viewer):
-            doc = await self.db.lots.find_one_and_update(
-                {"_id": lot_id}, {"$inc": {"watchers": 1}}, return_document=ReturnDocument.AFTER
-            )
-        else:
-            doc = await self.db.lots.find_one({"_id": lot_id})
-        if doc is None:
+        if viewer is not None:
+            await self._record_viewer(lot_id, viewer)
+        entry = (await self._documents("lot", [lot_id])).get(lot_id)
+        if entry is None:
             raise NotFound(f"no lot {lot_id}")
-        session_doc = await self.db.sessions.find_one({"_id": live.session.session_id}, {"title": 1})
-        view = self._lot_summary(doc, live)
+        session_id = live.session.session_id
+        session_entry = (await self._documents("session", [session_id])).get(session_id)
+        watchers = await self._watcher_counts([lot_id], {lot_id: entry})
+        if self.cache is None or not self.cache.live:
+            return self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0))
+        # As for the session view's summaries: built again only when something it shows moved.
+        shown = (
+            *_live_fingerprint(live),
+            live.winner,
+            live.session.state,
+            live.session.deposit,
+            watchers.get(lot_id, 0),
+        )
+        known = self._details.get(lot_id)
+        if (
+            known is not None
+            and known[0] == shown
+            and known[1] is entry
+            and known[2] is session_entry
+            and known[3] is live
+            and known[4] is live.rule
+        ):
+            detail: Document = known[5]
+            return dict(detail)  # the caller's own: the admin's view adds the reserve to it
+        detail = self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0))
+        if len(self._details) >= SEEN_VIEWERS_MAX:
+            self._details.clear()
+        self._details[lot_id] = (shown, entry, session_entry, live, live.rule, detail)
+        return dict(detail)
+
+    def _lot_detail(
+        self, entry: Document, session_entry: Document | None, live: Lot, watchers: int
+    ) -> Document:
+        session_id = live.session.session_id
+        doc = entry["doc"]
+        view = self._lot_view_summary(entry, live, watchers)
         view.update(
             description=doc.get("description", ""),
             specs=[{"key": s["key"], "value": s["value"]} for s in doc.get("specs", ())],
             unit=doc.get("unit"),
             increment_bands=doc.get("increment_bands"),
             highest_price=int(doc.get("highest_price", 0)),
-            winner=self.pseudonym(live.session.session_id, live.winner),
+            winner=self.pseudonym(session_id, live.winner),
             session={
-                "id": live.session.session_id,
-                "title": session_doc["title"] if session_doc else "",
+                "id": session_id,
+                "title": session_entry["doc"].get("title", "") if session_entry else "",
                 "state": int(live.session.state),
                 "state_name": live.session.state.name.lower(),
                 "deposit": live.session.deposit,
             },
         )
-        await self._add_pictures([view])
         return view
+
+    def _lot_view_summary(self, entry: Document, live: Lot, watchers: int) -> Document:
+        summary = self._lot_summary(entry["doc"], live)
+        summary["watchers"] = watchers
+        summary["pictures"] = entry["pictures"]
+        return summary
 
     def bids_view(self, lot_id: int, skip: int, limit: int) -> tuple[list[Document], int]:
         """A page of a lot's bid history, newest first, from the engine's arrays (complete for live lots)."""
@@ -441,18 +706,6 @@ class Catalog:
                 }
             )
         return items, total
-
-    async def _add_pictures(self, views: list[Document]) -> None:
-        """Add `pictures` (per entry of "images") to lot views and `cover_picture` (None without a
-        cover) to session views: each `{"url", "srcset", "thumb", "width", "height"}`, one query
-        at most (persistence/media.py `picture`)."""
-        urls = [u for v in views for u in v.get("images", ())] + [v["cover"] for v in views if v.get("cover")]
-        found = await self.media.pictures(urls) if urls else {}
-        for view in views:
-            if "images" in view:
-                view["pictures"] = [found[url] for url in view["images"]]
-            if "cover" in view:
-                view["cover_picture"] = found.get(view["cover"])
 
     def _lot_summary(self, doc: Document, live: Lot) -> Document:
         return {
@@ -482,6 +735,21 @@ class Catalog:
             # An operator paused the lot: bids get PAUSED until it resumes (docs/engine.md).
             "paused": bool(live.paused_since),
         }
+
+
+def _live_fingerprint(live: Lot) -> tuple[Any, ...]:
+    """What a lot's summary shows of its live state (besides its rule, compared by identity)."""
+    return (
+        live.state,
+        live.price,
+        live.leader,
+        live.bid_count,
+        live.ends_at,
+        live.paused_since,
+        live.reserve,
+        live.deposit,
+        live.unit,
+    )
 
 
 def _session_summary(doc: Document, live: Session) -> Document:

@@ -79,9 +79,21 @@ def _utc_now() -> datetime.datetime:
 
 
 class CommunityService:
-    def __init__(self, store: CommunityStore, *, now: Callable[[], datetime.datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        store: CommunityStore,
+        *,
+        now: Callable[[], datetime.datetime] = _utc_now,
+        catalogue_changed: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.store = store
         self.now = now
+        # Called once a write that course cards or pages show (review counters, FAQs) is durable.
+        self.catalogue_changed = catalogue_changed
+
+    async def _announce(self) -> None:
+        if self.catalogue_changed is not None:
+            await self.catalogue_changed()
 
     async def _atomically(self, work: Callable[[CommunityUnitOfWork], Awaitable[T]]) -> T:
         for _ in range(ATTEMPTS):
@@ -133,6 +145,7 @@ class CommunityService:
         except Duplicate:
             # A concurrent request of the same user reviewed the same enrolment first.
             raise rv.ReviewExists("you have already reviewed this course") from None
+        await self._announce()
         return (await self._decorate([review], user_id))[0]
 
     async def edit_review(
@@ -146,6 +159,7 @@ class CommunityService:
             return await rv.edit_review(uow.reviews, user_id, review_id, checked, cleaned, now)
 
         review = await self._atomically(work)
+        await self._announce()
         return (await self._decorate([review], user_id))[0]
 
     async def vote(self, user_id: int, review_id: int, clicked: rv.Vote) -> tuple[Record, str | None]:
@@ -165,7 +179,9 @@ class CommunityService:
         async def work(uow: CommunityUnitOfWork) -> tuple[Record, Record]:
             return await rv.moderate(uow.reviews, review_id, action)
 
-        return await self._atomically(work)
+        moderated = await self._atomically(work)
+        await self._announce()
+        return moderated
 
     async def all_reviews(self, course_id: int) -> list[Record]:
         """Every review of a course, hidden ones too, for the admin."""
@@ -201,7 +217,9 @@ class CommunityService:
         return await self.store.direct().faqs.of(target, target_id)
 
     async def add_faq(self, target: str, target_id: int, question: str, answer: str) -> Record:
-        return await cat.add_faq(self.store.direct().catalogue, target, target_id, question, answer)
+        faq = await cat.add_faq(self.store.direct().catalogue, target, target_id, question, answer)
+        await self._announce()
+        return faq
 
     async def faq(self, faq_id: int) -> Record:
         found = await self.store.direct().faqs.get(faq_id)
@@ -216,11 +234,13 @@ class CommunityService:
             raise FaqExists("this question is already answered") from None
         if doc is None:
             raise NotFound(f"no FAQ {faq_id}")
+        await self._announce()
         return doc
 
     async def delete_faq(self, faq_id: int) -> None:
         if not await self.store.direct().faqs.delete(faq_id):
             raise NotFound(f"no FAQ {faq_id}")
+        await self._announce()
 
 
 def _check_claim(template: Record | None, coupon_id: int, now: datetime.datetime) -> Record:

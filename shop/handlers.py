@@ -45,7 +45,14 @@ from shop.model import (
     order_no_from,
     to_ms,
 )
-from shop.ports import CartStore, CatalogueRepository, Duplicate, OrderRepository, ShopUnitOfWork
+from shop.ports import (
+    CartContents,
+    CartStore,
+    CatalogueRepository,
+    Duplicate,
+    OrderRepository,
+    ShopUnitOfWork,
+)
 from shop.pricing import CouponTerms, PricingError, Quote, coupon_applies, price_checkout
 
 log = logging.getLogger("gavel.shop")
@@ -74,11 +81,14 @@ async def add_to_cart(
     *,
     now: datetime.datetime,
     limit: int,
-) -> None:
-    """Put a course with its chosen policy in the cart (again: the new choice replaces the old)."""
+) -> CartContents:
+    """Put a course with its chosen policy in the cart (again: the new choice replaces the old);
+    the cart's entries after it."""
     await sellable(catalogue, course_id, policy_id)
-    if not await carts.add(user_id, course_id, policy_id, to_ms(now), limit):
+    contents = await carts.add(user_id, course_id, policy_id, to_ms(now), limit)
+    if contents is None:
         raise CartFull(f"the cart holds at most {limit} courses")
+    return contents
 
 
 async def change_cart_policy(
@@ -103,13 +113,15 @@ async def add_degree_to_cart(
     *,
     now: datetime.datetime,
     limit: int,
-) -> None:
+) -> CartContents:
     """Put a degree course with one of its policies in the cart, unless the student holds it (or
-    has an order for it waiting for payment): a degree is bought once."""
+    has an order for it waiting for payment): a degree is bought once. The cart's entries after it."""
     await degree_buy.sellable_degree(uow.catalogue, degree_course_id, policy_id)
     await degree_buy.check_not_bought(uow, user_id, degree_course_id)
-    if not await carts.add(user_id, degree_course_id, policy_id, to_ms(now), limit, kind="degree"):
+    contents = await carts.add(user_id, degree_course_id, policy_id, to_ms(now), limit, kind="degree")
+    if contents is None:
         raise CartFull(f"the cart holds at most {limit} courses")
+    return contents
 
 
 async def change_degree_policy(
@@ -149,10 +161,12 @@ def _cart_line(item: Record | None, on_sale: bool, policy_id: int, own: list[Rec
     )
 
 
-async def cart_lines(catalogue: CatalogueRepository, carts: CartStore, user_id: int) -> list[CartLine]:
-    """The cart against the current catalogue: offline courses and removed policies are unavailable.
-    Courses first, then degree courses."""
-    entries = await carts.entries(user_id)
+async def cart_lines(
+    catalogue: CatalogueRepository, carts: CartStore, user_id: int, contents: CartContents | None = None
+) -> list[CartLine]:
+    """The cart (its `contents` when the caller has just read them) against the current catalogue:
+    offline courses and removed policies are unavailable. Courses first, then degree courses."""
+    entries, degree_entries = await carts.contents(user_id) if contents is None else contents
     course_ids = sorted(entries)
     courses = await catalogue.courses(course_ids)
     policies = await catalogue.policies_by_course(course_ids)
@@ -162,15 +176,12 @@ async def cart_lines(catalogue: CatalogueRepository, carts: CartStore, user_id: 
         on_sale = course is not None and course.get("status") == "online"
         own = policies.get(course_id, [])
         lines.append(_cart_line(course, on_sale, entries[course_id], own, course_id=course_id))
-    lines.extend(await _degree_cart_lines(catalogue, carts, user_id))
+    lines.extend(await _degree_cart_lines(catalogue, degree_entries))
     return lines
 
 
-async def _degree_cart_lines(
-    catalogue: CatalogueRepository, carts: CartStore, user_id: int
-) -> list[CartLine]:
+async def _degree_cart_lines(catalogue: CatalogueRepository, entries: dict[int, int]) -> list[CartLine]:
     """The cart's degree courses: an offline degree or a removed policy is unavailable."""
-    entries = await carts.degree_entries(user_id)
     degree_ids = sorted(entries)
     policies = await catalogue.policies_by_degree(degree_ids)
     lines = []

@@ -251,6 +251,10 @@ class ShopStore(Protocol):
         ...
 
 
+# A cart's entries: (course_id -> policy_id, degree_course_id -> policy_id).
+CartContents = tuple[dict[int, int], dict[int, int]]
+
+
 class CartStore(Protocol):
     """Carts and checkouts (Redis in production). Outages raise ShopUnavailable.
 
@@ -264,8 +268,9 @@ class CartStore(Protocol):
         added_ms: int,
         limit: int,
         kind: CartKind = "course",
-    ) -> bool:
-        """Put (or replace) a cart entry; False if the cart is full and the item not in it."""
+    ) -> CartContents | None:
+        """Put (or replace) a cart entry and give the cart after it, in one step (one round trip);
+        None if the cart is full and the item not in it (nothing changed)."""
         ...
 
     async def change_policy(
@@ -282,6 +287,10 @@ class CartStore(Protocol):
 
     async def degree_entries(self, user_id: int) -> dict[int, int]:
         """degree_course_id -> chosen policy_id."""
+        ...
+
+    async def contents(self, user_id: int) -> CartContents:
+        """`(entries, degree_entries)` in one read."""
         ...
 
     async def save_checkout(self, checkout: Checkout) -> None:

@@ -9,7 +9,8 @@ Built by `persistence.shop.mongo_shop` (MongoDB + Redis) or over tests/shop/fake
 import asyncio
 import datetime
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from engine.book.errors import InvalidInput, NotFound
 from engine.settle.ports import PaymentProvider
@@ -28,11 +29,21 @@ from shop.model import (
     ShopConflict,
     ShopUnavailable,
 )
-from shop.ports import CartStore, Duplicate, GaveUp, PaymentCloser, ShopReads, ShopStore, ShopUnitOfWork
+from shop.ports import (
+    CartStore,
+    CatalogueRepository,
+    Duplicate,
+    GaveUp,
+    PaymentCloser,
+    ShopReads,
+    ShopStore,
+    ShopUnitOfWork,
+)
 from shop.pricing import Quote
 from shop.storefront import CourseQuery, browse_courses
 
 log = logging.getLogger("gavel.shop")
+T = TypeVar("T")
 
 
 def _utc_now() -> datetime.datetime:
@@ -54,6 +65,8 @@ class ShopService:
         checkout_ttl_seconds: int = DEFAULT_CHECKOUT_TTL_SECONDS,
         pending_timeout_seconds: int = DEFAULT_PENDING_TIMEOUT_SECONDS,
         now: Callable[[], datetime.datetime] = _utc_now,
+        catalogue_changed: Callable[[], Awaitable[None]] | None = None,
+        cart_catalogue: CatalogueRepository | None = None,
     ) -> None:
         self.store = store
         self.carts = carts
@@ -62,53 +75,74 @@ class ShopService:
         self.checkout_ttl_seconds = checkout_ttl_seconds
         self.pending_timeout_seconds = pending_timeout_seconds
         self.now = now
+        # Called after every catalogue write (even a refused one): the reads' cache forgets it.
+        self.catalogue_changed = catalogue_changed
+        # What the cart reads courses and policies through (a cached one in production).
+        self.cart_catalogue = cart_catalogue
 
     @property
     def _direct(self) -> ShopUnitOfWork:
         return self.store.direct()
 
+    @property
+    def _cart_catalogue(self) -> CatalogueRepository:
+        return self.cart_catalogue or self._direct.catalogue
+
+    async def _catalogue_write(self, write: Awaitable[T]) -> T:
+        try:
+            return await write
+        finally:
+            if self.catalogue_changed is not None:
+                await self.catalogue_changed()
+
     # == catalogue: admin writes ======================================================================
     async def create_category(self, name: str, parent_id: int | None) -> Record:
-        return await cat.create_category(self._direct.catalogue, name, parent_id)
+        return await self._catalogue_write(cat.create_category(self._direct.catalogue, name, parent_id))
 
     async def create_teacher(self, fields: Record) -> Record:
-        return await cat.create_teacher(self._direct.catalogue, fields)
+        return await self._catalogue_write(cat.create_teacher(self._direct.catalogue, fields))
 
     async def create_degree_course(self, fields: Record) -> Record:
-        return await cat.create_degree_course(self._direct.catalogue, fields)
+        return await self._catalogue_write(cat.create_degree_course(self._direct.catalogue, fields))
 
     async def set_degree_status(self, degree_course_id: int, status: str) -> Record:
         """Put a degree course on sale ("online") or take it off ("offline"; bought ones go on)."""
         if status not in degree_buy.DEGREE_STATUSES:
             raise InvalidInput(f"status must be one of: {', '.join(degree_buy.DEGREE_STATUSES)}")
-        degree = await self._direct.catalogue.update_degree_course(degree_course_id, {"status": status})
+        degree = await self._catalogue_write(
+            self._direct.catalogue.update_degree_course(degree_course_id, {"status": status})
+        )
         if degree is None:
             raise NotFound(f"no degree course {degree_course_id}")
         return degree
 
     async def create_course(self, fields: Record) -> Record:
-        return await cat.create_course(self._direct.catalogue, fields, self.now())
+        return await self._catalogue_write(cat.create_course(self._direct.catalogue, fields, self.now()))
 
     async def update_course(self, course_id: int, changes: Record) -> Record:
-        return await cat.update_course(self._direct.catalogue, course_id, changes)
+        return await self._catalogue_write(cat.update_course(self._direct.catalogue, course_id, changes))
 
     async def put_course_detail(self, course_id: int, fields: Record) -> Record:
-        return await cat.put_course_detail(self._direct.catalogue, course_id, fields)
+        return await self._catalogue_write(cat.put_course_detail(self._direct.catalogue, course_id, fields))
 
     async def add_policy(self, target: str, target_id: int, valid_days: int, price: int) -> Record:
-        return await cat.add_policy(self._direct.catalogue, target, target_id, valid_days, price)
+        return await self._catalogue_write(
+            cat.add_policy(self._direct.catalogue, target, target_id, valid_days, price)
+        )
 
     async def remove_policy(self, policy_id: int) -> None:
-        await cat.remove_policy(self._direct.catalogue, policy_id)
+        await self._catalogue_write(cat.remove_policy(self._direct.catalogue, policy_id))
 
     async def add_chapter(self, course_id: int, fields: Record) -> Record:
-        return await cat.add_chapter(self._direct.catalogue, course_id, fields)
+        return await self._catalogue_write(cat.add_chapter(self._direct.catalogue, course_id, fields))
 
     async def add_section(self, chapter_id: int, fields: Record) -> Record:
-        return await cat.add_section(self._direct.catalogue, chapter_id, fields)
+        return await self._catalogue_write(cat.add_section(self._direct.catalogue, chapter_id, fields))
 
     async def add_faq(self, target: str, target_id: int, question: str, answer: str) -> Record:
-        return await cat.add_faq(self._direct.catalogue, target, target_id, question, answer)
+        return await self._catalogue_write(
+            cat.add_faq(self._direct.catalogue, target, target_id, question, answer)
+        )
 
     # == reads ========================================================================================
     async def categories(self) -> list[Record]:
@@ -160,11 +194,12 @@ class ShopService:
 
     # == cart and checkout ============================================================================
     async def cart(self, user_id: int) -> list[CartLine]:
-        return await handlers.cart_lines(self._direct.catalogue, self.carts, user_id)
+        return await handlers.cart_lines(self._cart_catalogue, self.carts, user_id)
 
     async def cart_add(self, user_id: int, course_id: int, policy_id: int) -> list[CartLine]:
-        await handlers.add_to_cart(
-            self._direct.catalogue,
+        """One Redis round trip: the add answers with the cart after it (persistence/shop/carts.py)."""
+        contents = await handlers.add_to_cart(
+            self._cart_catalogue,
             self.carts,
             user_id,
             course_id,
@@ -172,10 +207,10 @@ class ShopService:
             now=self.now(),
             limit=CART_LIMIT,
         )
-        return await self.cart(user_id)
+        return await handlers.cart_lines(self._cart_catalogue, self.carts, user_id, contents)
 
     async def cart_change_policy(self, user_id: int, course_id: int, policy_id: int) -> list[CartLine]:
-        await handlers.change_cart_policy(self._direct.catalogue, self.carts, user_id, course_id, policy_id)
+        await handlers.change_cart_policy(self._cart_catalogue, self.carts, user_id, course_id, policy_id)
         return await self.cart(user_id)
 
     async def cart_remove(self, user_id: int, course_id: int) -> list[CartLine]:
@@ -183,16 +218,16 @@ class ShopService:
         return await self.cart(user_id)
 
     async def cart_add_degree(self, user_id: int, degree_course_id: int, policy_id: int) -> list[CartLine]:
-        await handlers.add_degree_to_cart(
+        contents = await handlers.add_degree_to_cart(
             self._direct, self.carts, user_id, degree_course_id, policy_id, now=self.now(), limit=CART_LIMIT
         )
-        return await self.cart(user_id)
+        return await handlers.cart_lines(self._cart_catalogue, self.carts, user_id, contents)
 
     async def cart_change_degree_policy(
         self, user_id: int, degree_course_id: int, policy_id: int
     ) -> list[CartLine]:
         await handlers.change_degree_policy(
-            self._direct.catalogue, self.carts, user_id, degree_course_id, policy_id
+            self._cart_catalogue, self.carts, user_id, degree_course_id, policy_id
         )
         return await self.cart(user_id)
 

@@ -24,6 +24,7 @@ from engine.settle.deposits import DepositService
 from persistence.accounts import Accounts
 from persistence.catalog import Catalog
 from persistence.mongo import utc_now
+from persistence.read_cache import ReadCache
 from persistence.settlement.uow import mongo_deposit_uow_factory
 from shop.model import DEFAULT_CHECKOUT_TTL_SECONDS, DEFAULT_PENDING_TIMEOUT_SECONDS
 
@@ -132,6 +133,9 @@ class AppContext:
     admin_actions: AdminActions | None = None
     # Built from the fields above; not constructor arguments.
     catalog: Catalog = dataclasses.field(init=False, repr=False)
+    # What the catalogue's and the shop's public reads keep (persistence/read_cache.py): a
+    # pass-through until its subscription runs (`read_cache.start()`, composition/service.py).
+    read_cache: ReadCache = dataclasses.field(init=False, repr=False)
     deposits: DepositService = dataclasses.field(init=False, repr=False)
 
     _pseudonyms: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict, init=False, repr=False)
@@ -141,7 +145,8 @@ class AppContext:
             raise ValueError("pseudonym_secret must not be empty: pseudonyms would be guessable")
         if not self.cookie_secret:
             self.cookie_secret = derived_cookie_secret(self.pseudonym_secret)
-        self.catalog = Catalog(self.db, self.engine, self.pseudonym)
+        self.read_cache = ReadCache(self.redis)
+        self.catalog = Catalog(self.db, self.engine, self.pseudonym, self.read_cache)
         self.deposits = DepositService(
             mongo_deposit_uow_factory(self.client, self.db, self.accounts), self.engine, clock=utc_now
         )

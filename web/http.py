@@ -11,7 +11,7 @@ import logging
 import re
 import secrets
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn
 
@@ -23,6 +23,7 @@ from backoffice.roles import can, effective_roles
 from engine.book.errors import GavelError, NotFound
 from persistence.accounts import AuthUser
 from persistence.mongo import UTC, from_ms, to_ms
+from persistence.read_cache import MISSING
 from web.context import AppContext
 from web.errors import (
     RETRY_AFTER_SECONDS,
@@ -237,6 +238,11 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    def compute_etag(self) -> str | None:
+        # Every answer is `Cache-Control: no-store`: nothing keeps one to revalidate it, so the
+        # hash of each body Tornado would compute for an ETag is work for nobody.
+        return None
+
     # -- body ----------------------------------------------------------------------------------
     def prepare(self) -> None:
         declared = self.request.headers.get("Content-Length", "").strip()
@@ -287,6 +293,18 @@ class JsonHandler(tornado.web.RequestHandler):
     def reply(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(orjson.dumps(payload))
+
+    async def reply_shared(self, domain: str, key: Hashable, build: Callable[[], Awaitable[Any]]) -> None:
+        """Reply 200 with an answer that is the same for every caller (never anything personal),
+        its JSON kept in the read cache (persistence/read_cache.py) until `domain` changes."""
+        cache = self.ctx.read_cache
+        body = cache.get(domain, key)
+        if body is MISSING:
+            stamp = cache.stamp(domain)
+            body = orjson.dumps(await build())
+            cache.put(domain, key, body, stamp)
+        self.set_status(200)
+        self.finish(body)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]

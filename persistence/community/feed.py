@@ -17,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 from community.feed import TopicTitleTaken
 from persistence.community.cache import TtlCache
 from persistence.mongo import Database, Document, next_id, to_ms
+from persistence.read_cache import ReadCache
 
 
 async def ensure_indexes(db: Database) -> None:
@@ -46,11 +47,21 @@ PEOPLE_TTL_S = 2.0
 TOPICS_TTL_S = 5.0
 
 
+# The read cache's domain of the feed's shared first pages (gateway/rest_feed.py): every write
+# to a post (new, hidden, deleted, a counter) empties it, here and in the other processes.
+FEED_CACHE_DOMAIN = "feed"
+
+
 class MongoFeedStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache: ReadCache | None = None) -> None:
         self.db = db
+        self.cache = cache
         self._people: TtlCache[int, Document] = TtlCache(PEOPLE_TTL_S)
         self._topics: TtlCache[int, Document] = TtlCache(TOPICS_TTL_S)
+
+    async def _posts_changed(self) -> None:
+        if self.cache is not None:
+            await self.cache.changed(FEED_CACHE_DOMAIN)
 
     # -- users and profiles --------------------------------------------------------------------------
     async def user_exists(self, user_id: int) -> bool:
@@ -229,7 +240,10 @@ class MongoFeedStore:
         return await next_id(self.db, "community_post")
 
     async def insert_post(self, post: Document) -> None:
-        await self.db.community_posts.insert_one(post)
+        try:
+            await self.db.community_posts.insert_one(post)
+        finally:
+            await self._posts_changed()
 
     async def post(self, post_id: int) -> Document | None:
         return await self.db.community_posts.find_one({"_id": post_id})
@@ -256,14 +270,20 @@ class MongoFeedStore:
     async def set_post_hidden(self, post_id: int, hidden: bool, reason: str) -> Document | None:
         # Guarded on the current value: of two concurrent hides only one changes the post, so the
         # counters move once.
-        return await self.db.community_posts.find_one_and_update(
-            {"_id": post_id, "hidden": not hidden},
-            {"$set": {"hidden": hidden, "hidden_reason": reason if hidden else ""}},
-            return_document=ReturnDocument.BEFORE,
-        )
+        try:
+            return await self.db.community_posts.find_one_and_update(
+                {"_id": post_id, "hidden": not hidden},
+                {"$set": {"hidden": hidden, "hidden_reason": reason if hidden else ""}},
+                return_document=ReturnDocument.BEFORE,
+            )
+        finally:
+            await self._posts_changed()
 
     async def delete_post(self, post_id: int) -> Document | None:
-        return await self.db.community_posts.find_one_and_delete({"_id": post_id})
+        try:
+            return await self.db.community_posts.find_one_and_delete({"_id": post_id})
+        finally:
+            await self._posts_changed()
 
     async def post_ids_of(self, user_id: int) -> list[int]:
         cursor = self.db.community_posts.find({"user_id": user_id}, {"_id": 1})

@@ -22,7 +22,9 @@ from community.articles import is_visible
 from community.reactions import COLLECTION_KIND_NO, target_of
 from community.rules import Target
 from persistence.community.articles import visible_query
+from persistence.community.feed import FEED_CACHE_DOMAIN
 from persistence.mongo import Database, Document, next_id
+from persistence.read_cache import ReadCache
 from shop.model import LISTED_STATUSES
 
 RECORDS: Final = {"view": "community_views", "like": "community_likes", "collect": "community_collections"}
@@ -78,7 +80,9 @@ async def ensure_indexes(db: Database) -> None:
 
 
 class MongoReactions:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache: ReadCache | None = None) -> None:
+        # A post's counters show on the feed's cached first pages (persistence/community/feed.py).
+        self.cache = cache
         self.db = db
 
     # -- records -----------------------------------------------------------------------------------
@@ -118,6 +122,13 @@ class MongoReactions:
 
     # -- counters ----------------------------------------------------------------------------------
     async def inc(self, target: Target, field: str, delta: int) -> Document | None:
+        try:
+            return await self._inc(target, field, delta)
+        finally:
+            if target.kind == "post" and self.cache is not None:
+                await self.cache.changed(FEED_CACHE_DOMAIN)
+
+    async def _inc(self, target: Target, field: str, delta: int) -> Document | None:
         return await self.db[DOCUMENTS[target.kind]].find_one_and_update(
             {"_id": target.id},
             {"$inc": {field: delta}},

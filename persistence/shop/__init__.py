@@ -5,6 +5,7 @@ those are in shop/.
 """
 
 import datetime
+import functools
 from collections.abc import Callable
 
 import redis.asyncio
@@ -12,8 +13,9 @@ import redis.asyncio
 from engine.settle.ports import PaymentProvider
 from persistence.accounts import Accounts
 from persistence.mongo import Client, Database, utc_now
+from persistence.read_cache import ReadCache
 from persistence.shop.carts import RedisCartStore, redis_errors
-from persistence.shop.reads import MongoShopReads
+from persistence.shop.reads import CACHE_DOMAIN, CachedCatalogue, MongoShopReads
 from persistence.shop.repos import MongoShopStore, MongoShopUnitOfWork
 from persistence.shop.schema import SHOP_COUNTERS, ensure_shop_indexes
 from shop.model import DEFAULT_CHECKOUT_TTL_SECONDS, DEFAULT_PENDING_TIMEOUT_SECONDS
@@ -30,16 +32,21 @@ def mongo_shop(
     checkout_ttl_seconds: int = DEFAULT_CHECKOUT_TTL_SECONDS,
     pending_timeout_seconds: int = DEFAULT_PENDING_TIMEOUT_SECONDS,
     now: Callable[[], datetime.datetime] = utc_now,
+    cache: ReadCache | None = None,
 ) -> ShopService:
-    """The shop service over MongoDB (`client`, `db`, balances through `accounts`) and Redis."""
+    """The shop service over MongoDB (`client`, `db`, balances through `accounts`) and Redis; with a
+    `cache`, the catalogue's public reads and the cart's course lookups are kept until a catalogue
+    write (persistence/read_cache.py)."""
     return ShopService(
         MongoShopStore(client, db, accounts),
         RedisCartStore(redis_client),
-        MongoShopReads(db),
+        MongoShopReads(db, cache),
         provider,
         checkout_ttl_seconds=checkout_ttl_seconds,
         pending_timeout_seconds=pending_timeout_seconds,
         now=now,
+        catalogue_changed=None if cache is None else functools.partial(cache.changed, CACHE_DOMAIN),
+        cart_catalogue=None if cache is None else CachedCatalogue(db, cache),
     )
 
 

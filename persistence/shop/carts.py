@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import orjson
 import redis.asyncio
@@ -17,17 +18,18 @@ import redis.exceptions
 from redis.commands.core import AsyncScript
 
 from shop.model import Checkout, CheckoutLine, ShopUnavailable
-from shop.ports import CartKind
+from shop.ports import CartContents, CartKind
 
 log = logging.getLogger("gavel.shop")
 
-# The limit check and the write happen in one Redis step.
+# The limit check, the write and the read of the cart after it happen in one Redis step (one round
+# trip per add): 0 when the cart is full, else the cart as HGETALL gives it.
 _CART_ADD = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
+return redis.call('HGETALL', KEYS[1])
 """
 _HSET_IF_FIELD = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -90,14 +92,17 @@ class RedisCartStore:
         added_ms: int,
         limit: int,
         kind: CartKind = "course",
-    ) -> bool:
+    ) -> CartContents | None:
         value = orjson.dumps({"policy_id": policy_id, "added_ms": added_ms})
         field = self._field(course_id, kind)
         async with redis_errors():
-            added = await self._cart_add(
+            answer = await self._cart_add(
                 keys=[self.cart_key(user_id)], args=[field, value, limit], client=self.redis
             )
-        return bool(added)
+        if not isinstance(answer, list):
+            return None  # full
+        flat = iter(answer)
+        return self._parse(dict(zip(flat, flat, strict=True)), user_id)
 
     async def change_policy(
         self, user_id: int, course_id: int, policy_id: int, kind: CartKind = "course"
@@ -120,14 +125,19 @@ class RedisCartStore:
         return bool(removed)
 
     async def entries(self, user_id: int) -> dict[int, int]:
-        return (await self._entries(user_id))[0]
+        return (await self.contents(user_id))[0]
 
     async def degree_entries(self, user_id: int) -> dict[int, int]:
-        return (await self._entries(user_id))[1]
+        return (await self.contents(user_id))[1]
 
-    async def _entries(self, user_id: int) -> tuple[dict[int, int], dict[int, int]]:
+    async def contents(self, user_id: int) -> CartContents:
+        """Both kinds of entries in one read (one round trip)."""
         async with redis_errors():
             raw = await self.redis.hgetall(self.cart_key(user_id))
+        return self._parse(raw, user_id)
+
+    @staticmethod
+    def _parse(raw: dict[Any, Any], user_id: int) -> CartContents:
         courses: dict[int, int] = {}
         degrees: dict[int, int] = {}
         for field, value in raw.items():

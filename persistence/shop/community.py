@@ -8,6 +8,7 @@ course: `count` and the integer sums `teacher`, `content`, `clarity` of its visi
 """
 
 import datetime
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -15,6 +16,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from persistence.mongo import Client, Database, Document, TxSession, run_in_transaction
+from persistence.read_cache import ReadCache
+from persistence.shop.reads import CACHE_DOMAIN as SHOP_CACHE_DOMAIN
 from persistence.shop.repos import MongoCatalogue, MongoCoupons, _conflict, _duplicate, _Repo
 from shop.claims import ClaimRepository
 from shop.community import CommunityService, CommunityUnitOfWork, FaqRepository
@@ -219,10 +222,18 @@ class MongoCommunityStore:
 
 
 def mongo_community(
-    client: Client, db: Database, *, now: Callable[[], datetime.datetime] | None = None
+    client: Client,
+    db: Database,
+    *,
+    now: Callable[[], datetime.datetime] | None = None,
+    cache: ReadCache | None = None,
 ) -> CommunityService:
+    """With a `cache`, review and FAQ writes empty the shop's cached reads (course cards and pages)."""
     store = MongoCommunityStore(client, db)
-    return CommunityService(store) if now is None else CommunityService(store, now=now)
+    changed = None if cache is None else functools.partial(cache.changed, SHOP_CACHE_DOMAIN)
+    if now is None:
+        return CommunityService(store, catalogue_changed=changed)
+    return CommunityService(store, now=now, catalogue_changed=changed)
 
 
 async def ensure_community_indexes(db: Database) -> None:

@@ -2,29 +2,59 @@
 policies, details, teachers and FAQs; a user's orders, enrolments and coupons. Reads only.
 """
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 from pymongo import ASCENDING
 
 from engine.book.errors import NotFound
 from persistence.media import MediaIndex
 from persistence.mongo import Database, Document
+from persistence.read_cache import MISSING, ReadCache
+from persistence.shop.repos import MongoCatalogue
 from shop.model import LISTED_STATUSES
+from shop.ports import Kind
 from shop.storefront import CourseQuery
 
 # Per-course review counters (kept by the reviews' writes): `count` and the integer sums of each
 # score. The storefront only reads them; no document means no reviews.
 REVIEW_STATS = "shop_review_stats"
 REVIEW_SCORES = ("teacher", "content", "clarity")
+CARD_FIELDS = ("hours", "picture", "review_count", "review_sums")
+
+
+# The read cache's domain (persistence/read_cache.py) of the catalogue's public reads: the shop
+# service announces each catalogue write (`catalogue_changed`), the reviews and FAQs theirs.
+CACHE_DOMAIN = "shop"
 
 
 class MongoShopReads:
-    def __init__(self, db: Database) -> None:
+    """With a `cache`, the catalogue's public reads (categories, the listed courses of a filter,
+    course cards, course pages) are kept until the catalogue changes; callers get their own copy
+    of the top-level records (the storefront adds fields to them)."""
+
+    def __init__(self, db: Database, cache: ReadCache | None = None) -> None:
         self.db = db
         self.media = MediaIndex(db)  # course pictures' sizes and variants
+        self.cache = cache
+
+    def _cached(self, key: Hashable) -> Any:
+        return MISSING if self.cache is None else self.cache.get(CACHE_DOMAIN, key)
+
+    def _stamp(self) -> int:
+        return 0 if self.cache is None else self.cache.stamp(CACHE_DOMAIN)
+
+    def _keep(self, key: Hashable, value: Any, stamp: int) -> None:
+        if self.cache is not None:
+            self.cache.put(CACHE_DOMAIN, key, value, stamp)
 
     async def categories(self) -> list[Document]:
-        return [doc async for doc in self.db.shop_categories.find().sort("_id", ASCENDING)]
+        found = self._cached(("categories",))
+        if found is MISSING:
+            stamp = self._stamp()
+            found = [doc async for doc in self.db.shop_categories.find().sort("_id", ASCENDING)]
+            self._keep(("categories",), found, stamp)
+        return [dict(doc) for doc in found]
 
     async def list_courses(
         self, category_id: int | None, skip: int, limit: int
@@ -60,6 +90,15 @@ class MongoShopReads:
     async def course_candidates(self, query: CourseQuery) -> list[Document]:
         """Listed courses matching the stored fields, each with `policies` (the name search and the
         price filters are decided in shop/storefront.py over these; the catalogue is small)."""
+        key = ("candidates", query.category_id, query.level, query.course_type)
+        found = self._cached(key)
+        if found is MISSING:
+            stamp = self._stamp()
+            found = await self._course_candidates(query)
+            self._keep(key, found, stamp)
+        return [dict(course) for course in found]
+
+    async def _course_candidates(self, query: CourseQuery) -> list[Document]:
         found: Document = {"status": {"$in": list(LISTED_STATUSES)}}
         if query.category_id is not None:
             found["sub_category_id"] = await self._category_filter(query.category_id)
@@ -75,10 +114,24 @@ class MongoShopReads:
 
     async def course_cards(self, courses: list[Document]) -> None:
         """`hours` (from the course page), `picture` (null without an image) and the review
-        counters, one query per collection."""
-        ids = [int(c["_id"]) for c in courses]
-        if not ids:
+        counters, one query per collection (for the courses the cache lacks)."""
+        missing = []
+        for course in courses:
+            card = self._cached(("card", int(course["_id"])))
+            if card is MISSING:
+                missing.append(course)
+            else:
+                course.update(card)
+        if not missing:
             return
+        stamp = self._stamp()
+        await self._course_cards(missing)
+        for course in missing:
+            card = {name: course[name] for name in CARD_FIELDS}
+            self._keep(("card", int(course["_id"])), card, stamp)
+
+    async def _course_cards(self, courses: list[Document]) -> None:
+        ids = [int(c["_id"]) for c in courses]
         hours = {
             int(d["_id"]): d.get("hours")
             async for d in self.db.shop_course_details.find({"_id": {"$in": ids}}, {"hours": 1})
@@ -107,6 +160,21 @@ class MongoShopReads:
 
     async def course_page(self, course_id: int) -> Document:
         """A listed course with its policies, detail (teachers, recommended courses) and FAQs."""
+        key = ("page", course_id)
+        page = self._cached(key)
+        if page is MISSING:
+            stamp = self._stamp()
+            try:
+                page = await self._course_page(course_id)
+            except NotFound:
+                self._keep(key, None, stamp)
+                raise
+            self._keep(key, page, stamp)
+        if page is None:
+            raise NotFound(f"no course {course_id}")
+        return dict(page)
+
+    async def _course_page(self, course_id: int) -> Document:
         course = await self.db.shop_courses.find_one(
             {"_id": course_id, "status": {"$in": list(LISTED_STATUSES)}}
         )
@@ -206,3 +274,68 @@ class MongoShopReads:
         if status is not None:
             query["status"] = status
         return [c async for c in self.db.shop_user_coupons.find(query).sort("_id", 1)]
+
+
+class CachedCatalogue(MongoCatalogue):
+    """The catalogue repository the cart reads through (outside any transaction): courses and
+    their price policies from the read cache (same domain and invalidation as the storefront's
+    reads), so a cart add or view costs no MongoDB query once the catalogue is warm. Everything
+    else, degree courses included, reads MongoDB as `MongoCatalogue` does."""
+
+    def __init__(self, db: Database, cache: ReadCache | None) -> None:
+        super().__init__(db, None)
+        self.cache = cache
+
+    async def get(self, kind: Kind, record_id: int) -> Document | None:
+        if kind == "courses":
+            return (await self.courses([record_id])).get(record_id)
+        if kind != "price_policies" or self.cache is None:
+            return await super().get(kind, record_id)
+        key = ("policy", record_id)
+        found = self.cache.get(CACHE_DOMAIN, key)
+        if found is MISSING:
+            stamp = self.cache.stamp(CACHE_DOMAIN)
+            found = await super().get(kind, record_id)
+            self.cache.put(CACHE_DOMAIN, key, found, stamp)
+        result: Document | None = found
+        return result
+
+    async def courses(self, ids: Iterable[int]) -> dict[int, Document]:
+        wanted = list(ids)
+        if self.cache is None:
+            return await super().courses(wanted)
+        found: dict[int, Document] = {}
+        missing: list[int] = []
+        for course_id in wanted:
+            course = self.cache.get(CACHE_DOMAIN, ("course", course_id))
+            if course is MISSING:
+                missing.append(course_id)
+            elif course is not None:
+                found[course_id] = course
+        if missing:
+            stamp = self.cache.stamp(CACHE_DOMAIN)
+            read = await super().courses(missing)
+            for course_id in missing:
+                self.cache.put(CACHE_DOMAIN, ("course", course_id), read.get(course_id), stamp)
+            found.update(read)
+        return found
+
+    async def policies_by_course(self, course_ids: Iterable[int]) -> dict[int, list[Document]]:
+        wanted = list(course_ids)
+        if self.cache is None:
+            return await super().policies_by_course(wanted)
+        found: dict[int, list[Document]] = {}
+        missing: list[int] = []
+        for course_id in wanted:
+            policies = self.cache.get(CACHE_DOMAIN, ("policies", course_id))
+            if policies is MISSING:
+                missing.append(course_id)
+            elif policies:
+                found[course_id] = policies
+        if missing:
+            stamp = self.cache.stamp(CACHE_DOMAIN)
+            read = await super().policies_by_course(missing)
+            for course_id in missing:
+                self.cache.put(CACHE_DOMAIN, ("policies", course_id), read.get(course_id, []), stamp)
+            found.update(read)
+        return found

@@ -442,13 +442,13 @@ class FakeCarts:
 
     async def add(
         self, user_id: int, course_id: int, policy_id: int, added_ms: int, limit: int, kind: str = "course"
-    ) -> bool:
+    ) -> tuple[dict[int, int], dict[int, int]] | None:
         cart = self.carts.setdefault(user_id, {})
         key = self._key(course_id, kind)
         if key not in cart and len(cart) >= limit:
-            return False
+            return None
         cart[key] = policy_id
-        return True
+        return await self.contents(user_id)
 
     async def change_policy(self, user_id: int, course_id: int, policy_id: int, kind: str = "course") -> bool:
         cart = self.carts.get(user_id, {})
@@ -466,6 +466,9 @@ class FakeCarts:
 
     async def degree_entries(self, user_id: int) -> dict[int, int]:
         return {k[1]: v for k, v in self.carts.get(user_id, {}).items() if isinstance(k, tuple)}
+
+    async def contents(self, user_id: int) -> tuple[dict[int, int], dict[int, int]]:
+        return await self.entries(user_id), await self.degree_entries(user_id)
 
     async def save_checkout(self, checkout: Checkout) -> None:
         self.checkouts[checkout.user_id] = checkout
