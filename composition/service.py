@@ -205,6 +205,7 @@ class Service:
                 mongodb_url=self.services.mongo_url,
                 journal_dir=data_dir / "journal",
                 snapshot_prefix=storage_prefix(engine_id),
+                snapshot_dir=data_dir / "snapshots",
                 engine_id=archive_id,
                 log_level=config.log_level,
             )
@@ -326,6 +327,8 @@ class Service:
         """The edge server on PORT, then the periodic work."""
         self.server: EdgeServer = build_edge_server(self.app, edge_config(self.config), websockets=self.hub)
         self.server.listen(self.config.port, self.config.host)
+        if isinstance(self.archiver, ArchiverProcess):
+            self.archiver.start(durable_seq=self.local_engine.last_seq)
         if self.archiver is not None:
             self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))
         self.background.append(asyncio.create_task(self._watch_children(), name="watch-children"))
@@ -342,10 +345,11 @@ class Service:
             await engine.start(redeliver_after=archived_seq)
             archiver.start()
         else:
-            # The child reads what a crash kept from the archive out of the journal itself.
+            # The child reads what a crash kept from the archive out of the journal itself. It is
+            # started once the service listens (`_listen`): until then the journal holds it all,
+            # and its start (an interpreter, a snapshot, a replay) is not needed to serve.
             engine.record_observer = _both(engine.record_observer, archiver.on_records)
             await engine.start()
-            archiver.start(durable_seq=engine.last_seq)
         log.info(
             "engine ready",
             extra={"last_seq": engine.last_seq, "recovery_s": round(time.perf_counter() - started, 3)},
