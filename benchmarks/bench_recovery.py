@@ -74,8 +74,9 @@ TARGET_S = 3.0
 
 
 def bidder(lot_index: int, bid_index: int) -> int:
-    """Who places bid `bid_index` on a session's lot `lot_index` (never the same twice running)."""
-    return USER0 + (lot_index + bid_index) % BIDDERS
+    """Who places bid `bid_index` on a session's lot `lot_index`: never the same twice running, and
+    every one of the BIDDERS in each session (10 * lot + bid covers 0..1089)."""
+    return USER0 + (10 * lot_index + bid_index) % BIDDERS
 
 
 def lot_ids(session_index: int) -> list[int]:

@@ -198,6 +198,7 @@ class RefCache:
         "clock",
         "max_per_user",
         "packed",
+        "pending",
         "per_user",
         "rejected_per_user",
         "rejections",
@@ -219,6 +220,9 @@ class RefCache:
         self.answers: dict[int, collections.OrderedDict[str, Remembered]] = {}
         self.rejections: dict[int, collections.OrderedDict[str, Remembered]] = {}
         self.packed: dict[int, bytes] = {}
+        # A packed bidder's references replayed from the journal after the snapshot: put after the
+        # packed ones when the bidder is unpacked (a replay must not unpack every active bidder).
+        self.pending: dict[int, list[tuple[str, Remembered]]] = {}
 
     def emptied(self) -> "RefCache":
         """An empty cache with the same limits."""
@@ -274,6 +278,7 @@ class RefCache:
     def to_state(self) -> list[list[Any]]:
         """The accepted references (what the journal rebuilds), by bidder:
         `[user_id, [[ref, answer, fingerprint, stamp], ...]]`."""
+        self.unpack_pending()
         rows = [[user_id, _entry_rows(answers)] for user_id, answers in self.answers.items() if answers]
         rows += [[user_id, _unpackb(blob)] for user_id, blob in self.packed.items()]
         rows.sort(key=_first)
@@ -282,6 +287,7 @@ class RefCache:
     def to_packed_state(self) -> list[list[Any]]:
         """What snapshots keep: `[user_id, msgpack of that bidder's to_state entries]` per bidder,
         a packed bidder's bytes as they are."""
+        self.unpack_pending()
         rows: list[list[Any]] = [
             [user_id, _pack(_entry_rows(answers))] for user_id, answers in self.answers.items() if answers
         ]
@@ -296,8 +302,27 @@ class RefCache:
                 self.unpack(user_id)
 
     def unpack(self, user_id: int) -> None:
-        """Decode a bidder's packed references into the cache."""
+        """Decode a bidder's packed references into the cache, then put its pending ones."""
         self.load([[user_id, _unpackb(self.packed.pop(user_id))]])
+        waiting = self.pending.pop(user_id, None)
+        if waiting:
+            for ref, (bid_fingerprint, outcome, stamp) in waiting:
+                self.put(user_id, ref, bid_fingerprint, outcome, stamp)
+
+    def unpack_pending(self) -> None:
+        """Unpack every bidder with pending references (before the cache is written out)."""
+        for user_id in list(self.pending):
+            self.unpack(user_id)
+
+    def defer(self, user_id: int, entries: list[tuple[str, Remembered]], limit: int) -> None:
+        """Keep a packed bidder's newer references (oldest first) to put when it is unpacked; past
+        `limit` of them it is unpacked now, so a replica that never serves the bidder stays bounded."""
+        waiting = self.pending.get(user_id)
+        if waiting is None:
+            waiting = self.pending[user_id] = []
+        waiting.extend(entries)
+        if len(waiting) > limit:
+            self.unpack(user_id)
 
     def load(self, rows: Iterable[list[Any]]) -> None:
         """Add a snapshot's accepted references (`to_state` rows), trimmed as puts would trim them.
@@ -519,10 +544,9 @@ class Engine:
             refs.clock = high
             packed = refs.packed
             for user_id, flat in recent.items():
-                if packed and user_id in packed:
-                    refs.unpack(user_id)  # merged below, one put at a time
                 newest = flat[-keep:]
-                if user_id not in answers:
+                is_packed = bool(packed) and user_id in packed
+                if not is_packed and user_id not in answers:
                     # What one put at a time would have kept (see RefCache), decided at once.
                     del newest[: 4 * (len(newest) // 4 - refs.kept(newest[3::4]))]
                 entries: list[tuple[str, Remembered]] = [
@@ -538,7 +562,10 @@ class Engine:
                         newest[0::4], newest[1::4], newest[2::4], newest[3::4], strict=True
                     )
                 ]
-                if user_id in answers:
+                if is_packed:
+                    # Put after the packed ones, one at a time, when the bidder is unpacked.
+                    refs.defer(user_id, entries, keep)
+                elif user_id in answers:
                     for ref, (bid_fingerprint, answer, stamp) in entries:
                         refs.put(user_id, ref, bid_fingerprint, answer, stamp)
                 else:

@@ -627,4 +627,12 @@ async def test_a_bidders_refs_stay_packed_after_a_restart_until_the_bidder_bids(
     assert dict(state["refs_packed"])[8] == packed_8
     engine = await restart(engine, sink, tmp_path)
     assert engine.refs.to_state() == expected
+    # A packed bidder's bid in the journal's tail waits beside its bytes through the replay.
+    tail = await engine.execute(PlaceBid(2, 8, 1000, "c"))
+    expected = engine.refs.to_state()
+    engine = await restart(engine, sink, tmp_path)
+    assert 8 in engine.refs.packed and [ref for ref, _ in engine.refs.pending[8]] == ["c"]
+    assert await engine.execute(PlaceBid(2, 8, 1000, "c")) == tail._replace(message="")
+    assert 8 not in engine.refs.packed and list(engine.refs.answers[8]) == ["b", "c"]
+    assert engine.refs.to_state() == expected
     await engine.stop(snapshot=False)
