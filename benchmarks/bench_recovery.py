@@ -122,7 +122,12 @@ async def generate(data_dir: Path, mongo_url: str, database: str, bids: int, pro
                 engine.last_seq - last, time.monotonic() - taken_at, interval=interval, every_records=every
             ):
                 taken_at = time.monotonic()
-                last = await engine.snapshot()
+                attempted = engine.last_seq
+                try:
+                    last = await engine.snapshot()
+                except Exception as error:  # as the service: logged, retried when due again
+                    print(f"generator: snapshot failed: {error!r}"[:300], file=sys.stderr, flush=True)
+                    last = attempted
 
     snapshotter = asyncio.create_task(snapshots())
     acked = 0
@@ -406,6 +411,11 @@ def one_size(bids: int, runs: int, services: Services, work: Path, phase: str, s
 
 def make_history(bids: int, services: Services, data_dir: Path, database: str, say: Any) -> dict[str, Any]:
     """The REST set-up on the real service, then N acknowledged bids, SIGKILLed mid-load."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_url)
+    client.drop_database(database)  # a history made again starts from nothing
+    client.close()
     port = free_port()
     env = gavel_env(services.mongo_url, services.redis_url, database, PORT=str(port), DATA_DIR=str(data_dir))
     process, _ = start_server(env, data_dir / "server.log")

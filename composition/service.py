@@ -407,7 +407,10 @@ class Service:
         return "\n".join(lines)
 
     async def _snapshots(self) -> None:
-        """Snapshot when one is due (`snapshot_due`); a failed one is retried after the interval."""
+        """Snapshot when one is due (`snapshot_due`). A failed one is retried when the next is due
+        counting from the attempt (another SNAPSHOT_RECORDS records or the interval): its local
+        copy may well be stored (LocalFirstSnapshotSink saves it first), and with MongoDB slow or
+        away the restart's replay stays bounded by the local copies."""
         engine = self.local_engine
         config = self.config
         last, taken_at = engine.last_seq, time.monotonic()
@@ -422,12 +425,12 @@ class Service:
                 continue
             previous = engine.snapshot_seq
             taken_at = time.monotonic()
+            attempted = engine.last_seq
             try:
                 last = await engine.snapshot()
             except Exception:
                 log.exception("snapshot failed; the journal keeps everything until the next one")
-                # Not every second while the journal is past the record trigger: wait the interval.
-                await asyncio.sleep(config.snapshot_interval)
+                last = attempted
                 continue
             if self.node is not None:
                 # Gateways load the newest snapshot, then the stream after it; keep one spare.
