@@ -385,13 +385,20 @@ def one_size(bids: int, runs: int, services: Services, work: Path, phase: str, s
         process, started = start_server(env, data_dir / "server.log")
         try:
             figures = asyncio.run(
-                # The two bidders take turns: a leader may not outbid itself.
+                # The two bidders take turns, across runs too: a leader may not outbid itself.
                 first_answers(
-                    port, state["session_id"], state["lots"][0], state["tokens"][run % 2], started, process
+                    port,
+                    state["session_id"],
+                    state["lots"][0],
+                    state["tokens"][state.get("restarts", 0) % 2],
+                    started,
+                    process,
                 )
             )
         finally:
             kill(process)
+        state["restarts"] = state.get("restarts", 0) + 1
+        state_path.write_text(json.dumps(state))
         figures["hello_world_s"] = hello_world_start()
         say(f"{bids:,}: restart {run + 1}: {figures}")
         restarts.append(figures)
