@@ -210,6 +210,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("journal_fsync", "JOURNAL_FSYNC", "1", parse_flag, "0 skips the journal fsync (benchmarks only)"),
     Spec("snapshot_interval", "SNAPSHOT_INTERVAL", "60", parse_seconds, "seconds between engine snapshots"),
     Spec(
+        "snapshot_records",
+        "SNAPSHOT_RECORDS",
+        "100000",
+        parse_positive_int,
+        "journal records that trigger a snapshot before SNAPSHOT_INTERVAL (bounds the replay at restart)",
+    ),
+    Spec(
         "seed_demo",
         "SEED_DEMO",
         "1",
@@ -419,6 +426,7 @@ class Settings:
     cookie_secret: str | None = None
     journal_fsync: bool = True
     snapshot_interval: float = 60.0
+    snapshot_records: int = 100_000
     seed_demo: bool = True
     order_deadline_ms: int = 86_400_000
     shop_pending_timeout_ms: int = 1_800_000

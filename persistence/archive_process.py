@@ -57,7 +57,7 @@ from engine.engine import Engine
 from persistence import mongo
 from persistence.archive import BidArchiver, SeqWaiters, archive_meta_id, read_archive_meta
 from persistence.logs import setup_logging
-from persistence.snapshots import MongoSnapshotSink
+from persistence.snapshots import FileSnapshotSink, LocalFirstSnapshotSink, MongoSnapshotSink
 
 __all__ = ["ArchiverProcess", "FramedRecordReader"]
 
@@ -115,6 +115,7 @@ class ArchiverProcess:
         mongodb_url: str,
         journal_dir: Path,
         snapshot_prefix: str = "",
+        snapshot_dir: Path | None = None,
         engine_id: str = "",
         log_level: str = "INFO",
         archiver_options: dict[str, float] | None = None,
@@ -150,6 +151,9 @@ class ArchiverProcess:
             "--cpu",
             cpu_policy,
         ]
+        if snapshot_dir is not None:
+            # The engine's local copies (LocalFirstSnapshotSink): read first, as the engine does.
+            self.command += ["--snapshot-dir", str(Path(snapshot_dir).resolve())]
         # The URL may carry a password: the environment, not the command line others can read.
         self.env = {**os.environ, "GAVEL_ARCHIVER_MONGODB_URL": mongodb_url}
         self.flush_timeout = flush_timeout
@@ -370,9 +374,11 @@ class _Child:
         self.client = mongo.connect(os.environ["GAVEL_ARCHIVER_MONGODB_URL"], app_name="gavel-archiver")
         self.db = self.client[args.mongodb_db]
         self.archiver = BidArchiver(self.db, engine_id=args.engine_id, **json.loads(args.options))
-        self.replica = Engine(
-            SystemClock(), Path(args.journal_dir), MongoSnapshotSink(self.db, prefix=args.snapshot_prefix)
-        )
+        shared = MongoSnapshotSink(self.db, prefix=args.snapshot_prefix)
+        sink: MongoSnapshotSink | LocalFirstSnapshotSink = shared
+        if args.snapshot_dir:
+            sink = LocalFirstSnapshotSink(FileSnapshotSink(args.snapshot_dir), shared)
+        self.replica = Engine(SystemClock(), Path(args.journal_dir), sink)
         self.archived_seq = 0
         self.stop = asyncio.Event()
         self.parent_gone = False  # the report pipe is closed
@@ -479,6 +485,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--journal-dir", required=True)
     parser.add_argument("--mongodb-db", required=True)
     parser.add_argument("--snapshot-prefix", default="")
+    parser.add_argument("--snapshot-dir", default="", help="the engine's local snapshots, read first")
     parser.add_argument("--engine-id", default="")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--options", default="{}", help="BidArchiver keyword arguments, as JSON")

@@ -171,6 +171,8 @@ async def test_a_snapshot_written_before_fingerprints_loads_and_tells_apart_what
     await open_session(engine, clock, lots=2)
     first = await engine.execute(PlaceBid(1, 7, 1000, "old"))
     state = msgpack.unpackb(engine.snapshot_bytes(), strict_map_key=False)
+    # The old format also kept the refs inline rather than packed per bidder.
+    state["refs"] = [[user_id, msgpack.unpackb(blob)] for user_id, blob in state.pop("refs_packed")]
     for _user_id, entries in state["refs"]:
         for entry in entries:
             del entry[2:]  # the old format: [ref, [ok, code, seq, decision]]
@@ -548,3 +550,89 @@ async def test_a_failed_journal_write_stops_the_engine_without_answering(running
         await asyncio.wait_for(task, 10)
     assert not bid.done()  # never acknowledged: the bidder's retry goes to the restarted engine
     engine._task = None
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=bid_steps, cut=st.integers(min_value=0, max_value=60))
+def test_a_snapshot_and_the_journal_after_it_rebuild_the_state_after_a_kill(
+    tmp_path_factory, steps, cut
+) -> None:
+    """Property: a snapshot taken anywhere, then the journal's tail, rebuilds the identical book and
+    reference cache, with the engine that wrote them never stopped (as after a SIGKILL: only what
+    its fsyncs made durable is there). The cache comes back through `RefCache.load`, trimmed at
+    once, and must keep exactly what the live cache kept one put at a time."""
+
+    async def scenario() -> None:
+        directory = tmp_path_factory.mktemp("killed")
+        clock = FakeClock(T0)
+        sink = MemorySnapshotSink()
+        engine = Engine(clock, directory, sink, sync=False, **small_refs)
+        await engine.start()
+        await open_session(engine, clock, lots=3)
+        for n, (lot_id, bidder, steps_up, is_max, wait_ms, ref) in enumerate(steps):
+            if n == cut:
+                await engine.snapshot()
+            clock.advance(wait_ms)
+            price = 1000 + 100 * steps_up
+            command = (
+                SetMaxBid(lot_id, bidder, price, ref) if is_max else PlaceBid(lot_id, bidder, price, ref)
+            )
+            await engine.execute(command)
+        expected_book = engine.book.to_state()
+        expected_refs = engine.refs.to_state()
+        replica = Engine(clock, directory, sink, sync=False, **small_refs)
+        await replica.recover()
+        assert replica.snapshot_seq == (sink.saved[-1][0] if sink.saved else 0)
+        assert replica.book.to_state() == expected_book
+        assert replica.refs.to_state() == expected_refs
+        await engine.stop(snapshot=False)
+
+    asyncio.run(scenario())
+
+
+def test_loading_refs_trims_them_as_one_put_at_a_time_would() -> None:
+    """A snapshot's refs loaded under smaller limits (a restart with other settings) keep what
+    puts would keep: the newest, and the older ones only within the window."""
+    from engine.engine import RefCache
+
+    wide = RefCache(per_user=10, window_ms=1_000_000, max_per_user=10)
+    answer = Outcome(True, None, "", 1, None)
+    for n in range(8):
+        wide.put(7, f"r{n}", 2 * n, answer._replace(seq=n + 1), T0 + n * 60_000)
+    narrow, one_at_a_time = (RefCache(per_user=2, window_ms=120_000, max_per_user=4) for _ in range(2))
+    narrow.load(wide.to_state())
+    for ref, (fingerprint, outcome, stamp) in wide.answers[7].items():
+        one_at_a_time.put(7, ref, fingerprint, outcome, stamp)
+    assert list(narrow.answers[7]) == list(one_at_a_time.answers[7]) == ["r5", "r6", "r7"]
+    assert narrow.to_state() == one_at_a_time.to_state()
+
+
+async def test_a_bidders_refs_stay_packed_after_a_restart_until_the_bidder_bids(running) -> None:
+    """Loading a snapshot decodes no bidder's refs; the first bid of a bidder decodes that bidder's
+    (and a retry there still gets its first answer), and a snapshot writes the others back as is."""
+    engine, clock, sink, tmp_path = running
+    await open_session(engine, clock, lots=2)
+    first = await engine.execute(PlaceBid(1, 7, 1000, "a"))
+    await engine.execute(PlaceBid(1, 8, 1100, "b"))
+    await engine.snapshot()
+    expected = engine.refs.to_state()
+    engine = await restart(engine, sink, tmp_path)
+    assert sorted(engine.refs.packed) == [7, 8] and engine.refs.answers == {}
+    assert engine.refs.to_state() == expected
+    assert await engine.execute(PlaceBid(1, 7, 1000, "a")) == first._replace(message="")
+    assert sorted(engine.refs.packed) == [8] and list(engine.refs.answers[7]) == ["a"]
+    packed_8 = engine.refs.packed[8]
+    await engine.snapshot()
+    state = msgpack.unpackb(sink.saved[-1][1], strict_map_key=False)
+    assert dict(state["refs_packed"])[8] == packed_8
+    engine = await restart(engine, sink, tmp_path)
+    assert engine.refs.to_state() == expected
+    # A packed bidder's bid in the journal's tail waits beside its bytes through the replay.
+    tail = await engine.execute(PlaceBid(2, 8, 1000, "c"))
+    expected = engine.refs.to_state()
+    engine = await restart(engine, sink, tmp_path)
+    assert 8 in engine.refs.packed and [ref for ref, _ in engine.refs.pending[8]] == ["c"]
+    assert await engine.execute(PlaceBid(2, 8, 1000, "c")) == tail._replace(message="")
+    assert 8 not in engine.refs.packed and list(engine.refs.answers[8]) == ["b", "c"]
+    assert engine.refs.to_state() == expected
+    await engine.stop(snapshot=False)

@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from engine.clock import FakeClock
 from engine.commands import PlaceBid, PutLot, PutSession
 from engine.engine import Engine
-from persistence.snapshots import CHUNK_SIZE, FileSnapshotSink, MongoSnapshotSink
+from persistence.snapshots import CHUNK_SIZE, FileSnapshotSink, LocalFirstSnapshotSink, MongoSnapshotSink
 
 Db = AsyncDatabase[dict[str, Any]]
 T0 = 1_700_000_000_000
@@ -174,3 +174,31 @@ async def test_engine_recovers_from_the_sink(kind: str, tmp_path: pathlib.Path, 
         assert (lot.price, lot.leader, lot.bid_count) == (150, 8, 2)
     finally:
         await again.stop(snapshot=False)
+
+
+# ----------------------------------------------------------------------------------- local first
+
+
+async def test_local_first_saves_both_and_reads_the_local_copy(tmp_path: pathlib.Path, mongo_db: Db) -> None:
+    shared = MongoSnapshotSink(mongo_db)
+    sink = LocalFirstSnapshotSink(FileSnapshotSink(tmp_path / "snaps", keep=2), shared)
+    await sink.save(5, blob_for(5))
+    await sink.save(9, blob_for(9))
+    assert await shared.latest() == (9, blob_for(9))
+    assert listing(tmp_path / "snaps") == [f"snapshot-{5:020d}.msgpack", f"snapshot-{9:020d}.msgpack"]
+    # The restart does not read MongoDB's blob when the local copy is as new: break MongoDB's.
+    await mongo_db.snapshots.update_one({"_id": 9}, {"$set": {"sha256": "0" * 64}})
+    assert await sink.latest() == (9, blob_for(9))
+
+
+async def test_local_first_falls_back_to_mongodb_when_the_local_copy_is_older_or_gone(
+    tmp_path: pathlib.Path, mongo_db: Db
+) -> None:
+    shared = MongoSnapshotSink(mongo_db)
+    local = FileSnapshotSink(tmp_path / "snaps", keep=2)
+    sink = LocalFirstSnapshotSink(local, shared)
+    await sink.save(5, blob_for(5))
+    await shared.save(9, blob_for(9))  # e.g. saved by this engine on another host
+    assert await sink.latest() == (9, blob_for(9))
+    fresh_disk = LocalFirstSnapshotSink(FileSnapshotSink(tmp_path / "new-disk"), shared)
+    assert await fresh_disk.latest() == (9, blob_for(9))
