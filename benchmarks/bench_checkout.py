@@ -13,17 +13,19 @@ get a balance from the admin and fill their carts.
 1. Round trips: one user checks out `--count` times one after the other (`POST /api/v1/checkout`,
    then `POST /api/v1/checkout/pay` with part of the price from the balance, so the order is
    pending at the provider), then each order's signed notification is posted once; the server's
-   command counts before and after each phase, divided by the number of operations, give the
-   writes (insert, update, delete, findAndModify), the reads and the transaction commands of one
+   command counts before and after each phase, less what its background work (the settlement
+   worker's polling) sent over an idle window as long, divided by the number of operations, give
+   the writes (insert, update, delete, findAndModify), the reads and the commits of one
    operation.
-2. Each round: `--concurrency` closed-loop users check out for `--duration` s (one operation in
-   flight each: the two requests); then the notifications of the orders just placed are posted by
-   as many closed-loop senders (signed beforehand with the sandbox's key from the server's
-   DATA_DIR, as the sandbox signs them). The baselines, in this process with PyMongo's
-   `AsyncMongoClient` on the same server: as many closed-loop workers each running one
-   transaction of exactly as many writes as the operation does (inserts of copies of the
-   operation's own documents, updates and findAndModifys of one document per worker, in
-   `bare_*` copies of the same collections), for the same time.
+2. Each round: `--concurrency` closed-loop users check out (one operation, the two requests, in
+   flight each); then the notifications of the orders just placed are posted by as many
+   closed-loop senders (signed beforehand with the sandbox's key from the server's DATA_DIR, as
+   the sandbox signs them). The baselines, in this process with PyMongo's `AsyncMongoClient` on
+   the same server: as many closed-loop workers each running one transaction of exactly as many
+   writes as the operation does (inserts of copies of the operation's own documents, updates and
+   findAndModifys of one document per worker, in `bare_*` copies of the same collections). Each
+   window counts the operations finishing between the end of a `--warmup` and `--duration` s
+   later (the notifications: until the last is taken), all workers busy throughout.
 
 Figures per operation: completed operations/s, latency p50/p99; the ratios Gavel / bare (throughput
 and p99) are taken within a round, then their median is reported. Target: throughput >= 0.6x.
@@ -351,64 +353,88 @@ async def counted(gavel: Gavel, phase: Any, operations: int) -> dict[str, Any]:
 
 
 # -- closed loops ------------------------------------------------------------------------------------------
-def latency_summary(latencies: list[float], seconds: float) -> dict[str, Any]:
-    ordered = sorted(latencies)
+class Window:
+    """A closed loop's measurement: the operations that finish between the end of the warm-up and
+    the end of the window (all workers busy throughout); those finishing later only drain."""
 
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2) if ordered else 0.0
+    def __init__(self, warmup: float, duration: float) -> None:
+        self.measure_from = time.perf_counter() + warmup
+        self.stop_at = self.measure_from + duration
+        self.finished: list[tuple[float, float]] = []  # (when, latency)
 
-    return {
-        "operations": len(ordered),
-        "seconds": round(seconds, 2),
-        "per_s": round(len(ordered) / seconds, 1) if seconds else 0.0,
-        "p50_ms": at(0.50),
-        "p99_ms": at(0.99),
-    }
+    def running(self) -> bool:
+        return time.perf_counter() < self.stop_at
+
+    def done(self, started: float) -> None:
+        now = time.perf_counter()
+        self.finished.append((now, now - started))
+
+    def summary(self, end: float | None = None) -> dict[str, Any]:
+        end = self.stop_at if end is None else end
+        counted = sorted(latency for when, latency in self.finished if self.measure_from <= when <= end)
+        seconds = max(end - self.measure_from, 1e-9)
+
+        def at(q: float) -> float:
+            return round(counted[min(len(counted) - 1, int(q * len(counted)))] * 1000, 2) if counted else 0.0
+
+        return {
+            "operations": len(counted),
+            "all_operations": len(self.finished),  # warm-up and drain too (CPU per operation)
+            "seconds": round(seconds, 2),
+            "per_s": round(len(counted) / seconds, 1),
+            "p50_ms": at(0.50),
+            "p99_ms": at(0.99),
+        }
 
 
 async def gavel_checkouts(
-    world: World, concurrency: int, duration: float, tag: str
+    world: World, concurrency: int, warmup: float, duration: float, tag: str
 ) -> tuple[dict[str, Any], list[Pending]]:
-    latencies: list[float] = []
+    window = Window(warmup, duration)
     placed: list[Pending] = []
-    stop_at = time.perf_counter() + duration
 
     async def user(index: int) -> None:
         _user_id, token = world.users[index]
         http = Http(world.port)
         try:
             for n, (course_id, _policy) in enumerate(world.courses):
-                if time.perf_counter() >= stop_at:
+                if not window.running():
                     return
                 started = time.perf_counter()
                 placed.append(await checkout_once(http, token, course_id, f"{tag}-{index}-{n}"))
-                latencies.append(time.perf_counter() - started)
+                window.done(started)
+            raise RuntimeError("a user bought every course before the window ended: add --courses")
         finally:
             http.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(user(i) for i in range(concurrency)))
-    return latency_summary(latencies, time.perf_counter() - started), placed
+    return window.summary(), placed
 
 
-async def gavel_notifies(port: int, forms: list[bytes], concurrency: int) -> dict[str, Any]:
-    latencies: list[float] = []
+async def gavel_notifies(port: int, forms: list[bytes], concurrency: int, warmup: float) -> dict[str, Any]:
+    """Until the forms run out: the window ends when the last one is taken (all senders busy)."""
+    window = Window(warmup, 0.0)
     queue = list(reversed(forms))
+    emptied = [0.0]
 
     async def sender() -> None:
         http = Http(port)
         try:
             while queue:
                 form = queue.pop()
+                if not queue:
+                    emptied[0] = time.perf_counter()
                 started = time.perf_counter()
                 await notify_once(http, form)
-                latencies.append(time.perf_counter() - started)
+                window.done(started)
         finally:
             http.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(sender() for _ in range(concurrency)))
-    return latency_summary(latencies, time.perf_counter() - started)
+    if emptied[0] - window.measure_from < 1.0:
+        window.measure_from = started  # too few forms for a warm-up: the whole run is measured
+    return window.summary(emptied[0])
 
 
 class Bare:
@@ -456,19 +482,19 @@ class Bare:
 
             await session.with_transaction(writes)
 
-    async def loop(self, plan: list[tuple[str, str]], concurrency: int, duration: float) -> dict[str, Any]:
-        latencies: list[float] = []
-        stop_at = time.perf_counter() + duration
+    async def loop(
+        self, plan: list[tuple[str, str]], concurrency: int, warmup: float, duration: float
+    ) -> dict[str, Any]:
+        window = Window(warmup, duration)
 
         async def worker(index: int) -> None:
-            while time.perf_counter() < stop_at:
+            while window.running():
                 started = time.perf_counter()
                 await self.one(plan, index)
-                latencies.append(time.perf_counter() - started)
+                window.done(started)
 
-        started = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        return latency_summary(latencies, time.perf_counter() - started)
+        return window.summary()
 
     async def close(self) -> None:
         await self.client.close()
@@ -507,7 +533,7 @@ class CpuWindow:
 
     def per_operation(self, figures: dict[str, Any]) -> dict[str, float]:
         """CPU milliseconds per completed operation, per process (the client: this process)."""
-        count = max(1, int(figures["operations"]))
+        count = max(1, int(figures["all_operations"]))
         return {name: round(seconds * 1000 / count, 2) for name, seconds in self.used.items()}
 
 
@@ -547,23 +573,25 @@ async def bench(args: argparse.Namespace, services: Services, work: Path) -> dic
             record: dict[str, Any] = {"round": number + 1}
             quiesce(pids)
             with cpu_per_operation(processes) as cpu:
-                record["bare_checkout"] = await bare.loop(plans["checkout"], args.concurrency, args.duration)
+                record["bare_checkout"] = await bare.loop(
+                    plans["checkout"], args.concurrency, args.warmup, args.duration
+                )
             record["bare_checkout"]["cpu_ms_per_op"] = cpu.per_operation(record["bare_checkout"])
             quiesce(pids)
             with cpu_per_operation(processes) as cpu:
                 record["checkout"], placed = await gavel_checkouts(
-                    world, args.concurrency, args.duration, f"r{number}"
+                    world, args.concurrency, args.warmup, args.duration, f"r{number}"
                 )
             record["checkout"]["cpu_ms_per_op"] = cpu.per_operation(record["checkout"])
             forms = [notification(key, p, number * 1_000_000 + i) for i, p in enumerate(placed)]
             quiesce(pids)
             with cpu_per_operation(processes) as cpu:
-                record["notify"] = await gavel_notifies(gavel.port, forms, args.concurrency)
+                record["notify"] = await gavel_notifies(gavel.port, forms, args.concurrency, args.warmup)
             record["notify"]["cpu_ms_per_op"] = cpu.per_operation(record["notify"])
             quiesce(pids)
             with cpu_per_operation(processes) as cpu:
                 record["bare_notify"] = await bare.loop(
-                    plans["notify"], args.concurrency, max(2.0, record["notify"]["seconds"])
+                    plans["notify"], args.concurrency, args.warmup, max(2.0, record["notify"]["seconds"])
                 )
             record["bare_notify"]["cpu_ms_per_op"] = cpu.per_operation(record["bare_notify"])
             for op in ("checkout", "notify"):
@@ -664,14 +692,17 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="one short round, chart in benchmarks/out/")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds of checkouts per round")
-    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop users (and notifiers)")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds of checkouts per round"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window is measured")
+    parser.add_argument("--concurrency", type=int, default=16, help="closed-loop users (and notifiers)")
     parser.add_argument("--courses", type=int, default=50, help="courses, each in every cart (CART_LIMIT)")
     parser.add_argument("--count", type=int, default=20, help="sequential operations counted")
     parser.add_argument("--chart", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.duration = 1, 3.0
+        args.runs, args.duration, args.warmup = 1, 4.0, 1.0
     chart_path = args.chart or (QUICK_CHART if args.quick else DEFAULT_CHART)
     work = Path(tempfile.mkdtemp(prefix="gavel-checkout-"))
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URL", "REDIS_URL")}
