@@ -23,9 +23,10 @@ get a balance from the admin and fill their carts.
    the sandbox signs them). The baselines, in this process with PyMongo's `AsyncMongoClient` on
    the same server: as many closed-loop workers each running one transaction of exactly as many
    writes as the operation does (inserts of copies of the operation's own documents, updates and
-   findAndModifys of one document per worker, in `bare_*` copies of the same collections). Each
-   window counts the operations finishing between the end of a `--warmup` and `--duration` s
-   later (the notifications: until the last is taken), all workers busy throughout.
+   findAndModifys of one copy per worker, inserted afresh for each window, in `bare_*` copies of
+   the same collections). Each window counts the
+   operations finishing between the end of a `--warmup` and `--duration` s later (the
+   notifications: until the last is taken), all workers busy throughout.
 
 Figures per operation: completed operations/s, latency p50/p99; the ratios Gavel / bare (throughput
 and p99) are taken within a round, then their median is reported. Target: throughput >= 0.6x.
@@ -438,25 +439,23 @@ async def gavel_notifies(port: int, forms: list[bytes], concurrency: int, warmup
 
 
 class Bare:
-    """One transaction of the operation's writes (`write_plan`) per operation, on the same server."""
+    """One transaction of the operation's writes (`write_plan`) per operation, on the same server.
+
+    Its inserts are new copies of the operation's own documents; its updates and findAndModifys
+    (`$inc`) hit one copy per worker (workers never conflict), inserted afresh for each window so
+    that no document carries the versions of an earlier window. (A copy per operation instead, a
+    few thousand documents per collection, made SecantusDB's concurrent transactions take seconds
+    each: that baseline would measure a weakness of this server, not a transaction's writes.)"""
 
     def __init__(self, mongo_url: str, samples: dict[str, dict[str, Any]]) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
         self.db = self.client[BARE_DB]
         self.samples = samples
         self.serial = 0
+        self.windows = 0
 
-    async def prepare(self, plans: list[list[tuple[str, str]]], concurrency: int) -> None:
-        """Per worker one document of each updated collection (workers never conflict)."""
-        for plan in plans:
-            for name, collection in plan:
-                if name == "insert":
-                    # The collection exists before the first transaction (no implicit creation in one).
-                    await self.db["bare_" + collection].replace_one({"_id": "warm"}, {}, upsert=True)
-                    continue
-                for worker in range(concurrency):
-                    doc = self._copy(collection, f"w{worker}")
-                    await self.db["bare_" + collection].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+    def _collection(self, op: str, collection: str) -> Any:
+        return self.db[f"bare_{op}_{collection}"]
 
     def _copy(self, collection: str, new_id: str) -> dict[str, Any]:
         doc = copy.deepcopy(self.samples.get(collection) or {"payload": "x" * 200})
@@ -464,36 +463,46 @@ class Bare:
         doc["n"] = 0
         return doc
 
-    async def one(self, plan: list[tuple[str, str]], worker: int) -> None:
+    async def _prepare(self, op: str, plan: list[tuple[str, str]], workers: list[str]) -> None:
+        for collection in sorted({c for name, c in plan if name != "insert"}):
+            await self._collection(op, collection).insert_many([self._copy(collection, w) for w in workers])
+        for collection in sorted({c for name, c in plan if name == "insert"}):
+            # The collection exists before the first transaction (no implicit creation in one).
+            await self._collection(op, collection).update_one({"_id": "warm"}, {"$set": {}}, upsert=True)
+
+    async def one(self, op: str, plan: list[tuple[str, str]], own: str) -> None:
         async with self.client.start_session() as session:
 
             async def writes(s: Any) -> None:
                 for name, collection in plan:
-                    target = self.db["bare_" + collection]
+                    target = self._collection(op, collection)
                     if name == "insert":
                         self.serial += 1
                         await target.insert_one(self._copy(collection, f"i{self.serial}"), session=s)
                     elif name == "update":
-                        await target.update_one({"_id": f"w{worker}"}, {"$inc": {"n": 1}}, session=s)
+                        await target.update_one({"_id": own}, {"$inc": {"n": 1}}, session=s)
                     elif name == "findAndModify":
-                        await target.find_one_and_update({"_id": f"w{worker}"}, {"$inc": {"n": 1}}, session=s)
+                        await target.find_one_and_update({"_id": own}, {"$inc": {"n": 1}}, session=s)
                     else:
                         raise ValueError(f"no bare {name}")
 
             await session.with_transaction(writes)
 
     async def loop(
-        self, plan: list[tuple[str, str]], concurrency: int, warmup: float, duration: float
+        self, op: str, plan: list[tuple[str, str]], concurrency: int, warmup: float, duration: float
     ) -> dict[str, Any]:
+        self.windows += 1
+        workers = [f"w{self.windows}-{index}" for index in range(concurrency)]
+        await self._prepare(op, plan, workers)
         window = Window(warmup, duration)
 
-        async def worker(index: int) -> None:
+        async def worker(own: str) -> None:
             while window.running():
                 started = time.perf_counter()
-                await self.one(plan, index)
+                await self.one(op, plan, own)
                 window.done(started)
 
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        await asyncio.gather(*(worker(own) for own in workers))
         return window.summary()
 
     async def close(self) -> None:
@@ -562,7 +571,6 @@ async def bench(args: argparse.Namespace, services: Services, work: Path) -> dic
         collections = {c for plan in plans.values() for _n, c in plan}
         samples = await samples_of(services.mongo_url, collections)
         bare = Bare(services.mongo_url, samples)
-        await bare.prepare(list(plans.values()), args.concurrency)
         key = gavel.private_key()
         processes = {"server": gavel.child.pid, "client": os.getpid()}
         processes |= {server.name: server.pid for server in services.embedded}
@@ -571,27 +579,32 @@ async def bench(args: argparse.Namespace, services: Services, work: Path) -> dic
         for number in range(args.runs):
             await world.fill_carts()
             record: dict[str, Any] = {"round": number + 1}
-            quiesce(pids)
+            waits = [quiesce(pids)]
             with cpu_per_operation(processes) as cpu:
                 record["bare_checkout"] = await bare.loop(
-                    plans["checkout"], args.concurrency, args.warmup, args.duration
+                    "checkout", plans["checkout"], args.concurrency, args.warmup, args.duration
                 )
             record["bare_checkout"]["cpu_ms_per_op"] = cpu.per_operation(record["bare_checkout"])
-            quiesce(pids)
+            waits.append(quiesce(pids))
             with cpu_per_operation(processes) as cpu:
                 record["checkout"], placed = await gavel_checkouts(
                     world, args.concurrency, args.warmup, args.duration, f"r{number}"
                 )
             record["checkout"]["cpu_ms_per_op"] = cpu.per_operation(record["checkout"])
             forms = [notification(key, p, number * 1_000_000 + i) for i, p in enumerate(placed)]
-            quiesce(pids)
+            waits.append(quiesce(pids))
             with cpu_per_operation(processes) as cpu:
                 record["notify"] = await gavel_notifies(gavel.port, forms, args.concurrency, args.warmup)
             record["notify"]["cpu_ms_per_op"] = cpu.per_operation(record["notify"])
-            quiesce(pids)
+            waits.append(quiesce(pids))
+            record["quiet_waits_s"] = waits  # before each window: the machine going quiet (30 s at most)
             with cpu_per_operation(processes) as cpu:
                 record["bare_notify"] = await bare.loop(
-                    plans["notify"], args.concurrency, args.warmup, max(2.0, record["notify"]["seconds"])
+                    "notify",
+                    plans["notify"],
+                    args.concurrency,
+                    args.warmup,
+                    max(2.0, record["notify"]["seconds"]),
                 )
             record["bare_notify"]["cpu_ms_per_op"] = cpu.per_operation(record["bare_notify"])
             for op in ("checkout", "notify"):
