@@ -20,7 +20,6 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from engine.book.errors import GavelError, NotFound
@@ -35,6 +34,7 @@ from persistence.mongo import (
     iso_utc,
     next_id,
     run_in_transaction,
+    update_then_read,
     utc_now,
 )
 
@@ -568,11 +568,11 @@ class Accounts:
         guard: Document = (
             {"balance": {"$gte": -delta}} if delta < 0 else {"balance": {"$lte": MAX_BALANCE - delta}}
         )
-        user = await self.db.users.find_one_and_update(
+        user = await update_then_read(
+            self.db.users,
             {"_id": user_id, **guard},
             {"$inc": {"balance": delta}},
             projection={"balance": 1},
-            return_document=ReturnDocument.AFTER,
             session=s,
         )
         if user is None:

@@ -14,7 +14,15 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
-from persistence.mongo import Client, Database, Document, TxSession, next_id, run_in_transaction
+from persistence.mongo import (
+    Client,
+    Database,
+    Document,
+    TxSession,
+    next_id,
+    run_in_transaction,
+    update_then_read,
+)
 from shop.ports import (
     BalanceLedger,
     CatalogueRepository,
@@ -217,11 +225,8 @@ class MongoOrders(_Repo):
             raise _duplicate(error) from None
 
     async def move(self, order_no: str, expect: Document, changes: Document) -> Document | None:
-        return await self.db.shop_orders.find_one_and_update(
-            {"_id": order_no, **expect},
-            {"$set": changes},
-            return_document=ReturnDocument.AFTER,
-            session=self.s,
+        return await update_then_read(
+            self.db.shop_orders, {"_id": order_no, **expect}, {"$set": changes}, session=self.s
         )
 
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Document | None:
