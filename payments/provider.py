@@ -6,7 +6,8 @@
 2. `app_id` is ours (and `seller_id`, when configured);
 3. `out_trade_no` is a payment we created with this provider;
 4. `total_amount` (yuan, "12.34") equals the stored amount in fen exactly (no float anywhere);
-5. only `TRADE_SUCCESS` / `TRADE_FINISHED` mean paid; the payment goes `pending|closed -> paid` once,
+5. only `TRADE_SUCCESS` / `TRADE_FINISHED` mean paid; the payment goes `pending|closed -> paid` once
+   (3-5 in one conditional write when they all hold, the common case; the checks one by one else),
    and the `PaymentRouter` handler for the prefix (`shop-`, `dep-`, `ord-`) runs until it succeeds;
    a repeated notification for a handled payment answers `success` and does nothing.
 
@@ -54,6 +55,12 @@ class PaymentRecordStore(Protocol):
     async def create(self, request: PaymentRequest, provider: str) -> Record: ...
 
     async def get(self, out_trade_no: str) -> Record | None: ...
+
+    async def mark_paid_if(
+        self, out_trade_no: str, provider: str, amount: int, trade_no: str, notify_id: str
+    ) -> Record | None:
+        """`mark_paid` only if it is `provider`'s payment of exactly `amount` still unpaid; else None."""
+        ...
 
     async def mark_paid(self, out_trade_no: str, trade_no: str, notify_id: str) -> Record: ...
 
@@ -131,6 +138,9 @@ class SignedProvider(abc.ABC):
         try:
             self.verify(params)
             out_trade_no = self.from_provider_trade_no(params.get("out_trade_no", ""))
+            paid_now = await self._pay_at_once(out_trade_no, params)
+            if paid_now is not None:
+                return await self._handle_paid(out_trade_no, paid_now, int(paid_now["amount"]))
             payment = await self.records.get(out_trade_no) if out_trade_no else None
             if payment is None or payment["provider"] != self.name:
                 raise PaymentRefused("unknown out_trade_no")
@@ -160,6 +170,24 @@ class SignedProvider(abc.ABC):
         payment = await self.records.mark_paid(
             out_trade_no, params.get("trade_no", ""), params.get("notify_id", "")
         )
+        return await self._handle_paid(out_trade_no, payment, amount)
+
+    async def _pay_at_once(self, out_trade_no: str, params: Mapping[str, str]) -> Record | None:
+        """The common case in one write instead of a read and a write: a success for an unpaid
+        payment of ours with this very amount. None for anything else, which the checks below
+        then refuse or answer (already paid) exactly as before."""
+        if not out_trade_no or params.get("trade_status", "") not in PAID_STATES:
+            return None
+        try:
+            amount = parse_yuan(params.get("total_amount", ""))
+        except PricingError:
+            return None
+        return await self.records.mark_paid_if(
+            out_trade_no, self.name, amount, params.get("trade_no", ""), params.get("notify_id", "")
+        )
+
+    async def _handle_paid(self, out_trade_no: str, payment: Record, amount: int) -> NotifyResult:
+        """Run the payment's handler once (until it succeeds); a handled payment answers success."""
         if payment.get("handled"):
             return NotifyResult(True, 200, "already handled")
         handler = self.router.handler_for(out_trade_no)

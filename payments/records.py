@@ -5,13 +5,13 @@ too. They store and guard; the provider decides."""
 
 import logging
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from engine.book.errors import IllegalTransition, NotFound
 from engine.settle.ports import PaymentRequest
 from payments.provider import RefundRefused
-from persistence.mongo import Database, Document, TxSession, run_in_transaction, utc_now
+from persistence.mongo import Database, Document, TxSession, run_in_transaction, update_then_read, utc_now
 
 log = logging.getLogger("gavel.payments")
 
@@ -62,12 +62,28 @@ class PaymentRecords:
     async def get(self, out_trade_no: str) -> Document | None:
         return await self.db.payments.find_one({"_id": out_trade_no})
 
+    async def mark_paid_if(
+        self, out_trade_no: str, provider: str, amount: int, trade_no: str, notify_id: str
+    ) -> Document | None:
+        """pending|closed -> paid in one conditional write, when it is `provider`'s payment of
+        exactly `amount` fen; None (nothing changed) when it is not, or is paid already."""
+        return await update_then_read(
+            self.db.payments,
+            {
+                "_id": out_trade_no,
+                "provider": provider,
+                "amount": amount,
+                "status": {"$in": ["pending", "closed"]},
+            },
+            {"$set": {"status": "paid", "trade_no": trade_no, "paid_at": utc_now(), "notify_id": notify_id}},
+        )
+
     async def mark_paid(self, out_trade_no: str, trade_no: str, notify_id: str) -> Document:
         """pending|closed -> paid (a signed success means the money arrived, even after a close)."""
-        doc = await self.db.payments.find_one_and_update(
+        doc = await update_then_read(
+            self.db.payments,
             {"_id": out_trade_no, "status": {"$in": ["pending", "closed"]}},
             {"$set": {"status": "paid", "trade_no": trade_no, "paid_at": utc_now(), "notify_id": notify_id}},
-            return_document=ReturnDocument.AFTER,
         )
         if doc is None:
             doc = await self.get(out_trade_no)

@@ -20,7 +20,6 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from engine.book.errors import GavelError, NotFound
@@ -35,6 +34,7 @@ from persistence.mongo import (
     iso_utc,
     next_id,
     run_in_transaction,
+    update_then_read,
     utc_now,
 )
 
@@ -510,6 +510,27 @@ class Accounts:
         _check_change(amount, kind, ref)
         return await self._apply(user_id, -amount, kind, ref, session)
 
+    async def debit_new(
+        self, user_id: int, amount: int, kind: str, ref: str, session: TxSession | None = None
+    ) -> LedgerEntry | None:
+        """`debit` under a ref never used before (a new order's), for the request path: no look-up
+        of the ref first (its unique index refuses a reuse: RefReused, nothing changed), and a short
+        balance answers None, nothing changed, instead of raising InsufficientBalance."""
+        _check_change(amount, kind, ref)
+
+        async def change(s: TxSession) -> LedgerEntry | None:
+            try:
+                return await self._change(s, user_id, -amount, kind, ref)
+            except InsufficientBalance:
+                return None
+            except DuplicateKeyError:
+                # The transaction is aborted with it: the balance change is undone too.
+                raise RefReused(f"the reference {ref!r} was already used") from None
+
+        if session is not None:
+            return await change(session)
+        return await run_in_transaction(self.client, change)
+
     async def ledger(self, user_id: int, *, skip: int = 0, limit: int = 100) -> list[LedgerEntry]:
         cursor = self.db.ledger.find({"user_id": user_id}).sort([("at", -1), ("_id", -1)])
         return [_entry(doc) async for doc in cursor.skip(skip).limit(limit)]
@@ -540,14 +561,18 @@ class Accounts:
         existing = await self.db.ledger.find_one({"ref": ref}, session=s)
         if existing is not None:
             return _replayed(existing, user_id, delta, kind)
+        return await self._change(s, user_id, delta, kind, ref)
+
+    async def _change(self, s: TxSession, user_id: int, delta: int, kind: str, ref: str) -> LedgerEntry:
+        """The guarded balance change and its ledger entry (a ref already used: DuplicateKeyError)."""
         guard: Document = (
             {"balance": {"$gte": -delta}} if delta < 0 else {"balance": {"$lte": MAX_BALANCE - delta}}
         )
-        user = await self.db.users.find_one_and_update(
+        user = await update_then_read(
+            self.db.users,
             {"_id": user_id, **guard},
             {"$inc": {"balance": delta}},
             projection={"balance": 1},
-            return_document=ReturnDocument.AFTER,
             session=s,
         )
         if user is None:
@@ -558,17 +583,15 @@ class Accounts:
                 raise InsufficientBalance(f"the balance ({current['balance']} fen) is less than {-delta} fen")
             raise BalanceLimit(f"a balance may not exceed {MAX_BALANCE} fen")
         entry = LedgerEntry(user_id, kind, delta, int(user["balance"]), ref, utc_now())
-        await self.db.ledger.insert_one(
-            {
-                "user_id": entry.user_id,
-                "kind": entry.kind,
-                "amount": entry.amount,
-                "balance_after": entry.balance_after,
-                "ref": entry.ref,
-                "at": entry.at,
-            },
-            session=s,
-        )
+        document = {
+            "user_id": entry.user_id,
+            "kind": entry.kind,
+            "amount": entry.amount,
+            "balance_after": entry.balance_after,
+            "ref": entry.ref,
+            "at": entry.at,
+        }
+        await self.db.ledger.insert_one(document, session=s)
         return entry
 
 

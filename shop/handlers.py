@@ -335,36 +335,39 @@ async def order_for_key(
 
 
 async def check_prices(catalogue: CatalogueRepository, checkout: Checkout) -> None:
-    """The catalogue may have changed since the checkout was built: never charge an unseen price."""
-    course_lines = [line for line in checkout.lines if line.course_id is not None]
-    course_ids = [line.course_id for line in course_lines if line.course_id is not None]
-    courses = await catalogue.courses(course_ids)
-    policies = await catalogue.policies_by_course(course_ids)
-    for line in course_lines:
-        course = courses.get(line.course_id) if line.course_id is not None else None
-        if course is None or course.get("status") != "online":
-            raise CartItemUnavailable(f"course {line.course_id} is no longer on sale")
-        own = policies.get(int(line.course_id or 0), [])
-        policy = next((p for p in own if int(p["_id"]) == line.policy_id), None)
-        if policy is None:
-            raise CartItemUnavailable(f"the chosen price policy of course {line.course_id} was removed")
-        if int(policy["price"]) != line.price or int(policy["valid_days"]) != line.valid_days:
-            raise CoursePriceChanged(f"the price of course {line.course_id} changed; check out again")
+    """The catalogue may have changed since the checkout was built: never charge an unseen price.
+
+    Every line's chosen policy with its course or degree course in one read; only a line whose
+    policy is gone or no longer its own reads its item, to say which changed."""
+    found = await catalogue.policies_with_targets(
+        [line.policy_id for line in checkout.lines if line.course_id is not None],
+        [line.policy_id for line in checkout.lines if line.course_id is None],
+    )
     for line in checkout.lines:
-        if line.degree_course_id is None:
-            continue
-        degree = await catalogue.get("degree_courses", line.degree_course_id)
-        if degree is None or not degree_buy.on_sale(degree):
-            raise degree_buy.DegreeNotOnSale(f"degree course {line.degree_course_id} is no longer on sale")
-        policy = await catalogue.get("price_policies", line.policy_id)
-        if policy is None or (policy["target"], policy["target_id"]) != ("degree", line.degree_course_id):
-            raise CartItemUnavailable(
-                f"the chosen price policy of degree course {line.degree_course_id} was removed"
-            )
+        kind, item_id = (
+            ("course", line.course_id) if line.course_id is not None else ("degree", line.degree_course_id)
+        )
+        policy, item = found.get(line.policy_id, (None, None))
+        if policy is None or (policy["target"], policy["target_id"]) != (kind, item_id):
+            policy = None
+            item = await catalogue.get("courses" if kind == "course" else "degree_courses", int(item_id or 0))
+        if kind == "course":
+            if item is None or item.get("status") != "online":
+                raise CartItemUnavailable(f"course {line.course_id} is no longer on sale")
+            if policy is None:
+                raise CartItemUnavailable(f"the chosen price policy of course {line.course_id} was removed")
+        else:
+            if item is None or not degree_buy.on_sale(item):
+                raise degree_buy.DegreeNotOnSale(
+                    f"degree course {line.degree_course_id} is no longer on sale"
+                )
+            if policy is None:
+                raise CartItemUnavailable(
+                    f"the chosen price policy of degree course {line.degree_course_id} was removed"
+                )
         if int(policy["price"]) != line.price or int(policy["valid_days"]) != line.valid_days:
-            raise CoursePriceChanged(
-                f"the price of degree course {line.degree_course_id} changed; check out again"
-            )
+            what = "course" if kind == "course" else "degree course"
+            raise CoursePriceChanged(f"the price of {what} {item_id} changed; check out again")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -392,7 +395,7 @@ async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms
             raise CouponNotOffered(f"coupon {coupon_id} is not offered for course {course_id}")
     if checkout.chosen_global is not None and checkout.chosen_global not in checkout.global_coupon_ids:
         raise CouponNotOffered(f"coupon {checkout.chosen_global} is not a global coupon offered")
-    docs = await uow.coupons.get_many(chosen_ids)
+    docs = await uow.coupons.get_many(chosen_ids) if chosen_ids else {}
     coupon_terms_by_id: dict[int, CouponTerms] = {}
     for coupon_id in chosen_ids:
         doc = docs.get(coupon_id)
@@ -407,34 +410,49 @@ async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms
     # A degree is bought once: checked again here, in the order's own transaction.
     degree_ids = [line.degree_course_id for line in checkout.lines if line.degree_course_id is not None]
     await degree_buy.check_order_may_buy(uow, user_id, degree_ids, order_no, now)
-    available = await uow.ledger.balance(user_id)
-    if available is None:
-        raise NotFound(f"no user {user_id}")
     global_terms = (
         coupon_terms_by_id.get(checkout.chosen_global) if checkout.chosen_global is not None else None
     )
-    priced = price_checkout(
-        checkout.line_inputs(coupon_terms_by_id),
-        global_terms,
-        balance_requested=terms.balance,
-        balance_available=available,
-    )
+
+    def priced_with(available: int) -> Quote:
+        return price_checkout(
+            checkout.line_inputs(coupon_terms_by_id),
+            global_terms,
+            balance_requested=terms.balance,
+            balance_available=available,
+        )
+
+    # First as if the balance asked for were there: one guarded debit and no read of the balance
+    # (the common case). Only a short balance is read, and the order priced again with it.
+    priced = priced_with(terms.balance)
+    if not await _debit_balance(uow, user_id, order_no, priced):
+        available = await uow.ledger.balance(user_id)
+        if available is None:
+            raise NotFound(f"no user {user_id}")
+        priced = priced_with(available)
+        if not await _debit_balance(uow, user_id, order_no, priced):
+            raise ShopConflict("the balance changed while paying; try again")
     paid_now = priced.to_pay == 0
     coupon_status = "used" if paid_now else "held"
     for coupon_id in priced.spent_coupon_ids:
         # Conditional: of two concurrent orders only one finds the coupon unused.
         if not await uow.coupons.take(coupon_id, user_id, coupon_status, order_no, now):
             raise CouponUnavailable(f"coupon {coupon_id} was just used by another order")
-    if priced.balance_used > 0:
-        kind, ref = (
-            ("shop_pay", f"shop-pay:{order_no}") if paid_now else ("shop_hold", f"shop-hold:{order_no}")
-        )
-        await uow.ledger.debit(user_id, priced.balance_used, kind, ref)
     order = _order_record(checkout, terms, priced, paid_now)
     await uow.orders.add(order)
     if paid_now:
         await enrol(uow, order, now)
     return order
+
+
+async def _debit_balance(uow: ShopUnitOfWork, user_id: int, order_no: str, priced: Quote) -> bool:
+    """Debit the balance the quote uses (under the order's own, new ref); False when it is short."""
+    if priced.balance_used == 0:
+        return True
+    kind, ref = (
+        ("shop_pay", f"shop-pay:{order_no}") if priced.to_pay == 0 else ("shop_hold", f"shop-hold:{order_no}")
+    )
+    return await uow.ledger.debit_new(user_id, priced.balance_used, kind, ref)
 
 
 def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now: bool) -> Record:
@@ -518,28 +536,33 @@ async def ensure_pay_url(orders: OrderRepository, provider: PaymentProvider, ord
 
 
 # == payment outcome and timeout ===========================================================================
-async def order_no_of_payment(orders: OrderRepository, out_trade_no: str) -> str:
+async def order_of_payment(orders: OrderRepository, out_trade_no: str) -> Record:
     """The order a provider payment names: new numbers are random and stored on the order; an older
     installation's `shop-{order_no}` names its order."""
-    order_no = await orders.no_for_trade_no(out_trade_no) or order_no_from(out_trade_no)
+    order = await orders.for_trade_no(out_trade_no)
+    if order is not None:
+        return order
+    order_no = order_no_from(out_trade_no)
     if order_no is None:
         raise NotFound(f"{out_trade_no!r} is not a shop payment")
-    return order_no
+    order = await orders.get(order_no)
+    if order is None:
+        raise NotFound(f"no shop order {order_no}")
+    return order
 
 
 async def mark_paid(
-    uow: ShopUnitOfWork, order_no: str, out_trade_no: str, amount: int, now: datetime.datetime
-) -> str:
+    uow: ShopUnitOfWork, out_trade_no: str, amount: int, now: datetime.datetime
+) -> tuple[str, str]:
     """A verified payment of attempt `out_trade_no`: a pending order becomes paid by it (held
     coupons used, the balance hold stays spent, enrolments start) and "now_paid" is returned;
     otherwise order_life.payment_outcome decides: "duplicate" (changes nothing) or "refund" (the
-    order was paid by another attempt, or cancelled). Idempotent."""
-    order = await uow.orders.get(order_no)
-    if order is None:
-        raise NotFound(f"no shop order {order_no}")
+    order was paid by another attempt, or cancelled). Idempotent. Returns (outcome, order_no)."""
+    order = await order_of_payment(uow.orders, out_trade_no)
+    order_no = str(order["_id"])
     outcome = order_life.payment_outcome(order, out_trade_no)
     if outcome != "pay":
-        return outcome
+        return outcome, order_no
     if int(order["to_pay"]) != amount:
         # The notify endpoint checks the amount against the payment record; this is a bug.
         raise GavelError(f"order {order_no} costs {order['to_pay']} fen, paid {amount}")
@@ -554,9 +577,10 @@ async def mark_paid(
     )
     if paid is None:
         raise ShopConflict(f"order {order_no} changed while being paid; the notification is retried")
-    await uow.coupons.use_held(order_no, now)
+    if order.get("coupon_ids"):  # the coupons it spent are held while it is pending; none: no write
+        await uow.coupons.use_held(order_no, now)
     await enrol(uow, order, now)
-    return "now_paid"
+    return "now_paid", order_no
 
 
 async def refund_late_payment(

@@ -79,6 +79,14 @@ class CatalogueRepository(Protocol):
         """Set `changes`; the degree course after, None if missing."""
         ...
 
+    async def policies_with_targets(
+        self, course_policy_ids: Iterable[int], degree_policy_ids: Iterable[int] = ()
+    ) -> dict[int, tuple[Record, Record | None]]:
+        """The price policies among the ids, each with what it prices (for a course policy its
+        course, for a degree policy its degree course; None when gone or not asked for under
+        its kind), in one read."""
+        ...
+
 
 class CouponRepository(Protocol):
     async def get_many(self, coupon_ids: Iterable[int]) -> dict[int, Record]: ...
@@ -121,7 +129,9 @@ class OrderRepository(Protocol):
 
     async def for_key(self, user_id: int, idempotency_key: str) -> Record | None: ...
 
-    async def no_for_trade_no(self, out_trade_no: str) -> str | None: ...
+    async def for_trade_no(self, out_trade_no: str) -> Record | None:
+        """The order whose current or earlier provider attempt is `out_trade_no`."""
+        ...
 
     async def add(self, order: Record) -> None:
         """Duplicate("idempotency") or Duplicate("checkout") when taken."""
@@ -214,6 +224,11 @@ class BalanceLedger(Protocol):
 
     async def debit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         """Never below zero (INSUFFICIENT_BALANCE)."""
+        ...
+
+    async def debit_new(self, user_id: int, amount: int, kind: str, ref: str) -> bool:
+        """`debit` under a ref never used before (a new order's: no look-up of it first; a reuse
+        is refused, RefReused). False, nothing changed, when the balance is short."""
         ...
 
     async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None: ...

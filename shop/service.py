@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from engine.book.errors import InvalidInput, NotFound
+from engine.book.errors import GavelError, InvalidInput, NotFound
 from engine.settle.ports import PaymentProvider
 from shop import catalogue as cat
 from shop import degree_buy, handlers, order_life
@@ -24,6 +24,7 @@ from shop.model import (
     CartLine,
     Checkout,
     CheckoutAlreadyOrdered,
+    CheckoutMissing,
     PlacedOrder,
     Record,
     ShopConflict,
@@ -261,12 +262,19 @@ class ShopService:
     # == orders =======================================================================================
     async def pay(self, user_id: int, balance: int, idempotency_key: str) -> PlacedOrder:
         """`POST /api/v1/checkout/pay`: the user's current checkout becomes an order."""
-        orders = self._direct.orders
-        existing = await handlers.order_for_key(orders, user_id, idempotency_key, balance)
-        if existing is not None:
+        checkout = await self.carts.load_checkout(user_id)
+        try:
+            if checkout is None:
+                raise CheckoutMissing("there is no checkout (or it expired); POST /api/v1/checkout first")
+            return await self.place_order(checkout, balance, idempotency_key)
+        except GavelError:
+            # Looked up only now, off the common path: a retry of a key that already made an order
+            # (the checkout is forgotten by then, or a newer one cannot be ordered) answers that order.
+            orders = self._direct.orders
+            existing = await handlers.order_for_key(orders, user_id, idempotency_key, balance)
+            if existing is None:
+                raise
             return PlacedOrder(await handlers.ensure_pay_url(orders, self.provider, existing), created=False)
-        checkout = await self.checkout(user_id)
-        return await self.place_order(checkout, balance, idempotency_key)
 
     async def place_order(self, checkout: Checkout, balance: int, idempotency_key: str) -> PlacedOrder:
         """The checkout becomes an order in one unit of work (handlers.place_order); then the
@@ -320,14 +328,13 @@ class ShopService:
         `out_trade_no` was paid. Idempotent; a payment for a cancelled order, or for an order
         another attempt already paid, is refunded through the provider (once per attempt)."""
         direct = self._direct
-        order_no = await handlers.order_no_of_payment(direct.orders, out_trade_no)
         now = self.now()
 
-        async def work(uow: ShopUnitOfWork) -> str:
-            return await handlers.mark_paid(uow, order_no, out_trade_no, amount, now)
+        async def work(uow: ShopUnitOfWork) -> tuple[str, str]:
+            return await handlers.mark_paid(uow, out_trade_no, amount, now)
 
         try:
-            outcome = await self.store.atomically(work)
+            outcome, order_no = await self.store.atomically(work)
         except GaveUp:
             raise ShopConflict("the order changed concurrently; the notification will be retried") from None
         if outcome == "refund":

@@ -20,6 +20,11 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   4 ms late from a 1 ms sleep (`stall`), the cyclic garbage collector runs longer than 2 ms (`gc`),
   or the write-behind prepares or writes a chunk (`take` / `write`, with its size), each stamped
   with `time.perf_counter()`: where an ack's tail latency comes from (docs/performance.md).
+- `GAVEL_BENCH_COMMANDS=PATH`: count every MongoDB command the process sends (a
+  `pymongo.monitoring.CommandListener` registered before any client exists), by command name and
+  collection and whether it ran inside a transaction; each SIGHUP writes the totals so far to PATH
+  as JSON (benchmarks/bench_checkout.py takes them before and after a sequential phase to count
+  the round trips of one request).
 - `GAVEL_PROFILE=PATH`: profile with cProfile between SIGUSR1 (start) and SIGUSR2 (stop, write
   the stats to PATH), e.g. around one measurement window. It slows the server down: never for
   figures, only to see where the CPU goes.
@@ -35,14 +40,17 @@ import dataclasses
 import gc
 import json
 import os
+import signal
 import sys
 import time
 import types
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import tornado.websocket
+from pymongo import monitoring
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,6 +63,43 @@ from persistence.archive import BidArchiver  # noqa: E402
 LIMITS = json.loads(os.environ.get("GAVEL_BENCH_LIMITS") or "{}")
 VARIANT = os.environ.get("GAVEL_BENCH_VARIANT", "")
 VARIANTS = ("", "write_message", "tornado_read", "no_write_behind")
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts started commands as "name collection tx|direct"; a commit as `commitTransaction
+    write` or `commitTransaction read` (a transaction that only read, as the settlement worker's
+    polling does), so the commits of the requests can be told from the background's."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.writing: set[tuple[bytes, int]] = set()  # (session id, txnNumber) of transactions that wrote
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name, command = event.command_name, event.command
+        target = command.get(name)
+        collection = target if isinstance(target, str) else "-"
+        if command.get("autocommit") is not False:
+            self.counts[f"{name} {collection} direct"] += 1
+            return
+        transaction = (bytes(command["lsid"]["id"]), int(command["txnNumber"]))
+        if name in ("commitTransaction", "abortTransaction"):
+            collection = "write" if transaction in self.writing else "read"
+            self.writing.discard(transaction)
+        elif name in ("insert", "update", "delete", "findAndModify"):
+            self.writing.add(transaction)
+        self.counts[f"{name} {collection} tx"] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def dump(self, path: str) -> None:
+        Path(path).write_text(json.dumps(dict(self.counts)))
+
+
+COMMANDS = CommandCounter()
 
 
 class WriteMessageHub(Hub):
@@ -91,6 +136,9 @@ class BenchService(Service):
         self.ctx.limits = dataclasses.replace(self.ctx.limits, **LIMITS)
         if VARIANT == "no_write_behind":
             self.engine.listeners.remove(self.archiver.on_batch)
+        if os.environ.get("GAVEL_BENCH_COMMANDS"):
+            path = os.environ["GAVEL_BENCH_COMMANDS"]
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, COMMANDS.dump, path)
         if os.environ.get("GAVEL_BENCH_STALLS"):
             # Opened once at start-up, before any client: a blocking open is harmless here.
             self.stall_log = open(os.environ["GAVEL_BENCH_STALLS"], "w")  # noqa: ASYNC230, SIM115
@@ -148,12 +196,13 @@ def main() -> int:
     if VARIANT not in VARIANTS:
         print(f"gavel_server: GAVEL_BENCH_VARIANT must be one of {VARIANTS[1:]}", file=sys.stderr)
         return 2
+    if os.environ.get("GAVEL_BENCH_COMMANDS"):
+        monitoring.register(COMMANDS)  # before run.main() creates its clients
     if os.environ.get("GAVEL_LOOP", "uvloop") == "asyncio":
         run.uvloop = types.SimpleNamespace(run=asyncio.run)  # type: ignore[assignment]
     profile_path = os.environ.get("GAVEL_PROFILE")
     if profile_path:
         import cProfile
-        import signal
 
         profiler = cProfile.Profile()
 

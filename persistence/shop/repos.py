@@ -14,7 +14,15 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
-from persistence.mongo import Client, Database, Document, TxSession, next_id, run_in_transaction
+from persistence.mongo import (
+    Client,
+    Database,
+    Document,
+    TxSession,
+    next_id,
+    run_in_transaction,
+    update_then_read,
+)
 from shop.ports import (
     BalanceLedger,
     CatalogueRepository,
@@ -109,6 +117,29 @@ class MongoCatalogue(_Repo):
             found.setdefault(int(policy["target_id"]), []).append(policy)
         return found
 
+    async def policies_with_targets(
+        self, course_policy_ids: Iterable[int], degree_policy_ids: Iterable[int] = ()
+    ) -> dict[int, tuple[Document, Document | None]]:
+        by_course, by_degree = list(set(course_policy_ids)), list(set(degree_policy_ids))
+        if not by_course and not by_degree:
+            return {}
+        # One round trip: the policies, each joined by `_id` to what it prices (a lookup per kind
+        # asked for; the policy's `target` says which one applies).
+        pipeline: list[Document] = [{"$match": {"_id": {"$in": by_course + by_degree}}}]
+        for wanted, collection, field in (
+            (by_course, "shop_courses", "_course"),
+            (by_degree, "shop_degree_courses", "_degree"),
+        ):
+            if wanted:
+                lookup = {"from": collection, "localField": "target_id", "foreignField": "_id", "as": field}
+                pipeline.append({"$lookup": lookup})
+        found: dict[int, tuple[Document, Document | None]] = {}
+        async for policy in await self.db.shop_price_policies.aggregate(pipeline, session=self.s):
+            courses, degrees = policy.pop("_course", []), policy.pop("_degree", [])
+            targets = courses if policy.get("target") == "course" else degrees
+            found[int(policy["_id"])] = (policy, targets[0] if targets else None)
+        return found
+
     async def update_degree_course(self, degree_course_id: int, changes: Document) -> Document | None:
         return await self.db.shop_degree_courses.find_one_and_update(
             {"_id": degree_course_id}, {"$set": changes}, return_document=ReturnDocument.AFTER, session=self.s
@@ -177,13 +208,15 @@ class MongoOrders(_Repo):
             {"user_id": user_id, "idempotency_key": idempotency_key}, session=self.s
         )
 
-    async def no_for_trade_no(self, out_trade_no: str) -> str | None:
-        owner = await self.db.shop_orders.find_one(
-            {"$or": [{"out_trade_no": out_trade_no}, {"attempts.out_trade_no": out_trade_no}]},
-            {"_id": 1},
-            session=self.s,
-        )
-        return None if owner is None else str(owner["_id"])
+    async def for_trade_no(self, out_trade_no: str) -> Document | None:
+        # Every attempt is in `attempts` (the first one too), whose index answers this. An `$or`
+        # with `out_trade_no` scanned the whole collection: SecantusDB does not plan the partial
+        # `out_trade_no` index for an equality. Only an order from before `attempts` existed is
+        # found by `out_trade_no` alone (a scan, off the common path).
+        found = await self.db.shop_orders.find_one({"attempts.out_trade_no": out_trade_no}, session=self.s)
+        if found is not None:
+            return found
+        return await self.db.shop_orders.find_one({"out_trade_no": out_trade_no}, session=self.s)
 
     async def add(self, order: Document) -> None:
         try:
@@ -192,11 +225,8 @@ class MongoOrders(_Repo):
             raise _duplicate(error) from None
 
     async def move(self, order_no: str, expect: Document, changes: Document) -> Document | None:
-        return await self.db.shop_orders.find_one_and_update(
-            {"_id": order_no, **expect},
-            {"$set": changes},
-            return_document=ReturnDocument.AFTER,
-            session=self.s,
+        return await update_then_read(
+            self.db.shop_orders, {"_id": order_no, **expect}, {"$set": changes}, session=self.s
         )
 
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Document | None:
@@ -336,6 +366,9 @@ class MongoShopLedger:
 
     async def debit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self.accounts.debit(user_id, amount, kind, ref, session=self.s)
+
+    async def debit_new(self, user_id: int, amount: int, kind: str, ref: str) -> bool:
+        return await self.accounts.debit_new(user_id, amount, kind, ref, session=self.s) is not None
 
     async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self.accounts.credit(user_id, amount, kind, ref, session=self.s)

@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from engine.book.errors import RefReused
+from engine.book.errors import NotFound, RefReused
 from engine.settle.ports import PaymentRequest
 from persistence.accounts import InsufficientBalance
 from shop.model import Checkout, Record
@@ -90,6 +90,21 @@ class FakeCatalogue:
         record["_id"] = self.s.next(kind)
         table[record["_id"]] = copy.deepcopy(record)
         return record
+
+    async def policies_with_targets(
+        self, course_policy_ids: Iterable[int], degree_policy_ids: Iterable[int] = ()
+    ) -> dict[int, tuple[Record, Record | None]]:
+        course_ids, degree_ids = set(course_policy_ids), set(degree_policy_ids)
+        found: dict[int, tuple[Record, Record | None]] = {}
+        for policy_id in course_ids | degree_ids:
+            policy = self.s.table("price_policies").get(policy_id)
+            if policy is None:
+                continue
+            kind = "courses" if policy["target"] == "course" else "degree_courses"
+            asked = course_ids if kind == "courses" else degree_ids
+            target = self.s.table(kind).get(policy["target_id"]) if asked else None
+            found[policy_id] = (copy.deepcopy(policy), copy.deepcopy(target))
+        return found
 
     async def update_course(self, course_id: int, changes: Record) -> Record | None:
         table = self.s.table("courses")
@@ -222,10 +237,10 @@ class FakeOrders:
             None,
         )
 
-    async def no_for_trade_no(self, out_trade_no: str) -> str | None:
+    async def for_trade_no(self, out_trade_no: str) -> Record | None:
         return next(
             (
-                o["_id"]
+                copy.deepcopy(o)
                 for o in self.table.values()
                 if o.get("out_trade_no") == out_trade_no
                 or any(a["out_trade_no"] == out_trade_no for a in o.get("attempts") or ())
@@ -390,6 +405,17 @@ class FakeLedger:
 
     async def debit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self._apply(user_id, -amount, kind, ref)
+
+    async def debit_new(self, user_id: int, amount: int, kind: str, ref: str) -> bool:
+        s = self.store.state
+        if any(entry[3] == ref for entry in s.ledger):
+            raise RefReused(f"ref {ref} reused")
+        if user_id not in s.balances:
+            raise NotFound(f"no user {user_id}")
+        if s.balances[user_id] < amount:
+            return False
+        await self._apply(user_id, -amount, kind, ref)
+        return True
 
     async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self._apply(user_id, amount, kind, ref)
