@@ -64,6 +64,7 @@ import requests
 import websocket
 from locust import FastHttpUser, User, between, events, task
 from locust.runners import WorkerRunner
+from locust.stats import bucket_response_time
 
 ADMIN_USER = "admin"
 LOT_COUNT = int(os.environ.get("LOCUST_LOTS", "20"))
@@ -232,7 +233,53 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
         Setup.ensure(environment.host)
 
 
-class SocketUser(User):
+class ScenarioContext:
+    """Tags every request event with the user class that made it, so statistics can be grouped by
+    scenario: locust's own statistics are per request name only, and some names are shared (the
+    catalogue by shoppers and students, the latest feed by readers and writers)."""
+
+    def context(self) -> dict[str, Any]:
+        return {"scenario": type(self).__name__}
+
+
+class ScenarioStats:
+    """With LOCUST_SCENARIO_STATS=DIR, every request event of this process counted per (user class,
+    request) and written at the end to DIR/scenarios-<pid>.json as {scenario: {"TYPE name": {count,
+    failures, times: {ms: n}}}}; benchmarks/load_all.py merges the files of all processes."""
+
+    directory = os.environ.get("LOCUST_SCENARIO_STATS", "")
+    entries: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+
+    @classmethod
+    def record(
+        cls, request_type: str, name: str, response_time: float, exception: Any, context: Any, **_: Any
+    ) -> None:
+        scenario = (context or {}).get("scenario")
+        if not scenario:
+            return
+        entry = cls.entries.setdefault(scenario, {}).setdefault(
+            f"{request_type} {name}", {"count": 0, "failures": 0, "times": {}}
+        )
+        entry["count"] += 1
+        if exception is not None:
+            entry["failures"] += 1
+        key = bucket_response_time(response_time or 0.0)  # as locust keeps them: same percentiles
+        entry["times"][key] = entry["times"].get(key, 0) + 1
+
+    @classmethod
+    def write(cls, **_: Any) -> None:
+        if cls.entries:
+            path = pathlib.Path(cls.directory) / f"scenarios-{os.getpid()}.json"
+            path.write_text(json.dumps(cls.entries))
+
+
+if ScenarioStats.directory:
+    events.request.add_listener(ScenarioStats.record)
+    events.test_stop.add_listener(ScenarioStats.write)
+    events.quitting.add_listener(ScenarioStats.write)
+
+
+class SocketUser(ScenarioContext, User):
     """A websocket user: one connection, a reader greenlet, request events for what it measures."""
 
     abstract = True
@@ -275,7 +322,7 @@ class SocketUser(User):
             response_time=milliseconds,
             response_length=length,
             exception=error,
-            context={},
+            context=self.context(),
         )
 
     def read_loop(self) -> None:
@@ -374,7 +421,7 @@ def buy_from_balance(client: Any, headers: dict[str, str], course_id: int, polic
     return True
 
 
-class Shopper(FastHttpUser):
+class Shopper(ScenarioContext, FastHttpUser):
     weight = 2
     wait_time = between(1, 3)
 
@@ -401,7 +448,7 @@ class Shopper(FastHttpUser):
         self.client.get("/api/v1/shop/orders", headers=self.headers)
 
 
-class Student(FastHttpUser):
+class Student(ScenarioContext, FastHttpUser):
     """A student: browse (filters, search), a course page, buy from the balance, then learn."""
 
     weight = 3
@@ -456,7 +503,7 @@ class Student(FastHttpUser):
         self.get("/api/v1/shop/enrolments", "/api/v1/shop/enrolments")
 
 
-class AppUser(FastHttpUser):
+class AppUser(ScenarioContext, FastHttpUser):
     """A phone running the bidder app: page loads over REST as the app makes them, plus its socket."""
 
     weight = 4
@@ -540,7 +587,7 @@ class SocketReader:
             response_time=milliseconds,
             response_length=0,
             exception=error,
-            context={},
+            context={"scenario": "AppUser"},
         )
 
     def read_loop(self) -> None:
@@ -566,7 +613,7 @@ def fixed(name: str) -> int:
     return int(os.environ.get(name, "0"))
 
 
-class FeedReader(FastHttpUser):
+class FeedReader(ScenarioContext, FastHttpUser):
     """Someone scrolling the community feed (issue 23), the most-read page of such an app: the latest
     feed, one or two further pages by cursor, sometimes the people they follow or a topic; opens a
     post (its page, the view, the comments) and now and then an article list."""
@@ -627,7 +674,7 @@ class FeedReader(FastHttpUser):
         self.get("/api/v1/articles?position=feed", "/api/v1/articles")
 
 
-class FeedWriter(FastHttpUser):
+class FeedWriter(ScenarioContext, FastHttpUser):
     """Someone who posts, likes and comments while the readers read (and follows a few writers, so
     the readers' "following" feed has something)."""
 
