@@ -13,7 +13,7 @@ bids' ack p50/p95/p99 in each phase and `ack_p99_ratio` = all ÷ alone, the CPU 
 server, its write-behind, MongoDB, Redis and locust over the mixed phase, the server's RSS at the
 start and end of it, and the machine's load average. Exits 1 on any failure or a locust error.
 
-    .venv/bin/python benchmarks/load_all.py                          # 10 minutes, 110 users
+    .venv/bin/python benchmarks/load_all.py                          # 10 minutes, 66 users
     .venv/bin/python benchmarks/load_all.py --minutes 1 --baseline-minutes 0.5 --chart none
 
 `--host URL` runs against a server already running instead (it must allow REGISTRATIONS_PER_ADDRESS
@@ -393,10 +393,12 @@ def chart(result: dict[str, Any], path: pathlib.Path) -> None:
     left.set_xticks(range(len(labels)), labels, fontsize=7.5)
     left.set_ylabel("p95, ms")
     alone = result["bid_ack_p99_ms"]
+    load = together["load_average_1m"]
     left.set_title(
         f"p95 per scenario, {together['users']} users, {result['minutes']} min, "
         f"{together['failures']} failures\n"
-        f"bids' ack p99 {alone['all']} ms together, {alone['alone']} ms alone",
+        f"bids' ack p99 {alone['all']} ms together, {alone['alone']} ms alone; "
+        f"load average {load['start']}-{load['max']} on 2 cores",
         fontsize=10,
     )
     points = together["history"]
@@ -428,8 +430,8 @@ def main() -> None:
     )
     parser.add_argument("--minutes", type=float, default=10.0, help="the phase with every scenario")
     parser.add_argument("--baseline-minutes", type=float, default=2.0, help="the bidders alone first")
-    parser.add_argument("--users", type=int, default=110, help="all scenarios together, spread by weight")
-    parser.add_argument("--spawn-rate", type=float, default=5.0)
+    parser.add_argument("--users", type=int, default=66, help="all scenarios together, spread by weight")
+    parser.add_argument("--spawn-rate", type=float, default=1.0)
     parser.add_argument("--processes", type=int, default=1, help="locust processes (--processes)")
     parser.add_argument("--host", help="a running server (default: start run.py on a fresh data dir)")
     parser.add_argument(

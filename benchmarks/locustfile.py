@@ -38,6 +38,11 @@ pick with `locust ... Bidder AppUser Student`):
 Every simulated user registers from the load tester's one address, so the server must allow more
 registrations per address than its default 10 an hour (`REGISTRATIONS_PER_ADDRESS`, above).
 
+Every request event carries its user class in its context (`{"scenario": "Student"}`); with
+`LOCUST_SCENARIO_STATS=DIR` each locust process writes its counts and response times per scenario
+to `DIR/scenarios-<pid>.json` at the end (benchmarks/load_all.py runs every scenario at once and
+reports each one's p95 from them).
+
 Everything they need is set up once through the REST API before the users start (`test_start`, and
 lazily on each worker process): an admin token (`ADMIN_PASSWORD`, the password `run.py` uses for
 the `admin` account: set it when starting the server), a "Locust load session" with
