@@ -326,7 +326,7 @@ def run_phase(
         for key, entry in summary["requests"].items()
         if key != "Aggregated"
     }
-    errors = []
+    errors: list[dict[str, Any]] = []
     failures_csv = pathlib.Path(f"{prefix}_failures.csv")
     if failures_csv.exists():
         errors = [
@@ -339,7 +339,7 @@ def run_phase(
         ]
     # An exception in a user's own code (its sign-up in on_start, a set-up call) is no request
     # failure to locust: it is only listed in the exceptions CSV, and the user stops. Counted here.
-    exceptions = []
+    exceptions: list[dict[str, Any]] = []
     exceptions_csv = pathlib.Path(f"{prefix}_exceptions.csv")
     if exceptions_csv.exists():
         exceptions = [
