@@ -300,22 +300,21 @@ def run_phase(
         *(("--processes", str(processes)) if processes > 1 else ()),
         *classes,
     ]
-    log = (work / f"{name}-locust.log").open("wb")
-    process = subprocess.Popen(
-        command, cwd=work, env=dict(env, LOCUST_SCENARIO_STATS=str(scenario_dir)), stdout=log, stderr=log
-    )
-    # Locust's workers (with --processes) start within a second or two; sample them once they are up.
-    time.sleep(3)
-    sampled = dict(roles or {}, locust=locust_pids(process))
-    sampler = Sampler(sampled)
-    sampler.start()
-    try:
-        returncode = process.wait(timeout=seconds + 600)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        measured = sampler.finish()
+    with (work / f"{name}-locust.log").open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=work, env=dict(env, LOCUST_SCENARIO_STATS=str(scenario_dir)), stdout=log, stderr=log
+        )
+        # Locust's workers (with --processes) start within a second or two: sampled once they are up.
+        time.sleep(3)
+        sampler = Sampler(dict(roles or {}, locust=locust_pids(process)))
+        sampler.start()
+        try:
+            returncode = process.wait(timeout=seconds + 600)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            measured = sampler.finish()
     stats = pathlib.Path(f"{prefix}_stats.csv")
     if not stats.exists():
         sys.stderr.write((work / f"{name}-locust.log").read_text()[-3000:])

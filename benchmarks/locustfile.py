@@ -111,13 +111,28 @@ class Setup:
             password = os.environ.get("ADMIN_PASSWORD")
             if not password:
                 raise RuntimeError("set ADMIN_PASSWORD to the admin password the server was started with")
-            answer = call(
-                "POST", f"{cls.host}/api/v1/admin/login", {"username": ADMIN_USER, "password": password}
-            )
-            cls.admin_token = answer["token"]
+            cls.admin_token = cls._admin_login(password)
             cls.session_id, cls.lots = cls._load_session()
             cls.courses = cls._courses()
             cls.done = True
+
+    @classmethod
+    def _admin_login(cls, password: str) -> str:
+        """The admin token. Every locust process signs in at start (with --processes, at the same
+        moment): the server counts a sign-in before checking it, so a second one while the first
+        is in flight is told to wait (429 with retry_after_s), which is done here."""
+        for _attempt in range(5):
+            response = requests.post(
+                f"{cls.host}/api/v1/admin/login",
+                json={"username": ADMIN_USER, "password": password},
+                timeout=30,
+            )
+            if response.status_code != 429:
+                break
+            time.sleep(float(response.json()["error"].get("retry_after_s", 1)))
+        if response.status_code >= 300:
+            raise RuntimeError(f"admin login: {response.status_code} {response.text[:200]}")
+        return str(response.json()["token"])
 
     @classmethod
     def _load_session(cls) -> tuple[int, list[int]]:
