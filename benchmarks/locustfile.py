@@ -38,6 +38,11 @@ pick with `locust ... Bidder AppUser Student`):
 Every simulated user registers from the load tester's one address, so the server must allow more
 registrations per address than its default 10 an hour (`REGISTRATIONS_PER_ADDRESS`, above).
 
+Every request event carries its user class in its context (`{"scenario": "Student"}`); with
+`LOCUST_SCENARIO_STATS=DIR` each locust process writes its counts and response times per scenario
+to `DIR/scenarios-<pid>.json` at the end (benchmarks/load_all.py runs every scenario at once and
+reports each one's p95 from them).
+
 Everything they need is set up once through the REST API before the users start (`test_start`, and
 lazily on each worker process): an admin token (`ADMIN_PASSWORD`, the password `run.py` uses for
 the `admin` account: set it when starting the server), a "Locust load session" with
@@ -64,6 +69,7 @@ import requests
 import websocket
 from locust import FastHttpUser, User, between, events, task
 from locust.runners import WorkerRunner
+from locust.stats import bucket_response_time
 
 ADMIN_USER = "admin"
 LOT_COUNT = int(os.environ.get("LOCUST_LOTS", "20"))
@@ -105,13 +111,28 @@ class Setup:
             password = os.environ.get("ADMIN_PASSWORD")
             if not password:
                 raise RuntimeError("set ADMIN_PASSWORD to the admin password the server was started with")
-            answer = call(
-                "POST", f"{cls.host}/api/v1/admin/login", {"username": ADMIN_USER, "password": password}
-            )
-            cls.admin_token = answer["token"]
+            cls.admin_token = cls._admin_login(password)
             cls.session_id, cls.lots = cls._load_session()
             cls.courses = cls._courses()
             cls.done = True
+
+    @classmethod
+    def _admin_login(cls, password: str) -> str:
+        """The admin token. Every locust process signs in at start (with --processes, at the same
+        moment): the server counts a sign-in before checking it, so a second one while the first
+        is in flight is told to wait (429 with retry_after_s), which is done here."""
+        for _attempt in range(5):
+            response = requests.post(
+                f"{cls.host}/api/v1/admin/login",
+                json={"username": ADMIN_USER, "password": password},
+                timeout=30,
+            )
+            if response.status_code != 429:
+                break
+            time.sleep(float(response.json()["error"].get("retry_after_s", 1)))
+        if response.status_code >= 300:
+            raise RuntimeError(f"admin login: {response.status_code} {response.text[:200]}")
+        return str(response.json()["token"])
 
     @classmethod
     def _load_session(cls) -> tuple[int, list[int]]:
@@ -232,7 +253,53 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
         Setup.ensure(environment.host)
 
 
-class SocketUser(User):
+class ScenarioContext:
+    """Tags every request event with the user class that made it, so statistics can be grouped by
+    scenario: locust's own statistics are per request name only, and some names are shared (the
+    catalogue by shoppers and students, the latest feed by readers and writers)."""
+
+    def context(self) -> dict[str, Any]:
+        return {"scenario": type(self).__name__}
+
+
+class ScenarioStats:
+    """With LOCUST_SCENARIO_STATS=DIR, every request event of this process counted per (user class,
+    request) and written at the end to DIR/scenarios-<pid>.json as {scenario: {"TYPE name": {count,
+    failures, times: {ms: n}}}}; benchmarks/load_all.py merges the files of all processes."""
+
+    directory = os.environ.get("LOCUST_SCENARIO_STATS", "")
+    entries: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+
+    @classmethod
+    def record(
+        cls, request_type: str, name: str, response_time: float, exception: Any, context: Any, **_: Any
+    ) -> None:
+        scenario = (context or {}).get("scenario")
+        if not scenario:
+            return
+        entry = cls.entries.setdefault(scenario, {}).setdefault(
+            f"{request_type} {name}", {"count": 0, "failures": 0, "times": {}}
+        )
+        entry["count"] += 1
+        if exception is not None:
+            entry["failures"] += 1
+        key = bucket_response_time(response_time or 0.0)  # as locust keeps them: same percentiles
+        entry["times"][key] = entry["times"].get(key, 0) + 1
+
+    @classmethod
+    def write(cls, **_: Any) -> None:
+        if cls.entries:
+            path = pathlib.Path(cls.directory) / f"scenarios-{os.getpid()}.json"
+            path.write_text(json.dumps(cls.entries))
+
+
+if ScenarioStats.directory:
+    events.request.add_listener(ScenarioStats.record)
+    events.test_stop.add_listener(ScenarioStats.write)
+    events.quitting.add_listener(ScenarioStats.write)
+
+
+class SocketUser(ScenarioContext, User):
     """A websocket user: one connection, a reader greenlet, request events for what it measures."""
 
     abstract = True
@@ -275,7 +342,7 @@ class SocketUser(User):
             response_time=milliseconds,
             response_length=length,
             exception=error,
-            context={},
+            context=self.context(),
         )
 
     def read_loop(self) -> None:
@@ -374,7 +441,7 @@ def buy_from_balance(client: Any, headers: dict[str, str], course_id: int, polic
     return True
 
 
-class Shopper(FastHttpUser):
+class Shopper(ScenarioContext, FastHttpUser):
     weight = 2
     wait_time = between(1, 3)
 
@@ -401,7 +468,7 @@ class Shopper(FastHttpUser):
         self.client.get("/api/v1/shop/orders", headers=self.headers)
 
 
-class Student(FastHttpUser):
+class Student(ScenarioContext, FastHttpUser):
     """A student: browse (filters, search), a course page, buy from the balance, then learn."""
 
     weight = 3
@@ -456,7 +523,7 @@ class Student(FastHttpUser):
         self.get("/api/v1/shop/enrolments", "/api/v1/shop/enrolments")
 
 
-class AppUser(FastHttpUser):
+class AppUser(ScenarioContext, FastHttpUser):
     """A phone running the bidder app: page loads over REST as the app makes them, plus its socket."""
 
     weight = 4
@@ -540,7 +607,7 @@ class SocketReader:
             response_time=milliseconds,
             response_length=0,
             exception=error,
-            context={},
+            context={"scenario": "AppUser"},
         )
 
     def read_loop(self) -> None:
@@ -566,7 +633,7 @@ def fixed(name: str) -> int:
     return int(os.environ.get(name, "0"))
 
 
-class FeedReader(FastHttpUser):
+class FeedReader(ScenarioContext, FastHttpUser):
     """Someone scrolling the community feed (issue 23), the most-read page of such an app: the latest
     feed, one or two further pages by cursor, sometimes the people they follow or a topic; opens a
     post (its page, the view, the comments) and now and then an article list."""
@@ -627,7 +694,7 @@ class FeedReader(FastHttpUser):
         self.get("/api/v1/articles?position=feed", "/api/v1/articles")
 
 
-class FeedWriter(FastHttpUser):
+class FeedWriter(ScenarioContext, FastHttpUser):
     """Someone who posts, likes and comments while the readers read (and follows a few writers, so
     the readers' "following" feed has something)."""
 
