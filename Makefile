@@ -52,8 +52,9 @@ $(CHROMIUM):
 	apt-get update && apt-get install -y chromium fonts-wqy-zenhei
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist; each starts its own embedded MongoDB and
-# Redis): most tests wait on servers and browsers, so two processes use two cores' worth of it.
-TEST_WORKERS ?= 2
+# Redis): most tests wait on servers and browsers, so three processes keep two cores busy (on
+# 2026-12-07: 6 min 39 s with three, 7 min 52 s with two, the same 1,728 tests).
+TEST_WORKERS ?= 3
 
 test: $(STAMP) $(COMPILED) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
