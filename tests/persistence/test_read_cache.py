@@ -9,6 +9,7 @@ import pathlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,7 +23,8 @@ from persistence.accounts import Accounts, ScryptParams
 from persistence.catalog import Catalog
 from persistence.mongo import connect, ensure_indexes
 from persistence.read_cache import MISSING, ReadCache
-from persistence.shop import ensure_shop_indexes, mongo_shop
+from persistence.redis_pipe import PipelinedRedis
+from persistence.shop import RedisCartStore, ensure_shop_indexes, mongo_shop
 from shop.model import CART_LIMIT, CartFull, CourseNotOnSale, InvalidPolicy
 from shop.service import ShopService
 from shop.storefront import CourseQuery
@@ -174,17 +176,26 @@ async def test_a_read_that_raced_a_change_is_not_kept(redis_client: aioredis.Red
 
 
 class CountingRedis:
-    """Counts the commands a client sends (each is a round trip here: no pipeline in the cart)."""
+    """Counts the commands sent through a client and through the cart's pipelined connection
+    (each a round trip: the cart sends one command per request)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, pipe: PipelinedRedis | None) -> None:
         self.commands: list[str] = []
-        self._send = client.execute_command
+        send = client.execute_command
 
         async def counted(*args: Any, **options: Any) -> Any:
             self.commands.append(str(args[0]))
-            return await self._send(*args, **options)
+            return await send(*args, **options)
 
         client.execute_command = counted  # type: ignore[method-assign]
+        if pipe is not None:
+            pipe_send = pipe.execute
+
+            async def pipe_counted(*args: str | bytes | int) -> Any:
+                self.commands.append(str(args[0]))
+                return await pipe_send(*args)
+
+            pipe.execute = pipe_counted  # type: ignore[method-assign]
 
 
 async def test_a_cart_add_and_a_cart_view_are_one_redis_round_trip_each(
@@ -196,7 +207,9 @@ async def test_a_cart_add_and_a_cart_view_are_one_redis_round_trip_each(
     other_course, other_policy = await cluster.course()
     await shop.cart_add(7001, first, first_policy)  # the course cache warms
     await shop.cart_add(7001, second, second_policy)
-    counting = CountingRedis(redis_client)
+    carts = shop.carts
+    assert isinstance(carts, RedisCartStore) and carts.pipe is not None  # its own connection
+    counting = CountingRedis(redis_client, carts.pipe)
     lines = await shop.cart_add(7001, first, first_policy)  # again: replaces, no duplicate
     assert counting.commands == ["EVALSHA"]
     assert [(line.course_id, line.price) for line in lines] == [(first, 10_00), (second, 20_00)]
