@@ -24,7 +24,8 @@ class SessionsHandler(JsonHandler):
 
 class SessionHandler(JsonHandler):
     async def get(self, raw_id: str) -> None:
-        self.reply(await self.ctx.catalog.session_view(self.path_id(raw_id, "session")))
+        body = await self.ctx.catalog.session_view_json(self.path_id(raw_id, "session"))
+        self.finish(body)
 
 
 def viewer_key(user_id: int | None, address: str, user_agent: str, secret: bytes) -> str:

@@ -293,3 +293,30 @@ async def test_a_lot_edit_shows_at_once_here_and_promptly_there_and_live_state_i
     mine = await there.lot_view(lot_id)
     mine["reserve_price"] = 1
     assert "reserve_price" not in await there.lot_view(lot_id)
+
+
+async def test_the_kept_session_answer_follows_bids_edits_and_counts_seen_elsewhere(
+    catalogs: tuple[Catalog, Catalog, Engine],
+) -> None:
+    here, there, engine = catalogs
+    session_id = (await here.create_session(session_spec(deposit=0)))["_id"]
+    lot_id = (await here.create_lot(session_id, lot_spec(deposit=0)))["_id"]
+
+    async def answer() -> Any:
+        return orjson.loads(await there.session_view_json(session_id))
+
+    assert await answer() == await there.session_view(session_id)
+    assert await there.session_view_json(session_id) is await there.session_view_json(session_id)  # kept
+
+    async def shows(field: str, value: Any) -> bool:
+        return bool((await answer())["lots"][0][field] == value)
+
+    await here.update_lot(lot_id, {"title": "Bowl"})  # edited in the other process
+    await eventually(lambda: shows("title", "Bowl"))
+    await here.lot_view(lot_id, viewer="u:9")  # a viewer recorded by the other process
+    await eventually(lambda: shows("watchers", 1))  # read again within WATCHERS_FRESH_SECONDS
+    # A bid is a command applied to the book: the next answer shows it, with no invalidation.
+    assert (await engine.execute(OpenLot(lot_id))).ok
+    assert (await engine.execute(PlaceBid(lot_id, 8, 1_000))).ok
+    assert ((await answer())["lots"][0]["price"], (await answer())["lots"][0]["bid_count"]) == (1_000, 1)
+    assert await answer() == await there.session_view(session_id)
