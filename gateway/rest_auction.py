@@ -51,7 +51,7 @@ class LotHandler(JsonHandler):
             self.request.headers.get("User-Agent", ""),
             self.ctx.pseudonym_secret,
         )
-        self.reply(await self.ctx.catalog.lot_view(lot_id, viewer=viewer))
+        self.finish(await self.ctx.catalog.lot_view_json(lot_id, viewer=viewer))
 
 
 class LotBidsHandler(JsonHandler):

@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -204,6 +204,7 @@ class Catalog:
         self._seen_viewers: dict[tuple[int, str], None] = {}
         self._summaries: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its summary
         self._details: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its lot view
+        self._detail_bodies: dict[int, tuple[Document, bytes]] = {}  # lot -> kept view, its JSON
         self._session_summaries: dict[int, tuple[Any, ...]] = {}  # session -> the same
         self._session_views: dict[int, _KeptView] = {}
         self._watchers_moved = 0  # counts changes of any remembered 围观 count
@@ -432,9 +433,14 @@ class Catalog:
             self._watchers_moved += 1
         self._watchers[lot_id] = (count, when)
 
-    async def _watcher_counts(self, lot_ids: list[int], documents: dict[int, Document]) -> dict[int, int]:
+    async def _watcher_counts(
+        self, lot_ids: list[int], documents: dict[int, Document], companions: Sequence[int] = ()
+    ) -> dict[int, int]:
         """Each lot's 围观 count: with the cache live, as read within WATCHERS_FRESH_SECONDS (the
-        ones older read again in one query); without it, as in the documents just read."""
+        ones older read again in one query); without it, as in the documents just read.
+
+        `companions` (a lot's session's other lots) past half that age are read again in the same
+        query: lots viewed in turn then share one query a second instead of one each."""
         if self.cache is None or not self.cache.live:
             return {i: int(documents[i]["doc"].get("watchers", 0)) for i in lot_ids if i in documents}
         now = time.monotonic()
@@ -448,6 +454,12 @@ class Catalog:
                 stale.append(lot_id)
                 if known is not None:
                     # One request reads it again; the ones meanwhile show the count it had.
+                    self._watchers[lot_id] = (known[0], now)
+        if stale and companions:
+            for lot_id in companions:
+                known = self._watchers.get(lot_id)
+                if known is not None and now - known[1] >= WATCHERS_FRESH_SECONDS / 2 and lot_id not in stale:
+                    stale.append(lot_id)
                     self._watchers[lot_id] = (known[0], now)
         if stale:
             async for doc in self.db.lots.find({"_id": {"$in": stale}}, {"watchers": 1}):
@@ -673,6 +685,25 @@ class Catalog:
     async def lot_view(self, lot_id: int, *, viewer: str | None = None) -> Document:
         """One lot's metadata and live state; a `viewer` key (the gateway names who is looking) is
         recorded once per lot, and the lot's 围观 count moves only when that record is new."""
+        detail, _ = await self._lot_view(lot_id, viewer)
+        return dict(detail)  # the caller's own: the admin's view adds the reserve to it
+
+    async def lot_view_json(self, lot_id: int, *, viewer: str | None = None) -> bytes:
+        """`lot_view` as its JSON answer (the same for every viewer), kept with the kept view."""
+        detail, kept = await self._lot_view(lot_id, viewer)
+        if not kept:
+            return orjson.dumps(detail)
+        known = self._detail_bodies.get(lot_id)
+        if known is not None and known[0] is detail:
+            return known[1]
+        answer = orjson.dumps(detail)
+        if len(self._detail_bodies) >= SEEN_VIEWERS_MAX:
+            self._detail_bodies.clear()
+        self._detail_bodies[lot_id] = (detail, answer)
+        return answer
+
+    async def _lot_view(self, lot_id: int, viewer: str | None) -> tuple[Document, bool]:
+        """The lot's view and whether it is the kept one (shared: never to be changed)."""
         live = self.engine.book.lots.get(lot_id)
         if live is None:
             raise NotFound(f"no lot {lot_id}")
@@ -683,9 +714,9 @@ class Catalog:
             raise NotFound(f"no lot {lot_id}")
         session_id = live.session.session_id
         session_entry = (await self._documents("session", [session_id])).get(session_id)
-        watchers = await self._watcher_counts([lot_id], {lot_id: entry})
+        watchers = await self._watcher_counts([lot_id], {lot_id: entry}, live.session.lot_ids)
         if self.cache is None or not self.cache.live:
-            return self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0))
+            return self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0)), False
         # As for the session view's summaries: built again only when something it shows moved.
         shown = (
             *_live_fingerprint(live),
@@ -704,12 +735,12 @@ class Catalog:
             and known[4] is live.rule
         ):
             detail: Document = known[5]
-            return dict(detail)  # the caller's own: the admin's view adds the reserve to it
+            return detail, True
         detail = self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0))
         if len(self._details) >= SEEN_VIEWERS_MAX:
             self._details.clear()
         self._details[lot_id] = (shown, entry, session_entry, live, live.rule, detail)
-        return dict(detail)
+        return detail, True
 
     def _lot_detail(
         self, entry: Document, session_entry: Document | None, live: Lot, watchers: int

@@ -320,3 +320,8 @@ async def test_the_kept_session_answer_follows_bids_edits_and_counts_seen_elsewh
     assert (await engine.execute(PlaceBid(lot_id, 8, 1_000))).ok
     assert ((await answer())["lots"][0]["price"], (await answer())["lots"][0]["bid_count"]) == (1_000, 1)
     assert await answer() == await there.session_view(session_id)
+    # A lot's kept answer likewise.
+    assert orjson.loads(await there.lot_view_json(lot_id)) == await there.lot_view(lot_id)
+    assert (await engine.execute(PlaceBid(lot_id, 9, 1_100))).ok
+    assert orjson.loads(await there.lot_view_json(lot_id, viewer="u:10"))["price"] == 1_100
+    assert orjson.loads(await there.lot_view_json(lot_id))["watchers"] == 2
