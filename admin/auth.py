@@ -58,7 +58,11 @@ class LoginHandler(AdminHandler):
             if not username or not password or len(password) > PASSWORD_MAX:
                 raise BadCredentials("wrong username or password")
             user_id = await self.ctx.accounts.check_password(username, password, admin=True)
-        except BadCredentials:
+            enrolled = await TwoFactor(self.ctx.db).enrolled(user_id)
+        except Exception as error:
+            await guard.failed(username, address)
+            if not isinstance(error, BadCredentials):
+                raise
             await self.audit_login(
                 "auth.login_failed", username, "wrong username or password, or not an admin"
             )
@@ -71,8 +75,9 @@ class LoginHandler(AdminHandler):
                 page_title="Sign in",
             )
             return
-        if await TwoFactor(self.ctx.db).enrolled(user_id):
-            # The password step stays counted as an attempt: only the code completes the sign-in.
+        if enrolled:
+            # The password step counts as a failed attempt: only the code completes the sign-in.
+            await guard.failed(username, address)
             pending = orjson.dumps({"u": user_id, "n": username, "next": next_url})
             self.set_private_cookie(PENDING_COOKIE, pending, path=LOGIN_URL)
             self.redirect(CODE_URL, status=303)
@@ -160,7 +165,13 @@ class CodeHandler(LoginHandler):
             self.set_header("Retry-After", str(error.retry_after_s))
             self.render_code(f"Too many sign-in attempts; try again in {error.retry_after_s} s.")
             return
-        if not await TwoFactor(self.ctx.db).verify(user_id, code):
+        try:
+            right = await TwoFactor(self.ctx.db).verify(user_id, code)
+        except Exception:
+            await guard.failed(username, address)
+            raise
+        if not right:
+            await guard.failed(username, address)
             await self.audit_login("auth.login_failed", username, "wrong or reused two-factor code")
             self.set_status(401)
             self.render_code("That code is wrong or was already used.")

@@ -1,5 +1,6 @@
 """The tornado application: every REST route, the websocket, the bidder app's page and static files."""
 
+import logging
 import pathlib
 from collections.abc import Sequence
 from typing import Any
@@ -174,8 +175,11 @@ def make_engine_app(ctx: AppContext) -> tornado.web.Application:
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """One JSON-ready access log record per request, with its request id."""
     status = handler.get_status()
-    level = access_log.info if status < 400 else access_log.warning if status < 500 else access_log.error
-    level(
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return  # the record's fields are not built for nobody (most requests, at LOG_LEVEL=WARNING)
+    access_log.log(
+        level,
         "%s %s %d",
         handler.request.method,
         handler.request.path,

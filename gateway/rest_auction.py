@@ -24,7 +24,8 @@ class SessionsHandler(JsonHandler):
 
 class SessionHandler(JsonHandler):
     async def get(self, raw_id: str) -> None:
-        self.reply(await self.ctx.catalog.session_view(self.path_id(raw_id, "session")))
+        body = await self.ctx.catalog.session_view_json(self.path_id(raw_id, "session"))
+        self.finish(body)
 
 
 def viewer_key(user_id: int | None, address: str, user_agent: str, secret: bytes) -> str:
@@ -50,7 +51,7 @@ class LotHandler(JsonHandler):
             self.request.headers.get("User-Agent", ""),
             self.ctx.pseudonym_secret,
         )
-        self.reply(await self.ctx.catalog.lot_view(lot_id, viewer=viewer))
+        self.finish(await self.ctx.catalog.lot_view_json(lot_id, viewer=viewer))
 
 
 class LotBidsHandler(JsonHandler):

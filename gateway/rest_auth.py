@@ -41,17 +41,22 @@ class LoginHandler(JsonHandler):
         surface: Literal["app", "admin"] = "admin" if self.admin else "app"
         agent = self.request.headers.get("User-Agent", "")
         try:
-            # Counted as a failure before the password is checked; a success gives it back.
+            # Checked against the limits and reserved before the password is checked; the outcome
+            # counts it as a failure or gives it back (web/signin.py).
             await guard.attempt(username, address)
-            user_id = await self.ctx.accounts.check_password(username, password, admin=self.admin)
-            # An enrolled account needs its code at every door (a bidder token of an admin account
-            # still spends its balance). A missing or wrong code stays counted as a failed attempt.
-            two_factor = TwoFactor(self.ctx.db)
-            if await two_factor.enrolled(user_id):
-                if not code:
-                    raise TwoFactorRequired("this account needs its authenticator code: send it as totp")
-                if not await two_factor.verify(user_id, code):
-                    raise TwoFactorInvalid("the authenticator or recovery code is wrong or already used")
+            try:
+                user_id = await self.ctx.accounts.check_password(username, password, admin=self.admin)
+                # An enrolled account needs its code at every door (a bidder token of an admin
+                # account still spends its balance). A missing or wrong code is a failed attempt.
+                two_factor = TwoFactor(self.ctx.db)
+                if await two_factor.enrolled(user_id):
+                    if not code:
+                        raise TwoFactorRequired("this account needs its authenticator code: send it as totp")
+                    if not await two_factor.verify(user_id, code):
+                        raise TwoFactorInvalid("the authenticator or recovery code is wrong or already used")
+            except Exception:
+                await guard.failed(username, address)
+                raise
         except GavelError as refused:
             await history.record(
                 username=username,

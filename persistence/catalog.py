@@ -13,9 +13,10 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -177,6 +178,18 @@ class LotSpec:
         return cls(**values)
 
 
+@dataclasses.dataclass(slots=True)
+class _KeptView:
+    """A session view as it was built, what it showed (`Catalog._shown_now`), the session's
+    document entry it came from, when its oldest 围观 count is due again, and its JSON once asked."""
+
+    shown: tuple[int, int, int]
+    entry: Document
+    view: Document
+    counts_fresh_until: float
+    body: bytes | None = None
+
+
 class Catalog:
     def __init__(
         self, db: Database, engine: Engine, pseudonym: Pseudonym, cache: ReadCache | None = None
@@ -191,8 +204,9 @@ class Catalog:
         self._seen_viewers: dict[tuple[int, str], None] = {}
         self._summaries: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its summary
         self._details: dict[int, tuple[Any, ...]] = {}  # lot -> what it showed, and its lot view
+        self._detail_bodies: dict[int, tuple[Document, bytes]] = {}  # lot -> kept view, its JSON
         self._session_summaries: dict[int, tuple[Any, ...]] = {}  # session -> the same
-        self._session_views: dict[int, tuple[Any, ...]] = {}  # session -> (what it showed, view)
+        self._session_views: dict[int, _KeptView] = {}
         self._watchers_moved = 0  # counts changes of any remembered 围观 count
         # Admin writes are rare; one at a time keeps MongoDB and the engine in the same order.
         self._write_lock = asyncio.Lock()
@@ -419,9 +433,14 @@ class Catalog:
             self._watchers_moved += 1
         self._watchers[lot_id] = (count, when)
 
-    async def _watcher_counts(self, lot_ids: list[int], documents: dict[int, Document]) -> dict[int, int]:
+    async def _watcher_counts(
+        self, lot_ids: list[int], documents: dict[int, Document], companions: Sequence[int] = ()
+    ) -> dict[int, int]:
         """Each lot's 围观 count: with the cache live, as read within WATCHERS_FRESH_SECONDS (the
-        ones older read again in one query); without it, as in the documents just read."""
+        ones older read again in one query); without it, as in the documents just read.
+
+        `companions` (a lot's session's other lots) past half that age are read again in the same
+        query: lots viewed in turn then share one query a second instead of one each."""
         if self.cache is None or not self.cache.live:
             return {i: int(documents[i]["doc"].get("watchers", 0)) for i in lot_ids if i in documents}
         now = time.monotonic()
@@ -435,6 +454,12 @@ class Catalog:
                 stale.append(lot_id)
                 if known is not None:
                     # One request reads it again; the ones meanwhile show the count it had.
+                    self._watchers[lot_id] = (known[0], now)
+        if stale and companions:
+            for lot_id in companions:
+                known = self._watchers.get(lot_id)
+                if known is not None and now - known[1] >= WATCHERS_FRESH_SECONDS / 2 and lot_id not in stale:
+                    stale.append(lot_id)
                     self._watchers[lot_id] = (known[0], now)
         if stale:
             async for doc in self.db.lots.find({"_id": {"$in": stale}}, {"watchers": 1}):
@@ -460,6 +485,52 @@ class Catalog:
 
     async def session_view(self, session_id: int) -> Document:
         """A session with its lots' live state."""
+        view, _ = await self._session_view(session_id)
+        return dict(view)
+
+    async def session_view_json(self, session_id: int) -> bytes:
+        """The session view as its JSON answer. It is the same for every caller, so its bytes are
+        kept with the view: while nothing it shows moved and none of its 围观 counts is due to be
+        read again, an answer costs no lookup of its fifty lots and no encoding."""
+        kept = self._session_views.get(session_id)
+        if kept is None or not self._still_shown(kept):
+            view, kept = await self._session_view(session_id)
+            if kept is None:
+                return orjson.dumps(view)
+        if kept.body is None:
+            kept.body = orjson.dumps(kept.view)
+        return kept.body
+
+    def _shown_now(self) -> tuple[int, int, int]:
+        # Every change of state, price or terms is a command applied to the book (journaled under
+        # the next seq); every change of a document moves the domain's generation; a moved 围观
+        # count moves `_watchers_moved`.
+        return (
+            self.engine.last_seq,
+            self.cache.stamp(CACHE_DOMAIN) if self.cache else 0,
+            self._watchers_moved,
+        )
+
+    def _still_shown(self, kept: _KeptView) -> bool:
+        return (
+            self.cache is not None
+            and self.cache.live
+            and kept.shown == self._shown_now()
+            and time.monotonic() < kept.counts_fresh_until
+        )
+
+    def _counts_fresh_until(self, lot_ids: list[int]) -> float:
+        """When the first of these lots' 围观 counts is due to be read again (0: one is unknown)."""
+        oldest = None
+        for lot_id in lot_ids:
+            known = self._watchers.get(lot_id)
+            if known is None:
+                return 0.0
+            if oldest is None or known[1] < oldest:
+                oldest = known[1]
+        return (time.monotonic() if oldest is None else oldest) + WATCHERS_FRESH_SECONDS
+
+    async def _session_view(self, session_id: int) -> tuple[Document, _KeptView | None]:
         live = self.engine.book.sessions.get(session_id)
         if live is None:
             raise NotFound(f"no session {session_id}")
@@ -470,24 +541,21 @@ class Catalog:
         lot_docs = await self._documents("lot", lot_ids)
         watchers = await self._watcher_counts(lot_ids, lot_docs)
         remember = self.cache is not None and self.cache.live
-        # The whole view stands while nothing it shows moved: no command applied to the book
-        # (every change of state, price or terms is one, journaled under the next seq), no
-        # document changed (the domain's generation; the entry itself) and no 围观 count moved.
-        shown = (
-            self.engine.last_seq,
-            self.cache.stamp(CACHE_DOMAIN) if self.cache else 0,
-            self._watchers_moved,
-        )
+        # The whole view stands while nothing it shows moved (`_shown_now`) and the session's
+        # document is the one it was built from.
+        shown = self._shown_now()
         known = self._session_views.get(session_id)
-        if remember and known is not None and known[0] == shown and known[1] is entry:
-            kept: Document = known[2]
-            return dict(kept)
+        if remember and known is not None and known.shown == shown and known.entry is entry:
+            known.counts_fresh_until = self._counts_fresh_until(lot_ids)
+            return known.view, known
         view = self._build_session_view(entry, live, lot_ids, lot_docs, watchers)
-        if remember:
-            if len(self._session_views) >= SEEN_VIEWERS_MAX:
-                self._session_views.clear()
-            self._session_views[session_id] = (shown, entry, view)
-        return dict(view)
+        if not remember:
+            return view, None
+        if len(self._session_views) >= SEEN_VIEWERS_MAX:
+            self._session_views.clear()
+        kept = _KeptView(shown, entry, view, self._counts_fresh_until(lot_ids))
+        self._session_views[session_id] = kept
+        return view, kept
 
     def _build_session_view(
         self,
@@ -617,6 +685,25 @@ class Catalog:
     async def lot_view(self, lot_id: int, *, viewer: str | None = None) -> Document:
         """One lot's metadata and live state; a `viewer` key (the gateway names who is looking) is
         recorded once per lot, and the lot's 围观 count moves only when that record is new."""
+        detail, _ = await self._lot_view(lot_id, viewer)
+        return dict(detail)  # the caller's own: the admin's view adds the reserve to it
+
+    async def lot_view_json(self, lot_id: int, *, viewer: str | None = None) -> bytes:
+        """`lot_view` as its JSON answer (the same for every viewer), kept with the kept view."""
+        detail, kept = await self._lot_view(lot_id, viewer)
+        if not kept:
+            return orjson.dumps(detail)
+        known = self._detail_bodies.get(lot_id)
+        if known is not None and known[0] is detail:
+            return known[1]
+        answer = orjson.dumps(detail)
+        if len(self._detail_bodies) >= SEEN_VIEWERS_MAX:
+            self._detail_bodies.clear()
+        self._detail_bodies[lot_id] = (detail, answer)
+        return answer
+
+    async def _lot_view(self, lot_id: int, viewer: str | None) -> tuple[Document, bool]:
+        """The lot's view and whether it is the kept one (shared: never to be changed)."""
         live = self.engine.book.lots.get(lot_id)
         if live is None:
             raise NotFound(f"no lot {lot_id}")
@@ -627,9 +714,9 @@ class Catalog:
             raise NotFound(f"no lot {lot_id}")
         session_id = live.session.session_id
         session_entry = (await self._documents("session", [session_id])).get(session_id)
-        watchers = await self._watcher_counts([lot_id], {lot_id: entry})
+        watchers = await self._watcher_counts([lot_id], {lot_id: entry}, live.session.lot_ids)
         if self.cache is None or not self.cache.live:
-            return self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0))
+            return self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0)), False
         # As for the session view's summaries: built again only when something it shows moved.
         shown = (
             *_live_fingerprint(live),
@@ -648,12 +735,12 @@ class Catalog:
             and known[4] is live.rule
         ):
             detail: Document = known[5]
-            return dict(detail)  # the caller's own: the admin's view adds the reserve to it
+            return detail, True
         detail = self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0))
         if len(self._details) >= SEEN_VIEWERS_MAX:
             self._details.clear()
         self._details[lot_id] = (shown, entry, session_entry, live, live.rule, detail)
-        return dict(detail)
+        return detail, True
 
     def _lot_detail(
         self, entry: Document, session_entry: Document | None, live: Lot, watchers: int

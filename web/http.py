@@ -233,10 +233,14 @@ class JsonHandler(tornado.web.RequestHandler):
         # A caller's request id (if sane) is kept so one request can be followed across services.
         incoming = self.request.headers.get("X-Request-Id", "")
         request_id = incoming if REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
-        self.set_header("X-Request-Id", request_id)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
+        # Straight into the answer's headers: every value is a constant or matched REQUEST_ID, and
+        # `set_header` would check and convert each one again on every request (a few percent of
+        # a small answer's CPU).
+        headers = self._headers
+        headers["X-Request-Id"] = request_id
+        headers["Content-Type"] = "application/json; charset=utf-8"
+        headers["Cache-Control"] = "no-store"
+        headers["X-Content-Type-Options"] = "nosniff"
 
     def compute_etag(self) -> str | None:
         # Every answer is `Cache-Control: no-store`: nothing keeps one to revalidate it, so the

@@ -1,9 +1,17 @@
 """Sign-in and registration throttling, shared by the JSON login and the admin UI's sign-in.
 
 Policy (docs/security.md, "Sign-in"):
-- Every sign-in attempt is counted *before* the password is checked, in one Redis Lua script that
-  checks every limit and counts in the same step: concurrent guesses cannot slip past a limit
-  between a read and a write (the old counter's race). A successful sign-in gives its count back.
+- Limits count failures, and an attempt is checked against them *before* the password is, in one
+  Redis Lua script that checks every limit and reserves the attempt in the same step: concurrent
+  guesses cannot slip past a limit between a read and a write (the old counter's race). The
+  reservation is a "pending" count (with a lease, PENDING_LEASE_MS, in case its process dies); the
+  outcome turns it into a failure (`failed`: counted, back-off) or gives it back (`succeeded`).
+- While an attempt's outcome is pending, another one that its failure could refuse waits for it
+  instead of being judged on a guess: in a scope with back-off, one attempt at a time; in one
+  without, while failures + pending reach the limit. So concurrent correct sign-ins of one account
+  all succeed (each waits for the one before, whose success leaves no back-off), and concurrent
+  wrong ones meet the back-off the first failure starts: never more password checks than before.
+  A wait gives up after TURN_WAIT_S (429, retry in 1 s).
 - Three scopes, each a failure count over a fixed window (1 h): the account from this address
   (LOGIN_FAILURES_PER_ACCOUNT_ADDRESS, 10), the address over all accounts
   (LOGIN_FAILURES_PER_ADDRESS, 100: password spraying) and the account over all addresses
@@ -14,7 +22,8 @@ Policy (docs/security.md, "Sign-in"):
   signed in successfully to the account before is exempt from the account-wide scope altogether.
   The address scope has no back-off: addresses are shared (NAT, offices), and one person's typos
   must not slow everyone behind it; its count alone bounds spraying.
-- Registration: REGISTRATIONS_PER_ADDRESS attempts per address per hour.
+- Registration: REGISTRATIONS_PER_ADDRESS attempts per address per hour, counted at once (there is
+  no password to check).
 - Redis unreachable: the same rules, counted in this process's memory (fail closed, not open).
 
 Refusals raise `SigninRefused` (429 RATE_LIMITED, `Retry-After`, `retry_after_s`).
@@ -22,8 +31,11 @@ Refusals raise `SigninRefused` (429 RATE_LIMITED, `Retry-After`, `retry_after_s`
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import dataclasses
+import enum
 import logging
 import math
 import re
@@ -48,17 +60,23 @@ KNOWN_ADDRESS_TTL_MS = 90 * 86_400_000
 MEMORY_KEYS = 100_000
 KEY_PART_MAX = 64
 PREFIX = "gavel:signin:"
+PENDING_SUFFIX = ":pending"
+# An attempt's reservation outlives its process by at most this (a crash between the check and
+# its outcome); a password check plus a second factor take far less.
+PENDING_LEASE_MS = 10_000
+# How long an attempt waits for a pending one's outcome before it is refused (429, retry in 1 s),
+# and how often it looks again when that attempt is another process's.
+TURN_WAIT_S = 12.0
+TURN_POLL_S = 0.05
 
-# KEYS: one hash per scope ({n: failures in the window, until: ms before which nothing is tried}),
-# then optionally a marker key: when it exists, the last scope is skipped (a known address).
-# ARGV: now_ms, window_ms, base_ms, number of scopes, then (limit, back-off cap ms; 0 = none) each.
-# Returns {1, 0} when the attempt may go ahead (and is now counted), else {0, retry_after_ms}.
-_ATTEMPT = """
+# Registration: KEYS one hash per scope; ARGV now_ms, window_ms, base_ms, number of scopes, then
+# (limit, back-off cap ms; 0 = none) each. Checks every limit and counts in the same step.
+# Returns {1, 0} when it may go ahead (and is now counted), else {0, retry_after_ms}.
+_COUNT = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local base = tonumber(ARGV[3])
 local scopes = tonumber(ARGV[4])
-if #KEYS > scopes and redis.call('EXISTS', KEYS[#KEYS]) == 1 then scopes = scopes - 1 end
 local retry = 0
 for i = 1, scopes do
   local key = KEYS[i]
@@ -88,18 +106,84 @@ end
 return {1, 0}
 """
 
-# A successful sign-in: KEYS[1] the account-from-address hash (deleted), KEYS[2..] hashes whose
-# count it gives back (and whose back-off it lifts), the last KEY the "known address" marker.
-# ARGV[1]: the marker's lifetime in ms.
-_SUCCEEDED = """
-redis.call('DEL', KEYS[1])
-for i = 2, #KEYS - 1 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    if redis.call('HINCRBY', KEYS[i], 'n', -1) <= 0 then redis.call('HSET', KEYS[i], 'n', 0) end
-    redis.call('HDEL', KEYS[i], 'until')
+# A sign-in attempt. KEYS: the S scopes' hashes ({n: failures in the window, until: ms before which
+# nothing is tried}), then their S pending counters, then the "known address" marker: when it
+# exists, the last scope is skipped. ARGV: now_ms, window_ms, S, then (limit, back-off cap ms;
+# 0 = none) each, then the pending lease in ms.
+# Returns {1, 0}: reserved (pending in every scope used); {0, retry_after_ms}: refused;
+# {2, 0}: an attempt whose failure could refuse this one is pending: wait for its outcome.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local scopes = tonumber(ARGV[3])
+local lease = tonumber(ARGV[4 + 2 * scopes])
+local used = scopes
+if redis.call('EXISTS', KEYS[2 * scopes + 1]) == 1 then used = scopes - 1 end
+local retry = 0
+local busy = false
+for i = 1, used do
+  local key = KEYS[i]
+  local limit = tonumber(ARGV[2 + 2 * i])
+  local cap = tonumber(ARGV[3 + 2 * i])
+  local state = redis.call('HMGET', key, 'n', 'until')
+  local n = tonumber(state[1]) or 0
+  local wait_until = tonumber(state[2]) or 0
+  local pending = tonumber(redis.call('GET', KEYS[scopes + i])) or 0
+  if n >= limit then
+    local ttl = redis.call('PTTL', key)
+    if ttl < 1 then ttl = window end
+    if ttl > retry then retry = ttl end
+  end
+  if wait_until - now > retry then retry = wait_until - now end
+  if (cap > 0 and pending > 0) or n + pending >= limit then busy = true end
+end
+if retry > 0 then return {0, retry} end
+if busy then return {2, 0} end
+for i = 1, used do
+  redis.call('INCR', KEYS[scopes + i])
+  redis.call('PEXPIRE', KEYS[scopes + i], lease)
+end
+return {1, 0}
+"""
+
+# A wrong password (or code): the reservation becomes a failure in every scope it was made in.
+# KEYS and ARGV as _RESERVE's (without the lease); the marker cannot have appeared meanwhile (only
+# a success of the same account from the same address sets it, and those wait for each other).
+_FAILED = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local base = tonumber(ARGV[3])
+local scopes = tonumber(ARGV[4])
+local used = scopes
+if redis.call('EXISTS', KEYS[2 * scopes + 1]) == 1 then used = scopes - 1 end
+for i = 1, used do
+  local key = KEYS[i]
+  local cap = tonumber(ARGV[4 + 2 * i])
+  if redis.call('DECR', KEYS[scopes + i]) <= 0 then redis.call('DEL', KEYS[scopes + i]) end
+  local n = redis.call('HINCRBY', key, 'n', 1)
+  if n == 1 then redis.call('PEXPIRE', key, window) end
+  if cap > 0 then
+    local wait = math.min(base * math.pow(2, math.min(n - 1, 40)), cap)
+    redis.call('HSET', key, 'until', string.format('%d', now + wait))
+    if redis.call('PTTL', key) < wait then redis.call('PEXPIRE', key, wait) end
   end
 end
-redis.call('SET', KEYS[#KEYS], '1', 'PX', ARGV[1])
+return 1
+"""
+
+# A success. KEYS: the pair, address and account hashes, their three pending counters, the
+# "known address" marker. The pair's failures are forgotten; the shared scopes keep theirs (they
+# are other people's) but lose their back-off; the reservation is given back; the address becomes
+# known to the account. ARGV[1]: the marker's lifetime in ms.
+_SUCCEEDED = """
+local used = 3
+if redis.call('EXISTS', KEYS[7]) == 1 then used = 2 end
+redis.call('DEL', KEYS[1])
+for i = 1, 3 do
+  if i <= used and redis.call('DECR', KEYS[3 + i]) <= 0 then redis.call('DEL', KEYS[3 + i]) end
+  if i > 1 and redis.call('EXISTS', KEYS[i]) == 1 then redis.call('HDEL', KEYS[i], 'until') end
+end
+redis.call('SET', KEYS[7], '1', 'PX', ARGV[1])
 return 1
 """
 
@@ -152,15 +236,23 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-class _MemoryCounters:
-    """The Lua scripts' rules over a bounded dict: what one process enforces while Redis is down.
+class Verdict(enum.Enum):
+    RESERVED = 1  # go ahead: check the password, then call `failed` or `succeeded`
+    REFUSED = 0
+    WAIT = 2  # an attempt whose failure could refuse this one is pending
 
-    Atomic without a lock: nothing awaits between the check and the count.
+
+class _MemoryCounters:
+    """The Lua scripts' rules over bounded dicts: what one process enforces while Redis is down.
+
+    Atomic without a lock: nothing awaits between a check and its write.
     """
 
     def __init__(self) -> None:
         # key -> [failures, wait_until_ms, window_end_ms]
         self.entries: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
+        # key -> [attempts pending, monotonic ms when the last reservation's lease ends]
+        self.pending: dict[str, list[int]] = {}
         self.known: collections.OrderedDict[str, int] = collections.OrderedDict()
 
     def _get(self, key: str, now: int) -> list[int] | None:
@@ -170,17 +262,33 @@ class _MemoryCounters:
             return None
         return entry
 
-    def attempt(self, scopes: Sequence[_Scope], now: int, policy: SigninPolicy) -> int:
+    def _pending(self, key: str) -> int:
+        held = self.pending.get(key)
+        if held is None:
+            return 0
+        if held[1] <= _monotonic_ms():
+            del self.pending[key]
+            return 0
+        return held[0]
+
+    def _check(self, scopes: Sequence[_Scope], now: int, pending: bool) -> tuple[Verdict, int]:
         retry = 0
+        busy = False
         for scope in scopes:
             entry = self._get(scope.key, now)
-            if entry is None:
-                continue
-            if entry[0] >= scope.limit:
-                retry = max(retry, entry[2] - now)
-            retry = max(retry, entry[1] - now)
+            waiting = self._pending(scope.key) if pending else 0
+            n = 0 if entry is None else entry[0]
+            if entry is not None:
+                if n >= scope.limit:
+                    retry = max(retry, entry[2] - now)
+                retry = max(retry, entry[1] - now)
+            if (scope.backoff_cap_ms and waiting) or n + waiting >= scope.limit:
+                busy = True
         if retry > 0:
-            return retry
+            return Verdict.REFUSED, retry
+        return (Verdict.WAIT if busy and pending else Verdict.RESERVED), 0
+
+    def _fail(self, scopes: Sequence[_Scope], now: int, policy: SigninPolicy) -> None:
         for scope in scopes:
             entry = self._get(scope.key, now)
             if entry is None:
@@ -193,16 +301,52 @@ class _MemoryCounters:
             self.entries.move_to_end(scope.key)
         while len(self.entries) > MEMORY_KEYS:
             self.entries.popitem(last=False)
+
+    def _give_back(self, key: str) -> None:
+        held = self.pending.get(key)
+        if held is not None:
+            held[0] -= 1
+            if held[0] <= 0:
+                del self.pending[key]
+
+    def count(self, scopes: Sequence[_Scope], now: int, policy: SigninPolicy) -> int:
+        """Registration: check and count at once; the wait in ms when refused, else 0."""
+        verdict, retry = self._check(scopes, now, pending=False)
+        if verdict is Verdict.REFUSED:
+            return retry
+        self._fail(scopes, now, policy)
         return 0
 
-    def succeeded(self, pair: str, others: Sequence[str], known: str, now: int, ttl_ms: int) -> None:
+    def reserve(self, scopes: Sequence[_Scope], now: int, lease_ms: int) -> tuple[Verdict, int]:
+        verdict, retry = self._check(scopes, now, pending=True)
+        if verdict is Verdict.RESERVED:
+            until = _monotonic_ms() + lease_ms
+            for scope in scopes:
+                held = self.pending.get(scope.key)
+                if held is None:
+                    held = self.pending[scope.key] = [0, until]
+                held[0] += 1
+                held[1] = until
+            if len(self.pending) > MEMORY_KEYS:  # only under a flood: leases then end early
+                self.pending.clear()
+        return verdict, retry
+
+    def failed(self, scopes: Sequence[_Scope], now: int, policy: SigninPolicy) -> None:
+        for scope in scopes:
+            self._give_back(scope.key)
+        self._fail(scopes, now, policy)
+
+    def succeeded(
+        self, pair: str, others: Sequence[str], reserved: Sequence[str], known: str, now: int
+    ) -> None:
         self.entries.pop(pair, None)
+        for key in reserved:
+            self._give_back(key)
         for key in others:
             entry = self._get(key, now)
             if entry is not None:
-                entry[0] = max(0, entry[0] - 1)
                 entry[1] = 0
-        self.known[known] = now + ttl_ms
+        self.known[known] = now + KNOWN_ADDRESS_TTL_MS
         self.known.move_to_end(known)
         while len(self.known) > MEMORY_KEYS:
             self.known.popitem(last=False)
@@ -211,12 +355,17 @@ class _MemoryCounters:
         return self.known.get(known, 0) > now
 
 
+def _monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
 class SigninGuard:
     """Throttles sign-in attempts and registrations; one per application (`signin_guard(ctx)`).
 
     Use: `await guard.attempt(account, address)` before checking a password (raises SigninRefused,
-    or counts the attempt as a failure), then `await guard.succeeded(account, address)` when it
-    was right. A wrong password needs no call: it was counted already.
+    or reserves the attempt, waiting first for a pending attempt whose failure could refuse it),
+    then exactly one of `await guard.failed(account, address)` (a wrong password or code, or any
+    error: counted as a failure) and `await guard.succeeded(account, address)`.
     """
 
     def __init__(
@@ -229,8 +378,14 @@ class SigninGuard:
         self.policy = policy or SigninPolicy()
         self.now_ms = now_ms
         self.memory = _MemoryCounters()
-        self._attempt = client.register_script(_ATTEMPT)
+        self._count = client.register_script(_COUNT)
+        self._reserve = client.register_script(_RESERVE)
+        self._failed = client.register_script(_FAILED)
         self._succeeded = client.register_script(_SUCCEEDED)
+        # Set (and replaced) whenever an attempt of this process ends: its waiters look again at
+        # once; a waiter for another process's attempt looks again every TURN_POLL_S.
+        self._turn: asyncio.Event | None = None
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
 
     # -- keys ----------------------------------------------------------------------------------
     @staticmethod
@@ -243,36 +398,96 @@ class SigninGuard:
             f"{PREFIX}known:{who}|{where}",
         )
 
-    # -- sign-in -------------------------------------------------------------------------------
-    async def attempt(self, account: str, address: str) -> None:
-        """Count one attempt to sign in to `account` from `address`, or refuse it."""
+    def _scopes(self, pair: str, addr: str, acct: str) -> list[_Scope]:
         policy = self.policy
-        pair, addr, acct, known = self._keys(account, address)
         # The account-wide scope last: an address known to the account skips it.
-        scopes = [
+        return [
             _Scope(pair, policy.failures_per_account_address, policy.backoff_max_ms),
             _Scope(addr, policy.failures_per_address, 0),
             _Scope(acct, policy.failures_per_account, policy.account_backoff_max_ms),
         ]
+
+    @staticmethod
+    def _script_keys(scopes: Sequence[_Scope], known: str) -> list[str]:
+        return [s.key for s in scopes] + [s.key + PENDING_SUFFIX for s in scopes] + [known]
+
+    def _script_args(self, now: int, scopes: Sequence[_Scope], *, base: bool) -> list[Any]:
+        args: list[Any] = [now, self.policy.window_ms]
+        if base:
+            args.append(self.policy.backoff_base_ms)
+        args.append(len(scopes))
+        for scope in scopes:
+            args += [scope.limit, scope.backoff_cap_ms]
+        return args
+
+    # -- sign-in -------------------------------------------------------------------------------
+    async def attempt(self, account: str, address: str) -> None:
+        """Reserve one attempt to sign in to `account` from `address`, or refuse it."""
+        pair, addr, acct, known = self._keys(account, address)
+        scopes = self._scopes(pair, addr, acct)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + TURN_WAIT_S
+        while True:
+            now = self.now_ms()
+            try:
+                args = [*self._script_args(now, scopes, base=False), PENDING_LEASE_MS]
+                verdict_code, retry_ms = await self._reserve(keys=self._script_keys(scopes, known), args=args)
+                verdict, retry_ms = Verdict(int(verdict_code)), int(retry_ms)
+            except redis.RedisError:
+                log.warning("sign-in throttle: Redis unavailable, counting in this process", exc_info=True)
+                used = scopes[:-1] if self.memory.is_known(known, now) else scopes
+                verdict, retry_ms = self.memory.reserve(used, now, PENDING_LEASE_MS)
+            if verdict is Verdict.RESERVED:
+                return
+            if verdict is Verdict.REFUSED:
+                raise SigninRefused(
+                    "too many sign-in attempts; wait before trying again", _seconds(max(1, retry_ms))
+                )
+            if loop.time() >= give_up:
+                raise SigninRefused("another sign-in to this account is being checked; try again", 1)
+            await self._next_turn(loop)
+
+    async def failed(self, account: str, address: str) -> None:
+        """The reserved attempt was wrong (or could not be checked): count it as a failure."""
+        pair, addr, acct, known = self._keys(account, address)
+        scopes = self._scopes(pair, addr, acct)
         now = self.now_ms()
         try:
-            retry_ms = await self._run(scopes, now, exempt_last_if=known)
+            await self._failed(
+                keys=self._script_keys(scopes, known), args=self._script_args(now, scopes, base=True)
+            )
         except redis.RedisError:
             log.warning("sign-in throttle: Redis unavailable, counting in this process", exc_info=True)
-            if self.memory.is_known(known, now):
-                scopes.pop()
-            retry_ms = self.memory.attempt(scopes, now, policy)
-        if retry_ms > 0:
-            raise SigninRefused("too many sign-in attempts; wait before trying again", _seconds(retry_ms))
+            used = scopes[:-1] if self.memory.is_known(known, now) else scopes
+            self.memory.failed(used, now, self.policy)
+        finally:
+            self._end_turn()
 
     async def succeeded(self, account: str, address: str) -> None:
-        """The attempt was right: forget this address's failures, give back the shared counts."""
+        """The reserved attempt was right: forget this address's failures, lift the shared
+        scopes' back-off, remember the address as the account's."""
         pair, addr, acct, known = self._keys(account, address)
+        scopes = self._scopes(pair, addr, acct)
         try:
-            await self._succeeded(keys=[pair, addr, acct, known], args=[KNOWN_ADDRESS_TTL_MS])
+            await self._succeeded(keys=self._script_keys(scopes, known), args=[KNOWN_ADDRESS_TTL_MS])
         except redis.RedisError:
             log.warning("sign-in throttle: Redis unavailable, counting in this process", exc_info=True)
-            self.memory.succeeded(pair, (addr, acct), known, self.now_ms(), KNOWN_ADDRESS_TTL_MS)
+            now = self.now_ms()
+            reserved = (pair, addr) if self.memory.is_known(known, now) else (pair, addr, acct)
+            self.memory.succeeded(pair, (addr, acct), reserved, known, now)
+        finally:
+            self._end_turn()
+
+    async def _next_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._turn is None or self._turn_loop is not loop:
+            self._turn, self._turn_loop = asyncio.Event(), loop
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._turn.wait(), TURN_POLL_S)
+
+    def _end_turn(self) -> None:
+        if self._turn is not None:
+            self._turn.set()
+            self._turn = None
 
     # -- registration --------------------------------------------------------------------------
     async def register(self, address: str) -> None:
@@ -280,25 +495,17 @@ class SigninGuard:
         scope = _Scope(f"{PREFIX}register:{_address_part(address)}", self.policy.registrations_per_address, 0)
         now = self.now_ms()
         try:
-            retry_ms = await self._run([scope], now)
+            allowed, retry = await self._count(
+                keys=[scope.key], args=self._script_args(now, [scope], base=True)
+            )
+            retry_ms = 0 if int(allowed) else max(1, int(retry))
         except redis.RedisError:
             log.warning("registration limit: Redis unavailable, counting in this process", exc_info=True)
-            retry_ms = self.memory.attempt([scope], now, self.policy)
+            retry_ms = self.memory.count([scope], now, self.policy)
         if retry_ms > 0:
             raise SigninRefused(
                 "too many registrations from this address; try again later", _seconds(retry_ms)
             )
-
-    async def _run(self, scopes: Sequence[_Scope], now: int, exempt_last_if: str | None = None) -> int:
-        """One round trip: check every scope, count in all of them or in none."""
-        args: list[Any] = [now, self.policy.window_ms, self.policy.backoff_base_ms, len(scopes)]
-        for scope in scopes:
-            args += [scope.limit, scope.backoff_cap_ms]
-        keys = [scope.key for scope in scopes]
-        if exempt_last_if is not None:
-            keys.append(exempt_last_if)
-        allowed, retry_ms = await self._attempt(keys=keys, args=args)
-        return 0 if int(allowed) else max(1, int(retry_ms))
 
 
 def _seconds(ms: int) -> int:

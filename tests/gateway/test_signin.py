@@ -129,6 +129,25 @@ async def test_concurrent_wrong_guesses_with_backoff_get_one_check(
     assert sorted(a.status for a in answers) == [401] + [429] * 49
 
 
+async def test_concurrent_correct_sign_ins_all_succeed_while_wrong_ones_meet_the_limit(
+    app_server: AppServer, password_checks: list[str]
+) -> None:
+    guard = use_policy(app_server, failures_per_account_address=3)
+    guard.now_ms = SteppedClock()  # time stands still: any back-off started would refuse
+    await app_server.register("twin", "twin-password")
+    # Two devices behind one address, and three fresh addresses, sign in at the same moment.
+    addresses = ["127.0.0.1"] * 4 + ["127.0.0.41", "127.0.0.42", "127.0.0.43"]
+    answers = await asyncio.gather(*(login_from(app_server, a, "twin", "twin-password") for a in addresses))
+    assert [a.status for a in answers] == [200] * len(addresses), [a.body for a in answers]
+    # Wrong passwords still meet the limit: three failures, then the fourth is refused unchecked.
+    guard.now_ms = LeapingClock()  # only the count may stop them
+    password_checks.clear()
+    for _ in range(3):
+        assert (await login_from(app_server, "127.0.0.44", "twin", "wrong-password")).status == 401
+    assert_refused(await login_from(app_server, "127.0.0.44", "twin", "wrong-password"))
+    assert password_checks == ["wrong-password"] * 3
+
+
 async def test_backoff_doubles_and_a_success_clears_it(app_server: AppServer) -> None:
     clock = SteppedClock()
     use_policy(app_server).now_ms = clock
@@ -258,18 +277,30 @@ async def test_without_redis_the_limits_hold_in_memory(redis_client: aioredis.Re
     )
     try:
         await guard.attempt("alice", "192.0.2.1")
+        await guard.failed("alice", "192.0.2.1")
         with pytest.raises(SigninRefused) as refused:
             await guard.attempt("alice", "192.0.2.1")
         assert refused.value.retry_after_s == 1
         clock.now += 1_000
         await guard.attempt("alice", "192.0.2.1")
+        await guard.failed("alice", "192.0.2.1")
         clock.now += 2_000
         await guard.attempt("alice", "192.0.2.1")
+        await guard.failed("alice", "192.0.2.1")
         clock.now += 600_000  # past any back-off, inside the hour's window
         with pytest.raises(SigninRefused):  # three failures: the limit, not fail-open
             await guard.attempt("alice", "192.0.2.1")
         await guard.succeeded("alice", "192.0.2.1")
         await guard.attempt("alice", "192.0.2.1")
+        await guard.succeeded("alice", "192.0.2.1")
+
+        async def right_password(address: str) -> None:
+            await guard.attempt("bob", address)
+            await asyncio.sleep(0.01)  # the password check
+            await guard.succeeded("bob", address)
+
+        # Correct sign-ins at once, from one address and from two: none refuses another.
+        await asyncio.gather(*(right_password(a) for a in ("192.0.2.1", "192.0.2.1", "192.0.2.9")))
         await guard.register("192.0.2.1")
         await guard.register("192.0.2.1")
         with pytest.raises(SigninRefused):

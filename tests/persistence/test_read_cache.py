@@ -9,6 +9,7 @@ import pathlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,7 +23,8 @@ from persistence.accounts import Accounts, ScryptParams
 from persistence.catalog import Catalog
 from persistence.mongo import connect, ensure_indexes
 from persistence.read_cache import MISSING, ReadCache
-from persistence.shop import ensure_shop_indexes, mongo_shop
+from persistence.redis_pipe import PipelinedRedis
+from persistence.shop import RedisCartStore, ensure_shop_indexes, mongo_shop
 from shop.model import CART_LIMIT, CartFull, CourseNotOnSale, InvalidPolicy
 from shop.service import ShopService
 from shop.storefront import CourseQuery
@@ -174,17 +176,26 @@ async def test_a_read_that_raced_a_change_is_not_kept(redis_client: aioredis.Red
 
 
 class CountingRedis:
-    """Counts the commands a client sends (each is a round trip here: no pipeline in the cart)."""
+    """Counts the commands sent through a client and through the cart's pipelined connection
+    (each a round trip: the cart sends one command per request)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, pipe: PipelinedRedis | None) -> None:
         self.commands: list[str] = []
-        self._send = client.execute_command
+        send = client.execute_command
 
         async def counted(*args: Any, **options: Any) -> Any:
             self.commands.append(str(args[0]))
-            return await self._send(*args, **options)
+            return await send(*args, **options)
 
         client.execute_command = counted  # type: ignore[method-assign]
+        if pipe is not None:
+            pipe_send = pipe.execute
+
+            async def pipe_counted(*args: str | bytes | int) -> Any:
+                self.commands.append(str(args[0]))
+                return await pipe_send(*args)
+
+            pipe.execute = pipe_counted  # type: ignore[method-assign]
 
 
 async def test_a_cart_add_and_a_cart_view_are_one_redis_round_trip_each(
@@ -196,7 +207,9 @@ async def test_a_cart_add_and_a_cart_view_are_one_redis_round_trip_each(
     other_course, other_policy = await cluster.course()
     await shop.cart_add(7001, first, first_policy)  # the course cache warms
     await shop.cart_add(7001, second, second_policy)
-    counting = CountingRedis(redis_client)
+    carts = shop.carts
+    assert isinstance(carts, RedisCartStore) and carts.pipe is not None  # its own connection
+    counting = CountingRedis(redis_client, carts.pipe)
     lines = await shop.cart_add(7001, first, first_policy)  # again: replaces, no duplicate
     assert counting.commands == ["EVALSHA"]
     assert [(line.course_id, line.price) for line in lines] == [(first, 10_00), (second, 20_00)]
@@ -280,3 +293,35 @@ async def test_a_lot_edit_shows_at_once_here_and_promptly_there_and_live_state_i
     mine = await there.lot_view(lot_id)
     mine["reserve_price"] = 1
     assert "reserve_price" not in await there.lot_view(lot_id)
+
+
+async def test_the_kept_session_answer_follows_bids_edits_and_counts_seen_elsewhere(
+    catalogs: tuple[Catalog, Catalog, Engine],
+) -> None:
+    here, there, engine = catalogs
+    session_id = (await here.create_session(session_spec(deposit=0)))["_id"]
+    lot_id = (await here.create_lot(session_id, lot_spec(deposit=0)))["_id"]
+
+    async def answer() -> Any:
+        return orjson.loads(await there.session_view_json(session_id))
+
+    assert await answer() == await there.session_view(session_id)
+    assert await there.session_view_json(session_id) is await there.session_view_json(session_id)  # kept
+
+    async def shows(field: str, value: Any) -> bool:
+        return bool((await answer())["lots"][0][field] == value)
+
+    await here.update_lot(lot_id, {"title": "Bowl"})  # edited in the other process
+    await eventually(lambda: shows("title", "Bowl"))
+    await here.lot_view(lot_id, viewer="u:9")  # a viewer recorded by the other process
+    await eventually(lambda: shows("watchers", 1))  # read again within WATCHERS_FRESH_SECONDS
+    # A bid is a command applied to the book: the next answer shows it, with no invalidation.
+    assert (await engine.execute(OpenLot(lot_id))).ok
+    assert (await engine.execute(PlaceBid(lot_id, 8, 1_000))).ok
+    assert ((await answer())["lots"][0]["price"], (await answer())["lots"][0]["bid_count"]) == (1_000, 1)
+    assert await answer() == await there.session_view(session_id)
+    # A lot's kept answer likewise.
+    assert orjson.loads(await there.lot_view_json(lot_id)) == await there.lot_view(lot_id)
+    assert (await engine.execute(PlaceBid(lot_id, 9, 1_100))).ok
+    assert orjson.loads(await there.lot_view_json(lot_id, viewer="u:10"))["price"] == 1_100
+    assert orjson.loads(await there.lot_view_json(lot_id))["watchers"] == 2
