@@ -32,19 +32,7 @@ class PaymentRecords:
 
     async def create(self, request: PaymentRequest, provider: str) -> Document:
         """Idempotent on `out_trade_no`; the same number with a different amount is refused."""
-        doc: Document = {
-            "_id": request.out_trade_no,
-            "provider": provider,
-            "user_id": request.user_id,  # who may read its status (and, in the sandbox, pay it)
-            "amount": int(request.amount),
-            "subject": request.subject,
-            "status": "pending",
-            "handled": False,
-            "refunded": 0,
-            "trade_no": None,
-            "created_at": utc_now(),
-            "paid_at": None,
-        }
+        doc = self._new(request, provider)
         try:
             await self.db.payments.insert_one(doc)
         except DuplicateKeyError:
@@ -58,6 +46,29 @@ class PaymentRecords:
                 raise IllegalTransition(f"payment {request.out_trade_no} exists with other terms") from None
             return existing
         return doc
+
+    async def create_in(self, request: PaymentRequest, provider: str, session: TxSession) -> Document:
+        """A new payment (a new, random `out_trade_no`) in `session`'s transaction: no duplicate to
+        answer there (a duplicate key would abort the whole transaction; it is an error)."""
+        doc = self._new(request, provider)
+        await self.db.payments.insert_one(doc, session=session)
+        return doc
+
+    @staticmethod
+    def _new(request: PaymentRequest, provider: str) -> Document:
+        return {
+            "_id": request.out_trade_no,
+            "provider": provider,
+            "user_id": request.user_id,  # who may read its status (and, in the sandbox, pay it)
+            "amount": int(request.amount),
+            "subject": request.subject,
+            "status": "pending",
+            "handled": False,
+            "refunded": 0,
+            "trade_no": None,
+            "created_at": utc_now(),
+            "paid_at": None,
+        }
 
     async def get(self, out_trade_no: str) -> Document | None:
         return await self.db.payments.find_one({"_id": out_trade_no})

@@ -5,8 +5,11 @@ costs and spends (coupons, balance), when it is paid, what a late payment gets (
 unpaid order is cancelled and what that gives back, and who gets a coupon (the order's later life,
 cancel by its owner, payment retries and refunds: shop/order_life.py). The functions that take
 a `ShopUnitOfWork` run inside one transaction (`ShopStore.atomically`) and have no side effect
-outside it; the provider is called only by `ensure_pay_url` and `refund_late_payment`, after the
-transaction. shop/service.py runs them.
+outside it. A new order's provider payment is made in the order's own transaction when the
+provider makes it locally (`uow.payments.open`: the sandbox, Alipay's page pay sign a URL and
+store our record of the attempt, no network call), so one commit writes both and an abort leaves
+no orphan attempt; a provider that needs the network is called only after the transaction
+(`ensure_pay_url`), as are refunds (`refund_late_payment`). shop/service.py runs them.
 
 Money moves only through the ledger port (`debit`/`credit`, idempotent on a ref per order): on
 placing `shop_pay:`/`shop_hold:`, on cancelling `shop_release:`.
@@ -213,9 +216,12 @@ async def create_checkout(
     now: datetime.datetime,
     ttl_seconds: int,
     degree_ids: Sequence[int] = (),
+    catalogue: CatalogueRepository | None = None,
 ) -> Checkout:
     """Build the settlement centre for `course_ids` and `degree_ids` (all in the cart, all
-    available, no degree the user holds) and store it.
+    available, no degree the user holds) and store it. The cart's lines are priced through
+    `catalogue` (the cart's cached one; default: the unit of work's): what is shown here is checked
+    again when paying (`check_prices`).
 
     Offers, per course, the user's unused, unexpired coupons bound to it (a threshold coupon only
     when the price reaches its minimum) and, globally, the unbound ones; a degree line is offered
@@ -226,7 +232,7 @@ async def create_checkout(
         raise InvalidInput("course_ids or degree_course_ids must list something to buy")
     if len(set(course_ids)) != len(course_ids) or len(set(degree_ids)) != len(degree_ids):
         raise InvalidInput("course_ids must list distinct courses")
-    all_lines = await cart_lines(uow.catalogue, carts, user_id)
+    all_lines = await cart_lines(catalogue or uow.catalogue, carts, user_id)
     cart = {line.course_id: line for line in all_lines if line.kind == "course"}
     degree_cart = {line.degree_course_id: line for line in all_lines if line.kind == "degree"}
     lines: list[tuple[CartLine, int, int]] = []
@@ -385,7 +391,8 @@ class OrderTerms:
 async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms) -> Record:
     """One transaction: the order and its lines, the coupons spent (`unused -> used`, or `held`
     while payment is pending), the balance debited with a ledger entry, and, when nothing is left
-    to pay, the enrolments. The provider's payment is made afterwards (`ensure_pay_url`)."""
+    to pay, the enrolments; for a pending order, the provider's payment when the provider makes
+    it locally (`uow.payments.open`), else afterwards (`ensure_pay_url`)."""
     user_id, order_no, now = checkout.user_id, terms.order_no, terms.now
     # The chosen coupons, read again inside the transaction: the stored checkout is only a display.
     chosen_ids = [*checkout.chosen.values(), *([checkout.chosen_global] if checkout.chosen_global else [])]
@@ -439,6 +446,9 @@ async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms
         if not await uow.coupons.take(coupon_id, user_id, coupon_status, order_no, now):
             raise CouponUnavailable(f"coupon {coupon_id} was just used by another order")
     order = _order_record(checkout, terms, priced, paid_now)
+    if not paid_now:
+        # Before the order's insert, so that the order is written once, with its pay URL.
+        order["pay_url"] = await uow.payments.open(payment_request(order))
     await uow.orders.add(order)
     if paid_now:
         await enrol(uow, order, now)
@@ -522,15 +532,20 @@ async def enrol(uow: ShopUnitOfWork, order: Record, now: datetime.datetime) -> N
         )
 
 
-async def ensure_pay_url(orders: OrderRepository, provider: PaymentProvider, order: Record) -> Record:
-    """A pending order's provider payment (idempotent on `out_trade_no`)."""
-    if order["status"] != "pending" or order.get("pay_url"):
-        return order
+def payment_request(order: Record) -> PaymentRequest:
+    """What the provider is asked to collect for a pending order's current attempt."""
     names = ", ".join(str(line.get("course_name") or "") for line in order["lines"])
-    request = PaymentRequest(
+    return PaymentRequest(
         order["out_trade_no"], int(order["to_pay"]), f"Courses: {names}"[:120], int(order["user_id"])
     )
-    order["pay_url"] = await provider.create_payment(request)
+
+
+async def ensure_pay_url(orders: OrderRepository, provider: PaymentProvider, order: Record) -> Record:
+    """A pending order's provider payment, unless its transaction made it (idempotent on
+    `out_trade_no`)."""
+    if order["status"] != "pending" or order.get("pay_url"):
+        return order
+    order["pay_url"] = await provider.create_payment(payment_request(order))
     await orders.set_pay_url(str(order["_id"]), order["pay_url"], str(order["out_trade_no"]))
     return order
 

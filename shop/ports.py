@@ -12,6 +12,7 @@ import datetime
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
+from engine.settle.ports import PaymentRequest
 from shop.model import Checkout, Record
 from shop.storefront import StorefrontReads
 
@@ -122,7 +123,8 @@ class CouponRepository(Protocol):
 
 class OrderRepository(Protocol):
     async def next_seq(self) -> int:
-        """The next order sequence number (gaps possible, repeats never; not rolled back)."""
+        """The next order sequence number: unique, increasing within a process, not rolled back;
+        gaps possible (MongoDB: taken in blocks per process, persistence/shop/repos.py)."""
         ...
 
     async def get(self, order_no: str) -> Record | None: ...
@@ -243,6 +245,16 @@ class PaymentCloser(Protocol):
         ...
 
 
+class PaymentAttempts(Protocol):
+    async def open(self, request: PaymentRequest) -> str | None:
+        """Make the provider's payment of a new order inside the order's unit of work, when the
+        provider makes it locally (the sandbox, Alipay's page pay: our record of the attempt and a
+        signed URL, no network call): written with the order, gone with it if the unit of work
+        aborts. Returns the pay URL; None when it cannot be made here (a provider that needs a
+        network call, or no transaction): `ensure_pay_url` makes it after the commit."""
+        ...
+
+
 class ShopUnitOfWork(Protocol):
     catalogue: CatalogueRepository
     coupons: CouponRepository
@@ -250,6 +262,7 @@ class ShopUnitOfWork(Protocol):
     enrolments: EnrolmentRepository
     ledger: BalanceLedger
     degree_enrolments: DegreeEnrolmentRepository
+    payments: PaymentAttempts
 
 
 class ShopStore(Protocol):

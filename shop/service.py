@@ -1,7 +1,10 @@
 """`ShopService`: the course shop as its callers see it (REST, the admin pages, the payment router,
 the sweeper). Each call runs the decisions of shop/handlers.py or shop/catalogue.py over the ports it
-was built with; a money movement runs in its own unit of work (`ShopStore.atomically`), and the
-provider is called only after that unit of work committed.
+was built with; a money movement runs in its own unit of work (`ShopStore.atomically`). A new
+order's provider payment is made inside the order's unit of work when the provider makes it
+locally (a signed URL and our record of the attempt: one commit, no orphan attempt if it aborts);
+a provider that needs a network call, and every refund or close, is called only after the unit of
+work committed, never holding a transaction open across the network.
 
 Built by `persistence.shop.mongo_shop` (MongoDB + Redis) or over tests/shop/fakes.py.
 """
@@ -247,6 +250,7 @@ class ShopService:
             now=self.now(),
             ttl_seconds=self.checkout_ttl_seconds,
             degree_ids=degree_ids,
+            catalogue=self._cart_catalogue,
         )
 
     async def checkout(self, user_id: int) -> Checkout:
@@ -277,10 +281,14 @@ class ShopService:
             return PlacedOrder(await handlers.ensure_pay_url(orders, self.provider, existing), created=False)
 
     async def place_order(self, checkout: Checkout, balance: int, idempotency_key: str) -> PlacedOrder:
-        """The checkout becomes an order in one unit of work (handlers.place_order); then the
-        checkout is forgotten and, for a pending order, the provider's payment is made."""
+        """The checkout becomes an order in one unit of work (handlers.place_order, with the
+        provider's payment when it is made locally); then the checkout is forgotten and, for a
+        pending order whose payment needs the provider's network, that payment is made."""
         direct = self._direct
-        await handlers.check_prices(direct.catalogue, checkout)
+        # Through the cart's catalogue (cached in production): a catalogue write empties that
+        # cache once it is durable, here at once and in the other processes within a Redis round
+        # trip, so a price changed before this point is seen and refused.
+        await handlers.check_prices(self._cart_catalogue, checkout)
         now = self.now()
         terms = handlers.OrderTerms(
             order_no=f"{now:%Y%m%d}{await direct.orders.next_seq():08d}",

@@ -7,17 +7,19 @@ one (`MongoShopStore.direct`) each write stands alone.
 
 import datetime
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar, runtime_checkable
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from engine.settle.ports import PaymentProvider, PaymentRequest
 from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
 from persistence.mongo import (
     Client,
     Database,
     Document,
+    IdBlocks,
     TxSession,
     next_id,
     run_in_transaction,
@@ -33,12 +35,16 @@ from shop.ports import (
     GaveUp,
     Kind,
     OrderRepository,
+    PaymentAttempts,
     ShopUnitOfWork,
 )
 
 T = TypeVar("T")
 
 _WRITE_CONFLICT: Final = 112
+# Order numbers are taken from `counters` this many at a time per process (IdBlocks): one counter
+# write per hundred orders; a restart leaves the rest of its block unused (gaps in the numbers).
+ORDER_NUMBER_BLOCK: Final = 100
 
 
 def collection_of(kind: Kind) -> str:
@@ -197,8 +203,14 @@ class MongoCoupons(_Repo):
 
 
 class MongoOrders(_Repo):
+    def __init__(self, db: Database, s: TxSession | None, numbers: IdBlocks | None = None) -> None:
+        super().__init__(db, s)
+        self.numbers = numbers
+
     async def next_seq(self) -> int:
-        return await next_id(self.db, "shop_orders")
+        if self.numbers is None:
+            return await next_id(self.db, "shop_orders")
+        return await self.numbers.next()
 
     async def get(self, order_no: str) -> Document | None:
         return await self.db.shop_orders.find_one({"_id": order_no}, session=self.s)
@@ -374,6 +386,30 @@ class MongoShopLedger:
         await self.accounts.credit(user_id, amount, kind, ref, session=self.s)
 
 
+@runtime_checkable
+class LocalPayments(Protocol):
+    """A provider that makes a payment without a network call (payments/sandbox.py,
+    payments/alipay.py): its records can be written in the caller's transaction."""
+
+    async def create_payment_in(self, request: PaymentRequest, session: TxSession) -> str:
+        """`create_payment` with every write in `session`'s transaction; returns the pay URL."""
+        ...
+
+
+class MongoPaymentAttempts:
+    """`PaymentAttempts`: a new order's payment in the order's transaction when the provider makes
+    it locally; None (made after the commit) otherwise, or outside a transaction."""
+
+    def __init__(self, provider: LocalPayments | None, s: TxSession | None) -> None:
+        self.provider = provider
+        self.s = s
+
+    async def open(self, request: PaymentRequest) -> str | None:
+        if self.s is None or self.provider is None:
+            return None
+        return await self.provider.create_payment_in(request, self.s)
+
+
 class MongoShopUnitOfWork:
     catalogue: CatalogueRepository
     coupons: CouponRepository
@@ -381,14 +417,23 @@ class MongoShopUnitOfWork:
     enrolments: EnrolmentRepository
     ledger: BalanceLedger
     degree_enrolments: DegreeEnrolmentRepository
+    payments: PaymentAttempts
 
-    def __init__(self, db: Database, accounts: Accounts, s: TxSession | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        accounts: Accounts,
+        s: TxSession | None,
+        order_numbers: IdBlocks | None = None,
+        local_payments: LocalPayments | None = None,
+    ) -> None:
         self.catalogue = MongoCatalogue(db, s)
         self.coupons = MongoCoupons(db, s)
-        self.orders = MongoOrders(db, s)
+        self.orders = MongoOrders(db, s, order_numbers)
         self.enrolments = MongoEnrolments(db, s)
         self.ledger = MongoShopLedger(accounts, db, s)
         self.degree_enrolments = MongoDegreeEnrolments(db, s)
+        self.payments = MongoPaymentAttempts(local_payments, s)
 
 
 def _conflict(error: OperationFailure) -> bool:
@@ -404,17 +449,26 @@ class MongoShopStore:
     """`ShopStore` on MongoDB: one multi-document transaction per `atomically`, retried by the
     driver's `with_transaction` on transient errors (the work runs again from the start)."""
 
-    def __init__(self, client: Client, db: Database, accounts: Accounts) -> None:
+    def __init__(
+        self, client: Client, db: Database, accounts: Accounts, provider: PaymentProvider | None = None
+    ) -> None:
         self.client = client
         self.db = db
         self.accounts = accounts
+        # A provider that makes its payments locally has them written in the order's transaction.
+        candidate: object = provider
+        self.local_payments = candidate if isinstance(candidate, LocalPayments) else None
+        self.order_numbers = IdBlocks(db, "shop_orders", ORDER_NUMBER_BLOCK)
+
+    def _unit(self, s: TxSession | None) -> MongoShopUnitOfWork:
+        return MongoShopUnitOfWork(self.db, self.accounts, s, self.order_numbers, self.local_payments)
 
     def direct(self) -> ShopUnitOfWork:
-        return MongoShopUnitOfWork(self.db, self.accounts, None)
+        return self._unit(None)
 
     async def atomically(self, work: Callable[[ShopUnitOfWork], Awaitable[T]]) -> T:
         async def transaction(s: TxSession) -> T:
-            return await work(MongoShopUnitOfWork(self.db, self.accounts, s))
+            return await work(self._unit(s))
 
         try:
             return await run_in_transaction(self.client, transaction)

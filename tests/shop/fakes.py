@@ -421,6 +421,15 @@ class FakeLedger:
         await self._apply(user_id, amount, kind, ref)
 
 
+class FakeNetworkPayments:
+    """`PaymentAttempts` of a provider that needs the network: never in the unit of work, so the
+    service makes the payment after the commit (the in-transaction path is tested on MongoDB,
+    tests/persistence/test_shop_payments_in_tx.py)."""
+
+    async def open(self, request: PaymentRequest) -> str | None:
+        return None
+
+
 class FakeUnitOfWork:
     def __init__(self, store: "FakeShopStore") -> None:
         self.catalogue = FakeCatalogue(store)
@@ -429,6 +438,7 @@ class FakeUnitOfWork:
         self.enrolments = FakeEnrolments(store)
         self.ledger = FakeLedger(store)
         self.degree_enrolments = FakeDegreeEnrolments(store)
+        self.payments = FakeNetworkPayments()
 
 
 class FakeShopStore:
