@@ -8,7 +8,8 @@
 4. `total_amount` (yuan, "12.34") equals the stored amount in fen exactly (no float anywhere);
 5. only `TRADE_SUCCESS` / `TRADE_FINISHED` mean paid; the payment goes `pending|closed -> paid` once
    (3-5 in one conditional write when they all hold, the common case; the checks one by one else),
-   and the `PaymentRouter` handler for the prefix (`shop-`, `dep-`, `ord-`) runs until it succeeds;
+   and the `PaymentRouter` handler for the prefix (`shop-`, `dep-`, `ord-`) runs until it succeeds,
+   then the payment is marked handled (by the shop's handler itself, in its own transaction);
    a repeated notification for a handled payment answers `success` and does nothing.
 
 MongoDB: `payments` (ours: `_id` = out_trade_no, user_id, amount, status pending|paid|closed,
@@ -59,7 +60,9 @@ class PaymentRecordStore(Protocol):
     async def mark_paid_if(
         self, out_trade_no: str, provider: str, amount: int, trade_no: str, notify_id: str
     ) -> Record | None:
-        """`mark_paid` only if it is `provider`'s payment of exactly `amount` still unpaid; else None."""
+        """`mark_paid` only if it is `provider`'s payment of exactly `amount` still unpaid; else
+        None. The record answered holds what the update's filter and changes guarantee (not
+        handled yet: a payment is handled only once paid), without reading it back."""
         ...
 
     async def mark_paid(self, out_trade_no: str, trade_no: str, notify_id: str) -> Record: ...
@@ -200,5 +203,6 @@ class SignedProvider(abc.ABC):
             # Handlers are idempotent: the provider's retry (or a duplicate) runs it again.
             log.exception("payment handler failed for %s", out_trade_no)
             return NotifyResult(False, 503, "handler failed")
-        await self.records.mark_handled(out_trade_no)
+        if not self.router.marks_handled(out_trade_no):
+            await self.records.mark_handled(out_trade_no)
         return NotifyResult(True, 200, "paid")

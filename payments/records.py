@@ -77,17 +77,23 @@ class PaymentRecords:
         self, out_trade_no: str, provider: str, amount: int, trade_no: str, notify_id: str
     ) -> Document | None:
         """pending|closed -> paid in one conditional write, when it is `provider`'s payment of
-        exactly `amount` fen; None (nothing changed) when it is not, or is paid already."""
-        return await update_then_read(
-            self.db.payments,
+        exactly `amount` fen; None (nothing changed) when it is not, or is paid already.
+
+        Not read back: the filter says whose payment of what it was, the update what it is now,
+        and a payment that was still pending or closed was not handled (handled comes after paid)."""
+        changes = {"status": "paid", "trade_no": trade_no, "paid_at": utc_now(), "notify_id": notify_id}
+        result = await self.db.payments.update_one(
             {
                 "_id": out_trade_no,
                 "provider": provider,
                 "amount": amount,
                 "status": {"$in": ["pending", "closed"]},
             },
-            {"$set": {"status": "paid", "trade_no": trade_no, "paid_at": utc_now(), "notify_id": notify_id}},
+            {"$set": changes},
         )
+        if result.matched_count != 1:
+            return None
+        return {"_id": out_trade_no, "provider": provider, "amount": amount, "handled": False, **changes}
 
     async def mark_paid(self, out_trade_no: str, trade_no: str, notify_id: str) -> Document:
         """pending|closed -> paid (a signed success means the money arrived, even after a close)."""
@@ -111,9 +117,10 @@ class PaymentRecords:
             {"_id": out_trade_no, "status": "pending"}, {"$set": {"status": "closed", "closed_at": utc_now()}}
         )
 
-    async def mark_handled(self, out_trade_no: str) -> None:
+    async def mark_handled(self, out_trade_no: str, session: TxSession | None = None) -> None:
+        """The payment's handler succeeded (with `session`: in the handler's own transaction)."""
         await self.db.payments.update_one(
-            {"_id": out_trade_no}, {"$set": {"handled": True, "handled_at": utc_now()}}
+            {"_id": out_trade_no}, {"$set": {"handled": True, "handled_at": utc_now()}}, session=session
         )
 
     async def record_refund(

@@ -15,6 +15,7 @@ Money moves only through the ledger port (`debit`/`credit`, idempotent on a ref 
 placing `shop_pay:`/`shop_hold:`, on cancelling `shop_release:`.
 """
 
+import asyncio
 import dataclasses
 import datetime
 import logging
@@ -233,6 +234,8 @@ async def create_checkout(
     if len(set(course_ids)) != len(course_ids) or len(set(degree_ids)) != len(degree_ids):
         raise InvalidInput("course_ids must list distinct courses")
     all_lines = await cart_lines(catalogue or uow.catalogue, carts, user_id)
+    # Both personal reads at once (the balance is shown with the checkout and kept in it).
+    unused, balance_seen = await asyncio.gather(uow.coupons.unused_of(user_id), uow.ledger.balance(user_id))
     cart = {line.course_id: line for line in all_lines if line.kind == "course"}
     degree_cart = {line.degree_course_id: line for line in all_lines if line.kind == "degree"}
     lines: list[tuple[CartLine, int, int]] = []
@@ -251,7 +254,7 @@ async def create_checkout(
             raise CartItemUnavailable(f"degree course {degree_course_id} is unavailable ({cart_line.reason})")
         await degree_buy.check_not_bought(uow, user_id, degree_course_id)
         lines.append((cart_line, cart_line.price, cart_line.valid_days))
-    coupons = [c for c in await uow.coupons.unused_of(user_id) if coupon_valid_at(c, now)]
+    coupons = [c for c in unused if coupon_valid_at(c, now)]
     offered: dict[int, Record] = {}
     checkout_lines = []
     for cart_line, price, valid_days in lines:
@@ -289,6 +292,7 @@ async def create_checkout(
         chosen={},
         chosen_global=None,
         ttl_seconds=ttl_seconds,
+        balance_seen=balance_seen,
     )
     await carts.save_checkout(checkout)
     return checkout
@@ -432,7 +436,7 @@ async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms
     # First as if the balance asked for were there: one guarded debit and no read of the balance
     # (the common case). Only a short balance is read, and the order priced again with it.
     priced = priced_with(terms.balance)
-    if not await _debit_balance(uow, user_id, order_no, priced):
+    if not await _debit_balance(uow, user_id, order_no, priced, checkout.balance_seen):
         available = await uow.ledger.balance(user_id)
         if available is None:
             raise NotFound(f"no user {user_id}")
@@ -455,14 +459,16 @@ async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms
     return order
 
 
-async def _debit_balance(uow: ShopUnitOfWork, user_id: int, order_no: str, priced: Quote) -> bool:
+async def _debit_balance(
+    uow: ShopUnitOfWork, user_id: int, order_no: str, priced: Quote, expected_balance: int | None = None
+) -> bool:
     """Debit the balance the quote uses (under the order's own, new ref); False when it is short."""
     if priced.balance_used == 0:
         return True
     kind, ref = (
         ("shop_pay", f"shop-pay:{order_no}") if priced.to_pay == 0 else ("shop_hold", f"shop-hold:{order_no}")
     )
-    return await uow.ledger.debit_new(user_id, priced.balance_used, kind, ref)
+    return await uow.ledger.debit_new(user_id, priced.balance_used, kind, ref, expected_balance)
 
 
 def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now: bool) -> Record:
@@ -581,7 +587,8 @@ async def mark_paid(
     if int(order["to_pay"]) != amount:
         # The notify endpoint checks the amount against the payment record; this is a bug.
         raise GavelError(f"order {order_no} costs {order['to_pay']} fen, paid {amount}")
-    paid = await uow.orders.move(
+    # Not read back: in this transaction the order read above is the one the guarded update moves.
+    paid = await uow.orders.advance(
         order_no,
         {"status": order_life.PENDING},
         {
@@ -590,7 +597,7 @@ async def mark_paid(
             "paid_trade_no": out_trade_no,
         },
     )
-    if paid is None:
+    if not paid:
         raise ShopConflict(f"order {order_no} changed while being paid; the notification is retried")
     if order.get("coupon_ids"):  # the coupons it spent are held while it is pending; none: no write
         await uow.coupons.use_held(order_no, now)

@@ -153,6 +153,10 @@ class OrderRepository(Protocol):
         has that value; the order after, None if it did not match (a concurrent move won)."""
         ...
 
+    async def advance(self, order_no: str, expect: Record, changes: Record) -> bool:
+        """`move` without the order after: whether it matched (one write, no read)."""
+        ...
+
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Record | None:
         """A pending order's new provider attempt becomes its `out_trade_no` (no `pay_url` yet) and
         joins `attempts`; the order after, None if it is not pending."""
@@ -228,9 +232,13 @@ class BalanceLedger(Protocol):
         """Never below zero (INSUFFICIENT_BALANCE)."""
         ...
 
-    async def debit_new(self, user_id: int, amount: int, kind: str, ref: str) -> bool:
+    async def debit_new(
+        self, user_id: int, amount: int, kind: str, ref: str, expected_balance: int | None = None
+    ) -> bool:
         """`debit` under a ref never used before (a new order's: no look-up of it first; a reuse
-        is refused, RefReused). False, nothing changed, when the balance is short."""
+        is refused, RefReused). False, nothing changed, when the balance is short.
+        `expected_balance`: the balance the caller last saw; while it is still the balance, the
+        debit is conditional on it and the ledger's balance-after is known without a read."""
         ...
 
     async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None: ...
@@ -252,6 +260,11 @@ class PaymentAttempts(Protocol):
         signed URL, no network call): written with the order, gone with it if the unit of work
         aborts. Returns the pay URL; None when it cannot be made here (a provider that needs a
         network call, or no transaction): `ensure_pay_url` makes it after the commit."""
+        ...
+
+    async def mark_handled(self, out_trade_no: str) -> None:
+        """Our record of the payment says its handler (the shop's) is done; in a unit of work,
+        with the handler's own writes (the provider then does not write it again)."""
         ...
 
 

@@ -332,14 +332,19 @@ class ShopService:
 
     # == payment outcome and timeout ==================================================================
     async def on_paid(self, out_trade_no: str, amount: int) -> None:
-        """`PaymentRouter` handler for `shop-…`: a verified notification says attempt
-        `out_trade_no` was paid. Idempotent; a payment for a cancelled order, or for an order
-        another attempt already paid, is refunded through the provider (once per attempt)."""
+        """`PaymentRouter` handler for `shop-…` (registered with `marks_handled`): a verified
+        notification says attempt `out_trade_no` was paid. Idempotent; a payment for a cancelled
+        order, or for an order another attempt already paid, is refunded through the provider (once
+        per attempt). Our payment record is marked handled in the order's own transaction, or, for
+        a refund, once the refund is done (a failed refund leaves it unhandled: retried)."""
         direct = self._direct
         now = self.now()
 
         async def work(uow: ShopUnitOfWork) -> tuple[str, str]:
-            return await handlers.mark_paid(uow, out_trade_no, amount, now)
+            outcome, order_no = await handlers.mark_paid(uow, out_trade_no, amount, now)
+            if outcome != "refund":
+                await uow.payments.mark_handled(out_trade_no)
+            return outcome, order_no
 
         try:
             outcome, order_no = await self.store.atomically(work)
@@ -349,6 +354,7 @@ class ShopService:
             await handlers.refund_late_payment(
                 direct.orders, self.provider, order_no, out_trade_no, amount, self.now()
             )
+            await direct.payments.mark_handled(out_trade_no)
 
     async def expire_pending_orders(self, now: datetime.datetime) -> int:
         """Cancel orders unpaid past their deadline (each in its own unit of work, giving back held

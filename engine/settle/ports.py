@@ -46,9 +46,19 @@ class PaymentRouter:
     def __init__(self) -> None:
         self._handlers: dict[str, PaidHandler] = {}
         self._closed: dict[str, ClosedHandler] = {}
+        self._marks_handled: set[str] = set()
 
-    def register(self, prefix: str, handler: PaidHandler) -> None:
+    def register(self, prefix: str, handler: PaidHandler, *, marks_handled: bool = False) -> None:
+        """`marks_handled`: the handler records the payment as handled itself, in the same
+        transaction as its own writes (the shop's), so the provider does not write it again."""
         self._handlers[prefix] = handler
+        if marks_handled:
+            self._marks_handled.add(prefix)
+        else:
+            self._marks_handled.discard(prefix)
+
+    def marks_handled(self, out_trade_no: str) -> bool:
+        return out_trade_no.split("-", 1)[0] in self._marks_handled
 
     def register_closed(self, prefix: str, handler: ClosedHandler) -> None:
         self._closed[prefix] = handler

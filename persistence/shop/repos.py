@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from engine.settle.ports import PaymentProvider, PaymentRequest
+from payments.records import PaymentRecords
 from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
 from persistence.mongo import (
@@ -241,6 +242,12 @@ class MongoOrders(_Repo):
             self.db.shop_orders, {"_id": order_no, **expect}, {"$set": changes}, session=self.s
         )
 
+    async def advance(self, order_no: str, expect: Document, changes: Document) -> bool:
+        result = await self.db.shop_orders.update_one(
+            {"_id": order_no, **expect}, {"$set": changes}, session=self.s
+        )
+        return result.matched_count == 1
+
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Document | None:
         return await self.db.shop_orders.find_one_and_update(
             {"_id": order_no, "status": "pending"},
@@ -379,8 +386,13 @@ class MongoShopLedger:
     async def debit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self.accounts.debit(user_id, amount, kind, ref, session=self.s)
 
-    async def debit_new(self, user_id: int, amount: int, kind: str, ref: str) -> bool:
-        return await self.accounts.debit_new(user_id, amount, kind, ref, session=self.s) is not None
+    async def debit_new(
+        self, user_id: int, amount: int, kind: str, ref: str, expected_balance: int | None = None
+    ) -> bool:
+        entry = await self.accounts.debit_new(
+            user_id, amount, kind, ref, session=self.s, expected_balance=expected_balance
+        )
+        return entry is not None
 
     async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self.accounts.credit(user_id, amount, kind, ref, session=self.s)
@@ -398,11 +410,16 @@ class LocalPayments(Protocol):
 
 class MongoPaymentAttempts:
     """`PaymentAttempts`: a new order's payment in the order's transaction when the provider makes
-    it locally; None (made after the commit) otherwise, or outside a transaction."""
+    it locally; None (made after the commit) otherwise, or outside a transaction. Our record of a
+    payment marked handled in the shop's transaction."""
 
-    def __init__(self, provider: LocalPayments | None, s: TxSession | None) -> None:
+    def __init__(self, db: Database, provider: LocalPayments | None, s: TxSession | None) -> None:
+        self.records = PaymentRecords(db)
         self.provider = provider
         self.s = s
+
+    async def mark_handled(self, out_trade_no: str) -> None:
+        await self.records.mark_handled(out_trade_no, session=self.s)
 
     async def open(self, request: PaymentRequest) -> str | None:
         if self.s is None or self.provider is None:
@@ -433,7 +450,7 @@ class MongoShopUnitOfWork:
         self.enrolments = MongoEnrolments(db, s)
         self.ledger = MongoShopLedger(accounts, db, s)
         self.degree_enrolments = MongoDegreeEnrolments(db, s)
-        self.payments = MongoPaymentAttempts(local_payments, s)
+        self.payments = MongoPaymentAttempts(db, local_payments, s)
 
 
 def _conflict(error: OperationFailure) -> bool:

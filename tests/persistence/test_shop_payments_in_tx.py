@@ -3,6 +3,7 @@ and order numbers taken in blocks; on the real embedded MongoDB and Redis."""
 
 import dataclasses
 import pathlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 import tornado.httpclient
 from pymongo.asynchronous.database import AsyncDatabase
+from redis.commands.core import AsyncScript
 
 from engine.settle.ports import PaymentRequest, PaymentRouter
 from payments.records import ensure_payment_indexes
@@ -17,6 +19,7 @@ from payments.sandbox import SandboxProvider, load_or_create_sandbox_keys
 from persistence.accounts import Accounts
 from persistence.mongo import Database, TxSession, connect, ensure_indexes
 from persistence.shop import ensure_shop_indexes, mongo_shop
+from persistence.shop.carts import _DELETE_IF_CHECKOUT, RedisCartStore
 from persistence.shop.repos import ORDER_NUMBER_BLOCK
 from shop.model import CheckoutAlreadyOrdered
 from shop.service import ShopService
@@ -52,17 +55,19 @@ async def sandboxed(
     await ensure_shop_indexes(db)
     await ensure_payment_indexes(db)
     private_pem, public_pem = load_or_create_sandbox_keys(tmp_path)
+    router = PaymentRouter()
     provider = SandboxProvider(
         "http://127.0.0.1:1",
         "gavel-sandbox",
         private_pem,
         public_pem,
-        PaymentRouter(),
+        router,
         tornado.httpclient.AsyncHTTPClient(force_instance=True),
         db=db,
     )
     accounts = Accounts(client, db, scrypt=TEST_SCRYPT)
     shop = mongo_shop(client, db, redis_client, accounts, provider)
+    router.register("shop", shop.on_paid, marks_handled=True)  # as gateway/rest_shop.py does
     top = await shop.create_category("Back end", None)
     sub = await shop.create_category("Python", top["_id"])
     course = await shop.create_course(
@@ -158,3 +163,58 @@ async def test_order_numbers_come_in_blocks(sandboxed: Sandboxed) -> None:
     assert sequences == [sequences[0], sequences[0] + 1, sequences[0] + 2]
     counter = await sandboxed.db.counters.find_one({"_id": "shop_orders"})
     assert counter is not None and counter["seq"] == sequences[0] - 1 + ORDER_NUMBER_BLOCK
+
+
+async def test_a_notification_marks_the_payment_handled_in_the_orders_transaction(
+    sandboxed: Sandboxed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shop's handler marks our payment record handled with the order's move: the provider
+    writes nothing after it; a repeated notification changes nothing."""
+    user = await sandboxed.buyer(balance=1_000)
+    await sandboxed.shop.create_checkout(user, [sandboxed.course_id])
+    order = (await sandboxed.shop.pay(user, 1_000, "key-1")).order
+    provider, db = sandboxed.provider, sandboxed.db
+
+    async def not_after_the_handler(out_trade_no: str, session: TxSession | None = None) -> None:
+        raise AssertionError("marked handled outside the shop's transaction")
+
+    monkeypatch.setattr(provider.records, "mark_handled", not_after_the_handler)
+    trade = {
+        "_id": order["out_trade_no"],
+        "subject": "Courses",
+        "amount": 8_900,
+        "trade_no": "SBX1",
+        "notify_id": "n1",
+        "status": "TRADE_SUCCESS",
+    }
+    for expected in ("paid", "already handled"):
+        result = await provider.handle_notification(provider.notification(trade))
+        assert (result.ok, result.detail) == (True, expected)
+    payment = await db.payments.find_one({"_id": order["out_trade_no"]})
+    assert payment is not None and (payment["status"], payment["handled"]) == ("paid", True)
+    stored = await db.shop_orders.find_one({"_id": order["_id"]})
+    assert stored is not None and (stored["status"], stored["paid_trade_no"]) == (
+        "paid",
+        order["out_trade_no"],
+    )
+    assert [e["course_id"] async for e in db.shop_enrolments.find({"user_id": user})] == [sandboxed.course_id]
+
+
+async def test_forgetting_a_paid_checkout_is_one_round_trip_even_for_a_script_redis_lacks(
+    sandboxed: Sandboxed,
+) -> None:
+    """`forget` sends the script by digest with the cart's HDEL in one pipeline; a Redis that lacks
+    the script (restarted, flushed: here a variant it never saw) gets it and still forgets only
+    the paid checkout."""
+    carts = sandboxed.shop.carts
+    assert isinstance(carts, RedisCartStore)
+    unseen = f"{_DELETE_IF_CHECKOUT}\n-- {uuid.uuid4().hex}"
+    carts._delete_if_checkout = AsyncScript(carts.redis, unseen)
+    for attempt in range(2):  # unknown to Redis, then loaded
+        user = await sandboxed.buyer(balance=30_000 + attempt)
+        paid = await sandboxed.shop.create_checkout(user, [sandboxed.course_id])
+        await carts.forget(user, "another-checkout", [])  # a newer checkout of this user survives it
+        assert await carts.load_checkout(user) is not None
+        await carts.forget(user, paid.checkout_id, [sandboxed.course_id])
+        assert await carts.load_checkout(user) is None
+        assert await sandboxed.shop.cart(user) == []

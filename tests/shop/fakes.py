@@ -264,6 +264,9 @@ class FakeOrders:
             _set(order, name, copy.deepcopy(value))
         return copy.deepcopy(order)
 
+    async def advance(self, order_no: str, expect: Record, changes: Record) -> bool:
+        return await self.move(order_no, expect, changes) is not None
+
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Record | None:
         order = self.table.get(order_no)
         if order is None or order["status"] != "pending":
@@ -406,7 +409,9 @@ class FakeLedger:
     async def debit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self._apply(user_id, -amount, kind, ref)
 
-    async def debit_new(self, user_id: int, amount: int, kind: str, ref: str) -> bool:
+    async def debit_new(
+        self, user_id: int, amount: int, kind: str, ref: str, expected_balance: int | None = None
+    ) -> bool:
         s = self.store.state
         if any(entry[3] == ref for entry in s.ledger):
             raise RefReused(f"ref {ref} reused")
@@ -426,8 +431,14 @@ class FakeNetworkPayments:
     service makes the payment after the commit (the in-transaction path is tested on MongoDB,
     tests/persistence/test_shop_payments_in_tx.py)."""
 
+    def __init__(self, store: "FakeShopStore") -> None:
+        self.store = store
+
     async def open(self, request: PaymentRequest) -> str | None:
         return None
+
+    async def mark_handled(self, out_trade_no: str) -> None:
+        self.store.state.table("handled_payments")[out_trade_no] = {"_id": out_trade_no}
 
 
 class FakeUnitOfWork:
@@ -438,7 +449,7 @@ class FakeUnitOfWork:
         self.enrolments = FakeEnrolments(store)
         self.ledger = FakeLedger(store)
         self.degree_enrolments = FakeDegreeEnrolments(store)
-        self.payments = FakeNetworkPayments()
+        self.payments = FakeNetworkPayments(store)
 
 
 class FakeShopStore:

@@ -241,6 +241,8 @@ async def test_paid_notification_completes_the_order_once(world: World) -> None:
     assert world.store.state.table("user_coupons")[held]["status"] == "used"
     assert len(await world.shop.enrolments(buyer)) == 1
     assert world.store.state.balances[buyer] == 0
+    # Our payment record is marked handled by the shop itself (in the order's unit of work).
+    assert list(world.store.state.table("handled_payments")) == [order["out_trade_no"]]
     assert await world.shop.expire_pending_orders(world.clock.at.replace(year=2030)) == 0
     assert_books(world)
 
@@ -268,8 +270,14 @@ async def test_late_payment_is_refunded_and_does_not_revive_the_order(world: Wor
     order, held = await _pending(world, buyer)
     world.clock.advance(seconds=1800)
     await world.shop.expire_pending_orders(world.clock.at)
+    world.provider.fail_refunds = True  # the refund fails: not handled, the provider notifies again
+    with pytest.raises(RuntimeError):
+        await world.shop.on_paid(order["out_trade_no"], 6500)
+    assert world.store.state.table("handled_payments") == {}
+    world.provider.fail_refunds = False
     for _ in range(2):
         await world.shop.on_paid(order["out_trade_no"], 6500)
+    assert list(world.store.state.table("handled_payments")) == [order["out_trade_no"]]
     stored = world.store.state.table("orders")[order["_id"]]
     assert stored["status"] == "cancelled_by_timeout" and stored["late_payment"]["amount"] == 6500
     assert world.provider.refunds == {f"late:{order['out_trade_no']}": (order["out_trade_no"], 6500)}
