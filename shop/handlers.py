@@ -15,7 +15,6 @@ Money moves only through the ledger port (`debit`/`credit`, idempotent on a ref 
 placing `shop_pay:`/`shop_hold:`, on cancelling `shop_release:`.
 """
 
-import asyncio
 import dataclasses
 import datetime
 import logging
@@ -234,8 +233,8 @@ async def create_checkout(
     if len(set(course_ids)) != len(course_ids) or len(set(degree_ids)) != len(degree_ids):
         raise InvalidInput("course_ids must list distinct courses")
     all_lines = await cart_lines(catalogue or uow.catalogue, carts, user_id)
-    # Both personal reads at once (the balance is shown with the checkout and kept in it).
-    unused, balance_seen = await asyncio.gather(uow.coupons.unused_of(user_id), uow.ledger.balance(user_id))
+    # The balance is shown with the checkout and kept in it (the pay's debit expects it).
+    unused, balance_seen = await uow.coupons.unused_with_balance(user_id)
     cart = {line.course_id: line for line in all_lines if line.kind == "course"}
     degree_cart = {line.degree_course_id: line for line in all_lines if line.kind == "degree"}
     lines: list[tuple[CartLine, int, int]] = []

@@ -96,6 +96,10 @@ class CouponRepository(Protocol):
         """The user's unused coupons (valid or not), by id."""
         ...
 
+    async def unused_with_balance(self, user_id: int) -> tuple[list[Record], int | None]:
+        """`unused_of` and the user's balance (None: no such user) in one read (the checkout's)."""
+        ...
+
     async def by_grant_ref(self, grant_ref: str) -> Record | None: ...
 
     async def add(self, coupon: Record) -> Record:
@@ -184,6 +188,11 @@ class EnrolmentRepository(Protocol):
 
     async def add(self, enrolment: Record) -> bool:
         """Insert; False if one with this `_id` exists already."""
+        ...
+
+    async def add_first(self, enrolment: Record) -> bool:
+        """Insert unless the user has any enrolment in the course (whatever its `_id`); whether
+        it was inserted."""
         ...
 
     async def extend(self, enrolment_id: str, order_no: str, changes: Record) -> bool:

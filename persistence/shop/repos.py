@@ -162,6 +162,27 @@ class MongoCoupons(_Repo):
         cursor = self.db.shop_user_coupons.find({"user_id": user_id, "status": "unused"}, session=self.s)
         return [doc async for doc in cursor.sort("_id", 1)]
 
+    async def unused_with_balance(self, user_id: int) -> tuple[list[Document], int | None]:
+        # One round trip: the user joined to its unused coupons (the `user_status` index serves
+        # the join's user_id).
+        pipeline: list[Document] = [
+            {"$match": {"_id": user_id}},
+            {
+                "$lookup": {
+                    "from": "shop_user_coupons",
+                    "localField": "_id",
+                    "foreignField": "user_id",
+                    "pipeline": [{"$match": {"status": "unused"}}],
+                    "as": "coupons",
+                }
+            },
+            {"$project": {"balance": 1, "coupons": 1}},
+        ]
+        async for user in await self.db.users.aggregate(pipeline, session=self.s):
+            coupons = sorted(user.get("coupons") or [], key=lambda coupon: int(coupon["_id"]))
+            return coupons, int(user["balance"])
+        return [], None
+
     async def by_grant_ref(self, grant_ref: str) -> Document | None:
         return await self.db.shop_user_coupons.find_one({"grant_ref": grant_ref}, session=self.s)
 
@@ -350,6 +371,17 @@ class MongoEnrolments(_Repo):
         fields = {k: v for k, v in enrolment.items() if k != "_id"}
         result = await self.db.shop_enrolments.update_one(
             {"_id": enrolment["_id"]}, {"$setOnInsert": fields}, upsert=True, session=self.s
+        )
+        return result.upserted_id is not None
+
+    async def add_first(self, enrolment: Document) -> bool:
+        # An upsert on the user and course (the `user_course` index): inserts only when neither
+        # this enrolment nor an older one of another `_id` exists; a concurrent first insert of
+        # the same `_id` is a write conflict, and the retried transaction then finds it.
+        owner = {"user_id": enrolment["user_id"], "course_id": enrolment["course_id"]}
+        fields = {k: v for k, v in enrolment.items() if k not in owner}
+        result = await self.db.shop_enrolments.update_one(
+            owner, {"$setOnInsert": fields}, upsert=True, session=self.s
         )
         return result.upserted_id is not None
 

@@ -2,6 +2,7 @@
 and order numbers taken in blocks; on the real embedded MongoDB and Redis."""
 
 import dataclasses
+import datetime
 import pathlib
 import uuid
 from collections.abc import AsyncIterator
@@ -17,11 +18,13 @@ from engine.settle.ports import PaymentRequest, PaymentRouter
 from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider, load_or_create_sandbox_keys
 from persistence.accounts import Accounts
-from persistence.mongo import Database, TxSession, connect, ensure_indexes
+from persistence.mongo import Database, TxSession, as_utc, connect, ensure_indexes, utc_now
 from persistence.shop import ensure_shop_indexes, mongo_shop
 from persistence.shop.carts import _DELETE_IF_CHECKOUT, RedisCartStore
 from persistence.shop.repos import ORDER_NUMBER_BLOCK
+from shop.learning import grant_enrolment
 from shop.model import CheckoutAlreadyOrdered
+from shop.ports import ShopUnitOfWork
 from shop.service import ShopService
 from tests.persistence.test_shop import TEST_SCRYPT
 
@@ -218,3 +221,48 @@ async def test_forgetting_a_paid_checkout_is_one_round_trip_even_for_a_script_re
         await carts.forget(user, paid.checkout_id, [sandboxed.course_id])
         assert await carts.load_checkout(user) is None
         assert await sandboxed.shop.cart(user) == []
+
+
+async def test_a_first_enrolment_is_inserted_and_an_older_one_of_another_id_extended(
+    sandboxed: Sandboxed,
+) -> None:
+    """`add_first` inserts only when the user has no enrolment in the course at all: one from
+    before enrolments were keyed by user and course (`{order}:{course}`) is extended, not doubled."""
+    now = utc_now()
+    db, store = sandboxed.db, sandboxed.shop.store
+    legacy_end = now + datetime.timedelta(days=10)
+    await db.shop_enrolments.insert_one(
+        {
+            "_id": "2026010100000001:7",
+            "user_id": 5,
+            "course_id": 7,
+            "course_name": "c",
+            "order_no": "2026010100000001",
+            "valid_from": now - datetime.timedelta(days=20),
+            "valid_to": legacy_end,
+            "status": "valid",
+        }
+    )
+
+    async def bought(user_id: int, order_no: str) -> None:
+        async def work(uow: ShopUnitOfWork) -> None:
+            await grant_enrolment(
+                uow.enrolments,
+                user_id=user_id,
+                course_id=7,
+                course_name="c",
+                order_no=order_no,
+                days=30,
+                now=now,
+            )
+
+        await store.atomically(work)
+
+    await bought(5, "o2")
+    await bought(6, "o3")
+    [older] = [e async for e in db.shop_enrolments.find({"user_id": 5})]
+    assert older["_id"] == "2026010100000001:7" and older["order_nos"] == ["o2"]
+    assert as_utc(older["valid_to"]) == legacy_end + datetime.timedelta(days=30)
+    [first] = [e async for e in db.shop_enrolments.find({"user_id": 6})]
+    assert (first["_id"], first["order_nos"]) == ("6:7", ["o3"])
+    assert as_utc(first["valid_to"]) == now + datetime.timedelta(days=30)

@@ -169,6 +169,9 @@ class FakeCoupons:
             if c["user_id"] == user_id and c["status"] == "unused"
         ]
 
+    async def unused_with_balance(self, user_id: int) -> tuple[list[Record], int | None]:
+        return await self.unused_of(user_id), self.store.state.balances.get(user_id)
+
     async def by_grant_ref(self, grant_ref: str) -> Record | None:
         return next((copy.deepcopy(c) for c in self.table.values() if c.get("grant_ref") == grant_ref), None)
 
@@ -330,6 +333,11 @@ class FakeEnrolments:
             return False
         self.table[enrolment["_id"]] = copy.deepcopy(enrolment)
         return True
+
+    async def add_first(self, enrolment: Record) -> bool:
+        if await self.current(enrolment["user_id"], enrolment["course_id"]) is not None:
+            return False
+        return await self.add(enrolment)
 
     async def extend(self, enrolment_id: str, order_no: str, changes: Record) -> bool:
         enrolment = self.table.get(enrolment_id)
