@@ -232,7 +232,13 @@ async def create_checkout(
         raise InvalidInput("course_ids or degree_course_ids must list something to buy")
     if len(set(course_ids)) != len(course_ids) or len(set(degree_ids)) != len(degree_ids):
         raise InvalidInput("course_ids must list distinct courses")
-    all_lines = await cart_lines(catalogue or uow.catalogue, carts, user_id)
+    # Only the lines bought are priced (a full cart holds many more).
+    entries, degree_entries = await carts.contents(user_id)
+    wanted = (
+        {c: entries[c] for c in course_ids if c in entries},
+        {d: degree_entries[d] for d in degree_ids if d in degree_entries},
+    )
+    all_lines = await cart_lines(catalogue or uow.catalogue, carts, user_id, wanted)
     # The balance is shown with the checkout and kept in it (the pay's debit expects it).
     unused, balance_seen = await uow.coupons.unused_with_balance(user_id)
     cart = {line.course_id: line for line in all_lines if line.kind == "course"}
