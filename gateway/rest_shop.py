@@ -72,6 +72,7 @@ def build_shop(ctx: AppContext) -> ShopService:
         cache=ctx.read_cache,
     )
     provider.router.register("shop", shop.on_paid, marks_handled=True)
+    provider.router.register_settling("shop", shop.settle_paid)  # tried first: one transaction
     ctx.shop = shop
     return shop
 

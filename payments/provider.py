@@ -11,6 +11,9 @@
    and the `PaymentRouter` handler for the prefix (`shop-`, `dep-`, `ord-`) runs until it succeeds,
    then the payment is marked handled (by the shop's handler itself, in its own transaction);
    a repeated notification for a handled payment answers `success` and does nothing.
+   A prefix with a settling handler (`shop-`) tries it first: 3-5 and the handler's work in one
+   transaction of its own (`PaidNotice`); when it does not apply, nothing was written and the path
+   above runs.
 
 MongoDB: `payments` (ours: `_id` = out_trade_no, user_id, amount, status pending|paid|closed,
 handled, refunded), `payment_refunds` (`_id` = refund_ref), and for the sandbox's own
@@ -25,7 +28,7 @@ from typing import Any, Final, NamedTuple, Protocol
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine.book.errors import GavelError
-from engine.settle.ports import PaymentRequest, PaymentRouter
+from engine.settle.ports import PaidNotice, PaymentRequest, PaymentRouter
 from payments.signing import SIGN_TYPE, rsa2_verify, signing_string
 from shop.pricing import PricingError, parse_yuan
 
@@ -141,6 +144,8 @@ class SignedProvider(abc.ABC):
         try:
             self.verify(params)
             out_trade_no = self.from_provider_trade_no(params.get("out_trade_no", ""))
+            if await self._settle_at_once(out_trade_no, params):
+                return NotifyResult(True, 200, "paid")
             paid_now = await self._pay_at_once(out_trade_no, params)
             if paid_now is not None:
                 return await self._handle_paid(out_trade_no, paid_now, int(paid_now["amount"]))
@@ -174,6 +179,27 @@ class SignedProvider(abc.ABC):
             out_trade_no, params.get("trade_no", ""), params.get("notify_id", "")
         )
         return await self._handle_paid(out_trade_no, payment, amount)
+
+    async def _settle_at_once(self, out_trade_no: str, params: Mapping[str, str]) -> bool:
+        """The common case of a prefix with a settling handler: our record's pending -> paid and
+        handled, with the handler's writes, in one transaction. False (nothing written) when it does
+        not apply or fails: the path below then checks and applies it as for any prefix."""
+        settle = self.router.settling_handler_for(out_trade_no) if out_trade_no else None
+        if settle is None or params.get("trade_status", "") not in PAID_STATES:
+            return False
+        try:
+            amount = parse_yuan(params.get("total_amount", ""))
+        except PricingError:
+            return False
+        notice = PaidNotice(
+            out_trade_no, self.name, amount, params.get("trade_no", ""), params.get("notify_id", "")
+        )
+        try:
+            return await settle(notice)
+        except Exception:
+            # Rolled back: the path below (a handler that runs until it succeeds) takes it over.
+            log.exception("settling payment %s at once failed; checking it step by step", out_trade_no)
+            return False
 
     async def _pay_at_once(self, out_trade_no: str, params: Mapping[str, str]) -> Record | None:
         """The common case in one write instead of a read and a write: a success for an unpaid

@@ -117,6 +117,33 @@ class PaymentRecords:
             {"_id": out_trade_no, "status": "pending"}, {"$set": {"status": "closed", "closed_at": utc_now()}}
         )
 
+    async def settle_in(
+        self, out_trade_no: str, provider: str, amount: int, trade_no: str, notify_id: str, session: TxSession
+    ) -> bool:
+        """pending|closed -> paid and handled in one conditional write in `session`'s transaction
+        (the handler's own), when it is `provider`'s payment of exactly `amount` fen."""
+        now = utc_now()
+        result = await self.db.payments.update_one(
+            {
+                "_id": out_trade_no,
+                "provider": provider,
+                "amount": amount,
+                "status": {"$in": ["pending", "closed"]},
+            },
+            {
+                "$set": {
+                    "status": "paid",
+                    "trade_no": trade_no,
+                    "paid_at": now,
+                    "notify_id": notify_id,
+                    "handled": True,
+                    "handled_at": now,
+                }
+            },
+            session=session,
+        )
+        return result.matched_count == 1
+
     async def mark_handled(self, out_trade_no: str, session: TxSession | None = None) -> None:
         """The payment's handler succeeded (with `session`: in the handler's own transaction)."""
         await self.db.payments.update_one(

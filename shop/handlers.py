@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
-from engine.settle.ports import PaymentProvider, PaymentRequest
+from engine.settle.ports import PaidNotice, PaymentProvider, PaymentRequest
 from shop import degree_buy, order_life
 from shop.claims import check_claim_terms, user_coupon_record
 from shop.learning import grant_enrolment
@@ -608,6 +608,33 @@ async def mark_paid(
         await uow.coupons.use_held(order_no, now)
     await enrol(uow, order, now)
     return "now_paid", order_no
+
+
+async def settle_paid(uow: ShopUnitOfWork, notice: PaidNotice, now: datetime.datetime) -> bool:
+    """`mark_paid`'s common case with our payment record's pending -> paid (and handled) in the same
+    transaction: a pending order of this attempt, of this amount, whose record is still unpaid.
+    False, nothing written, for anything else (the provider's own checks and `mark_paid` decide)."""
+    order = await uow.orders.for_trade_no(notice.out_trade_no)
+    if order is None or order_life.payment_outcome(order, notice.out_trade_no) != "pay":
+        return False
+    if int(order["to_pay"]) != notice.amount or not await uow.payments.settle(notice):
+        return False
+    order_no = str(order["_id"])
+    paid = await uow.orders.advance(
+        order_no,
+        {"status": order_life.PENDING},
+        {
+            "status": order_life.next_status(order_life.PENDING, "pay"),
+            "paid_at": now,
+            "paid_trade_no": notice.out_trade_no,
+        },
+    )
+    if not paid:  # moved since it was read in this transaction: a write conflict, retried
+        raise ShopConflict(f"order {order_no} changed while being paid")
+    if order.get("coupon_ids"):
+        await uow.coupons.use_held(order_no, now)
+    await enrol(uow, order, now)
+    return True
 
 
 async def refund_late_payment(

@@ -12,7 +12,7 @@ import datetime
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
-from engine.settle.ports import PaymentRequest
+from engine.settle.ports import PaidNotice, PaymentRequest
 from shop.model import Checkout, Record
 from shop.storefront import StorefrontReads
 
@@ -274,6 +274,11 @@ class PaymentAttempts(Protocol):
     async def mark_handled(self, out_trade_no: str) -> None:
         """Our record of the payment says its handler (the shop's) is done; in a unit of work,
         with the handler's own writes (the provider then does not write it again)."""
+        ...
+
+    async def settle(self, notice: PaidNotice) -> bool:
+        """Our record of the payment `pending|closed -> paid` and handled, in the unit of work,
+        if it is the notice's provider's payment of exactly its amount; whether it was."""
         ...
 
 

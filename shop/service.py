@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from engine.book.errors import GavelError, InvalidInput, NotFound
-from engine.settle.ports import PaymentProvider
+from engine.settle.ports import PaidNotice, PaymentProvider
 from shop import catalogue as cat
 from shop import degree_buy, handlers, order_life
 from shop.model import (
@@ -355,6 +355,21 @@ class ShopService:
                 direct.orders, self.provider, order_no, out_trade_no, amount, self.now()
             )
             await direct.payments.mark_handled(out_trade_no)
+
+    async def settle_paid(self, notice: PaidNotice) -> bool:
+        """`PaymentRouter` settling handler for `shop-…`: the common case of a paid notification
+        (a pending order of that attempt and amount) in one unit of work with our payment record's
+        pending -> paid and handled (handlers.settle_paid). False when it does not apply; `on_paid`
+        then runs after the provider's own checks."""
+        now = self.now()
+
+        async def work(uow: ShopUnitOfWork) -> bool:
+            return await handlers.settle_paid(uow, notice, now)
+
+        try:
+            return await self.store.atomically(work)
+        except GaveUp:
+            return False
 
     async def expire_pending_orders(self, now: datetime.datetime) -> int:
         """Cancel orders unpaid past their deadline (each in its own unit of work, giving back held

@@ -12,7 +12,7 @@ from typing import Final, Protocol, TypeVar, runtime_checkable
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from engine.settle.ports import PaymentProvider, PaymentRequest
+from engine.settle.ports import PaidNotice, PaymentProvider, PaymentRequest
 from payments.records import PaymentRecords
 from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
@@ -452,6 +452,13 @@ class MongoPaymentAttempts:
 
     async def mark_handled(self, out_trade_no: str) -> None:
         await self.records.mark_handled(out_trade_no, session=self.s)
+
+    async def settle(self, notice: PaidNotice) -> bool:
+        if self.s is None:
+            raise RuntimeError("a payment is settled in the handler's transaction only")
+        return await self.records.settle_in(
+            notice.out_trade_no, notice.provider, notice.amount, notice.trade_no, notice.notify_id, self.s
+        )
 
     async def open(self, request: PaymentRequest) -> str | None:
         if self.s is None or self.provider is None:

@@ -71,6 +71,7 @@ async def sandboxed(
     accounts = Accounts(client, db, scrypt=TEST_SCRYPT)
     shop = mongo_shop(client, db, redis_client, accounts, provider)
     router.register("shop", shop.on_paid, marks_handled=True)  # as gateway/rest_shop.py does
+    router.register_settling("shop", shop.settle_paid)
     top = await shop.create_category("Back end", None)
     sub = await shop.create_category("Python", top["_id"])
     course = await shop.create_course(
@@ -168,20 +169,27 @@ async def test_order_numbers_come_in_blocks(sandboxed: Sandboxed) -> None:
     assert counter is not None and counter["seq"] == sequences[0] - 1 + ORDER_NUMBER_BLOCK
 
 
-async def test_a_notification_marks_the_payment_handled_in_the_orders_transaction(
+async def test_a_notification_is_settled_in_one_transaction_and_a_repeat_changes_nothing(
     sandboxed: Sandboxed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shop's handler marks our payment record handled with the order's move: the provider
-    writes nothing after it; a repeated notification changes nothing."""
+    """The shop's settling handler: our payment record's pending -> paid and handled, the order's
+    move and the enrolment in one transaction (nothing written outside it); a repeated
+    notification falls to the provider's own checks and answers "already handled"."""
     user = await sandboxed.buyer(balance=1_000)
     await sandboxed.shop.create_checkout(user, [sandboxed.course_id])
     order = (await sandboxed.shop.pay(user, 1_000, "key-1")).order
     provider, db = sandboxed.provider, sandboxed.db
+    outside: list[str] = []
 
-    async def not_after_the_handler(out_trade_no: str, session: TxSession | None = None) -> None:
+    async def paid_outside(*args: Any, **kwargs: Any) -> None:
+        outside.append("mark_paid_if")
+        return
+
+    async def handled_outside(out_trade_no: str, session: TxSession | None = None) -> None:
         raise AssertionError("marked handled outside the shop's transaction")
 
-    monkeypatch.setattr(provider.records, "mark_handled", not_after_the_handler)
+    monkeypatch.setattr(provider.records, "mark_handled", handled_outside)
+    monkeypatch.setattr(provider.records, "mark_paid_if", paid_outside)
     trade = {
         "_id": order["out_trade_no"],
         "subject": "Courses",
@@ -190,17 +198,19 @@ async def test_a_notification_marks_the_payment_handled_in_the_orders_transactio
         "notify_id": "n1",
         "status": "TRADE_SUCCESS",
     }
-    for expected in ("paid", "already handled"):
-        result = await provider.handle_notification(provider.notification(trade))
-        assert (result.ok, result.detail) == (True, expected)
+    result = await provider.handle_notification(provider.notification(trade))
+    assert (result.ok, result.detail, outside) == (True, "paid", [])
     payment = await db.payments.find_one({"_id": order["out_trade_no"]})
-    assert payment is not None and (payment["status"], payment["handled"]) == ("paid", True)
+    assert payment is not None
+    assert (payment["status"], payment["handled"], payment["trade_no"]) == ("paid", True, "SBX1")
     stored = await db.shop_orders.find_one({"_id": order["_id"]})
-    assert stored is not None and (stored["status"], stored["paid_trade_no"]) == (
-        "paid",
-        order["out_trade_no"],
-    )
-    assert [e["course_id"] async for e in db.shop_enrolments.find({"user_id": user})] == [sandboxed.course_id]
+    assert stored is not None
+    assert (stored["status"], stored["paid_trade_no"]) == ("paid", order["out_trade_no"])
+    enrolled = [e["course_id"] async for e in db.shop_enrolments.find({"user_id": user})]
+    assert enrolled == [sandboxed.course_id]
+    again = await provider.handle_notification(provider.notification(trade))
+    assert (again.ok, again.detail, outside) == (True, "already handled", ["mark_paid_if"])
+    assert await db.shop_enrolments.count_documents({"user_id": user}) == 1
 
 
 async def test_forgetting_a_paid_checkout_is_one_round_trip_even_for_a_script_redis_lacks(

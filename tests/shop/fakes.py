@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from engine.book.errors import NotFound, RefReused
-from engine.settle.ports import PaymentRequest
+from engine.settle.ports import PaidNotice, PaymentRequest
 from persistence.accounts import InsufficientBalance
 from shop.model import Checkout, Record
 from shop.ports import Duplicate, Kind, ShopUnitOfWork
@@ -447,6 +447,14 @@ class FakeNetworkPayments:
 
     async def mark_handled(self, out_trade_no: str) -> None:
         self.store.state.table("handled_payments")[out_trade_no] = {"_id": out_trade_no}
+
+    async def settle(self, notice: PaidNotice) -> bool:
+        """Payment records are the provider's (tests/payments); here every notice is unpaid."""
+        settled = self.store.state.table("handled_payments")
+        if notice.out_trade_no in settled:
+            return False
+        settled[notice.out_trade_no] = {"_id": notice.out_trade_no, "amount": notice.amount}
+        return True
 
 
 class FakeUnitOfWork:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.book.errors import NotFound, RefReused
+from engine.settle.ports import PaidNotice
 from shop.model import (
     CART_LIMIT,
     CartFull,
@@ -244,6 +245,24 @@ async def test_paid_notification_completes_the_order_once(world: World) -> None:
     # Our payment record is marked handled by the shop itself (in the order's unit of work).
     assert list(world.store.state.table("handled_payments")) == [order["out_trade_no"]]
     assert await world.shop.expire_pending_orders(world.clock.at.replace(year=2030)) == 0
+    assert_books(world)
+
+
+async def test_a_settled_notification_pays_the_pending_order_once(world: World) -> None:
+    """`settle_paid`: the common case in one unit of work; anything else is left to `on_paid`."""
+    buyer = await user(world, 2000)
+    order, held = await _pending(world, buyer)
+    notice = PaidNotice(order["out_trade_no"], "fake", 6500, "T1", "n1")
+    assert not await world.shop.settle_paid(notice._replace(amount=6400))  # not this order's amount
+    assert world.store.state.table("orders")[order["_id"]]["status"] == "pending"
+    assert await world.shop.settle_paid(notice)
+    stored = world.store.state.table("orders")[order["_id"]]
+    assert (stored["status"], stored["paid_trade_no"]) == ("paid", order["out_trade_no"])
+    assert world.store.state.table("user_coupons")[held]["status"] == "used"
+    assert len(await world.shop.enrolments(buyer)) == 1
+    assert not await world.shop.settle_paid(notice)  # paid already: on_paid's "duplicate" path
+    assert not await world.shop.settle_paid(notice._replace(out_trade_no="shop-unknown"))
+    assert len(await world.shop.enrolments(buyer)) == 1
     assert_books(world)
 
 
