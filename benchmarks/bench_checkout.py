@@ -7,8 +7,9 @@ object.
 It starts embedded MongoDB (SecantusDB, a one-member replica set: multi-document transactions) and
 Redis, then Gavel (`benchmarks/e2e/gavel_server.py`, i.e. `run.py`, with the sandbox payment
 provider and `GAVEL_BENCH_COMMANDS`: every MongoDB command the server sends is counted). Through
-REST: the admin creates `--courses` courses with a price policy; `--concurrency` users register,
-get a balance from the admin and fill their carts.
+REST: the admin creates `--courses` courses with a price policy; `--concurrency` × `--buyers` users
+register, get a balance from the admin and fill their carts (a closed-loop user that has bought
+every course of one buyer's cart goes on as its next buyer).
 
 1. Round trips: one user checks out `--count` times one after the other (`POST /api/v1/checkout`,
    then `POST /api/v1/checkout/pay` with part of the price from the balance, so the order is
@@ -400,16 +401,19 @@ async def gavel_checkouts(
     placed: list[Pending] = []
 
     async def user(index: int) -> None:
-        _user_id, token = world.users[index]
+        # One operation in flight per worker; when one buyer's cart is bought out (CART_LIMIT
+        # courses) the worker goes on as its next buyer (each worker has --buyers of its own).
         http = Http(world.port)
         try:
-            for n, (course_id, _policy) in enumerate(world.courses):
-                if not window.running():
-                    return
-                started = time.perf_counter()
-                placed.append(await checkout_once(http, token, course_id, f"{tag}-{index}-{n}"))
-                window.done(started)
-            raise RuntimeError("a user bought every course before the window ended: add --courses")
+            for buyer in range(index, len(world.users), concurrency):
+                _user_id, token = world.users[buyer]
+                for n, (course_id, _policy) in enumerate(world.courses):
+                    if not window.running():
+                        return
+                    started = time.perf_counter()
+                    placed.append(await checkout_once(http, token, course_id, f"{tag}-{buyer}-{n}"))
+                    window.done(started)
+            raise RuntimeError("every buyer bought every course before the window ended: add --buyers")
         finally:
             http.close()
 
@@ -587,7 +591,7 @@ async def bench(args: argparse.Namespace, services: Services, work: Path) -> dic
     gavel = Gavel(services, work)
     try:
         world = World(gavel.port)
-        await world.build(args.courses, args.concurrency)
+        await world.build(args.courses, args.concurrency * args.buyers)
         await world.fill_carts()
         round_trips = await count_round_trips(gavel, world, args.count)
         plans = {op: write_plan(round_trips[op]) for op in ("checkout", "notify")}
@@ -766,6 +770,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop users (and notifiers)")
     parser.add_argument("--courses", type=int, default=50, help="courses, each in every cart (CART_LIMIT)")
     parser.add_argument("--count", type=int, default=20, help="sequential operations counted")
+    parser.add_argument(
+        "--buyers", type=int, default=3, help="buyers per closed-loop user (a full cart each)"
+    )
     parser.add_argument("--chart", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
