@@ -746,7 +746,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
         axis.set_title(title)
         axis.grid(axis="y", alpha=0.3)
     left.axhline(0, color="black", linewidth=0.5)
-    left.legend(loc="upper right", fontsize=7)
+    right.legend(loc="upper right", fontsize=7)
     fig.suptitle(
         f"Checkout and payment notify vs a bare MongoDB transaction, {result['concurrency']} concurrent, "
         f"median of {result['runs']}"
