@@ -746,12 +746,13 @@ def chart(result: dict[str, Any], path: Path) -> None:
         axis.set_title(title)
         axis.grid(axis="y", alpha=0.3)
     left.axhline(0, color="black", linewidth=0.5)
-    right.legend(loc="upper right", fontsize=7)
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
     fig.suptitle(
         f"Checkout and payment notify vs a bare MongoDB transaction, {result['concurrency']} concurrent, "
         f"median of {result['runs']}"
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below the axes
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
