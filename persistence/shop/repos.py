@@ -6,8 +6,9 @@ one (`MongoShopStore.direct`) each write stands alone.
 """
 
 import datetime
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, Protocol, TypeVar, runtime_checkable
+from typing import Final, Protocol, TypeVar, cast
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
@@ -430,7 +431,6 @@ class MongoShopLedger:
         await self.accounts.credit(user_id, amount, kind, ref, session=self.s)
 
 
-@runtime_checkable
 class LocalPayments(Protocol):
     """A provider that makes a payment without a network call (payments/sandbox.py,
     payments/alipay.py): its records can be written in the caller's transaction."""
@@ -438,6 +438,14 @@ class LocalPayments(Protocol):
     async def create_payment_in(self, request: PaymentRequest, session: TxSession) -> str:
         """`create_payment` with every write in `session`'s transaction; returns the pay URL."""
         ...
+
+
+def local_payments(provider: object) -> LocalPayments | None:
+    """`provider` when it makes payments locally (it has `create_payment_in`), else None. Looked up
+    statically: a stand-in provider may refuse every attribute (the admin's shop instance)."""
+    if callable(inspect.getattr_static(provider, "create_payment_in", None)):
+        return cast(LocalPayments, provider)
+    return None
 
 
 class MongoPaymentAttempts:
@@ -512,8 +520,7 @@ class MongoShopStore:
         self.db = db
         self.accounts = accounts
         # A provider that makes its payments locally has them written in the order's transaction.
-        candidate: object = provider
-        self.local_payments = candidate if isinstance(candidate, LocalPayments) else None
+        self.local_payments = local_payments(provider)
         self.order_numbers = IdBlocks(db, "shop_orders", ORDER_NUMBER_BLOCK)
 
     def _unit(self, s: TxSession | None) -> MongoShopUnitOfWork:

@@ -21,7 +21,7 @@ from persistence.accounts import Accounts
 from persistence.mongo import Database, TxSession, as_utc, connect, ensure_indexes, utc_now
 from persistence.shop import ensure_shop_indexes, mongo_shop
 from persistence.shop.carts import _DELETE_IF_CHECKOUT, RedisCartStore
-from persistence.shop.repos import ORDER_NUMBER_BLOCK
+from persistence.shop.repos import ORDER_NUMBER_BLOCK, local_payments
 from shop.learning import grant_enrolment
 from shop.model import CheckoutAlreadyOrdered
 from shop.ports import ShopUnitOfWork
@@ -276,3 +276,22 @@ async def test_a_first_enrolment_is_inserted_and_an_older_one_of_another_id_exte
     [first] = [e async for e in db.shop_enrolments.find({"user_id": 6})]
     assert (first["_id"], first["order_nos"]) == ("6:7", ["o3"])
     assert as_utc(first["valid_to"]) == now + datetime.timedelta(days=30)
+
+
+def test_a_provider_is_asked_for_local_payments_without_touching_its_attributes(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The admin's shop instance is built with a stand-in provider that refuses every attribute:
+    building the store must not ask it (composition/backoffice.py `_NoProvider`)."""
+
+    class Refusing:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError(f"no {name} here")
+
+    private_pem, public_pem = load_or_create_sandbox_keys(tmp_path)
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+    no_database: Any = {}  # never reached
+    router = PaymentRouter()
+    sandbox = SandboxProvider("http://x", "app", private_pem, public_pem, router, client, db=no_database)
+    assert local_payments(Refusing()) is None
+    assert local_payments(sandbox) is sandbox
