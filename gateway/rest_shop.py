@@ -71,7 +71,8 @@ def build_shop(ctx: AppContext) -> ShopService:
         pending_timeout_seconds=ctx.shop_pending_timeout_seconds,
         cache=ctx.read_cache,
     )
-    provider.router.register("shop", shop.on_paid)
+    provider.router.register("shop", shop.on_paid, marks_handled=True)
+    provider.router.register_settling("shop", shop.settle_paid)  # tried first: one transaction
     ctx.shop = shop
     return shop
 
@@ -415,8 +416,11 @@ def _id_list(body: Fields, name: str) -> list[Any]:
 
 
 class CheckoutHandler(ShopHandler):
-    async def _answer(self, user_id: int, checkout: Checkout, status: int = 200) -> None:
-        balance = (await self.ctx.accounts.profile(user_id)).balance
+    async def _answer(
+        self, user_id: int, checkout: Checkout, status: int = 200, balance: int | None = None
+    ) -> None:
+        if balance is None:
+            balance = (await self.ctx.accounts.profile(user_id)).balance
         self.reply(checkout_view(self.shop, checkout, balance), status)
 
     async def get(self) -> None:
@@ -437,7 +441,8 @@ class CheckoutHandler(ShopHandler):
         if not courses and not degrees:
             raise ValidationFailed("course_ids or degree_course_ids must list something to buy")
         checkout = await self.shop.create_checkout(user.user_id, courses, degrees)
-        await self._answer(user.user_id, checkout, 201)
+        # The balance was just read with the checkout (and kept in it): no second read.
+        await self._answer(user.user_id, checkout, 201, checkout.balance_seen)
 
     async def patch(self) -> None:
         user = await self.require_user()

@@ -17,7 +17,7 @@ from engine.settle.ports import PaymentRequest, PaymentRouter
 from payments.provider import RefundRefused, SignedProvider
 from payments.records import PaymentRecords
 from payments.signing import SIGN_TYPE, load_private_key, load_public_key, rsa2_verify, sign_params
-from persistence.mongo import Database, Document
+from persistence.mongo import Database, Document, TxSession
 from shop.pricing import yuan_text
 
 log = logging.getLogger("gavel.payments")
@@ -51,13 +51,15 @@ class AlipayAdapter(SignedProvider):
         seller_id: str | None = None,
         timeout_express: str = "30m",
     ) -> None:
+        records = PaymentRecords(db)
         super().__init__(
             app_id=app_id,
             notifier_public_key=load_public_key(alipay_public_key),
             router=router,
-            records=PaymentRecords(db),
+            records=records,
             seller_id=seller_id,
         )
+        self.payment_records = records  # `records`, with its transactional create
         self.gateway_url = gateway_url
         self.notify_url = notify_url
         self.return_url = return_url
@@ -102,6 +104,12 @@ class AlipayAdapter(SignedProvider):
 
     async def create_payment(self, request: PaymentRequest) -> str:
         await self.records.create(request, self.name)
+        return self.page_pay_url(request)
+
+    async def create_payment_in(self, request: PaymentRequest, session: TxSession) -> str:
+        """Page pay needs no call to Alipay (a signed redirect URL): our record of the payment is
+        written in the caller's transaction (the order's)."""
+        await self.payment_records.create_in(request, self.name, session)
         return self.page_pay_url(request)
 
     async def refund(self, out_trade_no: str, amount: int, refund_ref: str) -> None:

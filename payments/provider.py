@@ -8,8 +8,12 @@
 4. `total_amount` (yuan, "12.34") equals the stored amount in fen exactly (no float anywhere);
 5. only `TRADE_SUCCESS` / `TRADE_FINISHED` mean paid; the payment goes `pending|closed -> paid` once
    (3-5 in one conditional write when they all hold, the common case; the checks one by one else),
-   and the `PaymentRouter` handler for the prefix (`shop-`, `dep-`, `ord-`) runs until it succeeds;
+   and the `PaymentRouter` handler for the prefix (`shop-`, `dep-`, `ord-`) runs until it succeeds,
+   then the payment is marked handled (by the shop's handler itself, in its own transaction);
    a repeated notification for a handled payment answers `success` and does nothing.
+   A prefix with a settling handler (`shop-`) tries it first: 3-5 and the handler's work in one
+   transaction of its own (`PaidNotice`); when it does not apply, nothing was written and the path
+   above runs.
 
 MongoDB: `payments` (ours: `_id` = out_trade_no, user_id, amount, status pending|paid|closed,
 handled, refunded), `payment_refunds` (`_id` = refund_ref), and for the sandbox's own
@@ -24,7 +28,7 @@ from typing import Any, Final, NamedTuple, Protocol
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine.book.errors import GavelError
-from engine.settle.ports import PaymentRequest, PaymentRouter
+from engine.settle.ports import PaidNotice, PaymentRequest, PaymentRouter
 from payments.signing import SIGN_TYPE, rsa2_verify, signing_string
 from shop.pricing import PricingError, parse_yuan
 
@@ -59,7 +63,9 @@ class PaymentRecordStore(Protocol):
     async def mark_paid_if(
         self, out_trade_no: str, provider: str, amount: int, trade_no: str, notify_id: str
     ) -> Record | None:
-        """`mark_paid` only if it is `provider`'s payment of exactly `amount` still unpaid; else None."""
+        """`mark_paid` only if it is `provider`'s payment of exactly `amount` still unpaid; else
+        None. The record answered holds what the update's filter and changes guarantee (not
+        handled yet: a payment is handled only once paid), without reading it back."""
         ...
 
     async def mark_paid(self, out_trade_no: str, trade_no: str, notify_id: str) -> Record: ...
@@ -138,6 +144,8 @@ class SignedProvider(abc.ABC):
         try:
             self.verify(params)
             out_trade_no = self.from_provider_trade_no(params.get("out_trade_no", ""))
+            if await self._settle_at_once(out_trade_no, params):
+                return NotifyResult(True, 200, "paid")
             paid_now = await self._pay_at_once(out_trade_no, params)
             if paid_now is not None:
                 return await self._handle_paid(out_trade_no, paid_now, int(paid_now["amount"]))
@@ -172,6 +180,27 @@ class SignedProvider(abc.ABC):
         )
         return await self._handle_paid(out_trade_no, payment, amount)
 
+    async def _settle_at_once(self, out_trade_no: str, params: Mapping[str, str]) -> bool:
+        """The common case of a prefix with a settling handler: our record's pending -> paid and
+        handled, with the handler's writes, in one transaction. False (nothing written) when it does
+        not apply or fails: the path below then checks and applies it as for any prefix."""
+        settle = self.router.settling_handler_for(out_trade_no) if out_trade_no else None
+        if settle is None or params.get("trade_status", "") not in PAID_STATES:
+            return False
+        try:
+            amount = parse_yuan(params.get("total_amount", ""))
+        except PricingError:
+            return False
+        notice = PaidNotice(
+            out_trade_no, self.name, amount, params.get("trade_no", ""), params.get("notify_id", "")
+        )
+        try:
+            return await settle(notice)
+        except Exception:
+            # Rolled back: the path below (a handler that runs until it succeeds) takes it over.
+            log.exception("settling payment %s at once failed; checking it step by step", out_trade_no)
+            return False
+
     async def _pay_at_once(self, out_trade_no: str, params: Mapping[str, str]) -> Record | None:
         """The common case in one write instead of a read and a write: a success for an unpaid
         payment of ours with this very amount. None for anything else, which the checks below
@@ -200,5 +229,6 @@ class SignedProvider(abc.ABC):
             # Handlers are idempotent: the provider's retry (or a duplicate) runs it again.
             log.exception("payment handler failed for %s", out_trade_no)
             return NotifyResult(False, 503, "handler failed")
-        await self.records.mark_handled(out_trade_no)
+        if not self.router.marks_handled(out_trade_no):
+            await self.records.mark_handled(out_trade_no)
         return NotifyResult(True, 200, "paid")

@@ -32,19 +32,7 @@ class PaymentRecords:
 
     async def create(self, request: PaymentRequest, provider: str) -> Document:
         """Idempotent on `out_trade_no`; the same number with a different amount is refused."""
-        doc: Document = {
-            "_id": request.out_trade_no,
-            "provider": provider,
-            "user_id": request.user_id,  # who may read its status (and, in the sandbox, pay it)
-            "amount": int(request.amount),
-            "subject": request.subject,
-            "status": "pending",
-            "handled": False,
-            "refunded": 0,
-            "trade_no": None,
-            "created_at": utc_now(),
-            "paid_at": None,
-        }
+        doc = self._new(request, provider)
         try:
             await self.db.payments.insert_one(doc)
         except DuplicateKeyError:
@@ -59,6 +47,29 @@ class PaymentRecords:
             return existing
         return doc
 
+    async def create_in(self, request: PaymentRequest, provider: str, session: TxSession) -> Document:
+        """A new payment (a new, random `out_trade_no`) in `session`'s transaction: no duplicate to
+        answer there (a duplicate key would abort the whole transaction; it is an error)."""
+        doc = self._new(request, provider)
+        await self.db.payments.insert_one(doc, session=session)
+        return doc
+
+    @staticmethod
+    def _new(request: PaymentRequest, provider: str) -> Document:
+        return {
+            "_id": request.out_trade_no,
+            "provider": provider,
+            "user_id": request.user_id,  # who may read its status (and, in the sandbox, pay it)
+            "amount": int(request.amount),
+            "subject": request.subject,
+            "status": "pending",
+            "handled": False,
+            "refunded": 0,
+            "trade_no": None,
+            "created_at": utc_now(),
+            "paid_at": None,
+        }
+
     async def get(self, out_trade_no: str) -> Document | None:
         return await self.db.payments.find_one({"_id": out_trade_no})
 
@@ -66,17 +77,23 @@ class PaymentRecords:
         self, out_trade_no: str, provider: str, amount: int, trade_no: str, notify_id: str
     ) -> Document | None:
         """pending|closed -> paid in one conditional write, when it is `provider`'s payment of
-        exactly `amount` fen; None (nothing changed) when it is not, or is paid already."""
-        return await update_then_read(
-            self.db.payments,
+        exactly `amount` fen; None (nothing changed) when it is not, or is paid already.
+
+        Not read back: the filter says whose payment of what it was, the update what it is now,
+        and a payment that was still pending or closed was not handled (handled comes after paid)."""
+        changes = {"status": "paid", "trade_no": trade_no, "paid_at": utc_now(), "notify_id": notify_id}
+        result = await self.db.payments.update_one(
             {
                 "_id": out_trade_no,
                 "provider": provider,
                 "amount": amount,
                 "status": {"$in": ["pending", "closed"]},
             },
-            {"$set": {"status": "paid", "trade_no": trade_no, "paid_at": utc_now(), "notify_id": notify_id}},
+            {"$set": changes},
         )
+        if result.matched_count != 1:
+            return None
+        return {"_id": out_trade_no, "provider": provider, "amount": amount, "handled": False, **changes}
 
     async def mark_paid(self, out_trade_no: str, trade_no: str, notify_id: str) -> Document:
         """pending|closed -> paid (a signed success means the money arrived, even after a close)."""
@@ -100,9 +117,37 @@ class PaymentRecords:
             {"_id": out_trade_no, "status": "pending"}, {"$set": {"status": "closed", "closed_at": utc_now()}}
         )
 
-    async def mark_handled(self, out_trade_no: str) -> None:
+    async def settle_in(
+        self, out_trade_no: str, provider: str, amount: int, trade_no: str, notify_id: str, session: TxSession
+    ) -> bool:
+        """pending|closed -> paid and handled in one conditional write in `session`'s transaction
+        (the handler's own), when it is `provider`'s payment of exactly `amount` fen."""
+        now = utc_now()
+        result = await self.db.payments.update_one(
+            {
+                "_id": out_trade_no,
+                "provider": provider,
+                "amount": amount,
+                "status": {"$in": ["pending", "closed"]},
+            },
+            {
+                "$set": {
+                    "status": "paid",
+                    "trade_no": trade_no,
+                    "paid_at": now,
+                    "notify_id": notify_id,
+                    "handled": True,
+                    "handled_at": now,
+                }
+            },
+            session=session,
+        )
+        return result.matched_count == 1
+
+    async def mark_handled(self, out_trade_no: str, session: TxSession | None = None) -> None:
+        """The payment's handler succeeded (with `session`: in the handler's own transaction)."""
         await self.db.payments.update_one(
-            {"_id": out_trade_no}, {"$set": {"handled": True, "handled_at": utc_now()}}
+            {"_id": out_trade_no}, {"$set": {"handled": True, "handled_at": utc_now()}}, session=session
         )
 
     async def record_refund(

@@ -40,7 +40,7 @@ from payments.provider import (
 from payments.records import PaymentRecords
 from payments.signing import KEY_BITS, SIGN_TYPE, load_private_key, load_public_key, sign_params
 from payments.trade_numbers import TRADE_NO_PATTERN
-from persistence.mongo import Database, Document, utc_now
+from persistence.mongo import Database, Document, TxSession, utc_now
 from shop.pricing import yuan_text
 
 log = logging.getLogger("gavel.payments")
@@ -117,14 +117,16 @@ class SandboxProvider(SignedProvider):
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         request_timeout: float = 10.0,
     ) -> None:
+        records = PaymentRecords(db)
         super().__init__(
             app_id=app_id,
             notifier_public_key=load_public_key(public_key_pem),
             router=router,
-            records=PaymentRecords(db),
+            records=records,
         )
         self.base_url = base_url.rstrip("/")
         self.db = db
+        self.payment_records = records  # `records`, with its transactional create
         self.http_client = http_client
         self.retry_delays = tuple(retry_delays)
         self.request_timeout = request_timeout
@@ -142,22 +144,31 @@ class SandboxProvider(SignedProvider):
         await self.records.create(request, self.name)
         # A repeated request for the same payment keeps the trade (records.create checked the terms).
         with contextlib.suppress(DuplicateKeyError):
-            await self.db.sandbox_trades.insert_one(
-                {
-                    "_id": request.out_trade_no,
-                    "user_id": request.user_id,
-                    "amount": int(request.amount),
-                    "subject": request.subject,
-                    "status": WAITING_STATE,
-                    "trade_no": None,
-                    "notify_id": None,
-                    "notified": False,
-                    "attempts": 0,
-                    "refunded": 0,
-                    "created_at": utc_now(),
-                }
-            )
+            await self.db.sandbox_trades.insert_one(self._new_trade(request))
         return self.pay_url(request.out_trade_no)
+
+    async def create_payment_in(self, request: PaymentRequest, session: TxSession) -> str:
+        """A new payment with our record and the sandbox's trade in the caller's transaction (the
+        order's): nothing leaves the process, so nothing is left behind if it aborts."""
+        await self.payment_records.create_in(request, self.name, session)
+        await self.db.sandbox_trades.insert_one(self._new_trade(request), session=session)
+        return self.pay_url(request.out_trade_no)
+
+    @staticmethod
+    def _new_trade(request: PaymentRequest) -> Document:
+        return {
+            "_id": request.out_trade_no,
+            "user_id": request.user_id,
+            "amount": int(request.amount),
+            "subject": request.subject,
+            "status": WAITING_STATE,
+            "trade_no": None,
+            "notify_id": None,
+            "notified": False,
+            "attempts": 0,
+            "refunded": 0,
+            "created_at": utc_now(),
+        }
 
     async def find_trade(self, out_trade_no: str) -> Document | None:
         """The sandbox's own record of a payment, or None (the pages answer 404 either way)."""

@@ -511,16 +511,23 @@ class Accounts:
         return await self._apply(user_id, -amount, kind, ref, session)
 
     async def debit_new(
-        self, user_id: int, amount: int, kind: str, ref: str, session: TxSession | None = None
+        self,
+        user_id: int,
+        amount: int,
+        kind: str,
+        ref: str,
+        session: TxSession | None = None,
+        expected_balance: int | None = None,
     ) -> LedgerEntry | None:
         """`debit` under a ref never used before (a new order's), for the request path: no look-up
         of the ref first (its unique index refuses a reuse: RefReused, nothing changed), and a short
-        balance answers None, nothing changed, instead of raising InsufficientBalance."""
+        balance answers None, nothing changed, instead of raising InsufficientBalance.
+        `expected_balance` (the balance the caller last saw): see `_change`."""
         _check_change(amount, kind, ref)
 
         async def change(s: TxSession) -> LedgerEntry | None:
             try:
-                return await self._change(s, user_id, -amount, kind, ref)
+                return await self._change(s, user_id, -amount, kind, ref, expected_balance)
             except InsufficientBalance:
                 return None
             except DuplicateKeyError:
@@ -563,8 +570,22 @@ class Accounts:
             return _replayed(existing, user_id, delta, kind)
         return await self._change(s, user_id, delta, kind, ref)
 
-    async def _change(self, s: TxSession, user_id: int, delta: int, kind: str, ref: str) -> LedgerEntry:
-        """The guarded balance change and its ledger entry (a ref already used: DuplicateKeyError)."""
+    async def _change(
+        self, s: TxSession, user_id: int, delta: int, kind: str, ref: str, expected: int | None = None
+    ) -> LedgerEntry:
+        """The guarded balance change and its ledger entry (a ref already used: DuplicateKeyError).
+
+        With `expected` (the balance the caller last saw) first a change conditional on the balance
+        being exactly that: when it matches, the balance after is `expected + delta`, no read;
+        when it does not (the balance moved since), nothing changed and the guarded change below
+        runs, reading the balance after."""
+        if expected is not None and 0 <= expected + delta <= MAX_BALANCE:
+            exact = await self.db.users.update_one(
+                {"_id": user_id, "balance": expected}, {"$inc": {"balance": delta}}, session=s
+            )
+            if exact.matched_count == 1:
+                entry = LedgerEntry(user_id, kind, delta, expected + delta, ref, utc_now())
+                return await self._write_entry(s, entry)
         guard: Document = (
             {"balance": {"$gte": -delta}} if delta < 0 else {"balance": {"$lte": MAX_BALANCE - delta}}
         )
@@ -583,6 +604,9 @@ class Accounts:
                 raise InsufficientBalance(f"the balance ({current['balance']} fen) is less than {-delta} fen")
             raise BalanceLimit(f"a balance may not exceed {MAX_BALANCE} fen")
         entry = LedgerEntry(user_id, kind, delta, int(user["balance"]), ref, utc_now())
+        return await self._write_entry(s, entry)
+
+    async def _write_entry(self, s: TxSession, entry: LedgerEntry) -> LedgerEntry:
         document = {
             "user_id": entry.user_id,
             "kind": entry.kind,

@@ -5,8 +5,11 @@ costs and spends (coupons, balance), when it is paid, what a late payment gets (
 unpaid order is cancelled and what that gives back, and who gets a coupon (the order's later life,
 cancel by its owner, payment retries and refunds: shop/order_life.py). The functions that take
 a `ShopUnitOfWork` run inside one transaction (`ShopStore.atomically`) and have no side effect
-outside it; the provider is called only by `ensure_pay_url` and `refund_late_payment`, after the
-transaction. shop/service.py runs them.
+outside it. A new order's provider payment is made in the order's own transaction when the
+provider makes it locally (`uow.payments.open`: the sandbox, Alipay's page pay sign a URL and
+store our record of the attempt, no network call), so one commit writes both and an abort leaves
+no orphan attempt; a provider that needs the network is called only after the transaction
+(`ensure_pay_url`), as are refunds (`refund_late_payment`). shop/service.py runs them.
 
 Money moves only through the ledger port (`debit`/`credit`, idempotent on a ref per order): on
 placing `shop_pay:`/`shop_hold:`, on cancelling `shop_release:`.
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.book.errors import GavelError, InvalidInput, NotFound, RefReused
-from engine.settle.ports import PaymentProvider, PaymentRequest
+from engine.settle.ports import PaidNotice, PaymentProvider, PaymentRequest
 from shop import degree_buy, order_life
 from shop.claims import check_claim_terms, user_coupon_record
 from shop.learning import grant_enrolment
@@ -213,9 +216,12 @@ async def create_checkout(
     now: datetime.datetime,
     ttl_seconds: int,
     degree_ids: Sequence[int] = (),
+    catalogue: CatalogueRepository | None = None,
 ) -> Checkout:
     """Build the settlement centre for `course_ids` and `degree_ids` (all in the cart, all
-    available, no degree the user holds) and store it.
+    available, no degree the user holds) and store it. The cart's lines are priced through
+    `catalogue` (the cart's cached one; default: the unit of work's): what is shown here is checked
+    again when paying (`check_prices`).
 
     Offers, per course, the user's unused, unexpired coupons bound to it (a threshold coupon only
     when the price reaches its minimum) and, globally, the unbound ones; a degree line is offered
@@ -226,7 +232,15 @@ async def create_checkout(
         raise InvalidInput("course_ids or degree_course_ids must list something to buy")
     if len(set(course_ids)) != len(course_ids) or len(set(degree_ids)) != len(degree_ids):
         raise InvalidInput("course_ids must list distinct courses")
-    all_lines = await cart_lines(uow.catalogue, carts, user_id)
+    # Only the lines bought are priced (a full cart holds many more).
+    entries, degree_entries = await carts.contents(user_id)
+    wanted = (
+        {c: entries[c] for c in course_ids if c in entries},
+        {d: degree_entries[d] for d in degree_ids if d in degree_entries},
+    )
+    all_lines = await cart_lines(catalogue or uow.catalogue, carts, user_id, wanted)
+    # The balance is shown with the checkout and kept in it (the pay's debit expects it).
+    unused, balance_seen = await uow.coupons.unused_with_balance(user_id)
     cart = {line.course_id: line for line in all_lines if line.kind == "course"}
     degree_cart = {line.degree_course_id: line for line in all_lines if line.kind == "degree"}
     lines: list[tuple[CartLine, int, int]] = []
@@ -245,7 +259,7 @@ async def create_checkout(
             raise CartItemUnavailable(f"degree course {degree_course_id} is unavailable ({cart_line.reason})")
         await degree_buy.check_not_bought(uow, user_id, degree_course_id)
         lines.append((cart_line, cart_line.price, cart_line.valid_days))
-    coupons = [c for c in await uow.coupons.unused_of(user_id) if coupon_valid_at(c, now)]
+    coupons = [c for c in unused if coupon_valid_at(c, now)]
     offered: dict[int, Record] = {}
     checkout_lines = []
     for cart_line, price, valid_days in lines:
@@ -283,6 +297,7 @@ async def create_checkout(
         chosen={},
         chosen_global=None,
         ttl_seconds=ttl_seconds,
+        balance_seen=balance_seen,
     )
     await carts.save_checkout(checkout)
     return checkout
@@ -385,7 +400,8 @@ class OrderTerms:
 async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms) -> Record:
     """One transaction: the order and its lines, the coupons spent (`unused -> used`, or `held`
     while payment is pending), the balance debited with a ledger entry, and, when nothing is left
-    to pay, the enrolments. The provider's payment is made afterwards (`ensure_pay_url`)."""
+    to pay, the enrolments; for a pending order, the provider's payment when the provider makes
+    it locally (`uow.payments.open`), else afterwards (`ensure_pay_url`)."""
     user_id, order_no, now = checkout.user_id, terms.order_no, terms.now
     # The chosen coupons, read again inside the transaction: the stored checkout is only a display.
     chosen_ids = [*checkout.chosen.values(), *([checkout.chosen_global] if checkout.chosen_global else [])]
@@ -425,7 +441,7 @@ async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms
     # First as if the balance asked for were there: one guarded debit and no read of the balance
     # (the common case). Only a short balance is read, and the order priced again with it.
     priced = priced_with(terms.balance)
-    if not await _debit_balance(uow, user_id, order_no, priced):
+    if not await _debit_balance(uow, user_id, order_no, priced, checkout.balance_seen):
         available = await uow.ledger.balance(user_id)
         if available is None:
             raise NotFound(f"no user {user_id}")
@@ -439,20 +455,25 @@ async def place_order(uow: ShopUnitOfWork, checkout: Checkout, terms: OrderTerms
         if not await uow.coupons.take(coupon_id, user_id, coupon_status, order_no, now):
             raise CouponUnavailable(f"coupon {coupon_id} was just used by another order")
     order = _order_record(checkout, terms, priced, paid_now)
+    if not paid_now:
+        # Before the order's insert, so that the order is written once, with its pay URL.
+        order["pay_url"] = await uow.payments.open(payment_request(order))
     await uow.orders.add(order)
     if paid_now:
         await enrol(uow, order, now)
     return order
 
 
-async def _debit_balance(uow: ShopUnitOfWork, user_id: int, order_no: str, priced: Quote) -> bool:
+async def _debit_balance(
+    uow: ShopUnitOfWork, user_id: int, order_no: str, priced: Quote, expected_balance: int | None = None
+) -> bool:
     """Debit the balance the quote uses (under the order's own, new ref); False when it is short."""
     if priced.balance_used == 0:
         return True
     kind, ref = (
         ("shop_pay", f"shop-pay:{order_no}") if priced.to_pay == 0 else ("shop_hold", f"shop-hold:{order_no}")
     )
-    return await uow.ledger.debit_new(user_id, priced.balance_used, kind, ref)
+    return await uow.ledger.debit_new(user_id, priced.balance_used, kind, ref, expected_balance)
 
 
 def _order_record(checkout: Checkout, terms: OrderTerms, priced: Quote, paid_now: bool) -> Record:
@@ -522,15 +543,20 @@ async def enrol(uow: ShopUnitOfWork, order: Record, now: datetime.datetime) -> N
         )
 
 
-async def ensure_pay_url(orders: OrderRepository, provider: PaymentProvider, order: Record) -> Record:
-    """A pending order's provider payment (idempotent on `out_trade_no`)."""
-    if order["status"] != "pending" or order.get("pay_url"):
-        return order
+def payment_request(order: Record) -> PaymentRequest:
+    """What the provider is asked to collect for a pending order's current attempt."""
     names = ", ".join(str(line.get("course_name") or "") for line in order["lines"])
-    request = PaymentRequest(
+    return PaymentRequest(
         order["out_trade_no"], int(order["to_pay"]), f"Courses: {names}"[:120], int(order["user_id"])
     )
-    order["pay_url"] = await provider.create_payment(request)
+
+
+async def ensure_pay_url(orders: OrderRepository, provider: PaymentProvider, order: Record) -> Record:
+    """A pending order's provider payment, unless its transaction made it (idempotent on
+    `out_trade_no`)."""
+    if order["status"] != "pending" or order.get("pay_url"):
+        return order
+    order["pay_url"] = await provider.create_payment(payment_request(order))
     await orders.set_pay_url(str(order["_id"]), order["pay_url"], str(order["out_trade_no"]))
     return order
 
@@ -566,7 +592,8 @@ async def mark_paid(
     if int(order["to_pay"]) != amount:
         # The notify endpoint checks the amount against the payment record; this is a bug.
         raise GavelError(f"order {order_no} costs {order['to_pay']} fen, paid {amount}")
-    paid = await uow.orders.move(
+    # Not read back: in this transaction the order read above is the one the guarded update moves.
+    paid = await uow.orders.advance(
         order_no,
         {"status": order_life.PENDING},
         {
@@ -575,12 +602,39 @@ async def mark_paid(
             "paid_trade_no": out_trade_no,
         },
     )
-    if paid is None:
+    if not paid:
         raise ShopConflict(f"order {order_no} changed while being paid; the notification is retried")
     if order.get("coupon_ids"):  # the coupons it spent are held while it is pending; none: no write
         await uow.coupons.use_held(order_no, now)
     await enrol(uow, order, now)
     return "now_paid", order_no
+
+
+async def settle_paid(uow: ShopUnitOfWork, notice: PaidNotice, now: datetime.datetime) -> bool:
+    """`mark_paid`'s common case with our payment record's pending -> paid (and handled) in the same
+    transaction: a pending order of this attempt, of this amount, whose record is still unpaid.
+    False, nothing written, for anything else (the provider's own checks and `mark_paid` decide)."""
+    order = await uow.orders.for_trade_no(notice.out_trade_no)
+    if order is None or order_life.payment_outcome(order, notice.out_trade_no) != "pay":
+        return False
+    if int(order["to_pay"]) != notice.amount or not await uow.payments.settle(notice):
+        return False
+    order_no = str(order["_id"])
+    paid = await uow.orders.advance(
+        order_no,
+        {"status": order_life.PENDING},
+        {
+            "status": order_life.next_status(order_life.PENDING, "pay"),
+            "paid_at": now,
+            "paid_trade_no": notice.out_trade_no,
+        },
+    )
+    if not paid:  # moved since it was read in this transaction: a write conflict, retried
+        raise ShopConflict(f"order {order_no} changed while being paid")
+    if order.get("coupon_ids"):
+        await uow.coupons.use_held(order_no, now)
+    await enrol(uow, order, now)
+    return True
 
 
 async def refund_late_payment(

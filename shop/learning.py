@@ -103,6 +103,8 @@ class EnrolmentWriter(Protocol):
 
     async def add(self, enrolment: Record) -> bool: ...
 
+    async def add_first(self, enrolment: Record) -> bool: ...
+
     async def extend(self, enrolment_id: str, order_no: str, changes: Record) -> bool: ...
 
 
@@ -119,12 +121,10 @@ async def grant_enrolment(
     """Give `user_id` `days` of course `course_id` bought by `order_no`, inside the order's unit of
     work: a new enrolment (`_id` "{user_id}:{course_id}", so there is one per user and course), or
     the current one extended. Idempotent per order: an order already counted changes nothing."""
-    for _attempt in range(2):
-        current = await enrolments.current(user_id, course_id)
-        if current is not None and order_no in orders_of(current):
-            return
+
+    def validity(current: Record | None) -> Record:
         valid_from, valid_to = renewed_validity(current, now, days)
-        fields: Record = {
+        return {
             "course_name": course_name,
             "order_no": order_no,
             "valid_from": valid_from,
@@ -132,6 +132,17 @@ async def grant_enrolment(
             "status": "valid",
             "updated_at": now,
         }
+
+    # The common case, the user's first enrolment in the course: one write and no read (any
+    # enrolment of theirs in it, an older one under another id too, makes it insert nothing).
+    first = {"_id": f"{user_id}:{course_id}", "user_id": user_id, "course_id": course_id, **validity(None)}
+    if await enrolments.add_first({**first, "order_nos": [order_no], "created_at": now}):
+        return
+    for _attempt in range(2):
+        current = await enrolments.current(user_id, course_id)
+        if current is not None and order_no in orders_of(current):
+            return
+        fields = validity(current)
         if current is None:
             record = {"_id": f"{user_id}:{course_id}", "user_id": user_id, "course_id": course_id, **fields}
             if await enrolments.add({**record, "order_nos": [order_no], "created_at": now}):

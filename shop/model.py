@@ -143,6 +143,9 @@ class Checkout:
     chosen: dict[int, int]  # course_id -> chosen course coupon
     chosen_global: int | None
     ttl_seconds: int
+    # The user's balance when the checkout was built (shown with it): paying debits it without
+    # reading the balance back when it has not changed since (BalanceLedger.debit_new).
+    balance_seen: int | None = None
 
     def line_inputs(self, terms: dict[int, CouponTerms]) -> list[LineInput]:
         return [

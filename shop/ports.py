@@ -12,6 +12,7 @@ import datetime
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
+from engine.settle.ports import PaidNotice, PaymentRequest
 from shop.model import Checkout, Record
 from shop.storefront import StorefrontReads
 
@@ -95,6 +96,10 @@ class CouponRepository(Protocol):
         """The user's unused coupons (valid or not), by id."""
         ...
 
+    async def unused_with_balance(self, user_id: int) -> tuple[list[Record], int | None]:
+        """`unused_of` and the user's balance (None: no such user) in one read (the checkout's)."""
+        ...
+
     async def by_grant_ref(self, grant_ref: str) -> Record | None: ...
 
     async def add(self, coupon: Record) -> Record:
@@ -122,7 +127,8 @@ class CouponRepository(Protocol):
 
 class OrderRepository(Protocol):
     async def next_seq(self) -> int:
-        """The next order sequence number (gaps possible, repeats never; not rolled back)."""
+        """The next order sequence number: unique, increasing within a process, not rolled back;
+        gaps possible (MongoDB: taken in blocks per process, persistence/shop/repos.py)."""
         ...
 
     async def get(self, order_no: str) -> Record | None: ...
@@ -149,6 +155,10 @@ class OrderRepository(Protocol):
     async def move(self, order_no: str, expect: Record, changes: Record) -> Record | None:
         """Set `changes` (dotted names allowed) if every field of `expect` (dotted names allowed)
         has that value; the order after, None if it did not match (a concurrent move won)."""
+        ...
+
+    async def advance(self, order_no: str, expect: Record, changes: Record) -> bool:
+        """`move` without the order after: whether it matched (one write, no read)."""
         ...
 
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Record | None:
@@ -178,6 +188,11 @@ class EnrolmentRepository(Protocol):
 
     async def add(self, enrolment: Record) -> bool:
         """Insert; False if one with this `_id` exists already."""
+        ...
+
+    async def add_first(self, enrolment: Record) -> bool:
+        """Insert unless the user has any enrolment in the course (whatever its `_id`); whether
+        it was inserted."""
         ...
 
     async def extend(self, enrolment_id: str, order_no: str, changes: Record) -> bool:
@@ -226,9 +241,13 @@ class BalanceLedger(Protocol):
         """Never below zero (INSUFFICIENT_BALANCE)."""
         ...
 
-    async def debit_new(self, user_id: int, amount: int, kind: str, ref: str) -> bool:
+    async def debit_new(
+        self, user_id: int, amount: int, kind: str, ref: str, expected_balance: int | None = None
+    ) -> bool:
         """`debit` under a ref never used before (a new order's: no look-up of it first; a reuse
-        is refused, RefReused). False, nothing changed, when the balance is short."""
+        is refused, RefReused). False, nothing changed, when the balance is short.
+        `expected_balance`: the balance the caller last saw; while it is still the balance, the
+        debit is conditional on it and the ledger's balance-after is known without a read."""
         ...
 
     async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None: ...
@@ -243,6 +262,26 @@ class PaymentCloser(Protocol):
         ...
 
 
+class PaymentAttempts(Protocol):
+    async def open(self, request: PaymentRequest) -> str | None:
+        """Make the provider's payment of a new order inside the order's unit of work, when the
+        provider makes it locally (the sandbox, Alipay's page pay: our record of the attempt and a
+        signed URL, no network call): written with the order, gone with it if the unit of work
+        aborts. Returns the pay URL; None when it cannot be made here (a provider that needs a
+        network call, or no transaction): `ensure_pay_url` makes it after the commit."""
+        ...
+
+    async def mark_handled(self, out_trade_no: str) -> None:
+        """Our record of the payment says its handler (the shop's) is done; in a unit of work,
+        with the handler's own writes (the provider then does not write it again)."""
+        ...
+
+    async def settle(self, notice: PaidNotice) -> bool:
+        """Our record of the payment `pending|closed -> paid` and handled, in the unit of work,
+        if it is the notice's provider's payment of exactly its amount; whether it was."""
+        ...
+
+
 class ShopUnitOfWork(Protocol):
     catalogue: CatalogueRepository
     coupons: CouponRepository
@@ -250,6 +289,7 @@ class ShopUnitOfWork(Protocol):
     enrolments: EnrolmentRepository
     ledger: BalanceLedger
     degree_enrolments: DegreeEnrolmentRepository
+    payments: PaymentAttempts
 
 
 class ShopStore(Protocol):

@@ -1,7 +1,10 @@
 """`ShopService`: the course shop as its callers see it (REST, the admin pages, the payment router,
 the sweeper). Each call runs the decisions of shop/handlers.py or shop/catalogue.py over the ports it
-was built with; a money movement runs in its own unit of work (`ShopStore.atomically`), and the
-provider is called only after that unit of work committed.
+was built with; a money movement runs in its own unit of work (`ShopStore.atomically`). A new
+order's provider payment is made inside the order's unit of work when the provider makes it
+locally (a signed URL and our record of the attempt: one commit, no orphan attempt if it aborts);
+a provider that needs a network call, and every refund or close, is called only after the unit of
+work committed, never holding a transaction open across the network.
 
 Built by `persistence.shop.mongo_shop` (MongoDB + Redis) or over tests/shop/fakes.py.
 """
@@ -13,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from engine.book.errors import GavelError, InvalidInput, NotFound
-from engine.settle.ports import PaymentProvider
+from engine.settle.ports import PaidNotice, PaymentProvider
 from shop import catalogue as cat
 from shop import degree_buy, handlers, order_life
 from shop.model import (
@@ -247,6 +250,7 @@ class ShopService:
             now=self.now(),
             ttl_seconds=self.checkout_ttl_seconds,
             degree_ids=degree_ids,
+            catalogue=self._cart_catalogue,
         )
 
     async def checkout(self, user_id: int) -> Checkout:
@@ -277,10 +281,14 @@ class ShopService:
             return PlacedOrder(await handlers.ensure_pay_url(orders, self.provider, existing), created=False)
 
     async def place_order(self, checkout: Checkout, balance: int, idempotency_key: str) -> PlacedOrder:
-        """The checkout becomes an order in one unit of work (handlers.place_order); then the
-        checkout is forgotten and, for a pending order, the provider's payment is made."""
+        """The checkout becomes an order in one unit of work (handlers.place_order, with the
+        provider's payment when it is made locally); then the checkout is forgotten and, for a
+        pending order whose payment needs the provider's network, that payment is made."""
         direct = self._direct
-        await handlers.check_prices(direct.catalogue, checkout)
+        # Through the cart's catalogue (cached in production): a catalogue write empties that
+        # cache once it is durable, here at once and in the other processes within a Redis round
+        # trip, so a price changed before this point is seen and refused.
+        await handlers.check_prices(self._cart_catalogue, checkout)
         now = self.now()
         terms = handlers.OrderTerms(
             order_no=f"{now:%Y%m%d}{await direct.orders.next_seq():08d}",
@@ -324,14 +332,19 @@ class ShopService:
 
     # == payment outcome and timeout ==================================================================
     async def on_paid(self, out_trade_no: str, amount: int) -> None:
-        """`PaymentRouter` handler for `shop-…`: a verified notification says attempt
-        `out_trade_no` was paid. Idempotent; a payment for a cancelled order, or for an order
-        another attempt already paid, is refunded through the provider (once per attempt)."""
+        """`PaymentRouter` handler for `shop-…` (registered with `marks_handled`): a verified
+        notification says attempt `out_trade_no` was paid. Idempotent; a payment for a cancelled
+        order, or for an order another attempt already paid, is refunded through the provider (once
+        per attempt). Our payment record is marked handled in the order's own transaction, or, for
+        a refund, once the refund is done (a failed refund leaves it unhandled: retried)."""
         direct = self._direct
         now = self.now()
 
         async def work(uow: ShopUnitOfWork) -> tuple[str, str]:
-            return await handlers.mark_paid(uow, out_trade_no, amount, now)
+            outcome, order_no = await handlers.mark_paid(uow, out_trade_no, amount, now)
+            if outcome != "refund":
+                await uow.payments.mark_handled(out_trade_no)
+            return outcome, order_no
 
         try:
             outcome, order_no = await self.store.atomically(work)
@@ -341,6 +354,22 @@ class ShopService:
             await handlers.refund_late_payment(
                 direct.orders, self.provider, order_no, out_trade_no, amount, self.now()
             )
+            await direct.payments.mark_handled(out_trade_no)
+
+    async def settle_paid(self, notice: PaidNotice) -> bool:
+        """`PaymentRouter` settling handler for `shop-…`: the common case of a paid notification
+        (a pending order of that attempt and amount) in one unit of work with our payment record's
+        pending -> paid and handled (handlers.settle_paid). False when it does not apply; `on_paid`
+        then runs after the provider's own checks."""
+        now = self.now()
+
+        async def work(uow: ShopUnitOfWork) -> bool:
+            return await handlers.settle_paid(uow, notice, now)
+
+        try:
+            return await self.store.atomically(work)
+        except GaveUp:
+            return False
 
     async def expire_pending_orders(self, now: datetime.datetime) -> int:
         """Cancel orders unpaid past their deadline (each in its own unit of work, giving back held

@@ -38,7 +38,7 @@ def mongo_shop(
     `cache`, the catalogue's public reads and the cart's course lookups are kept until a catalogue
     write (persistence/read_cache.py)."""
     return ShopService(
-        MongoShopStore(client, db, accounts),
+        MongoShopStore(client, db, accounts, provider),
         RedisCartStore(redis_client),
         MongoShopReads(db, cache),
         provider,

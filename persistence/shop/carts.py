@@ -185,6 +185,7 @@ class RedisCartStore:
                 "lines": [dataclasses.asdict(line) for line in checkout.lines],
                 "global_coupon_ids": list(checkout.global_coupon_ids),
                 "coupons": {str(k): v for k, v in checkout.coupons.items()},
+                "balance_seen": checkout.balance_seen,
             }
         )
         key = self.checkout_key(checkout.user_id)
@@ -239,6 +240,8 @@ class RedisCartStore:
             chosen=chosen,
             chosen_global=chosen_global,
             ttl_seconds=max(int(ttl), 0),
+            # Checkouts stored before it was kept have none: the debit then reads the balance.
+            balance_seen=None if data.get("balance_seen") is None else int(data["balance_seen"]),
         )
 
     async def choose(self, user_id: int, course_id: int | None, coupon_id: int | None) -> bool:
@@ -255,9 +258,17 @@ class RedisCartStore:
         self, user_id: int, checkout_id: str, course_ids: Iterable[int], degree_ids: Iterable[int] = ()
     ) -> None:
         fields = [str(c) for c in course_ids] + [self._field(d, "degree") for d in degree_ids]
-        async with redis_errors():
-            await self._delete_if_checkout(
-                keys=[self.checkout_key(user_id)], args=[checkout_id], client=self.redis
-            )
+        key = self.checkout_key(user_id)
+        # One round trip, each command on its own key (a pipeline, not one script over both keys).
+        # The script by its digest: a pipeline given the script itself first asks Redis whether it
+        # is loaded (a round trip more); only a server that lost it (NOSCRIPT) gets it again.
+        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._delete_if_checkout.sha, 1, key, checkout_id)
             if fields:
-                await self.redis.hdel(self.cart_key(user_id), *fields)
+                pipe.hdel(self.cart_key(user_id), *fields)
+            results = await pipe.execute(raise_on_error=False)
+            if isinstance(results[0], redis.exceptions.NoScriptError):
+                await self._delete_if_checkout(keys=[key], args=[checkout_id], client=self.redis)
+            for result in results:
+                if isinstance(result, Exception) and not isinstance(result, redis.exceptions.NoScriptError):
+                    raise result

@@ -320,6 +320,27 @@ class CachedCatalogue(MongoCatalogue):
             found.update(read)
         return found
 
+    async def policies_with_targets(
+        self, course_policy_ids: Iterable[int], degree_policy_ids: Iterable[int] = ()
+    ) -> dict[int, tuple[Document, Document | None]]:
+        """The pay-time price check of courses from the cache (policy and course, each kept under
+        the same keys as `get` and `courses`); with degree lines, one aggregate as uncached."""
+        by_course, by_degree = list(set(course_policy_ids)), list(set(degree_policy_ids))
+        if self.cache is None or by_degree:
+            return await super().policies_with_targets(by_course, by_degree)
+        found: dict[int, tuple[Document, Document | None]] = {}
+        for policy_id in by_course:
+            policy = await self.get("price_policies", policy_id)
+            if policy is None:
+                continue
+            # A degree's policy asked for as a course's has no target here, as the aggregate
+            # answers when it joins courses only; check_prices then reads what changed.
+            course = None
+            if policy.get("target") == "course":
+                course = (await self.courses([int(policy["target_id"])])).get(int(policy["target_id"]))
+            found[policy_id] = (policy, course)
+        return found
+
     async def policies_by_course(self, course_ids: Iterable[int]) -> dict[int, list[Document]]:
         wanted = list(course_ids)
         if self.cache is None:

@@ -6,18 +6,22 @@ one (`MongoShopStore.direct`) each write stands alone.
 """
 
 import datetime
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar, cast
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from engine.settle.ports import PaidNotice, PaymentProvider, PaymentRequest
+from payments.records import PaymentRecords
 from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
 from persistence.mongo import (
     Client,
     Database,
     Document,
+    IdBlocks,
     TxSession,
     next_id,
     run_in_transaction,
@@ -33,12 +37,16 @@ from shop.ports import (
     GaveUp,
     Kind,
     OrderRepository,
+    PaymentAttempts,
     ShopUnitOfWork,
 )
 
 T = TypeVar("T")
 
 _WRITE_CONFLICT: Final = 112
+# Order numbers are taken from `counters` this many at a time per process (IdBlocks): one counter
+# write per hundred orders; a restart leaves the rest of its block unused (gaps in the numbers).
+ORDER_NUMBER_BLOCK: Final = 100
 
 
 def collection_of(kind: Kind) -> str:
@@ -155,6 +163,27 @@ class MongoCoupons(_Repo):
         cursor = self.db.shop_user_coupons.find({"user_id": user_id, "status": "unused"}, session=self.s)
         return [doc async for doc in cursor.sort("_id", 1)]
 
+    async def unused_with_balance(self, user_id: int) -> tuple[list[Document], int | None]:
+        # One round trip: the user joined to its unused coupons (the `user_status` index serves
+        # the join's user_id).
+        pipeline: list[Document] = [
+            {"$match": {"_id": user_id}},
+            {
+                "$lookup": {
+                    "from": "shop_user_coupons",
+                    "localField": "_id",
+                    "foreignField": "user_id",
+                    "pipeline": [{"$match": {"status": "unused"}}],
+                    "as": "coupons",
+                }
+            },
+            {"$project": {"balance": 1, "coupons": 1}},
+        ]
+        async for user in await self.db.users.aggregate(pipeline, session=self.s):
+            coupons = sorted(user.get("coupons") or [], key=lambda coupon: int(coupon["_id"]))
+            return coupons, int(user["balance"])
+        return [], None
+
     async def by_grant_ref(self, grant_ref: str) -> Document | None:
         return await self.db.shop_user_coupons.find_one({"grant_ref": grant_ref}, session=self.s)
 
@@ -197,8 +226,14 @@ class MongoCoupons(_Repo):
 
 
 class MongoOrders(_Repo):
+    def __init__(self, db: Database, s: TxSession | None, numbers: IdBlocks | None = None) -> None:
+        super().__init__(db, s)
+        self.numbers = numbers
+
     async def next_seq(self) -> int:
-        return await next_id(self.db, "shop_orders")
+        if self.numbers is None:
+            return await next_id(self.db, "shop_orders")
+        return await self.numbers.next()
 
     async def get(self, order_no: str) -> Document | None:
         return await self.db.shop_orders.find_one({"_id": order_no}, session=self.s)
@@ -228,6 +263,12 @@ class MongoOrders(_Repo):
         return await update_then_read(
             self.db.shop_orders, {"_id": order_no, **expect}, {"$set": changes}, session=self.s
         )
+
+    async def advance(self, order_no: str, expect: Document, changes: Document) -> bool:
+        result = await self.db.shop_orders.update_one(
+            {"_id": order_no, **expect}, {"$set": changes}, session=self.s
+        )
+        return result.matched_count == 1
 
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Document | None:
         return await self.db.shop_orders.find_one_and_update(
@@ -334,6 +375,17 @@ class MongoEnrolments(_Repo):
         )
         return result.upserted_id is not None
 
+    async def add_first(self, enrolment: Document) -> bool:
+        # An upsert on the user and course (the `user_course` index): inserts only when neither
+        # this enrolment nor an older one of another `_id` exists; a concurrent first insert of
+        # the same `_id` is a write conflict, and the retried transaction then finds it.
+        owner = {"user_id": enrolment["user_id"], "course_id": enrolment["course_id"]}
+        fields = {k: v for k, v in enrolment.items() if k not in owner}
+        result = await self.db.shop_enrolments.update_one(
+            owner, {"$setOnInsert": fields}, upsert=True, session=self.s
+        )
+        return result.upserted_id is not None
+
     async def extend(self, enrolment_id: str, order_no: str, changes: Document) -> bool:
         result = await self.db.shop_enrolments.update_one(
             {"_id": enrolment_id, "order_nos": {"$ne": order_no}},
@@ -367,11 +419,59 @@ class MongoShopLedger:
     async def debit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self.accounts.debit(user_id, amount, kind, ref, session=self.s)
 
-    async def debit_new(self, user_id: int, amount: int, kind: str, ref: str) -> bool:
-        return await self.accounts.debit_new(user_id, amount, kind, ref, session=self.s) is not None
+    async def debit_new(
+        self, user_id: int, amount: int, kind: str, ref: str, expected_balance: int | None = None
+    ) -> bool:
+        entry = await self.accounts.debit_new(
+            user_id, amount, kind, ref, session=self.s, expected_balance=expected_balance
+        )
+        return entry is not None
 
     async def credit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self.accounts.credit(user_id, amount, kind, ref, session=self.s)
+
+
+class LocalPayments(Protocol):
+    """A provider that makes a payment without a network call (payments/sandbox.py,
+    payments/alipay.py): its records can be written in the caller's transaction."""
+
+    async def create_payment_in(self, request: PaymentRequest, session: TxSession) -> str:
+        """`create_payment` with every write in `session`'s transaction; returns the pay URL."""
+        ...
+
+
+def local_payments(provider: object) -> LocalPayments | None:
+    """`provider` when it makes payments locally (it has `create_payment_in`), else None. Looked up
+    statically: a stand-in provider may refuse every attribute (the admin's shop instance)."""
+    if callable(inspect.getattr_static(provider, "create_payment_in", None)):
+        return cast(LocalPayments, provider)
+    return None
+
+
+class MongoPaymentAttempts:
+    """`PaymentAttempts`: a new order's payment in the order's transaction when the provider makes
+    it locally; None (made after the commit) otherwise, or outside a transaction. Our record of a
+    payment marked handled in the shop's transaction."""
+
+    def __init__(self, db: Database, provider: LocalPayments | None, s: TxSession | None) -> None:
+        self.records = PaymentRecords(db)
+        self.provider = provider
+        self.s = s
+
+    async def mark_handled(self, out_trade_no: str) -> None:
+        await self.records.mark_handled(out_trade_no, session=self.s)
+
+    async def settle(self, notice: PaidNotice) -> bool:
+        if self.s is None:
+            raise RuntimeError("a payment is settled in the handler's transaction only")
+        return await self.records.settle_in(
+            notice.out_trade_no, notice.provider, notice.amount, notice.trade_no, notice.notify_id, self.s
+        )
+
+    async def open(self, request: PaymentRequest) -> str | None:
+        if self.s is None or self.provider is None:
+            return None
+        return await self.provider.create_payment_in(request, self.s)
 
 
 class MongoShopUnitOfWork:
@@ -381,14 +481,23 @@ class MongoShopUnitOfWork:
     enrolments: EnrolmentRepository
     ledger: BalanceLedger
     degree_enrolments: DegreeEnrolmentRepository
+    payments: PaymentAttempts
 
-    def __init__(self, db: Database, accounts: Accounts, s: TxSession | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        accounts: Accounts,
+        s: TxSession | None,
+        order_numbers: IdBlocks | None = None,
+        local_payments: LocalPayments | None = None,
+    ) -> None:
         self.catalogue = MongoCatalogue(db, s)
         self.coupons = MongoCoupons(db, s)
-        self.orders = MongoOrders(db, s)
+        self.orders = MongoOrders(db, s, order_numbers)
         self.enrolments = MongoEnrolments(db, s)
         self.ledger = MongoShopLedger(accounts, db, s)
         self.degree_enrolments = MongoDegreeEnrolments(db, s)
+        self.payments = MongoPaymentAttempts(db, local_payments, s)
 
 
 def _conflict(error: OperationFailure) -> bool:
@@ -404,17 +513,25 @@ class MongoShopStore:
     """`ShopStore` on MongoDB: one multi-document transaction per `atomically`, retried by the
     driver's `with_transaction` on transient errors (the work runs again from the start)."""
 
-    def __init__(self, client: Client, db: Database, accounts: Accounts) -> None:
+    def __init__(
+        self, client: Client, db: Database, accounts: Accounts, provider: PaymentProvider | None = None
+    ) -> None:
         self.client = client
         self.db = db
         self.accounts = accounts
+        # A provider that makes its payments locally has them written in the order's transaction.
+        self.local_payments = local_payments(provider)
+        self.order_numbers = IdBlocks(db, "shop_orders", ORDER_NUMBER_BLOCK)
+
+    def _unit(self, s: TxSession | None) -> MongoShopUnitOfWork:
+        return MongoShopUnitOfWork(self.db, self.accounts, s, self.order_numbers, self.local_payments)
 
     def direct(self) -> ShopUnitOfWork:
-        return MongoShopUnitOfWork(self.db, self.accounts, None)
+        return self._unit(None)
 
     async def atomically(self, work: Callable[[ShopUnitOfWork], Awaitable[T]]) -> T:
         async def transaction(s: TxSession) -> T:
-            return await work(MongoShopUnitOfWork(self.db, self.accounts, s))
+            return await work(self._unit(s))
 
         try:
             return await run_in_transaction(self.client, transaction)

@@ -21,7 +21,7 @@ import tornado.web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine.settle.ports import PaymentRequest, PaymentRouter
+from engine.settle.ports import PaidNotice, PaymentRequest, PaymentRouter
 from payments.alipay import AlipayAdapter
 from payments.provider import NotifyResult, RefundRefused
 from payments.sandbox import NOTIFY_PATH, load_or_create_sandbox_keys
@@ -345,6 +345,11 @@ async def test_sandbox_retries_until_the_shop_answers_success(shop_server: ShopS
         await real(out_trade_no, amount)
 
     s.router.register("shop", flaky)
+
+    async def declines(notice: PaidNotice) -> bool:
+        return False  # the settling handler steps aside: the flaky handler's path is the one retried
+
+    s.router.register_settling("shop", declines)
     page = f"/api/v1/sandbox/payments/{trade_no}"
     pressed = await s.call("POST", page, {"outcome": "paid"}, token=token)
     assert pressed.json["status"] == "TRADE_SUCCESS"

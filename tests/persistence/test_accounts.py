@@ -231,3 +231,21 @@ async def test_bad_changes(accounts: Accounts) -> None:
     await accounts.credit(user_id, MAX_BALANCE, "admin_credit", "max")
     with pytest.raises(BalanceLimit):
         await accounts.credit(user_id, 1, "admin_credit", "over")
+
+
+async def test_a_debit_at_the_balance_last_seen_knows_the_balance_after_without_reading_it(
+    accounts: Accounts, db: Database
+) -> None:
+    """`debit_new(expected_balance=…)`: the debit conditional on the exact balance the caller saw;
+    when the balance moved since, the guarded debit (and its read) applies instead. Either way
+    the ledger's balance-after is the balance's, and the balance equals the ledger's sum."""
+    user_id, _ = await accounts.register("seen", "correct-horse")
+    await accounts.credit(user_id, 10_000, "topup", "topup:seen")
+    at_seen = await accounts.debit_new(user_id, 3_000, "shop_hold", "shop-hold:1", expected_balance=10_000)
+    assert at_seen is not None and at_seen.balance_after == 7_000
+    stale = await accounts.debit_new(user_id, 2_000, "shop_hold", "shop-hold:2", expected_balance=10_000)
+    assert stale is not None and stale.balance_after == 5_000
+    short = await accounts.debit_new(user_id, 6_000, "shop_hold", "shop-hold:3", expected_balance=5_000)
+    assert short is None  # never below zero, whatever was expected
+    assert (await accounts.profile(user_id)).balance == 5_000 == await ledger_sum(db, user_id)
+    assert [e.balance_after for e in await accounts.ledger(user_id)] == [5_000, 7_000, 10_000]

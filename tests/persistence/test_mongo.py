@@ -5,7 +5,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from persistence.mongo import next_id
+from persistence.mongo import IdBlocks, next_id
 
 
 async def test_concurrent_first_allocations_of_a_new_counter_never_repeat(
@@ -15,3 +15,19 @@ async def test_concurrent_first_allocations_of_a_new_counter_never_repeat(
         ids = await asyncio.gather(*[next_id(mongo_db, f"fresh-{counter}") for _ in range(10)])
         assert len(set(ids)) == 10, ids
     assert await next_id(mongo_db, "fresh-9") > max(ids)  # and it keeps counting up
+
+
+async def test_id_blocks_take_one_counter_write_per_block_and_never_overlap(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """Two processes' allocators (two `IdBlocks` on one counter), many requests at once: every id
+    unique, increasing within each allocator, and the counter moved once per block taken."""
+    first, second = IdBlocks(mongo_db, "orders", 5), IdBlocks(mongo_db, "orders", 5)
+    from_first = await asyncio.gather(*[first.next() for _ in range(12)])
+    from_second = await asyncio.gather(*[second.next() for _ in range(3)])
+    assert from_first == sorted(from_first) and from_second == sorted(from_second)
+    assert len(set(from_first + from_second)) == 15
+    assert from_first == list(range(1, 13)) and from_second == [16, 17, 18]  # blocks 1-15, then 16-20
+    counter = await mongo_db.counters.find_one({"_id": "orders"})
+    assert counter is not None and counter["seq"] == 20  # four blocks: 13-15 and 19-20 are the gaps
+    assert await next_id(mongo_db, "orders") == 21  # a one-by-one caller carries on after them

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from engine.book.errors import NotFound, RefReused
-from engine.settle.ports import PaymentRequest
+from engine.settle.ports import PaidNotice, PaymentRequest
 from persistence.accounts import InsufficientBalance
 from shop.model import Checkout, Record
 from shop.ports import Duplicate, Kind, ShopUnitOfWork
@@ -169,6 +169,9 @@ class FakeCoupons:
             if c["user_id"] == user_id and c["status"] == "unused"
         ]
 
+    async def unused_with_balance(self, user_id: int) -> tuple[list[Record], int | None]:
+        return await self.unused_of(user_id), self.store.state.balances.get(user_id)
+
     async def by_grant_ref(self, grant_ref: str) -> Record | None:
         return next((copy.deepcopy(c) for c in self.table.values() if c.get("grant_ref") == grant_ref), None)
 
@@ -264,6 +267,9 @@ class FakeOrders:
             _set(order, name, copy.deepcopy(value))
         return copy.deepcopy(order)
 
+    async def advance(self, order_no: str, expect: Record, changes: Record) -> bool:
+        return await self.move(order_no, expect, changes) is not None
+
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Record | None:
         order = self.table.get(order_no)
         if order is None or order["status"] != "pending":
@@ -327,6 +333,11 @@ class FakeEnrolments:
             return False
         self.table[enrolment["_id"]] = copy.deepcopy(enrolment)
         return True
+
+    async def add_first(self, enrolment: Record) -> bool:
+        if await self.current(enrolment["user_id"], enrolment["course_id"]) is not None:
+            return False
+        return await self.add(enrolment)
 
     async def extend(self, enrolment_id: str, order_no: str, changes: Record) -> bool:
         enrolment = self.table.get(enrolment_id)
@@ -406,7 +417,9 @@ class FakeLedger:
     async def debit(self, user_id: int, amount: int, kind: str, ref: str) -> None:
         await self._apply(user_id, -amount, kind, ref)
 
-    async def debit_new(self, user_id: int, amount: int, kind: str, ref: str) -> bool:
+    async def debit_new(
+        self, user_id: int, amount: int, kind: str, ref: str, expected_balance: int | None = None
+    ) -> bool:
         s = self.store.state
         if any(entry[3] == ref for entry in s.ledger):
             raise RefReused(f"ref {ref} reused")
@@ -421,6 +434,29 @@ class FakeLedger:
         await self._apply(user_id, amount, kind, ref)
 
 
+class FakeNetworkPayments:
+    """`PaymentAttempts` of a provider that needs the network: never in the unit of work, so the
+    service makes the payment after the commit (the in-transaction path is tested on MongoDB,
+    tests/persistence/test_shop_payments_in_tx.py)."""
+
+    def __init__(self, store: "FakeShopStore") -> None:
+        self.store = store
+
+    async def open(self, request: PaymentRequest) -> str | None:
+        return None
+
+    async def mark_handled(self, out_trade_no: str) -> None:
+        self.store.state.table("handled_payments")[out_trade_no] = {"_id": out_trade_no}
+
+    async def settle(self, notice: PaidNotice) -> bool:
+        """Payment records are the provider's (tests/payments); here every notice is unpaid."""
+        settled = self.store.state.table("handled_payments")
+        if notice.out_trade_no in settled:
+            return False
+        settled[notice.out_trade_no] = {"_id": notice.out_trade_no, "amount": notice.amount}
+        return True
+
+
 class FakeUnitOfWork:
     def __init__(self, store: "FakeShopStore") -> None:
         self.catalogue = FakeCatalogue(store)
@@ -429,6 +465,7 @@ class FakeUnitOfWork:
         self.enrolments = FakeEnrolments(store)
         self.ledger = FakeLedger(store)
         self.degree_enrolments = FakeDegreeEnrolments(store)
+        self.payments = FakeNetworkPayments(store)
 
 
 class FakeShopStore:

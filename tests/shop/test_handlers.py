@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.book.errors import NotFound, RefReused
+from engine.settle.ports import PaidNotice
 from shop.model import (
     CART_LIMIT,
     CartFull,
@@ -241,7 +242,27 @@ async def test_paid_notification_completes_the_order_once(world: World) -> None:
     assert world.store.state.table("user_coupons")[held]["status"] == "used"
     assert len(await world.shop.enrolments(buyer)) == 1
     assert world.store.state.balances[buyer] == 0
+    # Our payment record is marked handled by the shop itself (in the order's unit of work).
+    assert list(world.store.state.table("handled_payments")) == [order["out_trade_no"]]
     assert await world.shop.expire_pending_orders(world.clock.at.replace(year=2030)) == 0
+    assert_books(world)
+
+
+async def test_a_settled_notification_pays_the_pending_order_once(world: World) -> None:
+    """`settle_paid`: the common case in one unit of work; anything else is left to `on_paid`."""
+    buyer = await user(world, 2000)
+    order, held = await _pending(world, buyer)
+    notice = PaidNotice(order["out_trade_no"], "fake", 6500, "T1", "n1")
+    assert not await world.shop.settle_paid(notice._replace(amount=6400))  # not this order's amount
+    assert world.store.state.table("orders")[order["_id"]]["status"] == "pending"
+    assert await world.shop.settle_paid(notice)
+    stored = world.store.state.table("orders")[order["_id"]]
+    assert (stored["status"], stored["paid_trade_no"]) == ("paid", order["out_trade_no"])
+    assert world.store.state.table("user_coupons")[held]["status"] == "used"
+    assert len(await world.shop.enrolments(buyer)) == 1
+    assert not await world.shop.settle_paid(notice)  # paid already: on_paid's "duplicate" path
+    assert not await world.shop.settle_paid(notice._replace(out_trade_no="shop-unknown"))
+    assert len(await world.shop.enrolments(buyer)) == 1
     assert_books(world)
 
 
@@ -268,8 +289,14 @@ async def test_late_payment_is_refunded_and_does_not_revive_the_order(world: Wor
     order, held = await _pending(world, buyer)
     world.clock.advance(seconds=1800)
     await world.shop.expire_pending_orders(world.clock.at)
+    world.provider.fail_refunds = True  # the refund fails: not handled, the provider notifies again
+    with pytest.raises(RuntimeError):
+        await world.shop.on_paid(order["out_trade_no"], 6500)
+    assert world.store.state.table("handled_payments") == {}
+    world.provider.fail_refunds = False
     for _ in range(2):
         await world.shop.on_paid(order["out_trade_no"], 6500)
+    assert list(world.store.state.table("handled_payments")) == [order["out_trade_no"]]
     stored = world.store.state.table("orders")[order["_id"]]
     assert stored["status"] == "cancelled_by_timeout" and stored["late_payment"]["amount"] == 6500
     assert world.provider.refunds == {f"late:{order['out_trade_no']}": (order["out_trade_no"], 6500)}
