@@ -2,7 +2,7 @@
 Prints one JSON object.
 
     .venv/bin/python benchmarks/bench_recovery.py                  # 0, 100k, 1M bids; 3 restarts each
-    .venv/bin/python benchmarks/bench_recovery.py --sizes 10000000 # the 10M history (~20 min to make)
+    .venv/bin/python benchmarks/bench_recovery.py --sizes 10000000 # the 10M history (~40 min to make)
     .venv/bin/python benchmarks/bench_recovery.py --quick          # 0 and 100k bids, one restart each
 
 For each history size it starts embedded MongoDB and Redis once (persistence/embedded.py), then, on
@@ -17,9 +17,13 @@ a fresh `DATA_DIR` and database:
    bids per lot from 1,000 bidders, each bid with a ref as clients send, each session's lots closing
    on their timer while the next session bids, on a simulated clock at 200 bids/s (so the 10-minute
    ref window holds what a steady day holds, not the whole history). It is SIGKILLed mid-load, once
-   it has had N bids acknowledged. The generator does not write the bid archive (MongoDB), and its
-   snapshots do not wait for one: the archive is not on the way to serving (its process rebuilds
-   its own replica in the background, SCHED_IDLE);
+   it has had N bids acknowledged. Behind it run, as in `Service`, the product's archive process
+   (`ArchiverProcess`, fed the journal's records; the snapshots wait for it) and the product's
+   compaction of closed lots (`engine.compaction.Compactor`, COMPACT_INTERVAL); the settlement
+   worker is stood in for by marking each archived close done (the generated lots have no
+   catalogue documents or orders). It bids on only while the archive is at most
+   ARCHIVE_LAG_RECORDS behind, i.e. at the pace the archive sustains (its process at normal
+   priority here; the restarts run the product's default, SCHED_IDLE);
 3. the real service restarts on that `DATA_DIR` and database, `--runs` times (each one SIGKILLed
    after it answered): from its exec, the time to `/healthz` answering 200, to the first REST
    answer (the session's page) and to the first accepted bid on a websocket (the set-up's bidder,
@@ -30,8 +34,9 @@ a fresh `DATA_DIR` and database:
    gives the tail's replay rate, and its baseline: the same records decoded by the journal's own
    record decoder (`engine.journal.recover`, read-only) and nothing else, in the same run.
 
-Disk use (journal segments, the snapshots' bytes in MongoDB) is reported per size. The chart is
-restart time against bids since start, and replay rate against the decoder.
+Disk use (journal segments, the snapshots' bytes in MongoDB) is reported per size, and each
+restart's RSS once it served its first bid. The chart is restart time, snapshot size and RSS
+against bids since start, and replay rate against the decoder.
 """
 
 from __future__ import annotations
@@ -116,8 +121,7 @@ async def generate(data_dir: Path, mongo_url: str, database: str, bids: int, pro
     every = int(os.environ.get("SNAPSHOT_RECORDS", settings.snapshot_records))
     client = mongo.connect(mongo_url, app_name="gavel-recovery-generator")
     db = client[database]
-    # The simulated history ends about when the restart begins (10% spare: it runs on past N).
-    clock = SimClock(int(time.time() * 1000) - int(bids * 1.1 * 1000 / SIM_BIDS_PER_S) - SESSION_MS)
+    clock = SimClock(int(time.time() * 1000))
     sink = engine_snapshots(data_dir, db, DEFAULT_ENGINE_ID)
     engine = Engine(clock, data_dir / "journal", sink, sync=True)
     # The product's archive, as `Service` runs it: its own process fed the journal's records, the
@@ -133,6 +137,12 @@ async def generate(data_dir: Path, mongo_url: str, database: str, bids: int, pro
     engine.before_snapshot = archiver.wait_caught_up
     engine.record_observer = archiver.on_records
     await engine.start()
+    # The simulated clock starts after the set-up's commands (journaled by the real service at the
+    # real time): a clock behind them would stamp every ref with the set-up's time (stamps never go
+    # back, see RefCache), so no ref would ever leave the 10-minute window and each bidder would keep
+    # up to REFS_MAX_PER_USER of them. The history then runs ahead of the wall clock (10M bids at
+    # 200 bids/s: ~14 h), which the restarted service takes as it is.
+    clock.now = max(clock.now, engine.refs.clock + 1)
     archiver.start(durable_seq=engine.last_seq)
     compactor = Compactor(
         lambda: engine.book,
