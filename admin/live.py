@@ -41,6 +41,7 @@ from engine.book.controls import legal_lot_controls, legal_session_controls
 from engine.book.errors import GavelError, NotFound
 from engine.book.lot import BidInput, Lot
 from engine.book.states import LotState
+from persistence.archive import archived_bids, bidders_of_lot
 from persistence.catalog import admin_lot_view, admin_session_view
 from persistence.mongo import Database, to_ms
 from persistence.viewers import ViewerStore, wall_ms
@@ -120,6 +121,23 @@ async def watchers(ctx: AppContext, session_id: int) -> Document:
 
 def bidders_of(lot: Lot) -> set[int]:
     return {line[0] for line in lot.bids.lines()}
+
+
+async def lot_bidders(ctx: AppContext, lot: Lot) -> set[int]:
+    """Everyone who bid on the lot: from the engine, or the archive once the lot is compacted."""
+    if lot.compacted:
+        return await bidders_of_lot(ctx.db, int(lot.lot_id))
+    return bidders_of(lot)
+
+
+async def bid_lines(ctx: AppContext, lot: Lot) -> list[tuple[int, int, int, bool]]:
+    """The lot's price lines (bidder, price, at, auto), oldest first: from the engine, or the
+    archive once the lot is compacted (engine/compaction.py)."""
+    if lot.compacted:
+        return [
+            (bid.bidder, bid.price, bid.at, bid.auto) for bid in await archived_bids(ctx.db, int(lot.lot_id))
+        ]
+    return lot.bids.lines()
 
 
 def lot_inputs(lot: Lot) -> list[BidInput] | None:
@@ -203,7 +221,9 @@ async def session_rows(ctx: AppContext, session_id: int) -> tuple[list[Document]
         lot = ctx.engine.book.lots.get(int(doc["_id"]))
         view = live_view(lot) if lot is not None else None
         if lot is not None and view is not None:
-            all_bidders |= bidders_of(lot)
+            lot_bidders_now = await lot_bidders(ctx, lot)
+            view["bidders"] = len(lot_bidders_now)
+            all_bidders |= lot_bidders_now
             leaders.append(lot.leader)
             if view["state"] in SOLD_STATES:
                 hammer += lot.price
@@ -308,7 +328,8 @@ async def lot_detail(ctx: AppContext, lot: Lot) -> Document:
     lot_id = int(lot.lot_id)
     session_id = int(lot.session_id)
     view = live_view(lot)
-    lines = lot.bids.lines()
+    lines = await bid_lines(ctx, lot)
+    view["bidders"] = len({line[0] for line in lines})
     inputs = lot_inputs(lot)
     held_docs = [d for d in await held_deposits(ctx.db, session_id) if d.get("lot_id") in (None, lot_id)]
     user_ids = {line[0] for line in lines} | {int(d["user_id"]) for d in held_docs}

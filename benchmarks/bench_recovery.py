@@ -2,7 +2,7 @@
 Prints one JSON object.
 
     .venv/bin/python benchmarks/bench_recovery.py                  # 0, 100k, 1M bids; 3 restarts each
-    .venv/bin/python benchmarks/bench_recovery.py --sizes 10000000 # the 10M history (~20 min to make)
+    .venv/bin/python benchmarks/bench_recovery.py --sizes 10000000 # the 10M history (~40 min to make)
     .venv/bin/python benchmarks/bench_recovery.py --quick          # 0 and 100k bids, one restart each
 
 For each history size it starts embedded MongoDB and Redis once (persistence/embedded.py), then, on
@@ -17,9 +17,13 @@ a fresh `DATA_DIR` and database:
    bids per lot from 1,000 bidders, each bid with a ref as clients send, each session's lots closing
    on their timer while the next session bids, on a simulated clock at 200 bids/s (so the 10-minute
    ref window holds what a steady day holds, not the whole history). It is SIGKILLed mid-load, once
-   it has had N bids acknowledged. The generator does not write the bid archive (MongoDB), and its
-   snapshots do not wait for one: the archive is not on the way to serving (its process rebuilds
-   its own replica in the background, SCHED_IDLE);
+   it has had N bids acknowledged. Behind it run, as in `Service`, the product's archive process
+   (`ArchiverProcess`, fed the journal's records; the snapshots wait for it) and the product's
+   compaction of closed lots (`engine.compaction.Compactor`, COMPACT_INTERVAL); the settlement
+   worker is stood in for by marking each archived close done (the generated lots have no
+   catalogue documents or orders). It bids on only while the archive is at most
+   ARCHIVE_LAG_RECORDS behind, i.e. at the pace the archive sustains (its process under
+   SCHED_IDLE as in the product);
 3. the real service restarts on that `DATA_DIR` and database, `--runs` times (each one SIGKILLed
    after it answered): from its exec, the time to `/healthz` answering 200, to the first REST
    answer (the session's page) and to the first accepted bid on a websocket (the set-up's bidder,
@@ -30,8 +34,9 @@ a fresh `DATA_DIR` and database:
    gives the tail's replay rate, and its baseline: the same records decoded by the journal's own
    record decoder (`engine.journal.recover`, read-only) and nothing else, in the same run.
 
-Disk use (journal segments, the snapshots' bytes in MongoDB) is reported per size. The chart is
-restart time against bids since start, and replay rate against the decoder.
+Disk use (journal segments, the snapshots' bytes in MongoDB) is reported per size, and each
+restart's RSS once it served its first bid. The chart is restart time, snapshot size and RSS
+against bids since start, and replay rate against the decoder.
 """
 
 from __future__ import annotations
@@ -71,6 +76,11 @@ SESSION_MS = BIDS_PER_SESSION * 1000 // SIM_BIDS_PER_S  # the simulated time one
 # Far above what the REST set-up creates, so the generated sessions, lots and bidders never meet it.
 SESSION0, LOT0, USER0 = 1_000_000, 1_000_000, 1_000_000
 TARGET_S = 3.0
+ARCHIVE_LAG_RECORDS = 2 * BIDS_PER_SESSION
+# A history that cannot be made in time is cut here (then smaller than asked: the check and the JSON
+# give the bids it holds); GAVEL_RECOVERY_GENERATE_LIMIT_S.
+GENERATE_LIMIT_S = float(os.environ.get("GAVEL_RECOVERY_GENERATE_LIMIT_S", "1e9"))
+STALL_S = 60.0
 
 
 def bidder(lot_index: int, bid_index: int) -> int:
@@ -100,21 +110,63 @@ async def generate(data_dir: Path, mongo_url: str, database: str, bids: int, pro
     from composition.service import SNAPSHOT_CHECK_SECONDS, engine_snapshots, snapshot_due
     from composition.settings import Settings
     from engine.commands import PlaceBid, PutLot, PutSession
+    from engine.compaction import Compactor
     from engine.engine import Engine
     from persistence import mongo
+    from persistence.archive_process import ArchiverProcess
     from persistence.cluster import DEFAULT_ENGINE_ID
+    from persistence.compaction import MongoSettledCloses
 
     settings = Settings()
     interval = float(os.environ.get("SNAPSHOT_INTERVAL", settings.snapshot_interval))
     every = int(os.environ.get("SNAPSHOT_RECORDS", settings.snapshot_records))
     client = mongo.connect(mongo_url, app_name="gavel-recovery-generator")
-    # The simulated history ends about when the restart begins (10% spare: it runs on past N).
-    clock = SimClock(int(time.time() * 1000) - int(bids * 1.1 * 1000 / SIM_BIDS_PER_S) - SESSION_MS)
-    sink = engine_snapshots(data_dir, client[database], DEFAULT_ENGINE_ID)
+    db = client[database]
+    clock = SimClock(int(time.time() * 1000))
+    sink = engine_snapshots(data_dir, db, DEFAULT_ENGINE_ID)
     engine = Engine(clock, data_dir / "journal", sink, sync=True)
+    # The product's archive, as `Service` runs it: its own process fed the journal's records, the
+    # snapshots waiting on it; and the product's compaction of closed lots behind it.
+    archiver = ArchiverProcess(
+        db,
+        mongodb_url=mongo_url,
+        journal_dir=data_dir / "journal",
+        snapshot_dir=data_dir / "snapshots",
+        log_level="WARNING",
+    )
+    await archiver.load_archived_seq()
+    engine.before_snapshot = archiver.wait_caught_up
+    engine.record_observer = archiver.on_records
     await engine.start()
+    # The simulated clock starts after the set-up's commands (journaled by the real service at the
+    # real time): a clock behind them would stamp every ref with the set-up's time (stamps never go
+    # back, see RefCache), so no ref would ever leave the 10-minute window and each bidder would keep
+    # up to REFS_MAX_PER_USER of them. The history then runs ahead of the wall clock (10M bids at
+    # 200 bids/s: ~14 h), which the restarted service takes as it is.
+    clock.now = max(clock.now, engine.refs.clock + 1)
+    archiver.start(durable_seq=engine.last_seq)
+    compactor = Compactor(
+        lambda: engine.book,
+        lambda: engine.last_seq,
+        engine.execute,
+        archiver,
+        MongoSettledCloses(db),
+        interval=settings.compact_interval,
+    )
+    compactor.adopt_book()
+    engine.listeners.append(compactor.on_batch)
 
-    async def snapshots() -> None:  # Service._snapshots' trigger, without the archive to wait for
+    async def settle() -> None:
+        # Stands in for the settlement worker (not run here: the generated lots have no catalogue
+        # documents, bidders or orders to settle): a close the archive has written is done.
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                await db.settlement_outbox.update_many({"status": "pending"}, {"$set": {"status": "done"}})
+            except Exception as error:
+                print(f"generator: settle failed: {error!r}"[:300], file=sys.stderr, flush=True)
+
+    async def snapshots() -> None:  # Service._snapshots' trigger
         last, taken_at = engine.last_seq, time.monotonic()
         while True:
             await asyncio.sleep(min(SNAPSHOT_CHECK_SECONDS, interval))
@@ -129,6 +181,7 @@ async def generate(data_dir: Path, mongo_url: str, database: str, bids: int, pro
                     print(f"generator: snapshot failed: {error!r}"[:300], file=sys.stderr, flush=True)
                     last = attempted
 
+    background = [asyncio.create_task(settle()), asyncio.create_task(compactor.run())]
     snapshotter = asyncio.create_task(snapshots())
     acked = 0
     session_index = 0
@@ -153,11 +206,28 @@ async def generate(data_dir: Path, mongo_url: str, database: str, bids: int, pro
         acked += len(placed)
         session_index += 1
         tmp = progress.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"acked": acked, "sessions": session_index, "last_seq": engine.last_seq}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "acked": acked,
+                    "sessions": session_index,
+                    "last_seq": engine.last_seq,
+                    "archived_seq": archiver.archived_seq,
+                    "compacted_lots": compactor.compacted,
+                    "lots": len(engine.book.lots),
+                }
+            )
+        )
         tmp.replace(progress)
         clock.now = start + SESSION_MS  # its end: the next session's first Tick closes its lots
-        if snapshotter.done():
-            snapshotter.result()
+        # The simulated clock runs far ahead of what the archive can write (~14k bids/s here against
+        # its few thousand): bid on only while the archive is at most ARCHIVE_LAG_RECORDS behind, as
+        # a service bidding at a rate its archive sustains. Otherwise snapshots (which wait for it)
+        # and compaction (which follows it) would fall behind without bound.
+        await archiver.wait_caught_up(engine.last_seq - ARCHIVE_LAG_RECORDS)
+        for task in (snapshotter, *background):
+            if task.done():
+                task.result()
 
 
 # ------------------------------------------------------------------------------------ restarts
@@ -168,6 +238,14 @@ def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes
         [PYTHON, str(E2E / "gavel_server.py")], cwd=ROOT, env=env, stdout=out, stderr=out
     )
     return process, started
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident memory (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:
@@ -324,6 +402,7 @@ def check_and_replay(
         "acknowledged_bids": progress.get("acked", 0),
         "bids_in_book": generated,
         "lots_in_book": len(book.lots),
+        "compacted_lots_in_book": sum(1 for lot in book.lots.values() if lot.compacted),
         "every_acknowledged_bid_there": not wrong
         and progress.get("acked", 0) <= generated <= submitted_at_most,
         "wrong_lots": wrong[:5],
@@ -395,6 +474,7 @@ def one_size(bids: int, runs: int, services: Services, work: Path, phase: str, s
                     process,
                 )
             )
+            figures["rss_mb"] = rss_mb(process.pid)  # after recovery, as it serves its first bid
         finally:
             kill(process)
         state["restarts"] = state.get("restarts", 0) + 1
@@ -443,11 +523,23 @@ def make_history(bids: int, services: Services, data_dir: Path, database: str, s
             # keeps a snapshot out of its measurement).
             env={key: value for key, value in os.environ.items() if not key.startswith("SNAPSHOT_")},
         )
+        last_acked, moved_at = -1, time.perf_counter()
         try:
             while True:
                 if generator.poll() is not None:
                     raise RuntimeError(f"the generator exited ({generator.returncode})")
                 if progress_path.exists() and json.loads(progress_path.read_text())["acked"] >= bids:
+                    break
+                if time.perf_counter() - started > GENERATE_LIMIT_S:
+                    say(f"{bids:,}: generation stopped at its time limit ({GENERATE_LIMIT_S:.0f} s)")
+                    break
+                acked = json.loads(progress_path.read_text())["acked"] if progress_path.exists() else 0
+                if acked != last_acked:
+                    last_acked, moved_at = acked, time.perf_counter()
+                elif time.perf_counter() - moved_at > STALL_S:
+                    # The embedded MongoDB (SecantusDB) hung now and then under this load (every
+                    # thread waiting on a lock beside its TTL sweeper): the history ends where it stopped.
+                    say(f"{bids:,}: generation stalled for {STALL_S:.0f} s at {acked:,} bids: stopped there")
                     break
                 time.sleep(0.05)
             time.sleep(0.2)  # mid-load: the next session's bids are being applied and fsynced
@@ -480,21 +572,36 @@ def chart(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = result["sizes"]
-    xs = [max(size["bids_since_start"], 1) for size in sizes]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    # A history cut by its time limit is plotted at the bids it holds.
+    bids = [size["check"].get("acknowledged_bids", size["bids_since_start"]) for size in sizes]
+    xs = [max(count, 1) for count in bids]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
     for key, label in (
         ("healthz_s", "/healthz 200"),
         ("rest_s", "first REST answer"),
         ("first_bid_s", "first accepted bid"),
+        ("hello_world_s", "hello-world start (baseline)"),
     ):
         left.plot(xs, [size["median"][key] for size in sizes], marker="o", label=label)
     left.axhline(TARGET_S, color="grey", linestyle="--", label=f"target {TARGET_S:.0f} s")
     left.set_xscale("log")
+    left.set_ylim(bottom=0)
     left.set_xlabel("acknowledged bids since start (0 plotted at 1)")
     left.set_ylabel("seconds from exec (median of restarts)")
     left.set_title("Restart after SIGKILL")
     left.legend(fontsize=8)
-    names = [f"{size['bids_since_start']:,}" for size in sizes]
+    middle.plot(
+        xs, [size["check"]["snapshot_bytes"] / 2**20 for size in sizes], marker="o", label="snapshot (MiB)"
+    )
+    middle.plot(
+        xs, [size["median"].get("rss_mb", 0) for size in sizes], marker="o", label="RSS after recovery (MiB)"
+    )
+    middle.set_xscale("log")
+    middle.set_ylim(bottom=0)
+    middle.set_xlabel("acknowledged bids since start (0 plotted at 1)")
+    middle.set_title("What the history costs a restart")
+    middle.legend(fontsize=8)
+    names = [f"{count:,}" for count in bids]
     replay = [size["check"]["replay_records_per_s"] or 0 for size in sizes]
     decode = [size["check"]["decode_records_per_s"] or 0 for size in sizes]
     positions = range(len(sizes))

@@ -26,6 +26,7 @@ from composition.demo import seed_demo
 from composition.demo_staff import demo_staff_line, seed_demo_staff
 from composition.settings import Settings
 from engine.clock import SystemClock
+from engine.compaction import Compactor
 from engine.engine import Engine
 from gateway.community import start_community
 from gateway.edge import EdgeServer, build_edge_server
@@ -44,6 +45,7 @@ from persistence.cluster import (
     run_with_lease,
     storage_prefix,
 )
+from persistence.compaction import MongoSettledCloses
 from persistence.embedded import Services
 from persistence.media import MediaStore
 from persistence.redis_bus import PriceBus
@@ -130,6 +132,7 @@ class Service:
         self.exit_code = 0
         self.node: EngineNode | None = None
         self.archiver: BidArchiver | ArchiverProcess | None = None
+        self.compactor: Compactor | None = None
         self.remote: RemoteEngine | None = None
         self.bus: PriceBus | None = None
         self.hub: Hub | None = None
@@ -345,6 +348,8 @@ class Service:
             self.archiver.start(durable_seq=self.local_engine.last_seq)
         if self.archiver is not None:
             self.background.append(asyncio.create_task(self._snapshots(), name="snapshots"))
+        if self.compactor is not None:
+            self.background.append(asyncio.create_task(self.compactor.run(), name="compaction"))
         self.background.append(asyncio.create_task(self._watch_children(), name="watch-children"))
 
     async def _start_engine(self, archiver: BidArchiver | ArchiverProcess) -> None:
@@ -364,6 +369,17 @@ class Service:
             # and its start (an interpreter, a snapshot, a replay) is not needed to serve.
             engine.record_observer = _both(engine.record_observer, archiver.on_records)
             await engine.start()
+        # Closed lots lose their bid history once archived and settled (engine/compaction.py).
+        self.compactor = Compactor(
+            lambda: engine.book,
+            lambda: engine.last_seq,
+            engine.execute,
+            archiver,
+            MongoSettledCloses(self.background_db),
+            interval=self.config.compact_interval,
+        )
+        self.compactor.adopt_book()
+        engine.listeners.append(self.compactor.on_batch)
         log.info(
             "engine ready",
             extra={"last_seq": engine.last_seq, "recovery_s": round(time.perf_counter() - started, 3)},

@@ -217,6 +217,13 @@ SPECS: tuple[Spec, ...] = (
         "journal records that trigger a snapshot before SNAPSHOT_INTERVAL (bounds the replay at restart)",
     ),
     Spec(
+        "compact_interval",
+        "COMPACT_INTERVAL",
+        "5",
+        parse_seconds,
+        "seconds between compactions of closed lots whose bids are archived and whose close is settled",
+    ),
+    Spec(
         "seed_demo",
         "SEED_DEMO",
         "1",
@@ -427,6 +434,7 @@ class Settings:
     journal_fsync: bool = True
     snapshot_interval: float = 60.0
     snapshot_records: int = 100_000
+    compact_interval: float = 5.0
     seed_demo: bool = True
     order_deadline_ms: int = 86_400_000
     shop_pending_timeout_ms: int = 1_800_000

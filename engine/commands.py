@@ -115,6 +115,13 @@ class VoidBid(NamedTuple):
     reason: str
 
 
+class CompactLots(NamedTuple):
+    """Drop the bid history of closed lots whose bids are archived and whose outcome is settled
+    (`engine.compaction` decides which); journaled, so a replay compacts at the same point."""
+
+    lot_ids: list[LotId]
+
+
 class Tick(NamedTuple):
     """Time moved on: fire due timers. Issued by the engine's scheduler, journaled like any other."""
 
@@ -137,6 +144,7 @@ Command: TypeAlias = (
     | ResumeSession
     | ExtendLot
     | VoidBid
+    | CompactLots
     | Tick
 )
 
@@ -160,6 +168,7 @@ TAGS: dict[type[Command], int] = {
     ResumeSession: 21,
     ExtendLot: 22,
     VoidBid: 23,
+    CompactLots: 24,
 }
 BY_TAG: dict[int, type[Command]] = {tag: kind for kind, tag in TAGS.items()}
 

@@ -34,6 +34,7 @@ from engine.commands import (
     CancelLot,
     CloseLot,
     Command,
+    CompactLots,
     ExtendLot,
     MarkOverdue,
     OpenLot,
@@ -840,6 +841,8 @@ class Engine:
             book.extend_lot(command.lot_id, command.ends_at_ms, now)
         elif isinstance(command, VoidBid):
             book.void_bid(command.lot_id, command.bid_index, now, command.reason)
+        elif isinstance(command, CompactLots):
+            book.compact_lots(list(command.lot_ids))
         else:  # pragma: no cover - the Command union is exhaustive
             raise GavelError(f"unknown command {command!r}")
         return _OK._replace(seq=seq)

@@ -7,6 +7,7 @@ from typing import Any
 
 from engine.book.errors import NotFound
 from engine.book.states import CLOSED_LOT_STATES, SessionState
+from persistence.archive import bidders_of_lot
 from persistence.lot_results import deposit_for_lot, order_of_lot, refund_json
 from web.errors import Unauthorized
 from web.http import JsonHandler
@@ -55,10 +56,10 @@ class LotHandler(JsonHandler):
 
 
 class LotBidsHandler(JsonHandler):
-    def get(self, raw_id: str) -> None:
+    async def get(self, raw_id: str) -> None:
         lot_id = self.path_id(raw_id, "lot")
         page = self.page()
-        items, total = self.ctx.catalog.bids_view(lot_id, page.skip, page.page_size)
+        items, total = await self.ctx.catalog.bids_view(lot_id, page.skip, page.page_size)
         self.reply(page.answer(items, total))
 
 
@@ -82,7 +83,11 @@ class LotResultHandler(JsonHandler):
             order = await order_of_lot(self.ctx.db, lot_id)
             if order is not None and order.user_id == user_id:
                 order_id, pay_by = order.order_id, order.deadline_ms
-        elif any(line[0] == user_id for line in lot.bids.lines()):
+        elif (
+            user_id in await bidders_of_lot(self.ctx.db, lot_id)
+            if lot.compacted  # its bid lines are in the archive only (engine/compaction.py)
+            else any(line[0] == user_id for line in lot.bids.lines())
+        ):
             outcome = "lost"
         else:
             outcome = "not_bidding"

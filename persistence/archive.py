@@ -72,6 +72,7 @@ __all__ = [
     "SeqWaiters",
     "archive_meta_id",
     "archived_bids",
+    "bidders_of_lot",
     "read_archive_meta",
     "set_bid_status",
 ]
@@ -681,6 +682,17 @@ async def archived_bids(
         )
     rows.sort(key=lambda row: row.seq)  # stable: a seq's bids keep their order
     return rows
+
+
+async def bidders_of_lot(db: AsyncDatabase[dict[str, Any]], lot_id: int) -> set[int]:
+    """Everyone with an archived bid on the lot (proxy bids count for their owner): what a
+    compacted lot's bid lines told (engine/compaction.py)."""
+    bidders: set[int] = set()
+    async for doc in db[BUCKETS].find({"lot_id": lot_id}, {"bidder": 1}):
+        bidders.update(abs(int(bidder)) for bidder in doc["bidder"])
+    async for doc in db[LEGACY_BIDS].find({"lot_id": lot_id}, {"bidder": 1}):
+        bidders.add(abs(int(doc["bidder"])))
+    return bidders
 
 
 async def set_bid_status(

@@ -28,6 +28,7 @@ from engine.book.states import CLOSED_LOT_STATES, LotState, SessionState
 from engine.commands import Outcome, PutLot, PutSession
 from engine.engine import Engine
 from persistence.accounts import InvalidInput
+from persistence.archive import archived_bids
 from persistence.media import MediaIndex
 from persistence.mongo import Database, Document, as_utc, iso_from_ms, iso_utc, next_id, to_ms, utc_now
 from persistence.read_cache import MISSING, ReadCache
@@ -771,18 +772,25 @@ class Catalog:
         summary["pictures"] = entry["pictures"]
         return summary
 
-    def bids_view(self, lot_id: int, skip: int, limit: int) -> tuple[list[Document], int]:
-        """A page of a lot's bid history, newest first, from the engine's arrays (complete for live lots)."""
+    async def bids_view(self, lot_id: int, skip: int, limit: int) -> tuple[list[Document], int]:
+        """A page of a lot's bid history, newest first, from the engine's arrays (complete for live
+        lots), or from the archive once the lot is compacted (engine/compaction.py)."""
         lot = self.engine.book.lots.get(lot_id)
         if lot is None:
             raise NotFound(f"no lot {lot_id}")
-        bids = lot.bids
-        total = len(bids)
+        line: Callable[[int], tuple[int, int, int, bool]]
+        if lot.compacted:
+            archived = [
+                (bid.bidder, bid.price, bid.at, bid.auto) for bid in await archived_bids(self.db, lot_id)
+            ]
+            total, line = len(archived), archived.__getitem__
+        else:
+            total, line = len(lot.bids), lot.bids.line
         session_id = lot.session.session_id
         newest = total - 1 - skip
         items = []
         for index in range(newest, max(newest - limit, -1), -1):
-            bidder, price, at, auto = bids.line(index)
+            bidder, price, at, auto = line(index)
             items.append(
                 {
                     "price": price,

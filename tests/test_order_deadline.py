@@ -59,7 +59,9 @@ async def wait_for(what: str, probe: Callable[[], Awaitable[T | None]], patience
 @pytest.fixture
 async def service(tmp_path: Path, mongo_url: str, redis_url: str) -> AsyncIterator[ServiceProcess]:
     target = ServiceProcess(tmp_path / "data", mongo_url, redis_url, f"gavel_odl_{uuid.uuid4().hex[:8]}")
-    target.env |= {"ORDER_DEADLINE": "2s", "SEED_DEMO": "0"}
+    # COMPACT_INTERVAL: the settled lot is compacted (engine/compaction.py) long before it goes
+    # overdue, so the overdue mark and the bid history below act on a compacted lot.
+    target.env |= {"ORDER_DEADLINE": "2s", "SEED_DEMO": "0", "COMPACT_INTERVAL": "0.2", "LOG_LEVEL": "INFO"}
     target.env.pop("ORDER_DEADLINE_HOURS", None)
     yield target
     if target.process is not None and target.process.poll() is None:
@@ -213,6 +215,14 @@ async def test_an_order_not_paid_within_order_deadline_2s_goes_overdue_and_forfe
 
     lot = await ok("GET", base + f"/api/v1/lots/{lot_id}")
     assert lot["state"] == 6, lot  # overdue
+
+    # Settled, archived and compacted out of the engine: its bid is read from the archive.
+    async def compacted() -> bool | None:
+        return True if "compacted 1 closed lot(s)" in service.log_path.read_text() else None
+
+    await wait_for("the settled lot to be compacted", compacted)
+    bids = await ok("GET", base + f"/api/v1/lots/{lot_id}/bids")
+    assert bids["total"] == 1 and bids["items"][0]["price"] == START_PRICE, bids
 
     async def deposit_consumed() -> dict[str, Any] | None:
         page = await ok("GET", base + "/api/v1/deposits", token=token)

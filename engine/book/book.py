@@ -167,6 +167,21 @@ class Book:
         lot.close(now, f"cancelled: {reason}", force_unsold=True)
         self._end_session_if_done(lot.session, now)
 
+    def compact_lots(self, lot_ids: list[LotId]) -> list[LotId]:
+        """Compact the named lots that are closed and not compacted yet (see `Lot.compact`);
+        returns those it compacted. Unknown, open or compacted ones are skipped: the decision was
+        taken outside the engine on facts that may be a moment old, and only closed lots qualify."""
+        done: list[LotId] = []
+        for lot_id in lot_ids:
+            lot = self.lots.get(lot_id)
+            if lot is None or lot.compacted or lot.state not in CLOSED_LOT_STATES:
+                continue
+            lot.compact()
+            done.append(lot_id)
+        if not done:
+            raise InvalidCommand("none of these lots can be compacted")
+        return done
+
     def mark_overdue(self, lot_id: LotId) -> None:
         self.lot(lot_id).mark_overdue()
 
@@ -284,7 +299,8 @@ class Book:
         """
         self.quiet = quiet
         for lot in self.lots.values():
-            lot.quiet = quiet
+            if not lot.compacted:  # closed for good: no bid of theirs records anything
+                lot.quiet = quiet
 
     def drain_events(self) -> list[Event]:
         """Hand over the events recorded since the last call (the lots share this outbox)."""
@@ -335,6 +351,8 @@ class Book:
                     lot.input_log.to_bytes(),
                     list(lot.voided),
                     lot.replayable,
+                    lot.compacted,  # added with compaction, with the bid count its lines no longer give
+                    lot.bid_count,
                 ]
                 for lot in self.lots.values()
             ],
@@ -344,6 +362,7 @@ class Book:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Book":
         book = cls()
+        rules: dict[str, IncrementRule] = {}
         for row in state["sessions"]:
             (sid, st, p0, p1, b0, b1, deposit, soft, cap, depositors) = row
             session = Session(
@@ -380,9 +399,13 @@ class Book:
                 bids,
             ) = row
             session = book.sessions[sid]
-            lot = Lot(
-                lid, session, rule_from_spec(spec), reserve=reserve, deposit=deposit, events=book.events
-            )
+            # Lots share one rule object per spec (rules are never changed in place): a long
+            # history holds many thousands of closed lots, mostly on a handful of ladders.
+            key = repr(spec)
+            rule = rules.get(key)
+            if rule is None:
+                rule = rules[key] = rule_from_spec(spec)
+            lot = Lot(lid, session, rule, reserve=reserve, deposit=deposit, events=book.events)
             lot.state = LotState(st)
             lot.ends_at, lot.price, lot.leader, lot.leader_max, lot.winner = (
                 ends_at,
@@ -391,14 +414,21 @@ class Book:
                 leader_max,
                 winner,
             )
-            lot.depositors = set(depositors)
-            lot.bids = BidHistory.from_bytes(bids)
-            lot.bid_count = len(lot.bids)
+            compacted = len(controls) > 6 and bool(controls[6])
+            if compacted:
+                # Its bid count is kept apart from its (dropped) lines; nothing else to decode.
+                lot.bid_count = controls[7] if len(controls) > 7 else 0
+            else:
+                lot.depositors = set(depositors)
+                lot.bids = BidHistory.from_bytes(bids)
+                lot.bid_count = len(lot.bids)
             if controls:
-                paused_since, paused_total, extensions, inputs, voided, replayable = controls
+                paused_since, paused_total, extensions, inputs, voided, replayable = controls[:6]
+                lot.compacted = compacted
                 lot.paused_since, lot.paused_total, lot.extensions = paused_since, paused_total, extensions
-                lot.input_log = BidHistory.from_bytes(inputs)
-                lot.voided = list(voided)
+                if not compacted:
+                    lot.input_log = BidHistory.from_bytes(inputs)
+                    lot.voided = list(voided)
                 lot.replayable = bool(replayable)
             else:
                 # A snapshot from before bid inputs were kept: the bids it holds cannot be replayed.
@@ -406,7 +436,8 @@ class Book:
             lot.timers = book._timers
             book.lots[lid] = lot
             session.lot_ids.append(lid)
-            heapq.heappush(book._timers, (ends_at, _CLOSE_LOT, lid))
+            if lot.state not in CLOSED_LOT_STATES:  # a closed lot's timer would only be skipped
+                heapq.heappush(book._timers, (ends_at, _CLOSE_LOT, lid))
         book.blocked = set(state["blocked"])
         return book
 

@@ -120,6 +120,7 @@ class Lot:
     __slots__ = (
         "bid_count",
         "bids",
+        "compacted",
         "deposit",
         "depositors",
         "ends_at",
@@ -193,6 +194,8 @@ class Lot:
         # False for a lot loaded from a snapshot older than `input_log` with bids in it: those
         # bids were never logged as inputs, so no void can replay them.
         self.replayable = True
+        # True once the lot is closed and its history handed to the archive (`compact`).
+        self.compacted = False
         # The book's timer heap: an extension pushes the lot's new end itself.
         self.timers: list[tuple[Millis, int, int]] = []
         self.gated = False
@@ -479,6 +482,22 @@ class Lot:
         self.extensions += 1
         heapq.heappush(self.timers, (new_end, CLOSE_LOT_TIMER, self.lot_id))
         self.events.append(LotExtended(self.lot_id, self.session_id, new_end))
+
+    def compact(self) -> None:
+        """Drop what only the lot's past needs: its bid lines, its inputs and its depositors.
+
+        Only a closed lot is compacted (docs/engine.md, "Compacting closed lots"): what decides anything
+        later (state, price, winner, count, end) stays, so a bid is still refused CLOSED, a late
+        MarkOverdue still moves it, and readers find the history in the archive in MongoDB.
+        """
+        if self.state not in CLOSED_LOT_STATES:
+            raise IllegalTransition(f"lot {self.lot_id} is not closed: it cannot be compacted")
+        self.bids = BidHistory()
+        self.input_log = BidHistory()
+        self.voided = []
+        self.depositors = set()
+        self.replayable = False
+        self.compacted = True
 
     def inputs(self) -> list[BidInput]:
         """Every accepted bid input, oldest first, the voided ones marked."""

@@ -240,7 +240,8 @@ def needs_registration(book: Book, record: DepositRecord) -> bool:
         session = book.sessions.get(record.session_id)
         return session is not None and record.user_id not in session.depositors
     lot = book.lots.get(record.lot_id)
-    return lot is not None and record.user_id not in lot.depositors
+    # A compacted lot is closed for good and has let its depositors go: nothing to register.
+    return lot is not None and not lot.compacted and record.user_id not in lot.depositors
 
 
 # -- the service -------------------------------------------------------------------------------------

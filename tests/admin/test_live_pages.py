@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from admin.base import AdminHandler
+from engine.commands import CloseLot
 from tests.admin.conftest import AdminClient, AppServer
+from tests.gateway.conftest import archive_and_compact
 from tests.gateway.test_ws import Bidder
 
 XSS = "<script>window.__x=1</script>"
@@ -152,6 +154,27 @@ async def test_lot_monitor_shows_history_deposits_bidders_and_audit(
         "bob_live": True,
         "alice_live": False,
     }
+
+
+async def test_a_compacted_lot_shows_its_history_from_the_archive(
+    admin_client: AdminClient, scene: Scene
+) -> None:
+    server = admin_client.server
+    assert (await server.engine.execute(CloseLot(scene.lot_a))).ok
+    before = (await admin_client.get(f"/admin/api/lots/{scene.lot_a}")).json
+    await archive_and_compact(server, scene.lot_a)
+    assert server.engine.book.lots[scene.lot_a].compacted
+    detail = (await admin_client.get(f"/admin/api/lots/{scene.lot_a}")).json
+    assert [point["price"] for point in detail["points"]] == [10_000, 12_000]
+    assert [entry["user"]["username"] for entry in detail["history"]] == ["bob_live", "alice_live"]
+    assert detail["history_kind"] == "lines" and detail["live"]["bidders"] == 2
+    assert {b["user"]["username"] for b in detail["bidders"]} == {"bob_live", "alice_live"}
+    assert detail["live"]["price"] == before["live"]["price"] == 12_000
+    session = (await admin_client.get(f"/admin/api/sessions/{scene.session_id}")).json
+    assert session["totals"]["bidders"] == 2
+    assert {lot["id"]: lot["live"]["bidders"] for lot in session["lots"]}[scene.lot_a] == 2
+    page = await admin_client.get(f"/admin/lots/{scene.lot_a}/monitor")
+    assert page.status == 200 and "alice_live" in text(page.body)
 
 
 async def test_a_lot_not_in_the_engine_is_404(admin_client: AdminClient) -> None:

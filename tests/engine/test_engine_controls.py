@@ -35,6 +35,7 @@ def test_the_control_tags_are_appended_and_never_renumbered() -> None:
         "ResumeSession": 21,
         "ExtendLot": 22,
         "VoidBid": 23,
+        "CompactLots": 24,
     }
     assert len(set(TAGS.values())) == len(TAGS)
 

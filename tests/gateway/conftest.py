@@ -30,12 +30,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from composition.app import make_app
 from composition.bootstrap import edge_config
 from composition.settings import Settings
+from engine import journal
 from engine.book.states import SessionState
 from engine.clock import FakeClock, SystemClock
+from engine.commands import CompactLots
 from engine.engine import Engine
 from gateway.edge import EdgeServer, build_edge_server
 from gateway.ws import Hub
 from persistence.accounts import Accounts, ScryptParams
+from persistence.archive import BidArchiver
 from persistence.mongo import check_replica_set, connect, ensure_indexes, iso_from_ms
 from web.context import AppContext
 from web.signin import SigninPolicy
@@ -202,6 +205,22 @@ class AppServer:
         session = self.engine.book.sessions[session_id]
         await self.advance_to(session.bidding_start)
         await self.wait_for(lambda: session.state is SessionState.BIDDING)
+
+
+async def archive_and_compact(server: AppServer, *lot_ids: int) -> None:
+    """What the service's archiver and compactor do, at once: the journal's events written to the
+    archive (by a replica of the book replaying the journal, as the archiver process does), then
+    the closed lots compacted (engine/compaction.py; the decision is tested in tests/engine)."""
+    engine = server.engine
+    replica = Engine(server.clock, engine.journal_dir, None, sync=False)
+    batch = replica.follow(journal.recover(engine.journal_dir, 0, read_only=True), events_after=0)
+    archiver = BidArchiver(server.ctx.db, interval=0.01)
+    archiver.start()
+    if batch is not None:
+        archiver.on_batch(batch)
+    assert await archiver.wait_caught_up(replica.last_seq, timeout=10)
+    await archiver.stop()
+    assert (await engine.execute(CompactLots(list(lot_ids)))).ok
 
 
 @contextlib.asynccontextmanager

@@ -3,8 +3,8 @@
 import re
 
 from engine.book.states import LotState, SessionState
-from engine.commands import PlaceBid, SetMaxBid
-from tests.gateway.conftest import AppServer
+from engine.commands import CloseLot, PlaceBid, SetMaxBid
+from tests.gateway.conftest import AppServer, archive_and_compact
 
 
 async def test_listing_shows_live_state_and_filters(app_server: AppServer) -> None:
@@ -106,6 +106,37 @@ async def test_bids_are_paged_newest_first_with_pseudonyms(app_server: AppServer
     assert rows[0]["at_ms"] == app_server.clock.now_ms()
     beyond = await app_server.call("GET", f"/api/v1/lots/{lot_id}/bids?page=99")
     assert beyond.status == 200 and beyond.json["items"] == [] and beyond.json["total"] == total
+
+
+async def test_a_compacted_lot_reads_its_bids_and_results_from_the_archive(app_server: AppServer) -> None:
+    session_id = await app_server.create_session()
+    lot_id = await app_server.create_lot(session_id, start_price=1_000, unit=100)
+    (alice, alice_token), (bob, bob_token), (_carol, carol_token) = [
+        await app_server.register() for _ in range(3)
+    ]
+    await app_server.start_bidding(session_id)
+    assert (await app_server.engine.execute(SetMaxBid(lot_id, alice, 2_000))).ok
+    for price in (1_200, 1_500):
+        assert (await app_server.engine.execute(PlaceBid(lot_id, bob, price))).ok
+    assert (await app_server.engine.execute(CloseLot(lot_id))).ok
+    paths = [f"/api/v1/lots/{lot_id}/bids?page_size=3", f"/api/v1/lots/{lot_id}/bids?page=2&page_size=3"]
+    before = [(await app_server.call("GET", path)).json for path in paths]
+    view_before = (await app_server.call("GET", f"/api/v1/lots/{lot_id}")).json
+
+    await archive_and_compact(app_server, lot_id)
+    assert app_server.engine.book.lots[lot_id].compacted
+    assert [(await app_server.call("GET", path)).json for path in paths] == before
+    view = (await app_server.call("GET", f"/api/v1/lots/{lot_id}")).json
+    assert {k: view[k] for k in ("state", "price", "leader", "bid_count", "closed")} == {
+        k: view_before[k] for k in ("state", "price", "leader", "bid_count", "closed")
+    }
+    outcomes = [
+        (await app_server.call("GET", f"/api/v1/lots/{lot_id}/result", token=token)).json["outcome"]
+        for token in (alice_token, bob_token, carol_token)
+    ]
+    assert outcomes == ["won", "lost", "not_bidding"]
+    late = await app_server.engine.execute(PlaceBid(lot_id, bob, 5_000))
+    assert late.code == "CLOSED"
 
 
 async def test_pseudonyms_differ_between_sessions(app_server: AppServer) -> None:

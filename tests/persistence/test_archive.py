@@ -29,9 +29,11 @@ from engine.commands import (
     SetMaxBid,
     VoidBid,
 )
+from engine.compaction import Compactor
 from engine.engine import CommittedBatch, Engine
 from persistence import archive as archive_module
-from persistence.archive import BUCKETS, BidArchiver, archived_bids
+from persistence.archive import BUCKETS, BidArchiver, archived_bids, bidders_of_lot
+from persistence.compaction import MongoSettledCloses
 from persistence.embedded import start_mongo
 
 Db = AsyncDatabase[dict[str, Any]]
@@ -496,3 +498,36 @@ async def test_pause_resume_and_void_keep_the_lot_mirror_current(
         assert await r.archiver.wait_caught_up(r.engine.last_seq, timeout=10)
         resumed = await assert_mirror_matches_book(mongo_db, r.engine, LOT_A)
         assert resumed["paused"] is False and resumed["ends_at_ms"] == T0 + 60 * MINUTE + 30_000
+
+
+# ------------------------------------------------------------------------------------- compaction
+
+
+async def test_a_compacted_lot_is_read_back_from_the_archive(tmp_path: pathlib.Path, mongo_db: Db) -> None:
+    """The product's compactor over the real ports: a closed lot is compacted once its close is
+    archived and the settlement's outbox row is done; its bidders and lines come from the archive."""
+    async with rig(tmp_path, mongo_db, interval=0.05) as r:
+        await open_session(r, mongo_db)
+        await bid_burst(r.engine)
+        lot = r.engine.book.lots[LOT_A]
+        lines = lot.bids.lines()
+        compactor = Compactor(
+            lambda: r.engine.book,
+            lambda: r.engine.last_seq,
+            r.engine.execute,
+            r.archiver,
+            MongoSettledCloses(mongo_db),
+        )
+        r.engine.listeners.append(compactor.on_batch)
+        closed = await r.engine.execute(CloseLot(LOT_A))
+        assert await r.archiver.wait_caught_up(closed.seq, timeout=10)
+        assert await compactor.run_once() == 0  # archived, its outbox row still pending
+        await mongo_db.settlement_outbox.update_one({"_id": LOT_A}, {"$set": {"status": "recorded"}})
+        assert await MongoSettledCloses(mongo_db).settled([LOT_A, LOT_B]) == set()
+        await mongo_db.settlement_outbox.update_one({"_id": LOT_A}, {"$set": {"status": "done"}})
+        assert await compactor.run_once() == 1
+        assert lot.compacted and lot.bids.lines() == []
+        archived = await archived_bids(mongo_db, LOT_A)
+        assert [(b.bidder, b.price, b.at, b.auto) for b in archived] == lines
+        assert await bidders_of_lot(mongo_db, LOT_A) == {7, 8, 9}
+        assert (await r.engine.execute(PlaceBid(LOT_A, 8, 9_000))).code == "CLOSED"

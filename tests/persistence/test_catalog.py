@@ -160,7 +160,7 @@ async def test_read_model(catalog: Catalog, engine: Engine, db: Database) -> Non
     stored = await db.lots.find_one({"_id": lot_id})
     assert stored is not None and stored["watchers"] == 2
 
-    bids, count = catalog.bids_view(lot_id, 0, 1)
+    bids, count = await catalog.bids_view(lot_id, 0, 1)
     assert count == 2 and bids == [
         {
             "price": 1_200,
@@ -170,10 +170,10 @@ async def test_read_model(catalog: Catalog, engine: Engine, db: Database) -> Non
             "auto": False,
         }
     ]
-    older, _ = catalog.bids_view(lot_id, 1, 5)
+    older, _ = await catalog.bids_view(lot_id, 1, 5)
     assert [b["price"] for b in older] == [1_000]
     with pytest.raises(NotFound):
-        catalog.bids_view(999, 0, 5)
+        await catalog.bids_view(999, 0, 5)
 
 
 async def test_watchers_equal_distinct_viewers_under_concurrency_and_recount_mends_old_counts(
