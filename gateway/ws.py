@@ -31,7 +31,7 @@ from engine.book.events import (
     PriceChanged,
 )
 from engine.book.lot import Lot
-from engine.book.states import LotState
+from engine.book.states import CLOSED_LOT_STATES, LotState
 from engine.commands import Outcome, PlaceBid, SetMaxBid
 from engine.engine import CommittedBatch
 from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
@@ -79,12 +79,16 @@ SNAPSHOT_CACHE_SIZE = 256
 
 
 def deposit_state(lot: Lot, user_id: int) -> str:
-    """ "not_needed", "paid" (a paid per-lot or whole-session deposit) or "needed" for one bidder."""
+    """ "not_needed", "paid" (a paid per-lot or whole-session deposit) or "needed" for one bidder.
+
+    A closed lot is never "needed": no deposit can make it take a bid. A compacted lot has dropped
+    its depositors (docs/engine.md, "Compacting closed lots"), so its own deposit is no longer
+    "paid" either; the `result` frame says what became of it."""
     if not (lot.deposit or lot.session.deposit):
         return "not_needed"
     if user_id in lot.depositors or user_id in lot.session.depositors:
         return "paid"
-    return "needed"
+    return "not_needed" if lot.state in CLOSED_LOT_STATES else "needed"
 
 
 def bidders_of(lot: Lot) -> set[int]:

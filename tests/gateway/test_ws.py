@@ -11,7 +11,10 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
+from engine.book.book import Book
+from engine.book.increments import FixedIncrement
 from engine.book.states import LotState
+from gateway.ws import deposit_state
 from tests.gateway.conftest import AppServer
 
 
@@ -453,3 +456,17 @@ async def test_price_frames_are_published_on_the_sessions_redis_channel(app_serv
         app_server.ctx.hub.publish = None
         await this_gateway.stop()
         await other_gateway.stop()
+
+
+def test_a_closed_lot_never_asks_for_a_deposit_and_a_compacted_one_forgets_its_payers() -> None:
+    book = Book()
+    book.put_session(1, preview_start=0, preview_end=0, bidding_start=10, bidding_end=1_000)
+    book.put_lot(1, 1, FixedIncrement(100, 10), deposit=5_000)
+    book.register_deposit(1, 1, 7)
+    book.advance(10)
+    assert book.place(1, 7, 200, False, 20).accepted
+    assert (deposit_state(book.lot(1), 7), deposit_state(book.lot(1), 8)) == ("paid", "needed")
+    book.close_lot(1, 50)
+    assert (deposit_state(book.lot(1), 7), deposit_state(book.lot(1), 8)) == ("paid", "not_needed")
+    book.compact_lots([1])
+    assert (deposit_state(book.lot(1), 7), deposit_state(book.lot(1), 8)) == ("not_needed", "not_needed")
