@@ -518,13 +518,17 @@ class Hub:
         end = log.end
         count = len(order)
         written = 0
+        since, wire = -1, b""  # consecutive subscribers mostly share a position
+        frames: list[bytes] = []
         while index < count:
             socket = order[index]
             index += 1
             position = members.get(socket)
             if position is None or position >= end:  # left, or had everything already
                 continue
-            frames, wire = log.since(position)
+            if position != since:
+                since = position
+                frames, wire = log.since(position)
             socket.send_many(frames, wire)
             members[socket] = end
             written += len(frames)
@@ -810,7 +814,8 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         Frames the kernel has not taken yet count as pending; past LAGGING_AFTER_PENDING_WRITES the
         socket gets only the latest price per lot until it drains.
         """
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
             return
         if self._latest is not None:
             for frame in frames:
@@ -822,7 +827,18 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
             if time.monotonic() - self._lagging_since > SLOW_CONSUMER_GRACE_S:
                 self.close(4008, "slow consumer: fell too far behind")
             return
-        self._write(frames, wire)
+        stream: tornado.iostream.IOStream | TransportStream | None = connection.stream
+        if wire is not None and self._frame_once and type(stream) is TransportStream:
+            # The broadcast's case (ten thousand sockets a sweep), without _write's calls.
+            try:
+                written = stream.send(wire)
+            except tornado.iostream.StreamClosedError:
+                return
+            if written is not None:  # some bytes wait in the transport until the kernel takes them
+                self._pending_writes += len(frames)
+                written.add_done_callback(functools.partial(self._written, count=len(frames)))
+        else:
+            self._write(frames, wire)
         if self._pending_writes > LAGGING_AFTER_PENDING_WRITES:
             self._latest = {}
             self._lagging_since = time.monotonic()
