@@ -59,8 +59,9 @@ PRICE = b'{"type":"price"'
 PING = b"\x89\x00"
 CARRY = len(PRICE) - 1  # a whole marker never fits in the carried bytes: nothing counts twice
 CHURN_TICK_S = 0.1
-BATCH_READ_S = 0.1  # how often the counting watchers' sockets are read (see the module docstring)
+BATCH_READ_S = 0.5  # how often the counting watchers' sockets are read (see the module docstring)
 READ_SIZE = 1 << 18
+BATCH_SLICE = 256  # counting sockets read before the loop gets its turn
 
 
 class TimedWatcher(Watcher):
@@ -116,6 +117,8 @@ class CountingWatcher(TimedWatcher):
 
     def read_pending(self) -> None:
         """What the kernel holds for this socket, counted; EOF or an error closes it."""
+        if self.transport.is_closing():  # its descriptor may be closed, even reused, by now
+            return
         while True:
             try:
                 data = os.read(self.fd, READ_SIZE)
@@ -166,9 +169,12 @@ class WatcherRun(ScaleRun):
         while True:
             await asyncio.sleep(BATCH_READ_S)
             self.batched = [w for w in self.batched if w.open and not w.closing]
-            for watcher in self.batched:
+            for number, watcher in enumerate(self.batched, 1):
                 if watcher.open and not watcher.closing:
                     watcher.read_pending()
+                if number % BATCH_SLICE == 0:
+                    # The timed watchers and the bidders are read between slices, not after all.
+                    await asyncio.sleep(0)
 
     async def hold(self, total: int, limit_s: float) -> dict[str, Any]:
         """Connect and subscribe watchers until `total` are held; count who made it."""
