@@ -76,6 +76,10 @@ WITHDRAWN_PREFIX = "cancelled:"
 # way to finish and then for its socket's turn in the next took up to two.
 FANOUT_CHUNK_S = 0.004
 FANOUT_CLOCK_EVERY = 32
+# Loop turns between two chunks of a sweep: what a chunk interrupted (a group commit's completion,
+# an answer on its way) moves one callback further per turn; with a single turn between chunks,
+# each of its steps would wait for a whole chunk.
+FANOUT_TURNS_BETWEEN_CHUNKS = 4
 # Encoded snapshots kept (per session, for the engine's current seq) before the cache is cleared.
 SNAPSHOT_CACHE_SIZE = 256
 
@@ -484,8 +488,15 @@ class Hub:
                 self._sweep = (session_id, list(members), 0, log.end)
             if not self._sweep_chunk(deadline):
                 self._step_scheduled = True
-                asyncio.get_running_loop().call_soon(self.flush)
+                asyncio.get_running_loop().call_soon(self._next_chunk, FANOUT_TURNS_BETWEEN_CHUNKS - 1)
                 return
+
+    def _next_chunk(self, turns: int) -> None:
+        """The sweep's next step, `turns` loop turns from now."""
+        if turns > 0:
+            asyncio.get_running_loop().call_soon(self._next_chunk, turns - 1)
+        else:
+            self.flush()
 
     def _collect(self) -> None:
         """The queued frames into their sessions' logs (prices: each lot's latest), published for
