@@ -230,9 +230,9 @@ class Hub:
         self._logs: dict[int, SessionLog] = {}  # per session with subscribers
         # Sessions whose log has frames some subscriber may not have had, in sweep order.
         self._behind: dict[int, None] = {}
-        # The sweep under way: session_id, its subscribers when it started, the next one's index,
-        # the log's end when it started (every subscriber has everything before it once done).
-        self._sweep: tuple[int, list[BidderSocket], int, int] | None = None
+        # The sweep under way: session_id, its log, its subscribers when it started, the next one's
+        # index, the log's end when it started (every subscriber has everything before it once done).
+        self._sweep: tuple[int, SessionLog, list[BidderSocket], int, int] | None = None
         self._step_scheduled = False
         self.frames_sent = 0
         # session_id -> (engine seq, the snapshot's lots encoded once, shared by every subscriber)
@@ -485,7 +485,7 @@ class Hub:
                 members = self.by_session.get(session_id)
                 if log is None or members is None:
                     continue
-                self._sweep = (session_id, list(members), 0, log.end)
+                self._sweep = (session_id, log, list(members), 0, log.end)
             if not self._sweep_chunk(deadline):
                 self._step_scheduled = True
                 asyncio.get_running_loop().call_soon(self._next_chunk, FANOUT_TURNS_BETWEEN_CHUNKS - 1)
@@ -520,10 +520,11 @@ class Hub:
     def _sweep_chunk(self, deadline: float) -> bool:
         """Write the sweep under way until it ends (True) or the deadline passes (False)."""
         assert self._sweep is not None
-        session_id, order, index, started_end = self._sweep
-        log = self._logs.get(session_id)
+        session_id, log, order, index, started_end = self._sweep
         members = self.by_session.get(session_id)
-        if log is None or members is None:  # everyone left meanwhile
+        if members is None or self._logs.get(session_id) is not log:
+            # Everyone left meanwhile (and maybe others joined since, on a new log: its frames are
+            # marked behind and get a sweep of their own).
             self._sweep = None
             return True
         end = log.end
@@ -547,7 +548,7 @@ class Hub:
                 break
         self.frames_sent += written
         if index < count:
-            self._sweep = (session_id, order, index, started_end)
+            self._sweep = (session_id, log, order, index, started_end)
             return False
         self._sweep = None
         # Every subscriber now has every frame before the sweep's start; those who joined during

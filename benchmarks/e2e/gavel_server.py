@@ -159,8 +159,8 @@ class FanoutTraceHub(Hub):
             self.line({"collected": now, "prices": prices})
 
     def _sweep_chunk(self, deadline: float) -> bool:
-        if self._sweep is not None and self._sweep[2] == 0:
-            self.line({"sweep": time.time(), "sockets": len(self._sweep[1])})
+        if self._sweep is not None and self._sweep[3] == 0:
+            self.line({"sweep": time.time(), "sockets": len(self._sweep[2])})
         done = super()._sweep_chunk(deadline)
         if done:
             self.line({"swept": time.time()})

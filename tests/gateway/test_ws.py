@@ -509,3 +509,44 @@ async def test_price_frames_are_published_on_the_sessions_redis_channel(app_serv
         app_server.ctx.hub.publish = None
         await this_gateway.stop()
         await other_gateway.stop()
+
+
+class RecordingSocket:
+    """What the hub needs of a subscriber, keeping every frame written to it."""
+
+    def __init__(self) -> None:
+        self.subscriptions: set[int] = set()
+        self.got: list[bytes] = []
+
+    def send_many(self, frames: Any, wire: bytes | None = None) -> None:
+        self.got.extend(frames)
+
+    def send(self, frame: bytes) -> None:
+        self.got.append(frame)
+
+
+async def test_a_sweep_whose_subscribers_all_left_does_not_drop_the_frames_of_those_who_came_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from gateway.ws import Hub
+
+    one_socket_per_step(monkeypatch)
+    hub = Hub(SimpleNamespace())  # type: ignore[arg-type]
+    first = [RecordingSocket() for _ in range(3)]
+    for socket in first:
+        hub.join(socket, 1)  # type: ignore[arg-type]
+    hub._frames.append((1, b'{"n":1}'))
+    hub.flush()  # writes the first subscriber, then hands the loop back mid-sweep
+    for socket in first:
+        hub.leave(socket, 1)  # type: ignore[arg-type]
+    later = RecordingSocket()
+    hub.join(later, 1)  # type: ignore[arg-type]
+    hub._frames.append((1, b'{"n":2}'))
+    hub.flush()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert [s.got for s in first] == [[b'{"n":1}'], [], []]
+    assert later.got == [b'{"n":2}']
+    assert hub._sweep is None and not hub._behind and hub._logs[1].frames == []
