@@ -43,6 +43,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -90,6 +91,7 @@ class Bench:
         self.gavel_dir = root / "gavel"
         self.database = f"bench_watchers_{os.getpid()}"
         self.service_pids = {s.name: s.pid for s in services.embedded}
+        self.trace_path: Path | None = None  # the running Gavel's fan-out trace (--trace)
 
     def start(self, name: str) -> Child:
         port = free_port()
@@ -103,6 +105,11 @@ class Bench:
             )
             # Every watcher comes from 127.0.0.1: the edge's cap per address above 10,000 sockets.
             env["MAX_CONNECTIONS_PER_IP"] = "100000"
+            if self.args.soak_tracemalloc:
+                env["GAVEL_BENCH_TRACEMALLOC"] = str(self.root)
+            if self.args.trace:
+                self.trace_path = self.root / f"fanout-{time.monotonic_ns()}.jsonl"
+                env["GAVEL_BENCH_FANOUT"] = str(self.trace_path)
             argv = [PYTHON, str(GAVEL_SERVER)]
         else:
             env, argv = peer_env(), [PYTHON, str(ECHO_SERVER), str(port)]
@@ -223,7 +230,52 @@ class Bench:
             }
             client.send({"op": "phase", "spec": spec, "start_at": start_at})
         results = [client.read(a.warmup + a.duration + 60) for client in clients]
-        return merge(results)
+        merged = merge(results)
+        if a.trace and self.trace_path is not None:
+            window = (start_at + a.warmup, start_at + a.warmup + a.duration)
+            merged["trace"] = fanout_trace(self.trace_path, *window)
+        return merged
+
+
+def fanout_trace(path: Path, start: float, end: float) -> dict[str, Any]:
+    """Where a price frame's time goes on the server (gavel_server.py `GAVEL_BENCH_FANOUT`), for
+    the frames taken by the hub in [start, end): accept -> hub (`commit`: the group commit),
+    hub -> taken into its session's log (`queue`: the loop's queue before the hub's next step),
+    accept -> the end of the first sweep that started after it was taken (`to_all`: every
+    subscriber written by then); the sweeps' wall time (`sweep`) and the hub's steps, i.e. how
+    long the loop is held at a time (`step`). Milliseconds."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    sweeps: list[tuple[float, float]] = []
+    opened: float | None = None
+    for record in records:
+        if "sweep" in record:
+            opened = record["sweep"]
+        elif "swept" in record and opened is not None:
+            sweeps.append((opened, record["swept"]))
+            opened = None
+    parts: dict[str, list[float]] = {"commit": [], "queue": [], "to_all": [], "sweep": [], "step": []}
+    for record in records:
+        if "collected" in record and start <= record["collected"] < end:
+            taken = record["collected"]
+            done = next((e for s, e in sweeps if s >= taken), None)
+            for at_ms, arrived in record["prices"]:
+                parts["commit"].append(arrived * 1000 - at_ms)
+                parts["queue"].append((taken - arrived) * 1000)
+                if done is not None:
+                    parts["to_all"].append(done * 1000 - at_ms)
+        elif "step" in record and start <= record["step"] < end:
+            parts["step"].append((record["end"] - record["step"]) * 1000)
+    parts["sweep"] = [(e - s) * 1000 for s, e in sweeps if start <= s < end]
+    summary: dict[str, Any] = {"sweeps": len(parts["sweep"]), "steps": len(parts["step"])}
+    for name, values in parts.items():
+        values.sort()
+        if values:
+            summary[name] = {
+                "p50": round(values[len(values) // 2], 1),
+                "p99": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1),
+                "mean": round(statistics.fmean(values), 1),
+            }
+    return summary
 
 
 def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -271,8 +323,11 @@ def summary(record: dict[str, Any]) -> str:
                 f"{key}/s: changes/s={phase['price_changes_per_s']} deliv/s={phase['deliveries_per_s']} "
                 f"ratio={phase['delivery_ratio']} conflated={phase['conflated_watchers']} "
                 f"p50={phase['bcast_ms'].get('p50')} p99={phase['bcast_ms'].get('p99')} "
-                f"us/deliv={phase['server_cpu_us_per_delivery']} cpu={phase['cpu_cores']}"
+                f"us/deliv={phase['server_cpu_us_per_delivery']} cpu={phase['cpu_cores']} "
+                f"ack={phase['ack_ms'].get('p50')}/{phase['ack_ms'].get('p99')}"
             )
+            if "trace" in phase:
+                parts.append(f"trace={phase['trace']}")
     return "; ".join(parts)
 
 
@@ -307,6 +362,9 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
             }
             client.send({"op": "phase", "spec": spec, "start_at": start_at})
         began = time.monotonic()
+        # With --soak-tracemalloc: allocation snapshots once the start's transient has passed and
+        # at the end, over the same span as the slope (diffed below).
+        snapshot_at = [seconds - min(8 * 60.0, 0.8 * seconds), seconds - 2.0]
         samples: list[tuple[float, float]] = []
         fds = {client.process.stdout.fileno(): client for client in clients if client.process.stdout}
         results: dict[int, dict[str, Any]] = {}
@@ -316,6 +374,9 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
             if now >= next_sample:
                 samples.append((round(now - began, 1), rss_mb(server.pid) or 0.0))
                 next_sample += a.soak_sample
+            if a.soak_tracemalloc and snapshot_at and now - began >= snapshot_at[0]:
+                snapshot_at.pop(0)
+                os.kill(server.pid, signal.SIGTTIN)
             ready, _, _ = select.select(list(fds), [], [], max(0.0, next_sample - time.monotonic()))
             for fd in ready:
                 results[fd] = fds.pop(fd).read(60)
@@ -337,6 +398,7 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
         times = [t / 60.0 for t, _ in tail]
         values = [mb * 1024 for _, mb in tail]
         slope = round(statistics.linear_regression(times, values).slope, 1)
+    growth = allocation_growth(bench.root, seconds - tail_from) if a.soak_tracemalloc else None
     return {
         "minutes": minutes,
         "held_watchers": held,
@@ -351,9 +413,39 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
         "slope_from_s": tail_from,
         "slope_kib_per_min": slope,
         "rss_mb_series": samples,
+        "allocation_growth": growth,
         "bidding": {
             k: phase[k] for k in ("acked_bids_per_s", "ack_ms", "bcast_ms", "disconnects", "rejected")
         },
+    }
+
+
+def allocation_growth(directory: Path, span_s: float) -> dict[str, Any] | None:
+    """Python allocations grown between the soak's two tracemalloc snapshots: in all, per minute,
+    by file (the top 15) and by line (the top 15), KiB and blocks."""
+    import tracemalloc
+
+    paths = sorted(directory.glob("snapshot-*.pickle"))
+    if len(paths) < 2:
+        return None
+    first, last = (tracemalloc.Snapshot.load(str(p)) for p in (paths[0], paths[-1]))
+    minutes = (span_s - 2.0) / 60.0
+
+    def top(key: str) -> list[dict[str, Any]]:
+        stats = last.compare_to(first, key)
+        stats.sort(key=lambda s: s.size_diff, reverse=True)
+        return [
+            {"where": str(s.traceback[0]), "kib": round(s.size_diff / 1024, 1), "blocks": s.count_diff}
+            for s in stats[:15]
+        ]
+
+    total = sum(s.size_diff for s in last.compare_to(first, "filename"))
+    return {
+        "minutes": round(minutes, 2),
+        "kib": round(total / 1024, 1),
+        "kib_per_min": round(total / 1024 / minutes, 1) if minutes > 0 else None,
+        "by_file": top("filename"),
+        "by_line": top("lineno"),
     }
 
 
@@ -535,9 +627,18 @@ def main() -> None:
     parser.add_argument("--churn", type=float, default=100.0, help="watchers replaced per second in the soak")
     parser.add_argument("--soak-rate", type=float, default=20.0, help="bids/s during the soak")
     parser.add_argument("--soak-sample", type=float, default=5.0, help="seconds between RSS samples")
+    parser.add_argument(
+        "--soak-tracemalloc",
+        action="store_true",
+        help="trace the server's allocations, report what grew (a diagnostic: RSS then includes the tracing)",
+    )
     parser.add_argument("--chart", type=Path, default=None)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--trace", action="store_true", help="time each fan-out on the server (a diagnostic: not for figures)"
+    )
+    parser.add_argument("--servers", default="gavel,echo", help="the servers to measure (development runs)")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration, args.warmup = 1, 3.0, 1.0
@@ -560,11 +661,15 @@ def main() -> None:
                     "elapsed_s": round(time.monotonic() - started, 1),
                 }
             else:
-                results: dict[str, list[dict[str, Any]]] = {name: [] for name in SERVERS}
+                servers = tuple(name for name in SERVERS if name in args.servers.split(","))
+                results: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
                 for number in range(args.runs):
-                    order = SERVERS[number % 2 :] + SERVERS[: number % 2]
+                    order = servers[number % 2 :] + servers[: number % 2]
                     for name in order:
                         results[name].append(bench.measure(name, number))
+                if servers != SERVERS:  # a development run: the rounds as measured, no ratios
+                    print(json.dumps({"records": results}))
+                    return
                 result = report(results, args, started)
                 chart_path = args.chart or (QUICK_CHART if args.quick else DEFAULT_CHART)
                 chart(result, chart_path)

@@ -67,13 +67,19 @@ RESULT_MAX_RETRY_S = 2.0
 RESULT_GIVE_UP_S = 60.0
 # The LotClosed reason of a lot an operator withdrew (engine/book/book.py `cancel_lot`).
 WITHDRAWN_PREFIX = "cancelled:"
-# The broadcast's share of the loop: after a fan-out that took d seconds, the next waits
-# d * (1 / FANOUT_SHARE - 1) (capped by FANOUT_MAX_GAP_S), so with ten thousand watchers writing
-# frames never crowds out reading bids and answering them. Frames arriving meanwhile go together
-# in the next fan-out, one write per socket, each lot's latest price only. With few sockets a
-# fan-out takes well under a millisecond and nothing waits.
-FANOUT_SHARE = 0.5
-FANOUT_MAX_GAP_S = 0.1
+# A broadcast sweeps a session's subscribers in chunks of about FANOUT_CHUNK_S of writes (the
+# clock read every FANOUT_CLOCK_EVERY sockets), handing the loop back between chunks: with ten
+# thousand watchers (one send() each costs ~9 µs of kernel time here) bids are read and answered
+# between chunks instead of after the whole sweep. Frames that arrive during a sweep go to the
+# sockets it has not reached yet in this sweep and to the others in the next one, which starts as
+# soon as this one ends: a frame waits at most about one sweep, where waiting for the sweep under
+# way to finish and then for its socket's turn in the next took up to two.
+FANOUT_CHUNK_S = 0.004
+FANOUT_CLOCK_EVERY = 32
+# Loop turns between two chunks of a sweep: what a chunk interrupted (a group commit's completion,
+# an answer on its way) moves one callback further per turn; with a single turn between chunks,
+# each of its steps would wait for a whole chunk.
+FANOUT_TURNS_BETWEEN_CHUNKS = 4
 # Encoded snapshots kept (per session, for the engine's current seq) before the cache is cleared.
 SNAPSHOT_CACHE_SIZE = 256
 
@@ -153,20 +159,65 @@ class TokenBucket:
         return False
 
 
+class SessionLog:
+    """A session's broadcast frames, numbered from the session's first, kept until every
+    subscriber has been written up to them. Each subscriber's position is the number of the next
+    frame it needs (Hub.by_session); the frames from a position to the end are framed once per
+    (position, end) and those bytes shared by every subscriber at that position."""
+
+    __slots__ = ("_joined", "_joined_end", "base", "frames", "wires")
+
+    def __init__(self) -> None:
+        self.base = 0  # the number of frames[0]
+        self.frames: list[bytes] = []
+        self.wires: list[bytes] = []  # text_frame of each frame
+        self._joined: dict[int, tuple[list[bytes], bytes]] = {}  # position -> frames, wire to end
+        self._joined_end = 0
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.frames)
+
+    def append(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        self.wires.append(text_frame(frame))
+
+    def since(self, position: int) -> tuple[list[bytes], bytes]:
+        """The frames from `position` (>= base) to the end, and their wire bytes."""
+        end = self.end
+        if end != self._joined_end:
+            self._joined, self._joined_end = {}, end
+        joined = self._joined.get(position)
+        if joined is None:
+            start = position - self.base
+            joined = self._joined[position] = (self.frames[start:], b"".join(self.wires[start:]))
+        return joined
+
+    def forget_before(self, position: int) -> None:
+        """Drop the frames every subscriber has been written (those before `position`)."""
+        drop = min(position, self.end) - self.base
+        if drop > 0:
+            del self.frames[:drop]
+            del self.wires[:drop]
+            self.base += drop
+            self._joined, self._joined_end = {}, -1
+
+
 class Hub:
     """Fan-out of committed engine events to websocket subscribers.
 
-    Price changes are coalesced per lot per fan-out: a burst of bids on one lot costs one frame
-    per subscriber per fan-out. A fan-out runs on the loop turn after the engine's batch unless
-    the previous one was long (FANOUT_SHARE: thousands of subscribers), then a little later, with
-    whatever came meanwhile. Each frame is encoded once and the same bytes are written to every
-    subscriber of the lot's session, one write per socket.
+    Each broadcast frame is encoded and framed once and the same bytes are written to the
+    subscribers of its session, one write per socket carrying every frame it has not had yet.
+    Price changes are coalesced per lot until the next chunk of a sweep (FANOUT_CHUNK_S) takes
+    them: with few subscribers a sweep is one chunk on the loop turn after the engine's batch;
+    with thousands it runs in chunks, the loop serving bids and requests between them.
     """
 
     def __init__(self, ctx: AppContext, publish: Callable[[int, bytes], None] | None = None) -> None:
         self.ctx = ctx
         self.publish = publish  # Redis pub/sub for other gateway processes
-        self.by_session: dict[int, set[BidderSocket]] = defaultdict(set)
+        # session_id -> subscriber -> the number of the next frame of the session's log it needs
+        self.by_session: dict[int, dict[BidderSocket, int]] = {}
         self.by_user: dict[int, set[BidderSocket]] = defaultdict(set)
         # The community's live counts (gateway/community_live.py): topic ("post:12") -> watchers.
         self.by_topic: dict[str, set[BidderSocket]] = {}
@@ -180,8 +231,13 @@ class Hub:
         self._prices: dict[int, tuple[PriceChanged, int]] = {}
         self._frames: list[tuple[int, bytes]] = []  # (session_id, frame) in order
         self._closed: list[LotClosed] = []  # personal `result` frames to send after the broadcasts
-        self._flush_scheduled = False
-        self._next_flush = 0.0  # loop time before which a fan-out waits (FANOUT_SHARE)
+        self._logs: dict[int, SessionLog] = {}  # per session with subscribers
+        # Sessions whose log has frames some subscriber may not have had, in sweep order.
+        self._behind: dict[int, None] = {}
+        # The sweep under way: session_id, its log, its subscribers when it started, the next one's
+        # index, the log's end when it started (every subscriber has everything before it once done).
+        self._sweep: tuple[int, SessionLog, list[BidderSocket], int, int] | None = None
+        self._step_scheduled = False
         self.frames_sent = 0
         # session_id -> (engine seq, the snapshot's lots encoded once, shared by every subscriber)
         self._snapshots: dict[int, tuple[int, list[tuple[Lot, bytes]]]] = {}
@@ -193,14 +249,20 @@ class Hub:
 
     # -- membership ----------------------------------------------------------------------------
     def join(self, socket: BidderSocket, session_id: int) -> None:
-        self.by_session[session_id].add(socket)
+        """From the session's next frame on (its snapshot, sent now, has the state before)."""
+        log = self._logs.get(session_id)
+        if log is None:
+            log = self._logs[session_id] = SessionLog()
+        self.by_session.setdefault(session_id, {})[socket] = log.end
 
     def leave(self, socket: BidderSocket, session_id: int) -> None:
         members = self.by_session.get(session_id)
         if members is not None:
-            members.discard(socket)
+            members.pop(socket, None)
             if not members:
                 del self.by_session[session_id]
+                self._logs.pop(session_id, None)
+                self._behind.pop(session_id, None)
 
     def reserve(self, places: dict[Any, int], key: Any, limit: int) -> bool:
         """Take one of `limit` places for `key` (an address in by_ip, a user in user_places);
@@ -295,7 +357,7 @@ class Hub:
                 assert isinstance(event, Outbid)
                 frame = orjson.dumps({"type": "outbid", "lot_id": event.lot_id, "price": event.price})
                 for socket in self.by_user.get(event.bidder, ()):
-                    socket.send(frame)
+                    self.send_personal(socket, frame)
             elif kind is LotExtended:
                 assert isinstance(event, LotExtended)
                 self._queue(
@@ -352,14 +414,9 @@ class Hub:
                         "withdrawn": event.reason.startswith(WITHDRAWN_PREFIX),
                     },
                 )
-        if not self._flush_scheduled and (self._prices or self._frames):
-            self._flush_scheduled = True
-            loop = asyncio.get_running_loop()
-            wait = self._next_flush - loop.time()
-            if wait > 0:
-                loop.call_later(wait, self.flush)
-            else:
-                loop.call_soon(self.flush)
+        if not self._step_scheduled and (self._prices or self._frames or self._closed):
+            self._step_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def _bid_voided(self, event: BidVoided) -> None:
         """Everyone in the session: the lot's state after the void (a `price` frame follows from
@@ -387,7 +444,7 @@ class Hub:
             }
         )
         for socket in self.by_user.get(event.bidder, ()):
-            socket.send(notice)
+            self.send_personal(socket, notice)
 
     def _queue(self, session_id: int, message: dict[str, Any]) -> None:
         self._frames.append((session_id, orjson.dumps(message)))
@@ -418,46 +475,109 @@ class Hub:
         )
 
     def flush(self) -> None:
-        started = time.perf_counter()
-        self._fan_out()
-        took = time.perf_counter() - started
-        gap = min(FANOUT_MAX_GAP_S, took * (1.0 / FANOUT_SHARE - 1.0))
-        self._next_flush = asyncio.get_running_loop().time() + gap
+        """One step of the broadcast: take the frames queued since the last step, then write to
+        subscribers for about FANOUT_CHUNK_S; another step follows on the next loop turn while
+        any subscriber is behind."""
+        self._step_scheduled = False
+        self._collect()
+        deadline = time.perf_counter() + FANOUT_CHUNK_S
+        while self._sweep is not None or self._behind:
+            if self._sweep is None:
+                session_id = next(iter(self._behind))
+                del self._behind[session_id]
+                log = self._logs.get(session_id)
+                members = self.by_session.get(session_id)
+                if log is None or members is None:
+                    continue
+                self._sweep = (session_id, log, list(members), 0, log.end)
+            if not self._sweep_chunk(deadline):
+                self._step_scheduled = True
+                asyncio.get_running_loop().call_soon(self._next_chunk, FANOUT_TURNS_BETWEEN_CHUNKS - 1)
+                return
 
-    def _fan_out(self) -> None:
-        self._flush_scheduled = False
+    def _next_chunk(self, turns: int) -> None:
+        """The sweep's next step, `turns` loop turns from now."""
+        if turns > 0:
+            asyncio.get_running_loop().call_soon(self._next_chunk, turns - 1)
+        else:
+            self.flush()
+
+    def _collect(self) -> None:
+        """The queued frames into their sessions' logs (prices: each lot's latest), published for
+        other gateway processes; then the personal results of the lots that closed."""
         for lot_id in list(self._prices):
             self._flush_price(lot_id)
         frames, self._frames = self._frames, []
-        if self.publish is not None:
-            for session_id, frame in frames:
-                self.publish(session_id, frame)
-        # Frame once: each run of consecutive frames for one session is framed here, once, into one
-        # buffer, and those same bytes go to every subscriber in one write (one send() each, see
-        # write_frames), instead of Tornado's write_message per frame and subscriber, which frames
-        # every message again and wraps every write in a task.
-        start, count = 0, len(frames)
-        while start < count:
-            session_id = frames[start][0]
-            end = start + 1
-            while end < count and frames[end][0] == session_id:
-                end += 1
-            run = [frame for _, frame in frames[start:end]]
-            start = end
-            members = self.by_session.get(session_id)
-            if members:
-                wire = self.framed(run)
-                for socket in members:
-                    socket.send_many(run, wire)
-                self.frames_sent += len(members) * len(run)
+        publish = self.publish
+        for session_id, frame in frames:
+            if publish is not None:
+                publish(session_id, frame)
+            log = self._logs.get(session_id)
+            if log is not None:
+                log.append(frame)
+                self._behind[session_id] = None
         if self._closed:
             closed, self._closed = self._closed, []
             for event in closed:
                 self._send_results(event)
 
-    def framed(self, frames: Sequence[bytes]) -> bytes | None:
-        """The wire bytes of `frames`, built once for every subscriber of a session."""
-        return b"".join(map(text_frame, frames))
+    def _sweep_chunk(self, deadline: float) -> bool:
+        """Write the sweep under way until it ends (True) or the deadline passes (False)."""
+        assert self._sweep is not None
+        session_id, log, order, index, started_end = self._sweep
+        members = self.by_session.get(session_id)
+        if members is None or self._logs.get(session_id) is not log:
+            # Everyone left meanwhile (and maybe others joined since, on a new log: its frames are
+            # marked behind and get a sweep of their own).
+            self._sweep = None
+            return True
+        end = log.end
+        count = len(order)
+        written = 0
+        since, wire = -1, b""  # consecutive subscribers mostly share a position
+        frames: list[bytes] = []
+        while index < count:
+            socket = order[index]
+            index += 1
+            position = members.get(socket)
+            if position is None or position >= end:  # left, or had everything already
+                continue
+            if position != since:
+                since = position
+                frames, wire = log.since(position)
+            socket.send_many(frames, wire)
+            members[socket] = end
+            written += len(frames)
+            if index % FANOUT_CLOCK_EVERY == 0 and time.perf_counter() > deadline:
+                break
+        self.frames_sent += written
+        if index < count:
+            self._sweep = (session_id, log, order, index, started_end)
+            return False
+        self._sweep = None
+        # Every subscriber now has every frame before the sweep's start; those who joined during
+        # it started from the end at their join, later still.
+        log.forget_before(started_end)
+        if log.end > started_end:  # frames came during the sweep: some subscribers lack them
+            self._behind[session_id] = None
+        return True
+
+    def send_personal(self, socket: BidderSocket, frame: bytes) -> None:
+        """A frame for one socket, after the broadcast frames it has not had yet (so a `result`
+        never overtakes the `closed` before it)."""
+        for session_id in socket.subscriptions:
+            members = self.by_session.get(session_id)
+            log = self._logs.get(session_id)
+            if members is None or log is None:
+                continue
+            position = members.get(socket)
+            end = log.end
+            if position is not None and position < end:
+                frames, wire = log.since(position)
+                socket.send_many(frames, wire)
+                members[socket] = end
+                self.frames_sent += len(frames)
+        socket.send(frame)
 
     def snapshot_frame(self, session_id: int, user_id: int = 0) -> bytes | None:
         """The `snapshot` for one subscriber: every lot's public state, encoded once per engine seq
@@ -543,7 +663,7 @@ class Hub:
                 task.add_done_callback(self._result_tasks.discard)
             else:
                 for socket in by_user.get(user, ()):
-                    socket.send(lost)
+                    self.send_personal(socket, lost)
 
     async def _send_won(self, event: LotClosed, closed_at: float) -> None:
         """Look the lot's order up with a short back-off, then tell the winner (every socket they
@@ -579,7 +699,7 @@ class Hub:
         log.debug("lot %s: result sent to its winner %.0f ms after the close", event.lot_id, elapsed_ms)
         frame = orjson.dumps(result_message(event, "won", order))
         for socket in list(self.by_user.get(event.winner, ())):
-            socket.send(frame)
+            self.send_personal(socket, frame)
 
 
 def personal_fields(lot: Lot, user_id: int) -> dict[str, Any]:
@@ -710,7 +830,8 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         Frames the kernel has not taken yet count as pending; past LAGGING_AFTER_PENDING_WRITES the
         socket gets only the latest price per lot until it drains.
         """
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
             return
         if self._latest is not None:
             for frame in frames:
@@ -722,7 +843,18 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
             if time.monotonic() - self._lagging_since > SLOW_CONSUMER_GRACE_S:
                 self.close(4008, "slow consumer: fell too far behind")
             return
-        self._write(frames, wire)
+        stream: tornado.iostream.IOStream | TransportStream | None = connection.stream
+        if wire is not None and self._frame_once and type(stream) is TransportStream:
+            # The broadcast's case (ten thousand sockets a sweep), without _write's calls.
+            try:
+                written = stream.send(wire)
+            except tornado.iostream.StreamClosedError:
+                return
+            if written is not None:  # some bytes wait in the transport until the kernel takes them
+                self._pending_writes += len(frames)
+                written.add_done_callback(functools.partial(self._written, count=len(frames)))
+        else:
+            self._write(frames, wire)
         if self._pending_writes > LAGGING_AFTER_PENDING_WRITES:
             self._latest = {}
             self._lagging_since = time.monotonic()

@@ -10,7 +10,7 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   cap is MAX_CONNECTIONS_PER_IP, set by bench_e2e.gavel_env). An unknown name stops start-up.
 - `GAVEL_BENCH_VARIANT`: what the A/B runs compare with the product's way (the subclasses below):
   `write_message` (Tornado's `write_message` per frame and subscriber instead of framing each
-  broadcast once, `WriteMessageHub` / `WriteMessageSocket`), `tornado_read` (Tornado's IOStream
+  broadcast once, `WriteMessageSocket`: it frames each message itself), `tornado_read` (Tornado's IOStream
   read loop instead of the asyncio transport of gateway/wire.py, `TornadoReadSocket`),
   `no_write_behind` (a diagnostic, never a way to run Gavel: the write-behind archiver detached
   from the engine, to see what the bids' MongoDB writes cost on this machine, where the embedded
@@ -25,6 +25,14 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   collection and whether it ran inside a transaction; each SIGHUP writes the totals so far to PATH
   as JSON (benchmarks/bench_checkout.py takes them before and after a sequential phase to count
   the round trips of one request).
+- `GAVEL_BENCH_FANOUT=PATH`: a diagnostic: one JSON line per hub fan-out (`FanoutTraceHub`): for
+  each price frame in it, the engine's accept time (the frame's `ts`, wall-clock ms) and when the
+  committed batch reached the hub, then the fan-out's start and end and the subscribers written,
+  all wall-clock seconds: where a broadcast's latency goes before the client reads it
+  (bench_watchers.py `--trace`).
+- `GAVEL_BENCH_TRACEMALLOC=DIR`: a diagnostic: trace Python allocations (`tracemalloc`, 8 frames)
+  from start-up; each SIGTTIN writes a snapshot to DIR/snapshot-N.pickle (bench_watchers.py's soak
+  diffs two of them: what grows, by file). Tracing costs CPU and memory: never for figures.
 - `GAVEL_PROFILE=PATH`: profile with cProfile between SIGUSR1 (start) and SIGUSR2 (stop, write
   the stats to PATH), e.g. around one measurement window. It slows the server down: never for
   figures, only to see where the CPU goes.
@@ -45,7 +53,6 @@ import sys
 import time
 import types
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -57,6 +64,8 @@ sys.path.insert(0, str(ROOT))
 
 import run  # noqa: E402  (the composition root)
 from composition.service import Service  # noqa: E402
+from engine.book.events import PriceChanged  # noqa: E402
+from engine.engine import CommittedBatch  # noqa: E402
 from gateway.ws import BidderSocket, Hub  # noqa: E402
 from persistence.archive import BidArchiver  # noqa: E402
 
@@ -102,13 +111,6 @@ class CommandCounter(monitoring.CommandListener):
 COMMANDS = CommandCounter()
 
 
-class WriteMessageHub(Hub):
-    """Broadcasts not framed once: each socket frames each message itself (below)."""
-
-    def framed(self, frames: Sequence[bytes]) -> bytes | None:
-        return None
-
-
 class WriteMessageSocket(BidderSocket):
     """Tornado's `write_message` per frame (the product's path only when compression is on)."""
 
@@ -124,11 +126,54 @@ class TornadoReadSocket(BidderSocket):
         return tornado.websocket.WebSocketHandler.get_websocket_protocol(self)
 
 
+class FanoutTraceHub(Hub):
+    """The product's hub, timing each price frame from the engine to the sweeps that write it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Opened once at start-up, before any client: a blocking open is harmless here.
+        self.trace = open(os.environ["GAVEL_BENCH_FANOUT"], "w")  # noqa: SIM115
+        self.arrived: dict[int, float] = {}  # lot_id -> when its pending price reached the hub
+
+    def line(self, record: dict[str, Any]) -> None:
+        self.trace.write(json.dumps(record) + "\n")
+
+    def on_batch(self, batch: CommittedBatch) -> None:
+        now = time.time()
+        for event in batch.events:
+            if type(event) is PriceChanged and event.lot_id not in self.arrived:
+                self.arrived[event.lot_id] = now
+        super().on_batch(batch)
+
+    def flush(self) -> None:
+        started = time.time()
+        super().flush()
+        self.line({"step": started, "end": time.time()})
+        self.trace.flush()
+
+    def _collect(self) -> None:
+        now = time.time()
+        prices = [(event.at, self.arrived.pop(lot_id, now)) for lot_id, (event, _) in self._prices.items()]
+        super()._collect()
+        if prices:
+            self.line({"collected": now, "prices": prices})
+
+    def _sweep_chunk(self, deadline: float) -> bool:
+        if self._sweep is not None and self._sweep[3] == 0:
+            self.line({"sweep": time.time(), "sockets": len(self._sweep[2])})
+        done = super()._sweep_chunk(deadline)
+        if done:
+            self.line({"swept": time.time()})
+        return done
+
+
 class BenchService(Service):
     if VARIANT == "write_message":
-        hub_type, socket_type = WriteMessageHub, WriteMessageSocket
+        socket_type: type[BidderSocket] = WriteMessageSocket
     elif VARIANT == "tornado_read":
         socket_type = TornadoReadSocket
+    if os.environ.get("GAVEL_BENCH_FANOUT"):
+        hub_type = FanoutTraceHub
 
     async def start(self) -> None:
         await super().start()
@@ -192,6 +237,19 @@ def watch_stalls(out: TextIO, archiver: Any) -> None:
     archiver._take_yielding, archiver._write = timed_take, timed_write
 
 
+def trace_allocations(directory: str) -> None:
+    import tracemalloc
+
+    tracemalloc.start(8)
+    taken = [0]
+
+    def snapshot(*_: object) -> None:
+        taken[0] += 1
+        tracemalloc.take_snapshot().dump(str(Path(directory) / f"snapshot-{taken[0]}.pickle"))
+
+    signal.signal(signal.SIGTTIN, snapshot)
+
+
 def main() -> int:
     if VARIANT not in VARIANTS:
         print(f"gavel_server: GAVEL_BENCH_VARIANT must be one of {VARIANTS[1:]}", file=sys.stderr)
@@ -200,6 +258,8 @@ def main() -> int:
         monitoring.register(COMMANDS)  # before run.main() creates its clients
     if os.environ.get("GAVEL_LOOP", "uvloop") == "asyncio":
         run.uvloop = types.SimpleNamespace(run=asyncio.run)  # type: ignore[assignment]
+    if os.environ.get("GAVEL_BENCH_TRACEMALLOC"):
+        trace_allocations(os.environ["GAVEL_BENCH_TRACEMALLOC"])
     profile_path = os.environ.get("GAVEL_PROFILE")
     if profile_path:
         import cProfile

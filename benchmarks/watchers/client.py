@@ -10,10 +10,19 @@ Receiving 500,000 frames/s over 10,000 sockets is more than one Python core pars
 (`loadgen.py`'s watcher does), so once subscribed a counting watcher does not parse frames at all:
 it counts the price frames' opening bytes (`{"type":"price"`) in each chunk the kernel hands over,
 carrying the last bytes of a chunk into the next so a frame split between two reads counts once.
-The server's pings (`\\x89\\x00`, Tornado's empty ping) are answered the same way. Timed watchers
-are `loadgen.py`'s (latency = receive wall clock - the frame's `ts`) and record each frame's seq, so
-the benchmark knows how many distinct price frames went out and can tell conflated watchers
-(fewer frames than that, gateway/ws.py's latest-only policy) from complete ones.
+The server's pings (`\\x89\\x00`, Tornado's empty ping) are answered the same way. Nor does it
+wake the loop for every write the server makes: its transport stops reading once subscribed, and
+every BATCH_READ_S the process reads each counting socket's pending bytes itself (one `read()`
+each, the kernel holding what came meanwhile), so its cost per delivery falls as frames come
+faster instead of being one loop wake-up and one read per socket per server write. On this
+machine the load clients share the two cores with the server: what they do not spend is the
+server's. They still read and count every byte; the server writes to them as to any socket.
+
+Timed watchers are `loadgen.py`'s (latency = receive wall clock - the frame's `ts`), read as soon
+as anything arrives, and record each frame's seq, so the benchmark knows how many distinct price
+frames went out and can tell conflated watchers (fewer frames than that, gateway/ws.py's
+latest-only policy) from complete ones. Which watchers are timed is drawn at random among each
+batch connected, so they sit anywhere in the server's order of subscribers.
 
 Lines of JSON, as `benchmarks/scale/client.py` speaks them:
 1. on start: bidders connect and are primed: `{"event": "primed"}`;
@@ -32,6 +41,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -48,6 +59,9 @@ PRICE = b'{"type":"price"'
 PING = b"\x89\x00"
 CARRY = len(PRICE) - 1  # a whole marker never fits in the carried bytes: nothing counts twice
 CHURN_TICK_S = 0.1
+BATCH_READ_S = 0.5  # how often the counting watchers' sockets are read (see the module docstring)
+READ_SIZE = 1 << 18
+BATCH_SLICE = 256  # counting sockets read before the loop gets its turn
 
 
 class TimedWatcher(Watcher):
@@ -76,6 +90,7 @@ class CountingWatcher(TimedWatcher):
         super().__init__(run, target)
         self.counting = False
         self.carry = b""
+        self.fd = -1  # the socket's descriptor, once WatcherRun.read_batched reads it
 
     def on_text(self, payload: bytes, now: float) -> None:
         if payload.startswith(PRICE):
@@ -91,7 +106,34 @@ class CountingWatcher(TimedWatcher):
             if self.subscribed.done():
                 self.counting = True
                 self.carry = self.buffer[-CARRY:]
+                if self.transport is not None and not self.transport.is_closing():
+                    # From now on WatcherRun.read_batched reads this socket, every BATCH_READ_S.
+                    self.transport.pause_reading()
+                    self.fd = self.transport.get_extra_info("socket").fileno()
+                    run: WatcherRun = self.run  # type: ignore[assignment]
+                    run.batched.append(self)
             return
+        self.count_chunk(data)
+
+    def read_pending(self) -> None:
+        """What the kernel holds for this socket, counted; EOF or an error closes it."""
+        if self.transport.is_closing():  # its descriptor may be closed, even reused, by now
+            return
+        while True:
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.transport.close()  # connection_lost counts a disconnect the server made
+                return
+            self.count_chunk(data)
+            if len(data) < READ_SIZE:
+                return
+
+    def count_chunk(self, data: bytes) -> None:
         chunk = self.carry + data
         self.count += chunk.count(PRICE)
         if PING in chunk and self.transport is not None and not self.transport.is_closing():
@@ -108,10 +150,12 @@ class WatcherRun(ScaleRun):
         self.window_seqs: set[int] = set()  # received in the measured window
         self.churn_task: asyncio.Task[None] | None = None
         self.churn_stats = {"connected": 0, "closed": 0, "failed": 0}
+        self.batched: list[CountingWatcher] = []  # subscribed counting watchers, read every tick
+        self.reader: asyncio.Task[None] | None = None
 
-    def new_watcher(self) -> TimedWatcher:
+    def new_watcher(self, timed: bool = False) -> TimedWatcher:
         self.timed = [w for w in self.timed if not w.closing]
-        if len(self.timed) < self.sampled:
+        if timed and len(self.timed) < self.sampled:
             watcher = TimedWatcher(self, self.path)
             self.timed.append(watcher)
         else:
@@ -119,9 +163,27 @@ class WatcherRun(ScaleRun):
         self.port_of[id(watcher)] = self.ports[len(self.watchers) % len(self.ports)]
         return watcher
 
+    async def read_batched(self) -> None:
+        """Every BATCH_READ_S, each subscribed counting watcher's pending bytes (module docstring);
+        a closed or closing one is dropped first, before its descriptor can be reused."""
+        while True:
+            await asyncio.sleep(BATCH_READ_S)
+            self.batched = [w for w in self.batched if w.open and not w.closing]
+            for number, watcher in enumerate(self.batched, 1):
+                if watcher.open and not watcher.closing:
+                    watcher.read_pending()
+                if number % BATCH_SLICE == 0:
+                    # The timed watchers and the bidders are read between slices, not after all.
+                    await asyncio.sleep(0)
+
     async def hold(self, total: int, limit_s: float) -> dict[str, Any]:
         """Connect and subscribe watchers until `total` are held; count who made it."""
-        fresh = [self.new_watcher() for _ in range(max(0, total - len(self.watchers)))]
+        if self.reader is None:
+            self.reader = asyncio.ensure_future(self.read_batched())
+        wanted = max(0, total - len(self.watchers))
+        self.timed = [w for w in self.timed if not w.closing]
+        timed = set(random.sample(range(wanted), min(wanted, max(0, self.sampled - len(self.timed)))))
+        fresh = [self.new_watcher(k in timed) for k in range(wanted)]
         self.watchers.extend(fresh)
         started = time.perf_counter()
         tasks = [asyncio.ensure_future(self._open(watcher)) for watcher in fresh]
@@ -195,9 +257,9 @@ class WatcherRun(ScaleRun):
                 watcher.close()
                 self.churn_stats["closed"] += 1
             for _ in range(max(0, min(per_tick, 4 * per_tick - len(pending)))):
-                watcher = self.new_watcher()
-                self.watchers.append(watcher)
-                task = asyncio.ensure_future(self._open(watcher))
+                fresh = self.new_watcher()
+                self.watchers.append(fresh)
+                task = asyncio.ensure_future(self._open(fresh))
                 pending.add(task)
                 task.add_done_callback(self._churned)
                 task.add_done_callback(pending.discard)

@@ -406,28 +406,84 @@ async def test_a_lagging_subscriber_gets_only_the_latest_price_and_is_closed_if_
     slow.close()
 
 
-async def test_after_a_long_fan_out_the_next_waits_and_carries_each_lots_latest_price(
-    app_server: AppServer,
+def one_socket_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every hub step writes one socket and hands the loop back: a sweep over a few sockets then
+    behaves as one over ten thousand, with bids and closes landing in the middle of it."""
+    import gateway.ws
+
+    monkeypatch.setattr(gateway.ws, "FANOUT_CHUNK_S", 0.0)
+    monkeypatch.setattr(gateway.ws, "FANOUT_CLOCK_EVERY", 1)
+
+
+async def test_a_sweep_in_chunks_gives_every_subscriber_every_price_in_order_and_forgets_them(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    one_socket_per_step(monkeypatch)
     session_id, lot_id = await open_lot(app_server)
-    _user, token = await app_server.register()
-    _other, other_token = await app_server.register()
-    bidder, other = await Bidder.connect(app_server, token), await Bidder.connect(app_server, other_token)
-    watcher = await Bidder.connect(app_server)
-    await watcher.request({"op": "subscribe", "session_id": session_id})
+    bidders = [await Bidder.connect(app_server, (await app_server.register())[1]) for _ in range(2)]
+    watchers = [await Bidder.connect(app_server) for _ in range(6)]
+    for watcher in watchers:
+        assert (await watcher.request({"op": "subscribe", "session_id": session_id}))["type"] == "snapshot"
+    answers = []
+    price = 10_000
+    for n in range(4):  # each acknowledged before the next: they land in successive sweeps
+        answer = await bidders[n % 2].bid(lot_id, price, f"s{n}")
+        assert answer["type"] == "accepted"
+        answers.append(answer)
+        price = answer["next_min"]
+    for watcher in watchers:
+        await watcher.until("price", lot_id=lot_id, price=answers[-1]["price"])
+        seqs = [f["seq"] for f in watcher.frames if f["type"] == "price"]
+        assert seqs == sorted(set(seqs)) and seqs[-1] == answers[-1]["seq"]
+        assert set(seqs) <= {a["seq"] for a in answers}  # only the bids' own prices
     hub = app_server.ctx.hub
-    # As if the last fan-out had taken long (thousands of sockets): the next one waits.
-    hub._next_flush = asyncio.get_running_loop().time() + 1.0
-    first = await bidder.bid(lot_id, 10_000, "w1")
-    second = await other.bid(lot_id, first["next_min"], "w2")  # acknowledged at once, not held back
-    assert first["type"] == second["type"] == "accepted"
-    price = await watcher.until("price")
-    assert (price["price"], price["seq"]) == (second["price"], second["seq"])  # the lot's latest only
-    third = await bidder.bid(lot_id, second["next_min"], "w3")
-    later = await watcher.until("price")
-    assert later["price"] == third["price"] and later["seq"] == third["seq"] > price["seq"]
-    for socket in (bidder, other, watcher):
+    await app_server.wait_for(lambda: hub._sweep is None and not hub._behind)
+    # Every subscriber is up to date, so the session keeps none of the frames already written.
+    log = hub._logs[session_id]
+    assert log.frames == [] and set(hub.by_session[session_id].values()) == {log.end}
+    for socket in (*bidders, *watchers):
         socket.close()
+
+
+async def test_a_result_never_overtakes_the_closed_frame_a_sweep_has_not_yet_written(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one_socket_per_step(monkeypatch)
+    session_id, lot_id = await open_lot(app_server)
+    watchers = [await Bidder.connect(app_server) for _ in range(5)]
+    for watcher in watchers:
+        await watcher.request({"op": "subscribe", "session_id": session_id})
+    _winner_id, winner_token = await app_server.register()
+    _loser_id, loser_token = await app_server.register()
+    winner = await Bidder.connect(app_server, winner_token)
+    loser = await Bidder.connect(app_server, loser_token)
+    await loser.request({"op": "subscribe", "session_id": session_id})  # last in the sweep's order
+    first = await loser.bid(lot_id, 10_000, "l1")
+    assert (await winner.bid(lot_id, first["next_min"], "w1"))["type"] == "accepted"
+    await app_server.advance_to(app_server.engine.book.lots[lot_id].ends_at)
+    result = await loser.until("result", lot_id=lot_id)
+    assert result["outcome"] == "lost"
+    kinds = [f["type"] for f in loser.frames if f.get("lot_id") == lot_id]
+    assert "closed" in kinds and kinds.index("closed") < kinds.index("result")
+    for socket in (winner, loser, *watchers):
+        socket.close()
+
+
+def test_a_session_log_frames_each_suffix_once_and_forgets_what_everyone_has() -> None:
+    from gateway.ws import SessionLog, text_frame
+
+    log = SessionLog()
+    for frame in (b'{"n":0}', b'{"n":1}', b'{"n":2}'):
+        log.append(frame)
+    frames, wire = log.since(1)
+    assert frames == [b'{"n":1}', b'{"n":2}'] and wire == text_frame(b'{"n":1}') + text_frame(b'{"n":2}')
+    assert log.since(1)[1] is wire  # built once for every subscriber at that position
+    log.forget_before(2)
+    assert (log.base, log.end, log.frames) == (2, 3, [b'{"n":2}'])
+    log.append(b'{"n":3}')
+    assert log.since(2)[0] == [b'{"n":2}', b'{"n":3}'] and log.since(4) == ([], b"")
+    log.forget_before(10)  # never past the end
+    assert (log.base, log.end, log.frames) == (4, 4, [])
 
 
 async def test_price_frames_are_published_on_the_sessions_redis_channel(app_server: AppServer) -> None:
@@ -470,3 +526,44 @@ def test_a_closed_lot_never_asks_for_a_deposit_and_a_compacted_one_forgets_its_p
     assert (deposit_state(book.lot(1), 7), deposit_state(book.lot(1), 8)) == ("paid", "not_needed")
     book.compact_lots([1])
     assert (deposit_state(book.lot(1), 7), deposit_state(book.lot(1), 8)) == ("not_needed", "not_needed")
+
+
+class RecordingSocket:
+    """What the hub needs of a subscriber, keeping every frame written to it."""
+
+    def __init__(self) -> None:
+        self.subscriptions: set[int] = set()
+        self.got: list[bytes] = []
+
+    def send_many(self, frames: Any, wire: bytes | None = None) -> None:
+        self.got.extend(frames)
+
+    def send(self, frame: bytes) -> None:
+        self.got.append(frame)
+
+
+async def test_a_sweep_whose_subscribers_all_left_does_not_drop_the_frames_of_those_who_came_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from gateway.ws import Hub
+
+    one_socket_per_step(monkeypatch)
+    hub = Hub(SimpleNamespace())  # type: ignore[arg-type]
+    first = [RecordingSocket() for _ in range(3)]
+    for socket in first:
+        hub.join(socket, 1)  # type: ignore[arg-type]
+    hub._frames.append((1, b'{"n":1}'))
+    hub.flush()  # writes the first subscriber, then hands the loop back mid-sweep
+    for socket in first:
+        hub.leave(socket, 1)  # type: ignore[arg-type]
+    later = RecordingSocket()
+    hub.join(later, 1)  # type: ignore[arg-type]
+    hub._frames.append((1, b'{"n":2}'))
+    hub.flush()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert [s.got for s in first] == [[b'{"n":1}'], [], []]
+    assert later.got == [b'{"n":2}']
+    assert hub._sweep is None and not hub._behind and hub._logs[1].frames == []
