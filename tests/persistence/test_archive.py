@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import pathlib
+import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -452,7 +453,9 @@ async def test_the_loop_runs_between_the_pieces_of_a_chunk(
     adds = [i for i, entry in enumerate(log) if entry == "add"]
     assert len(adds) == 5000 // archive_module._SLICE
     gaps = [later - earlier - 1 for earlier, later in itertools.pairwise(adds)]
-    assert min(gaps) >= 3, gaps  # a 20 ms pause holds several 1 ms ticks; a bare yield about none
+    # A 20 ms pause holds several 1 ms ticks, a bare yield one at most; on a loaded machine one
+    # pause can hold fewer (the process descheduled), so the typical gap decides.
+    assert min(gaps) >= 1 and statistics.median(gaps) >= 3, gaps
     assert await bids_in(mongo_db) == expected_bids([batch])
 
 
