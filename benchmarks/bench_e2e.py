@@ -253,8 +253,11 @@ def iso(moment: datetime.datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-async def set_up_gavel(port: int, bidders: int) -> dict[str, Any]:
-    """A session with a deposit and one lot per bidder; bidders registered, credited, deposits paid."""
+async def set_up_gavel(port: int, bidders: int, bidding_hours: float = 8) -> dict[str, Any]:
+    """A session with a deposit and one lot per bidder; bidders registered, credited, deposits paid.
+
+    The session bids for `bidding_hours` (bench_recovery's histories run hours ahead of the wall
+    clock and must not outlive it)."""
     rest = Rest(port)
     login = {"username": "admin", "password": ADMIN_PASSWORD}
     rest.admin = (await rest.call("POST", "/api/v1/admin/login", login))["token"]
@@ -267,7 +270,7 @@ async def set_up_gavel(port: int, bidders: int) -> dict[str, Any]:
             "preview_start": iso(now),
             "preview_end": iso(now),
             "bidding_start": iso(now + datetime.timedelta(hours=1)),
-            "bidding_end": iso(now + datetime.timedelta(hours=8)),
+            "bidding_end": iso(now + datetime.timedelta(hours=bidding_hours)),
             "deposit": SESSION_DEPOSIT,
         },
         rest.admin,

@@ -508,7 +508,10 @@ def make_history(bids: int, services: Services, data_dir: Path, database: str, s
     process, _ = start_server(env, data_dir / "server.log")
     try:
         _wait_port(port, process)
-        setup = asyncio.run(set_up_gavel(port, 2))
+        # The history runs ahead of the wall clock (10M bids: ~14 simulated hours); the set-up
+        # session, which the restarts bid on, must still be open at its end.
+        history_hours = bids / SIM_BIDS_PER_S / 3600
+        setup = asyncio.run(set_up_gavel(port, 2, bidding_hours=max(8.0, 1.25 * history_hours + 2)))
     finally:
         kill(process)
     say(f"{bids:,}: set up: session {setup['session_id']}, lots {setup['lots']}")
