@@ -579,10 +579,10 @@ def report(
         configs.setdefault(name, {})["broadcast"] = phase_summary(records, "bcast")
     for name in GAVELS:
         for key, phase in (("throughput", "closed"), ("latency", "half_peak"), ("broadcast", "broadcast")):
-            records = r.get(f"{key}:{name}")
-            if records and phase in configs[name]:
+            phase_records = r.get(f"{key}:{name}")
+            if phase_records and phase in configs[name]:
                 for field in ("write_behind_lag_events", "catch_up_s"):
-                    configs[name][phase][field] = med([record.get(field) for record in records])
+                    configs[name][phase][field] = med([record.get(field) for record in phase_records])
     configs["gavel"]["broadcast_sweep"] = {
         f"{rate:g}": phase_summary(bc["gavel"], f"bcast_{rate:g}") for rate in args.bcast_sweep
     }
@@ -790,7 +790,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=7)
 
     ax = axes[2]
-    peers = [
+    broadcast_peers = [
         ("gavel", "Gavel\nframe once"),
         ("gavel_write_message", "Gavel\nwrite_message"),
         ("echo", "transport"),
@@ -798,14 +798,16 @@ def chart(result: dict[str, Any], path: Path) -> None:
     ]
     for offset, q in enumerate(["p50", "p99"]):
         ax.bar(
-            [i + offset * 0.38 for i in range(len(peers))],
-            [configs[n]["broadcast"]["bcast_ms"][q] or 0 for n, _ in peers],
+            [i + offset * 0.38 for i in range(len(broadcast_peers))],
+            [configs[n]["broadcast"]["bcast_ms"][q] or 0 for n, _ in broadcast_peers],
             0.38,
             label=q,
             color=["#9ecae1", "#1f77b4"][offset],
         )
     ax.axhline(100, color="black", ls="--", lw=0.8)
-    ax.set_xticks([i + 0.19 for i in range(len(peers))], [label for _, label in peers], fontsize=7)
+    ax.set_xticks(
+        [i + 0.19 for i in range(len(broadcast_peers))], [label for _, label in broadcast_peers], fontsize=7
+    )
     ax.set_yscale("log")
     ax.set_title(
         f"Broadcast latency (ms), {result['watchers']:,} watchers, {result['bcast_rate']:g} bids/s",
