@@ -378,7 +378,10 @@ _OUTBOX_PENDING = str(OutboxStatus.PENDING)
 class MongoAuctionRecords(_Repo):
     async def outbox_batch(self, limit: int) -> list[OutboxItem]:
         cursor = (
-            self.db.settlement_outbox.find({"status": {"$ne": _DONE}}, session=self.s)
+            # The unfinished statuses named (not `$ne: done`): an equality set walks the
+            # status_closed_at index, where `$ne` made SecantusDB scan every close ever settled
+            # (1.7 s at 100,000 rows, on every round and at every start).
+            self.db.settlement_outbox.find({"status": {"$in": [_OUTBOX_PENDING, _RECORDED]}}, session=self.s)
             .sort([("closed_at_ms", ASCENDING), ("_id", ASCENDING)])
             .limit(limit)
         )
