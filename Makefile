@@ -27,22 +27,31 @@ $(COMPILED): $(STAMP) build_mypyc.py $(ENGINE_SOURCES)
 	  $(MAKE) --no-print-directory clean-compiled; \
 	  echo "mypyc build failed: the engine runs interpreted" >&2; fi
 
-compile: $(COMPILED)
+# The hub's send loop in C (gateway/_fanout.c: a broadcast's sends on two threads, docs/architecture.md),
+# in place. Without a C compiler the gateway runs as before: every socket written on the loop thread.
+FANOUT := build/.fanout
+
+$(FANOUT): $(STAMP) build_fanout.py gateway/_fanout.c
+	@mkdir -p build
+	@if $(PY) build_fanout.py --quiet; then touch $@; else rm -f gateway/_fanout.*.so; \
+	  echo "gateway/_fanout.c did not build: broadcasts write from the loop thread only" >&2; fi
+
+compile: $(COMPILED) $(FANOUT)
 
 clean-compiled:
-	rm -rf build gavel_core__mypyc.*.so engine/*.so engine/book/*.so
+	rm -rf build gavel_core__mypyc.*.so engine/*.so engine/book/*.so gateway/_fanout.*.so
 
 # Byte-compiled sources: imports read them even where PYTHONDONTWRITEBYTECODE is set (as on this
 # project's machines), which saves each start of run.py most of a second of compiling; a no-op when
 # nothing changed (docs/performance.md, "`make run`: the first answer").
 BYTECODE := $(PY) -m compileall -q $(MYPY_PACKAGES) benchmarks/
 
-run: $(STAMP) $(COMPILED)
+run: $(STAMP) $(COMPILED) $(FANOUT)
 	@$(BYTECODE)
 	$(PY) run.py $(ARGS)
 
 # One engine and two gateways (ports 8000, 8001), supervised; docs/scaling.md.
-cluster: $(STAMP) $(COMPILED)
+cluster: $(STAMP) $(COMPILED) $(FANOUT)
 	@$(BYTECODE)
 	$(PY) run_cluster.py $(ARGS)
 
@@ -56,14 +65,14 @@ $(CHROMIUM):
 # 2026-12-07: 6 min 39 s with three, 7 min 52 s with two, the same 1,728 tests).
 TEST_WORKERS ?= 3
 
-test: $(STAMP) $(COMPILED) $(CHROMIUM)
+test: $(STAMP) $(COMPILED) $(FANOUT) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy --strict $(MYPY_PACKAGES)
 	@$(BYTECODE)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
-unit: $(STAMP) $(COMPILED)
+unit: $(STAMP) $(COMPILED) $(FANOUT)
 	$(VENV)/bin/pytest -q tests/engine tests/shop tests/backoffice $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -72,7 +81,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy --strict $(MYPY_PACKAGES)
 
-bench: $(STAMP) $(COMPILED)
+bench: $(STAMP) $(COMPILED) $(FANOUT)
 	$(PY) benchmarks/bench_book.py --interpreted-too
 	$(PY) benchmarks/bench_engine.py --interpreted-too
 
@@ -80,7 +89,7 @@ bench: $(STAMP) $(COMPILED)
 # JSON: page-load p95 per request, the bids' ack p99 (benchmarks/app_load.py, docs/performance.md).
 MINUTES ?= 2
 APP_LOAD_USERS ?= 40
-app-load: $(STAMP) $(COMPILED)
+app-load: $(STAMP) $(COMPILED) $(FANOUT)
 	$(PY) benchmarks/app_load.py --minutes $(MINUTES) --users $(APP_LOAD_USERS)
 
 lock:

@@ -55,9 +55,12 @@ class TransportStream:
         self._close_when_attached = False
         self._backlogged = True  # the transport (or _early) holds bytes the kernel has not taken
         self._drained: list[asyncio.Future[None]] = []
+        self.fd = -1  # the transport's socket descriptor, for the hub's direct sends (direct_fd)
 
     def attach(self, transport: asyncio.Transport) -> None:
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        self.fd = -1 if sock is None else sock.fileno()
         # Pause as soon as anything waits, resume at zero: `write`'s futures mean "in the kernel".
         transport.set_write_buffer_limits(high=0, low=0)
         self._backlogged = False
@@ -89,6 +92,21 @@ class TransportStream:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._drained.append(waiter)
         return waiter
+
+    def direct_fd(self) -> int:
+        """The descriptor a broadcast may send() to itself (gateway._fanout), or -1: only while
+        the transport is open and holds no unwritten byte, so bytes sent directly cannot overtake
+        any; whatever such a send leaves goes through `send` (the transport) right after."""
+        transport = self._transport
+        if (
+            transport is None
+            or self._backlogged
+            or self._closed
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
+            return -1
+        return self.fd
 
     def write(self, data: bytes) -> asyncio.Future[None]:
         waiter = self.send(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -80,8 +81,29 @@ FANOUT_CLOCK_EVERY = 32
 # an answer on its way) moves one callback further per turn; with a single turn between chunks,
 # each of its steps would wait for a whole chunk.
 FANOUT_TURNS_BETWEEN_CHUNKS = 4
+# Where gateway/_fanout.c is built (build_fanout.py), a sweep sends to sockets whose transport has
+# nothing waiting straight from C, FANOUT_BATCH sockets a call, on the loop thread and one worker
+# thread at once: the kernel's per-send cost, most of a sweep, then uses both cores.
+FANOUT_BATCH = 256
+FANOUT_THREADS = 2 if (os.cpu_count() or 1) > 1 else 1
 # Encoded snapshots kept (per session, for the engine's current seq) before the cache is cleared.
 SNAPSHOT_CACHE_SIZE = 256
+
+
+WriteMany = Callable[[Sequence[int], Sequence[bytes], int], list[tuple[int, int]]]
+
+
+def load_write_many() -> WriteMany | None:
+    """gateway._fanout's `write_many`, or None where it was not built: every socket of a sweep is
+    then written through its transport on the loop thread."""
+    try:
+        from gateway._fanout import write_many
+    except ImportError:
+        return None
+    return write_many
+
+
+WRITE_MANY = load_write_many()
 
 
 def deposit_state(lot: Lot, user_id: int) -> str:
@@ -536,6 +558,10 @@ class Hub:
         written = 0
         since, wire = -1, b""  # consecutive subscribers mostly share a position
         frames: list[bytes] = []
+        write_many = WRITE_MANY
+        direct: list[tuple[BidderSocket, list[bytes]]] = []  # sent from C, in one batch
+        fds: list[int] = []
+        wires: list[bytes] = []
         while index < count:
             socket = order[index]
             index += 1
@@ -545,11 +571,22 @@ class Hub:
             if position != since:
                 since = position
                 frames, wire = log.since(position)
-            socket.send_many(frames, wire)
+            fd = -1 if write_many is None else socket.direct_fd()
+            if fd < 0:
+                socket.send_many(frames, wire)
+            else:
+                direct.append((socket, frames))
+                fds.append(fd)
+                wires.append(wire)
             members[socket] = end
             written += len(frames)
+            if len(fds) >= FANOUT_BATCH:
+                self._send_direct(direct, fds, wires)
+                direct, fds, wires = [], [], []
             if index % FANOUT_CLOCK_EVERY == 0 and time.perf_counter() > deadline:
                 break
+        if fds:
+            self._send_direct(direct, fds, wires)
         self.frames_sent += written
         if index < count:
             self._sweep = (session_id, log, order, index, started_end)
@@ -561,6 +598,25 @@ class Hub:
         if log.end > started_end:  # frames came during the sweep: some subscribers lack them
             self._behind[session_id] = None
         return True
+
+    @staticmethod
+    def _send_direct(
+        direct: list[tuple[BidderSocket, list[bytes]]], fds: list[int], wires: list[bytes]
+    ) -> None:
+        """Send wires[i] to fds[i] from C on two threads (gateway/_fanout.c), then hand whatever a
+        send left (the rest of a partial write, or the whole frame after EAGAIN or an error) to the
+        socket's transport, which keeps it in order, applies back-pressure, or meets the error and
+        closes the socket as it would have on its own write.
+
+        Safe because the event loop does not run until write_many returns: no transport can close
+        and no descriptor can be closed and reused by another socket meanwhile (sockets are only
+        closed on the loop's thread), and a direct_fd socket has nothing buffered for its bytes to
+        overtake."""
+        assert WRITE_MANY is not None
+        for index, sent in WRITE_MANY(fds, wires, FANOUT_THREADS):
+            socket, frames = direct[index]
+            wire = wires[index]
+            socket.send_many(frames, wire[sent:] if sent > 0 else wire)
 
     def send_personal(self, socket: BidderSocket, frame: bytes) -> None:
         """A frame for one socket, after the broadcast frames it has not had yet (so a `result`
@@ -858,6 +914,16 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         if self._pending_writes > LAGGING_AFTER_PENDING_WRITES:
             self._latest = {}
             self._lagging_since = time.monotonic()
+
+    def direct_fd(self) -> int:
+        """The descriptor the hub's sweep may send this socket's broadcast frames to from C, or -1
+        (gateway/wire.py TransportStream.direct_fd; not while lagging or when frames are framed per
+        write, i.e. compressed)."""
+        connection = self.ws_connection
+        if self._latest is not None or not self._frame_once or connection is None or connection.is_closing():
+            return -1
+        stream: tornado.iostream.IOStream | TransportStream | None = connection.stream
+        return stream.direct_fd() if type(stream) is TransportStream else -1
 
     def _write(self, frames: Sequence[bytes], wire: bytes | None = None) -> None:
         connection = self.ws_connection

@@ -2,6 +2,7 @@
 TCP sockets from one uvloop process, as the hub's sweep does. Prints one JSON object.
 
     .venv/bin/python benchmarks/watchers/send_floor.py [--sockets 10000] [--bytes 300] [--rounds 20]
+                                                       [--threads 2]
 
 A reader process (this script, `--reader PORT N`) opens the N connections and reads them. The
 writer times `--rounds` passes of one `transport.write` per socket (CPU time of the process and
@@ -9,12 +10,18 @@ wall time, per socket), then the same with the reader stopped (SIGSTOP: no reade
 a pass of bare `os.write` on the sockets' descriptors (no transport). Medians of the rounds.
 Whatever the gateway's Python does per socket comes on top of this (bench_watchers.py measures
 the whole).
+
+With `--threads 2`, the same sends through `gateway._fanout.write_many` (the C loop the hub's sweep
+uses, GIL released), first on one thread, then split between this thread and the module's worker
+thread; `two_threads_wall_ratio` is the second's wall time per round ÷ the first's (the gain the
+sweep can get from the second core, with the reader process reading on the same two cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import resource
@@ -22,9 +29,12 @@ import signal
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 
 def raise_nofile() -> None:
@@ -95,6 +105,23 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 os.write(fd, data)
 
         result: dict[str, Any] = {"transport_write": timed(args.rounds, args.sockets, by_transport)}
+        if args.threads > 1:
+            from gateway._fanout import write_many
+
+            payloads = [data] * len(fds)
+
+            def by_write_many(threads: int) -> None:
+                if write_many(fds, payloads, threads):
+                    raise RuntimeError("a send did not take the whole payload")
+
+            for threads in (1, args.threads):
+                await asyncio.sleep(0.5)
+                result[f"write_many_{threads}_thread"] = timed(
+                    args.rounds, args.sockets, functools.partial(by_write_many, threads)
+                )
+            one, two = result["write_many_1_thread"], result[f"write_many_{args.threads}_thread"]
+            result["two_threads_wall_ratio"] = round(two["wall_us_per_send"] / one["wall_us_per_send"], 3)
+            result["two_threads_cpu_ratio"] = round(two["cpu_us_per_send"] / one["cpu_us_per_send"], 3)
         await asyncio.sleep(0.5)
         result["os_write"] = timed(args.rounds, args.sockets, by_os_write)
         await asyncio.sleep(0.5)
@@ -121,6 +148,9 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=10_000)
     parser.add_argument("--bytes", type=int, default=300, help="bytes per write (a price frame is ~260)")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="2: also time gateway._fanout.write_many on 1 and 2 threads"
+    )
     args = parser.parse_args()
     started = time.monotonic()
     result = uvloop.run(measure(args))
@@ -129,6 +159,7 @@ def main() -> None:
             "sockets": args.sockets,
             "bytes": args.bytes,
             "rounds": args.rounds,
+            "threads": args.threads,
             "machine": {"cores": os.cpu_count(), "loadavg_after": os.getloadavg()},
             "command": " ".join([".venv/bin/python", "benchmarks/watchers/send_floor.py", *sys.argv[1:]]),
             "elapsed_s": round(time.monotonic() - started, 1),

@@ -415,8 +415,21 @@ def one_socket_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gateway.ws, "FANOUT_CLOCK_EVERY", 1)
 
 
+@pytest.fixture(params=["direct", "transport"])
+def fanout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The sweep's two write paths: sends from C where gateway/_fanout.c is built, and the
+    transports' writes (without the module, as on a machine that could not build it)."""
+    import gateway.ws
+
+    if request.param == "transport":
+        monkeypatch.setattr(gateway.ws, "WRITE_MANY", None)
+    elif gateway.ws.WRITE_MANY is None:
+        pytest.skip("gateway/_fanout.c not built (build_fanout.py)")
+    return str(request.param)
+
+
 async def test_a_sweep_in_chunks_gives_every_subscriber_every_price_in_order_and_forgets_them(
-    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch, fanout: str
 ) -> None:
     one_socket_per_step(monkeypatch)
     session_id, lot_id = await open_lot(app_server)
@@ -446,7 +459,7 @@ async def test_a_sweep_in_chunks_gives_every_subscriber_every_price_in_order_and
 
 
 async def test_a_result_never_overtakes_the_closed_frame_a_sweep_has_not_yet_written(
-    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch, fanout: str
 ) -> None:
     one_socket_per_step(monkeypatch)
     session_id, lot_id = await open_lot(app_server)
@@ -541,6 +554,9 @@ class RecordingSocket:
     def send(self, frame: bytes) -> None:
         self.got.append(frame)
 
+    def direct_fd(self) -> int:
+        return -1  # no descriptor: written through send_many
+
 
 async def test_a_sweep_whose_subscribers_all_left_does_not_drop_the_frames_of_those_who_came_after(
     monkeypatch: pytest.MonkeyPatch,
@@ -567,3 +583,142 @@ async def test_a_sweep_whose_subscribers_all_left_does_not_drop_the_frames_of_th
     assert [s.got for s in first] == [[b'{"n":1}'], [], []]
     assert later.got == [b'{"n":2}']
     assert hub._sweep is None and not hub._behind and hub._logs[1].frames == []
+
+
+# -- the sweep's direct sends from C on two threads (gateway/_fanout.c) --------------------------------
+
+
+def test_write_many_reports_only_the_sends_that_did_not_take_their_whole_payload() -> None:
+    import socket as sockets
+
+    fanout = pytest.importorskip("gateway._fanout", reason="gateway/_fanout.c not built (build_fanout.py)")
+    pairs = [sockets.socketpair() for _ in range(100)]  # past the split threshold: two threads
+    try:
+        tiny, tiny_peer = pairs[7]
+        tiny.setsockopt(sockets.SOL_SOCKET, sockets.SO_SNDBUF, 4096)
+        tiny_peer.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
+        pairs[9][1].close()  # its peer is gone: EPIPE
+        payloads = [b"%d:" % n + b"x" * 100 for n in range(100)]
+        payloads[7] = b"y" * 1_000_000
+        report = dict(fanout.write_many([a.fileno() for a, _ in pairs], payloads, 2))
+        assert set(report) == {7, 9}
+        assert 0 < report[7] < len(payloads[7]) and report[9] < 0
+        for n, (_, peer) in enumerate(pairs):
+            if n not in (7, 9):
+                assert peer.recv(1000) == payloads[n]
+        assert fanout.write_many([10**6], [b"x"], 1) == [(0, -9)]  # EBADF
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+class SendRecorder:
+    """Wraps gateway.ws.WRITE_MANY: every call's batch size and the sends it reported short."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import gateway.ws
+
+        pytest.importorskip("gateway._fanout", reason="gateway/_fanout.c not built (build_fanout.py)")
+        self.real = gateway.ws.WRITE_MANY
+        assert self.real is not None
+        self.batches: list[int] = []
+        self.short: list[tuple[int, int, int]] = []  # (fd, sent or -errno, payload length)
+        monkeypatch.setattr(gateway.ws, "WRITE_MANY", self)
+
+    def __call__(self, fds: list[int], payloads: list[bytes], threads: int) -> list[tuple[int, int]]:
+        assert self.real is not None
+        report = self.real(fds, payloads, threads)
+        self.batches.append(len(fds))
+        self.short += [(fds[i], sent, len(payloads[i])) for i, sent in report]
+        return report
+
+
+def price(n: int, pad: int = 0) -> bytes:
+    return orjson.dumps({"type": "price", "lot_id": 1, "n": n, "pad": "p" * pad})
+
+
+async def subscribed_watchers(server: AppServer, count: int) -> tuple[int, list[Bidder]]:
+    server.ctx.limits.ws_connections_per_ip = count + 8
+    session_id, _lot_id = await open_lot(server)
+    watchers = await asyncio.gather(*(Bidder.connect(server) for _ in range(count)))
+    for watcher in watchers:
+        assert (await watcher.request({"op": "subscribe", "session_id": session_id}))["type"] == "snapshot"
+    await server.wait_for(lambda: all(s.direct_fd() >= 0 for s in server.ctx.hub.sockets))
+    return session_id, list(watchers)
+
+
+async def test_direct_sends_on_two_threads_give_many_sockets_every_frame_in_order(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = SendRecorder(monkeypatch)
+    session_id, watchers = await subscribed_watchers(app_server, 80)
+    hub = app_server.ctx.hub
+    for n in range(6):  # a sweep each, frames arriving mid-sweep in the chunked ones
+        hub._frames.append((session_id, price(n)))
+        hub.flush()
+    for watcher in watchers:
+        await watcher.until("price", n=5)
+        assert [f["n"] for f in watcher.frames if f["type"] == "price"] == list(range(6))
+    assert max(recorder.batches) >= 64  # the size at which write_many splits over two threads
+    assert recorder.short == []
+    for watcher in watchers:
+        watcher.close()
+
+
+async def test_a_partial_direct_send_is_finished_by_the_transport_before_the_next_frame(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket as sockets
+
+    recorder = SendRecorder(monkeypatch)
+    session_id, (watcher,) = await subscribed_watchers(app_server, 1)
+    (handler,) = app_server.ctx.hub.sockets
+    fd = handler.direct_fd()
+    # Tiny buffers on both ends; the reader cannot read while the sweep holds the loop.
+    server_side = sockets.socket(fileno=sockets.dup(fd))
+    server_side.setsockopt(sockets.SOL_SOCKET, sockets.SO_SNDBUF, 4096)
+    server_side.close()
+    watcher.conn.stream.socket.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
+    hub = app_server.ctx.hub
+    hub._frames.append((session_id, price(0, pad=100_000)))
+    hub.flush()
+    assert recorder.short and 0 < recorder.short[0][1] < recorder.short[0][2]  # a partial write
+    assert handler.direct_fd() == -1  # the rest waits in the transport: no direct send may pass it
+    hub._frames.append((session_id, price(1)))
+    hub.flush()
+    first = await watcher.until("price", within_s=10)
+    second = await watcher.until("price")
+    assert (first["n"], len(first["pad"]), second["n"]) == (0, 100_000, 1)
+    watcher.close()
+
+
+async def test_a_direct_send_to_a_peer_that_reset_closes_that_socket_as_its_transport_would(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket as sockets
+    import struct
+
+    recorder = SendRecorder(monkeypatch)
+    session_id, watchers = await subscribed_watchers(app_server, 3)
+    hub = app_server.ctx.hub
+    gone = watchers.pop(1)
+    gone.conn.stream.socket.setsockopt(sockets.SOL_SOCKET, sockets.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.conn.stream.close()  # a reset the server has not read yet when the sweep sends
+    hub._frames.append((session_id, price(0)))
+    hub.flush()  # raises nothing
+    assert [sent < 0 for _fd, sent, _size in recorder.short] == [True]
+    for watcher in watchers:
+        assert (await watcher.until("price"))["n"] == 0
+    await app_server.wait_for(lambda: len(hub.sockets) == 2 and len(hub.by_session[session_id]) == 2)
+    for watcher in watchers:
+        watcher.close()
+
+
+def test_without_the_c_module_the_hub_writes_through_the_transports(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from gateway.ws import load_write_many
+
+    monkeypatch.setitem(sys.modules, "gateway._fanout", None)  # its import now raises ImportError
+    assert load_write_many() is None
