@@ -9,7 +9,10 @@ Redis, then Gavel (`benchmarks/e2e/gavel_server.py`, i.e. `run.py`, with the san
 provider and `GAVEL_BENCH_COMMANDS`: every MongoDB command the server sends is counted). Through
 REST: the admin creates `--courses` courses with a price policy; `--concurrency` × `--buyers` users
 register, get a balance from the admin and fill their carts (a closed-loop user that has bought
-every course of one buyer's cart goes on as its next buyer).
+every course of one buyer's cart goes on as its next buyer, and each round goes on where the last
+one stopped: every measured checkout is a first purchase of its course, as the counted ones are;
+a course bought again extends the enrolment, two more commands per notification). One more user
+does the counted operations.
 
 1. Round trips: one user checks out `--count` times one after the other (`POST /api/v1/checkout`,
    then `POST /api/v1/checkout/pay` with part of the price from the balance, so the order is
@@ -181,6 +184,8 @@ class World:
         self.http = Http(port)
         self.courses: list[tuple[int, int]] = []
         self.users: list[tuple[int, str]] = []
+        self.counting: tuple[int, str] = (0, "")  # the user of count_round_trips, none of a worker's
+        self.bought: dict[int, int] = {}  # per closed-loop worker: the purchases it made, all rounds
         self.admin = ""
 
     async def build(self, courses: int, users: int) -> None:
@@ -221,6 +226,7 @@ class World:
             user_id = int(answer["user_id"])
             await http.json("POST", f"/api/v1/admin/users/{user_id}/credit", {"amount": CREDIT}, self.admin)
             self.users.append((user_id, str(answer["token"])))
+        self.counting = self.users.pop()
 
     async def fill_carts(self) -> None:
         """Every course in every user's cart (a bought course leaves the cart)."""
@@ -235,7 +241,7 @@ class World:
             finally:
                 http.close()
 
-        await asyncio.gather(*(fill(token) for _user, token in self.users))
+        await asyncio.gather(*(fill(token) for _user, token in [*self.users, self.counting]))
 
 
 class Pending:
@@ -322,7 +328,7 @@ def write_plan(figures: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 async def count_round_trips(gavel: Gavel, world: World, count: int) -> dict[str, Any]:
-    _user_id, token = world.users[0]
+    _user_id, token = world.counting
     http = Http(gavel.port)
     key = gavel.private_key()
     forms: list[bytes] = []
@@ -402,18 +408,28 @@ async def gavel_checkouts(
 
     async def user(index: int) -> None:
         # One operation in flight per worker; when one buyer's cart is bought out (CART_LIMIT
-        # courses) the worker goes on as its next buyer (each worker has --buyers of its own).
+        # courses) the worker goes on as its next buyer (each worker has --buyers of its own). A
+        # round goes on where the worker's last one stopped: a course is never bought twice (a
+        # second purchase extends the enrolment: not the operation counted, nor its baseline).
         http = Http(world.port)
+        purchases = [
+            (buyer, n)
+            for buyer in range(index, len(world.users), concurrency)
+            for n in range(len(world.courses))
+        ]
         try:
-            for buyer in range(index, len(world.users), concurrency):
+            while window.running():
+                done = world.bought.get(index, 0)
+                if done == len(purchases):
+                    raise RuntimeError(
+                        "every buyer bought every course before the window ended: add --buyers"
+                    )
+                buyer, n = purchases[done]
                 _user_id, token = world.users[buyer]
-                for n, (course_id, _policy) in enumerate(world.courses):
-                    if not window.running():
-                        return
-                    started = time.perf_counter()
-                    placed.append(await checkout_once(http, token, course_id, f"{tag}-{buyer}-{n}"))
-                    window.done(started)
-            raise RuntimeError("every buyer bought every course before the window ended: add --buyers")
+                started = time.perf_counter()
+                placed.append(await checkout_once(http, token, world.courses[n][0], f"{tag}-{buyer}-{n}"))
+                world.bought[index] = done + 1
+                window.done(started)
         finally:
             http.close()
 
@@ -591,7 +607,7 @@ async def bench(args: argparse.Namespace, services: Services, work: Path) -> dic
     gavel = Gavel(services, work)
     try:
         world = World(gavel.port)
-        await world.build(args.courses, args.concurrency * args.buyers)
+        await world.build(args.courses, args.concurrency * args.buyers + 1)
         await world.fill_carts()
         round_trips = await count_round_trips(gavel, world, args.count)
         plans = {op: write_plan(round_trips[op]) for op in ("checkout", "notify")}
@@ -772,7 +788,7 @@ def main() -> None:
     parser.add_argument("--courses", type=int, default=50, help="courses, each in every cart (CART_LIMIT)")
     parser.add_argument("--count", type=int, default=20, help="sequential operations counted")
     parser.add_argument(
-        "--buyers", type=int, default=3, help="buyers per closed-loop user (a full cart each)"
+        "--buyers", type=int, default=8, help="buyers per closed-loop user (a full cart each)"
     )
     parser.add_argument("--chart", type=Path, default=None)
     args = parser.parse_args()

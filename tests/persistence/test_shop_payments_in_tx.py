@@ -14,14 +14,14 @@ import tornado.httpclient
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.commands.core import AsyncScript
 
-from engine.settle.ports import PaymentRequest, PaymentRouter
+from engine.settle.ports import PaidNotice, PaymentRequest, PaymentRouter
 from payments.records import ensure_payment_indexes
 from payments.sandbox import SandboxProvider, load_or_create_sandbox_keys
 from persistence.accounts import Accounts
 from persistence.mongo import Database, TxSession, as_utc, connect, ensure_indexes, utc_now
 from persistence.shop import ensure_shop_indexes, mongo_shop
 from persistence.shop.carts import _DELETE_IF_CHECKOUT, RedisCartStore
-from persistence.shop.repos import ORDER_NUMBER_BLOCK, local_payments
+from persistence.shop.repos import ORDER_NUMBER_BLOCK, MongoOrders, local_payments
 from shop.learning import grant_enrolment
 from shop.model import CheckoutAlreadyOrdered
 from shop.ports import ShopUnitOfWork
@@ -295,3 +295,37 @@ def test_a_provider_is_asked_for_local_payments_without_touching_its_attributes(
     sandbox = SandboxProvider("http://x", "app", private_pem, public_pem, router, client, db=no_database)
     assert local_payments(Refusing()) is None
     assert local_payments(sandbox) is sandbox
+
+
+async def test_an_order_cancelled_after_the_settling_read_is_not_paid(
+    sandboxed: Sandboxed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settling transaction moves the order by `_id` alone, relying on its own read: the owner
+    cancelling in between (committed after that read) makes the move a write conflict, and the
+    retried transaction reads the cancelled order and settles nothing (the provider's own path then
+    takes the payment as a late one). The order is never paid, the course never enrolled."""
+    user = await sandboxed.buyer(balance=1_000)
+    await sandboxed.shop.create_checkout(user, [sandboxed.course_id])
+    order = (await sandboxed.shop.pay(user, 1_000, "key-1")).order
+    order_no, db = str(order["_id"]), sandboxed.db
+    read = MongoOrders.for_trade_no
+    reads: list[str] = []
+
+    async def read_then_cancel(self: MongoOrders, out_trade_no: str) -> Any:
+        found = await read(self, out_trade_no)
+        reads.append(found["status"])
+        if len(reads) == 1:  # committed by the owner after the settling transaction's read
+            await sandboxed.shop.cancel_order(user, order_no)
+        return found
+
+    monkeypatch.setattr(MongoOrders, "for_trade_no", read_then_cancel)
+    notice = PaidNotice(order["out_trade_no"], "sandbox", 8_900, "SBX1", "n1")
+    assert await sandboxed.shop.settle_paid(notice) is False
+    assert reads == ["pending", "cancelled_by_user"]  # the move conflicted; the retry saw the cancel
+    stored = await db.shop_orders.find_one({"_id": order_no})
+    assert stored is not None and stored["status"] == "cancelled_by_user"
+    assert stored.get("paid_at") is None and stored.get("paid_trade_no") is None
+    payment = await db.payments.find_one({"_id": order["out_trade_no"]})
+    assert payment is not None and payment["status"] == "closed" and not payment.get("handled")
+    assert await db.shop_enrolments.count_documents({"user_id": user}) == 0
+    assert (await sandboxed.accounts.profile(user)).balance == 1_000  # the held balance came back
