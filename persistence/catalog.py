@@ -432,6 +432,10 @@ class Catalog:
         known = self._watchers.get(lot_id)
         if known is None or known[0] != count:
             self._watchers_moved += 1
+        if known is None and len(self._watchers) >= SEEN_VIEWERS_MAX:
+            # Bounded like the views kept beside it: every lot ever shown would stay otherwise
+            # (a process runs through many sessions); a forgotten count is read again.
+            self._watchers.clear()
         self._watchers[lot_id] = (count, when)
 
     async def _watcher_counts(
