@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-import persistence.catalog as catalog_module
 from engine.book.errors import GavelError, NotFound
 from engine.book.states import LotState, SessionState
 from engine.clock import FakeClock
@@ -193,15 +192,3 @@ async def test_watchers_equal_distinct_viewers_under_concurrency_and_recount_men
     assert await catalog.recount_watchers() == 1
     assert (await catalog.lot_view(lot_id))["watchers"] == 20
     assert await catalog.recount_watchers() == 0
-
-
-def test_the_kept_watcher_counts_stay_bounded_over_many_lots(
-    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A process goes through session after session: the 围观 counts it keeps per lot shown must
-    # not hold every lot it ever showed.
-    monkeypatch.setattr(catalog_module, "SEEN_VIEWERS_MAX", 50)
-    for lot_id in range(1, 1_001):
-        catalog._set_watchers(lot_id, lot_id % 7, float(lot_id))
-    assert len(catalog._watchers) <= 50
-    assert catalog._watchers[1_000] == (1_000 % 7, 1_000.0)
