@@ -444,9 +444,8 @@ class SessionRoller(threading.Thread):
 
         async def deposit(token: str) -> None:
             async with gate:
-                await rest.call(
-                    "POST", "/api/v1/deposits", {"session_id": session_id, "pay_with": "balance"}, token
-                )
+                body = {"session_id": session_id, "pay_with": "balance"}
+                await self.retried(rest, "POST", "/api/v1/deposits", body, token, done_if=" 409 ")
 
         lots = list(await asyncio.gather(*(lot(k) for k in range(len(self.tokens)))))
         await asyncio.gather(*(deposit(token) for token in self.tokens))
@@ -459,6 +458,24 @@ class SessionRoller(threading.Thread):
         }
         await rest.call("PATCH", f"/api/v1/admin/sessions/{session_id}", times, rest.admin)
         return session_id, lots
+
+    @staticmethod
+    async def retried(
+        rest: Rest, method: str, path: str, body: Any, token: str, done_if: str | None = None
+    ) -> Any:
+        """A call retried (5 times, 1 s apart) when a backing service did not answer in time (503,
+        seen on a server slowed by --soak-tracemalloc); `done_if`: an error that means an earlier
+        try went through (a deposit already paid)."""
+        for attempt in range(5):
+            try:
+                return await rest.call(method, path, body, token)
+            except RuntimeError as error:
+                if done_if is not None and done_if in str(error):
+                    return None
+                if " 503 " not in str(error) or attempt == 4:
+                    raise
+                await asyncio.sleep(1.0)
+        return None
 
     def retarget(self, session_id: int, lots: list[int]) -> None:
         a = self.bench.args
