@@ -897,6 +897,44 @@ def chart(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def soak_chart(runs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
+    """The soaks' server memory over time, one line per soak (its JSON's `server_memory.series`):
+    RSS, glibc's bytes in use (uordblks) and free in its arenas (fordblks), Python's allocated
+    blocks. The grey band is the slope's window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=90)
+    for number, (label, soak_) in enumerate(runs):
+        series = soak_["server_memory"]["series"]
+        colour = f"C{number}"
+        t = [row[0] / 60.0 for row in series]
+        axes[0].plot(t, [row[1] / 1024 for row in series], color=colour, label=label)
+        axes[1].plot(t, [row[2] / 1024 for row in series], color=colour, label=f"{label}: in use")
+        axes[1].plot(
+            t, [row[3] / 1024 for row in series], color=colour, ls=":", label=f"{label}: free in arenas"
+        )
+        axes[2].plot(t, [row[5] / 1000 for row in series], color=colour, label=label)
+    tail_from = runs[0][1]["slope_from_s"] / 60.0 if runs else 0.0
+    for ax in axes:
+        ax.axvspan(tail_from, max(ax.get_xlim()[1], tail_from), color="#eeeeee", zorder=0)
+        ax.set_xlabel("minutes", fontsize=8)
+        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+    axes[0].set_title("Server RSS (MB)", fontsize=9)
+    axes[1].set_title("glibc malloc: in use (uordblks) and free (fordblks), MB", fontsize=9)
+    axes[2].set_title("Python allocated blocks (thousands)", fontsize=9)
+    fig.suptitle(
+        "Soak: 1,000 watchers, 100 connects/disconnects per s, 20 bids/s on lots closing", fontsize=10
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -941,6 +979,11 @@ def main() -> None:
         help="the steady-state variant: the server's ref window shortened to this many seconds and "
         "every bidder's newest 256 refs placed before the soak (gavel_server.py GAVEL_BENCH_REFS_WINDOW_MS)",
     )
+    parser.add_argument(
+        "--soak-chart",
+        default=None,
+        help="only draw the soaks' memory chart (at --chart) from their saved JSON: LABEL=PATH,...",
+    )
     parser.add_argument("--chart", type=Path, default=None)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--verbose", action="store_true")
@@ -957,6 +1000,15 @@ def main() -> None:
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     if args.bidders < 2 or args.bidders % 2 or args.bidders // 2 < args.clients:
         parser.error("--bidders must be even, with at least one pair per client process")
+    if args.soak_chart:
+        runs = []
+        for item in args.soak_chart.split(","):
+            label, _, name = item.partition("=")
+            runs.append((label, json.loads(Path(name).read_text())["soak"]))
+        chart_path = args.chart or ROOT / "docs" / "performance" / "watchers-soak.png"
+        soak_chart(runs, chart_path)
+        print(json.dumps({"chart": str(chart_path), "runs": [label for label, _ in runs]}))
+        return
     raise_nofile()
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="gavel-watchers-", dir=args.dir))
