@@ -124,6 +124,8 @@ class Bench:
                 env["GAVEL_BENCH_MEMORY_EVERY"] = str(self.args.soak_sample)
                 if self.args.soak_refs_window:
                     env["GAVEL_BENCH_REFS_WINDOW_MS"] = str(int(self.args.soak_refs_window * 1000))
+                if self.args.soak_kept_lots:
+                    env["GAVEL_BENCH_KEPT_LOTS"] = str(self.args.soak_kept_lots)
                 if self.args.soak_malloc_trim:
                     env["GAVEL_BENCH_MALLOC_TRIM"] = str(self.args.soak_malloc_trim)
                 if self.args.soak_lot_seconds:
@@ -702,6 +704,8 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
         "allocation_growth": growth,
         "lots_closing": lots,
         "refs_window_s": a.soak_refs_window,
+        "kept_lots": a.soak_kept_lots,
+        "malloc_trim_s": a.soak_malloc_trim,
         "refs_prefill": prefilled,
         "server_memory": server_memory(bench.memory_path, began_wall, tail_from),
         "bidding": {
@@ -978,6 +982,13 @@ def main() -> None:
         default=None,
         help="the steady-state variant: the server's ref window shortened to this many seconds and "
         "every bidder's newest 256 refs placed before the soak (gavel_server.py GAVEL_BENCH_REFS_WINDOW_MS)",
+    )
+    parser.add_argument(
+        "--soak-kept-lots",
+        type=int,
+        default=None,
+        help="the caches-full variant: the server's kept views and read cache bounded at this many lots "
+        "(gavel_server.py GAVEL_BENCH_KEPT_LOTS)",
     )
     parser.add_argument(
         "--soak-chart",

@@ -46,6 +46,10 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   bidder's newest is kept, beyond the newest 256) shortened, so that a soak of 10 minutes can
   start with the refs in their steady state (the newest 256 per bidder) instead of spending its
   whole length filling the window. Never a way to run Gavel.
+- `GAVEL_BENCH_KEPT_LOTS=N`: the soak's variant with the caches full: the catalogue's kept views
+  (`KEPT_LOT_VIEWS_MAX`, and `KEPT_SESSION_VIEWS_MAX` at N / 100) and the read cache
+  (`MAX_ENTRIES` per domain) bounded at N instead of 5,000, so that a 10-minute soak reaches
+  the bound and shows what grows once they no longer can. Never a way to run Gavel.
 - `GAVEL_BENCH_MALLOC_TRIM=SECONDS`: the A/B of the soak: glibc's `malloc_trim(0)` every SECONDS
   on the loop (the free pages of every arena handed back to the kernel); each call's time is in
   the memory samples (`trim_ms`).
@@ -406,7 +410,19 @@ def trace_allocations(directory: str) -> None:
     signal.signal(signal.SIGTTIN, snapshot)
 
 
+def bound_caches(lots: int) -> None:
+    """`GAVEL_BENCH_KEPT_LOTS`: the caches' bounds lowered (module globals read at each insert)."""
+    import persistence.catalog
+    import persistence.read_cache
+
+    persistence.catalog.KEPT_LOT_VIEWS_MAX = lots
+    persistence.catalog.KEPT_SESSION_VIEWS_MAX = max(2, lots // 100)
+    persistence.read_cache.MAX_ENTRIES = lots  # type: ignore[misc]
+
+
 def main() -> int:
+    if os.environ.get("GAVEL_BENCH_KEPT_LOTS"):
+        bound_caches(int(os.environ["GAVEL_BENCH_KEPT_LOTS"]))
     if VARIANT not in VARIANTS:
         print(f"gavel_server: GAVEL_BENCH_VARIANT must be one of {VARIANTS[1:]}", file=sys.stderr)
         return 2
