@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import select
@@ -47,6 +48,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_e2e import (  # noqa: E402
+    ADMIN_PASSWORD,
+    SESSION_DEPOSIT,
+    START_PRICE,
+    UNIT,
     Child,
+    Rest,
     gavel_env,
+    iso,
     lot_prices,
     med,
     peer_env,
@@ -65,6 +73,7 @@ from benchmarks.bench_e2e import (  # noqa: E402
     set_up_gavel,
 )
 from benchmarks.bench_scale import Client, merged_percentiles, raise_nofile, rss_mb  # noqa: E402
+from engine.engine import REFS_KEPT  # noqa: E402
 from persistence.embedded import Services, free_port  # noqa: E402
 
 PYTHON = sys.executable
@@ -92,6 +101,7 @@ class Bench:
         self.database = f"bench_watchers_{os.getpid()}"
         self.service_pids = {s.name: s.pid for s in services.embedded}
         self.trace_path: Path | None = None  # the running Gavel's fan-out trace (--trace)
+        self.memory_path = root / "memory.jsonl"  # the soak's server samples (GAVEL_BENCH_MEMORY)
 
     def start(self, name: str) -> Child:
         port = free_port()
@@ -107,6 +117,22 @@ class Bench:
             env["MAX_CONNECTIONS_PER_IP"] = "100000"
             if self.args.soak_tracemalloc:
                 env["GAVEL_BENCH_TRACEMALLOC"] = str(self.root)
+            if self.args.soak_minutes is not None:
+                # The server samples its own memory (benchmarks/e2e/gavel_server.py): the allocator's
+                # figures tell fragmentation from a leak.
+                env["GAVEL_BENCH_MEMORY"] = str(self.memory_path)
+                env["GAVEL_BENCH_MEMORY_EVERY"] = str(self.args.soak_sample)
+                if self.args.soak_refs_window:
+                    env["GAVEL_BENCH_REFS_WINDOW_MS"] = str(int(self.args.soak_refs_window * 1000))
+                if self.args.soak_kept_lots:
+                    env["GAVEL_BENCH_KEPT_LOTS"] = str(self.args.soak_kept_lots)
+                if self.args.soak_malloc_trim:
+                    env["GAVEL_BENCH_MALLOC_TRIM"] = str(self.args.soak_malloc_trim)
+                if self.args.soak_lot_seconds:
+                    # The product's default: snapshots (waiting for the archive, letting the journal
+                    # go) run within the soak as in production; gavel_env turns them off for the
+                    # latency runs.
+                    env["SNAPSHOT_INTERVAL"] = "60"
             if self.args.trace:
                 self.trace_path = self.root / f"fanout-{time.monotonic_ns()}.jsonl"
                 env["GAVEL_BENCH_FANOUT"] = str(self.trace_path)
@@ -332,16 +358,256 @@ def summary(record: dict[str, Any]) -> str:
 
 
 # -- the soak ---------------------------------------------------------------------------------
+class SessionRoller(threading.Thread):
+    """The soak with lots closing (`--soak-lot-seconds L`): sessions follow one another as in
+    production, each with one lot per bidder (a session's lots all close at its end; a lot cannot
+    be added to a session that bids). Session k bids from S_k to S_k + L with a 10 s soft close
+    (capped at 10 s); S_k+1 = S_k + L - LEAVE_EARLY_S. Each session is made through the admin REST
+    API while the one before bids (its lots, every bidder's session deposit paid from their
+    balance); when it opens, the load clients move their bidders to its lots and subscribe the
+    watchers they connect from then on to it (`retarget`), so the churn moves the held watchers
+    over within seconds. The closed sessions' lots are then settled (the winners' orders, the
+    losers' deposit refunds), archived and compacted out of the engine by the product itself."""
+
+    LEAVE_EARLY_S = 5.0  # the bidders move on this long before a session's nominal end
+    FIRST_LEAD_S = 12.0  # the first session opens this long after the soak starts
+
+    def __init__(self, bench: Bench, port: int, clients: list[Client], tokens: list[str]) -> None:
+        super().__init__(name="session-roller", daemon=True)
+        self.bench, self.port, self.clients, self.tokens = bench, port, clients, tokens
+        self.lot_seconds = float(bench.args.soak_lot_seconds)
+        self.period = max(5.0, self.lot_seconds - self.LEAVE_EARLY_S)
+        self.stopping = threading.Event()
+        self.opened: list[dict[str, Any]] = []  # per session: id, when it opened (soak seconds), lots
+        self.began = time.monotonic()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self.roll())
+        except BaseException as error:  # reported by the soak: a roller that died stops the lots moving
+            self.error = error
+
+    async def roll(self) -> None:
+        rest = Rest(self.port)
+        login = {"username": "admin", "password": ADMIN_PASSWORD}
+        rest.admin = (await rest.call("POST", "/api/v1/admin/login", login))["token"]
+        starts = time.time() + self.FIRST_LEAD_S
+        while not self.stopping.is_set():
+            session_id, lots = await self.make_session(rest, starts)
+            starts = max(starts, time.time() + 1.0)
+            while time.time() < starts and not self.stopping.is_set():  # noqa: ASYNC110 (another thread's event)
+                await asyncio.sleep(0.2)
+            if self.stopping.is_set():
+                break
+            deadline = time.monotonic() + 20
+            while (await rest.call("GET", f"/api/v1/sessions/{session_id}"))["state"] != 3:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"soak session {session_id} did not open")
+                await asyncio.sleep(0.2)
+            self.retarget(session_id, lots)
+            self.opened.append(
+                {"session_id": session_id, "at_s": round(time.monotonic() - self.began, 1), "lots": len(lots)}
+            )
+            starts += self.period
+        rest.http.close()
+
+    async def make_session(self, rest: Rest, starts: float) -> tuple[int, list[int]]:
+        later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+        number = len(self.opened)
+        session = await rest.call(
+            "POST",
+            "/api/v1/admin/sessions",
+            {
+                "title": f"Soak session {number}",
+                "preview_start": iso(datetime.datetime.now(datetime.UTC)),
+                "preview_end": iso(datetime.datetime.now(datetime.UTC)),
+                "bidding_start": iso(later),
+                "bidding_end": iso(later + datetime.timedelta(seconds=self.lot_seconds)),
+                "deposit": SESSION_DEPOSIT,
+                "soft_close_seconds": 10,
+                "soft_close_cap_seconds": 10,
+            },
+            rest.admin,
+        )
+        session_id = int(session["id"])
+        gate = asyncio.Semaphore(4)
+
+        async def lot(index: int) -> int:
+            async with gate:
+                body = {
+                    "catalogue_no": f"S{number:04d}-{index:04d}",
+                    "title": f"Soak lot {number}.{index}",
+                    "start_price": START_PRICE,
+                    "unit": UNIT,
+                }
+                made = await rest.call("POST", f"/api/v1/admin/sessions/{session_id}/lots", body, rest.admin)
+                return int(made["id"])
+
+        async def deposit(token: str) -> None:
+            async with gate:
+                body = {"session_id": session_id, "pay_with": "balance"}
+                await self.retried(rest, "POST", "/api/v1/deposits", body, token, done_if=" 409 ")
+
+        lots = list(await asyncio.gather(*(lot(k) for k in range(len(self.tokens)))))
+        await asyncio.gather(*(deposit(token) for token in self.tokens))
+        # Made with its opening an hour away (lots can be added only before it opens), then moved
+        # to its turn, or to just after now when making it took longer than planned.
+        moment = datetime.datetime.fromtimestamp(max(starts, time.time() + 1.0), datetime.UTC)
+        times = {
+            "bidding_start": iso(moment),
+            "bidding_end": iso(moment + datetime.timedelta(seconds=self.lot_seconds)),
+        }
+        await rest.call("PATCH", f"/api/v1/admin/sessions/{session_id}", times, rest.admin)
+        return session_id, lots
+
+    @staticmethod
+    async def retried(
+        rest: Rest, method: str, path: str, body: Any, token: str, done_if: str | None = None
+    ) -> Any:
+        """A call retried (5 times, 1 s apart) when a backing service did not answer in time (503,
+        seen on a server slowed by --soak-tracemalloc); `done_if`: an error that means an earlier
+        try went through (a deposit already paid)."""
+        for attempt in range(5):
+            try:
+                return await rest.call(method, path, body, token)
+            except RuntimeError as error:
+                if done_if is not None and done_if in str(error):
+                    return None
+                if " 503 " not in str(error) or attempt == 4:
+                    raise
+                await asyncio.sleep(1.0)
+        return None
+
+    def retarget(self, session_id: int, lots: list[int]) -> None:
+        a = self.bench.args
+        first = 0
+        for client, pairs in zip(self.clients, split(a.bidders // 2, a.clients), strict=True):
+            lo, hi = 2 * first, 2 * (first + pairs)
+            first += pairs
+            client.send(
+                {
+                    "op": "retarget",
+                    "session_id": session_id,
+                    "lots": lots[lo:hi],
+                    "next_min": [START_PRICE] * (hi - lo),
+                }
+            )
+
+
+def prefill_refs(clients: list[Client], wanted: int) -> dict[str, Any]:
+    """Closed-loop bids on the set-up session's lots until the bidders have `wanted` accepted in
+    all (REFS_KEPT each: their ref caches' floor), before any watcher connects: the soak's
+    steady-state variant then starts with every bidder's refs as a long-running process holds
+    them."""
+    accepted, rounds, started = 0, 0, time.monotonic()
+    while accepted < wanted * 1.05 and rounds < 60:
+        spec = {"name": "prefill", "mode": "closed", "warmup": 0.0, "duration": 5.0}
+        for client in clients:
+            client.send({"op": "phase", "spec": spec, "start_at": time.time() + 0.2})
+        accepted += sum(client.read(60)["accepted"] for client in clients)
+        rounds += 1
+    return {"accepted": accepted, "seconds": round(time.monotonic() - started, 1)}
+
+
+def slope_per_min(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, value) points, per minute."""
+    if len(points) < 2:
+        return None
+    return statistics.linear_regression([t / 60.0 for t, _ in points], [v for _, v in points]).slope
+
+
+def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, Any] | None:
+    """The soak's server samples (gavel_server.py `GAVEL_BENCH_MEMORY`): each series' slope over
+    the tail (KiB/min; Python's allocated blocks per minute), the book's lots at the start and end
+    of the tail, the allocator's growth per lot closed, the containers that grew, malloc_trim's
+    times."""
+    if not path.exists():
+        return None
+    samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for record in samples:  # seconds since the soak began, as the RSS series from outside
+        record["t"] = round(record["wall"] - began_wall, 1)
+    tail = [r for r in samples if r["t"] >= tail_from]
+    if len(tail) < 2:
+        return None
+    first, last = tail[0], tail[-1]
+    kib = {
+        "rss": "rss_kib",
+        "uordblks": "uordblks",
+        "fordblks": "fordblks",
+        "hblkhd": "hblkhd",
+        "arena": "arena",
+    }
+    slopes: dict[str, float | None] = {}
+    for name, key in kib.items():
+        scale = 1.0 if key == "rss_kib" else 1 / 1024
+        value = slope_per_min([(r["t"], r[key] * scale) for r in tail])
+        slopes[f"{name}_kib_per_min"] = round(value, 1) if value is not None else None
+    blocks = slope_per_min([(r["t"], r["allocated_blocks"]) for r in tail])
+    slopes["allocated_blocks_per_min"] = round(blocks, 1) if blocks is not None else None
+    if all(r.get("traced") is not None for r in tail):
+        traced = slope_per_min([(r["t"], r["traced"] / 1024) for r in tail])
+        slopes["tracemalloc_kib_per_min"] = round(traced, 1) if traced is not None else None
+    if all("refs" in r for r in tail):
+        refs = slope_per_min([(r["t"], r["refs"]["accepted"]) for r in tail])
+        slopes["accepted_refs_per_min"] = round(refs, 1) if refs is not None else None
+    closed = last["book"]["closed"] - first["book"]["closed"]
+    grown = {
+        name: last["sizes"].get(name, 0) - first["sizes"].get(name, 0)
+        for name in set(first["sizes"]) | set(last["sizes"])
+    }
+    trims = [ms for r in samples for ms in r.get("trim_ms", [])]
+    return {
+        "samples": len(samples),
+        "tail_from_s": tail_from,
+        **slopes,
+        "book_tail_start": first["book"],
+        "book_end": last["book"],
+        "refs_tail_start": first.get("refs"),
+        "refs_end": last.get("refs"),
+        "compactor_end": last["compactor"],
+        "uordblks_bytes_per_lot_closed": round((last["uordblks"] - first["uordblks"]) / closed)
+        if closed
+        else None,
+        "rss_bytes_per_lot_closed": round((last["rss_kib"] - first["rss_kib"]) * 1024 / closed)
+        if closed
+        else None,
+        "containers_grown": dict(
+            sorted(((k, v) for k, v in grown.items() if v > 0), key=lambda kv: -kv[1])[:12]
+        ),
+        "containers_end_largest": dict(sorted(last["sizes"].items(), key=lambda kv: -kv[1])[:12]),
+        "malloc_trim": {
+            "calls": len(trims),
+            "ms_p50": round(statistics.median(trims), 2) if trims else None,
+            "ms_max": max(trims) if trims else None,
+        },
+        "sample_ms_max": max(r["sample_ms"] for r in samples),
+        "series": [
+            [
+                r["t"],
+                r["rss_kib"],
+                r["uordblks"] >> 10,
+                r["fordblks"] >> 10,
+                r["hblkhd"] >> 10,
+                r["allocated_blocks"],
+            ]
+            for r in samples
+        ],
+    }
+
+
 def soak(bench: Bench, minutes: float) -> dict[str, Any]:
     a = bench.args
     work = bench.root / "soak"
     work.mkdir(parents=True, exist_ok=True)
     server = bench.start("gavel")
     clients: list[Client] = []
+    roller: SessionRoller | None = None
     try:
         clients = bench.clients("gavel", server, work)
         for client in clients:
             client.read(180)
+        prefilled = prefill_refs(clients, a.bidders * REFS_KEPT) if a.soak_refs_window else None
         for client, share in zip(clients, split(a.soak_keep, a.clients), strict=True):
             client.send({"op": "watch", "total": share})
         held = sum(client.read(240)["subscribed"] for client in clients)
@@ -360,8 +626,14 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
                 "warmup": 0.5,
                 "duration": seconds,
             }
-            client.send({"op": "phase", "spec": spec, "start_at": start_at})
-        began = time.monotonic()
+            client.send(
+                {"op": "phase", "spec": spec, "start_at": start_at, "concurrent": bool(a.soak_lot_seconds)}
+            )
+        if a.soak_lot_seconds:
+            assert bench.setup is not None
+            roller = SessionRoller(bench, server.port, clients, bench.setup["tokens"])
+            roller.start()
+        began, began_wall = time.monotonic(), time.time()
         # With --soak-tracemalloc: allocation snapshots once the start's transient has passed and
         # at the end, over the same span as the slope (diffed below).
         snapshot_at = [seconds - min(8 * 60.0, 0.8 * seconds), seconds - 2.0]
@@ -382,12 +654,19 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
                 results[fd] = fds.pop(fd).read(60)
             if time.monotonic() - began > seconds + 120:
                 raise TimeoutError("the soak's clients did not report")
+        if roller is not None:
+            roller.stopping.set()
+            roller.join(60)
+            if roller.error is not None:
+                raise RuntimeError(f"the soak's sessions stopped: {roller.error!r}")
         churned = []
         for client in clients:
             client.send({"op": "churn_stop"})
             churned.append(client.read(30))
         phase = merge(list(results.values()))
     finally:
+        if roller is not None:
+            roller.stopping.set()
         for client in clients:
             client.stop()
         server.stop()
@@ -399,6 +678,15 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
         values = [mb * 1024 for _, mb in tail]
         slope = round(statistics.linear_regression(times, values).slope, 1)
     growth = allocation_growth(bench.root, seconds - tail_from) if a.soak_tracemalloc else None
+    lots = None
+    if roller is not None:
+        lots = {
+            "lot_seconds": roller.lot_seconds,
+            "session_every_s": roller.period,
+            "sessions_opened": len(roller.opened),
+            "lots_opened": sum(o["lots"] for o in roller.opened),
+            "sessions": roller.opened,
+        }
     return {
         "minutes": minutes,
         "held_watchers": held,
@@ -414,6 +702,12 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
         "slope_kib_per_min": slope,
         "rss_mb_series": samples,
         "allocation_growth": growth,
+        "lots_closing": lots,
+        "refs_window_s": a.soak_refs_window,
+        "kept_lots": a.soak_kept_lots,
+        "malloc_trim_s": a.soak_malloc_trim,
+        "refs_prefill": prefilled,
+        "server_memory": server_memory(bench.memory_path, began_wall, tail_from),
         "bidding": {
             k: phase[k] for k in ("acked_bids_per_s", "ack_ms", "bcast_ms", "disconnects", "rejected")
         },
@@ -607,6 +901,44 @@ def chart(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def soak_chart(runs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
+    """The soaks' server memory over time, one line per soak (its JSON's `server_memory.series`):
+    RSS, glibc's bytes in use (uordblks) and free in its arenas (fordblks), Python's allocated
+    blocks. The grey band is the slope's window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=90)
+    for number, (label, soak_) in enumerate(runs):
+        series = soak_["server_memory"]["series"]
+        colour = f"C{number}"
+        t = [row[0] / 60.0 for row in series]
+        axes[0].plot(t, [row[1] / 1024 for row in series], color=colour, label=label)
+        axes[1].plot(t, [row[2] / 1024 for row in series], color=colour, label=f"{label}: in use")
+        axes[1].plot(
+            t, [row[3] / 1024 for row in series], color=colour, ls=":", label=f"{label}: free in arenas"
+        )
+        axes[2].plot(t, [row[5] / 1000 for row in series], color=colour, label=label)
+    tail_from = runs[0][1]["slope_from_s"] / 60.0 if runs else 0.0
+    for ax in axes:
+        ax.axvspan(tail_from, max(ax.get_xlim()[1], tail_from), color="#eeeeee", zorder=0)
+        ax.set_xlabel("minutes", fontsize=8)
+        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+    axes[0].set_title("Server RSS (MB)", fontsize=9)
+    axes[1].set_title("glibc malloc: in use (uordblks) and free (fordblks), MB", fontsize=9)
+    axes[2].set_title("Python allocated blocks (thousands)", fontsize=9)
+    fig.suptitle(
+        "Soak: 1,000 watchers, 100 connects/disconnects per s, 20 bids/s on lots closing", fontsize=10
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -632,6 +964,37 @@ def main() -> None:
         action="store_true",
         help="trace the server's allocations, report what grew (a diagnostic: RSS then includes the tracing)",
     )
+    parser.add_argument(
+        "--soak-lot-seconds",
+        type=float,
+        default=None,
+        help="the soak's lots close: sessions of one lot per bidder bidding this long, one after the other",
+    )
+    parser.add_argument(
+        "--soak-malloc-trim",
+        type=float,
+        default=None,
+        help="the soak's server calls glibc's malloc_trim(0) every this many seconds (the allocator A/B)",
+    )
+    parser.add_argument(
+        "--soak-refs-window",
+        type=float,
+        default=None,
+        help="the steady-state variant: the server's ref window shortened to this many seconds and "
+        "every bidder's newest 256 refs placed before the soak (gavel_server.py GAVEL_BENCH_REFS_WINDOW_MS)",
+    )
+    parser.add_argument(
+        "--soak-kept-lots",
+        type=int,
+        default=None,
+        help="the caches-full variant: the server's kept views and read cache bounded at this many lots "
+        "(gavel_server.py GAVEL_BENCH_KEPT_LOTS)",
+    )
+    parser.add_argument(
+        "--soak-chart",
+        default=None,
+        help="only draw the soaks' memory chart (at --chart) from their saved JSON: LABEL=PATH,...",
+    )
     parser.add_argument("--chart", type=Path, default=None)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--verbose", action="store_true")
@@ -648,6 +1011,15 @@ def main() -> None:
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     if args.bidders < 2 or args.bidders % 2 or args.bidders // 2 < args.clients:
         parser.error("--bidders must be even, with at least one pair per client process")
+    if args.soak_chart:
+        runs = []
+        for item in args.soak_chart.split(","):
+            label, _, name = item.partition("=")
+            runs.append((label, json.loads(Path(name).read_text())["soak"]))
+        chart_path = args.chart or ROOT / "docs" / "performance" / "watchers-soak.png"
+        soak_chart(runs, chart_path)
+        print(json.dumps({"chart": str(chart_path), "runs": [label for label, _ in runs]}))
+        return
     raise_nofile()
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="gavel-watchers-", dir=args.dir))

@@ -45,6 +45,14 @@ CACHE_DOMAIN = "auction"
 WATCHERS_FRESH_SECONDS = 1.0
 # (lot, viewer) pairs this process knows are recorded: their views need no write at all.
 SEEN_VIEWERS_MAX = 100_000
+# The views kept while nothing they show moved (a lot's summary, detail and answer; its 围观
+# count), per lot, and a session's summary and whole view, per session. Each holds the document
+# it was built from and its JSON (a session view holds its lots': ~1-2 KB a lot), so they are
+# bounded by what is read often, not by every lot and session a long-running process ever showed:
+# as many lots as the read cache keeps documents (read_cache.MAX_ENTRIES), and sessions as the
+# hub keeps snapshots. When full, they start again empty (a view is built again on its next read).
+KEPT_LOT_VIEWS_MAX = 5_000
+KEPT_SESSION_VIEWS_MAX = 256
 
 NOT_STARTED_SESSION_STATES = (SessionState.SCHEDULED, SessionState.PREVIEW)
 NOT_STARTED_LOT_STATES = (LotState.SCHEDULED, LotState.PREVIEW)
@@ -432,6 +440,10 @@ class Catalog:
         known = self._watchers.get(lot_id)
         if known is None or known[0] != count:
             self._watchers_moved += 1
+        if known is None and len(self._watchers) >= KEPT_LOT_VIEWS_MAX:
+            # Bounded like the views kept beside it: every lot ever shown would stay otherwise
+            # (a process runs through many sessions); a forgotten count is read again.
+            self._watchers.clear()
         self._watchers[lot_id] = (count, when)
 
     async def _watcher_counts(
@@ -552,7 +564,7 @@ class Catalog:
         view = self._build_session_view(entry, live, lot_ids, lot_docs, watchers)
         if not remember:
             return view, None
-        if len(self._session_views) >= SEEN_VIEWERS_MAX:
+        if session_id not in self._session_views and len(self._session_views) >= KEPT_SESSION_VIEWS_MAX:
             self._session_views.clear()
         kept = _KeptView(shown, entry, view, self._counts_fresh_until(lot_ids))
         self._session_views[session_id] = kept
@@ -603,6 +615,11 @@ class Catalog:
         summary = _session_summary(entry["doc"], live)
         summary["cover_picture"] = entry["cover_picture"]
         if self.cache is not None and self.cache.live:
+            if (
+                live.session_id not in self._session_summaries
+                and len(self._session_summaries) >= KEPT_SESSION_VIEWS_MAX
+            ):
+                self._session_summaries.clear()
             self._session_summaries[live.session_id] = (shown, entry, live, summary)
         return summary
 
@@ -627,7 +644,7 @@ class Catalog:
             summary: Document = known[4]
             return summary
         summary = self._lot_view_summary(entry, live, watchers)
-        if len(self._summaries) >= SEEN_VIEWERS_MAX:
+        if live.lot_id not in self._summaries and len(self._summaries) >= KEPT_LOT_VIEWS_MAX:
             self._summaries.clear()
         self._summaries[live.lot_id] = (shown, entry, live, live.rule, summary)
         return summary
@@ -698,7 +715,7 @@ class Catalog:
         if known is not None and known[0] is detail:
             return known[1]
         answer = orjson.dumps(detail)
-        if len(self._detail_bodies) >= SEEN_VIEWERS_MAX:
+        if lot_id not in self._detail_bodies and len(self._detail_bodies) >= KEPT_LOT_VIEWS_MAX:
             self._detail_bodies.clear()
         self._detail_bodies[lot_id] = (detail, answer)
         return answer
@@ -738,7 +755,7 @@ class Catalog:
             detail: Document = known[5]
             return detail, True
         detail = self._lot_detail(entry, session_entry, live, watchers.get(lot_id, 0))
-        if len(self._details) >= SEEN_VIEWERS_MAX:
+        if lot_id not in self._details and len(self._details) >= KEPT_LOT_VIEWS_MAX:
             self._details.clear()
         self._details[lot_id] = (shown, entry, session_entry, live, live.rule, detail)
         return detail, True

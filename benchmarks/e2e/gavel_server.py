@@ -33,6 +33,26 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
 - `GAVEL_BENCH_TRACEMALLOC=DIR`: a diagnostic: trace Python allocations (`tracemalloc`, 8 frames)
   from start-up; each SIGTTIN writes a snapshot to DIR/snapshot-N.pickle (bench_watchers.py's soak
   diffs two of them: what grows, by file). Tracing costs CPU and memory: never for figures.
+- `GAVEL_BENCH_MEMORY=PATH`: a diagnostic: every `GAVEL_BENCH_MEMORY_EVERY` seconds (10) one JSON
+  line to PATH: the process's RSS, glibc's `mallinfo2()` (`uordblks`: bytes malloc has handed out
+  and not got back; `fordblks`: free bytes kept in its arenas; `hblkhd`: bytes in blocks mmapped
+  on their own; `arena`: the arenas' size), Python's object allocator (`sys.getallocatedblocks()`),
+  tracemalloc's traced total when tracing (`GAVEL_BENCH_TRACEMALLOC`), the engine's book (lots,
+  open, closed still holding their history, compacted; the compactor's total) and the size of
+  every dict, set, list or deque the hub and the catalogue hold (what a leak would grow).
+  bench_watchers.py's soak reads it to tell the allocator's fragmentation from a leak.
+- `GAVEL_BENCH_REFS_WINDOW_MS=MS`: the soak's steady-state variant: the engine's ref window
+  (docs/protocol.md, "How long refs are remembered": every accepted ref within 10 minutes of the
+  bidder's newest is kept, beyond the newest 256) shortened, so that a soak of 10 minutes can
+  start with the refs in their steady state (the newest 256 per bidder) instead of spending its
+  whole length filling the window. Never a way to run Gavel.
+- `GAVEL_BENCH_KEPT_LOTS=N`: the soak's variant with the caches full: the catalogue's kept views
+  (`KEPT_LOT_VIEWS_MAX`, and `KEPT_SESSION_VIEWS_MAX` at N / 100) and the read cache
+  (`MAX_ENTRIES` per domain) bounded at N instead of 5,000, so that a 10-minute soak reaches
+  the bound and shows what grows once they no longer can. Never a way to run Gavel.
+- `GAVEL_BENCH_MALLOC_TRIM=SECONDS`: the A/B of the soak: glibc's `malloc_trim(0)` every SECONDS
+  on the loop (the free pages of every arena handed back to the kernel); each call's time is in
+  the memory samples (`trim_ms`).
 - `GAVEL_PROFILE=PATH`: profile with cProfile between SIGUSR1 (start) and SIGUSR2 (stop, write
   the stats to PATH), e.g. around one measurement window. It slows the server down: never for
   figures, only to see where the CPU goes.
@@ -44,6 +64,8 @@ Redis price bus (without a variant, the same classes too).
 from __future__ import annotations
 
 import asyncio
+import collections
+import ctypes
 import dataclasses
 import gc
 import json
@@ -65,6 +87,7 @@ sys.path.insert(0, str(ROOT))
 import run  # noqa: E402  (the composition root)
 from composition.service import Service  # noqa: E402
 from engine.book.events import PriceChanged  # noqa: E402
+from engine.book.states import CLOSED_LOT_STATES  # noqa: E402
 from engine.engine import CommittedBatch  # noqa: E402
 from gateway.ws import BidderSocket, Hub  # noqa: E402
 from persistence.archive import BidArchiver  # noqa: E402
@@ -184,6 +207,18 @@ class BenchService(Service):
         if os.environ.get("GAVEL_BENCH_COMMANDS"):
             path = os.environ["GAVEL_BENCH_COMMANDS"]
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, COMMANDS.dump, path)
+        if os.environ.get("GAVEL_BENCH_REFS_WINDOW_MS"):
+            self.local_engine.refs.window_ms = int(os.environ["GAVEL_BENCH_REFS_WINDOW_MS"])
+        if os.environ.get("GAVEL_BENCH_MALLOC_TRIM"):
+            self.trims_ms: list[float] = []
+            every = float(os.environ["GAVEL_BENCH_MALLOC_TRIM"])
+            self.background.append(
+                asyncio.get_running_loop().create_task(trim_malloc(every, self.trims_ms), name="bench-trim")
+            )
+        if os.environ.get("GAVEL_BENCH_MEMORY"):
+            every = float(os.environ.get("GAVEL_BENCH_MEMORY_EVERY") or 10)
+            sampler = sample_memory(self, Path(os.environ["GAVEL_BENCH_MEMORY"]), every)
+            self.background.append(asyncio.get_running_loop().create_task(sampler, name="bench-memory"))
         if os.environ.get("GAVEL_BENCH_STALLS"):
             # Opened once at start-up, before any client: a blocking open is harmless here.
             self.stall_log = open(os.environ["GAVEL_BENCH_STALLS"], "w")  # noqa: ASYNC230, SIM115
@@ -237,6 +272,131 @@ def watch_stalls(out: TextIO, archiver: Any) -> None:
     archiver._take_yielding, archiver._write = timed_take, timed_write
 
 
+class MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (glibc >= 2.33): every field a size_t."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+LIBC = ctypes.CDLL("libc.so.6")
+LIBC.mallinfo2.restype = MallInfo2
+LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+LIBC.malloc_trim.restype = ctypes.c_int
+CONTAINERS = (dict, set, frozenset, list, collections.deque)
+
+
+async def trim_malloc(every: float, took_ms: list[float]) -> None:
+    """glibc's `malloc_trim(0)` every `every` seconds; each call's duration kept for the samples."""
+    while True:
+        await asyncio.sleep(every)
+        started = time.perf_counter()
+        LIBC.malloc_trim(0)
+        took_ms.append(round((time.perf_counter() - started) * 1000, 3))
+
+
+def container_sizes(root: object, prefix: str, depth: int, into: dict[str, int], seen: set[int]) -> None:
+    """The length of every dict, set, list or deque held as an attribute by `root` and, `depth`
+    levels down, by the objects it holds (keyed by the attribute path)."""
+    if id(root) in seen:
+        return
+    seen.add(id(root))
+    try:
+        attributes = vars(root)
+    except TypeError:  # __slots__ or a compiled class: its slots, where it names them
+        names = getattr(type(root), "__slots__", ())
+        attributes = {name: getattr(root, name, None) for name in names}
+    for name, value in list(attributes.items()):
+        if isinstance(value, CONTAINERS):
+            into[f"{prefix}.{name}"] = len(value)
+        elif depth > 0 and hasattr(value, "__dict__") and not isinstance(value, type):
+            container_sizes(value, f"{prefix}.{name}", depth - 1, into, seen)
+
+
+def book_counts(book: Any) -> dict[str, int]:
+    lots = list(book.lots.values())
+    closed = [lot for lot in lots if lot.state in CLOSED_LOT_STATES]
+    return {
+        "sessions": len(book.sessions),
+        "lots": len(lots),
+        "closed": len(closed),
+        "compacted": sum(1 for lot in closed if lot.compacted),
+        "bid_lines": sum(len(lot.bids) for lot in lots),
+    }
+
+
+def ref_counts(refs: Any) -> dict[str, int]:
+    """The engine's remembered refs (engine/engine.py `RefCache`): accepted, rejected, bidders."""
+    return {
+        "accepted": sum(len(answers) for answers in refs.answers.values()),
+        "rejected": sum(len(answers) for answers in refs.rejections.values()),
+        "bidders": len(refs.answers),
+    }
+
+
+def proc_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def sample_memory(service: BenchService, path: Path, every: float) -> None:
+    """One JSON line every `every` seconds (see the module docstring, `GAVEL_BENCH_MEMORY`)."""
+    import tracemalloc
+
+    # Opened once at start-up, before any client: a blocking open is harmless here.
+    out = open(path, "w")  # noqa: ASYNC230, SIM115
+    began = time.monotonic()
+    while True:
+        started = time.perf_counter()
+        info = LIBC.mallinfo2()
+        sizes: dict[str, int] = {}
+        seen: set[int] = set()
+        container_sizes(service.ctx, "ctx", 2, sizes, seen)
+        container_sizes(service.hub, "hub", 1, sizes, seen)
+        container_sizes(service, "service", 1, sizes, seen)
+        compactor = service.compactor
+        record: dict[str, Any] = {
+            "t": round(time.monotonic() - began, 1),
+            "wall": round(time.time(), 2),
+            "rss_kib": proc_rss_kib(),
+            "uordblks": info.uordblks,
+            "fordblks": info.fordblks,
+            "hblkhd": info.hblkhd,
+            "arena": info.arena,
+            "allocated_blocks": sys.getallocatedblocks(),
+            "traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
+            "book": book_counts(service.local_engine.book),
+            "refs": ref_counts(service.local_engine.refs),
+            "compactor": {
+                "compacted": compactor.compacted if compactor else None,
+                "candidates": len(compactor.candidates) if compactor else None,
+            },
+            "sizes": sizes,
+            "trim_ms": getattr(service, "trims_ms", [])[:],
+        }
+        if hasattr(service, "trims_ms"):
+            service.trims_ms.clear()
+        record["sample_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+        await asyncio.sleep(every)
+
+
 def trace_allocations(directory: str) -> None:
     import tracemalloc
 
@@ -250,7 +410,19 @@ def trace_allocations(directory: str) -> None:
     signal.signal(signal.SIGTTIN, snapshot)
 
 
+def bound_caches(lots: int) -> None:
+    """`GAVEL_BENCH_KEPT_LOTS`: the caches' bounds lowered (module globals read at each insert)."""
+    import persistence.catalog
+    import persistence.read_cache
+
+    persistence.catalog.KEPT_LOT_VIEWS_MAX = lots
+    persistence.catalog.KEPT_SESSION_VIEWS_MAX = max(2, lots // 100)
+    persistence.read_cache.MAX_ENTRIES = lots  # type: ignore[misc]
+
+
 def main() -> int:
+    if os.environ.get("GAVEL_BENCH_KEPT_LOTS"):
+        bound_caches(int(os.environ["GAVEL_BENCH_KEPT_LOTS"]))
     if VARIANT not in VARIANTS:
         print(f"gavel_server: GAVEL_BENCH_VARIANT must be one of {VARIANTS[1:]}", file=sys.stderr)
         return 2

@@ -30,10 +30,15 @@ Lines of JSON, as `benchmarks/scale/client.py` speaks them:
 3. `{"op": "phase", "spec": {...}, "start_at": T}`: `LoadRun.phase` at wall-clock time T, plus
    the price frames every watcher counted over the phase (a histogram: frames -> watchers) and
    over its measured window (`window_deliveries`); the timed watchers' latencies as histograms;
-4. `{"op": "churn_start", "rate": R, "keep": N}`: every 0.1 s, R / 10 new watchers connect and
+   With `"concurrent": true` (the soak with lots closing) the phase runs while the next commands
+   are read, and says its result when it ends;
+4. `{"op": "retarget", "session_id": S, "lots": [...], "next_min": [...]}`: no answer; the bidder
+   pairs bid on these lots from their next round, and watchers connected from now on subscribe to
+   S (the soak's sessions follow one another; the churn moves the held watchers over);
+5. `{"op": "churn_start", "rate": R, "keep": N}`: every 0.1 s, R / 10 new watchers connect and
    subscribe and as many of the oldest close, holding about N; `{"op": "churn_stop"}`: stops,
    reports connects, closes and failures;
-5. `{"op": "quit"}` (or end of input): closes every socket and exits.
+6. `{"op": "quit"}` (or end of input): closes every socket and exits.
 """
 
 from __future__ import annotations
@@ -265,6 +270,23 @@ class WatcherRun(ScaleRun):
                 task.add_done_callback(pending.discard)
             await asyncio.sleep(max(0.0, next_tick - time.perf_counter()))
 
+    async def timed_phase(self, spec: dict[str, Any], start_at: float) -> None:
+        delay = start_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        say(await self.counted_phase(spec))
+
+    def retarget(self, session_id: int, lots: list[int], next_min: list[int]) -> None:
+        """The bidders move to a new session's lots (two per pair, at their opening prices) from
+        their next round on, and watchers connected from now on subscribe to it; an answer still
+        on its way about an old lot only updates that lot's price."""
+        if len(lots) < 2 * len(self.pairs) or len(next_min) < 2 * len(self.pairs):
+            raise ValueError("retarget: one lot (and its next_min) per bidder")
+        self.session_id = session_id
+        for number, pair in enumerate(self.pairs):
+            pair.lots = (lots[2 * number], lots[2 * number + 1])
+            pair.next_min = {pair.lots[0]: next_min[2 * number], pair.lots[1]: next_min[2 * number + 1]}
+
     def _churned(self, task: asyncio.Future[None]) -> None:
         ok = not task.cancelled() and task.exception() is None
         self.churn_stats["connected" if ok else "failed"] += 1
@@ -273,6 +295,7 @@ class WatcherRun(ScaleRun):
 async def main_async(config: dict[str, Any]) -> None:
     run = WatcherRun(config)
     loop = asyncio.get_running_loop()
+    phases: set[asyncio.Future[None]] = set()  # concurrent phases: kept until done
     started = time.perf_counter()
     await run.connect()
     unprimed = await run.prime()
@@ -286,11 +309,15 @@ async def main_async(config: dict[str, Any]) -> None:
             op = command["op"]
             if op == "watch":
                 say(await run.hold(int(command["total"]), float(config.get("connect_timeout", 180))))
+            elif op == "phase" and command.get("concurrent"):
+                # The soak's phase with lots closing: the next commands (`retarget`) are read while it runs.
+                task = asyncio.ensure_future(run.timed_phase(command["spec"], float(command["start_at"])))
+                phases.add(task)
+                task.add_done_callback(phases.discard)
             elif op == "phase":
-                delay = float(command["start_at"]) - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                say(await run.counted_phase(command["spec"]))
+                await run.timed_phase(command["spec"], float(command["start_at"]))
+            elif op == "retarget":
+                run.retarget(int(command["session_id"]), command["lots"], command["next_min"])
             elif op == "churn_start":
                 run.churn_stats = {"connected": 0, "closed": 0, "failed": 0}
                 run.churn_task = asyncio.ensure_future(

@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from pymongo.asynchronous.database import AsyncDatabase
 
+import persistence.catalog as catalog_module
 from engine.book.errors import NotFound
 from engine.book.states import LotState
 from engine.clock import FakeClock
@@ -331,3 +332,26 @@ async def test_the_kept_session_answer_follows_bids_edits_and_counts_seen_elsewh
     assert (await engine.execute(PlaceBid(lot_id, 9, 1_100))).ok
     assert orjson.loads(await there.lot_view_json(lot_id, viewer="u:10"))["price"] == 1_100
     assert orjson.loads(await there.lot_view_json(lot_id))["watchers"] == 2
+
+
+async def test_the_kept_views_stay_bounded_as_sessions_go_by(
+    catalogs: tuple[Catalog, Catalog, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long-running process shows session after session: what it keeps per lot and per session
+    # is bounded by what is read often, not by every lot it ever showed, and stays right.
+    monkeypatch.setattr(catalog_module, "KEPT_LOT_VIEWS_MAX", 4)
+    monkeypatch.setattr(catalog_module, "KEPT_SESSION_VIEWS_MAX", 2)
+    here, _, _ = catalogs
+    for number in range(5):
+        session_id = (await here.create_session(session_spec(deposit=0, title=f"Session {number}")))["_id"]
+        specs = [lot_spec(deposit=0, catalogue_no=f"A{k}", title=f"Lot {k}") for k in range(3)]
+        lot_ids = [(await here.create_lot(session_id, spec))["_id"] for spec in specs]
+        for _ in range(2):  # built, then answered from what was kept
+            view = orjson.loads(await here.session_view_json(session_id))
+            assert (view["title"], [lot["id"] for lot in view["lots"]]) == (f"Session {number}", lot_ids)
+            for k, lot_id in enumerate(lot_ids):
+                assert orjson.loads(await here.lot_view_json(lot_id, viewer=f"u:{k}"))["title"] == f"Lot {k}"
+    for kept in (here._summaries, here._details, here._detail_bodies, here._watchers):
+        assert 0 < len(kept) <= 4
+    for kept_sessions in (here._session_views, here._session_summaries):
+        assert 0 < len(kept_sessions) <= 2
