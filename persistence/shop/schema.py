@@ -98,9 +98,9 @@ def _indexes() -> dict[str, list[IndexModel]]:
 RETIRED_INDEXES: Final = {"shop_orders": ("refunds", "out_trade_no")}
 _INDEX_NOT_FOUND: Final = 27  # another process starting at the same time dropped it first
 
-# One-off data changes, each recorded in `migrations` (by `_id`) once done: a later start reads one
+# One-off data changes, each recorded in `meta` (by this `_id`) once done: a later start reads one
 # document by `_id` instead of scanning again.
-ATTEMPTS_BACKFILL: Final = "shop_orders.attempts"
+ATTEMPTS_BACKFILL: Final = "migrated:shop_orders.attempts"
 
 # Id counters the shop allocates from (`next_id`).
 SHOP_COUNTERS: Final = (
@@ -147,7 +147,7 @@ async def backfill_order_attempts(db: Database) -> int:
     `out_trade_no` only: it is copied into `attempts`, so that `attempts.out_trade_no` finds every
     order and the `out_trade_no` index can go. Once per database (a scan of the orders); returns
     how many orders it changed. Idempotent, and two processes starting at once write the same."""
-    if await db.migrations.find_one({"_id": ATTEMPTS_BACKFILL}) is not None:
+    if await db.meta.find_one({"_id": ATTEMPTS_BACKFILL}) is not None:
         return 0
     changed = 0
     older = db.shop_orders.find(
@@ -160,7 +160,7 @@ async def backfill_order_attempts(db: Database) -> int:
             {"_id": order["_id"], "attempts.0": {"$exists": False}}, {"$set": {"attempts": [attempt]}}
         )
         changed += result.modified_count
-    await db.migrations.update_one(
+    await db.meta.update_one(
         {"_id": ATTEMPTS_BACKFILL}, {"$setOnInsert": {"done_at": utc_now(), "orders": changed}}, upsert=True
     )
     return changed

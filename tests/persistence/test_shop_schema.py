@@ -92,7 +92,7 @@ async def test_older_orders_get_their_attempt_and_the_out_trade_no_index_goes(
     assert [a["out_trade_no"] for a in orders["NEW1"]["attempts"]] == ["shop-a", "shop-b"]
     found = await MongoOrders(db, None).for_trade_no("shop-old")
     assert found is not None and found["_id"] == "OLD1"
-    marker = await db.migrations.find_one({"_id": ATTEMPTS_BACKFILL})
+    marker = await db.meta.find_one({"_id": ATTEMPTS_BACKFILL})
     assert marker is not None and marker["orders"] == 1
 
     # Done once: an order without attempts written after it (an older process still running) is
