@@ -31,9 +31,16 @@ does the counted operations.
    the same collections). A second baseline, reported beside it (never instead), runs the same
    transactions on copies that carry the product collections' secondary indexes (made non-unique:
    the copies repeat one document's values), since the product's writes maintain those indexes
-   and the first baseline's bare collections have none. Each window counts the
-   operations finishing between the end of a `--warmup` and `--duration` s later (the
-   notifications: until the last is taken), all workers busy throughout.
+   and the first baseline's bare collections have none.
+3. The sides take turns: each operation's `--duration` s per side are measured in `--slices`
+   slices, Gavel's, the bare and the indexed baseline's alternating (G B I, then B I G, I G B, ...;
+   the notifications are split into as many parts, each sent until it runs out), each slice
+   counting the operations that finish between the end of a `--slice-warmup` and its end, all
+   workers busy throughout. The embedded MongoDB stalls now and then for seconds (with every
+   process idle: not the checkpoint; docs/performance.md): in one long window per side a stall
+   lands in one side only and swings the round's ratio; in slices it is as likely to hit either.
+   Each side's slices are pooled (operations / measured seconds, the latencies together), and the
+   slices with an operation of `STALL_S` or more are listed (`stalls`).
 
 Figures per operation: completed operations/s, latency p50/p99; the ratios Gavel / bare (throughput
 and p99) are taken within a round, then their median is reported. Target: throughput >= 0.6x
@@ -395,27 +402,72 @@ class Window:
         now = time.perf_counter()
         self.finished.append((now, now - started))
 
-    def summary(self, end: float | None = None) -> dict[str, Any]:
+    def counted(self, end: float | None = None) -> list[float]:
         end = self.stop_at if end is None else end
-        counted = sorted(latency for when, latency in self.finished if self.measure_from <= when <= end)
-        seconds = max(end - self.measure_from, 1e-9)
+        return [latency for when, latency in self.finished if self.measure_from <= when <= end]
 
-        def at(q: float) -> float:
-            return round(counted[min(len(counted) - 1, int(q * len(counted)))] * 1000, 2) if counted else 0.0
+    def seconds(self, end: float | None = None) -> float:
+        return max((self.stop_at if end is None else end) - self.measure_from, 1e-9)
 
+
+def percentile_ms(latencies: list[float], q: float) -> float:
+    ordered = sorted(latencies)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2) if ordered else 0.0
+
+
+# An operation that takes this long is a stall (a round's p99 is 0.2-0.6 s at 16 concurrent; the
+# server gives up on MongoDB after 3 s).
+STALL_S = 2.0
+
+
+class Side:
+    """One side (Gavel, or a baseline) of one operation within a round: its slices pooled. The
+    slices of the three sides alternate (A/B/C, then B/C/A, ...), so that a stall of the shared
+    server, or of the machine, is as likely to land in either side's time."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.seconds = 0.0
+        self.all_operations = 0  # warm-ups and drains too (CPU per operation)
+        self.cpu: Counter[str] = Counter()
+        self.slices: list[dict[str, Any]] = []
+        self.resent_503 = 0
+
+    def add(self, window: Window, cpu: CpuWindow, end: float | None = None) -> None:
+        counted = window.counted(end)
+        seconds = window.seconds(end)
+        self.latencies += counted
+        self.seconds += seconds
+        self.all_operations += len(window.finished)
+        self.cpu.update(cpu.used)
+        slowest = max((latency for _when, latency in window.finished), default=0.0)
+        self.slices.append(
+            {
+                "per_s": round(len(counted) / seconds, 1),
+                "seconds": round(seconds, 2),
+                "slowest_ms": round(slowest * 1000),
+                "stalled": sum(1 for _when, latency in window.finished if latency >= STALL_S),
+            }
+        )
+
+    def summary(self) -> dict[str, Any]:
+        count = max(1, self.all_operations)
         return {
-            "operations": len(counted),
-            "all_operations": len(self.finished),  # warm-up and drain too (CPU per operation)
-            "seconds": round(seconds, 2),
-            "per_s": round(len(counted) / seconds, 1),
-            "p50_ms": at(0.50),
-            "p99_ms": at(0.99),
+            "operations": len(self.latencies),
+            "all_operations": self.all_operations,
+            "seconds": round(self.seconds, 2),
+            "per_s": round(len(self.latencies) / max(self.seconds, 1e-9), 1),
+            "p50_ms": percentile_ms(self.latencies, 0.50),
+            "p99_ms": percentile_ms(self.latencies, 0.99),
+            "cpu_ms_per_op": {name: round(sec * 1000 / count, 2) for name, sec in sorted(self.cpu.items())},
+            "slices": self.slices,
+            **({"resent_503": self.resent_503} if self.resent_503 else {}),
         }
 
 
 async def gavel_checkouts(
     world: World, concurrency: int, warmup: float, duration: float, tag: str
-) -> tuple[dict[str, Any], list[Pending]]:
+) -> tuple[Window, list[Pending]]:
     window = Window(warmup, duration)
     placed: list[Pending] = []
 
@@ -447,11 +499,14 @@ async def gavel_checkouts(
             http.close()
 
     await asyncio.gather(*(user(i) for i in range(concurrency)))
-    return window.summary(), placed
+    return window, placed
 
 
-async def gavel_notifies(port: int, forms: list[bytes], concurrency: int, warmup: float) -> dict[str, Any]:
-    """Until the forms run out: the window ends when the last one is taken (all senders busy)."""
+async def gavel_notifies(
+    port: int, forms: list[bytes], concurrency: int, warmup: float
+) -> tuple[Window, float, int]:
+    """Until the forms run out: the window ends when the last one is taken (all senders busy).
+    Returns the window, its end and how many notifications were sent again after a 503."""
     window = Window(warmup, 0.0)
     queue = list(reversed(forms))
     emptied = [0.0]
@@ -474,7 +529,7 @@ async def gavel_notifies(port: int, forms: list[bytes], concurrency: int, warmup
     await asyncio.gather(*(sender() for _ in range(concurrency)))
     if emptied[0] - window.measure_from < 1.0:
         window.measure_from = started  # too few forms for a warm-up: the whole run is measured
-    return {**window.summary(emptied[0]), "resent_503": resent[0]}
+    return window, emptied[0], resent[0]
 
 
 class Bare:
@@ -547,7 +602,7 @@ class Bare:
 
     async def loop(
         self, op: str, plan: list[tuple[str, str]], concurrency: int, warmup: float, duration: float
-    ) -> dict[str, Any]:
+    ) -> Window:
         self.windows += 1
         workers = [f"w{self.windows}-{index}" for index in range(concurrency)]
         await self._prepare(op, plan, workers)
@@ -560,7 +615,7 @@ class Bare:
                 window.done(started)
 
         await asyncio.gather(*(worker(own) for own in workers))
-        return window.summary()
+        return window
 
     async def close(self) -> None:
         await self.client.close()
@@ -612,6 +667,77 @@ def cpu_per_operation(processes: dict[str, int]) -> Iterator[CpuWindow]:
         window.close()
 
 
+# -- slices: the sides of one operation take turns ---------------------------------------------------
+SIDES = ("gavel", "bare", "bare_indexed")
+
+
+def turns(slice_index: int) -> tuple[str, ...]:
+    """The sides' order in one slice: each slice starts one side later (G B I, B I G, I G B, ...)."""
+    shift = slice_index % len(SIDES)
+    return SIDES[shift:] + SIDES[:shift]
+
+
+async def checkout_slices(
+    args: argparse.Namespace,
+    world: World,
+    bares: dict[str, Bare],
+    plan: list[tuple[str, str]],
+    processes: dict[str, int],
+    number: int,
+) -> tuple[dict[str, Side], list[Pending]]:
+    """`--slices` turns of each side, `--duration` / `--slices` s measured each after a
+    `--slice-warmup`; the orders Gavel placed, to be notified."""
+    sides = {side: Side() for side in SIDES}
+    placed: list[Pending] = []
+    measured = args.duration / args.slices
+    for index in range(args.slices):
+        for side in turns(index):
+            quiesce(list(processes.values()))
+            with cpu_per_operation(processes) as cpu:
+                if side == "gavel":
+                    window, new = await gavel_checkouts(
+                        world, args.concurrency, args.slice_warmup, measured, f"r{number}s{index}"
+                    )
+                    placed += new
+                else:
+                    window = await bares[side].loop(
+                        "checkout", plan, args.concurrency, args.slice_warmup, measured
+                    )
+            sides[side].add(window, cpu)
+    return sides, placed
+
+
+async def notify_slices(
+    args: argparse.Namespace,
+    port: int,
+    forms: list[bytes],
+    bares: dict[str, Bare],
+    plan: list[tuple[str, str]],
+    processes: dict[str, int],
+) -> dict[str, Side]:
+    """The notifications in `--slices` parts, each sent until it runs out, taking turns with the
+    baselines' slices (each as long as the checkout's measured slices)."""
+    sides = {side: Side() for side in SIDES}
+    parts = [forms[index :: args.slices] for index in range(args.slices)]
+    measured = args.duration / args.slices
+    for index, part in enumerate(parts):
+        for side in turns(index):
+            quiesce(list(processes.values()))
+            with cpu_per_operation(processes) as cpu:
+                if side == "gavel":
+                    window, end, resent = await gavel_notifies(
+                        port, part, args.concurrency, args.slice_warmup
+                    )
+                    sides[side].resent_503 += resent
+                else:
+                    window = await bares[side].loop(
+                        "notify", plan, args.concurrency, args.slice_warmup, measured
+                    )
+                    end = None
+            sides[side].add(window, cpu, end)
+    return sides
+
+
 # -- the run ------------------------------------------------------------------------------------------
 def ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
@@ -627,62 +753,31 @@ async def bench(args: argparse.Namespace, services: Services, work: Path) -> dic
         plans = {op: write_plan(round_trips[op]) for op in ("checkout", "notify")}
         collections = {c for plan in plans.values() for _n, c in plan}
         samples = await samples_of(services.mongo_url, collections)
-        bare = Bare(services.mongo_url, samples)
-        bare_indexed = Bare(services.mongo_url, samples, indexed=True)
+        bares = {
+            "bare": Bare(services.mongo_url, samples),
+            "bare_indexed": Bare(services.mongo_url, samples, indexed=True),
+        }
         key = gavel.private_key()
         processes = {"server": gavel.child.pid, "client": os.getpid()}
         processes |= {server.name: server.pid for server in services.embedded}
-        pids = list(processes.values())
         rounds = []
         for number in range(args.runs):
             await world.fill_carts()
             record: dict[str, Any] = {"round": number + 1}
-            waits = [quiesce(pids)]
-            with cpu_per_operation(processes) as cpu:
-                record["bare_checkout"] = await bare.loop(
-                    "checkout", plans["checkout"], args.concurrency, args.warmup, args.duration
-                )
-            record["bare_checkout"]["cpu_ms_per_op"] = cpu.per_operation(record["bare_checkout"])
-            waits.append(quiesce(pids))
-            with cpu_per_operation(processes) as cpu:
-                record["bare_indexed_checkout"] = await bare_indexed.loop(
-                    "checkout", plans["checkout"], args.concurrency, args.warmup, args.duration
-                )
-            indexed_checkout = record["bare_indexed_checkout"]
-            indexed_checkout["cpu_ms_per_op"] = cpu.per_operation(indexed_checkout)
-            waits.append(quiesce(pids))
-            with cpu_per_operation(processes) as cpu:
-                record["checkout"], placed = await gavel_checkouts(
-                    world, args.concurrency, args.warmup, args.duration, f"r{number}"
-                )
-            record["checkout"]["cpu_ms_per_op"] = cpu.per_operation(record["checkout"])
+            checkout, placed = await checkout_slices(args, world, bares, plans["checkout"], processes, number)
             forms = [notification(key, p, number * 1_000_000 + i) for i, p in enumerate(placed)]
-            waits.append(quiesce(pids))
-            with cpu_per_operation(processes) as cpu:
-                record["notify"] = await gavel_notifies(gavel.port, forms, args.concurrency, args.warmup)
-            record["notify"]["cpu_ms_per_op"] = cpu.per_operation(record["notify"])
-            waits.append(quiesce(pids))
-            record["quiet_waits_s"] = waits  # before each window: the machine going quiet (30 s at most)
-            with cpu_per_operation(processes) as cpu:
-                record["bare_notify"] = await bare.loop(
-                    "notify",
-                    plans["notify"],
-                    args.concurrency,
-                    args.warmup,
-                    max(2.0, record["notify"]["seconds"]),
-                )
-            record["bare_notify"]["cpu_ms_per_op"] = cpu.per_operation(record["bare_notify"])
-            waits.append(quiesce(pids))
-            with cpu_per_operation(processes) as cpu:
-                record["bare_indexed_notify"] = await bare_indexed.loop(
-                    "notify",
-                    plans["notify"],
-                    args.concurrency,
-                    args.warmup,
-                    max(2.0, record["notify"]["seconds"]),
-                )
-            indexed_notify = record["bare_indexed_notify"]
-            indexed_notify["cpu_ms_per_op"] = cpu.per_operation(indexed_notify)
+            notify = await notify_slices(args, gavel.port, forms, bares, plans["notify"], processes)
+            for op, sides in (("checkout", checkout), ("notify", notify)):
+                record[op] = sides["gavel"].summary()
+                record["bare_" + op] = sides["bare"].summary()
+                record["bare_indexed_" + op] = sides["bare_indexed"].summary()
+            record["stalls"] = [
+                {"op": op, "side": side, "slice": index + 1, **piece}
+                for op, sides in (("checkout", checkout), ("notify", notify))
+                for side, pooled in sides.items()
+                for index, piece in enumerate(pooled.slices)
+                if piece["stalled"]
+            ]
             for op in ("checkout", "notify"):
                 ours = record[op]
                 for suffix, base in (("", record["bare_" + op]), ("_indexed", record["bare_indexed_" + op])):
@@ -692,8 +787,8 @@ async def bench(args: argparse.Namespace, services: Services, work: Path) -> dic
                     }
             print(json.dumps(record), file=sys.stderr)
             rounds.append(record)
-        await bare.close()
-        await bare_indexed.close()
+        for bare in bares.values():
+            await bare.close()
         world.http.close()
         return {
             "round_trips": round_trips,
@@ -742,6 +837,13 @@ def report(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any]
             result[op]["ratio_throughput_runs" + suffix] = [r[key]["throughput"] for r in rounds]
         # The target is against the first baseline (bare collections), as defined.
         result[op]["target_0_6_met"] = (result[op]["ratio_throughput"] or 0) >= 0.6
+    # Stalls (an operation of >= STALL_S): per operation and side, so that one landing in one side's
+    # time and not the other's shows next to the ratio it swung.
+    result["stalls"] = {
+        "threshold_s": STALL_S,
+        "slices_with_a_stall": [{"round": r["round"], **stall} for r in rounds for stall in r["stalls"]],
+    }
+    result["slices"] = args.slices
     result["rounds"] = rounds
     return result
 
@@ -780,9 +882,10 @@ def chart(result: dict[str, Any], path: Path) -> None:
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
     fig.suptitle(
         f"Checkout and payment notify vs a bare MongoDB transaction, {result['concurrency']} concurrent, "
-        f"median of {result['runs']}"
+        f"median of {result['runs']}\n(the sides take turns: {result['slices']} slices each per round; "
+        f"slices with a stall of >= {STALL_S:g} s: {len(result['stalls']['slices_with_a_stall'])})"
     )
-    fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below the axes
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))  # room for the legend below the axes
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -797,7 +900,15 @@ def main() -> None:
     parser.add_argument(
         "--duration", type=float, default=10.0, help="measured seconds of checkouts per round"
     )
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window is measured")
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=5,
+        help="turns each side takes per operation and round (A/B/C, B/C/A, ...)",
+    )
+    parser.add_argument(
+        "--slice-warmup", type=float, default=0.5, help="seconds before each slice is measured"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop users (and notifiers)")
     parser.add_argument("--courses", type=int, default=50, help="courses, each in every cart (CART_LIMIT)")
     parser.add_argument("--count", type=int, default=20, help="sequential operations counted")
@@ -807,7 +918,7 @@ def main() -> None:
     parser.add_argument("--chart", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.duration, args.warmup = 1, 4.0, 1.0
+        args.runs, args.duration, args.slices = 1, 4.0, 2
     chart_path = args.chart or (QUICK_CHART if args.quick else DEFAULT_CHART)
     work = Path(tempfile.mkdtemp(prefix="gavel-checkout-"))
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URL", "REDIS_URL")}

@@ -14,7 +14,7 @@ import pymongo
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 Document: TypeAlias = dict[str, Any]
 Client: TypeAlias = AsyncMongoClient[Document]
@@ -243,8 +243,24 @@ class Transaction:
         # With a bounded client each operation is bounded, but with_transaction retries a
         # transient failure (a stalled or absent server is one) for 120 s: the whole unit, retries
         # included, gets the one bound instead.
-        with pymongo.timeout(bound):
-            return await self.session.with_transaction(callback)
+        try:
+            with pymongo.timeout(bound):
+                return await self.session.with_transaction(callback)
+        except PyMongoError as error:
+            if error.timeout:
+                await self._end_on_server(bound)
+            raise
+
+    async def _end_on_server(self, bound: float) -> None:
+        """Abort, on the server, the transaction of a unit that ran out of time.
+
+        The driver's own abort runs under the spent bound, so it is never sent: the server keeps
+        the transaction open, and every document it wrote locked against other writers, until it
+        reaps it (60 s idle by default, on MongoDB too). A retry of the same unit (a provider's
+        resent notification, the next sweep) then meets its own earlier writes: plain writes wait,
+        transactional ones conflict, for the whole minute. `killSessions` aborts it now."""
+        with contextlib.suppress(PyMongoError), pymongo.timeout(bound):
+            await self.session.client.admin.command("killSessions", [self.session.session_id])
 
 
 @contextlib.asynccontextmanager

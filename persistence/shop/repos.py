@@ -244,10 +244,10 @@ class MongoOrders(_Repo):
         )
 
     async def for_trade_no(self, out_trade_no: str) -> Document | None:
-        # Every attempt is in `attempts` (the first one too), whose index answers this. An `$or`
-        # with `out_trade_no` scanned the whole collection: SecantusDB does not plan the partial
-        # `out_trade_no` index for an equality. Only an order from before `attempts` existed is
-        # found by `out_trade_no` alone (a scan, off the common path).
+        # Every attempt is in `attempts` (the first one too; older orders since their backfill,
+        # persistence/shop/schema.py), whose index answers this. `out_trade_no` alone, unindexed
+        # (a scan), only for a number `attempts` does not know: an order written by a process
+        # older than the backfill while it ran beside a newer one.
         found = await self.db.shop_orders.find_one({"attempts.out_trade_no": out_trade_no}, session=self.s)
         if found is not None:
             return found

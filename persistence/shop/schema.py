@@ -12,7 +12,7 @@ from typing import Final
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import OperationFailure
 
-from persistence.mongo import Database
+from persistence.mongo import Database, utc_now
 from persistence.shop.community import ensure_community_indexes
 from persistence.shop.degree import ensure_degree_indexes
 
@@ -69,13 +69,9 @@ def _indexes() -> dict[str, list[IndexModel]]:
             IndexModel([("checkout_id", ASCENDING)], unique=True, name="checkout_unique"),
             IndexModel([("status", ASCENDING), ("pay_deadline", ASCENDING)], name="pending_deadline"),
             IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_orders"),
-            # A verified notification names the payment by its random number.
-            IndexModel(
-                [("out_trade_no", ASCENDING)],
-                partialFilterExpression={"out_trade_no": {"$type": "string"}},
-                name="out_trade_no",
-            ),
-            # ... and every earlier provider attempt of the order (paying again adds one).
+            # A verified notification names the payment by its random number: every provider
+            # attempt of the order is in `attempts` (paying again adds one; older orders get theirs
+            # from `backfill_order_attempts`).
             IndexModel([("attempts.out_trade_no", ASCENDING)], name="attempts_out_trade_no"),
             # The refund worker's approved refunds (`approved_refunds`: status refund_requested)
             # ride `pending_deadline`'s `status` prefix: few orders wait for a refund.
@@ -97,9 +93,14 @@ def _indexes() -> dict[str, list[IndexModel]]:
 
 
 # Indexes an earlier version made that no query needs now, dropped by name at start so that existing
-# databases converge: every write of a document maintains each index of its collection.
-RETIRED_INDEXES: Final = {"shop_orders": ("refunds",)}
+# databases converge: every write of a document maintains each index of its collection. The orders'
+# `out_trade_no` went with the attempts' backfill (below): `attempts_out_trade_no` finds every order.
+RETIRED_INDEXES: Final = {"shop_orders": ("refunds", "out_trade_no")}
 _INDEX_NOT_FOUND: Final = 27  # another process starting at the same time dropped it first
+
+# One-off data changes, each recorded in `meta` (by this `_id`) once done: a later start reads one
+# document by `_id` instead of scanning again.
+ATTEMPTS_BACKFILL: Final = "migrated:shop_orders.attempts"
 
 # Id counters the shop allocates from (`next_id`).
 SHOP_COUNTERS: Final = (
@@ -125,6 +126,7 @@ async def ensure_shop_indexes(db: Database) -> None:
     """
     for collection, models in _indexes().items():
         await db[collection].create_indexes(models)
+    await backfill_order_attempts(db)  # before the index it makes unneeded is dropped
     for collection, names in RETIRED_INDEXES.items():
         existing = await db[collection].index_information()
         for name in names:
@@ -138,3 +140,27 @@ async def ensure_shop_indexes(db: Database) -> None:
         await db.counters.update_one({"_id": name}, {"$setOnInsert": {"seq": 0}}, upsert=True)
     await ensure_community_indexes(db)  # reviews, votes, coupon claims (persistence/shop/community.py)
     await ensure_degree_indexes(db)  # the degree path's student side (persistence/shop/degree.py)
+
+
+async def backfill_order_attempts(db: Database) -> int:
+    """Orders from before `attempts` existed (2026-12-06) name their one provider attempt in
+    `out_trade_no` only: it is copied into `attempts`, so that `attempts.out_trade_no` finds every
+    order and the `out_trade_no` index can go. Once per database (a scan of the orders); returns
+    how many orders it changed. Idempotent, and two processes starting at once write the same."""
+    if await db.meta.find_one({"_id": ATTEMPTS_BACKFILL}) is not None:
+        return 0
+    changed = 0
+    older = db.shop_orders.find(
+        {"out_trade_no": {"$type": "string"}, "attempts.0": {"$exists": False}},
+        {"out_trade_no": 1, "created_at": 1},
+    )
+    async for order in older:
+        attempt = {"out_trade_no": order["out_trade_no"], "created_at": order.get("created_at")}
+        result = await db.shop_orders.update_one(
+            {"_id": order["_id"], "attempts.0": {"$exists": False}}, {"$set": {"attempts": [attempt]}}
+        )
+        changed += result.modified_count
+    await db.meta.update_one(
+        {"_id": ATTEMPTS_BACKFILL}, {"$setOnInsert": {"done_at": utc_now(), "orders": changed}}, upsert=True
+    )
+    return changed

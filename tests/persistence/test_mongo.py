@@ -3,9 +3,11 @@
 import asyncio
 from typing import Any
 
+import pytest
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
-from persistence.mongo import IdBlocks, next_id
+from persistence.mongo import IdBlocks, TxSession, connect, next_id, run_in_transaction
 
 
 async def test_concurrent_first_allocations_of_a_new_counter_never_repeat(
@@ -31,3 +33,35 @@ async def test_id_blocks_take_one_counter_write_per_block_and_never_overlap(
     counter = await mongo_db.counters.find_one({"_id": "orders"})
     assert counter is not None and counter["seq"] == 20  # four blocks: 13-15 and 19-20 are the gaps
     assert await next_id(mongo_db, "orders") == 21  # a one-by-one caller carries on after them
+
+
+async def test_a_transaction_that_ran_out_of_time_leaves_no_write_locked(
+    mongo_db: AsyncDatabase[dict[str, Any]], mongo_url: str
+) -> None:
+    """A unit of work past its bound (a stalled process, a slow server) is aborted on the server
+    too: a plain write to the document it changed goes through at once instead of waiting for the
+    server to reap the transaction (60 s), the unit's own change is gone, and the session the
+    driver hands out next runs a transaction again."""
+    bounded = connect(mongo_url, timeout_ms=300)
+    docs = bounded[mongo_db.name].docs
+    await docs.insert_one({"_id": 1, "n": 0})
+
+    async def stalls_after_writing(session: TxSession) -> None:
+        await docs.update_one({"_id": 1}, {"$inc": {"n": 1}}, session=session)
+        await asyncio.sleep(0.4)  # past the bound: the next command is refused before it is sent
+        await docs.find_one({"_id": 1}, session=session)
+
+    try:
+        with pytest.raises(PyMongoError) as raised:
+            await run_in_transaction(bounded, stalls_after_writing)
+        assert raised.value.timeout
+        await asyncio.wait_for(mongo_db.docs.update_one({"_id": 1}, {"$inc": {"n": 10}}), 2.0)
+        assert (await mongo_db.docs.find_one({"_id": 1})) == {"_id": 1, "n": 10}
+
+        async def adds_one(session: TxSession) -> None:
+            await docs.update_one({"_id": 1}, {"$inc": {"n": 1}}, session=session)
+
+        await run_in_transaction(bounded, adds_one)
+        assert (await mongo_db.docs.find_one({"_id": 1})) == {"_id": 1, "n": 11}
+    finally:
+        await bounded.close()
