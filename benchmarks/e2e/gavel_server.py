@@ -41,6 +41,11 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   open, closed still holding their history, compacted; the compactor's total) and the size of
   every dict, set, list or deque the hub and the catalogue hold (what a leak would grow).
   bench_watchers.py's soak reads it to tell the allocator's fragmentation from a leak.
+- `GAVEL_BENCH_TYPES_EVERY=SECONDS`: a diagnostic beside `GAVEL_BENCH_MEMORY`: every SECONDS
+  the sample also counts the objects the cyclic collector tracks (`gc.get_objects()`) by type,
+  with their `sys.getsizeof` bytes (`types`: what grows that tracemalloc attributes only to the
+  line that ran the loop, e.g. the compiled engine's objects). It walks every object: it stalls
+  the loop for a fraction of a second each time, never for figures.
 - `GAVEL_BENCH_REFS_WINDOW_MS=MS`: the soak's steady-state variant: the engine's ref window
   (docs/protocol.md, "How long refs are remembered": every accepted ref within 10 minutes of the
   bidder's newest is kept, beyond the newest 256) shortened, so that a soak of 10 minutes can
@@ -361,6 +366,8 @@ async def sample_memory(service: BenchService, path: Path, every: float) -> None
     # Opened once at start-up, before any client: a blocking open is harmless here.
     out = open(path, "w")  # noqa: ASYNC230, SIM115
     began = time.monotonic()
+    types_every = float(os.environ.get("GAVEL_BENCH_TYPES_EVERY") or 0)
+    types_next = 0.0
     while True:
         started = time.perf_counter()
         info = LIBC.mallinfo2()
@@ -387,14 +394,66 @@ async def sample_memory(service: BenchService, path: Path, every: float) -> None
                 "candidates": len(compactor.candidates) if compactor else None,
             },
             "sizes": sizes,
+            "mongo_connections": mongo_connections(service),
             "trim_ms": getattr(service, "trims_ms", [])[:],
         }
         if hasattr(service, "trims_ms"):
             service.trims_ms.clear()
+        if types_every and record["t"] >= types_next:
+            types_next = record["t"] + types_every
+            record["types"] = object_types()
         record["sample_ms"] = round((time.perf_counter() - started) * 1000, 2)
         out.write(json.dumps(record) + "\n")
         out.flush()
         await asyncio.sleep(every)
+
+
+def object_types() -> dict[str, list[int]]:
+    """`GAVEL_BENCH_TYPES_EVERY`: the collector's objects by type: [count, bytes by sys.getsizeof,
+    bytes of those over 512 bytes]. Objects over 512 bytes are malloc's (glibc's `uordblks`), the
+    smaller ones Python's own arenas'. The objects the collector does not track (str, bytes, ...)
+    are counted too when one it tracks refers to them and they are over 512 bytes (type `~str`,
+    `~bytes`, ...), each once."""
+    counts: dict[str, list[int]] = {}
+    untracked: set[int] = set()
+    sizeof, is_tracked = sys.getsizeof, gc.is_tracked
+    for obj in gc.get_objects():
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        entry = counts.get(name)
+        if entry is None:
+            entry = counts[name] = [0, 0, 0]
+        size = sizeof(obj)
+        entry[0] += 1
+        entry[1] += size
+        if size > 512:
+            entry[2] += size
+        for referent in gc.get_referents(obj):
+            if is_tracked(referent) or id(referent) in untracked:
+                continue
+            size = sizeof(referent)
+            if size <= 512:
+                continue
+            untracked.add(id(referent))
+            entry = counts.setdefault(f"~{type(referent).__qualname__}", [0, 0, 0])
+            entry[0] += 1
+            entry[1] += size
+            entry[2] += size
+    return counts
+
+
+def mongo_connections(service: BenchService) -> dict[str, int]:
+    """Connections in the MongoDB clients' pools (idle and in use), per client."""
+    counts = {}
+    for name in ("client", "background_client"):
+        client = getattr(service, name, None)
+        topology = getattr(client, "_topology", None)
+        if topology is None:
+            continue
+        counts[name] = sum(
+            len(server.pool.conns) + server.pool.active_sockets for server in topology._servers.values()
+        )
+    return counts
 
 
 def trace_allocations(directory: str) -> None:
