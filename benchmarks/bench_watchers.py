@@ -531,6 +531,18 @@ def slope_per_min(points: list[tuple[float, float]]) -> float | None:
     return statistics.linear_regression([t / 60.0 for t, _ in points], [v for _, v in points]).slope
 
 
+def held_grown(before: dict[str, int], after: dict[str, int], lots: int) -> list[dict[str, Any]]:
+    """The structures whose reachable bytes grew most between two samples (gavel_server.py
+    `deep_sizes`), KiB and bytes per lot closed."""
+    grown = sorted(
+        ((after.get(path, 0) - before.get(path, 0), path) for path in set(before) | set(after)), reverse=True
+    )
+    return [
+        {"held_by": path, "kib": round(size / 1024, 1), "bytes_per_lot": round(size / lots) if lots else None}
+        for size, path in grown[:15]
+    ]
+
+
 def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, Any] | None:
     """The soak's server samples (gavel_server.py `GAVEL_BENCH_MEMORY`): each series' slope over
     the tail (KiB/min; Python's allocated blocks per minute), the book's lots at the start and end
@@ -599,6 +611,8 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
             "kib": round(sum(row[2] for row in rows) / 1024, 1),
             "over_512_kib": round(sum(row[3] for row in rows) / 1024, 1),
             "uordblks_kib": round((typed[-1]["uordblks"] - typed[0]["uordblks"]) / 1024, 1),
+            # The bytes each structure holds (everything reachable from it), grown over the span.
+            "held_grown": held_grown(typed[0].get("deep") or {}, typed[-1].get("deep") or {}, lots_between),
         }
     return {
         "types_grown": types_grown,
