@@ -126,6 +126,8 @@ class Bench:
                     env["GAVEL_BENCH_REFS_WINDOW_MS"] = str(int(self.args.soak_refs_window * 1000))
                 if self.args.soak_kept_lots:
                     env["GAVEL_BENCH_KEPT_LOTS"] = str(self.args.soak_kept_lots)
+                if self.args.soak_types:
+                    env["GAVEL_BENCH_TYPES_EVERY"] = str(self.args.soak_types)
                 if self.args.soak_malloc_trim:
                     env["GAVEL_BENCH_MALLOC_TRIM"] = str(self.args.soak_malloc_trim)
                 if self.args.soak_lot_seconds:
@@ -435,14 +437,26 @@ class SessionRoller(threading.Thread):
 
         async def lot(index: int) -> int:
             async with gate:
-                body = {
-                    "catalogue_no": f"S{number:04d}-{index:04d}",
-                    "title": f"Soak lot {number}.{index}",
-                    "start_price": START_PRICE,
-                    "unit": UNIT,
-                }
-                made = await rest.call("POST", f"/api/v1/admin/sessions/{session_id}/lots", body, rest.admin)
-                return int(made["id"])
+                for attempt in range(5):
+                    # A retry after a 503 takes a new catalogue number: if the first try did go
+                    # through, the session has one more lot nobody bids on, not a duplicate's 409.
+                    body = {
+                        "catalogue_no": f"S{number:04d}-{index:04d}" + (f"-r{attempt}" if attempt else ""),
+                        "title": f"Soak lot {number}.{index}",
+                        "start_price": START_PRICE,
+                        "unit": UNIT,
+                    }
+                    try:
+                        made = await rest.call(
+                            "POST", f"/api/v1/admin/sessions/{session_id}/lots", body, rest.admin
+                        )
+                    except RuntimeError as error:  # 503: seen on a server slowed by the diagnostics
+                        if " 503 " not in str(error) or attempt == 4:
+                            raise
+                        await asyncio.sleep(1.0)
+                        continue
+                    return int(made["id"])
+                raise AssertionError("unreachable")
 
         async def deposit(token: str) -> None:
             async with gate:
@@ -517,6 +531,18 @@ def slope_per_min(points: list[tuple[float, float]]) -> float | None:
     return statistics.linear_regression([t / 60.0 for t, _ in points], [v for _, v in points]).slope
 
 
+def held_grown(before: dict[str, int], after: dict[str, int], lots: int) -> list[dict[str, Any]]:
+    """The structures whose reachable bytes grew most between two samples (gavel_server.py
+    `deep_sizes`), KiB and bytes per lot closed."""
+    grown = sorted(
+        ((after.get(path, 0) - before.get(path, 0), path) for path in set(before) | set(after)), reverse=True
+    )
+    return [
+        {"held_by": path, "kib": round(size / 1024, 1), "bytes_per_lot": round(size / lots) if lots else None}
+        for size, path in grown[:15]
+    ]
+
+
 def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, Any] | None:
     """The soak's server samples (gavel_server.py `GAVEL_BENCH_MEMORY`): each series' slope over
     the tail (KiB/min; Python's allocated blocks per minute), the book's lots at the start and end
@@ -557,7 +583,39 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
         for name in set(first["sizes"]) | set(last["sizes"])
     }
     trims = [ms for r in samples for ms in r.get("trim_ms", [])]
+    typed = [r for r in tail if "types" in r]
+    types_grown = None
+    if len(typed) >= 2:
+        before, after = typed[0]["types"], typed[-1]["types"]
+        lots_between = typed[-1]["book"]["closed"] - typed[0]["book"]["closed"]
+        rows = []
+        for name in set(before) | set(after):
+            count0, size0, large0 = before.get(name, [0, 0, 0])
+            count1, size1, large1 = after.get(name, [0, 0, 0])
+            rows.append((name, count1 - count0, size1 - size0, large1 - large0))
+        rows.sort(key=lambda row: -row[2])
+        types_grown = {
+            "from_s": typed[0]["t"],
+            "to_s": typed[-1]["t"],
+            "lots_closed": lots_between,
+            "top": [
+                {
+                    "type": name,
+                    "count": count,
+                    "kib": round(size / 1024, 1),
+                    "over_512_kib": round(large / 1024, 1),
+                    "bytes_per_lot": round(size / lots_between) if lots_between else None,
+                }
+                for name, count, size, large in rows[:25]
+            ],
+            "kib": round(sum(row[2] for row in rows) / 1024, 1),
+            "over_512_kib": round(sum(row[3] for row in rows) / 1024, 1),
+            "uordblks_kib": round((typed[-1]["uordblks"] - typed[0]["uordblks"]) / 1024, 1),
+            # The bytes each structure holds (everything reachable from it), grown over the span.
+            "held_grown": held_grown(typed[0].get("deep") or {}, typed[-1].get("deep") or {}, lots_between),
+        }
     return {
+        "types_grown": types_grown,
         "samples": len(samples),
         "tail_from_s": tail_from,
         **slopes,
@@ -575,6 +633,10 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
         "containers_grown": dict(
             sorted(((k, v) for k, v in grown.items() if v > 0), key=lambda kv: -kv[1])[:12]
         ),
+        "mongo_connections": {
+            "tail_start": first.get("mongo_connections"),
+            "end": last.get("mongo_connections"),
+        },
         "containers_end_largest": dict(sorted(last["sizes"].items(), key=lambda kv: -kv[1])[:12]),
         "malloc_trim": {
             "calls": len(trims),
@@ -733,6 +795,18 @@ def allocation_growth(directory: Path, span_s: float) -> dict[str, Any] | None:
             for s in stats[:15]
         ]
 
+    # The whole traceback of the top growths: a line in the loop's runner (the compiled engine's
+    # objects) or in a library says little without its callers.
+    stacks = last.compare_to(first, "traceback")
+    stacks.sort(key=lambda s: s.size_diff, reverse=True)
+    by_traceback = [
+        {
+            "kib": round(s.size_diff / 1024, 1),
+            "blocks": s.count_diff,
+            "stack": [f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno}" for frame in s.traceback],
+        }
+        for s in stacks[:12]
+    ]
     total = sum(s.size_diff for s in last.compare_to(first, "filename"))
     return {
         "minutes": round(minutes, 2),
@@ -740,6 +814,7 @@ def allocation_growth(directory: Path, span_s: float) -> dict[str, Any] | None:
         "kib_per_min": round(total / 1024 / minutes, 1) if minutes > 0 else None,
         "by_file": top("filename"),
         "by_line": top("lineno"),
+        "by_traceback": by_traceback,
     }
 
 
@@ -989,6 +1064,13 @@ def main() -> None:
         default=None,
         help="the caches-full variant: the server's kept views and read cache bounded at this many lots "
         "(gavel_server.py GAVEL_BENCH_KEPT_LOTS)",
+    )
+    parser.add_argument(
+        "--soak-types",
+        type=float,
+        default=None,
+        help="a diagnostic: the server counts its collector's objects by type every this many seconds; "
+        "the soak reports the types grown over the tail (gavel_server.py GAVEL_BENCH_TYPES_EVERY)",
     )
     parser.add_argument(
         "--soak-chart",

@@ -38,6 +38,9 @@ __all__ = ["CHANNEL_PREFIX", "FrameCallback", "PriceBus"]
 log = logging.getLogger("gavel.redis_bus")
 
 CHANNEL_PREFIX = "gavel:session:"
+# Channel names are kept so the hot path does not format one per frame; sessions keep coming
+# (thousands a year), so the kept names start again empty past this many (rebuilt on next use).
+CHANNEL_NAMES_KEPT = 4_096
 
 FrameCallback = Callable[[int, bytes], None]
 """`callback(session_id, frame)`, called on the event loop for frames from other origins."""
@@ -115,6 +118,8 @@ class PriceBus:
     def channel(self, session_id: int) -> bytes:
         name = self._channels.get(session_id)
         if name is None:
+            if len(self._channels) >= CHANNEL_NAMES_KEPT:
+                self._channels.clear()
             name = self._channels[session_id] = f"{CHANNEL_PREFIX}{session_id}".encode()
         return name
 

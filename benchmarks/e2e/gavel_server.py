@@ -41,6 +41,14 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   open, closed still holding their history, compacted; the compactor's total) and the size of
   every dict, set, list or deque the hub and the catalogue hold (what a leak would grow).
   bench_watchers.py's soak reads it to tell the allocator's fragmentation from a leak.
+- `GAVEL_BENCH_TYPES_EVERY=SECONDS`: a diagnostic beside `GAVEL_BENCH_MEMORY`: every SECONDS
+  the sample also counts the objects the cyclic collector tracks (`gc.get_objects()`) by type,
+  with their `sys.getsizeof` bytes and those of the ones over 512 bytes (malloc's) apart, and the
+  objects it does not track (str, bytes, dicts and tuples of plain data) reached from them
+  (`types`, `object_types`); and the bytes each attribute of the engine, hub, context and service
+  holds, everything reachable from it counted once (`deep`, `deep_sizes`; the compiled engine's
+  objects show no attributes to it). It walks every object: it stalls the loop for a fraction of
+  a second each time, never for figures.
 - `GAVEL_BENCH_REFS_WINDOW_MS=MS`: the soak's steady-state variant: the engine's ref window
   (docs/protocol.md, "How long refs are remembered": every accepted ref within 10 minutes of the
   bidder's newest is kept, beyond the newest 256) shortened, so that a soak of 10 minutes can
@@ -361,6 +369,8 @@ async def sample_memory(service: BenchService, path: Path, every: float) -> None
     # Opened once at start-up, before any client: a blocking open is harmless here.
     out = open(path, "w")  # noqa: ASYNC230, SIM115
     began = time.monotonic()
+    types_every = float(os.environ.get("GAVEL_BENCH_TYPES_EVERY") or 0)
+    types_next = 0.0
     while True:
         started = time.perf_counter()
         info = LIBC.mallinfo2()
@@ -387,14 +397,123 @@ async def sample_memory(service: BenchService, path: Path, every: float) -> None
                 "candidates": len(compactor.candidates) if compactor else None,
             },
             "sizes": sizes,
+            "mongo_connections": mongo_connections(service),
             "trim_ms": getattr(service, "trims_ms", [])[:],
         }
         if hasattr(service, "trims_ms"):
             service.trims_ms.clear()
+        if types_every and record["t"] >= types_next:
+            types_next = record["t"] + types_every
+            record["types"] = object_types()
+            record["deep"] = deep_sizes(
+                {"engine": service.local_engine, "hub": service.hub, "ctx": service.ctx, "service": service}
+            )
         record["sample_ms"] = round((time.perf_counter() - started) * 1000, 2)
         out.write(json.dumps(record) + "\n")
         out.flush()
         await asyncio.sleep(every)
+
+
+def object_types() -> dict[str, list[int]]:
+    """`GAVEL_BENCH_TYPES_EVERY`: the collector's objects by type: [count, bytes by sys.getsizeof,
+    bytes of those over 512 bytes]. Objects over 512 bytes are malloc's (glibc's `uordblks`), the
+    smaller ones Python's own arenas'. The objects the collector does not track (str, bytes, int,
+    and dicts, tuples and lists holding only such: BSON documents, kept JSON) are counted too,
+    each once, under `~TYPE in OWNER`: the type of the tracked object they were reached from,
+    through untracked containers at any depth (what a cache of plain data holds)."""
+    counts: dict[str, list[int]] = {}
+    untracked: set[int] = set()
+    sizeof, is_tracked, referents = sys.getsizeof, gc.is_tracked, gc.get_referents
+    containers = (dict, tuple, list, set, frozenset)
+    for obj in gc.get_objects():
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        entry = counts.get(name)
+        if entry is None:
+            entry = counts[name] = [0, 0, 0]
+        size = sizeof(obj)
+        entry[0] += 1
+        entry[1] += size
+        if size > 512:
+            entry[2] += size
+        stack = [r for r in referents(obj) if not is_tracked(r)]
+        while stack:
+            referent = stack.pop()
+            if id(referent) in untracked or type(referent) in (int, bool, float) or referent is None:
+                continue
+            untracked.add(id(referent))
+            size = sizeof(referent)
+            entry = counts.setdefault(f"~{type(referent).__qualname__} in {name}", [0, 0, 0])
+            entry[0] += 1
+            entry[1] += size
+            if size > 512:
+                entry[2] += size
+            if isinstance(referent, containers):
+                stack.extend(r for r in referents(referent) if not is_tracked(r))
+    return counts
+
+
+def deep_sizes(roots: dict[str, object], depth: int = 3) -> dict[str, int]:
+    """`GAVEL_BENCH_TYPES_EVERY`: the bytes (sys.getsizeof, summed over everything reachable) held
+    by each attribute of the service's objects, `depth` attributes down, each object counted once,
+    for the first attribute path that reaches it: which structure holds what grows. Modules,
+    classes and functions are not followed (they hold the program, not its data)."""
+    seen: set[int] = set()
+    sizes: dict[str, int] = {}
+    sizeof, referents = sys.getsizeof, gc.get_referents
+    stop = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
+
+    def weigh(value: object) -> int:
+        total = 0
+        stack = [value]
+        while stack:
+            obj = stack.pop()
+            if id(obj) in seen or isinstance(obj, stop):
+                continue
+            seen.add(id(obj))
+            total += sizeof(obj)
+            stack.extend(referents(obj))
+        return total
+
+    def attributes(obj: object) -> dict[str, object]:
+        try:
+            return dict(vars(obj))
+        except TypeError:
+            names = [n for klass in type(obj).__mro__ for n in getattr(klass, "__slots__", ())]
+            return {name: getattr(obj, name, None) for name in names}
+
+    def visit(obj: object, path: str, left: int) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        sizes[path + "(self)"] = sizeof(obj)
+        for name, value in attributes(obj).items():
+            if (
+                left > 0
+                and not isinstance(value, (*CONTAINERS, str, bytes, int, float, *stop))
+                and (hasattr(value, "__dict__") or hasattr(type(value), "__slots__"))
+            ):
+                visit(value, f"{path}.{name}", left - 1)
+            else:
+                sizes[f"{path}.{name}"] = weigh(value)
+
+    for path, root in roots.items():
+        visit(root, path, depth)
+    return {path: size for path, size in sizes.items() if size >= 16_384}
+
+
+def mongo_connections(service: BenchService) -> dict[str, int]:
+    """Connections in the MongoDB clients' pools (idle and in use), per client."""
+    counts = {}
+    for name in ("client", "background_client"):
+        client = getattr(service, name, None)
+        topology = getattr(client, "_topology", None)
+        if topology is None:
+            continue
+        counts[name] = sum(
+            len(server.pool.conns) + server.pool.active_sockets for server in topology._servers.values()
+        )
+    return counts
 
 
 def trace_allocations(directory: str) -> None:

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+import persistence.redis_bus
 from persistence.embedded import free_port, start_redis
 from persistence.redis_bus import PriceBus
 
@@ -140,6 +141,25 @@ async def test_unsubscribe_stops_delivery(buses: tuple[PriceBus, PriceBus]) -> N
     await asyncio.sleep(0.1)
     assert inbox.frames == [(s1, b"one"), (s2, b"four")]
     assert other.frames == [(s1, b"one"), (s1, b"two")]
+
+
+async def test_channel_names_stay_bounded_as_sessions_come_and_go(
+    buses: tuple[PriceBus, PriceBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long-running gateway sees session after session: the kept names must not grow with them,
+    # and a session whose name was dropped still gets its frames (the name is rebuilt).
+    monkeypatch.setattr(persistence.redis_bus, "CHANNEL_NAMES_KEPT", 4)
+    a, b = buses
+    sessions = session_ids(10)
+    inbox = Inbox()
+    await b.subscribe(sessions[:1], inbox)
+    for sid in sessions:
+        a.publish(sid, b"frame")
+    a.publish(sessions[0], b"last")
+    assert [f for _, f in await inbox.wait_for(2)] == [b"frame", b"last"]
+    assert len(a._channels) <= 4  # every frame before "last" went out: each session's name was made
+    await b.unsubscribe(sessions[:1], inbox)
+    assert len(b._channels) <= 4
 
 
 async def test_binary_frames_survive(buses: tuple[PriceBus, PriceBus]) -> None:
