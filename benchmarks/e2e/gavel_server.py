@@ -29,7 +29,9 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   each price frame in it, the engine's accept time (the frame's `ts`, wall-clock ms) and when the
   committed batch reached the hub, then the fan-out's start and end and the subscribers written,
   all wall-clock seconds: where a broadcast's latency goes before the client reads it
-  (bench_watchers.py `--trace`).
+  (bench_watchers.py `--trace`); with each hub step the loop thread's CPU and the process's (the
+  send worker's with it), and beside them what else held the loop: each slice of the pinger's
+  rounds (`TracedPinger`), collections over 2 ms and the loop waking over 20 ms late.
 - `GAVEL_BENCH_TRACEMALLOC=DIR`: a diagnostic: trace Python allocations (`tracemalloc`, 8 frames)
   from start-up; each SIGTTIN writes a snapshot to DIR/snapshot-N.pickle (bench_watchers.py's soak
   diffs two of them: what grows, by file). Tracing costs CPU and memory: never for figures.
@@ -75,6 +77,7 @@ import sys
 import time
 import types
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -89,6 +92,7 @@ from composition.service import Service  # noqa: E402
 from engine.book.events import PriceChanged  # noqa: E402
 from engine.book.states import CLOSED_LOT_STATES  # noqa: E402
 from engine.engine import CommittedBatch  # noqa: E402
+from gateway.wire import FastProtocol13, Pinger  # noqa: E402
 from gateway.ws import BidderSocket, Hub  # noqa: E402
 from persistence.archive import BidArchiver  # noqa: E402
 
@@ -157,9 +161,28 @@ class FanoutTraceHub(Hub):
         # Opened once at start-up, before any client: a blocking open is harmless here.
         self.trace = open(os.environ["GAVEL_BENCH_FANOUT"], "w")  # noqa: SIM115
         self.arrived: dict[int, float] = {}  # lot_id -> when its pending price reached the hub
+        self.pinger = TracedPinger(self.line)
+        self._gc_started = 0.0
+        gc.callbacks.append(self._on_gc)
+        self._stall_monitor: asyncio.Task[None] | None = None
 
     def line(self, record: dict[str, Any]) -> None:
         self.trace.write(json.dumps(record) + "\n")
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """Collections over 2 ms, wall-clock, beside the sweeps (what else holds the loop)."""
+        if phase == "start":
+            self._gc_started = time.time()
+        elif time.time() - self._gc_started > 0.002:
+            self.line({"gc": self._gc_started, "end": time.time(), "gen": info["generation"]})
+
+    async def _watch_stalls(self) -> None:
+        """The loop waking more than 20 ms late from a 1 ms sleep, wall-clock."""
+        while True:
+            started = time.time()
+            await asyncio.sleep(0.001)
+            if time.time() - started > 0.021:  # a sweep's chunk is ~4-6 ms: longer holds only
+                self.line({"stall": started + 0.001, "end": time.time()})
 
     def on_batch(self, batch: CommittedBatch) -> None:
         now = time.time()
@@ -169,9 +192,19 @@ class FanoutTraceHub(Hub):
         super().on_batch(batch)
 
     def flush(self) -> None:
-        started = time.time()
+        if self._stall_monitor is None:
+            self._stall_monitor = asyncio.get_running_loop().create_task(self._watch_stalls())
+        started, loop_cpu, process_cpu = time.time(), time.thread_time(), time.process_time()
         super().flush()
-        self.line({"step": started, "end": time.time()})
+        self.line(
+            {
+                "step": started,
+                "end": time.time(),
+                # CPU in the step: the loop thread's, and the process's (the send worker's with it)
+                "cpu": time.thread_time() - loop_cpu,
+                "pcpu": time.process_time() - process_cpu,
+            }
+        )
         self.trace.flush()
 
     def _collect(self) -> None:
@@ -188,6 +221,19 @@ class FanoutTraceHub(Hub):
         if done:
             self.line({"swept": time.time()})
         return done
+
+
+class TracedPinger(Pinger):
+    """The product's pinger, each round of pings written to the fan-out trace (wall-clock)."""
+
+    def __init__(self, line: Any) -> None:
+        super().__init__()
+        self.trace_line = line
+
+    def ping_slice(self, pinged: Sequence[FastProtocol13]) -> None:
+        started = time.time()
+        super().ping_slice(pinged)
+        self.trace_line({"ping": started, "end": time.time(), "sockets": len(pinged)})
 
 
 class BenchService(Service):
