@@ -311,6 +311,20 @@ def fanout_trace(path: Path, start: float, end: float) -> dict[str, Any]:
             "loop_cpu": round(sum(r["cpu"] for r in steps) / span, 3),
             "process_cpu": round(sum(r["pcpu"] for r in steps) / span, 3),
         }
+        sends = sum(r.get("sends", 0) for r in steps)
+        if sends:
+            # Per socket sent from C, µs of the loop thread's wall: in begin() (copying the batch),
+            # in end() (its share of the sends, and waiting for the worker's last), and the rest of
+            # the step (the Python per socket, and the sockets written through their transports).
+            wall = sum(r["end"] - r["step"] for r in steps)
+            begin = sum(r["begin_s"] for r in steps)
+            ended = sum(r["end_s"] for r in steps)
+            summary["per_direct_send_us"] = {
+                "begin": round(begin / sends * 1e6, 2),
+                "end": round(ended / sends * 1e6, 2),
+                "rest": round((wall - begin - ended) / sends * 1e6, 2),
+                "sends": sends,
+            }
     rounds: list[list[float]] = []
     for record in (r for r in records if "ping" in r):
         held = (record["end"] - record["ping"]) * 1000

@@ -87,6 +87,7 @@ from pymongo import monitoring
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
+import gateway.ws  # noqa: E402
 import run  # noqa: E402  (the composition root)
 from composition.service import Service  # noqa: E402
 from engine.book.events import PriceChanged  # noqa: E402
@@ -153,6 +154,36 @@ class TornadoReadSocket(BidderSocket):
         return tornado.websocket.WebSocketHandler.get_websocket_protocol(self)
 
 
+class TimedSends:
+    """gateway._fanout as the hub's sweep calls it (begin / end), each call's wall time summed: the
+    loop thread's time in end() is its share of the sends plus any wait for the worker's last one."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.begin_s = self.end_s = 0.0
+        self.batches = self.sends = 0
+
+    def begin(self, fds: Sequence[int], payloads: Sequence[bytes], threads: int) -> None:
+        started = time.perf_counter()
+        self.real.begin(fds, payloads, threads)
+        self.begin_s += time.perf_counter() - started
+        self.batches += 1
+        self.sends += len(fds)
+
+    def end(self) -> list[tuple[int, int]]:
+        started = time.perf_counter()
+        report: list[tuple[int, int]] = self.real.end()
+        self.end_s += time.perf_counter() - started
+        return report
+
+    def take(self) -> dict[str, float]:
+        """The sums since the last take."""
+        taken = {"begin_s": self.begin_s, "end_s": self.end_s, "batches": self.batches, "sends": self.sends}
+        self.begin_s = self.end_s = 0.0
+        self.batches = self.sends = 0
+        return taken
+
+
 class FanoutTraceHub(Hub):
     """The product's hub, timing each price frame from the engine to the sweeps that write it."""
 
@@ -162,6 +193,9 @@ class FanoutTraceHub(Hub):
         self.trace = open(os.environ["GAVEL_BENCH_FANOUT"], "w")  # noqa: SIM115
         self.arrived: dict[int, float] = {}  # lot_id -> when its pending price reached the hub
         self.pinger = TracedPinger(self.line)
+        self.sends: TimedSends | None = None
+        if gateway.ws.DIRECT_SENDS is not None:
+            self.sends = gateway.ws.DIRECT_SENDS = TimedSends(gateway.ws.DIRECT_SENDS)  # type: ignore[assignment]
         self._gc_started = 0.0
         gc.callbacks.append(self._on_gc)
         self._stall_monitor: asyncio.Task[None] | None = None
@@ -203,6 +237,7 @@ class FanoutTraceHub(Hub):
                 # CPU in the step: the loop thread's, and the process's (the send worker's with it)
                 "cpu": time.thread_time() - loop_cpu,
                 "pcpu": time.process_time() - process_cpu,
+                **({} if self.sends is None else self.sends.take()),
             }
         )
         self.trace.flush()
