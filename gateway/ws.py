@@ -945,7 +945,11 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         (gateway/wire.py TransportStream.direct_fd; not while lagging or when frames are framed per
         write, i.e. compressed)."""
         connection = self.ws_connection
-        if self._latest is not None or not self._frame_once or connection is None or connection.is_closing():
+        if self._latest is not None or not self._frame_once or connection is None:
+            return -1
+        # connection.is_closing() without its two calls (ten thousand sockets a sweep): the
+        # stream's own closed state is checked by TransportStream.direct_fd.
+        if connection.client_terminated or connection.server_terminated:
             return -1
         stream: tornado.iostream.IOStream | TransportStream | None = connection.stream
         return stream.direct_fd() if type(stream) is TransportStream else -1
