@@ -89,13 +89,6 @@ static void send_claimed(uint64_t generation, const Batch *batch)
 static void *worker_main(void *unused)
 {
     (void)unused;
-    /* SCHED_BATCH: woken by begin(), the worker takes a free core if there is one, and otherwise
-     * waits for its turn instead of preempting the loop thread that woke it (the scheduler favours
-     * a thread that has just woken): the loop thread then goes on preparing the next batch and
-     * finishes this one itself in end(). Without it, begin() measured ~3 us per send on a loaded
-     * machine: the loop thread waited while its own worker sent the batch on its core. */
-    struct sched_param param = {0};
-    pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
     uint64_t seen = 0;
     pthread_mutex_lock(&worker.lock);
     for (;;) {

@@ -150,7 +150,13 @@ class TransportStream:
                 waiter.exception()  # retrieved: nobody has to wait for an unsent frame
 
 
+# A round of pings goes out PING_SLICE sockets at a time, the slices spread evenly over up to
+# PING_SPREAD_S (at most half the interval). Ten thousand pings at once held the loop ~100 ms, and
+# in consecutive loop turns they and their pongs still took ~200 ms of the loop within a few
+# hundred ms, every broadcast sweep of that moment as much longer; spread over 5 s it is one slice
+# (~2.5 ms, and its pongs) every ~125 ms.
 PING_SLICE = 256
+PING_SPREAD_S = 5.0
 
 
 class Pinger:
@@ -189,12 +195,13 @@ class Pinger:
         while True:
             await asyncio.sleep(interval)
             pinged = list(self.members)
-            # PING_SLICE pings a loop turn: ten thousand sockets' pings at once held the loop, and so
-            # every bid and every broadcast chunk, for ~100 ms (a send() costs ~9 µs here).
-            for start in range(0, len(pinged), PING_SLICE):
+            slices = range(0, len(pinged), PING_SLICE)
+            gap = min(PING_SPREAD_S, interval / 2) / len(slices) if slices else 0.0
+            for start in slices:
                 if start:
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(gap)
                 self.ping_slice(pinged[start : start + PING_SLICE])
+            # A member pinged in the round's first slice has up to PING_SPREAD_S more to answer.
             await asyncio.sleep(pong_within)
             if pong_within > 0:
                 for member in pinged:

@@ -356,10 +356,11 @@ def test_one_pinger_pings_every_socket_and_closes_the_ones_that_do_not_answer(lo
     run_on(loop_name, scenario, pinger=pinger, websocket_ping_interval=0.1, websocket_ping_timeout=0.1)
 
 
-def test_the_pinger_pings_a_slice_per_loop_turn_and_every_member_once(
+def test_the_pinger_pings_in_slices_spread_over_the_round_and_every_member_once(
     loop_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ten thousand pings at once held the loop ~100 ms: PING_SLICE a turn, the loop running between."""
+    """Ten thousand pings at once held the loop ~100 ms: PING_SLICE at a time, the loop running
+    between (the slices spread over half the interval here: PING_SPREAD_S is longer)."""
     import gateway.wire
 
     monkeypatch.setattr(gateway.wire, "PING_SLICE", 2)
