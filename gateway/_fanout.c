@@ -39,11 +39,10 @@ typedef struct {
 } Batch;
 
 /* Sends are claimed one at a time from a shared ticket by the calling thread and the worker. One at
- * a time because a thread the scheduler takes off its core (this kernel preempts a thread on its
- * way back from a system call, i.e. between two sends) then holds no claimed send: the other thread
- * does the rest, and the call never waits a scheduler's time slice for a worker that holds unsent
- * claims (with 16 a claim it did, which showed as chunks several milliseconds long on a loaded
- * machine). The ticket is the batch's generation (high 32 bits) and its next index (low 32 bits),
+ * a time because a thread the scheduler takes off its core (a PREEMPT_NONE kernel never preempts one
+ * inside a system call) then holds no claimed send but for the few instructions between a claim and
+ * its send(): the other thread does the rest, and the call does not wait a scheduler's time slice
+ * for a worker holding unsent claims (with 16 a claim it could hold 15). The ticket is the batch's generation (high 32 bits) and its next index (low 32 bits),
  * taken by compare-and-swap, so a worker that wakes late and finds a newer batch posted never
  * claims an index of it against the old one's arrays. */
 typedef struct {
