@@ -295,6 +295,47 @@ def fanout_trace(path: Path, start: float, end: float) -> dict[str, Any]:
             parts["step"].append((record["end"] - record["step"]) * 1000)
     parts["sweep"] = [(e - s) * 1000 for s, e in sweeps if start <= s < end]
     summary: dict[str, Any] = {"sweeps": len(parts["sweep"]), "steps": len(parts["step"])}
+    # What else held the loop in the window: the pinger's rounds, long collections, late wake-ups.
+    for kind in ("ping", "gc", "stall"):
+        held = sorted((r["end"] - r[kind]) * 1000 for r in records if kind in r and start <= r[kind] < end)
+        if held:
+            summary[kind] = {"n": len(held), "max": round(held[-1], 1), "total": round(sum(held), 1)}
+    summary["gc_gens"] = sorted(r["gen"] for r in records if "gc" in r and start <= r["gc"] < end)
+    # The pinger's rounds over the whole server run (seconds from the window's start, slices, the
+    # longest slice in ms): whether one fell in the window.
+    steps = [r for r in records if "step" in r and "cpu" in r and start <= r["step"] < end]
+    if steps:
+        # Seconds per second of window: the loop in sweep steps (wall), its thread's CPU in them,
+        # and the process's CPU in them (the loop thread + the send worker).
+        span = end - start
+        summary["in_steps"] = {
+            "wall": round(sum(r["end"] - r["step"] for r in steps) / span, 3),
+            "loop_cpu": round(sum(r["cpu"] for r in steps) / span, 3),
+            "process_cpu": round(sum(r["pcpu"] for r in steps) / span, 3),
+        }
+        sends = sum(r.get("sends", 0) for r in steps)
+        if sends:
+            # Per socket sent from C, µs of the loop thread's wall: in begin() (copying the batch),
+            # in end() (its share of the sends, and waiting for the worker's last), and the rest of
+            # the step (the Python per socket, and the sockets written through their transports).
+            wall = sum(r["end"] - r["step"] for r in steps)
+            begin = sum(r["begin_s"] for r in steps)
+            ended = sum(r["end_s"] for r in steps)
+            summary["per_direct_send_us"] = {
+                "begin": round(begin / sends * 1e6, 2),
+                "end": round(ended / sends * 1e6, 2),
+                "rest": round((wall - begin - ended) / sends * 1e6, 2),
+                "sends": sends,
+            }
+    rounds: list[list[float]] = []
+    for record in (r for r in records if "ping" in r):
+        held = (record["end"] - record["ping"]) * 1000
+        if rounds and record["ping"] - start - rounds[-1][0] < 2.0:
+            rounds[-1][1] += 1
+            rounds[-1][2] = max(rounds[-1][2], round(held, 1))
+        else:
+            rounds.append([round(record["ping"] - start, 1), 1, round(held, 1)])
+    summary["ping_rounds"] = rounds
     for name, values in parts.items():
         values.sort()
         if values:

@@ -14,7 +14,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 import tornado.iostream
@@ -90,20 +90,26 @@ FANOUT_THREADS = 2 if (os.cpu_count() or 1) > 1 else 1
 SNAPSHOT_CACHE_SIZE = 256
 
 
-WriteMany = Callable[[Sequence[int], Sequence[bytes], int], list[tuple[int, int]]]
+class DirectSends(Protocol):
+    """gateway._fanout's interface (gateway/_fanout.c): `begin` starts a batch's sends on the worker
+    thread, `end` sends the rest on the calling thread and returns the short sends."""
+
+    def begin(self, fds: Sequence[int], payloads: Sequence[bytes], threads: int, /) -> None: ...
+
+    def end(self) -> list[tuple[int, int]]: ...
 
 
-def load_write_many() -> WriteMany | None:
-    """gateway._fanout's `write_many`, or None where it was not built: every socket of a sweep is
-    then written through its transport on the loop thread."""
+def load_direct_sends() -> DirectSends | None:
+    """gateway._fanout, or None where it was not built: every socket of a sweep is then written
+    through its transport on the loop thread."""
     try:
-        from gateway._fanout import write_many
+        import gateway._fanout as fanout
     except ImportError:
         return None
-    return write_many
+    return cast(DirectSends, fanout)
 
 
-WRITE_MANY = load_write_many()
+DIRECT_SENDS = load_direct_sends()
 
 
 def deposit_state(lot: Lot, user_id: int) -> str:
@@ -558,35 +564,52 @@ class Hub:
         written = 0
         since, wire = -1, b""  # consecutive subscribers mostly share a position
         frames: list[bytes] = []
-        write_many = WRITE_MANY
-        direct: list[tuple[BidderSocket, list[bytes]]] = []  # sent from C, in one batch
+        direct = DIRECT_SENDS
+        # The batch being filled for a send from C (parallel lists: no tuple per socket), and the one
+        # begun before it, which the worker thread sends while this thread fills the next.
+        sockets: list[BidderSocket] = []
+        frame_lists: list[list[bytes]] = []
         fds: list[int] = []
         wires: list[bytes] = []
-        while index < count:
-            socket = order[index]
-            index += 1
-            position = members.get(socket)
-            if position is None or position >= end:  # left, or had everything already
-                continue
-            if position != since:
-                since = position
-                frames, wire = log.since(position)
-            fd = -1 if write_many is None else socket.direct_fd()
-            if fd < 0:
-                socket.send_many(frames, wire)
-            else:
-                direct.append((socket, frames))
-                fds.append(fd)
-                wires.append(wire)
-            members[socket] = end
-            written += len(frames)
-            if len(fds) >= FANOUT_BATCH:
-                self._send_direct(direct, fds, wires)
-                direct, fds, wires = [], [], []
-            if index % FANOUT_CLOCK_EVERY == 0 and time.perf_counter() > deadline:
-                break
+        begun: tuple[list[BidderSocket], list[list[bytes]], list[bytes]] | None = None
+        try:
+            while index < count:
+                socket = order[index]
+                index += 1
+                position = members.get(socket)
+                if position is None or position >= end:  # left, or had everything already
+                    continue
+                if position != since:
+                    since = position
+                    frames, wire = log.since(position)
+                fd = -1 if direct is None else socket.direct_fd()
+                if fd < 0:
+                    socket.send_many(frames, wire)
+                else:
+                    sockets.append(socket)
+                    frame_lists.append(frames)
+                    fds.append(fd)
+                    wires.append(wire)
+                members[socket] = end
+                written += len(frames)
+                if len(fds) >= FANOUT_BATCH:
+                    assert direct is not None
+                    if begun is not None:
+                        self._end_direct(direct, *begun)
+                        begun = None
+                    direct.begin(fds, wires, FANOUT_THREADS)
+                    begun = (sockets, frame_lists, wires)
+                    sockets, frame_lists, fds, wires = [], [], [], []
+                if index % FANOUT_CLOCK_EVERY == 0 and time.perf_counter() > deadline:
+                    break
+        finally:
+            if begun is not None:
+                assert direct is not None
+                self._end_direct(direct, *begun)
         if fds:
-            self._send_direct(direct, fds, wires)
+            assert direct is not None
+            direct.begin(fds, wires, FANOUT_THREADS)
+            self._end_direct(direct, sockets, frame_lists, wires)
         self.frames_sent += written
         if index < count:
             self._sweep = (session_id, log, order, index, started_end)
@@ -600,23 +623,25 @@ class Hub:
         return True
 
     @staticmethod
-    def _send_direct(
-        direct: list[tuple[BidderSocket, list[bytes]]], fds: list[int], wires: list[bytes]
+    def _end_direct(
+        direct: DirectSends, sockets: list[BidderSocket], frame_lists: list[list[bytes]], wires: list[bytes]
     ) -> None:
-        """Send wires[i] to fds[i] from C on two threads (gateway/_fanout.c), then hand whatever a
-        send left (the rest of a partial write, or the whole frame after EAGAIN or an error) to the
-        socket's transport, which keeps it in order, applies back-pressure, or meets the error and
-        closes the socket as it would have on its own write.
+        """Finish the batch begun from C (gateway/_fanout.c: wires[i] to sockets[i]'s descriptor on
+        the worker thread and this one), then hand whatever a send left (the rest of a partial
+        write, or the whole frame after EAGAIN or an error) to the socket's transport, which keeps
+        it in order, applies back-pressure, or meets the error and closes the socket as it would
+        have on its own write.
 
-        Safe because the event loop does not run until write_many returns: no transport can close
-        and no descriptor can be closed and reused by another socket meanwhile (sockets are only
-        closed on the loop's thread), and a direct_fd socket has nothing buffered for its bytes to
-        overtake."""
-        assert WRITE_MANY is not None
-        for index, sent in WRITE_MANY(fds, wires, FANOUT_THREADS):
-            socket, frames = direct[index]
+        Safe because the event loop does not run between a batch's `begin` and its `end` (both in
+        the same `_sweep_chunk` call, the `end` in a `finally`): a socket's descriptor is closed
+        only by its own transport on the loop's thread, and until `end` that thread only prepares
+        the next batch, i.e. touches other sockets (a transport write there may fail and close that
+        socket, never one in flight). So no descriptor of the batch is closed, let alone reused,
+        while a send to it is in flight; a direct_fd socket has nothing buffered for its bytes to
+        overtake; and a socket is in one batch of a sweep at most."""
+        for index, sent in direct.end():
             wire = wires[index]
-            socket.send_many(frames, wire[sent:] if sent > 0 else wire)
+            sockets[index].send_many(frame_lists[index], wire[sent:] if sent > 0 else wire)
 
     def send_personal(self, socket: BidderSocket, frame: bytes) -> None:
         """A frame for one socket, after the broadcast frames it has not had yet (so a `result`
@@ -920,7 +945,11 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         (gateway/wire.py TransportStream.direct_fd; not while lagging or when frames are framed per
         write, i.e. compressed)."""
         connection = self.ws_connection
-        if self._latest is not None or not self._frame_once or connection is None or connection.is_closing():
+        if self._latest is not None or not self._frame_once or connection is None:
+            return -1
+        # connection.is_closing() without its two calls (ten thousand sockets a sweep): the
+        # stream's own closed state is checked by TransportStream.direct_fd.
+        if connection.client_terminated or connection.server_terminated:
             return -1
         stream: tornado.iostream.IOStream | TransportStream | None = connection.stream
         return stream.direct_fd() if type(stream) is TransportStream else -1

@@ -29,7 +29,9 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   each price frame in it, the engine's accept time (the frame's `ts`, wall-clock ms) and when the
   committed batch reached the hub, then the fan-out's start and end and the subscribers written,
   all wall-clock seconds: where a broadcast's latency goes before the client reads it
-  (bench_watchers.py `--trace`).
+  (bench_watchers.py `--trace`); with each hub step the loop thread's CPU and the process's (the
+  send worker's with it), and beside them what else held the loop: each slice of the pinger's
+  rounds (`TracedPinger`), collections over 2 ms and the loop waking over 20 ms late.
 - `GAVEL_BENCH_TRACEMALLOC=DIR`: a diagnostic: trace Python allocations (`tracemalloc`, 8 frames)
   from start-up; each SIGTTIN writes a snapshot to DIR/snapshot-N.pickle (bench_watchers.py's soak
   diffs two of them: what grows, by file). Tracing costs CPU and memory: never for figures.
@@ -83,6 +85,7 @@ import sys
 import time
 import types
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -92,11 +95,13 @@ from pymongo import monitoring
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
+import gateway.ws  # noqa: E402
 import run  # noqa: E402  (the composition root)
 from composition.service import Service  # noqa: E402
 from engine.book.events import PriceChanged  # noqa: E402
 from engine.book.states import CLOSED_LOT_STATES  # noqa: E402
 from engine.engine import CommittedBatch  # noqa: E402
+from gateway.wire import FastProtocol13, Pinger  # noqa: E402
 from gateway.ws import BidderSocket, Hub  # noqa: E402
 from persistence.archive import BidArchiver  # noqa: E402
 
@@ -157,6 +162,36 @@ class TornadoReadSocket(BidderSocket):
         return tornado.websocket.WebSocketHandler.get_websocket_protocol(self)
 
 
+class TimedSends:
+    """gateway._fanout as the hub's sweep calls it (begin / end), each call's wall time summed: the
+    loop thread's time in end() is its share of the sends plus any wait for the worker's last one."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.begin_s = self.end_s = 0.0
+        self.batches = self.sends = 0
+
+    def begin(self, fds: Sequence[int], payloads: Sequence[bytes], threads: int) -> None:
+        started = time.perf_counter()
+        self.real.begin(fds, payloads, threads)
+        self.begin_s += time.perf_counter() - started
+        self.batches += 1
+        self.sends += len(fds)
+
+    def end(self) -> list[tuple[int, int]]:
+        started = time.perf_counter()
+        report: list[tuple[int, int]] = self.real.end()
+        self.end_s += time.perf_counter() - started
+        return report
+
+    def take(self) -> dict[str, float]:
+        """The sums since the last take."""
+        taken = {"begin_s": self.begin_s, "end_s": self.end_s, "batches": self.batches, "sends": self.sends}
+        self.begin_s = self.end_s = 0.0
+        self.batches = self.sends = 0
+        return taken
+
+
 class FanoutTraceHub(Hub):
     """The product's hub, timing each price frame from the engine to the sweeps that write it."""
 
@@ -165,9 +200,31 @@ class FanoutTraceHub(Hub):
         # Opened once at start-up, before any client: a blocking open is harmless here.
         self.trace = open(os.environ["GAVEL_BENCH_FANOUT"], "w")  # noqa: SIM115
         self.arrived: dict[int, float] = {}  # lot_id -> when its pending price reached the hub
+        self.pinger = TracedPinger(self.line)
+        self.sends: TimedSends | None = None
+        if gateway.ws.DIRECT_SENDS is not None:
+            self.sends = gateway.ws.DIRECT_SENDS = TimedSends(gateway.ws.DIRECT_SENDS)  # type: ignore[assignment]
+        self._gc_started = 0.0
+        gc.callbacks.append(self._on_gc)
+        self._stall_monitor: asyncio.Task[None] | None = None
 
     def line(self, record: dict[str, Any]) -> None:
         self.trace.write(json.dumps(record) + "\n")
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """Collections over 2 ms, wall-clock, beside the sweeps (what else holds the loop)."""
+        if phase == "start":
+            self._gc_started = time.time()
+        elif time.time() - self._gc_started > 0.002:
+            self.line({"gc": self._gc_started, "end": time.time(), "gen": info["generation"]})
+
+    async def _watch_stalls(self) -> None:
+        """The loop waking more than 20 ms late from a 1 ms sleep, wall-clock."""
+        while True:
+            started = time.time()
+            await asyncio.sleep(0.001)
+            if time.time() - started > 0.021:  # a sweep's chunk is ~4-6 ms: longer holds only
+                self.line({"stall": started + 0.001, "end": time.time()})
 
     def on_batch(self, batch: CommittedBatch) -> None:
         now = time.time()
@@ -177,9 +234,20 @@ class FanoutTraceHub(Hub):
         super().on_batch(batch)
 
     def flush(self) -> None:
-        started = time.time()
+        if self._stall_monitor is None:
+            self._stall_monitor = asyncio.get_running_loop().create_task(self._watch_stalls())
+        started, loop_cpu, process_cpu = time.time(), time.thread_time(), time.process_time()
         super().flush()
-        self.line({"step": started, "end": time.time()})
+        self.line(
+            {
+                "step": started,
+                "end": time.time(),
+                # CPU in the step: the loop thread's, and the process's (the send worker's with it)
+                "cpu": time.thread_time() - loop_cpu,
+                "pcpu": time.process_time() - process_cpu,
+                **({} if self.sends is None else self.sends.take()),
+            }
+        )
         self.trace.flush()
 
     def _collect(self) -> None:
@@ -196,6 +264,19 @@ class FanoutTraceHub(Hub):
         if done:
             self.line({"swept": time.time()})
         return done
+
+
+class TracedPinger(Pinger):
+    """The product's pinger, each round of pings written to the fan-out trace (wall-clock)."""
+
+    def __init__(self, line: Any) -> None:
+        super().__init__()
+        self.trace_line = line
+
+    def ping_slice(self, pinged: Sequence[FastProtocol13]) -> None:
+        started = time.time()
+        super().ping_slice(pinged)
+        self.trace_line({"ping": started, "end": time.time(), "sockets": len(pinged)})
 
 
 class BenchService(Service):

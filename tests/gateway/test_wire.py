@@ -354,3 +354,53 @@ def test_one_pinger_pings_every_socket_and_closes_the_ones_that_do_not_answer(lo
         assert not pinger.members and pinger._task is None  # no task left once nobody is pinged
 
     run_on(loop_name, scenario, pinger=pinger, websocket_ping_interval=0.1, websocket_ping_timeout=0.1)
+
+
+def test_the_pinger_pings_in_slices_spread_over_the_round_and_every_member_once(
+    loop_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten thousand pings at once held the loop ~100 ms: PING_SLICE at a time, the loop running
+    between (the slices spread over half the interval here: PING_SPREAD_S is longer)."""
+    import gateway.wire
+
+    monkeypatch.setattr(gateway.wire, "PING_SLICE", 2)
+    turns = [0]
+    pinged: list[tuple[int, int]] = []  # (member, loop turn)
+
+    class Member:
+        """What the pinger uses of a FastProtocol13."""
+
+        ping_interval, ping_timeout = 0.01, 5.0
+
+        def __init__(self, number: int) -> None:
+            self.number, self._received_pong = number, True
+
+        def write_ping(self, data: bytes) -> None:
+            pinged.append((self.number, turns[0]))
+            if len(pinged) == 4:
+                round_done.set()
+
+    async def count_turns() -> None:
+        while True:
+            turns[0] += 1
+            await asyncio.sleep(0)
+
+    round_done = asyncio.Event()
+
+    async def scenario() -> None:
+        counter = asyncio.get_running_loop().create_task(count_turns())
+        pinger = Pinger()
+        members = [Member(n) for n in range(5)]
+        for member in members:
+            pinger.add(member)  # type: ignore[arg-type]
+        pinger.discard(members[3])  # type: ignore[arg-type]  # gone before the round: not pinged
+        await asyncio.wait_for(round_done.wait(), 5)
+        assert sorted(number for number, _ in pinged) == [0, 1, 2, 4]  # each once, in the set's order
+        assert pinged[0][1] == pinged[1][1] < pinged[2][1] == pinged[3][1]  # two slices, turns apart
+        assert not any(m._received_pong for m in members if m.number != 3)  # waiting for their pongs
+        for member in members:
+            pinger.discard(member)  # type: ignore[arg-type]
+        counter.cancel()
+
+    with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
+        runner.run(scenario())

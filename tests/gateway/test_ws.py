@@ -422,8 +422,8 @@ def fanout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     import gateway.ws
 
     if request.param == "transport":
-        monkeypatch.setattr(gateway.ws, "WRITE_MANY", None)
-    elif gateway.ws.WRITE_MANY is None:
+        monkeypatch.setattr(gateway.ws, "DIRECT_SENDS", None)
+    elif gateway.ws.DIRECT_SENDS is None:
         pytest.skip("gateway/_fanout.c not built (build_fanout.py)")
     return str(request.param)
 
@@ -613,22 +613,60 @@ def test_write_many_reports_only_the_sends_that_did_not_take_their_whole_payload
             b.close()
 
 
+def test_begin_sends_on_the_worker_while_the_caller_goes_on_and_end_reports_as_write_many() -> None:
+    import socket as sockets
+
+    fanout = pytest.importorskip("gateway._fanout", reason="gateway/_fanout.c not built (build_fanout.py)")
+    assert fanout.end() == []  # nothing begun
+    pairs = [sockets.socketpair() for _ in range(100)]  # past the split threshold: the worker sends
+    try:
+        pairs[3][1].close()  # its peer is gone: EPIPE
+        payloads = [b"%d:" % n + b"x" * 100 for n in range(100)]
+        fds = [a.fileno() for a, _ in pairs]
+        fanout.begin(fds, payloads, 2)
+        with pytest.raises(RuntimeError):
+            fanout.begin(fds, payloads, 2)  # one batch in flight at a time
+        del payloads[50:]  # the module holds its own references until end()
+        report = fanout.end()
+        assert [(i, sent < 0) for i, sent in report] == [(3, True)]
+        for n, (_, peer) in enumerate(pairs):
+            if n != 3:
+                assert peer.recv(1000) == b"%d:" % n + b"x" * 100
+        assert fanout.end() == []
+        for _round in range(200):  # batch after batch, each begun while the worker may still be waking
+            fanout.begin(fds[:64], [b"y"] * 64, 2)
+            assert [i for i, _ in fanout.end()] == [3]
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
 class SendRecorder:
-    """Wraps gateway.ws.WRITE_MANY: every call's batch size and the sends it reported short."""
+    """Wraps gateway.ws.DIRECT_SENDS: every batch's size and the sends it reported short."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import gateway.ws
 
         pytest.importorskip("gateway._fanout", reason="gateway/_fanout.c not built (build_fanout.py)")
-        self.real = gateway.ws.WRITE_MANY
-        assert self.real is not None
+        real = gateway.ws.DIRECT_SENDS
+        assert real is not None
+        self.real = real
         self.batches: list[int] = []
         self.short: list[tuple[int, int, int]] = []  # (fd, sent or -errno, payload length)
-        monkeypatch.setattr(gateway.ws, "WRITE_MANY", self)
+        self.begun: tuple[list[int], list[bytes]] | None = None
+        monkeypatch.setattr(gateway.ws, "DIRECT_SENDS", self)
 
-    def __call__(self, fds: list[int], payloads: list[bytes], threads: int) -> list[tuple[int, int]]:
-        assert self.real is not None
-        report = self.real(fds, payloads, threads)
+    def begin(self, fds: list[int], payloads: list[bytes], threads: int) -> None:
+        assert self.begun is None  # one batch in flight at a time
+        self.real.begin(fds, payloads, threads)
+        self.begun = (list(fds), list(payloads))
+
+    def end(self) -> list[tuple[int, int]]:
+        assert self.begun is not None
+        fds, payloads = self.begun
+        self.begun = None
+        report = self.real.end()
         self.batches.append(len(fds))
         self.short += [(fds[i], sent, len(payloads[i])) for i, sent in report]
         return report
@@ -662,6 +700,30 @@ async def test_direct_sends_on_two_threads_give_many_sockets_every_frame_in_orde
         assert [f["n"] for f in watcher.frames if f["type"] == "price"] == list(range(6))
     assert max(recorder.batches) >= 64  # the size at which write_many splits over two threads
     assert recorder.short == []
+    for watcher in watchers:
+        watcher.close()
+
+
+async def test_batches_sent_while_the_next_is_prepared_give_every_socket_every_frame_in_order(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch N+1 is prepared while the worker sends batch N (begin / end): three batches a chunk,
+    two of them split over both threads, the frames still in order on every socket."""
+    import gateway.ws
+
+    monkeypatch.setattr(gateway.ws, "FANOUT_BATCH", 64)
+    recorder = SendRecorder(monkeypatch)
+    session_id, watchers = await subscribed_watchers(app_server, 150)
+    hub = app_server.ctx.hub
+    for n in range(4):
+        hub._frames.append((session_id, price(n)))
+        hub.flush()
+        hub._frames.append((session_id, price(n + 100)))  # between two steps of a sweep
+    hub.flush()
+    for watcher in watchers:
+        await watcher.until("price", n=103)
+        assert [f["n"] for f in watcher.frames if f["type"] == "price"] == [0, 100, 1, 101, 2, 102, 3, 103]
+    assert recorder.batches.count(64) >= 2 and recorder.short == []
     for watcher in watchers:
         watcher.close()
 
@@ -718,7 +780,7 @@ async def test_a_direct_send_to_a_peer_that_reset_closes_that_socket_as_its_tran
 def test_without_the_c_module_the_hub_writes_through_the_transports(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from gateway.ws import load_write_many
+    from gateway.ws import load_direct_sends
 
     monkeypatch.setitem(sys.modules, "gateway._fanout", None)  # its import now raises ImportError
-    assert load_write_many() is None
+    assert load_direct_sends() is None
