@@ -4,7 +4,9 @@ Rates are measured in process CPU time (`time.process_time`), i.e. per core actu
 busy neighbour on this shared 2-core machine slows them less than wall-clock timing would.
 
 Figures: decisions per second on one core for mixed traffic over 10,000 open lots (median of
-5 runs), and tracemalloc bytes per open lot (no bids) and per retained bid. The peer is a
+5 runs), and tracemalloc bytes per open lot (no bids), per retained bid and per compacted lot of an
+ended session (the lot's share of its session with 100 whole-session depositors included: what a
+closed, settled lot leaves in the book, docs/engine.md "Compacting closed lots"). The peer is a
 minimal dict-based "highest bid wins" check over the same traffic in the same process, so the
 ratio says how much the full rules (grid, proxy, reserve, deposits, soft close, events) cost.
 """
@@ -22,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.modes import add_interpreted, mode
 from benchmarks.traffic import T0, mixed_traffic, open_book
+from engine.book.book import Book
+from engine.book.increments import FixedIncrement
 
 
 def run_book(lots: int, traffic: list[tuple[int, int, int, bool]]) -> float:
@@ -73,6 +77,47 @@ def measure_memory(lots: int, bids: int) -> tuple[float, float]:
     return (with_lots - base) / lots, (after_bids - with_lots) / retained
 
 
+def ended_sessions(book: Book, sessions: int, first: int) -> None:
+    """`sessions` sessions of 100 lots, 100 whole-session depositors, 3 bids a lot, closed and
+    compacted as the compactor leaves them (`first`: the first session id; lot ids follow)."""
+    for session_id in range(first, first + sessions):
+        start = session_id * 10_000
+        book.put_session(
+            session_id,
+            preview_start=start,
+            preview_end=start,
+            bidding_start=start + 10,
+            bidding_end=start + 1_000,
+            deposit=500,
+        )
+        lot_ids = list(range(session_id * 100, session_id * 100 + 100))
+        for lot_id in lot_ids:
+            book.put_lot(lot_id, session_id, FixedIncrement(100, 10))
+        for bidder in range(1, 101):
+            book.register_deposit(session_id, None, bidder)
+        book.advance(start + 10)
+        for index, lot_id in enumerate(lot_ids):
+            for step in range(3):
+                book.place(lot_id, 1 + (index + step) % 100, 100 + 10 * step, False, start + 20 + step)
+        book.advance(start + 1_000)
+        book.compact_lots(lot_ids)
+        book.events.clear()
+
+
+def measure_compacted(sessions: int) -> float:
+    """tracemalloc bytes per compacted lot of an ended session, its session's share included."""
+    book = Book()
+    ended_sessions(book, 2, 1)  # the book's own tables and first objects, outside the measure
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    ended_sessions(book, sessions, 3)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - base) / (sessions * 100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lots", type=int, default=10_000)
@@ -96,6 +141,7 @@ def main() -> None:
         book_rates.append(run_book(args.lots, traffic))
         peer_rates.append(run_peer(args.lots, traffic))
     per_lot, per_bid = measure_memory(args.lots, args.memory_bids)
+    per_compacted = measure_compacted(100)
     book_rate = statistics.median(book_rates)
     peer_rate = statistics.median(peer_rates)
     result = {
@@ -105,6 +151,8 @@ def main() -> None:
         "ratio_to_dict_peer": round(book_rate / peer_rate, 3),
         "bytes_per_lot": round(per_lot, 1),
         "bytes_per_bid": round(per_bid, 1),
+        "bytes_per_compacted_lot": round(per_compacted, 1),
+        "compacted_to_open_lot": round(per_compacted / per_lot, 3),
         "lots": args.lots,
         "decisions": args.decisions,
         "runs": args.runs,

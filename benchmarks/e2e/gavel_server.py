@@ -424,6 +424,8 @@ def book_counts(book: Any) -> dict[str, int]:
         "closed": len(closed),
         "compacted": sum(1 for lot in closed if lot.compacted),
         "bid_lines": sum(len(lot.bids) for lot in lots),
+        # Whole-session depositors still held (an ended session's go once its lots are compacted).
+        "session_depositors": sum(len(session.depositors) for session in book.sessions.values()),
     }
 
 

@@ -9,13 +9,16 @@ from typing import Any
 from engine.book.errors import IllegalTransition, InvalidCommand, NotFound, RejectCode
 from engine.book.events import Event, LotClosed
 from engine.book.increments import IncrementRule, rule_from_spec
-from engine.book.lot import CLOSE_LOT_TIMER, BidHistory, Decision, Lot
-from engine.book.session import Session
+from engine.book.lot import CLOSE_LOT_TIMER, EMPTY_HISTORY, NO_VOIDS, BidHistory, Decision, Lot
+from engine.book.session import NO_DEPOSITORS, Session
 from engine.book.states import CLOSED_LOT_STATES, LotState, SessionState
 from engine.book.types import NO_USER, Fen, LotId, Millis, SessionId, UserId
 
 # Timer kinds, in the order they must fire when due at the same instant.
 _PREVIEW, _OPEN, _CLOSE_LOT = 0, 1, CLOSE_LOT_TIMER
+# At most this many distinct increment rules are shared between compacted lots (a rule is a few
+# dozen bytes; most lots use a handful of ladders, and past this a lot simply keeps its own).
+SHARED_RULES_MAX = 1_024
 
 
 class Book:
@@ -27,6 +30,8 @@ class Book:
         self.quiet = False  # see set_quiet
         # (due, kind, id); stale entries (a lot extended since) are skipped when popped.
         self._timers: list[tuple[Millis, int, int]] = []
+        # One rule object per spec for compacted and restored lots (rules never change in place).
+        self._rules: dict[str, IncrementRule] = {}
 
     # -- configuration -------------------------------------------------------------------------
     def put_session(
@@ -118,11 +123,16 @@ class Book:
     def register_deposit(self, session_id: SessionId, lot_id: LotId | None, user: UserId) -> None:
         """Record a paid deposit: per lot, or (lot_id None) for the whole session."""
         if lot_id is None:
-            self.session(session_id).depositors.add(user)
+            session = self.session(session_id)
+            if session.depositors is NO_DEPOSITORS:  # shared while empty: its own set from now on
+                session.depositors = set()
+            session.depositors.add(user)
             return
         lot = self.lot(lot_id)
         if lot.session.session_id != session_id:
             raise InvalidCommand("the lot is not in that session")
+        if lot.depositors is NO_DEPOSITORS:
+            lot.depositors = set()
         lot.depositors.add(user)
 
     def block(self, user: UserId) -> None:
@@ -172,15 +182,44 @@ class Book:
         returns those it compacted. Unknown, open or compacted ones are skipped: the decision was
         taken outside the engine on facts that may be a moment old, and only closed lots qualify."""
         done: list[LotId] = []
+        sessions: dict[SessionId, Session] = {}
         for lot_id in lot_ids:
             lot = self.lots.get(lot_id)
             if lot is None or lot.compacted or lot.state not in CLOSED_LOT_STATES:
                 continue
             lot.compact()
+            lot.set_rule(self.shared_rule(lot.rule))
+            sessions[lot.session_id] = lot.session
             done.append(lot_id)
         if not done:
             raise InvalidCommand("none of these lots can be compacted")
+        for session in sessions.values():
+            self._release_depositors_if_settled(session)
         return done
+
+    def _release_depositors_if_settled(self, session: Session) -> None:
+        """An ended session whose every lot is compacted lets its whole-session depositors go.
+
+        Nothing reads them any more: no lot of it takes a bid, a deposit for an ended session is
+        refused before they are looked at (`amount_due`), start-up registers deposits of open
+        sessions only, and the settlement has finished with every close (that is what compacted
+        means); its refunds and forfeits read the deposit records in MongoDB, never the book.
+        Deterministic in the book's state, so a replay of `CompactLots` releases at the same seq.
+        """
+        if session.state is not SessionState.ENDED or session.depositors is NO_DEPOSITORS:
+            return
+        if all(self.lots[lot_id].compacted for lot_id in session.lot_ids):
+            session.depositors = NO_DEPOSITORS
+
+    def shared_rule(self, rule: IncrementRule) -> IncrementRule:
+        """The book's one object for this rule's spec (this one if it is the first)."""
+        key = repr(rule.spec())
+        shared = self._rules.get(key)
+        if shared is not None:
+            return shared
+        if len(self._rules) < SHARED_RULES_MAX:
+            self._rules[key] = rule
+        return rule
 
     def mark_overdue(self, lot_id: LotId) -> None:
         self.lot(lot_id).mark_overdue()
@@ -377,7 +416,8 @@ class Book:
                 events=book.events,
             )
             session.state = SessionState(st)
-            session.depositors = set(depositors)
+            if depositors:
+                session.depositors = set(depositors)
             book.sessions[sid] = session
             heapq.heappush(book._timers, (p0, _PREVIEW, sid))
             heapq.heappush(book._timers, (b0, _OPEN, sid))
@@ -404,7 +444,7 @@ class Book:
             key = repr(spec)
             rule = rules.get(key)
             if rule is None:
-                rule = rules[key] = rule_from_spec(spec)
+                rule = rules[key] = book.shared_rule(rule_from_spec(spec))
             lot = Lot(lid, session, rule, reserve=reserve, deposit=deposit, events=book.events)
             lot.state = LotState(st)
             lot.ends_at, lot.price, lot.leader, lot.leader_max, lot.winner = (
@@ -418,8 +458,11 @@ class Book:
             if compacted:
                 # Its bid count is kept apart from its (dropped) lines; nothing else to decode.
                 lot.bid_count = controls[7] if len(controls) > 7 else 0
+                lot.bids = lot.input_log = EMPTY_HISTORY
+                lot.voided = NO_VOIDS
             else:
-                lot.depositors = set(depositors)
+                if depositors:
+                    lot.depositors = set(depositors)
                 lot.bids = BidHistory.from_bytes(bids)
                 lot.bid_count = len(lot.bids)
             if controls:
@@ -438,6 +481,8 @@ class Book:
             session.lot_ids.append(lid)
             if lot.state not in CLOSED_LOT_STATES:  # a closed lot's timer would only be skipped
                 heapq.heappush(book._timers, (ends_at, _CLOSE_LOT, lid))
+        for session in book.sessions.values():  # a snapshot from before they were let go
+            book._release_depositors_if_settled(session)
         book.blocked = set(state["blocked"])
         return book
 

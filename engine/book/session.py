@@ -1,9 +1,16 @@
 """An auction session (专场): its timetable, whole-session deposit holders and soft-close rule."""
 
+from typing import Final
+
 from engine.book.errors import InvalidCommand
 from engine.book.events import Event, SessionStateChanged
 from engine.book.states import SESSION_TRANSITIONS, SessionState, check_transition
 from engine.book.types import Fen, LotId, Millis, SessionId, UserId
+
+# The empty depositors' set shared by every session and lot that holds none (most lots take no
+# per-lot deposit; an ended, compacted session has let its depositors go). Never added to in place:
+# `Book.register_deposit` gives a session or lot its own set before the first depositor.
+NO_DEPOSITORS: Final[set[UserId]] = set()
 
 
 class Session:
@@ -37,7 +44,7 @@ class Session:
     ) -> None:
         self.session_id = session_id
         self.state = SessionState.SCHEDULED
-        self.depositors: set[UserId] = set()
+        self.depositors: set[UserId] = NO_DEPOSITORS
         self.lot_ids: list[LotId] = []
         self.events = events
         self.preview_start = self.preview_end = self.bidding_start = self.bidding_end = 0

@@ -541,6 +541,19 @@ def test_a_closed_lot_never_asks_for_a_deposit_and_a_compacted_one_forgets_its_p
     assert (deposit_state(book.lot(1), 7), deposit_state(book.lot(1), 8)) == ("not_needed", "not_needed")
 
 
+def test_a_whole_session_deposit_reads_paid_until_the_ended_session_is_compacted() -> None:
+    book = Book()
+    book.put_session(1, preview_start=0, preview_end=0, bidding_start=10, bidding_end=1_000, deposit=5_000)
+    for lot_id in (1, 2):
+        book.put_lot(lot_id, 1, FixedIncrement(100, 10))
+    book.register_deposit(1, None, 7)
+    book.advance(1_000)  # both close: the session ends
+    book.compact_lots([1])
+    assert [deposit_state(book.lot(lot_id), 7) for lot_id in (1, 2)] == ["paid", "paid"]
+    book.compact_lots([2])  # every close settled: the session lets its depositors go
+    assert [deposit_state(book.lot(lot_id), 7) for lot_id in (1, 2)] == ["not_needed", "not_needed"]
+
+
 class RecordingSocket:
     """What the hub needs of a subscriber, keeping every frame written to it."""
 
