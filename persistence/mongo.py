@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
@@ -315,13 +316,13 @@ class UnitWrites:
 
     async def _send(self, writes: list[_UnitWrite]) -> list[UpdateOutcome]:
         client = self.session.client
-        if len(writes) > 1 and not _SINGLE_WRITES.get(id(client), False):
+        if len(writes) > 1 and client not in _SINGLE_WRITES:
             try:
                 outcomes = await self._send_bulk(client, writes)
             except InvalidOperation as error:
                 if _BULK_WRITE_NEEDS not in str(error):
                     raise
-                _SINGLE_WRITES[id(client)] = True  # nothing was sent: the writes go one by one
+                _SINGLE_WRITES.add(client)  # nothing was sent: the writes go one by one
             else:
                 return outcomes
         outcomes = []
@@ -389,8 +390,8 @@ def _unit_write_error(error: ClientBulkWriteException, writes: list[_UnitWrite])
     return error
 
 
-# Clients whose server answered that it has no `bulkWrite` (older than MongoDB 8.0), by id().
-_SINGLE_WRITES: dict[int, bool] = {}
+# Clients whose server has no `bulkWrite` (older than MongoDB 8.0), as the driver found.
+_SINGLE_WRITES: weakref.WeakSet[Client] = weakref.WeakSet()
 # The writes of the unit each session runs now (`Transaction.run`), by the session's id().
 _UNITS: dict[int, UnitWrites] = {}
 
