@@ -11,7 +11,15 @@ from pymongo.errors import DuplicateKeyError
 from engine.book.errors import IllegalTransition, NotFound
 from engine.settle.ports import PaymentRequest
 from payments.provider import RefundRefused
-from persistence.mongo import Database, Document, TxSession, run_in_transaction, update_then_read, utc_now
+from persistence.mongo import (
+    Database,
+    Document,
+    TxSession,
+    run_in_transaction,
+    unit_writes,
+    update_then_read,
+    utc_now,
+)
 
 log = logging.getLogger("gavel.payments")
 
@@ -22,6 +30,31 @@ async def ensure_payment_indexes(db: Database) -> None:
     await db.payments.create_indexes([IndexModel([("status", ASCENDING)], name="status")])
     await db.payment_refunds.create_indexes([IndexModel([("out_trade_no", ASCENDING)], name="out_trade_no")])
     await db.sandbox_trades.create_indexes([IndexModel([("notified", ASCENDING)], name="notified")])
+
+
+def settling_write(
+    out_trade_no: str, provider: str, amount: int, trade_no: str, notify_id: str
+) -> tuple[Document, Document]:
+    """The query and update of `settle_in`: pending|closed -> paid and handled, when it is
+    `provider`'s payment of exactly `amount` fen."""
+    now = utc_now()
+    query = {
+        "_id": out_trade_no,
+        "provider": provider,
+        "amount": amount,
+        "status": {"$in": ["pending", "closed"]},
+    }
+    update = {
+        "$set": {
+            "status": "paid",
+            "trade_no": trade_no,
+            "paid_at": now,
+            "notify_id": notify_id,
+            "handled": True,
+            "handled_at": now,
+        }
+    }
+    return query, update
 
 
 class PaymentRecords:
@@ -51,7 +84,11 @@ class PaymentRecords:
         """A new payment (a new, random `out_trade_no`) in `session`'s transaction: no duplicate to
         answer there (a duplicate key would abort the whole transaction; it is an error)."""
         doc = self._new(request, provider)
-        await self.db.payments.insert_one(doc, session=session)
+        writes = unit_writes(session)
+        if writes is not None:  # sent with the unit's other writes: nothing in it reads this record
+            writes.insert(self.db.payments, doc)
+        else:
+            await self.db.payments.insert_one(doc, session=session)
         return doc
 
     @staticmethod
@@ -122,26 +159,8 @@ class PaymentRecords:
     ) -> bool:
         """pending|closed -> paid and handled in one conditional write in `session`'s transaction
         (the handler's own), when it is `provider`'s payment of exactly `amount` fen."""
-        now = utc_now()
-        result = await self.db.payments.update_one(
-            {
-                "_id": out_trade_no,
-                "provider": provider,
-                "amount": amount,
-                "status": {"$in": ["pending", "closed"]},
-            },
-            {
-                "$set": {
-                    "status": "paid",
-                    "trade_no": trade_no,
-                    "paid_at": now,
-                    "notify_id": notify_id,
-                    "handled": True,
-                    "handled_at": now,
-                }
-            },
-            session=session,
-        )
+        query, update = settling_write(out_trade_no, provider, amount, trade_no, notify_id)
+        result = await self.db.payments.update_one(query, update, session=session)
         return result.matched_count == 1
 
     async def mark_handled(self, out_trade_no: str, session: TxSession | None = None) -> None:

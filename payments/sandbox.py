@@ -40,7 +40,7 @@ from payments.provider import (
 from payments.records import PaymentRecords
 from payments.signing import KEY_BITS, SIGN_TYPE, load_private_key, load_public_key, sign_params
 from payments.trade_numbers import TRADE_NO_PATTERN
-from persistence.mongo import Database, Document, TxSession, utc_now
+from persistence.mongo import Database, Document, TxSession, unit_writes, utc_now
 from shop.pricing import yuan_text
 
 log = logging.getLogger("gavel.payments")
@@ -151,7 +151,11 @@ class SandboxProvider(SignedProvider):
         """A new payment with our record and the sandbox's trade in the caller's transaction (the
         order's): nothing leaves the process, so nothing is left behind if it aborts."""
         await self.payment_records.create_in(request, self.name, session)
-        await self.db.sandbox_trades.insert_one(self._new_trade(request), session=session)
+        writes = unit_writes(session)
+        if writes is not None:  # sent with the unit's other writes: nothing in it reads the trade
+            writes.insert(self.db.sandbox_trades, self._new_trade(request))
+        else:
+            await self.db.sandbox_trades.insert_one(self._new_trade(request), session=session)
         return self.pay_url(request.out_trade_no)
 
     @staticmethod

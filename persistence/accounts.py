@@ -34,6 +34,7 @@ from persistence.mongo import (
     iso_utc,
     next_id,
     run_in_transaction,
+    unit_writes,
     update_then_read,
     utc_now,
 )
@@ -525,9 +526,12 @@ class Accounts:
         `expected_balance` (the balance the caller last saw): see `_change`."""
         _check_change(amount, kind, ref)
 
+        def reused(_error: DuplicateKeyError) -> RefReused:
+            return RefReused(f"the reference {ref!r} was already used")
+
         async def change(s: TxSession) -> LedgerEntry | None:
             try:
-                return await self._change(s, user_id, -amount, kind, ref, expected_balance)
+                return await self._change(s, user_id, -amount, kind, ref, expected_balance, reused)
             except InsufficientBalance:
                 return None
             except DuplicateKeyError:
@@ -571,21 +575,31 @@ class Accounts:
         return await self._change(s, user_id, delta, kind, ref)
 
     async def _change(
-        self, s: TxSession, user_id: int, delta: int, kind: str, ref: str, expected: int | None = None
+        self,
+        s: TxSession,
+        user_id: int,
+        delta: int,
+        kind: str,
+        ref: str,
+        expected: int | None = None,
+        reused: Callable[[DuplicateKeyError], Exception] | None = None,
     ) -> LedgerEntry:
         """The guarded balance change and its ledger entry (a ref already used: DuplicateKeyError).
 
         With `expected` (the balance the caller last saw) first a change conditional on the balance
         being exactly that: when it matches, the balance after is `expected + delta`, no read;
         when it does not (the balance moved since), nothing changed and the guarded change below
-        runs, reading the balance after."""
+        runs, reading the balance after.
+
+        With `reused` (a ref never used before, the caller's error for a reuse) the entry's insert
+        is one of the unit's writes sent together (`UnitWrites`): nothing in the unit reads it."""
         if expected is not None and 0 <= expected + delta <= MAX_BALANCE:
             exact = await self.db.users.update_one(
                 {"_id": user_id, "balance": expected}, {"$inc": {"balance": delta}}, session=s
             )
             if exact.matched_count == 1:
                 entry = LedgerEntry(user_id, kind, delta, expected + delta, ref, utc_now())
-                return await self._write_entry(s, entry)
+                return await self._write_entry(s, entry, reused)
         guard: Document = (
             {"balance": {"$gte": -delta}} if delta < 0 else {"balance": {"$lte": MAX_BALANCE - delta}}
         )
@@ -604,9 +618,11 @@ class Accounts:
                 raise InsufficientBalance(f"the balance ({current['balance']} fen) is less than {-delta} fen")
             raise BalanceLimit(f"a balance may not exceed {MAX_BALANCE} fen")
         entry = LedgerEntry(user_id, kind, delta, int(user["balance"]), ref, utc_now())
-        return await self._write_entry(s, entry)
+        return await self._write_entry(s, entry, reused)
 
-    async def _write_entry(self, s: TxSession, entry: LedgerEntry) -> LedgerEntry:
+    async def _write_entry(
+        self, s: TxSession, entry: LedgerEntry, reused: Callable[[DuplicateKeyError], Exception] | None = None
+    ) -> LedgerEntry:
         document = {
             "user_id": entry.user_id,
             "kind": entry.kind,
@@ -615,7 +631,11 @@ class Accounts:
             "ref": entry.ref,
             "at": entry.at,
         }
-        await self.db.ledger.insert_one(document, session=s)
+        writes = unit_writes(s) if reused is not None else None
+        if writes is not None:
+            writes.insert(self.db.ledger, document, reused)
+        else:
+            await self.db.ledger.insert_one(document, session=s)
         return entry
 
 

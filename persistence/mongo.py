@@ -6,15 +6,24 @@ Every collection named in docs/design.md gets its indexes here, in one place, so
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
 import pymongo
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    ClientBulkWriteException,
+    DuplicateKeyError,
+    InvalidOperation,
+    OperationFailure,
+    PyMongoError,
+)
 
 Document: TypeAlias = dict[str, Any]
 Client: TypeAlias = AsyncMongoClient[Document]
@@ -224,6 +233,175 @@ async def update_then_read(
     return found
 
 
+_DUPLICATE_KEY = 11000
+_WRITE_CONFLICT = 112
+_BULK_WRITE_NEEDS = "requires MongoDB server version 8.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class _UnitWrite:
+    collection: AsyncCollection[Document]
+    document: Document  # an insert's document, an update's changes
+    query: Document | None = None  # None: an insert
+    upsert: bool = False
+    # An update that must match: what to raise (the unit then aborts) when it matched nothing.
+    unmatched: Callable[[], Exception] | None = None
+    # An insert's duplicate key as the caller's own error (None: DuplicateKeyError as it is).
+    on_duplicate: Callable[[DuplicateKeyError], Exception] | None = None
+
+    def model(self) -> InsertOne[Document] | UpdateOne:
+        namespace = self.collection.full_name
+        if self.query is None:
+            return InsertOne(self.document, namespace=namespace)
+        return UpdateOne(self.query, self.document, upsert=self.upsert, namespace=namespace)
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateOutcome:
+    matched: int
+    upserted_id: Any
+
+
+class UnitWrites:
+    """The writes of one transaction's unit of work that need no answer on the spot, sent together
+    with the unit's next write that does (`update_now`) or at the unit's end, before the commit: one
+    `bulkWrite` command (MongoDB 8.0+) for all of them instead of one command each.
+
+    Each command costs the driver and the server the same bookkeeping whatever it carries (the
+    session, the transaction, the wire message): a checkout's four inserts in one command save three
+    of it. A deferred write is not seen by the unit's reads until it is sent, so only a unit's last
+    write to a document is deferred. Its failure is raised when it is sent, still inside the unit:
+    the transaction aborts as it would have on the spot (a duplicate key as the caller's error, an
+    update that had to match as the caller's exception). On a server older than 8.0 the writes go
+    one command each, in the same order."""
+
+    def __init__(self, session: TxSession) -> None:
+        self.session = session
+        self._pending: list[_UnitWrite] = []
+
+    def insert(
+        self,
+        collection: AsyncCollection[Document],
+        document: Document,
+        on_duplicate: Callable[[DuplicateKeyError], Exception] | None = None,
+    ) -> None:
+        self._pending.append(_UnitWrite(collection, document, on_duplicate=on_duplicate))
+
+    def update(
+        self,
+        collection: AsyncCollection[Document],
+        query: Document,
+        update: Document,
+        unmatched: Callable[[], Exception],
+    ) -> None:
+        self._pending.append(_UnitWrite(collection, update, query, unmatched=unmatched))
+
+    async def update_now(
+        self,
+        collection: AsyncCollection[Document],
+        query: Document,
+        update: Document,
+        *,
+        upsert: bool = False,
+    ) -> UpdateOutcome:
+        """`update_one` sent at once with the writes waiting: its outcome."""
+        outcomes = await self._send([*self._pending, _UnitWrite(collection, update, query, upsert)])
+        self._pending.clear()
+        return outcomes[-1]
+
+    async def flush(self) -> None:
+        if self._pending:
+            await self._send(self._pending)
+            self._pending.clear()
+
+    async def _send(self, writes: list[_UnitWrite]) -> list[UpdateOutcome]:
+        client = self.session.client
+        if len(writes) > 1 and client not in _SINGLE_WRITES:
+            try:
+                outcomes = await self._send_bulk(client, writes)
+            except InvalidOperation as error:
+                if _BULK_WRITE_NEEDS not in str(error):
+                    raise
+                _SINGLE_WRITES.add(client)  # nothing was sent: the writes go one by one
+            else:
+                return outcomes
+        outcomes = []
+        for write in writes:
+            outcomes.append(await self._send_one(write))
+        return outcomes
+
+    async def _send_bulk(self, client: Client, writes: list[_UnitWrite]) -> list[UpdateOutcome]:
+        try:
+            result = await client.bulk_write(
+                [write.model() for write in writes], session=self.session, ordered=True, verbose_results=True
+            )
+        except ClientBulkWriteException as error:
+            raise _unit_write_error(error, writes) from None
+        outcomes = []
+        for index, write in enumerate(writes):
+            outcome = UpdateOutcome(1, None)
+            if write.query is not None:
+                updated = result.update_results[index]
+                outcome = UpdateOutcome(updated.matched_count, updated.upserted_id)
+            _check(write, outcome)
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _send_one(self, write: _UnitWrite) -> UpdateOutcome:
+        if write.query is None:
+            try:
+                await write.collection.insert_one(write.document, session=self.session)
+            except DuplicateKeyError as error:
+                raise (write.on_duplicate(error) if write.on_duplicate is not None else error) from None
+            return UpdateOutcome(1, None)
+        updated = await write.collection.update_one(
+            write.query, write.document, upsert=write.upsert, session=self.session
+        )
+        outcome = UpdateOutcome(updated.matched_count, updated.upserted_id)
+        _check(write, outcome)
+        return outcome
+
+
+def _check(write: _UnitWrite, outcome: UpdateOutcome) -> None:
+    if write.unmatched is not None and outcome.matched == 0:
+        raise write.unmatched()
+
+
+def _unit_write_error(error: ClientBulkWriteException, writes: list[_UnitWrite]) -> Exception:
+    """A failed `bulkWrite` as the error its failing write would have raised alone, so that the
+    transaction's retry rules (TransientTransactionError) and the callers' duplicate answers hold."""
+    if isinstance(error.error, PyMongoError):
+        return error.error  # the whole command failed: its own labels decide a retry
+    # The raw reply's entries (dicts; the ordered command stops at its first).
+    failed: list[Document] = list((error.details or {}).get("writeErrors") or [])
+    if not failed:
+        return error
+    first = min(failed, key=lambda entry: int(entry.get("idx", 0)))
+    code = int(first.get("code", 0))
+    if code == _DUPLICATE_KEY:
+        duplicate = DuplicateKeyError(str(first.get("errmsg", "")), code, first)
+        translate = writes[int(first["idx"])].on_duplicate
+        return translate(duplicate) if translate is not None else duplicate
+    if code == _WRITE_CONFLICT:
+        # Alone, this write's conflict is the transaction's transient error: the unit runs again.
+        return OperationFailure(
+            str(first.get("errmsg", "")), code, {**first, "errorLabels": ["TransientTransactionError"]}
+        )
+    return error
+
+
+# Clients whose server has no `bulkWrite` (older than MongoDB 8.0), as the driver found.
+_SINGLE_WRITES: weakref.WeakSet[Client] = weakref.WeakSet()
+# The writes of the unit each session runs now (`Transaction.run`), by the session's id().
+_UNITS: dict[int, UnitWrites] = {}
+
+
+def unit_writes(session: TxSession | None) -> UnitWrites | None:
+    """The writes of the unit of work `session` runs in `Transaction.run`; None outside one (a
+    write then goes on the spot)."""
+    return _UNITS.get(id(session)) if session is not None else None
+
+
 class Transaction:
     """A session that runs callbacks as transactions with the driver's retry rules.
 
@@ -237,15 +415,25 @@ class Transaction:
         self.session = session
 
     async def run(self, callback: Callable[[TxSession], Awaitable[T]]) -> T:
+        async def unit(session: TxSession) -> T:
+            # Each run of the callback (a retry too) starts with no write waiting.
+            writes = _UNITS[id(session)] = UnitWrites(session)
+            try:
+                result = await callback(session)
+                await writes.flush()
+                return result
+            finally:
+                _UNITS.pop(id(session), None)
+
         bound = timeout_of(self.session.client)
         if bound is None:
-            return await self.session.with_transaction(callback)
+            return await self.session.with_transaction(unit)
         # With a bounded client each operation is bounded, but with_transaction retries a
         # transient failure (a stalled or absent server is one) for 120 s: the whole unit, retries
         # included, gets the one bound instead.
         try:
             with pymongo.timeout(bound):
-                return await self.session.with_transaction(callback)
+                return await self.session.with_transaction(unit)
         except PyMongoError as error:
             if error.timeout:
                 await self._end_on_server(bound)

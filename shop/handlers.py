@@ -617,15 +617,22 @@ async def settle_paid(uow: ShopUnitOfWork, notice: PaidNotice, now: datetime.dat
     order = await uow.orders.for_trade_no(notice.out_trade_no)
     if order is None or order_life.payment_outcome(order, notice.out_trade_no) != "pay":
         return False
-    if int(order["to_pay"]) != notice.amount or not await uow.payments.settle(notice):
+    if int(order["to_pay"]) != notice.amount:
         return False
+    # Not settled: NotSettled aborts the unit (the service answers False, nothing written). The
+    # record's write and the order's below may go with the enrolment's, one command for all three.
+    await uow.payments.settle_or_abort(notice)
     order_no = str(order["_id"])
+
     # By `_id` alone, no `status` condition: the order was read pending in this transaction, and a
     # transaction's write to a document changed since its snapshot is a write conflict (retried,
     # and the retry reads the change), so the condition could not fail here. On SecantusDB an
     # update by `_id` alone is a point lookup, while each further field of the filter costs a
     # planning pass over the collection's indexes (~1 ms of its CPU with shop_orders' indexes).
-    paid = await uow.orders.advance(
+    def gone() -> ShopConflict:  # the order is gone (never expected): retried like a conflict
+        return ShopConflict(f"order {order_no} changed while being paid")
+
+    await uow.orders.advance_or(
         order_no,
         {},
         {
@@ -633,9 +640,8 @@ async def settle_paid(uow: ShopUnitOfWork, notice: PaidNotice, now: datetime.dat
             "paid_at": now,
             "paid_trade_no": notice.out_trade_no,
         },
+        gone,
     )
-    if not paid:  # the order is gone (never expected): retried like a conflict
-        raise ShopConflict(f"order {order_no} changed while being paid")
     if order.get("coupon_ids"):
         await uow.coupons.use_held(order_no, now)
     await enrol(uow, order, now)

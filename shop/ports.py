@@ -47,6 +47,12 @@ class GaveUp(Exception):
     """`atomically` could not commit: concurrent writers kept conflicting."""
 
 
+class NotSettled(Exception):
+    """A paid notice is not one the unit settles at once (our record of the payment is not the
+    notice's provider's, of its amount, pending or closed): raised inside the unit, which aborts
+    with nothing written."""
+
+
 class CatalogueRepository(Protocol):
     async def get(self, kind: Kind, record_id: int) -> Record | None: ...
 
@@ -159,6 +165,14 @@ class OrderRepository(Protocol):
 
     async def advance(self, order_no: str, expect: Record, changes: Record) -> bool:
         """`move` without the order after: whether it matched (one write, no read)."""
+        ...
+
+    async def advance_or(
+        self, order_no: str, expect: Record, changes: Record, unmatched: Callable[[], Exception]
+    ) -> None:
+        """`advance` where matching nothing raises `unmatched()` (the unit aborts). The adapter may
+        send the write with the unit's next ones and raise then, still inside the unit: only a
+        unit's last write to the order, with no read of it after."""
         ...
 
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Record | None:
@@ -279,6 +293,11 @@ class PaymentAttempts(Protocol):
     async def settle(self, notice: PaidNotice) -> bool:
         """Our record of the payment `pending|closed -> paid` and handled, in the unit of work,
         if it is the notice's provider's payment of exactly its amount; whether it was."""
+        ...
+
+    async def settle_or_abort(self, notice: PaidNotice) -> None:
+        """`settle`, raising NotSettled (the unit aborts) when it was not. The adapter may send the
+        write with the unit's next ones and raise then, still inside the unit."""
         ...
 
 

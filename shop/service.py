@@ -38,6 +38,7 @@ from shop.ports import (
     CatalogueRepository,
     Duplicate,
     GaveUp,
+    NotSettled,
     PaymentCloser,
     ShopReads,
     ShopStore,
@@ -368,7 +369,7 @@ class ShopService:
 
         try:
             return await self.store.atomically(work)
-        except GaveUp:
+        except (GaveUp, NotSettled):
             return False
 
     async def expire_pending_orders(self, now: datetime.datetime) -> int:

@@ -132,6 +132,14 @@ class CommandCounter(monitoring.CommandListener):
             self.writing.discard(transaction)
         elif name in ("insert", "update", "delete", "findAndModify"):
             self.writing.add(transaction)
+        elif name == "bulkWrite":
+            # One command carrying several writes (persistence/mongo.py UnitWrites): each write is
+            # counted too, as "name collection bulk", so an operation's writes stay what they are.
+            self.writing.add(transaction)
+            namespaces = [str(entry["ns"]).partition(".")[2] for entry in command.get("nsInfo", [])]
+            for op in command.get("ops", []):
+                kind = next(k for k in ("insert", "update", "delete") if k in op)
+                self.counts[f"{kind} {namespaces[int(op[kind])]} bulk"] += 1
         self.counts[f"{name} {collection} tx"] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:

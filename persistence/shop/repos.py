@@ -14,7 +14,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from engine.settle.ports import PaidNotice, PaymentProvider, PaymentRequest
-from payments.records import PaymentRecords
+from payments.records import PaymentRecords, settling_write
 from payments.trade_numbers import new_trade_no
 from persistence.accounts import Accounts
 from persistence.mongo import (
@@ -25,6 +25,7 @@ from persistence.mongo import (
     TxSession,
     next_id,
     run_in_transaction,
+    unit_writes,
     update_then_read,
 )
 from shop.ports import (
@@ -36,6 +37,7 @@ from shop.ports import (
     EnrolmentRepository,
     GaveUp,
     Kind,
+    NotSettled,
     OrderRepository,
     PaymentAttempts,
     ShopUnitOfWork,
@@ -254,6 +256,10 @@ class MongoOrders(_Repo):
         return await self.db.shop_orders.find_one({"out_trade_no": out_trade_no}, session=self.s)
 
     async def add(self, order: Document) -> None:
+        writes = unit_writes(self.s)
+        if writes is not None:  # the order's unit reads it no more: sent with its other writes
+            writes.insert(self.db.shop_orders, order, _duplicate)
+            return
         try:
             await self.db.shop_orders.insert_one(order, session=self.s)
         except DuplicateKeyError as error:
@@ -269,6 +275,15 @@ class MongoOrders(_Repo):
             {"_id": order_no, **expect}, {"$set": changes}, session=self.s
         )
         return result.matched_count == 1
+
+    async def advance_or(
+        self, order_no: str, expect: Document, changes: Document, unmatched: Callable[[], Exception]
+    ) -> None:
+        writes = unit_writes(self.s)
+        if writes is not None:
+            writes.update(self.db.shop_orders, {"_id": order_no, **expect}, {"$set": changes}, unmatched)
+        elif not await self.advance(order_no, expect, changes):
+            raise unmatched()
 
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Document | None:
         return await self.db.shop_orders.find_one_and_update(
@@ -385,6 +400,12 @@ class MongoEnrolments(_Repo):
         # the same `_id` is a write conflict, and the retried transaction then finds it.
         owner = {"user_id": enrolment["user_id"], "course_id": enrolment["course_id"]}
         fields = {k: v for k, v in enrolment.items() if k not in owner}
+        writes = unit_writes(self.s)
+        if writes is not None:  # with the unit's writes waiting (a settled payment and its order)
+            outcome = await writes.update_now(
+                self.db.shop_enrolments, owner, {"$setOnInsert": fields}, upsert=True
+            )
+            return outcome.upserted_id is not None
         result = await self.db.shop_enrolments.update_one(
             owner, {"$setOnInsert": fields}, upsert=True, session=self.s
         )
@@ -458,6 +479,7 @@ class MongoPaymentAttempts:
     payment marked handled in the shop's transaction."""
 
     def __init__(self, db: Database, provider: LocalPayments | None, s: TxSession | None) -> None:
+        self.db = db
         self.records = PaymentRecords(db)
         self.provider = provider
         self.s = s
@@ -471,6 +493,17 @@ class MongoPaymentAttempts:
         return await self.records.settle_in(
             notice.out_trade_no, notice.provider, notice.amount, notice.trade_no, notice.notify_id, self.s
         )
+
+    async def settle_or_abort(self, notice: PaidNotice) -> None:
+        writes = unit_writes(self.s)
+        if writes is None:
+            if not await self.settle(notice):
+                raise NotSettled(notice.out_trade_no)
+            return
+        query, update = settling_write(
+            notice.out_trade_no, notice.provider, notice.amount, notice.trade_no, notice.notify_id
+        )
+        writes.update(self.db.payments, query, update, lambda: NotSettled(notice.out_trade_no))
 
     async def open(self, request: PaymentRequest) -> str | None:
         if self.s is None or self.provider is None:

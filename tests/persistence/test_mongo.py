@@ -4,10 +4,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import InvalidOperation, PyMongoError
 
-from persistence.mongo import IdBlocks, TxSession, connect, next_id, run_in_transaction
+from persistence.mongo import IdBlocks, TxSession, connect, next_id, run_in_transaction, unit_writes
 
 
 async def test_concurrent_first_allocations_of_a_new_counter_never_repeat(
@@ -65,3 +66,91 @@ async def test_a_transaction_that_ran_out_of_time_leaves_no_write_locked(
         assert (await mongo_db.docs.find_one({"_id": 1})) == {"_id": 1, "n": 11}
     finally:
         await bounded.close()
+
+
+class _Refused(Exception):
+    pass
+
+
+async def _unit_writes_cases(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """What a unit's waiting writes (`unit_writes`) must do, however they are sent."""
+    client = db.client
+    await db.docs.insert_one({"_id": "paid", "status": "pending"})
+
+    async def settles(session: TxSession) -> bool:
+        writes = unit_writes(session)
+        assert writes is not None
+        writes.insert(db.orders, {"_id": 1, "n": "first"})
+        writes.update(db.docs, {"_id": "paid", "status": "pending"}, {"$set": {"status": "paid"}}, _Refused)
+        assert await db.orders.find_one({"_id": 1}, session=session) is None  # not sent yet
+        # The answered write goes with them, after them: it sees them, and its outcome comes back.
+        outcome = await writes.update_now(
+            db.orders, {"_id": 2}, {"$setOnInsert": {"n": "second"}}, upsert=True
+        )
+        assert outcome.upserted_id == 2
+        assert await db.orders.find_one({"_id": 1}, session=session) == {"_id": 1, "n": "first"}
+        writes.insert(db.orders, {"_id": 3, "n": "last"})  # sent at the unit's end, before the commit
+        return True
+
+    assert await run_in_transaction(client, settles)
+    assert [doc["_id"] async for doc in db.orders.find({}, sort=[("_id", 1)])] == [1, 2, 3]
+    assert await db.docs.find_one({"_id": "paid"}) == {"_id": "paid", "status": "paid"}
+
+    async def settles_again(session: TxSession) -> None:
+        writes = unit_writes(session)
+        assert writes is not None
+        writes.insert(db.orders, {"_id": 4})
+        writes.update(db.docs, {"_id": "paid", "status": "pending"}, {"$set": {"status": "twice"}}, _Refused)
+
+    with pytest.raises(_Refused):  # the update matched nothing: the unit aborts, the insert too
+        await run_in_transaction(client, settles_again)
+    assert await db.orders.find_one({"_id": 4}) is None
+
+    async def duplicates(session: TxSession) -> None:
+        writes = unit_writes(session)
+        assert writes is not None
+        writes.insert(db.orders, {"_id": 5})
+        writes.insert(db.orders, {"_id": 1}, lambda error: _Refused(str(error.code)))
+
+    with pytest.raises(_Refused, match="11000"):  # the caller's error for its duplicate key
+        await run_in_transaction(client, duplicates)
+    assert await db.orders.find_one({"_id": 5}) is None
+    assert unit_writes(None) is None
+
+
+async def test_a_units_waiting_writes_go_in_one_command_and_fail_inside_the_unit(
+    mongo_db: AsyncDatabase[dict[str, Any]], mongo_url: str
+) -> None:
+    sent: list[str] = []
+
+    class Commands(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            sent.append(event.command_name)
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, event_listeners=[Commands()])
+    try:
+        await _unit_writes_cases(client[mongo_db.name])
+        # After the set-up's insert: a read, the three writes in one command, a read, the last write
+        # alone (one command either way), the commit.
+        first_unit = sent[1 : sent.index("commitTransaction") + 1]
+        assert first_unit == ["find", "bulkWrite", "find", "insert", "commitTransaction"], sent
+    finally:
+        await client.close()
+
+
+async def test_without_bulk_write_a_units_writes_go_one_by_one_with_the_same_outcomes(
+    mongo_db: AsyncDatabase[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server older than MongoDB 8.0 has no `bulkWrite`: the driver refuses it before sending."""
+
+    async def refused(*_args: Any, **_kwargs: Any) -> None:
+        raise InvalidOperation("MongoClient.bulk_write requires MongoDB server version 8.0+.")
+
+    monkeypatch.setattr(AsyncMongoClient, "bulk_write", refused)
+    await _unit_writes_cases(mongo_db)

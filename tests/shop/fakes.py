@@ -16,7 +16,7 @@ from engine.book.errors import NotFound, RefReused
 from engine.settle.ports import PaidNotice, PaymentRequest
 from persistence.accounts import InsufficientBalance
 from shop.model import Checkout, Record
-from shop.ports import Duplicate, Kind, ShopUnitOfWork
+from shop.ports import Duplicate, Kind, NotSettled, ShopUnitOfWork
 from shop.service import ShopService
 
 T = TypeVar("T")
@@ -270,6 +270,12 @@ class FakeOrders:
     async def advance(self, order_no: str, expect: Record, changes: Record) -> bool:
         return await self.move(order_no, expect, changes) is not None
 
+    async def advance_or(
+        self, order_no: str, expect: Record, changes: Record, unmatched: Callable[[], Exception]
+    ) -> None:
+        if not await self.advance(order_no, expect, changes):
+            raise unmatched()
+
     async def add_attempt(self, order_no: str, out_trade_no: str, now: datetime.datetime) -> Record | None:
         order = self.table.get(order_no)
         if order is None or order["status"] != "pending":
@@ -455,6 +461,10 @@ class FakeNetworkPayments:
             return False
         settled[notice.out_trade_no] = {"_id": notice.out_trade_no, "amount": notice.amount}
         return True
+
+    async def settle_or_abort(self, notice: PaidNotice) -> None:
+        if not await self.settle(notice):
+            raise NotSettled(notice.out_trade_no)
 
 
 class FakeUnitOfWork:
