@@ -132,6 +132,8 @@ class Bench:
                     env["GAVEL_BENCH_MALLOC_TRIM"] = str(self.args.soak_malloc_trim)
                 if self.args.soak_arenas:
                     env["GAVEL_BENCH_ARENAS"] = "1"
+                if self.args.soak_right_sized_snapshots:
+                    env["GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS"] = "1"
                 if self.args.soak_gc_probe:
                     env["GAVEL_BENCH_GC_PROBE"] = str(self.args.soak_gc_probe)
                 if self.args.soak_lot_seconds:
@@ -837,6 +839,7 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
         "refs_window_s": a.soak_refs_window,
         "kept_lots": a.soak_kept_lots,
         "malloc_trim_s": a.soak_malloc_trim,
+        "right_sized_snapshots": a.soak_right_sized_snapshots,
         "refs_prefill": prefilled,
         "server_memory": server_memory(bench.memory_path, began_wall, tail_from),
         "bidding": {
@@ -1180,6 +1183,12 @@ def main() -> None:
         action="store_true",
         help="a diagnostic: the server's samples have malloc_info() per arena; the soak reports each "
         "arena's growth in use over the tail (gavel_server.py GAVEL_BENCH_ARENAS)",
+    )
+    parser.add_argument(
+        "--soak-right-sized-snapshots",
+        action="store_true",
+        help="the A/B of the hub's kept snapshot JSON: right-sized as persistence/kept_json.py does "
+        "(gavel_server.py GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS)",
     )
     parser.add_argument(
         "--soak-gc-probe",

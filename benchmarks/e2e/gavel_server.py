@@ -59,6 +59,10 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   `gc.collect()` on the loop, with malloc's in use before and after and the objects found
   unreachable (`gc_probe`): is what grows cyclic garbage that waits for a full collection? It
   changes what it measures (it collects): never for figures.
+- `GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS=1`: the A/B of the hub's kept snapshot JSON: each lot's
+  JSON in `Hub._snapshot_lots` (gateway/ws.py) copied into a buffer of its own size
+  (persistence/kept_json.py `right_sized`) when the list is built, as `kept_json` there would do:
+  orjson's output otherwise holds ~4 KiB of malloc for ~200 bytes of JSON.
 - `GAVEL_BENCH_REFS_WINDOW_MS=MS`: the soak's steady-state variant: the engine's ref window
   (docs/protocol.md, "How long refs are remembered": every accepted ref within 10 minutes of the
   bidder's newest is kept, beyond the newest 256) shortened, so that a soak of 10 minutes can
@@ -113,6 +117,7 @@ from engine.engine import CommittedBatch  # noqa: E402
 from gateway.wire import FastProtocol13, Pinger  # noqa: E402
 from gateway.ws import BidderSocket, Hub  # noqa: E402
 from persistence.archive import BidArchiver  # noqa: E402
+from persistence.kept_json import right_sized  # noqa: E402
 
 LIMITS = json.loads(os.environ.get("GAVEL_BENCH_LIMITS") or "{}")
 VARIANT = os.environ.get("GAVEL_BENCH_VARIANT", "")
@@ -672,6 +677,24 @@ def trace_allocations(directory: str) -> None:
     signal.signal(signal.SIGTTIN, snapshot)
 
 
+def right_size_hub_snapshots() -> None:
+    """`GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS=1`: the hub's kept per-lot snapshot JSON
+    (`Hub._snapshot_lots`, gateway/ws.py) copied into buffers of its own size
+    (persistence/kept_json.py) as soon as it is built: what using `kept_json` there does, measured
+    before that line of gateway/ws.py changes. Each list is right-sized once (its id remembered)."""
+    original = Hub._snapshot_lots
+    sized: dict[int, int] = {}
+
+    def right_sized_lots(hub: Hub, session_id: int, lot_ids: Sequence[int]) -> list[tuple[Any, bytes]]:
+        lots = original(hub, session_id, lot_ids)
+        if sized.get(session_id) != id(lots):
+            lots[:] = [(lot, right_sized(part)) for lot, part in lots]
+            sized[session_id] = id(lots)
+        return lots
+
+    Hub._snapshot_lots = right_sized_lots  # type: ignore[method-assign]
+
+
 def bound_caches(lots: int) -> None:
     """`GAVEL_BENCH_KEPT_LOTS`: the caches' bounds lowered (module globals read at each insert)."""
     import persistence.catalog
@@ -685,6 +708,8 @@ def bound_caches(lots: int) -> None:
 def main() -> int:
     if os.environ.get("GAVEL_BENCH_KEPT_LOTS"):
         bound_caches(int(os.environ["GAVEL_BENCH_KEPT_LOTS"]))
+    if os.environ.get("GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS") == "1":
+        right_size_hub_snapshots()
     if VARIANT not in VARIANTS:
         print(f"gavel_server: GAVEL_BENCH_VARIANT must be one of {VARIANTS[1:]}", file=sys.stderr)
         return 2
