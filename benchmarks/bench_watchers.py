@@ -723,6 +723,9 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
                 r["fordblks"] >> 10,
                 r["hblkhd"] >> 10,
                 r["allocated_blocks"],
+                # The request client's pooled MongoDB connections: the end points alone catch
+                # whichever burst (a session's close) was last.
+                (r.get("mongo_connections") or {}).get("client"),
             ]
             for r in samples
         ],
