@@ -130,6 +130,12 @@ class Bench:
                     env["GAVEL_BENCH_TYPES_EVERY"] = str(self.args.soak_types)
                 if self.args.soak_malloc_trim:
                     env["GAVEL_BENCH_MALLOC_TRIM"] = str(self.args.soak_malloc_trim)
+                if self.args.soak_arenas:
+                    env["GAVEL_BENCH_ARENAS"] = "1"
+                if self.args.soak_right_sized_snapshots:
+                    env["GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS"] = "1"
+                if self.args.soak_gc_probe:
+                    env["GAVEL_BENCH_GC_PROBE"] = str(self.args.soak_gc_probe)
                 if self.args.soak_lot_seconds:
                     # The product's default: snapshots (waiting for the archive, letting the journal
                     # go) run within the soak as in production; gavel_env turns them off for the
@@ -584,6 +590,26 @@ def held_grown(before: dict[str, int], after: dict[str, int], lots: int) -> list
     ]
 
 
+def arenas_grown(first: dict[str, Any], last: dict[str, Any]) -> list[dict[str, int]] | None:
+    """Each glibc arena's memory in use and system memory at the tail's end, and their growth over
+    the tail (KiB; `--soak-arenas`): heap 0 is the main arena, the others threads' arenas."""
+    if "arenas" not in first or "arenas" not in last:
+        return None
+    before = {heap["nr"]: heap for heap in first["arenas"]}
+    rows = []
+    for heap in last["arenas"]:
+        start = before.get(heap["nr"], {"in_use": 0, "system": 0})
+        rows.append(
+            {
+                "nr": heap["nr"],
+                "in_use_kib": heap["in_use"] >> 10,
+                "in_use_grown_kib": (heap["in_use"] - start["in_use"]) >> 10,
+                "system_grown_kib": (heap["system"] - start["system"]) >> 10,
+            }
+        )
+    return rows
+
+
 def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, Any] | None:
     """The soak's server samples (gavel_server.py `GAVEL_BENCH_MEMORY`): each series' slope over
     the tail (KiB/min; Python's allocated blocks per minute), the book's lots at the start and end
@@ -657,6 +683,10 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
         }
     return {
         "types_grown": types_grown,
+        "arenas_grown": arenas_grown(first, last),
+        "threads": {"tail_start": first.get("threads"), "end": last.get("threads")},
+        "gc_collections": {"tail_start": first.get("gc_collections"), "end": last.get("gc_collections")},
+        "gc_probes": [{"t": r["t"], **r["gc_probe"]} for r in samples if "gc_probe" in r],
         "samples": len(samples),
         "tail_from_s": tail_from,
         **slopes,
@@ -693,6 +723,9 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
                 r["fordblks"] >> 10,
                 r["hblkhd"] >> 10,
                 r["allocated_blocks"],
+                # The request client's pooled MongoDB connections: the end points alone catch
+                # whichever burst (a session's close) was last.
+                (r.get("mongo_connections") or {}).get("client"),
             ]
             for r in samples
         ],
@@ -809,6 +842,7 @@ def soak(bench: Bench, minutes: float) -> dict[str, Any]:
         "refs_window_s": a.soak_refs_window,
         "kept_lots": a.soak_kept_lots,
         "malloc_trim_s": a.soak_malloc_trim,
+        "right_sized_snapshots": a.soak_right_sized_snapshots,
         "refs_prefill": prefilled,
         "server_memory": server_memory(bench.memory_path, began_wall, tail_from),
         "bidding": {
@@ -856,6 +890,40 @@ def allocation_growth(directory: Path, span_s: float) -> dict[str, Any] | None:
         "by_file": top("filename"),
         "by_line": top("lineno"),
         "by_traceback": by_traceback,
+        "malloc_blocks": malloc_blocks_grown(first, last),
+    }
+
+
+def malloc_blocks_grown(first: Any, last: Any) -> dict[str, Any]:
+    """The traced blocks over 512 bytes (those Python's allocator takes from malloc, so glibc's
+    `uordblks`; smaller ones live in its own arenas) grown between two snapshots, by traceback."""
+
+    def big(snapshot: Any) -> dict[Any, list[int]]:
+        sums: dict[Any, list[int]] = {}
+        for trace in snapshot.traces:
+            if trace.size > 512:
+                entry = sums.setdefault(trace.traceback, [0, 0])
+                entry[0] += trace.size
+                entry[1] += 1
+        return sums
+
+    before, after = big(first), big(last)
+    rows = []
+    for stack in set(before) | set(after):
+        size0, count0 = before.get(stack, (0, 0))
+        size1, count1 = after.get(stack, (0, 0))
+        rows.append((size1 - size0, count1 - count0, stack))
+    rows.sort(key=lambda row: row[0], reverse=True)
+    return {
+        "kib": round(sum(row[0] for row in rows) / 1024, 1),
+        "top": [
+            {
+                "kib": round(size / 1024, 1),
+                "blocks": count,
+                "stack": [f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno}" for frame in stack],
+            }
+            for size, count, stack in rows[:15]
+        ],
     }
 
 
@@ -1112,6 +1180,25 @@ def main() -> None:
         default=None,
         help="a diagnostic: the server counts its collector's objects by type every this many seconds; "
         "the soak reports the types grown over the tail (gavel_server.py GAVEL_BENCH_TYPES_EVERY)",
+    )
+    parser.add_argument(
+        "--soak-arenas",
+        action="store_true",
+        help="a diagnostic: the server's samples have malloc_info() per arena; the soak reports each "
+        "arena's growth in use over the tail (gavel_server.py GAVEL_BENCH_ARENAS)",
+    )
+    parser.add_argument(
+        "--soak-right-sized-snapshots",
+        action="store_true",
+        help="the A/B of the hub's kept snapshot JSON: right-sized as persistence/kept_json.py does "
+        "(gavel_server.py GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS)",
+    )
+    parser.add_argument(
+        "--soak-gc-probe",
+        type=float,
+        default=None,
+        help="a diagnostic: the server runs a full gc.collect() every this many seconds and records what "
+        "it freed (gavel_server.py GAVEL_BENCH_GC_PROBE; it changes what it measures)",
     )
     parser.add_argument(
         "--soak-chart",

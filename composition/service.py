@@ -166,8 +166,13 @@ class Service:
         config = self.config
         # Requests wait for MongoDB at most DEPENDENCY_TIMEOUT, then answer 503 UNAVAILABLE; the
         # background work (snapshots, the inline write-behind) has a client that may wait longer.
-        self.client = mongo.connect(self.services.mongo_url, timeout_ms=config.dependency_timeout_ms)
-        self.background_client = mongo.connect(self.services.mongo_url, app_name="gavel-background")
+        idle_ms = config.mongodb_max_idle_ms
+        self.client = mongo.connect(
+            self.services.mongo_url, timeout_ms=config.dependency_timeout_ms, max_idle_ms=idle_ms
+        )
+        self.background_client = mongo.connect(
+            self.services.mongo_url, app_name="gavel-background", max_idle_ms=idle_ms
+        )
         await mongo.check_replica_set(self.background_client)
         self.db = self.client[config.mongodb_db]
         self.background_db = self.background_client[config.mongodb_db]

@@ -192,6 +192,13 @@ SPECS: tuple[Spec, ...] = (
         "how long a request waits for MongoDB or Redis before answering 503 UNAVAILABLE",
     ),
     Spec(
+        "mongodb_max_idle_ms",
+        "MONGODB_MAX_IDLE",
+        "30s",
+        parse_duration_ms,
+        "a pooled MongoDB connection idle this long is closed (the pool shrinks back after a burst)",
+    ),
+    Spec(
         "admin_password",
         "ADMIN_PASSWORD",
         "",
@@ -429,6 +436,7 @@ class Settings:
     mongodb_db: str = "gavel"
     redis_url: str | None = None
     dependency_timeout_ms: int = 3_000
+    mongodb_max_idle_ms: int = 30_000
     admin_password: str | None = None
     cookie_secret: str | None = None
     journal_fsync: bool = True

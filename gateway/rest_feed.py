@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
-import orjson
 import tornado.httputil
 
 from community.feed import FeedService, NewPost, PostPage
@@ -23,6 +22,7 @@ from persistence.catalog import CACHE_DOMAIN as AUCTION_CACHE_DOMAIN
 from persistence.community.blocks import MongoBlocks
 from persistence.community.feed import FEED_CACHE_DOMAIN, PEOPLE_TTL_S, MongoFeedStore, ensure_indexes
 from persistence.community.limits import RedisRateLimiter
+from persistence.kept_json import kept_json
 from persistence.media import MediaStore
 from persistence.mongo import Document, iso_utc
 from persistence.read_cache import MISSING
@@ -445,7 +445,7 @@ class PostsHandler(UploadMixin):
             views = await post_views(self.ctx, page, None)
             answer = {"items": views, "next_cursor": page.next_cursor}
             # Without a link card nothing on the page is live: its JSON is kept as it is.
-            body = None if any(view.get("link") for view in views) else orjson.dumps(answer)
+            body = None if any(view.get("link") for view in views) else kept_json(answer)
             found = (now, answer, body)
             cache.put(FEED_CACHE_DOMAIN, key, found, stamp)
         if found[2] is not None:

@@ -29,6 +29,7 @@ from engine.commands import Outcome, PutLot, PutSession
 from engine.engine import Engine
 from persistence.accounts import InvalidInput
 from persistence.archive import archived_bids
+from persistence.kept_json import kept_json
 from persistence.media import MediaIndex
 from persistence.mongo import Database, Document, as_utc, iso_from_ms, iso_utc, next_id, to_ms, utc_now
 from persistence.read_cache import MISSING, ReadCache
@@ -511,7 +512,7 @@ class Catalog:
             if kept is None:
                 return orjson.dumps(view)
         if kept.body is None:
-            kept.body = orjson.dumps(kept.view)
+            kept.body = kept_json(kept.view)
         return kept.body
 
     def _shown_now(self) -> tuple[int, int, int]:
@@ -714,7 +715,7 @@ class Catalog:
         known = self._detail_bodies.get(lot_id)
         if known is not None and known[0] is detail:
             return known[1]
-        answer = orjson.dumps(detail)
+        answer = kept_json(detail)
         if lot_id not in self._detail_bodies and len(self._detail_bodies) >= KEPT_LOT_VIEWS_MAX:
             self._detail_bodies.clear()
         self._detail_bodies[lot_id] = (detail, answer)

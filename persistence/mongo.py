@@ -39,7 +39,9 @@ SIGNIN_RETENTION_DAYS = 90  # persistence/signins.py: sign-in history is kept th
 LIVE_DEPOSIT_STATUSES = ("pending", "paid")
 
 
-def connect(url: str, *, app_name: str = "gavel", timeout_ms: int | None = None) -> Client:
+def connect(
+    url: str, *, app_name: str = "gavel", timeout_ms: int | None = None, max_idle_ms: int | None = None
+) -> Client:
     """A client with aware UTC datetimes.
 
     `timeout_ms` (the request path's DEPENDENCY_TIMEOUT): every operation, server selection
@@ -47,10 +49,17 @@ def connect(url: str, *, app_name: str = "gavel", timeout_ms: int | None = None)
     UNAVAILABLE (web/errors.py) instead of holding the request for the socket timeout. Without
     it (background work: snapshots, the write-behind) an operation may wait up to the socket
     timeout, and server selection up to 5 s.
+
+    `max_idle_ms` (MONGODB_MAX_IDLE): a pooled connection idle that long is closed. A burst (a
+    session's close: its winners' order look-ups, the settlement's transactions) opens
+    connections up to the pool's 100, each with its socket, buffers and futures; without it they
+    stay open for the process's life (docs/performance.md, "the pool and the unnamed rest").
     """
-    bounded: dict[str, Any] = {"serverSelectionTimeoutMS": 5_000}
+    options: dict[str, Any] = {"serverSelectionTimeoutMS": 5_000}
     if timeout_ms is not None:
-        bounded = {"timeoutMS": timeout_ms, "serverSelectionTimeoutMS": timeout_ms}
+        options = {"timeoutMS": timeout_ms, "serverSelectionTimeoutMS": timeout_ms}
+    if max_idle_ms is not None:
+        options["maxIdleTimeMS"] = max_idle_ms
     return AsyncMongoClient(
         url,
         tz_aware=True,
@@ -61,7 +70,7 @@ def connect(url: str, *, app_name: str = "gavel", timeout_ms: int | None = None)
         socketTimeoutMS=30_000,
         retryWrites=True,
         retryReads=True,
-        **bounded,
+        **options,
     )
 
 

@@ -22,6 +22,7 @@ from backoffice.actions import Actor
 from backoffice.roles import can, effective_roles
 from engine.book.errors import GavelError, NotFound
 from persistence.accounts import AuthUser
+from persistence.kept_json import kept_json
 from persistence.mongo import UTC, from_ms, to_ms
 from persistence.read_cache import MISSING
 from web.context import AppContext
@@ -305,7 +306,7 @@ class JsonHandler(tornado.web.RequestHandler):
         body = cache.get(domain, key)
         if body is MISSING:
             stamp = cache.stamp(domain)
-            body = orjson.dumps(await build())
+            body = kept_json(await build())
             cache.put(domain, key, body, stamp)
         self.set_status(200)
         self.finish(body)

@@ -51,6 +51,18 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   holds, everything reachable from it counted once (`deep`, `deep_sizes`; the compiled engine's
   objects show no attributes to it). It walks every object: it stalls the loop for a fraction of
   a second each time, never for figures.
+- `GAVEL_BENCH_ARENAS=1`: a diagnostic beside `GAVEL_BENCH_MEMORY`: each sample also has glibc's
+  `malloc_info()` per arena (`arenas`: the main arena and each thread's: system bytes, free in its
+  bins, in use): which thread's arena grows. Every sample also has the threads' count and the
+  cyclic collector's collections and objects collected per generation.
+- `GAVEL_BENCH_GC_PROBE=SECONDS`: a diagnostic beside `GAVEL_BENCH_MEMORY`: every SECONDS a full
+  `gc.collect()` on the loop, with malloc's in use before and after and the objects found
+  unreachable (`gc_probe`): is what grows cyclic garbage that waits for a full collection? It
+  changes what it measures (it collects): never for figures.
+- `GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS=1`: the A/B of the hub's kept snapshot JSON: each lot's
+  JSON in `Hub._snapshot_lots` (gateway/ws.py) copied into a buffer of its own size
+  (persistence/kept_json.py `right_sized`) when the list is built, as `kept_json` there would do:
+  orjson's output otherwise holds ~4 KiB of malloc for ~200 bytes of JSON.
 - `GAVEL_BENCH_REFS_WINDOW_MS=MS`: the soak's steady-state variant: the engine's ref window
   (docs/protocol.md, "How long refs are remembered": every accepted ref within 10 minutes of the
   bidder's newest is kept, beyond the newest 256) shortened, so that a soak of 10 minutes can
@@ -88,6 +100,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
+from xml.etree import ElementTree
 
 import tornado.websocket
 from pymongo import monitoring
@@ -104,6 +117,7 @@ from engine.engine import CommittedBatch  # noqa: E402
 from gateway.wire import FastProtocol13, Pinger  # noqa: E402
 from gateway.ws import BidderSocket, Hub  # noqa: E402
 from persistence.archive import BidArchiver  # noqa: E402
+from persistence.kept_json import right_sized  # noqa: E402
 
 LIMITS = json.loads(os.environ.get("GAVEL_BENCH_LIMITS") or "{}")
 VARIANT = os.environ.get("GAVEL_BENCH_VARIANT", "")
@@ -393,6 +407,10 @@ LIBC = ctypes.CDLL("libc.so.6")
 LIBC.mallinfo2.restype = MallInfo2
 LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
 LIBC.malloc_trim.restype = ctypes.c_int
+LIBC.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+LIBC.fopen.restype = ctypes.c_void_p
+LIBC.fclose.argtypes = [ctypes.c_void_p]
+LIBC.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
 CONTAINERS = (dict, set, frozenset, list, collections.deque)
 
 
@@ -403,6 +421,38 @@ async def trim_malloc(every: float, took_ms: list[float]) -> None:
         started = time.perf_counter()
         LIBC.malloc_trim(0)
         took_ms.append(round((time.perf_counter() - started) * 1000, 3))
+
+
+def arenas_in_use(scratch: Path) -> list[dict[str, int]]:
+    """glibc's `malloc_info()` per arena ("heap" 0 is the main arena, the others the threads'):
+    the bytes its system memory holds, free in its bins (fast and other) and so in use (system
+    minus free; chunks parked in a thread's tcache count as in use), and the arena's mmapped size."""
+    fp = LIBC.fopen(str(scratch).encode(), b"w")
+    LIBC.malloc_info(0, fp)
+    LIBC.fclose(fp)
+    heaps = []
+    for heap in ElementTree.fromstring(scratch.read_text()).iter("heap"):
+        free = sum(int(t.get("size", 0)) for t in heap.findall("total") if t.get("type") in ("fast", "rest"))
+        system = next(
+            (int(t.get("size", 0)) for t in heap.findall("system") if t.get("type") == "current"), 0
+        )
+        heaps.append({"nr": int(heap.get("nr", -1)), "system": system, "free": free, "in_use": system - free})
+    return heaps
+
+
+def collector_probe() -> dict[str, float]:
+    """`GAVEL_BENCH_GC_PROBE`: a full collection, timed, with malloc's in use before and after and
+    the objects it found unreachable: how much of what grows is cyclic garbage waiting for the
+    oldest generation's collection (GC_THRESHOLDS make it rare)."""
+    before = LIBC.mallinfo2().uordblks
+    started = time.perf_counter()
+    found = gc.collect()
+    took_ms = (time.perf_counter() - started) * 1000
+    return {
+        "unreachable": found,
+        "uordblks_freed": before - LIBC.mallinfo2().uordblks,
+        "ms": round(took_ms, 2),
+    }
 
 
 def container_sizes(root: object, prefix: str, depth: int, into: dict[str, int], seen: set[int]) -> None:
@@ -446,6 +496,11 @@ def ref_counts(refs: Any) -> dict[str, int]:
     }
 
 
+def thread_count() -> int:
+    """The process's threads, native ones (libuv's pool, the sweep's sender) included."""
+    return sum(1 for _ in Path("/proc/self/task").iterdir())
+
+
 def proc_rss_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -462,6 +517,10 @@ async def sample_memory(service: BenchService, path: Path, every: float) -> None
     began = time.monotonic()
     types_every = float(os.environ.get("GAVEL_BENCH_TYPES_EVERY") or 0)
     types_next = 0.0
+    arenas = os.environ.get("GAVEL_BENCH_ARENAS") == "1"
+    arenas_scratch = path.with_suffix(".malloc_info.xml")
+    gc_probe_every = float(os.environ.get("GAVEL_BENCH_GC_PROBE") or 0)
+    gc_probe_next = gc_probe_every
     while True:
         started = time.perf_counter()
         info = LIBC.mallinfo2()
@@ -490,7 +549,15 @@ async def sample_memory(service: BenchService, path: Path, every: float) -> None
             "sizes": sizes,
             "mongo_connections": mongo_connections(service),
             "trim_ms": getattr(service, "trims_ms", [])[:],
+            "threads": thread_count(),
+            "gc_collections": [generation["collections"] for generation in gc.get_stats()],
+            "gc_collected": [generation["collected"] for generation in gc.get_stats()],
         }
+        if arenas:
+            record["arenas"] = arenas_in_use(arenas_scratch)
+        if gc_probe_every and record["t"] >= gc_probe_next:
+            gc_probe_next = record["t"] + gc_probe_every
+            record["gc_probe"] = collector_probe()
         if hasattr(service, "trims_ms"):
             service.trims_ms.clear()
         if types_every and record["t"] >= types_next:
@@ -620,6 +687,24 @@ def trace_allocations(directory: str) -> None:
     signal.signal(signal.SIGTTIN, snapshot)
 
 
+def right_size_hub_snapshots() -> None:
+    """`GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS=1`: the hub's kept per-lot snapshot JSON
+    (`Hub._snapshot_lots`, gateway/ws.py) copied into buffers of its own size
+    (persistence/kept_json.py) as soon as it is built: what using `kept_json` there does, measured
+    before that line of gateway/ws.py changes. Each list is right-sized once (its id remembered)."""
+    original = Hub._snapshot_lots
+    sized: dict[int, int] = {}
+
+    def right_sized_lots(hub: Hub, session_id: int, lot_ids: Sequence[int]) -> list[tuple[Any, bytes]]:
+        lots = original(hub, session_id, lot_ids)
+        if sized.get(session_id) != id(lots):
+            lots[:] = [(lot, right_sized(part)) for lot, part in lots]
+            sized[session_id] = id(lots)
+        return lots
+
+    Hub._snapshot_lots = right_sized_lots  # type: ignore[method-assign]
+
+
 def bound_caches(lots: int) -> None:
     """`GAVEL_BENCH_KEPT_LOTS`: the caches' bounds lowered (module globals read at each insert)."""
     import persistence.catalog
@@ -633,6 +718,8 @@ def bound_caches(lots: int) -> None:
 def main() -> int:
     if os.environ.get("GAVEL_BENCH_KEPT_LOTS"):
         bound_caches(int(os.environ["GAVEL_BENCH_KEPT_LOTS"]))
+    if os.environ.get("GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS") == "1":
+        right_size_hub_snapshots()
     if VARIANT not in VARIANTS:
         print(f"gavel_server: GAVEL_BENCH_VARIANT must be one of {VARIANTS[1:]}", file=sys.stderr)
         return 2

@@ -8,7 +8,16 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import InvalidOperation, PyMongoError
 
-from persistence.mongo import IdBlocks, TxSession, connect, next_id, run_in_transaction, unit_writes
+from persistence.mongo import (
+    Client,
+    Database,
+    IdBlocks,
+    TxSession,
+    connect,
+    next_id,
+    run_in_transaction,
+    unit_writes,
+)
 
 
 async def test_concurrent_first_allocations_of_a_new_counter_never_repeat(
@@ -154,3 +163,35 @@ async def test_without_bulk_write_a_units_writes_go_one_by_one_with_the_same_out
 
     monkeypatch.setattr(AsyncMongoClient, "bulk_write", refused)
     await _unit_writes_cases(mongo_db)
+
+
+def pooled_connections(client: Client) -> int:
+    """Connections in the client's pools, idle and in use (pymongo has no public count)."""
+    return sum(
+        len(server.pool.conns) + server.pool.active_sockets for server in client._topology._servers.values()
+    )
+
+
+async def test_connections_opened_by_a_burst_are_closed_once_idle(mongo_db: Database, mongo_url: str) -> None:
+    """MONGODB_MAX_IDLE: the connections a burst of concurrent operations opened (a session's close)
+    are closed once idle that long, so the pool shrinks back instead of keeping its high-water
+    mark for the process's life; a client without the bound (pymongo's default) keeps them."""
+    idle_closing = connect(mongo_url, timeout_ms=3_000, max_idle_ms=200)
+    keeping = connect(mongo_url, timeout_ms=3_000)
+    try:
+        assert idle_closing.options.pool_options.max_idle_time_seconds == 0.2
+        for client in (idle_closing, keeping):
+            docs = client[mongo_db.name].docs
+            await asyncio.gather(*[docs.find_one({"_id": n}) for n in range(40)])
+            assert pooled_connections(client) > 1  # the burst did open several
+        # pymongo closes idle connections in its once-a-second background round.
+        for _ in range(40):  # at most 4 s
+            if pooled_connections(idle_closing) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert pooled_connections(idle_closing) == 0
+        assert pooled_connections(keeping) > 1
+        assert await idle_closing[mongo_db.name].docs.find_one({"_id": 1}) is None  # and it reconnects
+    finally:
+        await idle_closing.close()
+        await keeping.close()

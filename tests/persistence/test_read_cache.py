@@ -6,6 +6,7 @@ cart add is one Redis round trip and keeps the cart's rules."""
 import asyncio
 import itertools
 import pathlib
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -355,3 +356,20 @@ async def test_the_kept_views_stay_bounded_as_sessions_go_by(
         assert 0 < len(kept) <= 4
     for kept_sessions in (here._session_views, here._session_summaries):
         assert 0 < len(kept_sessions) <= 2
+
+
+async def test_the_kept_answers_hold_their_json_not_orjsons_buffer(
+    catalogs: tuple[Catalog, Catalog, Engine],
+) -> None:
+    # orjson's output holds ~4 KiB of malloc whatever its length; a kept answer is copied into an
+    # allocation of its own size (persistence/kept_json.py), or every lot kept costs ~4 KiB.
+    here, _, _ = catalogs
+    session_id = (await here.create_session(session_spec(deposit=0)))["_id"]
+    lot_id = (await here.create_lot(session_id, lot_spec(deposit=0)))["_id"]
+    tracemalloc.start(1)
+    try:
+        for body in (await here.session_view_json(session_id), await here.lot_view_json(lot_id)):
+            made_at = tracemalloc.get_object_traceback(body)
+            assert made_at is not None and made_at[0].filename.endswith("persistence/kept_json.py")
+    finally:
+        tracemalloc.stop()
