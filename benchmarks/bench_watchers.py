@@ -1190,8 +1190,9 @@ def main() -> None:
     parser.add_argument(
         "--soak-right-sized-snapshots",
         action="store_true",
-        help="the A/B of the hub's kept snapshot JSON: right-sized as persistence/kept_json.py does "
-        "(gavel_server.py GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS)",
+        help="the fifth round's A/B of the hub's kept snapshot JSON, right-sized by the benchmark "
+        "(gavel_server.py GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS); gateway/ws.py now right-sizes it itself, "
+        "so on the current code it changes nothing",
     )
     parser.add_argument(
         "--soak-gc-probe",

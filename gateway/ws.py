@@ -39,6 +39,7 @@ from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
 from gateway.wire import FastProtocol13, Pinger, TransportStream
 from persistence.archive import BidArchiver
 from persistence.catalog import lot_increment
+from persistence.kept_json import kept_json
 from persistence.lot_results import LotOrder, order_of_lot
 from persistence.viewers import ViewerStore
 from web.errors import (
@@ -699,7 +700,9 @@ class Hub:
             lots.append(
                 (
                     lot,
-                    orjson.dumps(
+                    # Kept for up to SNAPSHOT_CACHE_SIZE sessions: right-sized, not in orjson's
+                    # ~4 KiB buffer per lot (persistence/kept_json.py).
+                    kept_json(
                         {
                             "lot_id": lot_id,
                             "state": int(lot.state),

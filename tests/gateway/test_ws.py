@@ -554,6 +554,32 @@ def test_a_whole_session_deposit_reads_paid_until_the_ended_session_is_compacted
     assert [deposit_state(book.lot(lot_id), 7) for lot_id in (1, 2)] == ["not_needed", "not_needed"]
 
 
+def test_the_hubs_kept_snapshot_json_holds_its_bytes_not_orjsons_buffer() -> None:
+    # A session's per-lot snapshot JSON is kept for up to SNAPSHOT_CACHE_SIZE sessions; orjson's
+    # output would hold ~4 KiB of malloc per lot whatever its length (persistence/kept_json.py).
+    import tracemalloc
+    from types import SimpleNamespace
+
+    from gateway.ws import Hub
+
+    book = Book()
+    book.put_session(1, preview_start=0, preview_end=0, bidding_start=10, bidding_end=1_000)
+    for lot_id in (1, 2, 3):
+        book.put_lot(lot_id, 1, FixedIncrement(100, 10))
+    engine = SimpleNamespace(book=book, last_seq=1)
+    hub = Hub(SimpleNamespace(engine=engine, pseudonym=lambda session_id, user: ""))  # type: ignore[arg-type]
+    tracemalloc.start(1)
+    try:
+        lots = hub._snapshot_lots(1, [1, 2, 3])
+        assert [json.loads(part)["lot_id"] for _lot, part in lots] == [1, 2, 3]
+        for _lot, part in lots:
+            made_at = tracemalloc.get_object_traceback(part)
+            assert made_at is not None and made_at[0].filename.endswith("persistence/kept_json.py")
+    finally:
+        tracemalloc.stop()
+    assert hub._snapshot_lots(1, [1, 2, 3]) is lots  # kept while the engine's seq is the same
+
+
 class RecordingSocket:
     """What the hub needs of a subscriber, keeping every frame written to it."""
 
