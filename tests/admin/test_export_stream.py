@@ -16,6 +16,7 @@ import datetime
 import gc
 import io
 import pathlib
+import time
 
 import bson
 import tornado.httpclient
@@ -92,7 +93,10 @@ async def test_a_100k_row_ledger_export_streams_and_matches_the_database(admin_c
     # (unique `ref`, `user_id`+`at`) at about a millisecond per document, which would make this
     # setup, not the export, take minutes.
     await db.ledger.drop_indexes()
-    ids = [bson.ObjectId() for _ in range(ROWS)]  # increasing: the export's order
+    # Increasing (the export's order) by construction: ObjectId()'s 3-byte counter can wrap within
+    # a run of 100,000, and the ids made after the wrap would sort first.
+    second = int(time.time())
+    ids = [bson.ObjectId(f"{second:08x}{n:016x}") for n in range(ROWS)]
     for start in range(0, ROWS, INSERT_BATCH):
         await db.ledger.insert_many(
             [
