@@ -1077,7 +1077,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     servers = result["servers"]
     rates = [f"{r:g}" for r in result["rates"]]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=90)
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2), dpi=90)
     colours = {"gavel": "#1f77b4", "echo": "#7f7f7f"}
     labels = {"gavel": "Gavel", "echo": "transport (echo)"}
     for name, summary_ in servers.items():
@@ -1118,13 +1118,14 @@ def chart(result: dict[str, Any], path: Path) -> None:
 def soak_chart(runs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
     """The soaks' server memory over time, one line per soak (its JSON's `server_memory.series`):
     RSS, glibc's bytes in use (uordblks) and free in its arenas (fordblks), Python's allocated
-    blocks. The grey band is the slope's window."""
+    blocks, and the request client's pooled MongoDB connections (each session's close is a step).
+    The grey band is the slope's window."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=90)
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2), dpi=90)
     for number, (label, soak_) in enumerate(runs):
         series = soak_["server_memory"]["series"]
         colour = f"C{number}"
@@ -1135,6 +1136,11 @@ def soak_chart(runs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
             t, [row[3] / 1024 for row in series], color=colour, ls=":", label=f"{label}: free in arenas"
         )
         axes[2].plot(t, [row[5] / 1000 for row in series], color=colour, label=label)
+        pooled = [
+            (when, row[6]) for when, row in zip(t, series, strict=True) if len(row) > 6 and row[6] is not None
+        ]
+        if pooled:
+            axes[3].plot([p[0] for p in pooled], [p[1] for p in pooled], color=colour, label=label)
     tail_from = runs[0][1]["slope_from_s"] / 60.0 if runs else 0.0
     for ax in axes:
         ax.axvspan(tail_from, max(ax.get_xlim()[1], tail_from), color="#eeeeee", zorder=0)
@@ -1144,6 +1150,7 @@ def soak_chart(runs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
     axes[0].set_title("Server RSS (MB)", fontsize=9)
     axes[1].set_title("glibc malloc: in use (uordblks) and free (fordblks), MB", fontsize=9)
     axes[2].set_title("Python allocated blocks (thousands)", fontsize=9)
+    axes[3].set_title("MongoDB connections, request client's pool", fontsize=9)
     fig.suptitle(
         "Soak: 1,000 watchers, 100 connects/disconnects per s, 20 bids/s on lots closing", fontsize=10
     )
