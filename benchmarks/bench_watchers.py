@@ -50,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,8 @@ class Bench:
                     env["GAVEL_BENCH_RIGHT_SIZED_SNAPSHOTS"] = "1"
                 if self.args.soak_gc_probe:
                     env["GAVEL_BENCH_GC_PROBE"] = str(self.args.soak_gc_probe)
+                if self.args.soak_mongo_in_flight:
+                    env["GAVEL_BENCH_MONGO_INFLIGHT"] = "1"
                 if self.args.soak_lot_seconds:
                     # The product's default: snapshots (waiting for the archive, letting the journal
                     # go) run within the soak as in production; gavel_env turns them off for the
@@ -708,6 +711,7 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
             "tail_start": first.get("mongo_connections"),
             "end": last.get("mongo_connections"),
         },
+        "mongo_in_flight": mongo_in_flight(samples),
         "containers_end_largest": dict(sorted(last["sizes"].items(), key=lambda kv: -kv[1])[:12]),
         "malloc_trim": {
             "calls": len(trims),
@@ -728,6 +732,32 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
                 (r.get("mongo_connections") or {}).get("client"),
             ]
             for r in samples
+        ],
+    }
+
+
+def mongo_in_flight(samples: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """`--soak-mongo-in-flight`: the most MongoDB commands in flight at once over the soak and which
+    they were then, the commands sent by kind, the pools' connections opened and closed, and per
+    sample [t, peak in flight, peak checked out, opened, closed] (each since the sample before)."""
+    taken = [(r["t"], r["mongo_in_flight"]) for r in samples if "mongo_in_flight" in r]
+    if not taken:
+        return None
+    worst_t, worst = max(taken, key=lambda item: item[1]["peak"])
+    sent: Counter[str] = Counter()
+    for _t, sample in taken:
+        sent.update(sample["sent"])
+    return {
+        "peak": worst["peak"],
+        "peak_at_s": worst_t,
+        "at_peak": worst["at_peak"],
+        "checked_out_peak": max(sample["checked_out_peak"] for _t, sample in taken),
+        "opened": sum(sample["opened"] for _t, sample in taken),
+        "closed": sum(sample["closed"] for _t, sample in taken),
+        "sent": dict(sent.most_common(20)),
+        "series": [
+            [t, sample["peak"], sample["checked_out_peak"], sample["opened"], sample["closed"]]
+            for t, sample in taken
         ],
     }
 
@@ -1047,7 +1077,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     servers = result["servers"]
     rates = [f"{r:g}" for r in result["rates"]]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=90)
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2), dpi=90)
     colours = {"gavel": "#1f77b4", "echo": "#7f7f7f"}
     labels = {"gavel": "Gavel", "echo": "transport (echo)"}
     for name, summary_ in servers.items():
@@ -1088,13 +1118,14 @@ def chart(result: dict[str, Any], path: Path) -> None:
 def soak_chart(runs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
     """The soaks' server memory over time, one line per soak (its JSON's `server_memory.series`):
     RSS, glibc's bytes in use (uordblks) and free in its arenas (fordblks), Python's allocated
-    blocks. The grey band is the slope's window."""
+    blocks, and the request client's pooled MongoDB connections (each session's close is a step).
+    The grey band is the slope's window."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=90)
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2), dpi=90)
     for number, (label, soak_) in enumerate(runs):
         series = soak_["server_memory"]["series"]
         colour = f"C{number}"
@@ -1105,6 +1136,11 @@ def soak_chart(runs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
             t, [row[3] / 1024 for row in series], color=colour, ls=":", label=f"{label}: free in arenas"
         )
         axes[2].plot(t, [row[5] / 1000 for row in series], color=colour, label=label)
+        pooled = [
+            (when, row[6]) for when, row in zip(t, series, strict=True) if len(row) > 6 and row[6] is not None
+        ]
+        if pooled:
+            axes[3].plot([p[0] for p in pooled], [p[1] for p in pooled], color=colour, label=label)
     tail_from = runs[0][1]["slope_from_s"] / 60.0 if runs else 0.0
     for ax in axes:
         ax.axvspan(tail_from, max(ax.get_xlim()[1], tail_from), color="#eeeeee", zorder=0)
@@ -1114,6 +1150,7 @@ def soak_chart(runs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
     axes[0].set_title("Server RSS (MB)", fontsize=9)
     axes[1].set_title("glibc malloc: in use (uordblks) and free (fordblks), MB", fontsize=9)
     axes[2].set_title("Python allocated blocks (thousands)", fontsize=9)
+    axes[3].set_title("MongoDB connections, request client's pool", fontsize=9)
     fig.suptitle(
         "Soak: 1,000 watchers, 100 connects/disconnects per s, 20 bids/s on lots closing", fontsize=10
     )
@@ -1200,6 +1237,13 @@ def main() -> None:
         default=None,
         help="a diagnostic: the server runs a full gc.collect() every this many seconds and records what "
         "it freed (gavel_server.py GAVEL_BENCH_GC_PROBE; it changes what it measures)",
+    )
+    parser.add_argument(
+        "--soak-mongo-in-flight",
+        action="store_true",
+        help="a diagnostic: the server's samples count the MongoDB commands in flight at once and "
+        "the pools' connections opened (gavel_server.py GAVEL_BENCH_MONGO_INFLIGHT); the JSON's "
+        "server_memory.mongo_in_flight names what a close runs at once",
     )
     parser.add_argument(
         "--soak-chart",

@@ -35,12 +35,13 @@ from engine.book.lot import Lot
 from engine.book.states import CLOSED_LOT_STATES, LotState
 from engine.commands import Outcome, PlaceBid, SetMaxBid
 from engine.engine import CommittedBatch
+from gateway.order_lookups import OrderLookups
 from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
 from gateway.wire import FastProtocol13, Pinger, TransportStream
 from persistence.archive import BidArchiver
 from persistence.catalog import lot_increment
 from persistence.kept_json import kept_json
-from persistence.lot_results import LotOrder, order_of_lot
+from persistence.lot_results import LotOrder, orders_of_lots
 from persistence.viewers import ViewerStore
 from web.errors import (
     RETRY_AFTER_SECONDS,
@@ -272,6 +273,8 @@ class Hub:
         self._snapshots: dict[int, tuple[int, list[tuple[Lot, bytes]]]] = {}
         self._result_tasks: set[asyncio.Task[None]] = set()
         self.result_delays_ms: list[float] = []  # close -> winner's result frame, newest last (bounded)
+        # The winners' order look-ups of a close, one query at a time for all of them (`_send_won`).
+        self._order_lookups = OrderLookups(lambda lot_ids: orders_of_lots(self.ctx.db, lot_ids))
         self.pinger = Pinger()  # one task pings every socket (gateway/wire.py)
         # Set while gateway/viewers_live.py shares this process's viewers (then counts are global).
         self.viewer_store: ViewerStore | None = None
@@ -758,7 +761,9 @@ class Hub:
         while True:
             await asyncio.sleep(delay)
             try:
-                order = await order_of_lot(self.ctx.db, event.lot_id)
+                # Coalesced with the other winners' look-ups: a close of many lots is one query at a
+                # time, not one per winner at once (each burst opened dozens of pooled connections).
+                order = await self._order_lookups.order_of(event.lot_id)
             except Exception as error:
                 if not dependency_fault(error):
                     raise

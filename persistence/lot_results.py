@@ -7,6 +7,7 @@ The websocket hub (gateway/ws.py) looks the order up for the `result` frame a li
 """
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from engine.book.types import LotId, Millis, SessionId, UserId
@@ -31,6 +32,21 @@ async def order_of_lot(db: Database, lot_id: LotId) -> LotOrder | None:
     if doc is None:
         return None
     return LotOrder(int(doc["_id"]), int(doc["user_id"]), int(doc["deadline_ms"]), int(doc["status"]))
+
+
+async def orders_of_lots(db: Database, lot_ids: Sequence[LotId]) -> dict[LotId, LotOrder]:
+    """The orders of those lots recorded so far, by lot, in one query (the hub asks for the winners
+    of a whole close at once: gateway/order_lookups.py)."""
+    if not lot_ids:
+        return {}
+    fields = {"_id": 1, "lot_id": 1, "user_id": 1, "deadline_ms": 1, "status": 1}
+    cursor = db.orders.find({"lot_id": {"$in": list(lot_ids)}}, fields)
+    return {
+        int(doc["lot_id"]): LotOrder(
+            int(doc["_id"]), int(doc["user_id"]), int(doc["deadline_ms"]), int(doc["status"])
+        )
+        async for doc in cursor
+    }
 
 
 async def deposit_for_lot(

@@ -50,10 +50,11 @@ def connect(
     it (background work: snapshots, the write-behind) an operation may wait up to the socket
     timeout, and server selection up to 5 s.
 
-    `max_idle_ms` (MONGODB_MAX_IDLE): a pooled connection idle that long is closed. A burst (a
-    session's close: its winners' order look-ups, the settlement's transactions) opens
-    connections up to the pool's 100, each with its socket, buffers and futures; without it they
-    stay open for the process's life (docs/performance.md, "the pool and the unnamed rest").
+    `max_idle_ms` (MONGODB_MAX_IDLE): a pooled connection idle that long is closed. A burst of
+    concurrent operations opens connections up to the pool's 100, each with its socket, buffers
+    and futures; without it they stay open for the process's life (docs/performance.md, "the pool
+    and the unnamed rest"; a session's close no longer bursts: its winners' order look-ups are one
+    query at a time, gateway/order_lookups.py).
     """
     options: dict[str, Any] = {"serverSelectionTimeoutMS": 5_000}
     if timeout_ms is not None:

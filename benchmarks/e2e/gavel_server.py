@@ -55,6 +55,11 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   `malloc_info()` per arena (`arenas`: the main arena and each thread's: system bytes, free in its
   bins, in use): which thread's arena grows. Every sample also has the threads' count and the
   cyclic collector's collections and objects collected per generation.
+- `GAVEL_BENCH_MONGO_INFLIGHT=1`: a diagnostic beside `GAVEL_BENCH_MEMORY`: each sample also has
+  `mongo_in_flight`, since the previous sample: the most MongoDB commands in flight at once and
+  which they were at that moment (`at_peak`, by "command collection"), every command sent (`sent`),
+  the pools' connections opened and closed and the most checked out at once (pymongo's command
+  and pool listeners, registered before any client exists): what a session's close runs at once.
 - `GAVEL_BENCH_GC_PROBE=SECONDS`: a diagnostic beside `GAVEL_BENCH_MEMORY`: every SECONDS a full
   `gc.collect()` on the loop, with malloc's in use before and after and the objects found
   unreachable (`gc_probe`): is what grows cyclic garbage that waits for a full collection? It
@@ -167,6 +172,100 @@ class CommandCounter(monitoring.CommandListener):
 
 
 COMMANDS = CommandCounter()
+
+
+class MongoInFlight(monitoring.CommandListener):
+    """`GAVEL_BENCH_MONGO_INFLIGHT=1`: which MongoDB commands run at the same time, for the memory
+    samples: the most commands in flight at once since the last sample, which ones they were at
+    that moment ("name collection"), and every command sent since, by the same key. A close's
+    burst of pooled connections is named by what was in flight at its peak."""
+
+    def __init__(self) -> None:
+        self.running: dict[tuple[int, Any, Any], str] = {}  # (request id, server, connection) -> key
+        self.by_key: Counter[str] = Counter()  # in flight now
+        self.peak = 0
+        self.at_peak: dict[str, int] = {}
+        self.sent: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command_name
+        target = event.command.get(name)
+        key = f"{name} {target if isinstance(target, str) else '-'}"
+        self.running[(event.request_id, event.connection_id, event.server_connection_id)] = key
+        self.by_key[key] += 1
+        self.sent[key] += 1
+        if len(self.running) > self.peak:
+            self.peak = len(self.running)
+            self.at_peak = {k: n for k, n in self.by_key.items() if n}
+
+    def _ended(self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent) -> None:
+        key = self.running.pop((event.request_id, event.connection_id, event.server_connection_id), None)
+        if key is not None:
+            self.by_key[key] -= 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._ended(event)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._ended(event)
+
+    def take(self) -> dict[str, Any]:
+        """Since the last take: the peak, what was in flight at it, the commands sent."""
+        taken = {"peak": self.peak, "at_peak": self.at_peak, "sent": dict(self.sent)}
+        self.peak, self.at_peak, self.sent = len(self.running), {}, Counter()
+        return taken
+
+
+class PoolEvents(monitoring.ConnectionPoolListener):
+    """`GAVEL_BENCH_MONGO_INFLIGHT=1`: the pools' connections opened and closed and the most
+    checked out at once, since the last sample (both clients: the events do not say which)."""
+
+    def __init__(self) -> None:
+        self.opened = self.closed = self.checked_out = self.checked_out_peak = 0
+
+    def take(self) -> dict[str, int]:
+        taken = {"opened": self.opened, "closed": self.closed, "checked_out_peak": self.checked_out_peak}
+        self.opened = self.closed = 0
+        self.checked_out_peak = self.checked_out
+        return taken
+
+    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
+        self.opened += 1
+
+    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None:
+        self.closed += 1
+
+    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
+        self.checked_out += 1
+        self.checked_out_peak = max(self.checked_out_peak, self.checked_out)
+
+    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
+        self.checked_out -= 1
+
+    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None:
+        pass
+
+    def connection_check_out_started(self, event: monitoring.ConnectionCheckOutStartedEvent) -> None:
+        pass
+
+    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None:
+        pass
+
+    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None:
+        pass
+
+    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None:
+        pass
+
+    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None:
+        pass
+
+    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None:
+        pass
+
+
+IN_FLIGHT = MongoInFlight()
+POOL_EVENTS = PoolEvents()
 
 
 class WriteMessageSocket(BidderSocket):
@@ -555,6 +654,8 @@ async def sample_memory(service: BenchService, path: Path, every: float) -> None
         }
         if arenas:
             record["arenas"] = arenas_in_use(arenas_scratch)
+        if os.environ.get("GAVEL_BENCH_MONGO_INFLIGHT") == "1":
+            record["mongo_in_flight"] = {**IN_FLIGHT.take(), **POOL_EVENTS.take()}
         if gc_probe_every and record["t"] >= gc_probe_next:
             gc_probe_next = record["t"] + gc_probe_every
             record["gc_probe"] = collector_probe()
@@ -725,6 +826,9 @@ def main() -> int:
         return 2
     if os.environ.get("GAVEL_BENCH_COMMANDS"):
         monitoring.register(COMMANDS)  # before run.main() creates its clients
+    if os.environ.get("GAVEL_BENCH_MONGO_INFLIGHT") == "1":
+        monitoring.register(IN_FLIGHT)
+        monitoring.register(POOL_EVENTS)
     if os.environ.get("GAVEL_LOOP", "uvloop") == "asyncio":
         run.uvloop = types.SimpleNamespace(run=asyncio.run)  # type: ignore[assignment]
     if os.environ.get("GAVEL_BENCH_TRACEMALLOC"):
