@@ -324,16 +324,14 @@ def fanout_trace(path: Path, start: float, end: float) -> dict[str, Any]:
         }
         sends = sum(r.get("sends", 0) for r in steps)
         if sends:
-            # Per socket sent from C, µs of the loop thread's wall: in begin() (copying the batch),
-            # in end() (its share of the sends, and waiting for the worker's last), and the rest of
-            # the step (the Python per socket, and the sockets written through their transports).
+            # Per socket sent from C, µs of the loop thread's wall: in the roster's sweep in C (its
+            # share of the sends, and waiting for the worker's last) and the rest of the step (the
+            # sockets written through their transports, the step's Python).
             wall = sum(r["end"] - r["step"] for r in steps)
-            begin = sum(r["begin_s"] for r in steps)
-            ended = sum(r["end_s"] for r in steps)
+            in_c = sum(r["sweep_s"] for r in steps)
             summary["per_direct_send_us"] = {
-                "begin": round(begin / sends * 1e6, 2),
-                "end": round(ended / sends * 1e6, 2),
-                "rest": round((wall - begin - ended) / sends * 1e6, 2),
+                "sweep_in_c": round(in_c / sends * 1e6, 2),
+                "rest": round((wall - in_c) / sends * 1e6, 2),
                 "sends": sends,
             }
     rounds: list[list[float]] = []

@@ -33,6 +33,8 @@ import tornado.iostream
 import tornado.websocket
 from tornado.util import _websocket_mask
 
+from gateway.roster import Outlet
+
 _HEADER = struct.Struct("!BB")
 _LENGTH16 = struct.Struct("!H")
 _LENGTH64 = struct.Struct("!Q")
@@ -56,6 +58,10 @@ class TransportStream:
         self._backlogged = True  # the transport (or _early) holds bytes the kernel has not taken
         self._drained: list[asyncio.Future[None]] = []
         self.fd = -1  # the transport's socket descriptor, for the hub's direct sends (direct_fd)
+        # The same descriptor for the hub's sweep from C (gateway/roster.py): `stream_ok` mirrors
+        # direct_fd() >= 0, set here at each change of what it depends on.
+        self.outlet = Outlet(-1)
+        self._direct_stopped = False  # the websocket's closing handshake began: no frame after it
 
     def attach(self, transport: asyncio.Transport) -> None:
         self._transport = transport
@@ -63,6 +69,7 @@ class TransportStream:
         self.fd = -1 if sock is None else sock.fileno()
         # Pause as soon as anything waits, resume at zero: `write`'s futures mean "in the kernel".
         transport.set_write_buffer_limits(high=0, low=0)
+        self.outlet.fd = self.fd
         self._backlogged = False
         early, self._early = self._early, []
         if early:
@@ -70,7 +77,7 @@ class TransportStream:
         if not self._backlogged:
             self.resumed()
         if self._close_when_attached:
-            transport.close()
+            self.close()
 
     def closed(self) -> bool:
         return self._closed
@@ -104,9 +111,18 @@ class TransportStream:
             or self._closed
             or transport.is_closing()
             or transport.get_write_buffer_size()
+            or self._direct_stopped
         ):
             return -1
         return self.fd
+
+    def _sync_outlet(self) -> None:
+        self.outlet.stream_ok = self.direct_fd() >= 0
+
+    def stop_direct(self) -> None:
+        """No more direct sends: the websocket's close frame is (being) written."""
+        self._direct_stopped = True
+        self.outlet.stream_ok = False
 
     def write(self, data: bytes) -> asyncio.Future[None]:
         waiter = self.send(data)
@@ -123,6 +139,7 @@ class TransportStream:
 
     def close(self, exc_info: Any = False) -> None:
         # transport.close() still sends what is buffered (a close frame, say), then closes.
+        self.outlet.stream_ok = False
         if self._transport is None:
             self._close_when_attached = True
         elif not self._closed:
@@ -131,15 +148,21 @@ class TransportStream:
     # -- called by the transport's protocol -------------------------------------------------------
     def paused(self) -> None:
         self._backlogged = True
+        self.outlet.stream_ok = False
 
     def resumed(self) -> None:
         self._backlogged = False
+        self._sync_outlet()
         waiters, self._drained = self._drained, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
     def lost(self, error: BaseException | None) -> None:
+        # Called from the protocol's connection_lost, which asyncio's and uvloop's transports call
+        # before they close the descriptor: no sweep can send to it once closed, or reused.
+        self.outlet.stream_ok = False
+        self.outlet.fd = -1
         self._closed = True
         self._backlogged = False
         self.error = error
@@ -271,6 +294,13 @@ class FastProtocol13(tornado.websocket.WebSocketProtocol13):
             moved.close()
             stream.lost(error)
             raise tornado.iostream.StreamClosedError(real_error=error) from error
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        # From the close frame on (ours, or the answer to the client's), a sweep writes nothing more.
+        stream = self.stream
+        if isinstance(stream, TransportStream):
+            stream.stop_direct()
+        super().close(code, reason)
 
     # -- called by _FrameReader ---------------------------------------------------------------------
     def transport_made(self, transport: asyncio.Transport) -> None:

@@ -8,13 +8,14 @@ frames, encodes each frame once and writes the same bytes to every subscriber.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import tornado.iostream
@@ -37,6 +38,7 @@ from engine.commands import Outcome, PlaceBid, SetMaxBid
 from engine.engine import CommittedBatch
 from gateway.order_lookups import OrderLookups
 from gateway.protocol import BadFrame, ClientFrame, parse_client_frame
+from gateway.roster import Outlet, OutletLike, Roster, RosterLike
 from gateway.wire import FastProtocol13, Pinger, TransportStream
 from persistence.archive import BidArchiver
 from persistence.catalog import lot_increment
@@ -70,48 +72,33 @@ RESULT_MAX_RETRY_S = 2.0
 RESULT_GIVE_UP_S = 60.0
 # The LotClosed reason of a lot an operator withdrew (engine/book/book.py `cancel_lot`).
 WITHDRAWN_PREFIX = "cancelled:"
-# A broadcast sweeps a session's subscribers in chunks of about FANOUT_CHUNK_S of writes (the
-# clock read every FANOUT_CLOCK_EVERY sockets), handing the loop back between chunks: with ten
-# thousand watchers (one send() each costs ~9 µs of kernel time here) bids are read and answered
-# between chunks instead of after the whole sweep. Frames that arrive during a sweep go to the
-# sockets it has not reached yet in this sweep and to the others in the next one, which starts as
-# soon as this one ends: a frame waits at most about one sweep, where waiting for the sweep under
-# way to finish and then for its socket's turn in the next took up to two.
+# A broadcast sweeps a session's subscribers in chunks of about FANOUT_CHUNK_S of writes, handing
+# the loop back between chunks: with ten thousand watchers (one send() each costs ~9 µs of kernel
+# time here) bids are read and answered between chunks instead of after the whole sweep. Frames
+# that arrive during a sweep go to the sockets it has not reached yet in this sweep and to the
+# others in the next one, which starts as soon as this one ends: a frame waits at most about one
+# sweep, where waiting for the sweep under way to finish and then for its socket's turn in the next
+# took up to two.
 FANOUT_CHUNK_S = 0.004
-FANOUT_CLOCK_EVERY = 32
 # Loop turns between two chunks of a sweep: what a chunk interrupted (a group commit's completion,
 # an answer on its way) moves one callback further per turn; with a single turn between chunks,
 # each of its steps would wait for a whole chunk.
 FANOUT_TURNS_BETWEEN_CHUNKS = 4
-# Where gateway/_fanout.c is built (build_fanout.py), a sweep sends to sockets whose transport has
-# nothing waiting straight from C, FANOUT_BATCH sockets a call, on the loop thread and one worker
-# thread at once: the kernel's per-send cost, most of a sweep, then uses both cores.
+# Where gateway/_fanout.c is built (build_fanout.py), the sweep runs in C over each session's
+# Roster (gateway/roster.py) and sends to every ready socket from there, FANOUT_BATCH sockets at a
+# time on the loop thread and one worker thread at once (the clock read after each batch): the
+# kernel's per-send cost, most of a sweep, then uses both cores, and the sweep's own work per socket
+# is a read of two arrays instead of ~3 µs of Python. Sockets that are not ready (a transport still
+# holding bytes, a lagging or closing socket) and, without the C module, every socket are written
+# through their transports here, at most FANOUT_BATCH per call.
 FANOUT_BATCH = 256
 FANOUT_THREADS = 2 if (os.cpu_count() or 1) > 1 else 1
 # Encoded snapshots kept (per session, for the engine's current seq) before the cache is cleared.
 SNAPSHOT_CACHE_SIZE = 256
 
 
-class DirectSends(Protocol):
-    """gateway._fanout's interface (gateway/_fanout.c): `begin` starts a batch's sends on the worker
-    thread, `end` sends the rest on the calling thread and returns the short sends."""
-
-    def begin(self, fds: Sequence[int], payloads: Sequence[bytes], threads: int, /) -> None: ...
-
-    def end(self) -> list[tuple[int, int]]: ...
-
-
-def load_direct_sends() -> DirectSends | None:
-    """gateway._fanout, or None where it was not built: every socket of a sweep is then written
-    through its transport on the loop thread."""
-    try:
-        import gateway._fanout as fanout
-    except ImportError:
-        return None
-    return cast(DirectSends, fanout)
-
-
-DIRECT_SENDS = load_direct_sends()
+# A session's roster (gateway/roster.py): the C type where gateway/_fanout.c is built.
+new_roster: Callable[[], RosterLike] = Roster
 
 
 def deposit_state(lot: Lot, user_id: int) -> str:
@@ -246,8 +233,10 @@ class Hub:
     def __init__(self, ctx: AppContext, publish: Callable[[int, bytes], None] | None = None) -> None:
         self.ctx = ctx
         self.publish = publish  # Redis pub/sub for other gateway processes
-        # session_id -> subscriber -> the number of the next frame of the session's log it needs
+        # session_id -> subscriber -> its slot in the session's roster, which holds the number of
+        # the next frame of the session's log it needs (its position)
         self.by_session: dict[int, dict[BidderSocket, int]] = {}
+        self._rosters: dict[int, RosterLike] = {}
         self.by_user: dict[int, set[BidderSocket]] = defaultdict(set)
         # The community's live counts (gateway/community_live.py): topic ("post:12") -> watchers.
         self.by_topic: dict[str, set[BidderSocket]] = {}
@@ -264,9 +253,9 @@ class Hub:
         self._logs: dict[int, SessionLog] = {}  # per session with subscribers
         # Sessions whose log has frames some subscriber may not have had, in sweep order.
         self._behind: dict[int, None] = {}
-        # The sweep under way: session_id, its log, its subscribers when it started, the next one's
-        # index, the log's end when it started (every subscriber has everything before it once done).
-        self._sweep: tuple[int, SessionLog, list[BidderSocket], int, int] | None = None
+        # The sweep under way: session_id, its log, its roster, the next slot, the log's end when it
+        # started (every subscriber has everything before it once done).
+        self._sweep: tuple[int, SessionLog, RosterLike, int, int] | None = None
         self._step_scheduled = False
         self.frames_sent = 0
         # session_id -> (engine seq, the snapshot's lots encoded once, shared by every subscriber)
@@ -285,14 +274,25 @@ class Hub:
         log = self._logs.get(session_id)
         if log is None:
             log = self._logs[session_id] = SessionLog()
-        self.by_session.setdefault(session_id, {})[socket] = log.end
+        roster = self._rosters.get(session_id)
+        if roster is None:
+            roster = self._rosters[session_id] = new_roster()
+        members = self.by_session.setdefault(session_id, {})
+        slot = members.get(socket)
+        if slot is None:
+            members[socket] = roster.add(socket.outlet(), socket, log.end)
+        else:
+            roster.set_position(slot, log.end)
 
     def leave(self, socket: BidderSocket, session_id: int) -> None:
         members = self.by_session.get(session_id)
         if members is not None:
-            members.pop(socket, None)
+            slot = members.pop(socket, None)
+            if slot is not None:
+                self._rosters[session_id].remove(slot)
             if not members:
                 del self.by_session[session_id]
+                del self._rosters[session_id]
                 self._logs.pop(session_id, None)
                 self._behind.pop(session_id, None)
 
@@ -512,17 +512,17 @@ class Hub:
         any subscriber is behind."""
         self._step_scheduled = False
         self._collect()
-        deadline = time.perf_counter() + FANOUT_CHUNK_S
+        deadline_ns = time.monotonic_ns() + int(FANOUT_CHUNK_S * 1e9)
         while self._sweep is not None or self._behind:
             if self._sweep is None:
                 session_id = next(iter(self._behind))
                 del self._behind[session_id]
                 log = self._logs.get(session_id)
-                members = self.by_session.get(session_id)
-                if log is None or members is None:
+                roster = self._rosters.get(session_id)
+                if log is None or roster is None:
                     continue
-                self._sweep = (session_id, log, list(members), 0, log.end)
-            if not self._sweep_chunk(deadline):
+                self._sweep = (session_id, log, roster, 0, log.end)
+            if not self._sweep_chunk(deadline_ns):
                 self._step_scheduled = True
                 asyncio.get_running_loop().call_soon(self._next_chunk, FANOUT_TURNS_BETWEEN_CHUNKS - 1)
                 return
@@ -553,70 +553,45 @@ class Hub:
             for event in closed:
                 self._send_results(event)
 
-    def _sweep_chunk(self, deadline: float) -> bool:
+    def _sweep_chunk(self, deadline_ns: int) -> bool:
         """Write the sweep under way until it ends (True) or the deadline passes (False)."""
         assert self._sweep is not None
-        session_id, log, order, index, started_end = self._sweep
-        members = self.by_session.get(session_id)
-        if members is None or self._logs.get(session_id) is not log:
-            # Everyone left meanwhile (and maybe others joined since, on a new log: its frames are
-            # marked behind and get a sweep of their own).
+        session_id, log, roster, index, started_end = self._sweep
+        if self._rosters.get(session_id) is not roster or self._logs.get(session_id) is not log:
+            # Everyone left meanwhile (and maybe others joined since, on a new log and roster: its
+            # frames are marked behind and get a sweep of their own).
             self._sweep = None
             return True
         end = log.end
-        count = len(order)
+
+        def wire_since(position: int) -> bytes:
+            return log.since(position)[1]
+
         written = 0
-        since, wire = -1, b""  # consecutive subscribers mostly share a position
-        frames: list[bytes] = []
-        direct = DIRECT_SENDS
-        # The batch being filled for a send from C (parallel lists: no tuple per socket), and the one
-        # begun before it, which the worker thread sends while this thread fills the next.
-        sockets: list[BidderSocket] = []
-        frame_lists: list[list[bytes]] = []
-        fds: list[int] = []
-        wires: list[bytes] = []
-        begun: tuple[list[BidderSocket], list[list[bytes]], list[bytes]] | None = None
-        try:
-            while index < count:
-                socket = order[index]
-                index += 1
-                position = members.get(socket)
-                if position is None or position >= end:  # left, or had everything already
-                    continue
-                if position != since:
-                    since = position
-                    frames, wire = log.since(position)
-                fd = -1 if direct is None else socket.direct_fd()
-                if fd < 0:
-                    socket.send_many(frames, wire)
-                else:
-                    sockets.append(socket)
-                    frame_lists.append(frames)
-                    fds.append(fd)
-                    wires.append(wire)
-                members[socket] = end
+        while True:
+            # Ready sockets are sent to from C (positions moved to `end` there); the rest come back.
+            index, slow, short, direct_frames, _sends = roster.sweep(
+                index, end, wire_since, deadline_ns, FANOUT_THREADS, FANOUT_BATCH, FANOUT_BATCH
+            )
+            written += direct_frames
+            for slot, sent, before in short:
+                # The kernel took part of the bytes (or none, or the socket failed): the transport
+                # sends the rest in order, applies back-pressure, or meets the error and closes the
+                # socket as it would have on its own write.
+                frames, wire = log.since(before)
+                roster.owner(slot).send_many(frames, wire[sent:] if sent > 0 else wire)
+            for slot in slow:
+                frames, wire = log.since(roster.position(slot))
+                roster.owner(slot).send_many(frames, wire)
                 written += len(frames)
-                if len(fds) >= FANOUT_BATCH:
-                    assert direct is not None
-                    if begun is not None:
-                        self._end_direct(direct, *begun)
-                        begun = None
-                    direct.begin(fds, wires, FANOUT_THREADS)
-                    begun = (sockets, frame_lists, wires)
-                    sockets, frame_lists, fds, wires = [], [], [], []
-                if index % FANOUT_CLOCK_EVERY == 0 and time.perf_counter() > deadline:
-                    break
-        finally:
-            if begun is not None:
-                assert direct is not None
-                self._end_direct(direct, *begun)
-        if fds:
-            assert direct is not None
-            direct.begin(fds, wires, FANOUT_THREADS)
-            self._end_direct(direct, sockets, frame_lists, wires)
+                # It may have left within send_many (closed as a slow consumer): nothing to mark then.
+                with contextlib.suppress(KeyError):
+                    roster.set_position(slot, end)
+            if index >= roster.size or time.monotonic_ns() > deadline_ns:
+                break
         self.frames_sent += written
-        if index < count:
-            self._sweep = (session_id, log, order, index, started_end)
+        if index < roster.size:
+            self._sweep = (session_id, log, roster, index, started_end)
             return False
         self._sweep = None
         # Every subscriber now has every frame before the sweep's start; those who joined during
@@ -626,43 +601,29 @@ class Hub:
             self._behind[session_id] = None
         return True
 
-    @staticmethod
-    def _end_direct(
-        direct: DirectSends, sockets: list[BidderSocket], frame_lists: list[list[bytes]], wires: list[bytes]
-    ) -> None:
-        """Finish the batch begun from C (gateway/_fanout.c: wires[i] to sockets[i]'s descriptor on
-        the worker thread and this one), then hand whatever a send left (the rest of a partial
-        write, or the whole frame after EAGAIN or an error) to the socket's transport, which keeps
-        it in order, applies back-pressure, or meets the error and closes the socket as it would
-        have on its own write.
-
-        Safe because the event loop does not run between a batch's `begin` and its `end` (both in
-        the same `_sweep_chunk` call, the `end` in a `finally`): a socket's descriptor is closed
-        only by its own transport on the loop's thread, and until `end` that thread only prepares
-        the next batch, i.e. touches other sockets (a transport write there may fail and close that
-        socket, never one in flight). So no descriptor of the batch is closed, let alone reused,
-        while a send to it is in flight; a direct_fd socket has nothing buffered for its bytes to
-        overtake; and a socket is in one batch of a sweep at most."""
-        for index, sent in direct.end():
-            wire = wires[index]
-            sockets[index].send_many(frame_lists[index], wire[sent:] if sent > 0 else wire)
-
     def send_personal(self, socket: BidderSocket, frame: bytes) -> None:
         """A frame for one socket, after the broadcast frames it has not had yet (so a `result`
         never overtakes the `closed` before it)."""
         for session_id in socket.subscriptions:
             members = self.by_session.get(session_id)
             log = self._logs.get(session_id)
-            if members is None or log is None:
+            slot = None if members is None else members.get(socket)
+            if slot is None or log is None:
                 continue
-            position = members.get(socket)
+            roster = self._rosters[session_id]
+            position = roster.position(slot)
             end = log.end
-            if position is not None and position < end:
+            if position < end:
                 frames, wire = log.since(position)
                 socket.send_many(frames, wire)
-                members[socket] = end
+                roster.set_position(slot, end)
                 self.frames_sent += len(frames)
         socket.send(frame)
+
+    def position(self, socket: BidderSocket, session_id: int) -> int | None:
+        """The number of the next frame of the session's log `socket` needs, if it is subscribed."""
+        slot = self.by_session.get(session_id, {}).get(socket)
+        return None if slot is None else self._rosters[session_id].position(slot)
 
     def snapshot_frame(self, session_id: int, user_id: int = 0) -> bytes | None:
         """The `snapshot` for one subscriber: every lot's public state, encoded once per engine seq
@@ -826,6 +787,7 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         self._latest: dict[int, bytes] | None = None  # set while lagging: lot_id -> frame
         self._lagging_since = 0.0
         self._frame_once = False  # set in open(): write pre-built frames straight to the stream
+        self._outlet: OutletLike | None = None  # the sweep's view of this socket (outlet())
 
     def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
         """Tornado's protocol, reading frames from an asyncio transport once open (gateway.wire)
@@ -945,8 +907,26 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
         else:
             self._write(frames, wire)
         if self._pending_writes > LAGGING_AFTER_PENDING_WRITES:
-            self._latest = {}
+            self._set_lagging({})
             self._lagging_since = time.monotonic()
+
+    def outlet(self) -> OutletLike:
+        """What the hub's sweep reads of this socket (gateway/roster.py): the stream's outlet, its
+        `socket_ok` kept here (plain frames, not lagging); a socket whose stream is not a
+        TransportStream (compression, TLS) gets one that is never ready."""
+        if self._outlet is None:
+            connection = self.ws_connection
+            stream: tornado.iostream.IOStream | TransportStream | None = (
+                None if connection is None else connection.stream
+            )
+            self._outlet = stream.outlet if type(stream) is TransportStream else Outlet(-1)
+            self._outlet.socket_ok = self._frame_once and self._latest is None
+        return self._outlet
+
+    def _set_lagging(self, latest: dict[int, bytes] | None) -> None:
+        self._latest = latest
+        if self._outlet is not None:
+            self._outlet.socket_ok = self._frame_once and latest is None
 
     def direct_fd(self) -> int:
         """The descriptor the hub's sweep may send this socket's broadcast frames to from C, or -1
@@ -989,7 +969,8 @@ class BidderSocket(tornado.websocket.WebSocketHandler):
     def _written(self, _future: Any, count: int = 1) -> None:
         self._pending_writes -= count
         if self._latest is not None and self._pending_writes == 0:
-            latest, self._latest = self._latest, None
+            latest = self._latest
+            self._set_lagging(None)
             self._write(list(latest.values()))
 
     def send_json(self, message: dict[str, Any]) -> None:

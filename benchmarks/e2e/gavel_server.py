@@ -283,33 +283,42 @@ class TornadoReadSocket(BidderSocket):
         return tornado.websocket.WebSocketHandler.get_websocket_protocol(self)
 
 
-class TimedSends:
-    """gateway._fanout as the hub's sweep calls it (begin / end), each call's wall time summed: the
-    loop thread's time in end() is its share of the sends plus any wait for the worker's last one."""
+class TimedRosters:
+    """The hub's rosters (gateway/roster.py) with each sweep() call's wall time summed: the loop
+    thread's time in the sweep in C, i.e. its share of the sends plus any wait for the worker's
+    last one, and the sockets sent to from there."""
 
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.begin_s = self.end_s = 0.0
-        self.batches = self.sends = 0
+    def __init__(self, make: Any) -> None:
+        self.make = make
+        self.sweep_s = 0.0
+        self.calls = self.sends = 0
 
-    def begin(self, fds: Sequence[int], payloads: Sequence[bytes], threads: int) -> None:
-        started = time.perf_counter()
-        self.real.begin(fds, payloads, threads)
-        self.begin_s += time.perf_counter() - started
-        self.batches += 1
-        self.sends += len(fds)
+    def __call__(self) -> Any:
+        timer = self
+        real = self.make()
 
-    def end(self) -> list[tuple[int, int]]:
-        started = time.perf_counter()
-        report: list[tuple[int, int]] = self.real.end()
-        self.end_s += time.perf_counter() - started
-        return report
+        class Timed:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def __len__(self) -> int:
+                return len(real)
+
+            def sweep(self, *args: Any) -> Any:
+                started = time.perf_counter()
+                result = real.sweep(*args)
+                timer.sweep_s += time.perf_counter() - started
+                timer.calls += 1
+                timer.sends += result[4]
+                return result
+
+        return Timed()
 
     def take(self) -> dict[str, float]:
         """The sums since the last take."""
-        taken = {"begin_s": self.begin_s, "end_s": self.end_s, "batches": self.batches, "sends": self.sends}
-        self.begin_s = self.end_s = 0.0
-        self.batches = self.sends = 0
+        taken = {"sweep_s": self.sweep_s, "calls": self.calls, "sends": self.sends}
+        self.sweep_s = 0.0
+        self.calls = self.sends = 0
         return taken
 
 
@@ -322,9 +331,8 @@ class FanoutTraceHub(Hub):
         self.trace = open(os.environ["GAVEL_BENCH_FANOUT"], "w")  # noqa: SIM115
         self.arrived: dict[int, float] = {}  # lot_id -> when its pending price reached the hub
         self.pinger = TracedPinger(self.line)
-        self.sends: TimedSends | None = None
-        if gateway.ws.DIRECT_SENDS is not None:
-            self.sends = gateway.ws.DIRECT_SENDS = TimedSends(gateway.ws.DIRECT_SENDS)  # type: ignore[assignment]
+        self.sends = TimedRosters(gateway.ws.new_roster)
+        gateway.ws.new_roster = self.sends
         self._gc_started = 0.0
         gc.callbacks.append(self._on_gc)
         self._stall_monitor: asyncio.Task[None] | None = None
@@ -366,7 +374,7 @@ class FanoutTraceHub(Hub):
                 # CPU in the step: the loop thread's, and the process's (the send worker's with it)
                 "cpu": time.thread_time() - loop_cpu,
                 "pcpu": time.process_time() - process_cpu,
-                **({} if self.sends is None else self.sends.take()),
+                **self.sends.take(),
             }
         )
         self.trace.flush()
@@ -378,10 +386,10 @@ class FanoutTraceHub(Hub):
         if prices:
             self.line({"collected": now, "prices": prices})
 
-    def _sweep_chunk(self, deadline: float) -> bool:
+    def _sweep_chunk(self, deadline_ns: int) -> bool:
         if self._sweep is not None and self._sweep[3] == 0:
             self.line({"sweep": time.time(), "sockets": len(self._sweep[2])})
-        done = super()._sweep_chunk(deadline)
+        done = super()._sweep_chunk(deadline_ns)
         if done:
             self.line({"swept": time.time()})
         return done

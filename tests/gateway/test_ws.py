@@ -412,18 +412,19 @@ def one_socket_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     import gateway.ws
 
     monkeypatch.setattr(gateway.ws, "FANOUT_CHUNK_S", 0.0)
-    monkeypatch.setattr(gateway.ws, "FANOUT_CLOCK_EVERY", 1)
+    monkeypatch.setattr(gateway.ws, "FANOUT_BATCH", 1)
 
 
 @pytest.fixture(params=["direct", "transport"])
 def fanout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The sweep's two write paths: sends from C where gateway/_fanout.c is built, and the
-    transports' writes (without the module, as on a machine that could not build it)."""
+    """The sweep's two write paths: the sweep and its sends in C where gateway/_fanout.c is built,
+    and the transports' writes (the Python roster, as on a machine that could not build it)."""
+    import gateway.roster
     import gateway.ws
 
     if request.param == "transport":
-        monkeypatch.setattr(gateway.ws, "DIRECT_SENDS", None)
-    elif gateway.ws.DIRECT_SENDS is None:
+        monkeypatch.setattr(gateway.ws, "new_roster", gateway.roster.PyRoster)
+    elif not gateway.roster.SWEEPS_FROM_C:
         pytest.skip("gateway/_fanout.c not built (build_fanout.py)")
     return str(request.param)
 
@@ -453,7 +454,7 @@ async def test_a_sweep_in_chunks_gives_every_subscriber_every_price_in_order_and
     await app_server.wait_for(lambda: hub._sweep is None and not hub._behind)
     # Every subscriber is up to date, so the session keeps none of the frames already written.
     log = hub._logs[session_id]
-    assert log.frames == [] and set(hub.by_session[session_id].values()) == {log.end}
+    assert log.frames == [] and {hub.position(s, session_id) for s in hub.by_session[session_id]} == {log.end}
     for socket in (*bidders, *watchers):
         socket.close()
 
@@ -596,6 +597,11 @@ class RecordingSocket:
     def direct_fd(self) -> int:
         return -1  # no descriptor: written through send_many
 
+    def outlet(self) -> Any:
+        from gateway.roster import Outlet
+
+        return Outlet(-1)  # never ready: written through send_many
+
 
 async def test_a_sweep_whose_subscribers_all_left_does_not_drop_the_frames_of_those_who_came_after(
     monkeypatch: pytest.MonkeyPatch,
@@ -681,34 +687,37 @@ def test_begin_sends_on_the_worker_while_the_caller_goes_on_and_end_reports_as_w
             b.close()
 
 
-class SendRecorder:
-    """Wraps gateway.ws.DIRECT_SENDS: every batch's size and the sends it reported short."""
+class SweepRecorder:
+    """Every roster the hub makes is the C one wrapped: each sweep() call's slots written from C
+    (`direct`: how many positions it moved), its slow slots and its short sends."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import gateway.ws
 
-        pytest.importorskip("gateway._fanout", reason="gateway/_fanout.c not built (build_fanout.py)")
-        real = gateway.ws.DIRECT_SENDS
-        assert real is not None
-        self.real = real
-        self.batches: list[int] = []
-        self.short: list[tuple[int, int, int]] = []  # (fd, sent or -errno, payload length)
-        self.begun: tuple[list[int], list[bytes]] | None = None
-        monkeypatch.setattr(gateway.ws, "DIRECT_SENDS", self)
+        fanout = pytest.importorskip(
+            "gateway._fanout", reason="gateway/_fanout.c not built (build_fanout.py)"
+        )
+        self.calls: list[tuple[int, int]] = []  # (sockets sent from C, slow slots) per call
+        self.short: list[tuple[int, int, int]] = []  # (slot, sent or -errno, wire length)
+        recorder = self
 
-    def begin(self, fds: list[int], payloads: list[bytes], threads: int) -> None:
-        assert self.begun is None  # one batch in flight at a time
-        self.real.begin(fds, payloads, threads)
-        self.begun = (list(fds), list(payloads))
+        class Recorded:
+            def __init__(self) -> None:
+                self.real = fanout.Roster()
 
-    def end(self) -> list[tuple[int, int]]:
-        assert self.begun is not None
-        fds, payloads = self.begun
-        self.begun = None
-        report = self.real.end()
-        self.batches.append(len(fds))
-        self.short += [(fds[i], sent, len(payloads[i])) for i, sent in report]
-        return report
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.real, name)
+
+            def __len__(self) -> int:
+                return len(self.real)
+
+            def sweep(self, start: int, end: int, since: Any, *rest: Any) -> Any:
+                index, slow, short, frames, sends = self.real.sweep(start, end, since, *rest)
+                recorder.calls.append((sends, len(slow)))
+                recorder.short += [(slot, sent, len(since(before))) for slot, sent, before in short]
+                return index, slow, short, frames, sends
+
+        monkeypatch.setattr(gateway.ws, "new_roster", Recorded)
 
 
 def price(n: int, pad: int = 0) -> bytes:
@@ -722,13 +731,15 @@ async def subscribed_watchers(server: AppServer, count: int) -> tuple[int, list[
     for watcher in watchers:
         assert (await watcher.request({"op": "subscribe", "session_id": session_id}))["type"] == "snapshot"
     await server.wait_for(lambda: all(s.direct_fd() >= 0 for s in server.ctx.hub.sockets))
+    # What the sweep in C reads is what the handler and its stream say.
+    assert all(s.outlet().ready for s in server.ctx.hub.sockets)
     return session_id, list(watchers)
 
 
 async def test_direct_sends_on_two_threads_give_many_sockets_every_frame_in_order(
     app_server: AppServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recorder = SendRecorder(monkeypatch)
+    recorder = SweepRecorder(monkeypatch)
     session_id, watchers = await subscribed_watchers(app_server, 80)
     hub = app_server.ctx.hub
     for n in range(6):  # a sweep each, frames arriving mid-sweep in the chunked ones
@@ -737,21 +748,24 @@ async def test_direct_sends_on_two_threads_give_many_sockets_every_frame_in_orde
     for watcher in watchers:
         await watcher.until("price", n=5)
         assert [f["n"] for f in watcher.frames if f["type"] == "price"] == list(range(6))
-    assert max(recorder.batches) >= 64  # the size at which write_many splits over two threads
+    # Every socket of every sweep was written from C (80 a call: past the size at which the sends
+    # split over two threads), none handed back.
+    assert recorder.calls[:6] == [(80, 0)] * 6
     assert recorder.short == []
     for watcher in watchers:
         watcher.close()
 
 
-async def test_batches_sent_while_the_next_is_prepared_give_every_socket_every_frame_in_order(
+async def test_a_sweep_in_batches_gives_every_socket_every_frame_in_order(
     app_server: AppServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batch N+1 is prepared while the worker sends batch N (begin / end): three batches a chunk,
-    two of them split over both threads, the frames still in order on every socket."""
+    """Batches of 64 from C, frames arriving between two steps of a sweep: the frames still in
+    order on every socket."""
     import gateway.ws
 
     monkeypatch.setattr(gateway.ws, "FANOUT_BATCH", 64)
-    recorder = SendRecorder(monkeypatch)
+    monkeypatch.setattr(gateway.ws, "FANOUT_CHUNK_S", 0.0)  # one batch a step
+    recorder = SweepRecorder(monkeypatch)
     session_id, watchers = await subscribed_watchers(app_server, 150)
     hub = app_server.ctx.hub
     for n in range(4):
@@ -762,7 +776,7 @@ async def test_batches_sent_while_the_next_is_prepared_give_every_socket_every_f
     for watcher in watchers:
         await watcher.until("price", n=103)
         assert [f["n"] for f in watcher.frames if f["type"] == "price"] == [0, 100, 1, 101, 2, 102, 3, 103]
-    assert recorder.batches.count(64) >= 2 and recorder.short == []
+    assert recorder.calls.count((64, 0)) >= 2 and recorder.short == []
     for watcher in watchers:
         watcher.close()
 
@@ -772,7 +786,7 @@ async def test_a_partial_direct_send_is_finished_by_the_transport_before_the_nex
 ) -> None:
     import socket as sockets
 
-    recorder = SendRecorder(monkeypatch)
+    recorder = SweepRecorder(monkeypatch)
     session_id, (watcher,) = await subscribed_watchers(app_server, 1)
     (handler,) = app_server.ctx.hub.sockets
     fd = handler.direct_fd()
@@ -786,6 +800,7 @@ async def test_a_partial_direct_send_is_finished_by_the_transport_before_the_nex
     hub.flush()
     assert recorder.short and 0 < recorder.short[0][1] < recorder.short[0][2]  # a partial write
     assert handler.direct_fd() == -1  # the rest waits in the transport: no direct send may pass it
+    assert not handler.outlet().ready
     hub._frames.append((session_id, price(1)))
     hub.flush()
     first = await watcher.until("price", within_s=10)
@@ -794,13 +809,51 @@ async def test_a_partial_direct_send_is_finished_by_the_transport_before_the_nex
     watcher.close()
 
 
+async def test_what_the_sweep_reads_in_c_follows_each_socket_lagging_closing_and_gone(
+    app_server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outlet's two flags are kept by the code that changes what they stand for; the sweep
+    sends from C only to a socket whose own checks (direct_fd) would allow it."""
+    recorder = SweepRecorder(monkeypatch)
+    session_id, watchers = await subscribed_watchers(app_server, 3)
+    hub = app_server.ctx.hub
+
+    def handler_of(watcher: Bidder) -> Any:
+        port = watcher.conn.stream.socket.getsockname()[1]
+        (handler,) = [
+            s for s in hub.sockets if s.ws_connection.stream.outlet.fd >= 0 and peer_port(s) == port
+        ]
+        return handler
+
+    def peer_port(handler: Any) -> int:
+        return int(handler.ws_connection.stream._transport.get_extra_info("peername")[1])
+
+    lagging, closing, healthy = (handler_of(w) for w in watchers)
+    filler = orjson.dumps({"type": "state", "lot_id": 0, "pad": "x" * 200_000})
+    while lagging._latest is None:  # its client reads nothing while this runs: the buffers fill
+        lagging.send(filler)
+    closing.close(1000)  # the close frame is written now; the client has not answered yet
+    for handler in (lagging, closing, healthy):
+        assert handler.outlet().ready == (handler.direct_fd() >= 0)
+    assert [h.outlet().ready for h in (lagging, closing, healthy)] == [False, False, True]
+    hub._frames.append((session_id, price(0)))
+    hub.flush()
+    assert recorder.calls[-1] == (1, 2)  # the healthy one from C, the other two handed back
+    assert (await watchers[2].until("price"))["n"] == 0
+    watchers[2].close()
+    await app_server.wait_for(lambda: healthy not in hub.sockets)
+    assert healthy.outlet().fd == -1 and not healthy.outlet().ready  # lost: its descriptor forgotten
+    for watcher in watchers[:2]:
+        watcher.close()
+
+
 async def test_a_direct_send_to_a_peer_that_reset_closes_that_socket_as_its_transport_would(
     app_server: AppServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import socket as sockets
     import struct
 
-    recorder = SendRecorder(monkeypatch)
+    recorder = SweepRecorder(monkeypatch)
     session_id, watchers = await subscribed_watchers(app_server, 3)
     hub = app_server.ctx.hub
     gone = watchers.pop(1)
@@ -819,7 +872,7 @@ async def test_a_direct_send_to_a_peer_that_reset_closes_that_socket_as_its_tran
 def test_without_the_c_module_the_hub_writes_through_the_transports(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from gateway.ws import load_direct_sends
+    from gateway.roster import PyOutlet, PyRoster, _types
 
     monkeypatch.setitem(sys.modules, "gateway._fanout", None)  # its import now raises ImportError
-    assert load_direct_sends() is None
+    assert _types() == (PyRoster, PyOutlet, False)
