@@ -88,7 +88,8 @@ FANOUT_TURNS_BETWEEN_CHUNKS = 4
 # Roster (gateway/roster.py) and sends to every ready socket from there, FANOUT_BATCH sockets at a
 # time on the loop thread and one worker thread at once (the clock read after each batch): the
 # kernel's per-send cost, most of a sweep, then uses both cores, and the sweep's own work per socket
-# is a read of two arrays instead of ~3 µs of Python. Sockets that are not ready (a transport still
+# is a read of two arrays instead of Python's dict look-ups and attribute chains (~3 µs of the loop
+# thread's wall a socket at ten thousand watchers). Sockets that are not ready (a transport still
 # holding bytes, a lagging or closing socket) and, without the C module, every socket are written
 # through their transports here, at most FANOUT_BATCH per call.
 FANOUT_BATCH = 256
