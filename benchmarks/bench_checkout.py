@@ -3,6 +3,7 @@ object.
 
     .venv/bin/python benchmarks/bench_checkout.py            # median of 3 rounds; chart in docs/performance/
     .venv/bin/python benchmarks/bench_checkout.py --quick    # one short round, chart in benchmarks/out/
+    .venv/bin/python benchmarks/bench_checkout.py --keep-logs benchmarks/out/checkout-logs  # logs kept
 
 It starts embedded MongoDB (SecantusDB, a one-member replica set: multi-document transactions) and
 Redis, then Gavel (`benchmarks/e2e/gavel_server.py`, i.e. `run.py`, with the sandbox payment
@@ -920,6 +921,13 @@ def main() -> None:
         "--buyers", type=int, default=8, help="buyers per closed-loop user (a full cart each)"
     )
     parser.add_argument("--chart", type=Path, default=None)
+    parser.add_argument(
+        "--keep-logs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="copy the server's, MongoDB's and Redis's logs to DIR at the end (else they go with the run)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration, args.slices = 1, 4.0, 2
@@ -936,7 +944,18 @@ def main() -> None:
         )
         print(json.dumps(result, indent=2, default=str))
     finally:
+        if args.keep_logs is not None:
+            keep_logs(work, args.keep_logs)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def keep_logs(work: Path, target: Path) -> None:
+    """The run's logs (gavel.log, and services/logs/mongo.log, redis.log) copied out of its
+    temporary directory: a failed request's cause is in the server's."""
+    target.mkdir(parents=True, exist_ok=True)
+    for log in [work / "gavel.log", *sorted((work / "services").rglob("*.log"))]:
+        if log.is_file():
+            shutil.copy(log, target / log.name)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from engine.book.errors import NotFound
@@ -120,6 +121,77 @@ async def test_expired_tokens_are_refused(accounts: Accounts, db: Database) -> N
         {"$set": {"expires_at": datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)}},
     )
     assert await accounts.user_for_token(token) is None
+
+
+async def test_a_burst_of_cache_misses_is_looked_up_in_two_reads(
+    accounts: Accounts, db: Database, mongo_url: str
+) -> None:
+    """Users back together once their cached tokens expired (a sale opening): the misses of one
+    turn of the loop are read together, the tokens in one `find` and their users in another. Two
+    reads per request queued one by one through the driver's pool and ran out of their 3-s bound
+    (503 in a burst of cart additions: docs/performance.md, checkout, sixth round)."""
+    live = {}
+    for number in range(10):
+        user_id, token = await accounts.register(f"herd{number}", "herd-password")
+        live[token] = user_id
+    _, revoked = await accounts.register("revoked", "herd-password")
+    await accounts.logout(revoked)
+    _, expired = await accounts.register("expired", "herd-password")
+    await db.tokens.update_one(
+        {"_id": hash_token(expired)},
+        {"$set": {"expires_at": datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)}},
+    )
+    admin_id = await accounts.ensure_admin("admin-password")
+    _, admin = await accounts.login("admin", "admin-password", admin=True)
+    _, admin_as_bidder = await accounts.login("admin", "admin-password")
+
+    reads: list[tuple[str, str]] = []
+
+    class Reads(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            reads.append((event.command_name, str(event.command.get(event.command_name))))
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, tz_aware=True, event_listeners=[Reads()]
+    )
+    try:
+        cold = Accounts(client, client[db.name], scrypt=FAST)  # another process: nothing cached
+        first = next(iter(live))
+        asked = [*live, first, revoked, expired, "no-such-token", admin, admin_as_bidder]
+        answers = await asyncio.gather(*(cold.user_for_token(token) for token in asked))
+        assert [None if a is None else a.user_id for a in answers] == [
+            *live.values(),
+            live[first],
+            None,
+            None,
+            None,
+            admin_id,
+            admin_id,
+        ]
+        assert [a.is_admin for a in answers if a is not None][-2:] == [True, False]
+        assert sorted(reads) == [("find", "tokens"), ("find", "users")]
+
+        reads.clear()  # all cached now
+        assert await cold.user_for_token(first) == answers[0]
+        assert reads == []
+
+        # A request that goes away while it waits takes nothing from the others.
+        other = Accounts(client, client[db.name], scrypt=FAST)
+        leaving = asyncio.ensure_future(other.user_for_token(first))
+        staying = asyncio.ensure_future(other.user_for_token(admin))
+        await asyncio.sleep(0)
+        leaving.cancel()
+        staying_user = await staying
+        assert staying_user is not None and staying_user.is_admin
+        assert leaving.cancelled()
+    finally:
+        await client.close()
 
 
 async def test_ensure_admin(accounts: Accounts) -> None:
