@@ -17,7 +17,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -25,6 +25,7 @@ from pymongo.errors import DuplicateKeyError
 from engine.book.errors import GavelError, NotFound
 from engine.book.errors import InvalidInput as InvalidInput  # re-exported: callers import it from here
 from engine.book.errors import RefReused as RefReused  # re-exported: callers import it from here
+from persistence.coalesced import CoalescedLookups
 from persistence.mongo import (
     Client,
     Database,
@@ -257,66 +258,8 @@ class TokenCache:
             del self._entries[key]
 
 
-# At most this many tokens in one lookup (its `$in`); a larger herd is looked up in several at once.
+# At most this many tokens in one lookup (its `$in`); a larger herd takes a few reads.
 TOKEN_LOOKUP_BATCH = 256
-
-
-class _TokenLookups:
-    """The token cache's misses of one turn of the event loop, looked up together: two MongoDB
-    reads (the tokens, their users) for all of them instead of two per request.
-
-    Every cached token expires `cache_ttl` after it was read, so users who came together (a sale
-    opening, a round of bidding) come back to a cold cache together: 129 requests, each with its
-    own two reads, passed one by one through the driver's pool (its lock and conditions, a turn of
-    the loop each) while the loop was busy with the requests already past authentication, and the
-    last of them ran out of their 3-s bound (DEPENDENCY_TIMEOUT): 503 in a burst of cart
-    additions (docs/performance.md, checkout, sixth round). A failed lookup fails every request
-    that waited for it, as each one's own read would have."""
-
-    def __init__(self, look_up: Callable[[list[str]], Awaitable[dict[str, AuthUser]]]) -> None:
-        self._look_up = look_up
-        self._waiting: dict[str, list[asyncio.Future[AuthUser | None]]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._running: set[asyncio.Task[None]] = set()  # a task is kept until it ends
-
-    async def wait_for(self, key: str) -> AuthUser | None:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a loop of its own (tests run several one after another)
-            self._loop, self._waiting = loop, {}
-        if not self._waiting:
-            loop.call_soon(self._start)
-        future: asyncio.Future[AuthUser | None] = loop.create_future()
-        self._waiting.setdefault(key, []).append(future)
-        return await future
-
-    def _start(self) -> None:
-        waiting, self._waiting = self._waiting, {}
-        keys = list(waiting)
-        for start in range(0, len(keys), TOKEN_LOOKUP_BATCH):
-            batch = {key: waiting[key] for key in keys[start : start + TOKEN_LOOKUP_BATCH]}
-            task = asyncio.get_running_loop().create_task(self._resolve(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    async def _resolve(self, batch: dict[str, list[asyncio.Future[AuthUser | None]]]) -> None:
-        try:
-            found = await self._look_up(list(batch))
-        except BaseException as error:
-            for futures in batch.values():
-                for future in futures:
-                    if future.done():  # its request was cancelled meanwhile
-                        continue
-                    if isinstance(error, Exception):
-                        future.set_exception(error)
-                    else:  # the lookup itself was cancelled (the loop shutting down)
-                        future.cancel()
-            if not isinstance(error, Exception):
-                raise
-            return
-        for key, futures in batch.items():
-            for future in futures:
-                if not future.done():
-                    future.set_result(found.get(key))
 
 
 class Accounts:
@@ -335,7 +278,13 @@ class Accounts:
         self.scrypt = scrypt or ScryptParams()
         self.token_lifetime = token_lifetime
         self.cache = TokenCache(cache_ttl, cache_size)
-        self._lookups = _TokenLookups(self._users_for_tokens)
+        # Token-cache misses looked up together (persistence/coalesced.py): every cached token
+        # expires `cache_ttl` after its read, so users who came together (a sale opening) come back
+        # to a cold cache together, and one read each passed the driver's pool one by one until
+        # the last ran out of DEPENDENCY_TIMEOUT (503 in a burst of cart additions).
+        self._lookups: CoalescedLookups[str, AuthUser] = CoalescedLookups(
+            self._users_for_tokens, TOKEN_LOOKUP_BATCH
+        )
         # Compared against when the username is unknown, so both failures cost one scrypt.
         self._decoy_hash = hash_password(secrets.token_urlsafe(16), self.scrypt)
 
@@ -518,8 +467,8 @@ class Accounts:
         """The user a bearer token belongs to, or None (unknown, revoked or expired).
 
         Admin rights need both an admin account and an admin-scoped token (`/admin/login`).
-        Tokens not in the cache are looked up together with the other requests' misses of the
-        same turn of the loop (`_TokenLookups`).
+        Tokens not in the cache are looked up together with the other requests' misses
+        (`CoalescedLookups`).
         """
         if not token or len(token) > TOKEN_MAX_LENGTH:
             return None
@@ -527,9 +476,9 @@ class Accounts:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        return await self._lookups.wait_for(key)
+        return await self._lookups.get(key)
 
-    async def _users_for_tokens(self, keys: list[str]) -> dict[str, AuthUser]:
+    async def _users_for_tokens(self, keys: Sequence[str]) -> dict[str, AuthUser]:
         """The live tokens among `keys` (token hashes) and their users, in two reads whatever
         their number; each one found is cached."""
         now = utc_now()
@@ -538,7 +487,7 @@ class Accounts:
             record = await self.db.tokens.find_one({"_id": keys[0], **live})
             records = [] if record is None else [record]
         else:
-            records = await self.db.tokens.find({"_id": {"$in": keys}, **live}).to_list()
+            records = await self.db.tokens.find({"_id": {"$in": list(keys)}, **live}).to_list()
         if not records:
             return {}
         user_ids = list({record["user_id"] for record in records})
