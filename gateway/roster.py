@@ -15,7 +15,7 @@ buffered in the transport, not closing, not lost) and `socket_ok` by gateway/ws.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 
 class OutletLike(Protocol):
@@ -147,8 +147,7 @@ def _types() -> tuple[Callable[[], RosterLike], Callable[[int], OutletLike], boo
         import gateway._fanout as _fanout
     except ImportError:
         return PyRoster, PyOutlet, False
-    roster = cast(Callable[[], RosterLike], _fanout.Roster)
-    return roster, cast(Callable[[int], OutletLike], _fanout.Outlet), True
+    return _fanout.Roster, _fanout.Outlet, True
 
 
 # The hub's rosters and the streams' outlets, and whether sweeps send from C.
