@@ -99,17 +99,20 @@ class HeapTrimmer:
         return self._trim is not None
 
     async def trim_now(self) -> None:
-        """One trim (a call already under way is waited for instead of starting another)."""
+        """One trim (a call already under way is waited for instead of starting another). A failed
+        call is logged, never raised: the caller's own work (a snapshot) goes on."""
         if self._trim is None:
             return
-        if self._running is not None and not self._running.done():
+        if self._running is None or self._running.done():
+            if self._thread is None:
+                self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="heap-trim")
+            self._running = asyncio.get_running_loop().run_in_executor(self._thread, self._timed_trim)
+        try:
             await asyncio.shield(self._running)
-            return
-        loop = asyncio.get_running_loop()
-        if self._thread is None:
-            self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="heap-trim")
-        self._running = loop.run_in_executor(self._thread, self._timed_trim)
-        await asyncio.shield(self._running)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("malloc_trim failed")
 
     def _timed_trim(self) -> None:
         assert self._trim is not None
@@ -126,15 +129,12 @@ class HeapTrimmer:
         stats.released_bytes += max(0, before - after)
 
     async def run(self) -> None:
-        """Trim every `interval_s` until cancelled; a failed call is logged, never fatal."""
+        """Trim every `interval_s` until cancelled."""
         if self._trim is None or self.interval_s <= 0:
             return
         while True:
             await asyncio.sleep(self.interval_s)
-            try:
-                await self.trim_now()
-            except Exception:
-                log.exception("malloc_trim failed")
+            await self.trim_now()
 
     def close(self) -> None:
         if self._thread is not None:
