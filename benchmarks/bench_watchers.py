@@ -1296,6 +1296,7 @@ def main() -> None:
     raise_nofile()
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="gavel-watchers-", dir=args.dir))
+    failed = False
     try:
         with Services.from_env(root / "services", os.environ) as services:
             bench = Bench(args, root, services)
@@ -1321,8 +1322,13 @@ def main() -> None:
                 result["chart"] = (
                     str(chart_path.relative_to(ROOT)) if chart_path.is_relative_to(ROOT) else str(chart_path)
                 )
+    except BaseException:
+        failed = True  # the servers' logs say why: the directory is kept (the databases' files too)
+        print(f"bench_watchers: the run failed; its directory is kept: {root}", file=sys.stderr)
+        raise
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not failed:
+            shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result))
 
 
