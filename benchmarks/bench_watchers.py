@@ -129,8 +129,11 @@ class Bench:
                     env["GAVEL_BENCH_KEPT_LOTS"] = str(self.args.soak_kept_lots)
                 if self.args.soak_types:
                     env["GAVEL_BENCH_TYPES_EVERY"] = str(self.args.soak_types)
-                if self.args.soak_malloc_trim:
-                    env["GAVEL_BENCH_MALLOC_TRIM"] = str(self.args.soak_malloc_trim)
+                if self.args.soak_malloc_trim is not None:
+                    # The product's setting (composition/heap.py); 0 turns the trims off (the A/B).
+                    env["MALLOC_TRIM_INTERVAL"] = (
+                        f"{self.args.soak_malloc_trim:g}s" if self.args.soak_malloc_trim else "0"
+                    )
                 if self.args.soak_arenas:
                     env["GAVEL_BENCH_ARENAS"] = "1"
                 if self.args.soak_right_sized_snapshots:
@@ -579,6 +582,19 @@ def slope_per_min(points: list[tuple[float, float]]) -> float | None:
     return statistics.linear_regression([t / 60.0 for t, _ in points], [v for _, v in points]).slope
 
 
+def end_minutes_per_min(points: list[tuple[float, float]], span_s: float = 60.0) -> float | None:
+    """The change per minute between the median of the first `span_s` of (seconds, value) points
+    and that of the last `span_s`. With the product's trims (every 60 s and after each snapshot)
+    a series can be a saw, down at each trim and up until the next: a least-squares line over a
+    few teeth tilts with where the window cuts them, the median over a whole period does not."""
+    if len(points) < 2 or points[-1][0] - points[0][0] < 2 * span_s:
+        return None
+    first = [(t, v) for t, v in points if t < points[0][0] + span_s]
+    last = [(t, v) for t, v in points if t > points[-1][0] - span_s]
+    minutes = (statistics.median(t for t, _ in last) - statistics.median(t for t, _ in first)) / 60.0
+    return (statistics.median(v for _, v in last) - statistics.median(v for _, v in first)) / minutes
+
+
 def held_grown(before: dict[str, int], after: dict[str, int], lots: int) -> list[dict[str, Any]]:
     """The structures whose reachable bytes grew most between two samples (gavel_server.py
     `deep_sizes`), KiB and bytes per lot closed."""
@@ -637,6 +653,9 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
         scale = 1.0 if key == "rss_kib" else 1 / 1024
         value = slope_per_min([(r["t"], r[key] * scale) for r in tail])
         slopes[f"{name}_kib_per_min"] = round(value, 1) if value is not None else None
+        if name in ("rss", "uordblks"):
+            ends = end_minutes_per_min([(r["t"], r[key] * scale) for r in tail])
+            slopes[f"{name}_kib_per_min_end_minutes"] = round(ends, 1) if ends is not None else None
     blocks = slope_per_min([(r["t"], r["allocated_blocks"]) for r in tail])
     slopes["allocated_blocks_per_min"] = round(blocks, 1) if blocks is not None else None
     if all(r.get("traced") is not None for r in tail):
@@ -715,6 +734,7 @@ def server_memory(path: Path, began_wall: float, tail_from: float) -> dict[str, 
             "calls": len(trims),
             "ms_p50": round(statistics.median(trims), 2) if trims else None,
             "ms_max": max(trims) if trims else None,
+            "released_mib": round(last.get("trim_released_bytes", 0) / 2**20, 1),
         },
         "sample_ms_max": max(r["sample_ms"] for r in samples),
         "series": [
@@ -1193,7 +1213,7 @@ def main() -> None:
         "--soak-malloc-trim",
         type=float,
         default=None,
-        help="the soak's server calls glibc's malloc_trim(0) every this many seconds (the allocator A/B)",
+        help="the soak server's MALLOC_TRIM_INTERVAL in seconds (default: the product's 60; 0: none)",
     )
     parser.add_argument(
         "--soak-refs-window",
@@ -1276,6 +1296,7 @@ def main() -> None:
     raise_nofile()
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="gavel-watchers-", dir=args.dir))
+    failed = False
     try:
         with Services.from_env(root / "services", os.environ) as services:
             bench = Bench(args, root, services)
@@ -1301,8 +1322,13 @@ def main() -> None:
                 result["chart"] = (
                     str(chart_path.relative_to(ROOT)) if chart_path.is_relative_to(ROOT) else str(chart_path)
                 )
+    except BaseException:
+        failed = True  # the servers' logs say why: the directory is kept (the databases' files too)
+        print(f"bench_watchers: the run failed; its directory is kept: {root}", file=sys.stderr)
+        raise
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not failed:
+            shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result))
 
 

@@ -24,6 +24,7 @@ from composition.app import make_app, make_engine_app
 from composition.bootstrap import build_context, build_payments, edge_config
 from composition.demo import seed_demo
 from composition.demo_staff import demo_staff_line, seed_demo_staff
+from composition.heap import HeapTrimmer, glibc_malloc_trim, install_heap_gauges
 from composition.settings import Settings
 from engine.clock import SystemClock
 from engine.compaction import Compactor
@@ -138,6 +139,7 @@ class Service:
         self.hub: Hub | None = None
         self.generated_admin_password: str | None = None
         self.demo_session: int | None = None
+        self.heap = HeapTrimmer(glibc_malloc_trim(), config.malloc_trim_interval_ms / 1000)
 
     async def start(self) -> None:
         """Each step builds on the ones before; the last one opens the port."""
@@ -158,6 +160,7 @@ class Service:
             self.app = await self._start_gateway()
         if self.archiver is not None:
             self.local_engine.commit_observer = metrics_of(self.ctx).committed
+        install_heap_gauges(metrics_of(self.ctx), self.heap)
         _freeze_the_heap()
         self._listen()
 
@@ -356,6 +359,7 @@ class Service:
         if self.compactor is not None:
             self.background.append(asyncio.create_task(self.compactor.run(), name="compaction"))
         self.background.append(asyncio.create_task(self._watch_children(), name="watch-children"))
+        self.background.append(asyncio.create_task(self.heap.run(), name="heap-trim"))
 
     async def _start_engine(self, archiver: BidArchiver | ArchiverProcess) -> None:
         engine = self.local_engine
@@ -470,6 +474,9 @@ class Service:
             if self.node is not None:
                 # Gateways load the newest snapshot, then the stream after it; keep one spare.
                 await self.node.trim(previous)
+            if config.malloc_trim_interval_ms:
+                # A snapshot's buffers are the process's biggest transient: freed, handed back now.
+                await self.heap.trim_now()
 
     async def _watch_children(self) -> None:
         """An embedded server that dies is reported loudly, and the service stops."""
@@ -525,6 +532,7 @@ class Service:
         await budget.run("closing Redis", self.redis.aclose(), at_most=0.5)
         for client in (self.client, self.background_client):
             await budget.run("closing MongoDB", client.close(), at_most=0.5)
+        self.heap.close()
         log.info("stopped", extra={"last_seq": self.engine.last_seq, "role": self.config.role})
 
 

@@ -58,6 +58,13 @@ def parse_duration_ms(text: str) -> int:
     return total
 
 
+def parse_duration_or_off_ms(text: str) -> int:
+    """`parse_duration_ms`, or 0 for `0` / `off` (the periodic work is not done)."""
+    if text.strip().lower() in ("0", "off"):
+        return 0
+    return parse_duration_ms(text)
+
+
 def parse_flag(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -229,6 +236,14 @@ SPECS: tuple[Spec, ...] = (
         "5",
         parse_seconds,
         "seconds between compactions of closed lots whose bids are archived and whose close is settled",
+    ),
+    Spec(
+        "malloc_trim_interval_ms",
+        "MALLOC_TRIM_INTERVAL",
+        "60s",
+        parse_duration_or_off_ms,
+        "how often the C allocator's free memory is handed back to the system (glibc's malloc_trim; "
+        "also after each snapshot); 0 or off: never",
     ),
     Spec(
         "seed_demo",
@@ -443,6 +458,7 @@ class Settings:
     snapshot_interval: float = 60.0
     snapshot_records: int = 100_000
     compact_interval: float = 5.0
+    malloc_trim_interval_ms: int = 60_000
     seed_demo: bool = True
     order_deadline_ms: int = 86_400_000
     shop_pending_timeout_ms: int = 1_800_000

@@ -291,3 +291,26 @@ def test_the_embedded_servers_are_spawned_before_the_service_is_imported() -> No
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
     )
     assert imported.stdout.strip() == ""
+
+
+@pytest.mark.slow
+async def test_the_service_trims_the_heap_after_snapshots_and_reports_it_in_metrics(
+    service: ServiceProcess,
+) -> None:
+    service.env["MALLOC_TRIM_INTERVAL"] = "1s"  # and SNAPSHOT_INTERVAL=1: a trim after each snapshot
+    await asyncio.to_thread(service.start)
+    deadline = time.monotonic() + 20
+    while True:
+        text = (await asyncio.to_thread(tornado_fetch_sync, service.base + "/metrics")).decode()
+        values = {
+            name: float(value)
+            for name, _, value in (line.partition(" ") for line in text.splitlines())
+            if name.startswith(("gavel_heap_", "gavel_resident_"))
+        }
+        if values.get("gavel_heap_trims", 0) >= 2:
+            break
+        assert time.monotonic() < deadline, text
+        await asyncio.sleep(0.3)
+    assert values["gavel_resident_bytes"] > 20 << 20
+    assert 0 < values["gavel_heap_trim_seconds_max"] < 1.0
+    assert values["gavel_heap_trim_released_bytes"] >= 0

@@ -77,9 +77,9 @@ benchmark limits and the benchmark's A/B variants, which live here, not in produ
   (`KEPT_LOT_VIEWS_MAX`, and `KEPT_SESSION_VIEWS_MAX` at N / 100) and the read cache
   (`MAX_ENTRIES` per domain) bounded at N instead of 5,000, so that a 10-minute soak reaches
   the bound and shows what grows once they no longer can. Never a way to run Gavel.
-- `GAVEL_BENCH_MALLOC_TRIM=SECONDS`: the A/B of the soak: glibc's `malloc_trim(0)` every SECONDS
-  on the loop (the free pages of every arena handed back to the kernel); each call's time is in
-  the memory samples (`trim_ms`).
+- The product's own trims (`MALLOC_TRIM_INTERVAL`, composition/heap.py) are in the memory
+  samples: each call's time since the last sample (`trim_ms`) and the resident bytes handed back
+  so far (`trim_released_bytes`). The soak's A/B sets `MALLOC_TRIM_INTERVAL` (`--soak-malloc-trim`).
 - `GAVEL_PROFILE=PATH`: profile with cProfile between SIGUSR1 (start) and SIGUSR2 (stop, write
   the stats to PATH), e.g. around one measurement window. It slows the server down: never for
   figures, only to see where the CPU goes.
@@ -427,12 +427,6 @@ class BenchService(Service):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, COMMANDS.dump, path)
         if os.environ.get("GAVEL_BENCH_REFS_WINDOW_MS"):
             self.local_engine.refs.window_ms = int(os.environ["GAVEL_BENCH_REFS_WINDOW_MS"])
-        if os.environ.get("GAVEL_BENCH_MALLOC_TRIM"):
-            self.trims_ms: list[float] = []
-            every = float(os.environ["GAVEL_BENCH_MALLOC_TRIM"])
-            self.background.append(
-                asyncio.get_running_loop().create_task(trim_malloc(every, self.trims_ms), name="bench-trim")
-            )
         if os.environ.get("GAVEL_BENCH_MEMORY"):
             every = float(os.environ.get("GAVEL_BENCH_MEMORY_EVERY") or 10)
             sampler = sample_memory(self, Path(os.environ["GAVEL_BENCH_MEMORY"]), every)
@@ -519,15 +513,6 @@ LIBC.fopen.restype = ctypes.c_void_p
 LIBC.fclose.argtypes = [ctypes.c_void_p]
 LIBC.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
 CONTAINERS = (dict, set, frozenset, list, collections.deque)
-
-
-async def trim_malloc(every: float, took_ms: list[float]) -> None:
-    """glibc's `malloc_trim(0)` every `every` seconds; each call's duration kept for the samples."""
-    while True:
-        await asyncio.sleep(every)
-        started = time.perf_counter()
-        LIBC.malloc_trim(0)
-        took_ms.append(round((time.perf_counter() - started) * 1000, 3))
 
 
 def arenas_in_use(scratch: Path) -> list[dict[str, int]]:
@@ -655,7 +640,9 @@ async def sample_memory(service: BenchService, path: Path, every: float) -> None
             },
             "sizes": sizes,
             "mongo_connections": mongo_connections(service),
-            "trim_ms": getattr(service, "trims_ms", [])[:],
+            # The product's trims (composition/heap.py, MALLOC_TRIM_INTERVAL) since the last sample.
+            "trim_ms": [round(ms, 3) for ms in service.heap.stats.recent_ms],
+            "trim_released_bytes": service.heap.stats.released_bytes,
             "threads": thread_count(),
             "gc_collections": [generation["collections"] for generation in gc.get_stats()],
             "gc_collected": [generation["collected"] for generation in gc.get_stats()],
@@ -667,8 +654,7 @@ async def sample_memory(service: BenchService, path: Path, every: float) -> None
         if gc_probe_every and record["t"] >= gc_probe_next:
             gc_probe_next = record["t"] + gc_probe_every
             record["gc_probe"] = collector_probe()
-        if hasattr(service, "trims_ms"):
-            service.trims_ms.clear()
+        service.heap.stats.recent_ms.clear()
         if types_every and record["t"] >= types_next:
             types_next = record["t"] + types_every
             record["types"] = object_types()
