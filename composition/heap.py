@@ -84,12 +84,10 @@ class HeapTrimmer:
         trim: Callable[[], int] | None,
         interval_s: float,
         resident: Callable[[], int] = resident_bytes,
-        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._trim = trim
         self.interval_s = interval_s
         self._resident = resident
-        self._clock = clock
         self.stats = TrimStats()
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: asyncio.Future[None] | None = None
@@ -117,9 +115,9 @@ class HeapTrimmer:
     def _timed_trim(self) -> None:
         assert self._trim is not None
         before = self._resident()
-        started = self._clock()
+        started = time.perf_counter()
         self._trim()
-        took_ms = (self._clock() - started) * 1000
+        took_ms = (time.perf_counter() - started) * 1000
         after = self._resident()
         stats = self.stats
         stats.calls += 1
